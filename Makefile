@@ -1,0 +1,46 @@
+# powrops — every target bootstraps .venv from nothing.
+#
+# The venv is built on a Python that the unprivileged PostgreSQL OS user can execute too
+# (Debian's /usr/bin/python3 when present), because the server runs `powrops wal push` as
+# its archive_command.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in /usr/bin/python3.11 /usr/bin/python3 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint lab bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.11 with venv found; set PYTHON=..." >&2; exit 3; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/powrops demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests benchmarks migrations
+	$(BIN)/ruff format --check lib tests benchmarks migrations
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python tests/ci_setup.py
+	$(BIN)/pytest
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
+	$(BIN)/jupyter lab --notebook-dir=. runbooks
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+
+clean:
+	-$(BIN)/powrops db stop
+	rm -rf $(VENV) .powrops .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,298 @@
+"""The ``powrops`` command.
+
+Exit codes follow the monitoring convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the
+command could not judge: bad arguments or config, an unreachable database, a failed run).
+Imports are deferred to the subcommand that needs them, so that short commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from powrops import __version__
+from powrops.errors import EXIT_UNKNOWN, ParameterError, PowropsError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the monitoring exit code for bad arguments."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNKNOWN, f"powrops: error: {message}\n")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from powrops.config import load_settings
+
+    return load_settings(getattr(args, "config", None))
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from powrops.config import redacted_dict, to_toml
+
+    settings = _settings(args)
+    data = redacted_dict(settings)
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"# effective configuration ({settings.source}); secrets are redacted")
+        print(to_toml(data), end="")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from powrops.config import load_settings
+
+    settings = load_settings(args.file or getattr(args, "config", None))
+    print(f"configuration OK ({settings.source})")
+    return 0
+
+
+# --- db ------------------------------------------------------------------------------------
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    from powrops.db import embedded_cluster
+
+    settings = _settings(args)
+    if settings.database.url is not None:
+        raise ParameterError(
+            "database.url is configured: `powrops db` manages only the embedded cluster; "
+            "unset database.url (or POWROPS_DATABASE_URL) to use it"
+        )
+    return settings, embedded_cluster(settings)
+
+
+def cmd_db_start(args: argparse.Namespace) -> int:
+    from powrops.db import cluster_settings, target
+
+    settings, cluster = _cluster(args)
+    created = not cluster.exists()
+    cluster.start(cluster_settings(settings))
+    verb = "created and started" if created else "running"
+    print(f"embedded PostgreSQL {cluster.binaries.version} {verb}: {target(settings).display}")
+    print(f"  data directory {cluster.data_dir} (OS user {cluster.os_user.name})")
+    print(f"  password in {cluster.password_file}")
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    _, cluster = _cluster(args)
+    print("stopped" if cluster.stop() else "not running")
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    _, cluster = _cluster(args)
+    status = cluster.status()
+    if args.json:
+        _print_json(status)
+    else:
+        for key, value in status.items():
+            print(f"{key:10} {value}")
+    return 0 if status["running"] else 2
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    from powrops.db import target
+
+    tgt = target(_settings(args))
+    print(tgt.libpq_url if args.with_password else tgt.display)
+    return 0
+
+
+# --- migrate -------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from powrops import migrate
+    from powrops.db import engine
+
+    eng = engine(_settings(args))
+    if args.action == "latest":
+        before = migrate.current(eng)
+        migrate.upgrade(eng, "head")
+        after = migrate.current(eng)
+        print(f"migrated {before or 'base'} -> {after}" if before != after else f"already at head ({after})")
+    elif args.action == "rollback":
+        before = migrate.current(eng)
+        if before is None:
+            print("nothing to roll back: no migration is applied")
+            return 0
+        migrate.downgrade(eng, "-1")
+        print(f"rolled back {before} -> {migrate.current(eng) or 'base'}")
+    else:
+        rows = migrate.status(eng)
+        if args.json:
+            _print_json([row.to_dict() for row in rows])
+        else:
+            for row in rows:
+                mark = "applied" if row.applied else "pending"
+                tx = "transaction" if row.transaction else "no transaction"
+                print(f"{row.revision}  {row.timestamp:%Y-%m-%d %H:%M:%S}  {mark:8} {tx:15} {row.slug}")
+        return 0 if all(r.applied for r in rows) else 1
+    return 0
+
+
+# --- seed ----------------------------------------------------------------------------------
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from powrops import demo_data
+    from powrops.db import engine
+
+    eng = engine(_settings(args))
+    dataset = demo_data.generate(users=args.users, weeks=args.weeks, seed=args.seed, defects=args.defects)
+    report = demo_data.load(eng, dataset, replace=args.replace)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.describe())
+    return 0
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _parameters(pairs: Sequence[Sequence[str]] | None) -> dict[str, str]:
+    return {key: value for key, value in (pairs or [])}
+
+
+def cmd_report_list(args: argparse.Namespace) -> int:
+    from powrops.reports.runner import discover, project_root
+
+    specs = discover(project_root())
+    for spec in specs.values():
+        params = ", ".join(f"{p['name']}={p['default']}" for p in spec.parameters) or "-"
+        print(f"{spec.name:28} {spec.kind:9} {spec.description}  [{params}]")
+    return 0
+
+
+def cmd_report_run(args: argparse.Namespace) -> int:
+    from powrops.db import secrets, target
+    from powrops.reports.runner import run_report
+
+    settings = _settings(args)
+    target(settings)  # fail fast, before a kernel starts, when the database is unreachable
+    result = run_report(
+        args.name,
+        _parameters(args.parameter),
+        reports_dir=settings.reports_dir,
+        timeout=settings.reports.timeout.timedelta.total_seconds(),
+        secrets=secrets(settings),
+    )
+    print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
+    if result.result.get("error"):
+        print(f"  error: {result.result['error']}", file=sys.stderr)
+    return int(result.exit_code)
+
+
+def cmd_report_index(args: argparse.Namespace) -> int:
+    from powrops.reports.index import build_index
+
+    print(build_index(_settings(args).reports_dir))
+    return 0
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from powrops.demo import run_demo
+
+    return run_demo(_settings(args), users=args.users, weeks=args.weeks)
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="powrops", description="Data-management toolkit for POWR's PostgreSQL.")
+    parser.add_argument("--version", action="version", version=f"powrops {__version__}")
+    parser.add_argument("-c", "--config", help="config file (default $POWROPS_CONFIG, ./powrops.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    config = sub.add_parser("config", help="show or check the configuration").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    show = config.add_parser("show", help="print the effective configuration, secrets redacted")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_config_show)
+    check = config.add_parser("check", help="validate a config file (exit 3 when invalid)")
+    check.add_argument("file", nargs="?")
+    check.set_defaults(func=cmd_config_check)
+
+    db = sub.add_parser("db", help="manage the embedded PostgreSQL cluster").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    db.add_parser("start", help="create (first time) and start the cluster").set_defaults(func=cmd_db_start)
+    db.add_parser("stop", help="stop the cluster").set_defaults(func=cmd_db_stop)
+    status = db.add_parser("status", help="is it running, where, which version")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_db_status)
+    url = db.add_parser("url", help="print the database URL (password hidden unless asked)")
+    url.add_argument("--with-password", action="store_true")
+    url.set_defaults(func=cmd_db_url)
+
+    mig = sub.add_parser("migrate", help="schema migrations (alembic)")
+    mig.add_argument("action", choices=["latest", "rollback", "status"])
+    mig.add_argument("--json", action="store_true")
+    mig.set_defaults(func=cmd_migrate)
+
+    seed = sub.add_parser("seed", help="load deterministic demo data")
+    seed.add_argument("--users", type=int, default=50)
+    seed.add_argument("--weeks", type=int, default=12)
+    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--defects", action="store_true", help="plant known integrity defects")
+    seed.add_argument("--replace", action="store_true", help="replace existing POWR data")
+    seed.add_argument("--json", action="store_true")
+    seed.set_defaults(func=cmd_seed)
+
+    rep = sub.add_parser("report", help="run and archive report notebooks").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    rep.add_parser("list", help="reports and runbooks with their parameters").set_defaults(
+        func=cmd_report_list
+    )
+    run = rep.add_parser("run", help="execute a report into the archive")
+    run.add_argument("name")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    run.set_defaults(func=cmd_report_run)
+    rep.add_parser("index", help="rebuild reports/index.html").set_defaults(func=cmd_report_index)
+
+    demo = sub.add_parser("demo", help="set up the embedded default and run every report")
+    demo.add_argument("--users", type=int, default=50)
+    demo.add_argument("--weeks", type=int, default=26)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Handler = args.func
+    try:
+        return func(args)
+    except PowropsError as exc:
+        print(f"powrops: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("powrops: interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,684 @@
+"""Configuration: the strategy's interfaces as typed settings, with its values as defaults.
+
+An empty ``powrops.toml`` means the data management strategy as written. Values come from, in
+order of precedence: environment overrides, the TOML file, the defaults below. The file is the
+one given explicitly, else ``$POWROPS_CONFIG``, else ``./powrops.toml`` when it exists.
+
+Environment overrides: ``POWROPS__SECTION__KEY=value`` sets any key (double underscores separate
+levels, e.g. ``POWROPS__BACKUP__RETENTION__FULL=14d``); ``POWROPS_DATABASE_URL``,
+``POWROPS_STATE_DIR`` and ``POWROPS_REPORTS_DIR`` are shortcuts for the most common ones.
+
+Unknown keys and bad values are errors naming the dotted key, the value and what was expected:
+a typo in a retention period must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from powrops.durations import Duration, Size
+from powrops.errors import ConfigError
+
+ENV_PREFIX = "POWROPS__"
+ENV_SHORTCUTS = {
+    "POWROPS_DATABASE_URL": ("database", "url"),
+    "POWROPS_STATE_DIR": ("state", "dir"),
+    "POWROPS_REPORTS_DIR": ("reports", "dir"),
+}
+DEFAULT_FILE = "powrops.toml"
+
+
+class Section(BaseModel):
+    """Base of every settings section: strict about unknown keys, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --- connection and local state -------------------------------------------------------------
+
+
+class DatabaseSettings(Section):
+    url: SecretStr | None = None
+    connect_timeout: int = Field(10, ge=1)
+    statement_timeout: Duration = Duration.parse("5min")
+    application_name: str = "powrops"
+
+
+class PostgresSettings(Section):
+    bin_dir: str | None = None
+    os_user: str = "powrops"
+    port: int | None = Field(None, ge=1024, le=65535)
+
+    @field_validator("os_user")
+    @classmethod
+    def _not_root(cls, value: str) -> str:
+        if value == "root":
+            raise ValueError("must not be root: PostgreSQL refuses to run as root")
+        return value
+
+
+class StateSettings(Section):
+    dir: str = ".powrops"
+
+
+class ReportSettings(Section):
+    dir: str = "reports"
+    archive_url: SecretStr | None = None
+    retention: Duration = Duration.parse("indefinite")
+    timeout: Duration = Duration.parse("30min")
+
+
+# --- backup (BackupConfig, BackupProcedure) --------------------------------------------------
+
+
+class BackupSchedule(Section):
+    full: Duration = Duration.parse("daily")
+    incremental: Duration = Duration.parse("1h")
+    logs: Duration = Duration.parse("15min")
+
+
+class BackupRetention(Section):
+    full: Duration = Duration.parse("30d")
+    incremental: Duration = Duration.parse("7d")
+    logs: Duration = Duration.parse("24h")
+
+
+def _kind_only(value: Any) -> Any:
+    """Accept the strategy's spelling ``primary = "s3"`` as a repository of that kind."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
+class Repository(Section):
+    kind: Literal["s3", "gcs", "file"]
+    url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    server_side_encryption: Literal["AES256", "aws:kms"] | None = None
+    sse_kms_key_id: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("file://", "s3://")):
+            raise ValueError("expected a repository URL starting with file:// or s3://")
+        return value
+
+
+class Encryption(Section):
+    enabled: bool = False
+    key_file: str | None = None
+    key_env: str | None = None
+
+    @model_validator(mode="after")
+    def _key_source(self) -> Encryption:
+        if self.enabled and not (self.key_file or self.key_env):
+            raise ValueError("encryption is enabled but neither key_file nor key_env is set")
+        return self
+
+
+class BackupStorage(Section):
+    primary: Annotated[Repository, BeforeValidator(_kind_only)] = Repository(kind="s3")
+    secondary: Annotated[Repository | None, BeforeValidator(_kind_only)] = Repository(kind="gcs")
+    encryption: Encryption = Encryption()
+
+
+class PreSteps(Section):
+    check_disk_space: bool = True
+    check_connections: bool = True
+    notify_team: bool = True
+
+
+class DuringSteps(Section):
+    monitor_progress: bool = True
+    check_integrity: bool = True
+    log_metadata: bool = True
+
+
+class PostSteps(Section):
+    verify_backup: bool = True
+    update_registry: bool = True
+    cleanup_old: bool = True
+
+
+class BackupProcedure(Section):
+    pre: PreSteps = PreSteps()
+    during: DuringSteps = DuringSteps()
+    post: PostSteps = PostSteps()
+
+
+class BackupSettings(Section):
+    schedule: BackupSchedule = BackupSchedule()
+    retention: BackupRetention = BackupRetention()
+    storage: BackupStorage = BackupStorage()
+    procedure: BackupProcedure = BackupProcedure()
+
+
+class NotifyChannel(Section):
+    kind: Literal["log", "webhook", "command"]
+    url: SecretStr | None = None
+    command: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> NotifyChannel:
+        if self.kind == "webhook" and self.url is None:
+            raise ValueError("a webhook channel needs url")
+        if self.kind == "command" and not self.command:
+            raise ValueError("a command channel needs command")
+        return self
+
+
+class NotifySettings(Section):
+    channels: tuple[NotifyChannel, ...] = (NotifyChannel(kind="log"),)
+
+
+# --- recovery (RecoveryPlan) -----------------------------------------------------------------
+
+RECOVERY_STEPS = (
+    "Stop application",
+    "Restore latest full backup",
+    "Apply incremental backups",
+    "Verify data integrity",
+    "Update configurations",
+    "Restart application",
+)
+
+
+class RecoveryVerification(Section):
+    data_integrity: bool = True
+    application_state: bool = True
+    user_access: bool = True
+
+
+class RecoveryApplication(Section):
+    stop_command: str | None = None
+    configure_command: str | None = None
+    start_command: str | None = None
+
+
+class RecoveryObjectives(Section):
+    rto: Duration = Duration.parse("1h")
+    rpo: Duration = Duration.parse("15min")
+
+
+class RecoverySettings(Section):
+    steps: tuple[str, ...] = RECOVERY_STEPS
+    verification: RecoveryVerification = RecoveryVerification()
+    application: RecoveryApplication = RecoveryApplication()
+    objectives: RecoveryObjectives = RecoveryObjectives()
+
+    @field_validator("steps")
+    @classmethod
+    def _plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if tuple(value) != RECOVERY_STEPS:
+            raise ValueError("the recovery plan's steps are fixed: " + "; ".join(RECOVERY_STEPS))
+        return value
+
+
+# --- retention, archival, cleanup ------------------------------------------------------------
+
+
+class UserAccountRetention(Section):
+    active: Duration = Duration.parse("indefinite")
+    inactive: Duration = Duration.parse("2 years")
+    deleted: Duration = Duration.parse("30 days")
+
+
+class WorkoutDataRetention(Section):
+    active: Duration = Duration.parse("indefinite")
+    archived: Duration = Duration.parse("5 years")
+    deleted: Duration = Duration.parse("90 days")
+
+
+class SystemLogRetention(Section):
+    security: Duration = Duration.parse("1 year")
+    performance: Duration = Duration.parse("3 months")
+    debug: Duration = Duration.parse("7 days")
+
+
+class RetentionSettings(Section):
+    user_account: UserAccountRetention = UserAccountRetention()
+    workout_data: WorkoutDataRetention = WorkoutDataRetention()
+    system_logs: SystemLogRetention = SystemLogRetention()
+
+
+class ArchivalTriggers(Section):
+    age: int = Field(365, ge=1, description="days since last access")
+    size: int = Field(100_000, ge=1, description="record count threshold")
+    user_request: bool = True
+
+
+class ArchivalProcess(Section):
+    compress: bool = True
+    validate_: bool = Field(True, alias="validate")
+    index: bool = True
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ArchivalSettings(Section):
+    triggers: ArchivalTriggers = ArchivalTriggers()
+    process: ArchivalProcess = ArchivalProcess()
+    repository: str | None = None
+
+
+class CleanupTargets(Section):
+    temp_data: Duration = Duration.parse("24h")
+    cache_ttl: Duration = Duration.parse("1h")
+    sessions: Duration = Duration.parse("14d")
+
+
+class CleanupLogging(Section):
+    deleted_records: bool = True
+    space_reclaimed: bool = True
+    errors: bool = True
+
+
+class CleanupSettings(Section):
+    schedule: Duration = Duration.parse("weekly")
+    targets: CleanupTargets = CleanupTargets()
+    logging: CleanupLogging = CleanupLogging()
+    batch_size: int = Field(5000, ge=1)
+
+
+# --- integrity and audit ---------------------------------------------------------------------
+
+
+class NumberRule(Section):
+    type: Literal["decimal", "integer"]
+    min: float
+    max: float
+    required: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumberRule:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+def _date_bound(value: Any) -> Any:
+    if isinstance(value, dt.date) or value == "today":
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError('expected a date as YYYY-MM-DD or "today"')
+
+
+class DateRule(Section):
+    type: Literal["date"] = "date"
+    min: Annotated[dt.date | Literal["today"], BeforeValidator(_date_bound)]
+    max: Annotated[dt.date | Literal["today"], BeforeValidator(_date_bound)]
+    required: bool = True
+
+    def bounds(self, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+        today = today or dt.date.today()
+        low = today if self.min == "today" else self.min
+        high = today if self.max == "today" else self.max
+        assert isinstance(low, dt.date) and isinstance(high, dt.date)
+        return low, high
+
+
+class WorkoutValidation(Section):
+    weight: NumberRule = NumberRule(type="decimal", min=0, max=1000)
+    reps: NumberRule = NumberRule(type="integer", min=1, max=100)
+    date: DateRule = DateRule(min=dt.date(2020, 1, 1), max="today")
+
+
+class ValidationSettings(Section):
+    workout: WorkoutValidation = WorkoutValidation()
+
+
+class ConsistencyChecks(Section):
+    referential_integrity: bool = True
+    calculated_fields: bool = True
+    user_totals: bool = True
+
+
+class ConsistencyRepair(Section):
+    auto_fix: bool = True
+    notification: bool = True
+    logging: bool = True
+
+
+class ConsistencySettings(Section):
+    schedule: Duration = Duration.parse("daily")
+    checks: ConsistencyChecks = ConsistencyChecks()
+    repair: ConsistencyRepair = ConsistencyRepair()
+    statement_timeout: Duration = Duration.parse("15min")
+    heapallindexed: bool = False
+
+
+class AuditEvents(Section):
+    data_modification: bool = True
+    access_patterns: bool = True
+    system_changes: bool = True
+
+
+class AuditMetadata(Section):
+    timestamp: bool = True
+    user_id: bool = True
+    action: bool = True
+    old_value: bool = True
+    new_value: bool = True
+
+
+class AuditSettings(Section):
+    events: AuditEvents = AuditEvents()
+    metadata: AuditMetadata = AuditMetadata()
+
+
+# --- performance, maintenance, alerts --------------------------------------------------------
+
+
+class Pagination(Section):
+    default_limit: int = Field(20, ge=1)
+    max_limit: int = Field(100, ge=1)
+    use_keyset: bool = True
+
+    @model_validator(mode="after")
+    def _limits(self) -> Pagination:
+        if self.default_limit > self.max_limit:
+            raise ValueError("default_limit is greater than max_limit")
+        return self
+
+
+class Caching(Section):
+    strategy: Literal["write-through", "write-back", "write-around"] = "write-through"
+    ttl: Duration = Duration.parse("1h")
+    invalidation: Literal["selective", "full"] = "selective"
+
+
+class QuerySettings(Section):
+    pagination: Pagination = Pagination()
+    caching: Caching = Caching()
+
+
+class MaintenanceAlerts(Section):
+    table_size: Size = Size.parse("10GB")
+    index_size: Size = Size.parse("2GB")
+    query_time: Duration = Duration.parse("1s")
+
+
+class MaintenanceSettings(Section):
+    vacuum: Duration = Duration.parse("weekly")
+    analyze: Duration = Duration.parse("daily")
+    reindex: Duration = Duration.parse("monthly")
+    alerts: MaintenanceAlerts = MaintenanceAlerts()
+
+
+class PercentThreshold(Section):
+    warning: float = Field(ge=0, le=100)
+    critical: float = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PercentThreshold:
+        if self.warning > self.critical:
+            raise ValueError(f"warning ({self.warning}) is above critical ({self.critical})")
+        return self
+
+
+class DurationThreshold(Section):
+    warning: Duration
+    critical: Duration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DurationThreshold:
+        if self.warning.timedelta > self.critical.timedelta:
+            raise ValueError(f"warning ({self.warning}) is above critical ({self.critical})")
+        return self
+
+
+class CountThreshold(Section):
+    warning: int = Field(ge=1)
+    critical: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CountThreshold:
+        if self.warning > self.critical:
+            raise ValueError(f"warning ({self.warning}) is above critical ({self.critical})")
+        return self
+
+
+class AlertSettings(Section):
+    disk_usage: PercentThreshold = PercentThreshold(warning=80, critical=90)
+    dead_tuples: PercentThreshold = PercentThreshold(warning=10, critical=20)
+    query_time: DurationThreshold = DurationThreshold(
+        warning=Duration.parse("1s"), critical=Duration.parse("3s")
+    )
+    failed_backups: CountThreshold = CountThreshold(warning=1, critical=2)
+    disk_capacity: Size | None = None
+
+
+class Settings(Section):
+    """Everything powrops is configured with."""
+
+    database: DatabaseSettings = DatabaseSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    state: StateSettings = StateSettings()
+    reports: ReportSettings = ReportSettings()
+    backup: BackupSettings = BackupSettings()
+    notify: NotifySettings = NotifySettings()
+    recovery: RecoverySettings = RecoverySettings()
+    retention: RetentionSettings = RetentionSettings()
+    archival: ArchivalSettings = ArchivalSettings()
+    cleanup: CleanupSettings = CleanupSettings()
+    validation: ValidationSettings = ValidationSettings()
+    consistency: ConsistencySettings = ConsistencySettings()
+    audit: AuditSettings = AuditSettings()
+    query: QuerySettings = QuerySettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
+    alerts: AlertSettings = AlertSettings()
+
+    # Where this configuration came from (not a setting).
+    source: str | None = Field(None, exclude=True)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.state.dir).absolute()
+
+    @property
+    def reports_dir(self) -> Path:
+        return Path(self.reports.dir).absolute()
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def config_path(explicit: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file to read, or None for the strategy's defaults."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get("POWROPS_CONFIG"):
+        return Path(env["POWROPS_CONFIG"])
+    default = Path(DEFAULT_FILE)
+    return default if default.exists() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested settings from ``POWROPS__A__B=value`` variables and the shortcuts."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name in ENV_SHORTCUTS:
+            path: tuple[str, ...] = ENV_SHORTCUTS[name]
+        elif name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        else:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+    key = ".".join(p for p in loc if not p.startswith(("Repository", "NotifyChannel")))
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (value {value!r}); check the spelling against `powrops config show`"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        shown = "<missing>"
+    elif isinstance(value, Mapping):
+        shown = "{...}"
+    else:
+        shown = repr(value)
+    return f"{key} = {shown}: {message}"
+
+
+def validate(data: Mapping[str, Any], source: str | None = None) -> Settings:
+    """Settings from a nested mapping, or ConfigError listing every problem by dotted key.
+
+    The mapping is laid over the defaults first, so a file that sets only
+    ``alerts.disk_usage.warning`` keeps the default critical threshold.
+    """
+    defaults = Settings().model_dump(by_alias=True, exclude={"source"})
+    try:
+        return Settings.model_validate({**_merge(defaults, data), "source": source})
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors()]
+        where = f" in {source}" if source else ""
+        raise ConfigError(f"invalid configuration{where}", problems=problems) from None
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The effective settings: defaults, then the config file, then the environment."""
+    env = os.environ if environ is None else environ
+    file = config_path(path, env)
+    data = read_toml(file) if file else {}
+    overrides = env_overrides(env)
+    source = str(file) if file else "defaults"
+    if overrides:
+        source += " + environment"
+    return validate(_merge(data, overrides), source)
+
+
+# --- showing ---------------------------------------------------------------------------------
+
+REDACTED = "********"
+
+
+def redacted_dict(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data, every secret replaced by a fixed mask."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return REDACTED if value.get_secret_value() else ""
+        if isinstance(value, BaseModel):
+            return {
+                (field.alias or name): walk(getattr(value, name))
+                for name, field in type(value).model_fields.items()
+                if not field.exclude
+            }
+        if isinstance(value, (tuple, list)):
+            return [walk(v) for v in value]
+        if isinstance(value, (Duration, Size)):
+            return str(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    result: dict[str, Any] = walk(settings)
+    return result
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret's plain value (for redacting rendered output)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            secret = value.get_secret_value()
+            if secret:
+                found.append(secret)
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                walk(item)
+
+    walk(settings)
+    return found
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """A small TOML writer for settings (scalars, lists, nested tables)."""
+    lines: list[str] = []
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        if isinstance(value, str):
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        if isinstance(value, Mapping):
+            return "{ " + ", ".join(f"{k} = {scalar(v)}" for k, v in value.items() if v is not None) + " }"
+        raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+    def table(prefix: str, node: Mapping[str, Any]) -> None:
+        simple = {k: v for k, v in node.items() if not isinstance(v, Mapping)}
+        nested = {k: v for k, v in node.items() if isinstance(v, Mapping)}
+        if prefix and simple:
+            lines.append(f"\n[{prefix}]")
+        for key, value in simple.items():
+            if value is None:
+                lines.append(f"# {key} is not set")
+            else:
+                lines.append(f"{key} = {scalar(value)}")
+        for key, value in nested.items():
+            table(f"{prefix}.{key}" if prefix else key, value)
+
+    table("", data)
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,159 @@
+"""Database connections: the configured server, or the embedded default.
+
+When ``database.url`` is set, powrops talks to that server. Otherwise it uses the local cluster
+under the state directory, starting it (and creating it on first use) so that every command
+works on a fresh machine with nothing configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from powrops.config import Settings
+from powrops.errors import DatabaseError
+
+if TYPE_CHECKING:
+    import psycopg
+    import sqlalchemy
+
+    from powrops.pg.cluster import LocalCluster
+
+
+def embedded_cluster(settings: Settings) -> LocalCluster:
+    """The local cluster of the embedded default (not started)."""
+    from powrops.pg.binaries import find_binaries
+    from powrops.pg.cluster import LocalCluster
+
+    binaries = find_binaries(bin_dir=settings.postgres.bin_dir) if settings.postgres.bin_dir else None
+    return LocalCluster(
+        settings.state_dir / "cluster", binaries=binaries, os_user=settings.postgres.os_user
+    )
+
+
+def cluster_settings(settings: Settings) -> dict[str, str]:
+    """Server settings the embedded cluster gets from powrops' configuration."""
+    conf = {
+        "archive_mode": "on",
+        "archive_timeout": settings.backup.schedule.logs.postgres(),
+    }
+    if settings.postgres.port:
+        conf["port"] = str(settings.postgres.port)
+    return conf
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the database is: a libpq-style URL and whether it is the embedded default."""
+
+    url: str
+    embedded: bool
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        scheme, rest = self.url.split("://", 1)
+        if scheme in ("postgres", "postgresql"):
+            scheme = "postgresql+psycopg"
+        return f"{scheme}://{rest}"
+
+    @property
+    def libpq_url(self) -> str:
+        scheme, rest = self.url.split("://", 1)
+        return f"postgresql://{rest}" if scheme.startswith("postgres") else self.url
+
+    @property
+    def password(self) -> str | None:
+        parts = urlsplit(self.libpq_url)
+        return unquote(parts.password) if parts.password else None
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, for logs and reports."""
+        parts = urlsplit(self.libpq_url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"postgresql://{user}{host}{port}{parts.path}"
+
+
+def target(settings: Settings, *, start: bool = True) -> Target:
+    """The database powrops works on; starts the embedded cluster when none is configured."""
+    if settings.database.url is not None:
+        url = settings.database.url.get_secret_value()
+        if not url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
+            raise DatabaseError(
+                "database.url must start with postgresql:// (got a URL with scheme "
+                f"{url.split('://', 1)[0]!r})"
+            )
+        return Target(url, embedded=False)
+    cluster = embedded_cluster(settings)
+    if start:
+        cluster.start(cluster_settings(settings))
+    elif not cluster.exists():
+        raise DatabaseError(
+            f"no database configured and no embedded cluster in {cluster.base_dir}; "
+            "run `powrops db start` or set database.url"
+        )
+    return Target(cluster.url(driver="postgresql"), embedded=True)
+
+
+def secrets(settings: Settings) -> list[str]:
+    """Secrets to keep out of anything rendered: config secrets and the embedded password."""
+    from powrops.config import secret_values
+
+    found = secret_values(settings)
+    if settings.database.url is None:
+        cluster = embedded_cluster(settings)
+        if cluster.password_file.exists():
+            found.append(cluster.password)
+    return found
+
+
+def connect(settings: Settings, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A psycopg connection to the target database, or DatabaseError saying why not."""
+    import psycopg
+
+    tgt = target(settings)
+    try:
+        return psycopg.connect(
+            tgt.libpq_url,
+            autocommit=autocommit,
+            connect_timeout=settings.database.connect_timeout,
+            application_name=settings.database.application_name,
+            **kwargs,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to {tgt.display}: {str(exc).strip()}") from exc
+
+
+def engine(settings: Settings) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine (psycopg 3 driver) for the target database."""
+    import sqlalchemy
+
+    tgt = target(settings)
+    return sqlalchemy.create_engine(
+        tgt.sqlalchemy_url,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": settings.database.connect_timeout,
+            "application_name": settings.database.application_name,
+        },
+    )
+
+
+@contextlib.contextmanager
+def snapshot(
+    conn: psycopg.Connection[Any], statement_timeout: str = "5min"
+) -> Iterator[psycopg.Connection[Any]]:
+    """A read-only REPEATABLE READ transaction with a statement timeout.
+
+    Every query inside sees the same snapshot, and a runaway query is cancelled rather than
+    holding the database hostage.
+    """
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (statement_timeout,))
+        yield conn

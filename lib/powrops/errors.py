@@ -1,0 +1,69 @@
+"""One exception root for powrops, with a base per area.
+
+Every error carries the exit code a scheduler should see. Anything that stops a command
+before it could judge the system is UNKNOWN (3) under the monitoring convention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_WARNING = 1
+EXIT_CRITICAL = 2
+EXIT_UNKNOWN = 3
+
+
+class PowropsError(Exception):
+    """Root of every error powrops raises on purpose."""
+
+    exit_code: int = EXIT_UNKNOWN
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PowropsError):
+    """The configuration file, an environment override or a value in it is wrong."""
+
+    def __init__(self, message: str, problems: list[str] | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class ParameterError(PowropsError):
+    """A command-line argument or notebook parameter is wrong."""
+
+
+class BinariesError(PowropsError):
+    """PostgreSQL programs are missing or of the wrong major version."""
+
+
+class ClusterError(PowropsError):
+    """The local PostgreSQL cluster could not be created, started or stopped."""
+
+
+class DatabaseError(PowropsError):
+    """The database could not be reached or a query failed."""
+
+
+class MigrationError(PowropsError):
+    """A schema migration could not be applied or rolled back."""
+
+
+class SeedError(PowropsError):
+    """Demo data could not be generated or loaded."""
+
+
+class ReportError(PowropsError):
+    """A report could not be found, run, rendered or archived."""

@@ -1,0 +1,1 @@
+"""PostgreSQL programs and local clusters."""
