@@ -31,7 +31,6 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python tests/ci_setup.py
 	$(BIN)/pytest
 
 lab: $(STAMP)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +17,30 @@ from powrops.pg.cluster import LocalCluster
 REPO = Path(__file__).resolve().parents[1]
 
 
+def traversable_dir(prefix: str) -> Path:
+    """A new directory that the unprivileged PostgreSQL OS user can enter (pytest's is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=f"powrops-{prefix}-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    return path
+
+
+@pytest.fixture
+def pg_tmp() -> Iterator[Path]:
+    """Like tmp_path, but usable as a cluster's base directory."""
+    path = traversable_dir("t")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def pg_cluster() -> Iterator[LocalCluster]:
     """A real PostgreSQL (the embedded default's binaries) started for this test session."""
-    base = tmp_path_factory.mktemp("cluster")
-    os.chmod(base, 0o755)
+    base = traversable_dir("cluster")
     cluster = LocalCluster(base / "state")
     cluster.start()
     yield cluster
     cluster.destroy()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -99,6 +99,29 @@ def ensure_os_user(name: str) -> OsUser:
     return OsUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
+def check_reachable(path: Path, user: OsUser) -> None:
+    """Fail clearly when ``user`` cannot traverse every directory above ``path``."""
+    if user.is_current:
+        return
+    for parent in reversed(path.absolute().parents):
+        try:
+            info = parent.stat()
+        except OSError:
+            continue
+        if info.st_uid == user.uid:
+            allowed = bool(info.st_mode & 0o100)
+        elif info.st_gid == user.gid:
+            allowed = bool(info.st_mode & 0o010)
+        else:
+            allowed = bool(info.st_mode & 0o001)
+        if not allowed:
+            raise ClusterError(
+                f"the PostgreSQL OS user {user.name!r} cannot enter {parent} "
+                f"(mode {oct(info.st_mode & 0o777)}); put the state directory under a path "
+                "every user can traverse, or run powrops as that user"
+            )
+
+
 def chown_tree(path: Path, user: OsUser) -> None:
     """Give a directory tree to ``user`` (no-op when it is the current user)."""
     if user.is_current:
@@ -269,6 +292,7 @@ class LocalCluster:
     def _init_locked(self, settings: Mapping[str, str], database: str) -> None:
         user = self.os_user
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        check_reachable(self.base_dir, user)
         os.chmod(self.base_dir, 0o755)
         self.log_file.parent.mkdir(exist_ok=True)
         chown_tree(self.log_file.parent, user)
