@@ -1,0 +1,98 @@
+"""The archive catalog: every run under a reports directory, read from its result.json.
+
+The archive layout is ``<reports_dir>/<report name>/<run id>/`` with ``notebook.ipynb``,
+``report.html`` and ``result.json``. A run directory whose final ``result.json`` is missing
+or unreadable (a killed or still running report) is listed as UNKNOWN and incomplete, so
+nothing that happened silently drops out of the index.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from powrops.findings import Severity
+
+RESULT_FILE = "result.json"
+HTML_FILE = "report.html"
+NOTEBOOK_FILE = "notebook.ipynb"
+
+
+def run_dirs(reports_dir: Path) -> list[Path]:
+    """All run directories (``<name>/<run id>``) under ``reports_dir``."""
+    if not reports_dir.is_dir():
+        return []
+    return [
+        run
+        for report in sorted(reports_dir.iterdir())
+        if report.is_dir() and not report.name.startswith(".")
+        for run in sorted(report.iterdir())
+        if run.is_dir() and not run.name.startswith(".")
+    ]
+
+
+def read_run(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
+    """The catalog entry of one run: its result plus paths relative to ``reports_dir``."""
+    entry = _read_result(run_dir)
+    entry.setdefault("name", run_dir.parent.name)
+    entry.setdefault("run_id", run_dir.name)
+    entry["dir"] = run_dir.relative_to(reports_dir).as_posix()
+    for key, filename in (("html", HTML_FILE), ("notebook", NOTEBOOK_FILE), ("json", RESULT_FILE)):
+        path = run_dir / filename
+        entry[key] = path.relative_to(reports_dir).as_posix() if path.exists() else None
+    return entry
+
+
+def list_runs(reports_dir: Path) -> list[dict[str, Any]]:
+    """Every run in the archive, newest first."""
+    runs = [read_run(run, reports_dir) for run in run_dirs(reports_dir)]
+    runs.sort(key=_sort_key, reverse=True)
+    return runs
+
+
+def latest(reports_dir: Path, name: str) -> dict[str, Any] | None:
+    """The newest run of report ``name``, or None if it never ran."""
+    return next((run for run in list_runs(reports_dir) if run["name"] == name), None)
+
+
+def _read_result(run_dir: Path) -> dict[str, Any]:
+    """The final result of a run, or an UNKNOWN placeholder saying why there is none."""
+    path = run_dir / RESULT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _incomplete("incomplete: no result.json (run killed or still running)")
+    except (OSError, ValueError) as exc:
+        return _incomplete(f"incomplete: unreadable result.json ({exc})")
+    if not isinstance(data, dict):
+        return _incomplete("incomplete: result.json is not an object")
+    if "finished_at" not in data:
+        # Only the notebook's own record: the runner never finished this run.
+        base = _incomplete("incomplete: the run did not finish")
+        base.update({k: data[k] for k in ("findings", "figures", "summary") if k in data})
+        return base
+    return data
+
+
+def _incomplete(reason: str) -> dict[str, Any]:
+    return {
+        "status": Severity.UNKNOWN.name,
+        "exit_code": int(Severity.UNKNOWN),
+        "failed": True,
+        "incomplete": True,
+        "error": {"ename": "incomplete", "evalue": reason, "cell_index": None},
+        "findings": [],
+        "figures": {},
+    }
+
+
+def _sort_key(run: dict[str, Any]) -> tuple[str, str, int]:
+    """Order by the run id's UTC second, then the exact start time, then the id's suffix.
+
+    Run ids look like ``20261126T061500Z`` (``-2``, ``-3``... when two runs of one report
+    start in the same second), so even incomplete runs without a start time sort right.
+    """
+    run_id = str(run.get("run_id") or "")
+    base, _, suffix = run_id.partition("-")
+    return (base, str(run.get("started_at") or ""), int(suffix) if suffix.isdigit() else 0)

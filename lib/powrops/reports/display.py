@@ -1,0 +1,146 @@
+"""Display helpers for report notebooks: banners and tables as self-contained HTML.
+
+Notebooks stay free of presentation code: they call :func:`show_summary`,
+:func:`show_findings` and :func:`show_table`, which build HTML with inline styles only (no
+external stylesheet, font or script), escape every piece of text, and hand it to IPython.
+The ``*_html`` functions return the markup for use outside a notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+from powrops.findings import Finding, Severity, counts, overall
+
+COLOURS: dict[Severity, tuple[str, str]] = {
+    # severity: (background, text)
+    Severity.OK: ("#1e7b34", "#ffffff"),
+    Severity.WARNING: ("#f0a202", "#1a1a1a"),
+    Severity.CRITICAL: ("#c0262d", "#ffffff"),
+    Severity.UNKNOWN: ("#6c757d", "#ffffff"),
+}
+
+_CELL = "padding:4px 8px;border:1px solid #d0d0d0;text-align:left;vertical-align:top"
+_TABLE = "border-collapse:collapse;font-family:sans-serif;font-size:13px;margin:6px 0"
+
+
+def severity_badge(severity: Severity | str) -> str:
+    """A small coloured label for one severity."""
+    sev = Severity.parse(severity)
+    bg, fg = COLOURS[sev]
+    return (
+        f'<span style="background:{bg};color:{fg};padding:1px 6px;border-radius:3px;'
+        f'font-weight:bold;font-family:sans-serif">{sev.name}</span>'
+    )
+
+
+def summary_html(findings: Iterable[Finding], title: str, status: Severity | None = None) -> str:
+    """A red/amber/green banner with the overall status and counts per severity."""
+    found = list(findings)
+    sev = overall(found) if status is None else status
+    bg, fg = COLOURS[sev]
+    tally = ", ".join(f"{n} {name}" for name, n in counts(found).items() if n)
+    tally = tally or "no findings"
+    return (
+        f'<div style="background:{bg};color:{fg};padding:10px 14px;border-radius:4px;'
+        f'font-family:sans-serif;margin:6px 0">'
+        f'<div style="font-size:18px;font-weight:bold">{escape(sev.name)} — {escape(title)}</div>'
+        f'<div style="font-size:13px">{escape(tally)}</div></div>'
+    )
+
+
+def findings_html(findings: Iterable[Finding]) -> str:
+    """A table of findings, worst first, with the severity coloured."""
+    order = [Severity.CRITICAL, Severity.UNKNOWN, Severity.WARNING, Severity.OK]
+    found = sorted(findings, key=lambda f: order.index(f.severity))
+    if not found:
+        return '<p style="font-family:sans-serif">No findings.</p>'
+    header = ("severity", "check", "object", "message", "value", "expected", "advice")
+    rows = [
+        [
+            severity_badge(f.severity),
+            _text(f.check),
+            _text(f.object),
+            _text(f.message),
+            _text(f.value),
+            _text(f.expected),
+            _text(f.advice),
+        ]
+        for f in found
+    ]
+    return _table(header, rows, caption=None)
+
+
+def table_html(data: Any, caption: str | None = None, max_rows: int = 200) -> str:
+    """An HTML table from a pandas DataFrame, a list of mappings or a list of sequences."""
+    header, rows = _rows_of(data)
+    shown = rows[:max_rows]
+    cells = [[_text(v) for v in row] for row in shown]
+    html = _table(header, cells, caption=caption)
+    if len(rows) > max_rows:
+        more = len(rows) - max_rows
+        html += f'<p style="font-family:sans-serif;font-size:12px">{more} more rows not shown.</p>'
+    return html
+
+
+def show_summary(findings: Iterable[Finding], title: str, status: Severity | None = None) -> None:
+    """Display the status banner in the notebook."""
+    _show(summary_html(findings, title, status))
+
+
+def show_findings(findings: Iterable[Finding]) -> None:
+    """Display the findings table in the notebook."""
+    _show(findings_html(findings))
+
+
+def show_table(data: Any, caption: str | None = None, max_rows: int = 200) -> None:
+    """Display a DataFrame or a list of rows as a table in the notebook."""
+    _show(table_html(data, caption, max_rows))
+
+
+def _show(html: str) -> None:
+    from IPython.display import HTML, display
+
+    display(HTML(html))  # type: ignore[no-untyped-call]
+
+
+def _text(value: Any) -> str:
+    """Escaped text of one cell; None shows empty, floats compactly."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return escape(f"{value:.6g}")
+    return escape(str(value))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str | None) -> str:
+    """Markup of a table whose body cells are already escaped HTML."""
+    cap = ""
+    if caption:
+        style = "text-align:left;font-weight:bold;padding:4px 0"
+        cap = f'<caption style="{style}">{escape(caption)}</caption>'
+    head = "".join(f'<th style="{_CELL};background:#f2f2f2">{escape(h)}</th>' for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL}">{cell}</td>' for cell in row) + "</tr>"
+        for row in rows
+    )
+    return (
+        f'<table style="{_TABLE}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def _rows_of(data: Any) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of a DataFrame-like object, list of mappings or list of sequences."""
+    if hasattr(data, "columns") and hasattr(data, "itertuples"):
+        header = [str(c) for c in data.columns]
+        return header, [list(t) for t in data.itertuples(index=False, name=None)]
+    items = list(data)
+    if not items:
+        return [], []
+    if isinstance(items[0], Mapping):
+        header = list(dict.fromkeys(str(k) for item in items for k in item))
+        return header, [[item.get(h) for h in header] for item in items]
+    width = max(len(item) for item in items)
+    return [str(i) for i in range(width)], [list(item) for item in items]

@@ -1,0 +1,208 @@
+"""Rendering executed notebooks to self-contained HTML, and checking that they are.
+
+Reports are archived and read years later, often offline: a page must not load anything
+from the network. nbconvert's JupyterLab template pulls require.js, MathJax and mermaid
+from a CDN; the ``powrops`` template under ``templates/`` empties those blocks and adds a
+status header bar and a footer. :func:`external_resources` lists everything a page would
+load from elsewhere, so tests and the runner can prove a page is self-contained.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from powrops.findings import Severity
+
+if TYPE_CHECKING:
+    import nbformat
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_NAME = "powrops"
+INJECTED_TAG = "injected-parameters"
+REMOVE_CELL_TAGS = frozenset({"remove-cell", "remove_cell"})
+REMOVE_INPUT_TAGS = frozenset({"remove-input", "remove_input", "hide-input", "hide_input"})
+
+_BAR_COLOURS = {
+    Severity.OK: ("#1e7b34", "#ffffff"),
+    Severity.WARNING: ("#f0a202", "#1a1a1a"),
+    Severity.CRITICAL: ("#c0262d", "#ffffff"),
+    Severity.UNKNOWN: ("#6c757d", "#ffffff"),
+}
+
+
+@dataclass(frozen=True)
+class ReportHeader:
+    """What the header bar of a rendered report shows."""
+
+    title: str
+    status: Severity = Severity.UNKNOWN
+    kind: str = "scheduled"
+    started_at: str | None = None
+    duration_s: float | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    version: str | None = None
+
+
+def render_html(
+    nb: nbformat.NotebookNode | Path | str,
+    *,
+    hide_code: bool,
+    header: ReportHeader | None = None,
+) -> str:
+    """Render a notebook (node or path) to one self-contained HTML page.
+
+    With ``hide_code`` (scheduled reports) code cells show their outputs only and the
+    papermill ``injected-parameters`` cell loses its source; otherwise code is shown
+    (runbooks, where the code is the evidence of what was done).
+    """
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    node = _load(nb)
+    if hide_code:
+        _strip_injected_source(node)
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
+        template_name=TEMPLATE_NAME,
+        extra_template_basedirs=[str(TEMPLATE_DIR)],
+    )
+    exporter.exclude_input = hide_code
+    exporter.exclude_input_prompt = hide_code
+    exporter.exclude_output_prompt = hide_code
+    exporter.embed_images = True
+    exporter.register_preprocessor(  # type: ignore[no-untyped-call]
+        TagRemovePreprocessor(  # type: ignore[no-untyped-call]
+            remove_cell_tags=set(REMOVE_CELL_TAGS),
+            remove_input_tags=set(REMOVE_INPUT_TAGS),
+        ),
+        enabled=True,
+    )
+    title = header.title if header else str(node.metadata.get("title", "report"))
+    resources: dict[str, Any] = {
+        "metadata": {"name": title},
+        "powrops": {
+            "header": header_html(header) if header else "",
+            "footer": footer_html(header.version if header else None),
+        },
+    }
+    body, _ = exporter.from_notebook_node(node, resources=resources)
+    return str(body)
+
+
+def header_html(header: ReportHeader) -> str:
+    """The coloured bar at the top of a report: name, status, time, parameters, error."""
+    bg, fg = _BAR_COLOURS[header.status]
+    meta = [f"status <b>{escape(header.status.name)}</b>", escape(header.kind)]
+    if header.started_at:
+        meta.append(f"started {escape(header.started_at.replace('T', ' ')[:19])} UTC")
+    if header.duration_s is not None:
+        meta.append(f"took {header.duration_s:.1f} s")
+    params = ", ".join(f"{escape(str(k))}={escape(repr(v))}" for k, v in header.parameters.items())
+    if params:
+        meta.append(f"parameters: {params}")
+    error = f'<div class="powrops-error">{escape(header.error)}</div>' if header.error else ""
+    return (
+        f'<header class="powrops-bar" style="background:{bg};color:{fg}">'
+        f"<h1>{escape(header.title)}</h1>"
+        f'<div class="powrops-meta">{" · ".join(meta)}</div>{error}</header>'
+    )
+
+
+def footer_html(version: str | None) -> str:
+    """The footer naming the powrops version that produced the page."""
+    if version is None:
+        from powrops import __version__
+
+        version = __version__
+    return f'<footer class="powrops-footer">Rendered by powrops {escape(version)}</footer>'
+
+
+def read_notebook(path: Path | str) -> nbformat.NotebookNode:
+    """Read a notebook file as nbformat version 4."""
+    import nbformat
+
+    node: nbformat.NotebookNode = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
+    return node
+
+
+def _load(nb: nbformat.NotebookNode | Path | str) -> nbformat.NotebookNode:
+    """A private copy of the notebook, so rendering never changes the caller's node."""
+    if isinstance(nb, Path | str):
+        return read_notebook(nb)
+    return copy.deepcopy(nb)
+
+
+def _strip_injected_source(nb: nbformat.NotebookNode) -> None:
+    for cell in nb.cells:
+        if INJECTED_TAG in cell.get("metadata", {}).get("tags", []):
+            cell.source = ""
+
+
+# --- self-containment check -------------------------------------------------------------
+
+_REMOTE = re.compile(r"^\s*(?:https?:)?//", re.IGNORECASE)
+_CSS_URL = re.compile(r"""url\(\s*['"]?\s*((?:https?:)?//[^'")\s]+)""", re.IGNORECASE)
+_CSS_IMPORT = re.compile(r"""@import\s+['"]\s*((?:https?:)?//[^'"]+)['"]""", re.IGNORECASE)
+_LOADING_ATTRS = {"src", "data", "poster", "background", "srcset"}
+_HREF_ATTRS = {"href", "xlink:href"}
+_HREF_LOADS = {"link", "base", "image", "use", "feimage", "script"}
+
+
+class _ResourceFinder(HTMLParser):
+    """Collects URLs that a browser would fetch while loading the page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name in _LOADING_ATTRS or (name in _HREF_ATTRS and tag in _HREF_LOADS):
+                self.found.extend(_remote_urls(value, srcset=name == "srcset"))
+            elif name == "style":
+                self.found.extend(css_resources(value))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        self._in_style = False
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.found.extend(css_resources(data))
+
+
+def _remote_urls(value: str, *, srcset: bool) -> list[str]:
+    candidates = [part.strip().split(" ")[0] for part in value.split(",")] if srcset else [value]
+    return [c.strip() for c in candidates if _REMOTE.match(c)]
+
+
+def css_resources(css: str) -> list[str]:
+    """Remote URLs loaded by a piece of CSS through ``url(...)`` or ``@import``."""
+    return _CSS_URL.findall(css) + _CSS_IMPORT.findall(css)
+
+
+def external_resources(html: str) -> list[str]:
+    """Every http(s) or protocol-relative URL the page would load when opened.
+
+    Scripts, stylesheets, images, frames, media and CSS ``url()``/``@import`` count;
+    ordinary ``<a href>`` links and ``xmlns`` declarations do not, as they load nothing.
+    """
+    finder = _ResourceFinder()
+    finder.feed(html)
+    finder.close()
+    return finder.found

@@ -1,0 +1,187 @@
+"""The archive index: ``index.html`` and ``catalog.json`` rebuilt from the catalog.
+
+The index is generated, never edited by hand. It opens from ``file://`` (all links are
+relative), loads nothing from the network, and filters runs by report name, status and
+free text with a few lines of inline script.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from powrops.findings import Severity
+from powrops.reports.catalog import list_runs
+from powrops.reports.display import COLOURS
+from powrops.reports.record import write_json
+
+INDEX_FILE = "index.html"
+CATALOG_FILE = "catalog.json"
+
+_STYLE = """
+body { font-family: sans-serif; margin: 16px 24px; color: #1a1a1a; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 24px; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #d0d0d0; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+.badge { padding: 1px 6px; border-radius: 3px; font-weight: bold; }
+.error { color: #8a1c1c; font-size: 12px; }
+.filters { margin: 8px 0; } .filters * { margin-right: 8px; }
+"""
+
+_SCRIPT = """
+(function () {
+  var name = document.getElementById('f-name');
+  var status = document.getElementById('f-status');
+  var text = document.getElementById('f-text');
+  function apply() {
+    var q = text.value.toLowerCase();
+    var rows = document.querySelectorAll('#runs tbody tr');
+    var shown = 0;
+    rows.forEach(function (row) {
+      var ok = (!name.value || row.dataset.name === name.value) &&
+               (!status.value || row.dataset.status === status.value) &&
+               (!q || row.textContent.toLowerCase().indexOf(q) !== -1);
+      row.style.display = ok ? '' : 'none';
+      if (ok) { shown += 1; }
+    });
+    document.getElementById('f-count').textContent = shown + ' of ' + rows.length + ' runs';
+  }
+  [name, status, text].forEach(function (el) { el.addEventListener('input', apply); });
+  apply();
+})();
+"""
+
+
+def build_index(reports_dir: Path) -> Path:
+    """Write ``index.html`` and ``catalog.json`` for ``reports_dir``; return the index path."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    runs = list_runs(reports_dir)
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json(reports_dir / CATALOG_FILE, {"generated_at": generated, "runs": runs})
+    path = reports_dir / INDEX_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(index_html(runs, generated), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def index_html(runs: list[dict[str, Any]], generated: str) -> str:
+    """The index page for catalog entries ``runs`` (newest first)."""
+    from powrops import __version__
+
+    names = sorted({str(r["name"]) for r in runs})
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>powrops reports</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>powrops reports</h1><p>{len(runs)} runs; generated {escape(generated)}</p>"
+        f"{_latest_table(runs, names)}"
+        f"<h2>All runs</h2>{_filters(names)}{_runs_table(runs)}"
+        f"<p style='font-size:12px;color:#666'>powrops {escape(__version__)}</p>"
+        f"<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
+def _badge(status: str) -> str:
+    try:
+        sev = Severity.parse(status)
+    except ValueError:
+        sev = Severity.UNKNOWN
+    bg, fg = COLOURS[sev]
+    return f'<span class="badge" style="background:{bg};color:{fg}">{escape(str(status))}</span>'
+
+
+def _link(target: str | None, label: str) -> str:
+    if not target:
+        return ""
+    return f'<a href="{escape(quote(target))}">{escape(label)}</a>'
+
+
+def _figures(figures: Mapping[str, Any] | None) -> str:
+    items = (figures or {}).items()
+    return "<br>".join(f"{escape(str(k))}: <b>{escape(str(v))}</b>" for k, v in items)
+
+
+def _error(error: Any) -> str:
+    if not error:
+        return ""
+    if isinstance(error, Mapping):
+        text = f"{error.get('ename', '')}: {error.get('evalue', '')}"
+    else:
+        text = str(error)
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f'<div class="error">{escape(text)}</div>'
+
+
+def _when(run: Mapping[str, Any]) -> str:
+    started = run.get("started_at")
+    if not started:
+        return escape(str(run.get("run_id", "")))
+    return escape(str(started).replace("T", " ")[:19] + " UTC")
+
+
+def _latest_table(runs: list[dict[str, Any]], names: Iterable[str]) -> str:
+    rows = []
+    for name in names:
+        run = next(r for r in runs if r["name"] == name)
+        rows.append(
+            f"<tr><td>{escape(name)}</td>"
+            f"<td>{_badge(str(run.get('status')))}{_error(run.get('error'))}</td>"
+            f"<td>{_when(run)}</td><td>{_figures(run.get('figures'))}</td>"
+            f"<td>{_link(run.get('html'), 'report')}</td></tr>"
+        )
+    if not rows:
+        return "<p>No runs yet.</p>"
+    return (
+        "<h2>Latest per report</h2><table id='latest'><thead><tr><th>report</th>"
+        "<th>status</th><th>time</th><th>headline figures</th><th></th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _filters(names: Iterable[str]) -> str:
+    name_opts = "".join(f'<option value="{escape(n)}">{escape(n)}</option>' for n in names)
+    status_opts = "".join(f'<option value="{s.name}">{s.name}</option>' for s in Severity)
+    return (
+        '<div class="filters">'
+        f'<select id="f-name"><option value="">all reports</option>{name_opts}</select>'
+        f'<select id="f-status"><option value="">any status</option>{status_opts}</select>'
+        '<input id="f-text" type="search" placeholder="search">'
+        '<span id="f-count"></span></div>'
+    )
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> str:
+    rows = []
+    for run in runs:
+        status = str(run.get("status", "UNKNOWN"))
+        duration = run.get("duration_s")
+        took = f"{float(duration):.1f} s" if isinstance(duration, int | float) else ""
+        links = " ".join(
+            filter(
+                None,
+                [
+                    _link(run.get("html"), "report"),
+                    _link(run.get("notebook"), "notebook"),
+                    _link(run.get("json"), "result"),
+                ],
+            )
+        )
+        rows.append(
+            f'<tr data-name="{escape(str(run["name"]))}" data-status="{escape(status)}">'
+            f"<td>{escape(str(run['name']))}</td><td>{_when(run)}</td>"
+            f"<td>{_badge(status)}{_error(run.get('error'))}</td>"
+            f"<td>{_figures(run.get('figures'))}</td><td>{escape(took)}</td>"
+            f"<td>{links}</td></tr>"
+        )
+    return (
+        "<table id='runs'><thead><tr><th>report</th><th>time</th><th>status</th>"
+        "<th>headline figures</th><th>duration</th><th>links</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )

@@ -1,0 +1,106 @@
+"""How a report notebook records its result for the runner.
+
+The runner sets ``POWROPS_RUN_DIR`` to the run's archive directory before it starts the
+kernel. A notebook calls :func:`record` once, near its end; the result is written to
+``result.json`` there and later merged by the runner with what it knows about the run
+(timings, parameters, versions). Opened by hand in JupyterLab, no run directory is set and
+:func:`record` only returns what it would have written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from powrops.findings import Finding, Severity, overall
+
+RUN_DIR_ENV = "POWROPS_RUN_DIR"
+RESULT_FILE = "result.json"
+
+Figure = int | float | str | bool | None
+
+
+class Recorded(dict[str, Any]):
+    """The recorded result; shown in a notebook as one line instead of the whole dict."""
+
+    def _ipython_display_(self) -> None:
+        where = "recorded" if current_run_dir() else "not recorded (no run directory)"
+        print(f"Result {where}: {self['status']}, {len(self['findings'])} findings")
+
+
+def current_run_dir() -> Path | None:
+    """The archive directory of the run executing this notebook, or None outside a run."""
+    value = os.environ.get(RUN_DIR_ENV)
+    return Path(value) if value else None
+
+
+def record(
+    status: Severity | str | int | None = None,
+    findings: Iterable[Finding] = (),
+    figures: Mapping[str, Any] | None = None,
+    summary: str | None = None,
+) -> Recorded:
+    """Record the notebook's result and return it as a dict.
+
+    ``status`` defaults to the worst severity among ``findings``. ``figures`` are the
+    headline numbers shown in the archive index (name -> number or short text).
+    """
+    found = list(findings)
+    for item in found:
+        if not isinstance(item, Finding):
+            raise TypeError(f"findings must be Finding objects, got {type(item).__name__}")
+    severity = overall(found) if status is None else Severity.parse(status)
+    result = Recorded(
+        {
+            "status": severity.name,
+            "exit_code": int(severity),
+            "summary": summary,
+            "findings": [_jsonable(f.to_dict()) for f in found],
+            "figures": {str(k): _figure(v) for k, v in (figures or {}).items()},
+        }
+    )
+    run_dir = current_run_dir()
+    if run_dir is not None:
+        write_json(run_dir / RESULT_FILE, result)
+    return result
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _figure(value: Any) -> Figure:
+    """A headline figure as a JSON scalar (numpy numbers become Python numbers)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        return _figure(item())
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-serialisable copy of ``value``; unknown objects become their ``str``."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Severity):
+        return value.name
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    return _figure(value)

@@ -1,0 +1,611 @@
+"""Running report notebooks with papermill into the archive.
+
+``run_report`` is what ``powrops report run NAME`` and the scheduler call. It validates the
+report name and parameters, executes the notebook on this interpreter's kernel, and always
+archives what happened under ``<reports_dir>/<name>/<UTC timestamp>/``: the executed
+notebook, ``report.html`` and ``result.json`` — also when a cell fails, times out or the
+kernel dies, in which case the run is UNKNOWN (exit code 3) and the error names the cell.
+Secrets passed by the caller and passwords in connection URLs are redacted from every
+archived file.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import html
+import itertools
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import nbformat
+
+from powrops.errors import ParameterError, ReportError
+from powrops.findings import Severity
+from powrops.reports.catalog import HTML_FILE, NOTEBOOK_FILE, RESULT_FILE
+from powrops.reports.html import ReportHeader, header_html, read_notebook, render_html
+from powrops.reports.index import build_index
+from powrops.reports.record import RUN_DIR_ENV, write_json
+
+PROJECT_ROOT_ENV = "POWROPS_PROJECT_ROOT"
+RUN_ID_ENV = "POWROPS_RUN_ID"
+KINDS = {"notebooks": "scheduled", "runbooks": "runbook"}
+REDACTED = "[REDACTED]"
+NO_RESULT = "notebook did not record a result"
+
+
+@dataclass(frozen=True)
+class ReportParameter:
+    """One parameter of a report notebook, from its ``parameters`` cell."""
+
+    name: str
+    type_name: str
+    default: Any
+    default_source: str
+    help: str = ""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.type_name}, default {self.default_source})"
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """A report notebook found in the project: scheduled report or runbook."""
+
+    name: str
+    path: Path
+    kind: str
+    description: str
+    parameters: dict[str, ReportParameter] = field(default_factory=dict)
+
+    @property
+    def hide_code(self) -> bool:
+        return self.kind == "scheduled"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one report run and where it was archived."""
+
+    path: Path
+    status: Severity
+    exit_code: int
+    result: dict[str, Any]
+
+    @property
+    def html(self) -> Path:
+        return self.path / HTML_FILE
+
+
+# --- discovery -----------------------------------------------------------------------------
+
+
+def project_root() -> Path:
+    """The directory holding ``notebooks/`` and ``runbooks/``.
+
+    ``POWROPS_PROJECT_ROOT`` if set, else the source checkout powrops is installed from,
+    else the current directory.
+    """
+    configured = os.environ.get(PROJECT_ROOT_ENV)
+    if configured:
+        return Path(configured).resolve()
+    import powrops
+
+    checkout = Path(powrops.__file__).resolve().parents[2]
+    if (checkout / "notebooks").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+def discover(root: Path) -> dict[str, ReportSpec]:
+    """All report notebooks under ``root``: ``notebooks/*.ipynb`` and ``runbooks/*.ipynb``."""
+    specs: dict[str, ReportSpec] = {}
+    for folder, kind in KINDS.items():
+        for path in sorted((root / folder).glob("*.ipynb")):
+            if path.name.startswith("."):
+                continue
+            spec = read_spec(path, kind)
+            if spec.name in specs:
+                raise ReportError(
+                    f"report name {spec.name!r} is used twice: {specs[spec.name].path} and {path}"
+                )
+            specs[spec.name] = spec
+    return specs
+
+
+def read_spec(path: Path, kind: str) -> ReportSpec:
+    """The description and parameters of one notebook."""
+    try:
+        nb = read_notebook(path)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read notebook {path}: {exc}") from exc
+    return ReportSpec(
+        name=path.stem,
+        path=path.resolve(),
+        kind=kind,
+        description=_description(nb),
+        parameters=_parameters(path),
+    )
+
+
+def _description(nb: nbformat.NotebookNode) -> str:
+    """The first heading of the first markdown cell, without its ``#`` marks."""
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in str(cell.source).splitlines():
+            if line.lstrip().startswith("#"):
+                return line.strip().lstrip("#").strip()
+        return ""
+    return ""
+
+
+def _parameters(path: Path) -> dict[str, ReportParameter]:
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {name: _parameter(name, info) for name, info in found.items()}
+
+
+def _parameter(name: str, info: Mapping[str, Any]) -> ReportParameter:
+    source = str(info.get("default", ""))
+    try:
+        default = ast.literal_eval(source)
+        literal = True
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        default, literal = None, False
+    inferred = str(info.get("inferred_type_name") or "")
+    if literal and default is not None:
+        type_name = type(default).__name__
+    elif inferred in _CONVERTERS:
+        type_name = inferred
+    else:
+        type_name = "str"
+    return ReportParameter(name, type_name, default, source, str(info.get("help") or ""))
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+def _to_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"true", "yes", "on", "1"}:
+        return True
+    if value in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError("expected true/false, yes/no, on/off or 1/0")
+
+
+def _literal_of(kind: type) -> Any:
+    def convert(text: str) -> Any:
+        value = ast.literal_eval(text)
+        if not isinstance(value, kind):
+            raise ValueError(f"expected a {kind.__name__} literal")
+        return value
+
+    return convert
+
+
+_CONVERTERS: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _to_bool,
+    "list": _literal_of(list),
+    "dict": _literal_of(dict),
+    "tuple": _literal_of(tuple),
+}
+
+
+def coerce_parameters(spec: ReportSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Check names against the notebook's parameters and convert string values.
+
+    Strings (as typed on the command line) become the type of the parameter's default;
+    other values are passed through as given.
+    """
+    result: dict[str, Any] = {}
+    for name, value in given.items():
+        param = spec.parameters.get(name)
+        if param is None:
+            known = ", ".join(p.describe() for p in spec.parameters.values()) or "none"
+            raise ParameterError(
+                f"unknown parameter {name!r} for report {spec.name!r}; its parameters are: {known}",
+                parameter=name,
+            )
+        result[name] = _convert(spec, param, value)
+    return result
+
+
+def _convert(spec: ReportSpec, param: ReportParameter, value: Any) -> Any:
+    if not isinstance(value, str) or param.type_name == "str":
+        return value
+    converter = _CONVERTERS.get(param.type_name, str)
+    try:
+        return converter(value)
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise ParameterError(
+            f"parameter {param.name!r} of report {spec.name!r} expects {param.type_name} "
+            f"(default {param.default_source}), got {value!r}: {exc}",
+            parameter=param.name,
+        ) from exc
+
+
+# --- kernel --------------------------------------------------------------------------------
+
+
+def kernel_name() -> str:
+    """The kernelspec name for this interpreter: ``powrops-<hash of sys.executable>``."""
+    digest = hashlib.sha256(sys.executable.encode()).hexdigest()[:10]
+    return f"powrops-{digest}"
+
+
+def ensure_kernel() -> str:
+    """Install (if needed) a kernelspec running this interpreter; return its name.
+
+    papermill's default ``python3`` kernel is resolved through Jupyter's search path and may
+    start another interpreter without powrops, so reports run on this one instead.
+    """
+    from jupyter_core.paths import jupyter_data_dir
+
+    name = kernel_name()
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python {platform.python_version()} (powrops)",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
+    bases = [
+        Path(sys.prefix) / "share" / "jupyter" / "kernels",
+        Path(jupyter_data_dir()) / "kernels",
+    ]
+    problems = []
+    for base in bases:
+        try:
+            _write_if_changed(base / name / "kernel.json", spec)
+            return name
+        except OSError as exc:
+            problems.append(f"{base}: {exc}")
+    raise ReportError("cannot install the powrops kernelspec: " + "; ".join(problems))
+
+
+def _write_if_changed(path: Path, data: Mapping[str, Any]) -> None:
+    text = json.dumps(data, indent=1) + "\n"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# --- redaction -----------------------------------------------------------------------------
+
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'\"<>]+:)(?P<password>[^\s@/'\"<>]+)(?=@)"
+)
+
+
+_PLACEHOLDER = re.compile(r"^(?:\{[^{}]*\}|\$\{?\w+\}?|\*+|%\(?\w*\)?s|\[REDACTED\])$")
+
+
+def _variants(secrets: Iterable[str]) -> list[str]:
+    """Each secret as it may appear in text, HTML, JSON and URLs; longest first."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        forms.update(
+            {
+                secret,
+                html.escape(secret),
+                html.escape(secret, quote=False),
+                json.dumps(secret)[1:-1],
+                json.dumps(secret, ensure_ascii=False)[1:-1],
+                quote(secret, safe=""),
+                quote_plus(secret),
+            }
+        )
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret and every password in a ``scheme://user:password@`` URL
+    replaced by ``[REDACTED]``.
+
+    Placeholders in code (``{password}``, ``${PGPASSWORD}``, ``%s``, ``***``) are not secrets
+    and stay, so a runbook's code still reads as written.
+    """
+    for form in _variants(secrets):
+        text = text.replace(form, REDACTED)
+    return _URL_PASSWORD.sub(_redact_url_password, text)
+
+
+def _redact_url_password(match: re.Match[str]) -> str:
+    if _PLACEHOLDER.match(match["password"]):
+        return match[0]
+    return match["head"] + REDACTED
+
+
+def _redact_tree(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {k: _redact_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v, secrets) for v in value]
+    return value
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def run_report(
+    name: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    reports_dir: Path,
+    root: Path | None = None,
+    timeout: float = 1800,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+) -> RunResult:
+    """Run report ``name`` with ``parameters`` and archive it under ``reports_dir``.
+
+    ``timeout`` limits each cell (seconds). ``env`` adds environment variables for the
+    kernel. Bad names or parameters raise before anything is archived; anything that goes
+    wrong during execution is archived as a failed (UNKNOWN) run.
+    """
+    project = (root or project_root()).resolve()
+    specs = discover(project)
+    spec = specs.get(name)
+    if spec is None:
+        available = ", ".join(sorted(specs)) or "none"
+        raise ReportError(f"unknown report {name!r}; available reports: {available}")
+    params = coerce_parameters(spec, parameters or {})
+    archive = reports_dir.resolve()
+    started = datetime.now(UTC)
+    run_dir = _new_run_dir(archive / name, started)
+    if "run_id" in spec.parameters:
+        params = {**params, "run_id": run_dir.name}
+    clock = time.monotonic()
+    nb, error = _execute(spec, params, run_dir, project, timeout, dict(env or {}))
+    result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
+    _archive(run_dir, spec, nb, result, list(secrets))
+    build_index(archive)
+    final = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    status = Severity.parse(final["status"])
+    return RunResult(run_dir, status, int(status), final)
+
+
+def _archive(
+    run_dir: Path,
+    spec: ReportSpec,
+    nb: nbformat.NotebookNode,
+    result: dict[str, Any],
+    secrets: list[str],
+) -> None:
+    """Write the redacted executed notebook, report.html and the final result.json."""
+    nb = nbformat.from_dict(_redact_tree(nb, secrets))  # type: ignore[no-untyped-call]
+    text = nbformat.writes(nb)  # type: ignore[no-untyped-call]
+    (run_dir / NOTEBOOK_FILE).write_text(redact(text, secrets), encoding="utf-8")
+    page = _render(nb, spec, result)  # may mark the run failed if rendering fails
+    (run_dir / HTML_FILE).write_text(redact(page, secrets), encoding="utf-8")
+    write_json(run_dir / RESULT_FILE, _redact_tree(result, secrets))
+
+
+def _new_run_dir(report_dir: Path, started: datetime) -> Path:
+    """A fresh ``<report_dir>/<UTC timestamp>[-n]`` directory."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    for n in itertools.count(1):
+        candidate = report_dir / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _environ(updates: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration (the kernel inherits os.environ)."""
+    saved = {key: os.environ.get(key) for key in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _execute(
+    spec: ReportSpec,
+    params: dict[str, Any],
+    run_dir: Path,
+    root: Path,
+    timeout: float,
+    env: dict[str, str],
+) -> tuple[nbformat.NotebookNode, dict[str, Any] | None]:
+    """Execute the notebook; return the (possibly partial) executed notebook and the error.
+
+    papermill saves the notebook after every cell; it writes to a private temporary
+    directory so that unredacted output never lands in the archive.
+    """
+    import papermill
+
+    error: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="powrops-run-") as tmp:
+        out = Path(tmp) / NOTEBOOK_FILE
+        kernel = ensure_kernel()
+        updates = {**env, RUN_DIR_ENV: str(run_dir), RUN_ID_ENV: run_dir.name}
+        try:
+            with _environ(updates):
+                papermill.execute_notebook(
+                    str(spec.path),
+                    str(out),
+                    parameters=params,
+                    kernel_name=kernel,
+                    progress_bar=False,
+                    log_output=False,
+                    execution_timeout=timeout,
+                    cwd=str(root),
+                )
+        except Exception as exc:
+            error = _describe(exc, timeout)
+        nb = read_notebook(out) if out.exists() else _unexecuted(spec)
+    if error is not None and error.get("cell_index") is None:
+        error["cell_index"] = _running_cell(nb)
+    return nb, error
+
+
+def _describe(exc: Exception, timeout: float) -> dict[str, Any]:
+    """The error of a failed run: cell index, exception name and value."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        return {
+            "ename": str(exc.ename),
+            "evalue": str(exc.evalue),
+            "cell_index": exc.cell_index,
+            "execution_count": exc.exec_count,
+        }
+    if isinstance(exc, CellTimeoutError):
+        value = f"a cell ran longer than the {timeout:g} s timeout"
+        return {"ename": "CellTimeoutError", "evalue": value, "cell_index": None}
+    if isinstance(exc, DeadKernelError):
+        return {"ename": "DeadKernelError", "evalue": str(exc), "cell_index": None}
+    return {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
+
+
+def _unexecuted(spec: ReportSpec) -> nbformat.NotebookNode:
+    """The input notebook, for a run that failed before papermill wrote anything."""
+    return read_notebook(spec.path)
+
+
+def _running_cell(nb: nbformat.NotebookNode) -> int | None:
+    """Index of the cell that was running when execution stopped (timeout, dead kernel).
+
+    papermill marks it ``running``; after nbclient interrupted it, it is the last code cell
+    that papermill started.
+    """
+    started = None
+    for index, cell in enumerate(nb.cells):
+        state = cell.get("metadata", {}).get("papermill", {})
+        if state.get("status") == "running":
+            return index
+        if cell.cell_type == "code" and state.get("start_time"):
+            started = index
+    return started
+
+
+def _recorded(run_dir: Path) -> dict[str, Any] | None:
+    """What the notebook recorded with ``powrops.reports.record``, if anything."""
+    path = run_dir / RESULT_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _result(
+    spec: ReportSpec,
+    run_dir: Path,
+    params: dict[str, Any],
+    started: datetime,
+    duration: float,
+    error: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The final result.json: the notebook's record merged with what the runner knows."""
+    recorded = _recorded(run_dir)
+    if error is None and recorded is None:
+        error = {"ename": "NoResult", "evalue": NO_RESULT, "cell_index": None}
+    status = Severity.UNKNOWN if error else Severity.parse(recorded["status"] if recorded else 3)
+    finished = datetime.now(UTC)
+    return {
+        "name": spec.name,
+        "kind": spec.kind,
+        "description": spec.description,
+        "run_id": run_dir.name,
+        "started_at": started.isoformat(timespec="milliseconds"),
+        "finished_at": finished.isoformat(timespec="milliseconds"),
+        "duration_s": round(duration, 3),
+        "parameters": json.loads(json.dumps(params, default=str)),
+        "status": status.name,
+        "exit_code": int(status),
+        "failed": error is not None,
+        "error": error,
+        "summary": (recorded or {}).get("summary"),
+        "findings": (recorded or {}).get("findings", []),
+        "figures": (recorded or {}).get("figures", {}),
+        "versions": _versions(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    import nbclient
+    import nbconvert
+    import papermill
+
+    from powrops import __version__
+
+    return {
+        "powrops": __version__,
+        "python": platform.python_version(),
+        "papermill": str(papermill.__version__),
+        "nbconvert": str(nbconvert.__version__),
+        "nbclient": str(nbclient.__version__),
+    }
+
+
+def _error_text(error: Mapping[str, Any] | None) -> str | None:
+    if not error:
+        return None
+    where = "" if error.get("cell_index") is None else f" in cell {error['cell_index']}"
+    return f"{error.get('ename')}{where}: {error.get('evalue')}"
+
+
+def _header(spec: ReportSpec, result: Mapping[str, Any]) -> ReportHeader:
+    return ReportHeader(
+        title=f"{spec.name}: {spec.description}" if spec.description else spec.name,
+        status=Severity.parse(result["status"]),
+        kind=spec.kind,
+        started_at=result["started_at"],
+        duration_s=result["duration_s"],
+        parameters=result["parameters"],
+        error=_error_text(result["error"]),
+        version=result["versions"]["powrops"],
+    )
+
+
+def _render(nb: nbformat.NotebookNode, spec: ReportSpec, result: dict[str, Any]) -> str:
+    """The report page; if rendering itself fails, a plain page saying so (and the run fails)."""
+    try:
+        return render_html(nb, hide_code=spec.hide_code, header=_header(spec, result))
+    except Exception as exc:
+        error = {"ename": type(exc).__name__, "evalue": f"rendering failed: {exc}"}
+        result.update(status="UNKNOWN", exit_code=3, failed=True, error=error)
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+            + header_html(_header(spec, result))
+            + "</body></html>"
+        )
