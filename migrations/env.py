@@ -18,9 +18,10 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import Connection, create_engine, pool, text
+
 from powrops.migrate import sqlalchemy_url
 from powrops.schema import OPS_SCHEMA, include_name, metadata
-from sqlalchemy import Connection, create_engine, pool, text
 
 config = context.config
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from powrops.config import Settings
+from powrops.db import cluster_settings
 from powrops.pg.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +39,7 @@ def pg_cluster() -> Iterator[LocalCluster]:
     """A real PostgreSQL (the embedded default's binaries) started for this test session."""
     base = traversable_dir("cluster")
     cluster = LocalCluster(base / "state")
-    cluster.start()
+    cluster.start(cluster_settings(Settings()))
     yield cluster
     cluster.destroy()
     shutil.rmtree(base, ignore_errors=True)
@@ -67,3 +69,12 @@ def fresh_db(pg_cluster: LocalCluster) -> Iterator[str]:
     name = _create_database(pg_cluster)
     yield pg_cluster.url(name)
     _drop_database(pg_cluster, name)
+
+
+@pytest.fixture
+def migrated_db(fresh_db: str) -> str:
+    """A new database migrated to the newest schema revision."""
+    from powrops import migrate
+
+    migrate.upgrade(fresh_db, "head")
+    return fresh_db

@@ -21,32 +21,50 @@ from powrops.errors import ConfigError
 
 def test_empty_config_is_the_strategy_as_written() -> None:
     s = load_settings(environ={})
-    assert [str(x) for x in (s.backup.schedule.full, s.backup.schedule.incremental, s.backup.schedule.logs)] == [
-        "daily", "1h", "15min",
+    assert [
+        str(x)
+        for x in (s.backup.schedule.full, s.backup.schedule.incremental, s.backup.schedule.logs)
+    ] == [
+        "daily",
+        "1h",
+        "15min",
     ]
     assert s.backup.schedule.logs.timedelta == dt.timedelta(minutes=15)
     assert [x.days for x in (s.backup.retention.full, s.backup.retention.incremental)] == [30, 7]
     assert s.backup.retention.logs.timedelta == dt.timedelta(hours=24)
-    assert (s.backup.storage.primary.kind, s.backup.storage.secondary and s.backup.storage.secondary.kind) == ("s3", "gcs")
+    assert (
+        s.backup.storage.primary.kind,
+        s.backup.storage.secondary and s.backup.storage.secondary.kind,
+    ) == ("s3", "gcs")
     assert s.recovery.steps == RECOVERY_STEPS and len(RECOVERY_STEPS) == 6
     assert s.retention.user_account.active.indefinite
     assert s.retention.user_account.inactive.days == 730
     assert s.retention.user_account.deleted.days == 30
     assert s.retention.workout_data.archived.days == 5 * 365
     assert s.retention.workout_data.deleted.days == 90
-    assert [s.retention.system_logs.security.days, s.retention.system_logs.performance.days,
-            s.retention.system_logs.debug.days] == [365, 90, 7]
+    assert [
+        s.retention.system_logs.security.days,
+        s.retention.system_logs.performance.days,
+        s.retention.system_logs.debug.days,
+    ] == [365, 90, 7]
     assert s.cleanup.targets.temp_data.timedelta == dt.timedelta(hours=24)
     assert s.cleanup.targets.cache_ttl.timedelta == dt.timedelta(hours=1)
     assert s.cleanup.targets.sessions.days == 14
     w = s.validation.workout
-    assert (w.weight.type, w.weight.min, w.weight.max, w.weight.required) == ("decimal", 0, 1000, True)
+    assert (w.weight.type, w.weight.min, w.weight.max, w.weight.required) == (
+        "decimal",
+        0,
+        1000,
+        True,
+    )
     assert (w.reps.type, w.reps.min, w.reps.max) == ("integer", 1, 100)
     assert w.date.bounds(dt.date(2026, 1, 2)) == (dt.date(2020, 1, 1), dt.date(2026, 1, 2))
     assert s.query.pagination.default_limit == 20 and s.query.pagination.max_limit == 100
     assert s.query.caching.strategy == "write-through"
     assert (str(s.maintenance.vacuum), str(s.maintenance.analyze), str(s.maintenance.reindex)) == (
-        "weekly", "daily", "monthly",
+        "weekly",
+        "daily",
+        "monthly",
     )
     assert s.maintenance.alerts.table_size.bytes == 10 * 1024**3
     assert s.maintenance.alerts.index_size.bytes == 2 * 1024**3
@@ -55,15 +73,32 @@ def test_empty_config_is_the_strategy_as_written() -> None:
     assert (a.dead_tuples.warning, a.dead_tuples.critical) == (10, 20)
     assert (a.query_time.warning.seconds, a.query_time.critical.seconds) == (1, 3)
     assert (a.failed_backups.warning, a.failed_backups.critical) == (1, 2)
-    assert all([s.audit.events.data_modification, s.audit.events.access_patterns, s.audit.events.system_changes])
+    assert all(
+        [
+            s.audit.events.data_modification,
+            s.audit.events.access_patterns,
+            s.audit.events.system_changes,
+        ]
+    )
     assert s.consistency.checks.referential_integrity and s.consistency.repair.auto_fix
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30d", 30 * 86400), ("1h", 3600), ("15min", 900), ("24h", 86400), ("2 years", 730 * 86400),
-     ("3 months", 90 * 86400), ("7 days", 7 * 86400), ("daily", 86400), ("weekly", 7 * 86400),
-     ("monthly", 30 * 86400), ("1s", 1), ("indefinite", None)],
+    [
+        ("30d", 30 * 86400),
+        ("1h", 3600),
+        ("15min", 900),
+        ("24h", 86400),
+        ("2 years", 730 * 86400),
+        ("3 months", 90 * 86400),
+        ("7 days", 7 * 86400),
+        ("daily", 86400),
+        ("weekly", 7 * 86400),
+        ("monthly", 30 * 86400),
+        ("1s", 1),
+        ("indefinite", None),
+    ],
 )
 def test_durations_in_the_strategys_spellings(text: str, seconds: float | None) -> None:
     assert Duration.parse(text).seconds == seconds
@@ -98,17 +133,21 @@ def test_unknown_key_is_named_by_its_dotted_path() -> None:
 def test_bad_value_names_key_value_and_expectation() -> None:
     problems = _problems({"backup": {"retention": {"full": "30x"}}})
     assert problems == [
-        "backup.retention.full = '30x': expected a duration such as \"30d\", \"24h\", \"15min\", "
-        "\"2 years\", \"3 months\", \"daily\", \"weekly\" or \"indefinite\""
+        'backup.retention.full = \'30x\': expected a duration such as "30d", "24h", "15min", '
+        '"2 years", "3 months", "daily", "weekly" or "indefinite"'
     ]
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    problems = _problems({
-        "alerts": {"disk_usage": {"warning": 95}},
-        "validation": {"workout": {"date": {"min": "yesterday"}, "reps": {"min": 10, "max": 5}}},
-        "postgres": {"os_user": "root"},
-    })
+    problems = _problems(
+        {
+            "alerts": {"disk_usage": {"warning": 95}},
+            "validation": {
+                "workout": {"date": {"min": "yesterday"}, "reps": {"min": 10, "max": 5}}
+            },
+            "postgres": {"os_user": "root"},
+        }
+    )
     text = "\n".join(problems)
     assert "alerts.disk_usage" in text and "warning (95.0) is above critical (90.0)" in text
     assert "validation.workout.date.min = 'yesterday'" in text
@@ -123,17 +162,29 @@ def test_partial_section_keeps_other_defaults() -> None:
 
 
 def test_strategy_spelling_for_storage_kind() -> None:
-    s = validate({"backup": {"storage": {"primary": "file", "secondary": {"kind": "gcs", "url": "s3://b/p"}}}})
+    s = validate(
+        {
+            "backup": {
+                "storage": {"primary": "file", "secondary": {"kind": "gcs", "url": "s3://b/p"}}
+            }
+        }
+    )
     assert s.backup.storage.primary.kind == "file"
     assert s.backup.storage.secondary is not None and s.backup.storage.secondary.url == "s3://b/p"
-    assert any("backup.storage.primary.kind = 'ftp'" in p for p in _problems({"backup": {"storage": {"primary": "ftp"}}}))
+    assert any(
+        "backup.storage.primary.kind = 'ftp'" in p
+        for p in _problems({"backup": {"storage": {"primary": "ftp"}}})
+    )
 
 
 def test_file_then_environment_precedence(tmp_path: Path) -> None:
     path = tmp_path / "powrops.toml"
     path.write_text('[backup.retention]\nfull = "14d"\nincremental = "3d"\n')
-    env = {"POWROPS_CONFIG": str(path), "POWROPS__BACKUP__RETENTION__INCREMENTAL": "2d",
-           "POWROPS_STATE_DIR": str(tmp_path / "st")}
+    env = {
+        "POWROPS_CONFIG": str(path),
+        "POWROPS__BACKUP__RETENTION__INCREMENTAL": "2d",
+        "POWROPS_STATE_DIR": str(tmp_path / "st"),
+    }
     s = load_settings(environ=env)
     assert s.backup.retention.full.days == 14
     assert s.backup.retention.incremental.days == 2
@@ -157,18 +208,29 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 
 
 def test_secrets_are_redacted_and_collected() -> None:
-    s = validate({
-        "database": {"url": "postgresql://app:hunter2-secret@db.example/powr"},
-        "backup": {"storage": {"primary": {"kind": "gcs", "url": "s3://b", "secret_access_key": "GCSKEY123"}}},
-    })
+    s = validate(
+        {
+            "database": {"url": "postgresql://app:hunter2-secret@db.example/powr"},
+            "backup": {
+                "storage": {
+                    "primary": {"kind": "gcs", "url": "s3://b", "secret_access_key": "GCSKEY123"}
+                }
+            },
+        }
+    )
     shown = to_toml(redacted_dict(s))
     assert "hunter2-secret" not in shown and "GCSKEY123" not in shown
     assert shown.count("********") == 2
-    assert sorted(secret_values(s)) == ["GCSKEY123", "postgresql://app:hunter2-secret@db.example/powr"]
+    assert sorted(secret_values(s)) == [
+        "GCSKEY123",
+        "postgresql://app:hunter2-secret@db.example/powr",
+    ]
 
 
 def test_shown_configuration_reads_back_to_the_same_settings(tmp_path: Path) -> None:
-    s = validate({"backup": {"retention": {"full": "45d"}}, "alerts": {"dead_tuples": {"warning": 5}}})
+    s = validate(
+        {"backup": {"retention": {"full": "45d"}}, "alerts": {"dead_tuples": {"warning": 5}}}
+    )
     path = tmp_path / "round.toml"
     path.write_text(to_toml(redacted_dict(s)))
     again = load_settings(path, environ={})

@@ -14,11 +14,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import create_engine
+
 from powrops import migrate
 from powrops.errors import MigrationError
 from powrops.pg.cluster import LocalCluster
 from powrops.schema import OPS_TABLES, PUBLIC_TABLES
-from sqlalchemy import create_engine
 
 REPO = Path(__file__).resolve().parents[1]
 VERSIONS = REPO / "migrations" / "versions"
@@ -28,6 +29,7 @@ REVISIONS = [
     "20240308124500",
     "20240315090000",
     "20240320100000",
+    "20240322090000",
 ]
 HEAD = REVISIONS[-1]
 ROLES = ("powr_readonly", "powr_reporting", "powr_backup", "powr_app")
@@ -119,7 +121,7 @@ def public_tables(url: str) -> list[str]:
     found = rows(
         url,
         "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-        "WHERE table_schema IN ('public', 'ops') ORDER BY 1",
+        "WHERE table_schema IN ('public', 'ops') AND table_type = 'BASE TABLE' ORDER BY 1",
     )
     return [r[0] for r in found]
 
@@ -141,7 +143,9 @@ def test_walk_up_down_up(fresh_db: str) -> None:
     assert migrate.current(fresh_db) is None
 
     assert migrate.upgrade(fresh_db, "20240308123000") == "20240308123000"
-    assert [s.applied for s in migrate.status(fresh_db)] == [True, True, False, False, False]
+    assert [s.applied for s in migrate.status(fresh_db)] == [True, True] + [False] * (
+        len(REVISIONS) - 2
+    )
 
     assert migrate.upgrade(fresh_db) == HEAD
     after = migrate.status(fresh_db)
@@ -371,3 +375,22 @@ def test_alembic_command_line_uses_the_environment_url(head_db: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{HEAD} (head)"
+
+
+def test_monitoring_extensions_come_and_go_with_their_revision(fresh_db: str) -> None:
+    migrate.upgrade(fresh_db)
+    installed = {r[0] for r in rows(fresh_db, "SELECT extname FROM pg_extension")}
+    assert {"pg_stat_statements", "amcheck", "pgstattuple"} <= installed
+    migrate.downgrade(fresh_db, "-1")
+    installed = {r[0] for r in rows(fresh_db, "SELECT extname FROM pg_extension")}
+    assert not {"pg_stat_statements", "amcheck", "pgstattuple"} & installed
+
+
+def test_extensions_present_before_the_revision_survive_its_downgrade(fresh_db: str) -> None:
+    migrate.upgrade(fresh_db, "20240320100000")
+    with connect(fresh_db) as conn:
+        conn.execute("CREATE EXTENSION pgstattuple")
+    migrate.upgrade(fresh_db)
+    migrate.downgrade(fresh_db, "-1")
+    installed = {r[0] for r in rows(fresh_db, "SELECT extname FROM pg_extension")}
+    assert "pgstattuple" in installed and "amcheck" not in installed

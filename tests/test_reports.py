@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from powrops.errors import ParameterError, ReportError
 from powrops.findings import Finding, Severity
 from powrops.reports import (

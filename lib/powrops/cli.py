@@ -126,7 +126,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         before = migrate.current(eng)
         migrate.upgrade(eng, "head")
         after = migrate.current(eng)
-        print(f"migrated {before or 'base'} -> {after}" if before != after else f"already at head ({after})")
+        print(
+            f"migrated {before or 'base'} -> {after}"
+            if before != after
+            else f"already at head ({after})"
+        )
     elif args.action == "rollback":
         before = migrate.current(eng)
         if before is None:
@@ -142,7 +146,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             for row in rows:
                 mark = "applied" if row.applied else "pending"
                 tx = "transaction" if row.transaction else "no transaction"
-                print(f"{row.revision}  {row.timestamp:%Y-%m-%d %H:%M:%S}  {mark:8} {tx:15} {row.slug}")
+                print(
+                    f"{row.revision}  {row.timestamp:%Y-%m-%d %H:%M:%S}  {mark:8} {tx:15} "
+                    f"{row.slug}"
+                )
         return 0 if all(r.applied for r in rows) else 1
     return 0
 
@@ -155,7 +162,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from powrops.db import engine
 
     eng = engine(_settings(args))
-    dataset = demo_data.generate(users=args.users, weeks=args.weeks, seed=args.seed, defects=args.defects)
+    dataset = demo_data.generate(
+        users=args.users, weeks=args.weeks, seed=args.seed, defects=args.defects
+    )
     report = demo_data.load(eng, dataset, replace=args.replace)
     if args.json:
         _print_json(report.to_dict())
@@ -176,7 +185,7 @@ def cmd_report_list(args: argparse.Namespace) -> int:
 
     specs = discover(project_root())
     for spec in specs.values():
-        params = ", ".join(f"{p['name']}={p['default']}" for p in spec.parameters) or "-"
+        params = ", ".join(p.describe() for p in spec.parameters.values()) or "-"
         print(f"{spec.name:28} {spec.kind:9} {spec.description}  [{params}]")
     return 0
 
@@ -222,7 +231,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="powrops", description="Data-management toolkit for POWR's PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"powrops {__version__}")
-    parser.add_argument("-c", "--config", help="config file (default $POWROPS_CONFIG, ./powrops.toml)")
+    parser.add_argument(
+        "-c", "--config", help="config file (default $POWROPS_CONFIG, ./powrops.toml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     config = sub.add_parser("config", help="show or check the configuration").add_subparsers(
@@ -238,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="manage the embedded PostgreSQL cluster").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
-    db.add_parser("start", help="create (first time) and start the cluster").set_defaults(func=cmd_db_start)
+    db.add_parser("start", help="create (first time) and start the cluster").set_defaults(
+        func=cmd_db_start
+    )
     db.add_parser("stop", help="stop the cluster").set_defaults(func=cmd_db_stop)
     status = db.add_parser("status", help="is it running, where, which version")
     status.add_argument("--json", action="store_true")

@@ -506,7 +506,9 @@ class Settings(Section):
 # --- loading ---------------------------------------------------------------------------------
 
 
-def config_path(explicit: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+def config_path(
+    explicit: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path | None:
     """The config file to read, or None for the strategy's defaults."""
     env = os.environ if environ is None else environ
     if explicit:
@@ -536,7 +538,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if name in ENV_SHORTCUTS:
             path: tuple[str, ...] = ENV_SHORTCUTS[name]
         elif name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-            path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+            path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         else:
             continue
         node = tree
@@ -563,7 +565,10 @@ def _describe(error: Mapping[str, Any]) -> str:
     key = ".".join(p for p in loc if not p.startswith(("Repository", "NotifyChannel")))
     value = error.get("input")
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key (value {value!r}); check the spelling against `powrops config show`"
+        return (
+            f"{key}: unknown key (value {value!r}); "
+            "check the spelling against `powrops config show`"
+        )
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "missing":
         shown = "<missing>"
@@ -589,7 +594,9 @@ def validate(data: Mapping[str, Any], source: str | None = None) -> Settings:
         raise ConfigError(f"invalid configuration{where}", problems=problems) from None
 
 
-def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """The effective settings: defaults, then the config file, then the environment."""
     env = os.environ if environ is None else environ
     file = config_path(path, env)
@@ -664,7 +671,11 @@ def to_toml(data: Mapping[str, Any]) -> str:
         if isinstance(value, list):
             return "[" + ", ".join(scalar(v) for v in value) + "]"
         if isinstance(value, Mapping):
-            return "{ " + ", ".join(f"{k} = {scalar(v)}" for k, v in value.items() if v is not None) + " }"
+            return (
+                "{ "
+                + ", ".join(f"{k} = {scalar(v)}" for k, v in value.items() if v is not None)
+                + " }"
+            )
         raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
     def table(prefix: str, node: Mapping[str, Any]) -> None:

@@ -28,7 +28,9 @@ def embedded_cluster(settings: Settings) -> LocalCluster:
     from powrops.pg.binaries import find_binaries
     from powrops.pg.cluster import LocalCluster
 
-    binaries = find_binaries(bin_dir=settings.postgres.bin_dir) if settings.postgres.bin_dir else None
+    binaries = (
+        find_binaries(bin_dir=settings.postgres.bin_dir) if settings.postgres.bin_dir else None
+    )
     return LocalCluster(
         settings.state_dir / "cluster", binaries=binaries, os_user=settings.postgres.os_user
     )
@@ -112,7 +114,9 @@ def secrets(settings: Settings) -> list[str]:
     return found
 
 
-def connect(settings: Settings, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
+def connect(
+    settings: Settings, *, autocommit: bool = False, **kwargs: Any
+) -> psycopg.Connection[Any]:
     """A psycopg connection to the target database, or DatabaseError saying why not."""
     import psycopg
 

@@ -37,12 +37,20 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
     specs = [s for s in discover(project_root()).values() if s.kind == "scheduled"]
     for spec in specs:
         result = run_report(
-            spec.name, {}, reports_dir=settings.reports_dir,
-            timeout=settings.reports.timeout.timedelta.total_seconds(), secrets=secrets(settings),
+            spec.name,
+            {},
+            reports_dir=settings.reports_dir,
+            timeout=settings.reports.timeout.timedelta.total_seconds(),
+            secrets=secrets(settings),
         )
         failed += result.result.get("failed", False) is True
         headline = _headline(result.result)
-        _line("report", started, f"{spec.name}: {Severity(result.exit_code).name}{headline} -> {result.path / 'report.html'}")
+        _line(
+            "report",
+            started,
+            f"{spec.name}: {Severity(result.exit_code).name}{headline} "
+            f"-> {result.path / 'report.html'}",
+        )
     index = build_index(settings.reports_dir)
     _line("index", started, str(index))
     return 3 if failed else 0

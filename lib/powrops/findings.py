@@ -29,7 +29,9 @@ class Severity(enum.IntEnum):
         try:
             return cls[value.upper()]
         except KeyError:
-            raise ValueError(f"unknown severity {value!r}; expected OK, WARNING, CRITICAL or UNKNOWN") from None
+            raise ValueError(
+                f"unknown severity {value!r}; expected OK, WARNING, CRITICAL or UNKNOWN"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,17 @@ ROLES: dict[str, str] = {
     "powr_app": "the application's least-privilege login",
 }
 SETTINGS = (
-    "data_checksums", "wal_level", "archive_mode", "archive_command", "archive_library",
-    "archive_timeout", "summarize_wal", "shared_preload_libraries", "autovacuum",
-    "track_io_timing", "max_wal_senders",
+    "data_checksums",
+    "wal_level",
+    "archive_mode",
+    "archive_command",
+    "archive_library",
+    "archive_timeout",
+    "summarize_wal",
+    "shared_preload_libraries",
+    "autovacuum",
+    "track_io_timing",
+    "max_wal_senders",
 )
 
 Check = Callable[[psycopg.Connection[Any], Settings, dict[str, dict[str, Any]]], Iterator[Finding]]
@@ -53,37 +61,55 @@ def _value(conf: dict[str, dict[str, Any]], name: str) -> str | None:
     return None if row is None else str(row["setting"])
 
 
-def check_wal(conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]) -> Iterator[Finding]:
+def check_wal(
+    conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
     checksums = _value(conf, "data_checksums")
     yield _finding(
-        BACKUP, "data_checksums", Severity.OK if checksums == "on" else Severity.CRITICAL,
-        "data checksums are enabled" if checksums == "on"
+        BACKUP,
+        "data_checksums",
+        Severity.OK if checksums == "on" else Severity.CRITICAL,
+        "data checksums are enabled"
+        if checksums == "on"
         else "data checksums are off: silent corruption of data pages cannot be detected",
-        value=checksums, expected="on",
-        advice=None if checksums == "on" else "enable with pg_checksums --enable on a stopped cluster",
+        value=checksums,
+        expected="on",
+        advice=None
+        if checksums == "on"
+        else "enable with pg_checksums --enable on a stopped cluster",
     )
     level = _value(conf, "wal_level")
     ok = level in ("replica", "logical")
     yield _finding(
-        BACKUP, "wal_level", Severity.OK if ok else Severity.CRITICAL,
+        BACKUP,
+        "wal_level",
+        Severity.OK if ok else Severity.CRITICAL,
         f"wal_level is {level}" + ("" if ok else ": base backups and WAL archiving need replica"),
-        value=level, expected="replica or logical",
+        value=level,
+        expected="replica or logical",
     )
     mode = _value(conf, "archive_mode")
     ok = mode in ("on", "always")
     yield _finding(
-        BACKUP, "archive_mode", Severity.OK if ok else Severity.CRITICAL,
+        BACKUP,
+        "archive_mode",
+        Severity.OK if ok else Severity.CRITICAL,
         f"archive_mode is {mode}" + ("" if ok else ": no point-in-time recovery is possible"),
-        value=mode, expected="on",
+        value=mode,
+        expected="on",
     )
     command = (_value(conf, "archive_command") or "").strip()
     library = (_value(conf, "archive_library") or "").strip()
     configured = bool(command and command != "(disabled)") or bool(library)
     yield _finding(
-        BACKUP, "archive_command", Severity.OK if configured else Severity.CRITICAL,
-        f"WAL is archived by {command or library!r}" if configured
+        BACKUP,
+        "archive_command",
+        Severity.OK if configured else Severity.CRITICAL,
+        f"WAL is archived by {command or library!r}"
+        if configured
         else "no archive_command or archive_library: WAL segments are not being archived",
-        value=command or library or None, expected="powrops wal push %p",
+        value=command or library or None,
+        expected="powrops wal push %p",
         advice=None if configured else "set archive_command = 'powrops wal push %p' (see README)",
     )
     yield from _archive_timeout(settings, conf)
@@ -97,94 +123,149 @@ def _archive_timeout(settings: Settings, conf: dict[str, dict[str, Any]]) -> Ite
     limit = schedule.timedelta.total_seconds()
     ok = 0 < seconds <= limit
     yield _finding(
-        BACKUP, "archive_timeout", Severity.OK if ok else Severity.WARNING,
+        BACKUP,
+        "archive_timeout",
+        Severity.OK if ok else Severity.WARNING,
         f"archive_timeout is {seconds:.0f} s against the WAL schedule of {schedule}"
         + ("" if ok else ": a quiet server may leave WAL unarchived for longer than the schedule"),
-        value=f"{seconds:.0f}s", expected=f"1s..{limit:.0f}s ({schedule})",
+        value=f"{seconds:.0f}s",
+        expected=f"1s..{limit:.0f}s ({schedule})",
     )
 
 
-def _summarize_wal(conn: psycopg.Connection[Any], conf: dict[str, dict[str, Any]]) -> Iterator[Finding]:
+def _summarize_wal(
+    conn: psycopg.Connection[Any], conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
     version = catalog.server_version_num(conn)
     if version < 170000:
         yield _finding(
-            BACKUP, "summarize_wal", Severity.WARNING,
+            BACKUP,
+            "summarize_wal",
+            Severity.WARNING,
             f"PostgreSQL {version // 10000} cannot take incremental backups (needs 17 or newer); "
             "the hourly incremental schedule will be served by full backups and WAL",
-            value=str(version // 10000), expected="17 or newer",
+            value=str(version // 10000),
+            expected="17 or newer",
         )
         return
     value = _value(conf, "summarize_wal")
     yield _finding(
-        BACKUP, "summarize_wal", Severity.OK if value == "on" else Severity.WARNING,
-        "WAL summarization is on: incremental backups are possible" if value == "on"
+        BACKUP,
+        "summarize_wal",
+        Severity.OK if value == "on" else Severity.WARNING,
+        "WAL summarization is on: incremental backups are possible"
+        if value == "on"
         else "summarize_wal is off: incremental backups will fail",
-        value=value, expected="on",
+        value=value,
+        expected="on",
     )
 
 
-def check_storage(conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]) -> Iterator[Finding]:
+def check_storage(
+    conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
     storage = settings.backup.storage
     primary = storage.primary
     if primary.url is None:
         yield _finding(
-            BACKUP, "storage.primary", Severity.WARNING,
+            BACKUP,
+            "storage.primary",
+            Severity.WARNING,
             f"no primary repository URL configured: backups go to a local directory under "
             f"{settings.state.dir}, not to {primary.kind} as the strategy asks",
             expected=f"{primary.kind} repository URL",
         )
     else:
-        yield _finding(BACKUP, "storage.primary", Severity.OK, f"primary repository is {primary.kind}",
-                       value=primary.kind)
+        yield _finding(
+            BACKUP,
+            "storage.primary",
+            Severity.OK,
+            f"primary repository is {primary.kind}",
+            value=primary.kind,
+        )
     secondary = storage.secondary
     if secondary is None or secondary.url is None:
         yield _finding(
-            BACKUP, "storage.secondary", Severity.WARNING,
+            BACKUP,
+            "storage.secondary",
+            Severity.WARNING,
             "no secondary repository configured: backups exist in one place only",
             expected=f"{secondary.kind if secondary else 'gcs'} repository URL",
         )
     else:
-        yield _finding(BACKUP, "storage.secondary", Severity.OK,
-                       f"secondary repository is {secondary.kind}", value=secondary.kind)
+        yield _finding(
+            BACKUP,
+            "storage.secondary",
+            Severity.OK,
+            f"secondary repository is {secondary.kind}",
+            value=secondary.kind,
+        )
 
 
-def check_monitoring(conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]) -> Iterator[Finding]:
+def check_monitoring(
+    conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
     preload = _value(conf, "shared_preload_libraries") or ""
     loaded = "pg_stat_statements" in [p.strip() for p in preload.split(",")]
     installed = "pg_stat_statements" in catalog.extensions(conn)
     if loaded and installed:
-        yield _finding(MONITORING, "pg_stat_statements", Severity.OK,
-                       "pg_stat_statements is loaded and installed: slow queries can be found")
+        yield _finding(
+            MONITORING,
+            "pg_stat_statements",
+            Severity.OK,
+            "pg_stat_statements is loaded and installed: slow queries can be found",
+        )
     else:
         missing = "not in shared_preload_libraries" if not loaded else "extension not created"
         yield _finding(
-            MONITORING, "pg_stat_statements", Severity.WARNING,
+            MONITORING,
+            "pg_stat_statements",
+            Severity.WARNING,
             f"pg_stat_statements {missing}: query-time alerts cannot see statements",
-            value=preload or None, expected="loaded and CREATE EXTENSION pg_stat_statements",
+            value=preload or None,
+            expected="loaded and CREATE EXTENSION pg_stat_statements",
         )
     io_timing = _value(conf, "track_io_timing")
     yield _finding(
-        MONITORING, "track_io_timing", Severity.OK if io_timing == "on" else Severity.WARNING,
-        f"track_io_timing is {io_timing}", value=io_timing, expected="on",
+        MONITORING,
+        "track_io_timing",
+        Severity.OK if io_timing == "on" else Severity.WARNING,
+        f"track_io_timing is {io_timing}",
+        value=io_timing,
+        expected="on",
     )
 
 
-def check_maintenance(conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]) -> Iterator[Finding]:
+def check_maintenance(
+    conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
     autovacuum = _value(conf, "autovacuum")
     yield _finding(
-        MAINTENANCE, "autovacuum", Severity.OK if autovacuum == "on" else Severity.WARNING,
-        f"autovacuum is {autovacuum}", value=autovacuum, expected="on",
+        MAINTENANCE,
+        "autovacuum",
+        Severity.OK if autovacuum == "on" else Severity.WARNING,
+        f"autovacuum is {autovacuum}",
+        value=autovacuum,
+        expected="on",
     )
     found = catalog.indexes(conn, STRATEGY_INDEXES)
     for name, (columns, predicate) in STRATEGY_INDEXES.items():
         yield _index_finding(name, columns, predicate, found.get(name))
 
 
-def _index_finding(name: str, columns: str, predicate: str | None, row: dict[str, Any] | None) -> Finding:
+def _index_finding(
+    name: str, columns: str, predicate: str | None, row: dict[str, Any] | None
+) -> Finding:
     if row is None:
-        return _finding(MAINTENANCE, f"index.{name}", Severity.CRITICAL,
-                        f"the strategy's index {name} is missing", object=name,
-                        expected=columns, advice="run `powrops migrate latest`")
+        return _finding(
+            MAINTENANCE,
+            f"index.{name}",
+            Severity.CRITICAL,
+            f"the strategy's index {name} is missing",
+            object=name,
+            expected=columns,
+            advice="run `powrops migrate latest`",
+        )
     problems = []
     if columns not in row["definition"]:
         problems.append(f"definition is {row['definition']}")
@@ -193,31 +274,56 @@ def _index_finding(name: str, columns: str, predicate: str | None, row: dict[str
     if not row["valid"] or not row["ready"]:
         problems.append("index is INVALID (a failed CREATE INDEX CONCURRENTLY?)")
     if problems:
-        return _finding(MAINTENANCE, f"index.{name}", Severity.CRITICAL,
-                        f"index {name}: " + "; ".join(problems), object=name,
-                        value=row["definition"], expected=columns,
-                        advice="REINDEX INDEX CONCURRENTLY or recreate it")
-    return _finding(MAINTENANCE, f"index.{name}", Severity.OK, f"index {name} is present and valid",
-                    object=name, value=row["definition"])
+        return _finding(
+            MAINTENANCE,
+            f"index.{name}",
+            Severity.CRITICAL,
+            f"index {name}: " + "; ".join(problems),
+            object=name,
+            value=row["definition"],
+            expected=columns,
+            advice="REINDEX INDEX CONCURRENTLY or recreate it",
+        )
+    return _finding(
+        MAINTENANCE,
+        f"index.{name}",
+        Severity.OK,
+        f"index {name} is present and valid",
+        object=name,
+        value=row["definition"],
+    )
 
 
-def check_schema(conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]) -> Iterator[Finding]:
+def check_schema(
+    conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
     from powrops import migrate
 
     heads = migrate.heads()
     current = current_revision(conn)
     if current is None:
-        yield _finding(MAINTENANCE, "alembic", Severity.CRITICAL,
-                       "the POWR schema is not under migration control (no alembic revision)",
-                       expected=", ".join(heads), advice="run `powrops migrate latest`")
+        yield _finding(
+            MAINTENANCE,
+            "alembic",
+            Severity.CRITICAL,
+            "the POWR schema is not under migration control (no alembic revision)",
+            expected=", ".join(heads),
+            advice="run `powrops migrate latest`",
+        )
     elif current in heads:
-        yield _finding(MAINTENANCE, "alembic", Severity.OK, f"schema is at head ({current})",
-                       value=current)
+        yield _finding(
+            MAINTENANCE, "alembic", Severity.OK, f"schema is at head ({current})", value=current
+        )
     else:
-        yield _finding(MAINTENANCE, "alembic", Severity.WARNING,
-                       f"schema is at {current}, head is {', '.join(heads)}: migrations are pending",
-                       value=current, expected=", ".join(heads),
-                       advice="review with `powrops migrate status`, then apply")
+        yield _finding(
+            MAINTENANCE,
+            "alembic",
+            Severity.WARNING,
+            f"schema is at {current}, head is {', '.join(heads)}: migrations are pending",
+            value=current,
+            expected=", ".join(heads),
+            advice="review with `powrops migrate status`, then apply",
+        )
     found = catalog.roles(conn, ROLES)
     for name, purpose in ROLES.items():
         yield _role_finding(name, purpose, found.get(name))
@@ -225,8 +331,14 @@ def check_schema(conn: psycopg.Connection[Any], settings: Settings, conf: dict[s
 
 def _role_finding(name: str, purpose: str, row: dict[str, Any] | None) -> Finding:
     if row is None:
-        return _finding(MAINTENANCE, f"role.{name}", Severity.WARNING, f"role {name} ({purpose}) is missing",
-                        object=name, advice="run `powrops migrate latest`")
+        return _finding(
+            MAINTENANCE,
+            f"role.{name}",
+            Severity.WARNING,
+            f"role {name} ({purpose}) is missing",
+            object=name,
+            advice="run `powrops migrate latest`",
+        )
     problems = []
     if name == "powr_backup" and not row["replication"]:
         problems.append("lacks REPLICATION")
@@ -239,20 +351,31 @@ def _role_finding(name: str, purpose: str, row: dict[str, Any] | None) -> Findin
     return _finding(MAINTENANCE, f"role.{name}", severity, message, object=name)
 
 
-def check_recovery_docs(conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]) -> Iterator[Finding]:
+def check_recovery_docs(
+    conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
     from powrops.reports.runner import project_root
 
     runbooks = project_root() / "runbooks"
     found = sorted(p.stem for p in Path(runbooks).glob("*.ipynb")) if runbooks.is_dir() else []
     wanted = "recovery_drill"
     if wanted in found:
-        yield _finding(RECOVERY, "runbooks", Severity.OK,
-                       f"recovery procedures are documented as runbooks: {', '.join(found)}")
+        yield _finding(
+            RECOVERY,
+            "runbooks",
+            Severity.OK,
+            f"recovery procedures are documented as runbooks: {', '.join(found)}",
+        )
     else:
-        yield _finding(RECOVERY, "runbooks", Severity.WARNING,
-                       "no recovery drill runbook yet: recovery procedures are not documented "
-                       "as an executable runbook", value=", ".join(found) or None,
-                       expected=f"runbooks/{wanted}.ipynb")
+        yield _finding(
+            RECOVERY,
+            "runbooks",
+            Severity.WARNING,
+            "no recovery drill runbook yet: recovery procedures are not documented "
+            "as an executable runbook",
+            value=", ".join(found) or None,
+            expected=f"runbooks/{wanted}.ipynb",
+        )
 
 
 def current_revision(conn: psycopg.Connection[Any]) -> str | None:
@@ -264,8 +387,14 @@ def current_revision(conn: psycopg.Connection[Any]) -> str | None:
     return str(version[0]) if version else None
 
 
-CHECKS: tuple[Check, ...] = (check_wal, check_storage, check_monitoring, check_maintenance,
-                             check_schema, check_recovery_docs)
+CHECKS: tuple[Check, ...] = (
+    check_wal,
+    check_storage,
+    check_monitoring,
+    check_maintenance,
+    check_schema,
+    check_recovery_docs,
+)
 
 
 def run_checks(conn: psycopg.Connection[Any], settings: Settings) -> list[Finding]:
@@ -284,7 +413,11 @@ def server_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "(SELECT system_identifier FROM pg_control_system())"
     ).fetchone()
     assert row is not None
-    return {"server_version": row[0], "database_size": int(row[1]), "system_identifier": str(row[2])}
+    return {
+        "server_version": row[0],
+        "database_size": int(row[1]),
+        "system_identifier": str(row[2]),
+    }
 
 
 # --- helpers for the notebook ----------------------------------------------------------------

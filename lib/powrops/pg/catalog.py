@@ -38,7 +38,9 @@ def settings(conn: psycopg.Connection[Any], names: Iterable[str]) -> dict[str, d
 
 def setting_seconds(row: dict[str, Any]) -> float:
     """A time setting's value in seconds, whatever unit pg_settings reports it in."""
-    factor = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}.get(row.get("unit") or "s", 1.0)
+    factor = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}.get(
+        row.get("unit") or "s", 1.0
+    )
     return float(row["setting"]) * factor
 
 

@@ -80,13 +80,25 @@ def ensure_os_user(name: str) -> OsUser:
     if name == "root":
         raise ClusterError("postgres.os_user must not be root: PostgreSQL refuses to run as root")
     try:
-        entry = pwd.getpwnam(name)
+        entry: pwd.struct_passwd | None = pwd.getpwnam(name)
     except KeyError:
+        entry = None
+    if entry is None:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
         result = subprocess.run(
-            [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", name],
-            capture_output=True, text=True, check=False,
+            [
+                useradd,
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode not in (0, 9):  # 9: the name exists (a concurrent creation)
             raise ClusterError(
@@ -200,7 +212,9 @@ class LocalCluster:
         try:
             return self.password_file.read_text().strip()
         except OSError as exc:
-            raise ClusterError(f"cannot read the cluster password {self.password_file}: {exc}") from exc
+            raise ClusterError(
+                f"cannot read the cluster password {self.password_file}: {exc}"
+            ) from exc
 
     def conninfo(self, database: str = DEFAULT_DATABASE, user: str = SUPERUSER) -> dict[str, Any]:
         return {
@@ -248,12 +262,21 @@ class LocalCluster:
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             try:
                 proc = subprocess.run(
-                    [str(a) for a in argv], stdout=out, stderr=err, text=True, env=env,
-                    cwd=self.base_dir, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+                    [str(a) for a in argv],
+                    stdout=out,
+                    stderr=err,
+                    text=True,
+                    env=env,
+                    cwd=self.base_dir,
+                    timeout=timeout,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
                     **kwargs,
                 )
             except subprocess.TimeoutExpired as exc:
-                raise ClusterError(f"{what or argv[0]} did not finish within {timeout:.0f} s") from exc
+                raise ClusterError(
+                    f"{what or argv[0]} did not finish within {timeout:.0f} s"
+                ) from exc
             except OSError as exc:
                 raise ClusterError(f"could not run {argv[0]}: {exc}") from exc
             out.seek(0)
@@ -261,7 +284,9 @@ class LocalCluster:
             result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
         if check and result.returncode != 0:
             detail = (result.stderr.strip() or result.stdout.strip())[-2000:]
-            raise ClusterError(f"{what or Path(str(argv[0])).name} failed ({result.returncode}): {detail}")
+            raise ClusterError(
+                f"{what or Path(str(argv[0])).name} failed ({result.returncode}): {detail}"
+            )
         return result
 
     @contextlib.contextmanager
@@ -277,7 +302,9 @@ class LocalCluster:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def init(self, settings: Mapping[str, str] | None = None, database: str = DEFAULT_DATABASE) -> None:
+    def init(
+        self, settings: Mapping[str, str] | None = None, database: str = DEFAULT_DATABASE
+    ) -> None:
         """initdb with data checksums and SCRAM password authentication."""
         with self._lock():
             if self.exists():
@@ -312,24 +339,38 @@ class LocalCluster:
             self.data_dir.mkdir(mode=0o700, exist_ok=True)
             chown_tree(self.data_dir, user)
             self._run(
-                [self.binaries.path("initdb"), "-D", self.data_dir, "-U", SUPERUSER,
-                 f"--pwfile={pwfile}", "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
-                 "-E", "UTF8", "--locale=C", "--data-checksums"],
-                what="initdb", timeout=300,
+                [
+                    self.binaries.path("initdb"),
+                    "-D",
+                    self.data_dir,
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--data-checksums",
+                ],
+                what="initdb",
+                timeout=300,
             )
         finally:
             pwfile.unlink(missing_ok=True)
         port = free_port()
-        self._write_meta({
-            "port": port,
-            "superuser": SUPERUSER,
-            "database": database,
-            "version": self.binaries.version,
-            "major": self.binaries.major,
-            "bin_dir": str(self.binaries.bin_dir),
-            "os_user": user.name,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        self._write_meta(
+            {
+                "port": port,
+                "superuser": SUPERUSER,
+                "database": database,
+                "version": self.binaries.version,
+                "major": self.binaries.major,
+                "bin_dir": str(self.binaries.bin_dir),
+                "os_user": user.name,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
         self._write_conf(port, settings)
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(f"\n# powrops settings\ninclude_if_exists = '{CONF_FILE}'\n")
@@ -371,8 +412,11 @@ class LocalCluster:
     def is_running(self) -> bool:
         if not self.exists():
             return False
-        result = self._run([self.binaries.path("pg_ctl"), "status", "-D", self.data_dir],
-                           check=False, what="pg_ctl status")
+        result = self._run(
+            [self.binaries.path("pg_ctl"), "status", "-D", self.data_dir],
+            check=False,
+            what="pg_ctl status",
+        )
         return result.returncode == 0
 
     def start(self, settings: Mapping[str, str] | None = None, timeout: float = 60) -> None:
@@ -392,9 +436,21 @@ class LocalCluster:
                 self._write_meta(meta)
             self._apply_port(port)
             self._run(
-                [self.binaries.path("pg_ctl"), "start", "-D", self.data_dir, "-l", self.log_file,
-                 "-w", "-t", str(int(timeout)), "-o", f"-p {port}"],
-                what="pg_ctl start", timeout=timeout + 30,
+                [
+                    self.binaries.path("pg_ctl"),
+                    "start",
+                    "-D",
+                    self.data_dir,
+                    "-l",
+                    self.log_file,
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-o",
+                    f"-p {port}",
+                ],
+                what="pg_ctl start",
+                timeout=timeout + 30,
             )
             self._ensure_database(self._read_meta().get("database", DEFAULT_DATABASE))
 
@@ -433,9 +489,19 @@ class LocalCluster:
             if not self.is_running():
                 return False
             self._run(
-                [self.binaries.path("pg_ctl"), "stop", "-D", self.data_dir, "-m", mode, "-w",
-                 "-t", str(int(timeout))],
-                what="pg_ctl stop", timeout=timeout + 30,
+                [
+                    self.binaries.path("pg_ctl"),
+                    "stop",
+                    "-D",
+                    self.data_dir,
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                ],
+                what="pg_ctl stop",
+                timeout=timeout + 30,
             )
             return True
 
@@ -462,6 +528,8 @@ class LocalCluster:
 
     def log_tail(self, lines: int = 40) -> str:
         try:
-            return "".join(self.log_file.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+            return "".join(
+                self.log_file.read_text(errors="replace").splitlines(keepends=True)[-lines:]
+            )
         except OSError:
             return ""

@@ -22,6 +22,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ RUN_ID_ENV = "POWROPS_RUN_ID"
 KINDS = {"notebooks": "scheduled", "runbooks": "runbook"}
 REDACTED = "[REDACTED]"
 NO_RESULT = "notebook did not record a result"
+
+# jupyter_core warns on every start on machines without a per-user runtime directory (cron,
+# systemd services, containers); it falls back to a private temporary directory, which is fine.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 @dataclass(frozen=True)
@@ -261,7 +266,15 @@ def ensure_kernel() -> str:
 
     name = kernel_name()
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # The kernel listens on 127.0.0.1 only; its TCP transport warning is noise in reports.
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--IPKernelApp.log_level=ERROR",
+        ],
         "display_name": f"Python {platform.python_version()} (powrops)",
         "language": "python",
         "metadata": {"debugger": True},

@@ -1,0 +1,113 @@
+"""The `powrops` command end to end, as a subprocess, with its exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+POWROPS = [sys.executable, "-m", "powrops.cli"]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    return subprocess.run(
+        [*POWROPS, *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_config_check_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[backup.retention]\nfull = "14d"\n')
+    ok = run("config", "check", str(good))
+    assert ok.returncode == 0, ok.stderr
+    assert "configuration OK" in ok.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[backup.retention]\nfull = "fortnight"\n[alerts]\ndisk = 3\n')
+    result = run("config", "check", str(bad))
+    assert result.returncode == 3
+    assert "backup.retention.full = 'fortnight'" in result.stderr
+    assert "alerts.disk: unknown key" in result.stderr
+    missing = run("config", "check", str(tmp_path / "absent.toml"))
+    assert missing.returncode == 3 and "does not exist" in missing.stderr
+
+
+def test_config_show_redacts_secrets_and_applies_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "powrops.toml"
+    cfg.write_text('[database]\nurl = "postgresql://app:S3cr3t-Pw@db.internal/powr"\n')
+    result = run(
+        "config",
+        "show",
+        env={"POWROPS_CONFIG": str(cfg), "POWROPS__BACKUP__SCHEDULE__LOGS": "5min"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "S3cr3t-Pw" not in result.stdout
+    assert 'url = "********"' in result.stdout
+    assert 'logs = "5min"' in result.stdout
+    as_json = run("config", "show", "--json", env={"POWROPS_CONFIG": str(cfg)})
+    data = json.loads(as_json.stdout)
+    assert data["database"]["url"] == "********"
+    assert data["backup"]["retention"] == {"full": "30d", "incremental": "7d", "logs": "24h"}
+
+
+def test_bad_arguments_exit_unknown() -> None:
+    result = run("db", "stat")
+    assert result.returncode == 3
+    assert "invalid choice" in result.stderr
+    assert run("seed", "--users", "many").returncode == 3
+
+
+def test_db_start_status_stop(pg_tmp: Path) -> None:
+    env = {"POWROPS_STATE_DIR": str(pg_tmp / "state")}
+    try:
+        down = run("db", "status", env=env)
+        assert down.returncode == 2 and "running    False" in down.stdout
+        start = run("db", "start", env=env)
+        assert start.returncode == 0, start.stderr
+        assert "created and started" in start.stdout
+        status = run("db", "status", "--json", env=env)
+        info = json.loads(status.stdout)
+        assert status.returncode == 0 and info["running"] is True
+        url = run("db", "url", env=env).stdout.strip()
+        password = (pg_tmp / "state" / "cluster" / "password").read_text().strip()
+        assert url.startswith("postgresql://postgres@127.0.0.1:") and password not in url
+        assert password in run("db", "url", "--with-password", env=env).stdout
+        again = run("db", "start", env=env)
+        assert again.returncode == 0 and "running" in again.stdout and "created" not in again.stdout
+        assert run("db", "stop", env=env).stdout.strip() == "stopped"
+        assert run("db", "stop", env=env).stdout.strip() == "not running"
+    finally:
+        run("db", "stop", env=env)
+
+
+def test_db_commands_refuse_when_a_url_is_configured() -> None:
+    result = run("db", "start", env={"POWROPS_DATABASE_URL": "postgresql://x@127.0.0.1:1/db"})
+    assert result.returncode == 3
+    assert "manages only the embedded cluster" in result.stderr
+
+
+def test_unreachable_database_is_unknown_with_a_clear_message() -> None:
+    result = run(
+        "migrate", "status", env={"POWROPS_DATABASE_URL": "postgresql://x:pw@127.0.0.1:1/powr"}
+    )
+    assert result.returncode == 3
+    assert "127.0.0.1:1" in result.stderr and "pw@" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["report", "run", "no_such_report"]])
+def test_unknown_report_name(args: list[str], pg_url: str) -> None:
+    result = run(*args, env={"POWROPS_DATABASE_URL": pg_url})
+    assert result.returncode == 3
+    assert "no_such_report" in result.stderr and "readiness_report" in result.stderr
