@@ -57,8 +57,13 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
 
 
 def _headline(result: dict[str, object]) -> str:
-    counts = result.get("counts")
-    if isinstance(counts, dict):
-        parts = [f"{v} {k.lower()}" for k, v in counts.items() if v]
-        return " (" + ", ".join(parts) + ")" if parts else ""
-    return ""
+    """' (16 ok, 3 warning, 1 critical)' from a run's findings."""
+    findings = result.get("findings")
+    if not isinstance(findings, list) or not findings:
+        return ""
+    tally: dict[str, int] = {}
+    for finding in findings:
+        severity = str(finding.get("severity", "UNKNOWN")).lower()
+        tally[severity] = tally.get(severity, 0) + 1
+    order = ("ok", "warning", "critical", "unknown")
+    return " (" + ", ".join(f"{tally[s]} {s}" for s in order if s in tally) + ")"
