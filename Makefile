@@ -25,9 +25,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/powrops demo
 
+PY_DIRS := lib tests migrations $(wildcard benchmarks)
+
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests benchmarks migrations
-	$(BIN)/ruff format --check lib tests benchmarks migrations
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/mypy
 
 test: lint
@@ -38,7 +40,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. runbooks
 
 bench: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+	@for b in $(wildcard benchmarks/bench_*.py); do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
 
 clean:
 	-$(BIN)/powrops db stop
