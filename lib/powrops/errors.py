@@ -67,3 +67,45 @@ class SeedError(PowropsError):
 
 class ReportError(PowropsError):
     """A report could not be found, run, rendered or archived."""
+
+
+class StorageError(PowropsError):
+    """A backup repository could not be opened, read or written."""
+
+
+class ObjectNotFound(StorageError):
+    """The object does not exist in the repository."""
+
+
+class ObjectExists(StorageError):
+    """A write that must not replace an object found the object already there."""
+
+
+class StorageUnreachable(StorageError):
+    """The repository's endpoint did not answer (connection refused, timeout, DNS)."""
+
+
+class DecryptionError(StorageError):
+    """An object could not be decrypted: wrong key, not encrypted, modified or truncated."""
+
+
+class EncryptionKeyError(StorageError):
+    """The client-side encryption key could not be loaded."""
+
+
+class BackupError(PowropsError):
+    """A backup, WAL archive operation or expiry could not be carried out."""
+
+
+class BackupFailed(BackupError):
+    """A backup run started and failed; its failure is recorded in the catalog."""
+
+    exit_code = EXIT_CRITICAL
+
+
+class LockError(BackupError):
+    """Another backup holds the repository's lock."""
+
+
+class WalConflict(BackupError):
+    """A WAL file of the same name but different content is already archived."""
