@@ -8,6 +8,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -78,3 +79,13 @@ def migrated_db(fresh_db: str) -> str:
 
     migrate.upgrade(fresh_db, "head")
     return fresh_db
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """moto_server, an S3 API emulator standing in for AWS S3 / GCS, as a real HTTP process."""
+    from s3server import S3Server
+
+    server = S3Server.start()
+    yield server
+    server.close()

@@ -77,11 +77,11 @@ def _cluster(args: argparse.Namespace) -> Any:
 
 
 def cmd_db_start(args: argparse.Namespace) -> int:
-    from powrops.db import cluster_settings, target
+    from powrops.db import target
 
     settings, cluster = _cluster(args)
     created = not cluster.exists()
-    cluster.start(cluster_settings(settings))
+    target(settings)
     verb = "created and started" if created else "running"
     print(f"embedded PostgreSQL {cluster.binaries.version} {verb}: {target(settings).display}")
     print(f"  data directory {cluster.data_dir} (OS user {cluster.os_user.name})")
@@ -216,6 +216,123 @@ def cmd_report_index(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- backup --------------------------------------------------------------------------------
+
+
+def cmd_backup_take(args: argparse.Namespace) -> int:
+    from powrops.backup.run import take_backup
+
+    echo = None if args.json else print
+    outcome = take_backup(_settings(args), args.kind, echo=echo)
+    record = outcome.record
+    if args.json:
+        _print_json({**record.to_dict(), "expired": outcome.expired, "copied": outcome.copied})
+    else:
+        print(
+            f"backup {record.label} ({record.kind}) OK: {record.raw_size / 2**20:.1f} MiB -> "
+            f"{record.stored_size / 2**20:.1f} MiB stored, {record.duration_s:.1f} s"
+        )
+    return max((_STEP_EXIT.get(s.status, 0) for s in outcome.steps), default=0)
+
+
+_STEP_EXIT = {"ok": 0, "skipped": 0, "warning": 1, "failed": 2}
+
+
+def cmd_backup_list(args: argparse.Namespace) -> int:
+    from powrops.backup.manage import backup_rows
+
+    rows = backup_rows(_settings(args))
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no backups")
+    for r in rows:
+        chain = " <- ".join([r["label"], *r["chain"]]) if r["chain"] else "-"
+        size = f"{(r.get('stored_size') or 0) / 2**20:9.1f} MiB"
+        print(
+            f"{r['label']}  {r['kind']:11} {r['status']:10} {size}  "
+            f"{','.join(r['where']):17} chain {chain}"
+        )
+    return 0
+
+
+def cmd_backup_show(args: argparse.Namespace) -> int:
+    from powrops.backup import repos
+    from powrops.backup.catalog import Catalog
+
+    record = Catalog(repos.primary(_settings(args))).get(args.label)
+    data = record.to_dict()
+    if args.json:
+        _print_json(data)
+        return 0
+    for key, value in data.items():
+        if key in ("files", "steps"):
+            continue
+        print(f"{key:18} {value}")
+    for stored in record.files:
+        print(
+            f"file {stored.name:14} {stored.size:>12} B raw  {stored.stored_size:>12} B stored  "
+            f"sha256 {stored.sha256}"
+        )
+    for step in record.steps:
+        print(
+            f"step {step['phase']:6} {step['name']:18} {step['status']:8} "
+            f"{step['seconds']:7.2f}s  {step['message']}"
+        )
+    return 0
+
+
+def cmd_backup_expire(args: argparse.Namespace) -> int:
+    from powrops.backup.manage import expire
+
+    plan = expire(_settings(args), dry_run=args.dry_run)
+    if args.json:
+        _print_json({"dry_run": args.dry_run, **plan.to_dict()})
+    else:
+        print(("would do (dry run):\n" if args.dry_run else "") + plan.describe())
+    return 0
+
+
+def cmd_backup_copy(args: argparse.Namespace) -> int:
+    from powrops.backup.manage import copy_to_secondary
+
+    print(copy_to_secondary(_settings(args)).summary())
+    return 0
+
+
+# --- wal -----------------------------------------------------------------------------------
+
+
+def _wal_repository(args: argparse.Namespace) -> Any:
+    if args.spec:
+        from powrops.backup.archive_spec import open_from_spec
+
+        return open_from_spec(args.spec)
+    from powrops.backup.repos import primary
+
+    return primary(_settings(args))
+
+
+def cmd_wal_push(args: argparse.Namespace) -> int:
+    from powrops.backup.walarchive import push
+
+    outcome = push(_wal_repository(args), args.path)
+    if args.verbose:
+        print(f"{args.path}: {outcome}")
+    return 0
+
+
+def cmd_wal_fetch(args: argparse.Namespace) -> int:
+    from powrops.backup.walarchive import FETCH_ERROR, fetch
+
+    try:
+        return fetch(_wal_repository(args), args.name, args.dest)
+    except PowropsError as exc:
+        print(f"powrops: error: wal fetch {args.name}: {exc}", file=sys.stderr)
+        return FETCH_ERROR
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 
@@ -286,11 +403,56 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_report_run)
     rep.add_parser("index", help="rebuild reports/index.html").set_defaults(func=cmd_report_index)
 
+    _add_backup(sub)
+    _add_wal(sub)
+
     demo = sub.add_parser("demo", help="set up the embedded default and run every report")
     demo.add_argument("--users", type=int, default=50)
     demo.add_argument("--weeks", type=int, default=26)
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _add_backup(sub: Any) -> None:
+    backup = sub.add_parser("backup", help="base backups: take, list, show, expire, copy")
+    actions = backup.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for kind in ("full", "incremental"):
+        take = actions.add_parser(kind, help=f"take a {kind} backup (the strategy's procedure)")
+        take.add_argument("--json", action="store_true")
+        take.set_defaults(func=cmd_backup_take, kind=kind)
+    listing = actions.add_parser("list", help="every backup with its chain, size and location")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_backup_list)
+    show = actions.add_parser("show", help="one backup's metadata, files and steps")
+    show.add_argument("label")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_backup_show)
+    expire = actions.add_parser(
+        "expire", help="apply backup.retention (never breaks restorability)"
+    )
+    expire.add_argument("--dry-run", action="store_true")
+    expire.add_argument("--json", action="store_true")
+    expire.set_defaults(func=cmd_backup_expire)
+    actions.add_parser("copy", help="copy what the secondary lacks").set_defaults(
+        func=cmd_backup_copy
+    )
+
+
+def _add_wal(sub: Any) -> None:
+    wal = sub.add_parser("wal", help="WAL archiving (archive_command / restore_command)")
+    actions = wal.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    push = actions.add_parser("push", help="archive one WAL file (archive_command = '... %%p')")
+    push.add_argument("path")
+    push.add_argument("--spec", help="archive spec written by powrops (fast start)")
+    push.add_argument("-v", "--verbose", action="store_true")
+    push.set_defaults(func=cmd_wal_push)
+    fetch = actions.add_parser(
+        "fetch", help="restore one WAL file (restore_command = '... %%f %%p'); exit 1 if absent"
+    )
+    fetch.add_argument("name")
+    fetch.add_argument("dest")
+    fetch.add_argument("--spec", help="archive spec written by powrops (fast start)")
+    fetch.set_defaults(func=cmd_wal_fetch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

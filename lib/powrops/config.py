@@ -21,6 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+# powrops uses no pydantic plugins; scanning every installed package's entry points for them
+# costs a noticeable part of each command's start (WAL archiving runs one per segment).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 from pydantic import (
     BaseModel,
     BeforeValidator,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from powrops.config import Settings
-from powrops.errors import DatabaseError
+from powrops.errors import ClusterError, DatabaseError
 
 if TYPE_CHECKING:
     import psycopg
@@ -36,15 +36,64 @@ def embedded_cluster(settings: Settings) -> LocalCluster:
     )
 
 
-def cluster_settings(settings: Settings) -> dict[str, str]:
+def cluster_settings(settings: Settings, archive_command: str | None = None) -> dict[str, str]:
     """Server settings the embedded cluster gets from powrops' configuration."""
     conf = {
         "archive_mode": "on",
         "archive_timeout": settings.backup.schedule.logs.postgres(),
     }
+    if archive_command:
+        conf["archive_command"] = "'" + archive_command.replace("'", "''") + "'"
     if settings.postgres.port:
         conf["port"] = str(settings.postgres.port)
     return conf
+
+
+def archive_command(settings: Settings) -> str:
+    """``archive_command`` for a server this machine runs: powrops on this interpreter."""
+    import shlex
+    import sys
+
+    spec = settings.state_dir / "archive.json"
+    return (
+        f"{shlex.quote(sys.executable)} -m powrops.cli wal push --spec {shlex.quote(str(spec))} %p"
+    )
+
+
+def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
+    """Make the embedded cluster able to archive WAL through powrops; its archive_command.
+
+    Writes the archive spec, and gives a local primary repository to the server's OS user
+    (which runs the archive command). Returns None, with a warning, when that user cannot run
+    this interpreter (e.g. a virtualenv under /root): archiving then stays off and the
+    readiness report says so.
+    """
+    import sys
+    from pathlib import Path
+
+    from powrops.backup.archive_spec import SPEC_FILE, write_spec
+    from powrops.backup.repos import primary_url
+    from powrops.pg.cluster import check_reachable
+
+    user = cluster.os_user
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        check_reachable(Path(sys.executable), user)
+    except ClusterError as exc:
+        print(f"powrops: warning: WAL archiving not configured: {exc}", file=sys.stderr)
+        return None
+    write_spec(settings, settings.state_dir / SPEC_FILE)
+    url = primary_url(settings)
+    if url.startswith("file://"):
+        from powrops.storage.local import path_from_url
+
+        root = path_from_url(url)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not user.is_current:
+            import os
+
+            os.chown(root, user.uid, user.gid)
+    return archive_command(settings)
 
 
 @dataclass(frozen=True)
@@ -93,7 +142,8 @@ def target(settings: Settings, *, start: bool = True) -> Target:
         return Target(url, embedded=False)
     cluster = embedded_cluster(settings)
     if start:
-        cluster.start(cluster_settings(settings))
+        command = prepare_archiving(settings, cluster)
+        cluster.start(cluster_settings(settings, command))
     elif not cluster.exists():
         raise DatabaseError(
             f"no database configured and no embedded cluster in {cluster.base_dir}; "

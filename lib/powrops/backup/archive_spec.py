@@ -1,0 +1,84 @@
+"""What ``powrops wal push`` / ``wal fetch`` need, in a small JSON file read without pydantic.
+
+The server runs the archive and restore commands once per WAL file, so they must start fast.
+``powrops`` writes the resolved primary repository (URL, options, where the encryption key is:
+never the key itself) to ``<state>/archive.json``; the commands read it with the standard
+library. Without ``--spec`` they fall back to the full configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from powrops.errors import BackupError
+from powrops.storage.base import Repository
+
+SPEC_FILE = "archive.json"
+
+
+def write_spec(settings: Any, path: Path) -> dict[str, Any]:
+    """Write the spec for the primary repository of ``settings`` to ``path`` (mode 0644)."""
+    from powrops.backup.repos import primary_url
+
+    storage = settings.backup.storage
+    spec = {
+        "url": primary_url(settings),
+        "repository": storage.primary.model_dump(
+            mode="json", exclude={"access_key_id", "secret_access_key"}
+        ),
+        "has_keys": storage.primary.access_key_id is not None,
+        "encryption": storage.encryption.model_dump(mode="json"),
+        "config": settings.source if settings.source not in (None, "defaults") else None,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(spec, indent=2) + "\n")
+    os.chmod(tmp, 0o644)
+    tmp.replace(path)
+    return spec
+
+
+def open_from_spec(path: str | Path) -> Repository:
+    """The repository a spec file describes; file:// without pydantic or boto3."""
+    try:
+        spec: dict[str, Any] = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"cannot read the archive spec {path}: {exc}") from exc
+    url = str(spec["url"])
+    encryption = spec.get("encryption") or {}
+    if url.startswith("file://") and not spec.get("has_keys"):
+        from powrops.storage.local import FileRepository, path_from_url
+
+        repo: Repository = FileRepository(path_from_url(url))
+        if encryption.get("enabled"):
+            from types import SimpleNamespace
+
+            from powrops.storage.crypto import EncryptedRepository, load_key
+
+            key_source = SimpleNamespace(
+                key_file=encryption.get("key_file"), key_env=encryption.get("key_env")
+            )
+            repo = EncryptedRepository(repo, load_key(key_source))  # type: ignore[arg-type]
+        return repo
+    return _open_with_config(spec)
+
+
+def _open_with_config(spec: dict[str, Any]) -> Repository:
+    """Object stores and credentials: build the settings models (slower, still no pandas)."""
+    config_file = spec.get("config")
+    if config_file:
+        from powrops.backup.repos import primary
+        from powrops.config import load_settings
+
+        return primary(load_settings(config_file))
+    from powrops.config import Encryption
+    from powrops.config import Repository as RepositorySettings
+    from powrops.storage.base import open_repository
+
+    return open_repository(
+        str(spec["url"]),
+        RepositorySettings.model_validate(spec["repository"]),
+        Encryption.model_validate(spec.get("encryption") or {}),
+    )
