@@ -335,3 +335,37 @@ def test_postgresql_15_full_and_wal_and_incremental_refused(
     assert "PostgreSQL 17" in rows[1]["error"]
     _verify_from(site, rows[0]["label"], repos.primary(site.settings), pg_tmp)
     assert site.sql("SELECT failed_count FROM pg_stat_archiver")[0][0] == 0
+
+
+def _age_record(site: Site, label: str, new_label: str, days: float) -> None:
+    """Copy a real backup under a new label, as if it had been taken ``days`` ago."""
+    from datetime import UTC, datetime, timedelta
+
+    repo = repos.primary(site.settings)
+    record = json.loads(repo.get_bytes(f"backups/{label}/backup.json"))
+    when = datetime.now(UTC) - timedelta(days=days)
+    record.update(label=new_label, start_time=when.isoformat(), stop_time=when.isoformat())
+    for name in ("base.tar.zst", "backup_manifest"):
+        repo.put_bytes(f"backups/{new_label}/{name}", repo.get_bytes(f"backups/{label}/{name}"))
+    repo.put_bytes(f"backups/{new_label}/backup.json", json.dumps(record).encode())
+
+
+def test_expire_dry_run_then_real(make_site: Callable[..., Site], pg_tmp: Path) -> None:
+    site = make_site()
+    _write_rows(site, 100)
+    assert site.cli("backup", "full").returncode == 0
+    newest = site.backups()[0]["label"]
+    _age_record(site, newest, "20200101T000000F", days=45)  # past 30d: goes
+    _age_record(site, newest, "20200102T000000F", days=10)  # within 30d: stays
+    dry = site.cli("backup", "expire", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    deleted = {
+        d["item"] for d in plan["decisions"] if d["action"] == "delete" and d["kind"] == "backup"
+    }
+    assert deleted == {"20200101T000000F"}
+    assert len(site.backups()) == 3  # a dry run deletes nothing
+    text = site.cli("backup", "expire").stdout
+    assert "20200101T000000F" in text and "30d" in text
+    assert [r["label"] for r in site.backups()] == ["20200102T000000F", newest]
+    assert _verify_from(site, newest, repos.primary(site.settings), pg_tmp) == (newest,)

@@ -33,6 +33,7 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
     report = demo_data.load(eng, dataset)
     eng.dispose()
     _line("seed", started, report.describe().splitlines()[0])
+    _backups(settings, started)
     failed = 0
     specs = [s for s in discover(project_root()).values() if s.kind == "scheduled"]
     for spec in specs:
@@ -54,6 +55,24 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
     index = build_index(settings.reports_dir)
     _line("index", started, str(index))
     return 3 if failed else 0
+
+
+def _backups(settings: Settings, started: float) -> None:
+    """A full backup, then an incremental one where the server supports it."""
+    from powrops.backup.run import server_facts, take_backup
+
+    for kind in ("full", "incremental"):
+        if kind == "incremental" and server_facts(settings).version_num < 170000:
+            _line("backup", started, "incremental skipped: the server is older than PostgreSQL 17")
+            continue
+        outcome = take_backup(settings, kind, echo=None)
+        record = outcome.record
+        _line(
+            "backup",
+            started,
+            f"{kind} {record.label}: {record.raw_size / 2**20:.0f} MiB -> "
+            f"{record.stored_size / 2**20:.1f} MiB in {record.duration_s:.1f} s",
+        )
 
 
 def _headline(result: dict[str, object]) -> str:

@@ -1,0 +1,71 @@
+"""Team notifications over real channels: a local webhook server and a command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from powrops.config import NotifyChannel
+from powrops.notify import Event, notify
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204 if self.path == "/ok" else 500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", received
+    server.shutdown()
+
+
+def test_webhook_and_command_receive_the_event(
+    webhook: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    url, received = webhook
+    out = tmp_path / "event.json"
+    command = f"{sys.executable} -c \"import sys; open({str(out)!r}, 'w').write(sys.stdin.read())\""
+    channels = [
+        NotifyChannel(kind="log"),
+        NotifyChannel.model_validate({"kind": "webhook", "url": f"{url}/ok"}),
+        NotifyChannel(kind="command", command=command),
+    ]
+    problems = notify(
+        channels, Event("backup_started", "full backup starting", details={"label": "x"})
+    )
+    assert problems == []
+    assert received[0]["kind"] == "backup_started" and received[0]["details"] == {"label": "x"}
+    assert json.loads(out.read_text())["message"] == "full backup starting"
+
+
+def test_failing_channels_are_reported_not_raised(
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, _ = webhook
+    channels = [
+        NotifyChannel.model_validate({"kind": "webhook", "url": f"{url}/broken?token=SECRET"}),
+        NotifyChannel(kind="command", command="false"),
+        NotifyChannel.model_validate({"kind": "webhook", "url": "http://127.0.0.1:1/x"}),
+    ]
+    problems = notify(channels, Event("backup_failed", "boom", "CRITICAL"))
+    assert len(problems) == 3
+    assert problems[0].startswith("webhook notification failed") and "SECRET" not in problems[0]
+    assert "command exited 1" in problems[1]
