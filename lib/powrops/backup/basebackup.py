@@ -190,7 +190,7 @@ def stream_to(
         )
         assert proc.stdout is not None
         try:
-            compressor = zstandard.ZstdCompressor(level=level, threads=-1)
+            compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
             with compressor.stream_writer(tee, closefd=False) as zstd:  # type: ignore[arg-type]
                 while chunk := proc.stdout.read(CHUNK):
                     raw_hash.update(chunk)
