@@ -11,6 +11,8 @@ import time
 from powrops.config import Settings
 from powrops.findings import Severity
 
+DEMO_RUNBOOKS = ("recovery_drill",)
+
 
 def _line(step: str, started: float, detail: str) -> None:
     print(f"[{time.monotonic() - started:6.1f}s] {step:10} {detail}", flush=True)
@@ -35,7 +37,11 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
     _line("seed", started, report.describe().splitlines()[0])
     _backups(settings, started)
     failed = 0
-    specs = [s for s in discover(project_root()).values() if s.kind == "scheduled"]
+    found = discover(project_root())
+    # Every scheduled report, and the recovery drill runbook (it restores into a scratch
+    # cluster and tears it down; the other runbooks act on request only).
+    specs = [s for s in found.values() if s.kind == "scheduled"]
+    specs += [found[name] for name in DEMO_RUNBOOKS if name in found]
     for spec in specs:
         result = run_report(
             spec.name,

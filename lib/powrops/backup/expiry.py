@@ -339,11 +339,10 @@ class RetentionPolicy:
         files = sorted(wal, key=lambda w: w.name)
         positions = [_position(w.name) for w in files]
         needed = _needed_by(files, positions, kept)
-        blocker = self._blocker(kept)
-        horizon = self._horizon(kept, now) if blocker is None else None
+        limit = self._blocker(kept) or self._horizon(kept, now)
         decisions = []
         for file, position in zip(files, positions, strict=True):
-            action, reason = self._wal_rule(file, position, needed, blocker, horizon, now)
+            action, reason = self._wal_rule(file, position, needed, limit, now)
             decisions.append(Decision(file.name, "wal", action, reason))
         return decisions
 
@@ -356,8 +355,8 @@ class RetentionPolicy:
             return f"kept backup {_names(unknown)} records no usable WAL range: all WAL kept"
         return None
 
-    def _horizon(self, kept: Sequence[BackupRecord], now: datetime) -> tuple[str, str]:
-        """(label, start WAL) of the backup from which point-in-time recovery stays continuous."""
+    def _horizon(self, kept: Sequence[BackupRecord], now: datetime) -> _Horizon:
+        """The backup from which point-in-time recovery stays continuous (rule 8)."""
         by_label = {b.label: b for b in kept}
         candidates = [b for b in kept if broken_link(b, by_label) is None] or list(kept)
         young = [b for b in candidates if not _older(_reference_time(b), now, self.logs)]
@@ -365,44 +364,49 @@ class RetentionPolicy:
             anchor = min(young, key=lambda b: (_reference_time(b), b.label))
         else:
             anchor = _newest(candidates) or kept[0]
-        assert anchor.start_wal is not None
-        return anchor.label, anchor.start_wal
+        position = _position(anchor.start_wal or "")
+        assert anchor.start_wal is not None and position is not None  # checked by _blocker
+        return _Horizon(anchor.label, anchor.start_wal, position)
 
     def _wal_rule(
         self,
         file: ArchivedWal,
         position: tuple[int, int] | None,
         needed: Mapping[str, str],
-        blocker: str | None,
-        horizon: tuple[str, str] | None,
+        limit: str | _Horizon,
         now: datetime,
     ) -> tuple[Action, str]:
-        kind = kind_of(file.name)
-        if kind == "history":
+        """Rules 5-8 for one file; ``limit`` is the horizon, or why nothing may go."""
+        if kind_of(file.name) == "history":
             return "keep", "timeline history file: always kept"
         if position is None:
             return "keep", "not a WAL file name powrops knows: kept"
-        archived = f"archived {_when(file.archived_at)}"
         if not _older(file.archived_at, now, self.logs):
-            return "keep", f"{archived}, within {self.logs}"
+            return "keep", f"archived {_when(file.archived_at)}, within {self.logs}"
         if file.name in needed:
             return "keep", f"needed by kept backup {needed[file.name]} to reach consistency"
-        if blocker is not None or horizon is None:
-            return "keep", blocker or "kept"
-        label, start = horizon
-        limit = _position(start)
-        assert limit is not None
-        if position[0] > limit[0]:
-            return "keep", f"on a later timeline than backup {label} ({start}): kept"
-        if position[1] >= limit[1]:
+        if isinstance(limit, str):
+            return "keep", limit
+        if position[0] > limit.position[0]:
+            return "keep", f"on a later timeline than backup {limit.label} ({limit.start}): kept"
+        if position[1] >= limit.position[1]:
             return "keep", (
-                f"at or after start WAL {start} of backup {label}: "
+                f"at or after start WAL {limit.start} of backup {limit.label}: "
                 "kept for point-in-time recovery from it"
             )
         return "delete", (
-            f"{archived}, older than {self.logs}; before start WAL {start} of backup {label} "
-            "and needed by no kept backup"
+            f"archived {_when(file.archived_at)}, older than {self.logs}; before start WAL "
+            f"{limit.start} of backup {limit.label} and needed by no kept backup"
         )
+
+
+@dataclass(frozen=True)
+class _Horizon:
+    """The backup whose start WAL bounds WAL deletion, and that WAL's position."""
+
+    label: str
+    start: str
+    position: tuple[int, int]
 
 
 def _needed_by(

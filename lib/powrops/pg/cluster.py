@@ -13,6 +13,10 @@ Layout of a cluster's base directory::
     base/log/             server log (postgresql.log)
     base/password         the superuser password (0600, owned by the invoking user)
     base/cluster.json     port, superuser, database, version, OS user
+
+A cluster made elsewhere (a restored backup) keeps its data directory where it was put: pass
+``data_dir`` and record it with ``adopt``; the base directory then holds only the log, the
+password and cluster.json.
 """
 
 from __future__ import annotations
@@ -111,6 +115,27 @@ def ensure_os_user(name: str) -> OsUser:
     return OsUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The pid of the postmaster running on ``data_dir``, or None when none runs.
+
+    Reads ``postmaster.pid``; a stale file (its process is gone) counts as not running.
+    """
+    try:
+        first = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+        pid = int(first)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # alive, owned by another user
+    return pid
+
+
 def check_reachable(path: Path, user: OsUser) -> None:
     """Fail clearly when ``user`` cannot traverse every directory above ``path``."""
     if user.is_current:
@@ -153,9 +178,10 @@ class LocalCluster:
         *,
         binaries: PgBinaries | None = None,
         os_user: str = "powrops",
+        data_dir: str | Path | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).absolute()
-        self.data_dir = self.base_dir / "pgdata"
+        self.data_dir = Path(data_dir).absolute() if data_dir else self.base_dir / "pgdata"
         self.log_file = self.base_dir / "log" / "postgresql.log"
         self.password_file = self.base_dir / "password"
         self.meta_file = self.base_dir / "cluster.json"
@@ -234,6 +260,17 @@ class LocalCluster:
         )
 
     # -- running programs ----------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str | Path],
+        *,
+        timeout: float = 120,
+        check: bool = True,
+        what: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a program as the cluster's OS user (its environment, cwd the base directory)."""
+        return self._run(argv, timeout=timeout, check=check, what=what)
 
     def _run(
         self,
@@ -462,6 +499,58 @@ class LocalCluster:
             )
             self._ensure_database(self._read_meta().get("database", DEFAULT_DATABASE))
 
+    def adopt(self, port: int, database: str = DEFAULT_DATABASE, **facts: Any) -> None:
+        """Record a data directory made elsewhere (e.g. a restored backup) as this cluster.
+
+        Writes cluster.json and the log directory; the data directory's configuration is the
+        caller's business. ``facts`` are kept in cluster.json as they are.
+        """
+        user = self.os_user
+        check_reachable(self.base_dir, user)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o755)
+        self.log_file.parent.mkdir(exist_ok=True)
+        chown_tree(self.log_file.parent, user)
+        self._write_meta(
+            {
+                **facts,
+                "port": port,
+                "superuser": SUPERUSER,
+                "database": database,
+                "version": self.binaries.version,
+                "major": self.binaries.major,
+                "bin_dir": str(self.binaries.bin_dir),
+                "os_user": user.name,
+                "data_dir": str(self.data_dir),
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+
+    def launch(self, port: int | None = None, timeout: float = 60) -> None:
+        """Start the server without waiting for it to accept connections.
+
+        For a cluster in recovery, which accepts no connection until it is consistent and no
+        write until it is promoted: the caller watches it (``postmaster_pid``, the log).
+        """
+        with self._lock():
+            argv: list[str | Path] = [
+                self.binaries.path("pg_ctl"), "start", "-D", self.data_dir,
+                "-l", self.log_file, "-W",
+            ]  # fmt: skip
+            if port is not None:
+                argv += ["-o", f"-p {port}"]
+            self._run(argv, what="pg_ctl start", timeout=timeout)
+
+    def ctl_command(self, action: str) -> str:
+        """The shell command a DBA runs to start or stop this cluster by hand."""
+        import shlex
+
+        argv = [str(self.binaries.path("pg_ctl")), action, "-D", str(self.data_dir)]
+        if action == "start":
+            argv += ["-l", str(self.log_file)]
+        text = shlex.join(argv)
+        return text if self.os_user.is_current else f"runuser -u {self.os_user.name} -- {text}"
+
     def reload(self) -> None:
         """Make a running server re-read its configuration files."""
         self._run(
@@ -523,6 +612,8 @@ class LocalCluster:
         """Stop the cluster if needed and remove its base directory."""
         with contextlib.suppress(ClusterError):
             self.stop(mode="immediate")
+        if self.base_dir not in self.data_dir.parents:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def status(self) -> dict[str, Any]:

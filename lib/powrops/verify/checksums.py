@@ -1,0 +1,304 @@
+"""Repository checksums: every stored backup file and archived WAL object read back.
+
+Backup files are compared with the SHA-256 their ``backup.json`` recorded; WAL objects carry no
+record, so each is decompressed to the end, which checks zstd's frame checksum and catches an
+object cut short. Objects are read in chunks of 1 MiB: memory stays flat whatever their size.
+The primary's problems are CRITICAL; a secondary's are WARNING (the primary copy still serves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from powrops.backup.model import RECORD_FILE, BackupRecord, StoredFile, backup_key, wal_name_of
+from powrops.backup.wal import kind_of
+from powrops.errors import ObjectNotFound, StorageError
+from powrops.findings import Severity
+from powrops.storage.base import ObjectInfo, Repository
+from powrops.verify.report import VerificationReport
+
+CHUNK = 1 << 20
+HISTORY_LIMIT = 1 << 20  # history files are a few lines; keep at most this much of one
+Echo = Callable[[str], None] | None
+
+
+@dataclass(frozen=True)
+class ObjectCheck:
+    """What reading one object back showed; ``problem`` is None when it is intact."""
+
+    key: str
+    status: str  # ok / missing / differs / unreadable / damaged / truncated
+    problem: str | None = None
+    size: int = 0  # stored bytes read
+    raw_size: int | None = None  # decompressed bytes (WAL)
+    content: bytes | None = None  # the decompressed content of a history file
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def check_file(repo: Repository, key: str, expected: StoredFile) -> ObjectCheck:
+    """Read a backup file back and compare its SHA-256 with the record."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with repo.open_read(key) as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except ObjectNotFound:
+        return ObjectCheck(key, "missing", f"is missing from {repo.url}")
+    except StorageError as exc:
+        return ObjectCheck(key, "unreadable", f"cannot be read from {repo.url}: {exc}", size)
+    got = digest.hexdigest()
+    if got != expected.sha256:
+        return ObjectCheck(
+            key,
+            "differs",
+            f"in {repo.url} does not match its recorded SHA-256 (read {got[:12]}…, recorded "
+            f"{expected.sha256[:12]}…; {size} bytes read, {expected.stored_size} recorded)",
+            size,
+        )
+    return ObjectCheck(key, "ok", None, size)
+
+
+def check_wal(repo: Repository, key: str) -> ObjectCheck:
+    """Decompress an archived WAL object to the end; a history file's content is kept."""
+    import zstandard
+
+    keep = kind_of(wal_name_of(key)) == "history"
+    content = bytearray()
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    size = raw = 0
+    try:
+        with repo.open_read(key) as handle:
+            while chunk := handle.read(CHUNK):
+                size += len(chunk)
+                out = decompressor.decompress(chunk)
+                raw += len(out)
+                if keep and len(content) < HISTORY_LIMIT:
+                    content += out
+    except ObjectNotFound:
+        return ObjectCheck(key, "missing", f"is missing from {repo.url}")
+    except zstandard.ZstdError as exc:
+        return ObjectCheck(key, "damaged", f"in {repo.url} is damaged: {exc}", size)
+    except StorageError as exc:
+        return ObjectCheck(key, "unreadable", f"cannot be read from {repo.url}: {exc}", size)
+    if not decompressor.eof:
+        return ObjectCheck(
+            key,
+            "truncated",
+            f"in {repo.url} is truncated: its zstd frame ends early ({size} bytes stored, "
+            f"{raw} bytes decompressed)",
+            size,
+            raw,
+        )
+    return ObjectCheck(key, "ok", None, size, raw, bytes(content) if keep else None)
+
+
+def _count(report: VerificationReport, files: int, size: int, wal: int = 0) -> None:
+    figures = report.figures
+    figures["files_checked"] = figures.get("files_checked", 0) + files
+    figures["wal_checked"] = figures.get("wal_checked", 0) + wal
+    figures["bytes_read"] = figures.get("bytes_read", 0) + size
+
+
+def primary_backups(
+    report: VerificationReport, repo: Repository, records: Sequence[BackupRecord], echo: Echo
+) -> dict[str, list[ObjectCheck]]:
+    """Check every file of ``records`` in the primary; the damaged ones per label."""
+    damaged: dict[str, list[ObjectCheck]] = {}
+    for record in records:
+        if echo:
+            echo(f"checksums: backup {record.label} ({len(record.files)} files)")
+        bad = []
+        for stored in record.files:
+            result = check_file(repo, backup_key(record.label, stored.name), stored)
+            _count(report, 1, result.size)
+            if not result.ok:
+                bad.append(result)
+                report.add(
+                    "checksums",
+                    Severity.CRITICAL,
+                    f"backup {record.label}: {stored.name} {result.problem}",
+                    f"{record.label}/{stored.name}",
+                    advice="restore from the secondary copy if it is intact; take a new full "
+                    "backup (`powrops backup full`)",
+                    label=record.label,
+                    file=stored.name,
+                    status=result.status,
+                )
+        damaged[record.label] = bad
+        if not bad:
+            report.add(
+                "checksums",
+                Severity.OK,
+                f"backup {record.label}: {len(record.files)} files read back from {repo.url}, "
+                "SHA-256 match",
+                record.label,
+                label=record.label,
+            )
+    return damaged
+
+
+def secondary_backups(
+    report: VerificationReport,
+    repo: Repository,
+    records: Sequence[BackupRecord],
+    keys: set[str],
+    primary_damaged: Mapping[str, list[ObjectCheck]],
+    echo: Echo,
+) -> dict[str, str]:
+    """Check the secondary's copy of each backup; its status per label."""
+    statuses: dict[str, str] = {}
+    for record in records:
+        if backup_key(record.label, RECORD_FILE) not in keys:
+            statuses[record.label] = "missing"
+            report.add(
+                "secondary",
+                Severity.WARNING,
+                f"backup {record.label} is not in the secondary {repo.url}",
+                record.label,
+                advice="`powrops backup copy` copies what the secondary lacks",
+                label=record.label,
+            )
+            continue
+        if echo:
+            echo(f"checksums: backup {record.label} in the secondary")
+        bad_in_primary = {c.key for c in primary_damaged.get(record.label, [])}
+        bad = 0
+        for stored in record.files:
+            key = backup_key(record.label, stored.name)
+            result = check_file(repo, key, stored)
+            _count(report, 1, result.size)
+            if result.ok:
+                continue
+            bad += 1
+            primary = (
+                "the primary copy is damaged too"
+                if key in bad_in_primary
+                else "the primary copy is fine"
+            )
+            report.add(
+                "secondary",
+                Severity.WARNING,
+                f"backup {record.label}: {stored.name} {result.problem} (secondary); {primary}",
+                f"{record.label}/{stored.name}",
+                advice=f"delete backups/{record.label}/ from the secondary, then run "
+                "`powrops backup copy`",
+                label=record.label,
+                file=stored.name,
+                status=result.status,
+            )
+        statuses[record.label] = "damaged" if bad else "ok"
+        if not bad:
+            report.add(
+                "secondary",
+                Severity.OK,
+                f"backup {record.label}: {len(record.files)} files in the secondary {repo.url} "
+                "match",
+                record.label,
+                label=record.label,
+            )
+    return statuses
+
+
+def primary_wal(
+    report: VerificationReport, repo: Repository, objects: Iterable[ObjectInfo], echo: Echo
+) -> dict[str, ObjectCheck]:
+    """Decompress every WAL object; results by WAL file name (damaged ones are CRITICAL)."""
+    results: dict[str, ObjectCheck] = {}
+    for info in objects:
+        name = wal_name_of(info.key)
+        result = check_wal(repo, info.key)
+        results[name] = result
+        _count(report, 0, result.size, 1)
+        if not result.ok:
+            report.add(
+                "checksums",
+                Severity.CRITICAL,
+                f"archived WAL {name} {result.problem}",
+                name,
+                advice="recovery stops before this file; take a new full backup "
+                "(`powrops backup full`) so that recovery need not cross it",
+                segment=name,
+                status=result.status,
+            )
+    if echo:
+        echo(f"checksums: {len(results)} archived WAL files decompressed")
+    good = sum(1 for r in results.values() if r.ok)
+    if results and good == len(results):
+        report.add(
+            "checksums",
+            Severity.OK,
+            f"{good} archived WAL files in {repo.url} decompressed, zstd frame checksums match",
+            "wal",
+        )
+    return results
+
+
+def secondary_wal(
+    report: VerificationReport,
+    repo: Repository,
+    primary: Mapping[str, ObjectInfo],
+    primary_results: Mapping[str, ObjectCheck],
+    secondary: Mapping[str, ObjectInfo],
+    copied_until: datetime | None,
+    echo: Echo,
+) -> None:
+    """Check the secondary's WAL: each copy decompresses; none archived before the last copy
+    is missing. WAL archived after the newest backup reached the secondary is not expected yet.
+    """
+    late = 0
+    checked = 0
+    problems = 0
+    for name, info in primary.items():
+        copy = secondary.get(name)
+        if copy is None:
+            archived = info.mtime
+            if copied_until is not None and archived is not None and archived < copied_until:
+                problems += 1
+                fine = name in primary_results and primary_results[name].ok
+                report.add(
+                    "secondary",
+                    Severity.WARNING,
+                    f"archived WAL {name} is missing from the secondary {repo.url}; the "
+                    f"primary copy is {'fine' if fine else 'damaged too'}",
+                    name,
+                    advice="`powrops backup copy` copies what the secondary lacks",
+                    segment=name,
+                    status="missing",
+                )
+            else:
+                late += 1
+            continue
+        result = check_wal(repo, copy.key)
+        checked += 1
+        _count(report, 0, result.size, 1)
+        if not result.ok:
+            problems += 1
+            fine = name in primary_results and primary_results[name].ok
+            report.add(
+                "secondary",
+                Severity.WARNING,
+                f"archived WAL {name} {result.problem} (secondary); the primary copy is "
+                + ("fine" if fine else "damaged too"),
+                name,
+                advice=f"delete {copy.key} from the secondary, then run `powrops backup copy`",
+                segment=name,
+                status=result.status,
+            )
+    if echo:
+        echo(f"checksums: {checked} archived WAL files decompressed in the secondary")
+    if not problems:
+        note = f"; {late} archived since the last copy are not there yet" if late else ""
+        report.add(
+            "secondary",
+            Severity.OK,
+            f"{checked} archived WAL files in the secondary {repo.url} decompressed{note}",
+            "wal",
+        )

@@ -1,0 +1,146 @@
+"""What the daily backup verification report shows: tables and a timeline plot, from the
+verification report's data (``powrops.verify``); presentation only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from powrops.durations import human_bytes
+from powrops.verify import VerificationReport
+
+KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def backup_rows(report: VerificationReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "backup": b.label,
+            "kind": b.kind,
+            "run": b.status,
+            "verdict": b.severity.name,
+            "stopped": _when(b.stop_time),
+            "stored": human_bytes(b.stored_size),
+            "checksums": b.checksums,
+            "secondary": b.secondary,
+            "pg_verifybackup": b.pg_verifybackup,
+            "WAL": b.wal,
+            "chain": " <- ".join(reversed(b.chain)),
+        }
+        for b in report.backups
+    ]
+
+
+def window_rows(report: VerificationReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "backup": w.label,
+            "from (consistent)": f"{_when(w.start_time)} / {w.start_lsn}",
+            "to (last contiguous WAL)": f"{_when(w.end_time)} / {w.end_lsn}",
+            "span": _span(w.seconds),
+            "ended by": w.stopped_by or "the newest archived WAL",
+        }
+        for w in report.windows
+    ]
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
+
+
+def wal_rows(report: VerificationReport) -> list[dict[str, Any]]:
+    rows = []
+    for t in report.timelines:
+        gaps = "; ".join(
+            g.to_dict().get("first", "?") + ".." + g.to_dict().get("last", "?") for g in t.gaps
+        )
+        rows.append({
+            "timeline": t.timeline,
+            "segments": t.segments,
+            "first": t.first,
+            "last": t.last,
+            "last archived": _when(t.last_archived_at),
+            "gaps": gaps or "none",
+            "history": t.history,
+        })  # fmt: skip
+    return rows
+
+
+def freshness_rows(report: VerificationReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "check": f.check,
+            "newest": f.reference or "-",
+            "at": _when(f.at),
+            "age": _span(f.age_s),
+            "limit": _span(f.limit_s),
+            "verdict": f.severity.name,
+        }
+        for f in report.freshness
+    ]
+
+
+def restore_rows(report: VerificationReport) -> list[dict[str, Any]]:
+    result = report.test_restore
+    if not result:
+        return [{"test restore": "not run (run with restore = True)"}]
+    rows: list[dict[str, Any]] = [
+        {"item": "backup", "value": result.get("label")},
+        {"item": "chain", "value": " <- ".join(reversed(result.get("chain") or []))},
+        {"item": "result", "value": "OK" if result.get("ok") else f"FAILED: {result.get('error')}"},
+    ]
+    for name, seconds in (result.get("timings") or {}).items():
+        rows.append({"item": name, "value": f"{seconds:.2f}"})
+    for query in result.get("queries") or []:
+        rows.append({"item": query.get("sql"), "value": query.get("rows", query.get("error"))})
+    return rows
+
+
+def plot_timeline(report: VerificationReport) -> Any:
+    """Backups as points, recoverability windows as bars, WAL gaps as red marks, over time."""
+    from powrops.reports.plotting import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 0.5 * max(len(report.backups), 2) + 1.6))
+    labels = [b.label for b in report.backups]
+    windows = {w.label: w for w in report.windows}
+    for index, backup in enumerate(report.backups):
+        window = windows.get(backup.label)
+        if window and window.start_time and window.end_time:
+            ax.plot(
+                [window.start_time, window.end_time], [index, index], color="#9fc5e8",
+                linewidth=8, solid_capstyle="butt",
+                label="recoverable window" if index == 0 else None,
+            )  # fmt: skip
+        when = backup.stop_time or backup.start_time
+        colour = KIND_COLOURS.get(backup.kind, "#888888") if backup.status == "ok" else "#c0262d"
+        ax.plot([when], [index], marker="o", color=colour, markersize=8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_title("Backups and the time each can be restored to (UTC)")
+    ax.set_xlabel("time (UTC)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def figures(report: VerificationReport) -> dict[str, Any]:
+    ok = [b for b in report.backups if b.status == "ok"]
+    return {
+        "backups": len(report.backups),
+        "ok_backups": len(ok),
+        "files_checked": report.figures.get("files_checked"),
+        "wal_checked": report.figures.get("wal_checked"),
+        "gaps": sum(len(t.gaps) for t in report.timelines),
+        "test_restore": None if not report.test_restore else bool(report.test_restore.get("ok")),
+        "duration_s": round(report.duration_s, 2),
+    }

@@ -1,0 +1,587 @@
+"""Backup verification against real repositories: a cluster archiving WAL through powrops, real
+full and incremental backups copied to a file:// secondary, then one fault planted per test in a
+copy of those repositories (or, for failed runs, caused for real) and reported precisely."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import sys
+import tarfile
+import time
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from backup_site import Site, _merge
+from conftest import traversable_dir
+from powrops.backup.wal import format_lsn, parse_lsn, parse_segment
+from powrops.config import to_toml
+from powrops.findings import Finding, Severity
+from powrops.verify import verify
+from powrops.verify.checksums import ObjectCheck
+from powrops.verify.continuity import (
+    HistoryEntry,
+    Range,
+    WalArchive,
+    parse_history,
+    recovery_path,
+    walk,
+)
+from powrops.verify.recoverability import build_archive
+from powrops.verify.report import VerificationReport
+
+SEGMENT = 16 * 1024 * 1024
+
+
+@dataclass
+class Base:
+    """The real site: a full, WAL, an incremental, more WAL; all copied to the secondary."""
+
+    site: Site
+    primary: Path
+    secondary: Path
+    full: str
+    incremental: str
+
+
+def _write(site: Site, rows: int) -> None:
+    site.sql(
+        "INSERT INTO lifts (kg, note) SELECT g * 2.5, md5(g::text) FROM generate_series(1, %s) g",
+        (rows,),
+    )
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[Base]:
+    where = traversable_dir("verify")
+    secondary = where / "secondary"
+    site = Site.create(
+        backup={"storage": {"secondary": {"kind": "file", "url": secondary.as_uri()}}}
+    )
+    try:
+        site.sql("CREATE TABLE lifts (id serial PRIMARY KEY, kg numeric, note text)")
+        _write(site, 20_000)
+        full = site.cli("backup", "full")
+        assert full.returncode == 0, full.stdout + full.stderr
+        for _ in range(3):
+            _write(site, 2_000)
+            site.switch_wal()
+        inc = site.cli("backup", "incremental")
+        assert inc.returncode == 0, inc.stdout + inc.stderr
+        for _ in range(3):
+            _write(site, 2_000)
+            site.switch_wal()
+        labels = [r["label"] for r in site.backups()]
+        assert len(labels) == 2 and labels[0].endswith("F") and labels[1].endswith("I")
+        yield Base(site, site.root / "state" / "backups", secondary, labels[0], labels[1])
+    finally:
+        site.destroy()
+        shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.fixture
+def clone(base: Base) -> Iterator[Callable[[], Base]]:
+    """Copies of the base repositories, with a config naming them (same database)."""
+    made: list[Path] = []
+
+    def make() -> Base:
+        root = traversable_dir("verify-clone")
+        made.append(root)
+        primary, secondary = root / "primary", root / "secondary"
+        shutil.copytree(base.primary, primary)  # copy2 keeps mtimes: the archive times
+        shutil.copytree(base.secondary, secondary)
+        data = _merge(
+            base.site.data,
+            {
+                "backup": {
+                    "storage": {
+                        "primary": {"kind": "file", "url": primary.as_uri()},
+                        "secondary": {"kind": "file", "url": secondary.as_uri()},
+                    }
+                }
+            },
+        )
+        config = root / "powrops.toml"
+        config.write_text(to_toml(data))
+        # A view of the same cluster whose config names the copies. Never destroy() it.
+        view = Site(root, config, data)
+        return Base(view, primary, secondary, base.full, base.incremental)
+
+    yield make
+    for root in made:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_verify(site: Site, *args: str) -> tuple[int, dict[str, Any]]:
+    result = site.cli("verify", *args, "--json")
+    assert result.returncode in (0, 1, 2, 3), result.stderr
+    try:
+        return result.returncode, json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError(result.stdout + result.stderr) from None
+
+
+def problems(report: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    return sorted(
+        (f["severity"], f["check"], f["object"])
+        for f in report["findings"]
+        if f["severity"] != "OK"
+    )
+
+
+def finding(report: dict[str, Any], check: str, obj: str | None = None) -> dict[str, Any]:
+    found = [
+        f for f in report["findings"] if f["check"] == check and (obj is None or f["object"] == obj)
+    ]
+    assert len(found) == 1, (check, obj, found)
+    return found[0]
+
+
+def row(report: dict[str, Any], label: str) -> dict[str, Any]:
+    return next(r for r in report["backups"] if r["label"] == label)
+
+
+def wal_path(repo: Path, name: str) -> Path:
+    return repo / "wal" / name[:16] / f"{name}.zst"
+
+
+def segments(repo: Path) -> list[str]:
+    return sorted(p.name.removesuffix(".zst") for p in (repo / "wal").rglob("*.zst")
+                  if len(p.name) == 28)  # fmt: skip
+
+
+def record(repo: Path, label: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((repo / "backups" / label / "backup.json").read_text())
+    return data
+
+
+# --- a clean repository --------------------------------------------------------------------
+
+
+def test_clean_repository_is_ok(base: Base) -> None:
+    code, report = run_verify(base.site)
+    assert code == 0 and report["status"] == "OK", problems(report)
+    assert problems(report) == []
+    newest = segments(base.primary)[-1]
+    for label, chain in (
+        (base.full, [base.full]),
+        (base.incremental, [base.full, base.incremental]),
+    ):
+        r = row(report, label)
+        assert (r["checksums"], r["secondary"], r["pg_verifybackup"], r["wal"]) == (
+            "ok", "ok", "ok", "continuous",
+        )  # fmt: skip
+        assert r["chain"] == chain and r["severity"] == "OK"
+        window = r["window"]
+        assert window["start_lsn"] == record(base.primary, label)["stop_lsn"]
+        assert window["end_segment"] == newest and window["stopped_by"] is None
+        assert window["end_lsn"] == format_lsn((parse_segment(newest).number + 1) * SEGMENT)
+        message = finding(report, "recoverability", label)["message"]
+        assert f"can recover to any point between {window['start_lsn']}" in message
+    checks = {f["check"] for f in report["findings"]}
+    assert checks >= {
+        "checksums", "secondary", "pg_verifybackup", "wal_continuity", "recoverability",
+        "freshness.full", "freshness.incremental", "freshness.wal", "freshness.archiver",
+        "failed_backups",
+    }  # fmt: skip
+    assert report["timelines"][0]["timeline"] == 1 and report["timelines"][0]["gaps"] == []
+    assert {f["check"] for f in report["freshness"]} >= {"freshness.full", "freshness.wal"}
+    assert report["figures"]["wal_checked"] >= 2 * 6  # the primary's and the secondary's
+
+    text = base.site.cli("verify", "--skip-pg-verifybackup")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.splitlines()[0].split() == ["SEVERITY", "CHECK", "OBJECT", "MESSAGE"]
+    assert text.stdout.rstrip().splitlines()[-1].startswith("verify OK: 2 backups")
+    assert "pg_verifybackup: backup" not in text.stderr  # skipped on request
+
+
+# --- planted faults ------------------------------------------------------------------------
+
+
+def test_flipped_byte_in_a_stored_backup_file(clone: Callable[[], Base]) -> None:
+    c = clone()
+    data = c.primary / "backups" / c.full / "base.tar.zst"
+    content = bytearray(data.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    data.write_bytes(bytes(content))
+    code, report = run_verify(c.site)
+    assert code == 2 and report["status"] == "CRITICAL"
+    assert problems(report) == [("CRITICAL", "checksums", f"{c.full}/base.tar.zst")]
+    message = finding(report, "checksums", f"{c.full}/base.tar.zst")["message"]
+    assert message.startswith(f"backup {c.full}: base.tar.zst in file://")
+    assert "does not match its recorded SHA-256" in message
+    assert row(report, c.full)["checksums"] == "failed"
+    assert row(report, c.incremental)["checksums"] == "ok"
+    for label in (c.full, c.incremental):  # both need the damaged full: not reconstructed
+        assert row(report, label)["pg_verifybackup"] == f"skipped: checksum failure in {c.full}"
+        assert row(report, label)["secondary"] == "ok"
+
+
+def test_missing_wal_segment_in_the_middle(clone: Callable[[], Base]) -> None:
+    c = clone()
+    full = record(c.primary, c.full)
+    gap = parse_segment(full["stop_wal"]).next().name  # between the full and the incremental
+    before = parse_segment(full["stop_wal"]).name
+    assert gap < record(c.primary, c.incremental)["start_wal"]
+    wal_path(c.primary, gap).unlink()
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 2
+    assert problems(report) == [("CRITICAL", "wal_continuity", gap)]
+    message = finding(report, "wal_continuity", gap)["message"]
+    assert finding(report, "wal_continuity", gap)["advice"] == (
+        f"the secondary still holds the missing WAL: copy wal/{gap[:16]}/{gap}.zst from the "
+        "secondary into the primary to close the gap"
+    )
+    end = format_lsn(parse_lsn(full["stop_lsn"]) // SEGMENT * SEGMENT + SEGMENT)
+    assert f"WAL gap on timeline 1: {gap} missing (1 segment)" in message
+    assert f"backup {c.full} can recover only to {end} (end of {before}" in message
+    assert c.incremental not in message.split("missing")[1]  # it starts after the gap
+    window = row(report, c.full)["window"]
+    assert (window["end_segment"], window["end_lsn"], window["stopped_by"]) == (before, end, gap)
+    assert row(report, c.full)["wal"] == f"gap at {gap}"
+    newest = segments(c.primary)[-1]
+    assert row(report, c.incremental)["window"]["end_segment"] == newest
+    assert report["timelines"][0]["gaps"] == [
+        {"timeline": 1, "first": gap, "last": gap, "count": 1, "damaged": []}
+    ]
+
+
+def test_truncated_wal_segment(clone: Callable[[], Base]) -> None:
+    c = clone()
+    name = segments(c.primary)[-2]  # after the incremental's start: both backups cross it
+    assert name > record(c.primary, c.incremental)["stop_wal"]
+    path = wal_path(c.primary, name)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 2
+    assert problems(report) == [
+        ("CRITICAL", "checksums", name),
+        ("CRITICAL", "wal_continuity", name),
+    ]
+    assert f"archived WAL {name} in file://" in finding(report, "checksums", name)["message"]
+    assert "is truncated" in finding(report, "checksums", name)["message"]
+    gap = finding(report, "wal_continuity", name)
+    assert f"{name} missing or damaged" in gap["message"]
+    assert gap["details"]["damaged"] == [name]
+    previous = parse_segment(name).number - 1
+    for label in (c.full, c.incremental):
+        assert row(report, label)["window"]["end_lsn"] == format_lsn((previous + 1) * SEGMENT)
+
+
+def test_file_missing_only_in_the_secondary(clone: Callable[[], Base]) -> None:
+    c = clone()
+    (c.secondary / "backups" / c.incremental / "base.tar.zst").unlink()
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 1 and report["status"] == "WARNING"
+    assert problems(report) == [("WARNING", "secondary", f"{c.incremental}/base.tar.zst")]
+    message = finding(report, "secondary", f"{c.incremental}/base.tar.zst")["message"]
+    assert f"backup {c.incremental}: base.tar.zst is missing from file://" in message
+    assert "the primary copy is fine" in message
+    assert row(report, c.incremental)["secondary"] == "damaged"
+    assert row(report, c.incremental)["checksums"] == "ok"
+
+
+def test_wal_damaged_only_in_the_secondary(clone: Callable[[], Base]) -> None:
+    c = clone()
+    name = segments(c.secondary)[1]
+    path = wal_path(c.secondary, name)
+    content = bytearray(path.read_bytes())
+    content[-6] ^= 0xFF  # inside the compressed data or its frame checksum
+    path.write_bytes(bytes(content))
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 1
+    assert problems(report) == [("WARNING", "secondary", name)]
+    assert "the primary copy is fine" in finding(report, "secondary", name)["message"]
+
+
+def test_full_older_than_the_schedule(clone: Callable[[], Base]) -> None:
+    c = clone()
+    path = c.primary / "backups" / c.full / "backup.json"
+    data = json.loads(path.read_text())
+    when = datetime.now(UTC) - timedelta(hours=30)
+    data.update(start_time=(when - timedelta(seconds=5)).isoformat(), stop_time=when.isoformat())
+    path.write_text(json.dumps(data))
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 1
+    assert problems(report) == [("WARNING", "freshness.full", c.full)]
+    message = finding(report, "freshness.full", c.full)["message"]
+    assert f"newest full backup {c.full} finished 30 h" in message
+    assert "older than the schedule: full daily" in message
+
+    later = verify(c.site.settings, now=datetime.now(UTC) + timedelta(hours=20),
+                   pg_verifybackup=False)  # fmt: skip
+    full = [f for f in later.findings if f.check == "freshness.full"]
+    assert [(f.severity, f.object) for f in full] == [(Severity.CRITICAL, c.full)]
+    assert "more than twice the schedule" in full[0].message
+    inc = [f for f in later.findings if f.check == "freshness.incremental"]
+    assert [(f.severity, f.object) for f in inc] == [(Severity.WARNING, c.incremental)]
+
+
+def test_incomplete_backup_and_broken_chain(clone: Callable[[], Base]) -> None:
+    c = clone()
+    (c.primary / "backups" / c.full / "backup.json").unlink()  # as if the run had been killed
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 2
+    assert problems(report) == sorted(
+        [
+            ("CRITICAL", "backups", c.incremental),
+            ("CRITICAL", "freshness.full", None),
+            ("WARNING", "backups", c.full),
+        ]
+    )
+    broken = finding(report, "backups", c.incremental)["message"]
+    assert (
+        broken == f"backup {c.incremental} is not restorable: chain broken: parent {c.full} missing"
+    )
+    assert f"incomplete backup {c.full}" in finding(report, "backups", c.full)["message"]
+
+
+def test_pg_verifybackup_catches_what_checksums_cannot(clone: Callable[[], Base]) -> None:
+    """A backup whose bytes match its record but whose content is wrong (PG_VERSION altered)."""
+    c = clone()
+    stored = c.primary / "backups" / c.full / "base.tar.zst"
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    raw = bytearray(decompressor.decompress(stored.read_bytes()))
+    with tarfile.open(fileobj=io.BytesIO(bytes(raw)), mode="r:") as archive:
+        member = next(m for m in archive.getmembers() if m.name in ("PG_VERSION", "./PG_VERSION"))
+        raw[member.offset_data] ^= 0x01
+    new = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(bytes(raw))
+    stored.write_bytes(new)
+    (c.secondary / "backups" / c.full / "base.tar.zst").write_bytes(new)  # both copies agree
+    path = c.primary / "backups" / c.full / "backup.json"
+    data = json.loads(path.read_text())
+    for f in data["files"]:
+        if f["name"] == "base.tar.zst":
+            f.update(sha256=hashlib.sha256(new).hexdigest(), stored_size=len(new))
+    path.write_text(json.dumps(data))
+    code, report = run_verify(c.site, c.full)
+    assert code == 2
+    assert problems(report) == [("CRITICAL", "pg_verifybackup", c.full)]
+    message = finding(report, "pg_verifybackup", c.full)["message"]
+    assert message.startswith(f"backup {c.full}: pg_verifybackup failed")
+    assert "PG_VERSION" in message
+    assert [r["label"] for r in report["backups"]] == [c.full]
+
+
+def test_one_label_unknown_label_and_unreachable_repository(clone: Callable[[], Base]) -> None:
+    c = clone()
+    code, report = run_verify(c.site, c.incremental, "--skip-pg-verifybackup")
+    assert code == 0, problems(report)
+    assert [r["label"] for r in report["backups"]] == [c.full, c.incremental]
+    assert not [f for f in report["findings"] if f["check"].startswith("freshness")]
+    c.site.write_config(database={"url": "postgresql://powr@127.0.0.1:9/powr"})
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 3 and problems(report) == [("UNKNOWN", "freshness.archiver", None)]
+    message = finding(report, "freshness.archiver")["message"]
+    assert message.startswith("database unreachable: cannot read pg_stat_archiver on ")
+    assert "postgresql://powr@127.0.0.1:9/powr" in message
+    unknown = c.site.cli("verify", "20200101T000000F")
+    assert unknown.returncode == 3 and "no backup '20200101T000000F'" in unknown.stderr
+    c.site.write_config(
+        backup={
+            "storage": {
+                "primary": {
+                    "kind": "s3",
+                    "url": "s3://nowhere/x",
+                    "endpoint_url": "http://127.0.0.1:9",
+                    "region": "us-east-1",
+                    "access_key_id": "x",
+                    "secret_access_key": "y",
+                }
+            }
+        }
+    )
+    unreachable = c.site.cli("verify")
+    assert unreachable.returncode == 3, unreachable.stdout + unreachable.stderr
+    assert "127.0.0.1:9" in unreachable.stderr
+
+
+def test_test_restore_result_is_a_finding(
+    clone: Callable[[], Base], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = clone()
+    calls: list[str | None] = []
+
+    def failing(settings: Any, *, label: str | None = None, echo: Any = None) -> dict[str, Any]:
+        calls.append(label)
+        return {"label": label, "chain": [], "ok": False, "queries": [], "timings": {},
+                "error": "recovery ended before the consistency point"}  # fmt: skip
+
+    fake = types.ModuleType("powrops.restore")
+    fake.test_restore = failing  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "powrops.restore", fake)
+    report = verify(c.site.settings, restore=True, pg_verifybackup=False)
+    assert calls == [c.incremental]  # the newest backup
+    found = [f for f in report.findings if f.check == "test_restore"]
+    assert [(f.severity, f.object) for f in found] == [(Severity.CRITICAL, c.incremental)]
+    assert "recovery ended before the consistency point" in found[0].message
+    assert report.status == Severity.CRITICAL and report.to_dict()["test_restore"]["ok"] is False
+
+
+# --- failed runs, for real -----------------------------------------------------------------
+
+
+def test_one_failed_backup_warns_two_are_critical(pg_tmp: Path) -> None:
+    site = Site.create()
+    try:
+        site.sql("CREATE TABLE lifts (id serial PRIMARY KEY, kg numeric, note text)")
+        _write(site, 1_000)
+        assert site.cli("backup", "full").returncode == 0
+        _write(site, 100)
+        site.switch_wal()
+        site.sql("ALTER SYSTEM SET summarize_wal = off")
+        site.sql("SELECT pg_reload_conf()")
+        failed = []
+        for expected, severity in ((1, "WARNING"), (2, "CRITICAL")):
+            run = site.cli("backup", "incremental")
+            assert run.returncode == 2 and "summarize_wal is off" in run.stderr
+            failed.insert(0, site.backups()[-1]["label"])
+            code, report = run_verify(site, "--skip-pg-verifybackup")
+            assert code == expected
+            assert problems(report) == [(severity, "failed_backups", failed[0])]
+            message = finding(report, "failed_backups")["message"]
+            assert f"{failed[0]} (incremental): summarize_wal is off" in message
+            assert finding(report, "failed_backups")["details"]["labels"] == failed
+        assert "2 most recent backup runs failed" in message
+        assert row(report, failed[0])["status"] == "failed"
+
+        # Archiving that fails: the server's OS user can no longer write into the archive.
+        wal_dir = site.root / "state" / "backups" / "wal" / "0000000100000000"
+        wal_dir.chmod(0o500)
+        _write(site, 100)
+        segment = site.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+        deadline = time.monotonic() + 60
+        while not site.sql("SELECT failed_count FROM pg_stat_archiver")[0][0]:
+            assert time.monotonic() < deadline, "the archiver did not fail"
+            time.sleep(0.2)
+        code, report = run_verify(site, "--skip-pg-verifybackup")
+        assert code == 2
+        assert problems(report) == [
+            ("CRITICAL", "failed_backups", failed[0]),
+            ("WARNING", "freshness.archiver", segment),
+        ]
+        message = finding(report, "freshness.archiver", segment)["message"]
+        assert message.startswith(f"archiving is failing: {segment} failed at")
+    finally:
+        site.destroy()
+
+
+DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.mark.pg15
+@pytest.mark.skipif(not DEBIAN_15.exists(), reason="Debian's postgresql-15 is not installed")
+def test_postgresql_15_full_and_wal() -> None:
+    site = Site.create(postgres={"bin_dir": str(DEBIAN_15)})
+    try:
+        site.sql("CREATE TABLE lifts (id serial PRIMARY KEY, kg numeric, note text)")
+        _write(site, 1_000)
+        assert site.cli("backup", "full").returncode == 0
+        _write(site, 1_000)
+        site.switch_wal()
+        code, report = run_verify(site)
+        assert code == 0, problems(report)
+        label = report["backups"][0]["label"]
+        assert row(report, label)["pg_verifybackup"] == "ok"
+        assert (
+            "PostgreSQL 15 has no incremental backups"
+            in (finding(report, "freshness.incremental")["message"])
+        )
+    finally:
+        site.destroy()
+
+
+# --- timelines and pure continuity ---------------------------------------------------------
+
+
+def _archive(names: dict[str, bytes | None]) -> tuple[VerificationReport, WalArchive]:
+    """An archive from WAL names: segments get 16 MiB; history files get their content."""
+    now = datetime.now(UTC)
+    report = VerificationReport("file:///x", None, None, now)
+    objects: dict[str, Any] = {n: types.SimpleNamespace(mtime=now) for n in names}
+    results = {
+        name: ObjectCheck(name, "ok", None, 1, len(content) if content else SEGMENT, content)
+        for name, content in names.items()
+    }
+    return report, build_archive(report, objects, results)
+
+
+def test_history_files_parse_like_postgresql() -> None:
+    text = "1\t0/3000000\tno recovery target specified\n\n2\t0/5000A28\tat restore point\n"
+    assert parse_history(text, 3) == (
+        HistoryEntry(1, 0x3000000, "no recovery target specified"),
+        HistoryEntry(2, 0x5000A28, "at restore point"),
+    )
+    for bad in ("", "1\tnot-an-lsn\n", "3\t0/1\tx\n", "2\t0/5\tx\n1\t0/6\tx\n"):
+        with pytest.raises(ValueError):
+            parse_history(bad, 3)
+
+
+def test_recovery_follows_the_timeline_switch() -> None:
+    history = b"1\t0/5000A28\tpromoted\n"
+    names: dict[str, bytes | None] = {f"0000000100000000000000{n:02X}": None for n in (2, 3, 4)}
+    names.update({f"0000000200000000000000{n:02X}": None for n in (5, 6, 8)})
+    names["00000002.history"] = history
+    report, archive = _archive(names)
+    assert [f for f in report.findings if f.severity != Severity.OK] == []
+    path = recovery_path(archive, 1, 2, 0x2000100)
+    assert path == [Range(1, 2, 4), Range(2, 5, None)]
+    result = walk(archive, path)
+    assert [g.span for g in result.gaps] == ["000000020000000000000007"]
+    assert result.reached == (2, 6)
+    # A backup taken on timeline 1 after the switch point cannot follow timeline 2.
+    assert recovery_path(archive, 1, 6, 0x6000000) == [Range(1, 6, None)]
+
+
+def test_missing_or_unreadable_history_is_a_warning() -> None:
+    names: dict[str, bytes | None] = {
+        "000000010000000000000002": None,
+        "000000020000000000000003": None,
+        "000000030000000000000004": None,
+        "00000003.history": b"garbage\n",
+    }
+    report, _ = _archive(names)
+    found = sorted(
+        (f.severity, f.object, f.message) for f in report.findings if f.check == "timeline_history"
+    )
+    assert [(s, o) for s, o, _ in found] == [
+        (Severity.WARNING, "00000002.history"),
+        (Severity.WARNING, "00000003.history"),
+    ]
+    assert "history file 00000002.history is missing" in found[0][2]
+    assert "00000003.history is unreadable" in found[1][2]
+
+
+def test_new_timeline_must_start_at_its_switch_point() -> None:
+    names: dict[str, bytes | None] = {
+        "000000010000000000000002": None,
+        "000000020000000000000002": None,  # before the switch point's segment 3
+        "000000020000000000000003": None,
+        "00000002.history": b"1\t0/3000100\tpromoted\n",
+    }
+    report, _ = _archive(names)
+    found: list[Finding] = [f for f in report.findings if f.severity != Severity.OK]
+    assert [(f.check, f.object) for f in found] == [("timeline_history", "00000002.history")]
+    assert "before its switch point 0/3000100" in found[0].message
+
+
+# --- last: a real test restore on the base site --------------------------------------------
+
+
+@pytest.mark.slow
+def test_verify_with_a_real_test_restore(base: Base) -> None:
+    code, report = run_verify(base.site, "--restore", "--skip-pg-verifybackup")
+    assert code == 0, problems(report)
+    result = report["test_restore"]
+    assert result["ok"] is True and result["label"] == base.incremental
+    assert result["chain"] == [base.full, base.incremental]
+    assert "restored into a scratch cluster" in finding(report, "test_restore")["message"]
