@@ -351,7 +351,7 @@ one_backup = st.tuples(
     st.integers(1, 9),  # duration in minutes
     st.integers(0, 9),  # a full when below the history's share of fulls
     st.integers(0, 5).map(lambda n: n == 0),  # failed
-    st.booleans(),  # verified
+    st.integers(0, 9),  # verified when below the history's share of verified backups
     st.integers(0, 15).map(lambda n: n == 0),  # record lost (breaks a chain)
 )
 
@@ -362,14 +362,16 @@ def histories(draw: st.DrawFn) -> History:
     size = draw(st.integers(1, 40))  # drawn first: plain lists of tuples tend to stay short
     plan = draw(st.lists(one_backup, min_size=size, max_size=size))
     full_share = draw(st.integers(0, 10))  # 0: one full, then only incrementals
+    verified_share = draw(st.integers(0, 10))
     cadence = timedelta(minutes=draw(st.integers(30, 720)))
     later = draw(st.one_of(st.integers(1, 3 * 24 * 60), st.integers(1, 40 * 24 * 60)))
     moment = BASE
     spans: list[tuple[datetime, datetime, str, bool, bool, bool]] = []
-    for gap, minutes, roll, failed, verified, lost in plan:
+    for gap, minutes, roll, failed, check, lost in plan:
         start = moment + timedelta(minutes=gap)
         moment = start + timedelta(minutes=minutes)
         kind = "full" if roll < full_share else "incremental"
+        verified = check < verified_share
         spans.append((start, moment, kind, failed, verified, lost))
     now = moment + timedelta(minutes=later)
     # WAL: a segment every `cadence`, plus the switch each backup forces when it stops.

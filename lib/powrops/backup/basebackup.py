@@ -2,9 +2,9 @@
 
 ``pg_basebackup -D - -Ft -X fetch`` writes one tar stream to stdout: the data directory, the
 WAL needed to make it consistent, and PostgreSQL's ``backup_manifest`` at the end. powrops
-compresses that stream with zstandard as it arrives, computes SHA-256 of the raw and stored
-bytes, and picks ``backup_manifest`` and ``backup_label`` out of the tar headers on the way,
-without unpacking anything to disk.
+compresses that stream with zstandard as it arrives (with a frame checksum over the content),
+computes SHA-256 of the stored bytes, and picks ``backup_manifest`` and ``backup_label`` out
+of the tar headers on the way, without unpacking anything to disk.
 """
 
 from __future__ import annotations
@@ -138,7 +138,6 @@ class StreamResult:
     """What came out of one pg_basebackup stream."""
 
     raw_size: int
-    raw_sha256: str
     manifest: bytes
     label_file: str
     members: int
@@ -181,7 +180,6 @@ def stream_to(
 
     env = _client_env(password)
     tee = _Tee(out)
-    raw_hash = hashlib.sha256()
     raw_size = 0
     sniffer = TarSniffer()
     with tempfile.TemporaryFile("w+") as err:
@@ -193,7 +191,6 @@ def stream_to(
             compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
             with compressor.stream_writer(tee, closefd=False) as zstd:  # type: ignore[arg-type]
                 while chunk := proc.stdout.read(CHUNK):
-                    raw_hash.update(chunk)
                     raw_size += len(chunk)
                     sniffer.feed(chunk)
                     zstd.write(chunk)
@@ -212,7 +209,6 @@ def stream_to(
         raise BackupError("the backup stream ended without a backup_manifest: incomplete backup")
     result = StreamResult(
         raw_size=raw_size,
-        raw_sha256=raw_hash.hexdigest(),
         manifest=sniffer.captured["backup_manifest"],
         label_file=sniffer.captured.get("backup_label", b"").decode("utf-8", "replace"),
         members=sniffer.members,

@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from powrops.backup.walnames import WAL_PREFIX as WAL_PREFIX
+from powrops.backup.walnames import wal_key as wal_key
+from powrops.backup.walnames import wal_name_of as wal_name_of
+
 Kind = Literal["full", "incremental"]
 Status = Literal["ok", "failed"]
 
 BACKUPS_PREFIX = "backups/"
-WAL_PREFIX = "wal/"
 LOCK_KEY = "locks/backup.lock"
 RECORD_FILE = "backup.json"
 DATA_FILE = "base.tar.zst"
@@ -35,16 +38,6 @@ MANIFEST_FILE = "backup_manifest"
 
 def backup_key(label: str, name: str) -> str:
     return f"{BACKUPS_PREFIX}{label}/{name}"
-
-
-def wal_key(name: str) -> str:
-    """Repository key of an archived WAL file (segments grouped by timeline and xlogid)."""
-    directory = name[:16] if len(name) >= 24 else name[:8]
-    return f"{WAL_PREFIX}{directory}/{name}.zst"
-
-
-def wal_name_of(key: str) -> str:
-    return key.rsplit("/", 1)[-1].removesuffix(".zst")
 
 
 def new_label(kind: Kind, when: datetime | None = None) -> str:
@@ -61,7 +54,9 @@ class StoredFile:
     size: int  # bytes before compression
     stored_size: int  # bytes in the repository
     sha256: str  # of the stored bytes
-    raw_sha256: str  # of the content before compression (and encryption)
+    # SHA-256 of the content before compression, for small objects; None for the backup
+    # stream, whose content is covered by the zstd frame checksum checked on every read.
+    raw_sha256: str | None
 
 
 def _time(value: str | None) -> datetime | None:

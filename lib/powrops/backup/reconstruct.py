@@ -21,6 +21,8 @@ from powrops.errors import BackupError
 from powrops.pg.binaries import PgBinaries
 from powrops.storage.base import Repository
 
+CHUNK = 1 << 20
+
 
 def _safe_members(archive: tarfile.TarFile, dest: Path) -> Iterator[tarfile.TarInfo]:
     """Members that stay inside ``dest``: no absolute paths, no '..', no links or devices."""
@@ -48,7 +50,7 @@ def extract(repo: Repository, label: str, dest: Path) -> Path:
     try:
         with repo.open_read(backup_key(label, DATA_FILE)) as stored:
             reader = zstandard.ZstdDecompressor().stream_reader(stored)
-            with tarfile.open(fileobj=reader, mode="r|") as archive:
+            with tarfile.open(fileobj=reader, mode="r|", copybufsize=CHUNK) as archive:  # type: ignore[call-overload]
                 archive.extractall(dest, members=_safe_members(archive, dest))
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise BackupError(f"backup {label} cannot be unpacked: {exc}") from exc

@@ -337,7 +337,7 @@ class BackupRun:
         tli = int(info["timeline"])
         start, stop = info["start_lsn"], info["stop_lsn"]
         files = (
-            StoredFile(DATA_FILE, result.raw_size, stored, sha, result.raw_sha256),
+            StoredFile(DATA_FILE, result.raw_size, stored, sha, None),
             StoredFile(
                 MANIFEST_FILE,
                 len(result.manifest),

@@ -11,11 +11,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from powrops.backup.walnames import BACKUP_LABEL_RE as BACKUP_LABEL_RE
+from powrops.backup.walnames import HISTORY_RE as HISTORY_RE
+from powrops.backup.walnames import PARTIAL_RE as PARTIAL_RE
+from powrops.backup.walnames import SEGMENT_RE as SEGMENT_RE
+from powrops.backup.walnames import kind_of as kind_of
+
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
-SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
-PARTIAL_RE = re.compile(r"^([0-9A-F]{24})\.partial$")
-HISTORY_RE = re.compile(r"^([0-9A-F]{8})\.history$")
-BACKUP_LABEL_RE = re.compile(r"^([0-9A-F]{24})\.([0-9A-F]{8})\.backup$")
 LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 
 
@@ -78,16 +80,3 @@ def segment_range(first: Segment, last: Segment) -> Iterator[Segment]:
         raise ValueError("a segment range spans one timeline")
     for number in range(first.number, last.number + 1):
         yield Segment(first.timeline, number, first.segment_size)
-
-
-def kind_of(name: str) -> str:
-    """Kind of an archived WAL file: segment, partial, history, backup_label or unknown."""
-    if SEGMENT_RE.match(name):
-        return "segment"
-    if PARTIAL_RE.match(name):
-        return "partial"
-    if HISTORY_RE.match(name):
-        return "history"
-    if BACKUP_LABEL_RE.match(name):
-        return "backup_label"
-    return "unknown"

@@ -19,8 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from powrops.backup.model import wal_key
-from powrops.backup.wal import kind_of
+from powrops.backup.walnames import kind_of, wal_key
 from powrops.errors import BackupError, ObjectExists, ObjectNotFound, WalConflict
 from powrops.storage.base import Repository
 
@@ -33,7 +32,7 @@ def _compress(data: bytes) -> bytes:
     import zstandard
 
     # The frame checksum lets verification detect a damaged object without a separate record.
-    return zstandard.ZstdCompressor(level=1, write_checksum=True).compress(data)
+    return zstandard.ZstdCompressor(level=1, write_checksum=True, threads=-1).compress(data)
 
 
 def _decompress(data: bytes) -> bytes:

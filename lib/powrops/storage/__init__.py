@@ -8,7 +8,9 @@ Open one with :func:`open_repository`; every backend implements :class:`Reposito
 
 from __future__ import annotations
 
-from powrops.storage import local, s3
+from typing import Any
+
+from powrops.storage import local
 from powrops.storage.base import (
     ObjectInfo,
     Repository,
@@ -18,7 +20,6 @@ from powrops.storage.base import (
     validate_key,
 )
 from powrops.storage.local import FileRepository
-from powrops.storage.s3 import S3Options, S3Repository
 
 __all__ = [
     "FileRepository",
@@ -33,3 +34,13 @@ __all__ = [
     "s3",
     "validate_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The S3 backend, loaded on first use (it is not needed for file:// repositories)."""
+    if name in ("s3", "S3Options", "S3Repository"):
+        import importlib
+
+        module = importlib.import_module("powrops.storage.s3")
+        return module if name == "s3" else getattr(module, name)
+    raise AttributeError(f"module 'powrops.storage' has no attribute {name!r}")

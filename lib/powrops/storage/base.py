@@ -177,6 +177,9 @@ class Repository(ABC):
 
 # The registry: URL scheme -> backend class. Filled when powrops.storage is imported.
 _SCHEMES: dict[str, type[Repository]] = {}
+#: Built-in backends, imported (and so registered) when a URL of their scheme is first opened:
+#: a file:// repository never loads the S3 module.
+_BUILTIN = {"file": "powrops.storage.local", "s3": "powrops.storage.s3"}
 
 
 def register_scheme(scheme: str, cls: type[Repository]) -> None:
@@ -186,7 +189,7 @@ def register_scheme(scheme: str, cls: type[Repository]) -> None:
 
 def registered_schemes() -> tuple[str, ...]:
     """The URL schemes open_repository understands."""
-    return tuple(sorted(_SCHEMES))
+    return tuple(sorted(set(_SCHEMES) | set(_BUILTIN)))
 
 
 def url_scheme(url: str) -> str:
@@ -215,6 +218,10 @@ def open_repository(
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     scheme = url_scheme(url)
+    if scheme not in _SCHEMES and scheme in _BUILTIN:
+        import importlib
+
+        importlib.import_module(_BUILTIN[scheme])
     cls = _SCHEMES.get(scheme)
     if cls is None:
         raise StorageError(

@@ -1,0 +1,190 @@
+"""Shared pieces of the powrops benchmarks: a benchmark site and small timing helpers.
+
+A site is a directory under /tmp (mode 0755, so the PostgreSQL OS user can enter it) holding a
+``powrops.toml`` and the embedded cluster that powrops starts under ``<site>/state``. powrops
+configures that cluster to archive WAL through ``powrops wal push`` into the ``file://``
+repository ``<site>/state/backups``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from powrops.config import Settings, load_settings, to_toml
+from powrops.db import embedded_cluster, target
+from powrops.pg.cluster import LocalCluster
+
+QUICK = os.environ.get("POWROPS_BENCH_QUICK", "") not in ("", "0")
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without POWROPS_* and PG* variables, plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("POWROPS", "PG"))}
+    return {**base, **extra}
+
+
+@dataclass
+class Site:
+    """A directory with powrops.toml and the embedded cluster powrops runs there."""
+
+    root: Path
+    config: Path
+
+    @classmethod
+    def create(cls, prefix: str, overrides: Mapping[str, Any] | None = None) -> Site:
+        root = Path(tempfile.mkdtemp(prefix=f"powrops-{prefix}-", dir="/tmp"))
+        os.chmod(root, 0o755)
+        data = _merge(
+            {
+                "state": {"dir": str(root / "state")},
+                "reports": {"dir": str(root / "reports")},
+                "notify": {"channels": [{"kind": "log"}]},
+            },
+            overrides or {},
+        )
+        site = cls(root, root / "powrops.toml")
+        site.config.write_text(to_toml(data))
+        os.chmod(site.config, 0o644)
+        target(site.settings)  # initdb + start, with archiving through `powrops wal push`
+        return site
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.config, environ={})
+
+    @property
+    def cluster(self) -> LocalCluster:
+        return embedded_cluster(self.settings)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    def connect(self, dbname: str = "powr") -> psycopg.Connection[Any]:
+        return psycopg.connect(**self.cluster.conninfo(dbname), autocommit=True)
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for the cluster's client programs (password from the cluster)."""
+        return clean_env(PGPASSWORD=self.cluster.password, LC_ALL="C.UTF-8")
+
+    def client_argv(self, program: str, *args: str) -> list[str]:
+        """A client program of the cluster's own binaries, pointed at it over TCP."""
+        cluster = self.cluster
+        path = str(cluster.binaries.path(program))
+        return [path, "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", *args]
+
+    def powrops_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "powrops.cli", *args]
+
+    def powrops_env(self) -> dict[str, str]:
+        return clean_env(POWROPS_CONFIG=str(self.config))
+
+    def pgbench(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+        argv = self.client_argv("pgbench", *args, "powr")
+        result = subprocess.run(
+            argv, env=self.client_env(), capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"pgbench failed ({result.returncode}): {result.stderr[-2000:]}")
+        return result
+
+    def ready_count(self) -> int:
+        """WAL files waiting for the archiver (``.ready`` in pg_wal/archive_status)."""
+        rows = self.sql(
+            "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') f WHERE f LIKE '%.ready'"
+        )
+        return int(rows[0][0])
+
+    def wait_archiver_idle(self, timeout: float = 600) -> float:
+        """Wait until no WAL file waits for archiving; seconds waited."""
+        started = time.monotonic()
+        while self.ready_count() > 0 and time.monotonic() - started < timeout:
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def destroy(self) -> None:
+        try:
+            self.cluster.destroy()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def run_timed(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs: Any
+) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    """Run a process to completion; (wall seconds, result). Raises when it fails."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        list(argv), env=dict(env) if env else None, capture_output=True, **kwargs
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        detail = result.stderr.decode("utf-8", "replace")[-2000:]
+        raise RuntimeError(f"{Path(argv[0]).name} failed ({result.returncode}): {detail}")
+    return elapsed, result
+
+
+def machine() -> str:
+    """CPUs and load average: other work on the machine skews every figure."""
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)"
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in 0..1)."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def mib(size: float) -> str:
+    return f"{size / 2**20:,.1f} MiB"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "TARGET MISSED"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain text table with right-aligned columns after the first."""
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        first = row[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])

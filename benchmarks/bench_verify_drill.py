@@ -1,0 +1,260 @@
+"""Verification and drill RTO against the same steps done by hand with PostgreSQL's tools.
+
+1. ``powrops verify LABEL`` of one ~1 GB full backup (read back and SHA-256 of the stored
+   object, decompress, unpack, ``pg_verifybackup``, WAL checks) against
+   ``sha256sum`` + ``zstd -dc | tar -x`` + ``pg_verifybackup`` on the same backup. Target <= 1.3.
+2. ``powrops drill`` RTO (restore start to the restored server accepting queries) against the
+   raw steps: unpack the full and the incremental, ``pg_combinebackup``, write the recovery
+   settings (``restore_command`` decompressing archived WAL with ``zstd``), start, replay to the
+   target, promoted. Target <= 1.2.
+
+Run with POWROPS_BENCH_QUICK=1 for a small database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from _site import QUICK, Site, machine, median, mib, table, verdict
+
+from powrops.backup import repos
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=5 if QUICK else 70, help="pgbench scale")
+    parser.add_argument("--rounds", type=int, default=1 if QUICK else 2)
+    parser.add_argument("--keep", action="store_true")
+    return parser.parse_args()
+
+
+def powrops_json(site: Site, *args: str) -> tuple[float, dict[str, object]]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        site.powrops_argv(*args, "--json"),
+        env=site.powrops_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(
+            f"powrops {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
+    return elapsed, json.loads(proc.stdout)
+
+
+def repo_root(site: Site) -> Path:
+    return Path(repos.primary_url(site.settings).removeprefix("file://"))
+
+
+def by_hand_verify(site: Site, label: str, work: Path) -> float:
+    """sha256sum of the stored object, unpack it, pg_verifybackup: what a DBA would type."""
+    stored = repo_root(site) / "backups" / label / "base.tar.zst"
+    target = work / "byhand"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    verifybackup = str(site.cluster.binaries.path("pg_verifybackup"))
+    script = (
+        f"sha256sum {stored} > /dev/null && zstd -dc -q {stored} | tar -x -C {target} "
+        f"&& {verifybackup} -q {target}"
+    )
+    started = time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", script], check=True)
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(target, ignore_errors=True)
+    return elapsed
+
+
+def raw_restore(site: Site, chain: list[str], target_time: str, work: Path) -> float:
+    """The drill's restore with the raw tools; seconds to a promoted server accepting queries."""
+    cluster = site.cluster
+    bins = cluster.binaries
+    root = repo_root(site)
+    base = work / "raw"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    base.chmod(0o755)
+    user = cluster.os_user
+    started = time.perf_counter()
+    parts = []
+    for label in chain:
+        part = base / label
+        part.mkdir()
+        subprocess.run(
+            [
+                "bash",
+                "-o",
+                "pipefail",
+                "-c",
+                f"zstd -dc -q {root}/backups/{label}/base.tar.zst | tar -x -C {part}",
+            ],
+            check=True,
+        )
+        parts.append(str(part))
+    data = base / "pgdata"
+    if len(parts) > 1:
+        subprocess.run([str(bins.path("pg_combinebackup")), *parts, "-o", str(data)], check=True)
+    else:
+        Path(parts[0]).rename(data)
+    port = cluster.port + 1000 if cluster.port < 64000 else cluster.port - 1000
+    with (data / "postgresql.auto.conf").open("a") as conf:
+        conf.write(
+            f"restore_command = 'f=$(ls {root}/wal/*/%f.zst 2>/dev/null) "
+            f'&& zstd -dcq "$f" > %p\'\n'
+            f"recovery_target_time = '{target_time}'\nrecovery_target_action = 'promote'\n"
+            f"archive_mode = off\nport = {port}\n"
+        )
+    (data / "recovery.signal").touch()
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(base)], check=True)
+    data.chmod(0o700)
+    log = base / "log"
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            user.name,
+            "--",
+            str(bins.path("pg_ctl")),
+            "start",
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "600",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    import psycopg
+
+    while True:
+        try:
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=port,
+                user="postgres",
+                password=cluster.password,
+                dbname="powr",
+                connect_timeout=2,
+            ) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
+                    break
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            user.name,
+            "--",
+            str(bins.path("pg_ctl")),
+            "stop",
+            "-D",
+            str(data),
+            "-m",
+            "immediate",
+        ],
+        check=False,
+        capture_output=True,
+    )
+    shutil.rmtree(base, ignore_errors=True)
+    return elapsed
+
+
+def main() -> int:
+    args = parse_args()
+    site = Site.create("bench-verify")
+    work = site.root / "work"
+    work.mkdir()
+    work.chmod(0o755)
+    try:
+        print(f"machine: {machine()}", flush=True)
+        print(f"building the database: pgbench -i -s {args.scale} ...", flush=True)
+        site.pgbench("-i", "-s", str(args.scale), "-q")
+        from powrops import migrate
+
+        migrate.upgrade(
+            site.cluster.url()
+        )  # the drill counts POWR tables and writes markers in ops
+        _, full = powrops_json(site, "backup", "full")
+        site.pgbench("-c", "2", "-T", "5" if QUICK else "20")
+        _, inc = powrops_json(site, "backup", "incremental")
+        print(
+            f"full {full['label']}: {mib(int(full['raw_size']))} raw, "  # type: ignore[arg-type]
+            f"{mib(int(full['stored_size']))} stored; incremental {inc['label']}",
+            flush=True,
+        )  # type: ignore[arg-type]
+        from powrops import migrate
+
+        migrate.upgrade(
+            site.cluster.url()
+        )  # the drill counts POWR tables and writes markers in ops
+        mine, theirs = [], []
+        for _ in range(args.rounds):
+            seconds, _report = powrops_json(site, "verify", str(full["label"]))
+            mine.append(seconds)
+            theirs.append(by_hand_verify(site, str(full["label"]), work))
+        print()
+        print(
+            table(
+                ["verify of one full backup", "round times (s)", "median (s)"],
+                [
+                    [
+                        "powrops verify LABEL",
+                        " ".join(f"{t:.2f}" for t in mine),
+                        f"{median(mine):.2f}",
+                    ],
+                    [
+                        "sha256sum + zstd -d | tar x + pg_verifybackup",
+                        " ".join(f"{t:.2f}" for t in theirs),
+                        f"{median(theirs):.2f}",
+                    ],
+                ],
+            )
+        )
+        ratio = median(mine) / median(theirs)
+        print(f"ratio {ratio:.2f} (target <= 1.3): {verdict(ratio <= 1.3)}", flush=True)
+
+        rto, raw = [], []
+        for _ in range(args.rounds):
+            _, drill = powrops_json(site, "drill")
+            rto.append(float(drill["rto_s"]))  # type: ignore[arg-type]
+            chain = [str(c) for c in drill["chain"]]  # type: ignore[union-attr]
+            raw.append(raw_restore(site, chain, str(drill["target"]["value"]), work))  # type: ignore[index]
+        print()
+        print(
+            table(
+                ["drill RTO (restore start to accepting queries)", "round times (s)", "median (s)"],
+                [
+                    ["powrops drill", " ".join(f"{t:.2f}" for t in rto), f"{median(rto):.2f}"],
+                    [
+                        "raw: zstd -d | tar x, pg_combinebackup, start, replay",
+                        " ".join(f"{t:.2f}" for t in raw),
+                        f"{median(raw):.2f}",
+                    ],
+                ],
+            )
+        )
+        ratio = median(rto) / median(raw)
+        print(f"ratio {ratio:.2f} (target <= 1.2): {verdict(ratio <= 1.2)}")
+    finally:
+        if args.keep:
+            print(f"kept {site.root}")
+        else:
+            site.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""Restoring a backup chain into a data directory, up to the point where the server can start.
+
+Nothing is written until the destination, the backup, the programs, the OS user's access
+and the free space are checked. Then the chain is combined (``reconstruct``), the directory
+is given to the PostgreSQL OS user, and recovery is configured in ``postgresql.auto.conf``
+(which wins over ``postgresql.conf`` and the source's ``powrops.conf``): WAL comes from the
+repository through ``powrops wal fetch``, the recovery target and
+``recovery_target_action = 'promote'`` are set, and archiving is switched off, so that the
+restored cluster's new timeline never reaches the source's archive. The restore command is
+run once as the OS user before the server starts.
+
+Beside the data directory ``DIR``, ``DIR.powrops/`` holds what powrops needs to run it: the
+server log, the archive spec the restore command reads, the superuser password of the source
+(for the embedded default) and cluster.json.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from powrops.backup.model import BackupRecord
+from powrops.errors import ClusterError, ParameterError
+from powrops.restore.choose import _pick
+from powrops.restore.errors import RestoreFailed
+from powrops.restore.recovery import Echo, RestoredCluster, _adopt, _quiet, base_dir_for
+from powrops.restore.target import LATEST, RecoveryTarget
+
+if TYPE_CHECKING:
+    from powrops.backup.catalog import Catalog
+    from powrops.config import Settings
+    from powrops.pg.binaries import PgBinaries
+    from powrops.pg.cluster import LocalCluster, OsUser
+
+MARKER = "# powrops restore"
+
+
+def restore(
+    settings: Settings,
+    *,
+    to: Path,
+    label: str | None = None,
+    target: RecoveryTarget = LATEST,
+    start: bool = True,
+    timeout: float = 600,
+    echo: Echo | None = print,
+) -> RestoredCluster:
+    """Restore backup ``label`` (or the one ``target`` needs) into the empty directory ``to``.
+
+    Nothing is written until every check passed (target directory, backup, programs, the OS
+    user's access, free space). With ``start`` the server is started and recovery awaited.
+    """
+    from powrops.backup import repos
+    from powrops.backup.catalog import Catalog
+    from powrops.pg.binaries import find_binaries
+    from powrops.pg.cluster import ensure_os_user
+
+    say = echo or _quiet
+    began = time.monotonic()
+    to = Path(to).absolute()
+    catalog = Catalog(repos.primary(settings))
+    record = _pick(catalog, label, target)
+    binaries = find_binaries(_major(record), settings.postgres.bin_dir)
+    user = ensure_os_user(settings.postgres.os_user)
+    _check_destination(to, user)
+    chain = _chain(catalog, record)
+    _check_space(to, chain)
+    chain_text = " <- ".join(reversed([m.label for m in chain]))
+    say(f"restore {record.label} (chain {chain_text}) to {target.describe()} into {to}")
+    created = not to.exists()
+    try:
+        restored = _prepare(settings, catalog, record, binaries, to, target, say)
+    except BaseException:
+        _remove_partial(to, created)
+        raise
+    restored.timings["total_s"] = round(time.monotonic() - began, 3)
+    if not start:
+        assert restored.cluster is not None
+        say(f"ready to start: {restored.cluster.ctl_command('start')}")
+        say("  recovery runs when it starts; it fetches WAL through `powrops wal fetch`")
+        return restored
+    restored.start(timeout=timeout, echo=say)
+    restored.timings["total_s"] = round(time.monotonic() - began, 3)
+    return restored
+
+
+def _major(record: BackupRecord) -> int | None:
+    match = re.match(r"\d+", record.server_version or "")
+    return int(match.group(0)) if match else None
+
+
+def _chain(catalog: Catalog, record: BackupRecord) -> list[BackupRecord]:
+    from powrops.backup.reconstruct import chain_of
+
+    return chain_of(catalog, record)
+
+
+def _check_destination(to: Path, user: OsUser) -> None:
+    """Refuse a target directory that is in use, not empty, or out of the OS user's reach."""
+    from powrops.pg.cluster import check_reachable, postmaster_pid
+
+    for directory in (to, *to.parents):
+        pid = postmaster_pid(directory)
+        if pid is not None:
+            where = "is the data directory" if directory == to else f"is inside {directory}, the"
+            raise ParameterError(
+                f"--to {to} {where} of a running PostgreSQL (postmaster pid {pid}): refusing to "
+                "restore over it"
+            )
+    if to.exists() and not to.is_dir():
+        raise ParameterError(f"--to {to} exists and is not a directory")
+    if to.is_dir() and any(to.iterdir()):
+        raise ParameterError(
+            f"--to {to} is not empty: refusing to restore over it; choose a new or empty directory"
+        )
+    base = base_dir_for(to)
+    if base.exists() and (not base.is_dir() or any(base.iterdir())):
+        raise ParameterError(
+            f"{base} (where powrops keeps the restored cluster's log and password) is not empty: "
+            "remove it or choose another --to"
+        )
+    if not to.parent.is_dir():
+        raise ParameterError(f"--to {to}: its parent directory {to.parent} does not exist")
+    try:
+        check_reachable(to, user)
+        check_reachable(Path(sys.executable), user)
+    except ClusterError as exc:
+        raise ParameterError(f"--to {to}: {exc}") from None
+
+
+def _check_space(to: Path, chain: Sequence[BackupRecord]) -> None:
+    """Refuse when the file system cannot hold the extracted chain and its combination."""
+    need = sum(member.raw_size for member in chain)
+    if len(chain) > 1:
+        need += chain[0].raw_size  # pg_combinebackup writes a full-size copy beside the parts
+    free = shutil.disk_usage(to.parent).free
+    if free < need:
+        raise RestoreFailed(
+            f"{to.parent} has {free / 2**30:.2f} GiB free; restoring {chain[-1].label} needs "
+            f"about {need / 2**30:.2f} GiB: free space or choose another --to"
+        )
+
+
+def _prepare(
+    settings: Settings,
+    catalog: Catalog,
+    record: BackupRecord,
+    binaries: PgBinaries,
+    to: Path,
+    target: RecoveryTarget,
+    say: Echo,
+) -> RestoredCluster:
+    from powrops.backup.archive_spec import write_spec
+    from powrops.backup.reconstruct import reconstruct
+    from powrops.pg.cluster import LocalCluster, chown_tree, free_port
+
+    timings: dict[str, float] = {}
+    mark = time.monotonic()
+    say("reconstruct: extracting" + (" and combining the chain" if record.parent else ""))
+    result = reconstruct(catalog, record.label, to, binaries)
+    timings["reconstruct_s"] = round(time.monotonic() - mark, 3)
+    say(f"reconstruct: done in {timings['reconstruct_s']:.1f} s")
+
+    mark = time.monotonic()
+    base = base_dir_for(to)
+    cluster = LocalCluster(base, binaries=binaries, os_user=settings.postgres.os_user, data_dir=to)
+    port = free_port()
+    user, password = _credentials(settings)
+    _adopt(cluster, port, record.database or "powr", result.chain, target)
+    _write_private(base / "password", (password or "") + "\n")
+    spec = base / "archive.json"
+    write_spec(settings, spec)
+    restore_command = (
+        f"{shlex.quote(sys.executable)} -m powrops.cli wal fetch "
+        f"--spec {shlex.quote(str(spec))} %f %p"
+    )
+    _configure(to, binaries.major, port, restore_command, target, record.label)
+    chown_tree(to, cluster.os_user)
+    os.chmod(to, 0o700)
+    _check_restore_command(cluster, spec, record)
+    timings["configure_s"] = round(time.monotonic() - mark, 3)
+    say(f"configure: recovery to {target.describe()}, archiving off, port {port}")
+    return RestoredCluster(
+        data_dir=to,
+        label=record.label,
+        chain=result.chain,
+        target=target,
+        port=port,
+        cluster=cluster,
+        timings=timings,
+        user=user,
+        database=record.database or "powr",
+    )
+
+
+def _credentials(settings: Settings) -> tuple[str, str | None]:
+    """The source's superuser and password: the embedded cluster's, or the configured URL's."""
+    if settings.database.url is None:
+        from powrops.db import embedded_cluster
+
+        source = embedded_cluster(settings)
+        return "postgres", source.password if source.password_file.exists() else None
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(settings.database.url.get_secret_value())
+    password = unquote(parts.password) if parts.password else None
+    return unquote(parts.username or "postgres"), password
+
+
+def _write_private(path: Path, text: str) -> None:
+    old = os.umask(0o077)
+    try:
+        path.write_text(text)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _configure(
+    data: Path, major: int, port: int, restore_command: str, target: RecoveryTarget, label: str
+) -> None:
+    """Recovery settings appended to postgresql.auto.conf, recovery.signal, no stale pid."""
+    for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
+        (data / stale).unlink(missing_ok=True)
+    if not (data / "postgresql.conf").exists():  # e.g. Debian keeps it in /etc
+        (data / "postgresql.conf").write_text("# written by powrops restore: none in the backup\n")
+    if not (data / "pg_hba.conf").exists():
+        (data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+    settings: dict[str, str] = {
+        "restore_command": restore_command,
+        **target.settings(),
+        # A restored cluster must never archive into the source's repository.
+        "archive_mode": "off",
+        "archive_command": "",
+        # Nor follow or wait for the source's replication partners.
+        "primary_conninfo": "",
+        "synchronous_standby_names": "",
+        "hot_standby": "on",
+        "port": str(port),
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": "",
+        "logging_collector": "off",
+    }
+    if major >= 15:
+        settings["archive_library"] = ""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"\n{MARKER} of {label} at {stamp}: these settings win over the ones above\n"]
+    lines += [f"{key} = {_quote(value)}\n" for key, value in settings.items()]
+    with (data / "postgresql.auto.conf").open("a") as handle:
+        handle.write("".join(lines))
+    (data / "recovery.signal").write_text("")
+
+
+def _check_restore_command(cluster: LocalCluster, spec: Path, record: BackupRecord) -> None:
+    """Run ``wal fetch`` once as the OS user, so that a restore command that cannot start or
+    cannot read the repository fails now rather than ending recovery early and quietly."""
+    if not record.start_wal:
+        return
+    probe = cluster.log_file.parent / "restore-command-check"
+    argv = [sys.executable, "-m", "powrops.cli", "wal", "fetch", "--spec", str(spec),
+            record.start_wal, str(probe)]  # fmt: skip
+    result = cluster.run(argv, check=False, timeout=120, what="wal fetch")
+    probe.unlink(missing_ok=True)
+    if result.returncode == 0 or (result.returncode == 1 and not result.stderr.strip()):
+        return
+    raise RestoreFailed(
+        f"the restore command cannot fetch WAL as OS user {cluster.os_user.name} "
+        f"(exit {result.returncode}): {(result.stderr or result.stdout).strip()[-1500:]}"
+    )
+
+
+def _remove_partial(to: Path, created: bool) -> None:
+    """Remove what a failed preparation wrote (the directory was empty or absent before)."""
+    if created:
+        shutil.rmtree(to, ignore_errors=True)
+    elif to.is_dir():
+        for child in to.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    shutil.rmtree(base_dir_for(to), ignore_errors=True)
+    shutil.rmtree(to.parent / f".{to.name}.chain", ignore_errors=True)

@@ -1,0 +1,129 @@
+"""Where recovery stops: the recovery target, parsed and normalised from command-line
+options, and the recovery settings it writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from powrops.backup.wal import format_lsn, parse_lsn
+from powrops.errors import ParameterError
+
+TargetKind = Literal["latest", "time", "lsn", "xid", "name", "immediate"]
+
+OPTION = {
+    "time": "--target-time",
+    "lsn": "--target-lsn",
+    "xid": "--target-xid",
+    "name": "--target-name",
+    "immediate": "--immediate",
+    "latest": "(no target)",
+}
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    """Where recovery stops: the end of the archive (latest), a time, LSN, xid, restore point
+    name, or the first consistent point of the backup (immediate). Values are validated and
+    normalised on creation; a bad one is a ParameterError naming the command-line option."""
+
+    kind: TargetKind
+    value: str | None = None
+
+    def __post_init__(self) -> None:
+        option = OPTION.get(self.kind)
+        if option is None:
+            raise ParameterError(f"unknown recovery target kind {self.kind!r}")
+        if self.kind in ("latest", "immediate"):
+            if self.value is not None:
+                raise ParameterError(f"{option} takes no value")
+            return
+        text = (self.value or "").strip()
+        if not text:
+            raise ParameterError(f"{option} needs a value")
+        object.__setattr__(self, "value", _normalise(self.kind, text, option))
+
+    @property
+    def time(self) -> datetime:
+        assert self.kind == "time" and self.value is not None
+        return datetime.fromisoformat(self.value)
+
+    @property
+    def lsn(self) -> int:
+        assert self.kind == "lsn" and self.value is not None
+        return parse_lsn(self.value)
+
+    def describe(self) -> str:
+        if self.kind == "latest":
+            return "the end of the archived WAL (latest)"
+        if self.kind == "immediate":
+            return "the backup's consistency point (immediate)"
+        return f"recovery target {self.kind} {self.value}"
+
+    def settings(self) -> dict[str, str]:
+        """The recovery target settings for postgresql.auto.conf (none for latest)."""
+        if self.kind == "latest":
+            return {}
+        if self.kind == "immediate":
+            found = {"recovery_target": "immediate"}
+        else:
+            found = {f"recovery_target_{self.kind}": str(self.value)}
+        return {**found, "recovery_target_action": "promote"}
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "value": self.value}
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        time: str | None = None,
+        lsn: str | None = None,
+        xid: str | None = None,
+        name: str | None = None,
+        immediate: bool = False,
+    ) -> RecoveryTarget:
+        """The target from command-line options, at most one of which is set."""
+        options: list[tuple[TargetKind, str | None]] = [
+            ("time", time), ("lsn", lsn), ("xid", xid), ("name", name),
+        ]  # fmt: skip
+        given: list[tuple[TargetKind, str | None]] = [
+            (kind, value) for kind, value in options if value is not None
+        ]
+        if immediate:
+            given.append(("immediate", None))
+        if len(given) > 1:
+            raise ParameterError(
+                "choose one recovery target: " + ", ".join(OPTION[k] for k, _ in given)
+            )
+        return cls(*given[0]) if given else cls("latest")
+
+
+def _normalise(kind: str, text: str, option: str) -> str:
+    if kind == "time":
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ParameterError(
+                f"{option}: {text!r} is not an ISO-8601 time (e.g. 2026-11-26T06:15:00+00:00; "
+                "without a zone it is UTC)"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(sep=" ")
+    if kind == "lsn":
+        try:
+            return format_lsn(parse_lsn(text))
+        except ValueError:
+            raise ParameterError(f"{option}: {text!r} is not an LSN (X/Y in hex)") from None
+    if kind == "xid":
+        if not text.isdigit() or int(text) < 3 or int(text) >= 2**64:
+            raise ParameterError(f"{option}: {text!r} is not a transaction id (an integer >= 3)")
+        return str(int(text))
+    if len(text) > 63 or "'" in text:
+        raise ParameterError(f"{option}: {text!r} is not a restore point name (<= 63 chars, no ')")
+    return text
+
+
+LATEST = RecoveryTarget("latest")  # the default target: the end of the archived WAL
