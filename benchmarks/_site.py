@@ -101,7 +101,7 @@ class Site:
         return [path, "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", *args]
 
     def powrops_argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "powrops.cli", *args]
+        return [sys.executable, "-m", "powrops", *args]
 
     def powrops_env(self) -> dict[str, str]:
         return clean_env(POWROPS_CONFIG=str(self.config))

@@ -1,6 +1,6 @@
 """WAL archiving: ``powrops wal push`` per segment, and the archiver under pgbench load.
 
-(a) Whole-process time of ``python -m powrops.cli wal push --spec <state>/archive.json SEG``
+(a) Whole-process time of ``python -m powrops wal push --spec <state>/archive.json SEG``
     for a fresh 16 MiB segment copied (under a new timeline-9 name each run) from real WAL
     that pgbench wrote, run as the server's OS user like the archiver runs it. Target: median
     <= 150 ms. Shown beside it: ``cp``, ``zstd -1`` of the same file, interpreter start-up,
@@ -37,7 +37,8 @@ SEGMENT = 16 * 2**20
 TARGET_MEDIAN_MS = 150.0
 DRAIN_TARGET_S = 5.0
 PUSH_IMPORTS = (
-    "powrops.cli, powrops.backup.walarchive, powrops.backup.archive_spec, "
+    "powrops.__main__, powrops.backup.walcli, powrops.backup.walarchive, "
+    "powrops.backup.archive_spec, "
     "powrops.storage.local, zstandard"
 )
 
@@ -144,7 +145,7 @@ def push_series(site: Site, runner: Runner, source: Path, work: Path) -> list[Se
         return path
 
     def push(index: int) -> float:
-        argv = [python, "-m", "powrops.cli", "wal", "push", "--spec", spec, str(fresh(index))]
+        argv = [python, "-m", "powrops", "wal", "push", "--spec", spec, str(fresh(index))]
         return runner.timed(argv)
 
     cache = work / "pycache"
@@ -154,7 +155,7 @@ def push_series(site: Site, runner: Runner, source: Path, work: Path) -> list[Se
 
     def push_cached(index: int) -> float:
         seg = str(fresh(40_000 + index))
-        argv = [python, "-m", "powrops.cli", "wal", "push", "--spec", spec, seg]
+        argv = [python, "-m", "powrops", "wal", "push", "--spec", spec, seg]
         return runner.timed(argv, cached)
 
     def zstd(index: int) -> float:
@@ -181,7 +182,7 @@ def push_series(site: Site, runner: Runner, source: Path, work: Path) -> list[Se
     series += [
         Series("cp SEG COPY (no fsync)", cp),
         Series("python -c pass", python_c("pass")),
-        Series("python -c 'import powrops.cli'", python_c("import powrops.cli")),
+        Series("python -c 'import powrops.cli' (full CLI)", python_c("import powrops.cli")),
         Series("python: import the push path", python_c(f"import {PUSH_IMPORTS}")),
     ]
     return series

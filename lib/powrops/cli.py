@@ -463,39 +463,10 @@ def _add_wal(sub: Any) -> None:
     fetch.set_defaults(func=cmd_wal_fetch)
 
 
-def _fast_wal(argv: list[str]) -> tuple[Handler, argparse.Namespace] | None:
-    """``wal push|fetch --spec FILE ...`` parsed without argparse.
-
-    The server runs these once per WAL file; argparse and its translations cost a noticeable
-    part of that. Anything unusual falls back to the full parser and its error messages.
-    """
-    if len(argv) < 3 or argv[0] != "wal" or "--spec" not in argv:
-        return None
-    rest = argv[2:]
-    at = rest.index("--spec")
-    if at + 1 >= len(rest):
-        return None
-    spec = rest[at + 1]
-    del rest[at : at + 2]
-    verbose = any(r in ("-v", "--verbose") for r in rest)
-    rest = [r for r in rest if r not in ("-v", "--verbose")]
-    if any(r.startswith("-") for r in rest):
-        return None
-    if argv[1] == "push" and len(rest) == 1:
-        return cmd_wal_push, argparse.Namespace(spec=spec, path=rest[0], verbose=verbose)
-    if argv[1] == "fetch" and len(rest) == 2 and not verbose:
-        return cmd_wal_fetch, argparse.Namespace(spec=spec, name=rest[0], dest=rest[1])
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    fast = _fast_wal(arguments)
-    if fast is not None:
-        func, args = fast
-    else:
-        args = build_parser().parse_args(arguments)
-        func = args.func
+    args = build_parser().parse_args(arguments)
+    func: Handler = args.func
     try:
         return func(args)
     except PowropsError as exc:

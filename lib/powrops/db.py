@@ -55,9 +55,7 @@ def archive_command(settings: Settings) -> str:
     import sys
 
     spec = settings.state_dir / "archive.json"
-    return (
-        f"{shlex.quote(sys.executable)} -m powrops.cli wal push --spec {shlex.quote(str(spec))} %p"
-    )
+    return f"{shlex.quote(sys.executable)} -m powrops wal push --spec {shlex.quote(str(spec))} %p"
 
 
 def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:

@@ -179,8 +179,7 @@ def _prepare(
     spec = base / "archive.json"
     write_spec(settings, spec)
     restore_command = (
-        f"{shlex.quote(sys.executable)} -m powrops.cli wal fetch "
-        f"--spec {shlex.quote(str(spec))} %f %p"
+        f"{shlex.quote(sys.executable)} -m powrops wal fetch --spec {shlex.quote(str(spec))} %f %p"
     )
     _configure(to, binaries.major, port, restore_command, target, record.label)
     chown_tree(to, cluster.os_user)

@@ -1,0 +1,65 @@
+"""``powrops wal push|fetch --spec FILE ...`` without argparse: the archive and restore
+command path, which must start fast. Anything it does not recognise is left to the full
+command-line parser (``run_fast`` returns None) so that errors read the same."""
+
+from __future__ import annotations
+
+import sys
+
+from powrops.errors import PowropsError
+
+
+def _parse(argv: list[str]) -> tuple[str, str, list[str], bool] | None:
+    if len(argv) < 3 or argv[0] != "wal" or argv[1] not in ("push", "fetch"):
+        return None
+    rest = argv[2:]
+    at = rest.index("--spec") if "--spec" in rest else -1
+    if at < 0 or at + 1 >= len(rest):
+        return None
+    spec = rest[at + 1]
+    del rest[at : at + 2]
+    verbose = any(r in ("-v", "--verbose") for r in rest)
+    rest = [r for r in rest if r not in ("-v", "--verbose")]
+    if any(r.startswith("-") for r in rest):
+        return None
+    wanted = 1 if argv[1] == "push" else 2
+    if len(rest) != wanted or (verbose and argv[1] == "fetch"):
+        return None
+    return argv[1], spec, rest, verbose
+
+
+def push(spec: str, path: str, verbose: bool = False) -> int:
+    from powrops.backup.archive_spec import open_from_spec
+    from powrops.backup.walarchive import push as push_file
+
+    outcome = push_file(open_from_spec(spec), path)
+    if verbose:
+        print(f"{path}: {outcome}")
+    return 0
+
+
+def fetch(spec: str, name: str, dest: str) -> int:
+    from powrops.backup.archive_spec import open_from_spec
+    from powrops.backup.walarchive import FETCH_ERROR
+    from powrops.backup.walarchive import fetch as fetch_file
+
+    try:
+        return fetch_file(open_from_spec(spec), name, dest)
+    except PowropsError as exc:
+        print(f"powrops: error: wal fetch {name}: {exc}", file=sys.stderr)
+        return FETCH_ERROR
+
+
+def run_fast(argv: list[str]) -> int | None:
+    """The exit code of a recognised ``wal push|fetch --spec`` command, else None."""
+    parsed = _parse(argv)
+    if parsed is None:
+        return None
+    action, spec, rest, verbose = parsed
+    try:
+        if action == "push":
+            return push(spec, rest[0], verbose)
+        return fetch(spec, rest[0], rest[1])
+    except PowropsError as exc:
+        print(f"powrops: error: {exc}", file=sys.stderr)
+        return exc.exit_code
