@@ -22,21 +22,11 @@ from typing import Any
 
 import psycopg
 
-from powrops.config import Settings, load_settings, to_toml
+from powrops.config import Settings, load_settings, merge, to_toml
 from powrops.db import embedded_cluster, target
 from powrops.pg.cluster import LocalCluster
 
 QUICK = os.environ.get("POWROPS_BENCH_QUICK", "") not in ("", "0")
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -56,7 +46,7 @@ class Site:
     def create(cls, prefix: str, overrides: Mapping[str, Any] | None = None) -> Site:
         root = Path(tempfile.mkdtemp(prefix=f"powrops-{prefix}-", dir="/tmp"))
         os.chmod(root, 0o755)
-        data = _merge(
+        data = merge(
             {
                 "state": {"dir": str(root / "state")},
                 "reports": {"dir": str(root / "reports")},

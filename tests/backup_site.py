@@ -15,20 +15,10 @@ from typing import Any
 
 import psycopg
 
-from powrops.config import Settings, load_settings, to_toml
+from powrops.config import Settings, load_settings, merge, to_toml
 from powrops.db import embedded_cluster, target
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @dataclass
@@ -43,7 +33,7 @@ class Site:
     def create(cls, **overrides: Any) -> Site:
         root = Path(tempfile.mkdtemp(prefix="powrops-site-", dir="/tmp"))
         os.chmod(root, 0o755)
-        data = _merge(
+        data = merge(
             {
                 "state": {"dir": str(root / "state")},
                 "reports": {"dir": str(root / "reports")},
@@ -57,7 +47,7 @@ class Site:
         return site
 
     def write_config(self, **overrides: Any) -> None:
-        self.data = _merge(self.data, overrides)
+        self.data = merge(self.data, overrides)
         self.config.write_text(to_toml(self.data))
         os.chmod(self.config, 0o644)
 

@@ -554,11 +554,12 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``, nested tables merged key by key."""
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
+            merged[key] = merge(dict(merged[key]), value)
         else:
             merged[key] = value
     return merged
@@ -591,7 +592,7 @@ def validate(data: Mapping[str, Any], source: str | None = None) -> Settings:
     """
     defaults = Settings().model_dump(by_alias=True, exclude={"source"})
     try:
-        return Settings.model_validate({**_merge(defaults, data), "source": source})
+        return Settings.model_validate({**merge(defaults, data), "source": source})
     except ValidationError as exc:
         problems = [_describe(error) for error in exc.errors()]
         where = f" in {source}" if source else ""
@@ -609,7 +610,7 @@ def load_settings(
     source = str(file) if file else "defaults"
     if overrides:
         source += " + environment"
-    return validate(_merge(data, overrides), source)
+    return validate(merge(data, overrides), source)
 
 
 # --- showing ---------------------------------------------------------------------------------
