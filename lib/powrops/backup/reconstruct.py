@@ -14,6 +14,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import DATA_FILE, BackupRecord, backup_key
@@ -47,14 +48,44 @@ def extract(repo: Repository, label: str, dest: Path) -> Path:
     if any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty: refusing to extract a backup over it")
     dest.chmod(0o700)
+    tar = shutil.which("tar")
     try:
         with repo.open_read(backup_key(label, DATA_FILE)) as stored:
             reader = zstandard.ZstdDecompressor().stream_reader(stored)
-            with tarfile.open(fileobj=reader, mode="r|", copybufsize=CHUNK) as archive:  # type: ignore[call-overload]
-                archive.extractall(dest, members=_safe_members(archive, dest))
+            if tar:
+                _untar(tar, reader, dest)
+            else:
+                with tarfile.open(fileobj=reader, mode="r|", copybufsize=CHUNK) as archive:  # type: ignore[call-overload]
+                    archive.extractall(dest, members=_safe_members(archive, dest))
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise BackupError(f"backup {label} cannot be unpacked: {exc}") from exc
     return dest
+
+
+def _untar(tar: str, reader: Any, dest: Path) -> None:
+    """Unpack a tar stream with the system's tar, fed from Python (much faster per file).
+
+    GNU tar refuses members with '..' and strips leading '/', so nothing lands outside
+    ``dest``; ownership is not restored from the archive.
+    """
+    proc = subprocess.Popen(
+        [tar, "-x", "-f", "-", "-C", str(dest), "--no-same-owner"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        while chunk := reader.read(CHUNK):
+            proc.stdin.write(chunk)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    error = proc.stderr.read().decode("utf-8", "replace")
+    if proc.wait() != 0:
+        raise BackupError(f"tar could not unpack the backup into {dest}: {error.strip()[-1000:]}")
 
 
 def chain_of(catalog: Catalog, record: BackupRecord) -> list[BackupRecord]:
