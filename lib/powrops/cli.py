@@ -315,22 +315,15 @@ def _wal_repository(args: argparse.Namespace) -> Any:
 
 
 def cmd_wal_push(args: argparse.Namespace) -> int:
-    from powrops.backup.walarchive import push
+    from powrops.backup.walcli import push
 
-    outcome = push(_wal_repository(args), args.path)
-    if args.verbose:
-        print(f"{args.path}: {outcome}")
-    return 0
+    return push(lambda: _wal_repository(args), args.path, args.verbose)
 
 
 def cmd_wal_fetch(args: argparse.Namespace) -> int:
-    from powrops.backup.walarchive import FETCH_ERROR, fetch
+    from powrops.backup.walcli import fetch
 
-    try:
-        return fetch(_wal_repository(args), args.name, args.dest)
-    except PowropsError as exc:
-        print(f"powrops: error: wal fetch {args.name}: {exc}", file=sys.stderr)
-        return FETCH_ERROR
+    return fetch(lambda: _wal_repository(args), args.name, args.dest)
 
 
 # --- demo ----------------------------------------------------------------------------------

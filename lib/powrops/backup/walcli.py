@@ -5,8 +5,13 @@ command-line parser (``run_fast`` returns None) so that errors read the same."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from powrops.errors import PowropsError
+
+if TYPE_CHECKING:
+    from powrops.storage.base import Repository
 
 
 def _parse(argv: list[str]) -> tuple[str, str, list[str], bool] | None:
@@ -28,26 +33,35 @@ def _parse(argv: list[str]) -> tuple[str, str, list[str], bool] | None:
     return argv[1], spec, rest, verbose
 
 
-def push(spec: str, path: str, verbose: bool = False) -> int:
-    from powrops.backup.archive_spec import open_from_spec
+def push(open_repo: Callable[[], Repository], path: str, verbose: bool = False) -> int:
+    """Archive one WAL file (``archive_command``); exit 0 when archived or already there."""
     from powrops.backup.walarchive import push as push_file
 
-    outcome = push_file(open_from_spec(spec), path)
+    outcome = push_file(open_repo(), path)
     if verbose:
         print(f"{path}: {outcome}")
     return 0
 
 
-def fetch(spec: str, name: str, dest: str) -> int:
-    from powrops.backup.archive_spec import open_from_spec
+def fetch(open_repo: Callable[[], Repository], name: str, dest: str) -> int:
+    """Restore one WAL file (``restore_command``): 0 restored, 1 not archived, 128 error."""
     from powrops.backup.walarchive import FETCH_ERROR
     from powrops.backup.walarchive import fetch as fetch_file
 
     try:
-        return fetch_file(open_from_spec(spec), name, dest)
+        return fetch_file(open_repo(), name, dest)
     except PowropsError as exc:
         print(f"powrops: error: wal fetch {name}: {exc}", file=sys.stderr)
         return FETCH_ERROR
+
+
+def _from_spec(spec: str) -> Callable[[], Repository]:
+    def open_repo() -> Repository:
+        from powrops.backup.archive_spec import open_from_spec
+
+        return open_from_spec(spec)
+
+    return open_repo
 
 
 def run_fast(argv: list[str]) -> int | None:
@@ -58,8 +72,8 @@ def run_fast(argv: list[str]) -> int | None:
     action, spec, rest, verbose = parsed
     try:
         if action == "push":
-            return push(spec, rest[0], verbose)
-        return fetch(spec, rest[0], rest[1])
+            return push(_from_spec(spec), rest[0], verbose)
+        return fetch(_from_spec(spec), rest[0], rest[1])
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)
         return exc.exit_code
