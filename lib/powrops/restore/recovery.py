@@ -126,7 +126,7 @@ def _adopt(
 
 
 PROGRESS_EVERY = 5.0
-POLL = 0.3
+POLL = 0.05  # seconds between checks: the RTO is measured to the moment it answers
 PID_GRACE = 15.0
 
 
