@@ -360,14 +360,14 @@ one_backup = st.tuples(
 def histories(draw: st.DrawFn) -> History:
     """1-40 backups over up to 60 days, a continuous WAL stream, a random 'now'."""
     size = draw(st.integers(1, 40))  # drawn first: plain lists of tuples tend to stay short
-    plan = draw(st.lists(one_backup, min_size=size, max_size=size))
+    rows = draw(st.lists(one_backup, min_size=size, max_size=size))
     full_share = draw(st.integers(0, 10))  # 0: one full, then only incrementals
     verified_share = draw(st.integers(0, 10))
     cadence = timedelta(minutes=draw(st.integers(30, 720)))
     later = draw(st.one_of(st.integers(1, 3 * 24 * 60), st.integers(1, 40 * 24 * 60)))
     moment = BASE
     spans: list[tuple[datetime, datetime, str, bool, bool, bool]] = []
-    for gap, minutes, roll, failed, check, lost in plan:
+    for gap, minutes, roll, failed, check, lost in rows:
         start = moment + timedelta(minutes=gap)
         moment = start + timedelta(minutes=minutes)
         kind = "full" if roll < full_share else "incremental"
@@ -399,12 +399,12 @@ def histories(draw: st.DrawFn) -> History:
         if not failed:
             parent = record.label
             wal.append(ArchivedWal(f"{first}.00000028.backup", stop))
-    kept_records = tuple(r for r, span in zip(records, spans, strict=True) if not span[5])
+    present = tuple(r for r, span in zip(records, spans, strict=True) if not span[5])
     ages = draw(st.lists(st.integers(0, 3 * 24 * 60), max_size=3, unique=True))
     incomplete = tuple(
         (new_label("full", now - timedelta(minutes=a)), now - timedelta(minutes=a)) for a in ages
     )
-    return History(kept_records, tuple(wal), incomplete, now)
+    return History(present, tuple(wal), incomplete, now)
 
 
 def _every(start: datetime, stop: datetime, step: timedelta) -> list[datetime]:

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import zstandard
 
-from backup_site import Site, _merge
+from backup_site import Site
 from conftest import traversable_dir
 from powrops.backup.wal import format_lsn, parse_lsn, parse_segment
-from powrops.config import to_toml
+from powrops.config import merge, to_toml
 from powrops.findings import Finding, Severity
 from powrops.verify import verify
 from powrops.verify.checksums import ObjectCheck
@@ -99,7 +99,7 @@ def clone(base: Base) -> Iterator[Callable[[], Base]]:
         primary, secondary = root / "primary", root / "secondary"
         shutil.copytree(base.primary, primary)  # copy2 keeps mtimes: the archive times
         shutil.copytree(base.secondary, secondary)
-        data = _merge(
+        data = merge(
             base.site.data,
             {
                 "backup": {
