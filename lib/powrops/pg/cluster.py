@@ -221,6 +221,19 @@ class LocalCluster:
             raise ClusterError(f"cluster metadata {self.meta_file} is unreadable: {exc}") from exc
         return data
 
+    def _meta(self, port: int, database: str) -> dict[str, Any]:
+        """What cluster.json records about a cluster powrops manages."""
+        return {
+            "port": port,
+            "superuser": SUPERUSER,
+            "database": database,
+            "version": self.binaries.version,
+            "major": self.binaries.major,
+            "bin_dir": str(self.binaries.bin_dir),
+            "os_user": self.os_user.name,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
     def _write_meta(self, meta: Mapping[str, Any]) -> None:
         tmp = self.meta_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(dict(meta), indent=2, sort_keys=True) + "\n")
@@ -396,18 +409,7 @@ class LocalCluster:
         finally:
             pwfile.unlink(missing_ok=True)
         port = free_port()
-        self._write_meta(
-            {
-                "port": port,
-                "superuser": SUPERUSER,
-                "database": database,
-                "version": self.binaries.version,
-                "major": self.binaries.major,
-                "bin_dir": str(self.binaries.bin_dir),
-                "os_user": user.name,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
+        self._write_meta(self._meta(port, database))
         self._write_conf(port, settings)
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(f"\n# powrops settings\ninclude_if_exists = '{CONF_FILE}'\n")
@@ -511,20 +513,7 @@ class LocalCluster:
         os.chmod(self.base_dir, 0o755)
         self.log_file.parent.mkdir(exist_ok=True)
         chown_tree(self.log_file.parent, user)
-        self._write_meta(
-            {
-                **facts,
-                "port": port,
-                "superuser": SUPERUSER,
-                "database": database,
-                "version": self.binaries.version,
-                "major": self.binaries.major,
-                "bin_dir": str(self.binaries.bin_dir),
-                "os_user": user.name,
-                "data_dir": str(self.data_dir),
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
+        self._write_meta({**facts, **self._meta(port, database), "data_dir": str(self.data_dir)})
 
     def launch(self, port: int | None = None, timeout: float = 60) -> None:
         """Start the server without waiting for it to accept connections.
