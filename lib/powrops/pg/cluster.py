@@ -282,21 +282,9 @@ class LocalCluster:
         check: bool = True,
         what: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a program as the cluster's OS user (its environment, cwd the base directory)."""
-        return self._run(argv, timeout=timeout, check=check, what=what)
+        """Run a program as the cluster's OS user (its environment, cwd the base directory).
 
-    def _run(
-        self,
-        argv: Sequence[str | Path],
-        *,
-        timeout: float = 120,
-        check: bool = True,
-        what: str | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a server program as the cluster's OS user, with output in temp files.
-
-        pg_ctl's postmaster inherits pipes and keeps them open, so output never goes through
-        a pipe here.
+        Output goes to temp files: pg_ctl's postmaster inherits pipes and keeps them open.
         """
         user = self.os_user
         env = {
@@ -388,7 +376,7 @@ class LocalCluster:
         try:
             self.data_dir.mkdir(mode=0o700, exist_ok=True)
             chown_tree(self.data_dir, user)
-            self._run(
+            self.run(
                 [
                     self.binaries.path("initdb"),
                     "-D",
@@ -456,7 +444,7 @@ class LocalCluster:
     def is_running(self) -> bool:
         if not self.exists():
             return False
-        result = self._run(
+        result = self.run(
             [self.binaries.path("pg_ctl"), "status", "-D", self.data_dir],
             check=False,
             what="pg_ctl status",
@@ -482,7 +470,7 @@ class LocalCluster:
                 meta["port"] = port
                 self._write_meta(meta)
             self._apply_port(port)
-            self._run(
+            self.run(
                 [
                     self.binaries.path("pg_ctl"),
                     "start",
@@ -528,7 +516,7 @@ class LocalCluster:
             ]  # fmt: skip
             if port is not None:
                 argv += ["-o", f"-p {port}"]
-            self._run(argv, what="pg_ctl start", timeout=timeout)
+            self.run(argv, what="pg_ctl start", timeout=timeout)
 
     def ctl_command(self, action: str) -> str:
         """The shell command a DBA runs to start or stop this cluster by hand."""
@@ -542,7 +530,7 @@ class LocalCluster:
 
     def reload(self) -> None:
         """Make a running server re-read its configuration files."""
-        self._run(
+        self.run(
             [self.binaries.path("pg_ctl"), "reload", "-D", self.data_dir], what="pg_ctl reload"
         )
 
@@ -580,7 +568,7 @@ class LocalCluster:
         with self._lock():
             if not self.is_running():
                 return False
-            self._run(
+            self.run(
                 [
                     self.binaries.path("pg_ctl"),
                     "stop",
