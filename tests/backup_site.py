@@ -55,6 +55,19 @@ class Site:
     def settings(self) -> Settings:
         return load_settings(self.config, environ={})
 
+    def seed(self, *, users: int, weeks: int, seed: int) -> None:
+        """Migrate to head and load demo data: what drills and runbooks need."""
+        from powrops import migrate
+        from powrops.db import engine
+        from powrops.demo_data import generate, load
+
+        eng = engine(self.settings)
+        try:
+            migrate.upgrade(eng)
+            load(eng, generate(users=users, weeks=weeks, seed=seed))
+        finally:
+            eng.dispose()
+
     def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         cluster = embedded_cluster(self.settings)
         with psycopg.connect(**cluster.conninfo(), autocommit=True) as conn:

@@ -11,20 +11,13 @@ import pytest
 from backup_site import Site
 from powrops import migrate
 from powrops.backup import repos
-from powrops.demo_data import generate, load
 
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 
 
 def _prepared(**overrides: object) -> Site:
     site = Site.create(**overrides)
-    url = site.settings
-    from powrops.db import engine
-
-    eng = engine(url)
-    migrate.upgrade(eng)
-    load(eng, generate(users=12, weeks=4, seed=7))
-    eng.dispose()
+    site.seed(users=12, weeks=4, seed=7)
     return site
 
 

@@ -13,8 +13,6 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from backup_site import Site
-from powrops import migrate
-from powrops.demo_data import generate, load
 from powrops.reports.html import external_resources
 from powrops.reports.runner import run_report
 
@@ -78,13 +76,8 @@ def test_readiness_report_bad_parameter_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def backed_up_site() -> Iterator[Site]:
     """A migrated, seeded database with a full backup and archived WAL: what runbooks need."""
-    from powrops.db import engine
-
     site = Site.create()
-    eng = engine(site.settings)
-    migrate.upgrade(eng)
-    load(eng, generate(users=10, weeks=4, seed=3))
-    eng.dispose()
+    site.seed(users=10, weeks=4, seed=3)
     assert site.cli("backup", "full").returncode == 0
     yield site
     site.destroy()
