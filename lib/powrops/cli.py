@@ -398,14 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_backup(sub)
     _add_wal(sub)
-    from powrops.commands import verify as verify_commands
+    from powrops.commands import register_all
 
-    verify_commands.register(sub)
-    from powrops.commands import drill as drill_commands
-    from powrops.commands import restore as restore_commands
-
-    drill_commands.register(sub)
-    restore_commands.register(sub)
+    register_all(sub)
 
     demo = sub.add_parser("demo", help="set up the embedded default and run every report")
     demo.add_argument("--users", type=int, default=50)
