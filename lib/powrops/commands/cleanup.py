@@ -1,0 +1,41 @@
+"""``powrops cleanup [--dry-run] [--json]``: the strategy's weekly data cleanup.
+
+Deletes temp data older than 24 h, cache entries past their TTL and expired sessions unused for
+14 days, in short batches (see :mod:`powrops.retention.cleanup`). Prints one line per target
+(rows due, deleted, bytes reclaimed, errors). Exit code: 0 when every target was cleaned,
+1 (WARNING) when a batch failed (e.g. a lock timeout; run again later), 3 when cleanup could
+not run at all (bad configuration, unreachable database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "cleanup", help="delete expired temp data, cache entries and sessions in short batches"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="count what is due; delete nothing")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=cmd_cleanup)
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from powrops.config import load_settings
+    from powrops.retention.cleanup import run_cleanup
+    from powrops.retention.render import table
+
+    settings = load_settings(getattr(args, "config", None))
+    result = run_cleanup(settings, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(table(result.rows()))
+        verb, count = ("deleted", result.deleted)
+        if result.dry_run:
+            verb, count = ("would delete", result.due)
+        print(f"cleanup: {verb} {count} rows, {result.bytes} bytes, {len(result.errors)} errors")
+    return 1 if result.errors else 0

@@ -1,0 +1,250 @@
+"""The strategy's data cleanup: temp data, expired cache entries and stale sessions.
+
+Which rows are due (``cleanup.targets``; the cutoffs are fixed once per run from the database's
+``now()``):
+
+========== ========================================================================
+target     a row is due when
+========== ========================================================================
+temp_data  ``created_at`` is older than ``temp_data`` (24 h)
+cache      ``expires_at`` has passed, or ``created_at`` is older than ``cache_ttl`` (1 h)
+sessions   it has expired (``expires_at`` passed) and was last used (``last_seen_at``, else
+           ``created_at``) longer ago than ``sessions`` (14 d): a session that can still log
+           somebody in is never removed, and an expired one is kept 14 days after its last
+           use for support questions ("why was I logged out?")
+========== ========================================================================
+
+Rows are deleted in batches of ``cleanup.batch_size``; each batch is its own short
+transaction that takes only rows nobody else has locked (``FOR UPDATE SKIP LOCKED``) and waits
+at most ``lock_timeout`` for anything, so cleanup never holds long locks or queues behind the
+application. A failing batch is logged as an error and ends that target; the others still run.
+"Bytes reclaimed" is the size of the deleted rows (``pg_column_size``): space that VACUUM makes
+reusable. A dry run counts exactly what a real run would delete, by the same conditions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from powrops.config import Settings
+from powrops.retention import journal
+
+log = logging.getLogger("powrops.retention.cleanup")
+SAMPLE_IDS = 10
+
+
+@dataclass(frozen=True)
+class CleanupTarget:
+    """One kind of short-lived data: where it is, when a row is due, and why."""
+
+    name: str
+    table: str
+    key: str
+    condition: str  # SQL over the row, with %(cutoff)s and %(now)s
+    why: str
+
+    def where(self) -> sql.Composable:
+        return sql.SQL(self.condition)  # type: ignore[arg-type]
+
+
+@dataclass
+class TargetResult:
+    target: str
+    cutoff: datetime
+    due: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    batches: int = 0
+    sample_ids: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    why: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cutoff"] = self.cutoff.isoformat()
+        return data
+
+
+@dataclass
+class CleanupResult:
+    """What a cleanup run found and did, per target."""
+
+    dry_run: bool
+    started_at: datetime
+    targets: list[TargetResult]
+
+    @property
+    def deleted(self) -> int:
+        return sum(t.deleted for t in self.targets)
+
+    @property
+    def due(self) -> int:
+        return sum(t.due for t in self.targets)
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.bytes for t in self.targets)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{t.target}: {e}" for t in self.targets for e in t.errors]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per target: what a table in a report or the CLI shows."""
+        return [
+            {
+                "target": t.target,
+                "cutoff": t.cutoff.isoformat(timespec="seconds"),
+                "rows due": t.due,
+                "rows deleted": t.deleted,
+                "bytes reclaimed": t.bytes,
+                "errors": "; ".join(t.errors) or "",
+            }
+            for t in self.targets
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "started_at": self.started_at.isoformat(),
+            "due": self.due,
+            "deleted": self.deleted,
+            "bytes": self.bytes,
+            "errors": self.errors,
+            "targets": [t.to_dict() for t in self.targets],
+        }
+
+
+def targets(settings: Settings) -> tuple[tuple[CleanupTarget, timedelta], ...]:
+    """The cleanup targets with their lifetimes from ``settings.cleanup.targets``."""
+    t = settings.cleanup.targets
+    return (
+        (
+            CleanupTarget(
+                "temp_data", "temp_data", "id", "created_at < %(cutoff)s",
+                f"temporary data lives {t.temp_data} (by created_at)",
+            ),
+            t.temp_data.timedelta,
+        ),
+        (
+            CleanupTarget(
+                "cache_entries", "cache_entries", "key",
+                "(expires_at < %(now)s OR created_at < %(cutoff)s)",
+                f"cache entries live until expires_at, at most their {t.cache_ttl} TTL",
+            ),
+            t.cache_ttl.timedelta,
+        ),
+        (
+            CleanupTarget(
+                "sessions", "sessions", "id",
+                "expires_at < %(now)s AND COALESCE(last_seen_at, created_at) < %(cutoff)s",
+                f"expired sessions are kept {t.sessions} after their last use",
+            ),
+            t.sessions.timedelta,
+        ),
+    )  # fmt: skip
+
+
+def _count(
+    conn: psycopg.Connection[Any], target: CleanupTarget, params: dict[str, Any]
+) -> tuple[int, int]:
+    query = sql.SQL(
+        "SELECT count(*), COALESCE(sum(pg_column_size(t.*)), 0) FROM {} t WHERE {}"
+    ).format(sql.Identifier(target.table), target.where())
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _delete_batch(
+    conn: psycopg.Connection[Any], target: CleanupTarget, params: dict[str, Any], size: int
+) -> list[tuple[str, int]]:
+    query = sql.SQL(
+        "DELETE FROM {table} t WHERE t.ctid = ANY(ARRAY("
+        "SELECT ctid FROM {table} WHERE {cond} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) "
+        "RETURNING t.{key}::text, pg_column_size(t.*)"
+    ).format(
+        table=sql.Identifier(target.table), cond=target.where(), key=sql.Identifier(target.key)
+    )
+    with journal.bulk_transaction(conn):
+        rows = conn.execute(query, {**params, "limit": size}).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def _clean(
+    conn: psycopg.Connection[Any],
+    target: CleanupTarget,
+    result: TargetResult,
+    params: dict[str, Any],
+    batch_size: int,
+) -> None:
+    """Delete the target's due rows batch by batch until none is left (or a batch fails)."""
+    while True:
+        try:
+            rows = _delete_batch(conn, target, params, batch_size)
+        except psycopg.Error as exc:
+            message = str(exc).strip().splitlines()[0]
+            result.errors.append(message)
+            log.error("cleanup of %s stopped: %s", target.name, message)
+            return
+        result.batches += 1
+        result.deleted += len(rows)
+        result.bytes += sum(size for _, size in rows)
+        if target.key == "id":
+            room = SAMPLE_IDS - len(result.sample_ids)
+            result.sample_ids.extend(key for key, _ in rows[: max(room, 0)])
+        log.info("cleanup %s: batch %d deleted %d rows", target.name, result.batches, len(rows))
+        if len(rows) < batch_size:
+            return
+
+
+def run_cleanup(settings: Settings, *, dry_run: bool) -> CleanupResult:
+    """Apply ``settings.cleanup`` (or, with ``dry_run``, only count what is due); record it."""
+    with journal.connect(settings) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+        conn.commit()
+        assert row is not None
+        now: datetime = row[0]
+        result = CleanupResult(dry_run=dry_run, started_at=now, targets=[])
+        for target, lifetime in targets(settings):
+            params = {"now": now, "cutoff": now - lifetime}
+            outcome = TargetResult(target.name, now - lifetime, why=target.why)
+            result.targets.append(outcome)
+            try:
+                outcome.due, due_bytes = _count(conn, target, params)
+                conn.commit()
+            except psycopg.Error as exc:
+                conn.rollback()
+                outcome.errors.append(str(exc).strip().splitlines()[0])
+                continue
+            if dry_run:
+                outcome.bytes = due_bytes
+            elif outcome.due:
+                _clean(conn, target, outcome, params, settings.cleanup.batch_size)
+    _record(settings, result)
+    return result
+
+
+def _record(settings: Settings, result: CleanupResult) -> None:
+    details = {
+        "dry_run": result.dry_run,
+        "deleted": result.deleted,
+        "due": result.due,
+        "bytes": result.bytes,
+        "errors": result.errors,
+        "tables": {
+            t.target: {"due": t.due, "deleted": t.deleted, "bytes": t.bytes, "errors": t.errors}
+            for t in result.targets
+        },
+    }
+    if not result.dry_run:
+        samples = {t.target: t.sample_ids for t in result.targets if t.sample_ids}
+        details["sample_ids"] = samples
+    action = None if result.dry_run or not result.deleted else "CLEANUP"
+    journal.record_run(settings, "cleanup", details, audit_action=action)

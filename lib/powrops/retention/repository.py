@@ -1,0 +1,46 @@
+"""The archive repository: where archive files go, and how to open it.
+
+``archival.repository`` is any repository URL the storage registry understands (``file://``,
+``s3://``). An ``s3://`` archive uses the connection settings (endpoint, region, credentials,
+server-side encryption) of the backup repository of kind s3/gcs in ``backup.storage`` (the
+primary first), so one set of credentials serves both. Client-side encryption follows
+``backup.storage.encryption``. Unset, archives go to ``<state dir>/archive`` (a ``file://``
+repository beside the embedded cluster) - set it to durable storage in production.
+"""
+
+from __future__ import annotations
+
+from powrops.config import Repository as RepositorySettings
+from powrops.config import Settings
+from powrops.storage.base import Repository, open_repository, url_scheme
+
+PREFIX = "archive/users"
+
+
+def archive_url(settings: Settings) -> str:
+    """The archive repository's URL (the default under the state dir when unset)."""
+    return settings.archival.repository or (settings.state_dir / "archive").as_uri()
+
+
+def _options(settings: Settings, url: str) -> RepositorySettings | None:
+    if url_scheme(url) != "s3":
+        return None
+    storage = settings.backup.storage
+    for repo in (storage.primary, storage.secondary):
+        if repo is not None and repo.kind in ("s3", "gcs") and repo.url:
+            return repo.model_copy(update={"url": url})
+    return None
+
+
+def open_archive(settings: Settings, url: str | None = None) -> Repository:
+    """The archive repository (or the one at ``url``, e.g. from an index entry)."""
+    url = url or archive_url(settings)
+    if url.startswith("file://"):
+        from powrops.storage.local import path_from_url
+
+        path_from_url(url).mkdir(mode=0o700, parents=True, exist_ok=True)
+    return open_repository(url, _options(settings, url), settings.backup.storage.encryption)
+
+
+def user_prefix(user_id: int) -> str:
+    return f"{PREFIX}/{user_id}/"

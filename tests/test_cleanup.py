@@ -1,0 +1,119 @@
+"""Cleanup against a real PostgreSQL: exactly the expired rows go, in batches, and are logged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from powrops.config import Settings, validate
+from powrops.retention.cleanup import run_cleanup
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+def settings(migrated_db: str, tmp_path: Path) -> Settings:
+    return validate(
+        {
+            "database": {"url": _libpq(migrated_db)},
+            "state": {"dir": str(tmp_path / "state")},
+            "cleanup": {"batch_size": 2},
+        }
+    )
+
+
+def _sql(settings: Settings, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    assert settings.database.url is not None
+    with psycopg.connect(settings.database.url.get_secret_value(), autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _plant(settings: Settings) -> None:
+    """Rows just inside and just past every target's lifetime (5 minutes either side)."""
+    _sql(settings, "INSERT INTO users (id, email) VALUES (1, 'a@example.invalid')")
+    _sql(
+        settings,
+        "INSERT INTO temp_data (key, created_at) VALUES "
+        "('keep-1', now() - interval '24 hours' + interval '5 min'), "
+        "('keep-2', now()), "
+        "('due-1', now() - interval '24 hours' - interval '5 min'), "
+        "('due-2', now() - interval '3 days'), ('due-3', now() - interval '30 hours')",
+    )
+    _sql(
+        settings,
+        "INSERT INTO cache_entries (key, created_at, expires_at) VALUES "
+        "('keep-fresh', now() - interval '55 min', now() + interval '5 min'), "
+        "('due-expired', now() - interval '30 min', now() - interval '1 min'), "
+        "('due-ttl', now() - interval '65 min', now() + interval '1 hour')",
+    )
+    _sql(
+        settings,
+        "INSERT INTO sessions (user_id, created_at, expires_at, last_seen_at) VALUES "
+        # still valid, unused for 20 days: kept (it can still log somebody in)
+        "(1, now() - interval '30 days', now() + interval '1 day', now() - interval '20 days'), "
+        # expired, last used just inside 14 days: kept
+        "(1, now() - interval '20 days', now() - interval '6 days', "
+        " now() - interval '14 days' + interval '5 min'), "
+        # expired, last used just past 14 days: due
+        "(1, now() - interval '20 days', now() - interval '6 days', "
+        " now() - interval '14 days' - interval '5 min'), "
+        # expired, never seen, created 15 days ago: due
+        "(1, now() - interval '15 days', now() - interval '1 day', NULL)",
+    )
+
+
+def test_dry_run_counts_and_deletes_nothing(settings: Settings) -> None:
+    _plant(settings)
+    result = run_cleanup(settings, dry_run=True)
+    due = {r["target"]: r["rows due"] for r in result.rows()}
+    assert due == {"temp_data": 3, "cache_entries": 2, "sessions": 2}
+    assert result.deleted == 0 and result.bytes > 0
+    assert _sql(settings, "SELECT count(*) FROM temp_data")[0][0] == 5
+    events = _sql(settings, "SELECT kind, details FROM ops.events WHERE kind = 'cleanup'")
+    assert len(events) == 1 and events[0][1]["dry_run"] is True
+    assert _sql(settings, "SELECT count(*) FROM audit_log WHERE action = 'CLEANUP'")[0][0] == 0
+
+
+def test_cleanup_removes_only_expired_rows_in_batches(settings: Settings) -> None:
+    _plant(settings)
+    result = run_cleanup(settings, dry_run=False)
+    assert result.errors == []
+    deleted = {r["target"]: r["rows deleted"] for r in result.rows()}
+    assert deleted == {"temp_data": 3, "cache_entries": 2, "sessions": 2}
+    assert {r[0] for r in _sql(settings, "SELECT key FROM temp_data")} == {"keep-1", "keep-2"}
+    assert {r[0] for r in _sql(settings, "SELECT key FROM cache_entries")} == {"keep-fresh"}
+    kept = _sql(settings, "SELECT expires_at > now() FROM sessions ORDER BY 1")
+    assert kept == [(False,), (True,)]
+    by_target = {t.target: t for t in result.targets}
+    assert by_target["temp_data"].batches == 2  # batch_size 2: 2 + 1
+    assert all(t.bytes > 0 for t in result.targets)
+    events = _sql(settings, "SELECT details FROM ops.events WHERE kind = 'cleanup'")
+    assert events[0][0]["deleted"] == 7 and events[0][0]["tables"]["sessions"]["deleted"] == 2
+    audit = _sql(settings, "SELECT action, actor, details FROM audit_log WHERE action <> 'INSERT'")
+    assert len(audit) == 1 and audit[0][0] == "CLEANUP" and audit[0][1] == "powrops:retention"
+    assert "example.invalid" not in json.dumps(audit[0][2])
+    again = run_cleanup(settings, dry_run=False)
+    assert again.deleted == 0 and again.due == 0
+
+
+def test_locked_rows_are_skipped_not_waited_for(settings: Settings) -> None:
+    _plant(settings)
+    assert settings.database.url is not None
+    with psycopg.connect(settings.database.url.get_secret_value()) as holder:
+        holder.execute("SELECT * FROM temp_data WHERE key = 'due-1' FOR UPDATE")
+        result = run_cleanup(settings, dry_run=False)
+        holder.rollback()
+    assert result.errors == []
+    assert {r[0] for r in _sql(settings, "SELECT key FROM temp_data")} == {
+        "keep-1",
+        "keep-2",
+        "due-1",
+    }
+    assert run_cleanup(settings, dry_run=False).deleted == 1
