@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, make_url, pool
+from sqlalchemy import Connection, Engine, create_engine, make_url, pool, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 import powrops
@@ -46,6 +46,7 @@ __all__ = [
     "heads",
     "offline_sql",
     "project_root",
+    "revision_sql",
     "revision_timestamp",
     "revision_transaction",
     "revisions",
@@ -54,6 +55,7 @@ __all__ = [
     "sqlalchemy_url",
     "status",
     "upgrade",
+    "upgrade_with_session",
 ]
 
 REVISION_ID = re.compile(r"^\d{14}$")
@@ -210,6 +212,24 @@ def upgrade(engine_or_url: Engine | str, target: str = "head") -> str | None:
     return _run(engine_or_url, f"upgrade to {target}", lambda cfg: command.upgrade(cfg, target))
 
 
+def upgrade_with_session(
+    engine_or_url: Engine | str, session: Mapping[str, str], target: str = "head"
+) -> str | None:
+    """:func:`upgrade` on a connection with ``session`` settings set first (``lock_timeout``,
+    ``statement_timeout``): they hold for every revision, transactional or not."""
+
+    def run(config: Config) -> None:
+        conn: Connection = config.attributes["connection"]
+        for name, value in session.items():
+            conn.execute(
+                text("SELECT set_config(:name, :value, false)"), {"name": name, "value": value}
+            )
+        conn.commit()
+        command.upgrade(config, target)
+
+    return _run(engine_or_url, f"upgrade to {target}", run)
+
+
 def downgrade(engine_or_url: Engine | str, target: str = "-1") -> str | None:
     """Roll back to ``target`` (default: one revision back); the revision now current."""
     return _run(engine_or_url, f"downgrade to {target}", lambda cfg: command.downgrade(cfg, target))
@@ -311,6 +331,22 @@ def offline_sql(from_rev: str | None, to_rev: str = "head", downgrade: bool = Fa
     except AlembicErrors as exc:
         raise MigrationError(f"cannot render SQL for {span}: {exc}") from exc
     return buffer.getvalue()
+
+
+def revision_sql(revision: str, downgrade: bool = False) -> str:
+    """The SQL of one revision alone (its upgrade, or its downgrade), rendered offline."""
+    try:
+        script = _script().get_revision(revision)
+    except AlembicErrors as exc:
+        raise MigrationError(f"unknown revision {revision!r}: {exc}") from exc
+    if script is None:
+        raise MigrationError(f"unknown revision {revision!r}")
+    down = script.down_revision
+    if not (down is None or isinstance(down, str)):
+        raise MigrationError(f"revision {revision} merges branches; render it whole")
+    if downgrade:
+        return offline_sql(revision, down or "base", downgrade=True)
+    return offline_sql(down, revision)
 
 
 def schema_diff(engine_or_url: Engine | str) -> list[Any]:

@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import TimeoutExpired
@@ -138,8 +138,29 @@ def verify(
         seconds["test_restore"] = round(time.monotonic() - mark, 3)
     report.backups = _rows(report, records if label is None else targets, by_label, damaged,
                            second, verified, continuity, secondary is not None)  # fmt: skip
+    _mark_verified(report, primary, targets)
     report.duration_s = round(time.monotonic() - started, 3)
     return report
+
+
+def _mark_verified(
+    report: VerificationReport, repo: Repository, targets: Sequence[BackupRecord]
+) -> None:
+    """Write ``verified_at`` into the record of each backup that passed checksums and
+    pg_verifybackup with no critical finding of its own (expiry and migrations rely on it)."""
+    catalog = Catalog(repo)
+    by_label = {r.label: r for r in targets}
+    for row in report.backups:
+        record = by_label.get(row.label)
+        passed = row.checksums == "ok" and row.pg_verifybackup == "ok"
+        if record is None or not passed or row.severity in (Severity.CRITICAL, Severity.UNKNOWN):
+            continue
+        try:
+            catalog.write(replace(record, verified_at=report.now))
+        except StorageError as exc:
+            report.add("backups", Severity.WARNING,
+                       f"backup {row.label} verified but its record cannot be updated: {exc}",
+                       row.label, label=row.label)  # fmt: skip
 
 
 # --- catalog -------------------------------------------------------------------------------

@@ -1,0 +1,278 @@
+"""``powrops schedule``: cron lines and systemd units that parse, match the config, fail loudly."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from powrops.cli import build_parser
+from powrops.config import Settings, validate
+from powrops.errors import ConfigError
+from powrops.schedule import crontab, jobs, systemd_units
+
+REPO = Path(__file__).resolve().parents[1]
+EXE = "/opt/powrops/bin/powrops"
+CONFIG = "/etc/powrops/powrops.toml"
+
+
+def settings(**sections: Any) -> Settings:
+    base: dict[str, Any] = {"schedule": {"executable": EXE, "config": CONFIG}}
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return validate(base)
+
+
+# --- a strict parser for the five crontab fields ------------------------------------------
+
+RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+FIELD = re.compile(r"^(\*|\d+(?:-\d+)?)(?:/(\d+))?$")
+
+
+def parse_field(text: str, low: int, high: int) -> set[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        match = FIELD.match(part)
+        assert match, f"bad cron field part {part!r}"
+        span, step = match.group(1), int(match.group(2) or 1)
+        assert step >= 1
+        if span == "*":
+            start, end = low, high
+        elif "-" in span:
+            start, end = (int(x) for x in span.split("-"))
+        else:
+            start = end = int(span)
+            assert match.group(2) is None, f"a step needs a range: {part!r}"
+        assert low <= start <= end <= high, f"{part!r} outside {low}-{high}"
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def parse_entry(line: str) -> tuple[list[set[int]], list[str], str]:
+    fields = line.split(None, 5)
+    assert len(fields) == 6, f"not a crontab entry: {line!r}"
+    sets = [parse_field(f, lo, hi) for f, (lo, hi) in zip(fields[:5], RANGES, strict=True)]
+    if 7 in sets[4]:
+        sets[4] = (sets[4] - {7}) | {0}
+    return sets, fields[:5], fields[5]
+
+
+def cron_next(sets: list[set[int]], fields: list[str], after: datetime, count: int) -> list[str]:
+    """The next ``count`` times a crontab entry fires after ``after`` (cron's day rule)."""
+    minute, hour, day, month, weekday = sets
+    moment = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    found: list[str] = []
+    while len(found) < count:
+        dow = (moment.weekday() + 1) % 7
+        if fields[2] != "*" and fields[4] != "*":
+            day_ok = moment.day in day or dow in weekday
+        else:
+            day_ok = moment.day in day and dow in weekday
+        if moment.month in month and day_ok and moment.hour in hour and moment.minute in minute:
+            found.append(moment.strftime("%Y-%m-%d %H:%M"))
+        moment += timedelta(minutes=1)
+    return found
+
+
+def entries(text: str) -> dict[str, str]:
+    """Job name (from the comment above it) -> crontab line."""
+    result: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("# ") and ":" in line and not line.startswith("# WAL"):
+            name = line[2:].split(":", 1)[0]
+        elif line and not line.startswith("#") and not re.match(r"^[A-Z_]+=", line):
+            assert name, f"entry without its comment: {line!r}"
+            result[name] = line
+            name = None
+    return result
+
+
+# --- cron ----------------------------------------------------------------------------------
+
+
+def test_every_cron_entry_parses_and_is_wired() -> None:
+    s = settings()
+    text = crontab(s)
+    lines = entries(text)
+    assert set(lines) == {job.name for job in jobs(s)}
+    assert "CRON_TZ=UTC" in text.splitlines()
+    assert "archive_timeout = 900s" in text  # the WAL note, not a job
+    for job in jobs(s):
+        sets, _fields, command = parse_entry(lines[job.name])
+        assert all(sets), job.name
+        log = f"/var/log/powrops/{job.name}.log"
+        assert f"POWROPS_CONFIG={CONFIG} /usr/bin/flock -w 7200 " in command
+        assert f"{EXE} {' '.join(job.args)} >>{log} 2>&1 || " in command
+        assert "logger -t powrops -p user.err" in command
+        assert re.search(r"(?<!\\)%", command) is None, "unescaped % in a cron command"
+
+
+def test_cron_times_follow_the_config() -> None:
+    default = entries(crontab(settings()))
+    assert default["backup-full"].startswith("0 1 * * * ")
+    assert default["backup-incremental"].startswith("30 * * * * ")
+    assert default["alerts"].startswith("*/5 * * * * ")
+    assert default["maintenance-vacuum"].startswith("0 5 * * 0 ")  # weekly, Sunday
+    assert default["maintenance-reindex"].startswith("30 5 1 * * ")  # monthly, on the 1st
+    assert default["quarterly-review"].startswith("0 9 1 1,4,7,10 * ")
+    assert "integrity-repair" in default
+
+    changed = entries(
+        crontab(
+            settings(
+                schedule={"daily_at": "02:15", "weekly_on": "wed", "alerts": "15min"},
+                backup={"schedule": {"incremental": "2h", "full": "weekly"}},
+                maintenance={"vacuum": "daily"},
+                consistency={"repair": {"auto_fix": False}},
+            )
+        )
+    )
+    assert changed["backup-full"].startswith("15 2 * * 3 ")
+    assert changed["backup-incremental"].startswith("45 */2 * * * ")
+    assert changed["maintenance-vacuum"].startswith("15 6 * * * ")
+    assert changed["alerts"].startswith("*/15 * * * * ")
+    assert "integrity-repair" not in changed
+    assert changed != default
+
+
+def test_a_cadence_cron_cannot_express_is_an_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        crontab(settings(backup={"schedule": {"incremental": "7min"}}))
+    assert "backup.schedule.incremental = '7min'" in "\n".join(caught.value.problems)
+    with pytest.raises(ConfigError):
+        validate({"schedule": {"daily_at": "25:00"}})
+    with pytest.raises(ConfigError):
+        validate({"schedule": {"log_dir": "relative/logs"}})
+
+
+def _run_entry(
+    line: str, tmp: Path, exit_code: int, env_path: str
+) -> subprocess.CompletedProcess[str]:
+    _, _, command = parse_entry(line)
+    return subprocess.run(
+        ["/bin/sh", "-c", command.replace("\\%", "%")],
+        env={"PATH": env_path, "HOME": str(tmp), "FAKE_EXIT": str(exit_code)},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock (util-linux) is not installed")
+def test_a_failing_job_is_logged_and_reported(tmp_path: Path) -> None:
+    """Run a real generated line through /bin/sh with a stand-in powrops that exits 2."""
+    fake = tmp_path / "powrops"
+    fake.write_text('#!/bin/sh\necho "ran: $*"\nexit "$FAKE_EXIT"\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "logger.calls"
+    (bin_dir / "logger").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    for script in (fake, bin_dir / "logger"):
+        script.chmod(0o755)
+    s = settings(schedule={"executable": str(fake), "log_dir": str(tmp_path),
+                           "lock_dir": str(tmp_path), "lock_wait": "1s"})  # fmt: skip
+    line = entries(crontab(s))["backup-full"]
+    path = f"{bin_dir}:/usr/bin:/bin"
+
+    ok = _run_entry(line, tmp_path, 0, path)
+    assert ok.returncode == 0 and ok.stderr == "" and not calls.exists()
+    failed = _run_entry(line, tmp_path, 2, path)
+    log = (tmp_path / "backup-full.log").read_text()
+    assert log.count("ran: backup full") == 2 and log.count("backup-full\n") == 2
+    assert "backup-full failed with exit 2" in calls.read_text()
+    assert "backup-full failed with exit 2" in failed.stderr  # what cron mails to MAILTO
+
+    # The backup lock is held (a backup still running): the job waits, then fails visibly.
+    with (tmp_path / "powrops-backup.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        blocked = _run_entry(line, tmp_path, 0, path)
+    assert "backup-full failed with exit 1" in blocked.stderr
+    assert log.count("ran: backup full") == (tmp_path / "backup-full.log").read_text().count(
+        "ran: backup full"
+    ), "the job ran although its lock was held"
+
+
+# --- systemd -------------------------------------------------------------------------------
+
+
+def _subcommands(parser: Any) -> set[str]:
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            return set(action.choices)
+    return set()
+
+
+def test_systemd_units_are_complete_and_start_real_subcommands(tmp_path: Path) -> None:
+    s = settings(schedule={"user": "powrops"})
+    units = systemd_units(s)
+    parser = build_parser()
+    known = _subcommands(parser)
+    absent = []
+    for job in jobs(s):
+        service = units[f"powrops-{job.name}.service"]
+        timer = units[f"powrops-{job.name}.timer"]
+        assert "Type=oneshot" in service and "SuccessExitStatus" not in service
+        assert f"Environment=POWROPS_CONFIG={CONFIG}" in service and "User=powrops" in service
+        assert f"StandardOutput=append:/var/log/powrops/{job.name}.log" in service
+        assert "Persistent=true" in timer and f"Unit=powrops-{job.name}.service" in timer
+        exec_start = shlex.split(re.search(r"^ExecStart=(.*)$", service, re.M).group(1))  # type: ignore[union-attr]
+        assert exec_start[:2] == ["/usr/bin/flock", "-w"] and exec_start[4] == EXE
+        args = exec_start[5:]
+        assert tuple(args) == job.args
+        if args[0] not in known:
+            absent.append(job.name)  # a command another part of powrops adds
+            continue
+        parser.parse_args(args)  # exits 3 (SystemExit) when a subcommand or flag is unknown
+    assert len(absent) < len(jobs(s)) // 2, f"too many jobs name unknown commands: {absent}"
+    for name in ("backup-full", "backup-incremental", "backup-expire", "backup-copy"):
+        assert name not in absent
+
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
+def test_every_on_calendar_validates_and_agrees_with_cron() -> None:
+    s = settings(schedule={"daily_at": "01:40"}, backup={"schedule": {"incremental": "3h"}})
+    units = systemd_units(s)
+    lines = entries(crontab(s))
+    base = datetime(2026, 3, 30, 12, 7, tzinfo=UTC)
+    for job in jobs(s):
+        expression = re.search(r"^OnCalendar=(.*)$", units[f"powrops-{job.name}.timer"], re.M)
+        assert expression is not None
+        run = subprocess.run(
+            [SYSTEMD_ANALYZE or "", "calendar", "--iterations=3",
+             f"--base-time={base:%Y-%m-%d %H:%M:%S} UTC", expression.group(1)],
+            capture_output=True, text=True, check=False, env={**os.environ, "TZ": "UTC"},
+        )  # fmt: skip
+        assert run.returncode == 0, f"{job.name}: {expression.group(1)}: {run.stderr}"
+        elapses = re.findall(r"(\d{4}-\d\d-\d\d \d\d:\d\d):00 UTC", run.stdout)
+        sets, fields, _ = parse_entry(lines[job.name])
+        assert elapses[:3] == cron_next(sets, fields, base, 3), job.name
+
+
+def test_cli_prints_and_writes(tmp_path: Path) -> None:
+    config = tmp_path / "powrops.toml"
+    config.write_text(f'[schedule]\nexecutable = "{EXE}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    cli = [sys.executable, "-m", "powrops.cli", "-c", str(config), "schedule"]
+    printed = subprocess.run(cli, capture_output=True, text=True, env=env, check=False)
+    assert printed.returncode == 0, printed.stderr
+    assert f"POWROPS_CONFIG={config} " in printed.stdout
+    out = tmp_path / "units"
+    wrote = subprocess.run([*cli, "--format", "systemd", "--output", str(out)],
+                           capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    assert wrote.returncode == 0, wrote.stderr
+    assert (out / "powrops-backup-full.timer").is_file()
+    assert len(list(out.glob("*.timer"))) == len(list(out.glob("*.service"))) > 10
+    config.write_text('[backup.schedule]\nincremental = "7min"\n')
+    bad = subprocess.run(cli, capture_output=True, text=True, env=env, check=False)
+    assert bad.returncode == 3 and "backup.schedule.incremental" in bad.stderr
