@@ -121,6 +121,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from powrops import migrate
     from powrops.db import engine
 
+    if args.action == "production":
+        from powrops.migrate_production import cli_main
+
+        return cli_main(args, _settings(args))
     eng = engine(_settings(args))
     if args.action == "latest":
         before = migrate.current(eng)
@@ -192,6 +196,7 @@ def cmd_report_list(args: argparse.Namespace) -> int:
 
 def cmd_report_run(args: argparse.Namespace) -> int:
     from powrops.db import secrets, target
+    from powrops.reports.archive import ReportArchive
     from powrops.reports.runner import run_report
 
     settings = _settings(args)
@@ -202,6 +207,7 @@ def cmd_report_run(args: argparse.Namespace) -> int:
         reports_dir=settings.reports_dir,
         timeout=settings.reports.timeout.timedelta.total_seconds(),
         secrets=secrets(settings),
+        remote=ReportArchive.from_settings(settings),
     )
     print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
     if result.result.get("error"):
@@ -210,9 +216,36 @@ def cmd_report_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report_index(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from powrops.reports.archive import ReportArchive
     from powrops.reports.index import build_index
 
-    print(build_index(_settings(args).reports_dir))
+    settings = _settings(args)
+    if args.from_archive:
+        archive = ReportArchive.from_settings(settings)
+        index, result = archive.rebuild_from_archive(Path(args.to) if args.to else None)
+        print(f"{len(result.downloaded)} runs downloaded from {archive.url}", file=sys.stderr)
+        print(index)
+        return 0
+    print(build_index(Path(args.to) if args.to else settings.reports_dir))
+    return 0
+
+
+def cmd_report_sync(args: argparse.Namespace) -> int:
+    from powrops.reports.archive import ReportArchive
+
+    result = ReportArchive.from_settings(_settings(args)).sync(dry_run=args.dry_run)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        for run in result.uploaded:
+            print(f"upload  {run}")
+        for run in result.expired_remote:
+            print(f"expire  {run} (archive)")
+        for run in result.expired_local:
+            print(f"expire  {run} (local)")
+        print(result.summary())
     return 0
 
 
@@ -371,9 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     url.set_defaults(func=cmd_db_url)
 
     mig = sub.add_parser("migrate", help="schema migrations (alembic)")
-    mig.add_argument("action", choices=["latest", "rollback", "status"])
+    mig.add_argument("action", choices=["latest", "rollback", "status", "production"])
     mig.add_argument("--json", action="store_true")
     mig.set_defaults(func=cmd_migrate)
+    prod = mig.add_argument_group("production (powrops migrate production)")
+    prod.add_argument("--yes", action="store_true", help="confirm without a prompt")
+    prod.add_argument("--take-backup", action="store_true", help="take and verify a full first")
+    prod.add_argument("--max-backup-age", metavar="DURATION", help="default backup.schedule.full")
+    prod.add_argument("--max-transaction-age", metavar="DURATION", default="1min")
+    prod.add_argument("--lock-timeout", metavar="DURATION", default="5s")
+    prod.add_argument("--statement-timeout", metavar="DURATION", help="default database's")
 
     seed = sub.add_parser("seed", help="load deterministic demo data")
     seed.add_argument("--users", type=int, default=50)
@@ -394,7 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name")
     run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"))
     run.set_defaults(func=cmd_report_run)
-    rep.add_parser("index", help="rebuild reports/index.html").set_defaults(func=cmd_report_index)
+    index = rep.add_parser("index", help="rebuild reports/index.html")
+    index.add_argument(
+        "--from-archive", action="store_true", help="download the archive's runs first"
+    )
+    index.add_argument("--to", metavar="DIR", help="build it in DIR (default: reports.dir)")
+    index.set_defaults(func=cmd_report_index)
+    sync = rep.add_parser("sync", help="copy runs to reports.archive_url, apply the retention")
+    sync.add_argument("--dry-run", action="store_true")
+    sync.add_argument("--json", action="store_true")
+    sync.set_defaults(func=cmd_report_sync)
 
     _add_backup(sub)
     _add_wal(sub)

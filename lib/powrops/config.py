@@ -84,6 +84,8 @@ class StateSettings(Section):
 class ReportSettings(Section):
     dir: str = "reports"
     archive_url: SecretStr | None = None
+    # How to reach an s3:// archive (endpoint, region, credentials), as in backup.storage.*.
+    archive_storage: Repository | None = None
     retention: Duration = Duration.parse("indefinite")
     timeout: Duration = Duration.parse("30min")
 
@@ -475,6 +477,62 @@ class AlertSettings(Section):
     disk_capacity: Size | None = None
 
 
+# --- the job schedule (`powrops schedule`) ---------------------------------------------------
+
+
+def _clock(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            dt.time.fromisoformat(value)
+        except ValueError:
+            raise ValueError('expected a time of day as "HH:MM"') from None
+    return value
+
+
+class ScheduleSettings(Section):
+    """When the scheduled jobs run and how cron or systemd starts them (``powrops schedule``).
+
+    The cadences of backups, integrity, cleanup and maintenance come from their own sections;
+    these are the times of day they are anchored to and the cadences of the reports.
+    """
+
+    daily_at: Annotated[str, BeforeValidator(_clock)] = "01:00"
+    weekly_on: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "sun"
+    monthly_on: int = Field(1, ge=1, le=28)
+    timezone: str = "UTC"
+    executable: str | None = None
+    config: str | None = None
+    log_dir: str = "/var/log/powrops"
+    lock_dir: str = "/run/lock"
+    lock_wait: Duration = Duration.parse("2h")
+    user: str | None = None
+    mailto: str | None = None
+    verification: Duration = Duration.parse("daily")
+    readiness: Duration = Duration.parse("daily")
+    growth: Duration = Duration.parse("weekly")
+    drill: Duration = Duration.parse("monthly")
+    review: Duration = Duration.parse("quarterly")
+    alerts: Duration = Duration.parse("5min")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError('expected a time zone name such as "UTC" or "Europe/Berlin"') from None
+        return value
+
+    @field_validator("executable", "config", "log_dir", "lock_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("expected an absolute path (cron and systemd start jobs from /)")
+        return value
+
+
 class Settings(Section):
     """Everything powrops is configured with."""
 
@@ -494,6 +552,7 @@ class Settings(Section):
     query: QuerySettings = QuerySettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     alerts: AlertSettings = AlertSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     # Where this configuration came from (not a setting).
     source: str | None = Field(None, exclude=True)

@@ -31,6 +31,10 @@ th { background: #f2f2f2; }
 .badge { padding: 1px 6px; border-radius: 3px; font-weight: bold; }
 .error { color: #8a1c1c; font-size: 12px; }
 .filters { margin: 8px 0; } .filters * { margin-right: 8px; }
+@media print {
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  .filters { display: none; } tr { break-inside: avoid; } a { color: inherit; }
+}
 """
 
 _SCRIPT = """
@@ -104,7 +108,12 @@ def _link(target: str | None, label: str) -> str:
 
 def _figures(figures: Mapping[str, Any] | None) -> str:
     items = (figures or {}).items()
-    return "<br>".join(f"{escape(str(k))}: <b>{escape(str(v))}</b>" for k, v in items)
+    return "<br>".join(f"{escape(str(k))}: <b>{escape(_figure(v))}</b>" for k, v in items)
+
+
+def _figure(value: Any) -> str:
+    """A headline figure as shown: floats to six significant digits."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _error(error: Any) -> str:

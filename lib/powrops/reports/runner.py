@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 import nbformat
@@ -39,6 +39,9 @@ from powrops.reports.catalog import HTML_FILE, NOTEBOOK_FILE, RESULT_FILE
 from powrops.reports.html import ReportHeader, header_html, read_notebook, render_html
 from powrops.reports.index import build_index
 from powrops.reports.record import RUN_DIR_ENV, write_json
+
+if TYPE_CHECKING:
+    from powrops.reports.archive import ReportArchive
 
 PROJECT_ROOT_ENV = "POWROPS_PROJECT_ROOT"
 RUN_ID_ENV = "POWROPS_RUN_ID"
@@ -373,12 +376,14 @@ def run_report(
     timeout: float = 1800,
     env: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
+    remote: ReportArchive | None = None,
 ) -> RunResult:
     """Run report ``name`` with ``parameters`` and archive it under ``reports_dir``.
 
     ``timeout`` limits each cell (seconds). ``env`` adds environment variables for the
     kernel. Bad names or parameters raise before anything is archived; anything that goes
-    wrong during execution is archived as a failed (UNKNOWN) run.
+    wrong during execution is archived as a failed (UNKNOWN) run. With ``remote``, the run
+    is then copied to the remote archive and the retention applied.
     """
     project = (root or project_root()).resolve()
     specs = discover(project)
@@ -397,6 +402,8 @@ def run_report(
     result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
     _archive(run_dir, spec, nb, result, list(secrets))
     build_index(archive)
+    if remote is not None:
+        remote.after_run(run_dir)
     final = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
     status = Severity.parse(final["status"])
     return RunResult(run_dir, status, int(status), final)

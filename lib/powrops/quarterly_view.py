@@ -1,0 +1,263 @@
+"""Display of the quarterly review in its notebook: summary, checklist with links, sections, plots.
+
+Links to the reports that prove an item are relative to the review's own run directory
+(``reports/quarterly_review/<run id>/report.html`` -> ``../../<report>/<run id>/report.html``),
+so they work from the file system and from a copy of the archive alike.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from powrops.findings import Severity
+from powrops.quarterly import ChecklistItem, Review, summary_counts
+from powrops.quarterly_sections import Section
+from powrops.reports.display import severity_badge, summary_html
+
+LINK_PREFIX = "../../"
+_CELL = "padding:4px 8px;border:1px solid #d0d0d0;text-align:left;vertical-align:top"
+_TABLE = "border-collapse:collapse;font-family:sans-serif;font-size:13px;margin:6px 0"
+
+
+def _show(html: str) -> None:
+    from IPython.display import HTML, display
+
+    display(HTML(html))  # type: ignore[no-untyped-call]
+
+
+def link_html(target: str | None, label: str = "report") -> str:
+    if not target:
+        return '<span style="color:#888">no archived report</span>'
+    return f'<a href="{escape(LINK_PREFIX + target)}">{escape(label)}</a>'
+
+
+# --- summary and checklist ------------------------------------------------------------------
+
+
+def summary_html_of(review: Review) -> str:
+    counts = summary_counts(review.items)
+    tally = ", ".join(f"{n} {s}" for s, n in counts.items())
+    lines = [
+        summary_html(review.findings(), f"Quarterly review {review.quarter.label}", review.status),
+        '<p style="font-family:sans-serif;font-size:14px">'
+        f"Quarter {escape(review.quarter.label)} "
+        f"({review.quarter.start:%Y-%m-%d} to {review.quarter.end:%Y-%m-%d}), evidence up to "
+        f"{review.as_of:%Y-%m-%d %H:%M} UTC. Checklist: {escape(tally)}.</p>",
+        _section_overview(review),
+    ]
+    if review.problems:
+        items = "".join(f"<li>{escape(p)}</li>" for p in review.problems)
+        lines.append(f'<ul style="font-family:sans-serif;color:#8a1c1c">{items}</ul>')
+    return "".join(lines)
+
+
+def _section_overview(review: Review) -> str:
+    rows = [
+        [severity_badge(s.status), escape(s.title), escape(s.summary)]
+        for s in review.sections.values()
+    ]
+    return _table(("status", "area", "summary"), rows, "The quarter at a glance")
+
+
+def checklist_html(items: list[ChecklistItem]) -> str:
+    rows = [
+        [
+            escape(i.group),
+            escape(i.item),
+            severity_badge(i.status),
+            escape(i.evidence),
+            link_html(i.link),
+        ]
+        for i in items
+    ]
+    header = ("group", "item", "status", "evidence", "proof")
+    return _table(header, rows, "The strategy's checklist, judged from evidence")
+
+
+def show_summary(review: Review) -> None:
+    """The banner, the overview of every section and any evidence that could not be read."""
+    _show(summary_html_of(review))
+
+
+def show_checklist(review: Review) -> None:
+    _show(checklist_html(review.items))
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def section_html(section: Section) -> str:
+    head = (
+        f'<p style="font-family:sans-serif;font-size:14px">{severity_badge(section.status)} '
+        f"{escape(section.summary)}</p>"
+    )
+    if not section.rows:
+        return head
+    header = list(dict.fromkeys(k for row in section.rows for k in row))
+    rows = [[_cell(k, row.get(k)) for k in header] for row in section.rows]
+    return head + _table(header, rows, None)
+
+
+def show_section(review: Review, key: str) -> None:
+    _show(section_html(review.sections[key]))
+
+
+def _cell(key: str, value: Any) -> str:
+    if key == "link":
+        return link_html(value)
+    if key == "status" and isinstance(value, str) and value.upper() in Severity.__members__:
+        return severity_badge(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return escape(f"{value:.6g}")
+    return escape(str(value))
+
+
+def _table(header: Any, rows: list[list[str]], caption: str | None) -> str:
+    cap = ""
+    if caption:
+        style = "text-align:left;font-weight:bold;padding:4px 0"
+        cap = f'<caption style="{style}">{escape(caption)}</caption>'
+    head = "".join(f'<th style="{_CELL};background:#f2f2f2">{escape(h)}</th>' for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in row) + "</tr>" for row in rows
+    )
+    return (
+        f'<table style="{_TABLE}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_drills(review: Review) -> Any | None:
+    """RTO and RPO of each drill against the objectives (seconds), one panel each."""
+    section = review.sections["drills"]
+    if not section.series.get("at"):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    objectives = {
+        "rto_s": review_objective(review, "rto_s"),
+        "rpo_s": review_objective(review, "rpo_s"),
+    }
+    for ax, key, name in zip(axes, ("rto_s", "rpo_s"), ("RTO", "RPO"), strict=True):
+        values = [v if v is not None else float("nan") for v in section.series[key]]
+        ax.plot(section.series["at"], values, marker="o", color="#3a6ea5", label=name)
+        goal = objectives[key]
+        if goal is not None:
+            ax.axhline(goal, color="#c0262d", linestyle="--", label=f"objective {goal:g} s")
+        ax.set_title(f"{name} per drill, {review.quarter.label}")
+        ax.set_ylabel(f"{name} (seconds)")
+        ax.set_xlabel("drill date (UTC)")
+        ax.legend(loc="best", fontsize=8)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def review_objective(review: Review, key: str) -> float | None:
+    value = review.sections["drills"].series.get(f"objective_{key}") or [None]
+    return float(value[0]) if isinstance(value[0], int | float) else None
+
+
+def plot_growth(review: Review) -> Any | None:
+    """Database size over the quarter (MiB) and the linear forecast to the next quarter's end."""
+    section = review.sections["growth"]
+    if not section.series.get("at"):
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    mib = [b / 2**20 for b in section.series["bytes"]]
+    ax.plot(section.series["at"], mib, marker="o", color="#3a6ea5", label="measured")
+    if section.series.get("forecast_at"):
+        forecast = [b / 2**20 for b in section.series["forecast_bytes"]]
+        ax.plot(section.series["forecast_at"], forecast, linestyle="--", color="#f0a202",
+                label="forecast (linear)")  # fmt: skip
+    ax.set_title(f"Database size, {review.quarter.label}, with forecast")
+    ax.set_ylabel("size (MiB)")
+    ax.set_xlabel("date (UTC)")
+    ax.legend(loc="best", fontsize=8)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_performance(review: Review) -> Any | None:
+    """Each performance metric found in the snapshots, one small panel each, with its unit."""
+    section = review.sections["performance"]
+    units = {
+        "cache_hit_pct": "cache hit rate (%)",
+        "dead_tuple_pct": "dead tuples (%)",
+        "dead_tuples": "dead tuples (rows)",
+        "mean_query_ms": "mean query time (ms)",
+        "slow_queries": "slow queries (count)",
+    }
+    present = [k for k in units if any(v is not None for v in section.series.get(k, []))]
+    if not present:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], present, strict=True):
+        values = [v if v is not None else float("nan") for v in section.series[key]]
+        ax.plot(section.series["at"], values, marker="o", color="#3a6ea5")
+        ax.set_title(units[key].split(" (")[0].capitalize())
+        ax.set_ylabel(units[key])
+        ax.set_xlabel("date (UTC)")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_backups(review: Review) -> Any | None:
+    """Backup runs of the quarter by outcome (count)."""
+    section = review.sections["backups"]
+    total = section.headline.get("backup_runs")
+    if not total:
+        return None
+    failed = int(section.headline.get("backup_failures", 0))
+    from powrops.reports.plotting import barh
+
+    return barh(
+        ["succeeded", "failed"],
+        [float(total - failed), float(failed)],
+        title=f"Backup runs, {review.quarter.label}",
+        xlabel="backup runs (count)",
+        colours=["#1e7b34", "#c0262d"],
+    )
+
+
+_PLOTS = {
+    "drills": plot_drills,
+    "growth": plot_growth,
+    "performance": plot_performance,
+    "backups": plot_backups,
+}
+
+
+def show_plot(review: Review, name: str) -> None:
+    """Show one plot, or say in one line that the quarter has no data for it."""
+    fig = _PLOTS[name](review)
+    if fig is None:
+        _show(
+            f'<p style="font-family:sans-serif;color:#666">No data to plot for {escape(name)}.</p>'
+        )
+        return
+    from powrops.reports.plotting import show
+
+    show(fig)
+
+
+def figures(review: Review) -> dict[str, Any]:
+    return review.figures()
