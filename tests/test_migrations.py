@@ -30,6 +30,7 @@ REVISIONS = [
     "20240315090000",
     "20240320100000",
     "20240322090000",
+    "20240401090000",
 ]
 HEAD = REVISIONS[-1]
 ROLES = ("powr_readonly", "powr_reporting", "powr_backup", "powr_app")
@@ -381,7 +382,7 @@ def test_monitoring_extensions_come_and_go_with_their_revision(fresh_db: str) ->
     migrate.upgrade(fresh_db)
     installed = {r[0] for r in rows(fresh_db, "SELECT extname FROM pg_extension")}
     assert {"pg_stat_statements", "amcheck", "pgstattuple"} <= installed
-    migrate.downgrade(fresh_db, "-1")
+    migrate.downgrade(fresh_db, "20240320100000")
     installed = {r[0] for r in rows(fresh_db, "SELECT extname FROM pg_extension")}
     assert not {"pg_stat_statements", "amcheck", "pgstattuple"} & installed
 
@@ -391,6 +392,6 @@ def test_extensions_present_before_the_revision_survive_its_downgrade(fresh_db: 
     with connect(fresh_db) as conn:
         conn.execute("CREATE EXTENSION pgstattuple")
     migrate.upgrade(fresh_db)
-    migrate.downgrade(fresh_db, "-1")
+    migrate.downgrade(fresh_db, "20240320100000")
     installed = {r[0] for r in rows(fresh_db, "SELECT extname FROM pg_extension")}
     assert "pgstattuple" in installed and "amcheck" not in installed

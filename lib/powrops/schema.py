@@ -281,6 +281,21 @@ repairs = Table(
     schema=OPS_SCHEMA,
 )
 
+quarantine = Table(
+    "quarantine",
+    metadata,
+    _id(),
+    Column("run_id", BigInteger, ForeignKey("ops.check_runs.id", ondelete="SET NULL")),
+    _now("quarantined_at"),
+    Column("table_name", Text, nullable=False),
+    Column("row_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("row", JSONB, nullable=False),
+    Index("idx_quarantine_run", "run_id"),
+    Index("idx_quarantine_table_row", "table_name", "row_id"),
+    schema=OPS_SCHEMA,
+)
+
 metric_snapshots = Table(
     "metric_snapshots",
     metadata,

@@ -1,0 +1,75 @@
+"""``powrops check integrity [--repair] [--dry-run] [--json]``.
+
+Runs every validation rule, consistency check and physical check in one read-only snapshot and
+stores the run in ``ops.check_runs``. ``--repair`` then applies the known fixes (quarantine
+orphans, recompute total_volume and user totals; audited) and checks again; with ``--dry-run``
+it only says what they would change, and nothing is stored or changed. The exit code is the
+final status: 0 OK, 1 WARNING, 2 CRITICAL (or a repair that failed), 3 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from powrops.integrity import IntegrityReport
+
+
+def register(sub: Any) -> None:
+    """Add ``check integrity`` to the ``powrops`` parser's subparsers."""
+    parser = sub.add_parser("check", help="data checks: `powrops check integrity`")
+    kinds = parser.add_subparsers(dest="check_kind", metavar="KIND", required=True)
+    integrity = kinds.add_parser(
+        "integrity",
+        help="validation rules, referential integrity, calculated fields, user totals, amcheck, "
+        "checksums; optional audited repair",
+    )
+    integrity.add_argument(
+        "--repair", action="store_true", help="apply the known fixes, then check again"
+    )
+    integrity.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --repair: show what would change, change nothing",
+    )
+    integrity.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    integrity.set_defaults(func=cmd_check_integrity)
+
+
+def cmd_check_integrity(args: argparse.Namespace) -> int:
+    from powrops.config import load_settings
+    from powrops.errors import ParameterError
+    from powrops.integrity import check
+
+    if args.dry_run and not args.repair:
+        raise ParameterError("--dry-run only applies to --repair")
+    settings = load_settings(getattr(args, "config", None))
+    outcome = check(settings, repair=args.repair, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(outcome.to_dict(), indent=2, default=str))
+        return outcome.exit_code
+    print(render_text(outcome.before))
+    if outcome.repair is not None:
+        print()
+        print(outcome.repair.describe())
+        for problem in outcome.repair.notification_problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    if outcome.after is not None:
+        print()
+        print("after the repair:")
+        print(render_text(outcome.after))
+    return outcome.exit_code
+
+
+def render_text(report: IntegrityReport) -> str:
+    """One line per check: severity, name, count, message; then the summary."""
+    name_w = max(len(r.name) for r in report.results)
+    lines = [f"{'SEVERITY':8}  {'CHECK':{name_w}}  {'ROWS':>7}  MESSAGE"]
+    for r in report.results:
+        count = "-" if r.count is None else f"{r.count:,}"
+        lines.append(f"{r.severity.name:8}  {r.name:{name_w}}  {count:>7}  {r.message}")
+    lines.append(report.summary())
+    return "\n".join(lines)

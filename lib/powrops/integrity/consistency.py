@@ -1,0 +1,185 @@
+"""Consistency checks: referential integrity, calculated fields and user totals, found in data.
+
+Relationships come from ``powrops.schema.metadata`` (what the schema is meant to be), not from
+the catalog's constraints, so an orphan is found even where the foreign key was dropped, is
+``NOT VALID`` or was bypassed with ``session_replication_role = replica``. Every check is one
+anti-join or aggregate over the whole table, returning a count and a few ids.
+
+User totals follow what the application keeps (and ``powrops.demo_data`` builds): per user, the
+number of workouts with ``deleted_at IS NULL`` (archived ones included) and the sum of
+``weight * reps`` of their sets, a NULL product adding nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+
+from powrops.config import ConsistencyChecks
+from powrops.integrity.model import SAMPLE_SIZE, CheckResult, violation
+from powrops.schema import metadata
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """One foreign key of the POWR schema: ``table.column`` references ``parent.key``."""
+
+    name: str
+    table: str
+    column: str
+    parent: str
+    key: str
+    pk: str
+    pk_type: str
+    key_type: str
+
+    def orphan_condition(self, alias: str = "c") -> str:
+        return (
+            f'{alias}."{self.column}" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM '
+            f'public."{self.parent}" p WHERE p."{self.key}" = {alias}."{self.column}")'
+        )
+
+
+def _sql_type(table: Table, column: str) -> str:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(table.c[column].type.compile(dialect=dialect)).lower()
+
+
+def relationships() -> list[Relationship]:
+    """Every foreign key between POWR tables in ``public``, parents' tables first.
+
+    Names: ``orphan_<table>`` for a table's first foreign key, ``orphan_<table>_<parent>``
+    for any further one (``orphan_workout_sets``, ``orphan_workout_sets_exercises``).
+    """
+    found = []
+    for table in metadata.sorted_tables:
+        if table.schema is not None:
+            continue
+        keys = [fk for col in table.columns for fk in col.foreign_keys]
+        for index, fk in enumerate(keys):
+            parent = fk.column.table
+            if parent.schema is not None:
+                continue
+            pk = next(iter(table.primary_key.columns)).name
+            name = f"orphan_{table.name}" + (f"_{parent.name}" if index else "")
+            found.append(
+                Relationship(
+                    name=name,
+                    table=table.name,
+                    column=fk.parent.name,
+                    parent=parent.name,
+                    key=fk.column.name,
+                    pk=pk,
+                    pk_type=_sql_type(table, pk),
+                    key_type=_sql_type(parent, fk.column.name),
+                )
+            )
+    return found
+
+
+def _count_and_samples(
+    conn: psycopg.Connection[Any], from_where: str, key: str
+) -> tuple[int, list[Any]]:
+    """Count rows of ``FROM ... WHERE ...`` and up to five of their keys, in one statement."""
+    row = conn.execute(
+        f"WITH v AS MATERIALIZED (SELECT {key} AS k {from_where}) "
+        f"SELECT (SELECT count(*) FROM v), ARRAY(SELECT k FROM v ORDER BY k LIMIT {SAMPLE_SIZE})"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), list(row[1])
+
+
+def orphan_sql(rel: Relationship) -> str:
+    return f'FROM public."{rel.table}" c WHERE {rel.orphan_condition()}'
+
+
+def check_orphans(conn: psycopg.Connection[Any]) -> list[CheckResult]:
+    results = []
+    for rel in relationships():
+        n, samples = _count_and_samples(conn, orphan_sql(rel), f'c."{rel.pk}"')
+        results.append(
+            violation(
+                rel.name,
+                "referential",
+                rel.table,
+                n,
+                samples,
+                f"whose {rel.column} references no {rel.parent} row",
+                advice="`powrops check integrity --repair` moves them (and rows that depend on "
+                "them) to ops.quarantine; restore from there if the parent comes back",
+                repairable=True,
+                column=rel.column,
+                parent=rel.parent,
+            )
+        )
+    return results
+
+
+SET_VOLUMES = (
+    "SELECT workout_id, COALESCE(sum(weight * reps), 0) AS volume "
+    "FROM public.workout_sets GROUP BY workout_id"
+)
+
+WRONG_VOLUME = (
+    f"FROM public.workouts w LEFT JOIN ({SET_VOLUMES}) s ON s.workout_id = w.id "
+    "WHERE w.total_volume IS NOT NULL AND w.total_volume <> COALESCE(s.volume, 0)"
+)
+"""Workouts whose stored total_volume differs from the sum of weight * reps of their sets."""
+
+LIVE_TOTALS = (
+    "SELECT w.user_id, count(*)::int AS workout_count, "
+    "COALESCE(sum(s.volume), 0) AS total_volume "
+    f"FROM public.workouts w LEFT JOIN ({SET_VOLUMES}) s ON s.workout_id = w.id "
+    "WHERE w.deleted_at IS NULL GROUP BY w.user_id"
+)
+
+WRONG_TOTALS = (
+    f"FROM public.user_totals t LEFT JOIN ({LIVE_TOTALS}) l ON l.user_id = t.user_id "
+    "WHERE t.workout_count <> COALESCE(l.workout_count, 0) "
+    "OR t.total_volume <> COALESCE(l.total_volume, 0)"
+)
+"""user_totals rows that disagree with the user's live workouts and their sets."""
+
+
+def check_total_volume(conn: psycopg.Connection[Any]) -> CheckResult:
+    n, samples = _count_and_samples(conn, WRONG_VOLUME, "w.id")
+    return violation(
+        "workout_total_volume",
+        "calculated",
+        "workouts",
+        n,
+        samples,
+        "with total_volume different from the sum of weight x reps of their sets",
+        advice="`powrops check integrity --repair` recomputes them (audited)",
+        repairable=True,
+    )
+
+
+def check_user_totals(conn: psycopg.Connection[Any]) -> CheckResult:
+    n, samples = _count_and_samples(conn, WRONG_TOTALS, "t.user_id")
+    return violation(
+        "user_totals",
+        "totals",
+        "user_totals",
+        n,
+        samples,
+        "whose workout_count or total_volume differs from the user's live workouts",
+        advice="`powrops check integrity --repair` recomputes them (audited)",
+        repairable=True,
+    )
+
+
+def run_consistency(conn: psycopg.Connection[Any], checks: ConsistencyChecks) -> list[CheckResult]:
+    """The consistency checks the configuration turns on, in a fixed order."""
+    results: list[CheckResult] = []
+    if checks.referential_integrity:
+        results += check_orphans(conn)
+    if checks.calculated_fields:
+        results.append(check_total_volume(conn))
+    if checks.user_totals:
+        results.append(check_user_totals(conn))
+    return results

@@ -1,0 +1,166 @@
+"""What an integrity run returns: one result per rule or check, and the run around them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from powrops.findings import Finding, Severity, overall
+
+SAMPLE_SIZE = 5
+"""How many sample ids a result carries: enough to look at, never a whole table."""
+
+CATEGORIES = ("validation", "referential", "calculated", "totals", "physical", "audit")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One rule or check: how many rows violate it and a few of their ids.
+
+    ``count`` is None when the check could not run (an extension or privilege is missing);
+    ``message`` then says why.
+    """
+
+    name: str
+    category: str
+    table: str | None
+    count: int | None
+    severity: Severity
+    message: str
+    sample_ids: tuple[str, ...] = ()
+    advice: str | None = None
+    repairable: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.count)
+
+    def to_finding(self) -> Finding:
+        return Finding(
+            check=self.name,
+            severity=self.severity,
+            message=self.message,
+            object=self.table,
+            value=self.count,
+            expected=0,
+            advice=self.advice if self.severity != Severity.OK else None,
+            details={
+                "category": self.category,
+                "sample_ids": list(self.sample_ids),
+                "repairable": self.repairable,
+                **self.details,
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "category": self.category,
+            "table": self.table,
+            "count": self.count,
+            "severity": self.severity.name,
+            "message": self.message,
+            "sample_ids": list(self.sample_ids),
+            "advice": self.advice,
+            "repairable": self.repairable,
+            "details": dict(self.details),
+        }
+
+
+def violation(
+    name: str,
+    category: str,
+    table: str,
+    count: int,
+    samples: list[Any] | tuple[Any, ...],
+    what: str,
+    *,
+    advice: str,
+    severity: Severity = Severity.WARNING,
+    repairable: bool = False,
+    **details: Any,
+) -> CheckResult:
+    """The result of a data check: OK at 0 rows, ``severity`` otherwise."""
+    ids = tuple(str(s) for s in samples[:SAMPLE_SIZE])
+    if count:
+        message = f"{count:,} {table} rows {what}"
+        if ids:
+            message += f" (e.g. ids {', '.join(ids)})"
+    else:
+        message = f"no {table} rows {what}"
+    return CheckResult(
+        name=name,
+        category=category,
+        table=table,
+        count=count,
+        severity=severity if count else Severity.OK,
+        message=message,
+        sample_ids=ids,
+        advice=advice,
+        repairable=repairable,
+        details=dict(details),
+    )
+
+
+@dataclass
+class IntegrityReport:
+    """An integrity run: every result, when it ran, and its id in ``ops.check_runs``."""
+
+    results: list[CheckResult]
+    started_at: datetime
+    finished_at: datetime
+    run_id: int | None = None
+    server_version: str | None = None
+
+    @property
+    def status(self) -> Severity:
+        return overall(r.to_finding() for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.status)
+
+    def counts(self) -> dict[str, int | None]:
+        """{check name: violating rows} for every rule and check, 0 included."""
+        return {r.name: r.count for r in self.results}
+
+    def findings(self) -> list[Finding]:
+        return [r.to_finding() for r in self.results]
+
+    def problems(self) -> list[CheckResult]:
+        return [r for r in self.results if r.severity != Severity.OK]
+
+    def result(self, name: str) -> CheckResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def failed_checks(self) -> int:
+        return sum(1 for r in self.results if r.failed)
+
+    def summary(self) -> str:
+        failed = [r for r in self.results if r.failed]
+        rows = sum(r.count or 0 for r in failed)
+        seconds = (self.finished_at - self.started_at).total_seconds()
+        run = f" (run {self.run_id})" if self.run_id is not None else ""
+        if not failed:
+            head = f"{len(self.results)} checks passed"
+        else:
+            head = f"{len(failed)} of {len(self.results)} checks failed, {rows:,} rows"
+        return f"integrity {self.status.name}: {head} in {seconds:.1f} s{run}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status.name,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "server_version": self.server_version,
+            "counts": self.counts(),
+            "results": [r.to_dict() for r in self.results],
+            "findings": [f.to_dict() for f in self.findings()],
+            "summary": self.summary(),
+        }

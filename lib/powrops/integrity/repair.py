@@ -1,0 +1,324 @@
+"""Repairs for known issues: quarantine orphans, recompute calculated fields and user totals.
+
+Each class of fix runs in its own transaction, in this order: ``quarantine_orphans`` (so that a
+set moved out of a workout is no longer in its total), ``workout_total_volume``, ``user_totals``.
+Each is idempotent (it changes only rows that are still wrong when it runs), writes every
+changed row to ``audit_log`` (action ``REPAIR``, old and new values, the run id) with the row
+triggers suppressed for that transaction, and records one row per table in ``ops.repairs``.
+Orphans are never deleted without first being copied, whole, into ``ops.quarantine``; rows that
+depend on a quarantined row (the sets of an orphan workout) go with it, children first.
+
+A dry run executes the same statements and rolls every transaction back: the counts are exact,
+and nothing is changed (identity sequences may advance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from powrops.audit import REPAIR_ACTION, set_actor, suppress_row_audit
+from powrops.integrity.consistency import WRONG_TOTALS, WRONG_VOLUME, Relationship, relationships
+from powrops.integrity.model import SAMPLE_SIZE
+
+ACTOR = "powrops integrity repair"
+CLASSES = ("quarantine_orphans", "workout_total_volume", "user_totals")
+
+
+@dataclass
+class RepairResult:
+    """One class of fix: rows changed per table, a few ids, or the error that stopped it."""
+
+    kind: str
+    rows: dict[str, int] = field(default_factory=dict)
+    sample_ids: dict[str, list[str]] = field(default_factory=dict)
+    dry_run: bool = False
+    error: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    def describe(self) -> str:
+        verb = "would change" if self.dry_run else "changed"
+        if self.error:
+            return f"{self.kind}: failed, nothing changed: {self.error}"
+        if not self.total:
+            return f"{self.kind}: nothing to repair"
+        parts = ", ".join(f"{n} {t}" for t, n in self.rows.items() if n)
+        return f"{self.kind}: {verb} {parts}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "rows": dict(self.rows),
+            "sample_ids": dict(self.sample_ids),
+            "dry_run": self.dry_run,
+            "error": self.error,
+        }
+
+
+class _Rollback(Exception):
+    """Raised inside a dry run's transaction to roll it back."""
+
+
+def _audit_insert(source: str, table: str, old: str, new: str, run_id: int, kind: str) -> str:
+    """SQL that writes one audit row per row of CTE ``source`` and returns their row ids."""
+    return (
+        "INSERT INTO public.audit_log (actor, action, table_name, row_id, old_value, new_value, "
+        f"details) SELECT '{ACTOR}', '{REPAIR_ACTION}', '{table}', {source}.row_id, {old}, {new}, "
+        f"jsonb_build_object('run_id', {int(run_id)}, 'repair', '{kind}') FROM {source} "
+        "RETURNING row_id"
+    )
+
+
+def _finish(conn: psycopg.Connection[Any], sql: str) -> tuple[int, list[str]]:
+    row = conn.execute(
+        f"{sql} SELECT (SELECT count(*) FROM aud), "
+        f"ARRAY(SELECT row_id FROM aud ORDER BY row_id LIMIT {SAMPLE_SIZE})"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), list(row[1])
+
+
+def _recompute_volume(
+    conn: psycopg.Connection[Any], run_id: int
+) -> dict[str, tuple[int, list[str]]]:
+    kind = "workout_total_volume"
+    sql = (
+        "WITH bad AS (SELECT w.id, w.id::text AS row_id, to_jsonb(w) AS old_row, "
+        f"COALESCE(s.volume, 0) AS volume {WRONG_VOLUME} FOR UPDATE OF w), "
+        "upd AS (UPDATE public.workouts w SET total_volume = bad.volume FROM bad "
+        "WHERE w.id = bad.id RETURNING w.id, to_jsonb(w) AS new_row), "
+        "changed AS (SELECT bad.row_id, bad.old_row, upd.new_row FROM bad JOIN upd USING (id)), "
+        f"aud AS ({_audit_insert('changed', 'workouts', 'old_row', 'new_row', run_id, kind)})"
+    )
+    return {"workouts": _finish(conn, sql)}
+
+
+def _recompute_totals(
+    conn: psycopg.Connection[Any], run_id: int
+) -> dict[str, tuple[int, list[str]]]:
+    kind = "user_totals"
+    sql = (
+        "WITH bad AS (SELECT t.user_id, t.user_id::text AS row_id, to_jsonb(t) AS old_row, "
+        "COALESCE(l.workout_count, 0) AS n, COALESCE(l.total_volume, 0) AS volume "
+        f"{WRONG_TOTALS} FOR UPDATE OF t), "
+        "upd AS (UPDATE public.user_totals t SET workout_count = bad.n, "
+        "total_volume = bad.volume, updated_at = now() FROM bad "
+        "WHERE t.user_id = bad.user_id RETURNING t.user_id, to_jsonb(t) AS new_row), "
+        "changed AS (SELECT bad.row_id, bad.old_row, upd.new_row FROM bad "
+        "JOIN upd USING (user_id)), "
+        f"aud AS ({_audit_insert('changed', 'user_totals', 'old_row', 'new_row', run_id, kind)})"
+    )
+    return {"user_totals": _finish(conn, sql)}
+
+
+QUARANTINE = """
+WITH ins AS (
+    INSERT INTO ops.quarantine (run_id, table_name, row_id, reason, "row")
+    SELECT {run}, '{table}', c."{pk}"::text,
+           CASE WHEN {orphan} THEN '{reason}' ELSE 'its {parent} row was quarantined' END,
+           to_jsonb(c)
+    FROM public."{table}" c
+    WHERE ({orphan} OR c."{column}" IN (
+              SELECT q.row_id::{key_type} FROM ops.quarantine q
+              WHERE q.run_id = {run} AND q.table_name = '{parent}'))
+      AND NOT EXISTS (SELECT 1 FROM ops.quarantine q2 WHERE q2.run_id = {run}
+                      AND q2.table_name = '{table}' AND q2.row_id = c."{pk}"::text)
+    FOR UPDATE OF c
+    RETURNING id, row_id, "row", reason
+),
+aud AS (
+    INSERT INTO public.audit_log (actor, action, table_name, row_id, old_value, new_value, details)
+    SELECT '{actor}', '{action}', '{table}', ins.row_id, ins."row", NULL,
+           jsonb_build_object('run_id', {run}, 'repair', 'quarantine_orphans',
+                              'quarantine_id', ins.id, 'reason', ins.reason)
+    FROM ins
+    RETURNING row_id
+)
+"""
+"""Copy one relationship's orphans, and rows whose parent this run quarantined, into
+``ops.quarantine`` (locked, so no child can be added to them before they go) with one audit
+row each."""
+
+
+def _quarantine_sql(rel: Relationship, run_id: int) -> str:
+    return QUARANTINE.format(
+        run=int(run_id),
+        table=rel.table,
+        pk=rel.pk,
+        column=rel.column,
+        parent=rel.parent,
+        key_type=rel.key_type,
+        orphan=rel.orphan_condition(),
+        reason=f"{rel.column} references no {rel.parent} row",
+        actor=ACTOR,
+        action=REPAIR_ACTION,
+    )
+
+
+def _quarantine(conn: psycopg.Connection[Any], run_id: int) -> dict[str, tuple[int, list[str]]]:
+    rels = relationships()
+    moved: dict[str, tuple[int, list[str]]] = {}
+    for rel in rels:  # parents' tables first: a child sees its parent already quarantined
+        n, ids = _finish(conn, _quarantine_sql(rel, run_id))
+        before = moved.get(rel.table, (0, []))
+        moved[rel.table] = (before[0] + n, sorted(before[1] + ids)[:SAMPLE_SIZE])
+    pks = {rel.table: (rel.pk, rel.pk_type) for rel in rels}
+    for table in reversed(list(pks)):  # children first: no ON DELETE CASCADE behind our back
+        pk, pk_type = pks[table]
+        conn.execute(
+            f'DELETE FROM public."{table}" WHERE "{pk}" IN (SELECT row_id::{pk_type} '
+            f"FROM ops.quarantine WHERE run_id = %s AND table_name = %s)",
+            (run_id, table),
+        )
+    return {t: v for t, v in moved.items() if v[0]}
+
+
+FIXES = {
+    "quarantine_orphans": _quarantine,
+    "workout_total_volume": _recompute_volume,
+    "user_totals": _recompute_totals,
+}
+
+
+def _record(conn: psycopg.Connection[Any], run_id: int, result: RepairResult) -> None:
+    from psycopg.types.json import Jsonb
+
+    for table, n in result.rows.items():
+        conn.execute(
+            "INSERT INTO ops.repairs (run_id, kind, table_name, rows, details) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (run_id, result.kind, table, n, Jsonb({"sample_ids": result.sample_ids[table]})),
+        )
+
+
+def repair_one(
+    conn: psycopg.Connection[Any], kind: str, run_id: int, *, dry_run: bool = False
+) -> RepairResult:
+    """One class of fix in one transaction (rolled back for a dry run)."""
+    result = RepairResult(kind, dry_run=dry_run)
+    try:
+        with conn.transaction():
+            set_actor(conn, ACTOR)
+            suppress_row_audit(conn)
+            changed = FIXES[kind](conn, run_id)
+            result.rows = {t: n for t, (n, _) in changed.items()}
+            result.sample_ids = {t: ids for t, (_, ids) in changed.items()}
+            if dry_run:
+                raise _Rollback
+            _record(conn, run_id, result)
+    except _Rollback:
+        pass
+    except psycopg.Error as exc:
+        result.rows, result.sample_ids = {}, {}
+        result.error = str(exc).strip().splitlines()[0]
+    return result
+
+
+@dataclass
+class RepairReport:
+    """Every class of fix of one repair, and whether the team was notified."""
+
+    run_id: int | None
+    results: list[RepairResult]
+    dry_run: bool
+    notification_problems: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(r.total for r in self.results)
+
+    @property
+    def failed(self) -> list[RepairResult]:
+        return [r for r in self.results if r.error]
+
+    def describe(self) -> str:
+        head = "dry run: nothing changed" if self.dry_run else f"repair of run {self.run_id}"
+        return "\n".join([head, *(f"  {r.describe()}" for r in self.results)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "total": self.total,
+            "results": [r.to_dict() for r in self.results],
+            "notification_problems": list(self.notification_problems),
+        }
+
+
+def _provisional_run(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "INSERT INTO ops.check_runs (kind, status, finished_at) "
+        "VALUES ('integrity', 'UNKNOWN', now()) RETURNING id"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def repair(
+    conn: psycopg.Connection[Any],
+    run_id: int | None,
+    *,
+    dry_run: bool = False,
+    classes: tuple[str, ...] = CLASSES,
+    notify_channels: Any = None,
+) -> RepairReport:
+    """Every class of fix, each in its own transaction, then one notification.
+
+    ``conn`` must be an autocommit connection. Without ``run_id`` (a dry run of checks that
+    were not stored) a run row is created for the repair; in a dry run it is rolled back too.
+    ``notify_channels`` (``settings.notify.channels``) are told about a real repair that
+    changed rows, for manual review.
+    """
+    unknown = [c for c in classes if c not in FIXES]
+    if unknown:
+        from powrops.errors import ParameterError
+
+        raise ParameterError(f"unknown repair class {unknown[0]!r}; expected one of {CLASSES}")
+    results = []
+    for kind in classes:
+        if run_id is None and dry_run:
+            results.append(_dry_without_run(conn, kind))
+            continue
+        if run_id is None:
+            with conn.transaction():
+                run_id = _provisional_run(conn)
+        results.append(repair_one(conn, kind, run_id, dry_run=dry_run))
+    report = RepairReport(run_id, results, dry_run)
+    if notify_channels and not dry_run and (report.total or report.failed):
+        report.notification_problems = _notify(notify_channels, report)
+    return report
+
+
+def _dry_without_run(conn: psycopg.Connection[Any], kind: str) -> RepairResult:
+    result = RepairResult(kind, dry_run=True)
+    try:
+        with conn.transaction():
+            run_id = _provisional_run(conn)
+            result = repair_one(conn, kind, run_id, dry_run=True)
+            raise _Rollback
+    except _Rollback:
+        pass
+    return result
+
+
+def _notify(channels: Any, report: RepairReport) -> list[str]:
+    from powrops.notify import Event, notify
+
+    severity = "CRITICAL" if report.failed else "WARNING"
+    event = Event(
+        kind="integrity_repair",
+        message=f"integrity repair of run {report.run_id} changed {report.total} rows; "
+        "review ops.repairs and audit_log (action REPAIR)",
+        severity=severity,
+        details={
+            "run_id": report.run_id,
+            "rows": {r.kind: r.rows for r in report.results},
+            "failed": [r.kind for r in report.failed],
+        },
+    )
+    return notify(channels, event)

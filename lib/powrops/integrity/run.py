@@ -1,0 +1,168 @@
+"""One integrity run: every check in one read-only snapshot, stored in ``ops.check_runs``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+
+from powrops import audit
+from powrops.config import Settings
+from powrops.db import snapshot
+from powrops.errors import DatabaseError
+from powrops.findings import Severity
+from powrops.integrity.consistency import run_consistency
+from powrops.integrity.model import CheckResult, IntegrityReport
+from powrops.integrity.physical import run_physical
+from powrops.integrity.rules import run_rules
+
+KIND = "integrity"
+
+
+@contextlib.contextmanager
+def connection(source: Settings | psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection from settings (closed after), or the given connection."""
+    if isinstance(source, psycopg.Connection):
+        yield source
+        return
+    from powrops.db import connect
+
+    with connect(source, autocommit=True) as conn:
+        yield conn
+
+
+def check_audit_trail(conn: psycopg.Connection[Any], settings: Settings) -> CheckResult:
+    """The audit triggers the configuration wants are installed and enabled."""
+    trail = audit.status(conn)
+    events = settings.audit.events
+    problems = trail.missing()
+    wanted = {"enabled" if events.data_modification else "disabled"}
+    problems += [
+        f"{audit.ROW_TRIGGER} on {t} is {s}"
+        for t, s in trail.row_triggers.items()
+        if s is not None and s not in wanted
+    ]
+    wanted = {"enabled" if events.system_changes else "disabled"}
+    problems += [
+        f"{n} is {s}" for n, s in trail.event_triggers.items() if s is not None and s not in wanted
+    ]
+    if problems:
+        message = "audit trail differs from audit.events: " + "; ".join(problems)
+    else:
+        message = "row triggers and DDL event triggers match audit.events"
+    return CheckResult(
+        name="audit_trail",
+        category="audit",
+        table=None,
+        count=len(problems),
+        severity=Severity.WARNING if problems else Severity.OK,
+        message=message,
+        sample_ids=tuple(problems[:5]),
+        advice="`powrops audit apply` sets the triggers from the configuration; the DDL event "
+        "triggers need a superuser: run `powrops migrate latest` as one",
+        details=trail.to_dict(),
+    )
+
+
+def _require_schema(conn: psycopg.Connection[Any]) -> None:
+    row = conn.execute(
+        "SELECT to_regclass('public.workout_sets') IS NOT NULL "
+        "AND to_regclass('ops.check_runs') IS NOT NULL"
+    ).fetchone()
+    if not (row and row[0]):
+        raise DatabaseError("the POWR schema is missing: run `powrops migrate latest` first")
+
+
+def collect(
+    conn: psycopg.Connection[Any], settings: Settings, today: date | None = None
+) -> list[CheckResult]:
+    """Every configured check inside one read-only REPEATABLE READ snapshot."""
+    timeout = settings.consistency.statement_timeout.postgres()
+    with snapshot(conn, timeout):
+        results = run_rules(conn, settings.validation, today)
+        results += run_consistency(conn, settings.consistency.checks)
+        results += run_physical(conn, settings.consistency.heapallindexed)
+        results.append(check_audit_trail(conn, settings))
+    return results
+
+
+def run(
+    source: Settings | psycopg.Connection[Any],
+    settings: Settings | None = None,
+    *,
+    store: bool = True,
+    today: date | None = None,
+) -> IntegrityReport:
+    """Run every check and (with ``store``) record the run in ``ops.check_runs``.
+
+    ``source`` is the settings (a connection is opened and closed) or an autocommit psycopg
+    connection, with ``settings`` then giving the rules (default: the strategy's). Errors
+    reaching the database or a cancelled statement raise DatabaseError.
+    """
+    settings = settings or (source if isinstance(source, Settings) else Settings())
+    started = datetime.now(UTC)
+    try:
+        with connection(source) as conn:
+            _require_schema(conn)
+            version = conn.info.parameter_status("server_version")
+            results = collect(conn, settings, today)
+            report = IntegrityReport(results, started, datetime.now(UTC), None, version)
+            if store:
+                report.run_id = store_run(conn, report)
+    except psycopg.errors.QueryCanceled as exc:
+        raise DatabaseError(
+            "an integrity check exceeded consistency.statement_timeout "
+            f"({settings.consistency.statement_timeout}): {str(exc).strip()}"
+        ) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(f"integrity check failed: {str(exc).strip()}") from exc
+    return report
+
+
+def store_run(conn: psycopg.Connection[Any], report: IntegrityReport) -> int:
+    from psycopg.types.json import Jsonb
+
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO ops.check_runs (started_at, finished_at, kind, status, counts, findings) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                report.started_at,
+                report.finished_at,
+                KIND,
+                report.status.name,
+                Jsonb(report.counts()),
+                Jsonb([f.to_dict() for f in report.findings()]),
+            ),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def history(
+    source: Settings | psycopg.Connection[Any], since: datetime | None = None, limit: int = 400
+) -> list[dict[str, Any]]:
+    """Past integrity runs, oldest first: id, times, status, counts and failed checks."""
+    with connection(source) as conn:
+        rows = conn.execute(
+            "SELECT id, started_at, finished_at, status, counts FROM ("
+            "SELECT * FROM ops.check_runs WHERE kind = %s "
+            "AND (%s::timestamptz IS NULL OR started_at >= %s) "
+            "ORDER BY started_at DESC, id DESC LIMIT %s) r ORDER BY started_at, id",
+            (KIND, since, since, limit),
+        ).fetchall()
+    return [
+        {
+            "run_id": r[0],
+            "started_at": r[1],
+            "finished_at": r[2],
+            "status": r[3],
+            "counts": dict(r[4]),
+            "failed_checks": sum(1 for v in r[4].values() if v),
+            "failed_rows": sum(v for v in r[4].values() if v),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,526 @@
+"""Integrity checks and repairs against a real server, with defects planted to see each found."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from powrops import integrity, migrate
+from powrops.config import Settings, validate
+from powrops.demo_data import generate, load, planted_defects
+from powrops.findings import Severity
+from powrops.integrity import DEFECT_CHECKS
+from powrops.pg.cluster import LocalCluster
+from powrops.reports.runner import run_report
+
+REPO = Path(__file__).resolve().parents[1]
+REPAIRABLE = ("workout_total_volume", "user_totals")
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _settings(url: str, **extra: Any) -> Settings:
+    return validate({"database": {"url": _libpq(url)}, **extra})
+
+
+def _sql(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _seeded(cluster: LocalCluster, defects: bool) -> str:
+    import uuid
+
+    name = "i_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(**cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = cluster.url(name)
+    migrate.upgrade(url)
+    load(url, generate(users=10, weeks=4, seed=5, defects=defects))
+    return url
+
+
+def _drop(cluster: LocalCluster, url: str) -> None:
+    with psycopg.connect(**cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def defects_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """Seeded with planted defects; read-only tests only."""
+    url = _seeded(pg_cluster, defects=True)
+    yield url
+    _drop(pg_cluster, url)
+
+
+@pytest.fixture
+def fresh_defects_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """Seeded with planted defects, for one test that changes it."""
+    url = _seeded(pg_cluster, defects=True)
+    yield url
+    _drop(pg_cluster, url)
+
+
+@pytest.fixture
+def clean_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    url = _seeded(pg_cluster, defects=False)
+    yield url
+    _drop(pg_cluster, url)
+
+
+def _planted_ids(url: str) -> dict[str, set[str]]:
+    rows = _sql(url, "SELECT kind, sample_ids FROM ops.planted_defects")
+    return {kind: {str(i) for i in ids} for kind, ids in rows}
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def test_seeded_defects_are_reported_with_exactly_the_planted_counts(defects_db: str) -> None:
+    planted = planted_defects(defects_db)
+    assert planted and all(planted.values())
+    report = integrity.run(_settings(defects_db), store=False)
+    counts = report.counts()
+    expected = {DEFECT_CHECKS[kind]: n for kind, n in planted.items()}
+    for name, count in counts.items():
+        assert count == expected.get(name, 0), (name, count)
+    ids = _planted_ids(defects_db)
+    for kind, name in DEFECT_CHECKS.items():
+        result = report.result(name)
+        assert result.sample_ids and set(result.sample_ids) <= ids[kind], name
+        assert result.severity == Severity.WARNING
+    assert report.status == Severity.WARNING and report.exit_code == 1
+
+
+def test_every_relationship_and_rule_has_a_check(defects_db: str) -> None:
+    report = integrity.run(_settings(defects_db), store=False)
+    names = set(report.counts())
+    assert {r.name for r in integrity.relationships()} <= names
+    assert {"orphan_workout_sets", "orphan_workouts", "orphan_workout_sets_exercises"} <= names
+    assert {
+        "weight_range",
+        "weight_required",
+        "reps_range",
+        "reps_required",
+        "date_range",
+        "date_required",
+        "amcheck",
+        "checksum_failures",
+        "data_checksums",
+        "audit_trail",
+    } <= names
+    assert report.result("amcheck").details["relations_checked"] > 20
+    assert report.result("data_checksums").count == 0  # PostgreSQL 18 initdb: checksums on
+
+
+def test_configured_rules_change_what_is_counted(defects_db: str) -> None:
+    strict = _settings(
+        defects_db,
+        validation={
+            "workout": {"reps": {"type": "integer", "min": 1, "max": 5, "required": False}}
+        },
+    )
+    report = integrity.run(strict, store=False)
+    counts = report.counts()
+    assert "reps_required" not in counts
+    assert counts["reps_range"] > planted_defects(defects_db)["reps_out_of_range"]
+
+
+def test_run_is_stored_for_trends(fresh_defects_db: str) -> None:
+    settings = _settings(fresh_defects_db)
+    report = integrity.run(settings)
+    assert report.run_id is not None
+    row = _sql(
+        fresh_defects_db,
+        "SELECT kind, status, counts, jsonb_array_length(findings), finished_at IS NOT NULL "
+        "FROM ops.check_runs WHERE id = %s",
+        (report.run_id,),
+    )[0]
+    assert row == ("integrity", "WARNING", report.counts(), len(report.results), True)
+    runs = integrity.history(settings)
+    assert [r["run_id"] for r in runs] == [report.run_id]
+    assert runs[0]["failed_checks"] == len(planted_defects(fresh_defects_db))
+
+
+def test_clean_data_is_ok(clean_db: str) -> None:
+    report = integrity.run(_settings(clean_db), store=False)
+    assert report.status == Severity.OK, [r.message for r in report.problems()]
+    assert all(count == 0 for count in report.counts().values())
+
+
+def test_defects_planted_with_raw_sql_are_found(clean_db: str) -> None:
+    workout = _sql(clean_db, "SELECT min(id) FROM workouts WHERE total_volume > 0")[0][0]
+    orphan_set = _sql(
+        clean_db,
+        "BEGIN; SET LOCAL session_replication_role = replica; "
+        "INSERT INTO workout_sets (workout_id, exercise_id, set_number, weight, reps) "
+        "VALUES (987654, 1, 1, 50, 5) RETURNING id; COMMIT;",
+    )
+    _sql(clean_db, "ALTER TABLE workouts DROP CONSTRAINT workouts_user_id_fkey")
+    orphan_workout = _sql(
+        clean_db, "INSERT INTO workouts (user_id, date) VALUES (888888, current_date) RETURNING id"
+    )[0][0]
+    _sql(clean_db, "ALTER TABLE consents DROP CONSTRAINT consents_user_id_fkey")
+    orphan_consent = _sql(
+        clean_db,
+        "INSERT INTO consents (user_id, purpose, granted) VALUES (777777, 'x', true) RETURNING id",
+    )[0][0]
+    _sql(
+        clean_db,
+        "ALTER TABLE consents ADD CONSTRAINT consents_user_id_fkey FOREIGN KEY "
+        "(user_id) REFERENCES users (id) NOT VALID",
+    )
+    _sql(clean_db, "UPDATE workouts SET total_volume = total_volume + 1 WHERE id = %s", (workout,))
+    del orphan_set
+    report = integrity.run(_settings(clean_db), store=False)
+    found = {name: n for name, n in report.counts().items() if n}
+    assert found == {
+        "orphan_workout_sets": 1,
+        "orphan_workouts": 1,
+        "orphan_consents": 1,
+        "workout_total_volume": 1,
+    }
+    assert report.result("orphan_workouts").sample_ids == (str(orphan_workout),)
+    assert report.result("orphan_consents").sample_ids == (str(orphan_consent),)
+    assert report.result("workout_total_volume").sample_ids == (str(workout),)
+
+
+# -- repair ---------------------------------------------------------------------------------
+
+SNAPSHOT_TABLES = (
+    "users",
+    "exercises",
+    "workouts",
+    "workout_sets",
+    "user_totals",
+    "consents",
+    "audit_log",
+    "ops.quarantine",
+    "ops.repairs",
+    "ops.check_runs",
+)
+
+
+def _contents(url: str) -> dict[str, tuple[Any, ...]]:
+    return {
+        t: _sql(url, f"SELECT count(*), md5(string_agg(x::text, ',' ORDER BY x::text)) FROM {t} x")[
+            0
+        ]
+        for t in SNAPSHOT_TABLES
+    }
+
+
+def _orphan_workout_sets(url: str) -> int:
+    return int(
+        _sql(
+            url,
+            "SELECT count(*) FROM workout_sets s WHERE s.workout_id IN "
+            "(SELECT w.id FROM workouts w WHERE NOT EXISTS "
+            "(SELECT 1 FROM users u WHERE u.id = w.user_id))",
+        )[0][0]
+    )
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(defects_db: str) -> None:
+    planted = planted_defects(defects_db)
+    before = _contents(defects_db)
+    outcome = integrity.check(_settings(defects_db), repair=True, dry_run=True)
+    assert _contents(defects_db) == before
+    assert outcome.before.run_id is None and outcome.after is None
+    rows = {r.kind: r.rows for r in outcome.repair.results} if outcome.repair else {}
+    assert rows == {
+        "quarantine_orphans": {
+            "workouts": planted["orphan_workouts"],
+            "workout_sets": planted["orphan_sets"] + _orphan_workout_sets(defects_db),
+        },
+        "workout_total_volume": {"workouts": planted["wrong_total_volume"]},
+        "user_totals": {"user_totals": planted["wrong_user_totals"]},
+    }
+
+
+def test_repair_fixes_what_it_claims_with_audit_rows(fresh_defects_db: str) -> None:
+    url = fresh_defects_db
+    planted = planted_defects(url)
+    dependent_sets = _orphan_workout_sets(url)
+    settings = _settings(url)
+    outcome = integrity.check(settings, repair=True)
+    assert outcome.repair is not None and not outcome.repair.failed
+    run_id = outcome.before.run_id
+    assert run_id is not None and outcome.repair.run_id == run_id
+    after = outcome.after
+    assert after is not None
+    for name in ("orphan_workouts", "orphan_workout_sets", *REPAIRABLE):
+        assert outcome.before.counts()[name] > 0 and after.counts()[name] == 0, name
+    for kind in ("weight_out_of_range", "reps_missing", "date_out_of_range"):
+        assert after.counts()[DEFECT_CHECKS[kind]] == planted[kind]  # not repairable
+    # the values are right, not just different
+    assert (
+        _sql(
+            url,
+            "SELECT count(*) FROM workouts w WHERE total_volume IS DISTINCT FROM "
+            "(SELECT COALESCE(sum(weight * reps), 0) FROM workout_sets s "
+            "WHERE s.workout_id = w.id) AND total_volume IS NOT NULL",
+        )[0][0]
+        == 0
+    )
+    total = outcome.repair.total
+    assert total == (
+        planted["orphan_workouts"]
+        + planted["orphan_sets"]
+        + dependent_sets
+        + planted["wrong_total_volume"]
+        + planted["wrong_user_totals"]
+    )
+    audit = _sql(
+        url,
+        "SELECT table_name, count(*), count(old_value), count(new_value) "
+        "FROM audit_log WHERE action = 'REPAIR' AND (details ->> 'run_id')::bigint = %s "
+        "GROUP BY 1 ORDER BY 1",
+        (run_id,),
+    )
+    assert audit == [
+        ("user_totals", 3, 3, 3),
+        (
+            "workout_sets",
+            planted["orphan_sets"] + dependent_sets,
+            planted["orphan_sets"] + dependent_sets,
+            0,
+        ),
+        (
+            "workouts",
+            planted["orphan_workouts"] + planted["wrong_total_volume"],
+            planted["orphan_workouts"] + planted["wrong_total_volume"],
+            planted["wrong_total_volume"],
+        ),
+    ]
+    changed = _sql(
+        url,
+        "SELECT count(*) FROM audit_log WHERE action = 'REPAIR' AND "
+        "table_name = 'workouts' AND new_value IS NOT NULL AND "
+        "old_value ->> 'total_volume' <> new_value ->> 'total_volume'",
+    )
+    assert changed[0][0] == planted["wrong_total_volume"]
+    assert _sql(url, "SELECT count(*) FROM audit_log WHERE action <> 'REPAIR'")[0][0] == 0
+    repairs = _sql(url, "SELECT sum(rows) FROM ops.repairs WHERE run_id = %s", (run_id,))
+    assert repairs[0][0] == total
+    quarantined = {
+        r[0]
+        for r in _sql(
+            url,
+            "SELECT row_id FROM ops.quarantine WHERE table_name = 'workout_sets' AND run_id = %s",
+            (run_id,),
+        )
+    }
+    assert _planted_ids(url)["orphan_sets"] <= quarantined
+    again = integrity.check(settings, repair=True)
+    assert again.repair is not None and again.repair.total == 0
+    assert all(again.before.counts()[n] == 0 for n in REPAIRABLE)
+
+
+def test_repair_is_refused_when_auto_fix_is_off(defects_db: str) -> None:
+    from powrops.errors import ParameterError
+
+    settings = _settings(defects_db, consistency={"repair": {"auto_fix": False}})
+    with pytest.raises(ParameterError, match="auto_fix"):
+        integrity.check(settings, repair=True)
+
+
+# -- command line and notebook ----------------------------------------------------------------
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    env["POWROPS_DATABASE_URL"] = _libpq(url)
+    return subprocess.run(
+        [sys.executable, "-m", "powrops.cli", "check", "integrity", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_exit_codes_and_json(defects_db: str, clean_db: str) -> None:
+    ok = _cli(clean_db)
+    assert ok.returncode == 0, ok.stderr
+    assert "integrity OK" in ok.stdout
+    warn = _cli(defects_db, "--json")
+    assert warn.returncode == 1, warn.stderr
+    data = json.loads(warn.stdout)
+    assert data["status"] == "WARNING"
+    assert (
+        data["before"]["counts"]["orphan_workout_sets"]
+        == planted_defects(defects_db)["orphan_sets"]
+    )
+    assert "@" not in warn.stdout  # no emails
+    dry = _cli(defects_db, "--repair", "--dry-run")
+    assert dry.returncode == 1 and "would change" in dry.stdout
+    bad = _cli(defects_db, "--dry-run")
+    assert bad.returncode == 3 and "--dry-run only applies to --repair" in bad.stderr
+    gone = _cli("postgresql://powr@127.0.0.1:1/powr")
+    assert gone.returncode == 3 and "cannot connect" in gone.stderr
+
+
+def test_integrity_report_notebook_shows_the_planted_defects(
+    defects_db: str, tmp_path: Path
+) -> None:
+    run = run_report(
+        "integrity_report",
+        {},
+        reports_dir=tmp_path,
+        root=REPO,
+        timeout=300,
+        env={"POWROPS_DATABASE_URL": _libpq(defects_db)},
+    )
+    result = run.result
+    assert result["failed"] is False, result["error"]
+    assert result["status"] == "WARNING" and run.exit_code == 1
+    planted = planted_defects(defects_db)
+    values = {f["check"]: f["value"] for f in result["findings"]}
+    for kind, n in planted.items():
+        assert values[DEFECT_CHECKS[kind]] == n
+    assert (
+        result["figures"]["orphaned_records"] == planted["orphan_sets"] + planted["orphan_workouts"]
+    )
+    html = run.html.read_text()
+    assert "orphan_workout_sets" in html and "data:image/png;base64," in html  # the trend plot
+    assert "integrity.check(settings" not in html  # a scheduled report hides its code
+    assert "@example" not in html
+
+
+def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
+    clean_db: str, tmp_path: Path
+) -> None:
+    from datetime import datetime, timedelta
+
+    workout = _sql(clean_db, "SELECT max(id) FROM workouts WHERE total_volume > 0")[0][0]
+    _sql(clean_db, "UPDATE workouts SET total_volume = total_volume * 2 WHERE id = %s", (workout,))
+    bad_at = _sql(
+        clean_db,
+        "SELECT occurred_at FROM audit_log WHERE table_name = 'workouts' "
+        "AND row_id = %s AND action = 'UPDATE'",
+        (str(workout),),
+    )[0][0]
+    before = _contents(clean_db)
+    env = {"POWROPS_DATABASE_URL": _libpq(clean_db)}
+    run = run_report(
+        "data_corruption_response", {}, reports_dir=tmp_path, root=REPO, timeout=300, env=env
+    )
+    assert run.result["failed"] is False, run.result["error"]
+    assert _contents(clean_db) == before
+    figures = run.result["figures"]
+    assert figures["read_only"] is False
+    assert datetime.fromisoformat(figures["target_time"]) == bad_at - timedelta(milliseconds=1)
+    html = run.html.read_text()
+    assert "SET default_transaction_read_only = off; COMMIT;" in html  # the undo command is shown
+    assert "point_in_time_restore -p target_time" in html
+    assert "stop_writes" in html  # a runbook shows its code
+    settings = _sql(
+        clean_db,
+        "SELECT count(*) FROM pg_db_role_setting WHERE setdatabase = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    assert settings == [(0,)]
+
+    confirmed = run_report(
+        "data_corruption_response",
+        {"confirm": "True"},
+        reports_dir=tmp_path,
+        root=REPO,
+        timeout=300,
+        env=env,
+    )
+    assert confirmed.result["figures"]["read_only"] is True
+    assert _sql(clean_db, "SHOW default_transaction_read_only") == [("on",)]
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        _sql(clean_db, "UPDATE workouts SET notes = 'x' WHERE id = %s", (workout,))
+    from powrops.integrity.incident import read_only_commands
+
+    undo = read_only_commands(clean_db.rsplit("/", 1)[1])["undo"]
+    _sql(clean_db, undo)
+    assert _sql(clean_db, "SHOW default_transaction_read_only") == [("off",)]
+
+
+def test_a_repair_that_fails_changes_nothing_and_exits_critical(clean_db: str) -> None:
+    workout = _sql(clean_db, "SELECT min(id) FROM workouts WHERE total_volume > 0")[0][0]
+    # a volume no numeric(10,2) total can hold: recomputing this workout's total must fail
+    _sql(
+        clean_db,
+        "INSERT INTO workout_sets (workout_id, exercise_id, set_number, weight, reps) "
+        "VALUES (%s, 1, 99, 99999, 10000)",
+        (workout,),
+    )
+    before = _sql(clean_db, "SELECT total_volume FROM workouts WHERE id = %s", (workout,))
+    result = _cli(clean_db, "--repair", "--json")
+    assert result.returncode == 2, result.stderr
+    data = json.loads(result.stdout)
+    failed = {r["kind"]: r for r in data["repair"]["results"]}
+    assert failed["workout_total_volume"]["error"] and failed["workout_total_volume"]["rows"] == {}
+    assert failed["user_totals"]["error"] is None and failed["user_totals"]["rows"] == {
+        "user_totals": 1
+    }
+    assert _sql(clean_db, "SELECT total_volume FROM workouts WHERE id = %s", (workout,)) == before
+    assert data["after"]["counts"]["workout_total_volume"] == 1
+    assert data["after"]["counts"]["user_totals"] == 0
+
+
+def test_scope_finds_the_first_bad_change_beyond_the_sample_ids(clean_db: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from powrops.integrity import incident
+
+    since = datetime.now(UTC) - timedelta(hours=1)
+    _sql(
+        clean_db,
+        "BEGIN; SET LOCAL session_replication_role = replica; "
+        "UPDATE workout_sets SET weight = -1 WHERE id <= 20; COMMIT;",
+    )  # not audited
+    last = _sql(clean_db, "SELECT max(id) FROM workout_sets")[0][0]
+    _sql(clean_db, "UPDATE workout_sets SET weight = 2000 WHERE id = %s", (last,))
+    owner = _sql(clean_db, "SELECT user_id FROM workouts ORDER BY id DESC LIMIT 1")[0][0]
+    _sql(clean_db, "ALTER TABLE workouts DROP CONSTRAINT workouts_user_id_fkey")
+    _sql(clean_db, "ALTER TABLE user_totals DROP CONSTRAINT user_totals_user_id_fkey")
+    _sql(clean_db, "ALTER TABLE sessions DROP CONSTRAINT sessions_user_id_fkey")
+    _sql(clean_db, "ALTER TABLE consents DROP CONSTRAINT consents_user_id_fkey")
+    _sql(clean_db, "ALTER TABLE exercises DROP CONSTRAINT exercises_user_id_fkey")
+    _sql(clean_db, "DELETE FROM users WHERE id = %s", (owner,))
+    settings = _settings(clean_db)
+    report = integrity.run(settings, store=False)
+    assert str(last) not in report.result("weight_range").sample_ids
+    found = incident.scope(settings, report, since)
+    first = found["first_bad_change"]
+    assert (first["table"], first["row id"], first["action"]) == (
+        "workout_sets",
+        str(last),
+        "UPDATE",
+    )
+    assert {"workouts", "workout_sets"} <= set(found["tables"])
+    assert any(c["command"] == "ALTER TABLE" for c in found["system_changes"])
+    assert str(owner) in found["users"]
+    # the orphans alone lead to the DELETE of their user, or the DDL that allowed it
+    orphans_only = integrity.IntegrityReport(
+        [report.result("orphan_workouts")], report.started_at, report.finished_at
+    )
+    with psycopg.connect(_libpq(clean_db), autocommit=True) as conn:
+        deleted = incident.first_bad_change(conn, settings, orphans_only, since)
+    assert deleted is not None
+    assert (deleted["table"], deleted["action"], deleted["row id"]) == (
+        "users",
+        "DELETE",
+        str(owner),
+    )
+    target = incident.recovery_target(found)
+    assert datetime.fromisoformat(target["target_time"]) < first["time"]
+    assert target["parameters"] == {"target_time": target["target_time"], "confirm": False}
