@@ -13,13 +13,12 @@ SQL (the downgrade back to the current revision) and the safeguards as findings:
 :func:`apply` runs a plan whose safeguards passed: the rollback SQL is saved under the state
 directory, the migration runs on one connection with ``lock_timeout`` and ``statement_timeout``
 set, an ``audit_log`` row (action ``MIGRATION``) and an ``ops.events`` row (kind ``migration``)
-record from/to revisions, and post-migration checks follow (alembic at head, a quick integrity
-check when :mod:`powrops.integrity` offers ``quick_check``).
+record from/to revisions, and post-migration checks follow (alembic at head, and the integrity
+check of :mod:`powrops.integrity`, recorded in ``ops.check_runs`` like any other run).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from powrops import migrate
 from powrops.config import Settings
 from powrops.durations import Duration
 from powrops.errors import ParameterError, PowropsError
-from powrops.findings import Finding, Severity, overall
+from powrops.findings import Finding, Severity
 
 Echo = Callable[[str], None] | None
 
@@ -294,7 +293,7 @@ def _audit(settings: Settings, result: ProductionResult) -> None:
 
 
 def post_checks(settings: Settings, eng: Any, plan: ProductionPlan) -> list[Finding]:
-    """Alembic at head, then the quick integrity check when one is available."""
+    """Alembic at head, then the integrity check."""
     now_at = migrate.current(eng)
     checks = [
         Finding("at_head", Severity.OK, f"the database is at head ({now_at})")
@@ -307,26 +306,16 @@ def post_checks(settings: Settings, eng: Any, plan: ProductionPlan) -> list[Find
 
 
 def _integrity(settings: Settings) -> Finding:
+    """The integrity check after migrating, recorded like any other run."""
+    from powrops import integrity
+
     try:
-        module = importlib.import_module("powrops.integrity")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("powrops.integrity", "powrops"):
-            raise
-        return Finding("integrity", Severity.UNKNOWN, "not run: powrops.integrity is not installed")
-    quick = getattr(module, "quick_check", None)
-    if quick is None:
-        return Finding(
-            "integrity", Severity.UNKNOWN, "not run: powrops.integrity has no quick_check"
-        )
-    try:
-        found = quick(settings)
+        report = integrity.run(settings)
     except PowropsError as exc:
-        return Finding("integrity", Severity.UNKNOWN, f"quick integrity check could not run: {exc}")
-    findings = list(getattr(found, "findings", found))
-    worst = overall(findings)
-    bad = [f.message for f in findings if f.severity != Severity.OK][:3]
-    message = "quick integrity check: " + ("; ".join(bad) if bad else f"{len(findings)} checks OK")
-    return Finding("integrity", worst, message)
+        return Finding("integrity", Severity.UNKNOWN, f"integrity check could not run: {exc}")
+    bad = [f.message for f in report.findings() if f.severity != Severity.OK][:3]
+    message = "integrity check: " + ("; ".join(bad) if bad else report.summary())
+    return Finding("integrity", report.status, message)
 
 
 # --- rendering -----------------------------------------------------------------------------
