@@ -152,8 +152,13 @@ def growth_rows(growth: Growth) -> list[dict[str, Any]]:
     def size(value: float | None) -> str:
         return "-" if value is None else human_bytes(value)
 
-    def days(value: float | None) -> str:
-        return "not at this rate" if value is None else f"{value:,.0f} days"
+    def reached(key: str) -> str:
+        value, when = data[f"days_to_{key}"], data[f"date_{key}"]
+        if value is None:
+            return "not at this rate"
+        if when is None:
+            return "not within a century at this rate"
+        return f"in {value:,.0f} days ({when})"
 
     rows = [
         ("trend from", data["source"]),
@@ -162,11 +167,9 @@ def growth_rows(growth: Growth) -> list[dict[str, Any]]:
         ("95 % band", "-" if band is None else f"{size(band[0])} .. {size(band[1])} per day"),
         ("disk", "-" if data["disk"] is None else f"{data['disk']['percent']} % of "
          f"{size(data['disk']['capacity_bytes'])} ({data['disk']['source']})"),
-        ("warning threshold reached", f"{days(data['days_to_warning'])} ({data['date_warning']})"),
-        ("critical threshold reached",
-         f"{days(data['days_to_critical'])} ({data['date_critical']})"),
-        ("earliest warning (upper band)",
-         f"{days(data['days_to_warning_earliest'])} ({data['date_warning_earliest']})"),
+        ("warning threshold reached", reached("warning")),
+        ("critical threshold reached", reached("critical")),
+        ("earliest warning (upper band)", reached("warning_earliest")),
         ("database size in a year", size(data["size_in_a_year_bytes"])),
         ("disk needed in a year", size(data["needed_in_a_year_bytes"])),
     ]  # fmt: skip
