@@ -219,46 +219,38 @@ def integrity(ev: Evidence) -> Section:
 
 # --- growth and performance -----------------------------------------------------------------
 
-SIZE_KEYS = (
-    "total_size_bytes",
-    "database_size_bytes",
-    "total_bytes",
-    "db_size_bytes",
-    "size_bytes",
-    "total_size",
-    "totalSize",
-    "database_size",
-)
-# Performance figures: (name shown, keys holding a percentage, keys holding a 0..1 ratio).
-PERF_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "cache_hit_pct": (("cache_hit_pct",), ("cache_hit_rate", "cache_hit_ratio", "cacheHitRate")),
-    "dead_tuple_pct": (("dead_tuple_pct", "dead_tuples_pct"), ("dead_tuple_ratio",)),
-    "dead_tuples": (("dead_tuples", "deadTuples", "n_dead_tup"), ()),
-    "mean_query_ms": (("mean_query_ms", "query_time_ms", "mean_exec_time_ms"), ()),
-    "slow_queries": (("slow_queries", "slow_query_count"), ()),
+# Figures read from a snapshot's ``metrics`` (the shape documented in :mod:`powrops.metrics`):
+# the database size, and the performance block with ratios shown as percentages.
+PERF_FIGURES: dict[str, tuple[str, float]] = {
+    "cache_hit_pct": ("cache_hit_rate", 100.0),
+    "dead_tuple_pct": ("dead_tuple_ratio", 100.0),
+    "dead_tuples": ("dead_tuples", 1.0),
+    "mean_query_ms": ("mean_query_ms", 1.0),
+    "slow_queries": ("slow_queries", 1.0),
 }
-_NESTS = ("volume", "database", "totals", "performance", "metrics")
 
 
-def metric(metrics: Mapping[str, Any], names: Sequence[str]) -> float | None:
-    """The first numeric value under one of ``names``, at the top or one level down."""
-    scopes = [metrics] + [metrics[n] for n in _NESTS if isinstance(metrics.get(n), Mapping)]
-    for scope in scopes:
-        for name in names:
-            value = _number(scope.get(name))
-            if value is not None:
-                return value
-    return None
+PERF_LABELS = {
+    "cache_hit_pct": "cache hit rate {:.2f} %",
+    "dead_tuple_pct": "dead tuples {:.2f} %",
+    "dead_tuples": "{:,.0f} dead rows",
+    "mean_query_ms": "mean statement time {:.2f} ms",
+    "slow_queries": "{:.0f} slow statements",
+}
+
+
+def size_metric(metrics: Mapping[str, Any]) -> float | None:
+    """The database size in bytes of one snapshot."""
+    volume = metrics.get("volume")
+    return _number(volume.get("total_size_bytes")) if isinstance(volume, Mapping) else None
 
 
 def perf_metric(metrics: Mapping[str, Any], name: str) -> float | None:
     """A performance figure in its display unit (ratios become percentages)."""
-    pct_keys, ratio_keys = PERF_KEYS[name]
-    value = metric(metrics, pct_keys)
-    if value is None:
-        ratio = metric(metrics, ratio_keys)
-        value = None if ratio is None else round(100 * ratio, 3)
-    return value
+    key, scale = PERF_FIGURES[name]
+    block = metrics.get("performance")
+    value = _number(block.get(key)) if isinstance(block, Mapping) else None
+    return None if value is None else round(value * scale, 3)
 
 
 def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
@@ -275,7 +267,7 @@ def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | N
 def _sizes(snapshots: Sequence[Snapshot]) -> list[tuple[datetime, float]]:
     found = []
     for snap in snapshots:
-        size = metric(snap.metrics, SIZE_KEYS)
+        size = size_metric(snap.metrics)
         if size is not None:
             found.append((snap.taken_at, size))
     return found
@@ -329,7 +321,7 @@ def performance(ev: Evidence) -> Section:
     rows: list[dict[str, Any]] = []
     series: dict[str, list[Any]] = defaultdict(list)
     for snap in ev.in_quarter_snapshots():
-        values = {name: perf_metric(snap.metrics, name) for name in PERF_KEYS}
+        values = {name: perf_metric(snap.metrics, name) for name in PERF_FIGURES}
         if all(v is None for v in values.values()):
             continue
         rows.append({"at": _when(snap.taken_at), **values})
@@ -338,13 +330,10 @@ def performance(ev: Evidence) -> Section:
             series[name].append(value)
     if not rows:
         return _missing("performance", title, "performance metrics in the metric snapshots")
-    present = [n for n in PERF_KEYS if any(v is not None for v in series[n])]
+    present = [n for n in PERF_FIGURES if any(v is not None for v in series[n])]
     latest = {n: rows[-1][n] for n in present if rows[-1][n] is not None}
-    summary = (
-        f"{len(rows)} snapshots with "
-        + ", ".join(present)
-        + "; latest "
-        + ", ".join(f"{k} {v:g}" for k, v in latest.items())
+    summary = f"{len(rows)} snapshots; latest: " + ", ".join(
+        PERF_LABELS[k].format(v) for k, v in latest.items()
     )
     return Section("performance", title, Severity.OK, summary, rows, {}, dict(series))
 
