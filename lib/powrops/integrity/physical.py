@@ -4,10 +4,15 @@ amcheck runs per relation inside the snapshot, each in a savepoint, so one corru
 reported by name and the others are still checked. ``heapallindexed`` (from
 ``consistency.heapallindexed``) also verifies that every heap tuple has its index entry: slower,
 and worth it after an incident.
+
+``guarded`` runs the other groups of checks (rules, consistency) in a savepoint too: a page they
+cannot read (a data checksum failure, a corrupt index the planner used) becomes a CRITICAL result
+for that group instead of ending the run, and amcheck still names the damaged relation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -39,6 +44,37 @@ AMCHECK_ADVICE = (
     "corruption: follow runbooks/data_corruption_response.ipynb (stop writes, assess the scope, "
     "restore to just before the damage); REINDEX fixes a corrupt index whose heap is sound"
 )
+
+
+CORRUPTION = (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted)
+"""SQLSTATE XX001 and XX002: what PostgreSQL raises when it reads a damaged page."""
+
+
+def guarded(
+    conn: psycopg.Connection[Any], group: str, checks: Callable[[], list[CheckResult]]
+) -> list[CheckResult]:
+    """``checks()`` in a savepoint; if they hit a corrupt page, one CRITICAL result saying so.
+
+    The result is ``<group>_unreadable`` (category physical, count None: the group could not
+    count anything); the group's own results are missing from that run.
+    """
+    try:
+        with conn.transaction():
+            return checks()
+    except CORRUPTION as exc:
+        problem = str(exc).strip().splitlines()[0]
+        return [
+            CheckResult(
+                name=f"{group}_unreadable",
+                category="physical",
+                table=None,
+                count=None,
+                severity=Severity.CRITICAL,
+                message=f"{group} checks stopped on corrupt data: {problem}",
+                advice=AMCHECK_ADVICE,
+                details={"sqlstate": exc.sqlstate},
+            )
+        ]
 
 
 def _unavailable(name: str, why: str) -> CheckResult:

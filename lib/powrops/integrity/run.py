@@ -16,7 +16,7 @@ from powrops.errors import DatabaseError
 from powrops.findings import Severity
 from powrops.integrity.consistency import run_consistency
 from powrops.integrity.model import CheckResult, IntegrityReport
-from powrops.integrity.physical import run_physical
+from powrops.integrity.physical import guarded, run_physical
 from powrops.integrity.rules import run_rules
 
 KIND = "integrity"
@@ -82,8 +82,10 @@ def collect(
     """Every configured check inside one read-only REPEATABLE READ snapshot."""
     timeout = settings.consistency.statement_timeout.postgres()
     with snapshot(conn, timeout):
-        results = run_rules(conn, settings.validation, today)
-        results += run_consistency(conn, settings.consistency.checks)
+        results = guarded(conn, "validation", lambda: run_rules(conn, settings.validation, today))
+        results += guarded(
+            conn, "consistency", lambda: run_consistency(conn, settings.consistency.checks)
+        )
         results += run_physical(conn, settings.consistency.heapallindexed)
         results.append(check_audit_trail(conn, settings))
     return results
