@@ -13,17 +13,15 @@ from typing import Any
 from powrops.findings import Severity
 from powrops.quarterly import ChecklistItem, Review, summary_counts
 from powrops.quarterly_sections import Section
-from powrops.reports.display import severity_badge, summary_html
+from powrops.reports.display import (
+    cell_text,
+    markup_table,
+    severity_badge,
+    show_html,
+    summary_html,
+)
 
 LINK_PREFIX = "../../"
-_CELL = "padding:4px 8px;border:1px solid #d0d0d0;text-align:left;vertical-align:top"
-_TABLE = "border-collapse:collapse;font-family:sans-serif;font-size:13px;margin:6px 0"
-
-
-def _show(html: str) -> None:
-    from IPython.display import HTML, display
-
-    display(HTML(html))  # type: ignore[no-untyped-call]
 
 
 def link_html(target: str | None, label: str = "report") -> str:
@@ -57,7 +55,7 @@ def _section_overview(review: Review) -> str:
         [severity_badge(s.status), escape(s.title), escape(s.summary)]
         for s in review.sections.values()
     ]
-    return _table(("status", "area", "summary"), rows, "The quarter at a glance")
+    return markup_table(("status", "area", "summary"), rows, "The quarter at a glance")
 
 
 def checklist_html(items: list[ChecklistItem]) -> str:
@@ -72,16 +70,16 @@ def checklist_html(items: list[ChecklistItem]) -> str:
         for i in items
     ]
     header = ("group", "item", "status", "evidence", "proof")
-    return _table(header, rows, "The strategy's checklist, judged from evidence")
+    return markup_table(header, rows, "The strategy's checklist, judged from evidence")
 
 
 def show_summary(review: Review) -> None:
     """The banner, the overview of every section and any evidence that could not be read."""
-    _show(summary_html_of(review))
+    show_html(summary_html_of(review))
 
 
 def show_checklist(review: Review) -> None:
-    _show(checklist_html(review.items))
+    show_html(checklist_html(review.items))
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -96,11 +94,11 @@ def section_html(section: Section) -> str:
         return head
     header = list(dict.fromkeys(k for row in section.rows for k in row))
     rows = [[_cell(k, row.get(k)) for k in header] for row in section.rows]
-    return head + _table(header, rows, None)
+    return head + markup_table(header, rows, None)
 
 
 def show_section(review: Review, key: str) -> None:
-    _show(section_html(review.sections[key]))
+    show_html(section_html(review.sections[key]))
 
 
 def _cell(key: str, value: Any) -> str:
@@ -108,25 +106,7 @@ def _cell(key: str, value: Any) -> str:
         return link_html(value)
     if key == "status" and isinstance(value, str) and value.upper() in Severity.__members__:
         return severity_badge(value)
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return escape(f"{value:.6g}")
-    return escape(str(value))
-
-
-def _table(header: Any, rows: list[list[str]], caption: str | None) -> str:
-    cap = ""
-    if caption:
-        style = "text-align:left;font-weight:bold;padding:4px 0"
-        cap = f'<caption style="{style}">{escape(caption)}</caption>'
-    head = "".join(f'<th style="{_CELL};background:#f2f2f2">{escape(h)}</th>' for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in row) + "</tr>" for row in rows
-    )
-    return (
-        f'<table style="{_TABLE}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    )
+    return cell_text(value)
 
 
 # --- plots ----------------------------------------------------------------------------------
@@ -250,7 +230,7 @@ def show_plot(review: Review, name: str) -> None:
     """Show one plot, or say in one line that the quarter has no data for it."""
     fig = _PLOTS[name](review)
     if fig is None:
-        _show(
+        show_html(
             f'<p style="font-family:sans-serif;color:#666">No data to plot for {escape(name)}.</p>'
         )
         return

@@ -61,24 +61,24 @@ def findings_html(findings: Iterable[Finding]) -> str:
     rows = [
         [
             severity_badge(f.severity),
-            _text(f.check),
-            _text(f.object),
-            _text(f.message),
-            _text(f.value),
-            _text(f.expected),
-            _text(f.advice),
+            cell_text(f.check),
+            cell_text(f.object),
+            cell_text(f.message),
+            cell_text(f.value),
+            cell_text(f.expected),
+            cell_text(f.advice),
         ]
         for f in found
     ]
-    return _table(header, rows, caption=None)
+    return markup_table(header, rows, caption=None)
 
 
 def table_html(data: Any, caption: str | None = None, max_rows: int = 200) -> str:
     """An HTML table from a pandas DataFrame, a list of mappings or a list of sequences."""
     header, rows = _rows_of(data)
     shown = rows[:max_rows]
-    cells = [[_text(v) for v in row] for row in shown]
-    html = _table(header, cells, caption=caption)
+    cells = [[cell_text(v) for v in row] for row in shown]
+    html = markup_table(header, cells, caption=caption)
     if len(rows) > max_rows:
         more = len(rows) - max_rows
         html += f'<p style="font-family:sans-serif;font-size:12px">{more} more rows not shown.</p>'
@@ -87,26 +87,26 @@ def table_html(data: Any, caption: str | None = None, max_rows: int = 200) -> st
 
 def show_summary(findings: Iterable[Finding], title: str, status: Severity | None = None) -> None:
     """Display the status banner in the notebook."""
-    _show(summary_html(findings, title, status))
+    show_html(summary_html(findings, title, status))
 
 
 def show_findings(findings: Iterable[Finding]) -> None:
     """Display the findings table in the notebook."""
-    _show(findings_html(findings))
+    show_html(findings_html(findings))
 
 
 def show_table(data: Any, caption: str | None = None, max_rows: int = 200) -> None:
     """Display a DataFrame or a list of rows as a table in the notebook."""
-    _show(table_html(data, caption, max_rows))
+    show_html(table_html(data, caption, max_rows))
 
 
-def _show(html: str) -> None:
+def show_html(html: str) -> None:
     from IPython.display import HTML, display
 
     display(HTML(html))  # type: ignore[no-untyped-call]
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     """Escaped text of one cell; None shows empty, floats compactly."""
     if value is None:
         return ""
@@ -115,7 +115,7 @@ def _text(value: Any) -> str:
     return escape(str(value))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str | None) -> str:
+def markup_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str | None) -> str:
     """Markup of a table whose body cells are already escaped HTML."""
     cap = ""
     if caption:
