@@ -84,7 +84,8 @@ class StateSettings(Section):
 class ReportSettings(Section):
     dir: str = "reports"
     archive_url: SecretStr | None = None
-    # How to reach an s3:// archive (endpoint, region, credentials), as in backup.storage.*.
+    # How to reach an s3:// archive (endpoint, region, credentials), as in backup.storage.*;
+    # unset, the backup repository's s3/gcs connection is used.
     archive_storage: Repository | None = None
     retention: Duration = Duration.parse("indefinite")
     timeout: Duration = Duration.parse("30min")

@@ -114,9 +114,13 @@ class ReportArchive:
         repo = None
         url = settings.reports.archive_url
         if url is not None and url.get_secret_value():
+            from powrops.backup.repos import connection_for
             from powrops.storage.base import open_repository
 
-            repo = open_repository(url.get_secret_value(), settings.reports.archive_storage)
+            where = url.get_secret_value()
+            repo = open_repository(
+                where, connection_for(settings, where, settings.reports.archive_storage)
+            )
         return cls(settings.reports_dir, repo, settings.reports.retention)
 
     @property

@@ -10,9 +10,9 @@ repository beside the embedded cluster) - set it to durable storage in productio
 
 from __future__ import annotations
 
-from powrops.config import Repository as RepositorySettings
+from powrops.backup.repos import connection_for
 from powrops.config import Settings
-from powrops.storage.base import Repository, open_repository, url_scheme
+from powrops.storage.base import Repository, open_repository
 
 PREFIX = "archive/users"
 
@@ -22,16 +22,6 @@ def archive_url(settings: Settings) -> str:
     return settings.archival.repository or (settings.state_dir / "archive").as_uri()
 
 
-def _options(settings: Settings, url: str) -> RepositorySettings | None:
-    if url_scheme(url) != "s3":
-        return None
-    storage = settings.backup.storage
-    for repo in (storage.primary, storage.secondary):
-        if repo is not None and repo.kind in ("s3", "gcs") and repo.url:
-            return repo.model_copy(update={"url": url})
-    return None
-
-
 def open_archive(settings: Settings, url: str | None = None) -> Repository:
     """The archive repository (or the one at ``url``, e.g. from an index entry)."""
     url = url or archive_url(settings)
@@ -39,7 +29,7 @@ def open_archive(settings: Settings, url: str | None = None) -> Repository:
         from powrops.storage.local import path_from_url
 
         path_from_url(url).mkdir(mode=0o700, parents=True, exist_ok=True)
-    return open_repository(url, _options(settings, url), settings.backup.storage.encryption)
+    return open_repository(url, connection_for(settings, url), settings.backup.storage.encryption)
 
 
 def user_prefix(user_id: int) -> str:
