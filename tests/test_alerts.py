@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from powrops import alerts
+from powrops.backup.catalog import consecutive_failures
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity, overall
 from powrops.growth import Disk
@@ -95,7 +96,7 @@ def test_query_time_thresholds_and_config() -> None:
 
 def test_failed_backups_count_consecutive_at_the_head() -> None:
     s = Settings()
-    assert alerts.consecutive_failures(["failed", "ok", "failed", "failed"]) == 2
+    assert consecutive_failures(["failed", "ok", "failed", "failed"]) == 2
     cases = [
         ([], Severity.OK),
         (["ok"], Severity.OK),

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from powrops.backup.catalog import consecutive_failures
 from powrops.config import PercentThreshold, Settings
 from powrops.durations import human_bytes
 from powrops.findings import Finding, Severity, counts, overall
@@ -231,16 +232,6 @@ def activity_findings(running: Iterable[dict[str, Any]], settings: Settings) -> 
                 )
             )
     return found or [Finding("running_query", Severity.OK, "no statement running too long")]
-
-
-def consecutive_failures(statuses: Sequence[str]) -> int:
-    """Failed runs at the head (newest end) of a list of statuses, oldest first."""
-    n = 0
-    for status in reversed(statuses):
-        if status == "ok":
-            break
-        n += 1
-    return n
 
 
 def backup_findings(

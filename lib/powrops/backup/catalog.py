@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -116,3 +117,13 @@ class Catalog:
 
     def wal_objects(self) -> dict[str, ObjectInfo]:
         return {wal_name_of(o.key): o for o in self.repo.list(WAL_PREFIX) if o.key.endswith(".zst")}
+
+
+def consecutive_failures(statuses: Sequence[str]) -> int:
+    """Failed runs at the newest end of a list of run statuses ordered oldest first."""
+    n = 0
+    for status in reversed(statuses):
+        if status == "ok":
+            break
+        n += 1
+    return n

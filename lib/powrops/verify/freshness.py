@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from powrops.backup.catalog import consecutive_failures
 from powrops.backup.model import BackupRecord
 from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, SEGMENT_RE, parse_lsn
 from powrops.config import Settings
@@ -374,11 +375,8 @@ def failed_runs(
     """failed_backups: the most recent consecutive failed runs against the alert thresholds."""
     threshold = settings.alerts.failed_backups
     runs = sorted(records, key=lambda r: (r.start_time, r.label))
-    failed: list[BackupRecord] = []
-    for record in reversed(runs):
-        if record.ok:
-            break
-        failed.append(record)
+    streak = consecutive_failures([r.status for r in runs])
+    failed = runs[::-1][:streak]
     if not runs:
         return
     if not failed:
