@@ -4,9 +4,7 @@ a real backup catalog and the ``powrops alerts`` exit codes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -16,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_helpers import libpq, run_cli
 from powrops import alerts
 from powrops.backup.catalog import consecutive_failures
 from powrops.config import Settings, validate
@@ -130,17 +129,13 @@ def test_table_and_index_size_limits_from_config() -> None:
 # --- against a real server -------------------------------------------------------------------
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _settings(url: str, **extra: Any) -> Settings:
     state = tempfile.mkdtemp(prefix="powrops-alerts-")
-    return validate({"database": {"url": _libpq(url)}, "state": {"dir": state}, **extra})
+    return validate({"database": {"url": libpq(url)}, "state": {"dir": state}, **extra})
 
 
 def test_slow_statements_raise_warning_then_critical(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
@@ -165,7 +160,7 @@ def test_slow_statements_raise_warning_then_critical(migrated_db: str) -> None:
 
 
 def test_running_statement_raises_while_it_runs(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     sleeper = threading.Thread(
         target=lambda: psycopg.connect(url, autocommit=True).execute("SELECT pg_sleep(3.6)")
@@ -213,9 +208,9 @@ def test_failed_backups_from_the_real_catalog(migrated_db: str) -> None:
 
 
 def test_disk_capacity_when_the_data_directory_is_not_local(migrated_db: str) -> None:
-    remote = _libpq(migrated_db).replace("127.0.0.1", "localhost.invalid")
+    remote = libpq(migrated_db).replace("127.0.0.1", "localhost.invalid")
     settings = validate({"database": {"url": remote}, "alerts": {"disk_capacity": "1MB"}})
-    with psycopg.connect(_libpq(migrated_db)) as conn:
+    with psycopg.connect(libpq(migrated_db)) as conn:
         disk = alerts.disk_usage(settings, conn)
         assert (
             disk is not None and disk.capacity_bytes == 1 << 20 and "disk_capacity" in disk.source
@@ -230,11 +225,10 @@ def test_disk_capacity_when_the_data_directory_is_not_local(migrated_db: str) ->
 
 
 def _cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
     state = tempfile.mkdtemp(prefix="powrops-alerts-cli-")
-    base.update(POWROPS_DATABASE_URL=_libpq(url), POWROPS_STATE_DIR=state, **env)
-    return subprocess.run([sys.executable, "-m", "powrops", *args], capture_output=True,
-                          text=True, env=base, timeout=120, check=False)  # fmt: skip
+    return run_cli(
+        *args, env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state, **env}
+    )
 
 
 @pytest.mark.parametrize(

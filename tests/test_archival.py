@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from powrops.config import Settings, to_toml, validate
+from cli_helpers import libpq, write_config
+from powrops.config import Settings, validate
 from powrops.retention.archival import run_archival
 from powrops.retention.errors import ArchiveValidationError, RetentionError
 from powrops.retention.repository import open_archive
@@ -28,10 +29,6 @@ from powrops.retention.restore import restore_user
 from powrops.storage.base import Repository
 
 BUCKET = "powrops-archive-test"
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 def make_settings(url: str, root: Path, **overrides: Any) -> Settings:
@@ -190,14 +187,7 @@ def test_truncated_archive_file_stops_the_run(seeded: Settings) -> None:
 
 @pytest.fixture
 def config_file(seeded: Settings, tmp_path: Path) -> Path:
-    assert seeded.database.url is not None
-    path = tmp_path / "powrops.toml"
-    data = {
-        "database": {"url": seeded.database.url.get_secret_value()},
-        "state": {"dir": seeded.state.dir},
-    }
-    path.write_text(to_toml(data))
-    return path
+    return write_config(tmp_path / "powrops.toml", seeded)
 
 
 def _cli(config: Path, *args: str, pause: str | None = None) -> subprocess.Popen[str]:

@@ -9,16 +9,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_helpers import libpq, run_cli
 from powrops import audit, migrate
 from powrops.config import AuditEvents
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _conn(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(_libpq(url), autocommit=True)
+    return psycopg.connect(libpq(url), autocommit=True)
 
 
 def _log(conn: psycopg.Connection[Any], action: str | None = None) -> list[tuple[Any, ...]]:
@@ -138,7 +135,7 @@ def test_integrity_reports_a_missing_audit_trail(migrated_db: str) -> None:
     with _conn(migrated_db) as conn:
         conn.execute("DROP EVENT TRIGGER powrops_audit_drop")
         conn.execute("ALTER TABLE users DISABLE TRIGGER powrops_audit_row")
-    settings = validate({"database": {"url": _libpq(migrated_db)}})
+    settings = validate({"database": {"url": libpq(migrated_db)}})
     result = integrity.run(settings, store=False).result("audit_trail")
     assert result.count == 2 and result.severity.name == "WARNING"
     assert "powrops_audit_drop" in result.message and "users is disabled" in result.message
@@ -240,7 +237,7 @@ def test_audit_trail_and_integrity_on_postgresql_15(pg_tmp: Path) -> None:
             conn.execute("ALTER TABLE users ADD COLUMN nickname text")
             actions = [(r[1], r[2]) for r in _log(conn)]
         assert actions == [("INSERT", "users"), ("UPDATE", "users"), ("DDL", "users")]
-        report = integrity.run(validate({"database": {"url": _libpq(url)}}), store=False)
+        report = integrity.run(validate({"database": {"url": libpq(url)}}), store=False)
         counts = report.counts()
         expected = {integrity.DEFECT_CHECKS[k]: n for k, n in planted_defects(url).items()}
         assert {k: v for k, v in counts.items() if v} == expected
@@ -251,19 +248,8 @@ def test_audit_trail_and_integrity_on_postgresql_15(pg_tmp: Path) -> None:
 
 def _cli(url: str, *args: str, **env: str) -> Any:
     import json
-    import os
-    import subprocess
-    import sys
 
-    base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "powrops.cli", "audit", *args],
-        capture_output=True,
-        text=True,
-        env={**base, "POWROPS_DATABASE_URL": _libpq(url), **env},
-        timeout=120,
-        check=False,
-    )
+    proc = run_cli("audit", *args, env={"POWROPS_DATABASE_URL": libpq(url), **env})
     return proc.returncode, (json.loads(proc.stdout) if "--json" in args else proc.stdout), proc
 
 

@@ -9,19 +9,16 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_helpers import libpq
 from powrops.config import Settings, validate
 from powrops.retention.cleanup import run_cleanup
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 @pytest.fixture
 def settings(migrated_db: str, tmp_path: Path) -> Settings:
     return validate(
         {
-            "database": {"url": _libpq(migrated_db)},
+            "database": {"url": libpq(migrated_db)},
             "state": {"dir": str(tmp_path / "state")},
             "cleanup": {"batch_size": 2},
         }

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import sqlalchemy
 
+from cli_helpers import libpq
 from powrops import demo_data, migrate
 from powrops.errors import SeedError
 from powrops.pg.cluster import LocalCluster
@@ -67,10 +68,6 @@ USER_TOTALS_FROM_WORKOUTS = """
     SELECT t.user_id FROM user_totals t LEFT JOIN truth r USING (user_id)
     WHERE t.workout_count <> COALESCE(r.n, 0) OR t.total_volume <> COALESCE(r.volume, 0)
 """
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def ids(url: str, query: str) -> set[int]:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from powrops.config import Settings, to_toml
+from cli_helpers import run_cli, write_config
+from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.retention import consent, journal
 from powrops.retention.archival import run_archival
@@ -286,39 +284,18 @@ def test_cli_erase_needs_yes_and_prints_no_personal_data(
     site: tuple[Settings, int, int], tmp_path: Path
 ) -> None:
     settings, uid, _ = site
-    assert settings.database.url is not None
-    config = tmp_path / "powrops.toml"
-    config.write_text(
-        to_toml(
-            {
-                "database": {"url": settings.database.url.get_secret_value()},
-                "state": {"dir": settings.state.dir},
-            }
-        )
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-    env["POWROPS_CONFIG"] = str(config)
+    env = {"POWROPS_CONFIG": str(write_config(tmp_path / "powrops.toml", settings))}
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "powrops.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-
-    dry = cli("gdpr", "erase", str(uid))
+    dry = run_cli("gdpr", "erase", str(uid), env=env)
     assert dry.returncode == 1 and "--yes" in dry.stdout
     assert sql(settings, "SELECT count(*) FROM users WHERE id = %s", (uid,)) == [(1,)]
-    export = cli("gdpr", "export", str(uid), "--to", str(tmp_path / "exp"))
+    export = run_cli("gdpr", "export", str(uid), "--to", str(tmp_path / "exp"), env=env)
     assert export.returncode == 0, export.stderr
-    refused = cli("gdpr", "export", str(uid), "--to", str(tmp_path / "exp"))
+    refused = run_cli("gdpr", "export", str(uid), "--to", str(tmp_path / "exp"), env=env)
     assert refused.returncode == 3 and "not empty" in refused.stderr
-    done = cli("gdpr", "erase", str(uid), "--yes")
+    done = run_cli("gdpr", "erase", str(uid), "--yes", env=env)
     assert done.returncode == 0, done.stderr and "request id" in done.stdout
-    report = cli("gdpr", "consent-report", "--json")
+    report = run_cli("gdpr", "consent-report", "--json", env=env)
     assert report.returncode == 0 and {"purpose", "granted"} <= set(json.loads(report.stdout)[0])
     for out in (dry, export, done, report):
         assert "@" not in out.stdout + out.stderr and "Demo Lifter" not in out.stdout

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_helpers import libpq
 from powrops import growth
 from powrops.config import Settings, validate
 from powrops.growth import Disk, Growth, days_until, from_snapshots, linear_fit, timestamp_points
@@ -132,17 +133,13 @@ def test_timestamp_points_accumulate_to_the_current_size() -> None:
 # --- against a real database -----------------------------------------------------------------
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _settings(url: str) -> Settings:
     state = tempfile.mkdtemp(prefix="powrops-growth-")
-    return validate({"database": {"url": _libpq(url)}, "state": {"dir": state}})
+    return validate({"database": {"url": libpq(url)}, "state": {"dir": state}})
 
 
 def test_rows_per_month_from_creation_times(migrated_db: str) -> None:
-    with psycopg.connect(_libpq(migrated_db), autocommit=True) as conn:
+    with psycopg.connect(libpq(migrated_db), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email, created_at) SELECT 'u' || g || '@example.invalid', "
             "timestamptz '2025-01-10' + (g % 3) * interval '1 month' "
@@ -163,7 +160,7 @@ def test_rows_per_month_from_creation_times(migrated_db: str) -> None:
 
 
 def test_analyze_falls_back_to_timestamps_then_uses_snapshots(migrated_db: str) -> None:
-    with psycopg.connect(_libpq(migrated_db), autocommit=True) as conn:
+    with psycopg.connect(libpq(migrated_db), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email, created_at) SELECT 'u' || g || '@example.invalid', "
             "now() - (g % 90) * interval '1 day' FROM generate_series(1, 2000) g"
@@ -201,7 +198,7 @@ def seeded_url(pg_cluster: Any) -> Any:
 
 
 def _env(url: str, tmp: Path) -> dict[str, str]:
-    return {"POWROPS_DATABASE_URL": _libpq(url), "POWROPS_STATE_DIR": str(tmp / "state")}
+    return {"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": str(tmp / "state")}
 
 
 def test_growth_report_runs_with_inline_plots(seeded_url: str, tmp_path: Path) -> None:
@@ -222,7 +219,7 @@ def test_growth_report_runs_with_inline_plots(seeded_url: str, tmp_path: Path) -
     assert "Size over time and forecast" in html and "Growth and capacity" in html
     assert external_resources(html) == []
     assert "growth_view.build" not in html  # a scheduled report hides its code
-    with psycopg.connect(_libpq(seeded_url)) as conn:
+    with psycopg.connect(libpq(seeded_url)) as conn:
         kinds = conn.execute(
             "SELECT (SELECT count(*) FROM ops.metric_snapshots), "
             "(SELECT count(*) FROM ops.check_runs WHERE kind = 'alerts')"
@@ -231,7 +228,7 @@ def test_growth_report_runs_with_inline_plots(seeded_url: str, tmp_path: Path) -
 
 
 def test_runbooks_with_defaults_change_nothing(seeded_url: str, tmp_path: Path) -> None:
-    url = _libpq(seeded_url)
+    url = libpq(seeded_url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS idle_rows (id int) WITH (autovacuum_enabled = off)"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_helpers import libpq, run_cli
 from powrops import integrity, migrate
 from powrops.config import Settings, validate
 from powrops.demo_data import generate, load, planted_defects
@@ -25,16 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 REPAIRABLE = ("workout_total_volume", "user_totals")
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _settings(url: str, **extra: Any) -> Settings:
-    return validate({"database": {"url": _libpq(url)}, **extra})
+    return validate({"database": {"url": libpq(url)}, **extra})
 
 
 def _sql(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description else []
 
@@ -340,16 +335,7 @@ def test_repair_is_refused_when_auto_fix_is_off(defects_db: str) -> None:
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-    env["POWROPS_DATABASE_URL"] = _libpq(url)
-    return subprocess.run(
-        [sys.executable, "-m", "powrops.cli", "check", "integrity", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("check", "integrity", *args, env={"POWROPS_DATABASE_URL": libpq(url)})
 
 
 def test_cli_exit_codes_and_json(defects_db: str, clean_db: str) -> None:
@@ -382,7 +368,7 @@ def test_integrity_report_notebook_shows_the_planted_defects(
         reports_dir=tmp_path,
         root=REPO,
         timeout=300,
-        env={"POWROPS_DATABASE_URL": _libpq(defects_db)},
+        env={"POWROPS_DATABASE_URL": libpq(defects_db)},
     )
     result = run.result
     assert result["failed"] is False, result["error"]
@@ -414,7 +400,7 @@ def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
         (str(workout),),
     )[0][0]
     before = _contents(clean_db)
-    env = {"POWROPS_DATABASE_URL": _libpq(clean_db)}
+    env = {"POWROPS_DATABASE_URL": libpq(clean_db)}
     run = run_report(
         "data_corruption_response", {}, reports_dir=tmp_path, root=REPO, timeout=300, env=env
     )
@@ -513,7 +499,7 @@ def test_scope_finds_the_first_bad_change_beyond_the_sample_ids(clean_db: str) -
     orphans_only = integrity.IntegrityReport(
         [report.result("orphan_workouts")], report.started_at, report.finished_at
     )
-    with psycopg.connect(_libpq(clean_db), autocommit=True) as conn:
+    with psycopg.connect(libpq(clean_db), autocommit=True) as conn:
         deleted = incident.first_bad_change(conn, settings, orphans_only, since)
     assert deleted is not None
     assert (deleted["table"], deleted["action"], deleted["row id"]) == (

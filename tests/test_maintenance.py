@@ -5,9 +5,7 @@ concurrently; the index strategy checks; every run journaled in ``ops.events``."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
@@ -15,18 +13,15 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_helpers import libpq, run_cli
 from powrops import alerts, maintenance
 from powrops.config import Settings, validate
 from powrops.findings import Severity
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _settings(url: str) -> Settings:
     state = tempfile.mkdtemp(prefix="powrops-maint-")
-    return validate({"database": {"url": _libpq(url)}, "state": {"dir": state}})
+    return validate({"database": {"url": libpq(url)}, "state": {"dir": state}})
 
 
 def _flush(conn: psycopg.Connection[Any]) -> None:
@@ -64,7 +59,7 @@ def _events(url: str) -> list[dict[str, Any]]:
 
 
 def test_planted_dead_tuples_cross_thresholds_and_vacuum_clears_them(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE planted (id int PRIMARY KEY, v text) "
@@ -100,7 +95,7 @@ def test_planted_dead_tuples_cross_thresholds_and_vacuum_clears_them(migrated_db
 
 
 def test_analyze_refreshes_stale_statistics(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE stale (id int) WITH (autovacuum_enabled = false)")
@@ -121,7 +116,7 @@ def test_analyze_refreshes_stale_statistics(migrated_db: str) -> None:
 
 
 def test_invalid_index_found_and_rebuilt_concurrently(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE dup (v int)")
@@ -148,7 +143,7 @@ def test_invalid_index_found_and_rebuilt_concurrently(migrated_db: str) -> None:
 
 
 def test_bloated_index_rebuilt_and_bytes_reclaimed(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE churn (id int, pad int)")
@@ -169,7 +164,7 @@ def test_bloated_index_rebuilt_and_bytes_reclaimed(migrated_db: str) -> None:
 
 
 def test_index_strategy_checks(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     found = maintenance.index_checks(settings)
     assert {f.object: f.severity for f in found if f.check == "strategy_index"} == {
@@ -191,11 +186,8 @@ def test_index_strategy_checks(migrated_db: str) -> None:
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-    env.update(POWROPS_DATABASE_URL=_libpq(url),
-               POWROPS_STATE_DIR=tempfile.mkdtemp(prefix="powrops-maint-cli-"))  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "powrops", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)  # fmt: skip
+    state = tempfile.mkdtemp(prefix="powrops-maint-cli-")
+    return run_cli(*args, env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state})
 
 
 def test_cli(migrated_db: str) -> None:

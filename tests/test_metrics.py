@@ -4,32 +4,27 @@ integrity counts, and the CLI."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from cli_helpers import libpq, run_cli
 from powrops import metrics
 from powrops.config import Settings, validate
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _settings(url: str) -> Settings:
     state = tempfile.mkdtemp(prefix="powrops-metrics-")
-    return validate({"database": {"url": _libpq(url)}, "state": {"dir": state}})
+    return validate({"database": {"url": libpq(url)}, "state": {"dir": state}})
 
 
 def test_snapshot_shape_and_catalog_row_counts(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email) SELECT 'u' || g || '@example.invalid' "
@@ -66,7 +61,7 @@ def test_snapshot_shape_and_catalog_row_counts(migrated_db: str) -> None:
 
 
 def test_wal_since_previous_and_integrity_of_latest_run(migrated_db: str) -> None:
-    url = _libpq(migrated_db)
+    url = libpq(migrated_db)
     settings = _settings(migrated_db)
     metrics.take_snapshot(settings)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -90,7 +85,7 @@ def test_wal_since_previous_and_integrity_of_latest_run(migrated_db: str) -> Non
 
 
 def test_without_pg_stat_statements_degrades_with_a_note(migrated_db: str) -> None:
-    with psycopg.connect(_libpq(migrated_db), autocommit=True) as conn:
+    with psycopg.connect(libpq(migrated_db), autocommit=True) as conn:
         conn.execute("DROP EXTENSION pg_stat_statements")
         data = metrics.collect(conn)
     block = data["statements"]
@@ -106,7 +101,7 @@ def test_statement_text_is_redacted_and_cut() -> None:
 
 
 def test_explain_gives_generic_plans_and_refuses_writes(migrated_db: str) -> None:
-    with psycopg.connect(_libpq(migrated_db), autocommit=True) as conn:
+    with psycopg.connect(libpq(migrated_db), autocommit=True) as conn:
         plan = metrics.explain(conn, "SELECT * FROM workouts WHERE user_id = $1")
         assert "workouts" in plan
         assert metrics.explain(conn, "VACUUM workouts").startswith("(no plan")
@@ -116,11 +111,8 @@ def test_explain_gives_generic_plans_and_refuses_writes(migrated_db: str) -> Non
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-    env["POWROPS_DATABASE_URL"] = _libpq(url)
-    env["POWROPS_STATE_DIR"] = tempfile.mkdtemp(prefix="powrops-metrics-cli-")
-    return subprocess.run([sys.executable, "-m", "powrops", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)  # fmt: skip
+    state = tempfile.mkdtemp(prefix="powrops-metrics-cli-")
+    return run_cli(*args, env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state})
 
 
 def test_cli_snapshot_and_growth(migrated_db: str) -> None:

@@ -13,18 +13,15 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from backup_site import Site
+from cli_helpers import libpq
 from powrops.reports.html import external_resources
 from powrops.reports.runner import run_report
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _password(url: str) -> str:
-    password = urlsplit(_libpq(url)).password
+    password = urlsplit(libpq(url)).password
     assert password
     return unquote(password)
 
@@ -37,7 +34,7 @@ def test_readiness_report_run_and_archived(migrated_db: str, tmp_path: Path) -> 
         reports_dir=reports,
         root=REPO,
         timeout=300,
-        env={"POWROPS_DATABASE_URL": _libpq(migrated_db)},
+        env={"POWROPS_DATABASE_URL": libpq(migrated_db)},
         secrets=[_password(migrated_db)],
     )
     result = json.loads((run.path / "result.json").read_text())

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_helpers import libpq
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
 from powrops.config import Settings, to_toml, validate
@@ -78,10 +79,6 @@ def _backup(repo_url: str, label: str, kind: str, status: str, start: str) -> No
     Catalog(open_repository(repo_url)).write(record)
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 OPS_ROWS = [
     # drills: the first meets the objectives, the latest misses the RTO (5000 s > 3600 s)
     ("events", "drill", "2026-08-10T03:00", {"rto_s": 120.5, "rpo_s": 4.0, "status": "OK"}),
@@ -95,7 +92,7 @@ OPS_ROWS = [
 
 
 def _insert_ops(url: str) -> None:
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         for _, kind, at, details in OPS_ROWS:
             conn.execute(
                 "INSERT INTO ops.events (kind, at, details) VALUES (%s, %s, %s)",
@@ -186,7 +183,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Any) -> dict[
                 + "T" + label[9:11] + ":00")  # fmt: skip
     _insert_ops(url)
     data = {
-        "database": {"url": _libpq(url)},
+        "database": {"url": libpq(url)},
         "reports": {"dir": str(reports)},
         "state": {"dir": str(root / "state")},
         "backup": {"storage": {"primary": {"kind": "file", "url": repo_url}}},

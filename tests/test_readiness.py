@@ -7,18 +7,15 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from cli_helpers import libpq
 from powrops import migrate, readiness
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity
 from powrops.pg.cluster import LocalCluster
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def _settings(url: str, **extra: object) -> Settings:
-    return validate({"database": {"url": _libpq(url)}, **extra})
+    return validate({"database": {"url": libpq(url)}, **extra})
 
 
 def _by_check(url: str, settings: Settings | None = None) -> dict[str, Finding]:
@@ -64,7 +61,7 @@ def test_pending_migration_is_a_warning(migrated_db: str) -> None:
 
 
 def test_missing_and_invalid_indexes_are_found(migrated_db: str) -> None:
-    with psycopg.connect(_libpq(migrated_db), autocommit=True) as conn:
+    with psycopg.connect(libpq(migrated_db), autocommit=True) as conn:
         conn.execute("DROP INDEX idx_workouts_volume")
         conn.execute("CREATE INDEX idx_workouts_volume ON workouts(total_volume)")  # not partial
         conn.execute(

@@ -7,15 +7,13 @@ are erased, anonymized, archived or deleted, and a dry run changes nothing.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from powrops.config import Settings, to_toml
+from cli_helpers import run_cli, write_config
+from powrops.config import Settings
 from powrops.errors import ConfigError
 from powrops.retention import run
 from powrops.retention.archival import run_archival
@@ -187,37 +185,16 @@ def test_active_data_is_never_given_a_limit(migrated_db: str, tmp_path: Path) ->
 
 
 def test_cli_plan_and_dry_run(planted: Settings, tmp_path: Path) -> None:
-    assert planted.database.url is not None
-    config = tmp_path / "powrops.toml"
-    config.write_text(
-        to_toml(
-            {
-                "database": {"url": planted.database.url.get_secret_value()},
-                "state": {"dir": planted.state.dir},
-            }
-        )
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-    env["POWROPS_CONFIG"] = str(config)
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "powrops.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+    env = {"POWROPS_CONFIG": str(write_config(tmp_path / "powrops.toml", planted))}
 
     before = _fingerprint(planted)
-    plan = cli("retention", "plan", "--json")
+    plan = run_cli("retention", "plan", "--json", env=env)
     assert plan.returncode == 0, plan.stderr
     assert {p["policy"]: p["due"] for p in json.loads(plan.stdout)} == EXPECTED_DUE
-    dry = cli("retention", "apply", "--dry-run")
+    dry = run_cli("retention", "apply", "--dry-run", env=env)
     assert dry.returncode == 0 and "nothing changed" in dry.stdout
     assert _fingerprint(planted) == before
-    bad = cli("retention", "frobnicate")
+    bad = run_cli("retention", "frobnicate", env=env)
     assert bad.returncode == 3
     for out in (plan, dry):
         assert "@" not in out.stdout
