@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from powrops.quarterly_model import Quarter
+from powrops.quarterly.model import Quarter
 from powrops.reports.runner import run_report
 
 REPO = Path(__file__).resolve().parents[1]

@@ -112,7 +112,7 @@ def _backup(settings: Settings, started: float, kind: str) -> None:
 def _reports(settings: Settings, started: float) -> int:
     """Run the suite in order; the number of runs that failed to run."""
     from powrops.db import secrets
-    from powrops.quarterly_model import Quarter
+    from powrops.quarterly.model import Quarter
     from powrops.reports.archive import ReportArchive
     from powrops.reports.runner import discover, project_root, run_report
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from powrops.findings import Severity
 from powrops.quarterly import ChecklistItem, Review, summary_counts
-from powrops.quarterly_sections import Section
+from powrops.quarterly.sections import Section
 from powrops.reports.display import (
     cell_text,
     markup_table,

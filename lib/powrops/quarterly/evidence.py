@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.durations import Duration
 from powrops.errors import PowropsError
-from powrops.quarterly_model import (
+from powrops.quarterly.model import (
     DEFAULT_INTERVALS,
     BackupRun,
     CheckRun,

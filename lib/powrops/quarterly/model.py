@@ -1,6 +1,6 @@
 """The quarterly review's inputs: a quarter and the evidence kept during it, as plain data.
 
-An :class:`Evidence` is what :func:`powrops.quarterly_evidence.gather` reads from the report
+An :class:`Evidence` is what :func:`powrops.quarterly.evidence.gather` reads from the report
 archive, the backup catalog and the ``ops`` schema; tests build one by hand. Its helpers only
 ever look at evidence inside the quarter, up to :attr:`Evidence.as_of` (the end of the quarter,
 or now for the current one).

@@ -1,7 +1,7 @@
 """The quarterly review: what the evidence kept during a quarter says, item by item.
 
 Nothing is re-run. The review reads what the other capabilities already left behind (see
-:mod:`powrops.quarterly_evidence`, which gathers it into an :class:`Evidence`): the report
+:mod:`powrops.quarterly.evidence`, which gathers it into an :class:`Evidence`): the report
 archive's ``result.json`` files, the backup catalog, and the ``ops`` history (drills and
 maintenance in ``ops.events``, integrity and alert runs in ``ops.check_runs``, repairs, metric
 snapshots), plus one small set-based audit of rows kept past their retention.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity, overall
-from powrops.quarterly_model import (
+from powrops.quarterly.model import (
     BackupRun,
     CheckRun,
     Evidence,
@@ -35,7 +35,7 @@ from powrops.quarterly_model import (
     RetentionCount,
     Snapshot,
 )
-from powrops.quarterly_sections import SECTION_BUILDERS, Section
+from powrops.quarterly.sections import SECTION_BUILDERS, Section
 
 if TYPE_CHECKING:
     from powrops.config import Settings
@@ -89,8 +89,8 @@ def parse_quarter(text: str | None, now: datetime | None = None) -> Quarter:
 
 
 def gather(settings: Settings, quarter: Quarter, now: datetime | None = None) -> Evidence:
-    """The evidence of ``quarter`` (see :mod:`powrops.quarterly_evidence`)."""
-    from powrops.quarterly_evidence import gather as gather_evidence
+    """The evidence of ``quarter`` (see :mod:`powrops.quarterly.evidence`)."""
+    from powrops.quarterly.evidence import gather as gather_evidence
 
     return gather_evidence(settings, quarter, now)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from powrops.durations import human_bytes
 from powrops.findings import Severity
-from powrops.quarterly_model import Evidence, Snapshot
+from powrops.quarterly.model import Evidence, Snapshot
 
 
 @dataclass
