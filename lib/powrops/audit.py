@@ -20,6 +20,8 @@ unless asked for explicitly.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,6 +73,31 @@ class TrailStatus:
             "row_triggers": dict(self.row_triggers),
             "event_triggers": dict(self.event_triggers),
         }
+
+
+def record(
+    conn: psycopg.Connection[Any],
+    action: str,
+    *,
+    actor: str | None = None,
+    table_name: str | None = None,
+    row_id: str | None = None,
+    old_value: Mapping[str, Any] | None = None,
+    new_value: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """One ``audit_log`` row written by powrops itself: a summary of a bulk change or a system
+    change such as a migration (``actor`` defaults to ``powrops.actor``, else the role)."""
+    conn.execute(
+        "INSERT INTO audit_log (actor, action, table_name, row_id, old_value, new_value, details) "
+        "VALUES (coalesce(%s, nullif(current_setting('powrops.actor', true), ''), CURRENT_USER), "
+        "%s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb)",
+        (actor, action, table_name, row_id, *(_json(v) for v in (old_value, new_value, details))),
+    )
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, default=str, sort_keys=True)
 
 
 def _state(code: str | None) -> str | None:

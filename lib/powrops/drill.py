@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from powrops import journal
 from powrops.config import RECOVERY_STEPS, Settings
 from powrops.findings import Finding, Severity, overall
 
@@ -289,10 +290,7 @@ class Drill:
     def _keep_result(self) -> None:
         try:
             with self._source() as conn:
-                conn.execute(
-                    "INSERT INTO ops.events (kind, details) VALUES ('drill', %s)",
-                    (json.dumps(self.result.to_dict()),),
-                )
+                journal.record(conn, "drill", self.result.to_dict())
         except Exception as exc:  # the drill's own result stays available
             self._say(f"warning: could not keep the drill result in ops.events: {exc}")
 

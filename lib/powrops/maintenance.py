@@ -23,7 +23,6 @@ reclaimed_bytes, dry_run, errors). ``dry_run`` plans and records but changes not
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from powrops import journal
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, overall
 
@@ -303,12 +303,7 @@ def _execute(conn: psycopg.Connection[Any], action: str, targets: list[Target]) 
 
 def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun) -> int:
     details = {k: v for k, v in run.to_dict().items() if k not in ("event_id",)}
-    row = conn.execute(
-        "INSERT INTO ops.events (kind, details) VALUES ('maintenance', %s) RETURNING id",
-        (json.dumps(details, default=str),),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return journal.record(conn, "maintenance", details)
 
 
 def run(settings: Settings, action: str, *, dry_run: bool = False) -> MaintenanceRun:

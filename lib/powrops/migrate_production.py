@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from powrops import migrate
+from powrops import audit, journal, migrate
 from powrops.config import Settings
 from powrops.durations import Duration
 from powrops.errors import ParameterError, PowropsError
@@ -274,21 +274,16 @@ def _audit(settings: Settings, result: ProductionResult) -> None:
         ).fetchone()
         has_audit, has_events = found if found else (False, False)
         if has_audit:
-            conn.execute(
-                "INSERT INTO audit_log (action, table_name, row_id, old_value, new_value, details)"
-                " VALUES ('MIGRATION', NULL, %s, %s::jsonb, %s::jsonb, %s::jsonb)",
-                (
-                    result.after,
-                    json.dumps({"revision": result.before}),
-                    json.dumps({"revision": result.after}),
-                    json.dumps(details),
-                ),
+            audit.record(
+                conn,
+                "MIGRATION",
+                row_id=result.after,
+                old_value={"revision": result.before},
+                new_value={"revision": result.after},
+                details=details,
             )
         if has_events:
-            conn.execute(
-                "INSERT INTO ops.events (kind, details) VALUES ('migration', %s::jsonb)",
-                (json.dumps(details),),
-            )
+            journal.record(conn, "migration", details)
         conn.commit()
 
 

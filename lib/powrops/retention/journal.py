@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from powrops import audit, journal
 from powrops.audit import set_actor, suppress_row_audit
 from powrops.config import Settings
 
@@ -57,10 +58,7 @@ def dumps(data: Mapping[str, Any]) -> str:
 
 def record_event(conn: psycopg.Connection[Any], kind: str, details: Mapping[str, Any]) -> None:
     """One ``ops.events`` row for a run (in the caller's transaction or autocommit)."""
-    conn.execute(
-        "INSERT INTO ops.events (kind, actor, details) VALUES (%s, %s, %s::jsonb)",
-        (kind, ACTOR, dumps(details)),
-    )
+    journal.record(conn, kind, details, actor=ACTOR)
     log.info("%s run recorded: %s", kind, dumps(details))
 
 
@@ -73,11 +71,7 @@ def audit_summary(
     row_id: str | None = None,
 ) -> None:
     """The one summary ``audit_log`` row a bulk change leaves (no personal data in details)."""
-    conn.execute(
-        "INSERT INTO audit_log (actor, action, table_name, row_id, details) "
-        "VALUES (%s, %s, %s, %s, %s::jsonb)",
-        (ACTOR, action, table_name, row_id, dumps(details)),
-    )
+    audit.record(conn, action, actor=ACTOR, table_name=table_name, row_id=row_id, details=details)
 
 
 def record_run(
