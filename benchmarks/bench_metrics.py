@@ -24,10 +24,11 @@ from pathlib import Path
 
 from _site import QUICK, Site, machine, median, mib, table, verdict
 
-from powrops import growth_view, metrics, migrate
+from powrops import migrate
 from powrops.config import Settings
 from powrops.db import engine
-from powrops.demo_data import generate, load
+from powrops.demo.data import generate, load
+from powrops.monitoring import growth_view, metrics
 from powrops.reports.runner import run_report
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 Three ways in:
 
-* from code (``powrops.migrate``): a live SQLAlchemy connection in
+* from code (``powrops.migrate.plan``): a live SQLAlchemy connection in
   ``config.attributes["connection"]``, so drills, tests and production share one path;
 * alembic's command line: the URL from ``POWROPS_DATABASE_URL`` (or ``sqlalchemy.url``);
 * offline (``--sql``): SQL text for PostgreSQL, written to the output buffer, no database.
@@ -20,7 +20,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
-from powrops.migrate import sqlalchemy_url
+from powrops.migrate.plan import sqlalchemy_url
 from powrops.schema import OPS_SCHEMA, include_name, metadata
 
 config = context.config

@@ -59,7 +59,7 @@ class Site:
         """Migrate to head and load demo data: what drills and runbooks need."""
         from powrops import migrate
         from powrops.db import engine
-        from powrops.demo_data import generate, load
+        from powrops.demo.data import generate, load
 
         eng = engine(self.settings)
         try:

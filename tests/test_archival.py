@@ -49,7 +49,7 @@ def sql(settings: Settings, query: str, params: Any = None) -> list[tuple[Any, .
 
 
 def seed(url: str, users: int = 8, weeks: int = 3, seed_value: int = 5) -> None:
-    from powrops.demo_data import generate, load
+    from powrops.demo.data import generate, load
 
     load(libpq(url), generate(users=users, weeks=weeks, seed=seed_value))
 

@@ -220,7 +220,7 @@ DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 def test_audit_trail_and_integrity_on_postgresql_15(pg_tmp: Path) -> None:
     from powrops import integrity
     from powrops.config import validate
-    from powrops.demo_data import generate, load, planted_defects
+    from powrops.demo.data import generate, load, planted_defects
     from powrops.pg.binaries import find_binaries
     from powrops.pg.cluster import LocalCluster
 

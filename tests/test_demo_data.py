@@ -20,7 +20,8 @@ import pytest
 import sqlalchemy
 
 from cli_helpers import libpq
-from powrops import demo_data, migrate
+from powrops import migrate
+from powrops.demo import data as demo_data
 from powrops.errors import SeedError
 from powrops.pg.cluster import LocalCluster
 

@@ -14,9 +14,16 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
-from powrops import growth
 from powrops.config import Settings, validate
-from powrops.growth import Disk, Growth, days_until, from_snapshots, linear_fit, timestamp_points
+from powrops.monitoring import growth
+from powrops.monitoring.growth import (
+    Disk,
+    Growth,
+    days_until,
+    from_snapshots,
+    linear_fit,
+    timestamp_points,
+)
 from powrops.reports.html import external_resources
 from powrops.reports.runner import run_report
 
@@ -184,7 +191,7 @@ def test_analyze_falls_back_to_timestamps_then_uses_snapshots(migrated_db: str) 
 def seeded_url(pg_cluster: Any) -> Any:
     """A migrated database with small demo data, shared by the notebook tests."""
     from powrops import migrate
-    from powrops.demo_data import generate, load
+    from powrops.demo.data import generate, load
 
     name = "growth_" + os.urandom(4).hex()
     with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:

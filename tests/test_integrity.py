@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import libpq, run_cli
 from powrops import integrity, migrate
 from powrops.config import Settings, validate
-from powrops.demo_data import generate, load, planted_defects
+from powrops.demo.data import generate, load, planted_defects
 from powrops.findings import Severity
 from powrops.integrity import DEFECT_CHECKS
 from powrops.pg.cluster import LocalCluster

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq, run_cli
-from powrops import alerts, maintenance
 from powrops.config import Settings, validate
 from powrops.findings import Severity
+from powrops.monitoring import alerts, maintenance
 
 
 def _settings(url: str) -> Settings:

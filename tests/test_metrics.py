@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq, run_cli
-from powrops import metrics
 from powrops.config import Settings, validate
+from powrops.monitoring import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 

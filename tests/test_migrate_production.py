@@ -12,10 +12,11 @@ import psycopg
 import pytest
 
 from backup_site import Site
-from powrops import migrate, migrate_production
+from powrops import migrate
 from powrops.db import embedded_cluster, engine
 from powrops.errors import ParameterError
-from powrops.migrate_production import Options, tables_in
+from powrops.migrate import production as migrate_production
+from powrops.migrate.production import Options, tables_in
 
 START = "20240101000000"  # the initial schema: add_workout_volume (ALTER TABLE workouts) pending
 

@@ -8,9 +8,10 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
-from powrops import migrate, readiness
+from powrops import migrate
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity
+from powrops.monitoring import readiness
 from powrops.pg.cluster import LocalCluster
 
 

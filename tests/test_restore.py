@@ -31,8 +31,8 @@ from powrops import restore as restoring
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
-from powrops.cli import build_parser
-from powrops.commands.restore import register
+from powrops.cli.main import build_parser
+from powrops.cli.restore import register
 from powrops.errors import ParameterError, PowropsError
 from powrops.restore import RecoveryTarget, RestoredCluster, RestoreFailed, choose_backup
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from powrops.cli import build_parser
+from powrops.cli.main import build_parser
 from powrops.config import Settings, validate
 from powrops.errors import ConfigError
 from powrops.reports.runner import discover, project_root
-from powrops.schedule import crontab, jobs, systemd_units
+from powrops.schedule.jobs import crontab, jobs, systemd_units
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = "/opt/powrops/bin/powrops"

@@ -32,7 +32,7 @@ DEFECT_CHECKS = {
     "wrong_total_volume": "workout_total_volume",
     "wrong_user_totals": "user_totals",
 }
-"""The check that finds each kind of defect ``powrops.demo_data`` plants."""
+"""The check that finds each kind of defect ``powrops.demo.data`` plants."""
 
 __all__ = [
     "CLASSES",

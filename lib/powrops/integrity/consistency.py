@@ -5,7 +5,7 @@ the catalog's constraints, so an orphan is found even where the foreign key was 
 ``NOT VALID`` or was bypassed with ``session_replication_role = replica``. Every check is one
 anti-join or aggregate over the whole table, returning a count and a few ids.
 
-User totals follow what the application keeps (and ``powrops.demo_data`` builds): per user, the
+User totals follow what the application keeps (and ``powrops.demo.data`` builds): per user, the
 number of workouts with ``deleted_at IS NULL`` (archived ones included) and the sum of
 ``weight * reps`` of their sets, a NULL product adding nothing.
 """

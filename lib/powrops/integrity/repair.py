@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from powrops.audit import REPAIR_ACTION, set_actor, suppress_row_audit
+from powrops.audit.trail import REPAIR_ACTION, set_actor, suppress_row_audit
 from powrops.integrity.consistency import WRONG_TOTALS, WRONG_VOLUME, Relationship, relationships
 from powrops.integrity.model import SAMPLE_SIZE
 

@@ -219,7 +219,8 @@ def integrity(ev: Evidence) -> Section:
 
 # --- growth and performance -----------------------------------------------------------------
 
-# Figures read from a snapshot's ``metrics`` (the shape documented in :mod:`powrops.metrics`):
+# Figures read from a snapshot's ``metrics`` (shape documented in
+# :mod:`powrops.monitoring.metrics`):
 # the database size, and the performance block with ratios shown as percentages.
 PERF_FIGURES: dict[str, tuple[str, float]] = {
     "cache_hit_pct": ("cache_hit_rate", 100.0),

@@ -4,7 +4,7 @@ Every run leaves one ``ops.events`` row (kind ``retention``, ``archive``, ``clea
 ``gdpr``; details with counts per policy or table, bytes, errors and whether it was a dry run)
 and, when it changed data, one summary ``audit_log`` row (action ``RETENTION``, ``ARCHIVE``,
 ``CLEANUP`` or ``GDPR_ERASE``). Bulk changes switch the row-level audit triggers off for their
-transaction (:func:`powrops.audit.suppress_row_audit`) and are represented by that summary,
+transaction (:func:`powrops.audit.trail.suppress_row_audit`) and are represented by that summary,
 which carries counts and ids of files or requests, never personal data.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from powrops import audit, journal
-from powrops.audit import set_actor, suppress_row_audit
+from powrops.audit.trail import set_actor, suppress_row_audit
 from powrops.config import Settings
 
 log = logging.getLogger("powrops.retention")

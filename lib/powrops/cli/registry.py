@@ -1,0 +1,27 @@
+"""Subcommand groups of the ``powrops`` CLI that live outside ``main.py``.
+
+Each module of this package has ``register(sub)`` adding its parsers; handlers import what they
+need when they run, so that registering costs nothing at start. ``register_all`` finds the
+modules by listing the package, so a new command group is one new file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+_NOT_GROUPS = {"__main__", "main", "registry"}
+
+
+def register_all(sub: Any) -> None:
+    """Call ``register(sub)`` of every module in this package, in name order."""
+    package = importlib.import_module("powrops.cli")
+    names = sorted(
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.ispkg and info.name not in _NOT_GROUPS
+    )
+    for name in names:
+        module = importlib.import_module(f"powrops.cli.{name}")
+        module.register(sub)

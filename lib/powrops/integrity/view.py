@@ -1,0 +1,144 @@
+"""What the integrity report and the corruption runbook show: tables, a trend plot, the damage
+scope and the recovery target, from ``powrops.integrity`` and ``powrops.audit.trail``; presentation
+and small read-only helpers only. Ids only: never names, emails or row values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from powrops import audit
+from powrops.config import Settings
+from powrops.errors import ParameterError
+from powrops.integrity import IntegrityReport, history
+from powrops.integrity.run import connection
+
+COLOURS = {"OK": "#1e7b34", "WARNING": "#f0a202", "CRITICAL": "#c0262d", "UNKNOWN": "#6c757d"}
+
+
+def days_back(days: int | float | str, name: str = "days") -> datetime:
+    """The start of a look-back window of ``days`` days, or ParameterError naming the parameter."""
+    try:
+        value = float(days)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number of days (got {days!r})") from None
+    if not 0 < value <= 3660:
+        raise ParameterError(f"{name} must be between 0 and 3660 days (got {days!r})")
+    return datetime.now(UTC) - timedelta(days=value)
+
+
+def check_parameters(**windows: int | float | str) -> None:
+    """Validate look-back parameters (in days) of a notebook; ParameterError names the bad one."""
+    for name, value in windows.items():
+        days_back(value, name)
+
+
+def check_rows(report: IntegrityReport) -> list[dict[str, Any]]:
+    """Every rule and check with its count and sample ids, problems first."""
+    order = {"CRITICAL": 0, "UNKNOWN": 1, "WARNING": 2, "OK": 3}
+    rows = sorted(report.results, key=lambda r: order[r.severity.name])
+    return [
+        {
+            "status": r.severity.name,
+            "check": r.name,
+            "category": r.category,
+            "table": r.table or "-",
+            "rows": "-" if r.count is None else r.count,
+            "sample ids": ", ".join(r.sample_ids) or "-",
+            "repairable": "yes" if r.repairable else "",
+            "message": r.message,
+        }
+        for r in rows
+    ]
+
+
+def trend(settings: Settings, days: int = 90) -> list[dict[str, Any]]:
+    """Earlier runs: time, status, failed checks and rows (oldest first)."""
+    runs = history(settings, days_back(days))
+    return [
+        {
+            "run": r["run_id"],
+            "time": f"{r['started_at']:%Y-%m-%d %H:%M}",
+            "status": r["status"],
+            "failed checks": r["failed_checks"],
+            "failed rows": r["failed_rows"],
+        }
+        for r in runs
+    ]
+
+
+def plot_trend(rows: list[dict[str, Any]]) -> Any:
+    """Failed checks per run over time, coloured by the run's status."""
+    from powrops.reports.plotting import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3))
+    labels = [r["time"] for r in rows]
+    ax.bar(
+        range(len(rows)),
+        [r["failed checks"] for r in rows],
+        color=[COLOURS.get(r["status"], "#6c757d") for r in rows],
+    )
+    step = max(1, len(rows) // 10)
+    ax.set_xticks(range(0, len(rows), step), labels[::step], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("failed checks")
+    ax.set_title("Failed integrity checks per run")
+    fig.tight_layout()
+    return fig
+
+
+def recent_repairs(settings: Settings, days: int = 30) -> list[dict[str, Any]]:
+    since = days_back(days)
+    with connection(settings) as conn:
+        rows = conn.execute(
+            "SELECT at, run_id, kind, table_name, rows, details -> 'sample_ids' FROM ops.repairs "
+            "WHERE at >= %s ORDER BY at DESC, id DESC LIMIT 50",
+            (since,),
+        ).fetchall()
+    return [
+        {
+            "time": f"{r[0]:%Y-%m-%d %H:%M:%S}",
+            "run": r[1],
+            "repair": r[2],
+            "table": r[3],
+            "rows": r[4],
+            "sample ids": ", ".join(r[5] or []),
+        }
+        for r in rows
+    ]
+
+
+def system_changes(settings: Settings, days: int = 7) -> list[dict[str, Any]]:
+    with connection(settings) as conn:
+        rows = audit.system_changes(conn, days_back(days))
+    return [{**r, "time": f"{r['time']:%Y-%m-%d %H:%M:%S}"} for r in rows]
+
+
+def changes(settings: Settings, days: int = 7) -> list[dict[str, Any]]:
+    with connection(settings) as conn:
+        rows = audit.changes_by_table(conn, days_back(days))
+    return [
+        {**r, "first": f"{r['first']:%Y-%m-%d %H:%M}", "last": f"{r['last']:%Y-%m-%d %H:%M}"}
+        for r in rows
+    ]
+
+
+def next_steps(report: IntegrityReport) -> list[str]:
+    """What to do about the problems, most urgent first, one line per piece of advice."""
+    grouped: dict[str, list[str]] = {}
+    for r in sorted(report.problems(), key=lambda r: -int(r.severity)):
+        grouped.setdefault(r.advice or "investigate", []).append(f"{r.severity.name} {r.name}")
+    steps = [f"{', '.join(names)}: {advice}" for advice, names in grouped.items()]
+    return steps or ["Nothing to do: every rule and check passed."]
+
+
+def figures(report: IntegrityReport) -> dict[str, Any]:
+    counts = report.counts()
+    orphans = sum(v or 0 for k, v in counts.items() if k.startswith("orphan_"))
+    errors = sum(r.count or 0 for r in report.results if r.category == "validation")
+    return {
+        "failed_checks": report.failed_checks(),
+        "orphaned_records": orphans,
+        "data_errors": errors,
+        "run_id": report.run_id,
+    }

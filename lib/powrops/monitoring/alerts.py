@@ -1,0 +1,428 @@
+"""The strategy's alert thresholds as OK / WARNING / CRITICAL findings.
+
+* ``disk_usage`` — % used of the filesystem holding the data directory
+  (``alerts.disk_usage``: 80 / 90 %);
+* ``dead_tuples`` — dead / (live + dead) per table (``alerts.dead_tuples``: 10 / 20 %);
+* ``query_time`` — mean execution time per statement from ``pg_stat_statements``
+  (``alerts.query_time``: 1 s / 3 s);
+* ``running_query`` — how long each statement running now has run (``pg_stat_activity``,
+  same thresholds);
+* ``failed_backups`` — consecutive failed runs at the head of the backup catalog
+  (``alerts.failed_backups``: 1 / 2);
+* ``table_size`` / ``index_size`` — heap + TOAST bytes per table / bytes per index
+  (``maintenance.alerts``: 10GB / 2GB, WARNING only: the strategy names no critical level).
+
+Decisions:
+
+* Disk usage comes from the filesystem of the data directory when it is on this machine: the
+  embedded cluster's, or ``SHOW data_directory`` of a server on localhost whose directory exists
+  here. Otherwise the summed size of the server's databases against ``alerts.disk_capacity``.
+  Otherwise the check is UNKNOWN.
+* Query time: ``pg_stat_statements`` keeps cumulative figures until reset, so a statement's
+  *mean* time decides its severity (typical executions are slow); a statement whose mean is
+  fine but whose *maximum* exceeds the critical threshold is a WARNING (occasionally very slow).
+  Statements running now are judged by how long they have run, so a query stuck at this moment
+  pages even before it finishes. Without ``pg_stat_statements`` the statement check is a
+  WARNING saying so (the running-statement check still works).
+  ``maintenance.alerts.query_time`` is the limit the performance runbook lists statements by.
+* Dead tuples are judged only for tables with at least ``MIN_DEAD_TUPLES`` dead rows (the
+  autovacuum base threshold), so a tiny table with two dead rows does not page anyone.
+
+``evaluate`` records every evaluation in ``ops.check_runs`` (kind ``alerts``: status, counts per
+severity plus ``alerts`` = findings that are not OK, and the findings), so that the quarterly
+review can count the alerts raised.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+
+from powrops.backup.catalog import consecutive_failures
+from powrops.config import PercentThreshold, Settings
+from powrops.durations import human_bytes
+from powrops.findings import Finding, Severity, counts, overall
+from powrops.monitoring.growth import Disk
+
+MIN_DEAD_TUPLES = 50
+LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
+
+
+def _grade(value: float, warning: float, critical: float) -> Severity:
+    if value >= critical:
+        return Severity.CRITICAL
+    if value >= warning:
+        return Severity.WARNING
+    return Severity.OK
+
+
+# --- pure judgements -------------------------------------------------------------------------
+
+
+def disk_findings(disk: Disk | None, threshold: PercentThreshold) -> list[Finding]:
+    expected = f"< {threshold.warning:g} % (critical at {threshold.critical:g} %)"
+    if disk is None:
+        return [
+            Finding(
+                "disk_usage",
+                Severity.UNKNOWN,
+                "disk usage unknown: the data directory is not on this machine and "
+                "alerts.disk_capacity is not set",
+                expected=expected,
+                advice='set alerts.disk_capacity (e.g. "500GB") for a remote server',
+            )
+        ]
+    pct = round(disk.percent, 1)
+    severity = _grade(pct, threshold.warning, threshold.critical)
+    return [
+        Finding(
+            "disk_usage",
+            severity,
+            f"{pct:g} % used ({human_bytes(disk.used_bytes)} of "
+            f"{human_bytes(disk.capacity_bytes)})",
+            object=disk.source,
+            value=pct,
+            expected=expected,
+            advice=None
+            if severity == Severity.OK
+            else "follow runbooks/disk_space_response: clean up, analyze growth, plan capacity",
+        )
+    ]
+
+
+def dead_tuple_findings(
+    tables: Iterable[dict[str, Any]], threshold: PercentThreshold
+) -> list[Finding]:
+    found = []
+    judged = 0
+    expected = f"< {threshold.warning:g} % (critical at {threshold.critical:g} %)"
+    for table in tables:
+        dead = int(table.get("dead_tuples") or 0)
+        judged += 1
+        if dead < MIN_DEAD_TUPLES:
+            continue
+        pct = round(100.0 * float(table["dead_ratio"]), 1)
+        severity = _grade(pct, threshold.warning, threshold.critical)
+        if severity != Severity.OK:
+            name = f"{table['schema']}.{table['table']}"
+            found.append(
+                Finding(
+                    "dead_tuples",
+                    severity,
+                    f"{pct:g} % dead tuples ({dead} dead, {table.get('live_tuples')} live)",
+                    object=name,
+                    value=pct,
+                    expected=expected,
+                    advice=f"powrops maintenance vacuum (VACUUM {name})",
+                )
+            )
+    if not found:
+        found.append(
+            Finding(
+                "dead_tuples",
+                Severity.OK,
+                f"all {judged} tables under {threshold.warning:g} % dead tuples",
+                expected=expected,
+            )
+        )
+    return found
+
+
+def size_findings(
+    tables: Iterable[dict[str, Any]], indexes: Iterable[dict[str, Any]], settings: Settings
+) -> list[Finding]:
+    limits = settings.maintenance.alerts
+    found = []
+    checks = (
+        ("table_size", tables, "table", limits.table_size, "table"),
+        ("index_size", indexes, "index", limits.index_size, "index"),
+    )
+    for check, rows, key, limit, what in checks:
+        over = []
+        for row in rows:
+            size = int(row.get("table_bytes", row.get("bytes")) or 0)
+            size += int(row.get("toast_bytes") or 0) if what == "table" else 0
+            if size > limit.bytes:
+                over.append(
+                    Finding(
+                        check,
+                        Severity.WARNING,
+                        f"{what} is {human_bytes(size)}, over {limit}",
+                        object=f"{row['schema']}.{row[key]}",
+                        value=size,
+                        expected=f"<= {limit}",
+                        advice="consider partitioning or archiving (retention)"
+                        if what == "table"
+                        else "check bloat (powrops maintenance reindex --dry-run)",
+                    )
+                )
+        found += over or [Finding(check, Severity.OK, f"every {what} under {limit}")]
+    return found
+
+
+def statement_findings(
+    statements: Sequence[dict[str, Any]] | None, note: str | None, settings: Settings
+) -> list[Finding]:
+    """Severity per statement from its mean time; max over critical alone is a WARNING."""
+    thr = settings.alerts.query_time
+    warn_ms = thr.warning.timedelta.total_seconds() * 1000
+    crit_ms = thr.critical.timedelta.total_seconds() * 1000
+    expected = f"mean < {thr.warning} (critical at {thr.critical})"
+    if statements is None:
+        return [
+            Finding(
+                "query_time",
+                Severity.WARNING,
+                note or "pg_stat_statements unavailable",
+                expected=expected,
+                advice="add pg_stat_statements to shared_preload_libraries and "
+                "CREATE EXTENSION pg_stat_statements (see the readiness report)",
+            )
+        ]
+    found = []
+    for st in statements:
+        mean, peak = float(st["mean_ms"]), float(st["max_ms"])
+        severity = _grade(mean, warn_ms, crit_ms)
+        message = f"mean {mean / 1000:.2f} s over {st['calls']} calls (max {peak / 1000:.2f} s)"
+        if severity == Severity.OK and peak >= crit_ms:
+            severity = Severity.WARNING
+            message = f"occasionally slow: max {peak / 1000:.2f} s, mean {mean / 1000:.2f} s"
+        if severity != Severity.OK:
+            found.append(
+                Finding(
+                    "query_time",
+                    severity,
+                    message,
+                    object=f"queryid {st['queryid']}",
+                    value=round(mean / 1000, 3),
+                    expected=expected,
+                    advice="follow runbooks/performance_response (EXPLAIN, statistics, indexes)",
+                    details={"query": st["query"], "max_s": round(peak / 1000, 3)},
+                )
+            )
+    return found or [Finding("query_time", Severity.OK, "no statement slower than the threshold")]
+
+
+def activity_findings(running: Iterable[dict[str, Any]], settings: Settings) -> list[Finding]:
+    thr = settings.alerts.query_time
+    warn_s, crit_s = thr.warning.timedelta.total_seconds(), thr.critical.timedelta.total_seconds()
+    found = []
+    for row in running:
+        seconds = float(row["seconds"])
+        severity = _grade(seconds, warn_s, crit_s)
+        if severity != Severity.OK:
+            found.append(
+                Finding(
+                    "running_query",
+                    severity,
+                    f"{row['command']} running for {seconds:.1f} s",
+                    object=f"pid {row['pid']}",
+                    value=round(seconds, 2),
+                    expected=f"< {thr.warning} (critical at {thr.critical})",
+                    advice="inspect with pg_stat_activity; pg_cancel_backend(pid) if it must stop",
+                    details={"query_id": row.get("query_id")},
+                )
+            )
+    return found or [Finding("running_query", Severity.OK, "no statement running too long")]
+
+
+def backup_findings(
+    statuses: Sequence[str] | None, error: str | None, settings: Settings
+) -> list[Finding]:
+    thr = settings.alerts.failed_backups
+    expected = f"< {thr.warning} (critical at {thr.critical} consecutive)"
+    if statuses is None:
+        return [
+            Finding(
+                "failed_backups",
+                Severity.UNKNOWN,
+                f"backup catalog unreadable: {error}",
+                expected=expected,
+            )
+        ]
+    failed = consecutive_failures(statuses)
+    severity = _grade(failed, thr.warning, thr.critical)
+    message = (
+        f"{failed} consecutive failed backup(s) at the head of the catalog"
+        if failed
+        else f"newest backup succeeded ({len(statuses)} in the catalog)"
+        if statuses
+        else "no backup in the catalog yet"
+    )
+    return [
+        Finding(
+            "failed_backups",
+            severity,
+            message,
+            object="primary repository",
+            value=failed,
+            expected=expected,
+            advice=None if not failed else "powrops backup list; fix the cause, then backup full",
+        )
+    ]
+
+
+# --- reading the live system -----------------------------------------------------------------
+
+
+def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | None:
+    """The data directory's filesystem when local, else databases vs disk_capacity, else None."""
+    path = _local_data_dir(settings, conn)
+    if path is not None:
+        usage = shutil.disk_usage(path)
+        return Disk(usage.total - usage.free, usage.total, f"filesystem of {path}")
+    capacity = settings.alerts.disk_capacity
+    if capacity is not None:
+        row = conn.execute("SELECT sum(pg_database_size(oid))::bigint FROM pg_database").fetchone()
+        used = int(row[0]) if row and row[0] is not None else 0
+        return Disk(used, capacity.bytes, f"databases against alerts.disk_capacity {capacity}")
+    return None
+
+
+def _local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | None:
+    if settings.database.url is None:
+        from powrops.db import embedded_cluster
+
+        return embedded_cluster(settings).data_dir
+    host = urlsplit(settings.database.url.get_secret_value()).hostname or ""
+    if host not in LOCAL_HOSTS:
+        return None
+    try:
+        with conn.transaction():
+            row = conn.execute("SHOW data_directory").fetchone()
+    except psycopg.Error:
+        return None  # not allowed to read it (needs pg_read_all_settings)
+    path = Path(str(row[0])) if row else None
+    return path if path is not None and path.exists() else None
+
+
+RUNNING_SQL = """
+SELECT pid, query_id::text AS query_id, split_part(ltrim(query), ' ', 1) AS command,
+       EXTRACT(epoch FROM clock_timestamp() - query_start)::float8 AS seconds
+FROM pg_stat_activity
+WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+  AND query_start < clock_timestamp() - make_interval(secs => %s)
+ORDER BY query_start
+"""
+
+
+def running_statements(conn: psycopg.Connection[Any], min_seconds: float) -> list[dict[str, Any]]:
+    """Statements running for more than ``min_seconds`` (no text: it may hold literals)."""
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(RUNNING_SQL, (min_seconds,))
+        return list(cur.fetchall())
+
+
+def backup_statuses(settings: Settings) -> tuple[list[str] | None, str | None]:
+    """Statuses of the primary repository's backups, oldest first, or (None, why)."""
+    from powrops.backup import repos
+    from powrops.backup.catalog import Catalog
+    from powrops.errors import PowropsError
+
+    try:
+        records = Catalog(repos.primary(settings)).records()
+    except (PowropsError, OSError) as exc:
+        return None, str(exc)
+    return [r.status for r in sorted(records, key=lambda r: (r.start_time, r.label))], None
+
+
+@dataclass
+class AlertReport:
+    findings: list[Finding]
+    evaluated_at: datetime
+    run_id: int | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Severity:
+        return overall(self.findings)
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.status)
+
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity != Severity.OK]
+
+    def counts(self) -> dict[str, int]:
+        return {**counts(self.findings), "alerts": len(self.problems())}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.name,
+            "exit_code": self.exit_code,
+            "evaluated_at": self.evaluated_at.isoformat(),
+            "run_id": self.run_id,
+            "counts": self.counts(),
+            "figures": self.figures,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def judge(settings: Settings, conn: psycopg.Connection[Any], data: dict[str, Any]) -> AlertReport:
+    """Every threshold against the metrics ``data`` (metrics.collect) and the live server."""
+    from powrops.monitoring.metrics import statements, statements_status
+
+    note = statements_status(conn)
+    warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
+    crit_ms = settings.alerts.query_time.critical.timedelta.total_seconds() * 1000
+    slow = None if note else statements(conn, order="mean", limit=50, min_ms=min(warn_ms, crit_ms))
+    disk = disk_usage(settings, conn)
+    warn_s = settings.alerts.query_time.warning.timedelta.total_seconds()
+    statuses, error = backup_statuses(settings)
+    findings = [
+        *disk_findings(disk, settings.alerts.disk_usage),
+        *dead_tuple_findings(data["tables"], settings.alerts.dead_tuples),
+        *statement_findings(slow, note, settings),
+        *activity_findings(running_statements(conn, warn_s), settings),
+        *backup_findings(statuses, error, settings),
+        *size_findings(data["tables"], data["indexes"], settings),
+    ]
+    figures = {
+        "disk_percent": round(disk.percent, 2) if disk else None,
+        "dead_tuple_ratio": data["dead_tuples"]["ratio"],
+        "total_bytes": data["database"]["total_bytes"],
+    }
+    return AlertReport(findings, datetime.now(UTC), figures=figures)
+
+
+def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> int:
+    """Store the evaluation in ops.check_runs (kind 'alerts'); its id."""
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO ops.check_runs (kind, status, started_at, finished_at, counts, findings) "
+            "VALUES ('alerts', %s, %s, clock_timestamp(), %s, %s) RETURNING id",
+            (
+                report.status.name,
+                report.evaluated_at,
+                json.dumps(report.counts()),
+                json.dumps([f.to_dict() for f in report.findings], default=str),
+            ),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def evaluate(
+    settings: Settings, *, record: bool = True, data: dict[str, Any] | None = None
+) -> AlertReport:
+    """Evaluate every alert (collecting the metrics unless given) and record the run."""
+    from powrops.db import connect
+    from powrops.monitoring.metrics import collect, database_errors
+
+    with database_errors("alert evaluation failed"), connect(settings, autocommit=True) as conn:
+        metrics_data = data if data is not None else collect(conn)
+        report = judge(settings, conn, metrics_data)
+        if record:
+            report.run_id = record_run(conn, report)
+    return report

@@ -1,0 +1,502 @@
+"""What the weekly growth report and the two response runbooks show: tables and plots from the
+metrics, growth, alerts and maintenance modules; presentation only.
+
+Every plot is titled with its units and reads on its own in a meeting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from powrops.config import Settings
+from powrops.durations import human_bytes
+from powrops.findings import Finding
+from powrops.monitoring.alerts import AlertReport
+from powrops.monitoring.growth import Growth
+from powrops.monitoring.metrics import Snapshot
+
+GIB = float(1 << 30)
+MIB = float(1 << 20)
+
+
+def growth_for(settings: Settings) -> Growth:
+    """The growth of the configured database, with the disk it lives on."""
+    from powrops.db import connect
+    from powrops.monitoring import growth
+    from powrops.monitoring.alerts import disk_usage
+    from powrops.monitoring.metrics import database_errors
+
+    thr = settings.alerts.disk_usage
+    with database_errors("growth analysis failed"), connect(settings, autocommit=True) as conn:
+        disk = disk_usage(settings, conn)
+        return growth.analyze(conn, disk=disk, warning_pct=thr.warning, critical_pct=thr.critical)
+
+
+@dataclass
+class GrowthReport:
+    """Everything the weekly report shows, gathered by :func:`build`."""
+
+    snapshot: Snapshot
+    alerts: AlertReport
+    growth: Growth
+    index_findings: list[Finding]
+    history: list[dict[str, Any]]
+    vacuum_plan: list[dict[str, Any]]
+    analyze_plan: list[dict[str, Any]]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [*self.alerts.findings, *self.index_findings]
+
+
+def snapshot_history(settings: Settings, days: float = 365) -> list[dict[str, Any]]:
+    """Size and cache hit rate of each stored snapshot (oldest first)."""
+    from powrops.db import connect
+
+    with connect(settings, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT taken_at, (metrics -> 'database' ->> 'total_bytes')::bigint, "
+            "(metrics -> 'cache' ->> 'hit_rate')::float8 FROM ops.metric_snapshots "
+            "WHERE taken_at > now() - make_interval(secs => %s) ORDER BY taken_at",
+            (days * 86400,),
+        ).fetchall()
+    return [{"taken_at": r[0], "total_bytes": r[1], "hit_rate": r[2]} for r in rows]
+
+
+def build(settings: Settings, *, take_snapshot: bool = True) -> GrowthReport:
+    """Take a snapshot, evaluate the alerts (recorded), compute growth, check the indexes."""
+    from powrops.db import connect
+    from powrops.monitoring import maintenance, metrics
+    from powrops.monitoring.alerts import evaluate
+
+    snap = metrics.take_snapshot(settings, save=take_snapshot)
+    alerts = evaluate(settings, data=snap.metrics)
+    with connect(settings, autocommit=True) as conn:
+        stats = maintenance.table_stats(conn)
+    vacuum = maintenance.plan_vacuum(stats, settings)
+    analyze = maintenance.plan_analyze(stats, settings)
+    return GrowthReport(
+        snapshot=snap,
+        alerts=alerts,
+        growth=growth_for(settings),
+        index_findings=maintenance.index_checks(settings),
+        history=snapshot_history(settings),
+        vacuum_plan=[{"table": t.qualified, "reason": t.reason} for t in vacuum],
+        analyze_plan=[{"table": t.qualified, "reason": t.reason} for t in analyze],
+    )
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "never"
+
+
+def table_rows(metrics: dict[str, Any], limit: int = 20) -> list[dict[str, Any]]:
+    return [
+        {
+            "table": f"{t['schema']}.{t['table']}",
+            "total": human_bytes(t["total_bytes"]),
+            "table data": human_bytes(t["table_bytes"]),
+            "indexes": human_bytes(t["index_bytes"]),
+            "TOAST": human_bytes(t["toast_bytes"]),
+            "rows (estimate)": t["rows"],
+            "dead tuples": t["dead_tuples"],
+            "dead %": round(100 * float(t["dead_ratio"]), 1),
+        }
+        for t in metrics["tables"][:limit]
+    ]
+
+
+def maintenance_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Last vacuum and analyze (manual or auto) of every table."""
+    return [
+        {
+            "table": f"{t['schema']}.{t['table']}",
+            "last vacuum": _when(t["last_vacuum"]),
+            "last analyze": _when(t["last_analyze"]),
+            "modified since analyze": t["mod_since_analyze"],
+            "dead tuples": t["dead_tuples"],
+        }
+        for t in sorted(metrics["tables"], key=lambda t: (t["schema"], t["table"]))
+    ]
+
+
+def statement_rows(metrics: dict[str, Any], key: str = "slowest") -> list[dict[str, Any]]:
+    block = metrics["statements"]
+    if not block["available"]:
+        return [{"note": block["note"]}]
+    return [
+        {
+            "queryid": s["queryid"],
+            "statement": s["query"],
+            "calls": s["calls"],
+            "mean ms": s["mean_ms"],
+            "max ms": s["max_ms"],
+            "total ms": s["total_ms"],
+        }
+        for s in block[key]
+    ]
+
+
+def growth_rows(growth: Growth) -> list[dict[str, Any]]:
+    data = growth.to_dict()
+    rate = data["rate_bytes_per_day"]
+    band = data["rate_band"]
+
+    def size(value: float | None) -> str:
+        return "-" if value is None else human_bytes(value)
+
+    def reached(key: str) -> str:
+        value, when = data[f"days_to_{key}"], data[f"date_{key}"]
+        if value is None:
+            return "not at this rate"
+        if when is None:
+            return "not within a century at this rate"
+        return f"in {value:,.0f} days ({when})"
+
+    rows = [
+        ("trend from", data["source"]),
+        ("database size now", size(data["current_bytes"])),
+        ("growth per day", "-" if rate is None else f"{size(rate)}/day"),
+        ("95 % band", "-" if band is None else f"{size(band[0])} .. {size(band[1])} per day"),
+        ("disk", "-" if data["disk"] is None else f"{data['disk']['percent']} % of "
+         f"{size(data['disk']['capacity_bytes'])} ({data['disk']['source']})"),
+        ("warning threshold reached", reached("warning")),
+        ("critical threshold reached", reached("critical")),
+        ("earliest warning (upper band)", reached("warning_earliest")),
+        ("database size in a year", size(data["size_in_a_year_bytes"])),
+        ("disk needed in a year", size(data["needed_in_a_year_bytes"])),
+    ]  # fmt: skip
+    rows += [("note", note) for note in data["notes"]]
+    return [{"item": k, "value": v} for k, v in rows]
+
+
+def figures(report: GrowthReport) -> dict[str, Any]:
+    data = report.growth.to_dict()
+    metrics = report.snapshot.metrics
+    return {
+        "total_bytes": metrics["database"]["total_bytes"],
+        "growth_bytes_per_day": data["rate_bytes_per_day"],
+        "growth_source": data["source"],
+        "days_to_warning": data["days_to_warning"],
+        "disk_percent": None if data["disk"] is None else data["disk"]["percent"],
+        "dead_tuple_ratio": round(metrics["dead_tuples"]["ratio"], 4),
+        "cache_hit_rate": metrics["cache"]["hit_rate"],
+        "alerts": report.alerts.counts()["alerts"],
+    }
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def _unit(values: list[float]) -> tuple[float, str]:
+    return (GIB, "GiB") if max(values, default=0) >= GIB else (MIB, "MiB")
+
+
+def plot_size(growth: Growth) -> Any:
+    """Size over time (history or estimate), forecast with its 95 % band, disk thresholds."""
+    from powrops.reports.plotting import _pyplot
+
+    plt = _pyplot()
+    forecast = growth.forecast()
+    limits = _threshold_sizes(growth)
+    scale, unit = _unit(
+        [v for _, v in growth.points] + [f[3] for f in forecast] + [growth.current_bytes]
+    )
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    label = "snapshots" if growth.source == "snapshots" else "estimated from creation times"
+    if growth.points:
+        ax.plot([t for t, _ in growth.points], [v / scale for _, v in growth.points],
+                marker="o", color="#1e5aa5", label=f"database size ({label})")  # fmt: skip
+    ax.plot([growth.now], [growth.current_bytes / scale], marker="D", color="#1a1a1a",
+            linestyle="none", label="now")  # fmt: skip
+    if forecast:
+        times = [f[0] for f in forecast]
+        ax.plot(times, [f[1] / scale for f in forecast], color="#e07b00", label="forecast")
+        ax.fill_between(times, [f[2] / scale for f in forecast], [f[3] / scale for f in forecast],
+                        color="#f6c48f", alpha=0.5, label="95 % band")  # fmt: skip
+    for name, (size, colour) in limits.items():
+        ax.axhline(size / scale, color=colour, linestyle="--", label=f"disk {name}")
+    ax.set_title(f"Database size over time and forecast ({unit})")
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylabel(f"size ({unit})")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def _threshold_sizes(growth: Growth) -> dict[str, tuple[float, str]]:
+    """Database sizes at which the disk reaches its thresholds (shown when within 10x)."""
+    disk = growth.disk
+    if disk is None:
+        return {}
+    result = {}
+    for name, pct, colour in (
+        (f"warning {growth.warning_pct:g} %", growth.warning_pct, "#f0a202"),
+        (f"critical {growth.critical_pct:g} %", growth.critical_pct, "#c0262d"),
+    ):
+        size = growth.current_bytes + disk.capacity_bytes * pct / 100 - disk.used_bytes
+        if 0 < size <= 10 * max(growth.current_bytes, 1):
+            result[name] = (size, colour)
+    return result
+
+
+def plot_tables(metrics: dict[str, Any], limit: int = 12) -> Any:
+    """Size per table: data, indexes and TOAST stacked."""
+    from powrops.reports.plotting import _pyplot
+
+    plt = _pyplot()
+    tables = metrics["tables"][:limit]
+    scale, unit = _unit([float(t["total_bytes"]) for t in tables])
+    labels = [f"{t['schema']}.{t['table']}" for t in tables]
+    data = [float(t["table_bytes"]) / scale for t in tables]
+    index = [float(t["index_bytes"]) / scale for t in tables]
+    toast = [float(t["toast_bytes"]) / scale for t in tables]
+    fig, ax = plt.subplots(figsize=(9, 0.42 * max(len(labels), 2) + 1.4))
+    ax.barh(labels, data, color="#1e5aa5", label="table data")
+    ax.barh(labels, index, left=data, color="#6fa8dc", label="indexes")
+    ax.barh(labels, toast, left=[a + b for a, b in zip(data, index, strict=True)],
+            color="#b4a7d6", label="TOAST")  # fmt: skip
+    ax.invert_yaxis()
+    ax.set_title(f"Table distribution: size per table ({unit})")
+    ax.set_xlabel(f"size ({unit})")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 15) -> Any:
+    """Dead tuples per table (%) against the warning and critical thresholds."""
+    from powrops.reports.plotting import barh
+
+    thr = settings.alerts.dead_tuples
+    tables = sorted(metrics["tables"], key=lambda t: -float(t["dead_ratio"]))[:limit]
+    values = [100 * float(t["dead_ratio"]) for t in tables]
+    colours = [
+        "#c0262d" if v >= thr.critical else "#f0a202" if v >= thr.warning else "#1e7b34"
+        for v in values
+    ]
+    fig = barh(
+        [f"{t['schema']}.{t['table']}" for t in tables],
+        values,
+        title="Dead tuples per table (% of live + dead)",
+        xlabel="dead tuples (%)",
+        colours=colours,
+        limit=thr.warning,
+        limit_label=f"warning {thr.warning:g} %",
+    )
+    ax = fig.axes[0]
+    ax.axvline(thr.critical, color="#c0262d", linestyle=":", label=f"critical {thr.critical:g} %")
+    ax.set_xlim(0, max([*values, thr.critical]) * 1.15)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def plot_cache(history: list[dict[str, Any]], metrics: dict[str, Any]) -> Any:
+    """Cache hit rate (%) of each snapshot."""
+    from powrops.reports.plotting import _pyplot
+
+    plt = _pyplot()
+    points = [(h["taken_at"], 100 * h["hit_rate"]) for h in history if h["hit_rate"] is not None]
+    if not points and metrics["cache"]["hit_rate"] is not None:
+        points = [(datetime.fromisoformat(metrics["taken_at"]), 100 * metrics["cache"]["hit_rate"])]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#1e5aa5")
+    ax.axhline(99, color="#f0a202", linestyle="--", label="99 % (usual target)")
+    ax.set_ylim(min([p[1] for p in points] + [98]) - 1, 100.5)
+    ax.set_title("Cache hit rate per snapshot (% of block reads served from shared buffers)")
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylabel("hit rate (%)")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def plot_statements(metrics: dict[str, Any], settings: Settings, limit: int = 10) -> Any:
+    """Mean execution time of the slowest statements (ms) against the warning threshold."""
+    from powrops.reports.plotting import barh
+
+    slowest = metrics["statements"]["slowest"][:limit]
+    warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
+    labels = [_plain(f"{s['queryid'][-8:]}: {s['query'][:40]}") for s in slowest]
+    labels = labels or ["(none recorded)"]
+    values = [float(s["mean_ms"]) for s in slowest] or [0.0]
+    return barh(labels, values, title="Slowest statements: mean execution time (ms)",
+                xlabel="mean execution time (ms)", limit=warn_ms,
+                limit_label=f"warning {settings.alerts.query_time.warning}")  # fmt: skip
+
+
+def _plain(text: str) -> str:
+    """Text for a matplotlib label: ``$`` (as in ``$1``) would start mathtext."""
+    return text.replace("$", r"\$")
+
+
+def show_statements_plot(metrics: dict[str, Any], settings: Settings) -> None:
+    """The statements plot, or a line saying why there is none."""
+    from powrops.reports.plotting import show
+
+    if not metrics["statements"]["available"]:
+        print(metrics["statements"]["note"])
+        return
+    show(plot_statements(metrics, settings))
+
+
+# --- runbooks --------------------------------------------------------------------------------
+
+
+def confirmed(confirm: Any, what: str) -> bool:
+    """The confirmation gate of a runbook action: True only when ``confirm`` is True."""
+    from powrops.errors import ParameterError
+
+    if not isinstance(confirm, bool):
+        raise ParameterError(f"confirm = {confirm!r}: expected True or False")
+    if not confirm:
+        print(f"Not confirmed: {what} was not run. Review the dry run, then set confirm = True.")
+    return confirm
+
+
+def check_positive(name: str, value: Any) -> int:
+    """A positive integer notebook parameter, or ParameterError naming it."""
+    from powrops.errors import ParameterError
+
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ParameterError(f"{name} = {value!r}: expected a positive whole number")
+    return value
+
+
+def table_growth_rows(settings: Settings, recent_months: int = 3) -> list[dict[str, Any]]:
+    """Which tables grow, how fast: rows and bytes per day from the rows' creation times
+    (mean of the last ``recent_months`` full months), and from the snapshot history."""
+    from powrops.db import connect
+    from powrops.monitoring import growth
+
+    with connect(settings, autocommit=True) as conn:
+        monthly = growth.monthly_rows(conn)
+        per_row = growth.bytes_per_row(conn)
+        by_snapshots = _snapshot_table_rates(conn)
+    rows = []
+    for table, counts in monthly.items():
+        months = sorted(counts)[-recent_months - 1 : -1] or sorted(counts)[-1:]
+        rows_per_day = sum(counts[m] for m in months) / (30.0 * len(months))
+        rows.append({
+            "table": f"public.{table}",
+            "rows per day (creation times)": round(rows_per_day, 1),
+            "bytes per day (creation times)": round(rows_per_day * per_row.get(table, 0.0)),
+            "bytes per day (snapshots)": by_snapshots.get(f"public.{table}"),
+            "bytes per row": round(per_row.get(table, 0.0)),
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: -float(r["bytes per day (creation times)"]))
+
+
+def _snapshot_table_rates(conn: Any, days: float = 90) -> dict[str, float]:
+    """Bytes per day per table between the oldest and newest snapshot of the last ``days``."""
+    rows = conn.execute(
+        "(SELECT taken_at, metrics -> 'volume' -> 'table_distribution' FROM ops.metric_snapshots "
+        " WHERE taken_at > now() - make_interval(days => %s) AND metrics ? 'volume' "
+        " ORDER BY taken_at LIMIT 1) UNION ALL "
+        "(SELECT taken_at, metrics -> 'volume' -> 'table_distribution' FROM ops.metric_snapshots "
+        " WHERE metrics ? 'volume' ORDER BY taken_at DESC LIMIT 1)",
+        (int(days),),
+    ).fetchall()
+    if len(rows) < 2:
+        return {}
+    (t0, first), (t1, last) = rows[0], rows[-1]
+    span = (t1 - t0).total_seconds() / 86400
+    if span < 1:
+        return {}
+    return {name: round((size - first.get(name, 0)) / span) for name, size in last.items()}
+
+
+def plot_table_growth(rows: list[dict[str, Any]], limit: int = 10) -> Any:
+    from powrops.reports.plotting import barh
+
+    top = rows[:limit]
+    return barh(
+        [r["table"] for r in top] or ["(no timestamped rows)"],
+        [float(r["bytes per day (creation times)"]) / 1024 for r in top] or [0.0],
+        title="Growth per table from the rows' creation times (KiB per day)",
+        xlabel="growth (KiB per day)",
+    )
+
+
+def plan_rows(run: Any, nothing: str) -> list[dict[str, Any]]:
+    """Rows of a maintenance or cleanup result, or one row saying there is nothing to do."""
+    if run is None:
+        return [{"result": "not run"}]
+    rows: list[dict[str, Any]] = run.rows()
+    return rows or [{"result": nothing}]
+
+
+def seq_scan_rows(metrics: dict[str, Any], min_rows: int = 1000) -> list[dict[str, Any]]:
+    """Tables read mostly by sequential scans: candidates for a missing index."""
+    rows = [
+        {
+            "table": f"{t['schema']}.{t['table']}",
+            "rows": t["rows"],
+            "seq scans": t["seq_scan"],
+            "index scans": t["idx_scan"],
+        }
+        for t in metrics["tables"]
+        if (t["rows"] or 0) >= min_rows and (t["seq_scan"] or 0) > (t["idx_scan"] or 0)
+    ]
+    return rows or [{"result": f"no table of {min_rows}+ rows is read mostly by seq scans"}]
+
+
+def slow_statements(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
+    """The slowest statements by mean time, at or over maintenance.alerts.query_time first."""
+    from powrops.db import connect
+    from powrops.monitoring.metrics import statements, statements_status
+
+    with connect(settings, autocommit=True) as conn:
+        note = statements_status(conn)
+        if note:
+            return [{"note": note}]
+        found = statements(conn, order="mean", limit=limit)
+    limit_ms = settings.maintenance.alerts.query_time.timedelta.total_seconds() * 1000
+    for row in found:
+        row["over maintenance.alerts.query_time"] = row["mean_ms"] >= limit_ms
+    return found
+
+
+def plans(settings: Settings, found: list[dict[str, Any]], analyze: bool = False) -> str:
+    """EXPLAIN of each statement (generic plans for parameterised ones), as text."""
+    from powrops.db import connect
+    from powrops.monitoring.metrics import explain, statement_text
+
+    parts = []
+    with connect(settings, autocommit=True) as conn:
+        for row in found:
+            if "queryid" not in row:
+                continue
+            text = statement_text(conn, str(row["queryid"]))
+            plan = explain(conn, text, analyze=analyze) if text else "(statement text hidden)"
+            parts.append(f"-- queryid {row['queryid']}: mean {row['mean_ms']} ms\n{plan}")
+    return "\n\n".join(parts) or "no statements to explain"
+
+
+def rows_or(rows: list[dict[str, Any]], nothing: str) -> list[dict[str, Any]]:
+    return rows or [{"result": nothing}]
+
+
+def only(findings: list[Finding], *checks: str) -> list[Finding]:
+    """The findings of the named checks."""
+    return [f for f in findings if f.check in checks]
+
+
+def capacity_figures(growth: Growth, **done: bool) -> dict[str, Any]:
+    keep = ("rate_bytes_per_day", "days_to_warning", "days_to_critical", "needed_in_a_year_bytes")
+    data = growth.to_dict()
+    return {**{k: data[k] for k in keep}, **done}
+
+
+def performance_figures(slow: list[dict[str, Any]], **done: bool) -> dict[str, Any]:
+    over = sum(1 for s in slow if s.get("over maintenance.alerts.query_time"))
+    return {"slow_statements": over, **done}

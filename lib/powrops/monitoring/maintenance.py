@@ -1,0 +1,463 @@
+"""Maintenance per the strategy's schedule and thresholds: vacuum, analyze, reindex, index checks.
+
+* ``vacuum`` — tables whose dead tuples reach ``alerts.dead_tuples.warning`` (with at least
+  ``MIN_DEAD_TUPLES`` dead rows), and tables with dead rows whose last vacuum (manual or auto)
+  is older than ``maintenance.vacuum`` ("weekly"). ``VACUUM (ANALYZE)`` each.
+* ``analyze`` — tables never analyzed (with rows), analyzed longer ago than
+  ``maintenance.analyze`` ("daily") and modified since, or with more than ``STALE_FRACTION`` of
+  their rows modified since the last analyze. ``ANALYZE`` each.
+* ``reindex`` — invalid indexes, and B-tree indexes of at least ``MIN_BLOAT_BYTES`` whose
+  ``pgstatindex`` leaf density is under ``MIN_LEAF_DENSITY`` % (bloated).
+  ``REINDEX INDEX CONCURRENTLY`` each (no lock blocking writes). ``pgstatindex`` reads the whole
+  index, so only indexes over the size floor are measured. A REINDEX that fails leaves an
+  invalid ``<index>_ccnew``: it is dropped at once (``DROP INDEX CONCURRENTLY``), and such
+  leftovers found later are dropped instead of rebuilt.
+* ``index_checks`` — the strategy's indexes present and valid, unused indexes (no scan since
+  the statistics were reset, not unique, not backing a foreign key, over ``UNUSED_MIN_BYTES``),
+  foreign keys without an index leading with their columns, invalid indexes.
+
+Each action returns a :class:`MaintenanceRun` (what was planned and done, bytes reclaimed,
+errors) and is recorded in ``ops.events`` (kind ``maintenance``; details: action, tables,
+reclaimed_bytes, dry_run, errors). ``dry_run`` plans and records but changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from powrops import journal
+from powrops.config import Settings
+from powrops.findings import Finding, Severity, overall
+
+MIN_DEAD_TUPLES = 50
+STALE_FRACTION = 0.10
+MIN_LEAF_DENSITY = 50.0
+MIN_BLOAT_BYTES = 1 << 20
+UNUSED_MIN_BYTES = 8 << 20
+ACTIONS = ("vacuum", "analyze", "reindex")
+LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
+
+# The strategy's index section: name -> (table, columns as pg_get_indexdef prints them, predicate)
+STRATEGY_INDEXES = {
+    "idx_workouts_user_date": ("workouts", "(user_id, date DESC)", None),
+    "idx_exercises_user": ("exercises", "(user_id)", None),
+    "idx_workouts_volume": ("workouts", "(total_volume)", "total_volume IS NOT NULL"),
+}
+
+
+@dataclass
+class Target:
+    """One table or index an action applies to, and why."""
+
+    schema: str
+    name: str
+    reason: str
+    before_bytes: int = 0
+    after_bytes: int | None = None
+    dead_before: int | None = None
+    dead_after: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    drop: bool = False  # a leftover of a failed REINDEX CONCURRENTLY: dropped, not rebuilt
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def reclaimed(self) -> int:
+        return 0 if self.after_bytes is None else max(self.before_bytes - self.after_bytes, 0)
+
+
+@dataclass
+class MaintenanceRun:
+    action: str
+    dry_run: bool
+    targets: list[Target] = field(default_factory=list)
+    event_id: int | None = None
+
+    @property
+    def reclaimed_bytes(self) -> int:
+        return sum(t.reclaimed for t in self.targets)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{t.qualified}: {t.error}" for t in self.targets if t.error]
+
+    @property
+    def exit_code(self) -> int:
+        return int(Severity.CRITICAL if self.errors else Severity.OK)
+
+    def summary(self) -> str:
+        verb = "would" if self.dry_run else "did"
+        what = ", ".join(t.qualified for t in self.targets) or "nothing"
+        text = f"{self.action}: {verb} process {len(self.targets)} ({what})"
+        if not self.dry_run:
+            text += f"; reclaimed {self.reclaimed_bytes} bytes"
+        return text + (f"; {len(self.errors)} error(s)" if self.errors else "")
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "object": t.qualified,
+                "reason": t.reason,
+                "bytes before": t.before_bytes,
+                "bytes after": t.after_bytes,
+                "dead before": t.dead_before,
+                "dead after": t.dead_after,
+                "seconds": None if t.seconds is None else round(t.seconds, 3),
+                "error": t.error,
+            }
+            for t in self.targets
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "tables": [t.qualified for t in self.targets],
+            "reclaimed_bytes": self.reclaimed_bytes,
+            "errors": self.errors,
+            "event_id": self.event_id,
+            "targets": [asdict(t) for t in self.targets],
+        }
+
+
+# --- planning --------------------------------------------------------------------------------
+
+TABLE_STATS_SQL = """
+SELECT s.schemaname AS schema, s.relname AS name, s.n_live_tup AS live, s.n_dead_tup AS dead,
+       s.n_mod_since_analyze AS modified, GREATEST(c.reltuples, 0)::float8 AS reltuples,
+       GREATEST(s.last_vacuum, s.last_autovacuum) AS last_vacuum,
+       GREATEST(s.last_analyze, s.last_autoanalyze) AS last_analyze,
+       pg_total_relation_size(s.relid) AS bytes, now() AS now
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+ORDER BY s.schemaname, s.relname
+"""
+
+
+def table_stats(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(TABLE_STATS_SQL)
+        return list(cur.fetchall())
+
+
+def _older(last: datetime | None, now: datetime, days: float) -> bool:
+    return last is None or (now - last).total_seconds() > days * 86400
+
+
+def plan_vacuum(stats: list[dict[str, Any]], settings: Settings) -> list[Target]:
+    warning = settings.alerts.dead_tuples.warning
+    schedule = settings.maintenance.vacuum
+    targets = []
+    for row in stats:
+        live, dead = int(row["live"] or 0), int(row["dead"] or 0)
+        pct = 100.0 * dead / (live + dead) if live + dead else 0.0
+        reason = None
+        if dead >= MIN_DEAD_TUPLES and pct >= warning:
+            reason = f"{pct:.1f} % dead tuples (threshold {warning:g} %)"
+        elif dead >= MIN_DEAD_TUPLES and _older(row["last_vacuum"], row["now"], schedule.days):
+            reason = f"{dead} dead tuples, last vacuum older than {schedule}"
+        if reason:
+            targets.append(
+                Target(row["schema"], row["name"], reason, int(row["bytes"]), dead_before=dead)
+            )
+    return targets
+
+
+def plan_analyze(stats: list[dict[str, Any]], settings: Settings) -> list[Target]:
+    schedule = settings.maintenance.analyze
+    targets = []
+    for row in stats:
+        rows = max(float(row["reltuples"]), float(row["live"] or 0))
+        modified = int(row["modified"] or 0)
+        reason = None
+        if row["last_analyze"] is None and (rows > 0 or modified > 0):
+            reason = "never analyzed"
+        elif modified > 0 and modified >= STALE_FRACTION * rows + 50:
+            reason = f"{modified} rows modified since the last analyze ({rows:.0f} rows)"
+        elif modified > 0 and _older(row["last_analyze"], row["now"], schedule.days):
+            reason = f"modified since an analyze older than {schedule}"
+        if reason:
+            targets.append(Target(row["schema"], row["name"], reason, int(row["bytes"])))
+    return targets
+
+
+INDEX_SQL = """
+SELECT n.nspname AS schema, c.relname AS name, i.indisvalid AS valid,
+       pg_relation_size(c.oid) AS bytes, am.amname AS method, c.oid AS oid
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_am am ON am.oid = c.relam
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg_temp%%'
+ORDER BY n.nspname, c.relname
+"""
+
+
+def plan_reindex(conn: psycopg.Connection[Any]) -> list[Target]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(INDEX_SQL)
+        found = list(cur.fetchall())
+    has_pgstattuple = _has_extension(conn, "pgstattuple")
+    targets = []
+    for row in found:
+        reason = None
+        leftover = LEFTOVER.search(row["name"]) is not None
+        if not row["valid"] and leftover:
+            reason = "leftover of a failed REINDEX CONCURRENTLY: DROP INDEX CONCURRENTLY"
+        elif not row["valid"]:
+            reason = "invalid (a failed CREATE INDEX CONCURRENTLY or REINDEX)"
+        elif has_pgstattuple and row["method"] == "btree" and row["bytes"] >= MIN_BLOAT_BYTES:
+            density = conn.execute(
+                "SELECT avg_leaf_density FROM pgstatindex(%s::regclass)", (row["oid"],)
+            ).fetchone()
+            if density and density[0] is not None and float(density[0]) < MIN_LEAF_DENSITY:
+                reason = (
+                    f"bloated: leaf density {float(density[0]):.1f} % (< {MIN_LEAF_DENSITY:g} %)"
+                )
+        if reason:
+            targets.append(
+                Target(row["schema"], row["name"], reason, int(row["bytes"]), drop=leftover)
+            )
+    return targets
+
+
+def _has_extension(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = %s)", (name,))
+    found = row.fetchone()
+    return bool(found and found[0])
+
+
+# --- doing -----------------------------------------------------------------------------------
+
+
+def _size_and_dead(
+    conn: psycopg.Connection[Any], target: Target, index: bool
+) -> tuple[int, int | None]:
+    """Size (index, or table with indexes and TOAST) and dead tuples after the action."""
+    if index:
+        row = conn.execute(
+            "SELECT pg_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (target.schema, target.name),
+        ).fetchone()
+        return (int(row[0]) if row else 0), None
+    row = conn.execute(
+        "SELECT pg_total_relation_size(relid), n_dead_tup FROM pg_stat_user_tables "
+        "WHERE schemaname = %s AND relname = %s",
+        (target.schema, target.name),
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, None)
+
+
+def _statement(action: str, target: Target) -> sql.Composed:
+    ident = sql.Identifier(target.schema, target.name)
+    if action == "vacuum":
+        return sql.SQL("VACUUM (ANALYZE) {}").format(ident)
+    if action == "analyze":
+        return sql.SQL("ANALYZE {}").format(ident)
+    if target.drop:
+        return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident)
+    return sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident)
+
+
+def _drop_leftovers(conn: psycopg.Connection[Any], target: Target) -> list[str]:
+    """Drop the invalid ``<index>_ccnew`` a failed REINDEX CONCURRENTLY of ``target`` left."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND NOT i.indisvalid AND c.relname ~ %s",
+        (target.schema, "^" + re.escape(target.name) + "_ccnew[0-9]*$"),
+    ).fetchall()
+    for (name,) in rows:
+        ident = sql.Identifier(target.schema, name)
+        conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident))
+    return [str(r[0]) for r in rows]
+
+
+def _execute(conn: psycopg.Connection[Any], action: str, targets: list[Target]) -> None:
+    for target in targets:
+        started = time.monotonic()
+        try:
+            conn.execute(_statement(action, target))
+        except psycopg.Error as exc:
+            target.error = str(exc).strip().splitlines()[0]
+            if action == "reindex" and not target.drop:
+                dropped = _drop_leftovers(conn, target)
+                target.error += f" (dropped its leftover {', '.join(dropped)})" if dropped else ""
+        target.seconds = time.monotonic() - started
+        if action == "vacuum":
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+        target.after_bytes, target.dead_after = _size_and_dead(conn, target, action == "reindex")
+
+
+def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun) -> int:
+    details = {k: v for k, v in run.to_dict().items() if k not in ("event_id",)}
+    return journal.record(conn, "maintenance", details)
+
+
+def run(settings: Settings, action: str, *, dry_run: bool = False) -> MaintenanceRun:
+    """Plan ``action`` (vacuum, analyze, reindex), do it unless ``dry_run``, record it."""
+    from powrops.db import connect
+    from powrops.errors import ParameterError
+    from powrops.monitoring.metrics import database_errors
+
+    if action not in ACTIONS:
+        raise ParameterError(f"unknown maintenance action {action!r}; expected one of {ACTIONS}")
+    with (
+        database_errors(f"maintenance {action} failed"),
+        connect(settings, autocommit=True) as conn,
+    ):
+        if action == "reindex":
+            targets = plan_reindex(conn)
+        else:
+            stats = table_stats(conn)
+            targets = (plan_vacuum if action == "vacuum" else plan_analyze)(stats, settings)
+        result = MaintenanceRun(action, dry_run, targets)
+        if not dry_run:
+            _execute(conn, action, targets)
+        result.event_id = record_event(conn, result)
+    return result
+
+
+# --- index strategy --------------------------------------------------------------------------
+
+UNUSED_SQL = """
+SELECT s.schemaname AS schema, s.relname AS table, s.indexrelname AS index,
+       pg_relation_size(s.indexrelid) AS bytes, s.idx_scan
+FROM pg_stat_user_indexes s
+JOIN pg_index i ON i.indexrelid = s.indexrelid
+WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_constraint k
+      WHERE k.contype = 'f' AND k.conrelid = i.indrelid
+        AND (i.indkey::int2[])[0:cardinality(k.conkey) - 1] @> k.conkey)
+ORDER BY bytes DESC
+"""
+
+FK_WITHOUT_INDEX_SQL = """
+SELECT n.nspname AS schema, t.relname AS table, k.conname AS constraint,
+       (SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_attribute a
+        WHERE a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey)) AS columns
+FROM pg_constraint k
+JOIN pg_class t ON t.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE k.contype = 'f' AND NOT EXISTS (
+    SELECT 1 FROM pg_index i
+    WHERE i.indrelid = k.conrelid
+      AND (i.indkey::int2[])[0:cardinality(k.conkey) - 1] @> k.conkey)
+ORDER BY n.nspname, t.relname, k.conname
+"""
+
+
+def _dicts(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query)
+        return list(cur.fetchall())
+
+
+def _predicate_matches(definition: str, predicate: str) -> bool:
+    def squash(text: str) -> str:
+        return "".join(ch for ch in text if ch not in " ()")
+
+    return squash(predicate) in squash(definition)
+
+
+def strategy_index_findings(found: dict[str, dict[str, Any]]) -> list[Finding]:
+    """The strategy's indexes: present, on the right columns, valid."""
+    result = []
+    for name, (table, columns, predicate) in STRATEGY_INDEXES.items():
+        row = found.get(name)
+        expected = f"{table}{columns}" + (f" WHERE {predicate}" if predicate else "")
+        if row is None:
+            message, severity, definition = "missing", Severity.CRITICAL, None
+        else:
+            definition = str(row["definition"])
+            shape_ok = columns in definition and row["table_name"] == table
+            if predicate:
+                shape_ok = shape_ok and _predicate_matches(definition, predicate)
+            if not row["valid"]:
+                severity, message = Severity.CRITICAL, "present but INVALID"
+            elif not shape_ok:
+                severity, message = Severity.WARNING, "present with another definition"
+            else:
+                severity, message = Severity.OK, "present and valid"
+        result.append(
+            Finding(
+                "strategy_index",
+                severity,
+                message,
+                object=name,
+                value=definition,
+                expected=expected,
+                advice=None if severity == Severity.OK else "powrops migrate latest / reindex",
+            )
+        )
+    return result
+
+
+def _invalid(row: dict[str, Any]) -> Finding:
+    return Finding(
+        "invalid_index",
+        Severity.CRITICAL,
+        "index is INVALID: queries do not use it, writes still maintain it",
+        object=f"{row['schema']}.{row['name']}",
+        advice="powrops maintenance reindex",
+    )
+
+
+def _unused(row: dict[str, Any]) -> Finding:
+    return Finding(
+        "unused_index",
+        Severity.WARNING,
+        f"no index scan since the statistics were reset ({row['bytes']} bytes)",
+        object=f"{row['schema']}.{row['index']}",
+        value=row["bytes"],
+        advice="review: drop it if no query needs it",
+    )
+
+
+def _fk_without_index(row: dict[str, Any]) -> Finding:
+    table = f"{row['schema']}.{row['table']}"
+    return Finding(
+        "fk_without_index",
+        Severity.WARNING,
+        f"foreign key {row['constraint']} ({row['columns']}) has no index",
+        object=table,
+        advice=f"CREATE INDEX CONCURRENTLY ON {table} ({row['columns']})",
+    )
+
+
+def index_checks(settings: Settings) -> list[Finding]:
+    """The index strategy checked on the live database."""
+    from powrops.db import connect
+    from powrops.monitoring.metrics import database_errors
+    from powrops.pg import catalog
+
+    with database_errors("index checks failed"), connect(settings, autocommit=True) as conn:
+        result = strategy_index_findings(catalog.indexes(conn, STRATEGY_INDEXES))
+        result += [_invalid(row) for row in _dicts(conn, INDEX_SQL) if not row["valid"]]
+        result += [
+            _unused(row)
+            for row in _dicts(conn, UNUSED_SQL)
+            if row["index"] not in STRATEGY_INDEXES and int(row["bytes"]) >= UNUSED_MIN_BYTES
+        ]
+        result += [_fk_without_index(row) for row in _dicts(conn, FK_WITHOUT_INDEX_SQL)]
+    if not any(f.check != "strategy_index" for f in result):
+        message = "no invalid or unused index; every foreign key has an index"
+        result.append(Finding("indexes", Severity.OK, message))
+    return result
+
+
+def index_status(findings: list[Finding]) -> Severity:
+    return overall(findings)
