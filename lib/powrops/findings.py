@@ -1,4 +1,8 @@
-"""Findings: the common currency of every check, rendered alike by CLI, JSON and notebooks."""
+"""Findings: the common currency of every check, rendered alike by CLI, JSON and notebooks.
+
+Also the one order of severities (:data:`SEVERITY_ORDER`, :func:`worst`) and the one mapping
+from an outcome to a process exit code (:func:`exit_code`), used by every command.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ class Severity(enum.IntEnum):
     UNKNOWN = 3
 
     @property
+    def rank(self) -> int:
+        """Position in :data:`SEVERITY_ORDER`: higher is worse news."""
+        return SEVERITY_ORDER.index(self)
+
+    @property
     def colour(self) -> str:
         return {0: "green", 1: "amber", 2: "red", 3: "grey"}[int(self)]
 
@@ -32,6 +41,31 @@ class Severity(enum.IntEnum):
             raise ValueError(
                 f"unknown severity {value!r}; expected OK, WARNING, CRITICAL or UNKNOWN"
             ) from None
+
+
+#: Severities from the best news to the worst. UNKNOWN ranks below CRITICAL: a check that
+#: could not run is less certain news than one that found a problem, but worse than WARNING.
+SEVERITY_ORDER: tuple[Severity, ...] = (
+    Severity.OK,
+    Severity.WARNING,
+    Severity.UNKNOWN,
+    Severity.CRITICAL,
+)
+
+
+def worst(severities: Iterable[Severity]) -> Severity:
+    """The worst of some severities by :data:`SEVERITY_ORDER`; OK when there are none."""
+    return max(severities, key=lambda severity: severity.rank, default=Severity.OK)
+
+
+def exit_code(outcome: Severity | int) -> int:
+    """The process exit code of a command's outcome.
+
+    A severity's value is its exit code under the monitoring convention: 0 OK, 1 WARNING,
+    2 CRITICAL, 3 UNKNOWN. A plain int is a code fixed by another contract and passes through
+    (``wal fetch`` answers PostgreSQL's restore_command: 0 restored, 1 not archived, 128 error).
+    """
+    return int(outcome)
 
 
 @dataclass(frozen=True)
@@ -60,17 +94,8 @@ class Finding:
 
 
 def overall(findings: Iterable[Finding]) -> Severity:
-    """The worst severity among findings; OK when there are none.
-
-    UNKNOWN ranks below CRITICAL: a check that could not run is less certain news than
-    one that found a problem, but it is worse than WARNING.
-    """
-    order = [Severity.OK, Severity.WARNING, Severity.UNKNOWN, Severity.CRITICAL]
-    worst = Severity.OK
-    for finding in findings:
-        if order.index(finding.severity) > order.index(worst):
-            worst = finding.severity
-    return worst
+    """The worst severity among findings (:func:`worst`); OK when there are none."""
+    return worst(finding.severity for finding in findings)
 
 
 def counts(findings: Iterable[Finding]) -> dict[str, int]:

@@ -13,6 +13,7 @@ import argparse
 import json
 from typing import Any
 
+from powrops.cli.common import settings_of
 from powrops.findings import Finding, Severity
 
 
@@ -27,23 +28,21 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=cmd_alerts)
 
 
-def cmd_alerts(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_alerts(args: argparse.Namespace) -> Severity:
     from powrops.monitoring.alerts import evaluate
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     report = evaluate(settings, record=not args.no_record)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print(render_text(report.findings))
         print(f"\n{report.status.name}: {report.counts()['alerts']} alert(s)")
-    return report.exit_code
+    return report.status
 
 
 def render_text(findings: list[Finding]) -> str:
-    order = [Severity.CRITICAL, Severity.UNKNOWN, Severity.WARNING, Severity.OK]
-    rows = sorted(findings, key=lambda f: order.index(f.severity))
+    rows = sorted(findings, key=lambda f: -f.severity.rank)
     check_w = max([len(f.check) for f in rows] + [5])
     obj_w = min(max([len(f.object or "-") for f in rows] + [6]), 40)
     lines = [f"{'SEVERITY':8}  {'CHECK':{check_w}}  {'OBJECT':{obj_w}}  MESSAGE"]

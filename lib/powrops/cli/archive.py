@@ -14,6 +14,9 @@ import argparse
 import json
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("archive", help="archive workouts to validated files; list; restore")
@@ -34,19 +37,18 @@ def register(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from powrops.config import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    return settings_of(args)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> Severity:
     from powrops.retention.archival import run_archival
     from powrops.retention.render import table
 
     result = run_archival(_settings(args), dry_run=args.dry_run, user_id=args.user)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
-        return 0
+        return Severity.OK
     print(f"archive repository: {result.repository}")
     due = [
         {"user": c.user_id, "trigger": c.trigger, "workouts": c.workouts, "sets": c.sets,
@@ -59,10 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"archived {result.rows} rows of {len(result.archived)} users "
               "(read back, checksums compared, indexed)")  # fmt: skip
-    return 0
+    return Severity.OK
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace) -> Severity:
     from powrops.retention import archival, journal
     from powrops.retention.render import table
 
@@ -70,9 +72,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         entries = list(archival.index_entries(conn, args.user))
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
-        return 0
+        return Severity.OK
     print(table([_entry_row(e) for e in entries]))
-    return 0
+    return Severity.OK
 
 
 def _entry_row(entry: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +93,7 @@ def _entry_row(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
+def cmd_restore(args: argparse.Namespace) -> Severity:
     from powrops.retention.restore import restore_user
 
     result = restore_user(_settings(args), args.user)
@@ -100,4 +102,4 @@ def cmd_restore(args: argparse.Namespace) -> int:
     else:
         rows = ", ".join(f"{n} {t}" for t, n in result.rows.items())
         print(f"restored {rows} of user {args.user} from {len(result.entries)} archive files")
-    return 0
+    return Severity.OK

@@ -13,6 +13,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("audit", help="audit trail: apply the config, changes, row history")
@@ -33,10 +36,9 @@ def register(sub: Any) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Any:
-    from powrops.config import load_settings
     from powrops.db import connect
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     return settings, connect(settings, autocommit=True)
 
 
@@ -44,7 +46,7 @@ def _print(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
     print(json.dumps(data, indent=2, default=str) if args.json else "\n".join(lines))
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
+def cmd_apply(args: argparse.Namespace) -> Severity:
     from powrops import audit
 
     settings, conn = _connect(args)
@@ -56,10 +58,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         {"statements": done, "missing": missing},
         done + [f"missing (not installed): {m}" for m in missing],
     )
-    return 1 if missing else 0
+    return Severity.WARNING if missing else Severity.OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace) -> Severity:
     from powrops import audit
 
     _, conn = _connect(args)
@@ -68,10 +70,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines = [f"{audit.ROW_TRIGGER} on {t}: {s or 'missing'}" for t, s in trail.row_triggers.items()]
     lines += [f"event trigger {n}: {s or 'missing'}" for n, s in trail.event_triggers.items()]
     _print(args, trail.to_dict(), lines)
-    return 1 if trail.missing() else 0
+    return Severity.WARNING if trail.missing() else Severity.OK
 
 
-def cmd_changes(args: argparse.Namespace) -> int:
+def cmd_changes(args: argparse.Namespace) -> Severity:
     from powrops import audit
     from powrops.errors import ParameterError
 
@@ -87,10 +89,10 @@ def cmd_changes(args: argparse.Namespace) -> int:
         f"{d['time']:%Y-%m-%d %H:%M:%S} {d['actor']} {d['command']} {d['object']}" for d in ddl
     ]
     _print(args, {"changes": rows, "system_changes": ddl}, lines or ["no changes recorded"])
-    return 0
+    return Severity.OK
 
 
-def cmd_history(args: argparse.Namespace) -> int:
+def cmd_history(args: argparse.Namespace) -> Severity:
     from powrops import audit
 
     _, conn = _connect(args)
@@ -100,4 +102,4 @@ def cmd_history(args: argparse.Namespace) -> int:
         f"{r['time']:%Y-%m-%d %H:%M:%S} {r['actor']} {r['action']} {r['columns']}" for r in rows
     ]
     _print(args, rows, lines or [f"no recorded changes of {args.table} {args.row_id}"])
-    return 0
+    return Severity.OK

@@ -14,6 +14,9 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 if TYPE_CHECKING:
     from powrops.integrity import IntegrityReport
 
@@ -39,18 +42,17 @@ def register(sub: Any) -> None:
     integrity.set_defaults(func=cmd_check_integrity)
 
 
-def cmd_check_integrity(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_check_integrity(args: argparse.Namespace) -> Severity:
     from powrops.errors import ParameterError
     from powrops.integrity import check
 
     if args.dry_run and not args.repair:
         raise ParameterError("--dry-run only applies to --repair")
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     outcome = check(settings, repair=args.repair, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(outcome.to_dict(), indent=2, default=str))
-        return outcome.exit_code
+        return outcome.status
     print(render_text(outcome.before))
     if outcome.repair is not None:
         print()
@@ -61,7 +63,7 @@ def cmd_check_integrity(args: argparse.Namespace) -> int:
         print()
         print("after the repair:")
         print(render_text(outcome.after))
-    return outcome.exit_code
+    return outcome.status
 
 
 def render_text(report: IntegrityReport) -> str:

@@ -13,6 +13,9 @@ import argparse
 import json
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
@@ -23,12 +26,11 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=cmd_cleanup)
 
 
-def cmd_cleanup(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_cleanup(args: argparse.Namespace) -> Severity:
     from powrops.retention.cleanup import run_cleanup
     from powrops.retention.render import table
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     result = run_cleanup(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
@@ -38,4 +40,4 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         if result.dry_run:
             verb, count = ("would delete", result.due)
         print(f"cleanup: {verb} {count} rows, {result.bytes} bytes, {len(result.errors)} errors")
-    return 1 if result.errors else 0
+    return Severity.WARNING if result.errors else Severity.OK

@@ -6,6 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     drill = sub.add_parser(
@@ -17,12 +20,11 @@ def register(sub: Any) -> None:
     drill.set_defaults(func=cmd_drill)
 
 
-def cmd_drill(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_drill(args: argparse.Namespace) -> Severity:
     from powrops.drill.run import run_drill
     from powrops.restore import RecoveryTarget
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     target = RecoveryTarget("time", args.target_time).time if args.target_time else None
     result = run_drill(
         settings, target_time=target, echo=None if args.json else print, keep=args.keep
@@ -38,4 +40,4 @@ def cmd_drill(args: argparse.Namespace) -> int:
         )
         for finding in result.findings:
             print(f"  {finding.severity.name:8} {finding.check:28} {finding.message}")
-    return int(result.status)
+    return result.status

@@ -19,6 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("gdpr", help="GDPR export and erasure of a user; consent report")
@@ -39,12 +42,11 @@ def register(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from powrops.config import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    return settings_of(args)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> Severity:
     from powrops.retention.gdpr import export_user
 
     result = export_user(_settings(args), args.user_id, args.to)
@@ -53,10 +55,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{n} {t}" for t, n in result.counts().items() if n)
         print(f"exported user {args.user_id}: {counts} ({len(result.files) + 1} files)")
-    return 0
+    return Severity.OK
 
 
-def cmd_erase(args: argparse.Namespace) -> int:
+def cmd_erase(args: argparse.Namespace) -> Severity:
     from powrops.retention.erase import erase_user
 
     result = erase_user(_settings(args), args.user_id, dry_run=not args.yes)
@@ -71,14 +73,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
         else:
             print(f"erased user {args.user_id}: {counts or 'no rows'}, {files}")
             print(f"request id {result.request_id} (recorded in audit_log and ops.events)")
-    return 1 if result.dry_run else 0
+    return Severity.WARNING if result.dry_run else Severity.OK
 
 
-def cmd_consent_report(args: argparse.Namespace) -> int:
+def cmd_consent_report(args: argparse.Namespace) -> Severity:
     from powrops.retention import consent, journal
     from powrops.retention.render import table
 
     with journal.connect(_settings(args)) as conn:
         totals = [t.to_dict() for t in consent.report(conn)]
     print(json.dumps(totals, indent=2) if args.json else table(totals))
-    return 0
+    return Severity.OK

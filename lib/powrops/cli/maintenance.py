@@ -16,6 +16,9 @@ import argparse
 import json
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("maintenance", help="vacuum, analyze, reindex; index strategy check")
@@ -35,11 +38,10 @@ def register(sub: Any) -> None:
     indexes.set_defaults(func=cmd_indexes)
 
 
-def cmd_action(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_action(args: argparse.Namespace) -> Severity:
     from powrops.monitoring import maintenance
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     result = maintenance.run(settings, args.action_name, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
@@ -48,18 +50,17 @@ def cmd_action(args: argparse.Namespace) -> int:
             error = f"  ERROR {row['error']}" if row["error"] else ""
             print(f"  {row['object']:40} {row['reason']}{error}")
         print(result.summary())
-    return result.exit_code
+    return result.status
 
 
-def cmd_indexes(args: argparse.Namespace) -> int:
+def cmd_indexes(args: argparse.Namespace) -> Severity:
     from powrops.cli.alerts import render_text
-    from powrops.config import load_settings
     from powrops.findings import overall
     from powrops.monitoring import maintenance
 
-    findings = maintenance.index_checks(load_settings(getattr(args, "config", None)))
+    findings = maintenance.index_checks(settings_of(args))
     if args.json:
         print(json.dumps([f.to_dict() for f in findings], indent=2, default=str))
     else:
         print(render_text(findings))
-    return int(overall(findings))
+    return overall(findings)

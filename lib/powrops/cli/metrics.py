@@ -11,6 +11,9 @@ import argparse
 import json
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("metrics", help="data metrics snapshots and growth forecast")
@@ -24,16 +27,15 @@ def register(sub: Any) -> None:
     grow.set_defaults(func=cmd_growth)
 
 
-def cmd_snapshot(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_snapshot(args: argparse.Namespace) -> Severity:
     from powrops.durations import human_bytes
     from powrops.monitoring.metrics import take_snapshot
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     snap = take_snapshot(settings, save=not args.no_store)
     if args.json:
         print(json.dumps(snap.to_dict(), indent=2, default=str))
-        return 0
+        return Severity.OK
     m = snap.metrics
     where = f"stored as snapshot {snap.id}" if snap.id is not None else "not stored"
     print(f"metrics at {snap.taken_at:%Y-%m-%d %H:%M:%S %Z} ({where})")
@@ -57,19 +59,18 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             f"    {table['schema']}.{table['table']:24} "
             f"{human_bytes(table['total_bytes']):>10}  {table['rows']} rows"
         )
-    return 0
+    return Severity.OK
 
 
-def cmd_growth(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_growth(args: argparse.Namespace) -> Severity:
     from powrops.monitoring.growth_view import growth_for
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     growth = growth_for(settings)
     data = growth.to_dict()
     if args.json:
         print(json.dumps(data, indent=2, default=str))
-        return 0
+        return Severity.OK
     for key, value in data.items():
         print(f"{key:28} {value}")
-    return 0
+    return Severity.OK

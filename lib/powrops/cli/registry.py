@@ -1,6 +1,7 @@
-"""Subcommand groups of the ``powrops`` CLI that live outside ``main.py``.
+"""The command groups of ``powrops``: every module of this package but ``main``, ``common``
+and this one.
 
-Each module of this package has ``register(sub)`` adding its parsers; handlers import what they
+Each has ``register(sub)`` adding its parsers; handlers import what they
 need when they run, so that registering costs nothing at start. ``register_all`` finds the
 modules by listing the package, so a new command group is one new file.
 """
@@ -11,7 +12,7 @@ import importlib
 import pkgutil
 from typing import Any
 
-_NOT_GROUPS = {"__main__", "main", "registry"}
+_NOT_GROUPS = {"__main__", "common", "main", "registry"}
 
 
 def register_all(sub: Any) -> None:

@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from powrops.errors import EXIT_CRITICAL, BinariesError, ConfigError, ParameterError, PowropsError
+from powrops.cli.common import settings_of
+from powrops.errors import BinariesError, ConfigError, ParameterError, PowropsError
+from powrops.findings import Severity
 
 
 def register(sub: Any) -> None:
@@ -65,8 +67,7 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_restore(args: argparse.Namespace) -> Severity:
     from powrops.restore import RecoveryTarget, restore
 
     if args.timeout <= 0:
@@ -78,7 +79,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         name=args.target_name,
         immediate=args.immediate,
     )
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
     try:
         restored = restore(
             settings,
@@ -93,12 +94,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise  # could not start: 3
     except PowropsError as exc:
         print(f"powrops: error: restore failed: {exc}", file=sys.stderr)
-        return EXIT_CRITICAL
+        return Severity.CRITICAL
     if args.json:
         print(json.dumps(restored.to_dict(), indent=2, default=str))
-        return 0
+        return Severity.OK
     _describe(restored, started=args.start)
-    return 0
+    return Severity.OK
 
 
 def _describe(restored: Any, *, started: bool) -> None:

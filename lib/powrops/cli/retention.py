@@ -19,6 +19,9 @@ import argparse
 import json
 from typing import Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("retention", help="plan or apply the retention policies")
@@ -33,12 +36,11 @@ def register(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from powrops.config import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    return settings_of(args)
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def cmd_plan(args: argparse.Namespace) -> Severity:
     from powrops.retention import run
     from powrops.retention.render import table
 
@@ -47,10 +49,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps([p.row() for p in result.plans()], indent=2))
     else:
         print(table([p.row() for p in result.plans()]))
-    return 0
+    return Severity.OK
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
+def cmd_apply(args: argparse.Namespace) -> Severity:
     from powrops.retention import run
     from powrops.retention.render import table
 
@@ -63,4 +65,4 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(table(rows))
         if result.dry_run:
             print("dry run: nothing changed")
-    return 1 if result.errors else 0
+    return Severity.WARNING if result.errors else Severity.OK

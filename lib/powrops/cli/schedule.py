@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from powrops.findings import Severity
+
 
 def register(sub: Any) -> None:
     """Add the ``schedule`` subcommand to the ``powrops`` parser's subparsers."""
@@ -22,7 +24,7 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=cmd_schedule)
 
 
-def cmd_schedule(args: argparse.Namespace) -> int:
+def cmd_schedule(args: argparse.Namespace) -> Severity:
     from powrops.config import config_path, load_settings
     from powrops.errors import ParameterError
     from powrops.schedule.jobs import crontab, systemd_units
@@ -40,7 +42,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         else:
             for name, text in files.items():
                 print(f"# ==> {name} <==\n{text}")
-        return 0
+        return Severity.OK
     out = Path(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -49,4 +51,4 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ParameterError(f"--output {out}: cannot write the files: {exc}") from exc
     print(f"wrote {len(files)} files to {out}")
-    return 0
+    return Severity.OK

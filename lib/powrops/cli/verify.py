@@ -14,6 +14,9 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
+from powrops.cli.common import settings_of
+from powrops.findings import Severity
+
 if TYPE_CHECKING:
     from powrops.verify import VerificationReport
 
@@ -38,11 +41,10 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=cmd_verify)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from powrops.config import load_settings
+def cmd_verify(args: argparse.Namespace) -> Severity:
     from powrops.verify import verify
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = settings_of(args)
 
     def progress(line: str) -> None:
         print(f"  {line}", file=sys.stderr)
@@ -58,14 +60,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print(render_text(report))
-    return report.exit_code
+    return report.status
 
 
 def render_text(report: VerificationReport, width: int = 100) -> str:
     """The findings as a table, worst first, then the backups and their windows."""
-    from powrops.verify.report import rank
-
-    findings = sorted(report.findings, key=lambda f: -rank(f.severity))
+    findings = sorted(report.findings, key=lambda f: -f.severity.rank)
     check_w = max([len(f.check) for f in findings] + [5])
     object_w = min(max([len(f.object or "-") for f in findings] + [6]), 36)
     indent = 8 + 2 + check_w + 2 + object_w + 2

@@ -7,7 +7,7 @@ from typing import Any
 
 from powrops.config import Settings
 from powrops.errors import ParameterError
-from powrops.findings import Severity
+from powrops.findings import Severity, exit_code
 from powrops.integrity.model import IntegrityReport
 from powrops.integrity.repair import RepairReport
 from powrops.integrity.repair import repair as apply_repairs
@@ -34,7 +34,7 @@ class CheckOutcome:
 
     @property
     def exit_code(self) -> int:
-        return int(self.status)
+        return exit_code(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         return {

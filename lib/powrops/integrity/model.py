@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from powrops.findings import Finding, Severity, overall
+from powrops.findings import Finding, Severity, exit_code, overall
 
 SAMPLE_SIZE = 5
 """How many sample ids a result carries: enough to look at, never a whole table."""
@@ -120,7 +120,7 @@ class IntegrityReport:
 
     @property
     def exit_code(self) -> int:
-        return int(self.status)
+        return exit_code(self.status)
 
     def counts(self) -> dict[str, int | None]:
         """{check name: violating rows} for every rule and check, 0 included."""

@@ -31,7 +31,7 @@ from powrops import audit, journal, migrate
 from powrops.config import Settings
 from powrops.durations import Duration
 from powrops.errors import ParameterError, PowropsError
-from powrops.findings import Finding, Severity
+from powrops.findings import Finding, Severity, exit_code
 
 Echo = Callable[[str], None] | None
 
@@ -153,13 +153,20 @@ class ProductionResult:
     checks: list[Finding] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> int:
-        """0 done and checked; 1 done with a check WARNING or UNKNOWN; 2 refused or failed."""
+    def status(self) -> Severity:
+        """OK done and checked; WARNING done with a check WARNING or UNKNOWN; CRITICAL refused
+        or failed."""
         if not self.applied and self.plan.pending:
-            return 2
+            return Severity.CRITICAL
         if self.error or any(f.severity == Severity.CRITICAL for f in self.checks):
-            return 2
-        return 1 if any(f.severity != Severity.OK for f in self.checks) else 0
+            return Severity.CRITICAL
+        if any(f.severity != Severity.OK for f in self.checks):
+            return Severity.WARNING
+        return Severity.OK
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         return {

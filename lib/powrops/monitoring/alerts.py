@@ -49,7 +49,7 @@ import psycopg
 from powrops.backup.catalog import consecutive_failures
 from powrops.config import PercentThreshold, Settings
 from powrops.durations import human_bytes
-from powrops.findings import Finding, Severity, counts, overall
+from powrops.findings import Finding, Severity, counts, exit_code, overall
 from powrops.monitoring.growth import Disk
 
 MIN_DEAD_TUPLES = 50
@@ -349,7 +349,7 @@ class AlertReport:
 
     @property
     def exit_code(self) -> int:
-        return int(self.status)
+        return exit_code(self.status)
 
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if f.severity != Severity.OK]

@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 
 from powrops import journal
 from powrops.config import Settings
-from powrops.findings import Finding, Severity, overall
+from powrops.findings import Finding, Severity, exit_code, overall
 
 MIN_DEAD_TUPLES = 50
 STALE_FRACTION = 0.10
@@ -93,8 +93,12 @@ class MaintenanceRun:
         return [f"{t.qualified}: {t.error}" for t in self.targets if t.error]
 
     @property
+    def status(self) -> Severity:
+        return Severity.CRITICAL if self.errors else Severity.OK
+
+    @property
     def exit_code(self) -> int:
-        return int(Severity.CRITICAL if self.errors else Severity.OK)
+        return exit_code(self.status)
 
     def summary(self) -> str:
         verb = "would" if self.dry_run else "did"

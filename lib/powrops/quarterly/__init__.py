@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ParameterError
-from powrops.findings import Finding, Severity, overall
+from powrops.findings import Finding, Severity, overall, worst
 from powrops.quarterly.model import (
     BackupRun,
     CheckRun,
@@ -117,11 +117,6 @@ def outcome(status: str | None) -> Severity:
     return Severity.CRITICAL if sev == Severity.UNKNOWN else sev
 
 
-def worst(*severities: Severity) -> Severity:
-    order = [Severity.OK, Severity.WARNING, Severity.UNKNOWN, Severity.CRITICAL]
-    return max(severities, key=order.index) if severities else Severity.OK
-
-
 def _age(at: datetime | None, as_of: datetime) -> str:
     if at is None:
         return "none in the quarter"
@@ -187,7 +182,7 @@ def _item(
         parts.append(f"its status is {status}")
     extras = list(extra)
     parts.extend(text for _, text in extras)
-    severity = worst(fresh, status_sev, *(sev for sev, _ in extras))
+    severity = worst([fresh, status_sev, *(sev for sev, _ in extras)])
     return ChecklistItem(group, item, severity, "; ".join(parts), at, link)
 
 
@@ -376,7 +371,7 @@ def _merge(item: ChecklistItem, extra: list[tuple[Severity, str]]) -> ChecklistI
     if not extra:
         return item
     text = "; ".join([item.evidence, *(t for _, t in extra)])
-    status = worst(item.status, *(s for s, _ in extra))
+    status = worst([item.status, *(s for s, _ in extra)])
     return ChecklistItem(item.group, item.item, status, text, item.at, item.link)
 
 

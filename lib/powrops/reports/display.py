@@ -53,8 +53,7 @@ def summary_html(findings: Iterable[Finding], title: str, status: Severity | Non
 
 def findings_html(findings: Iterable[Finding]) -> str:
     """A table of findings, worst first, with the severity coloured."""
-    order = [Severity.CRITICAL, Severity.UNKNOWN, Severity.WARNING, Severity.OK]
-    found = sorted(findings, key=lambda f: order.index(f.severity))
+    found = sorted(findings, key=lambda f: -f.severity.rank)
     if not found:
         return '<p style="font-family:sans-serif">No findings.</p>'
     header = ("severity", "check", "object", "message", "value", "expected", "advice")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from powrops.findings import Finding, Severity, counts, overall
+from powrops.findings import Finding, Severity, counts, exit_code, overall
 from powrops.verify.continuity import TimelineCoverage
 
 
@@ -115,7 +115,7 @@ class VerificationReport:
 
     @property
     def exit_code(self) -> int:
-        return int(self.status)
+        return exit_code(self.status)
 
     def add(
         self,
@@ -142,7 +142,7 @@ class VerificationReport:
         """Findings worse than OK, worst first."""
         return sorted(
             (f for f in self.findings if f.severity != Severity.OK),
-            key=lambda f: -_RANK[f.severity],
+            key=lambda f: -f.severity.rank,
         )
 
     def summary(self) -> str:
@@ -174,11 +174,3 @@ class VerificationReport:
             "figures": self.figures,
             "duration_s": self.duration_s,
         }
-
-
-_RANK = {Severity.OK: 0, Severity.WARNING: 1, Severity.UNKNOWN: 2, Severity.CRITICAL: 3}
-
-
-def rank(severity: Severity) -> int:
-    """Order of severities for sorting: OK < WARNING < UNKNOWN < CRITICAL (as overall())."""
-    return _RANK[severity]

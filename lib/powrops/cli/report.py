@@ -1,0 +1,102 @@
+"""``powrops report list | run NAME [-p KEY VALUE ...] | index | sync``: the report archive."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from powrops.cli.common import Parser, print_json, settings_of
+from powrops.findings import Severity
+
+
+def register(sub: Any) -> None:
+    rep = sub.add_parser("report", help="run and archive report notebooks").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    rep.add_parser("list", help="reports and runbooks with their parameters").set_defaults(
+        func=cmd_report_list
+    )
+    run = rep.add_parser("run", help="execute a report into the archive")
+    run.add_argument("name")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    run.set_defaults(func=cmd_report_run)
+    index = rep.add_parser("index", help="rebuild reports/index.html")
+    index.add_argument(
+        "--from-archive", action="store_true", help="download the archive's runs first"
+    )
+    index.add_argument("--to", metavar="DIR", help="build it in DIR (default: reports.dir)")
+    index.set_defaults(func=cmd_report_index)
+    sync = rep.add_parser("sync", help="copy runs to reports.archive_url, apply the retention")
+    sync.add_argument("--dry-run", action="store_true")
+    sync.add_argument("--json", action="store_true")
+    sync.set_defaults(func=cmd_report_sync)
+
+
+def _parameters(pairs: Sequence[Sequence[str]] | None) -> dict[str, str]:
+    return {key: value for key, value in (pairs or [])}
+
+
+def cmd_report_list(args: argparse.Namespace) -> Severity:
+    from powrops.reports.runner import discover, project_root
+
+    specs = discover(project_root())
+    for spec in specs.values():
+        params = ", ".join(p.describe() for p in spec.parameters.values()) or "-"
+        print(f"{spec.name:28} {spec.kind:9} {spec.description}  [{params}]")
+    return Severity.OK
+
+
+def cmd_report_run(args: argparse.Namespace) -> Severity:
+    from powrops.db import secrets, target
+    from powrops.reports.archive import ReportArchive
+    from powrops.reports.runner import run_report
+
+    loaded = settings_of(args)
+    target(loaded)  # fail fast, before a kernel starts, when the database is unreachable
+    result = run_report(
+        args.name,
+        _parameters(args.parameter),
+        reports_dir=loaded.reports_dir,
+        timeout=loaded.reports.timeout.timedelta.total_seconds(),
+        secrets=secrets(loaded),
+        remote=ReportArchive.from_settings(loaded),
+    )
+    print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
+    if result.result.get("error"):
+        print(f"  error: {result.result['error']}", file=sys.stderr)
+    return Severity(int(result.exit_code))
+
+
+def cmd_report_index(args: argparse.Namespace) -> Severity:
+    from powrops.reports.archive import ReportArchive
+    from powrops.reports.index import build_index
+
+    loaded = settings_of(args)
+    if args.from_archive:
+        archive = ReportArchive.from_settings(loaded)
+        index, result = archive.rebuild_from_archive(Path(args.to) if args.to else None)
+        print(f"{len(result.downloaded)} runs downloaded from {archive.url}", file=sys.stderr)
+        print(index)
+        return Severity.OK
+    print(build_index(Path(args.to) if args.to else loaded.reports_dir))
+    return Severity.OK
+
+
+def cmd_report_sync(args: argparse.Namespace) -> Severity:
+    from powrops.reports.archive import ReportArchive
+
+    result = ReportArchive.from_settings(settings_of(args)).sync(dry_run=args.dry_run)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        for run in result.uploaded:
+            print(f"upload  {run}")
+        for run in result.expired_remote:
+            print(f"expire  {run} (archive)")
+        for run in result.expired_local:
+            print(f"expire  {run} (local)")
+        print(result.summary())
+    return Severity.OK
