@@ -38,7 +38,7 @@ TARGET_MEDIAN_MS = 150.0
 DRAIN_TARGET_S = 5.0
 PUSH_IMPORTS = (
     "powrops.__main__, powrops.backup.walcli, powrops.backup.walarchive, "
-    "powrops.backup.archive_spec, "
+    "powrops.storage.spec, "
     "powrops.storage.local, zstandard"
 )
 
@@ -190,8 +190,8 @@ def push_series(site: Site, runner: Runner, source: Path, work: Path) -> list[Se
 
 def in_process_push(site: Site, source: Path, work: Path, runs: int) -> list[float]:
     """The push itself (read, compress, atomic durable write), without process start-up."""
-    from powrops.backup.archive_spec import open_from_spec
     from powrops.backup.walarchive import push
+    from powrops.storage.spec import open_from_spec
 
     repo = open_from_spec(site.state / "archive.json")
     seconds = []

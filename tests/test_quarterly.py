@@ -25,7 +25,7 @@ from powrops.errors import ParameterError
 from powrops.findings import Severity
 from powrops.quarterly import Quarter, Review, gather, parse_quarter, review
 from powrops.reports.runner import run_report
-from powrops.storage.base import open_repository
+from powrops.storage.registry import open_repository
 
 REPO = Path(__file__).resolve().parents[1]
 Q3 = Quarter(2026, 3)

@@ -69,9 +69,8 @@ def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
     import sys
     from pathlib import Path
 
-    from powrops.backup.archive_spec import SPEC_FILE, write_spec
-    from powrops.backup.repos import primary_url
     from powrops.pg.cluster import check_reachable
+    from powrops.storage.spec import SPEC_FILE, primary_url, write_spec
 
     user = cluster.os_user
     settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -8,19 +8,11 @@ from __future__ import annotations
 
 from powrops.config import Repository as RepositorySettings
 from powrops.config import Settings
-from powrops.storage.base import Repository, open_repository, url_scheme
+from powrops.storage.base import Repository
+from powrops.storage.registry import open_repository, url_scheme
+from powrops.storage.spec import primary, primary_url
 
-
-def primary_url(settings: Settings) -> str:
-    """The primary repository's URL; a local directory under the state dir when unset."""
-    url = settings.backup.storage.primary.url
-    return url or (settings.state_dir / "backups").as_uri()
-
-
-def primary(settings: Settings) -> Repository:
-    storage = settings.backup.storage
-    options = storage.primary if storage.primary.url else None  # the local default
-    return open_repository(primary_url(settings), options, storage.encryption)
+__all__ = ["connection_for", "primary", "primary_url", "secondary"]
 
 
 def secondary(settings: Settings) -> Repository | None:

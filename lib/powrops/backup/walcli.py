@@ -57,7 +57,7 @@ def fetch(open_repo: Callable[[], Repository], name: str, dest: str) -> int:
 
 def _from_spec(spec: str) -> Callable[[], Repository]:
     def open_repo() -> Repository:
-        from powrops.backup.archive_spec import open_from_spec
+        from powrops.storage.spec import open_from_spec
 
         return open_from_spec(spec)
 

@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
 
 def _wal_repository(args: argparse.Namespace) -> Repository:
     if args.spec:
-        from powrops.backup.archive_spec import open_from_spec
+        from powrops.storage.spec import open_from_spec
 
         return open_from_spec(args.spec)
     from powrops.backup.repos import primary

@@ -115,7 +115,7 @@ class ReportArchive:
         url = settings.reports.archive_url
         if url is not None and url.get_secret_value():
             from powrops.backup.repos import connection_for
-            from powrops.storage.base import open_repository
+            from powrops.storage.registry import open_repository
 
             where = url.get_secret_value()
             repo = open_repository(

@@ -158,9 +158,9 @@ def _prepare(
     target: RecoveryTarget,
     say: Echo,
 ) -> RestoredCluster:
-    from powrops.backup.archive_spec import write_spec
     from powrops.backup.reconstruct import reconstruct
     from powrops.pg.cluster import LocalCluster, chown_tree, free_port
+    from powrops.storage.spec import write_spec
 
     timings: dict[str, float] = {}
     mark = time.monotonic()

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from powrops.backup.repos import connection_for
 from powrops.config import Settings
-from powrops.storage.base import Repository, open_repository
+from powrops.storage.base import Repository
+from powrops.storage.registry import open_repository
 
 PREFIX = "archive/users"
 

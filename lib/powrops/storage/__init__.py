@@ -11,15 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from powrops.storage import local
-from powrops.storage.base import (
-    ObjectInfo,
-    Repository,
-    open_repository,
-    register_scheme,
-    registered_schemes,
-    validate_key,
-)
+from powrops.storage.base import ObjectInfo, Repository, validate_key
 from powrops.storage.local import FileRepository
+from powrops.storage.registry import open_repository, register_scheme, registered_schemes
 
 __all__ = [
     "FileRepository",

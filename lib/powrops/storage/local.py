@@ -33,11 +33,11 @@ from powrops.storage.base import (
     TEMP_MARKER,
     ObjectInfo,
     Repository,
-    register_scheme,
     safe_url,
     validate_key,
     validate_prefix,
 )
+from powrops.storage.registry import register_scheme
 
 if TYPE_CHECKING:
     from powrops.config import Repository as RepositorySettings

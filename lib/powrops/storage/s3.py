@@ -43,14 +43,8 @@ from powrops.errors import (
     StorageError,
     StorageUnreachable,
 )
-from powrops.storage.base import (
-    ObjectInfo,
-    Repository,
-    register_scheme,
-    safe_url,
-    validate_key,
-    validate_prefix,
-)
+from powrops.storage.base import ObjectInfo, Repository, safe_url, validate_key, validate_prefix
+from powrops.storage.registry import register_scheme
 
 if TYPE_CHECKING:
     from powrops.config import Repository as RepositorySettings

@@ -11,18 +11,33 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from powrops.errors import BackupError
 from powrops.storage.base import Repository
+from powrops.storage.registry import open_repository
+
+if TYPE_CHECKING:
+    from powrops.config import Settings
 
 SPEC_FILE = "archive.json"
 
 
-def write_spec(settings: Any, path: Path) -> dict[str, Any]:
-    """Write the spec for the primary repository of ``settings`` to ``path`` (mode 0644)."""
-    from powrops.backup.repos import primary_url
+def primary_url(settings: Settings) -> str:
+    """The primary repository's URL; a local directory under the state dir when unset."""
+    url = settings.backup.storage.primary.url
+    return url or (settings.state_dir / "backups").as_uri()
 
+
+def primary(settings: Settings) -> Repository:
+    """The primary backup repository of ``settings`` (``backup.storage.primary``)."""
+    storage = settings.backup.storage
+    options = storage.primary if storage.primary.url else None  # the local default
+    return open_repository(primary_url(settings), options, storage.encryption)
+
+
+def write_spec(settings: Settings, path: Path) -> dict[str, Any]:
+    """Write the spec for the primary repository of ``settings`` to ``path`` (mode 0644)."""
     storage = settings.backup.storage
     spec = {
         "url": primary_url(settings),
@@ -69,13 +84,11 @@ def _open_with_config(spec: dict[str, Any]) -> Repository:
     """Object stores and credentials: build the settings models (slower, still no pandas)."""
     config_file = spec.get("config")
     if config_file:
-        from powrops.backup.repos import primary
         from powrops.config import load_settings
 
         return primary(load_settings(config_file))
     from powrops.config import Encryption
     from powrops.config import Repository as RepositorySettings
-    from powrops.storage.base import open_repository
 
     return open_repository(
         str(spec["url"]),
