@@ -298,7 +298,7 @@ def test_plan_is_deterministic_and_readable() -> None:
     assert first == shuffled
     assert [d.kind for d in first.decisions] == ["backup"] * 2 + ["incomplete"] + ["wal"] * 11
     lines = first.describe().splitlines()
-    stopped = f"{old.stop_time:%Y-%m-%d %H:%M} UTC"
+    stopped = f"{old.stop_time:%Y-%m-%d %H:%M:%S} UTC"
     assert f"delete backup {old.label}: full older than 30d (stopped {stopped})" in lines
     assert lines[-1].startswith("expiry: backup 1 to delete / 1 kept")
     assert all(line.startswith("delete") for line in first.describe(keeps=False).splitlines()[:-1])

@@ -169,14 +169,3 @@ class Size:
 
     def __str__(self) -> str:
         return self.text
-
-
-def human_bytes(value: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    size = float(value)
-    for unit in units:
-        if abs(size) < 1024 or unit == units[-1]:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} PiB"

@@ -48,7 +48,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from powrops.backup.model import BackupRecord
@@ -63,6 +63,7 @@ from powrops.backup.wal import (
 )
 from powrops.config import BackupRetention
 from powrops.durations import Duration
+from powrops.format import human_time
 
 ItemKind = Literal["backup", "wal", "incomplete"]
 Action = Literal["keep", "delete"]
@@ -204,10 +205,6 @@ def _ranges(backup: BackupRecord) -> list[tuple[int, int, int]] | None:
 # --- the policy ---------------------------------------------------------------------------
 
 
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _older(moment: datetime, now: datetime, span: Duration) -> bool:
     return not span.indefinite and now - moment > span.timedelta
 
@@ -291,7 +288,7 @@ class RetentionPolicy:
         verb = "stopped" if backup.stop_time else "started"
         expired = _older(moment, now, span)
         age = f"older than {span}" if expired else f"within {span}"
-        return f"{what} {age} ({verb} {_when(moment)})", expired
+        return f"{what} {age} ({verb} {human_time(moment)})", expired
 
     def _pinned(
         self, backups: Sequence[BackupRecord], by_label: Mapping[str, BackupRecord]
@@ -322,7 +319,7 @@ class RetentionPolicy:
     ) -> list[Decision]:
         decisions = []
         for label, first_seen in sorted(incomplete):
-            seen = f"first seen {_when(first_seen)}"
+            seen = f"first seen {human_time(first_seen)}"
             if _older(first_seen, now, self.incomplete):
                 reason = f"no backup.json and {seen}, more than {self.incomplete} ago"
                 decisions.append(Decision(label, "incomplete", "delete", reason))
@@ -382,7 +379,7 @@ class RetentionPolicy:
         if position is None:
             return "keep", "not a WAL file name powrops knows: kept"
         if not _older(file.archived_at, now, self.logs):
-            return "keep", f"archived {_when(file.archived_at)}, within {self.logs}"
+            return "keep", f"archived {human_time(file.archived_at)}, within {self.logs}"
         if file.name in needed:
             return "keep", f"needed by kept backup {needed[file.name]} to reach consistency"
         if isinstance(limit, str):
@@ -395,7 +392,7 @@ class RetentionPolicy:
                 "kept for point-in-time recovery from it"
             )
         return "delete", (
-            f"archived {_when(file.archived_at)}, older than {self.logs}; before start WAL "
+            f"archived {human_time(file.archived_at)}, older than {self.logs}; before start WAL "
             f"{limit.start} of backup {limit.label} and needed by no kept backup"
         )
 

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> Severity:
-    from powrops.durations import human_bytes
+    from powrops.format import human_bytes
     from powrops.monitoring.metrics import take_snapshot
 
     settings = settings_of(args)

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -35,8 +35,8 @@ from psycopg import sql
 from powrops import journal
 from powrops.config import RECOVERY_STEPS, Settings
 from powrops.findings import Finding, Severity, overall
+from powrops.format import Echo
 
-Echo = Callable[[str], None]
 LOGIN_ROLES = {"powr_reporting": "workouts", "powr_app": "workouts", "powr_backup": None}
 
 

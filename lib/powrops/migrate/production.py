@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +31,7 @@ from powrops.config import Settings
 from powrops.durations import Duration
 from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity, exit_code
-
-Echo = Callable[[str], None] | None
+from powrops.format import Echo
 
 _NAME = r'((?:"[^"]+"|\w+)(?:\.(?:"[^"]+"|\w+))?)'
 _TABLE_PATTERNS = [
@@ -179,7 +177,7 @@ class ProductionResult:
 # --- plan ----------------------------------------------------------------------------------
 
 
-def prepare(settings: Settings, options: Options, echo: Echo = None) -> ProductionPlan:
+def prepare(settings: Settings, options: Options, echo: Echo | None = None) -> ProductionPlan:
     """The plan and its safeguards; takes (and verifies) a backup only when asked to."""
     from powrops.db import engine
 
@@ -220,7 +218,7 @@ def prepare(settings: Settings, options: Options, echo: Echo = None) -> Producti
 
 
 def apply(
-    settings: Settings, plan: ProductionPlan, *, force: bool = False, echo: Echo = None
+    settings: Settings, plan: ProductionPlan, *, force: bool = False, echo: Echo | None = None
 ) -> ProductionResult:
     """Run the plan's migrations (refused unless its safeguards passed, or ``force``)."""
     from powrops.db import engine

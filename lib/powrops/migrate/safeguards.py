@@ -19,12 +19,13 @@ from powrops.config import Settings
 from powrops.durations import Duration
 from powrops.errors import PowropsError
 from powrops.findings import Finding, Severity
+from powrops.format import Echo, human_duration
 
 if TYPE_CHECKING:
     import psycopg
 
     from powrops.backup.model import BackupRecord
-    from powrops.migrate.production import Echo, Options, ProductionPlan
+    from powrops.migrate.production import Options, ProductionPlan
 
 
 @contextlib.contextmanager
@@ -35,14 +36,12 @@ def connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def _age(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
 # --- backup --------------------------------------------------------------------------------
 
 
-def backup(findings: list[Finding], settings: Settings, options: Options, echo: Echo) -> str | None:
+def backup(
+    findings: list[Finding], settings: Settings, options: Options, echo: Echo | None
+) -> str | None:
     """The label of the verified backup the migration relies on, or None (a CRITICAL finding)."""
     from powrops.backup import repos
     from powrops.backup.catalog import Catalog
@@ -71,8 +70,8 @@ def backup(findings: list[Finding], settings: Settings, options: Options, echo: 
     age = (now - _stopped(newest)).total_seconds()
     within = age <= limit.timedelta.total_seconds()
     message = (
-        f"newest verified backup {newest.label} ({newest.kind}) finished {_age(age)} ago, "
-        f"limit {limit}"
+        f"newest verified backup {newest.label} ({newest.kind}) finished "
+        f"{human_duration(age)} ago, limit {limit}"
     )
     findings.append(Finding("backup", Severity.OK if within else Severity.CRITICAL, message,
                             newest.label, value=round(age), expected=str(limit),
@@ -85,7 +84,7 @@ def _stopped(record: BackupRecord) -> datetime:
     return record.stop_time
 
 
-def _take_and_verify(findings: list[Finding], settings: Settings, echo: Echo) -> None:
+def _take_and_verify(findings: list[Finding], settings: Settings, echo: Echo | None) -> None:
     from powrops.backup.run import take_backup
     from powrops.verify import verify
 
@@ -146,8 +145,10 @@ def transactions(findings: list[Finding], conn: psycopg.Connection[Any], limit: 
         findings.append(Finding("transactions", Severity.OK,
                                 f"no transaction open longer than {limit}"))  # fmt: skip
         return
-    shown = "; ".join(f"pid {pid} {state or '?'} for {_age(age)} ({app or 'no application'})"
-                      for pid, state, age, app in rows[:5])  # fmt: skip
+    shown = "; ".join(
+        f"pid {pid} {state or '?'} for {human_duration(age)} ({app or 'no application'})"
+        for pid, state, age, app in rows[:5]
+    )
     findings.append(Finding(
         "transactions", Severity.CRITICAL,
         f"{len(rows)} transaction(s) open longer than {limit}: {shown}",
@@ -174,7 +175,7 @@ def locks(findings: list[Finding], conn: psycopg.Connection[Any], plan: Producti
         return  # fmt: skip
     shown = "; ".join(
         f"pid {pid} {'holds' if granted else 'waits for'} {mode} on {rel} "
-        f"({state or '?'}, transaction {_age(age)}, {app or 'no application'})"
+        f"({state or '?'}, transaction {human_duration(age)}, {app or 'no application'})"
         for pid, mode, granted, rel, state, age, app in rows[:5]
     )
     findings.append(Finding(

@@ -48,8 +48,8 @@ import psycopg
 
 from powrops.backup.catalog import consecutive_failures
 from powrops.config import PercentThreshold, Settings
-from powrops.durations import human_bytes
 from powrops.findings import Finding, Severity, counts, exit_code, overall
+from powrops.format import human_bytes
 from powrops.monitoring.growth import Disk
 
 MIN_DEAD_TUPLES = 50

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from powrops.config import Settings
-from powrops.durations import human_bytes
 from powrops.findings import Finding
+from powrops.format import human_bytes
 from powrops.monitoring.alerts import AlertReport
 from powrops.monitoring.growth import Growth
 from powrops.monitoring.metrics import Snapshot

@@ -454,7 +454,7 @@ def figures(findings: list[Finding], facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def show_facts(facts: dict[str, Any], settings: Settings) -> None:
-    from powrops.durations import human_bytes
+    from powrops.format import human_bytes
     from powrops.reports import show_table
 
     rows = [

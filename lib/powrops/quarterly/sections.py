@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from powrops.durations import human_bytes
 from powrops.findings import Severity
+from powrops.format import human_bytes, human_time
 from powrops.quarterly.model import Evidence, Snapshot
 
 
@@ -38,10 +38,6 @@ class Section:
             "rows": self.rows,
             "headline": self.headline,
         }
-
-
-def _when(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M") if at else ""
 
 
 def _sev(status: Any) -> Severity:
@@ -91,7 +87,7 @@ def backups(ev: Evidence) -> Section:
             "label": r.label,
             "kind": r.kind,
             "status": r.status,
-            "started": _when(r.started_at),
+            "started": human_time(r.started_at),
             "error": r.error or "",
         }
         for r in failed
@@ -159,7 +155,7 @@ def drills(ev: Evidence) -> Section:
         met += ok
         rows.append(
             {
-                "at": _when(e.at),
+                "at": human_time(e.at),
                 "rto_s": rto,
                 "rpo_s": rpo,
                 "status": str(e.details.get("status") or "UNKNOWN"),
@@ -284,7 +280,7 @@ def growth(ev: Evidence) -> Section:
     fit = linear_fit([((t - origin).total_seconds() / 86400, y) for t, y in points])
     first, last = points[0][1], points[-1][1]
     horizon = ev.quarter.end + (ev.quarter.next().end - ev.quarter.next().start)
-    rows = [{"at": _when(t), "size_bytes": int(y), "size": human_bytes(y)} for t, y in points]
+    rows = [{"at": human_time(t), "size_bytes": int(y), "size": human_bytes(y)} for t, y in points]
     series: dict[str, list[Any]] = {"at": [t for t, _ in points], "bytes": [y for _, y in points]}
     if fit is None:
         return Section(
@@ -325,7 +321,7 @@ def performance(ev: Evidence) -> Section:
         values = {name: perf_metric(snap.metrics, name) for name in PERF_FIGURES}
         if all(v is None for v in values.values()):
             continue
-        rows.append({"at": _when(snap.taken_at), **values})
+        rows.append({"at": human_time(snap.taken_at), **values})
         series["at"].append(snap.taken_at)
         for name, value in values.items():
             series[name].append(value)
@@ -383,7 +379,7 @@ def maintenance(ev: Evidence) -> Section:
         action = e.details.get("action") or e.details.get("operation") or ""
         groups[(e.kind, str(action))].append(e.at)
     rows = [
-        {"kind": k, "action": a, "runs": len(ts), "last": _when(max(ts))}
+        {"kind": k, "action": a, "runs": len(ts), "last": human_time(max(ts))}
         for (k, a), ts in sorted(groups.items())
     ]
     summary = f"{len(events)} runs: " + ", ".join(

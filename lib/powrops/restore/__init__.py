@@ -23,7 +23,6 @@ from powrops.restore.recovery import (
     PID_GRACE,
     POLL,
     PROGRESS_EVERY,
-    Echo,
     RestoredCluster,
     base_dir_for,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "PID_GRACE",
     "POLL",
     "PROGRESS_EVERY",
-    "Echo",
     "RecoveryTarget",
     "RestoreFailed",
     "RestoredCluster",

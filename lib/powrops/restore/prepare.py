@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 
 from powrops.backup.model import BackupRecord
 from powrops.errors import ClusterError, ParameterError
+from powrops.format import Echo
 from powrops.restore.choose import _pick
 from powrops.restore.errors import RestoreFailed
-from powrops.restore.recovery import Echo, RestoredCluster, _adopt, _quiet, base_dir_for
+from powrops.restore.recovery import RestoredCluster, _adopt, _quiet, base_dir_for
 from powrops.restore.target import LATEST, RecoveryTarget
 
 if TYPE_CHECKING:

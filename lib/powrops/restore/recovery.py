@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ClusterError, PowropsError
+from powrops.format import Echo
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.target import RecoveryTarget
 
 if TYPE_CHECKING:
     from powrops.pg.cluster import LocalCluster
 
-Echo = Callable[[str], None]
 _NOT_FAILURES = ("the database system is starting up", "not yet accepting connections")
 _TARGET_FAILURES = (
     "recovery ended before configured recovery target was reached",

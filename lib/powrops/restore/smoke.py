@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ClusterError, ParameterError, PowropsError
+from powrops.format import Echo
 from powrops.restore.prepare import restore
-from powrops.restore.recovery import Echo, RestoredCluster, base_dir_for
+from powrops.restore.recovery import RestoredCluster, base_dir_for
 from powrops.restore.target import LATEST, RecoveryTarget
 
 if TYPE_CHECKING:

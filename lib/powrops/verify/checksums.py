@@ -9,7 +9,7 @@ The primary's problems are CRITICAL; a secondary's are WARNING (the primary copy
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,12 +17,12 @@ from powrops.backup.model import RECORD_FILE, BackupRecord, StoredFile, backup_k
 from powrops.backup.wal import kind_of
 from powrops.errors import ObjectNotFound, StorageError
 from powrops.findings import Severity
+from powrops.format import Echo
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.verify.report import VerificationReport
 
 CHUNK = 1 << 20
 HISTORY_LIMIT = 1 << 20  # history files are a few lines; keep at most this much of one
-Echo = Callable[[str], None] | None
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _count(report: VerificationReport, files: int, size: int, wal: int = 0) -> N
 
 
 def primary_backups(
-    report: VerificationReport, repo: Repository, records: Sequence[BackupRecord], echo: Echo
+    report: VerificationReport, repo: Repository, records: Sequence[BackupRecord], echo: Echo | None
 ) -> dict[str, list[ObjectCheck]]:
     """Check every file of ``records`` in the primary; the damaged ones per label."""
     damaged: dict[str, list[ObjectCheck]] = {}
@@ -151,7 +151,7 @@ def secondary_backups(
     records: Sequence[BackupRecord],
     keys: set[str],
     primary_damaged: Mapping[str, list[ObjectCheck]],
-    echo: Echo,
+    echo: Echo | None,
 ) -> dict[str, str]:
     """Check the secondary's copy of each backup; its status per label."""
     statuses: dict[str, str] = {}
@@ -208,7 +208,7 @@ def secondary_backups(
 
 
 def primary_wal(
-    report: VerificationReport, repo: Repository, objects: Iterable[ObjectInfo], echo: Echo
+    report: VerificationReport, repo: Repository, objects: Iterable[ObjectInfo], echo: Echo | None
 ) -> dict[str, ObjectCheck]:
     """Decompress every WAL object; results by WAL file name (damaged ones are CRITICAL)."""
     results: dict[str, ObjectCheck] = {}
@@ -248,7 +248,7 @@ def secondary_wal(
     primary_results: Mapping[str, ObjectCheck],
     secondary: Mapping[str, ObjectInfo],
     copied_until: datetime | None,
-    echo: Echo,
+    echo: Echo | None,
 ) -> None:
     """Check the secondary's WAL: each copy decompresses; none archived before the last copy
     is missing. WAL archived after the newest backup reached the secondary is not expected yet.

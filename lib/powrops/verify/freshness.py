@@ -26,28 +26,10 @@ from powrops.config import Settings
 from powrops.durations import Duration
 from powrops.errors import DatabaseError
 from powrops.findings import Severity
+from powrops.format import human_duration, human_time
 from powrops.verify.report import Freshness, VerificationReport
 
 PAGE = 8192
-
-
-def describe_age(seconds: float) -> str:
-    """'45 s', '12 min', '3 h 12 min', '2 d 3 h'."""
-    seconds = max(seconds, 0.0)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = int(seconds // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
 @dataclass(frozen=True)
@@ -216,7 +198,7 @@ def backups(
         report.add(
             "freshness.full",
             severity,
-            f"newest full backup {newest.label} finished {describe_age(age)} ago "
+            f"newest full backup {newest.label} finished {human_duration(age)} ago "
             f"({verdict[severity]} the schedule: full {schedule.full})",
             newest.label,
             advice=None if severity == Severity.OK else "check the backup schedule and its logs",
@@ -241,7 +223,7 @@ def backups(
         report.add(
             "freshness.incremental",
             severity,
-            f"newest backup {newest.label} ({newest.kind}) finished {describe_age(age)} ago "
+            f"newest backup {newest.label} ({newest.kind}) finished {human_duration(age)} ago "
             f"({word} the schedule: incremental {schedule.incremental})",
             newest.label,
             label=newest.label,
@@ -272,7 +254,7 @@ def wal(
     name, at = newest
     age = (now - at).total_seconds()
     severity = _judge(age, logs, None)
-    message = f"newest archived WAL {name} arrived {describe_age(age)} ago"
+    message = f"newest archived WAL {name} arrived {human_duration(age)} ago"
     if severity != Severity.OK and archiver is not None and archiver.idle:
         severity = Severity.OK
         message += " (the server has written no WAL since, so there is nothing to archive)"
@@ -322,7 +304,7 @@ def archiver_findings(
         problems += 1
         assert state.last_failed_time is not None
         last_ok = (
-            f"last success {state.last_archived_wal} at {_when(state.last_archived_time)}"
+            f"last success {state.last_archived_wal} at {human_time(state.last_archived_time)}"
             if state.last_archived_time
             else "no success since the statistics were reset"
         )
@@ -330,7 +312,7 @@ def archiver_findings(
             check,
             Severity.WARNING,
             f"archiving is failing: {state.last_failed_wal} failed at "
-            f"{_when(state.last_failed_time)} ({state.failed_count} failures counted; "
+            f"{human_time(state.last_failed_time)} ({state.failed_count} failures counted; "
             f"{last_ok})",
             state.last_failed_wal,
             advice="see the server log for the archive_command's error",
@@ -345,7 +327,7 @@ def archiver_findings(
             report.add(
                 check,
                 severity,
-                f"the server last archived {state.last_archived_wal} {describe_age(age)} ago "
+                f"the server last archived {state.last_archived_wal} {human_duration(age)} ago "
                 f"(older than the schedule: logs {logs})",
                 state.last_archived_wal,
                 segment=state.last_archived_wal,
@@ -354,7 +336,7 @@ def archiver_findings(
                 severity if not state.idle else Severity.OK)  # fmt: skip
     if not problems:
         last = (
-            f"last archived {state.last_archived_wal} at {_when(state.last_archived_time)}"
+            f"last archived {state.last_archived_wal} at {human_time(state.last_archived_time)}"
             if state.last_archived_time
             else "nothing archived since the statistics were reset"
         )

@@ -19,6 +19,7 @@ from powrops.backup.model import BackupRecord, wal_key
 from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, format_lsn, kind_of, parse_lsn, parse_segment
 from powrops.config import Settings
 from powrops.findings import Severity
+from powrops.format import human_time
 from powrops.storage.base import ObjectInfo
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.continuity import (
@@ -32,9 +33,8 @@ from powrops.verify.continuity import (
 )
 from powrops.verify.report import RecoveryWindow, VerificationReport
 
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if moment else "unknown time"
+#: How a window bound without a known time reads.
+UNKNOWN_TIME = "unknown time"
 
 
 def segment_size(results: Mapping[str, ObjectCheck], default: int = DEFAULT_SEGMENT_SIZE) -> int:
@@ -249,12 +249,13 @@ def _gap_finding(
         if window.end_lsn == window.start_lsn:
             parts.append(
                 f"backup {window.label} can recover only to its consistency point "
-                f"{window.start_lsn} ({_when(window.start_time)})"
+                f"{window.start_lsn} ({human_time(window.start_time, UNKNOWN_TIME)})"
             )
         else:
             parts.append(
                 f"backup {window.label} can recover only to {window.end_lsn} "
-                f"(end of {window.end_segment}, archived {_when(window.end_time)})"
+                f"(end of {window.end_segment}, "
+                f"archived {human_time(window.end_time, UNKNOWN_TIME)})"
             )
     if not any(tli > gap.timeline or (tli == gap.timeline and n > last) for tli, n in starts):
         parts.append("no backup starts after it: nothing written after the gap can be recovered")
@@ -291,12 +292,13 @@ def _window_finding(report: VerificationReport, window: RecoveryWindow) -> None:
         reason = f" (archived WAL stops at {window.stopped_by})" if window.stopped_by else ""
         message = (
             f"backup {window.label} can recover only to its consistency point "
-            f"{window.start_lsn} ({_when(window.start_time)}){reason}"
+            f"{window.start_lsn} ({human_time(window.start_time, UNKNOWN_TIME)}){reason}"
         )
     else:
         message = (
             f"backup {window.label} can recover to any point between {window.start_lsn} "
-            f"({_when(window.start_time)}) and {window.end_lsn} ({_when(window.end_time)}, "
+            f"({human_time(window.start_time, UNKNOWN_TIME)}) and {window.end_lsn} "
+            f"({human_time(window.end_time, UNKNOWN_TIME)}, "
             f"end of {window.end_segment})"
         )
     report.add(

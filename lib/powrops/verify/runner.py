@@ -14,7 +14,7 @@ import importlib
 import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,13 +37,12 @@ from powrops.backup.wal import kind_of, parse_segment
 from powrops.config import Settings
 from powrops.errors import BackupError, DatabaseError, ParameterError, PowropsError, StorageError
 from powrops.findings import Severity, overall
+from powrops.format import Echo
 from powrops.pg.binaries import PgBinaries
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.verify import checksums, freshness, recoverability
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.report import BackupRow, VerificationReport
-
-Echo = Callable[[str], None] | None
 
 
 @dataclass
@@ -81,7 +80,7 @@ def verify(
     restore: bool = False,
     now: datetime | None = None,
     pg_verifybackup: bool = True,
-    echo: Echo = None,
+    echo: Echo | None = None,
 ) -> VerificationReport:
     """Verify the backups of the configured repositories (or backup ``label`` and its chain).
 
@@ -253,7 +252,7 @@ def _secondary(
     damaged: dict[str, list[ObjectCheck]],
     wal_objects: dict[str, ObjectInfo],
     wal_results: dict[str, ObjectCheck],
-    echo: Echo,
+    echo: Echo | None,
 ) -> tuple[dict[str, str], set[str]]:
     """Status of each backup's copy in the secondary, and the WAL names the secondary holds."""
     if repo is None:
@@ -290,7 +289,7 @@ def _pg_verifybackup(
     by_label: dict[str, BackupRecord],
     damaged: dict[str, list[ObjectCheck]],
     enabled: bool,
-    echo: Echo,
+    echo: Echo | None,
 ) -> dict[str, tuple[str, float | None]]:
     """(status, seconds) per label."""
     from powrops.backup.reconstruct import reconstruct, verify_directory
@@ -392,7 +391,7 @@ def _test_restore(
     label: str | None,
     targets: Sequence[BackupRecord],
     by_label: dict[str, BackupRecord],
-    echo: Echo,
+    echo: Echo | None,
 ) -> None:
     check = "test_restore"
     candidates = [r for r in targets if broken_link(r, by_label) is None]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from powrops.durations import human_bytes
+from powrops.format import human_bytes
 from powrops.verify import VerificationReport
 
 KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
