@@ -36,6 +36,7 @@ from psycopg.rows import dict_row
 from powrops import journal
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, exit_code, overall
+from powrops.schema import STRATEGY_INDEXES
 
 MIN_DEAD_TUPLES = 50
 STALE_FRACTION = 0.10
@@ -44,13 +45,6 @@ MIN_BLOAT_BYTES = 1 << 20
 UNUSED_MIN_BYTES = 8 << 20
 ACTIONS = ("vacuum", "analyze", "reindex")
 LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
-
-# The strategy's index section: name -> (table, columns as pg_get_indexdef prints them, predicate)
-STRATEGY_INDEXES = {
-    "idx_workouts_user_date": ("workouts", "(user_id, date DESC)", None),
-    "idx_exercises_user": ("exercises", "(user_id)", None),
-    "idx_workouts_volume": ("workouts", "(total_volume)", "total_volume IS NOT NULL"),
-}
 
 
 @dataclass
@@ -380,7 +374,8 @@ def _predicate_matches(definition: str, predicate: str) -> bool:
 def strategy_index_findings(found: dict[str, dict[str, Any]]) -> list[Finding]:
     """The strategy's indexes: present, on the right columns, valid."""
     result = []
-    for name, (table, columns, predicate) in STRATEGY_INDEXES.items():
+    for name, index in STRATEGY_INDEXES.items():
+        table, columns, predicate = index.table, index.columns, index.predicate
         row = found.get(name)
         expected = f"{table}{columns}" + (f" WHERE {predicate}" if predicate else "")
         if row is None:

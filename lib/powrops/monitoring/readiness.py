@@ -15,18 +15,13 @@ import psycopg
 from powrops.config import Settings
 from powrops.findings import Finding, Severity
 from powrops.pg import catalog
+from powrops.schema import STRATEGY_INDEXES
 
 BACKUP = "Configure backup system"
 MONITORING = "Set up monitoring"
 MAINTENANCE = "Create maintenance scripts"
 RECOVERY = "Document recovery procedures"
 
-STRATEGY_INDEXES: dict[str, tuple[str, str | None]] = {
-    # name: (column list as pg_get_indexdef prints it, partial predicate)
-    "idx_workouts_user_date": ("(user_id, date DESC)", None),
-    "idx_exercises_user": ("(user_id)", None),
-    "idx_workouts_volume": ("(total_volume)", "total_volume IS NOT NULL"),
-}
 ROLES: dict[str, str] = {
     "powr_readonly": "read-only reporting (member of pg_monitor)",
     "powr_reporting": "login for scheduled reports",
@@ -249,7 +244,8 @@ def check_maintenance(
         expected="on",
     )
     found = catalog.indexes(conn, STRATEGY_INDEXES)
-    for name, (columns, predicate) in STRATEGY_INDEXES.items():
+    for name, index in STRATEGY_INDEXES.items():
+        columns, predicate = index.columns, index.predicate
         yield _index_finding(name, columns, predicate, found.get(name))
 
 
