@@ -673,6 +673,15 @@ def load_settings(
     return validate(merge(data, overrides), source)
 
 
+def settings(config_path: str | Path | None = None) -> Settings:
+    """The settings of a notebook or runbook run: the one entry point notebooks call.
+
+    ``config_path`` is the notebook's ``config_path`` parameter: an empty string means "not
+    given" (papermill parameters have no None), so the usual search applies.
+    """
+    return load_settings(config_path or None)
+
+
 # --- showing ---------------------------------------------------------------------------------
 
 REDACTED = "********"

@@ -12,6 +12,8 @@ EXIT_OK = 0
 EXIT_WARNING = 1
 EXIT_CRITICAL = 2
 EXIT_UNKNOWN = 3
+#: ``wal fetch``'s error code: PostgreSQL ends recovery on 1-125, so a failure answers 128.
+EXIT_WAL_FETCH_ERROR = 128
 
 
 class PowropsError(Exception):

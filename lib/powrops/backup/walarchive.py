@@ -20,12 +20,18 @@ import tempfile
 from pathlib import Path
 
 from powrops.backup.walnames import kind_of, wal_key
-from powrops.errors import BackupError, ObjectExists, ObjectNotFound, WalConflict
+from powrops.errors import (
+    EXIT_WAL_FETCH_ERROR,
+    BackupError,
+    ObjectExists,
+    ObjectNotFound,
+    WalConflict,
+)
 from powrops.storage.base import Repository
 
 FETCH_OK = 0
 FETCH_MISSING = 1
-FETCH_ERROR = 128
+FETCH_ERROR = EXIT_WAL_FETCH_ERROR
 
 
 def _compress(data: bytes) -> bytes:

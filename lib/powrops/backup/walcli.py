@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from powrops.errors import PowropsError
+from powrops.errors import EXIT_UNKNOWN, PowropsError
 
 if TYPE_CHECKING:
     from powrops.storage.base import Repository
@@ -50,7 +50,7 @@ def fetch(open_repo: Callable[[], Repository], name: str, dest: str) -> int:
 
     try:
         return fetch_file(open_repo(), name, dest)
-    except PowropsError as exc:
+    except Exception as exc:  # any failure, expected or not: never 1-125, which ends recovery
         print(f"powrops: error: wal fetch {name}: {exc}", file=sys.stderr)
         return FETCH_ERROR
 
@@ -77,3 +77,6 @@ def run_fast(argv: list[str]) -> int | None:
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # wal push: any failure is non-zero, and never a traceback
+        print(f"powrops: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN

@@ -3,19 +3,27 @@
 Each module of this package is one command group with ``register(sub)``; their handlers
 import what they need when they run, so that short commands start fast. Exit codes follow
 the monitoring convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the command could not
-judge: bad arguments or config, an unreachable database, a failed run).
+judge: bad arguments or config, an unreachable database, a failed run, or a crash). A crash
+never reads as a WARNING: it prints one line, keeps the traceback in a log file (on stderr
+with ``-v``) and exits 3. Output to a closed pipe (``powrops backup list | head -1``) ends
+quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from powrops import __version__
 from powrops.cli.common import Parser
 from powrops.cli.registry import register_all
-from powrops.errors import EXIT_UNKNOWN, PowropsError
+from powrops.errors import EXIT_OK, EXIT_UNKNOWN, PowropsError
 from powrops.findings import Severity, exit_code
 
 Handler = Callable[[argparse.Namespace], "Severity | int"]
@@ -27,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-c", "--config", help="config file (default $POWROPS_CONFIG, ./powrops.toml)"
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="show_traceback",
+        action="store_true",
+        help="on an unexpected error, print the traceback on stderr too",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     register_all(sub)
     return parser
@@ -36,14 +51,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(arguments)
     func: Handler = args.func
+    #: What a crash exits with: 3 (UNKNOWN), or what the command's own contract says
+    #: (``wal fetch`` answers 128, since PostgreSQL ends recovery on 1-125).
+    crash_code: int = getattr(args, "crash_code", EXIT_UNKNOWN)
+    outcome: int | None = None
     try:
-        return exit_code(func(args))
+        outcome = exit_code(func(args))
+        sys.stdout.flush()
+        return outcome
+    except BrokenPipeError:
+        return _closed_pipe(EXIT_OK if outcome is None else outcome)
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return crash_code if crash_code != EXIT_UNKNOWN else exc.exit_code
     except KeyboardInterrupt:
         print("powrops: interrupted", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return crash_code
+    except Exception as exc:  # a crash: one line, the traceback kept, never exit 1
+        where = _keep_traceback(exc, args)
+        print(
+            f"powrops: internal error: {type(exc).__name__}: {exc} (traceback in {where})",
+            file=sys.stderr,
+        )
+        return crash_code
+
+
+def _closed_pipe(code: int) -> int:
+    """The reader went away (``| head``): stop writing, say nothing, keep the outcome."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _keep_traceback(exc: BaseException, args: argparse.Namespace) -> str:
+    """Write the traceback to a log file (and to stderr with ``-v``); the file's path."""
+    text = "".join(traceback.format_exception(exc))
+    if getattr(args, "show_traceback", False):
+        print(text, file=sys.stderr, end="")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"powrops-crash-{stamp}-{os.getpid()}.log"
+    for folder in _log_dirs(args):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(f"powrops {__version__}: {' '.join(sys.argv)}\n{text}")
+            return str(path)
+        except OSError:
+            continue
+    return "stderr with -v"
+
+
+def _log_dirs(args: argparse.Namespace) -> list[Path]:
+    """Where a crash log goes: the state directory's ``log/``, else the temporary directory."""
+    folders = []
+    try:
+        from powrops.cli.common import settings_of
+
+        folders.append(settings_of(args).state_dir / "log")
+    except Exception:  # the settings may be what failed
+        pass
+    folders.append(Path(tempfile.gettempdir()))
+    return folders
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from powrops.cli.common import Parser, settings_of
+from powrops.errors import EXIT_WAL_FETCH_ERROR
 
 if TYPE_CHECKING:
     from powrops.storage.base import Repository
@@ -29,7 +30,7 @@ def register(sub: Any) -> None:
     fetch.add_argument("name")
     fetch.add_argument("dest")
     fetch.add_argument("--spec", help="archive spec written by powrops (fast start)")
-    fetch.set_defaults(func=cmd_wal_fetch)
+    fetch.set_defaults(func=cmd_wal_fetch, crash_code=EXIT_WAL_FETCH_ERROR)
 
 
 def _wal_repository(args: argparse.Namespace) -> Repository:
