@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from powrops.config import Settings
 from powrops.errors import ClusterError, DatabaseError
+from powrops.pg.cluster import CLIENT_ENCODING
 
 if TYPE_CHECKING:
     import psycopg
@@ -174,6 +175,7 @@ def connect(
             autocommit=autocommit,
             connect_timeout=settings.database.connect_timeout,
             application_name=settings.database.application_name,
+            client_encoding=CLIENT_ENCODING,
             **kwargs,
         )
     except psycopg.OperationalError as exc:
@@ -191,6 +193,7 @@ def engine(settings: Settings) -> sqlalchemy.Engine:
         connect_args={
             "connect_timeout": settings.database.connect_timeout,
             "application_name": settings.database.application_name,
+            "client_encoding": CLIENT_ENCODING,
         },
     )
 

@@ -35,6 +35,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 import powrops
 from powrops.errors import MigrationError
+from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.schema import OPS_SCHEMA, include_name, metadata
 
 __all__ = [
@@ -148,7 +149,9 @@ def _engine(target: Engine | str) -> Iterator[Engine]:
     url = sqlalchemy_url(target)
     try:
         engine = create_engine(
-            url, poolclass=pool.NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+            url,
+            poolclass=pool.NullPool,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "client_encoding": CLIENT_ENCODING},
         )
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise MigrationError(f"not a usable database URL {_redacted(url)}: {exc}") from exc

@@ -42,6 +42,9 @@ from powrops.pg.binaries import PgBinaries, find_binaries
 
 SUPERUSER = "postgres"
 DEFAULT_DATABASE = "powr"
+#: Every connection asks for UTF-8 text, so that a SQL_ASCII (or any other) server encoding
+#: still gives str, never bytes, to the code that reads it.
+CLIENT_ENCODING = "UTF8"
 CONF_FILE = "powrops.conf"
 
 
@@ -262,6 +265,7 @@ class LocalCluster:
             "user": user,
             "password": self.password,
             "dbname": database,
+            "client_encoding": CLIENT_ENCODING,
         }
 
     def url(self, database: str = DEFAULT_DATABASE, driver: str = "postgresql+psycopg") -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ClusterError, PowropsError
 from powrops.format import Echo
+from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.target import RecoveryTarget
 
@@ -58,6 +59,7 @@ class RestoredCluster:
             "user": self.user,
             "password": password,
             "dbname": dbname,
+            "client_encoding": CLIENT_ENCODING,
         }
 
     def start(self, *, timeout: float = 600, echo: Echo | None = print) -> None:

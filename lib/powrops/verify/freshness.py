@@ -27,6 +27,7 @@ from powrops.durations import Duration
 from powrops.errors import DatabaseError
 from powrops.findings import Severity
 from powrops.format import human_duration, human_time
+from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.verify.report import Freshness, VerificationReport
 
 PAGE = 8192
@@ -113,6 +114,7 @@ def read_archiver(settings: Settings) -> ArchiverState:
             autocommit=True,
             connect_timeout=settings.database.connect_timeout,
             application_name=settings.database.application_name,
+            client_encoding=CLIENT_ENCODING,
         ) as conn:
             row = conn.execute(_ARCHIVER_SQL).fetchone()
             try:

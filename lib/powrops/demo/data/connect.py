@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from powrops.errors import SeedError
+from powrops.pg.cluster import CLIENT_ENCODING
 
 if TYPE_CHECKING:
     import psycopg
@@ -44,7 +45,9 @@ def connect(target: Target) -> Iterator[psycopg.Connection[Any]]:
     else:
         url = sqlalchemy.make_url(target).set(drivername="postgresql")
         try:
-            conn = psycopg.connect(url.render_as_string(hide_password=False))
+            conn = psycopg.connect(
+                url.render_as_string(hide_password=False), client_encoding=CLIENT_ENCODING
+            )
         except psycopg.OperationalError as exc:
             raise SeedError(f"cannot connect to {url!r}: {exc}") from exc
         with conn:
