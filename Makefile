@@ -36,9 +36,13 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The kernel's working directory is runbooks/: the project's configuration (or, without one,
+# its state and report directories) is passed explicitly as well as found by walking up.
+LAB_TARGET = $(if $(wildcard powrops.toml),POWROPS_CONFIG=$(CURDIR)/powrops.toml,POWROPS_STATE_DIR=$(CURDIR)/.powrops POWROPS_REPORTS_DIR=$(CURDIR)/reports)
+
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
-	$(BIN)/jupyter lab --notebook-dir=. runbooks
+	$(LAB_TARGET) POWROPS_PROJECT_ROOT=$(CURDIR) $(BIN)/jupyter lab --notebook-dir=. runbooks
 
 bench: $(STAMP)
 	@for b in $(wildcard benchmarks/bench_*.py); do echo "== $$b"; $(BIN)/python $$b || exit $$?; done

@@ -57,7 +57,7 @@ class Site:
         site = cls(root, root / "powrops.toml")
         site.config.write_text(to_toml(data))
         os.chmod(site.config, 0o644)
-        target(site.settings)  # initdb + start, with archiving through `powrops wal push`
+        target(site.settings, create=True)  # initdb + start, archiving through `powrops wal push`
         return site
 
     @property

@@ -43,7 +43,7 @@ class Site:
         )
         site = cls(root, root / "powrops.toml", data)
         site.write_config()
-        target(site.settings)  # starts the cluster with archiving configured
+        target(site.settings, create=True)  # creates and starts the cluster, archiving on
         return site
 
     def write_config(self, **overrides: Any) -> None:

@@ -11,8 +11,9 @@ import psycopg
 import pytest
 
 from powrops.errors import BinariesError, ClusterError
+from powrops.pg.access import blocking_dirs, check_reachable
 from powrops.pg.binaries import embedded_bin_dir, find_binaries
-from powrops.pg.cluster import LocalCluster
+from powrops.pg.cluster import LocalCluster, ensure_os_user
 
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 
@@ -106,8 +107,37 @@ def test_restart_moves_to_a_free_port_when_its_port_is_taken(pg_tmp: Path) -> No
 def test_unreachable_state_directory_is_a_clear_error(pg_tmp: Path) -> None:
     locked = pg_tmp / "locked"
     locked.mkdir(mode=0o700)
+    user = ensure_os_user("powrops") if os.geteuid() == 0 else None
+    if user is None or user.is_current:
+        pytest.skip("needs root, which runs the server as another OS user")
     with pytest.raises(ClusterError, match=r"cannot enter .*locked.*mode 0o700"):
-        LocalCluster(locked / "c").init()
+        check_reachable(locked / "c", user)
+
+
+def test_a_checkout_in_a_0700_home_gets_just_the_traversal_it_needs(
+    pg_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As root, a clone under /root (0700) works: one ACL entry, user:powrops:--x."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, which runs the server as another OS user")
+    locked = pg_tmp / "home"
+    locked.mkdir(mode=0o700)
+    cluster = LocalCluster(locked / "c")
+    try:
+        cluster.init()
+        user = cluster.os_user
+        assert blocking_dirs(locked / "c", user) == []
+        assert "traversal of" in capsys.readouterr().err
+        assert stat.S_IMODE(locked.stat().st_mode) & 0o007 == 0  # others still locked out
+        acl = os.getxattr(locked, "system.posix_acl_access")
+        entries = [acl[4 + 8 * i : 12 + 8 * i] for i in range((len(acl) - 4) // 8)]
+        named = [e for e in entries if int.from_bytes(e[:2], "little") == 0x02]
+        assert [(int.from_bytes(e[2:4], "little"), int.from_bytes(e[4:], "little"))
+                for e in named] == [(0o1, user.uid)]  # fmt: skip
+        cluster.start()
+        assert cluster.status()["running"]
+    finally:
+        cluster.destroy()
 
 
 def test_refuses_a_foreign_non_empty_data_directory(tmp_path: Path) -> None:

@@ -555,32 +555,63 @@ class Settings(Section):
     alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
 
-    # Where this configuration came from (not a setting).
+    # Where this configuration came from, and the folder its relative paths resolve against
+    # (not settings).
     source: str | None = Field(None, exclude=True)
+    base_dir: str | None = Field(None, exclude=True)
+
+    def _resolve(self, path: str) -> Path:
+        folder = Path(self.base_dir) if self.base_dir else Path.cwd()
+        return (folder / path).absolute()
 
     @property
     def state_dir(self) -> Path:
-        return Path(self.state.dir).absolute()
+        """``state.dir``; relative to the config file's folder, else to the project root."""
+        return self._resolve(self.state.dir)
 
     @property
     def reports_dir(self) -> Path:
-        return Path(self.reports.dir).absolute()
+        """``reports.dir``; relative to the config file's folder, else to the project root."""
+        return self._resolve(self.reports.dir)
 
 
 # --- loading ---------------------------------------------------------------------------------
 
 
 def config_path(
-    explicit: str | Path | None = None, environ: Mapping[str, str] | None = None
+    explicit: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Path | None:
-    """The config file to read, or None for the strategy's defaults."""
+    """The config file to read, or None for the strategy's defaults.
+
+    ``--config``, else ``$POWROPS_CONFIG``, else the nearest ``powrops.toml`` in the working
+    directory or a folder above it, so that a notebook whose kernel runs in ``runbooks/``
+    finds the project's file.
+    """
     env = os.environ if environ is None else environ
     if explicit:
-        return Path(explicit)
+        return Path(explicit).absolute()
     if env.get("POWROPS_CONFIG"):
-        return Path(env["POWROPS_CONFIG"])
-    default = Path(DEFAULT_FILE)
-    return default if default.exists() else None
+        return Path(env["POWROPS_CONFIG"]).absolute()
+    start = (cwd or Path.cwd()).absolute()
+    for folder in (start, *start.parents):
+        if (folder / DEFAULT_FILE).is_file():
+            return folder / DEFAULT_FILE
+    return None
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    """Where relative paths resolve when there is no config file: the nearest folder at or
+    above the working directory holding a ``.powrops`` state directory or a powrops checkout
+    (``pyproject.toml`` beside ``runbooks/``); else the working directory itself."""
+    start = (cwd or Path.cwd()).absolute()
+    for folder in (start, *start.parents):
+        if (folder / ".powrops").is_dir():
+            return folder
+        if (folder / "pyproject.toml").is_file() and (folder / "runbooks").is_dir():
+            return folder
+    return start
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -644,15 +675,20 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{key} = {shown}: {message}"
 
 
-def validate(data: Mapping[str, Any], source: str | None = None) -> Settings:
+def validate(
+    data: Mapping[str, Any], source: str | None = None, base_dir: Path | None = None
+) -> Settings:
     """Settings from a nested mapping, or ConfigError listing every problem by dotted key.
 
     The mapping is laid over the defaults first, so a file that sets only
     ``alerts.disk_usage.warning`` keeps the default critical threshold.
     """
-    defaults = Settings().model_dump(by_alias=True, exclude={"source"})
+    defaults = Settings().model_dump(by_alias=True, exclude={"source", "base_dir"})
+    folder = str(base_dir) if base_dir is not None else None
     try:
-        return Settings.model_validate({**merge(defaults, data), "source": source})
+        return Settings.model_validate(
+            {**merge(defaults, data), "source": source, "base_dir": folder}
+        )
     except ValidationError as exc:
         problems = [_describe(error) for error in exc.errors()]
         where = f" in {source}" if source else ""
@@ -670,7 +706,8 @@ def load_settings(
     source = str(file) if file else "defaults"
     if overrides:
         source += " + environment"
-    return validate(merge(data, overrides), source)
+    base_dir = file.parent if file else project_root()
+    return validate(merge(data, overrides), source, base_dir)
 
 
 def settings(config_path: str | Path | None = None) -> Settings:

@@ -1,20 +1,24 @@
 """Database connections: the configured server, or the embedded default.
 
-When ``database.url`` is set, powrops talks to that server. Otherwise it uses the local cluster
-under the state directory, starting it (and creating it on first use) so that every command
-works on a fresh machine with nothing configured.
+When ``database.url`` is set, powrops talks to that server. Otherwise it uses the embedded
+cluster under the state directory, which ``powrops db start`` and ``powrops demo`` create; every
+other command starts it when it exists and stops with a clear error when it does not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+import powrops
 from powrops.config import Settings
 from powrops.errors import ClusterError, DatabaseError
+from powrops.pg.access import check_reachable, grant_traversal
 from powrops.pg.cluster import CLIENT_ENCODING
 
 if TYPE_CHECKING:
@@ -67,16 +71,14 @@ def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
     this interpreter (e.g. a virtualenv under /root): archiving then stays off and the
     readiness report says so.
     """
-    import sys
-    from pathlib import Path
-
-    from powrops.pg.cluster import check_reachable
     from powrops.storage.spec import SPEC_FILE, primary_url, write_spec
 
     user = cluster.os_user
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     try:
-        check_reachable(Path(sys.executable), user)
+        for needed in (Path(sys.executable), Path(powrops.__file__)):
+            grant_traversal(needed, user, say=_warn)
+            check_reachable(needed, user)
     except ClusterError as exc:
         print(f"powrops: warning: WAL archiving not configured: {exc}", file=sys.stderr)
         return None
@@ -128,8 +130,15 @@ class Target:
         return f"postgresql://{user}{host}{port}{parts.path}"
 
 
-def target(settings: Settings, *, start: bool = True) -> Target:
-    """The database powrops works on; starts the embedded cluster when none is configured."""
+def target(settings: Settings, *, start: bool = True, create: bool = False) -> Target:
+    """The database powrops works on: ``database.url``, else the embedded cluster.
+
+    The embedded cluster is started when it exists and is stopped (unless ``start`` is
+    false). It is created only when ``create`` is true, which only ``powrops db start`` and
+    ``powrops demo`` ask for: anything else that finds no configured database and no
+    embedded cluster stops (exit 3) saying how to configure one, rather than act on a new,
+    empty cluster somewhere unexpected.
+    """
     if settings.database.url is not None:
         url = settings.database.url.get_secret_value()
         if not url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
@@ -139,14 +148,16 @@ def target(settings: Settings, *, start: bool = True) -> Target:
             )
         return Target(url, embedded=False)
     cluster = embedded_cluster(settings)
-    if start:
+    if not cluster.exists() and not create:
+        raise DatabaseError(
+            f"no database configured: database.url (or POWROPS_DATABASE_URL) is not set and "
+            f"there is no embedded cluster in {cluster.base_dir} (configuration: "
+            f"{settings.source or 'defaults'}); set database.url to the server to work on, "
+            "or run `powrops db start` to create the embedded one"
+        )
+    if start or create:
         command = prepare_archiving(settings, cluster)
         cluster.start(cluster_settings(settings, command))
-    elif not cluster.exists():
-        raise DatabaseError(
-            f"no database configured and no embedded cluster in {cluster.base_dir}; "
-            "run `powrops db start` or set database.url"
-        )
     return Target(cluster.url(driver="postgresql"), embedded=True)
 
 
@@ -211,3 +222,7 @@ def snapshot(
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (statement_timeout,))
         yield conn
+
+
+def _warn(line: str) -> None:
+    print(f"powrops: {line}", file=sys.stderr)

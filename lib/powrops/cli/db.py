@@ -47,7 +47,7 @@ def cmd_db_start(args: argparse.Namespace) -> Severity:
 
     loaded, cluster = _cluster(args)
     created = not cluster.exists()
-    where = target(loaded)
+    where = target(loaded, create=True)
     verb = "created and started" if created else "running"
     print(f"embedded PostgreSQL {cluster.binaries.version} {verb}: {where.display}")
     print(f"  data directory {cluster.data_dir} (OS user {cluster.os_user.name})")

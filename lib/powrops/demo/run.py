@@ -65,7 +65,7 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
     from powrops.demo import data as demo_data
 
     started = time.monotonic()
-    tgt = target(settings)
+    tgt = target(settings, create=True)
     _line("database", started, f"{tgt.display}" + (" (embedded)" if tgt.embedded else ""))
     eng = engine(settings)
     migrate.upgrade(eng, "head")

@@ -30,6 +30,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from powrops.errors import ClusterError
+from powrops.pg.access import check_reachable, grant_traversal
 from powrops.pg.binaries import PgBinaries, find_binaries
 
 SUPERUSER = "postgres"
@@ -137,29 +139,6 @@ def postmaster_pid(data_dir: Path) -> int | None:
     except PermissionError:
         return pid  # alive, owned by another user
     return pid
-
-
-def check_reachable(path: Path, user: OsUser) -> None:
-    """Fail clearly when ``user`` cannot traverse every directory above ``path``."""
-    if user.is_current:
-        return
-    for parent in reversed(path.absolute().parents):
-        try:
-            info = parent.stat()
-        except OSError:
-            continue
-        if info.st_uid == user.uid:
-            allowed = bool(info.st_mode & 0o100)
-        elif info.st_gid == user.gid:
-            allowed = bool(info.st_mode & 0o010)
-        else:
-            allowed = bool(info.st_mode & 0o001)
-        if not allowed:
-            raise ClusterError(
-                f"the PostgreSQL OS user {user.name!r} cannot enter {parent} "
-                f"(mode {oct(info.st_mode & 0o777)}); put the state directory under a path "
-                "every user can traverse, or run powrops as that user"
-            )
 
 
 def chown_tree(path: Path, user: OsUser) -> None:
@@ -361,6 +340,7 @@ class LocalCluster:
     def _init_locked(self, settings: Mapping[str, str], database: str) -> None:
         user = self.os_user
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        grant_traversal(self.base_dir, user, say=_say)
         check_reachable(self.base_dir, user)
         os.chmod(self.base_dir, 0o755)
         self.log_file.parent.mkdir(exist_ok=True)
@@ -619,3 +599,7 @@ class LocalCluster:
             )
         except OSError:
             return ""
+
+
+def _say(line: str) -> None:
+    print(f"powrops: {line}", file=sys.stderr)

@@ -106,7 +106,8 @@ def _chain(catalog: Catalog, record: BackupRecord) -> list[BackupRecord]:
 
 def _check_destination(to: Path, user: OsUser) -> None:
     """Refuse a target directory that is in use, not empty, or out of the OS user's reach."""
-    from powrops.pg.cluster import check_reachable, postmaster_pid
+    from powrops.pg.access import check_reachable
+    from powrops.pg.cluster import postmaster_pid
 
     for directory in (to, *to.parents):
         pid = postmaster_pid(directory)

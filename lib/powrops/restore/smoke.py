@@ -69,7 +69,8 @@ test_restore.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 def _scratch_dir(settings: Settings) -> Path:
     """A new directory the OS user can enter: under the state directory, else the temp dir."""
-    from powrops.pg.cluster import check_reachable, ensure_os_user
+    from powrops.pg.access import check_reachable
+    from powrops.pg.cluster import ensure_os_user
 
     user = ensure_os_user(settings.postgres.os_user)
     for parent in (settings.state_dir / "scratch", Path(tempfile.gettempdir())):
