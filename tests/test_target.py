@@ -1,0 +1,94 @@
+"""One explicit target: the config file and state directory never depend on where a kernel runs.
+
+A runbook opened in JupyterLab runs its kernel in ``runbooks/``; it must find the project's
+``powrops.toml`` and ``.powrops/``, and nothing but ``db start`` and ``demo`` may create an
+embedded cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from powrops.config import config_path, load_settings, project_root
+from powrops.db import target
+from powrops.errors import DatabaseError
+
+
+def _checkout(root: Path) -> Path:
+    (root / "runbooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "powrops"\n')
+    return root
+
+
+def test_the_config_file_is_found_from_a_subfolder(tmp_path: Path) -> None:
+    root = _checkout(tmp_path / "clone")
+    (root / "powrops.toml").write_text('[state]\ndir = "state-here"\n[reports]\ndir = "out"\n')
+    found = config_path(environ={}, cwd=root / "runbooks")
+    assert found == root / "powrops.toml"
+
+
+def test_relative_paths_resolve_against_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _checkout(tmp_path / "clone")
+    (root / "powrops.toml").write_text('[state]\ndir = "state-here"\n[reports]\ndir = "out"\n')
+    monkeypatch.chdir(root / "runbooks")
+    settings = load_settings(environ={})
+    assert settings.state_dir == root / "state-here"
+    assert settings.reports_dir == root / "out"
+
+
+def test_without_a_config_file_the_project_root_is_the_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _checkout(tmp_path / "clone")
+    assert project_root(root / "runbooks") == root
+    monkeypatch.chdir(root / "runbooks")
+    settings = load_settings(environ={})
+    assert settings.source == "defaults"
+    assert settings.state_dir == root / ".powrops"
+    assert settings.reports_dir == root / "reports"
+
+
+def test_a_state_directory_marks_the_project_root(tmp_path: Path) -> None:
+    (tmp_path / "site" / ".powrops").mkdir(parents=True)
+    (tmp_path / "site" / "deep" / "er").mkdir(parents=True)
+    assert project_root(tmp_path / "site" / "deep" / "er") == tmp_path / "site"
+    assert project_root(tmp_path / "elsewhere") == tmp_path / "elsewhere"
+
+
+def test_no_database_and_no_cluster_stops_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _checkout(tmp_path / "clone")
+    monkeypatch.chdir(root / "runbooks")
+    settings = load_settings(environ={})
+    with pytest.raises(DatabaseError, match=r"no database configured.*powrops db start"):
+        target(settings)
+    assert not (root / ".powrops").exists() and not (root / "runbooks" / ".powrops").exists()
+
+
+@pytest.mark.parametrize("command", [["alerts"], ["check", "integrity"], ["backup", "list"]])
+def test_commands_exit_3_saying_how_to_configure(tmp_path: Path, command: list[str]) -> None:
+    root = _checkout(tmp_path / "clone")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    run = subprocess.run(
+        [sys.executable, "-m", "powrops", *command],
+        cwd=root / "runbooks",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if command == ["backup", "list"]:  # reads the repository only: nothing to configure
+        assert run.returncode == 0 and "no backups" in run.stdout
+    else:
+        assert run.returncode == 3, run.stderr
+        assert "no database configured" in run.stderr and "database.url" in run.stderr
+    assert not (root / ".powrops" / "cluster").exists()
+    assert not (root / "runbooks" / ".powrops").exists()
