@@ -36,6 +36,14 @@ class Incomplete:
     size: int
 
 
+@dataclass(frozen=True)
+class Damaged:
+    """A backup whose record (backup.json) cannot be read."""
+
+    label: str
+    error: str
+
+
 class Catalog:
     """Backups and WAL in one repository."""
 
@@ -50,12 +58,29 @@ class Catalog:
         return by_label
 
     def records(self) -> list[BackupRecord]:
-        """Every registered backup (ok and failed), oldest first."""
+        """Every registered backup (ok and failed), oldest first; BackupError on a damaged one."""
         found = []
         for label, objects in sorted(self._backup_objects().items()):
             if any(o.key.endswith("/" + RECORD_FILE) for o in objects):
                 found.append(self.get(label))
         return found
+
+    def scan(self) -> tuple[list[BackupRecord], list[Damaged]]:
+        """Every readable backup record, oldest first, and the records that cannot be read.
+
+        A damaged record is one finding, not the end of the listing: ``backup list`` shows
+        the rest and marks it.
+        """
+        found: list[BackupRecord] = []
+        damaged: list[Damaged] = []
+        for label, objects in sorted(self._backup_objects().items()):
+            if not any(o.key.endswith("/" + RECORD_FILE) for o in objects):
+                continue
+            try:
+                found.append(self.get(label))
+            except BackupError as exc:
+                damaged.append(Damaged(label, str(exc)))
+        return found, damaged
 
     def incomplete(self) -> list[Incomplete]:
         result = []
@@ -80,7 +105,12 @@ class Catalog:
             raise BackupError(f"no backup {label!r} in {self.repo.url}") from None
         except ValueError as exc:
             raise BackupError(f"backup {label} has an unreadable record: {exc}") from exc
-        return BackupRecord.from_dict(data)
+        try:
+            return BackupRecord.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BackupError(
+                f"backup {label} has a damaged record ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def find(self, label: str | None) -> BackupRecord:
         """A backup by label, or the newest ok backup when label is None."""

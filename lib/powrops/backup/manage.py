@@ -111,7 +111,7 @@ def copy_to_secondary(settings: Settings) -> CopyResult:
 def backup_rows(settings: Settings) -> list[dict[str, Any]]:
     """Every backup with its chain and where it is, for `powrops backup list`."""
     primary = Catalog(repos.primary(settings))
-    records = primary.records()
+    records, damaged = primary.scan()
     second = repos.secondary(settings)
     in_secondary: set[str] = set()
     if second is not None:
@@ -124,6 +124,11 @@ def backup_rows(settings: Settings) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         rows.append(_row(record, by_label, second is not None, record.label in in_secondary))
+    for broken in damaged:
+        rows.append({
+            "label": broken.label, "kind": "?", "status": "damaged", "chain": [],
+            "error": broken.error, "where": ["primary"],
+        })  # fmt: skip
     for incomplete in primary.incomplete():
         rows.append({
             "label": incomplete.label, "kind": "?", "status": "incomplete", "chain": [],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from powrops.cli.common import Parser, print_json, settings_of
@@ -65,11 +66,15 @@ def cmd_backup_list(args: argparse.Namespace) -> Severity:
     from powrops.backup.manage import backup_rows
 
     rows = backup_rows(settings_of(args))
+    damaged = [r for r in rows if r["status"] == "damaged"]
+    outcome = Severity.CRITICAL if damaged else Severity.OK
     if args.json:
         print_json(rows)
-        return Severity.OK
+        return outcome
     if not rows:
         print("no backups")
+    for r in damaged:
+        print(f"powrops: error: {r['error']}", file=sys.stderr)
     for r in rows:
         chain = " <- ".join([r["label"], *r["chain"]]) if r["chain"] else "-"
         size = f"{(r.get('stored_size') or 0) / 2**20:9.1f} MiB"
@@ -77,7 +82,7 @@ def cmd_backup_list(args: argparse.Namespace) -> Severity:
             f"{r['label']}  {r['kind']:11} {r['status']:10} {size}  "
             f"{','.join(r['where']):17} chain {chain}"
         )
-    return Severity.OK
+    return outcome
 
 
 def cmd_backup_show(args: argparse.Namespace) -> Severity:
