@@ -113,10 +113,12 @@ class IntegrityReport:
     finished_at: datetime
     run_id: int | None = None
     server_version: str | None = None
+    #: Findings about the run itself (e.g. that it could not be recorded).
+    notes: list[Finding] = field(default_factory=list)
 
     @property
     def status(self) -> Severity:
-        return overall(r.to_finding() for r in self.results)
+        return overall(self.findings())
 
     @property
     def exit_code(self) -> int:
@@ -127,7 +129,7 @@ class IntegrityReport:
         return {r.name: r.count for r in self.results}
 
     def findings(self) -> list[Finding]:
-        return [r.to_finding() for r in self.results]
+        return [r.to_finding() for r in self.results] + self.notes
 
     def problems(self) -> list[CheckResult]:
         return [r for r in self.results if r.severity != Severity.OK]

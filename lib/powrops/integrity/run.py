@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from powrops import audit
+from powrops import audit, journal
 from powrops.config import Settings
 from powrops.db import snapshot
 from powrops.errors import DatabaseError
@@ -113,7 +113,7 @@ def run(
             results = collect(conn, settings, today)
             report = IntegrityReport(results, started, datetime.now(UTC), None, version)
             if store:
-                report.run_id = store_run(conn, report)
+                store_run(conn, report)
     except psycopg.errors.QueryCanceled as exc:
         raise DatabaseError(
             "an integrity check exceeded consistency.statement_timeout "
@@ -124,24 +124,19 @@ def run(
     return report
 
 
-def store_run(conn: psycopg.Connection[Any], report: IntegrityReport) -> int:
-    from psycopg.types.json import Jsonb
-
-    with conn.transaction():
-        row = conn.execute(
-            "INSERT INTO ops.check_runs (started_at, finished_at, kind, status, counts, findings) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                report.started_at,
-                report.finished_at,
-                KIND,
-                report.status.name,
-                Jsonb(report.counts()),
-                Jsonb([f.to_dict() for f in report.findings()]),
-            ),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+def store_run(conn: psycopg.Connection[Any], report: IntegrityReport) -> None:
+    """Record the run in ops.check_runs, or add a finding saying why it could not be."""
+    report.run_id, unrecorded = journal.try_record_check_run(
+        conn,
+        KIND,
+        report.status.name,
+        report.started_at,
+        report.finished_at,
+        report.counts(),
+        report.findings(),
+    )
+    if unrecorded is not None:
+        report.notes.append(unrecorded)
 
 
 def history(

@@ -35,7 +35,6 @@ review can count the alerts raised.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from powrops import journal
 from powrops.backup.catalog import consecutive_failures
 from powrops.config import PercentThreshold, Settings
 from powrops.findings import Finding, Severity, counts, exit_code, overall
@@ -396,21 +396,19 @@ def judge(settings: Settings, conn: psycopg.Connection[Any], data: dict[str, Any
     return AlertReport(findings, datetime.now(UTC), figures=figures)
 
 
-def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> int:
-    """Store the evaluation in ops.check_runs (kind 'alerts'); its id."""
-    with conn.transaction():
-        row = conn.execute(
-            "INSERT INTO ops.check_runs (kind, status, started_at, finished_at, counts, findings) "
-            "VALUES ('alerts', %s, %s, clock_timestamp(), %s, %s) RETURNING id",
-            (
-                report.status.name,
-                report.evaluated_at,
-                json.dumps(report.counts()),
-                json.dumps([f.to_dict() for f in report.findings], default=str),
-            ),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> None:
+    """Store the evaluation in ops.check_runs (kind 'alerts'), or say why it could not be."""
+    report.run_id, unrecorded = journal.try_record_check_run(
+        conn,
+        "alerts",
+        report.status.name,
+        report.evaluated_at,
+        None,
+        report.counts(),
+        report.findings,
+    )
+    if unrecorded is not None:
+        report.findings.append(unrecorded)
 
 
 def evaluate(
@@ -424,5 +422,5 @@ def evaluate(
         metrics_data = data if data is not None else collect(conn)
         report = judge(settings, conn, metrics_data)
         if record:
-            report.run_id = record_run(conn, report)
+            record_run(conn, report)
     return report
