@@ -47,3 +47,25 @@ def test_a_writable_database_records_the_run(migrated_db: str) -> None:
     report = json.loads(run.stdout)
     assert report["run_id"] is not None
     assert not [f for f in report["findings"] if f["check"] == "history"]
+
+
+def test_a_database_left_read_only_is_critical_in_alerts_and_readiness(read_only_db: str) -> None:
+    run = run_cli("alerts", "--json", env={"POWROPS_DATABASE_URL": read_only_db})
+    assert run.returncode == 2, run.stderr
+    found = [f for f in json.loads(run.stdout)["findings"] if f["check"] == "read_only"]
+    assert [f["severity"] for f in found] == ["CRITICAL"]
+    assert "default_transaction_read_only = off" in found[0]["advice"]
+
+    from powrops.config import validate
+    from powrops.monitoring import readiness
+
+    settings = validate({"database": {"url": read_only_db}})
+    with psycopg.connect(read_only_db) as conn:
+        writable = [f for f in readiness.run_checks(conn, settings) if f.check == "read_only"]
+    assert [f.severity.name for f in writable] == ["CRITICAL"]
+
+
+def test_a_writable_database_is_ok_in_alerts(migrated_db: str) -> None:
+    run = run_cli("alerts", "--json", env={"POWROPS_DATABASE_URL": libpq(migrated_db)})
+    found = [f for f in json.loads(run.stdout)["findings"] if f["check"] == "read_only"]
+    assert [f["severity"] for f in found] == ["OK"]

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg import sql
 
 from powrops import journal
 from powrops.backup.catalog import consecutive_failures
@@ -51,6 +52,7 @@ from powrops.config import PercentThreshold, Settings
 from powrops.findings import Finding, Severity, counts, exit_code, overall
 from powrops.format import human_bytes
 from powrops.monitoring.growth import Disk
+from powrops.pg import catalog
 
 MIN_DEAD_TUPLES = 50
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
@@ -234,6 +236,35 @@ def activity_findings(running: Iterable[dict[str, Any]], settings: Settings) -> 
     return found or [Finding("running_query", Severity.OK, "no statement running too long")]
 
 
+def read_only_findings(state: dict[str, Any]) -> list[Finding]:
+    """A database left read-only for new sessions is an outage for the application."""
+    database = state["database"]
+    if state["in_recovery"]:
+        return [Finding("read_only", Severity.OK, "standby server: read-only by design",
+                        object=database)]  # fmt: skip
+    if state["read_only"]:
+        ident = sql.Identifier(database).as_string(None)
+        undo = (
+            f"BEGIN READ WRITE; ALTER DATABASE {ident} "
+            "SET default_transaction_read_only = off; COMMIT;"
+        )
+        return [
+            Finding(
+                "read_only",
+                Severity.CRITICAL,
+                f"database {database} is read-only for new sessions "
+                "(default_transaction_read_only = on): the application cannot write",
+                object=database,
+                value="on",
+                expected="off",
+                advice=f"if the corruption response is over, undo it: {undo} "
+                "(runbooks/data_corruption_response.ipynb shows the same command)",
+            )
+        ]
+    return [Finding("read_only", Severity.OK, f"database {database} accepts writes",
+                    object=database)]  # fmt: skip
+
+
 def backup_findings(
     statuses: Sequence[str] | None, error: str | None, settings: Settings
 ) -> list[Finding]:
@@ -386,6 +417,7 @@ def judge(settings: Settings, conn: psycopg.Connection[Any], data: dict[str, Any
         *statement_findings(slow, note, settings),
         *activity_findings(running_statements(conn, warn_s), settings),
         *backup_findings(statuses, error, settings),
+        *read_only_findings(catalog.read_only_state(conn)),
         *size_findings(data["tables"], data["indexes"], settings),
     ]
     figures = {

@@ -14,6 +14,7 @@ import psycopg
 
 from powrops.config import Settings
 from powrops.findings import Finding, Severity
+from powrops.monitoring.alerts import read_only_findings
 from powrops.pg import catalog
 from powrops.schema import STRATEGY_INDEXES
 
@@ -231,6 +232,15 @@ def check_monitoring(
     )
 
 
+def check_writable(
+    conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
+) -> Iterator[Finding]:
+    """A database left read-only (after the corruption runbook) is reported here too."""
+    for found in read_only_findings(catalog.read_only_state(conn)):
+        yield _finding(MONITORING, found.check, found.severity, found.message,
+                       object=found.object, advice=found.advice)  # fmt: skip
+
+
 def check_maintenance(
     conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
 ) -> Iterator[Finding]:
@@ -387,6 +397,7 @@ CHECKS: tuple[Check, ...] = (
     check_wal,
     check_storage,
     check_monitoring,
+    check_writable,
     check_maintenance,
     check_schema,
     check_recovery_docs,

@@ -99,3 +99,19 @@ def archiver(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         cur.execute("SELECT * FROM pg_stat_archiver")
         row = cur.fetchone()
         return dict(row) if row else {}
+
+
+def read_only_state(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Whether the server is a standby, and whether the current database is set read-only
+    for new sessions (``ALTER DATABASE ... SET default_transaction_read_only = on``)."""
+    row = conn.execute(
+        """
+        SELECT current_database(), pg_is_in_recovery(),
+               coalesce((SELECT 'default_transaction_read_only=on' = ANY(s.setconfig)
+                         FROM pg_db_role_setting s
+                         JOIN pg_database d ON d.oid = s.setdatabase
+                         WHERE d.datname = current_database() AND s.setrole = 0), false)
+        """
+    ).fetchone()
+    assert row is not None
+    return {"database": str(row[0]), "in_recovery": bool(row[1]), "read_only": bool(row[2])}
