@@ -101,6 +101,19 @@ def entries(text: str) -> dict[str, str]:
 # --- cron ----------------------------------------------------------------------------------
 
 
+def test_each_job_runs_under_its_role_unless_roles_are_off() -> None:
+    s = settings()
+    roles = {job.name: job.role for job in jobs(s)}
+    assert roles["alerts"] == roles["backup-verification"] == roles["integrity-report"]
+    assert roles["alerts"] == "reporting"
+    assert roles["backup-full"] == roles["backup-incremental"] == "backup"
+    assert roles["maintenance-vacuum"] == roles["retention-apply"] == roles["cleanup"] == "owner"
+    off = validate({"schedule": {"config": CONFIG, "executable": EXE, "run_as_roles": False}})
+    assert "POWROPS_DATABASE_ROLE" not in crontab(off)
+    with pytest.raises(ConfigError, match="unknown job kind"):
+        validate({"schedule": {"roles": {"admin": "postgres"}}})
+
+
 def test_every_cron_entry_parses_and_is_wired() -> None:
     s = settings()
     text = crontab(s)
@@ -112,7 +125,9 @@ def test_every_cron_entry_parses_and_is_wired() -> None:
         sets, _fields, command = parse_entry(lines[job.name])
         assert all(sets), job.name
         log = f"/var/log/powrops/{job.name}.log"
-        assert f"POWROPS_CONFIG={CONFIG} /usr/bin/flock -w 7200 " in command
+        role = {"reporting": "powr_reporting", "backup": "powr_backup", "owner": "powr_owner"}
+        env = f"POWROPS_CONFIG={CONFIG} POWROPS_DATABASE_ROLE={role[job.role]}"
+        assert f"{env} /usr/bin/flock -w 7200 " in command
         assert f"{EXE} {' '.join(job.args)} >>{log} 2>&1 || " in command
         assert "logger -t powrops -p user.err" in command
         assert re.search(r"(?<!\\)%", command) is None, "unescaped % in a cron command"

@@ -92,3 +92,14 @@ def test_commands_exit_3_saying_how_to_configure(tmp_path: Path, command: list[s
         assert "no database configured" in run.stderr and "database.url" in run.stderr
     assert not (root / ".powrops" / "cluster").exists()
     assert not (root / "runbooks" / ".powrops").exists()
+
+
+def test_a_job_role_replaces_the_urls_user_and_drops_its_password() -> None:
+    from powrops.config import validate
+
+    url = "postgresql://postgres:s3cret@db.internal:5433/powr?sslmode=require"
+    settings = validate({"database": {"url": url, "role": "powr_reporting"}})
+    where = target(settings)
+    assert where.libpq_url == "postgresql://powr_reporting@db.internal:5433/powr?sslmode=require"
+    assert "s3cret" not in where.libpq_url
+    assert target(validate({"database": {"url": url}})).libpq_url == url

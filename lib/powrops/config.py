@@ -42,6 +42,7 @@ from powrops.errors import ConfigError
 ENV_PREFIX = "POWROPS__"
 ENV_SHORTCUTS = {
     "POWROPS_DATABASE_URL": ("database", "url"),
+    "POWROPS_DATABASE_ROLE": ("database", "role"),
     "POWROPS_STATE_DIR": ("state", "dir"),
     "POWROPS_REPORTS_DIR": ("reports", "dir"),
 }
@@ -57,8 +58,15 @@ class Section(BaseModel):
 # --- connection and local state -------------------------------------------------------------
 
 
+#: The job roles the schema creates (migration 20241204090000_job_roles), by what they do.
+JOB_ROLES = {"reporting": "powr_reporting", "backup": "powr_backup", "owner": "powr_owner"}
+
+
 class DatabaseSettings(Section):
     url: SecretStr | None = None
+    # Connect as this role instead of the URL's user (a scheduled job's least-privileged
+    # role); its password then comes from libpq: ~/.pgpass, PGPASSFILE or PGPASSWORD.
+    role: str | None = None
     connect_timeout: int = Field(10, ge=1)
     statement_timeout: Duration = Duration.parse("5min")
     application_name: str = "powrops"
@@ -514,6 +522,18 @@ class ScheduleSettings(Section):
     drill: Duration = Duration.parse("monthly")
     review: Duration = Duration.parse("quarterly")
     alerts: Duration = Duration.parse("5min")
+    # The role each job runs under, by what it does (reports and checks, backups, the changes
+    # an owner makes); run_as_roles = false runs every job as the configured URL's user.
+    run_as_roles: bool = True
+    roles: dict[str, str] = Field(default_factory=lambda: dict(JOB_ROLES))
+
+    @field_validator("roles")
+    @classmethod
+    def _role_kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(JOB_ROLES))
+        if unknown:
+            raise ValueError(f"unknown job kind {unknown[0]!r}; expected {', '.join(JOB_ROLES)}")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import powrops
 from powrops.config import Settings
@@ -146,7 +146,7 @@ def target(settings: Settings, *, start: bool = True, create: bool = False) -> T
                 "database.url must start with postgresql:// (got a URL with scheme "
                 f"{url.split('://', 1)[0]!r})"
             )
-        return Target(url, embedded=False)
+        return Target(_as_role(url, settings.database.role), embedded=False)
     cluster = embedded_cluster(settings)
     if not cluster.exists() and not create:
         raise DatabaseError(
@@ -158,7 +158,22 @@ def target(settings: Settings, *, start: bool = True, create: bool = False) -> T
     if start or create:
         command = prepare_archiving(settings, cluster)
         cluster.start(cluster_settings(settings, command))
-    return Target(cluster.url(driver="postgresql"), embedded=True)
+    url = cluster.url(driver="postgresql")
+    return Target(_as_role(url, settings.database.role), embedded=True)
+
+
+def _as_role(url: str, role: str | None) -> str:
+    """``url`` with ``role`` as its user and no password (libpq finds the role's password in
+    ~/.pgpass, PGPASSFILE or PGPASSWORD); ``url`` itself when no role is asked for."""
+    if not role:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{quote(role, safe='')}@{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def secrets(settings: Settings) -> list[str]:

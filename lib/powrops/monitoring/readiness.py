@@ -28,6 +28,7 @@ ROLES: dict[str, str] = {
     "powr_reporting": "login for scheduled reports",
     "powr_backup": "backups (REPLICATION)",
     "powr_app": "the application's least-privilege login",
+    "powr_owner": "owns the POWR tables: maintenance, retention, cleanup, repairs",
 }
 SETTINGS = (
     "data_checksums",

@@ -96,6 +96,37 @@ class Job:
     lock: str
     description: str
 
+    @property
+    def role(self) -> str:
+        """What the job does, which names the role it runs under (``schedule.roles``)."""
+        return ROLE_OF.get(self.name, "reporting")
+
+
+#: The kind of role each job needs: ``reporting`` (read POWR data, record powrops' own
+#: history), ``backup`` (replication, the backup functions), ``owner`` (VACUUM, REINDEX,
+#: retention, cleanup and repairs, which change or own the POWR tables).
+ROLE_OF = {
+    "backup-full": "backup",
+    "backup-expire": "backup",
+    "backup-copy": "backup",
+    "backup-incremental": "backup",
+    "integrity-repair": "owner",
+    "maintenance-analyze": "owner",
+    "maintenance-vacuum": "owner",
+    "maintenance-reindex": "owner",
+    "retention-apply": "owner",
+    "cleanup": "owner",
+}
+
+
+def job_environment(settings: Settings, job: Job, where: Paths) -> dict[str, str]:
+    """The environment a job starts with: its config file, and the role it runs under."""
+    env = {"POWROPS_CONFIG": where.config}
+    role = settings.schedule.roles.get(job.role)
+    if settings.schedule.run_as_roles and role:
+        env["POWROPS_DATABASE_ROLE"] = role
+    return env
+
 
 def calendar(settings: Settings, job: Job) -> Calendar:
     """The job's cadence as a calendar, or ConfigError naming the key when it has none."""
@@ -250,9 +281,11 @@ def cron_entry(settings: Settings, job: Job, where: Paths) -> str:
     stamp = 'echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) ' + job.name + '" >>' + log
     said = f"{job.name} failed with exit $rc (see {where.log(job)})"
     failed = f'rc=$?; logger -t powrops -p user.err "{said}"; echo "powrops {said}" >&2'
-    body = (
-        f"{stamp}; POWROPS_CONFIG={shlex.quote(where.config)} {run} >>{log} 2>&1 || {{ {failed}; }}"
+    env = " ".join(
+        f"{name}={shlex.quote(value)}"
+        for name, value in job_environment(settings, job, where).items()
     )
+    body = f"{stamp}; {env} {run} >>{log} 2>&1 || {{ {failed}; }}"
     return f"{calendar(settings, job).cron()} {_cron_escape(body)}"
 
 
@@ -312,7 +345,10 @@ def service_unit(settings: Settings, job: Job, where: Paths) -> str:
     if sched.user:
         lines.append(f"User={sched.user}")
     lines += [
-        f"Environment=POWROPS_CONFIG={where.config}",
+        *(
+            f"Environment={name}={value}"
+            for name, value in job_environment(settings, job, where).items()
+        ),
         f"ExecStart={shlex.join(command(job, where, _wait(settings)))}",
         f"StandardOutput=append:{where.log(job)}",
         f"StandardError=append:{where.log(job)}",
