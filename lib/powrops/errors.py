@@ -105,6 +105,13 @@ class BackupFailed(BackupError):
     exit_code = EXIT_CRITICAL
 
 
+class BackupUnsupported(BackupError):
+    """The server cannot take this kind of backup (an incremental before PostgreSQL 17).
+
+    Refused before anything starts, so no failed run is recorded: the command could not
+    judge, exit 3."""
+
+
 class LockError(BackupError):
     """Another backup holds the repository's lock."""
 

@@ -42,7 +42,13 @@ from powrops.backup.model import (
 from powrops.backup.steps import Procedure, Step, StepFailed
 from powrops.backup.wal import parse_lsn, segment_of
 from powrops.config import Settings
-from powrops.errors import BackupError, BackupFailed, LockError, PowropsError
+from powrops.errors import (
+    BackupError,
+    BackupFailed,
+    BackupUnsupported,
+    LockError,
+    PowropsError,
+)
 from powrops.notify import Event, notify
 from powrops.storage.base import Repository
 
@@ -111,7 +117,7 @@ def _check_settings(kind: Kind, facts: ServerFacts, step: Step) -> None:
     if facts.wal_level not in ("replica", "logical"):
         raise StepFailed(f"wal_level is {facts.wal_level}: base backups need replica")
     if kind == "incremental" and facts.version_num < 170000:
-        raise StepFailed(
+        raise BackupUnsupported(
             f"incremental backups need PostgreSQL 17 or newer and this server is {facts.version}: "
             "take full backups (`powrops backup full`) and rely on WAL archiving between them"
         )
@@ -225,6 +231,8 @@ class BackupRun:
                 facts, parent = self._pre()
                 record = self._during(facts, parent)
                 record = self._post_verify(record)
+            except BackupUnsupported:
+                raise
             except BaseException as exc:
                 self._fail(exc, facts, parent)
                 raise
@@ -442,7 +450,7 @@ def take_backup(
     run = BackupRun(settings, kind, echo)
     try:
         return run.run()
-    except LockError:
+    except (LockError, BackupUnsupported):
         raise
     except (StepFailed, PowropsError, OSError) as exc:
         raise BackupFailed(f"{kind} backup {run.label} failed: {exc}") from exc
