@@ -3,15 +3,17 @@
 Each scheduled job runs under the least-privileged role that can do it:
 
 * ``powr_reporting`` (reports, alerts, verification, the integrity check, drills): read-only on
-  POWR data through ``powr_readonly`` and ``pg_monitor``, EXECUTE on amcheck's functions, and
-  INSERT only on powrops' own history tables (``ops.check_runs``, ``ops.events``,
-  ``ops.metric_snapshots``);
+  POWR data through ``powr_readonly`` and ``pg_monitor``, EXECUTE on amcheck's functions and on
+  ``pg_switch_wal()`` (a drill closes the WAL segment holding its target so that it is
+  archived), and INSERT only on powrops' own history tables (``ops.check_runs``,
+  ``ops.events``, ``ops.metric_snapshots``);
 * ``powr_backup`` (backups and WAL): REPLICATION, the backup functions and
   ``pg_read_all_settings`` from the roles revision, and ``pg_monitor`` for the server's
   statistics (connections, archiver);
 * ``powr_owner`` (maintenance, retention, cleanup, repairs): a new LOGIN role that owns the
   POWR tables and their sequences (VACUUM, ANALYZE and REINDEX need the owner), writes
-  powrops' own tables in ``ops``, and reads the statistics through ``pg_monitor``.
+  powrops' own tables in ``ops``, reads the statistics through ``pg_monitor`` and runs
+  amcheck (a repair checks first).
 
 Objects that need a superuser to create (event triggers) stay with the migrating role. The
 downgrade gives the tables back to the migrating role, revokes these grants and drops
@@ -89,10 +91,12 @@ GRANT pg_monitor TO powr_backup;
 GRANT USAGE ON SCHEMA public, ops TO powr_owner;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ops TO powr_owner;
 ALTER DEFAULT PRIVILEGES IN SCHEMA ops GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO powr_owner;
-GRANT INSERT ON {", ".join(HISTORY_TABLES)} TO powr_reporting
+GRANT INSERT ON {", ".join(HISTORY_TABLES)} TO powr_reporting;
+GRANT EXECUTE ON FUNCTION pg_switch_wal() TO powr_reporting
 """
 
 REVOKES = f"""
+REVOKE EXECUTE ON FUNCTION pg_switch_wal() FROM powr_reporting;
 REVOKE INSERT ON {", ".join(HISTORY_TABLES)} FROM powr_reporting;
 ALTER DEFAULT PRIVILEGES IN SCHEMA ops REVOKE ALL ON TABLES FROM powr_owner;
 REVOKE ALL ON ALL TABLES IN SCHEMA ops FROM powr_owner;
@@ -116,11 +120,11 @@ def upgrade() -> None:
     op.execute(OWNERSHIP.replace("{role}", "powr_owner"))
     for statement in GRANTS.split(";"):
         op.execute(statement.strip())
-    op.execute(_amcheck("GRANT EXECUTE ON FUNCTION {function} TO powr_reporting"))
+    op.execute(_amcheck("GRANT EXECUTE ON FUNCTION {function} TO powr_reporting, powr_owner"))
 
 
 def downgrade() -> None:
-    op.execute(_amcheck("REVOKE EXECUTE ON FUNCTION {function} FROM powr_reporting"))
+    op.execute(_amcheck("REVOKE EXECUTE ON FUNCTION {function} FROM powr_reporting, powr_owner"))
     op.execute(OWNERSHIP.replace("{role}", "CURRENT_USER"))
     for statement in REVOKES.split(";"):
         op.execute(statement.strip())

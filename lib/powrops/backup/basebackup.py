@@ -217,10 +217,18 @@ def stream_to(
     return result, tee.hash.hexdigest(), tee.size
 
 
+#: libpq variables a client keeps: how to authenticate and encrypt (a job role's password in
+#: a pgpass file, client certificates). Others (PGHOST, PGDATABASE, ...) could only confuse.
+_CLIENT_AUTH_ENV = ("PGPASSFILE", "PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT",
+                    "PGSSLKEY", "PGSSLCRL", "PGGSSENCMODE", "PGKRBSRVNAME")  # fmt: skip
+
+
 def _client_env(password: str | None) -> dict[str, str]:
     import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PG") or k in _CLIENT_AUTH_ENV
+    }
     env["LC_ALL"] = "C.UTF-8"
     if password:
         env["PGPASSWORD"] = password

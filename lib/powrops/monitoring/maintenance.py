@@ -284,10 +284,16 @@ def _drop_leftovers(conn: psycopg.Connection[Any], target: Target) -> list[str]:
 
 
 def _execute(conn: psycopg.Connection[Any], action: str, targets: list[Target]) -> None:
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
     for target in targets:
         started = time.monotonic()
+        notices.clear()
         try:
             conn.execute(_statement(action, target))
+            skipped = [n for n in notices if "skipping" in n]
+            if skipped:  # VACUUM and ANALYZE skip a table they may not touch, with a WARNING
+                target.error = f"{skipped[0]}: run maintenance as the tables' owner (powr_owner)"
         except psycopg.Error as exc:
             target.error = str(exc).strip().splitlines()[0]
             if action == "reindex" and not target.drop:

@@ -203,7 +203,9 @@ def _prepare(
 
 
 def _credentials(settings: Settings) -> tuple[str, str | None]:
-    """The source's superuser and password: the embedded cluster's, or the configured URL's."""
+    """Who connects to the restored copy, with the source's credentials: the embedded cluster's
+    superuser, or the configured URL's user (or ``database.role``) and its password, from the
+    URL or libpq's password file."""
     if settings.database.url is None:
         from powrops.db import embedded_cluster
 
@@ -211,9 +213,15 @@ def _credentials(settings: Settings) -> tuple[str, str | None]:
         return "postgres", source.password if source.password_file.exists() else None
     from urllib.parse import unquote, urlsplit
 
-    parts = urlsplit(settings.database.url.get_secret_value())
-    password = unquote(parts.password) if parts.password else None
-    return unquote(parts.username or "postgres"), password
+    from powrops.db import target
+    from powrops.pg.pgpass import lookup
+
+    parts = urlsplit(target(settings, start=False).libpq_url)
+    user = unquote(parts.username or "postgres")
+    if parts.password:
+        return user, unquote(parts.password)
+    dbname = parts.path.lstrip("/") or user
+    return user, lookup(parts.hostname or "localhost", parts.port or 5432, dbname, user)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -237,7 +237,15 @@ class _Recovery:
         info = self.restored.conninfo(self.restored.database)
         try:
             return psycopg.connect(**info, autocommit=True, connect_timeout=3)
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
+            if any(text in str(exc) for text in _LOGIN_REFUSED):
+                self._stop()
+                raise RestoreFailed(
+                    f"the restored server runs but refuses {info['user']!r}: "
+                    f"{str(exc).strip()}. It has the source's roles and passwords: give the "
+                    "password in database.url, or for database.role in a pgpass file line "
+                    "for the source's host and port"
+                ) from exc
             return None
 
     def _poll(self, conn: Any) -> bool | None:
@@ -313,6 +321,15 @@ class _Recovery:
             f"(replayed up to {self.lsn or 'nothing yet'}); the server was stopped. "
             f"Last lines of {self.cluster.log_file}:\n{_last(tail)}"
         )
+
+
+#: A connection refused for who is connecting, not because the server is not ready yet.
+_LOGIN_REFUSED = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",
+    "pg_hba.conf rejects",
+)
 
 
 def _pm_status(data_dir: Path) -> str | None:

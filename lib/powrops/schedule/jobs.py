@@ -173,13 +173,19 @@ def jobs(settings: Settings) -> list[Job]:
             Job("integrity-repair", ("check", "integrity", "--repair"), "consistency.schedule",
                 s.consistency.schedule, 150, "db", "integrity checks with automatic repairs")
         )  # fmt: skip
+    copy: list[Job] = []
+    secondary = s.backup.storage.secondary
+    if secondary is not None and secondary.url is not None:  # nothing to copy to otherwise
+        copy.append(
+            Job("backup-copy", ("backup", "copy"), "backup.schedule.full", backup.full, 70,
+                "backup", "copy what the secondary repository lacks")
+        )  # fmt: skip
     return [
         Job("backup-full", ("backup", "full"), "backup.schedule.full", backup.full, 0,
             "backup", "full base backup"),
         Job("backup-expire", ("backup", "expire"), "backup.schedule.full", backup.full, 60,
             "backup", "apply backup.retention after the full backup"),
-        Job("backup-copy", ("backup", "copy"), "backup.schedule.full", backup.full, 70,
-            "backup", "copy what the secondary repository lacks"),
+        *copy,
         Job("backup-incremental", ("backup", "incremental"), "backup.schedule.incremental",
             backup.incremental, 30, "backup", "incremental base backup"),
         Job("backup-verification", ("report", "run", "backup_verification"),
