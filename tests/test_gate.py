@@ -1,0 +1,71 @@
+"""The one confirmation gate: strict parameters, one action per confirmation, typed by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from powrops import gate
+from powrops.errors import ParameterError
+
+
+@pytest.mark.parametrize("value", [False, "false", "False", "no", "0", "off", "", None, 0])
+def test_false_and_its_spellings_are_false(value: object) -> None:
+    assert gate.parse_confirm(value) is False
+
+
+@pytest.mark.parametrize("value", [True, "true", "TRUE", "yes", "1", "on", 1])
+def test_true_and_its_spellings_are_true(value: object) -> None:
+    assert gate.parse_confirm(value) is True
+
+
+@pytest.mark.parametrize("value", ["maybe", "ture", 2, 1.0, ["true"], "yes please"])
+def test_anything_unclear_is_an_error_naming_the_parameter(value: object) -> None:
+    with pytest.raises(ParameterError, match=r"confirm_erase = .*expected True or False"):
+        gate.parse_confirm(value, "confirm_erase")
+
+
+def test_under_papermill_the_parameter_decides(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(gate.RUN_DIR_ENV, "/tmp/run")
+    assert gate.confirm("restore", "false", target="powr") is False  # was a truthy "yes"
+    assert "Not confirmed: restore was not run" in capsys.readouterr().out
+    assert gate.confirm("restore", "true", target="powr") is True
+
+
+def test_by_hand_the_database_name_is_typed_and_a_saved_true_is_not_enough(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(gate.RUN_DIR_ENV, raising=False)
+    monkeypatch.setattr(gate, "interactive", lambda: True)
+    asked: list[str] = []
+
+    def answer(with_text: str) -> Callable[[str], str]:
+        def ask(prompt: str) -> str:
+            asked.append(prompt)
+            return with_text
+
+        return ask
+
+    assert gate.confirm("erase user 7", True, target="powr", ask=answer("")) is False
+    assert gate.confirm("erase user 7", True, target="powr", ask=answer("pow")) is False
+    assert gate.confirm("erase user 7", False, target="powr", ask=answer("powr")) is True
+    assert all("powr" in prompt and "erase user 7" in prompt for prompt in asked)
+    out = capsys.readouterr().out
+    assert out.count("Not confirmed") == 2 and "Confirmed: erase user 7 on powr." in out
+
+
+def test_a_kernel_that_cannot_ask_falls_back_to_the_parameter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class StdinNotImplementedError(RuntimeError):
+        pass
+
+    def cannot(prompt: str) -> str:
+        raise StdinNotImplementedError("no stdin")
+
+    monkeypatch.setattr(gate, "interactive", lambda: True)
+    assert gate.confirm("vacuum", False, target="powr", ask=cannot) is False
+    assert gate.confirm("vacuum", True, target="powr", ask=cannot) is True
