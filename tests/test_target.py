@@ -103,3 +103,28 @@ def test_a_job_role_replaces_the_urls_user_and_drops_its_password() -> None:
     assert where.libpq_url == "postgresql://powr_reporting@db.internal:5433/powr?sslmode=require"
     assert "s3cret" not in where.libpq_url
     assert target(validate({"database": {"url": url}})).libpq_url == url
+
+
+@pytest.mark.pg
+def test_every_report_run_records_and_shows_its_database(migrated_db: str, tmp_path: Path) -> None:
+    import json
+
+    from cli_helpers import libpq, run_cli
+
+    url = libpq(migrated_db)
+    name = url.rsplit("/", 1)[1]
+    env = {"POWROPS_DATABASE_URL": url, "POWROPS_REPORTS_DIR": str(tmp_path / "reports")}
+    run = run_cli("report", "run", "readiness_report", env=env, timeout=300)
+    assert run.returncode in (0, 1, 2), run.stderr
+    assert f"database {name} on 127.0.0.1:" in run.stderr
+    [result_file] = (tmp_path / "reports" / "readiness_report").glob("*/result.json")
+    target_ = json.loads(result_file.read_text())["target"]
+    assert target_["database"] == name and target_["embedded"] is False
+    assert target_["server_version"] and target_["system_identifier"].isdigit()
+    page = (result_file.parent / "report.html").read_text()
+    assert f"database {name} on 127.0.0.1:{target_['port']}" in page
+    assert target_["system_identifier"] in page
+    assert (
+        f"{name} on 127.0.0.1:{target_['port']}"
+        in (tmp_path / "reports" / "index.html").read_text()
+    )

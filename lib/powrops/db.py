@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import powrops
 from powrops.config import Settings
 from powrops.errors import ClusterError, DatabaseError
+from powrops.format import describe_target
 from powrops.pg.access import check_reachable, grant_traversal
 from powrops.pg.cluster import CLIENT_ENCODING
 
@@ -174,6 +175,59 @@ def _as_role(url: str, role: str | None) -> str:
     port = f":{parts.port}" if parts.port else ""
     netloc = f"{quote(role, safe='')}@{host}{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which server a run acts on, shown at the top of every report and runbook."""
+
+    host: str
+    port: int | None
+    database: str
+    server_version: str | None
+    system_identifier: str | None
+    embedded: bool
+
+    def describe(self) -> str:
+        """'powr on 127.0.0.1:5432, PostgreSQL 18.1, system 7451..., embedded'."""
+        return describe_target(self.to_dict()) or self.database
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "server_version": self.server_version,
+            "system_identifier": self.system_identifier,
+            "embedded": self.embedded,
+        }
+
+
+def identity(settings: Settings) -> Identity:
+    """The target's identity, read from the server (DatabaseError when it does not answer)."""
+    import psycopg
+
+    where = target(settings)
+    parts = urlsplit(where.libpq_url)
+    with connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'), current_database()"
+        ).fetchone()
+        assert row is not None
+        try:
+            ident = conn.execute(
+                "SELECT system_identifier::text FROM pg_control_system()"
+            ).fetchone()
+        except psycopg.Error:  # a role that may not read pg_control_system()
+            ident = None
+    return Identity(
+        host=parts.hostname or "localhost",
+        port=parts.port,
+        database=str(row[1]),
+        server_version=str(row[0]).split(" ")[0],
+        system_identifier=str(ident[0]) if ident else None,
+        embedded=where.embedded,
+    )
 
 
 def secrets(settings: Settings) -> list[str]:

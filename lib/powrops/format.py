@@ -6,8 +6,9 @@ keeps raw values; only what people read goes through here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 #: A callback that prints one progress line (``print``, a notebook's display, or a logger);
 #: ``None`` where a function takes ``Echo | None`` means quiet.
@@ -52,3 +53,19 @@ def human_time(moment: datetime | None, missing: str = "-") -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def describe_target(target: Mapping[str, Any] | None) -> str | None:
+    """The database a run acts on (:class:`powrops.db.Identity` as a dict, as result.json keeps
+    it) in one line: 'powr on 127.0.0.1:5432, PostgreSQL 18.1, system 7451..., embedded'.
+    None for runs archived before targets were recorded."""
+    if not target:
+        return None
+    where = f"{target.get('host')}:{target['port']}" if target.get("port") else target.get("host")
+    parts = [f"{target.get('database')} on {where}"]
+    if target.get("server_version"):
+        parts.append(f"PostgreSQL {target['server_version']}")
+    if target.get("system_identifier"):
+        parts.append(f"system {target['system_identifier']}")
+    parts.append("embedded" if target.get("embedded") else "configured by database.url")
+    return ", ".join(parts)

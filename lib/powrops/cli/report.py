@@ -50,12 +50,14 @@ def cmd_report_list(args: argparse.Namespace) -> Severity:
 
 
 def cmd_report_run(args: argparse.Namespace) -> Severity:
-    from powrops.db import secrets, target
+    from powrops.db import identity, secrets
     from powrops.reports.archive import ReportArchive
     from powrops.reports.runner import run_report
 
     loaded = settings_of(args)
-    target(loaded)  # fail fast, before a kernel starts, when the database is unreachable
+    # The database the run acts on; fails fast, before a kernel starts, when it is unreachable.
+    acting_on = identity(loaded)
+    print(f"{args.name}: database {acting_on.describe()}", file=sys.stderr)
     result = run_report(
         args.name,
         _parameters(args.parameter),
@@ -63,6 +65,7 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
         timeout=loaded.reports.timeout.timedelta.total_seconds(),
         secrets=secrets(loaded),
         remote=ReportArchive.from_settings(loaded),
+        target=acting_on.to_dict(),
     )
     print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
     if result.result.get("error"):

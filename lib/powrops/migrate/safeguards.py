@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from powrops.backup.model import BackupRecord
-    from powrops.migrate.production import Options, ProductionPlan
+    from powrops.migrate.model import Options, ProductionPlan
 
 
 @contextlib.contextmanager
@@ -157,7 +157,7 @@ def transactions(findings: list[Finding], conn: psycopg.Connection[Any], limit: 
 
 
 def locks(findings: list[Finding], conn: psycopg.Connection[Any], plan: ProductionPlan) -> None:
-    from powrops.migrate.production import tables_in
+    from powrops.migrate.model import tables_in
 
     names = plan.tables
     for rev in plan.pending:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from powrops.reports.catalog import latest, list_runs
-from powrops.reports.display import show_findings, show_summary, show_table
+from powrops.reports.display import show_findings, show_summary, show_table, show_target
 from powrops.reports.html import external_resources, render_html
 from powrops.reports.index import build_index
 from powrops.reports.record import RUN_DIR_ENV, current_run_dir, record
@@ -70,4 +70,5 @@ __all__ = [
     "show_findings",
     "show_summary",
     "show_table",
+    "show_target",
 ]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from powrops.findings import Finding, Severity, counts, overall
+
+if TYPE_CHECKING:
+    from powrops.db import Identity
 
 COLOURS: dict[Severity, tuple[str, str]] = {
     # severity: (background, text)
@@ -82,6 +85,22 @@ def table_html(data: Any, caption: str | None = None, max_rows: int = 200) -> st
         more = len(rows) - max_rows
         html += f'<p style="font-family:sans-serif;font-size:12px">{more} more rows not shown.</p>'
     return html
+
+
+def target_html(target: Identity) -> str:
+    """The banner naming the database a report or runbook acts on."""
+    kind = "embedded cluster" if target.embedded else "configured server"
+    return (
+        '<div class="powrops-target" style="font-family:sans-serif;padding:6px 10px;'
+        'border-left:4px solid #555;background:#f4f4f4;margin:4px 0">'
+        f"Acting on <b>{escape(target.database)}</b> ({escape(kind)}): "
+        f"{escape(target.describe())}</div>"
+    )
+
+
+def show_target(target: Identity) -> None:
+    """Show which database this run acts on (every report and runbook opens with it)."""
+    show_html(target_html(target))
 
 
 def show_summary(findings: Iterable[Finding], title: str, status: Severity | None = None) -> None:

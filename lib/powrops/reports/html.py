@@ -49,6 +49,7 @@ class ReportHeader:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     version: str | None = None
+    target: str | None = None
 
 
 def render_html(
@@ -100,6 +101,8 @@ def header_html(header: ReportHeader) -> str:
     """The coloured bar at the top of a report: name, status, time, parameters, error."""
     bg, fg = _BAR_COLOURS[header.status]
     meta = [f"status <b>{escape(header.status.name)}</b>", escape(header.kind)]
+    if header.target:
+        meta.append(f"database {escape(header.target)}")
     if header.started_at:
         meta.append(f"started {escape(header.started_at.replace('T', ' ')[:19])} UTC")
     if header.duration_s is not None:

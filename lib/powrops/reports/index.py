@@ -166,6 +166,18 @@ def _filters(names: Iterable[str]) -> str:
     )
 
 
+def _database(target: Any) -> str:
+    """The run's database in a few words (the page header has the whole identity)."""
+    if not isinstance(target, Mapping):
+        return ""
+    where = (
+        f"{target.get('host')}:{target.get('port')}" if target.get("port") else target.get("host")
+    )
+    return f"{target.get('database')} on {where}" + (
+        " (embedded)" if target.get("embedded") else ""
+    )
+
+
 def _runs_table(runs: list[dict[str, Any]]) -> str:
     rows = []
     for run in runs:
@@ -186,11 +198,12 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
             f'<tr data-name="{escape(str(run["name"]))}" data-status="{escape(status)}">'
             f"<td>{escape(str(run['name']))}</td><td>{_when(run)}</td>"
             f"<td>{_badge(status)}{_error(run.get('error'))}</td>"
+            f"<td>{escape(_database(run.get('target')))}</td>"
             f"<td>{_figures(run.get('figures'))}</td><td>{escape(took)}</td>"
             f"<td>{links}</td></tr>"
         )
     return (
         "<table id='runs'><thead><tr><th>report</th><th>time</th><th>status</th>"
-        "<th>headline figures</th><th>duration</th><th>links</th></tr></thead>"
+        "<th>database</th><th>headline figures</th><th>duration</th><th>links</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

@@ -35,8 +35,14 @@ import nbformat
 
 from powrops.errors import ParameterError, ReportError
 from powrops.findings import Severity
+from powrops.format import describe_target
 from powrops.reports.catalog import HTML_FILE, NOTEBOOK_FILE, RESULT_FILE
-from powrops.reports.html import ReportHeader, header_html, read_notebook, render_html
+from powrops.reports.html import (
+    ReportHeader,
+    header_html,
+    read_notebook,
+    render_html,
+)
 from powrops.reports.index import build_index
 from powrops.reports.record import RUN_DIR_ENV, write_json
 
@@ -377,13 +383,16 @@ def run_report(
     env: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
     remote: ReportArchive | None = None,
+    target: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run report ``name`` with ``parameters`` and archive it under ``reports_dir``.
 
     ``timeout`` limits each cell (seconds). ``env`` adds environment variables for the
     kernel. Bad names or parameters raise before anything is archived; anything that goes
     wrong during execution is archived as a failed (UNKNOWN) run. With ``remote``, the run
-    is then copied to the remote archive and the retention applied.
+    is then copied to the remote archive and the retention applied. ``target`` (the
+    database's :class:`~powrops.db.Identity` as a dict) is kept in ``result.json`` and shown
+    in the page's header.
     """
     project = (root or project_root()).resolve()
     specs = discover(project)
@@ -400,6 +409,7 @@ def run_report(
     clock = time.monotonic()
     nb, error = _execute(spec, params, run_dir, project, timeout, dict(env or {}))
     result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
+    result["target"] = dict(target) if target is not None else None
     _archive(run_dir, spec, nb, result, list(secrets))
     build_index(archive)
     if remote is not None:
@@ -614,6 +624,7 @@ def _header(spec: ReportSpec, result: Mapping[str, Any]) -> ReportHeader:
         parameters=result["parameters"],
         error=_error_text(result["error"]),
         version=result["versions"]["powrops"],
+        target=describe_target(result.get("target")),
     )
 
 
