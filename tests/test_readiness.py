@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
-from powrops import migrate
+from powrops import db, migrate
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity
 from powrops.monitoring import readiness
@@ -21,7 +21,7 @@ def _settings(url: str, **extra: object) -> Settings:
 
 def _by_check(url: str, settings: Settings | None = None) -> dict[str, Finding]:
     settings = settings or _settings(url)
-    with readiness.connect(settings) as conn:
+    with db.connect(settings, autocommit=True) as conn:
         return {f.check: f for f in readiness.run_checks(conn, settings)}
 
 

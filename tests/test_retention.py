@@ -242,7 +242,12 @@ def test_gdpr_runbook_defaults_change_nothing_then_export(seeded_site: Any) -> N
     site = seeded_site
     before = _fingerprint(site.settings)
     env = {"POWROPS_CONFIG": str(site.config)}
-    dry = run_report("gdpr_request", {}, reports_dir=site.root / "r", root=REPO, env=env)
+    nobody = run_report("gdpr_request", {}, reports_dir=site.root / "r", root=REPO, env=env)
+    assert nobody.exit_code == 3  # no default subject: user 1 is never erased by a typo
+    assert "user_id is not set" in json.dumps(nobody.result["error"])
+    dry = run_report(
+        "gdpr_request", {"user_id": "2"}, reports_dir=site.root / "r", root=REPO, env=env
+    )
     assert dry.result["failed"] is False, dry.result["error"]
     assert _fingerprint(site.settings) == before
     assert "nothing done" in _html(dry.path) and "workout_sets" in _html(dry.path)

@@ -226,9 +226,7 @@ _CLIENT_AUTH_ENV = ("PGPASSFILE", "PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT", "P
 def _client_env(password: str | None) -> dict[str, str]:
     import os
 
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("PG") or k in _CLIENT_AUTH_ENV
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in _CLIENT_AUTH_ENV}
     env["LC_ALL"] = "C.UTF-8"
     if password:
         env["PGPASSWORD"] = password

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from powrops import audit
+from powrops import audit, journal
 from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.integrity.consistency import WRONG_TOTALS, WRONG_VOLUME, orphan_sql, relationships
@@ -65,8 +65,24 @@ def stop_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
     if confirm:
         with connection(settings) as conn:
             conn.execute(commands["stop"])
+            journal.record(conn, "read_only", {"database": dbname, "read_only": True,
+                                               "undo": commands["undo"]})  # fmt: skip
         done = True
     return {"database": dbname, "read_only": done, **commands}
+
+
+def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
+    """Undo :func:`stop_writes` when ``confirm``: the database accepts writes again; journaled
+    like the switch itself, so the incident's timeline shows both."""
+    if not isinstance(confirm, bool):
+        raise ParameterError(f"confirm must be True or False (got {confirm!r})")
+    dbname = _dbname(settings)
+    commands = read_only_commands(dbname)
+    if confirm:
+        with connection(settings) as conn:
+            conn.execute(commands["undo"])
+            journal.record(conn, "read_only", {"database": dbname, "read_only": False})
+    return {"database": dbname, "read_only": not confirm, **commands}
 
 
 def assess(settings: Settings, heapallindexed: bool = True) -> IntegrityReport:

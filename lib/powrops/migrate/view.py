@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from powrops.errors import ParameterError
 from powrops.migrate.model import ProductionPlan, ProductionResult
 
 
@@ -39,15 +38,6 @@ def pending_rows(plan: ProductionPlan) -> list[dict[str, Any]]:
          "tables": ", ".join(r.tables) or "-"}
         for r in plan.pending
     ]  # fmt: skip
-
-
-def confirmed(confirm: Any) -> bool:
-    """The runbook's confirmation gate: ``confirm`` must be True or False."""
-    if not isinstance(confirm, bool):
-        raise ParameterError(f"confirm = {confirm!r}: expected True or False")
-    if not confirm:
-        print("Not confirmed: nothing was changed. Review the plan, then run with confirm = True.")
-    return confirm
 
 
 def render_result(result: ProductionResult) -> str:

@@ -352,17 +352,6 @@ def show_statements_plot(metrics: dict[str, Any], settings: Settings) -> None:
 # --- runbooks --------------------------------------------------------------------------------
 
 
-def confirmed(confirm: Any, what: str) -> bool:
-    """The confirmation gate of a runbook action: True only when ``confirm`` is True."""
-    from powrops.errors import ParameterError
-
-    if not isinstance(confirm, bool):
-        raise ParameterError(f"confirm = {confirm!r}: expected True or False")
-    if not confirm:
-        print(f"Not confirmed: {what} was not run. Review the dry run, then set confirm = True.")
-    return confirm
-
-
 def check_positive(name: str, value: Any) -> int:
     """A positive integer notebook parameter, or ParameterError naming it."""
     from powrops.errors import ParameterError

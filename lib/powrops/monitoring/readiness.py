@@ -431,19 +431,6 @@ def server_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 # --- helpers for the notebook ----------------------------------------------------------------
 
 
-def load_settings(config_path: str | None = None) -> Settings:
-    """Settings for a notebook run: the given file, else the usual search."""
-    from powrops.config import load_settings as load
-
-    return load(config_path or None)
-
-
-def connect(settings: Settings) -> psycopg.Connection[Any]:
-    from powrops.db import connect as db_connect
-
-    return db_connect(settings, autocommit=True)
-
-
 def group(findings: list[Finding], name: str) -> list[Finding]:
     return [f for f in findings if f.details.get("checklist") == name]
 

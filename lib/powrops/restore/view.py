@@ -97,16 +97,6 @@ def next_steps(restored: RestoredCluster) -> list[str]:
     return steps
 
 
-def confirmed(confirm: bool) -> bool:
-    """The confirmation gate: nothing is restored unless the parameter says so."""
-    if not confirm:
-        print(
-            "Not confirmed: nothing was restored. "
-            "Review the plan, then run again with confirm = True."
-        )
-    return confirm
-
-
 def verify(restored: RestoredCluster | None, settings: Settings) -> dict[str, Any]:
     """The restored server's checks (amcheck, application state, user access); {} if none."""
     if restored is None or restored.cluster is None or not restored.cluster.is_running():

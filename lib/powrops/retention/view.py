@@ -152,6 +152,13 @@ def check_request(user_id: Any, action: str) -> int:
     """The user id as an int, or ParameterError; the action must be export or erase."""
     if action not in ACTIONS:
         raise ParameterError(f"action must be one of {', '.join(ACTIONS)} (got {action!r})")
+    if user_id is None or user_id == "":
+        raise ParameterError(
+            "user_id is not set: a GDPR request names its subject (-p user_id N); "
+            "there is no default user"
+        )
+    if isinstance(user_id, str) and user_id.strip().isdigit():  # -p user_id 7 on the CLI
+        user_id = int(user_id)
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
         raise ParameterError(f"user_id must be a positive integer (got {user_id!r})")
     return user_id
@@ -177,14 +184,6 @@ def request_plan(settings: Settings, user_id: int) -> list[dict[str, Any]]:
     counted = erase_user(settings, user_id, dry_run=True)
     rows = [{"table": t, "rows": n} for t, n in counted.rows.items()]
     return [*rows, {"table": "archive files", "rows": counted.archive_files}]
-
-
-def confirmed(confirm: bool) -> bool:
-    if not isinstance(confirm, bool):
-        raise ParameterError(f"confirm must be True or False (got {confirm!r})")
-    if not confirm:
-        print("confirm is False: nothing was exported or erased (set confirm = True to proceed)")
-    return confirm
 
 
 def carry_out(
