@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import powrops
-from powrops.config import Settings
+from powrops.config import Settings, secret_values
 from powrops.errors import ClusterError, DatabaseError
 from powrops.format import describe_target
 from powrops.pg.access import check_reachable, grant_traversal
-from powrops.pg.cluster import CLIENT_ENCODING
+from powrops.pg.binaries import find_binaries
+from powrops.pg.cluster import CLIENT_ENCODING, LocalCluster
+from powrops.storage.local import path_from_url
+from powrops.storage.spec import SPEC_FILE, primary_url, write_spec
 
 if TYPE_CHECKING:
     import psycopg
@@ -31,8 +34,6 @@ if TYPE_CHECKING:
 
 def embedded_cluster(settings: Settings) -> LocalCluster:
     """The local cluster of the embedded default (not started)."""
-    from powrops.pg.binaries import find_binaries
-    from powrops.pg.cluster import LocalCluster
 
     binaries = (
         find_binaries(bin_dir=settings.postgres.bin_dir) if settings.postgres.bin_dir else None
@@ -72,7 +73,6 @@ def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
     this interpreter (e.g. a virtualenv under /root): archiving then stays off and the
     readiness report says so.
     """
-    from powrops.storage.spec import SPEC_FILE, primary_url, write_spec
 
     user = cluster.os_user
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,6 @@ def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
     write_spec(settings, settings.state_dir / SPEC_FILE)
     url = primary_url(settings)
     if url.startswith("file://"):
-        from powrops.storage.local import path_from_url
-
         root = path_from_url(url)
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not user.is_current:
@@ -232,7 +230,6 @@ def identity(settings: Settings) -> Identity:
 
 def secrets(settings: Settings) -> list[str]:
     """Secrets to keep out of anything rendered: config secrets and the embedded password."""
-    from powrops.config import secret_values
 
     found = secret_values(settings)
     if settings.database.url is None:

@@ -30,6 +30,7 @@ from powrops.backup import repos
 from powrops.backup.basebackup import PgBaseBackup, manifest_facts, stream_to
 from powrops.backup.catalog import Catalog
 from powrops.backup.lock import repository_lock
+from powrops.backup.manage import copy_missing, expire
 from powrops.backup.model import (
     DATA_FILE,
     MANIFEST_FILE,
@@ -42,6 +43,7 @@ from powrops.backup.model import (
 from powrops.backup.steps import Procedure, Step, StepFailed
 from powrops.backup.wal import parse_lsn, segment_of
 from powrops.config import Settings
+from powrops.db import connect, target
 from powrops.errors import (
     BackupError,
     BackupFailed,
@@ -50,6 +52,7 @@ from powrops.errors import (
     PowropsError,
 )
 from powrops.notify import Event, notify
+from powrops.pg.binaries import find_binaries
 from powrops.storage.base import Repository
 
 
@@ -78,7 +81,6 @@ class BackupOutcome:
 
 
 def _connection(settings: Settings) -> dict[str, Any]:
-    from powrops.db import target
 
     parts = urlsplit(target(settings).libpq_url)
     return {
@@ -91,7 +93,6 @@ def _connection(settings: Settings) -> dict[str, Any]:
 
 
 def server_facts(settings: Settings) -> ServerFacts:
-    from powrops.db import connect
 
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
@@ -296,7 +297,6 @@ class BackupRun:
                 manifest_path.write_bytes(
                     self.repo.get_bytes(backup_key(parent.label, MANIFEST_FILE))
                 )
-            from powrops.pg.binaries import find_binaries
 
             binaries = find_binaries(facts.version_num // 10000, self.settings.postgres.bin_dir)
             command = PgBaseBackup(
@@ -392,7 +392,6 @@ class BackupRun:
         if not self.settings.backup.procedure.post.cleanup_old:
             self.proc.skip("post", "expire", "backup.procedure.post.cleanup_old is off")
             return []
-        from powrops.backup.manage import expire
 
         with self.proc.step("post", "expire") as step:
             plan = expire(self.settings, dry_run=False, repo=self.repo)
@@ -405,7 +404,6 @@ class BackupRun:
         if target is None:
             self.proc.skip("post", "secondary copy", "no secondary repository configured")
             return False
-        from powrops.backup.manage import copy_missing
 
         with self.proc.step("post", "secondary copy") as step:
             try:

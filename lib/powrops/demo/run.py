@@ -14,7 +14,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from powrops import migrate
+from powrops.backup.run import server_facts, take_backup
+from powrops.db import connect, engine, secrets, target
+from powrops.demo import data as demo_data
 from powrops.findings import Severity
+from powrops.quarterly.model import Quarter
+from powrops.reports.archive import ReportArchive
+from powrops.reports.runner import discover, project_root, run_report
 
 if TYPE_CHECKING:
     from powrops.config import Settings
@@ -60,9 +67,6 @@ def _line(step: str, started: float, detail: str) -> None:
 
 def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int = 42) -> int:
     """Set up, back up, run the suite, rebuild the index. Returns an exit code."""
-    from powrops import migrate
-    from powrops.db import engine, target
-    from powrops.demo import data as demo_data
 
     started = time.monotonic()
     tgt = target(settings, create=True)
@@ -78,7 +82,6 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
     _line("writes", started, f"{_writes(settings)} workout sets written")
     _backup(settings, started, "incremental")
     failed = _reports(settings, started)
-    from powrops.reports.archive import ReportArchive
 
     index = ReportArchive.from_settings(settings).publish_index()
     _line("index", started, str(index))
@@ -86,7 +89,6 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
 
 
 def _writes(settings: Settings, users: int = 10) -> int:
-    from powrops.db import connect
 
     with connect(settings) as conn:
         cur = conn.execute(DEMO_WRITES, {"n": users})
@@ -96,7 +98,6 @@ def _writes(settings: Settings, users: int = 10) -> int:
 
 def _backup(settings: Settings, started: float, kind: str) -> None:
     """One backup; an incremental is skipped on servers older than PostgreSQL 17."""
-    from powrops.backup.run import server_facts, take_backup
 
     if kind == "incremental" and server_facts(settings).version_num < 170000:
         _line("backup", started, "incremental skipped: the server is older than PostgreSQL 17")
@@ -112,10 +113,6 @@ def _backup(settings: Settings, started: float, kind: str) -> None:
 
 def _reports(settings: Settings, started: float) -> int:
     """Run the suite in order; the number of runs that failed to run."""
-    from powrops.db import secrets
-    from powrops.quarterly.model import Quarter
-    from powrops.reports.archive import ReportArchive
-    from powrops.reports.runner import discover, project_root, run_report
 
     found = discover(project_root())
     remote = ReportArchive.from_settings(settings)

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from powrops.drill.run import DrillResult
+from powrops.reports import show_findings, show_summary, show_table
+from powrops.reports.plotting import barh, show
+from powrops.restore import RecoveryTarget
 
 STATUS_COLOURS = {"ok": "#1e7b34", "skipped": "#9aa0a6", "failed": "#c0262d"}
 
@@ -15,7 +18,6 @@ def parse_time(text: str | None) -> datetime | None:
     """A notebook parameter as a target time (empty: a drill to now, with markers)."""
     if not text:
         return None
-    from powrops.restore import RecoveryTarget
 
     return RecoveryTarget("time", text).time
 
@@ -55,7 +57,6 @@ def verification_rows(result: DrillResult) -> list[dict[str, Any]]:
 
 
 def plot_steps(result: DrillResult) -> Any:
-    from powrops.reports.plotting import barh
 
     steps = result.steps
     return barh(
@@ -69,8 +70,6 @@ def plot_steps(result: DrillResult) -> Any:
 
 def show_result(result: DrillResult) -> None:
     """The drill's outcome as a summary banner, tables and a plot."""
-    from powrops.reports import show_findings, show_summary, show_table
-    from powrops.reports.plotting import show
 
     show_summary(result.findings, title=f"Recovery drill to {result.target.get('value')}")
     show_table(

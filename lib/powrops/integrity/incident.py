@@ -24,7 +24,7 @@ from powrops.errors import ParameterError
 from powrops.integrity.consistency import WRONG_TOTALS, WRONG_VOLUME, orphan_sql, relationships
 from powrops.integrity.model import IntegrityReport
 from powrops.integrity.rules import rule_checks
-from powrops.integrity.run import connection
+from powrops.integrity.run import connection, run
 
 DATA_CATEGORIES = ("validation", "referential", "calculated", "totals")
 BEFORE = timedelta(milliseconds=1)
@@ -87,7 +87,6 @@ def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
 
 def assess(settings: Settings, heapallindexed: bool = True) -> IntegrityReport:
     """Every check now, amcheck with ``heapallindexed`` as asked; nothing is stored."""
-    from powrops.integrity.run import run
 
     if not isinstance(heapallindexed, bool):
         raise ParameterError(f"heapallindexed must be True or False (got {heapallindexed!r})")

@@ -20,8 +20,10 @@ from typing import Any
 import psycopg
 
 from powrops.audit.trail import REPAIR_ACTION, set_actor, suppress_row_audit
+from powrops.errors import ParameterError
 from powrops.integrity.consistency import WRONG_TOTALS, WRONG_VOLUME, Relationship, relationships
 from powrops.integrity.model import SAMPLE_SIZE
+from powrops.notify import Event, notify
 
 ACTOR = "powrops integrity repair"
 CLASSES = ("quarantine_orphans", "workout_total_volume", "user_totals")
@@ -276,8 +278,6 @@ def repair(
     """
     unknown = [c for c in classes if c not in FIXES]
     if unknown:
-        from powrops.errors import ParameterError
-
         raise ParameterError(f"unknown repair class {unknown[0]!r}; expected one of {CLASSES}")
     results = []
     for kind in classes:
@@ -307,7 +307,6 @@ def _dry_without_run(conn: psycopg.Connection[Any], kind: str) -> RepairResult:
 
 
 def _notify(channels: Any, report: RepairReport) -> list[str]:
-    from powrops.notify import Event, notify
 
     severity = "CRITICAL" if report.failed else "WARNING"
     event = Event(

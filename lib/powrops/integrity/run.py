@@ -11,7 +11,7 @@ import psycopg
 
 from powrops import audit, journal
 from powrops.config import Settings
-from powrops.db import snapshot
+from powrops.db import connect, snapshot
 from powrops.errors import DatabaseError
 from powrops.findings import Severity
 from powrops.integrity.consistency import run_consistency
@@ -28,7 +28,6 @@ def connection(source: Settings | psycopg.Connection[Any]) -> Iterator[psycopg.C
     if isinstance(source, psycopg.Connection):
         yield source
         return
-    from powrops.db import connect
 
     with connect(source, autocommit=True) as conn:
         yield conn

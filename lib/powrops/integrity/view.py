@@ -12,6 +12,7 @@ from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.integrity import IntegrityReport, history
 from powrops.integrity.run import connection
+from powrops.reports.plotting import _pyplot
 
 COLOURS = {"OK": "#1e7b34", "WARNING": "#f0a202", "CRITICAL": "#c0262d", "UNKNOWN": "#6c757d"}
 
@@ -69,7 +70,6 @@ def trend(settings: Settings, days: int = 90) -> list[dict[str, Any]]:
 
 def plot_trend(rows: list[dict[str, Any]]) -> Any:
     """Failed checks per run over time, coloured by the run's status."""
-    from powrops.reports.plotting import _pyplot
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3))

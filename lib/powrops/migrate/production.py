@@ -24,11 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from powrops import audit, journal, migrate
+from powrops import audit, integrity, journal, migrate
 from powrops.config import Settings
+from powrops.db import connect, engine
 from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity
 from powrops.format import Echo
+from powrops.migrate import safeguards as guards
 from powrops.migrate.model import (
     Options,
     PendingRevision,
@@ -41,7 +43,6 @@ from powrops.migrate.view import render_plan, render_result
 
 def prepare(settings: Settings, options: Options, echo: Echo | None = None) -> ProductionPlan:
     """The plan and its safeguards; takes (and verifies) a backup only when asked to."""
-    from powrops.db import engine
 
     eng = engine(settings)
     try:
@@ -67,7 +68,6 @@ def prepare(settings: Settings, options: Options, echo: Echo | None = None) -> P
     if not pending:
         plan.findings.append(Finding("pending", Severity.OK, f"already at head ({heads[0]})"))
         return plan
-    from powrops.migrate import safeguards as guards
 
     plan.backup = guards.backup(plan.findings, settings, options, echo)
     with guards.connection(settings) as conn:
@@ -83,7 +83,6 @@ def apply(
     settings: Settings, plan: ProductionPlan, *, force: bool = False, echo: Echo | None = None
 ) -> ProductionResult:
     """Run the plan's migrations (refused unless its safeguards passed, or ``force``)."""
-    from powrops.db import engine
 
     result = ProductionResult(plan, applied=False, before=plan.current)
     if not plan.pending:
@@ -125,7 +124,6 @@ def _save_rollback(settings: Settings, plan: ProductionPlan) -> Path:
 
 def _audit(settings: Settings, result: ProductionResult) -> None:
     """One audit_log row and one ops.events row for the attempt (done or failed)."""
-    from powrops.db import connect
 
     plan = result.plan
     details = {
@@ -169,7 +167,6 @@ def post_checks(settings: Settings, eng: Any, plan: ProductionPlan) -> list[Find
 
 def _integrity(settings: Settings) -> Finding:
     """The integrity check after migrating, recorded like any other run."""
-    from powrops import integrity
 
     try:
         report = integrity.run(settings)

@@ -15,11 +15,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from powrops.backup import repos
+from powrops.backup.catalog import Catalog
+from powrops.backup.run import take_backup
 from powrops.config import Settings
+from powrops.db import connect
 from powrops.durations import Duration
 from powrops.errors import PowropsError
 from powrops.findings import Finding, Severity
 from powrops.format import Echo, human_duration
+from powrops.migrate.model import tables_in
+from powrops.verify import verify
 
 if TYPE_CHECKING:
     import psycopg
@@ -30,7 +36,6 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    from powrops.db import connect
 
     with connect(settings, autocommit=True) as conn:
         yield conn
@@ -43,8 +48,6 @@ def backup(
     findings: list[Finding], settings: Settings, options: Options, echo: Echo | None
 ) -> str | None:
     """The label of the verified backup the migration relies on, or None (a CRITICAL finding)."""
-    from powrops.backup import repos
-    from powrops.backup.catalog import Catalog
 
     limit = options.max_backup_age or settings.backup.schedule.full
     try:
@@ -85,8 +88,6 @@ def _stopped(record: BackupRecord) -> datetime:
 
 
 def _take_and_verify(findings: list[Finding], settings: Settings, echo: Echo | None) -> None:
-    from powrops.backup.run import take_backup
-    from powrops.verify import verify
 
     outcome = take_backup(settings, "full", echo=echo)
     report = verify(settings, outcome.record.label, echo=echo)
@@ -157,7 +158,6 @@ def transactions(findings: list[Finding], conn: psycopg.Connection[Any], limit: 
 
 
 def locks(findings: list[Finding], conn: psycopg.Connection[Any], plan: ProductionPlan) -> None:
-    from powrops.migrate.model import tables_in
 
     names = plan.tables
     for rev in plan.pending:

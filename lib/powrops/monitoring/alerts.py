@@ -47,11 +47,15 @@ import psycopg
 from psycopg import sql
 
 from powrops import journal
-from powrops.backup.catalog import consecutive_failures
+from powrops.backup import repos
+from powrops.backup.catalog import Catalog, consecutive_failures
 from powrops.config import PercentThreshold, Settings
+from powrops.db import connect, embedded_cluster
+from powrops.errors import PowropsError
 from powrops.findings import Finding, Severity, counts, exit_code, overall
 from powrops.format import human_bytes
 from powrops.monitoring.growth import Disk
+from powrops.monitoring.metrics import collect, database_errors, statements, statements_status
 from powrops.pg import catalog
 
 MIN_DEAD_TUPLES = 50
@@ -320,8 +324,6 @@ def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | None
 
 def _local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | None:
     if settings.database.url is None:
-        from powrops.db import embedded_cluster
-
         return embedded_cluster(settings).data_dir
     host = urlsplit(settings.database.url.get_secret_value()).hostname or ""
     if host not in LOCAL_HOSTS:
@@ -356,9 +358,6 @@ def running_statements(conn: psycopg.Connection[Any], min_seconds: float) -> lis
 
 def backup_statuses(settings: Settings) -> tuple[list[str] | None, str | None]:
     """Statuses of the primary repository's backups, oldest first, or (None, why)."""
-    from powrops.backup import repos
-    from powrops.backup.catalog import Catalog
-    from powrops.errors import PowropsError
 
     try:
         records = Catalog(repos.primary(settings)).records()
@@ -402,7 +401,6 @@ class AlertReport:
 
 def judge(settings: Settings, conn: psycopg.Connection[Any], data: dict[str, Any]) -> AlertReport:
     """Every threshold against the metrics ``data`` (metrics.collect) and the live server."""
-    from powrops.monitoring.metrics import statements, statements_status
 
     note = statements_status(conn)
     warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
@@ -447,8 +445,6 @@ def evaluate(
     settings: Settings, *, record: bool = True, data: dict[str, Any] | None = None
 ) -> AlertReport:
     """Evaluate every alert (collecting the metrics unless given) and record the run."""
-    from powrops.db import connect
-    from powrops.monitoring.metrics import collect, database_errors
 
     with database_errors("alert evaluation failed"), connect(settings, autocommit=True) as conn:
         metrics_data = data if data is not None else collect(conn)

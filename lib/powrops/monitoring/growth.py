@@ -28,6 +28,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from powrops.monitoring.metrics import history
+
 Z95 = 1.96
 HISTORY_DAYS = 365
 MIN_SNAPSHOTS = 3
@@ -327,7 +329,6 @@ def analyze(
     horizon_days: int = 365,
 ) -> Growth:
     """The growth of the connected database: both sources, the better one chosen."""
-    from powrops.monitoring.metrics import history
 
     row = conn.execute("SELECT now(), pg_database_size(current_database())").fetchone()
     assert row is not None

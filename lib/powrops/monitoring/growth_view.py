@@ -11,11 +11,22 @@ from datetime import datetime
 from typing import Any
 
 from powrops.config import Settings
+from powrops.db import connect
+from powrops.errors import ParameterError
 from powrops.findings import Finding
 from powrops.format import human_bytes
-from powrops.monitoring.alerts import AlertReport
+from powrops.monitoring import growth, maintenance, metrics
+from powrops.monitoring.alerts import AlertReport, disk_usage, evaluate
 from powrops.monitoring.growth import Growth
-from powrops.monitoring.metrics import Snapshot
+from powrops.monitoring.metrics import (
+    Snapshot,
+    database_errors,
+    explain,
+    statement_text,
+    statements,
+    statements_status,
+)
+from powrops.reports.plotting import _pyplot, barh, show
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -23,10 +34,6 @@ MIB = float(1 << 20)
 
 def growth_for(settings: Settings) -> Growth:
     """The growth of the configured database, with the disk it lives on."""
-    from powrops.db import connect
-    from powrops.monitoring import growth
-    from powrops.monitoring.alerts import disk_usage
-    from powrops.monitoring.metrics import database_errors
 
     thr = settings.alerts.disk_usage
     with database_errors("growth analysis failed"), connect(settings, autocommit=True) as conn:
@@ -53,7 +60,6 @@ class GrowthReport:
 
 def snapshot_history(settings: Settings, days: float = 365) -> list[dict[str, Any]]:
     """Size and cache hit rate of each stored snapshot (oldest first)."""
-    from powrops.db import connect
 
     with connect(settings, autocommit=True) as conn:
         rows = conn.execute(
@@ -67,9 +73,6 @@ def snapshot_history(settings: Settings, days: float = 365) -> list[dict[str, An
 
 def build(settings: Settings, *, take_snapshot: bool = True) -> GrowthReport:
     """Take a snapshot, evaluate the alerts (recorded), compute growth, check the indexes."""
-    from powrops.db import connect
-    from powrops.monitoring import maintenance, metrics
-    from powrops.monitoring.alerts import evaluate
 
     snap = metrics.take_snapshot(settings, save=take_snapshot)
     alerts = evaluate(settings, data=snap.metrics)
@@ -201,7 +204,6 @@ def _unit(values: list[float]) -> tuple[float, str]:
 
 def plot_size(growth: Growth) -> Any:
     """Size over time (history or estimate), forecast with its 95 % band, disk thresholds."""
-    from powrops.reports.plotting import _pyplot
 
     plt = _pyplot()
     forecast = growth.forecast()
@@ -250,7 +252,6 @@ def _threshold_sizes(growth: Growth) -> dict[str, tuple[float, str]]:
 
 def plot_tables(metrics: dict[str, Any], limit: int = 12) -> Any:
     """Size per table: data, indexes and TOAST stacked."""
-    from powrops.reports.plotting import _pyplot
 
     plt = _pyplot()
     tables = metrics["tables"][:limit]
@@ -274,7 +275,6 @@ def plot_tables(metrics: dict[str, Any], limit: int = 12) -> Any:
 
 def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 15) -> Any:
     """Dead tuples per table (%) against the warning and critical thresholds."""
-    from powrops.reports.plotting import barh
 
     thr = settings.alerts.dead_tuples
     tables = sorted(metrics["tables"], key=lambda t: -float(t["dead_ratio"]))[:limit]
@@ -301,7 +301,6 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
 
 def plot_cache(history: list[dict[str, Any]], metrics: dict[str, Any]) -> Any:
     """Cache hit rate (%) of each snapshot."""
-    from powrops.reports.plotting import _pyplot
 
     plt = _pyplot()
     points = [(h["taken_at"], 100 * h["hit_rate"]) for h in history if h["hit_rate"] is not None]
@@ -322,7 +321,6 @@ def plot_cache(history: list[dict[str, Any]], metrics: dict[str, Any]) -> Any:
 
 def plot_statements(metrics: dict[str, Any], settings: Settings, limit: int = 10) -> Any:
     """Mean execution time of the slowest statements (ms) against the warning threshold."""
-    from powrops.reports.plotting import barh
 
     slowest = metrics["statements"]["slowest"][:limit]
     warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
@@ -341,7 +339,6 @@ def _plain(text: str) -> str:
 
 def show_statements_plot(metrics: dict[str, Any], settings: Settings) -> None:
     """The statements plot, or a line saying why there is none."""
-    from powrops.reports.plotting import show
 
     if not metrics["statements"]["available"]:
         print(metrics["statements"]["note"])
@@ -354,7 +351,6 @@ def show_statements_plot(metrics: dict[str, Any], settings: Settings) -> None:
 
 def check_positive(name: str, value: Any) -> int:
     """A positive integer notebook parameter, or ParameterError naming it."""
-    from powrops.errors import ParameterError
 
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ParameterError(f"{name} = {value!r}: expected a positive whole number")
@@ -364,8 +360,6 @@ def check_positive(name: str, value: Any) -> int:
 def table_growth_rows(settings: Settings, recent_months: int = 3) -> list[dict[str, Any]]:
     """Which tables grow, how fast: rows and bytes per day from the rows' creation times
     (mean of the last ``recent_months`` full months), and from the snapshot history."""
-    from powrops.db import connect
-    from powrops.monitoring import growth
 
     with connect(settings, autocommit=True) as conn:
         monthly = growth.monthly_rows(conn)
@@ -405,7 +399,6 @@ def _snapshot_table_rates(conn: Any, days: float = 90) -> dict[str, float]:
 
 
 def plot_table_growth(rows: list[dict[str, Any]], limit: int = 10) -> Any:
-    from powrops.reports.plotting import barh
 
     top = rows[:limit]
     return barh(
@@ -441,8 +434,6 @@ def seq_scan_rows(metrics: dict[str, Any], min_rows: int = 1000) -> list[dict[st
 
 def slow_statements(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
     """The slowest statements by mean time, at or over maintenance.alerts.query_time first."""
-    from powrops.db import connect
-    from powrops.monitoring.metrics import statements, statements_status
 
     with connect(settings, autocommit=True) as conn:
         note = statements_status(conn)
@@ -457,8 +448,6 @@ def slow_statements(settings: Settings, limit: int = 10) -> list[dict[str, Any]]
 
 def plans(settings: Settings, found: list[dict[str, Any]], analyze: bool = False) -> str:
     """EXPLAIN of each statement (generic plans for parameterised ones), as text."""
-    from powrops.db import connect
-    from powrops.monitoring.metrics import explain, statement_text
 
     parts = []
     with connect(settings, autocommit=True) as conn:

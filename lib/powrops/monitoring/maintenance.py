@@ -35,7 +35,11 @@ from psycopg.rows import dict_row
 
 from powrops import journal
 from powrops.config import Settings
+from powrops.db import connect
+from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity, exit_code, overall
+from powrops.monitoring.metrics import database_errors
+from powrops.pg import catalog
 from powrops.schema import STRATEGY_INDEXES
 
 MIN_DEAD_TUPLES = 50
@@ -312,9 +316,6 @@ def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun) -> int:
 
 def run(settings: Settings, action: str, *, dry_run: bool = False) -> MaintenanceRun:
     """Plan ``action`` (vacuum, analyze, reindex), do it unless ``dry_run``, record it."""
-    from powrops.db import connect
-    from powrops.errors import ParameterError
-    from powrops.monitoring.metrics import database_errors
 
     if action not in ACTIONS:
         raise ParameterError(f"unknown maintenance action {action!r}; expected one of {ACTIONS}")
@@ -445,9 +446,6 @@ def _fk_without_index(row: dict[str, Any]) -> Finding:
 
 def index_checks(settings: Settings) -> list[Finding]:
     """The index strategy checked on the live database."""
-    from powrops.db import connect
-    from powrops.monitoring.metrics import database_errors
-    from powrops.pg import catalog
 
     with database_errors("index checks failed"), connect(settings, autocommit=True) as conn:
         result = strategy_index_findings(catalog.indexes(conn, STRATEGY_INDEXES))

@@ -12,10 +12,14 @@ from typing import Any
 
 import psycopg
 
+from powrops import migrate
 from powrops.config import Settings
-from powrops.findings import Finding, Severity
+from powrops.findings import Finding, Severity, counts
+from powrops.format import human_bytes
 from powrops.monitoring.alerts import read_only_findings
 from powrops.pg import catalog
+from powrops.reports import show_table
+from powrops.reports.runner import project_root
 from powrops.schema import STRATEGY_INDEXES
 
 BACKUP = "Configure backup system"
@@ -304,7 +308,6 @@ def _index_finding(
 def check_schema(
     conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
 ) -> Iterator[Finding]:
-    from powrops import migrate
 
     heads = migrate.heads()
     current = current_revision(conn)
@@ -361,7 +364,6 @@ def _role_finding(name: str, purpose: str, row: dict[str, Any] | None) -> Findin
 def check_recovery_docs(
     conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
 ) -> Iterator[Finding]:
-    from powrops.reports.runner import project_root
 
     runbooks = project_root() / "runbooks"
     found = sorted(p.stem for p in Path(runbooks).glob("*.ipynb")) if runbooks.is_dir() else []
@@ -436,7 +438,6 @@ def group(findings: list[Finding], name: str) -> list[Finding]:
 
 
 def figures(findings: list[Finding], facts: dict[str, Any]) -> dict[str, Any]:
-    from powrops.findings import counts
 
     tally = counts(findings)
     return {
@@ -449,8 +450,6 @@ def figures(findings: list[Finding], facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def show_facts(facts: dict[str, Any], settings: Settings) -> None:
-    from powrops.format import human_bytes
-    from powrops.reports import show_table
 
     rows = [
         ("PostgreSQL", facts["server_version"]),

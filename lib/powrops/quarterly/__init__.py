@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity, overall, worst
+from powrops.quarterly.evidence import gather as gather_evidence
 from powrops.quarterly.model import (
     BackupRun,
     CheckRun,
@@ -90,7 +91,6 @@ def parse_quarter(text: str | None, now: datetime | None = None) -> Quarter:
 
 def gather(settings: Settings, quarter: Quarter, now: datetime | None = None) -> Evidence:
     """The evidence of ``quarter`` (see :mod:`powrops.quarterly.evidence`)."""
-    from powrops.quarterly.evidence import gather as gather_evidence
 
     return gather_evidence(settings, quarter, now)
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from powrops.backup.catalog import Catalog
+from powrops.backup.repos import primary
+from powrops.db import connect, snapshot
 from powrops.durations import Duration
 from powrops.errors import PowropsError
 from powrops.quarterly.model import (
@@ -28,6 +31,7 @@ from powrops.quarterly.model import (
     RetentionCount,
     Snapshot,
 )
+from powrops.reports.catalog import list_runs
 
 if TYPE_CHECKING:
     import psycopg
@@ -192,7 +196,6 @@ def gather(settings: Settings, quarter: Quarter, now: datetime | None = None) ->
 
 def report_runs(settings: Settings) -> list[ReportRun]:
     """Every archived run with a start time (from the local archive's result.json files)."""
-    from powrops.reports.catalog import list_runs
 
     runs = (ReportRun.from_catalog(entry) for entry in list_runs(settings.reports_dir))
     return [run for run in runs if run is not None]
@@ -200,8 +203,6 @@ def report_runs(settings: Settings) -> list[ReportRun]:
 
 def backup_runs(settings: Settings) -> list[BackupRun]:
     """Registered backups (ok and failed) and incomplete runs from the primary repository."""
-    from powrops.backup.catalog import Catalog
-    from powrops.backup.repos import primary
 
     catalog = Catalog(primary(settings))
     found = [
@@ -224,7 +225,6 @@ def backup_runs(settings: Settings) -> list[BackupRun]:
 
 
 def _read_database(settings: Settings, ev: Evidence) -> None:
-    from powrops.db import connect, snapshot
 
     start, end = ev.quarter.start, ev.as_of
     timeout = settings.database.statement_timeout.postgres()

@@ -20,6 +20,7 @@ from powrops.reports.display import (
     show_html,
     summary_html,
 )
+from powrops.reports.plotting import barh, show
 
 LINK_PREFIX = "../../"
 
@@ -207,7 +208,6 @@ def plot_backups(review: Review) -> Any | None:
     if not total:
         return None
     failed = int(section.headline.get("backup_failures", 0))
-    from powrops.reports.plotting import barh
 
     return barh(
         ["succeeded", "failed"],
@@ -234,7 +234,6 @@ def show_plot(review: Review, name: str) -> None:
             f'<p style="font-family:sans-serif;color:#666">No data to plot for {escape(name)}.</p>'
         )
         return
-    from powrops.reports.plotting import show
 
     show(fig)
 

@@ -30,9 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from powrops.backup.repos import connection_for
 from powrops.durations import Duration
+from powrops.errors import PowropsError, ReportError
 from powrops.reports.catalog import RESULT_FILE, read_run, run_dirs
 from powrops.reports.index import CATALOG_FILE, INDEX_FILE, build_index
+from powrops.storage.registry import open_repository
 
 if TYPE_CHECKING:
     from powrops.config import Settings
@@ -114,9 +117,6 @@ class ReportArchive:
         repo = None
         url = settings.reports.archive_url
         if url is not None and url.get_secret_value():
-            from powrops.backup.repos import connection_for
-            from powrops.storage.registry import open_repository
-
             where = url.get_secret_value()
             repo = open_repository(
                 where, connection_for(settings, where, settings.reports.archive_storage)
@@ -221,8 +221,6 @@ class ReportArchive:
         """Download the archive's runs into ``dest`` (default: the reports directory) and
         build the index there from those files."""
         if self.repo is None:
-            from powrops.errors import ReportError
-
             raise ReportError("no report archive configured: set reports.archive_url")
         target = dest or self.reports_dir
         result = SyncResult(self.url)
@@ -235,7 +233,6 @@ class ReportArchive:
         A failure here does not fail the report (it is archived locally and ``powrops report
         sync`` uploads it later); it is printed on stderr, where a scheduler's log shows it.
         """
-        from powrops.errors import PowropsError
 
         try:
             if self.repo is not None:

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from powrops import __version__
 from powrops.findings import Severity
 
 if TYPE_CHECKING:
@@ -121,8 +122,6 @@ def header_html(header: ReportHeader) -> str:
 def footer_html(version: str | None) -> str:
     """The footer naming the powrops version that produced the page."""
     if version is None:
-        from powrops import __version__
-
         version = __version__
     return f'<footer class="powrops-footer">Rendered by powrops {escape(version)}</footer>'
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from powrops import __version__
 from powrops.findings import Severity
 from powrops.reports.catalog import list_runs
 from powrops.reports.display import COLOURS
@@ -76,7 +77,6 @@ def build_index(reports_dir: Path) -> Path:
 
 def index_html(runs: list[dict[str, Any]], generated: str) -> str:
     """The index page for catalog entries ``runs`` (newest first)."""
-    from powrops import __version__
 
     names = sorted({str(r["name"]) for r in runs})
     return (

@@ -33,6 +33,8 @@ from urllib.parse import quote, quote_plus
 
 import nbformat
 
+import powrops
+from powrops import __version__
 from powrops.errors import ParameterError, ReportError
 from powrops.findings import Severity
 from powrops.format import describe_target
@@ -115,7 +117,6 @@ def project_root() -> Path:
     configured = os.environ.get(PROJECT_ROOT_ENV)
     if configured:
         return Path(configured).resolve()
-    import powrops
 
     checkout = Path(powrops.__file__).resolve().parents[2]
     if (checkout / "notebooks").is_dir():
@@ -595,8 +596,6 @@ def _versions() -> dict[str, str]:
     import nbclient
     import nbconvert
     import papermill
-
-    from powrops import __version__
 
     return {
         "powrops": __version__,

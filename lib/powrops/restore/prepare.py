@@ -27,13 +27,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from powrops.backup import repos
+from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
+from powrops.backup.reconstruct import chain_of, reconstruct
+from powrops.db import embedded_cluster, target
 from powrops.errors import ClusterError, ParameterError
 from powrops.format import Echo
+from powrops.pg.access import check_reachable
+from powrops.pg.binaries import find_binaries
+from powrops.pg.cluster import LocalCluster, chown_tree, ensure_os_user, free_port, postmaster_pid
+from powrops.pg.pgpass import lookup
 from powrops.restore.choose import _pick
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.recovery import RestoredCluster, _adopt, _quiet, base_dir_for
 from powrops.restore.target import LATEST, RecoveryTarget
+from powrops.storage.spec import write_spec
 
 if TYPE_CHECKING:
     from powrops.backup.catalog import Catalog
@@ -59,10 +68,6 @@ def restore(
     Nothing is written until every check passed (target directory, backup, programs, the OS
     user's access, free space). With ``start`` the server is started and recovery awaited.
     """
-    from powrops.backup import repos
-    from powrops.backup.catalog import Catalog
-    from powrops.pg.binaries import find_binaries
-    from powrops.pg.cluster import ensure_os_user
 
     say = echo or _quiet
     began = time.monotonic()
@@ -99,15 +104,12 @@ def _major(record: BackupRecord) -> int | None:
 
 
 def _chain(catalog: Catalog, record: BackupRecord) -> list[BackupRecord]:
-    from powrops.backup.reconstruct import chain_of
 
     return chain_of(catalog, record)
 
 
 def _check_destination(to: Path, user: OsUser) -> None:
     """Refuse a target directory that is in use, not empty, or out of the OS user's reach."""
-    from powrops.pg.access import check_reachable
-    from powrops.pg.cluster import postmaster_pid
 
     for directory in (to, *to.parents):
         pid = postmaster_pid(directory)
@@ -160,9 +162,6 @@ def _prepare(
     target: RecoveryTarget,
     say: Echo,
 ) -> RestoredCluster:
-    from powrops.backup.reconstruct import reconstruct
-    from powrops.pg.cluster import LocalCluster, chown_tree, free_port
-    from powrops.storage.spec import write_spec
 
     timings: dict[str, float] = {}
     mark = time.monotonic()
@@ -207,14 +206,9 @@ def _credentials(settings: Settings) -> tuple[str, str | None]:
     superuser, or the configured URL's user (or ``database.role``) and its password, from the
     URL or libpq's password file."""
     if settings.database.url is None:
-        from powrops.db import embedded_cluster
-
         source = embedded_cluster(settings)
         return "postgres", source.password if source.password_file.exists() else None
     from urllib.parse import unquote, urlsplit
-
-    from powrops.db import target
-    from powrops.pg.pgpass import lookup
 
     parts = urlsplit(target(settings, start=False).libpq_url)
     user = unquote(parts.username or "postgres")

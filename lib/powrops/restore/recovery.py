@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ClusterError, PowropsError
 from powrops.format import Echo
-from powrops.pg.cluster import CLIENT_ENCODING
+from powrops.pg.cluster import CLIENT_ENCODING, free_port, port_in_use, postmaster_pid
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.target import RecoveryTarget
 
@@ -74,7 +74,6 @@ class RestoredCluster:
 
     def destroy(self) -> None:
         """Stop the server and remove the data directory and its powrops directory."""
-        from powrops.pg.cluster import postmaster_pid
 
         if self.cluster is not None:
             self.cluster.destroy()
@@ -145,7 +144,6 @@ class _Recovery:
         self.lsn: str | None = None
 
     def run(self) -> None:
-        from powrops.pg.cluster import postmaster_pid
 
         pid = postmaster_pid(self.restored.data_dir)
         if pid is not None:
@@ -162,7 +160,6 @@ class _Recovery:
             raise
 
     def _port(self) -> int:
-        from powrops.pg.cluster import free_port, port_in_use
 
         restored = self.restored
         if restored.port is not None and not port_in_use(restored.port):
@@ -220,7 +217,6 @@ class _Recovery:
                 conn.close()
 
     def _check_alive(self, seen_pid: bool, elapsed: float) -> bool:
-        from powrops.pg.cluster import postmaster_pid
 
         if postmaster_pid(self.restored.data_dir) is not None:
             return True

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ClusterError, ParameterError, PowropsError
 from powrops.format import Echo
+from powrops.pg.access import check_reachable
+from powrops.pg.cluster import LocalCluster, ensure_os_user, postmaster_pid
 from powrops.restore.prepare import restore
 from powrops.restore.recovery import RestoredCluster, base_dir_for
 from powrops.restore.target import LATEST, RecoveryTarget
+from powrops.schema import OPS_SCHEMA, PUBLIC_TABLES, VERSION_TABLE
 
 if TYPE_CHECKING:
     from powrops.config import Settings
@@ -69,8 +72,6 @@ test_restore.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 def _scratch_dir(settings: Settings) -> Path:
     """A new directory the OS user can enter: under the state directory, else the temp dir."""
-    from powrops.pg.access import check_reachable
-    from powrops.pg.cluster import ensure_os_user
 
     user = ensure_os_user(settings.postgres.os_user)
     for parent in (settings.state_dir / "scratch", Path(tempfile.gettempdir())):
@@ -90,7 +91,6 @@ def _scratch_dir(settings: Settings) -> Path:
 
 
 def _destroy_scratch(scratch: Path, settings: Settings) -> None:
-    from powrops.pg.cluster import LocalCluster, postmaster_pid
 
     data = scratch / "pgdata"
     if postmaster_pid(data) is not None:  # a failure left a server behind: stop it first
@@ -100,7 +100,6 @@ def _destroy_scratch(scratch: Path, settings: Settings) -> None:
 
 def smoke_queries(conn: Any, extra: Sequence[str]) -> list[str]:
     """``extra``, then a row count per POWR table present, then the alembic revision."""
-    from powrops.schema import OPS_SCHEMA, PUBLIC_TABLES, VERSION_TABLE
 
     queries = list(extra)
     for name in PUBLIC_TABLES:

@@ -6,8 +6,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from powrops.backup import repos
+from powrops.backup.catalog import Catalog
+from powrops.backup.reconstruct import chain_of
 from powrops.config import Settings
+from powrops.db import connect
+from powrops.findings import Finding, Severity
 from powrops.restore import RecoveryTarget, RestoredCluster, choose_backup
+from powrops.restore.checks import RestoredChecks
 
 
 def recent_events(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
@@ -16,7 +22,6 @@ def recent_events(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     Only ids, tables, actions and times: never the old or new values, which may hold personal
     data.
     """
-    from powrops.db import connect
 
     with connect(settings, autocommit=True) as conn:
         rows = conn.execute(
@@ -40,9 +45,6 @@ def default_target_dir(settings: Settings) -> Path:
 
 def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
     """Which backup and WAL the target needs, and whether the archive can reach it."""
-    from powrops.backup import repos
-    from powrops.backup.catalog import Catalog
-    from powrops.backup.reconstruct import chain_of
 
     catalog = Catalog(repos.primary(settings))
     record = choose_backup(catalog.records(), target)
@@ -101,7 +103,6 @@ def verify(restored: RestoredCluster | None, settings: Settings) -> dict[str, An
     """The restored server's checks (amcheck, application state, user access); {} if none."""
     if restored is None or restored.cluster is None or not restored.cluster.is_running():
         return {}
-    from powrops.drill.run import RestoredChecks
 
     return RestoredChecks(restored, settings, {}).run()
 
@@ -115,7 +116,6 @@ def show_next_steps(restored: RestoredCluster | None) -> None:
 
 
 def findings(checks: dict[str, Any]) -> list[Any]:
-    from powrops.findings import Finding, Severity
 
     return [
         Finding(f"verify.{name}", Severity.OK if data.get("ok") else Severity.CRITICAL, name)

@@ -28,6 +28,7 @@ import psycopg
 
 from powrops.config import Settings
 from powrops.retention import journal
+from powrops.retention.archival import index_entries
 from powrops.retention.errors import ArchiveValidationError
 from powrops.retention.gdpr import archived_workout_ids
 from powrops.retention.repository import open_archive
@@ -102,8 +103,6 @@ def _archived(
         return archived_workout_ids(conn, settings, user_id, restored=True)
     except ArchiveValidationError as exc:  # unreadable: still erased, its ids unknown
         result.errors.append(str(exc))
-        from powrops.retention.archival import index_entries
-
         return list(index_entries(conn, user_id)), []
 
 

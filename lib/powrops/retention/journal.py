@@ -21,6 +21,7 @@ import psycopg
 from powrops import audit, journal
 from powrops.audit.trail import set_actor, suppress_row_audit
 from powrops.config import Settings
+from powrops.db import connect as db_connect
 
 log = logging.getLogger("powrops.retention")
 
@@ -31,7 +32,6 @@ LOCK_TIMEOUT = "2s"
 
 def connect(settings: Settings) -> psycopg.Connection[Any]:
     """A connection (not autocommit) to the target database."""
-    from powrops.db import connect as db_connect
 
     return db_connect(settings, autocommit=False)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from powrops.backup.repos import connection_for
 from powrops.config import Settings
 from powrops.storage.base import Repository
+from powrops.storage.local import path_from_url
 from powrops.storage.registry import open_repository
 
 PREFIX = "archive/users"
@@ -27,8 +28,6 @@ def open_archive(settings: Settings, url: str | None = None) -> Repository:
     """The archive repository (or the one at ``url``, e.g. from an index entry)."""
     url = url or archive_url(settings)
     if url.startswith("file://"):
-        from powrops.storage.local import path_from_url
-
         path_from_url(url).mkdir(mode=0o700, parents=True, exist_ok=True)
     return open_repository(url, connection_for(settings, url), settings.backup.storage.encryption)
 

@@ -11,6 +11,7 @@ from powrops.durations import Duration
 from powrops.errors import ConfigError, PowropsError
 from powrops.retention import journal, liverows
 from powrops.retention import policy_sql as q
+from powrops.retention.archival import check_process
 from powrops.retention.policies import (
     Archival,
     Context,
@@ -114,8 +115,6 @@ def apply(settings: Settings, *, dry_run: bool) -> RetentionResult:
 def _run(settings: Settings, *, dry_run: bool, record: bool) -> RetentionResult:
     chosen = policies(settings)
     if not dry_run:
-        from powrops.retention.archival import check_process
-
         check_process(settings)
     with journal.connect(settings) as conn:
         ctx = Context(settings, conn, liverows.db_now(conn))

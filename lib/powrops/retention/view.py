@@ -16,7 +16,10 @@ from typing import Any
 from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
+from powrops.reports.plotting import barh
 from powrops.retention import consent, journal, run
+from powrops.retention.erase import erase_user
+from powrops.retention.gdpr import export_user
 
 KINDS = ("retention", "archive", "cleanup", "gdpr")
 ACTIONS = ("export", "erase")
@@ -95,7 +98,6 @@ def archive_totals(growth: list[dict[str, Any]]) -> dict[str, int]:
 
 def plot_growth(growth: list[dict[str, Any]]) -> Any:
     """Cumulative archived rows by week."""
-    from powrops.reports.plotting import barh
 
     total, labels, values = 0, [], []
     for g in growth:
@@ -179,7 +181,6 @@ def export_path(value: str) -> Path:
 
 def request_plan(settings: Settings, user_id: int) -> list[dict[str, Any]]:
     """What the database and archive hold about the user, as counts per table."""
-    from powrops.retention.erase import erase_user
 
     counted = erase_user(settings, user_id, dry_run=True)
     rows = [{"table": t, "rows": n} for t, n in counted.rows.items()]
@@ -193,10 +194,7 @@ def carry_out(
     if not proceed:
         return None
     if action == "export":
-        from powrops.retention.gdpr import export_user
-
         return export_user(settings, user_id, export_path(path)).to_dict()
-    from powrops.retention.erase import erase_user
 
     return erase_user(settings, user_id).to_dict()
 

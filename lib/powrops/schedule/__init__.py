@@ -5,6 +5,7 @@ from __future__ import annotations
 from powrops.schedule.jobs import (
     DAY,
     QUARTER_MONTHS,
+    ROLE_OF,
     WEEKDAYS,
     Calendar,
     Field,
@@ -15,6 +16,7 @@ from powrops.schedule.jobs import (
     command,
     cron_entry,
     crontab,
+    job_environment,
     jobs,
     paths,
     service_unit,
@@ -26,6 +28,7 @@ from powrops.schedule.jobs import (
 __all__ = [
     "DAY",
     "QUARTER_MONTHS",
+    "ROLE_OF",
     "WEEKDAYS",
     "Calendar",
     "Field",
@@ -36,6 +39,7 @@ __all__ = [
     "command",
     "cron_entry",
     "crontab",
+    "job_environment",
     "jobs",
     "paths",
     "service_unit",

@@ -23,6 +23,7 @@ from powrops.backup.catalog import consecutive_failures
 from powrops.backup.model import BackupRecord
 from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, SEGMENT_RE, parse_lsn
 from powrops.config import Settings
+from powrops.db import target
 from powrops.durations import Duration
 from powrops.errors import DatabaseError
 from powrops.findings import Severity
@@ -104,8 +105,6 @@ def read_archiver(settings: Settings) -> ArchiverState:
     The embedded cluster is not started for this: verification only looks.
     """
     import psycopg
-
-    from powrops.db import target
 
     tgt = target(settings, start=False)
     try:

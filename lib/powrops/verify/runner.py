@@ -33,12 +33,13 @@ from powrops.backup.model import (
     BackupRecord,
     wal_name_of,
 )
+from powrops.backup.reconstruct import reconstruct, verify_directory
 from powrops.backup.wal import kind_of, parse_segment
 from powrops.config import Settings
 from powrops.errors import BackupError, DatabaseError, ParameterError, PowropsError, StorageError
 from powrops.findings import Severity, overall
 from powrops.format import Echo
-from powrops.pg.binaries import PgBinaries
+from powrops.pg.binaries import PgBinaries, find_binaries
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.verify import checksums, freshness, recoverability
 from powrops.verify.checksums import ObjectCheck
@@ -292,8 +293,6 @@ def _pg_verifybackup(
     echo: Echo | None,
 ) -> dict[str, tuple[str, float | None]]:
     """(status, seconds) per label."""
-    from powrops.backup.reconstruct import reconstruct, verify_directory
-    from powrops.pg.binaries import find_binaries
 
     if not enabled:
         return {r.label: ("skipped: not requested", None) for r in targets}

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from powrops.format import human_bytes
+from powrops.reports.plotting import _pyplot
 from powrops.verify import VerificationReport
 
 KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
@@ -105,7 +106,6 @@ def restore_rows(report: VerificationReport) -> list[dict[str, Any]]:
 
 def plot_timeline(report: VerificationReport) -> Any:
     """Backups as points, recoverability windows as bars, WAL gaps as red marks, over time."""
-    from powrops.reports.plotting import _pyplot
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 0.5 * max(len(report.backups), 2) + 1.6))

@@ -1,0 +1,182 @@
+"""The library's layout: dependencies point one way (cli -> features -> kernel), no cycles.
+
+The import graph comes from grimp, which reads every import statement of the package,
+including those inside functions. Function-level imports are allowed only where start-up time
+matters: the command line (``powrops.cli``), the entry point, and the path PostgreSQL runs once
+per WAL segment (``wal push`` / ``wal fetch``).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from pathlib import Path
+
+import grimp
+import pytest
+
+LIB = Path(__file__).resolve().parents[1] / "lib" / "powrops"
+
+#: Layers, top first. A module may import its own layer and the layers below, never above.
+LAYERS: list[set[str]] = [
+    {"cli", "__main__"},
+    {"demo"},
+    {
+        "audit",
+        "backup",
+        "drill",
+        "integrity",
+        "migrate",
+        "monitoring",
+        "quarterly",
+        "reports",
+        "restore",
+        "retention",
+        "schedule",
+        "verify",
+    },
+    {"db", "journal"},
+    {"pg", "storage"},
+    {"config", "durations", "errors", "findings", "format", "gate", "notify", "schema"},
+    {"__init__"},
+]
+KERNEL = LAYERS[-4] | LAYERS[-3] | LAYERS[-2]
+
+#: Where imports inside functions keep start-up fast (see the module docstring): the command
+#: line, the entry point, the WAL path PostgreSQL runs once per segment, and the report
+#: runner, which a notebook that only records its result must not load.
+LAZY_IMPORTS_ALLOWED = frozenset(
+    {
+        "powrops.__main__",
+        "powrops.backup.walcli",
+        "powrops.storage",
+        "powrops.storage.registry",
+        "powrops.storage.spec",
+        "powrops.reports",
+    }
+)
+
+
+def _lazy_allowed(module: str) -> bool:
+    return module in LAZY_IMPORTS_ALLOWED or module.startswith("powrops.cli")
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph("powrops", include_external_packages=False)
+
+
+def part(module: str) -> str:
+    """The top-level part of powrops a module belongs to (``__init__`` for the root)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def layer_of(name: str) -> int:
+    for index, names in enumerate(LAYERS):
+        if name in names:
+            return index
+    raise AssertionError(f"powrops.{name} is in no layer of tests/test_layout.py: add it")
+
+
+def edges(graph: grimp.ImportGraph) -> Iterable[tuple[str, str]]:
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            yield module, imported
+
+
+def test_every_top_level_part_has_a_layer() -> None:
+    packages = {p.parent.name for p in LIB.glob("*/__init__.py")}
+    modules = {p.stem for p in LIB.glob("*.py")}
+    for name in sorted(packages | modules):
+        layer_of(name)
+
+
+def test_top_level_modules_are_only_the_kernel() -> None:
+    modules = {p.stem for p in LIB.glob("*.py")} - {"__init__", "__main__"}
+    assert modules <= KERNEL, f"not kernel, belongs in a feature package: {modules - KERNEL}"
+
+
+def test_imports_point_down(graph: grimp.ImportGraph) -> None:
+    upward = [
+        f"{importer} -> {imported}"
+        for importer, imported in edges(graph)
+        if layer_of(part(imported)) < layer_of(part(importer))
+    ]
+    assert not upward, "imports against the layers:\n" + "\n".join(sorted(upward))
+
+
+def _cycles(nodes: Iterable[str], links: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one member (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in links.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(nodes):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_cycle_between_packages(graph: grimp.ImportGraph) -> None:
+    links: dict[str, set[str]] = {}
+    for importer, imported in edges(graph):
+        if part(importer) != part(imported):
+            links.setdefault(part(importer), set()).add(part(imported))
+    assert _cycles(links, links) == []
+
+
+def test_no_cycle_between_modules(graph: grimp.ImportGraph) -> None:
+    links: dict[str, set[str]] = {}
+    for importer, imported in edges(graph):
+        links.setdefault(importer, set()).add(imported)
+    assert _cycles(graph.modules, links) == []
+
+
+def _function_level_imports(path: Path) -> list[int]:
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("powrops"):
+                    lines.append(inner.lineno)
+    return lines
+
+
+def test_function_level_imports_only_where_start_up_matters() -> None:
+    found = []
+    for path in sorted(LIB.rglob("*.py")):
+        module = ".".join(("powrops", *path.relative_to(LIB).with_suffix("").parts))
+        module = module.removesuffix(".__init__")
+        if _lazy_allowed(module):
+            continue
+        found += [f"{module}:{line}" for line in _function_level_imports(path)]
+    assert not found, "imports inside functions:\n" + "\n".join(found)
+
+
+def test_the_cycle_check_finds_a_planted_cycle() -> None:
+    links = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(links, links) == [["a", "b", "c"]]
