@@ -8,8 +8,8 @@ with one set-based ``INSERT ... SELECT generate_series`` (created_at spread over
 
 Measured, median of ``--rounds`` in-process runs each:
   A. ``metrics.take_snapshot`` (collect + store in ops.metric_snapshots)
-  B. ``growth_view.build`` (what the growth report computes: snapshot, alerts, growth forecast,
-     index checks, maintenance plans)
+  B. ``gather.snapshot_and_report`` (what the growth report computes: snapshot, alerts,
+     growth forecast, index checks, maintenance plans)
   C. one ``growth_report`` notebook run through the report runner (kernel start included)
 Target: time on the large data / time on the small data < 2 for A and B.
 Run with POWROPS_BENCH_QUICK=1 for 1 million sets.
@@ -28,7 +28,7 @@ from powrops import migrate
 from powrops.config import Settings
 from powrops.db import engine
 from powrops.demo.data import generate, load
-from powrops.monitoring import growth_view, metrics
+from powrops.monitoring import gather, metrics
 from powrops.reports.runner import run_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def notebook_seconds(site: Site) -> float:
 def measure(site: Site, settings: Settings, rounds: int) -> dict[str, float]:
     return {
         "snapshot": timed(lambda: metrics.take_snapshot(settings), rounds),
-        "build": timed(lambda: growth_view.build(settings), rounds),
+        "build": timed(lambda: gather.snapshot_and_report(settings), rounds),
         "notebook": notebook_seconds(site),
     }
 

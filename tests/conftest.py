@@ -19,6 +19,33 @@ from powrops.pg.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Fixtures that start or use a PostgreSQL server: a test using one is marked ``pg``.
+PG_FIXTURES = frozenset({"pg_cluster", "pg_url", "fresh_db", "migrated_db"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``pg`` for every test that needs a server: marked so, marked ``pg15``, or using a
+    PostgreSQL fixture; ``pytest -m "not pg"`` then runs the fast half alone."""
+    for item in items:
+        needs = PG_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if needs or item.get_closest_marker("pg15") is not None:
+            item.add_marker(pytest.mark.pg)
+
+
+@pytest.fixture(autouse=True)
+def _pg_only_when_marked(request: pytest.FixtureRequest) -> None:
+    """A test not marked ``pg`` that starts a PostgreSQL server here fails, saying so."""
+    if request.node.get_closest_marker("pg") is not None:
+        return
+    # requested only here, so that a pg test's own monkeypatch keeps its teardown order
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("this test starts PostgreSQL: mark it pg", pytrace=False)
+
+    for method in ("init", "start", "launch"):
+        monkeypatch.setattr(LocalCluster, method, refuse)
+
 
 def traversable_dir(prefix: str) -> Path:
     """A new directory that the unprivileged PostgreSQL OS user can enter (pytest's is 0700)."""

@@ -21,6 +21,8 @@ from powrops.findings import Finding, Severity, overall
 from powrops.monitoring import alerts
 from powrops.monitoring.growth import Disk
 
+pytestmark = pytest.mark.pg
+
 GIB = 1 << 30
 
 

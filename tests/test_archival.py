@@ -28,6 +28,8 @@ from powrops.retention.repository import open_archive
 from powrops.retention.restore import restore_user
 from powrops.storage.base import Repository
 
+pytestmark = pytest.mark.pg
+
 BUCKET = "powrops-archive-test"
 
 

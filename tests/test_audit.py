@@ -13,6 +13,8 @@ from cli_helpers import libpq, run_cli
 from powrops import audit, migrate
 from powrops.config import AuditEvents
 
+pytestmark = pytest.mark.pg
+
 
 def _conn(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(libpq(url), autocommit=True)

@@ -20,6 +20,8 @@ from powrops.backup.catalog import Catalog
 from powrops.backup.reconstruct import reconstruct, verify_directory
 from powrops.pg.binaries import find_binaries
 
+pytestmark = pytest.mark.pg
+
 BUCKET = "powrops-backups"
 
 

@@ -27,6 +27,8 @@ import pytest
 from powrops.quarterly.model import Quarter
 from powrops.reports.runner import run_report
 
+pytestmark = [pytest.mark.pg, pytest.mark.browser]
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

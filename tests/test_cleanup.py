@@ -13,6 +13,8 @@ from cli_helpers import libpq
 from powrops.config import Settings, validate
 from powrops.retention.cleanup import run_cleanup
 
+pytestmark = pytest.mark.pg
+
 
 @pytest.fixture
 def settings(migrated_db: str, tmp_path: Path) -> Settings:

@@ -15,6 +15,8 @@ from powrops.pg.access import blocking_dirs, check_reachable
 from powrops.pg.binaries import embedded_bin_dir, find_binaries
 from powrops.pg.cluster import LocalCluster, ensure_os_user
 
+pytestmark = pytest.mark.pg
+
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 
 

@@ -25,6 +25,8 @@ from powrops.demo import data as demo_data
 from powrops.errors import SeedError
 from powrops.pg.cluster import LocalCluster
 
+pytestmark = pytest.mark.pg
+
 TODAY = date(2025, 6, 1)
 SET_KINDS = ("weight_out_of_range", "weight_missing", "reps_out_of_range", "reps_missing")
 SMALL: dict[str, Any] = {"users": 20, "weeks": 12, "seed": 7, "today": TODAY}

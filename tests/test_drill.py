@@ -12,6 +12,8 @@ from backup_site import Site
 from powrops import migrate
 from powrops.backup import repos
 
+pytestmark = pytest.mark.pg
+
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 
 

@@ -20,6 +20,8 @@ from powrops.retention.gdpr import export_user
 from powrops.retention.repository import open_archive
 from test_archival import make_settings, seed, sql
 
+pytestmark = pytest.mark.pg
+
 
 def _subject(settings: Settings) -> int:
     """An active user with sessions and consents, some workouts archived, some live."""

@@ -27,6 +27,8 @@ from powrops.monitoring.growth import (
 from powrops.reports.html import external_resources
 from powrops.reports.runner import run_report
 
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MIB = 1 << 20
@@ -225,7 +227,7 @@ def test_growth_report_runs_with_inline_plots(seeded_url: str, tmp_path: Path) -
     assert html.count("data:image/png;base64,") >= 5
     assert "Size over time and forecast" in html and "Growth and capacity" in html
     assert external_resources(html) == []
-    assert "growth_view.build" not in html  # a scheduled report hides its code
+    assert "gather.snapshot_and_report" not in html  # a scheduled report hides its code
     with psycopg.connect(libpq(seeded_url)) as conn:
         kinds = conn.execute(
             "SELECT (SELECT count(*) FROM ops.metric_snapshots), "

@@ -20,6 +20,8 @@ from powrops.integrity import DEFECT_CHECKS
 from powrops.pg.cluster import LocalCluster
 from powrops.reports.runner import run_report
 
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 REPAIRABLE = ("workout_total_volume", "user_totals")
 

@@ -17,6 +17,8 @@ import pytest
 from backup_site import Site
 from powrops.db import embedded_cluster
 
+pytestmark = pytest.mark.pg
+
 INDEX = "idx_workout_sets_workout"
 HEAP = "workout_sets"
 BLOCK_SIZE = 8192

@@ -18,6 +18,8 @@ from powrops.config import Settings, validate
 from powrops.findings import Severity
 from powrops.monitoring import alerts, maintenance
 
+pytestmark = pytest.mark.pg
+
 
 def _settings(url: str) -> Settings:
     state = tempfile.mkdtemp(prefix="powrops-maint-")

@@ -15,6 +15,8 @@ from cli_helpers import libpq, run_cli
 from powrops.config import Settings, validate
 from powrops.monitoring import metrics
 
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 
 

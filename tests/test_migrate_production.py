@@ -18,6 +18,8 @@ from powrops.errors import ParameterError
 from powrops.migrate import production as migrate_production
 from powrops.migrate.production import Options, tables_in
 
+pytestmark = pytest.mark.pg
+
 START = "20240101000000"  # the initial schema: add_workout_volume (ALTER TABLE workouts) pending
 
 

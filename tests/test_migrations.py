@@ -21,6 +21,8 @@ from powrops.errors import MigrationError
 from powrops.pg.cluster import LocalCluster
 from powrops.schema import OPS_TABLES, PUBLIC_TABLES
 
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 VERSIONS = REPO / "migrations" / "versions"
 REVISIONS = [

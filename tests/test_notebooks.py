@@ -17,6 +17,8 @@ from cli_helpers import libpq
 from powrops.reports.html import external_resources
 from powrops.reports.runner import run_report
 
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -27,6 +27,8 @@ from powrops.quarterly import Quarter, Review, gather, parse_quarter, review
 from powrops.reports.runner import run_report
 from powrops.storage.registry import open_repository
 
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 Q3 = Quarter(2026, 3)
 NOW = datetime(2026, 10, 10, tzinfo=UTC)  # reviewing 2026Q3 after it ended: as_of = 2026-10-01

@@ -14,6 +14,8 @@ from powrops.findings import Finding, Severity
 from powrops.monitoring import readiness
 from powrops.pg.cluster import LocalCluster
 
+pytestmark = pytest.mark.pg
+
 
 def _settings(url: str, **extra: object) -> Settings:
     return validate({"database": {"url": libpq(url)}, **extra})

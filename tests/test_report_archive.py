@@ -18,6 +18,8 @@ from powrops.durations import Duration
 from powrops.reports.archive import ReportArchive, expired_runs
 from powrops.reports.runner import run_report
 
+pytestmark = pytest.mark.pg
+
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 BUCKET = "powrops-report-archive"
 

@@ -35,6 +35,8 @@ from powrops.reports import (
 from powrops.reports.display import findings_html, summary_html, table_html
 from powrops.reports.runner import coerce_parameters, kernel_name
 
+pytestmark = pytest.mark.pg
+
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 SECRET = 'Pw"<&>-7q!x9Zk'
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")

@@ -36,6 +36,8 @@ from powrops.cli.restore import register
 from powrops.errors import ParameterError, PowropsError
 from powrops.restore import RecoveryTarget, RestoredCluster, RestoreFailed, choose_backup
 
+pytestmark = pytest.mark.pg
+
 # -- helpers ---------------------------------------------------------------------------------
 
 

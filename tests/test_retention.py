@@ -20,6 +20,8 @@ from powrops.retention.archival import run_archival
 from powrops.retention.repository import open_archive
 from test_archival import make_settings, sql
 
+pytestmark = pytest.mark.pg
+
 INSIDE, PAST = "+ interval '1 hour'", "- interval '1 hour'"
 USERS = {
     # id: (last_active_at, deleted_at)

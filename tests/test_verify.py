@@ -39,6 +39,8 @@ from powrops.verify.continuity import (
 from powrops.verify.recoverability import build_archive
 from powrops.verify.report import VerificationReport
 
+pytestmark = pytest.mark.pg
+
 SEGMENT = 16 * 1024 * 1024
 
 

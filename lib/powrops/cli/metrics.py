@@ -63,7 +63,7 @@ def cmd_snapshot(args: argparse.Namespace) -> Severity:
 
 
 def cmd_growth(args: argparse.Namespace) -> Severity:
-    from powrops.monitoring.growth_view import growth_for
+    from powrops.monitoring.gather import growth_for
 
     settings = settings_of(args)
     growth = growth_for(settings)

@@ -7,11 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from powrops import audit
-from powrops.config import Settings
 from powrops.errors import ParameterError
-from powrops.integrity import IntegrityReport, history
-from powrops.integrity.run import connection
+from powrops.integrity import IntegrityReport
 from powrops.reports.plotting import _pyplot
 
 COLOURS = {"OK": "#1e7b34", "WARNING": "#f0a202", "CRITICAL": "#c0262d", "UNKNOWN": "#6c757d"}
@@ -53,21 +50,6 @@ def check_rows(report: IntegrityReport) -> list[dict[str, Any]]:
     ]
 
 
-def trend(settings: Settings, days: int = 90) -> list[dict[str, Any]]:
-    """Earlier runs: time, status, failed checks and rows (oldest first)."""
-    runs = history(settings, days_back(days))
-    return [
-        {
-            "run": r["run_id"],
-            "time": f"{r['started_at']:%Y-%m-%d %H:%M}",
-            "status": r["status"],
-            "failed checks": r["failed_checks"],
-            "failed rows": r["failed_rows"],
-        }
-        for r in runs
-    ]
-
-
 def plot_trend(rows: list[dict[str, Any]]) -> Any:
     """Failed checks per run over time, coloured by the run's status."""
 
@@ -85,42 +67,6 @@ def plot_trend(rows: list[dict[str, Any]]) -> Any:
     ax.set_title("Failed integrity checks per run")
     fig.tight_layout()
     return fig
-
-
-def recent_repairs(settings: Settings, days: int = 30) -> list[dict[str, Any]]:
-    since = days_back(days)
-    with connection(settings) as conn:
-        rows = conn.execute(
-            "SELECT at, run_id, kind, table_name, rows, details -> 'sample_ids' FROM ops.repairs "
-            "WHERE at >= %s ORDER BY at DESC, id DESC LIMIT 50",
-            (since,),
-        ).fetchall()
-    return [
-        {
-            "time": f"{r[0]:%Y-%m-%d %H:%M:%S}",
-            "run": r[1],
-            "repair": r[2],
-            "table": r[3],
-            "rows": r[4],
-            "sample ids": ", ".join(r[5] or []),
-        }
-        for r in rows
-    ]
-
-
-def system_changes(settings: Settings, days: int = 7) -> list[dict[str, Any]]:
-    with connection(settings) as conn:
-        rows = audit.system_changes(conn, days_back(days))
-    return [{**r, "time": f"{r['time']:%Y-%m-%d %H:%M:%S}"} for r in rows]
-
-
-def changes(settings: Settings, days: int = 7) -> list[dict[str, Any]]:
-    with connection(settings) as conn:
-        rows = audit.changes_by_table(conn, days_back(days))
-    return [
-        {**r, "first": f"{r['first']:%Y-%m-%d %H:%M}", "last": f"{r['last']:%Y-%m-%d %H:%M}"}
-        for r in rows
-    ]
 
 
 def next_steps(report: IntegrityReport) -> list[str]:

@@ -1,0 +1,93 @@
+"""What the point-in-time restore runbook reads before and after a restore: recent audit
+events, the plan (which backup, whether the archive reaches the target), the destination, and
+the checks of the restored server. :mod:`powrops.restore.view` shows them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from powrops.backup import repos
+from powrops.backup.catalog import Catalog
+from powrops.backup.reconstruct import chain_of
+from powrops.config import Settings
+from powrops.db import connect
+from powrops.restore import RecoveryTarget, RestoredCluster, choose_backup
+from powrops.restore.checks import RestoredChecks
+
+
+def recent_events(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    """Recent audit events (data changes and system changes) to pick a target from.
+
+    Only ids, tables, actions and times: never the old or new values, which may hold personal
+    data.
+    """
+
+    with connect(settings, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT occurred_at, actor, action, table_name, row_id FROM audit_log "
+            "ORDER BY occurred_at DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    return [
+        {"time": r[0].isoformat(), "actor": r[1], "action": r[2], "table": r[3], "row id": r[4]}
+        for r in rows
+    ]
+
+
+def default_target_dir(settings: Settings) -> Path:
+    """``<state dir>/restores/<UTC timestamp>``, its parent created (traversable)."""
+    parent = settings.state_dir / "restores"
+    parent.mkdir(parents=True, exist_ok=True)
+    parent.chmod(0o755)
+    return parent / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
+    """Which backup and WAL the target needs, and whether the archive can reach it."""
+
+    catalog = Catalog(repos.primary(settings))
+    record = choose_backup(catalog.records(), target)
+    chain = [m.label for m in chain_of(catalog, record)]
+    wal = sorted(catalog.wal(), key=lambda w: w.name)
+    segments = [w for w in wal if len(w.name) == 24 and w.name >= (record.start_wal or "")]
+    newest = max((w.archived_at for w in segments), default=None)
+    reachable, why = _reachable(target, newest)
+    return {
+        "backup": record.label,
+        "kind": record.kind,
+        "chain": chain,
+        "backup ends at": record.stop_time.isoformat() if record.stop_time else None,
+        "consistent from LSN": record.stop_lsn,
+        "WAL needed from": record.start_wal,
+        "WAL segments archived since": len(segments),
+        "newest WAL archived at": newest.isoformat() if newest else None,
+        "reachable": reachable,
+        "why": why,
+    }
+
+
+def _reachable(target: RecoveryTarget, newest: datetime | None) -> tuple[bool, str]:
+    if target.kind != "time":
+        return True, f"{target.describe()}: checked when recovery runs"
+    if newest is None:
+        return False, "no WAL is archived after the backup"
+    if newest <= target.time:
+        return False, (
+            f"the newest archived WAL ({newest.isoformat()}) is older than the target: force a "
+            "WAL switch (SELECT pg_switch_wal()) on the source and wait for it to be archived"
+        )
+    return True, f"WAL archived until {newest.isoformat()}, after the target"
+
+
+def verify(restored: RestoredCluster | None, settings: Settings) -> dict[str, Any]:
+    """The restored server's checks (amcheck, application state, user access); {} if none."""
+    if restored is None or restored.cluster is None or not restored.cluster.is_running():
+        return {}
+
+    return RestoredChecks(restored, settings, {}).run()
+
+
+def destination(settings: Settings, target_dir: str) -> Path:
+    return Path(target_dir) if target_dir else default_target_dir(settings)
