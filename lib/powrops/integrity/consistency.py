@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
@@ -38,9 +39,18 @@ class Relationship:
     key_type: str
 
     def orphan_condition(self, alias: str = "c") -> str:
+        """The SQL condition of an orphan row; identifiers quoted by psycopg."""
         return (
-            f'{alias}."{self.column}" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM '
-            f'public."{self.parent}" p WHERE p."{self.key}" = {alias}."{self.column}")'
+            sql.SQL(
+                "{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p "
+                "WHERE p.{key} = {column})"
+            )
+            .format(
+                column=sql.Identifier(alias, self.column),
+                parent=sql.Identifier("public", self.parent),
+                key=sql.Identifier(self.key),
+            )
+            .as_string(None)
         )
 
 
@@ -86,21 +96,27 @@ def _count_and_samples(
 ) -> tuple[int, list[Any]]:
     """Count rows of ``FROM ... WHERE ...`` and up to five of their keys, in one statement."""
     row = conn.execute(
-        f"WITH v AS MATERIALIZED (SELECT {key} AS k {from_where}) "
-        f"SELECT (SELECT count(*) FROM v), ARRAY(SELECT k FROM v ORDER BY k LIMIT {SAMPLE_SIZE})"
+        sql.SQL(
+            "WITH v AS MATERIALIZED (SELECT {} AS k {}) "
+            "SELECT (SELECT count(*) FROM v), ARRAY(SELECT k FROM v ORDER BY k LIMIT {})"
+        ).format(sql.SQL(key), sql.SQL(from_where), sql.Literal(SAMPLE_SIZE))  # type: ignore[arg-type]
     ).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
 
 
 def orphan_sql(rel: Relationship) -> str:
-    return f'FROM public."{rel.table}" c WHERE {rel.orphan_condition()}'
+    """``FROM <table> c WHERE <orphan condition>``, identifiers quoted by psycopg."""
+    table = sql.Identifier("public", rel.table).as_string(None)
+    return f"FROM {table} c WHERE {rel.orphan_condition()}"
 
 
 def check_orphans(conn: psycopg.Connection[Any]) -> list[CheckResult]:
     results = []
     for rel in relationships():
-        n, samples = _count_and_samples(conn, orphan_sql(rel), f'c."{rel.pk}"')
+        n, samples = _count_and_samples(
+            conn, orphan_sql(rel), sql.Identifier("c", rel.pk).as_string(None)
+        )
         results.append(
             violation(
                 rel.name,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql as psql
 
 from powrops.audit.trail import REPAIR_ACTION, set_actor, suppress_row_audit
 from powrops.errors import ParameterError
@@ -78,8 +79,10 @@ def _audit_insert(source: str, table: str, old: str, new: str, run_id: int, kind
 
 def _finish(conn: psycopg.Connection[Any], sql: str) -> tuple[int, list[str]]:
     row = conn.execute(
-        f"{sql} SELECT (SELECT count(*) FROM aud), "
-        f"ARRAY(SELECT row_id FROM aud ORDER BY row_id LIMIT {SAMPLE_SIZE})"
+        psql.SQL(
+            "{} SELECT (SELECT count(*) FROM aud), "
+            "ARRAY(SELECT row_id FROM aud ORDER BY row_id LIMIT {})"
+        ).format(psql.SQL(sql), psql.Literal(SAMPLE_SIZE))  # type: ignore[arg-type]
     ).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
@@ -173,8 +176,14 @@ def _quarantine(conn: psycopg.Connection[Any], run_id: int) -> dict[str, tuple[i
     for table in reversed(list(pks)):  # children first: no ON DELETE CASCADE behind our back
         pk, pk_type = pks[table]
         conn.execute(
-            f'DELETE FROM public."{table}" WHERE "{pk}" IN (SELECT row_id::{pk_type} '
-            f"FROM ops.quarantine WHERE run_id = %s AND table_name = %s)",
+            psql.SQL(
+                "DELETE FROM {table} WHERE {pk} IN (SELECT row_id::{pk_type} "
+                "FROM ops.quarantine WHERE run_id = %s AND table_name = %s)"
+            ).format(
+                table=psql.Identifier("public", table),
+                pk=psql.Identifier(pk),
+                pk_type=psql.SQL(pk_type),  # a type name from the schema, not from data
+            ),
             (run_id, table),
         )
     return {t: v for t, v in moved.items() if v[0]}

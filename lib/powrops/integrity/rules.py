@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops.config import DateRule, NumberRule, ValidationSettings
 from powrops.integrity.model import SAMPLE_SIZE, CheckResult, violation
@@ -40,7 +41,7 @@ RULE_TABLES = {"weight": "workout_sets", "reps": "workout_sets", "date": "workou
 
 
 def _number(field: str, rule: NumberRule) -> list[RuleCheck]:
-    col = f'"{field}"'
+    col = sql.Identifier(field).as_string(None)
     low, high = rule.min, rule.max
     condition = f"{col} IS NOT NULL AND ({col} < %s OR {col} > %s"
     what = f"with {field} outside {low:g}..{high:g}"
@@ -56,7 +57,7 @@ def _number(field: str, rule: NumberRule) -> list[RuleCheck]:
 
 
 def _date(field: str, rule: DateRule, today: date | None) -> list[RuleCheck]:
-    col = f'"{field}"'
+    col = sql.Identifier(field).as_string(None)
     parts, params, shown = [], [], []
     for bound, op in ((rule.min, "<"), (rule.max, ">")):
         if bound == "today" and today is None:
@@ -97,14 +98,19 @@ def count_sql(table: str, checks: list[RuleCheck]) -> tuple[str, tuple[Any, ...]
     """One scan of ``table`` counting the rows that violate each check."""
     columns = ", ".join(f"count(*) FILTER (WHERE {c.condition})" for c in checks)
     params = tuple(p for c in checks for p in c.params)
-    return f"SELECT {columns} FROM public.{table}", params
+    return f"SELECT {columns} FROM {_table(table)}", params
+
+
+def _table(name: str) -> str:
+    """``public.<name>``, quoted by psycopg."""
+    return sql.Identifier("public", name).as_string(None)
 
 
 def sample_sql(check: RuleCheck) -> str:
     """The smallest violating ids; ``id + 0`` keeps the planner from walking the whole primary
     key in order when violations are rare (one scan and a top-N sort instead)."""
     return (
-        f"SELECT id FROM public.{check.table} WHERE {check.condition} "
+        f"SELECT id FROM {_table(check.table)} WHERE {check.condition} "
         f"ORDER BY id + 0 LIMIT {SAMPLE_SIZE}"
     )
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from powrops.errors import ClusterError
 from powrops.pg.access import check_reachable, grant_traversal
 from powrops.pg.binaries import PgBinaries, find_binaries
@@ -540,7 +542,7 @@ class LocalCluster:
                         "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
                     ).fetchone()
                     if not exists:
-                        conn.execute(f'CREATE DATABASE "{database}"')
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
                     return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:

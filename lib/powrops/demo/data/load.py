@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from psycopg import sql
+
 from powrops.demo.data.connect import Target, connect
 from powrops.demo.data.dataset import Dataset
 from powrops.demo.data.defects import DEFECT_TABLES
@@ -76,8 +78,13 @@ def _require_schema(conn: psycopg.Connection[Any]) -> None:
 
 
 def _has_data(conn: psycopg.Connection[Any]) -> bool:
-    query = " OR ".join(f"EXISTS (SELECT 1 FROM public.{t})" for t in POWR_TABLES)
-    row = conn.execute(f"SELECT {query}").fetchone()
+    query = sql.SQL("SELECT {}").format(
+        sql.SQL(" OR ").join(
+            sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier("public", t))
+            for t in POWR_TABLES
+        )
+    )
+    row = conn.execute(query).fetchone()
     return bool(row and row[0])
 
 
@@ -157,8 +164,15 @@ def _verify_references(conn: psycopg.Connection[Any], dataset: Dataset) -> None:
     tables = [f"public.{t}" for t in POWR_TABLES]
     for table, column, parent, key in conn.execute(FOREIGN_KEYS, (tables,)).fetchall():
         row = conn.execute(
-            f'SELECT count(*) FROM {table} AS c WHERE c."{column}" IS NOT NULL AND NOT EXISTS '
-            f'(SELECT 1 FROM {parent} AS p WHERE p."{key}" = c."{column}")'
+            sql.SQL(
+                "SELECT count(*) FROM {table} AS c WHERE c.{column} IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM {parent} AS p WHERE p.{key} = c.{column})"
+            ).format(
+                table=sql.Identifier(*table.split(".", 1)),
+                parent=sql.Identifier(*parent.split(".", 1)),
+                column=sql.Identifier(column),
+                key=sql.Identifier(key),
+            )
         ).fetchone()
         found = int(row[0]) if row else 0
         want = expected.get((table.split(".")[-1], column), 0)
@@ -180,7 +194,9 @@ def _fix_sequences(conn: psycopg.Connection[Any]) -> None:
     for table, sequence in found:
         if sequence is not None:
             conn.execute(
-                f"SELECT setval(%s, COALESCE((SELECT max(id) FROM public.{table}), 0) + 1, false)",
+                sql.SQL(
+                    "SELECT setval(%s, COALESCE((SELECT max(id) FROM {}), 0) + 1, false)"
+                ).format(sql.Identifier("public", table)),
                 (sequence,),
             )
 
@@ -225,7 +241,7 @@ def _write(conn: psycopg.Connection[Any], dataset: Dataset) -> dict[str, int]:
         _verify_references(conn, dataset)
     _fix_sequences(conn)
     for table in POWR_TABLES:
-        conn.execute(f"ANALYZE public.{table}")
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier("public", table)))
     return rows
 
 
@@ -260,8 +276,8 @@ def load(target: Target, dataset: Dataset, *, replace: bool = False) -> SeedRepo
                     done = _existing(conn, dataset, replace, started)
                     if done is not None:
                         return done
-                    tables = ", ".join(f"public.{t}" for t in POWR_TABLES)
-                    conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+                    tables = sql.SQL(", ").join(sql.Identifier("public", t) for t in POWR_TABLES)
+                    conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
                 rows = _write(conn, dataset)
                 run_id = _record(conn, dataset, rows)
         except psycopg.Error as exc:
