@@ -240,12 +240,15 @@ def secrets(settings: Settings) -> list[str]:
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = False, **kwargs: Any
+    settings: Settings, *, autocommit: bool = False, start: bool = True, **kwargs: Any
 ) -> psycopg.Connection[Any]:
-    """A psycopg connection to the target database, or DatabaseError saying why not."""
+    """A psycopg connection to the target database, or DatabaseError saying why not.
+
+    The one way powrops connects to the database it works on (``start=False`` leaves a
+    stopped embedded cluster stopped)."""
     import psycopg
 
-    tgt = target(settings)
+    tgt = target(settings, start=start)
     try:
         return psycopg.connect(
             tgt.libpq_url,

@@ -12,7 +12,7 @@ from typing import Any
 from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.findings import Finding
-from powrops.format import human_bytes
+from powrops.format import human_bytes, human_time
 from powrops.monitoring.gather import GrowthReport
 from powrops.monitoring.growth import Growth
 from powrops.reports.plotting import _pyplot, barh, show
@@ -25,9 +25,10 @@ MIB = float(1 << 20)
 
 
 def _when(value: Any) -> str:
+    """A snapshot time as format.human_time writes every time; "never" when there is none."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "never"
+    return human_time(value) if isinstance(value, datetime) else "never"
 
 
 def table_rows(metrics: dict[str, Any], limit: int = 20) -> list[dict[str, Any]]:

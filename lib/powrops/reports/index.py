@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from powrops import __version__
 from powrops.findings import Severity
+from powrops.format import human_time
 from powrops.reports.catalog import list_runs
 from powrops.reports.display import COLOURS
 from powrops.reports.record import write_json
@@ -132,7 +133,10 @@ def _when(run: Mapping[str, Any]) -> str:
     started = run.get("started_at")
     if not started:
         return escape(str(run.get("run_id", "")))
-    return escape(str(started).replace("T", " ")[:19] + " UTC")
+    try:
+        return escape(human_time(datetime.fromisoformat(str(started))))
+    except ValueError:
+        return escape(str(started))
 
 
 def _latest_table(runs: list[dict[str, Any]], names: Iterable[str]) -> str:

@@ -23,12 +23,11 @@ from powrops.backup.catalog import consecutive_failures
 from powrops.backup.model import BackupRecord
 from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, SEGMENT_RE, parse_lsn
 from powrops.config import Settings
-from powrops.db import target
+from powrops.db import connect, target
 from powrops.durations import Duration
 from powrops.errors import DatabaseError
 from powrops.findings import Severity
 from powrops.format import human_duration, human_time
-from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.verify.report import Freshness, VerificationReport
 
 PAGE = 8192
@@ -108,13 +107,7 @@ def read_archiver(settings: Settings) -> ArchiverState:
 
     tgt = target(settings, start=False)
     try:
-        with psycopg.connect(
-            tgt.libpq_url,
-            autocommit=True,
-            connect_timeout=settings.database.connect_timeout,
-            application_name=settings.database.application_name,
-            client_encoding=CLIENT_ENCODING,
-        ) as conn:
+        with connect(settings, autocommit=True, start=False) as conn:
             row = conn.execute(_ARCHIVER_SQL).fetchone()
             try:
                 ident = conn.execute(
@@ -122,7 +115,7 @@ def read_archiver(settings: Settings) -> ArchiverState:
                 ).fetchone()
             except psycopg.Error:
                 ident = None
-    except psycopg.Error as exc:
+    except (psycopg.Error, DatabaseError) as exc:
         raise DatabaseError(f"cannot read pg_stat_archiver on {tgt.display}: {exc}") from exc
     assert row is not None
     return ArchiverState(

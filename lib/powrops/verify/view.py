@@ -3,18 +3,13 @@ verification report's data (``powrops.verify``); presentation only."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from powrops.format import human_bytes
+from powrops.format import human_bytes, human_time
 from powrops.reports.plotting import _pyplot
 from powrops.verify import VerificationReport
 
 KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
 def backup_rows(report: VerificationReport) -> list[dict[str, Any]]:
@@ -24,7 +19,7 @@ def backup_rows(report: VerificationReport) -> list[dict[str, Any]]:
             "kind": b.kind,
             "run": b.status,
             "verdict": b.severity.name,
-            "stopped": _when(b.stop_time),
+            "stopped": human_time(b.stop_time),
             "stored": human_bytes(b.stored_size),
             "checksums": b.checksums,
             "secondary": b.secondary,
@@ -40,8 +35,8 @@ def window_rows(report: VerificationReport) -> list[dict[str, Any]]:
     return [
         {
             "backup": w.label,
-            "from (consistent)": f"{_when(w.start_time)} / {w.start_lsn}",
-            "to (last contiguous WAL)": f"{_when(w.end_time)} / {w.end_lsn}",
+            "from (consistent)": f"{human_time(w.start_time)} / {w.start_lsn}",
+            "to (last contiguous WAL)": f"{human_time(w.end_time)} / {w.end_lsn}",
             "span": _span(w.seconds),
             "ended by": w.stopped_by or "the newest archived WAL",
         }
@@ -67,7 +62,7 @@ def wal_rows(report: VerificationReport) -> list[dict[str, Any]]:
             "segments": t.segments,
             "first": t.first,
             "last": t.last,
-            "last archived": _when(t.last_archived_at),
+            "last archived": human_time(t.last_archived_at),
             "gaps": gaps or "none",
             "history": t.history,
         })  # fmt: skip
@@ -79,7 +74,7 @@ def freshness_rows(report: VerificationReport) -> list[dict[str, Any]]:
         {
             "check": f.check,
             "newest": f.reference or "-",
-            "at": _when(f.at),
+            "at": human_time(f.at),
             "age": _span(f.age_s),
             "limit": _span(f.limit_s),
             "verdict": f.severity.name,
