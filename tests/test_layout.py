@@ -180,3 +180,41 @@ def test_function_level_imports_only_where_start_up_matters() -> None:
 def test_the_cycle_check_finds_a_planted_cycle() -> None:
     links = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(links, links) == [["a", "b", "c"]]
+
+
+#: What a view may not do: reach a database, a repository or a file.
+VIEW_FORBIDDEN_IMPORTS = ("psycopg", "sqlalchemy", "powrops.db", "powrops.storage", "boto3")
+VIEW_FORBIDDEN_CALLS = frozenset(
+    {"connect", "execute", "executemany", "open", "write_text", "write_bytes", "mkdir", "unlink"}
+)
+
+
+def view_problems(source: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            found += [f"imports {n}" for n in names if n.startswith(VIEW_FORBIDDEN_IMPORTS)]
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in VIEW_FORBIDDEN_CALLS:
+                found.append(f"calls {name}() at line {node.lineno}")
+    return found
+
+
+def test_views_are_pure() -> None:
+    views = sorted([*LIB.glob("*/view.py"), *LIB.glob("*/*_view.py")])
+    assert len(views) >= 8
+    found = {str(v.relative_to(LIB)): view_problems(v.read_text()) for v in views}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_the_view_check_finds_planted_work() -> None:
+    planted = "from powrops.db import connect\ndef rows(s):\n    return connect(s).execute('x')\n"
+    assert sorted(view_problems(planted)) == [
+        "calls connect() at line 3",
+        "calls execute() at line 3",
+        "imports powrops.db",
+    ]
