@@ -246,6 +246,23 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(defects_db: str) -> N
     }
 
 
+def test_a_repair_above_max_rows_stops_and_changes_nothing(fresh_defects_db: str) -> None:
+    url = fresh_defects_db
+    before = _sql(url, "SELECT (SELECT count(*) FROM workouts), (SELECT count(*) FROM "
+                       "workout_sets), (SELECT count(*) FROM ops.quarantine)")  # fmt: skip
+    settings = _settings(url, consistency={"repair": {"max_rows": 1}})
+    outcome = integrity.check(settings, repair=True)
+    assert outcome.repair is not None and outcome.repair.failed
+    stopped = [r for r in outcome.repair.results if r.error]
+    assert stopped and all("consistency.repair.max_rows = 1" in r.error for r in stopped)
+    assert all(r.total > 1 for r in stopped)  # it says how many rows it would have changed
+    assert outcome.exit_code == 2
+    after = _sql(url, "SELECT (SELECT count(*) FROM workouts), (SELECT count(*) FROM "
+                      "workout_sets), (SELECT count(*) FROM ops.quarantine)")  # fmt: skip
+    assert after == before
+    assert _sql(url, "SELECT count(*) FROM ops.repairs") == [(0,)]
+
+
 def test_repair_fixes_what_it_claims_with_audit_rows(fresh_defects_db: str) -> None:
     url = fresh_defects_db
     planted = planted_defects(url)

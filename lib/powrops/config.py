@@ -375,6 +375,9 @@ class ConsistencyRepair(Section):
     auto_fix: bool = True
     notification: bool = True
     logging: bool = True
+    # A class of fix that would change more rows than this stops, changes nothing and says
+    # so: that many bad rows is an incident to look at, not a routine repair.
+    max_rows: int = Field(1000, ge=1)
 
 
 class ConsistencySettings(Section):

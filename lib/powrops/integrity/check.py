@@ -66,7 +66,11 @@ def check(
             return outcome
         channels = settings.notify.channels if settings.consistency.repair.notification else None
         outcome.repair = apply_repairs(
-            conn, before.run_id, dry_run=dry_run, notify_channels=channels
+            conn,
+            before.run_id,
+            dry_run=dry_run,
+            notify_channels=channels,
+            max_rows=settings.consistency.repair.max_rows,
         )
         if not dry_run:
             outcome.after = run(conn, settings, store=keep)

@@ -208,9 +208,15 @@ def _record(conn: psycopg.Connection[Any], run_id: int, result: RepairResult) ->
 
 
 def repair_one(
-    conn: psycopg.Connection[Any], kind: str, run_id: int, *, dry_run: bool = False
+    conn: psycopg.Connection[Any],
+    kind: str,
+    run_id: int,
+    *,
+    dry_run: bool = False,
+    max_rows: int | None = None,
 ) -> RepairResult:
-    """One class of fix in one transaction (rolled back for a dry run)."""
+    """One class of fix in one transaction (rolled back for a dry run, or when it would change
+    more than ``max_rows`` rows: then nothing changes and the result says why)."""
     result = RepairResult(kind, dry_run=dry_run)
     try:
         with conn.transaction():
@@ -220,6 +226,13 @@ def repair_one(
             result.rows = {t: n for t, (n, _) in changed.items()}
             result.sample_ids = {t: ids for t, (_, ids) in changed.items()}
             if dry_run:
+                raise _Rollback
+            if max_rows is not None and result.total > max_rows:
+                result.error = (
+                    f"stopped: {result.total} rows to change, above consistency.repair.max_rows "
+                    f"= {max_rows}; nothing was changed. Review them (check integrity --repair "
+                    "--dry-run), then repair by hand or raise the limit"
+                )
                 raise _Rollback
             _record(conn, run_id, result)
     except _Rollback:
@@ -277,6 +290,7 @@ def repair(
     dry_run: bool = False,
     classes: tuple[str, ...] = CLASSES,
     notify_channels: Any = None,
+    max_rows: int | None = None,
 ) -> RepairReport:
     """Every class of fix, each in its own transaction, then one notification.
 
@@ -296,7 +310,7 @@ def repair(
         if run_id is None:
             with conn.transaction():
                 run_id = _provisional_run(conn)
-        results.append(repair_one(conn, kind, run_id, dry_run=dry_run))
+        results.append(repair_one(conn, kind, run_id, dry_run=dry_run, max_rows=max_rows))
     report = RepairReport(run_id, results, dry_run)
     if notify_channels and not dry_run and (report.total or report.failed):
         report.notification_problems = _notify(notify_channels, report)
