@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from powrops.cli.common import print_json, settings_of
+from powrops.errors import ParameterError
 from powrops.findings import Severity
+
+if TYPE_CHECKING:
+    from powrops.config import Settings
 
 
 def register(sub: Any) -> None:
@@ -14,8 +19,15 @@ def register(sub: Any) -> None:
     mig.add_argument("action", choices=["latest", "rollback", "status", "production"])
     mig.add_argument("--json", action="store_true")
     mig.set_defaults(func=cmd_migrate)
-    prod = mig.add_argument_group("production (powrops migrate production)")
+    prod = mig.add_argument_group(
+        "production and rollback (powrops migrate production | rollback): safeguards"
+    )
     prod.add_argument("--yes", action="store_true", help="confirm without a prompt")
+    prod.add_argument(
+        "--allow-data-loss",
+        action="store_true",
+        help="rollback: drop tables that still hold rows (keep a copy first)",
+    )
     prod.add_argument("--take-backup", action="store_true", help="take and verify a full first")
     prod.add_argument("--max-backup-age", metavar="DURATION", help="default backup.schedule.full")
     prod.add_argument("--max-transaction-age", metavar="DURATION", default="1min")
@@ -43,13 +55,8 @@ def cmd_migrate(args: argparse.Namespace) -> Severity | int:
         )
         return Severity.OK
     if args.action == "rollback":
-        before = migrate.current(eng)
-        if before is None:
-            print("nothing to roll back: no migration is applied")
-            return Severity.OK
-        migrate.downgrade(eng, "-1")
-        print(f"rolled back {before} -> {migrate.current(eng) or 'base'}")
-        return Severity.OK
+        eng.dispose()
+        return _rollback(args, settings_of(args))
     rows = migrate.status(eng)
     if args.json:
         print_json([row.to_dict() for row in rows])
@@ -59,3 +66,46 @@ def cmd_migrate(args: argparse.Namespace) -> Severity | int:
             tx = "transaction" if row.transaction else "no transaction"
             print(f"{row.revision}  {row.timestamp:%Y-%m-%d %H:%M:%S}  {mark:8} {tx:15} {row.slug}")
     return Severity.OK if all(r.applied for r in rows) else Severity.WARNING
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> Severity:
+    """One revision back with the safeguards of a production migration: shown, confirmed,
+    audited; refused when a safeguard fails or it would drop a table that holds rows."""
+    from powrops.db import identity
+    from powrops.migrate.model import Options
+    from powrops.migrate.rollback import apply_rollback, prepare_rollback
+    from powrops.migrate.view import render_plan
+
+    options = Options.parse(
+        max_backup_age=args.max_backup_age, take_backup=args.take_backup,
+        max_transaction_age=args.max_transaction_age, lock_timeout=args.lock_timeout,
+        statement_timeout=args.statement_timeout,
+    )  # fmt: skip
+    progress = None if args.json else (lambda line: print(f"  {line}", file=sys.stderr))
+    plan = prepare_rollback(settings, options, allow_data_loss=args.allow_data_loss, echo=progress)
+    if not plan.pending:
+        print("nothing to roll back: no migration is applied")
+        return Severity.OK
+    if not args.json:
+        print(f"roll back {plan.current} -> {plan.head} (the downgrade SQL below)")
+        print(render_plan(plan))
+        print()
+    if not plan.allowed:
+        print("not rolled back: a safeguard failed", file=sys.stderr)
+        return Severity.CRITICAL
+    if not args.yes:
+        database = identity(settings).database
+        if not sys.stdin.isatty():
+            raise ParameterError("not confirmed: pass --yes to roll back without a prompt")
+        answer = input(f"roll back {plan.current} on database {database}? type its name: ")
+        if answer.strip() != database:
+            print("not rolled back: not confirmed")
+            return Severity.UNKNOWN
+    result = apply_rollback(settings, plan, echo=progress)
+    if args.json:
+        print_json(result.to_dict())
+    elif result.applied:
+        print(f"rolled back {result.before} -> {result.after or 'base'} (audited)")
+    else:
+        print(f"rollback FAILED at {result.after or 'base'}: {result.error}", file=sys.stderr)
+    return result.status

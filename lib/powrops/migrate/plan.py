@@ -220,7 +220,19 @@ def upgrade_with_session(
 ) -> str | None:
     """:func:`upgrade` on a connection with ``session`` settings set first (``lock_timeout``,
     ``statement_timeout``): they hold for every revision, transactional or not."""
+    return _with_session(engine_or_url, session, "upgrade", target)
 
+
+def downgrade_with_session(
+    engine_or_url: Engine | str, session: Mapping[str, str], target: str
+) -> str | None:
+    """:func:`downgrade` with ``session`` settings set first, as :func:`upgrade_with_session`."""
+    return _with_session(engine_or_url, session, "downgrade", target)
+
+
+def _with_session(
+    engine_or_url: Engine | str, session: Mapping[str, str], direction: str, target: str
+) -> str | None:
     def run(config: Config) -> None:
         conn: Connection = config.attributes["connection"]
         for name, value in session.items():
@@ -228,9 +240,9 @@ def upgrade_with_session(
                 text("SELECT set_config(:name, :value, false)"), {"name": name, "value": value}
             )
         conn.commit()
-        command.upgrade(config, target)
+        (command.upgrade if direction == "upgrade" else command.downgrade)(config, target)
 
-    return _run(engine_or_url, f"upgrade to {target}", run)
+    return _run(engine_or_url, f"{direction} to {target}", run)
 
 
 def downgrade(engine_or_url: Engine | str, target: str = "-1") -> str | None:

@@ -102,7 +102,7 @@ def apply(
         except PowropsError as exc:
             result.error = str(exc)
             result.after = migrate.current(eng)
-        _audit(settings, result)
+        record_attempt(settings, result)
         result.checks = post_checks(settings, eng, plan)
     finally:
         eng.dispose()
@@ -122,12 +122,13 @@ def _save_rollback(settings: Settings, plan: ProductionPlan) -> Path:
     return path
 
 
-def _audit(settings: Settings, result: ProductionResult) -> None:
-    """One audit_log row and one ops.events row for the attempt (done or failed)."""
+def record_attempt(settings: Settings, result: ProductionResult, kind: str = "migration") -> None:
+    """One audit_log row and one ops.events row for the attempt (done or failed); ``kind``
+    says whether it migrated or rolled back."""
 
     plan = result.plan
     details = {
-        "from": result.before, "to": result.after, "target": plan.head,
+        "direction": kind, "from": result.before, "to": result.after, "target": plan.head,
         "revisions": [p.revision for p in plan.pending], "status": "ok" if result.applied
         else "failed", "error": result.error, "backup": plan.backup, "session": plan.session,
         "rollback_file": result.rollback_file,
