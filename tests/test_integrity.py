@@ -451,11 +451,14 @@ def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
     assert _sql(clean_db, "SHOW default_transaction_read_only") == [("on",)]
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         _sql(clean_db, "UPDATE workouts SET notes = 'x' WHERE id = %s", (workout,))
-    from powrops.integrity.incident import read_only_commands
+    events = "SELECT details->>'read_only' FROM ops.events WHERE kind = 'read_only' ORDER BY id"
+    assert _sql(clean_db, events) == [("true",)]  # the switch is journaled
+    from powrops.integrity.incident import resume_writes
 
-    undo = read_only_commands(clean_db.rsplit("/", 1)[1])["undo"]
-    _sql(clean_db, undo)
+    resumed = resume_writes(_settings(clean_db), True)
+    assert resumed["read_only"] is False
     assert _sql(clean_db, "SHOW default_transaction_read_only") == [("off",)]
+    assert _sql(clean_db, events) == [("true",), ("false",)]  # and so is its undo
 
 
 def test_a_repair_that_fails_changes_nothing_and_exits_critical(clean_db: str) -> None:

@@ -81,6 +81,8 @@ def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
     if confirm:
         with connection(settings) as conn:
             conn.execute(commands["undo"])
+            # this session started read-only: the journal row needs a writable transaction
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
             journal.record(conn, "read_only", {"database": dbname, "read_only": False})
     return {"database": dbname, "read_only": not confirm, **commands}
 
