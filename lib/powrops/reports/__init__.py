@@ -6,13 +6,17 @@ Notebooks call :func:`record` and the ``show_*`` helpers; the CLI and schedulers
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from powrops.errors import PowropsError
 from powrops.reports.catalog import latest, list_runs
 from powrops.reports.display import show_findings, show_summary, show_table, show_target
 from powrops.reports.html import external_resources, render_html
 from powrops.reports.index import build_index
-from powrops.reports.record import RUN_DIR_ENV, current_run_dir, record
+from powrops.reports.record import RUN_DIR_ENV, Recorded, current_run_dir
+from powrops.reports.record import record as record_result
 
 if TYPE_CHECKING:
     from powrops.reports.runner import (
@@ -40,6 +44,39 @@ _RUNNER_NAMES = frozenset(
         "run_report",
     }
 )
+
+
+def record(*args: Any, **kwargs: Any) -> Recorded:
+    """Record the notebook's result (:func:`powrops.reports.record.record`). Run by hand in
+    JupyterLab, the runbook is also archived as evidence, marked interactive."""
+    result = record_result(*args, **kwargs)
+    if current_run_dir() is None and _session_notebook() is not None:
+        _archive_by_hand(result)
+    return result
+
+
+def _session_notebook() -> Path | None:
+    """The notebook a JupyterLab kernel runs (Jupyter Server says so), or None."""
+    value = os.environ.get("JPY_SESSION_NAME", "")
+    return Path(value) if value.endswith(".ipynb") and Path(value).is_file() else None
+
+
+def _archive_by_hand(result: Recorded) -> None:
+    from powrops import config, db
+    from powrops.reports.runner import archive_interactive
+
+    notebook = _session_notebook()
+    assert notebook is not None
+    settings = config.settings()
+    try:
+        target = db.identity(settings).to_dict()
+    except PowropsError:  # the archive matters more than the banner
+        target = None
+    run_dir = archive_interactive(
+        notebook, result, reports_dir=settings.reports_dir, secrets=db.secrets(settings),
+        target=target,
+    )  # fmt: skip
+    print(f"Archived as evidence (interactive run, the notebook as last saved): {run_dir}")
 
 
 def __getattr__(name: str) -> Any:

@@ -420,6 +420,59 @@ def run_report(
     return RunResult(run_dir, status, int(status), final)
 
 
+#: Set by Jupyter Server in a kernel it starts: the path of the notebook the kernel runs.
+SESSION_ENV = "JPY_SESSION_NAME"
+
+
+def archive_interactive(
+    notebook: Path,
+    recorded: Mapping[str, Any],
+    *,
+    reports_dir: Path,
+    secrets: Iterable[str] = (),
+    target: Mapping[str, Any] | None = None,
+    root: Path | None = None,
+) -> Path:
+    """Archive a runbook run by hand in JupyterLab as evidence, like a scheduled run.
+
+    The notebook is archived as last saved (save it before the cell that records), rendered
+    with its code, into ``<reports_dir>/<name>/<UTC timestamp>-interactive/``; ``result.json``
+    says ``"interactive": true``. Returns the run directory.
+    """
+    specs = discover((root or project_root()).resolve())
+    spec = specs.get(notebook.stem)
+    if spec is None:
+        raise ReportError(f"{notebook} is not one of the project's reports or runbooks")
+    started = datetime.now(UTC)
+    archive = reports_dir.resolve()
+    run_dir = _new_run_dir(archive / spec.name, started, suffix="-interactive")
+    nb = read_notebook(notebook)
+    result = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "description": spec.description,
+        "run_id": run_dir.name,
+        "started_at": started.isoformat(timespec="milliseconds"),
+        "finished_at": started.isoformat(timespec="milliseconds"),
+        "duration_s": None,
+        "parameters": {},
+        "status": str(recorded.get("status", "UNKNOWN")),
+        "exit_code": int(recorded.get("exit_code", 3)),
+        "failed": False,
+        "error": None,
+        "summary": recorded.get("summary"),
+        "findings": list(recorded.get("findings", [])),
+        "figures": dict(recorded.get("figures", {})),
+        "versions": _versions(),
+        "interactive": True,
+        "notebook": str(notebook),
+        "target": dict(target) if target is not None else None,
+    }
+    _archive(run_dir, spec, nb, result, list(secrets))
+    build_index(archive)
+    return run_dir
+
+
 def _archive(
     run_dir: Path,
     spec: ReportSpec,
@@ -436,10 +489,10 @@ def _archive(
     write_json(run_dir / RESULT_FILE, _redact_tree(result, secrets))
 
 
-def _new_run_dir(report_dir: Path, started: datetime) -> Path:
-    """A fresh ``<report_dir>/<UTC timestamp>[-n]`` directory."""
+def _new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
+    """A fresh ``<report_dir>/<UTC timestamp>[suffix][-n]`` directory."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    stamp = started.strftime("%Y%m%dT%H%M%SZ") + suffix
     for n in itertools.count(1):
         candidate = report_dir / (stamp if n == 1 else f"{stamp}-{n}")
         try:
