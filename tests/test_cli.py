@@ -69,6 +69,7 @@ def test_bad_arguments_exit_unknown() -> None:
     assert run("seed", "--users", "many").returncode == 3
 
 
+@pytest.mark.pg
 def test_db_start_status_stop(pg_tmp: Path) -> None:
     env = {"POWROPS_STATE_DIR": str(pg_tmp / "state")}
     try:
