@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops.config import AuditEvents, AuditMetadata
 
@@ -137,10 +138,16 @@ def trigger_arguments(metadata: AuditMetadata) -> str:
     return ",".join(name for name in OPTIONAL_METADATA if getattr(metadata, name))
 
 
-ROW_TRIGGER_DDL = (
-    "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
-    "FOR EACH ROW EXECUTE FUNCTION public.powrops_audit_row({}, {})"
+ROW_TRIGGER_DDL = sql.SQL(
+    "CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+    "FOR EACH ROW EXECUTE FUNCTION public.powrops_audit_row({key}, {kept})"
 )
+"""The row trigger on one table; its arguments (literals: DDL takes no parameters) are the
+table's key column and the optional metadata to record."""
+
+SWITCH_ROW_TRIGGER = sql.SQL("ALTER TABLE {table} {verb} TRIGGER {trigger}")
+SWITCH_EVENT_TRIGGER = sql.SQL("ALTER EVENT TRIGGER {trigger} {verb}")
+ENABLE, DISABLE = sql.SQL("ENABLE"), sql.SQL("DISABLE")
 
 
 def apply_config(
@@ -155,8 +162,6 @@ def apply_config(
     ``access_patterns`` needs no object: :func:`access_patterns` reads the statistics views
     only when it is on. Runs in one transaction.
     """
-    from psycopg import sql
-
     current = status(conn)
     done: list[str] = []
 
@@ -165,7 +170,7 @@ def apply_config(
         done.append(stmt.as_string(conn))
 
     with conn.transaction():
-        verb = sql.SQL("ENABLE" if events.data_modification else "DISABLE")
+        verb = ENABLE if events.data_modification else DISABLE
         trigger = sql.Identifier(ROW_TRIGGER)
         for table, state in current.row_triggers.items():
             if state is None:
@@ -174,12 +179,12 @@ def apply_config(
             if metadata is not None:
                 key = sql.Literal("user_id" if table == "user_totals" else "id")
                 kept = sql.Literal(trigger_arguments(metadata))
-                run(sql.SQL(ROW_TRIGGER_DDL).format(trigger, name, key, kept))
-            run(sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(name, verb, trigger))
-        verb = sql.SQL("ENABLE" if events.system_changes else "DISABLE")
+                run(ROW_TRIGGER_DDL.format(trigger=trigger, table=name, key=key, kept=kept))
+            run(SWITCH_ROW_TRIGGER.format(table=name, verb=verb, trigger=trigger))
+        verb = ENABLE if events.system_changes else DISABLE
         for event, state in current.event_triggers.items():
             if state is not None:
-                run(sql.SQL("ALTER EVENT TRIGGER {} {}").format(sql.Identifier(event), verb))
+                run(SWITCH_EVENT_TRIGGER.format(trigger=sql.Identifier(event), verb=verb))
     return done
 
 

@@ -24,6 +24,14 @@ from powrops.config import ConsistencyChecks
 from powrops.integrity.model import SAMPLE_SIZE, CheckResult, violation
 from powrops.schema import metadata
 
+ORPHAN = sql.SQL(
+    "{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{key} = {column})"
+)
+"""The condition of an orphan row: its reference is set and no parent row has that key."""
+
+ORPHANS = sql.SQL("FROM {table} c WHERE {orphan}")
+"""A relationship's orphan rows, as alias ``c``."""
+
 
 @dataclass(frozen=True)
 class Relationship:
@@ -38,19 +46,12 @@ class Relationship:
     pk_type: str
     key_type: str
 
-    def orphan_condition(self, alias: str = "c") -> str:
-        """The SQL condition of an orphan row; identifiers quoted by psycopg."""
-        return (
-            sql.SQL(
-                "{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p "
-                "WHERE p.{key} = {column})"
-            )
-            .format(
-                column=sql.Identifier(alias, self.column),
-                parent=sql.Identifier("public", self.parent),
-                key=sql.Identifier(self.key),
-            )
-            .as_string(None)
+    def orphan_condition(self, alias: str = "c") -> sql.Composed:
+        """The SQL condition of an orphan row (:data:`ORPHAN`) of the table as ``alias``."""
+        return ORPHAN.format(
+            column=sql.Identifier(alias, self.column),
+            parent=sql.Identifier("public", self.parent),
+            key=sql.Identifier(self.key),
         )
 
 
@@ -91,32 +92,34 @@ def relationships() -> list[Relationship]:
     return found
 
 
+COUNT_AND_SAMPLES = sql.SQL("""
+WITH v AS MATERIALIZED (SELECT {key} AS k {from_where})
+SELECT (SELECT count(*) FROM v), ARRAY(SELECT k FROM v ORDER BY k LIMIT %s)
+""")
+"""How many rows ``FROM ... WHERE ...`` finds, and the smallest few of their keys."""
+
+
 def _count_and_samples(
-    conn: psycopg.Connection[Any], from_where: str, key: str
+    conn: psycopg.Connection[Any], from_where: sql.Composable, key: sql.Composable
 ) -> tuple[int, list[Any]]:
     """Count rows of ``FROM ... WHERE ...`` and up to five of their keys, in one statement."""
-    row = conn.execute(
-        sql.SQL(
-            "WITH v AS MATERIALIZED (SELECT {} AS k {}) "
-            "SELECT (SELECT count(*) FROM v), ARRAY(SELECT k FROM v ORDER BY k LIMIT {})"
-        ).format(sql.SQL(key), sql.SQL(from_where), sql.Literal(SAMPLE_SIZE))  # type: ignore[arg-type]
-    ).fetchone()
+    query = COUNT_AND_SAMPLES.format(key=key, from_where=from_where)
+    row = conn.execute(query, (SAMPLE_SIZE,)).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
 
 
-def orphan_sql(rel: Relationship) -> str:
-    """``FROM <table> c WHERE <orphan condition>``, identifiers quoted by psycopg."""
-    table = sql.Identifier("public", rel.table).as_string(None)
-    return f"FROM {table} c WHERE {rel.orphan_condition()}"
+def orphan_sql(rel: Relationship) -> sql.Composed:
+    """``FROM <table> c WHERE <orphan condition>`` (:data:`ORPHANS`) of one relationship."""
+    return ORPHANS.format(
+        table=sql.Identifier("public", rel.table), orphan=rel.orphan_condition("c")
+    )
 
 
 def check_orphans(conn: psycopg.Connection[Any]) -> list[CheckResult]:
     results = []
     for rel in relationships():
-        n, samples = _count_and_samples(
-            conn, orphan_sql(rel), sql.Identifier("c", rel.pk).as_string(None)
-        )
+        n, samples = _count_and_samples(conn, orphan_sql(rel), sql.Identifier("c", rel.pk))
         results.append(
             violation(
                 rel.name,
@@ -135,34 +138,35 @@ def check_orphans(conn: psycopg.Connection[Any]) -> list[CheckResult]:
     return results
 
 
-SET_VOLUMES = (
-    "SELECT workout_id, COALESCE(sum(weight * reps), 0) AS volume "
-    "FROM public.workout_sets GROUP BY workout_id"
-)
+SET_VOLUMES = sql.SQL("""
+SELECT workout_id, COALESCE(sum(weight * reps), 0) AS volume
+FROM public.workout_sets GROUP BY workout_id
+""")
+"""Each workout's volume: the sum of weight * reps of its sets (a NULL product adds nothing)."""
 
-WRONG_VOLUME = (
-    f"FROM public.workouts w LEFT JOIN ({SET_VOLUMES}) s ON s.workout_id = w.id "
-    "WHERE w.total_volume IS NOT NULL AND w.total_volume <> COALESCE(s.volume, 0)"
-)
+WRONG_VOLUME = sql.SQL("""
+FROM public.workouts w LEFT JOIN ({set_volumes}) s ON s.workout_id = w.id
+WHERE w.total_volume IS NOT NULL AND w.total_volume <> COALESCE(s.volume, 0)
+""").format(set_volumes=SET_VOLUMES)
 """Workouts whose stored total_volume differs from the sum of weight * reps of their sets."""
 
-LIVE_TOTALS = (
-    "SELECT w.user_id, count(*)::int AS workout_count, "
-    "COALESCE(sum(s.volume), 0) AS total_volume "
-    f"FROM public.workouts w LEFT JOIN ({SET_VOLUMES}) s ON s.workout_id = w.id "
-    "WHERE w.deleted_at IS NULL GROUP BY w.user_id"
-)
+LIVE_TOTALS = sql.SQL("""
+SELECT w.user_id, count(*)::int AS workout_count, COALESCE(sum(s.volume), 0) AS total_volume
+FROM public.workouts w LEFT JOIN ({set_volumes}) s ON s.workout_id = w.id
+WHERE w.deleted_at IS NULL GROUP BY w.user_id
+""").format(set_volumes=SET_VOLUMES)
+"""Per user, the live workouts (archived ones included) and the volume of their sets."""
 
-WRONG_TOTALS = (
-    f"FROM public.user_totals t LEFT JOIN ({LIVE_TOTALS}) l ON l.user_id = t.user_id "
-    "WHERE t.workout_count <> COALESCE(l.workout_count, 0) "
-    "OR t.total_volume <> COALESCE(l.total_volume, 0)"
-)
+WRONG_TOTALS = sql.SQL("""
+FROM public.user_totals t LEFT JOIN ({live_totals}) l ON l.user_id = t.user_id
+WHERE t.workout_count <> COALESCE(l.workout_count, 0)
+   OR t.total_volume <> COALESCE(l.total_volume, 0)
+""").format(live_totals=LIVE_TOTALS)
 """user_totals rows that disagree with the user's live workouts and their sets."""
 
 
 def check_total_volume(conn: psycopg.Connection[Any]) -> CheckResult:
-    n, samples = _count_and_samples(conn, WRONG_VOLUME, "w.id")
+    n, samples = _count_and_samples(conn, WRONG_VOLUME, sql.SQL("w.id"))
     return violation(
         "workout_total_volume",
         "calculated",
@@ -176,7 +180,7 @@ def check_total_volume(conn: psycopg.Connection[Any]) -> CheckResult:
 
 
 def check_user_totals(conn: psycopg.Connection[Any]) -> CheckResult:
-    n, samples = _count_and_samples(conn, WRONG_TOTALS, "t.user_id")
+    n, samples = _count_and_samples(conn, WRONG_TOTALS, sql.SQL("t.user_id"))
     return violation(
         "user_totals",
         "totals",

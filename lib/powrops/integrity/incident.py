@@ -37,18 +37,28 @@ def _dbname(settings: Settings) -> str:
     return str(row[0])
 
 
-def read_only_commands(dbname: str) -> dict[str, str]:
-    """The statement that stops writes and the one that undoes it.
+STOP_WRITES = sql.SQL("ALTER DATABASE {database} SET default_transaction_read_only = on;")
+"""New sessions of the database start read-only; sessions already connected keep theirs."""
 
-    The undo starts its transaction READ WRITE explicitly: in a read-only database every other
-    transaction is read-only, and ALTER DATABASE would be refused.
-    """
-    ident = sql.Identifier(dbname).as_string(None)
+RESUME_WRITES = sql.SQL(
+    "BEGIN READ WRITE; ALTER DATABASE {database} SET default_transaction_read_only = off; COMMIT;"
+)
+"""The undo starts its transaction READ WRITE explicitly: in a read-only database every other
+transaction is read-only, and ALTER DATABASE would be refused."""
+
+
+def read_only_statements(dbname: str) -> dict[str, sql.Composed]:
+    """The statement that stops writes (``stop``) and the one that undoes it (``undo``)."""
+    database = sql.Identifier(dbname)
     return {
-        "stop": f"ALTER DATABASE {ident} SET default_transaction_read_only = on;",
-        "undo": f"BEGIN READ WRITE; ALTER DATABASE {ident} SET default_transaction_read_only = "
-        "off; COMMIT;",
+        "stop": STOP_WRITES.format(database=database),
+        "undo": RESUME_WRITES.format(database=database),
     }
+
+
+def read_only_commands(dbname: str) -> dict[str, str]:
+    """:func:`read_only_statements` as the text shown to the DBA and journaled."""
+    return {k: v.as_string(None) for k, v in read_only_statements(dbname).items()}
 
 
 def stop_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
@@ -64,7 +74,7 @@ def stop_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
     done = False
     if confirm:
         with connection(settings) as conn:
-            conn.execute(commands["stop"])
+            conn.execute(read_only_statements(dbname)["stop"])
             journal.record(conn, "read_only", {"database": dbname, "read_only": True,
                                                "undo": commands["undo"]})  # fmt: skip
         done = True
@@ -80,7 +90,7 @@ def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
     commands = read_only_commands(dbname)
     if confirm:
         with connection(settings) as conn:
-            conn.execute(commands["undo"])
+            conn.execute(read_only_statements(dbname)["undo"])
             # this session started read-only: the journal row needs a writable transaction
             conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
             journal.record(conn, "read_only", {"database": dbname, "read_only": False})
@@ -110,9 +120,19 @@ class Suspects:
 
     check: str
     table: str
-    ids_sql: str
+    ids_sql: sql.Composable
     params: tuple[Any, ...] = ()
     actions: tuple[str, ...] = audit.DATA_ACTIONS
+
+
+RULE_SUSPECTS = sql.SQL("SELECT id::text FROM {table} WHERE {condition}")
+"""The rows now failing a validation rule."""
+
+ORPHAN_SUSPECTS = sql.SQL("SELECT {column}::text {orphans}")
+"""An orphan's id, or the id of the parent row it points at, from :data:`ORPHANS`."""
+
+VOLUME_SUSPECTS = sql.SQL("SELECT w.id::text {wrong}").format(wrong=WRONG_VOLUME)
+TOTALS_SUSPECTS = sql.SQL("SELECT t.user_id::text {wrong}").format(wrong=WRONG_TOTALS)
 
 
 def suspects(settings: Settings, failed: set[str]) -> list[Suspects]:
@@ -120,41 +140,37 @@ def suspects(settings: Settings, failed: set[str]) -> list[Suspects]:
     they point at (deleted, probably): where the audit trail holds the bad change."""
     found = [
         Suspects(
-            c.name, c.table, f"SELECT id::text FROM public.{c.table} WHERE {c.condition}", c.params
+            c.name,
+            c.table,
+            RULE_SUSPECTS.format(table=sql.Identifier("public", c.table), condition=c.condition),
+            c.params,
         )
         for c in rule_checks(settings.validation)
         if c.name in failed
     ]
     for rel in relationships():
         if rel.name in failed:
-            found.append(
-                Suspects(rel.name, rel.table, f'SELECT c."{rel.pk}"::text {orphan_sql(rel)}')
+            orphans = orphan_sql(rel)
+            ids = ORPHAN_SUSPECTS.format(column=sql.Identifier("c", rel.pk), orphans=orphans)
+            parents = ORPHAN_SUSPECTS.format(
+                column=sql.Identifier("c", rel.column), orphans=orphans
             )
-            found.append(
-                Suspects(
-                    rel.name,
-                    rel.parent,
-                    f'SELECT c."{rel.column}"::text {orphan_sql(rel)}',
-                    actions=("DELETE", "UPDATE"),
-                )
-            )
+            found.append(Suspects(rel.name, rel.table, ids))
+            found.append(Suspects(rel.name, rel.parent, parents, actions=("DELETE", "UPDATE")))
     if "workout_total_volume" in failed:
-        found.append(
-            Suspects("workout_total_volume", "workouts", f"SELECT w.id::text {WRONG_VOLUME}")
-        )
+        found.append(Suspects("workout_total_volume", "workouts", VOLUME_SUSPECTS))
     if "user_totals" in failed:
-        found.append(
-            Suspects("user_totals", "user_totals", f"SELECT t.user_id::text {WRONG_TOTALS}")
-        )
+        found.append(Suspects("user_totals", "user_totals", TOTALS_SUSPECTS))
     return found
 
 
-FIRST_CHANGE = """
+FIRST_CHANGE = sql.SQL("""
 SELECT a.occurred_at, a.actor, a.action, a.row_id FROM public.audit_log a
 WHERE a.table_name = %s AND a.action = ANY(%s) AND a.occurred_at >= %s
   AND a.row_id IN ({ids})
 ORDER BY a.occurred_at, a.id LIMIT 1
-"""
+""")
+"""The earliest recorded change, since a time, to one of the rows the subquery ``ids`` finds."""
 
 
 def first_bad_change(

@@ -13,7 +13,7 @@ for that group instead of ending the run, and amcheck still names the damaged re
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 
@@ -39,6 +39,12 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm', 't') AND c.relpersistence <> 't' AND n.nspname = ANY(%s)
 ORDER BY 2
 """
+
+BT_INDEX_CHECK = "SELECT NULL, NULL FROM bt_index_check(%s, %s)"
+"""amcheck's B-tree check of one index (oid, heapallindexed); it raises on corruption."""
+
+VERIFY_HEAP = "SELECT count(*), min(msg) FROM verify_heapam(%s, on_error_stop => false)"
+"""amcheck's check of one table's heap (oid): how many corrupt tuples, and the first message."""
 
 AMCHECK_ADVICE = (
     "corruption: follow runbooks/data_corruption_response.ipynb (stop writes, assess the scope, "
@@ -95,11 +101,13 @@ def amcheck_version(conn: psycopg.Connection[Any]) -> str | None:
     return str(row[0]) if row else None
 
 
-def _verify(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> str | None:
+def _verify(
+    conn: psycopg.Connection[Any], query: LiteralString, params: tuple[Any, ...]
+) -> str | None:
     """Run one amcheck call in a savepoint; the problem it reports, or None."""
     try:
         with conn.transaction():
-            row = conn.execute(sql, params).fetchone()
+            row = conn.execute(query, params).fetchone()
     except psycopg.errors.InsufficientPrivilege:
         raise
     except psycopg.errors.QueryCanceled:
@@ -120,18 +128,12 @@ def check_amcheck(conn: psycopg.Connection[Any], heapallindexed: bool = False) -
     checked = 0
     try:
         for oid, name in conn.execute(INDEXES, (schemas,)).fetchall():
-            problem = _verify(
-                conn, "SELECT NULL, NULL FROM bt_index_check(%s, %s)", (oid, heapallindexed)
-            )
+            problem = _verify(conn, BT_INDEX_CHECK, (oid, heapallindexed))
             checked += 1
             if problem:
                 corrupt[name] = problem
         for oid, name in conn.execute(HEAPS, (schemas,)).fetchall():
-            problem = _verify(
-                conn,
-                "SELECT count(*), min(msg) FROM verify_heapam(%s, on_error_stop => false)",
-                (oid,),
-            )
+            problem = _verify(conn, VERIFY_HEAP, (oid,))
             checked += 1
             if problem:
                 corrupt[name] = problem

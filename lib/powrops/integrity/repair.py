@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql as psql
+from psycopg import sql
 
 from powrops.audit.trail import REPAIR_ACTION, set_actor, suppress_row_audit
 from powrops.errors import ParameterError
@@ -67,125 +67,149 @@ class _Rollback(Exception):
     """Raised inside a dry run's transaction to roll it back."""
 
 
-def _audit_insert(source: str, table: str, old: str, new: str, run_id: int, kind: str) -> str:
-    """SQL that writes one audit row per row of CTE ``source`` and returns their row ids."""
-    return (
-        "INSERT INTO public.audit_log (actor, action, table_name, row_id, old_value, new_value, "
-        f"details) SELECT '{ACTOR}', '{REPAIR_ACTION}', '{table}', {source}.row_id, {old}, {new}, "
-        f"jsonb_build_object('run_id', {int(run_id)}, 'repair', '{kind}') FROM {source} "
-        "RETURNING row_id"
-    )
+AUDIT_CHANGED = sql.SQL("""
+INSERT INTO public.audit_log (actor, action, table_name, row_id, old_value, new_value, details)
+SELECT %(actor)s::text, %(action)s::text, %(table_name)s::text, changed.row_id,
+       changed.old_row, changed.new_row,
+       jsonb_build_object('run_id', %(run_id)s::bigint, 'repair', %(kind)s::text)
+FROM changed
+RETURNING row_id
+""")
+"""One audit row per row of the CTE ``changed`` (row_id, old_row, new_row); their row ids."""
+
+FINISH = sql.SQL("""{changes}
+SELECT (SELECT count(*) FROM aud), ARRAY(SELECT row_id FROM aud ORDER BY row_id LIMIT %(sample)s)
+""")
+"""Run a fix whose last CTE is ``aud``: how many rows it audited, and the first few ids."""
+
+RECOMPUTE_VOLUME = sql.SQL("""
+WITH bad AS (
+    SELECT w.id, w.id::text AS row_id, to_jsonb(w) AS old_row, COALESCE(s.volume, 0) AS volume
+    {wrong_volume}
+    FOR UPDATE OF w
+), upd AS (
+    UPDATE public.workouts w SET total_volume = bad.volume FROM bad
+    WHERE w.id = bad.id RETURNING w.id, to_jsonb(w) AS new_row
+), changed AS (
+    SELECT bad.row_id, bad.old_row, upd.new_row FROM bad JOIN upd USING (id)
+), aud AS ({audit})
+""").format(wrong_volume=WRONG_VOLUME, audit=AUDIT_CHANGED)
+"""Set each wrong workouts.total_volume to the sum of weight * reps of its sets, audited."""
+
+RECOMPUTE_TOTALS = sql.SQL("""
+WITH bad AS (
+    SELECT t.user_id, t.user_id::text AS row_id, to_jsonb(t) AS old_row,
+           COALESCE(l.workout_count, 0) AS n, COALESCE(l.total_volume, 0) AS volume
+    {wrong_totals}
+    FOR UPDATE OF t
+), upd AS (
+    UPDATE public.user_totals t
+    SET workout_count = bad.n, total_volume = bad.volume, updated_at = now()
+    FROM bad WHERE t.user_id = bad.user_id RETURNING t.user_id, to_jsonb(t) AS new_row
+), changed AS (
+    SELECT bad.row_id, bad.old_row, upd.new_row FROM bad JOIN upd USING (user_id)
+), aud AS ({audit})
+""").format(wrong_totals=WRONG_TOTALS, audit=AUDIT_CHANGED)
+"""Set each wrong user_totals row to the user's live workouts and their volume, audited."""
 
 
-def _finish(conn: psycopg.Connection[Any], sql: str) -> tuple[int, list[str]]:
-    row = conn.execute(
-        psql.SQL(
-            "{} SELECT (SELECT count(*) FROM aud), "
-            "ARRAY(SELECT row_id FROM aud ORDER BY row_id LIMIT {})"
-        ).format(psql.SQL(sql), psql.Literal(SAMPLE_SIZE))  # type: ignore[arg-type]
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), list(row[1])
+def _finish(
+    conn: psycopg.Connection[Any], changes: sql.Composable, params: dict[str, Any]
+) -> tuple[int, list[str]]:
+    row = conn.execute(FINISH.format(changes=changes), {**params, "sample": SAMPLE_SIZE})
+    found = row.fetchone()
+    assert found is not None
+    return int(found[0]), list(found[1])
+
+
+def _audit_params(table: str, run_id: int, kind: str) -> dict[str, Any]:
+    return {"actor": ACTOR, "action": REPAIR_ACTION, "table_name": table, "run_id": run_id,
+            "kind": kind}  # fmt: skip
 
 
 def _recompute_volume(
     conn: psycopg.Connection[Any], run_id: int
 ) -> dict[str, tuple[int, list[str]]]:
-    kind = "workout_total_volume"
-    sql = (
-        "WITH bad AS (SELECT w.id, w.id::text AS row_id, to_jsonb(w) AS old_row, "
-        f"COALESCE(s.volume, 0) AS volume {WRONG_VOLUME} FOR UPDATE OF w), "
-        "upd AS (UPDATE public.workouts w SET total_volume = bad.volume FROM bad "
-        "WHERE w.id = bad.id RETURNING w.id, to_jsonb(w) AS new_row), "
-        "changed AS (SELECT bad.row_id, bad.old_row, upd.new_row FROM bad JOIN upd USING (id)), "
-        f"aud AS ({_audit_insert('changed', 'workouts', 'old_row', 'new_row', run_id, kind)})"
-    )
-    return {"workouts": _finish(conn, sql)}
+    params = _audit_params("workouts", run_id, "workout_total_volume")
+    return {"workouts": _finish(conn, RECOMPUTE_VOLUME, params)}
 
 
 def _recompute_totals(
     conn: psycopg.Connection[Any], run_id: int
 ) -> dict[str, tuple[int, list[str]]]:
-    kind = "user_totals"
-    sql = (
-        "WITH bad AS (SELECT t.user_id, t.user_id::text AS row_id, to_jsonb(t) AS old_row, "
-        "COALESCE(l.workout_count, 0) AS n, COALESCE(l.total_volume, 0) AS volume "
-        f"{WRONG_TOTALS} FOR UPDATE OF t), "
-        "upd AS (UPDATE public.user_totals t SET workout_count = bad.n, "
-        "total_volume = bad.volume, updated_at = now() FROM bad "
-        "WHERE t.user_id = bad.user_id RETURNING t.user_id, to_jsonb(t) AS new_row), "
-        "changed AS (SELECT bad.row_id, bad.old_row, upd.new_row FROM bad "
-        "JOIN upd USING (user_id)), "
-        f"aud AS ({_audit_insert('changed', 'user_totals', 'old_row', 'new_row', run_id, kind)})"
-    )
-    return {"user_totals": _finish(conn, sql)}
+    params = _audit_params("user_totals", run_id, "user_totals")
+    return {"user_totals": _finish(conn, RECOMPUTE_TOTALS, params)}
 
 
-QUARANTINE = """
+QUARANTINE = sql.SQL("""
 WITH ins AS (
     INSERT INTO ops.quarantine (run_id, table_name, row_id, reason, "row")
-    SELECT {run}, '{table}', c."{pk}"::text,
-           CASE WHEN {orphan} THEN '{reason}' ELSE 'its {parent} row was quarantined' END,
+    SELECT %(run_id)s::bigint, %(table_name)s::text, c.{pk}::text,
+           CASE WHEN {orphan} THEN %(reason)s::text ELSE %(follows)s::text END,
            to_jsonb(c)
-    FROM public."{table}" c
-    WHERE ({orphan} OR c."{column}" IN (
+    FROM {table} c
+    WHERE ({orphan} OR c.{column} IN (
               SELECT q.row_id::{key_type} FROM ops.quarantine q
-              WHERE q.run_id = {run} AND q.table_name = '{parent}'))
-      AND NOT EXISTS (SELECT 1 FROM ops.quarantine q2 WHERE q2.run_id = {run}
-                      AND q2.table_name = '{table}' AND q2.row_id = c."{pk}"::text)
+              WHERE q.run_id = %(run_id)s::bigint AND q.table_name = %(parent)s::text))
+      AND NOT EXISTS (SELECT 1 FROM ops.quarantine q2 WHERE q2.run_id = %(run_id)s::bigint
+                      AND q2.table_name = %(table_name)s::text AND q2.row_id = c.{pk}::text)
     FOR UPDATE OF c
     RETURNING id, row_id, "row", reason
 ),
 aud AS (
     INSERT INTO public.audit_log (actor, action, table_name, row_id, old_value, new_value, details)
-    SELECT '{actor}', '{action}', '{table}', ins.row_id, ins."row", NULL,
-           jsonb_build_object('run_id', {run}, 'repair', 'quarantine_orphans',
+    SELECT %(actor)s::text, %(action)s::text, %(table_name)s::text, ins.row_id, ins."row", NULL,
+           jsonb_build_object('run_id', %(run_id)s::bigint, 'repair', 'quarantine_orphans',
                               'quarantine_id', ins.id, 'reason', ins.reason)
     FROM ins
     RETURNING row_id
 )
-"""
+""")
 """Copy one relationship's orphans, and rows whose parent this run quarantined, into
 ``ops.quarantine`` (locked, so no child can be added to them before they go) with one audit
 row each."""
 
+DELETE_QUARANTINED = sql.SQL("""
+DELETE FROM {table} WHERE {pk} IN (
+    SELECT row_id::{pk_type} FROM ops.quarantine WHERE run_id = %s AND table_name = %s)
+""")
+"""Delete a table's rows that this run copied into ``ops.quarantine``."""
 
-def _quarantine_sql(rel: Relationship, run_id: int) -> str:
-    return QUARANTINE.format(
-        run=int(run_id),
-        table=rel.table,
-        pk=rel.pk,
-        column=rel.column,
-        parent=rel.parent,
-        key_type=rel.key_type,
-        orphan=rel.orphan_condition(),
-        reason=f"{rel.column} references no {rel.parent} row",
-        actor=ACTOR,
-        action=REPAIR_ACTION,
+
+def _quarantine_sql(rel: Relationship, run_id: int) -> tuple[sql.Composed, dict[str, Any]]:
+    query = QUARANTINE.format(
+        table=sql.Identifier("public", rel.table),
+        pk=sql.Identifier(rel.pk),
+        column=sql.Identifier(rel.column),
+        key_type=sql.SQL(rel.key_type),  # a type name from the schema, not from data
+        orphan=rel.orphan_condition("c"),
     )
+    params = {
+        **_audit_params(rel.table, run_id, "quarantine_orphans"),
+        "parent": rel.parent,
+        "reason": f"{rel.column} references no {rel.parent} row",
+        "follows": f"its {rel.parent} row was quarantined",
+    }
+    return query, params
 
 
 def _quarantine(conn: psycopg.Connection[Any], run_id: int) -> dict[str, tuple[int, list[str]]]:
     rels = relationships()
     moved: dict[str, tuple[int, list[str]]] = {}
     for rel in rels:  # parents' tables first: a child sees its parent already quarantined
-        n, ids = _finish(conn, _quarantine_sql(rel, run_id))
+        query, params = _quarantine_sql(rel, run_id)
+        n, ids = _finish(conn, query, params)
         before = moved.get(rel.table, (0, []))
         moved[rel.table] = (before[0] + n, sorted(before[1] + ids)[:SAMPLE_SIZE])
     pks = {rel.table: (rel.pk, rel.pk_type) for rel in rels}
     for table in reversed(list(pks)):  # children first: no ON DELETE CASCADE behind our back
         pk, pk_type = pks[table]
-        conn.execute(
-            psql.SQL(
-                "DELETE FROM {table} WHERE {pk} IN (SELECT row_id::{pk_type} "
-                "FROM ops.quarantine WHERE run_id = %s AND table_name = %s)"
-            ).format(
-                table=psql.Identifier("public", table),
-                pk=psql.Identifier(pk),
-                pk_type=psql.SQL(pk_type),  # a type name from the schema, not from data
-            ),
-            (run_id, table),
+        query = DELETE_QUARANTINED.format(
+            table=sql.Identifier("public", table),
+            pk=sql.Identifier(pk),
+            pk_type=sql.SQL(pk_type),  # a type name from the schema, not from data
         )
+        conn.execute(query, (run_id, table))
     return {t: v for t, v in moved.items() if v[0]}
 
 

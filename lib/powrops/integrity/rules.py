@@ -31,7 +31,7 @@ class RuleCheck:
     name: str
     table: str
     column: str
-    condition: str
+    condition: sql.Composable
     what: str
     params: tuple[Any, ...] = ()
 
@@ -39,36 +39,56 @@ class RuleCheck:
 RULE_TABLES = {"weight": "workout_sets", "reps": "workout_sets", "date": "workouts"}
 """Where each field of ``validation.workout`` lives."""
 
+OUTSIDE_RANGE = sql.SQL("{col} IS NOT NULL AND ({col} < %s OR {col} > %s)")
+"""A number below ``min`` or above ``max``."""
+
+OUTSIDE_RANGE_OR_FRACTION = sql.SQL(
+    "{col} IS NOT NULL AND ({col} < %s OR {col} > %s OR {col} <> trunc({col}))"
+)
+"""An integer rule's value below ``min``, above ``max``, or not a whole number."""
+
+OUTSIDE_DATES = sql.SQL("{col} IS NOT NULL AND ({col} < {low} OR {col} > {high})")
+"""A date before ``min`` or after ``max`` (each a parameter, or the server's CURRENT_DATE)."""
+
+MISSING = sql.SQL("{col} IS NULL")
+"""A required value left out."""
+
+COUNT_VIOLATIONS = sql.SQL("SELECT {counts} FROM {table}")
+"""One scan of a table, one ``count(*) FILTER (WHERE <condition>)`` per check."""
+
+COUNT_ONE = sql.SQL("count(*) FILTER (WHERE {condition})")
+
+SAMPLE_VIOLATIONS = sql.SQL("SELECT id FROM {table} WHERE {condition} ORDER BY id + 0 LIMIT %s")
+"""The smallest violating ids; ``id + 0`` keeps the planner from walking the whole primary
+key in order when violations are rare (one scan and a top-N sort instead)."""
+
 
 def _number(field: str, rule: NumberRule) -> list[RuleCheck]:
-    col = sql.Identifier(field).as_string(None)
     low, high = rule.min, rule.max
-    condition = f"{col} IS NOT NULL AND ({col} < %s OR {col} > %s"
     what = f"with {field} outside {low:g}..{high:g}"
+    template = OUTSIDE_RANGE
     if rule.type == "integer":
-        condition += f" OR {col} <> trunc({col})"
+        template = OUTSIDE_RANGE_OR_FRACTION
         what += " or not a whole number"
-    checks = [
-        RuleCheck(f"{field}_range", RULE_TABLES[field], field, condition + ")", what, (low, high))
-    ]
+    condition = template.format(col=sql.Identifier(field))
+    checks = [RuleCheck(f"{field}_range", RULE_TABLES[field], field, condition, what, (low, high))]
     if rule.required:
         checks.append(_required(field))
     return checks
 
 
 def _date(field: str, rule: DateRule, today: date | None) -> list[RuleCheck]:
-    col = sql.Identifier(field).as_string(None)
-    parts, params, shown = [], [], []
-    for bound, op in ((rule.min, "<"), (rule.max, ">")):
+    bounds: list[sql.Composable] = []
+    params, shown = [], []
+    for bound in (rule.min, rule.max):
         if bound == "today" and today is None:
-            parts.append(f"{col} {op} CURRENT_DATE")
+            bounds.append(sql.SQL("CURRENT_DATE"))
             shown.append("today")
         else:
-            value = today if bound == "today" else bound
-            parts.append(f"{col} {op} %s")
-            params.append(value)
+            bounds.append(sql.Placeholder())
+            params.append(today if bound == "today" else bound)
             shown.append(str(bound))
-    condition = f"{col} IS NOT NULL AND ({' OR '.join(parts)})"
+    condition = OUTSIDE_DATES.format(col=sql.Identifier(field), low=bounds[0], high=bounds[1])
     what = f"with {field} outside {shown[0]}..{shown[1]}"
     checks = [
         RuleCheck(f"{field}_range", RULE_TABLES[field], field, condition, what, tuple(params))
@@ -83,7 +103,7 @@ def _required(field: str) -> RuleCheck:
         f"{field}_required",
         RULE_TABLES[field],
         field,
-        f'"{field}" IS NULL',
+        MISSING.format(col=sql.Identifier(field)),
         f"without {field} (required)",
     )
 
@@ -94,25 +114,22 @@ def rule_checks(validation: ValidationSettings, today: date | None = None) -> li
     return [*_number("weight", w.weight), *_number("reps", w.reps), *_date("date", w.date, today)]
 
 
-def count_sql(table: str, checks: list[RuleCheck]) -> tuple[str, tuple[Any, ...]]:
+def count_sql(table: str, checks: list[RuleCheck]) -> tuple[sql.Composed, tuple[Any, ...]]:
     """One scan of ``table`` counting the rows that violate each check."""
-    columns = ", ".join(f"count(*) FILTER (WHERE {c.condition})" for c in checks)
+    counts = sql.SQL(", ").join(COUNT_ONE.format(condition=c.condition) for c in checks)
     params = tuple(p for c in checks for p in c.params)
-    return f"SELECT {columns} FROM {_table(table)}", params
+    return COUNT_VIOLATIONS.format(counts=counts, table=_table(table)), params
 
 
-def _table(name: str) -> str:
-    """``public.<name>``, quoted by psycopg."""
-    return sql.Identifier("public", name).as_string(None)
+def _table(name: str) -> sql.Identifier:
+    """``public.<name>``."""
+    return sql.Identifier("public", name)
 
 
-def sample_sql(check: RuleCheck) -> str:
-    """The smallest violating ids; ``id + 0`` keeps the planner from walking the whole primary
-    key in order when violations are rare (one scan and a top-N sort instead)."""
-    return (
-        f"SELECT id FROM {_table(check.table)} WHERE {check.condition} "
-        f"ORDER BY id + 0 LIMIT {SAMPLE_SIZE}"
-    )
+def sample_sql(check: RuleCheck) -> tuple[sql.Composed, tuple[Any, ...]]:
+    """The query of :data:`SAMPLE_VIOLATIONS` for one check, and its parameters."""
+    query = SAMPLE_VIOLATIONS.format(table=_table(check.table), condition=check.condition)
+    return query, (*check.params, SAMPLE_SIZE)
 
 
 def run_rules(
@@ -125,14 +142,17 @@ def run_rules(
         by_table.setdefault(check.table, []).append(check)
     counts: dict[str, int] = {}
     for table, group in by_table.items():
-        sql, params = count_sql(table, group)
-        row = conn.execute(sql, params).fetchone()
+        query, params = count_sql(table, group)
+        row = conn.execute(query, params).fetchone()
         assert row is not None
         counts.update({c.name: int(n) for c, n in zip(group, row, strict=True)})
     results = []
     for check in checks:
         n = counts[check.name]
-        samples = [r[0] for r in conn.execute(sample_sql(check), check.params)] if n else []
+        samples = []
+        if n:
+            query, params = sample_sql(check)
+            samples = [r[0] for r in conn.execute(query, params)]
         results.append(
             violation(
                 check.name,

@@ -262,28 +262,38 @@ def _size_and_dead(
     return (int(row[0]), int(row[1])) if row else (0, None)
 
 
+VACUUM = sql.SQL("VACUUM (ANALYZE) {table}")
+ANALYZE = sql.SQL("ANALYZE {table}")
+REINDEX = sql.SQL("REINDEX INDEX CONCURRENTLY {index}")
+DROP_INDEX = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {index}")
+"""Drop an invalid index a failed REINDEX CONCURRENTLY left behind."""
+
+LEFTOVERS_SQL = """
+SELECT c.relname FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND NOT i.indisvalid AND c.relname ~ %s
+"""
+"""Invalid indexes of a schema whose name matches a pattern (an index's ``_ccnew`` leftovers)."""
+
+
 def _statement(action: str, target: Target) -> sql.Composed:
     ident = sql.Identifier(target.schema, target.name)
     if action == "vacuum":
-        return sql.SQL("VACUUM (ANALYZE) {}").format(ident)
+        return VACUUM.format(table=ident)
     if action == "analyze":
-        return sql.SQL("ANALYZE {}").format(ident)
+        return ANALYZE.format(table=ident)
     if target.drop:
-        return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident)
-    return sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident)
+        return DROP_INDEX.format(index=ident)
+    return REINDEX.format(index=ident)
 
 
 def _drop_leftovers(conn: psycopg.Connection[Any], target: Target) -> list[str]:
     """Drop the invalid ``<index>_ccnew`` a failed REINDEX CONCURRENTLY of ``target`` left."""
-    rows = conn.execute(
-        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND NOT i.indisvalid AND c.relname ~ %s",
-        (target.schema, "^" + re.escape(target.name) + "_ccnew[0-9]*$"),
-    ).fetchall()
+    pattern = "^" + re.escape(target.name) + "_ccnew[0-9]*$"
+    rows = conn.execute(LEFTOVERS_SQL, (target.schema, pattern)).fetchall()
     for (name,) in rows:
-        ident = sql.Identifier(target.schema, name)
-        conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident))
+        conn.execute(DROP_INDEX.format(index=sql.Identifier(target.schema, name)))
     return [str(r[0]) for r in rows]
 
 

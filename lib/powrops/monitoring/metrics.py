@@ -56,9 +56,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from powrops.config import Settings
@@ -103,7 +104,7 @@ WHERE n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg_temp%%'
 ORDER BY bytes DESC, schema, index
 """
 
-STATEMENTS_SQL = """
+STATEMENTS_SQL = sql.SQL("""
 SELECT s.queryid::text AS queryid, s.query, s.calls,
        s.mean_exec_time AS mean_ms, s.max_exec_time AS max_ms,
        s.total_exec_time AS total_ms, s.rows
@@ -112,7 +113,10 @@ WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND s.max_exec_time >= %(min_ms)s
 ORDER BY {order} DESC
 LIMIT %(limit)s
-"""
+""")
+"""This database's statements, by one of :data:`STATEMENT_ORDERS` (a column of the view)."""
+
+STATEMENT_ORDERS = {"mean": "mean_exec_time", "max": "max_exec_time", "total": "total_exec_time"}
 
 
 @contextlib.contextmanager
@@ -149,9 +153,11 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _rows(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> list[dict[str, Any]]:
+def _rows(
+    conn: psycopg.Connection[Any], query: LiteralString | sql.Composed, params: Any = None
+) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(sql, params)
+        cur.execute(query, params)
         return [{k: _iso(v) for k, v in row.items()} for row in cur.fetchall()]
 
 
@@ -187,8 +193,8 @@ def statements(
     conn: psycopg.Connection[Any], *, order: str = "mean", limit: int = 10, min_ms: float = 0.0
 ) -> list[dict[str, Any]]:
     """Statements of this database from pg_stat_statements, by mean, max or total time."""
-    column = {"mean": "mean_exec_time", "max": "max_exec_time", "total": "total_exec_time"}[order]
-    rows = _rows(conn, STATEMENTS_SQL.format(order=column), {"min_ms": min_ms, "limit": limit})
+    query = STATEMENTS_SQL.format(order=sql.Identifier("s", STATEMENT_ORDERS[order]))
+    rows = _rows(conn, query, {"min_ms": min_ms, "limit": limit})
     for row in rows:
         row["query"] = redact_query(str(row["query"]))
         for key in ("mean_ms", "max_ms", "total_ms"):
@@ -395,6 +401,9 @@ def history(conn: psycopg.Connection[Any], days: float = 365) -> list[tuple[date
     return [(r[0], int(r[1])) for r in rows if r[1] is not None]
 
 
+EXPLAIN = sql.SQL("EXPLAIN {options}{statement}")
+EXPLAIN_ANALYZE = sql.SQL("(ANALYZE, BUFFERS) ")
+EXPLAIN_GENERIC = sql.SQL("(GENERIC_PLAN) ")
 EXPLAINABLE = ("select", "with", "insert", "update", "delete", "merge", "values", "table")
 
 
@@ -413,13 +422,14 @@ def explain(
     generic = "$1" in query
     if analyze and (generic or first not in ("select", "values", "table")):
         return "(EXPLAIN ANALYZE is offered only for read-only statements without parameters)"
-    options = ["ANALYZE", "BUFFERS"] if analyze else ["GENERIC_PLAN"] if generic else []
-    prefix = f"EXPLAIN ({', '.join(options)}) " if options else "EXPLAIN "
+    options = EXPLAIN_ANALYZE if analyze else EXPLAIN_GENERIC if generic else sql.SQL("")
+    # the statement is SQL text by nature (pg_stat_statements' own), explained, never formatted
+    statement = EXPLAIN.format(options=options, statement=sql.SQL(query))
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
-            rows = conn.execute(prefix + query).fetchall()  # type: ignore[arg-type]
+            rows = conn.execute(statement).fetchall()
     except psycopg.Error as exc:
         return f"(no plan: {str(exc).strip().splitlines()[0]})"
     return "\n".join(str(r[0]) for r in rows)

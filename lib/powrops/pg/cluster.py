@@ -50,6 +50,7 @@ DEFAULT_DATABASE = "powr"
 #: still gives str, never bytes, to the code that reads it.
 CLIENT_ENCODING = "UTF8"
 CONF_FILE = "powrops.conf"
+CREATE_DATABASE = sql.SQL("CREATE DATABASE {database}")
 
 
 def free_port() -> int:
@@ -542,7 +543,7 @@ class LocalCluster:
                         "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
                     ).fetchone()
                     if not exists:
-                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+                        conn.execute(CREATE_DATABASE.format(database=sql.Identifier(database)))
                     return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
+
 from powrops.errors import ClusterError, ParameterError, PowropsError
 from powrops.format import Echo
 from powrops.pg.access import check_reachable
@@ -98,16 +100,24 @@ def _destroy_scratch(scratch: Path, settings: Settings) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+COUNT_ROWS = sql.SQL("SELECT count(*) FROM public.{table}")
+VERSION = sql.SQL("SELECT version_num FROM {schema}.{table}")
+"""The alembic revision the restored database is at."""
+
+
 def smoke_queries(conn: Any, extra: Sequence[str]) -> list[str]:
     """``extra``, then a row count per POWR table present, then the alembic revision."""
 
     queries = list(extra)
     for name in PUBLIC_TABLES:
-        if conn.execute("SELECT to_regclass(%s)", (f'public."{name}"',)).fetchone()[0]:
-            queries.append(f'SELECT count(*) FROM public."{name}"')
+        qualified = sql.Identifier("public", name).as_string(conn)
+        if conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0]:
+            queries.append(COUNT_ROWS.format(table=sql.Identifier(name)).as_string(conn))
     version = f"{OPS_SCHEMA}.{VERSION_TABLE}"
     if conn.execute("SELECT to_regclass(%s)", (version,)).fetchone()[0]:
-        queries.append(f"SELECT version_num FROM {version}")
+        # unquoted, as alembic names it (and as the report shows it): both are plain lowercase
+        query = VERSION.format(schema=sql.SQL(OPS_SCHEMA), table=sql.SQL(VERSION_TABLE))
+        queries.append(query.as_string(conn))
     return queries
 
 

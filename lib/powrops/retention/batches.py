@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops.retention import journal
 
@@ -15,7 +16,7 @@ BatchAction = Callable[[psycopg.Connection[Any], list[int]], dict[str, int]]
 
 def run_batches(
     conn: psycopg.Connection[Any],
-    select_ids: str,
+    select_ids: sql.Composed,
     args: dict[str, Any],
     action: BatchAction,
     batch_size: int,
@@ -28,7 +29,8 @@ def run_batches(
     while True:
         try:
             with journal.bulk_transaction(conn):
-                ids = [int(r[0]) for r in conn.execute(select_ids, {**args, "limit": batch_size})]  # type: ignore[arg-type]
+                rows = conn.execute(select_ids, {**args, "limit": batch_size}).fetchall()
+                ids = [int(r[0]) for r in rows]
                 counts = action(conn, ids) if ids else {}
         except psycopg.Error as exc:
             errors.append(str(exc).strip().splitlines()[0])

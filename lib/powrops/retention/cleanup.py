@@ -46,11 +46,8 @@ class CleanupTarget:
     name: str
     table: str
     key: str
-    condition: str  # SQL over the row, with %(cutoff)s and %(now)s
+    condition: sql.SQL  # over the row, with %(cutoff)s and %(now)s
     why: str
-
-    def where(self) -> sql.Composable:
-        return sql.SQL(self.condition)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -121,29 +118,33 @@ class CleanupResult:
         }
 
 
+TEMP_DATA_DUE = sql.SQL("created_at < %(cutoff)s")
+CACHE_ENTRY_DUE = sql.SQL("(expires_at < %(now)s OR created_at < %(cutoff)s)")
+SESSION_DUE = sql.SQL("expires_at < %(now)s AND COALESCE(last_seen_at, created_at) < %(cutoff)s")
+"""When a row of each target is due (see the module docstring)."""
+
+
 def targets(settings: Settings) -> tuple[tuple[CleanupTarget, timedelta], ...]:
     """The cleanup targets with their lifetimes from ``settings.cleanup.targets``."""
     t = settings.cleanup.targets
     return (
         (
             CleanupTarget(
-                "temp_data", "temp_data", "id", "created_at < %(cutoff)s",
+                "temp_data", "temp_data", "id", TEMP_DATA_DUE,
                 f"temporary data lives {t.temp_data} (by created_at)",
             ),
             t.temp_data.timedelta,
         ),
         (
             CleanupTarget(
-                "cache_entries", "cache_entries", "key",
-                "(expires_at < %(now)s OR created_at < %(cutoff)s)",
+                "cache_entries", "cache_entries", "key", CACHE_ENTRY_DUE,
                 f"cache entries live until expires_at, at most their {t.cache_ttl} TTL",
             ),
             t.cache_ttl.timedelta,
         ),
         (
             CleanupTarget(
-                "sessions", "sessions", "id",
-                "expires_at < %(now)s AND COALESCE(last_seen_at, created_at) < %(cutoff)s",
+                "sessions", "sessions", "id", SESSION_DUE,
                 f"expired sessions are kept {t.sessions} after their last use",
             ),
             t.sessions.timedelta,
@@ -151,12 +152,23 @@ def targets(settings: Settings) -> tuple[tuple[CleanupTarget, timedelta], ...]:
     )  # fmt: skip
 
 
+COUNT_DUE = sql.SQL(
+    "SELECT count(*), COALESCE(sum(pg_column_size(t.*)), 0) FROM {table} t WHERE {due}"
+)
+"""How many rows of a target are due, and their size in bytes."""
+
+DELETE_BATCH = sql.SQL("""
+DELETE FROM {table} t WHERE t.ctid = ANY(ARRAY(
+    SELECT ctid FROM {table} WHERE {due} LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
+RETURNING t.{key}::text, pg_column_size(t.*)
+""")
+"""One batch of a target's due rows that nobody else has locked: deleted, keys and sizes."""
+
+
 def _count(
     conn: psycopg.Connection[Any], target: CleanupTarget, params: dict[str, Any]
 ) -> tuple[int, int]:
-    query = sql.SQL(
-        "SELECT count(*), COALESCE(sum(pg_column_size(t.*)), 0) FROM {} t WHERE {}"
-    ).format(sql.Identifier(target.table), target.where())
+    query = COUNT_DUE.format(table=sql.Identifier(target.table), due=target.condition)
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
@@ -165,12 +177,8 @@ def _count(
 def _delete_batch(
     conn: psycopg.Connection[Any], target: CleanupTarget, params: dict[str, Any], size: int
 ) -> list[tuple[str, int]]:
-    query = sql.SQL(
-        "DELETE FROM {table} t WHERE t.ctid = ANY(ARRAY("
-        "SELECT ctid FROM {table} WHERE {cond} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) "
-        "RETURNING t.{key}::text, pg_column_size(t.*)"
-    ).format(
-        table=sql.Identifier(target.table), cond=target.where(), key=sql.Identifier(target.key)
+    query = DELETE_BATCH.format(
+        table=sql.Identifier(target.table), due=target.condition, key=sql.Identifier(target.key)
     )
     with journal.bulk_transaction(conn):
         rows = conn.execute(query, {**params, "limit": size}).fetchall()

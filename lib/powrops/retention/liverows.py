@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops.retention.archive_file import Digest
 from powrops.retention.errors import RetentionError
@@ -70,18 +71,24 @@ def lock_workouts(conn: psycopg.Connection[Any], user_id: int, before: date | No
     return ids
 
 
-_DIGEST = (
-    "SELECT count(*), encode(sha256(convert_to(COALESCE("
-    "string_agg(to_jsonb(t)::text || E'\\n', '' ORDER BY t.id), ''), 'UTF8')), 'hex') "
-)
+DIGEST = sql.SQL("""
+SELECT count(*),
+       encode(sha256(convert_to(COALESCE(
+           string_agg(to_jsonb(t)::text || E'\\n', '' ORDER BY t.id), ''), 'UTF8')), 'hex')
+FROM {table} t WHERE {key} = ANY(%s)
+""")
+"""Row count and SHA-256 over the rows' texts (each followed by a newline, in id order)."""
+
+DIGESTED = (("workouts", "id"), ("workout_sets", "workout_id"))
+"""Each table archival moves, and the column holding the workout ids its rows belong to."""
 
 
 def digest(conn: psycopg.Connection[Any], ids: list[int]) -> Digest:
     """Row counts and SHA-256 of the rows' texts, computed by PostgreSQL."""
     result = Digest()
-    for table, where in (("workouts", "t.id"), ("workout_sets", "t.workout_id")):
-        query = _DIGEST + f"FROM {table} t WHERE {where} = ANY(%s)"
-        row = conn.execute(query, (ids,)).fetchone()  # type: ignore[call-overload]
+    for table, key in DIGESTED:
+        query = DIGEST.format(table=sql.Identifier(table), key=sql.Identifier("t", key))
+        row = conn.execute(query, (ids,)).fetchone()
         assert row is not None
         result.rows[table] = int(row[0])
         result.sha256[table] = str(row[1])

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops.config import Settings
 from powrops.durations import Duration
@@ -96,7 +97,7 @@ class Policy:
     period: Duration
     unit: str
     why: str
-    count_sql: str = ""
+    count_sql: sql.Composed | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def cutoff(self, now: datetime) -> datetime | None:
@@ -108,8 +109,8 @@ class Policy:
     def plan(self, ctx: Context) -> PolicyPlan:
         cutoff = self.cutoff(ctx.now)
         due = 0
-        if cutoff is not None and self.count_sql:
-            row = ctx.conn.execute(self.count_sql, self.args(ctx)).fetchone()  # type: ignore[arg-type]
+        if cutoff is not None and self.count_sql is not None:
+            row = ctx.conn.execute(self.count_sql, self.args(ctx)).fetchone()
             due = int(row[0]) if row else 0
             ctx.conn.commit()
         return PolicyPlan(
@@ -119,8 +120,8 @@ class Policy:
     def apply(self, ctx: Context, out: PolicyOutcome) -> None:
         """Carry the policy out (the base keeps everything: nothing to do)."""
 
-    def _ids(self, ctx: Context, query: str) -> list[int]:
-        ids = [int(r[0]) for r in ctx.conn.execute(query, self.args(ctx))]  # type: ignore[arg-type]
+    def _ids(self, ctx: Context, query: sql.Composed) -> list[int]:
+        ids = [int(r[0]) for r in ctx.conn.execute(query, self.args(ctx))]
         ctx.conn.commit()
         return ids
 
@@ -167,7 +168,7 @@ class Archival(Policy):
 class WorkoutPolicy(Policy):
     """Deletes the workouts (and their sets) ``select_sql`` locks, in batches."""
 
-    select_sql: str = ""
+    select_sql: sql.Composed | None = None
     adjust_totals: bool = False
     expire_files: bool = False
 
@@ -175,6 +176,7 @@ class WorkoutPolicy(Policy):
         def act(conn: psycopg.Connection[Any], ids: list[int]) -> dict[str, int]:
             return delete_workouts(conn, ids, adjust_totals=self.adjust_totals)
 
+        assert self.select_sql is not None, f"{self.name} has no select_sql"
         done = run_batches(ctx.conn, self.select_sql, self.args(ctx), act, ctx.batch, out.errors)
         for key, n in done.items():
             _add(out, key, n)

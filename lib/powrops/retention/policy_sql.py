@@ -5,49 +5,55 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-ANONYMIZED = "%%@anonymized.invalid"
+# --- user_account.deleted: accounts deleted longer ago than the grace period -------------------
 
-DELETED_USERS_WHERE = "deleted_at < %(cutoff)s"
-DELETED_USERS = f"SELECT id FROM users WHERE {DELETED_USERS_WHERE} ORDER BY id"
-DELETED_USERS_COUNT = f"SELECT count(*) FROM users WHERE {DELETED_USERS_WHERE}"
+DELETED_USERS_WHERE = sql.SQL("deleted_at < %(cutoff)s")
+DELETED_USERS = sql.SQL("SELECT id FROM users WHERE {} ORDER BY id").format(DELETED_USERS_WHERE)
+DELETED_USERS_COUNT = sql.SQL("SELECT count(*) FROM users WHERE {}").format(DELETED_USERS_WHERE)
 
-INACTIVE_WHERE = (
+# --- user_account.inactive: accounts not active for the period, not yet anonymized ---------------
+# (an anonymized account's e-mail is user-<id>@anonymized.invalid; %% is a % beside parameters)
+
+INACTIVE_WHERE = sql.SQL(
     "deleted_at IS NULL AND COALESCE(last_active_at, created_at) < %(cutoff)s "
-    f"AND email NOT LIKE '{ANONYMIZED}'"
+    "AND email NOT LIKE '%%@anonymized.invalid'"
 )
-INACTIVE_USERS = f"SELECT id FROM users WHERE {INACTIVE_WHERE} ORDER BY id"
-INACTIVE_COUNT = f"SELECT count(*) FROM users WHERE {INACTIVE_WHERE}"
+INACTIVE_USERS = sql.SQL("SELECT id FROM users WHERE {} ORDER BY id").format(INACTIVE_WHERE)
+INACTIVE_COUNT = sql.SQL("SELECT count(*) FROM users WHERE {}").format(INACTIVE_WHERE)
 
-WORKOUTS_DELETED_WHERE = "deleted_at < %(cutoff)s"
-WORKOUTS_ARCHIVED_WHERE = "deleted_at IS NULL AND archived_at < %(cutoff)s"
+# --- workout_data.deleted / .archived: workouts past their end of retention ----------------------
 
-
-def count_workouts(where: str) -> str:
-    return f"SELECT count(*) FROM workouts WHERE {where}"
-
-
-def lock_workouts(where: str) -> str:
-    return (
-        f"SELECT id FROM workouts WHERE {where} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
-    )
-
-
-ARCHIVED_FILES_WHERE = "created_at < %(cutoff)s"
-ARCHIVED_FILES = (
-    f"SELECT id, details FROM ops.archive_index WHERE {ARCHIVED_FILES_WHERE} ORDER BY id"
+COUNT_WORKOUTS = sql.SQL("SELECT count(*) FROM workouts WHERE {where}")
+LOCK_WORKOUTS = sql.SQL(
+    "SELECT id FROM workouts WHERE {where} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
 )
-WORKOUTS_ARCHIVED_COUNT = (
-    f"SELECT ({count_workouts(WORKOUTS_ARCHIVED_WHERE)}) + (SELECT COALESCE(sum(rows), 0) "
-    f"FROM ops.archive_index WHERE {ARCHIVED_FILES_WHERE})"
-)
+"""One batch of due workouts, locked; rows another transaction holds are left for later."""
 
-LOGS_WHERE = "category = %(category)s AND logged_at < %(cutoff)s"
-LOGS_COUNT = f"SELECT count(*) FROM system_logs WHERE {LOGS_WHERE}"
-LOGS_SELECT = (
-    f"SELECT id FROM system_logs WHERE {LOGS_WHERE} ORDER BY id LIMIT %(limit)s "
-    "FOR UPDATE SKIP LOCKED"
+WORKOUTS_DELETED_WHERE = sql.SQL("deleted_at < %(cutoff)s")
+WORKOUTS_DELETED_COUNT = COUNT_WORKOUTS.format(where=WORKOUTS_DELETED_WHERE)
+WORKOUTS_DELETED_LOCK = LOCK_WORKOUTS.format(where=WORKOUTS_DELETED_WHERE)
+
+WORKOUTS_ARCHIVED_WHERE = sql.SQL("deleted_at IS NULL AND archived_at < %(cutoff)s")
+WORKOUTS_ARCHIVED_LOCK = LOCK_WORKOUTS.format(where=WORKOUTS_ARCHIVED_WHERE)
+
+ARCHIVED_FILES_WHERE = sql.SQL("created_at < %(cutoff)s")
+ARCHIVED_FILES = sql.SQL("SELECT id, details FROM ops.archive_index WHERE {} ORDER BY id").format(
+    ARCHIVED_FILES_WHERE
 )
+WORKOUTS_ARCHIVED_COUNT = sql.SQL(
+    "SELECT ({workouts}) + (SELECT COALESCE(sum(rows), 0) FROM ops.archive_index WHERE {files})"
+).format(workouts=COUNT_WORKOUTS.format(where=WORKOUTS_ARCHIVED_WHERE), files=ARCHIVED_FILES_WHERE)
+"""Archived workouts still in the table, plus the rows of archive files indexed that long ago."""
+
+# --- system_logs.<category>: log rows of one category older than its period ----------------------
+
+LOGS_WHERE = sql.SQL("category = %(category)s AND logged_at < %(cutoff)s")
+LOGS_COUNT = sql.SQL("SELECT count(*) FROM system_logs WHERE {}").format(LOGS_WHERE)
+LOGS_SELECT = sql.SQL(
+    "SELECT id FROM system_logs WHERE {} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+).format(LOGS_WHERE)
 
 _TAKE_FROM_TOTALS = """
 UPDATE user_totals t

@@ -57,10 +57,14 @@ def restore_user(settings: Settings, user_id: int) -> RestoreResult:
     return result
 
 
+INSERT_ROWS = sql.SQL(
+    "INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
+)
+"""Insert archived rows (a JSON array of the rows' texts) with their original ids."""
+
+
 def _insert(conn: psycopg.Connection[Any], table: str, chunk: list[str]) -> None:
-    query = sql.SQL(
-        "INSERT INTO {t} SELECT * FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb)"
-    ).format(t=sql.Identifier(table))
+    query = INSERT_ROWS.format(table=sql.Identifier(table))
     try:
         with conn.transaction():  # a savepoint: report a conflict clearly
             conn.execute(query, ("[" + ",".join(chunk) + "]",))

@@ -12,7 +12,7 @@ Free-text system log messages name users as ``user 7`` or ``user:7:``; those are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -21,12 +21,32 @@ from psycopg import sql
 REDACTED_MESSAGE = "[redacted: personal data erased]"
 
 
+SELECT_HELD = sql.SQL("SELECT to_jsonb(t)::text FROM {table} t WHERE {held} ORDER BY {order}")
+"""A holding's rows as JSON texts (the export)."""
+
+COUNT_HELD = sql.SQL("SELECT count(*) FROM {table} t WHERE {held}")
+"""How many rows of a holding there are (the dry run of an erasure)."""
+
+DELETE_HELD = sql.SQL("DELETE FROM {table} t WHERE {held}")
+
+REDACT_HELD = sql.SQL("UPDATE {table} t SET {redacted} WHERE {held}")
+"""Remove the personal parts of a holding's rows that must stay."""
+
+REDACTED_LOG = sql.SQL("message = %(message)s")
+REDACTED_AUDIT = sql.SQL(
+    "old_value = NULL, new_value = NULL, "
+    "details = jsonb_build_object('redacted', 'gdpr erasure', 'request', %(request)s::text)"
+)
+
+BY_ID = sql.SQL("t.id")
+
+
 @dataclass(frozen=True)
 class Holding:
     table: str
-    where: str
+    where: sql.SQL
     erase: str  # "delete" | "redact" | "exercises" | "user"
-    order: str = "t.id"
+    order: sql.SQL = field(default_factory=lambda: BY_ID)
     schema: str = "public"
 
     @property
@@ -37,20 +57,13 @@ class Holding:
         return sql.Identifier(self.schema, self.table)
 
     def select(self) -> sql.Composed:
-        return sql.SQL("SELECT to_jsonb(t)::text FROM {} t WHERE {} ORDER BY {}").format(
-            self.ident(),
-            sql.SQL(self.where),
-            sql.SQL(self.order),  # type: ignore[arg-type]
-        )
+        return SELECT_HELD.format(table=self.ident(), held=self.where, order=self.order)
 
     def count(self) -> sql.Composed:
-        return sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(
-            self.ident(),
-            sql.SQL(self.where),  # type: ignore[arg-type]
-        )
+        return COUNT_HELD.format(table=self.ident(), held=self.where)
 
 
-_AUDIT = (
+_AUDIT = sql.SQL(
     "(t.table_name = 'users' AND t.row_id = %(uid)s::text)"
     " OR t.old_value->>'user_id' = %(uid)s::text OR t.new_value->>'user_id' = %(uid)s::text"
     " OR (t.table_name = 'workouts' AND t.row_id = ANY(%(wids)s))"
@@ -58,7 +71,7 @@ _AUDIT = (
     " OR t.new_value->>'workout_id' = ANY(%(wids)s)))"
 )
 
-_QUARANTINE = (
+_QUARANTINE = sql.SQL(
     "(t.table_name = 'users' AND t.row_id = %(uid)s::text)"
     " OR t.row->>'user_id' = %(uid)s::text"
     " OR (t.table_name = 'workouts' AND t.row_id = ANY(%(wids)s))"
@@ -69,24 +82,33 @@ _QUARANTINE = (
 HOLDINGS = (
     Holding(
         "workout_sets",
-        "t.workout_id IN (SELECT w.id FROM workouts w WHERE w.user_id = %(uid)s)",
+        sql.SQL("t.workout_id IN (SELECT w.id FROM workouts w WHERE w.user_id = %(uid)s)"),
         "delete",
     ),
-    Holding("workouts", "t.user_id = %(uid)s", "delete"),
-    Holding("exercises", "t.user_id = %(uid)s", "exercises"),
-    Holding("user_totals", "t.user_id = %(uid)s", "delete", order="t.user_id"),
-    Holding("sessions", "t.user_id = %(uid)s", "delete", order="t.created_at, t.id"),
-    Holding("consents", "t.user_id = %(uid)s", "delete"),
+    Holding("workouts", sql.SQL("t.user_id = %(uid)s"), "delete"),
+    Holding("exercises", sql.SQL("t.user_id = %(uid)s"), "exercises"),
+    Holding("user_totals", sql.SQL("t.user_id = %(uid)s"), "delete", order=sql.SQL("t.user_id")),
+    Holding(
+        "sessions", sql.SQL("t.user_id = %(uid)s"), "delete", order=sql.SQL("t.created_at, t.id")
+    ),
+    Holding("consents", sql.SQL("t.user_id = %(uid)s"), "delete"),
     Holding(
         "temp_data",
-        "t.payload->>'user_id' = %(uid)s::text OR t.key ~ ('^[^:]+:' || %(uid)s || ':')",
+        sql.SQL("t.payload->>'user_id' = %(uid)s::text OR t.key ~ ('^[^:]+:' || %(uid)s || ':')"),
         "delete",
     ),
-    Holding("cache_entries", "t.key LIKE ('user:' || %(uid)s || ':%%')", "delete", "t.key"),
-    Holding("system_logs", "t.message ~ ('user[ :]' || %(uid)s || '([^0-9]|$)')", "redact"),
+    Holding(
+        "cache_entries",
+        sql.SQL("t.key LIKE ('user:' || %(uid)s || ':%%')"),
+        "delete",
+        sql.SQL("t.key"),
+    ),
+    Holding(
+        "system_logs", sql.SQL("t.message ~ ('user[ :]' || %(uid)s || '([^0-9]|$)')"), "redact"
+    ),
     Holding("audit_log", _AUDIT, "redact"),
     Holding("quarantine", _QUARANTINE, "delete", schema="ops"),
-    Holding("users", "t.id = %(uid)s", "user"),
+    Holding("users", sql.SQL("t.id = %(uid)s"), "user"),
 )
 
 
@@ -106,22 +128,9 @@ def params(user_id: int, workout_ids: list[int]) -> dict[str, object]:
 
 def redaction(holding: Holding) -> sql.Composed:
     """The UPDATE that removes the personal parts of a holding's rows that stay."""
-    if holding.table == "system_logs":
-        setter = "message = %(message)s"
-    else:
-        setter = (
-            "old_value = NULL, new_value = NULL, "
-            "details = jsonb_build_object('redacted', 'gdpr erasure', 'request', %(request)s::text)"
-        )
-    return sql.SQL("UPDATE {} t SET {} WHERE {}").format(
-        holding.ident(),
-        sql.SQL(setter),
-        sql.SQL(holding.where),  # type: ignore[arg-type]
-    )
+    redacted = REDACTED_LOG if holding.table == "system_logs" else REDACTED_AUDIT
+    return REDACT_HELD.format(table=holding.ident(), redacted=redacted, held=holding.where)
 
 
 def deletion(holding: Holding) -> sql.Composed:
-    return sql.SQL("DELETE FROM {} t WHERE {}").format(
-        holding.ident(),
-        sql.SQL(holding.where),  # type: ignore[arg-type]
-    )
+    return DELETE_HELD.format(table=holding.ident(), held=holding.where)

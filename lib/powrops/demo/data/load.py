@@ -77,14 +77,13 @@ def _require_schema(conn: psycopg.Connection[Any]) -> None:
         )
 
 
+HAS_DATA = sql.SQL("SELECT {any_table_has_rows}")
+HAS_ROWS = sql.SQL("EXISTS (SELECT 1 FROM {table})")
+
+
 def _has_data(conn: psycopg.Connection[Any]) -> bool:
-    query = sql.SQL("SELECT {}").format(
-        sql.SQL(" OR ").join(
-            sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier("public", t))
-            for t in POWR_TABLES
-        )
-    )
-    row = conn.execute(query).fetchone()
+    tables = (HAS_ROWS.format(table=sql.Identifier("public", t)) for t in POWR_TABLES)
+    row = conn.execute(HAS_DATA.format(any_table_has_rows=sql.SQL(" OR ").join(tables))).fetchone()
     return bool(row and row[0])
 
 
@@ -121,11 +120,13 @@ def _planted_counts(conn: psycopg.Connection[Any], run_id: int) -> dict[str, int
     return {kind: count for kind, count in rows}
 
 
-def _copy(conn: psycopg.Connection[Any], load: TableLoad) -> int:
-    from psycopg import sql
+COPY_IN = sql.SQL("COPY {table} ({columns}) FROM STDIN")
 
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier("public", load.table), sql.SQL(", ").join(map(sql.Identifier, load.columns))
+
+def _copy(conn: psycopg.Connection[Any], load: TableLoad) -> int:
+    statement = COPY_IN.format(
+        table=sql.Identifier("public", load.table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, load.columns)),
     )
     n = 0
     with conn.cursor() as cur, cur.copy(statement) as copy:
@@ -158,22 +159,25 @@ ORDER BY 1, 2
 """
 
 
+ORPHANS_COUNT = sql.SQL("""
+SELECT count(*) FROM {table} AS c
+WHERE c.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE p.{key} = c.{column})
+""")
+"""Rows of a table whose foreign key (one column) references no parent row."""
+
+
 def _verify_references(conn: psycopg.Connection[Any], dataset: Dataset) -> None:
     """Check every foreign key set-based: only the planted orphans may reference nothing."""
     expected = dataset.expected_orphans()
     tables = [f"public.{t}" for t in POWR_TABLES]
     for table, column, parent, key in conn.execute(FOREIGN_KEYS, (tables,)).fetchall():
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(*) FROM {table} AS c WHERE c.{column} IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM {parent} AS p WHERE p.{key} = c.{column})"
-            ).format(
-                table=sql.Identifier(*table.split(".", 1)),
-                parent=sql.Identifier(*parent.split(".", 1)),
-                column=sql.Identifier(column),
-                key=sql.Identifier(key),
-            )
-        ).fetchone()
+        query = ORPHANS_COUNT.format(
+            table=sql.Identifier(*table.split(".", 1)),
+            parent=sql.Identifier(*parent.split(".", 1)),
+            column=sql.Identifier(column),
+            key=sql.Identifier(key),
+        )
+        row = conn.execute(query).fetchone()
         found = int(row[0]) if row else 0
         want = expected.get((table.split(".")[-1], column), 0)
         if found != want:
@@ -183,22 +187,23 @@ def _verify_references(conn: psycopg.Connection[Any], dataset: Dataset) -> None:
             )
 
 
+SERIAL_SEQUENCES = """
+SELECT table_name, pg_get_serial_sequence(format('public.%%I', table_name), 'id')
+FROM information_schema.columns
+WHERE table_schema = 'public' AND column_name = 'id' AND table_name = ANY(%s)
+"""
+"""The id sequence (identity or serial) of each of the given public tables."""
+
+SET_SEQUENCE = sql.SQL("SELECT setval(%s, COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)")
+"""Move a sequence past the table's largest id."""
+
+
 def _fix_sequences(conn: psycopg.Connection[Any]) -> None:
     """Move every id sequence (identity or serial) past the explicit ids that COPY wrote."""
-    found = conn.execute(
-        "SELECT table_name, pg_get_serial_sequence(format('public.%%I', table_name), 'id') "
-        "FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'id' "
-        "AND table_name = ANY(%s)",
-        (list(POWR_TABLES),),
-    ).fetchall()
+    found = conn.execute(SERIAL_SEQUENCES, (list(POWR_TABLES),)).fetchall()
     for table, sequence in found:
         if sequence is not None:
-            conn.execute(
-                sql.SQL(
-                    "SELECT setval(%s, COALESCE((SELECT max(id) FROM {}), 0) + 1, false)"
-                ).format(sql.Identifier("public", table)),
-                (sequence,),
-            )
+            conn.execute(SET_SEQUENCE.format(table=sql.Identifier("public", table)), (sequence,))
 
 
 def _record(conn: psycopg.Connection[Any], dataset: Dataset, rows: Mapping[str, int]) -> int:
@@ -224,6 +229,10 @@ def _record(conn: psycopg.Connection[Any], dataset: Dataset, rows: Mapping[str, 
     return run_id
 
 
+ANALYZE = sql.SQL("ANALYZE {table}")
+TRUNCATE = sql.SQL("TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
 def _write(conn: psycopg.Connection[Any], dataset: Dataset) -> dict[str, int]:
     """COPY every table with triggers off and check references after, set-based (fast);
     or, for a role that may not turn triggers off, COPY with foreign keys checked per row."""
@@ -241,7 +250,7 @@ def _write(conn: psycopg.Connection[Any], dataset: Dataset) -> dict[str, int]:
         _verify_references(conn, dataset)
     _fix_sequences(conn)
     for table in POWR_TABLES:
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier("public", table)))
+        conn.execute(ANALYZE.format(table=sql.Identifier("public", table)))
     return rows
 
 
@@ -277,7 +286,7 @@ def load(target: Target, dataset: Dataset, *, replace: bool = False) -> SeedRepo
                     if done is not None:
                         return done
                     tables = sql.SQL(", ").join(sql.Identifier("public", t) for t in POWR_TABLES)
-                    conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
+                    conn.execute(TRUNCATE.format(tables=tables))
                 rows = _write(conn, dataset)
                 run_id = _record(conn, dataset, rows)
         except psycopg.Error as exc:
