@@ -13,6 +13,8 @@ import pytest
 
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
+from powrops.backup.run import BackupRun
+from powrops.config import load_settings
 from powrops.storage.registry import open_repository
 
 
@@ -66,3 +68,20 @@ def test_an_intact_repository_lists_ok(tmp_path: Path, repo: Path) -> None:
     run = _list(tmp_path, repo)
     assert run.returncode == 0, run.stderr
     assert len(run.stdout.splitlines()) == 3
+
+
+def test_a_run_in_the_same_second_as_another_takes_the_next_second(tmp_path: Path) -> None:
+    config = tmp_path / "powrops.toml"
+    root = tmp_path / "repo"
+    config.write_text(f'[backup.storage.primary]\nkind = "file"\nurl = "{root.as_uri()}"\n')
+    run = BackupRun(load_settings(config), "incremental", echo=None)
+    now = datetime.now(UTC)
+    taken = {
+        now.strftime("%Y%m%dT%H%M%SF"),
+        (now + timedelta(seconds=1)).strftime("%Y%m%dT%H%M%SI"),
+    }
+    for label in taken:
+        run.catalog.write(_record(label, now))
+    run._claim_label()
+    assert run.label.endswith("I") and run.label[:-1] not in {t[:-1] for t in taken}
+    assert run.label > max(taken) and run.started > now + timedelta(seconds=1)

@@ -57,6 +57,10 @@ class Catalog:
             by_label[label].append(info)
         return by_label
 
+    def labels(self) -> set[str]:
+        """Every label with an object under ``backups/``, registered or not."""
+        return set(self._backup_objects())
+
     def records(self) -> list[BackupRecord]:
         """Every registered backup (ok and failed), oldest first; BackupError on a damaged one."""
         found = []

@@ -221,11 +221,28 @@ class BackupRun:
         self.label = new_label(kind)
         self.started = datetime.now(UTC)
 
+    def _claim_label(self) -> None:
+        """Start the run in a second no other backup of this repository is labelled with.
+
+        Labels are to the second; two runs within one second (a failed run and its retry)
+        would otherwise share a directory and the second would replace the first's record.
+        Called under the repository lock, so no other run can take the same label meanwhile.
+        """
+        taken_seconds = {label[:-1] for label in self.catalog.labels()}
+        while True:
+            now = datetime.now(UTC)
+            label = new_label(self.kind, now)
+            if label[:-1] not in taken_seconds:
+                self.label, self.started = label, now
+                return
+            time.sleep(1 - now.microsecond / 1e6)
+
     def _notify(self, event: Event) -> list[str]:
         return notify(self.settings.notify.channels, event)
 
     def run(self) -> BackupOutcome:
-        with repository_lock(self.repo, f"{self.kind} backup {self.label}"):
+        with repository_lock(self.repo, f"{self.kind} backup"):
+            self._claim_label()
             facts: ServerFacts | None = None
             parent: BackupRecord | None = None
             try:
