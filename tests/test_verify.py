@@ -92,7 +92,8 @@ def base() -> Iterator[Base]:
 
 @pytest.fixture
 def clone(base: Base) -> Iterator[Callable[[], Base]]:
-    """Copies of the base repositories, with a config naming them (same database)."""
+    """Copies of the base repositories, with a config naming them (same database), without
+    the verification state: the first ``verify`` of a copy reads everything."""
     made: list[Path] = []
 
     def make() -> Base:
@@ -101,6 +102,8 @@ def clone(base: Base) -> Iterator[Callable[[], Base]]:
         primary, secondary = root / "primary", root / "secondary"
         shutil.copytree(base.primary, primary)  # copy2 keeps mtimes: the archive times
         shutil.copytree(base.secondary, secondary)
+        for copy in (primary, secondary):  # a first verification of each copy reads it all
+            (copy / "verification" / "state.json").unlink(missing_ok=True)
         data = merge(
             base.site.data,
             {
@@ -174,13 +177,14 @@ def test_clean_repository_is_ok(base: Base) -> None:
     assert code == 0 and report["status"] == "OK", problems(report)
     assert problems(report) == []
     newest = segments(base.primary)[-1]
-    for label, chain in (
-        (base.full, [base.full]),
-        (base.incremental, [base.full, base.incremental]),
-    ):
+    for label, chain, verifybackup in (
+        (base.full, [base.full], "not run: not the newest backup; content checked against its "
+         "manifest"),
+        (base.incremental, [base.full, base.incremental], "ok"),  # the newest chain, combined
+    ):  # fmt: skip
         r = row(report, label)
-        assert (r["checksums"], r["secondary"], r["pg_verifybackup"], r["wal"]) == (
-            "ok", "ok", "ok", "continuous",
+        assert (r["checksums"], r["content"], r["secondary"], r["pg_verifybackup"], r["wal"]) == (
+            "ok", "ok", "ok", verifybackup, "continuous",
         )  # fmt: skip
         assert r["chain"] == chain and r["severity"] == "OK"
         window = r["window"]
@@ -191,7 +195,8 @@ def test_clean_repository_is_ok(base: Base) -> None:
         assert f"can recover to any point between {window['start_lsn']}" in message
     checks = {f["check"] for f in report["findings"]}
     assert checks >= {
-        "checksums", "secondary", "pg_verifybackup", "wal_continuity", "recoverability",
+        "checksums", "content", "secondary", "pg_verifybackup", "wal_continuity",
+        "recoverability",
         "freshness.full", "freshness.incremental", "freshness.wal", "freshness.archiver",
         "failed_backups",
     }  # fmt: skip
@@ -347,8 +352,9 @@ def test_incomplete_backup_and_broken_chain(clone: Callable[[], Base]) -> None:
     assert f"incomplete backup {c.full}" in finding(report, "backups", c.full)["message"]
 
 
-def test_pg_verifybackup_catches_what_checksums_cannot(clone: Callable[[], Base]) -> None:
-    """A backup whose bytes match its record but whose content is wrong (PG_VERSION altered)."""
+def test_content_check_catches_what_checksums_cannot(clone: Callable[[], Base]) -> None:
+    """A backup whose bytes match its record but whose content is wrong (PG_VERSION altered):
+    the manifest check of the stream finds it, and so does pg_verifybackup."""
     c = clone()
     stored = c.primary / "backups" / c.full / "base.tar.zst"
     decompressor = zstandard.ZstdDecompressor().decompressobj()
@@ -367,7 +373,13 @@ def test_pg_verifybackup_catches_what_checksums_cannot(clone: Callable[[], Base]
     path.write_text(json.dumps(data))
     code, report = run_verify(c.site, c.full)
     assert code == 2
-    assert problems(report) == [("CRITICAL", "pg_verifybackup", c.full)]
+    assert problems(report) == [
+        ("CRITICAL", "content", c.full), ("CRITICAL", "pg_verifybackup", c.full),
+    ]  # fmt: skip
+    message = finding(report, "content", c.full)["message"]
+    assert message.startswith(f"backup {c.full} does not match its backup_manifest: PG_VERSION "
+                              "does not match its CRC32C in the manifest")  # fmt: skip
+    assert row(report, c.full)["content"] == "failed"
     message = finding(report, "pg_verifybackup", c.full)["message"]
     assert message.startswith(f"backup {c.full}: pg_verifybackup failed")
     assert "PG_VERSION" in message
@@ -427,6 +439,56 @@ def test_test_restore_result_is_a_finding(
     assert [(f.severity, f.object) for f in found] == [(Severity.CRITICAL, c.incremental)]
     assert "recovery ended before the consistency point" in found[0].message
     assert report.status == Severity.CRITICAL and report.to_dict()["test_restore"]["ok"] is False
+
+
+# --- the daily cost model --------------------------------------------------------------------
+
+
+def _damage_found(report: VerificationReport, label: str) -> bool:
+    return any(
+        f.check == "checksums"
+        and f.severity == Severity.CRITICAL
+        and f.details.get("label") == label
+        for f in report.findings
+    )
+
+
+def test_daily_verification_reads_what_is_new_and_finds_old_damage_in_time(
+    clone: Callable[[], Base],
+) -> None:
+    c = clone()
+    settings = c.site.settings
+    now = datetime.now(UTC)
+    first = verify(settings, now=now, pg_verifybackup=False)
+    plan = first.figures["plan"]
+    assert plan["bytes_skipped"] == 0 and plan["reasons"].get("new", 0) > 0
+    total = plan["bytes_to_read"]
+    second = verify(settings, now=now + timedelta(hours=1), pg_verifybackup=False)
+    plan = second.figures["plan"]
+    # nothing due; "new" only for WAL the running cluster archived meanwhile
+    assert set(plan["reasons"]) <= {"rotation", "history", "new"}, plan
+    assert plan["bytes_skipped"] > 0 and plan["bytes_to_read"] < total
+    assert [r.content for r in second.backups] != ["not checked"] * 2
+
+    # damage that today's reads may not reach: found by --all at once, by the daily run in time
+    data = c.primary / "backups" / c.incremental / "base.tar.zst"
+    stored = bytearray(data.read_bytes())
+    stored[len(stored) // 2] ^= 0x01
+    data.write_bytes(bytes(stored))
+    everything = verify(settings, now=now + timedelta(hours=2), pg_verifybackup=False,
+                        everything=True)  # fmt: skip
+    assert _damage_found(everything, c.incremental)
+    assert everything.figures["plan"]["bytes_skipped"] == 0
+    found_on = None
+    for day in range(1, 8):
+        daily = verify(settings, now=now + timedelta(days=day), pg_verifybackup=False)
+        if _damage_found(daily, c.incremental):
+            found_on = day
+            break
+    assert found_on is not None, "the damaged object was not re-read within reread_every"
+    state = json.loads((c.primary / "verification" / "state.json").read_text())
+    assert f"backups/{c.incremental}/base.tar.zst" not in state["objects"]  # never trusted
+    assert state["content"].keys() >= {c.full}
 
 
 # --- failed runs, for real -----------------------------------------------------------------

@@ -557,6 +557,21 @@ class ScheduleSettings(Section):
         return value
 
 
+class VerificationSettings(Section):
+    """How the daily verification spreads its reads (``powrops verify``)."""
+
+    # Every stored object is read back at least this often; a seventh of the repository a day
+    # by default, so bit rot is found within a week without reading everything every day.
+    reread_every: Duration = Duration.parse("7 days")
+
+    @field_validator("reread_every")
+    @classmethod
+    def _finite(cls, value: Duration) -> Duration:
+        if value.seconds is None or value.seconds < 86400:
+            raise ValueError('expected a period of at least a day, such as "7 days"')
+        return value
+
+
 class Settings(Section):
     """Everything powrops is configured with."""
 
@@ -565,6 +580,7 @@ class Settings(Section):
     state: StateSettings = StateSettings()
     reports: ReportSettings = ReportSettings()
     backup: BackupSettings = BackupSettings()
+    verification: VerificationSettings = VerificationSettings()
     notify: NotifySettings = NotifySettings()
     recovery: RecoverySettings = RecoverySettings()
     retention: RetentionSettings = RetentionSettings()

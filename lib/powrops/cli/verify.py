@@ -1,4 +1,4 @@
-"""``powrops verify [LABEL] [--restore] [--skip-pg-verifybackup] [--json]``.
+"""``powrops verify [LABEL | --all] [--restore] [--skip-pg-verifybackup] [--json]``.
 
 Prints the findings as a table (worst first), then a summary line; ``--json`` prints the whole
 report instead. The exit code is the overall severity: 0 OK, 1 WARNING, 2 CRITICAL, 3 when
@@ -28,7 +28,15 @@ def register(sub: Any) -> None:
         help="verify backups: checksums, pg_verifybackup, WAL continuity, freshness, "
         "recoverability windows, optional test restore",
     )
-    parser.add_argument("label", nargs="?", help="one backup (and its chain); default: all")
+    parser.add_argument(
+        "label", nargs="?",
+        help="check this backup and its chain in full; default: the daily check (what is new, "
+        "what is due and a share of the rest, see verification.reread_every)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--all", dest="everything", action="store_true",
+        help="read back and check every backup and WAL file in full",
+    )  # fmt: skip
     parser.add_argument(
         "--restore", action="store_true", help="also restore into a scratch cluster and query it"
     )
@@ -54,6 +62,7 @@ def cmd_verify(args: argparse.Namespace) -> Severity:
         args.label,
         restore=args.restore,
         pg_verifybackup=not args.skip_pg_verifybackup,
+        everything=args.everything,
         echo=None if args.json else progress,
     )
     if args.json:

@@ -13,13 +13,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from powrops.backup.model import RECORD_FILE, BackupRecord, StoredFile, backup_key, wal_name_of
+from powrops.backup.model import (
+    DATA_FILE,
+    RECORD_FILE,
+    BackupRecord,
+    StoredFile,
+    backup_key,
+    wal_name_of,
+)
 from powrops.backup.wal import kind_of
 from powrops.errors import ObjectNotFound, StorageError
 from powrops.findings import Severity
 from powrops.format import Echo
 from powrops.storage.base import ObjectInfo, Repository
+from powrops.verify import content
+from powrops.verify.content import ContentCheck
 from powrops.verify.report import VerificationReport
+from powrops.verify.state import Plan
 
 CHUNK = 1 << 20
 HISTORY_LIMIT = 1 << 20  # history files are a few lines; keep at most this much of one
@@ -107,18 +117,48 @@ def _count(report: VerificationReport, files: int, size: int, wal: int = 0) -> N
     figures["bytes_read"] = figures.get("bytes_read", 0) + size
 
 
+def _check_stored(
+    repo: Repository, record: BackupRecord, stored: StoredFile
+) -> tuple[ObjectCheck, ContentCheck | None]:
+    """Read one backup file back; the data object's read also checks its content."""
+    key = backup_key(record.label, stored.name)
+    if stored.name != DATA_FILE:
+        return check_file(repo, key, stored), None
+    checked = content.check(repo, record)
+    if checked.stored_problem is None:  # intact bytes, whatever they hold
+        return ObjectCheck(key, "ok", None, checked.stored_bytes), checked
+    return ObjectCheck(key, checked.status, checked.stored_problem, checked.stored_bytes), checked
+
+
 def primary_backups(
-    report: VerificationReport, repo: Repository, records: Sequence[BackupRecord], echo: Echo | None
-) -> dict[str, list[ObjectCheck]]:
-    """Check every file of ``records`` in the primary; the damaged ones per label."""
+    report: VerificationReport,
+    repo: Repository,
+    records: Sequence[BackupRecord],
+    echo: Echo | None,
+    plan: Plan | None = None,
+) -> tuple[dict[str, list[ObjectCheck]], dict[str, ContentCheck]]:
+    """Check the files of ``records`` in the primary that ``plan`` reads (all without one).
+
+    Returns the damaged files per label (an empty list: nothing damaged among those read) and
+    the content checks made, per label.
+    """
     damaged: dict[str, list[ObjectCheck]] = {}
+    contents: dict[str, ContentCheck] = {}
     for record in records:
+        chosen = _chosen(record, plan)
+        _count_skipped(report, len(record.files) - len(chosen),
+                       sum(f.stored_size for f in record.files if f not in chosen))  # fmt: skip
+        if not chosen:
+            continue
         if echo:
-            echo(f"checksums: backup {record.label} ({len(record.files)} files)")
+            echo(f"checksums: backup {record.label} ({len(chosen)} of {len(record.files)} files)")
         bad = []
-        for stored in record.files:
-            result = check_file(repo, backup_key(record.label, stored.name), stored)
+        for stored in chosen:
+            result, checked = _check_stored(repo, record, stored)
             _count(report, 1, result.size)
+            if checked is not None:
+                contents[record.label] = checked
+                _content_finding(report, record, checked)
             if not result.ok:
                 bad.append(result)
                 report.add(
@@ -137,12 +177,50 @@ def primary_backups(
             report.add(
                 "checksums",
                 Severity.OK,
-                f"backup {record.label}: {len(record.files)} files read back from {repo.url}, "
+                f"backup {record.label}: {len(chosen)} files read back from {repo.url}, "
                 "SHA-256 match",
                 record.label,
                 label=record.label,
             )
-    return damaged
+    return damaged, contents
+
+
+def _content_finding(
+    report: VerificationReport, record: BackupRecord, checked: ContentCheck
+) -> None:
+    if checked.status == "content":
+        report.add(
+            "content",
+            Severity.CRITICAL,
+            f"backup {record.label} does not match its backup_manifest: {checked.summary()}",
+            record.label,
+            advice="the backup cannot be trusted: take a new full backup (`powrops backup full`)",
+            label=record.label,
+            problems=checked.problems[:100],
+        )
+    elif checked.ok:
+        report.add(
+            "content",
+            Severity.OK,
+            f"backup {record.label}: {checked.files} files ({checked.raw_bytes} bytes) match "
+            "their size and checksum in backup_manifest",
+            record.label,
+            label=record.label,
+            files=checked.files,
+        )
+    # a damaged object (differs, truncated, unreadable) is reported by checksums
+
+
+def _chosen(record: BackupRecord, plan: Plan | None) -> list[StoredFile]:
+    return [f for f in record.files
+            if plan is None or plan.reads(backup_key(record.label, f.name))]  # fmt: skip
+
+
+def _count_skipped(report: VerificationReport, objects: int, size: int = 0) -> None:
+    figures = report.figures
+    figures["objects_skipped"] = figures.get("objects_skipped", 0) + objects
+    if size:
+        figures["bytes_skipped"] = figures.get("bytes_skipped", 0) + size
 
 
 def secondary_backups(
@@ -152,6 +230,7 @@ def secondary_backups(
     keys: set[str],
     primary_damaged: Mapping[str, list[ObjectCheck]],
     echo: Echo | None,
+    plan: Plan | None = None,
 ) -> dict[str, str]:
     """Check the secondary's copy of each backup; its status per label."""
     statuses: dict[str, str] = {}
@@ -167,11 +246,17 @@ def secondary_backups(
                 label=record.label,
             )
             continue
+        chosen = _chosen(record, plan)
+        _count_skipped(report, len(record.files) - len(chosen),
+                       sum(f.stored_size for f in record.files if f not in chosen))  # fmt: skip
+        if not chosen:
+            statuses[record.label] = "ok"
+            continue
         if echo:
             echo(f"checksums: backup {record.label} in the secondary")
         bad_in_primary = {c.key for c in primary_damaged.get(record.label, [])}
         bad = 0
-        for stored in record.files:
+        for stored in chosen:
             key = backup_key(record.label, stored.name)
             result = check_file(repo, key, stored)
             _count(report, 1, result.size)
@@ -199,8 +284,7 @@ def secondary_backups(
             report.add(
                 "secondary",
                 Severity.OK,
-                f"backup {record.label}: {len(record.files)} files in the secondary {repo.url} "
-                "match",
+                f"backup {record.label}: {len(chosen)} files in the secondary {repo.url} match",
                 record.label,
                 label=record.label,
             )
@@ -208,12 +292,21 @@ def secondary_backups(
 
 
 def primary_wal(
-    report: VerificationReport, repo: Repository, objects: Iterable[ObjectInfo], echo: Echo | None
+    report: VerificationReport,
+    repo: Repository,
+    objects: Iterable[ObjectInfo],
+    echo: Echo | None,
+    plan: Plan | None = None,
 ) -> dict[str, ObjectCheck]:
-    """Decompress every WAL object; results by WAL file name (damaged ones are CRITICAL)."""
+    """Decompress the WAL objects ``plan`` reads (all without one); results by WAL file name
+    (damaged ones are CRITICAL). An object not read today counts as intact, as last read."""
     results: dict[str, ObjectCheck] = {}
     for info in objects:
         name = wal_name_of(info.key)
+        if plan is not None and not plan.reads(info.key):
+            results[name] = ObjectCheck(info.key, "ok")
+            _count_skipped(report, 1, info.size)
+            continue
         result = check_wal(repo, info.key)
         results[name] = result
         _count(report, 0, result.size, 1)
@@ -229,13 +322,15 @@ def primary_wal(
                 status=result.status,
             )
     if echo:
-        echo(f"checksums: {len(results)} archived WAL files decompressed")
+        echo(f"checksums: {len(results)} archived WAL files")
     good = sum(1 for r in results.values() if r.ok)
+    read = sum(1 for i in results.values() if i.size)
     if results and good == len(results):
         report.add(
             "checksums",
             Severity.OK,
-            f"{good} archived WAL files in {repo.url} decompressed, zstd frame checksums match",
+            f"{len(results)} archived WAL files in {repo.url} intact: {read} decompressed "
+            "today, zstd frame checksums match; the others as last read",
             "wal",
         )
     return results
@@ -249,6 +344,7 @@ def secondary_wal(
     secondary: Mapping[str, ObjectInfo],
     copied_until: datetime | None,
     echo: Echo | None,
+    plan: Plan | None = None,
 ) -> None:
     """Check the secondary's WAL: each copy decompresses; none archived before the last copy
     is missing. WAL archived after the newest backup reached the secondary is not expected yet.
@@ -275,6 +371,9 @@ def secondary_wal(
                 )
             else:
                 late += 1
+            continue
+        if plan is not None and not plan.reads(copy.key):
+            _count_skipped(report, 1, copy.size)
             continue
         result = check_wal(repo, copy.key)
         checked += 1

@@ -62,7 +62,7 @@ def build_archive(
         if kind == "segment":
             segment = parse_segment(name, size)
             key = (segment.timeline, segment.number)
-            if result.ok and result.raw_size != size:
+            if result.ok and result.raw_size is not None and result.raw_size != size:
                 report.add(
                     "checksums",
                     Severity.CRITICAL,

@@ -77,6 +77,7 @@ class BackupRow:
     server_version: str | None
     checksums: str = "not checked"  # ok / failed / not checked
     secondary: str = "not configured"  # ok / missing / damaged / not checked / not configured
+    content: str = "not checked"  # ok / failed / ok at <when> / not checked (the manifest check)
     pg_verifybackup: str = "not run"  # ok / failed / skipped: ... / not run
     pg_verifybackup_s: float | None = None
     wal: str = "not checked"  # continuous / gap at ... / not checked

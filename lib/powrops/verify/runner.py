@@ -1,11 +1,17 @@
 """``verify()``: every check in order, over one listing of each repository.
 
 1. the catalog: no ok backup, broken chains, incomplete runs;
-2. repository checksums of every backup file and WAL object, primary then secondary;
-3. WAL continuity per timeline, timeline histories, each backup's recoverability window;
-4. ``pg_verifybackup`` on each backup's reconstructed data directory (chains combined);
+2. repository checksums of the objects today's plan reads (:mod:`powrops.verify.state`: what is
+   new, what is due, a rotating share; everything for one backup or ``everything``), primary
+   then secondary; reading a backup's data object also checks its content against its
+   ``backup_manifest`` (:mod:`powrops.verify.content`);
+3. WAL continuity per timeline, timeline histories, each backup's recoverability window, from
+   the listings (no WAL needs reading for that);
+4. ``pg_verifybackup`` on one reconstructed data directory: the chain of the backup asked for,
+   else of the newest backup when it has not been verified yet;
 5. freshness against the schedule, ``pg_stat_archiver`` and failed runs (whole repository only);
-6. optionally a test restore through :func:`powrops.restore.test_restore`.
+6. optionally a test restore through :func:`powrops.restore.test_restore`;
+7. what was read intact is recorded in each repository's verification state.
 """
 
 from __future__ import annotations
@@ -24,25 +30,36 @@ from typing import Any
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.expiry import broken_link, chain
-from powrops.backup.lock import is_stale, read_lock
+from powrops.backup.lock import is_stale, read_lock, repository_lock
 from powrops.backup.model import (
     BACKUPS_PREFIX,
+    DATA_FILE,
     LOCK_KEY,
     RECORD_FILE,
     WAL_PREFIX,
     BackupRecord,
+    backup_key,
     wal_name_of,
 )
 from powrops.backup.reconstruct import reconstruct, verify_directory
 from powrops.backup.wal import kind_of, parse_segment
 from powrops.config import Settings
-from powrops.errors import BackupError, DatabaseError, ParameterError, PowropsError, StorageError
+from powrops.errors import (
+    BackupError,
+    DatabaseError,
+    LockError,
+    ParameterError,
+    PowropsError,
+    StorageError,
+)
 from powrops.findings import Severity, overall
 from powrops.format import Echo
 from powrops.pg.binaries import PgBinaries, find_binaries
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.verify import checksums, freshness, recoverability
+from powrops.verify import state as state_mod
 from powrops.verify.checksums import ObjectCheck
+from powrops.verify.content import ContentCheck
 from powrops.verify.report import BackupRow, VerificationReport
 
 
@@ -81,9 +98,13 @@ def verify(
     restore: bool = False,
     now: datetime | None = None,
     pg_verifybackup: bool = True,
+    everything: bool = False,
     echo: Echo | None = None,
 ) -> VerificationReport:
     """Verify the backups of the configured repositories (or backup ``label`` and its chain).
+
+    Without ``label``, only what today's plan chooses is read (``everything`` reads it all);
+    with one, every object of its chain and the WAL from its start are read.
 
     Raises a PowropsError (exit code 3) only when verification cannot run at all: the primary
     repository cannot be listed, or ``label`` is not in it. Everything else is a finding.
@@ -113,13 +134,15 @@ def verify(
             )  # fmt: skip
 
     mark = time.monotonic()
-    damaged = checksums.primary_backups(report, primary, targets, echo)
     wal_objects = _relevant_wal(listing, targets, label)
-    wal_results = checksums.primary_wal(report, primary, wal_objects.values(), echo)
+    full = everything or label is not None
+    plan, state = _plan(report, settings, primary, listing, targets, wal_objects, now, full)
+    damaged, contents = checksums.primary_backups(report, primary, targets, echo, plan)
+    wal_results = checksums.primary_wal(report, primary, wal_objects.values(), echo, plan)
     seconds["checksums"] = round(time.monotonic() - mark, 3)
     mark = time.monotonic()
     second, second_wal = _secondary(
-        report, secondary, targets, damaged, wal_objects, wal_results, echo
+        report, settings, secondary, targets, damaged, wal_objects, wal_results, now, full, echo
     )
     seconds["secondary"] = round(time.monotonic() - mark, 3)
 
@@ -127,7 +150,8 @@ def verify(
     continuity = recoverability.continuity(report, archive, targets, records, settings, second_wal)
 
     mark = time.monotonic()
-    verified = _pg_verifybackup(report, settings, primary, targets, by_label, damaged,
+    chosen = _verifybackup_targets(targets, by_label, label, everything)
+    verified = _pg_verifybackup(report, settings, primary, targets, chosen, by_label, damaged,
                                 pg_verifybackup, echo)  # fmt: skip
     seconds["pg_verifybackup"] = round(time.monotonic() - mark, 3)
     if label is None:
@@ -138,7 +162,9 @@ def verify(
         seconds["test_restore"] = round(time.monotonic() - mark, 3)
     report.backups = _rows(report, records if label is None else targets, by_label, damaged,
                            second, verified, continuity, secondary is not None)  # fmt: skip
+    _content_rows(report.backups, contents, state)
     _mark_verified(report, primary, targets)
+    _save_state(report, primary, plan, damaged, contents, wal_results, now)
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 
@@ -146,14 +172,16 @@ def verify(
 def _mark_verified(
     report: VerificationReport, repo: Repository, targets: Sequence[BackupRecord]
 ) -> None:
-    """Write ``verified_at`` into the record of each backup that passed checksums and
-    pg_verifybackup with no critical finding of its own (expiry and migrations rely on it)."""
+    """Write ``verified_at`` into the record of each backup whose content was checked against
+    its manifest today with no critical finding of its own (expiry and migrations rely on it)."""
     catalog = Catalog(repo)
     by_label = {r.label: r for r in targets}
     for row in report.backups:
         record = by_label.get(row.label)
-        passed = row.checksums == "ok" and row.pg_verifybackup == "ok"
+        passed = row.checksums == "ok" and row.content == "ok" and row.pg_verifybackup != "failed"
         if record is None or not passed or row.severity in (Severity.CRITICAL, Severity.UNKNOWN):
+            continue
+        if record.verified_at is not None and row.pg_verifybackup != "ok":
             continue
         try:
             catalog.write(replace(record, verified_at=report.now))
@@ -161,6 +189,128 @@ def _mark_verified(
             report.add("backups", Severity.WARNING,
                        f"backup {row.label} verified but its record cannot be updated: {exc}",
                        row.label, label=row.label)  # fmt: skip
+
+
+# --- what to read, and what was read -------------------------------------------------------
+
+STATE_WAIT_S = 60.0  # how long to wait for a running backup's lock before leaving the state
+
+
+def _load_state(
+    report: VerificationReport, repo: Repository, which: str
+) -> state_mod.VerificationState:
+    loaded, problem = state_mod.VerificationState.load(repo)
+    if problem:
+        report.add("verification_state", Severity.WARNING, f"{which}: {problem}",
+                   state_mod.STATE_KEY)  # fmt: skip
+    return loaded
+
+
+def _plan(
+    report: VerificationReport,
+    settings: Settings,
+    repo: Repository,
+    listing: Listing,
+    targets: Sequence[BackupRecord],
+    wal_objects: dict[str, ObjectInfo],
+    now: datetime,
+    full: bool,
+) -> tuple[state_mod.Plan, state_mod.VerificationState]:
+    """Today's reads in the primary: history files and unchecked backup content always."""
+    state = _load_state(report, repo, "primary")
+    labels = {r.label for r in targets}
+    objects = [o for label, objs in listing.backups.items() if label in labels for o in objs]
+    always = {info.key: "history" for name, info in wal_objects.items()
+              if kind_of(name) == "history"}  # fmt: skip
+    for record in targets:
+        if record.label not in state.content:
+            always[backup_key(record.label, DATA_FILE)] = "content"
+    every = settings.verification.reread_every.timedelta
+    objects += wal_objects.values()
+    plan = state_mod.plan(objects, state, now, every, everything=full, always=always)
+    report.figures["plan"] = {
+        "reread_every": settings.verification.reread_every.text,
+        "reasons": plan.counts(),
+        "bytes_to_read": plan.bytes_to_read,
+        "bytes_skipped": plan.bytes_skipped,
+        "objects_skipped": len(plan.skipped),
+        "oldest_skipped_read": min(plan.skipped.values(), default=None),
+    }
+    return plan, state
+
+
+def _named_in(key: str, names: set[str | None]) -> bool:
+    if key.startswith(BACKUPS_PREFIX):
+        return key[len(BACKUPS_PREFIX) :] in names
+    return wal_name_of(key) in names
+
+
+def _save_state(
+    report: VerificationReport,
+    repo: Repository,
+    plan: state_mod.Plan,
+    damaged: dict[str, list[ObjectCheck]],
+    contents: dict[str, ContentCheck],
+    wal_results: dict[str, ObjectCheck],
+    now: datetime,
+) -> None:
+    """Record every object read intact today, and every backup whose content matched."""
+    bad = {c.key for checks in damaged.values() for c in checks}
+    bad |= {r.key for r in wal_results.values() if not r.ok}
+    digests = {backup_key(label, DATA_FILE): c.sha256 for label, c in contents.items()}
+    listing = Listing.of(repo)
+    sizes = {o.key: o.size for objs in listing.backups.values() for o in objs}
+    sizes |= {o.key: o.size for o in listing.wal.values()}
+    reads = {
+        key: state_mod.ObjectRead(sizes[key], digests.get(key), now)
+        for key in plan.reasons if key in sizes and key not in bad
+    }  # fmt: skip
+    content = {label: now for label, c in contents.items() if c.ok}
+    _store(report, repo, state_mod.VerificationState(reads, content), set(sizes), frozenset(bad))
+
+
+def _store(
+    report: VerificationReport, repo: Repository, newer: state_mod.VerificationState,
+    present: set[str], damaged: frozenset[str] = frozenset(),
+) -> None:  # fmt: skip
+    """Merge ``newer`` into the repository's state under its lock; a busy lock is waited for."""
+    deadline = time.monotonic() + STATE_WAIT_S
+    while True:
+        try:
+            with repository_lock(repo, "verification state"):
+                current, _ = state_mod.VerificationState.load(repo)
+                merged = current.merge(newer, present, damaged)
+                repo.put_bytes(state_mod.STATE_KEY, merged.to_bytes())
+            return
+        except LockError as exc:
+            if time.monotonic() > deadline:
+                report.add(
+                    "verification_state", Severity.WARNING,
+                    f"what was read in {repo.url} is not recorded: {exc}; the next run reads "
+                    "it again", state_mod.STATE_KEY,
+                )  # fmt: skip
+                return
+            time.sleep(2)
+        except StorageError as exc:
+            report.add("verification_state", Severity.WARNING,
+                       f"what was read in {repo.url} is not recorded: {exc}",
+                       state_mod.STATE_KEY)  # fmt: skip
+            return
+
+
+def _content_rows(
+    rows: Sequence[BackupRow],
+    contents: dict[str, ContentCheck],
+    state: state_mod.VerificationState,
+) -> None:
+    for row in rows:
+        checked = contents.get(row.label)
+        if checked is not None:
+            row.content = "ok" if checked.ok else "failed"
+        elif row.label in state.content:
+            row.content = f"ok at {state.content[row.label]:%Y-%m-%d %H:%M} UTC"
+        if row.checksums == "not checked" and row.label in state.content:
+            row.checksums = "ok as last read"
 
 
 # --- catalog -------------------------------------------------------------------------------
@@ -248,11 +398,14 @@ def _relevant_wal(
 
 def _secondary(
     report: VerificationReport,
+    settings: Settings,
     repo: Repository | None,
     targets: Sequence[BackupRecord],
     damaged: dict[str, list[ObjectCheck]],
     wal_objects: dict[str, ObjectInfo],
     wal_results: dict[str, ObjectCheck],
+    now: datetime,
+    full: bool,
     echo: Echo | None,
 ) -> tuple[dict[str, str], set[str]]:
     """Status of each backup's copy in the secondary, and the WAL names the secondary holds."""
@@ -266,11 +419,29 @@ def _secondary(
             f"the secondary {repo.url} cannot be listed: {exc}; the primary is unaffected",
         )  # fmt: skip
         return {r.label: "not checked" for r in targets}, set()
-    statuses = checksums.secondary_backups(report, repo, targets, listing.keys(), damaged, echo)
-    copied = [r.stop_time for r in targets if listing.has_record(r.label) and r.stop_time]
     wal_there = {name: info for name, info in listing.wal.items() if name in wal_objects}
+    labels = {r.label for r in targets}
+    objects = [o for label, objs in listing.backups.items() if label in labels for o in objs]
+    state = _load_state(report, repo, "secondary")
+    plan = (
+        None if full
+        else state_mod.plan([*objects, *wal_there.values()], state, now,
+                            settings.verification.reread_every.timedelta)
+    )  # fmt: skip
+    statuses = checksums.secondary_backups(report, repo, targets, listing.keys(), damaged, echo,
+                                           plan)  # fmt: skip
+    copied = [r.stop_time for r in targets if listing.has_record(r.label) and r.stop_time]
     checksums.secondary_wal(report, repo, wal_objects, wal_results, wal_there,
-                            max(copied, default=None), echo)  # fmt: skip
+                            max(copied, default=None), echo, plan)  # fmt: skip
+    reads = {o.key: o for o in [*objects, *wal_there.values()] if plan is None or plan.reads(o.key)}
+    bad = {f.object for f in report.findings
+           if f.check == "secondary" and f.severity != Severity.OK}  # fmt: skip
+    broken = frozenset(k for k in reads if _named_in(k, bad))
+    newer = state_mod.VerificationState(
+        {k: state_mod.ObjectRead(o.size, None, now) for k, o in reads.items() if k not in broken}
+    )
+    present = {o.key for objs in listing.backups.values() for o in objs}
+    _store(report, repo, newer, present | {o.key for o in listing.wal.values()}, broken)
     return statuses, set(listing.wal)
 
 
@@ -282,11 +453,29 @@ def _major(version: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _verifybackup_targets(
+    targets: Sequence[BackupRecord],
+    by_label: dict[str, BackupRecord],
+    label: str | None,
+    everything: bool,
+) -> set[str]:
+    """The one backup whose chain is reconstructed: ``label``, else the newest restorable
+    backup when it has not been verified yet (or ``everything`` is asked for)."""
+    if label is not None:
+        return {label}
+    restorable = [r for r in targets if broken_link(r, by_label) is None]
+    if not restorable:
+        return set()
+    newest = max(restorable, key=lambda r: (r.start_time, r.label))
+    return {newest.label} if everything or newest.verified_at is None else set()
+
+
 def _pg_verifybackup(
     report: VerificationReport,
     settings: Settings,
     repo: Repository,
     targets: Sequence[BackupRecord],
+    chosen: set[str],
     by_label: dict[str, BackupRecord],
     damaged: dict[str, list[ObjectCheck]],
     enabled: bool,
@@ -307,6 +496,11 @@ def _pg_verifybackup(
         bad = [m for m in members if damaged.get(m)]
         if bad:
             outcome[record.label] = (f"skipped: checksum failure in {', '.join(bad)}", None)
+            continue
+        if record.label not in chosen:
+            why = "verified before" if record.verified_at else "not the newest backup"
+            outcome[record.label] = (f"not run: {why}; content checked against its manifest",
+                                     None)  # fmt: skip
             continue
         major = _major(record.server_version)
         if major not in binaries:

@@ -1,0 +1,272 @@
+"""A backup's content checked against its ``backup_manifest`` in one streaming pass.
+
+The stored object is read once: its SHA-256 is compared with the backup's record, the zstd
+stream is decompressed (which checks the frame checksum), and each member of the tar is checked
+against PostgreSQL's manifest, the same test ``pg_verifybackup`` makes on a data directory:
+every file's size and checksum in the manifest's algorithm (CRC32C by default), files the
+manifest lists that are missing, and files that are there but not listed. The WAL the backup
+needs to become consistent (the manifest's ``WAL-Ranges``) must be in its ``pg_wal/``. Nothing is
+written to disk and memory stays at one chunk, whatever the size of the backup.
+
+An incremental backup is checked the same way against its own manifest: its ``INCREMENTAL.*``
+files are listed there with their own sizes and checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import crc32c
+import zstandard
+
+from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, backup_key
+from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, parse_lsn, segment_of, segment_range
+from powrops.errors import ObjectNotFound, StorageError
+from powrops.storage.base import Repository
+
+CHUNK = 1 << 20
+# What pg_verifybackup ignores by default: not in the manifest, or rewritten on purpose.
+IGNORED = frozenset({MANIFEST_FILE, "postgresql.auto.conf", "recovery.signal", "standby.signal"})
+MAX_LISTED = 20  # problems named one by one in a finding; the rest are counted
+
+
+class _Crc32c:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes) -> None:
+        self.value = crc32c.crc32c(data, self.value)
+
+    def hexdigest(self) -> str:
+        # PostgreSQL writes the CRC's bytes as they lie in memory: little-endian.
+        return self.value.to_bytes(4, "little").hex()
+
+
+class _NoChecksum:
+    def update(self, data: bytes) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+_ALGORITHMS: dict[str, Callable[[], Any]] = {
+    "CRC32C": _Crc32c,
+    "SHA224": hashlib.sha224,
+    "SHA256": hashlib.sha256,
+    "SHA384": hashlib.sha384,
+    "SHA512": hashlib.sha512,
+    "NONE": _NoChecksum,
+}
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    path: str
+    size: int
+    algorithm: str
+    checksum: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    files: dict[str, ManifestFile]
+    wal_ranges: tuple[tuple[int, str, str], ...]  # (timeline, start LSN, end LSN)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Manifest:
+        """The manifest's files and WAL ranges; ValueError when it is not one, or altered."""
+        _check_own_checksum(raw)
+        data = json.loads(raw)
+        files = {}
+        for entry in data["Files"]:
+            path = entry.get("Path")
+            if path is None:
+                path = bytes.fromhex(entry["Encoded-Path"]).decode("utf-8", "surrogateescape")
+            algorithm = str(entry.get("Checksum-Algorithm", "NONE")).upper()
+            if algorithm not in _ALGORITHMS:
+                raise ValueError(f"unknown checksum algorithm {algorithm!r} for {path}")
+            files[path] = ManifestFile(path, int(entry["Size"]), algorithm,
+                                       str(entry.get("Checksum", "")).lower())  # fmt: skip
+        ranges = tuple(
+            (int(r["Timeline"]), str(r["Start-LSN"]), str(r["End-LSN"]))
+            for r in data.get("WAL-Ranges", [])
+        )
+        return cls(files, ranges)
+
+
+def _check_own_checksum(raw: bytes) -> None:
+    """The manifest ends with the SHA-256 of everything before its last line."""
+    marker = raw.rfind(b'"Manifest-Checksum"')
+    if marker < 0:
+        raise ValueError("it has no Manifest-Checksum")
+    start = raw.rfind(b"\n", 0, marker) + 1
+    recorded = json.loads(b"{" + raw[start:].strip().rstrip(b"}").strip() + b"}")
+    if hashlib.sha256(raw[:start]).hexdigest() != recorded["Manifest-Checksum"]:
+        raise ValueError("its Manifest-Checksum does not match its content")
+
+
+@dataclass
+class ContentCheck:
+    """What one pass over a backup's data object showed."""
+
+    label: str
+    stored_bytes: int = 0
+    raw_bytes: int = 0
+    files: int = 0
+    sha256: str = ""
+    status: str = "ok"  # ok / content, or what is wrong with the stored object itself:
+    # differs / damaged / missing / unreadable
+    stored_problem: str | None = None  # how the stored object is damaged, as a phrase
+    problems: list[str] = field(default_factory=list)  # its content against the manifest
+
+    @property
+    def ok(self) -> bool:
+        return self.stored_problem is None and not self.problems
+
+    def fail(self, status: str, problem: str) -> ContentCheck:
+        if self.status == "ok":
+            self.status = status
+        self.problems.append(problem)
+        return self
+
+    def damaged(self, status: str, problem: str) -> ContentCheck:
+        if self.stored_problem is None:
+            self.status, self.stored_problem = status, problem
+        return self
+
+    def summary(self) -> str:
+        shown = "; ".join(self.problems[:MAX_LISTED])
+        more = len(self.problems) - MAX_LISTED
+        return shown + (f"; and {more} more" if more > 0 else "")
+
+
+class _Hashing:
+    """A readable object that hashes what passes through it."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+def _member_name(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/")
+
+
+def _ignored(path: str) -> bool:
+    return path in IGNORED or path == "pg_wal" or path.startswith("pg_wal/")
+
+
+def check(repo: Repository, record: BackupRecord) -> ContentCheck:
+    """Read backup ``record``'s data object once and check it against its manifest."""
+    result = ContentCheck(record.label)
+    try:
+        manifest = Manifest.parse(repo.get_bytes(backup_key(record.label, MANIFEST_FILE)))
+    except ObjectNotFound:
+        return result.fail("content", f"{MANIFEST_FILE} is missing from {repo.url}")
+    except StorageError as exc:
+        return result.fail("content", f"{MANIFEST_FILE} cannot be read: {exc}")
+    except (ValueError, KeyError, TypeError) as exc:
+        return result.fail("content", f"{MANIFEST_FILE} is not a valid manifest: {exc}")
+    hashing: _Hashing | None = None
+    try:
+        with repo.open_read(backup_key(record.label, DATA_FILE)) as stored:
+            hashing = _Hashing(stored)
+            _walk(hashing, manifest, result)
+            while hashing.read(CHUNK):  # anything after the tar's end still counts
+                pass
+    except ObjectNotFound:
+        return result.damaged("missing", f"is missing from {repo.url}")
+    except StorageError as exc:
+        return result.damaged("unreadable", f"cannot be read from {repo.url}: {exc}")
+    result.stored_bytes, result.sha256 = hashing.size, hashing.digest.hexdigest()
+    expected = next((f for f in record.files if f.name == DATA_FILE), None)
+    if expected is not None and expected.sha256 != result.sha256:
+        # the bytes changed since they were written: that explains any content problem
+        result.problems.clear()
+        result.stored_problem = None
+        read, recorded = result.sha256[:12], expected.sha256[:12]
+        result.damaged(
+            "differs",
+            f"in {repo.url} does not match its recorded SHA-256 (read {read}…, recorded "
+            f"{recorded}…; {result.stored_bytes} bytes read, {expected.stored_size} recorded)",
+        )
+    return result
+
+
+def _walk(stream: _Hashing, manifest: Manifest, result: ContentCheck) -> None:
+    seen: set[str] = set()
+    wal: dict[str, int] = {}
+    reader = zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK)  # type: ignore[arg-type]
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", copybufsize=CHUNK) as archive:  # type: ignore[call-overload]
+            for member in archive:
+                if not member.isfile():
+                    continue
+                name = _member_name(member.name)
+                handle = archive.extractfile(member)
+                if name.startswith("pg_wal/") and "/" not in name[len("pg_wal/") :]:
+                    wal[name[len("pg_wal/") :]] = member.size
+                    continue
+                if _ignored(name):
+                    continue
+                seen.add(name)
+                result.files += 1
+                result.raw_bytes += member.size
+                _check_member(name, member.size, handle, manifest.files.get(name), result)
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+        result.damaged("damaged", f"cannot be decompressed and unpacked: {exc}")
+        return
+    for path in sorted(p for p in set(manifest.files) - seen if not _ignored(p)):
+        result.fail("content", f"{path} is in the manifest but not in the backup")
+    _check_wal(manifest, wal, result)
+
+
+def _check_wal(manifest: Manifest, wal: dict[str, int], result: ContentCheck) -> None:
+    """Every segment of the manifest's WAL ranges is in pg_wal/, whole."""
+    sizes = set(wal.values())
+    segment_size = sizes.pop() if len(sizes) == 1 else DEFAULT_SEGMENT_SIZE
+    if segment_size & (segment_size - 1) or not 1 << 20 <= segment_size <= 1 << 30:
+        segment_size = DEFAULT_SEGMENT_SIZE
+    for timeline, start, end in manifest.wal_ranges:
+        first = segment_of(parse_lsn(start), timeline, segment_size)
+        last = segment_of(max(parse_lsn(end) - 1, parse_lsn(start)), timeline, segment_size)
+        for segment in segment_range(first, last):
+            size = wal.get(segment.name)
+            if size is None:
+                result.fail("content", f"WAL {segment.name}, needed for consistency, is not in "
+                            "pg_wal/")  # fmt: skip
+            elif size != segment_size:
+                result.fail("content", f"WAL {segment.name} in pg_wal/ is {size} bytes, not "
+                            f"{segment_size}")  # fmt: skip
+
+
+def _check_member(
+    name: str, size: int, handle: BinaryIO | None, entry: ManifestFile | None,
+    result: ContentCheck,
+) -> None:  # fmt: skip
+    if entry is None:
+        result.fail("content", f"{name} is in the backup but not in the manifest")
+        return
+    digest = _ALGORITHMS[entry.algorithm]()
+    while handle is not None and (chunk := handle.read(CHUNK)):
+        digest.update(chunk)
+    if size != entry.size:
+        result.fail("content", f"{name} is {size} bytes, the manifest says {entry.size}")
+    elif entry.algorithm != "NONE" and digest.hexdigest() != entry.checksum:
+        result.fail("content", f"{name} does not match its {entry.algorithm} in the manifest "
+                    f"(read {digest.hexdigest()}, manifest {entry.checksum})")  # fmt: skip

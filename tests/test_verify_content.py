@@ -1,0 +1,214 @@
+"""A backup's content checked against its manifest in one pass, and the daily read plan.
+
+The backups here are built by hand in a ``file://`` repository, the way pg_basebackup writes
+them (a tar with ``backup_label``, data files and ``pg_wal/``, a manifest with CRC32C checksums
+and its own SHA-256), so that each defect can be planted exactly. The same check on real
+backups of a real cluster is exercised by tests/test_verify.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import crc32c
+import pytest
+import zstandard
+
+from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, StoredFile, backup_key
+from powrops.storage.base import ObjectInfo, Repository
+from powrops.storage.registry import open_repository
+from powrops.verify import content
+from powrops.verify.state import ObjectRead, VerificationState, plan
+
+SEGMENT = 16 << 20  # PostgreSQL's default segment size; zeros compress to nothing
+WAL_NAME = "000000010000000000000003"
+FILES = {
+    "backup_label": b"START WAL LOCATION: 0/3000028\n",
+    "PG_VERSION": b"18\n",
+    "base/5/16384": bytes(range(256)) * 64,
+    "global/pg_control": b"\x01" * 8192,
+}
+
+
+def _manifest(files: dict[str, bytes], *, algorithm: str = "CRC32C") -> bytes:
+    entries = []
+    for path, data in files.items():
+        if algorithm == "CRC32C":
+            checksum = crc32c.crc32c(data).to_bytes(4, "little").hex()
+        else:
+            checksum = hashlib.sha256(data).hexdigest()
+        entries.append(
+            {"Path": path, "Size": len(data), "Last-Modified": "2026-12-04 00:00:00 GMT",
+             "Checksum-Algorithm": algorithm, "Checksum": checksum}
+        )  # fmt: skip
+    body = (
+        '{ "PostgreSQL-Backup-Manifest-Version": 2,\n"System-Identifier": 1,\n"Files": [\n'
+        + ",\n".join(json.dumps(e) for e in entries)
+        + ' ],\n"WAL-Ranges": [\n{ "Timeline": 1, "Start-LSN": "0/3000028", '
+        '"End-LSN": "0/3000120" }\n],\n'
+    ).encode()
+    return body + f'"Manifest-Checksum": "{hashlib.sha256(body).hexdigest()}"}}\n'.encode()
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _store(
+    repo: Repository, label: str, members: dict[str, bytes], manifest: bytes
+) -> BackupRecord:
+    stored = zstandard.ZstdCompressor(level=1).compress(_tar(members))
+    repo.put_bytes(backup_key(label, DATA_FILE), stored)
+    repo.put_bytes(backup_key(label, MANIFEST_FILE), manifest)
+    data = StoredFile(DATA_FILE, len(stored), len(stored), hashlib.sha256(stored).hexdigest(), None)
+    return BackupRecord(label=label, kind="full", status="ok",
+                        start_time=datetime(2026, 12, 4, tzinfo=UTC), files=(data,))  # fmt: skip
+
+
+def _members(**changes: bytes | None) -> dict[str, bytes]:
+    members = {**FILES, f"pg_wal/{WAL_NAME}": b"\x00" * SEGMENT, MANIFEST_FILE: b"{}"}
+    for name, data in changes.items():
+        name = name.replace("__", "/")
+        if data is None:
+            members.pop(name)
+        else:
+            members[name] = data
+    return members
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return open_repository((tmp_path / "repo").as_uri())
+
+
+def test_an_intact_backup_matches_its_manifest(repo: Repository) -> None:
+    record = _store(repo, "20261204T000000F", _members(), _manifest(FILES))
+    checked = content.check(repo, record)
+    assert checked.ok, checked.problems
+    assert checked.files == len(FILES)
+    assert checked.raw_bytes == sum(map(len, FILES.values()))
+    assert checked.sha256 == record.files[0].sha256
+
+
+def test_sha256_manifests_are_checked_too(repo: Repository) -> None:
+    record = _store(repo, "L", _members(), _manifest(FILES, algorithm="SHA256"))
+    assert content.check(repo, record).ok
+    changed = {**FILES, "PG_VERSION": b"17\n"}
+    record = _store(repo, "L", _members(PG_VERSION=b"17\n"), _manifest(FILES, algorithm="SHA256"))
+    assert content.check(repo, record).problems == [
+        f"PG_VERSION does not match its SHA256 in the manifest (read "
+        f"{hashlib.sha256(changed['PG_VERSION']).hexdigest()}, manifest "
+        f"{hashlib.sha256(FILES['PG_VERSION']).hexdigest()})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"base__5__16384": b"\xff" + FILES["base/5/16384"][1:]},
+         "base/5/16384 does not match its CRC32C in the manifest"),
+        ({"global__pg_control": b"\x01" * 100},
+         "global/pg_control is 100 bytes, the manifest says 8192"),
+        ({"base__5__16384": None}, "base/5/16384 is in the manifest but not in the backup"),
+        ({"base__5__99999": b"x"}, "base/5/99999 is in the backup but not in the manifest"),
+        ({f"pg_wal__{WAL_NAME}": None},
+         f"WAL {WAL_NAME}, needed for consistency, is not in pg_wal/"),
+    ],
+)  # fmt: skip
+def test_a_planted_content_defect_is_named(
+    repo: Repository, changes: dict[str, bytes | None], expected: str
+) -> None:
+    record = _store(repo, "L", _members(**changes), _manifest(FILES))
+    checked = content.check(repo, record)
+    assert checked.status == "content"
+    assert len(checked.problems) == 1 and checked.problems[0].startswith(expected)
+
+
+def test_a_manifest_edited_after_the_backup_is_refused(repo: Repository) -> None:
+    manifest = _manifest(FILES).replace(b'"Size": 3,', b'"Size": 4,')
+    record = _store(repo, "L", _members(), manifest)
+    checked = content.check(repo, record)
+    assert checked.status == "content"
+    assert checked.problems == [
+        f"{MANIFEST_FILE} is not a valid manifest: its Manifest-Checksum does not match its content"
+    ]
+
+
+def test_damaged_stored_bytes_are_a_checksum_problem(repo: Repository) -> None:
+    record = _store(repo, "L", _members(), _manifest(FILES))
+    key = backup_key("L", DATA_FILE)
+    stored = bytearray(repo.get_bytes(key))
+    stored[len(stored) // 2] ^= 0xFF
+    repo.put_bytes(key, bytes(stored))
+    checked = content.check(repo, record)
+    assert checked.status == "differs" and not checked.ok and checked.problems == []
+    assert checked.stored_problem is not None
+    assert "does not match its recorded SHA-256" in checked.stored_problem
+    repo.put_bytes(key, bytes(stored[: len(stored) // 2]))  # cut short
+    assert not content.check(repo, record).ok
+
+
+# --- the daily plan --------------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)
+WEEK = timedelta(days=7)
+
+
+def _objects(count: int, size: int = 100) -> list[ObjectInfo]:
+    return [ObjectInfo(f"wal/0000000100000000/{n:024X}.zst", size, NOW) for n in range(count)]
+
+
+def test_everything_new_is_read_and_nothing_else_after() -> None:
+    objects = _objects(70)
+    first = plan(objects, VerificationState(), NOW, WEEK)
+    assert first.counts() == {"new": 70} and first.bytes_skipped == 0
+    state = VerificationState({o.key: ObjectRead(o.size, None, NOW) for o in objects})
+    later = plan(objects, state, NOW + timedelta(hours=1), WEEK)
+    # a day's share of the rotation: a seventh of the bytes
+    assert later.counts() == {"rotation": 10} and later.bytes_to_read == 1000
+
+
+def test_every_object_is_reread_within_the_period() -> None:
+    objects = _objects(70)
+    state = VerificationState({o.key: ObjectRead(o.size, None, NOW) for o in objects})
+    last_read = {o.key: NOW for o in objects}
+    day = NOW
+    for _ in range(14):
+        day += timedelta(days=1)
+        today = plan(objects, state, day, WEEK)
+        for key in today.reasons:
+            state.objects[key] = ObjectRead(100, None, day)
+            last_read[key] = day
+        assert all(day - seen < WEEK for seen in last_read.values())
+        assert today.bytes_to_read <= 2 * 1000  # never more than twice the day's share
+
+
+def test_new_changed_and_required_objects_are_read() -> None:
+    objects = _objects(3)
+    state = VerificationState({
+        objects[0].key: ObjectRead(100, None, NOW),
+        objects[1].key: ObjectRead(99, None, NOW),
+    })  # fmt: skip
+    today = plan(objects, state, NOW, WEEK, always={objects[0].key: "history"})
+    assert today.reasons == {objects[0].key: "history", objects[1].key: "changed",
+                             objects[2].key: "new"}  # fmt: skip
+    assert plan(objects, state, NOW, WEEK, everything=True).counts() == {"requested": 3}
+
+
+def test_a_damaged_state_file_means_reading_everything(repo: Repository) -> None:
+    repo.put_bytes("verification/state.json", b"{not json")
+    state, problem = VerificationState.load(repo)
+    assert state.objects == {} and problem is not None and "damaged" in problem
+    repo.delete("verification/state.json")
+    assert VerificationState.load(repo) == (VerificationState(), None)
