@@ -55,9 +55,9 @@ def _manifest(files: dict[str, bytes], *, algorithm: str = "CRC32C") -> bytes:
     return body + f'"Manifest-Checksum": "{hashlib.sha256(body).hexdigest()}"}}\n'.encode()
 
 
-def _tar(members: dict[str, bytes]) -> bytes:
+def _tar(members: dict[str, bytes], tar_format: int = tarfile.USTAR_FORMAT) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+    with tarfile.open(fileobj=out, mode="w", format=tar_format) as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -66,9 +66,10 @@ def _tar(members: dict[str, bytes]) -> bytes:
 
 
 def _store(
-    repo: Repository, label: str, members: dict[str, bytes], manifest: bytes
-) -> BackupRecord:
-    stored = zstandard.ZstdCompressor(level=1).compress(_tar(members))
+    repo: Repository, label: str, members: dict[str, bytes], manifest: bytes,
+    tar_format: int = tarfile.USTAR_FORMAT,
+) -> BackupRecord:  # fmt: skip
+    stored = zstandard.ZstdCompressor(level=1).compress(_tar(members, tar_format))
     repo.put_bytes(backup_key(label, DATA_FILE), stored)
     repo.put_bytes(backup_key(label, MANIFEST_FILE), manifest)
     data = StoredFile(DATA_FILE, len(stored), len(stored), hashlib.sha256(stored).hexdigest(), None)
@@ -99,6 +100,19 @@ def test_an_intact_backup_matches_its_manifest(repo: Repository) -> None:
     assert checked.files == len(FILES)
     assert checked.raw_bytes == sum(map(len, FILES.values()))
     assert checked.sha256 == record.files[0].sha256
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_long_names_in_gnu_and_pax_archives(repo: Repository, tar_format: int) -> None:
+    long = "base/16384/" + "t" * 150  # beyond the 100 bytes of a plain tar header
+    files = {**FILES, long: b"long\n"}
+    record = _store(repo, "L", _members(**{long.replace("/", "__"): b"long\n"}),
+                    _manifest(files), tar_format)  # fmt: skip
+    checked = content.check(repo, record)
+    assert checked.ok and checked.files == len(files), checked.problems
+    record = _store(repo, "L", _members(**{long.replace("/", "__"): b"LONG\n"}),
+                    _manifest(files), tar_format)  # fmt: skip
+    assert content.check(repo, record).problems[0].startswith(f"{long} does not match")
 
 
 def test_sha256_manifests_are_checked_too(repo: Repository) -> None:

@@ -10,16 +10,23 @@ because it means two servers (or two timelines) archive into one repository.
 fetch: exit 0 when the file was restored, 1 when the archive does not have it (recovery then
 ends cleanly at the end of the archive), and 128 on any real error, which PostgreSQL treats as
 fatal: a recovery must stop rather than silently end early with less data than exists.
+
+PostgreSQL starts the restore command once per segment. With a spool directory, a fetch also
+brings the next segments of the timeline into the spool, several at a time, so that most calls
+only move a local file (the restore command tries the spool from the shell before starting
+Python at all). A spooled file is complete or absent: it is written beside and renamed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from powrops.backup.walnames import kind_of, wal_key
+from powrops.backup.walnames import SEGMENT_RE, kind_of, wal_key
 from powrops.errors import (
     EXIT_WAL_FETCH_ERROR,
     BackupError,
@@ -32,6 +39,8 @@ from powrops.storage.base import Repository
 FETCH_OK = 0
 FETCH_MISSING = 1
 FETCH_ERROR = EXIT_WAL_FETCH_ERROR
+PREFETCH = 16  # segments brought into the spool ahead of the one asked for
+PREFETCH_THREADS = 4
 
 
 def _compress(data: bytes) -> bytes:
@@ -77,23 +86,69 @@ def push(repo: Repository, path: str | Path) -> str:
     )
 
 
-def fetch(repo: Repository, name: str, dest: str | Path) -> int:
-    """Restore archived WAL ``name`` to ``dest``; returns FETCH_OK or FETCH_MISSING."""
+def fetch(
+    repo: Repository, name: str, dest: str | Path, spool: Path | None = None,
+    ahead: int = PREFETCH,
+) -> int:  # fmt: skip
+    """Restore archived WAL ``name`` to ``dest``; returns FETCH_OK or FETCH_MISSING.
+
+    With ``spool``, a file already spooled is moved into place, and the ``ahead`` segments
+    after ``name`` that are not spooled yet are fetched into it.
+    """
     if kind_of(name) == "unknown":
         raise BackupError(f"{name!r} is not a WAL file name")
+    target = Path(dest)
+    if spool is not None and (spool / name).is_file():
+        shutil.move(spool / name, target)
+        return FETCH_OK
     try:
         data = _decompress(repo.get_bytes(wal_key(name)))
     except ObjectNotFound:
         return FETCH_MISSING
-    target = Path(dest)
+    _write(target, data, durable=True)
+    if spool is not None and ahead > 0 and kind_of(name) == "segment":
+        prefetch(repo, name, spool, ahead)
+    return FETCH_OK
+
+
+def _write(target: Path, data: bytes, *, durable: bool) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return FETCH_OK
+
+
+def following(name: str, count: int, segment_size: int = 16 << 20) -> list[str]:
+    """The ``count`` segment names after segment ``name`` on its timeline."""
+    match = SEGMENT_RE.match(name)
+    if not match:
+        return []
+    timeline, high, low = (int(g, 16) for g in match.groups())
+    per = 0x100000000 // segment_size
+    number = high * per + low
+    after = range(number + 1, number + 1 + count)
+    return [f"{timeline:08X}{n // per:08X}{n % per:08X}" for n in after]
+
+
+def prefetch(repo: Repository, name: str, spool: Path, ahead: int = PREFETCH) -> list[str]:
+    """Fetch the segments after ``name`` into ``spool`` (those not there yet); the names
+    spooled. A segment the archive lacks, or cannot give, is simply not spooled."""
+    spool.mkdir(parents=True, exist_ok=True)
+    wanted = [n for n in following(name, ahead) if not (spool / n).exists()]
+
+    def one(segment: str) -> str | None:
+        try:
+            _write(spool / segment, _decompress(repo.get_bytes(wal_key(segment))), durable=False)
+        except Exception:  # the real fetch of this segment reports any error
+            return None
+        return segment
+
+    with ThreadPoolExecutor(max_workers=PREFETCH_THREADS) as pool:
+        return [n for n in pool.map(one, wanted) if n is not None]

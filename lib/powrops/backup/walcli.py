@@ -14,15 +14,24 @@ if TYPE_CHECKING:
     from powrops.storage.base import Repository
 
 
-def _parse(argv: list[str]) -> tuple[str, str, list[str], bool] | None:
+def _option(rest: list[str], flag: str) -> str | None:
+    """Remove ``flag VALUE`` from ``rest``; its value, or None (also when VALUE is missing)."""
+    at = rest.index(flag) if flag in rest else -1
+    if at < 0 or at + 1 >= len(rest):
+        return None
+    value = rest[at + 1]
+    del rest[at : at + 2]
+    return value
+
+
+def _parse(argv: list[str]) -> tuple[str, str, list[str], bool, str | None] | None:
     if len(argv) < 3 or argv[0] != "wal" or argv[1] not in ("push", "fetch"):
         return None
     rest = argv[2:]
-    at = rest.index("--spec") if "--spec" in rest else -1
-    if at < 0 or at + 1 >= len(rest):
+    spec = _option(rest, "--spec")
+    if spec is None:
         return None
-    spec = rest[at + 1]
-    del rest[at : at + 2]
+    spool = _option(rest, "--spool") if argv[1] == "fetch" else None
     verbose = any(r in ("-v", "--verbose") for r in rest)
     rest = [r for r in rest if r not in ("-v", "--verbose")]
     if any(r.startswith("-") for r in rest):
@@ -30,7 +39,7 @@ def _parse(argv: list[str]) -> tuple[str, str, list[str], bool] | None:
     wanted = 1 if argv[1] == "push" else 2
     if len(rest) != wanted or (verbose and argv[1] == "fetch"):
         return None
-    return argv[1], spec, rest, verbose
+    return argv[1], spec, rest, verbose, spool
 
 
 def push(open_repo: Callable[[], Repository], path: str, verbose: bool = False) -> int:
@@ -43,13 +52,18 @@ def push(open_repo: Callable[[], Repository], path: str, verbose: bool = False) 
     return 0
 
 
-def fetch(open_repo: Callable[[], Repository], name: str, dest: str) -> int:
-    """Restore one WAL file (``restore_command``): 0 restored, 1 not archived, 128 error."""
+def fetch(
+    open_repo: Callable[[], Repository], name: str, dest: str, spool: str | None = None
+) -> int:
+    """Restore one WAL file (``restore_command``): 0 restored, 1 not archived, 128 error.
+    With ``spool``, the next segments are fetched ahead into that directory."""
+    from pathlib import Path
+
     from powrops.backup.walarchive import FETCH_ERROR
     from powrops.backup.walarchive import fetch as fetch_file
 
     try:
-        return fetch_file(open_repo(), name, dest)
+        return fetch_file(open_repo(), name, dest, Path(spool) if spool else None)
     except Exception as exc:  # any failure, expected or not: never 1-125, which ends recovery
         print(f"powrops: error: wal fetch {name}: {exc}", file=sys.stderr)
         return FETCH_ERROR
@@ -69,11 +83,11 @@ def run_fast(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None:
         return None
-    action, spec, rest, verbose = parsed
+    action, spec, rest, verbose, spool = parsed
     try:
         if action == "push":
             return push(_from_spec(spec), rest[0], verbose)
-        return fetch(_from_spec(spec), rest[0], rest[1])
+        return fetch(_from_spec(spec), rest[0], rest[1], spool)
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     fetch.add_argument("name")
     fetch.add_argument("dest")
     fetch.add_argument("--spec", help="archive spec written by powrops (fast start)")
+    fetch.add_argument(
+        "--spool", help="directory the next segments are fetched into ahead (restore)"
+    )
     fetch.set_defaults(func=cmd_wal_fetch, crash_code=EXIT_WAL_FETCH_ERROR)
 
 
@@ -52,4 +55,4 @@ def cmd_wal_push(args: argparse.Namespace) -> int:
 def cmd_wal_fetch(args: argparse.Namespace) -> int:
     from powrops.backup.walcli import fetch
 
-    return fetch(lambda: _wal_repository(args), args.name, args.dest)
+    return fetch(lambda: _wal_repository(args), args.name, args.dest, args.spool)

@@ -179,11 +179,11 @@ def _prepare(
     _write_private(base / "password", (password or "") + "\n")
     spec = base / "archive.json"
     write_spec(settings, spec)
-    restore_command = (
-        f"{shlex.quote(sys.executable)} -m powrops wal fetch --spec {shlex.quote(str(spec))} %f %p"
-    )
-    _configure(to, binaries.major, port, restore_command, target, record.label)
+    spool = base / "wal-spool"
+    spool.mkdir(mode=0o700, exist_ok=True)
+    _configure(to, binaries.major, port, restore_command(spec, spool), target, record.label)
     chown_tree(to, cluster.os_user)
+    chown_tree(spool, cluster.os_user)
     os.chmod(to, 0o700)
     _check_restore_command(cluster, spec, record)
     timings["configure_s"] = round(time.monotonic() - mark, 3)
@@ -199,6 +199,17 @@ def _prepare(
         user=user,
         database=record.database or "powr",
     )
+
+
+def restore_command(spec: Path, spool: Path) -> str:
+    """Move a spooled segment into place from the shell, else start ``powrops wal fetch``,
+    which fetches the segment and spools the next ones."""
+    spooled = shlex.quote(str(spool)) + "/%f"
+    fetch = (
+        f"{shlex.quote(sys.executable)} -m powrops wal fetch --spec {shlex.quote(str(spec))} "
+        f"--spool {shlex.quote(str(spool))} %f %p"
+    )
+    return f"{{ test -f {spooled} && mv -f {spooled} %p; }} || {fetch}"
 
 
 def _credentials(settings: Settings) -> tuple[str, str | None]:

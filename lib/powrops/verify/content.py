@@ -14,10 +14,13 @@ files are listed there with their own sizes and checksums.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import queue
 import tarfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -30,6 +33,8 @@ from powrops.errors import ObjectNotFound, StorageError
 from powrops.storage.base import Repository
 
 CHUNK = 1 << 20
+QUEUED = 8  # decompressed chunks the producer thread may run ahead
+ZERO_BLOCK = bytes(512)
 # What pg_verifybackup ignores by default: not in the manifest, or rewritten on purpose.
 IGNORED = frozenset({MANIFEST_FILE, "postgresql.auto.conf", "recovery.signal", "standby.signal"})
 MAX_LISTED = 20  # problems named one by one in a finding; the rest are counted
@@ -161,6 +166,123 @@ class _Hashing:
         return data
 
 
+class _Decompressed:
+    """The decompressed stream, produced by a thread one chunk ahead of the reader.
+
+    Reading the object, hashing it and decompressing it (all of which release the GIL) overlap
+    with the tar walk and the per-file checksums of the caller.
+    """
+
+    def __init__(self, source: _Hashing) -> None:
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUED)
+        self._buffer = b""
+        self._at = 0
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(source,), daemon=True,
+                                        name="powrops-verify-decompress")  # fmt: skip
+        self._thread.start()
+
+    def _produce(self, source: _Hashing) -> None:
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK)  # type: ignore[arg-type]
+            while not self._stop.is_set() and (chunk := reader.read(CHUNK)):
+                self._queue.put(chunk)
+            self._queue.put(None)
+        except BaseException as exc:  # handed to the reader, raised there
+            self._queue.put(exc)
+
+    def _fill(self) -> bool:
+        if self._done:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if item is None:
+            self._done = True
+            return False
+        self._buffer = self._buffer[self._at :] + item if self._at < len(self._buffer) else item
+        self._at = 0
+        return True
+
+    def read_exact(self, size: int) -> bytes:
+        while len(self._buffer) - self._at < size:
+            if not self._fill():
+                missing = size - (len(self._buffer) - self._at)
+                raise EOFError(f"the stream ends {missing} bytes early")
+        data = self._buffer[self._at : self._at + size]
+        self._at += size
+        return data
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The next ``size`` bytes, in the pieces they arrive in."""
+        while size > 0:
+            if self._at >= len(self._buffer) and not self._fill():
+                raise EOFError(f"the stream ends {size} bytes early")
+            piece = self._buffer[self._at : self._at + size]
+            self._at += len(piece)
+            size -= len(piece)
+            yield piece
+
+    def close(self) -> None:
+        """Stop the producer and wait for it: the source is not read behind the caller."""
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)
+        self._done = True
+
+    def drain(self) -> None:
+        """Consume the rest (anything after the tar's end is read and hashed too)."""
+        while self._fill():
+            self._at = len(self._buffer)
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] == b"\x80":  # GNU base-256 for sizes of 8 GiB and more
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _members(stream: _Decompressed) -> Iterator[tuple[str, int, bytes]]:
+    """(name, size, type flag) of each tar member; the caller consumes its data."""
+    long_name: str | None = None
+    while True:
+        header = stream.read_exact(512)
+        if header == ZERO_BLOCK:
+            return
+        stored = _octal(header[148:156])
+        if stored != sum(header[:148]) + 256 + sum(header[156:]):
+            raise tarfile.HeaderError("a tar header's checksum does not match")
+        size, flag = _octal(header[124:136]), header[156:157]
+        name = header[:100].split(b"\0", 1)[0]
+        if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
+            name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+        padded = -size % 512
+        if flag in (b"L", b"x", b"g"):
+            data = stream.read_exact(size + padded)[:size]
+            if flag == b"L":
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif flag == b"x":
+                long_name = _pax_path(data) or long_name
+            continue
+        text = long_name or name.decode("utf-8", "surrogateescape")
+        long_name = None
+        yield text, size, flag
+        stream.read_exact(padded)
+
+
+def _pax_path(data: bytes) -> str | None:
+    for record in data.split(b"\n"):
+        _, _, keyword_value = record.partition(b" ")
+        keyword, _, value = keyword_value.partition(b"=")
+        if keyword == b"path":
+            return value.decode("utf-8", "surrogateescape")
+    return None
+
+
 def _member_name(name: str) -> str:
     while name.startswith("./"):
         name = name[2:]
@@ -211,26 +333,30 @@ def check(repo: Repository, record: BackupRecord) -> ContentCheck:
 def _walk(stream: _Hashing, manifest: Manifest, result: ContentCheck) -> None:
     seen: set[str] = set()
     wal: dict[str, int] = {}
-    reader = zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK)  # type: ignore[arg-type]
+    decompressed = _Decompressed(stream)
     try:
-        with tarfile.open(fileobj=reader, mode="r|", copybufsize=CHUNK) as archive:  # type: ignore[call-overload]
-            for member in archive:
-                if not member.isfile():
-                    continue
-                name = _member_name(member.name)
-                handle = archive.extractfile(member)
-                if name.startswith("pg_wal/") and "/" not in name[len("pg_wal/") :]:
-                    wal[name[len("pg_wal/") :]] = member.size
-                    continue
-                if _ignored(name):
-                    continue
-                seen.add(name)
-                result.files += 1
-                result.raw_bytes += member.size
-                _check_member(name, member.size, handle, manifest.files.get(name), result)
-    except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+        for raw_name, size, flag in _members(decompressed):
+            if flag not in (b"0", b"\0", b"7"):  # directories, links: no content to check
+                decompressed.read_exact(size)
+                continue
+            name = _member_name(raw_name)
+            pieces = decompressed.chunks(size)
+            if name.startswith("pg_wal/") and "/" not in name[len("pg_wal/") :]:
+                wal[name[len("pg_wal/") :]] = size
+            if _ignored(name):
+                for _ in pieces:
+                    pass
+                continue
+            seen.add(name)
+            result.files += 1
+            result.raw_bytes += size
+            _check_member(name, size, pieces, manifest.files.get(name), result)
+        decompressed.drain()
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError) as exc:
         result.damaged("damaged", f"cannot be decompressed and unpacked: {exc}")
         return
+    finally:
+        decompressed.close()
     for path in sorted(p for p in set(manifest.files) - seen if not _ignored(p)):
         result.fail("content", f"{path} is in the manifest but not in the backup")
     _check_wal(manifest, wal, result)
@@ -256,15 +382,17 @@ def _check_wal(manifest: Manifest, wal: dict[str, int], result: ContentCheck) ->
 
 
 def _check_member(
-    name: str, size: int, handle: BinaryIO | None, entry: ManifestFile | None,
+    name: str, size: int, pieces: Iterator[bytes], entry: ManifestFile | None,
     result: ContentCheck,
 ) -> None:  # fmt: skip
     if entry is None:
+        for _ in pieces:
+            pass
         result.fail("content", f"{name} is in the backup but not in the manifest")
         return
     digest = _ALGORITHMS[entry.algorithm]()
-    while handle is not None and (chunk := handle.read(CHUNK)):
-        digest.update(chunk)
+    for piece in pieces:
+        digest.update(piece)
     if size != entry.size:
         result.fail("content", f"{name} is {size} bytes, the manifest says {entry.size}")
     elif entry.algorithm != "NONE" and digest.hexdigest() != entry.checksum:

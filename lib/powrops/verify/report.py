@@ -149,9 +149,11 @@ class VerificationReport:
     def summary(self) -> str:
         c = counts(self.findings)
         scope = f"backup {self.label}" if self.label else f"{len(self.backups)} backups"
+        skipped = self.figures.get("objects_skipped", 0)
+        trusted = f" ({skipped} more intact when last read)" if skipped else ""
         return (
             f"verify {self.status.name}: {scope}, {self.figures.get('files_checked', 0)} files "
-            f"and {self.figures.get('wal_checked', 0)} WAL files read back in "
+            f"and {self.figures.get('wal_checked', 0)} WAL files read back{trusted} in "
             f"{self.duration_s:.1f} s; {c['CRITICAL']} critical, {c['WARNING']} warning, "
             f"{c['UNKNOWN']} unknown, {c['OK']} ok"
         )

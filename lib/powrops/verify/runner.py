@@ -234,7 +234,7 @@ def _plan(
         "bytes_to_read": plan.bytes_to_read,
         "bytes_skipped": plan.bytes_skipped,
         "objects_skipped": len(plan.skipped),
-        "oldest_skipped_read": min(plan.skipped.values(), default=None),
+        "oldest_skipped_read": min((t.isoformat() for t in plan.skipped.values()), default=None),
     }
     return plan, state
 
@@ -459,15 +459,31 @@ def _verifybackup_targets(
     label: str | None,
     everything: bool,
 ) -> set[str]:
-    """The one backup whose chain is reconstructed: ``label``, else the newest restorable
-    backup when it has not been verified yet (or ``everything`` is asked for)."""
+    """The incremental whose chain is combined for ``pg_verifybackup``: ``label``, else the
+    newest restorable backup when it has not been verified yet (or ``everything`` is asked).
+
+    A full backup is not unpacked for it: reading its stream checks every file against the
+    manifest and the WAL it needs, which is what ``pg_verifybackup`` checks on a directory.
+    An incremental needs its chain combined to show that the combination is whole.
+    """
     if label is not None:
-        return {label}
+        chosen = by_label.get(label)
+        return {label} if chosen is not None and chosen.parent else set()
     restorable = [r for r in targets if broken_link(r, by_label) is None]
     if not restorable:
         return set()
     newest = max(restorable, key=lambda r: (r.start_time, r.label))
+    if not newest.parent:
+        return set()
     return {newest.label} if everything or newest.verified_at is None else set()
+
+
+def _why_not(record: BackupRecord, by_label: dict[str, BackupRecord]) -> str:
+    if not record.parent:
+        return "a full backup's files and WAL are checked against its manifest in the stream"
+    if record.verified_at:
+        return "its chain was combined and verified before"
+    return "only the newest chain is combined; its own files are checked against its manifest"
 
 
 def _pg_verifybackup(
@@ -498,9 +514,7 @@ def _pg_verifybackup(
             outcome[record.label] = (f"skipped: checksum failure in {', '.join(bad)}", None)
             continue
         if record.label not in chosen:
-            why = "verified before" if record.verified_at else "not the newest backup"
-            outcome[record.label] = (f"not run: {why}; content checked against its manifest",
-                                     None)  # fmt: skip
+            outcome[record.label] = (f"not needed: {_why_not(record, by_label)}", None)
             continue
         major = _major(record.server_version)
         if major not in binaries:

@@ -3,6 +3,7 @@ verification report's data (``powrops.verify``); presentation only."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from powrops.format import human_bytes, human_time
@@ -22,6 +23,7 @@ def backup_rows(report: VerificationReport) -> list[dict[str, Any]]:
             "stopped": human_time(b.stop_time),
             "stored": human_bytes(b.stored_size),
             "checksums": b.checksums,
+            "content": b.content,
             "secondary": b.secondary,
             "pg_verifybackup": b.pg_verifybackup,
             "WAL": b.wal,
@@ -29,6 +31,42 @@ def backup_rows(report: VerificationReport) -> list[dict[str, Any]]:
         }
         for b in report.backups
     ]
+
+
+REASONS = {
+    "new": "written since the last verification",
+    "content": "content not yet checked against its manifest",
+    "changed": "size changed since it was last read",
+    "due": "not read for the re-read period",
+    "rotation": "today's share of the re-reads",
+    "history": "timeline history (always read)",
+    "requested": "asked for (one backup, or --all)",
+}
+
+
+def read_rows(report: VerificationReport) -> list[dict[str, Any]]:
+    """How much of the primary was read today and why, and what was trusted from earlier."""
+    plan = report.figures.get("plan") or {}
+    rows: list[dict[str, Any]] = [
+        {"objects": count, "why": REASONS.get(reason, reason)}
+        for reason, count in sorted((plan.get("reasons") or {}).items())
+    ]
+    if plan.get("objects_skipped"):
+        oldest = datetime.fromisoformat(plan["oldest_skipped_read"])
+        rows.append({
+            "objects": plan["objects_skipped"],
+            "why": f"not read: intact when last read (the oldest at {human_time(oldest)}), "
+            f"re-read within {plan.get('reread_every')}",
+        })  # fmt: skip
+    return rows
+
+
+def read_summary(report: VerificationReport) -> str:
+    plan = report.figures.get("plan") or {}
+    return (
+        f"read {human_bytes(plan.get('bytes_to_read', 0))}, "
+        f"not read {human_bytes(plan.get('bytes_skipped', 0))}"
+    )
 
 
 def window_rows(report: VerificationReport) -> list[dict[str, Any]]:

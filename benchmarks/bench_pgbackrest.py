@@ -1,0 +1,329 @@
+"""powrops beside pgBackRest and the raw PostgreSQL tools, on the same PostgreSQL 15 cluster.
+
+One cluster (Debian's PostgreSQL 15, a pgbench database of ``--scale``) archives every WAL file
+to both tools through one ``archive_command`` (a small script calling ``powrops wal push`` and
+``pgbackrest archive-push``). Then ``--rounds`` interleaved rounds of:
+
+1. a full backup: A ``powrops backup full``, B ``pgbackrest backup --type=full``, C
+   ``pg_basebackup -Ft -X fetch -D - | zstd -1 -T0 > file``;
+2. verification of one full backup: A ``powrops verify LABEL``, B ``pgbackrest verify`` (the
+   stanza keeps one full, ``repo1-retention-full=1``, so it checks one backup and its WAL), C
+   ``pg_verifybackup`` of a plain copy made once by ``pg_basebackup -Fp``; with the files and
+   bytes each tool's verification read, so that the comparison is of the same work;
+3. a restore until the server accepts writes: A ``powrops restore LABEL --immediate --start``,
+   B ``pgbackrest restore --type=immediate --target-action=promote`` then ``pg_ctl start`` and
+   wait for the end of recovery, C ``zstd -dc file | tar -x`` then ``pg_ctl start``.
+
+pgBackRest is configured like powrops' repository: zstd level 1 (``compress-type=zst``,
+``compress-level=1``), one process, a local ``repo1-path``. pgBackRest is installed from Debian
+(``apt-get install pgbackrest``) when missing. Targets: verify and restore no slower than
+pgBackRest; the full backup within 1.05x of the raw tools and ahead of pgBackRest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _site import QUICK, Site, machine, median, mib, table, verdict
+
+from powrops.pg.cluster import LocalCluster, free_port
+
+DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
+STANZA = "bench"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=5 if QUICK else 50, help="pgbench scale")
+    parser.add_argument("--rounds", type=int, default=1 if QUICK else 3)
+    parser.add_argument("--keep", action="store_true")
+    return parser.parse_args()
+
+
+def ensure_tools() -> str:
+    """pgbackrest's path; Debian's package and postgresql-15 are installed when missing."""
+    wanted = {
+        "pgbackrest": shutil.which("pgbackrest") is not None,
+        "postgresql-15": DEBIAN_15.exists(),
+        "zstd": shutil.which("zstd") is not None,
+    }
+    missing = [package for package, there in wanted.items() if not there]
+    if missing:
+        print(f"installing {', '.join(missing)} from Debian ...", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+    path = shutil.which("pgbackrest")
+    if path is None:
+        sys.exit("pgbackrest is not installed and could not be installed")
+    return path
+
+
+class Bench:
+    def __init__(self, scale: int) -> None:
+        self.site = Site.create("pgbackrest", {"postgres": {"bin_dir": str(DEBIAN_15)}})
+        self.cluster: LocalCluster = self.site.cluster
+        self.user = self.cluster.os_user
+        self.work = self.site.root / "work"
+        self.work.mkdir()
+        os.chown(self.work, self.user.uid, self.user.gid)  # restored servers' logs go here
+        self.pgbr = self.site.root / "pgbackrest"
+        self.socket = self.site.root / "socket"
+        for folder in (self.pgbr, self.socket, self.pgbr / "repo", self.pgbr / "log",
+                       self.pgbr / "lock", self.pgbr / "spool"):  # fmt: skip
+            folder.mkdir(exist_ok=True)
+            os.chown(folder, self.user.uid, self.user.gid)
+        self.conf = self.pgbr / "pgbackrest.conf"
+        self.scale = scale
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        data = self.cluster.data_dir
+        self.conf.write_text(
+            "[global]\n"
+            f"repo1-path={self.pgbr / 'repo'}\nrepo1-retention-full=1\n"
+            f"log-path={self.pgbr / 'log'}\nlock-path={self.pgbr / 'lock'}\n"
+            f"spool-path={self.pgbr / 'spool'}\n"
+            "compress-type=zst\ncompress-level=1\nprocess-max=1\nstart-fast=y\n"
+            "log-level-console=warn\nlog-level-file=off\n"
+            f"[{STANZA}]\npg1-path={data}\npg1-port={self.cluster.port}\n"
+            f"pg1-socket-path={self.socket}\npg1-user=postgres\n"
+        )
+        os.chmod(self.conf, 0o644)
+        # pgBackRest connects over the Unix socket; trust it there (this benchmark's cluster only)
+        hba = data / "pg_hba.conf"
+        hba.write_text("local all all trust\n" + hba.read_text())
+        powrops_push = self.site.sql("SHOW archive_command")[0][0]
+        script = self.site.root / "archive.sh"
+        script.write_text(
+            "#!/bin/sh\nset -e\n"
+            + powrops_push.replace("%p", '"$1"') + "\n"
+            + f'pgbackrest --config={self.conf} --stanza={STANZA} archive-push "$1"\n'
+        )  # fmt: skip
+        os.chmod(script, 0o755)
+        self.site.sql(f"ALTER SYSTEM SET unix_socket_directories = '{self.socket}'")
+        self.site.sql(f"ALTER SYSTEM SET archive_command = '{script} %p'")
+        self.cluster.stop()
+        self.cluster.start()
+        self.pgbackrest("stanza-create")
+        print(f"pgbench -i -s {self.scale} ...", flush=True)
+        self.site.pgbench("-i", "-s", str(self.scale), "-q")
+        self.site.sql("CHECKPOINT")
+        self.pgbackrest("check")
+        size = self.site.sql("SELECT sum(pg_database_size(oid)) FROM pg_database")[0][0]
+        print(f"cluster: PostgreSQL 15, {mib(size)} in its databases", flush=True)
+
+    def pgbackrest(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+        return self.cluster.run(["pgbackrest", f"--config={self.conf}", f"--stanza={STANZA}",
+                                 *args], timeout=timeout, what=f"pgbackrest {args[0]}")  # fmt: skip
+
+    def powrops(self, *args: str) -> dict[str, object]:
+        proc = subprocess.run(self.site.powrops_argv(*args, "--json"), env=self.site.powrops_env(),
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"powrops {' '.join(args)} failed ({proc.returncode}): "
+                               f"{proc.stderr[-2000:]}{proc.stdout[-2000:]}")  # fmt: skip
+        return dict(json.loads(proc.stdout))
+
+    def client(self, program: str) -> str:
+        return str(self.cluster.binaries.path(program))
+
+    # -- the operations ------------------------------------------------------------------------
+
+    def backup_powrops(self) -> tuple[float, str]:
+        started = time.perf_counter()
+        out = self.powrops("backup", "full")
+        took = time.perf_counter() - started
+        record = out.get("record") or out
+        return took, str(record["label"])  # type: ignore[index]
+
+    def backup_pgbackrest(self) -> float:
+        started = time.perf_counter()
+        self.pgbackrest("backup", "--type=full")
+        return time.perf_counter() - started
+
+    def backup_raw(self) -> float:
+        out = self.work / "raw.tar.zst"
+        script = (
+            f"{self.client('pg_basebackup')} -h 127.0.0.1 -p {self.cluster.port} -U postgres "
+            f"-D - -Ft -X fetch --manifest-checksums=CRC32C -c fast | zstd -1 -T0 -q -f -o {out}"
+        )
+        started = time.perf_counter()
+        subprocess.run(["bash", "-o", "pipefail", "-c", script], check=True,
+                       env=self.site.client_env())  # fmt: skip
+        return time.perf_counter() - started
+
+    def verify_powrops(self, label: str) -> tuple[float, str]:
+        started = time.perf_counter()
+        out = self.powrops("verify", label)
+        took = time.perf_counter() - started
+        figures = out["figures"]
+        assert isinstance(figures, dict)
+        read = (f"{figures.get('files_checked', 0)} files + {figures.get('wal_checked', 0)} WAL, "
+                f"{mib(figures.get('bytes_read', 0))} stored")  # fmt: skip
+        return took, read
+
+    def verify_pgbackrest(self) -> tuple[float, str]:
+        started = time.perf_counter()
+        proc = self.pgbackrest("verify", "--verbose", "--log-level-console=info")
+        took = time.perf_counter() - started
+        text = proc.stdout + proc.stderr
+        files = re.findall(r"checked: (\d+)", text)
+        wal = re.search(r"total WAL checked: (\d+)", text)
+        files_text = f"{files[-1]} files" if files else "files: see its log"
+        stored = sum(f.stat().st_size for f in (self.pgbr / "repo").rglob("*") if f.is_file())
+        return took, f"{files_text} + {wal.group(1) if wal else '?'} WAL, {mib(stored)} stored"
+
+    def plain_copy(self) -> Path:
+        plain = self.work / "plain"
+        if not plain.exists():
+            subprocess.run([self.client("pg_basebackup"), "-h", "127.0.0.1", "-p",
+                            str(self.cluster.port), "-U", "postgres", "-D", str(plain), "-Fp",
+                            "-X", "fetch", "-c", "fast"], check=True,
+                           env=self.site.client_env())  # fmt: skip
+        return plain
+
+    def verify_raw(self) -> tuple[float, str]:
+        plain = self.plain_copy()
+        started = time.perf_counter()
+        subprocess.run([self.client("pg_verifybackup"), "-q", str(plain)], check=True)
+        took = time.perf_counter() - started
+        files = sum(1 for f in plain.rglob("*") if f.is_file())
+        size = sum(f.stat().st_size for f in plain.rglob("*") if f.is_file())
+        return took, f"{files} files, {mib(size)} plain"
+
+    def _start_and_wait(self, data: Path) -> None:
+        """Start a restored data directory and wait until it accepts writes."""
+        port = free_port()
+        opts = (f"-p {port} -c unix_socket_directories={self.socket} -c archive_mode=off "
+                "-c listen_addresses=''")  # fmt: skip
+        self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-o", opts, "-w", "-t", "600",
+                          "-l", str(data.parent / f"{data.name}.log"), "start"],
+                         timeout=900, what="pg_ctl start")  # fmt: skip
+        psql = [self.client("psql"), "-h", str(self.socket), "-p", str(port), "-U", "postgres",
+                "-d", "postgres", "-Atc", "SELECT pg_is_in_recovery()"]  # fmt: skip
+        while self.cluster.run(psql, check=False).stdout.strip() != "f":
+            time.sleep(0.05)
+        self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
+
+    def _fresh(self, name: str) -> Path:
+        data = self.work / name
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(mode=0o700)
+        os.chown(data, self.user.uid, self.user.gid)
+        return data
+
+    def restore_powrops(self, label: str) -> float:
+        data = self.work / "restored-powrops"
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(self.work / "restored-powrops.powrops", ignore_errors=True)
+        started = time.perf_counter()
+        self.powrops("restore", label, "--to", str(data), "--immediate", "--start")
+        took = time.perf_counter() - started
+        subprocess.run(self.site.powrops_argv("db", "stop"), env=self.site.powrops_env(),
+                       capture_output=True, check=False)  # fmt: skip
+        pid = data / "postmaster.pid"
+        if pid.exists():
+            self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                             check=False)  # fmt: skip
+        return took
+
+    def restore_pgbackrest(self) -> float:
+        data = self._fresh("restored-pgbackrest")
+        started = time.perf_counter()
+        self.pgbackrest("restore", f"--pg1-path={data}", "--type=immediate",
+                        "--target-action=promote", "--archive-mode=off")  # fmt: skip
+        self._start_and_wait(data)
+        return time.perf_counter() - started
+
+    def restore_raw(self) -> float:
+        data = self._fresh("restored-raw")
+        stored = self.work / "raw.tar.zst"
+        started = time.perf_counter()
+        self.cluster.run(["bash", "-o", "pipefail", "-c",
+                          f"zstd -dc -q {stored} | tar -x -C {data}"], timeout=900)  # fmt: skip
+        self._start_and_wait(data)
+        return time.perf_counter() - started
+
+    def destroy(self) -> None:
+        for name in ("restored-powrops", "restored-pgbackrest", "restored-raw"):
+            data = self.work / name
+            if (data / "postmaster.pid").exists():
+                self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate",
+                                  "stop"], check=False)  # fmt: skip
+        self.site.destroy()
+
+
+def main() -> int:
+    args = parse_args()
+    ensure_tools()
+    print(f"machine: {machine()}", flush=True)
+    bench = Bench(args.scale)
+    times: dict[str, list[float]] = {}
+    reads: dict[str, str] = {}
+
+    def note(key: str, seconds: float) -> None:
+        times.setdefault(key, []).append(seconds)
+        print(f"  {key}: {seconds:.2f} s", flush=True)
+
+    try:
+        bench.setup()
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}", flush=True)
+            took, label = bench.backup_powrops()
+            note("backup/powrops", took)
+            note("backup/pgbackrest", bench.backup_pgbackrest())
+            note("backup/raw", bench.backup_raw())
+            took, reads["powrops"] = bench.verify_powrops(label)
+            note("verify/powrops", took)
+            took, reads["pgbackrest"] = bench.verify_pgbackrest()
+            note("verify/pgbackrest", took)
+            took, reads["raw"] = bench.verify_raw()
+            note("verify/raw", took)
+            note("restore/powrops", bench.restore_powrops(label))
+            note("restore/pgbackrest", bench.restore_pgbackrest())
+            note("restore/raw", bench.restore_raw())
+    finally:
+        if args.keep:
+            print(f"kept: {bench.site.root}")
+        else:
+            bench.destroy()
+
+    med = {key: median(values) for key, values in times.items()}
+    rows = []
+    for op in ("backup", "verify", "restore"):
+        p, b, r = med[f"{op}/powrops"], med[f"{op}/pgbackrest"], med[f"{op}/raw"]
+        rows.append([op, f"{r:.2f} s", f"{b:.2f} s ({b / r:.2f}x raw)",
+                     f"{p:.2f} s", f"{p / r:.2f}x", f"{p / b:.2f}x"])  # fmt: skip
+    print()
+    print(f"medians of {args.rounds} interleaved rounds, pgbench scale {args.scale}, PostgreSQL 15")
+    print(table(["operation", "raw tools", "pgBackRest", "powrops", "powrops/raw",
+                 "powrops/pgBackRest"], rows))  # fmt: skip
+    print()
+    print("what each verification read:")
+    for tool, text in reads.items():
+        print(f"  {tool}: {text}")
+    print()
+    checks = [
+        ("verify <= pgBackRest", med["verify/powrops"] <= med["verify/pgbackrest"]),
+        ("restore <= pgBackRest", med["restore/powrops"] <= med["restore/pgbackrest"]),
+        ("backup <= 1.05x raw", med["backup/powrops"] <= 1.05 * med["backup/raw"]),
+        ("backup ahead of pgBackRest", med["backup/powrops"] < med["backup/pgbackrest"]),
+    ]
+    for name, ok in checks:
+        print(f"  {name}: {verdict(ok)}")
+    print(f"machine at the end: {machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
