@@ -23,7 +23,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 from powrops.backup.walnames import SEGMENT_RE, kind_of, wal_key
@@ -143,12 +143,22 @@ def prefetch(repo: Repository, name: str, spool: Path, ahead: int = PREFETCH) ->
     spool.mkdir(parents=True, exist_ok=True)
     wanted = [n for n in following(name, ahead) if not (spool / n).exists()]
 
-    def one(segment: str) -> str | None:
-        try:
-            _write(spool / segment, _decompress(repo.get_bytes(wal_key(segment))), durable=False)
-        except Exception:  # the real fetch of this segment reports any error
-            return None
-        return segment
+    spooled: list[str] = []
 
-    with ThreadPoolExecutor(max_workers=PREFETCH_THREADS) as pool:
-        return [n for n in pool.map(one, wanted) if n is not None]
+    def work(share: list[str]) -> None:
+        for segment in share:
+            try:
+                data = _decompress(repo.get_bytes(wal_key(segment)))
+                _write(spool / segment, data, durable=False)
+            except Exception:  # the real fetch of this segment reports any error
+                continue
+            spooled.append(segment)
+
+    # threads, not concurrent.futures: its import (logging) costs every restore_command call
+    threads = [threading.Thread(target=work, args=(wanted[i::PREFETCH_THREADS],))
+               for i in range(min(PREFETCH_THREADS, len(wanted)))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(spooled)

@@ -269,6 +269,10 @@ def _configure(
     }
     if major >= 15:
         settings["archive_library"] = ""
+    if major >= 14 and sys.platform == "linux":
+        # Recovery first makes the unpacked files durable: one syncfs() per file system
+        # instead of an fsync() per file, seconds less on a large data directory.
+        settings["recovery_init_sync_method"] = "syncfs"
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     lines = [f"\n{MARKER} of {label} at {stamp}: these settings win over the ones above\n"]
     lines += [f"{key} = {_quote(value)}\n" for key, value in settings.items()]

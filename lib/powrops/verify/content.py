@@ -14,12 +14,9 @@ files are listed there with their own sizes and checksums.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import queue
 import tarfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -33,7 +30,7 @@ from powrops.errors import ObjectNotFound, StorageError
 from powrops.storage.base import Repository
 
 CHUNK = 1 << 20
-QUEUED = 8  # decompressed chunks the producer thread may run ahead
+BUFFER = 1 << 19  # the decompressed bytes held at once (fits in a core's cache)
 ZERO_BLOCK = bytes(512)
 # What pg_verifybackup ignores by default: not in the manifest, or rewritten on purpose.
 IGNORED = frozenset({MANIFEST_FILE, "postgresql.auto.conf", "recovery.signal", "standby.signal"})
@@ -167,76 +164,51 @@ class _Hashing:
 
 
 class _Decompressed:
-    """The decompressed stream, produced by a thread one chunk ahead of the reader.
+    """The decompressed stream through one reused buffer: no copy of the data it carries.
 
-    Reading the object, hashing it and decompressing it (all of which release the GIL) overlap
-    with the tar walk and the per-file checksums of the caller.
+    ``chunks`` hands out views into the buffer, valid until the next read; the tar walk and the
+    checksums consume each one at once.
     """
 
     def __init__(self, source: _Hashing) -> None:
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUED)
-        self._buffer = b""
-        self._at = 0
-        self._done = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, args=(source,), daemon=True,
-                                        name="powrops-verify-decompress")  # fmt: skip
-        self._thread.start()
+        self._reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK)  # type: ignore[arg-type]
+        self._buffer = bytearray(BUFFER)
+        self._view = memoryview(self._buffer)
+        self._start = self._end = 0
 
-    def _produce(self, source: _Hashing) -> None:
-        try:
-            reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK)  # type: ignore[arg-type]
-            while not self._stop.is_set() and (chunk := reader.read(CHUNK)):
-                self._queue.put(chunk)
-            self._queue.put(None)
-        except BaseException as exc:  # handed to the reader, raised there
-            self._queue.put(exc)
-
-    def _fill(self) -> bool:
-        if self._done:
-            return False
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        if item is None:
-            self._done = True
-            return False
-        self._buffer = self._buffer[self._at :] + item if self._at < len(self._buffer) else item
-        self._at = 0
-        return True
+    def _refill(self) -> int:
+        left = self._end - self._start
+        if left:
+            self._buffer[:left] = self._buffer[self._start : self._end]
+        got = int(self._reader.readinto(self._view[left:]))
+        self._start, self._end = 0, left + got
+        return got
 
     def read_exact(self, size: int) -> bytes:
-        while len(self._buffer) - self._at < size:
-            if not self._fill():
-                missing = size - (len(self._buffer) - self._at)
-                raise EOFError(f"the stream ends {missing} bytes early")
-        data = self._buffer[self._at : self._at + size]
-        self._at += size
+        if size > BUFFER // 2:
+            return b"".join(bytes(piece) for piece in self.chunks(size))
+        while self._end - self._start < size:
+            if not self._refill():
+                raise EOFError(f"the stream ends {size - (self._end - self._start)} bytes early")
+        data = bytes(self._view[self._start : self._start + size])
+        self._start += size
         return data
 
-    def chunks(self, size: int) -> Iterator[bytes]:
-        """The next ``size`` bytes, in the pieces they arrive in."""
+    def chunks(self, size: int) -> Iterator[memoryview]:
+        """The next ``size`` bytes, as views valid until the next read."""
         while size > 0:
-            if self._at >= len(self._buffer) and not self._fill():
+            if self._start == self._end and not self._refill():
                 raise EOFError(f"the stream ends {size} bytes early")
-            piece = self._buffer[self._at : self._at + size]
-            self._at += len(piece)
-            size -= len(piece)
-            yield piece
-
-    def close(self) -> None:
-        """Stop the producer and wait for it: the source is not read behind the caller."""
-        self._stop.set()
-        while self._thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.1)
-        self._done = True
+            piece = min(size, self._end - self._start)
+            yield self._view[self._start : self._start + piece]
+            self._start += piece
+            size -= piece
 
     def drain(self) -> None:
         """Consume the rest (anything after the tar's end is read and hashed too)."""
-        while self._fill():
-            self._at = len(self._buffer)
+        self._start = self._end
+        while self._refill():
+            self._start = self._end
 
 
 def _octal(field: bytes) -> int:
@@ -355,8 +327,6 @@ def _walk(stream: _Hashing, manifest: Manifest, result: ContentCheck) -> None:
     except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError) as exc:
         result.damaged("damaged", f"cannot be decompressed and unpacked: {exc}")
         return
-    finally:
-        decompressed.close()
     for path in sorted(p for p in set(manifest.files) - seen if not _ignored(p)):
         result.fail("content", f"{path} is in the manifest but not in the backup")
     _check_wal(manifest, wal, result)
@@ -382,7 +352,7 @@ def _check_wal(manifest: Manifest, wal: dict[str, int], result: ContentCheck) ->
 
 
 def _check_member(
-    name: str, size: int, pieces: Iterator[bytes], entry: ManifestFile | None,
+    name: str, size: int, pieces: Iterator[memoryview], entry: ManifestFile | None,
     result: ContentCheck,
 ) -> None:  # fmt: skip
     if entry is None:

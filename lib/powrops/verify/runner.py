@@ -151,7 +151,9 @@ def verify(
 
     mark = time.monotonic()
     chosen = _verifybackup_targets(targets, by_label, label, everything)
-    verified = _pg_verifybackup(report, settings, primary, targets, chosen, by_label, damaged,
+    failed = {label: "content" for label, checked in contents.items() if not checked.ok}
+    failed |= {label: "checksum" for label, checks in damaged.items() if checks}
+    verified = _pg_verifybackup(report, settings, primary, targets, chosen, by_label, failed,
                                 pg_verifybackup, echo)  # fmt: skip
     seconds["pg_verifybackup"] = round(time.monotonic() - mark, 3)
     if label is None:
@@ -493,7 +495,7 @@ def _pg_verifybackup(
     targets: Sequence[BackupRecord],
     chosen: set[str],
     by_label: dict[str, BackupRecord],
-    damaged: dict[str, list[ObjectCheck]],
+    failed: dict[str, str],
     enabled: bool,
     echo: Echo | None,
 ) -> dict[str, tuple[str, float | None]]:
@@ -509,9 +511,10 @@ def _pg_verifybackup(
             outcome[record.label] = ("skipped: chain broken", None)
             continue
         members = [m.label for m in reversed(chain(record, by_label))]
-        bad = [m for m in members if damaged.get(m)]
+        bad = [m for m in members if m in failed]
         if bad:
-            outcome[record.label] = (f"skipped: checksum failure in {', '.join(bad)}", None)
+            what = " and ".join(sorted({failed[m] for m in bad}))
+            outcome[record.label] = (f"skipped: {what} failure in {', '.join(bad)}", None)
             continue
         if record.label not in chosen:
             outcome[record.label] = (f"not needed: {_why_not(record, by_label)}", None)

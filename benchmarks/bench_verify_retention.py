@@ -1,0 +1,122 @@
+"""The daily verification at the strategy's retention, against verifying the newest backup only.
+
+A small database (pgbench ``--scale``) is backed up into the shape the strategy keeps: daily
+fulls for ``--days`` days, the last ``--hourly-days`` of them each followed by ``--per-day``
+hourly incrementals (30 fulls and 7 x 24 = 168 incrementals by default), with writes and WAL
+between them. Then:
+
+1. the first ``powrops verify`` (everything is new: read once);
+2. one more day of backups (a full and its incrementals);
+3. A: the daily ``powrops verify`` (what is new, plus the rotating share of re-reads);
+   B: ``powrops verify NEWEST`` (the newest backup alone, its chain combined once);
+   C: ``powrops verify --all`` (everything read, as before the cost model);
+4. a chain of one full and seven incrementals: ``verify NEWEST_INCREMENTAL`` against
+   ``verify FULL``.
+
+Targets: A <= 2 x (B + C / 7), the share of re-reads being a seventh of everything with
+``verification.reread_every`` = 7 days; chain verify <= 3 x the full's. Bytes read are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from _site import QUICK, Site, machine, mib, table, verdict
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=1, help="pgbench scale")
+    parser.add_argument("--days", type=int, default=4 if QUICK else 30)
+    parser.add_argument("--hourly-days", type=int, default=2 if QUICK else 7)
+    parser.add_argument("--per-day", type=int, default=4 if QUICK else 24)
+    parser.add_argument("--keep", action="store_true")
+    return parser.parse_args()
+
+
+class Bench:
+    def __init__(self, scale: int) -> None:
+        # the default retention (fulls 30 days, incrementals 7) keeps every backup taken here
+        self.site = Site.create("retention")
+        self.site.pgbench("-i", "-s", str(scale), "-q")
+
+    def cli(self, *args: str) -> tuple[float, dict[str, object]]:
+        started = time.perf_counter()
+        proc = subprocess.run(self.site.powrops_argv(*args, "--json"), env=self.site.powrops_env(),
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        took = time.perf_counter() - started
+        if proc.returncode not in (0, 1):
+            raise RuntimeError(f"powrops {' '.join(args)} failed ({proc.returncode}): "
+                               f"{proc.stderr[-2000:]}{proc.stdout[-1000:]}")  # fmt: skip
+        return took, dict(json.loads(proc.stdout))
+
+    def backup(self, kind: str) -> str:
+        self.site.pgbench("-t", "30", "-c", "1")  # a little new data and WAL
+        self.site.sql("SELECT pg_switch_wal()")
+        _, record = self.cli("backup", kind)
+        return str(record["label"])
+
+    def day(self, incrementals: int) -> list[str]:
+        labels = [self.backup("full")]
+        labels += [self.backup("incremental") for _ in range(incrementals)]
+        return labels
+
+
+def _read(report: dict[str, object]) -> int:
+    figures = report["figures"]
+    assert isinstance(figures, dict)
+    return int(figures.get("bytes_read", 0))
+
+
+def main() -> int:
+    args = parse_args()
+    print(f"machine: {machine()}", flush=True)
+    bench = Bench(args.scale)
+    try:
+        started = time.perf_counter()
+        for day in range(args.days):
+            hourly = day >= args.days - args.hourly_days
+            bench.day(args.per_day if hourly else 0)
+            print(f"  day {day + 1}/{args.days} backed up", flush=True)
+        took, first = bench.cli("verify")
+        print(f"backups taken in {time.perf_counter() - started:.0f} s; first verify "
+              f"{took:.1f} s, {mib(_read(first))} read", flush=True)  # fmt: skip
+        labels = bench.day(args.per_day)
+        daily_s, daily = bench.cli("verify")
+        newest_s, newest = bench.cli("verify", labels[-1])
+        all_s, everything = bench.cli("verify", "--all")
+        chain = bench.day(7)
+        full_s, _ = bench.cli("verify", chain[0])
+        chain_s, _ = bench.cli("verify", chain[-1])
+    finally:
+        if args.keep:
+            print(f"kept: {bench.site.root}")
+        else:
+            bench.site.destroy()
+
+    backups = args.days + 1 + args.hourly_days * args.per_day + args.per_day
+    print()
+    print(f"{backups} backups ({args.days + 1} fulls) of a pgbench scale-{args.scale} database")
+    print(table(["verification", "seconds", "read"], [
+        ["A daily verify (new + rotating share)", f"{daily_s:.2f}", mib(_read(daily))],
+        ["B verify NEWEST only", f"{newest_s:.2f}", mib(_read(newest))],
+        ["C verify --all", f"{all_s:.2f}", mib(_read(everything))],
+        ["full of a chain of 1 + 7", f"{full_s:.2f}", ""],
+        ["newest incremental of that chain", f"{chain_s:.2f}", ""],
+    ]))  # fmt: skip
+    bound = 2 * (newest_s + all_s / 7)
+    plan = daily["figures"]["plan"]  # type: ignore[index]
+    print(f"\ndaily plan: {plan}")
+    print(f"A / (B + C/7) = {daily_s / (newest_s + all_s / 7):.2f}: "
+          f"{verdict(daily_s <= bound)} (target <= 2)")  # fmt: skip
+    print(f"chain / full = {chain_s / full_s:.2f}: {verdict(chain_s <= 3 * full_s)} (target <= 3)")
+    print(f"machine at the end: {machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
