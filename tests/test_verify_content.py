@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +21,11 @@ import pytest
 import zstandard
 
 from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, StoredFile, backup_key
+from powrops.config import Settings
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.storage.registry import open_repository
 from powrops.verify import content
+from powrops.verify.runner import scratch_dir
 from powrops.verify.state import ObjectRead, VerificationState, plan
 
 SEGMENT = 16 << 20  # PostgreSQL's default segment size; zeros compress to nothing
@@ -226,3 +229,12 @@ def test_a_damaged_state_file_means_reading_everything(repo: Repository) -> None
     assert state.objects == {} and problem is not None and "damaged" in problem
     repo.delete("verification/state.json")
     assert VerificationState.load(repo) == (VerificationState(), None)
+
+
+def test_a_chain_is_combined_in_memory_only_when_it_fits(tmp_path: Path) -> None:
+    settings = Settings()
+    assert scratch_dir(settings, 1 << 60) is None  # an exabyte: the temporary directory
+    small = scratch_dir(settings, 1 << 20)
+    assert small == ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+    chosen = Settings.model_validate({"verification": {"scratch_dir": str(tmp_path)}})
+    assert scratch_dir(chosen, 1 << 60) == str(tmp_path)

@@ -563,6 +563,9 @@ class VerificationSettings(Section):
     # Every stored object is read back at least this often; a seventh of the repository a day
     # by default, so bit rot is found within a week without reading everything every day.
     reread_every: Duration = Duration.parse("7 days")
+    # Where an incremental chain is combined for pg_verifybackup; empty: in memory
+    # (/dev/shm) when the copy fits in a quarter of the free memory, else the temp directory.
+    scratch_dir: str | None = None
 
     @field_validator("reread_every")
     @classmethod

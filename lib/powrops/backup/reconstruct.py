@@ -122,7 +122,10 @@ def reconstruct(catalog: Catalog, label: str, dest: Path, binaries: PgBinaries) 
         shutil.rmtree(work)
     try:
         parts = [extract(catalog.repo, member.label, work / member.label) for member in chain]
-        run(binaries, "pg_combinebackup", [*map(str, parts), "--output", str(dest)])
+        # --no-sync: the combined directory is a scratch copy for verification, or a restore
+        # that PostgreSQL makes durable itself before recovery starts (a backup_label means
+        # crash recovery, which syncs the data directory first)
+        run(binaries, "pg_combinebackup", [*map(str, parts), "--no-sync", "--output", str(dest)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Reconstructed(dest, tuple(m.label for m in chain))
