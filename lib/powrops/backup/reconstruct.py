@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -121,7 +122,7 @@ def reconstruct(catalog: Catalog, label: str, dest: Path, binaries: PgBinaries) 
     if work.exists():
         shutil.rmtree(work)
     try:
-        parts = [extract(catalog.repo, member.label, work / member.label) for member in chain]
+        parts = _extract_all(catalog.repo, [member.label for member in chain], work)
         # --no-sync: the combined directory is a scratch copy for verification, or a restore
         # that PostgreSQL makes durable itself before recovery starts (a backup_label means
         # crash recovery, which syncs the data directory first)
@@ -129,6 +130,33 @@ def reconstruct(catalog: Catalog, label: str, dest: Path, binaries: PgBinaries) 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Reconstructed(dest, tuple(m.label for m in chain))
+
+
+EXTRACT_THREADS = 4
+
+
+def _extract_all(repo: Repository, labels: list[str], work: Path) -> list[Path]:
+    """Unpack the members of a chain side by side (each a decompressing thread and a tar)."""
+    results: dict[str, Path | BaseException] = {}
+
+    def one(share: list[str]) -> None:
+        for label in share:
+            try:
+                results[label] = extract(repo, label, work / label)
+            except BaseException as exc:  # raised below, in the caller's thread
+                results[label] = exc
+
+    threads = [threading.Thread(target=one, args=(labels[i::EXTRACT_THREADS],))
+               for i in range(min(EXTRACT_THREADS, len(labels)))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for label in labels:
+        outcome = results[label]
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [work / label for label in labels]
 
 
 def run(binaries: PgBinaries, program: str, args: list[str], timeout: float = 3600) -> str:
