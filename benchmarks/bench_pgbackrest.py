@@ -183,6 +183,20 @@ class Bench:
         stored = sum(f.stat().st_size for f in (self.pgbr / "repo").rglob("*") if f.is_file())
         return took, f"{files_text} + {wal.group(1) if wal else '?'} WAL, {mib(stored)} stored"
 
+    def decompress_pgbackrest(self) -> float:
+        """``zstd -dc`` of every file of pgBackRest's newest backup: the least a check of the
+        decompressed content costs, to set beside its ``verify``."""
+        backups = sorted((self.pgbr / "repo" / "backup" / STANZA).glob("*F"))
+        files = [str(f) for f in backups[-1].rglob("*.zst")]
+        started = time.perf_counter()
+        with subprocess.Popen(["zstd", "-dc", "-q"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL) as unzstd:  # fmt: skip
+            assert unzstd.stdin is not None
+            for name in files:
+                unzstd.stdin.write(Path(name).read_bytes())
+            unzstd.stdin.close()
+        return time.perf_counter() - started
+
     def plain_copy(self) -> Path:
         plain = self.work / "plain"
         if not plain.exists():
@@ -289,6 +303,7 @@ def main() -> int:
             note("verify/pgbackrest", took)
             took, reads["raw"] = bench.verify_raw()
             note("verify/raw", took)
+            note("decompress/pgbackrest", bench.decompress_pgbackrest())
             note("restore/powrops", bench.restore_powrops(label))
             note("restore/pgbackrest", bench.restore_pgbackrest())
             note("restore/raw", bench.restore_raw())
@@ -312,6 +327,14 @@ def main() -> int:
     print("what each verification read:")
     for tool, text in reads.items():
         print(f"  {tool}: {text}")
+    unzstd = med["decompress/pgbackrest"]
+    how = (
+        "takes less: it checks the stored bytes, not their decompressed content"
+        if med["verify/pgbackrest"] < unzstd
+        else "takes longer"
+    )
+    print(f"  zstd -dc of the files of pgBackRest's backup alone: {unzstd:.2f} s; its verify {how}")
+    print("  powrops verify LABEL decompresses and checks every file against backup_manifest")
     print()
     checks = [
         ("verify <= pgBackRest", med["verify/powrops"] <= med["verify/pgbackrest"]),
