@@ -9,10 +9,12 @@ The ``*_html`` functions return the markup for use outside a notebook.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 from powrops.findings import Finding, Severity, counts, overall
+from powrops.format import human_bool, human_number, human_time
 
 if TYPE_CHECKING:
     from powrops.db import Identity
@@ -125,11 +127,16 @@ def show_html(html: str) -> None:
 
 
 def cell_text(value: Any) -> str:
-    """Escaped text of one cell; None shows empty, floats compactly."""
+    """Escaped text of one cell; None shows empty, booleans as words, floats without exponent,
+    times in UTC to the second (``powrops.format``)."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return human_bool(value)
     if isinstance(value, float):
-        return escape(f"{value:.6g}")
+        return escape(human_number(value))
+    if isinstance(value, datetime):
+        return escape(human_time(value))
     return escape(str(value))
 
 
@@ -144,9 +151,11 @@ def markup_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: 
         "<tr>" + "".join(f'<td style="{_CELL}">{cell}</td>' for cell in row) + "</tr>"
         for row in rows
     )
-    return (
-        f'<table style="{_TABLE}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    )
+    if not rows:  # an empty table says so instead of shrinking to its caption
+        span = max(len(header), 1)
+        body = f'<tr><td style="{_CELL};color:#555" colspan="{span}"><i>none</i></td></tr>'
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f'<table style="{_TABLE}">{cap}{thead}<tbody>{body}</tbody></table>'
 
 
 def _rows_of(data: Any) -> tuple[list[str], list[list[Any]]]:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from powrops import __version__
 from powrops.findings import Severity
-from powrops.format import human_time
+from powrops.format import human_duration, human_label, human_time, human_value
 from powrops.reports.catalog import list_runs
 from powrops.reports.display import COLOURS
 from powrops.reports.record import write_json
@@ -84,12 +84,20 @@ def index_html(runs: list[dict[str, Any]], generated: str) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>powrops reports</title>"
         f"<style>{_STYLE}</style></head><body>"
-        f"<h1>powrops reports</h1><p>{len(runs)} runs; generated {escape(generated)}</p>"
+        f"<h1>powrops reports</h1>"
+        f"<p>{len(runs)} runs; generated {escape(_generated(generated))}</p>"
         f"{_latest_table(runs, names)}"
         f"<h2>All runs</h2>{_filters(names)}{_runs_table(runs)}"
         f"<p style='font-size:12px;color:#666'>powrops {escape(__version__)}</p>"
         f"<script>{_SCRIPT}</script></body></html>\n"
     )
+
+
+def _generated(generated: str) -> str:
+    try:
+        return human_time(datetime.fromisoformat(generated))
+    except ValueError:
+        return generated
 
 
 def _badge(status: str) -> str:
@@ -109,12 +117,9 @@ def _link(target: str | None, label: str) -> str:
 
 def _figures(figures: Mapping[str, Any] | None) -> str:
     items = (figures or {}).items()
-    return "<br>".join(f"{escape(str(k))}: <b>{escape(_figure(v))}</b>" for k, v in items)
-
-
-def _figure(value: Any) -> str:
-    """A headline figure as shown: floats to six significant digits."""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    return "<br>".join(
+        f"{escape(human_label(str(k)))}: <b>{escape(human_value(str(k), v))}</b>" for k, v in items
+    )
 
 
 def _error(error: Any) -> str:
@@ -187,7 +192,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         status = str(run.get("status", "UNKNOWN"))
         duration = run.get("duration_s")
-        took = f"{float(duration):.1f} s" if isinstance(duration, int | float) else ""
+        took = human_duration(float(duration)) if isinstance(duration, int | float) else ""
         links = " ".join(
             filter(
                 None,

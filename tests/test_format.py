@@ -1,0 +1,240 @@
+"""The one formatting layer: every figure a reader meets, in units and words."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from powrops.format import (
+    human_bool,
+    human_bytes,
+    human_count,
+    human_days,
+    human_duration,
+    human_label,
+    human_number,
+    human_percent,
+    human_rate,
+    human_ratio,
+    human_time,
+    human_value,
+)
+from powrops.reports.index import build_index
+from readable import machine_values
+
+
+def test_sizes_and_rates_in_binary_units() -> None:
+    assert human_bytes(17684159) == "16.9 MiB"
+    assert human_bytes(40 * 1024 * 1024) == "40.0 MiB"
+    assert human_rate(25088.3) == "24.5 KiB/day"
+    assert human_rate(-2 * 1024**2) == "-2.0 MiB/day"
+
+
+def test_durations() -> None:
+    assert human_duration(45) == "45 s"
+    assert human_duration(3 * 3600 + 12 * 60) == "3 h 12 min"
+    assert human_duration(2 * 86400 + 3 * 3600) == "2 d 3 h"
+
+
+def test_ratios_and_percentages() -> None:
+    assert human_ratio(0.999902) == "99.99 %"
+    assert human_ratio(0.8571) == "85.7 %"
+    assert human_ratio(1) == "100 %" and human_ratio(0) == "0 %"
+    assert human_ratio(0.0042) == "0.42 %"
+    assert human_percent(43.21) == "43.2 %"
+
+
+def test_counts_and_numbers_never_in_exponent_notation() -> None:
+    assert human_count(17684159) == "17,684,159"
+    assert human_count(2.5) == "2.5"
+    assert human_number(1.21895e06) == "1,218,950"
+    assert human_number(3.14159) == "3.14"
+    assert human_number(0.00042) == "0.0004"
+    assert human_number(1e-9) == "less than 0.0001"
+    for value in (1e-9, 1.21895e06, 1e300, 123456789.123):
+        assert not re.search(r"\de", human_number(value)), value
+
+
+def test_days_ahead() -> None:
+    assert human_days(1.21895e06) == "not within a century"
+    assert human_days(float("inf")) == "not within a century"
+    assert human_days(1) == "1 day" and human_days(12.4) == "12 days"
+    assert human_days(800) == "2.2 years"
+    assert human_days(0.5) == "12 h"
+    assert human_days(None) == "-"
+
+
+def test_booleans_and_times() -> None:
+    assert human_bool(True) == "yes" and human_bool(False) == "no" and human_bool(None) == "-"
+    assert human_bool(True, yes="passed", no="failed") == "passed"
+    moment = datetime(2026, 12, 3, 17, 53, 2, 166788, tzinfo=timezone(timedelta(hours=1)))
+    assert human_time(moment) == "2026-12-03 16:53:02 UTC"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("days_to_warning", 1.21895e06, "not within a century"),
+        ("days_to_warning", None, "-"),
+        ("total_bytes", 17684159, "16.9 MiB"),
+        ("forecast_bytes", 2.3e7, "21.9 MiB"),
+        ("growth_bytes_per_day", 25088.3, "24.5 KiB/day"),
+        ("cache_hit_rate", 0.999902, "99.99 %"),
+        ("dead_tuple_ratio", 0.8571, "85.7 %"),
+        ("disk_percent", 43.21, "43.2 %"),
+        ("backup_success_pct", 100.0, "100 %"),
+        ("test_restore", True, "yes"),
+        ("target", "2026-12-03T16:53:02.166788+00:00", "2026-12-03 16:53:02 UTC"),
+        ("finished_at", "2026-12-03 16:53:02+00:00", "2026-12-03 16:53:02 UTC"),
+        ("rto_s", 192.4, "3 min"),
+        ("duration_s", 3.21, "3 s"),
+        ("rows_due", 1234567, "1,234,567"),
+        ("quarter", "2026-Q4", "2026-Q4"),
+        ("backup", "20261203T165302F", "20261203T165302F"),
+        ("server_version", "18.1", "18.1"),
+        ("ratio_of_nothing", 0.5, "0.5"),
+        ("alerts", [], "none"),
+        ("counts", {"ok": 3, "bad_rate": 0.5}, "ok 3, bad rate 50 %"),
+    ],
+)
+def test_human_value_dispatches_on_the_key(key: str, value: Any, shown: str) -> None:
+    assert human_value(key, value) == shown
+
+
+def test_labels_are_words() -> None:
+    assert human_label("growth_bytes_per_day") == "growth per day"
+    assert human_label("total_bytes") == "total"
+    assert human_label("days_to_warning") == "days to warning"
+    assert human_label("rto_s") == "RTO"
+    assert human_label("finished_at") == "finished"
+
+
+def test_the_checker_finds_every_machine_value() -> None:
+    planted = {
+        "1.21895e+06": "exponent",
+        "2026-12-03T16:53:02": "ISO",
+        "16:53:02.166788": "fractional",
+        "test_restore: True": "literal",
+        "datetime.datetime(2026, 1, 1)": "datetime",
+        "[[50]]": "nested",
+        "{'a': 1}": "dict",
+        "Out[3]:": "prompt",
+        "Result recorded: OK": "record",
+    }
+    for text, what in planted.items():
+        assert machine_values(f"<p>{text}</p>"), what
+    assert machine_values("16.9 MiB, 99.99 %, yes, 2026-12-03 16:53:02 UTC, Trueman") == []
+
+
+#: Headline figures as the demo's reports record them (keys and raw values of each view's
+#: ``figures``), the values the index used to print as they were.
+DEMO_FIGURES: dict[str, dict[str, Any]] = {
+    "growth_report": {
+        "total_bytes": 17684159,
+        "growth_bytes_per_day": 25088.3,
+        "growth_source": "history",
+        "days_to_warning": 1218950.4,
+        "disk_percent": 43.21,
+        "dead_tuple_ratio": 0.0123,
+        "cache_hit_rate": 0.999902,
+        "alerts": 0,
+    },
+    "backup_verification": {
+        "backups": 2,
+        "ok_backups": 2,
+        "files_checked": 1834,
+        "wal_checked": 12,
+        "gaps": 0,
+        "test_restore": True,
+        "duration_s": 3.21,
+    },
+    "recovery_drill": {
+        "rto_s": 45.3,
+        "rpo_s": 0.8,
+        "backup": "20261203T165302F",
+        "chain_length": 1,
+        "target": "2026-12-03T16:53:02.166788+00:00",
+        "finished_at": "2026-12-03T16:54:11.020301+00:00",
+    },
+    "quarterly_review": {
+        "quarter": "2026-Q4",
+        "checklist_ok": 5,
+        "backup_success_pct": 100.0,
+        "last_rto_s": 45.3,
+        "forecast_bytes": 2.3e7,
+        "integrity_failures": 0,
+    },
+    "retention_report": {"rows_due": 1234567, "archive_files": 3, "run_errors": 0},
+    "integrity_report": {"failed_checks": 2, "orphaned_records": 5, "run_id": 7},
+}
+
+
+def _write_runs(reports: Path) -> None:
+    started = datetime(2026, 12, 3, 16, 53, 2, 166788, tzinfo=UTC)
+    target = {"database": "powr", "host": "127.0.0.1", "port": 5432, "embedded": True}
+    for offset, (name, figures) in enumerate(DEMO_FIGURES.items()):
+        run_id = (started + timedelta(minutes=offset)).strftime("%Y%m%dT%H%M%SZ")
+        run = reports / name / run_id
+        run.mkdir(parents=True)
+        result = {
+            "name": name,
+            "run_id": run_id,
+            "status": "OK",
+            "started_at": (started + timedelta(minutes=offset)).isoformat(),
+            "duration_s": 12.345678,
+            "target": target,
+            "figures": figures,
+            "findings": [],
+        }
+        (run / "result.json").write_text(json.dumps(result))
+        (run / "report.html").write_text("<html></html>")
+
+
+def test_index_shows_units_and_words_and_result_json_keeps_raw_values(tmp_path: Path) -> None:
+    _write_runs(tmp_path)
+    index = build_index(tmp_path).read_text(encoding="utf-8")
+    assert machine_values(index) == []
+    for raw in ("17684159", "0.999902", "25088.3", "1.21895e+06", "True", "166788"):
+        assert raw not in index, raw
+    for shown in (
+        "16.9 MiB",
+        "24.5 KiB/day",
+        "not within a century",
+        "99.99 %",
+        "test restore: <b>yes</b>",
+        "target: <b>2026-12-03 16:53:02 UTC</b>",
+        "1,234,567",
+        "RTO: <b>45 s</b>",
+    ):
+        assert shown in index, shown
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    growth = next(r for r in catalog["runs"] if r["name"] == "growth_report")
+    assert growth["figures"]["total_bytes"] == 17684159
+    assert growth["figures"]["cache_hit_rate"] == 0.999902
+
+
+def test_report_tables_show_words_and_say_none_when_empty() -> None:
+    from powrops.reports.display import table_html
+
+    empty = table_html([], caption="Slow queries")
+    assert "<i>none</i>" in empty and "Slow queries" in empty
+    header_only = table_html(EmptyFrame(), caption="Dead tuples")
+    assert 'colspan="2"><i>none</i>' in header_only
+    filled = table_html(
+        [{"ok": True, "ratio": 1.21895e-06, "at": datetime(2026, 1, 1, tzinfo=UTC)}]
+    )
+    assert machine_values(filled) == [] and "yes" in filled and "2026-01-01 00:00:00 UTC" in filled
+
+
+class EmptyFrame:
+    """Stands in for an empty DataFrame."""
+
+    columns = ("relation", "ratio")
+
+    def itertuples(self, index: bool, name: Any) -> list[tuple[Any, ...]]:
+        return []
