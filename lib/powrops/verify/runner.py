@@ -43,7 +43,7 @@ from powrops.pg.binaries import PgBinaries, find_binaries
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.verify import checksums, freshness, recoverability
 from powrops.verify.checksums import ObjectCheck
-from powrops.verify.report import BackupRow, VerificationReport
+from powrops.verify.report import BackupRow, RecoveryWindow, VerificationReport
 
 
 @dataclass
@@ -72,6 +72,15 @@ class Listing:
 
     def keys(self) -> set[str]:
         return {o.key for objects in self.backups.values() for o in objects}
+
+
+def recovery_windows(settings: Settings, now: datetime | None = None) -> dict[str, RecoveryWindow]:
+    """Each backup's recovery window from one listing of the primary repository (no object is
+    read but the backup records): what ``backup list`` shows beside each backup."""
+    primary = repos.primary(settings)
+    records, _ = Catalog(primary).scan()
+    listing = Listing.of(primary)
+    return recoverability.listed_windows(records, listing.wal, now or datetime.now(UTC))
 
 
 def verify(
