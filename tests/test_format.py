@@ -238,3 +238,44 @@ class EmptyFrame:
 
     def itertuples(self, index: bool, name: Any) -> list[tuple[Any, ...]]:
         return []
+
+
+def test_growth_text_has_units_and_words() -> None:
+    from powrops.monitoring.growth_view import growth_lines
+
+    data = {
+        "source": "timestamps", "points": 28, "current_bytes": 17684159,
+        "rate_bytes_per_day": 24549.32937543952, "rate_band": [20000.5, 29098.1],
+        "disk": {"used_bytes": 185_000_000_000, "capacity_bytes": 400_000_000_000,
+                 "percent": 46.25, "source": "filesystem"},
+        "size_in_a_year_bytes": 26644263.0, "needed_in_a_year_bytes": 185_008_960_104.0,
+        "days_to_warning": 1218950.4, "date_warning": None,
+        "days_to_critical": 400.2, "date_critical": "2028-01-07",
+        "days_to_warning_earliest": 1000000.0, "days_to_critical_earliest": 300.0,
+        "rates_by_source": {"timestamps": 24549.32937543952, "snapshots": None},
+        "notes": ["2 snapshots: the trend needs 3"],
+    }  # fmt: skip
+    text = "\n".join(growth_lines(data))
+    assert machine_values(text) == [], text
+    for raw in ("24549.3", "17684159", "{", "None", "1218950"):
+        assert raw not in text, raw
+    assert "24.0 KiB/day (estimated from the data's own timestamps, 28 points)" in text
+    assert "16.9 MiB" in text and "46.2 % used: 172.3 GiB of 372.5 GiB (filesystem)" in text
+    assert "warning disk usage  not within a century\n" in text
+    assert (
+        "critical disk usage in 1.1 years (about 2028-01-07), at the earliest in 300 days" in text
+    )
+    assert "not only this database" in text and "note: 2 snapshots" in text
+    none = "\n".join(growth_lines({"source": "none", "points": 0, "current_bytes": 0}))
+    assert "growth              - (no trend yet, 0 points)" in none
+
+
+def test_disk_pre_check_speaks_binary_units(tmp_path: Path) -> None:
+    from powrops.backup.run import ServerFacts, _check_disk
+    from powrops.backup.steps import Step
+
+    facts = ServerFacts(180000, "18.0", "replica", "on", "on", 10, 0, 100, 3, 120 * 2**20, "1", "p")
+    step = Step("pre", "disk space")
+    _check_disk(tmp_path.as_uri(), facts, None, step)
+    assert "40.0 MiB" in step.message and "0.0 GiB" not in step.message, step.message
+    assert step.message.split()[1] in ("KiB", "MiB", "GiB", "TiB"), step.message

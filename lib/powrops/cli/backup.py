@@ -17,20 +17,22 @@ def register(sub: Any) -> None:
         take = actions.add_parser(
             kind, help=f"take {article} {kind} backup (the strategy's procedure)"
         )
-        take.add_argument("--json", action="store_true")
+        take.add_argument("--json", action="store_true", help="print the result as JSON")
         take.set_defaults(func=cmd_backup_take, kind=kind)
-    listing = actions.add_parser("list", help="every backup with its chain, size and location")
-    listing.add_argument("--json", action="store_true")
+    listing = actions.add_parser(
+        "list", help="every backup: type, times, sizes, WAL range, recovery window, chain, location"
+    )
+    listing.add_argument("--json", action="store_true", help="print the result as JSON")
     listing.set_defaults(func=cmd_backup_list)
     show = actions.add_parser("show", help="one backup's metadata, files and steps")
     show.add_argument("label")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print the result as JSON")
     show.set_defaults(func=cmd_backup_show)
     expire = actions.add_parser(
         "expire", help="apply backup.retention (never breaks restorability)"
     )
-    expire.add_argument("--dry-run", action="store_true")
-    expire.add_argument("--json", action="store_true")
+    expire.add_argument("--dry-run", action="store_true", help="show what would go, delete nothing")
+    expire.add_argument("--json", action="store_true", help="print the result as JSON")
     expire.set_defaults(func=cmd_backup_expire)
     actions.add_parser("copy", help="copy what the secondary lacks").set_defaults(
         func=cmd_backup_copy

@@ -12,7 +12,14 @@ from typing import Any
 from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.findings import Finding
-from powrops.format import human_bytes, human_time
+from powrops.format import (
+    human_bytes,
+    human_count,
+    human_days,
+    human_percent,
+    human_rate,
+    human_time,
+)
 from powrops.monitoring.gather import GrowthReport
 from powrops.monitoring.growth import Growth
 from powrops.reports.plotting import _pyplot, barh, show
@@ -340,3 +347,62 @@ def capacity_figures(growth: Growth, **done: bool) -> dict[str, Any]:
 def performance_figures(slow: list[dict[str, Any]], **done: bool) -> dict[str, Any]:
     over = sum(1 for s in slow if s.get("over maintenance.alerts.query_time"))
     return {"slow_statements": over, **done}
+
+
+# --- text for the command line ---------------------------------------------------------------
+
+_SOURCES = {
+    "snapshots": "fitted to the stored metric snapshots",
+    "timestamps": "estimated from the data's own timestamps",
+    "none": "no trend yet",
+}
+
+
+def growth_lines(data: dict[str, Any]) -> list[str]:
+    """``Growth.to_dict()`` as ``powrops metrics growth`` prints it: units and words only."""
+    rate = data.get("rate_bytes_per_day")
+    source = _SOURCES.get(str(data.get("source")), str(data.get("source")))
+    points = data.get("points") or 0
+    lines = [f"growth              {'-' if rate is None else human_rate(rate)} ({source}, "
+             f"{human_count(points)} point{'' if points == 1 else 's'})"]  # fmt: skip
+    band = data.get("rate_band")
+    if band:
+        lines.append(f"  95 % band         {human_rate(band[0])} to {human_rate(band[1])}")
+    lines.append(f"database size       {human_bytes(data.get('current_bytes') or 0)}")
+    if data.get("size_in_a_year_bytes") is not None:
+        lines.append(f"  in a year         {human_bytes(data['size_in_a_year_bytes'])}")
+    disk = data.get("disk")
+    if disk:
+        lines.append(
+            f"filesystem          {human_percent(disk['percent'])} used: "
+            f"{human_bytes(disk['used_bytes'])} of {human_bytes(disk['capacity_bytes'])} "
+            f"({disk['source']})"
+        )
+        if data.get("needed_in_a_year_bytes") is not None:
+            lines.append(
+                f"  used in a year    {human_bytes(data['needed_in_a_year_bytes'])} "
+                "(everything on the filesystem, not only this database)"
+            )
+    for level in ("warning", "critical"):
+        days = data.get(f"days_to_{level}")
+        earliest = data.get(f"days_to_{level}_earliest")
+        line = f"{level + ' disk usage':20}{_ahead(days)}"
+        if days is not None and data.get(f"date_{level}"):
+            line += f" (about {data[f'date_{level}']})"
+        if earliest is not None and _ahead(earliest) != _ahead(days):
+            line += f", at the earliest {_ahead(earliest)}"
+        lines.append(line)
+    rates = {k: v for k, v in (data.get("rates_by_source") or {}).items() if v is not None}
+    if rates:
+        by_source = ", ".join(f"{k} {human_rate(v)}" for k, v in rates.items())
+        lines.append(f"rates by source     {by_source}")
+    lines.extend(f"note: {note}" for note in data.get("notes") or [])
+    return lines
+
+
+def _ahead(days: float | None) -> str:
+    """'in 12 days', 'not within a century', '-' (no disk figures)."""
+    if days is None:
+        return "-"
+    text = human_days(days)
+    return text if text.startswith("not ") else f"in {text}"
