@@ -21,6 +21,8 @@ from powrops.format import (
     human_percent,
     human_rate,
     human_ratio,
+    human_rows,
+    human_seconds,
     human_time,
     human_value,
 )
@@ -39,6 +41,19 @@ def test_durations() -> None:
     assert human_duration(45) == "45 s"
     assert human_duration(3 * 3600 + 12 * 60) == "3 h 12 min"
     assert human_duration(2 * 86400 + 3 * 3600) == "2 d 3 h"
+
+
+def test_measured_seconds_keep_their_precision() -> None:
+    assert human_seconds(0.372) == "0.37 s" and human_seconds(3.21) == "3.2 s"
+    assert human_seconds(45.3) == "45 s" and human_seconds(600) == "10 min"
+
+
+def test_query_rows_read_as_values() -> None:
+    assert human_rows([[50]]) == "50"
+    assert human_rows([[1234567]]) == "1,234,567"
+    assert human_rows([["20241204090000", True]]) == "20241204090000, yes"
+    assert human_rows([]) == "no rows"
+    assert human_rows([[i] for i in range(7)]) == "7 rows: 0; 1; 2; 3; 4; ... (2 more)"
 
 
 def test_ratios_and_percentages() -> None:
@@ -92,7 +107,8 @@ def test_booleans_and_times() -> None:
         ("target", "2026-12-03T16:53:02.166788+00:00", "2026-12-03 16:53:02 UTC"),
         ("finished_at", "2026-12-03 16:53:02+00:00", "2026-12-03 16:53:02 UTC"),
         ("rto_s", 192.4, "3 min"),
-        ("duration_s", 3.21, "3 s"),
+        ("duration_s", 3.21, "3.2 s"),
+        ("rpo_s", 0.372, "0.37 s"),
         ("rows_due", 1234567, "1,234,567"),
         ("quarter", "2026-Q4", "2026-Q4"),
         ("backup", "20261203T165302F", "20261203T165302F"),
@@ -279,3 +295,58 @@ def test_disk_pre_check_speaks_binary_units(tmp_path: Path) -> None:
     _check_disk(tmp_path.as_uri(), facts, None, step)
     assert "40.0 MiB" in step.message and "0.0 GiB" not in step.message, step.message
     assert step.message.split()[1] in ("KiB", "MiB", "GiB", "TiB"), step.message
+
+
+def test_attention_lists_only_what_is_not_ok_or_says_nothing() -> None:
+    from powrops.findings import Finding, Severity
+    from powrops.reports.display import attention_html
+
+    ok = [Finding(f"check.{i}", Severity.OK, f"fine {i}") for i in range(14)]
+    calm = attention_html(ok)
+    assert "Nothing needs attention: all 14 checks are OK." in calm and "<table" not in calm
+    bad = Finding("wal", Severity.WARNING, "late WAL", advice="run `powrops wal push`")
+    page = attention_html([*ok, bad])
+    assert "late WAL" in page and "fine 3" not in page and "OK</span>" not in page
+    assert "<code>powrops wal push</code>" in page and "`" not in page
+
+
+def test_advice_renders_as_formatted_text() -> None:
+    from powrops.reports.display import inline_markup, steps_html
+
+    page = steps_html(["WARNING orphans: run `powrops check integrity --repair` <now>"])
+    assert page.startswith("<ul") and "<pre" not in page
+    assert "<code>powrops check integrity --repair</code> &lt;now&gt;" in page
+    assert inline_markup("an odd ` tick") == "an odd ` tick"
+    assert "Nothing to do" in steps_html([])
+
+
+def test_header_shows_period_and_parameters_as_words() -> None:
+    from powrops.reports.html import ReportHeader, header_html
+
+    bar = header_html(
+        ReportHeader(
+            "growth_report", started_at="2026-12-03T16:53:02.166+00:00", duration_s=0.42,
+            parameters={"restore": True, "config_path": "", "trend_days": 90},
+            target="powr on 127.0.0.1:5432", period="2026Q4: 2026-10-01 to 2026-12-31 (UTC)",
+        )
+    )  # fmt: skip
+    assert "covers 2026Q4: 2026-10-01 to 2026-12-31 (UTC)" in bar
+    assert "database powr on 127.0.0.1:5432" in bar
+    assert "started 2026-12-03 16:53:02 UTC" in bar and "took 0.42 s" in bar
+    assert "restore: yes; config_path: (empty); trend_days: 90" in bar
+    assert machine_values(bar) == []
+
+
+def test_recorded_result_shows_nothing_in_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from powrops.reports.record import RUN_DIR_ENV, record
+
+    monkeypatch.setenv(RUN_DIR_ENV, str(tmp_path))
+    result = record(figures={"n": 1}, period="the server as of now")
+    result._ipython_display_()
+    assert capsys.readouterr().out == ""
+    assert json.loads((tmp_path / "result.json").read_text())["period"] == "the server as of now"
+    monkeypatch.delenv(RUN_DIR_ENV)
+    record()._ipython_display_()
+    assert "Not recorded" in capsys.readouterr().out

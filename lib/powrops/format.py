@@ -43,6 +43,17 @@ def human_duration(seconds: float) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
+def human_seconds(seconds: float) -> str:
+    """A measured time: short ones to a tenth or hundredth ('0.37 s', '3.2 s'), longer ones as
+    :func:`human_duration` ('45 s', '3 h 12 min')."""
+    value = max(float(seconds), 0.0)
+    if value < 1:
+        return f"{value:.2f} s"
+    if value < 10:
+        return f"{value:.1f} s"
+    return human_duration(value)
+
+
 def human_time(moment: datetime | None, missing: str = "-") -> str:
     """A moment in UTC to the second: '2026-12-04 01:30:19 UTC'; ``missing`` for None.
 
@@ -211,7 +222,26 @@ def _human_number_for(key: str, number: float, integral: bool) -> str:
     if name.endswith(("_pct", "_percent")) or name == "percent":
         return human_percent(number)
     if name.endswith(("_s", "_seconds")):
-        return human_duration(number)
+        return human_seconds(number)
     if integral:
         return human_count(number)
     return human_number(number)
+
+
+def human_rows(rows: Any) -> str:
+    """A query's result rows as a reader reads them: one value alone ('50', '1,234'), one row
+    as its values ('a, b'), several rows counted ('3 rows: 1; 2; 3'), none as 'no rows'."""
+    if rows is None:
+        return "-"
+    if not isinstance(rows, list | tuple):
+        return human_value("", rows)
+    if not rows:
+        return "no rows"
+    shown = [
+        ", ".join(human_value("", v) for v in row) if isinstance(row, list | tuple) else str(row)
+        for row in rows
+    ]
+    if len(shown) == 1:
+        return shown[0]
+    more = f"; ... ({len(shown) - 5} more)" if len(shown) > 5 else ""
+    return f"{human_count(len(shown))} rows: " + "; ".join(shown[:5]) + more

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from powrops.errors import ParameterError
+from powrops.format import human_count, human_time
 from powrops.integrity import IntegrityReport
 from powrops.reports.plotting import _pyplot
 
@@ -88,3 +89,11 @@ def figures(report: IntegrityReport) -> dict[str, Any]:
         "data_errors": errors,
         "run_id": report.run_id,
     }
+
+
+def period(report: IntegrityReport, trend_days: int) -> str:
+    """What the run covers: the data as checked, and the trend's span."""
+    return (
+        f"the data as of {human_time(report.finished_at)}; "
+        f"trend over the last {human_count(trend_days)} days"
+    )

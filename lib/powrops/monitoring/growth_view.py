@@ -406,3 +406,15 @@ def _ahead(days: float | None) -> str:
         return "-"
     text = human_days(days)
     return text if text.startswith("not ") else f"in {text}"
+
+
+def period(report: GrowthReport) -> str:
+    """What the run covers: the growth history the trend is fitted to, up to now."""
+    growth = report.growth
+    if len(growth.points) > 1:
+        first = min(at for at, _ in growth.points)
+        return (
+            f"growth history from {human_time(first)} to {human_time(growth.now)} "
+            f"({human_count(len(growth.points))} points)"
+        )
+    return f"the database as of {human_time(growth.now)} (no growth history yet)"

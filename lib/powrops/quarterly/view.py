@@ -7,6 +7,7 @@ so they work from the file system and from a copy of the archive alike.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from html import escape
 from typing import Any
 
@@ -240,3 +241,10 @@ def show_plot(review: Review, name: str) -> None:
 
 def figures(review: Review) -> dict[str, Any]:
     return review.figures()
+
+
+def period(review: Review) -> str:
+    """The quarter under review, first to last day (UTC)."""
+    quarter = review.quarter
+    last = quarter.end - timedelta(days=1)
+    return f"{quarter.label}: {quarter.start:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)"

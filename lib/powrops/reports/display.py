@@ -67,14 +67,45 @@ def findings_html(findings: Iterable[Finding]) -> str:
             severity_badge(f.severity),
             cell_text(f.check),
             cell_text(f.object),
-            cell_text(f.message),
+            inline_markup(f.message),
             cell_text(f.value),
             cell_text(f.expected),
-            cell_text(f.advice),
+            inline_markup(f.advice or ""),
         ]
         for f in found
     ]
     return markup_table(header, rows, caption=None)
+
+
+def attention_html(findings: Iterable[Finding]) -> str:
+    """What needs attention: the findings that are not OK, worst first, or one line saying
+    that nothing does."""
+    found = list(findings)
+    problems = [f for f in found if f.severity is not Severity.OK]
+    if problems:
+        return findings_html(problems)
+    checks = f"all {len(found)} checks are OK" if found else "there were no checks to judge"
+    return f'<p style="font-family:sans-serif">Nothing needs attention: {checks}.</p>'
+
+
+def steps_html(steps: Iterable[str]) -> str:
+    """Advice as a list of formatted text: `code` in backticks becomes code, text wraps at
+    words (never preformatted)."""
+    items = "".join(f"<li>{inline_markup(step)}</li>" for step in steps)
+    if not items:
+        return '<p style="font-family:sans-serif">Nothing to do.</p>'
+    return f'<ul style="font-family:sans-serif;font-size:14px;line-height:1.5">{items}</ul>'
+
+
+def inline_markup(text: str) -> str:
+    """Escaped text with `backticked` spans as <code>: how advice strings mark commands."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return escape(str(text))
+    return "".join(
+        f"<code>{escape(part)}</code>" if index % 2 else escape(part)
+        for index, part in enumerate(parts)
+    )
 
 
 def table_html(data: Any, caption: str | None = None, max_rows: int = 200) -> str:
@@ -103,6 +134,16 @@ def target_html(target: Identity) -> str:
 def show_target(target: Identity) -> None:
     """Show which database this run acts on (every report and runbook opens with it)."""
     show_html(target_html(target))
+
+
+def show_attention(findings: Iterable[Finding]) -> None:
+    """Display what needs attention (only what is not OK, or "nothing")."""
+    show_html(attention_html(findings))
+
+
+def show_steps(steps: Iterable[str]) -> None:
+    """Display advice as a formatted list."""
+    show_html(steps_html(steps))
 
 
 def show_summary(findings: Iterable[Finding], title: str, status: Severity | None = None) -> None:

@@ -32,6 +32,7 @@ th, td { border: 1px solid #d0d0d0; padding: 4px 8px; text-align: left; vertical
 th { background: #f2f2f2; }
 .badge { padding: 1px 6px; border-radius: 3px; font-weight: bold; }
 .error { color: #8a1c1c; font-size: 12px; }
+.period { color: #555; font-size: 12px; }
 .filters { margin: 8px 0; } .filters * { margin-right: 8px; }
 @media print {
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
@@ -135,13 +136,16 @@ def _error(error: Any) -> str:
 
 
 def _when(run: Mapping[str, Any]) -> str:
+    """When the run started, and the period its report covers when it says."""
+    period = run.get("period")
+    covers = f'<div class="period">covers {escape(str(period))}</div>' if period else ""
     started = run.get("started_at")
     if not started:
-        return escape(str(run.get("run_id", "")))
+        return escape(str(run.get("run_id", ""))) + covers
     try:
-        return escape(human_time(datetime.fromisoformat(str(started))))
+        return escape(human_time(datetime.fromisoformat(str(started)))) + covers
     except ValueError:
-        return escape(str(started))
+        return escape(str(started)) + covers
 
 
 def _latest_table(runs: list[dict[str, Any]], names: Iterable[str]) -> str:

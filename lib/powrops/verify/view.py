@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from powrops.format import human_bytes, human_time
+from powrops.format import human_bytes, human_label, human_rows, human_seconds, human_time
 from powrops.reports.plotting import _pyplot
 from powrops.verify import VerificationReport
 
@@ -93,9 +93,10 @@ def restore_rows(report: VerificationReport) -> list[dict[str, Any]]:
         {"item": "result", "value": "OK" if result.get("ok") else f"FAILED: {result.get('error')}"},
     ]
     for name, seconds in (result.get("timings") or {}).items():
-        rows.append({"item": name, "value": f"{seconds:.2f}"})
+        rows.append({"item": human_label(name), "value": human_seconds(seconds)})
     for query in result.get("queries") or []:
-        rows.append({"item": query.get("sql"), "value": query.get("rows", query.get("error"))})
+        value = human_rows(query["rows"]) if "rows" in query else f"error: {query.get('error')}"
+        rows.append({"item": query.get("sql"), "value": value})
     return rows
 
 
@@ -139,3 +140,11 @@ def figures(report: VerificationReport) -> dict[str, Any]:
         "test_restore": None if not report.test_restore else bool(report.test_restore.get("ok")),
         "duration_s": round(report.duration_s, 2),
     }
+
+
+def period(report: VerificationReport) -> str:
+    """What the run covers: the backups from the oldest to the time of the check."""
+    starts = [b.start_time for b in report.backups if b.start_time]
+    if not starts:
+        return f"the repository as of {human_time(report.now)} (no backups)"
+    return f"backups from {human_time(min(starts))} to {human_time(report.now)}"
