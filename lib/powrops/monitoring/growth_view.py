@@ -22,7 +22,7 @@ from powrops.format import (
 )
 from powrops.monitoring.gather import GrowthReport
 from powrops.monitoring.growth import Growth
-from powrops.reports.plotting import _pyplot, barh, show
+from powrops.reports.plotting import _pyplot, barh, fit_time_axis, show, threshold
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -167,7 +167,8 @@ def plot_size(growth: Growth) -> Any:
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel(f"size ({unit})")
     ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
+    moments = [t for t, _ in growth.points] + [growth.now] + [f[0] for f in forecast]
+    fit_time_axis(ax, moments)
     fig.tight_layout()
     return fig
 
@@ -231,9 +232,8 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
         limit_label=f"warning {thr.warning:g} %",
     )
     ax = fig.axes[0]
-    ax.axvline(thr.critical, color="#c0262d", linestyle=":", label=f"critical {thr.critical:g} %")
-    ax.set_xlim(0, max([*values, thr.critical]) * 1.15)
-    ax.legend(loc="lower right")
+    threshold(ax, thr.critical, f"critical {thr.critical:g} %", [0.0, *values], axis="x",
+              linestyle=":")  # fmt: skip
     return fig
 
 
@@ -252,7 +252,7 @@ def plot_cache(history: list[dict[str, Any]], metrics: dict[str, Any]) -> Any:
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("hit rate (%)")
     ax.legend(loc="lower left", fontsize=8)
-    fig.autofmt_xdate()
+    fit_time_axis(ax, [p[0] for p in points], note="one snapshot so far")
     fig.tight_layout()
     return fig
 

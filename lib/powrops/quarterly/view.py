@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from powrops.findings import Severity
+from powrops.format import human_duration
 from powrops.quarterly import ChecklistItem, Review, summary_counts
 from powrops.quarterly.sections import Section
 from powrops.reports.display import (
@@ -21,7 +22,14 @@ from powrops.reports.display import (
     show_html,
     summary_html,
 )
-from powrops.reports.plotting import barh, show
+from powrops.reports.plotting import (
+    ONE_POINT_NOTE,
+    barh,
+    fit_time_axis,
+    integer_ticks,
+    show,
+    threshold,
+)
 
 LINK_PREFIX = "../../"
 
@@ -139,12 +147,12 @@ def plot_drills(review: Review) -> Any | None:
         ax.plot(section.series["at"], values, marker="o", color="#3a6ea5", label=name)
         goal = objectives[key]
         if goal is not None:
-            ax.axhline(goal, color="#c0262d", linestyle="--", label=f"objective {goal:g} s")
+            threshold(ax, goal, f"objective {human_duration(goal)}", values)
         ax.set_title(f"{name} per drill, {review.quarter.label}")
         ax.set_ylabel(f"{name} (seconds)")
         ax.set_xlabel("drill date (UTC)")
         ax.legend(loc="best", fontsize=8)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        fit_time_axis(ax, section.series["at"])
     fig.tight_layout()
     return fig
 
@@ -171,7 +179,10 @@ def plot_growth(review: Review) -> Any | None:
     ax.set_ylabel("size (MiB)")
     ax.set_xlabel("date (UTC)")
     ax.legend(loc="best", fontsize=8)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fit_time_axis(
+        ax, [*section.series["at"], *(section.series.get("forecast_at") or [])],
+        note=ONE_POINT_NOTE if len(section.series["at"]) == 1 else None,
+    )  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -194,10 +205,12 @@ def plot_performance(review: Review) -> Any | None:
     for ax, key in zip(axes[0], present, strict=True):
         values = [v if v is not None else float("nan") for v in section.series[key]]
         ax.plot(section.series["at"], values, marker="o", color="#3a6ea5")
-        ax.set_title(units[key].split(" (")[0].capitalize())
+        ax.set_title(units[key][0].upper() + units[key][1:], fontsize=10)
         ax.set_ylabel(units[key])
         ax.set_xlabel("date (UTC)")
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        if key in ("dead_tuples", "slow_queries"):
+            integer_ticks(ax, "y")
+        fit_time_axis(ax, section.series["at"], note="one snapshot")
     fig.tight_layout()
     return fig
 
@@ -216,6 +229,7 @@ def plot_backups(review: Review) -> Any | None:
         title=f"Backup runs, {review.quarter.label}",
         xlabel="backup runs (count)",
         colours=["#1e7b34", "#c0262d"],
+        integer=True,
     )
 
 

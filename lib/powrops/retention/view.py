@@ -41,7 +41,8 @@ def plot_growth(growth: list[dict[str, Any]]) -> Any:
         total += g["rows"]
         labels.append(g["week"])
         values.append(float(total))
-    return barh(labels, values, title="Archived rows (cumulative, by week)", xlabel="rows")
+    return barh(labels, values, title="Archived rows (cumulative, by week)", xlabel="rows",
+                integer=True)  # fmt: skip
 
 
 def report_figures(

@@ -3,10 +3,11 @@ verification report's data (``powrops.verify``); presentation only."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from powrops.format import human_bytes, human_label, human_rows, human_seconds, human_time
-from powrops.reports.plotting import _pyplot
+from powrops.reports.plotting import _pyplot, fit_time_axis
 from powrops.verify import VerificationReport
 
 KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
@@ -122,9 +123,11 @@ def plot_timeline(report: VerificationReport) -> Any:
     ax.invert_yaxis()
     ax.set_title("Backups and the time each can be restored to (UTC)")
     ax.set_xlabel("time (UTC)")
+    moments: list[datetime | None] = [b.stop_time or b.start_time for b in report.backups]
+    moments += [t for w in report.windows for t in (w.start_time, w.end_time)]
+    fit_time_axis(ax, moments, window=timedelta(hours=1), note="one backup, no window yet")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
-    fig.autofmt_xdate()
     fig.tight_layout()
     return fig
 
