@@ -7,7 +7,7 @@ import re
 
 #: (what it is, the pattern that finds it)
 MACHINE_VALUES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("exponent notation", re.compile(r"(?<![\w.])\d+(?:\.\d+)?e[+-]\d+\b")),
+    ("exponent notation", re.compile(r"(?<![\w.])\d+(?:\.\d+)?e[+-]\d+(?!\d)")),
     ("ISO timestamp", re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")),
     ("fractional seconds", re.compile(r"\b\d{2}:\d{2}:\d{2}\.\d{3,}")),
     ("Python literal", re.compile(r"(?<![\w'\"-])(?:True|False|None)(?![\w'\"-])")),

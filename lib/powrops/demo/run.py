@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops import migrate
 from powrops.backup.run import server_facts, take_backup
-from powrops.db import connect, engine, secrets, target
+from powrops.db import connect, engine, identity, secrets, target
 from powrops.demo import data as demo_data
 from powrops.findings import Severity
 from powrops.quarterly.model import Quarter
@@ -116,6 +116,7 @@ def _reports(settings: Settings, started: float) -> int:
 
     found = discover(project_root())
     remote = ReportArchive.from_settings(settings)
+    acting_on = identity(settings).to_dict()  # each page names the database it reports on
     failed = 0
     for name, params in DEMO_REPORTS:
         if name not in found:
@@ -135,6 +136,7 @@ def _reports(settings: Settings, started: float) -> int:
             timeout=settings.reports.timeout.timedelta.total_seconds(),
             secrets=secrets(settings),
             remote=remote,
+            target=acting_on,
         )
         failed += result.result.get("failed", False) is True
         took = result.result.get("duration_s")

@@ -28,7 +28,9 @@ _STYLE = """
 body { font-family: sans-serif; margin: 16px 24px; color: #1a1a1a; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 24px; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid #d0d0d0; padding: 4px 8px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #d0d0d0; padding: 4px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+table { max-width: 100%; }
 th { background: #f2f2f2; }
 .badge { padding: 1px 6px; border-radius: 3px; font-weight: bold; }
 .error { color: #8a1c1c; font-size: 12px; }
@@ -37,6 +39,8 @@ th { background: #f2f2f2; }
 @media print {
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   .filters { display: none; } tr { break-inside: avoid; } a { color: inherit; }
+  body { margin: 0; } table { width: 100%; font-size: 11px; }
+  #runs th:last-child, #runs td:last-child { display: none; }
 }
 """
 
