@@ -158,3 +158,48 @@ def test_quarterly_review_plots(n: int) -> None:
         if name == "drills":
             assert "objective 60 min: far above" in _texts(fig)  # named, not stretching the axis
     assert len(titles) == len(set(titles)), titles
+
+
+def test_quarterly_growth_with_one_snapshot_shows_the_growth_reports_rate() -> None:
+    """The review's growth is the growth report's figure, not 'no trend yet' beside it."""
+    from powrops.quarterly.model import Evidence, ReportRun, Snapshot
+    from powrops.quarterly.sections import growth
+
+    at = START + timedelta(days=10)
+    snap = Snapshot(at, {"volume": {"total_size_bytes": 17684159}})
+    ev = Evidence(Quarter(2026, 4), START + timedelta(days=20), snapshots=[snap])
+    assert "no trend yet" in growth(ev).summary
+    figures = {"growth_bytes_per_day": 25088.3, "growth_source": "timestamps"}
+    run = ReportRun("growth_report", "r1", "OK", at, figures=figures)
+    ev.runs.append(run)
+    section = growth(ev)
+    assert "24.5 KiB/day as the growth report estimates it" in section.summary, section.summary
+    assert section.headline["growth_bytes_per_day"] == 25088
+    assert section.headline["forecast_bytes"] > 17684159
+    fig = quarterly_view.plot_growth(Review(Quarter(2026, 4), ev.now, {"growth": section}, []))
+    assert overstretched_axes(fig) == [] and "one measured size" in _texts(fig)
+
+
+def test_quarterly_review_shows_the_previous_quarter_beside_this_one() -> None:
+    from powrops.quarterly import previous_figures
+    from powrops.quarterly.model import Evidence, ReportRun
+
+    ev = Evidence(Quarter(2026, 4), START + timedelta(days=20))
+    assert previous_figures(ev) is None
+    old = {"quarter": "2026Q3", "backup_success_pct": 75.0, "forecast_bytes": 2**30}
+    ev.runs += [
+        ReportRun("quarterly_review", "a", "OK", START - timedelta(days=2), figures=old),
+        ReportRun("quarterly_review", "b", "OK", START - timedelta(days=90),
+                  figures={**old, "quarter": "2026Q2", "backup_success_pct": 10.0}),
+    ]  # fmt: skip
+    assert previous_figures(ev) == old
+    review = _review(3)
+    review.sections["backups"].headline.update({"backup_success_pct": 100.0})
+    review.previous = old
+    rows = {r["figure"]: r for r in quarterly_view.comparison_rows(review)}
+    assert rows["backup success"] == {
+        "figure": "backup success",
+        "2026Q3": "75 %",
+        "2026Q4": "100 %",
+    }
+    assert rows["forecast"]["2026Q3"] == "1.0 GiB" and rows["forecast"]["2026Q4"] == "-"

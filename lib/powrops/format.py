@@ -179,7 +179,14 @@ def human_label(key: str) -> str:
     return _ACRONYMS.get(words, words)
 
 
-_ACRONYMS = {"rto": "RTO", "rpo": "RPO", "last rto": "last RTO", "last rpo": "last RPO"}
+_ACRONYMS = {
+    "rto": "RTO",
+    "rpo": "RPO",
+    "last rto": "last RTO",
+    "last rpo": "last RPO",
+    "integrity failures": "integrity runs with violations",
+    "failed checks": "failed checks (latest run)",
+}
 
 
 def human_value(key: str, value: Any) -> str:

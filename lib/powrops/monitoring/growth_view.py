@@ -20,9 +20,10 @@ from powrops.format import (
     human_rate,
     human_time,
 )
+from powrops.monitoring.alerts import MIN_DEAD_TUPLES
 from powrops.monitoring.gather import GrowthReport
 from powrops.monitoring.growth import Growth
-from powrops.reports.plotting import _pyplot, barh, fit_time_axis, show, threshold
+from powrops.reports.plotting import _pyplot, add_note, barh, fit_time_axis, show, threshold
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -99,20 +100,22 @@ def growth_rows(growth: Growth) -> list[dict[str, Any]]:
             return "not at this rate"
         if when is None:
             return "not within a century at this rate"
-        return f"in {value:,.0f} days ({when})"
+        return f"in {human_days(value)} ({when})"
 
     rows = [
-        ("trend from", data["source"]),
+        ("trend from", _SOURCES.get(data["source"], data["source"])),
         ("database size now", size(data["current_bytes"])),
         ("growth per day", "-" if rate is None else f"{size(rate)}/day"),
         ("95 % band", "-" if band is None else f"{size(band[0])} .. {size(band[1])} per day"),
-        ("disk", "-" if data["disk"] is None else f"{data['disk']['percent']} % of "
+        ("filesystem", "-" if data["disk"] is None else
+         f"{human_percent(data['disk']['percent'])} used of "
          f"{size(data['disk']['capacity_bytes'])} ({data['disk']['source']})"),
         ("warning threshold reached", reached("warning")),
         ("critical threshold reached", reached("critical")),
         ("earliest warning (upper band)", reached("warning_earliest")),
         ("database size in a year", size(data["size_in_a_year_bytes"])),
-        ("disk needed in a year", size(data["needed_in_a_year_bytes"])),
+        ("filesystem used in a year (everything on it, not only this database)",
+         size(data["needed_in_a_year_bytes"])),
     ]  # fmt: skip
     rows += [("note", note) for note in data["notes"]]
     return [{"item": k, "value": v} for k, v in rows]
@@ -218,12 +221,17 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
     thr = settings.alerts.dead_tuples
     tables = sorted(metrics["tables"], key=lambda t: -float(t["dead_ratio"]))[:limit]
     values = [100 * float(t["dead_ratio"]) for t in tables]
+    judged = [int(t.get("dead_tuples") or 0) >= MIN_DEAD_TUPLES for t in tables]
     colours = [
-        "#c0262d" if v >= thr.critical else "#f0a202" if v >= thr.warning else "#1e7b34"
-        for v in values
-    ]
+        "#9aa0a6" if not j else "#c0262d" if v >= thr.critical
+        else "#f0a202" if v >= thr.warning else "#1e7b34"
+        for v, j in zip(values, judged, strict=True)
+    ]  # fmt: skip
     fig = barh(
-        [f"{t['schema']}.{t['table']}" for t in tables],
+        [
+            f"{t['schema']}.{t['table']} ({human_count(int(t.get('dead_tuples') or 0))} dead)"
+            for t in tables
+        ],
         values,
         title="Dead tuples per table (% of live + dead)",
         xlabel="dead tuples (%)",
@@ -234,6 +242,8 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
     ax = fig.axes[0]
     threshold(ax, thr.critical, f"critical {thr.critical:g} %", [0.0, *values], axis="x",
               linestyle=":")  # fmt: skip
+    if not all(judged):
+        add_note(ax, f"grey: fewer than {MIN_DEAD_TUPLES} dead rows, not judged by the alert")
     return fig
 
 
@@ -262,7 +272,7 @@ def plot_statements(metrics: dict[str, Any], settings: Settings, limit: int = 10
 
     slowest = metrics["statements"]["slowest"][:limit]
     warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
-    labels = [_plain(f"{s['queryid'][-8:]}: {s['query'][:40]}") for s in slowest]
+    labels = [_plain(f"{s['queryid']}: {s['query'][:32]}") for s in slowest]
     labels = labels or ["(none recorded)"]
     values = [float(s["mean_ms"]) for s in slowest] or [0.0]
     return barh(labels, values, title="Slowest statements: mean execution time (ms)",

@@ -201,13 +201,15 @@ def integrity(ev: Evidence) -> Section:
     rows = [{"check": k, "violations in latest run": v} for k, v in sorted(per_check.items())]
     rows += [{"repair": k, "table": t, "rows repaired": n} for (k, t), n in repaired.items()]
     summary = (
-        f"{len(runs)} integrity runs, {len(failing)} found violations; latest "
-        f"{last.status} with {_violations(last.counts)} violations; {len(repairs)} repairs "
+        f"{len(runs)} integrity runs, {len(failing)} of them found violations; latest "
+        f"{last.status}: {len(per_check)} checks failing as the integrity report counts them, "
+        f"{_violations(last.counts)} violations; {len(repairs)} repairs "
         f"({sum(repaired.values())} rows)"
     )
     headline = {
         "integrity_runs": len(runs),
-        "integrity_failures": len(failing),
+        "integrity_failures": len(failing),  # runs that found violations
+        "failed_checks": len(per_check),  # in the latest run: the integrity report's figure
         "repairs": len(repairs),
     }
     return Section("integrity", title, _sev(last.status), summary, rows, headline)
@@ -282,7 +284,8 @@ def growth(ev: Evidence) -> Section:
     horizon = ev.quarter.end + (ev.quarter.next().end - ev.quarter.next().start)
     rows = [{"at": human_time(t), "size_bytes": int(y), "size": human_bytes(y)} for t, y in points]
     series: dict[str, list[Any]] = {"at": [t for t, _ in points], "bytes": [y for _, y in points]}
-    if fit is None:
+    reported = _reported_growth(ev)
+    if fit is None and reported is None:
         return Section(
             "growth",
             title,
@@ -292,13 +295,23 @@ def growth(ev: Evidence) -> Section:
             {"size_bytes": int(last)},
             series,
         )
-    per_day, intercept = fit
-    forecast = intercept + per_day * (horizon - origin).total_seconds() / 86400
+    if fit is not None:
+        per_day, intercept = fit
+        forecast = intercept + per_day * (horizon - origin).total_seconds() / 86400
+        summary = (
+            f"{human_bytes(first)} -> {human_bytes(last)} ({human_bytes(last - first)}), "
+            f"{human_bytes(per_day)}/day; forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
+        )
+    else:  # one snapshot: the rate the growth report gave, as it gave it (same figure)
+        assert reported is not None
+        per_day, source = reported
+        forecast = last + per_day * (horizon - points[-1][0]).total_seconds() / 86400
+        summary = (
+            f"{human_bytes(last)}, {human_bytes(per_day)}/day as the growth report "
+            f"{_SOURCE_WORDS.get(source, 'gives it')} (one snapshot this quarter); "
+            f"forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
+        )
     status = Severity.OK
-    summary = (
-        f"{human_bytes(first)} -> {human_bytes(last)} ({human_bytes(last - first)}), "
-        f"{human_bytes(per_day)}/day; forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
-    )
     if ev.disk_capacity:
         share = 100 * forecast / ev.disk_capacity
         summary += f" ({share:.0f} % of the disk)"
@@ -311,6 +324,23 @@ def growth(ev: Evidence) -> Section:
         "forecast_bytes": round(forecast),
     }
     return Section("growth", title, status, summary, rows, headline, series)
+
+
+_SOURCE_WORDS = {
+    "timestamps": "estimates it from the data's own timestamps",
+    "snapshots": "fits it to the metric snapshots",
+}
+
+
+def _reported_growth(ev: Evidence) -> tuple[float, str] | None:
+    """The growth rate (bytes/day) and its source from the quarter's latest growth report."""
+    run = ev.latest_run("growth_report")
+    if run is None:
+        return None
+    rate = run.figures.get("growth_bytes_per_day")
+    if not isinstance(rate, int | float) or isinstance(rate, bool):
+        return None
+    return float(rate), str(run.figures.get("growth_source") or "")
 
 
 def performance(ev: Evidence) -> Section:

@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from powrops.findings import Severity
-from powrops.format import human_duration
+from powrops.format import human_duration, human_label, human_value
 from powrops.quarterly import ChecklistItem, Review, summary_counts
 from powrops.quarterly.sections import Section
 from powrops.reports.display import (
@@ -20,10 +20,11 @@ from powrops.reports.display import (
     markup_table,
     severity_badge,
     show_html,
+    show_table,
     summary_html,
 )
 from powrops.reports.plotting import (
-    ONE_POINT_NOTE,
+    add_note,
     barh,
     fit_time_axis,
     integer_ticks,
@@ -179,10 +180,10 @@ def plot_growth(review: Review) -> Any | None:
     ax.set_ylabel("size (MiB)")
     ax.set_xlabel("date (UTC)")
     ax.legend(loc="best", fontsize=8)
-    fit_time_axis(
-        ax, [*section.series["at"], *(section.series.get("forecast_at") or [])],
-        note=ONE_POINT_NOTE if len(section.series["at"]) == 1 else None,
-    )  # fmt: skip
+    moments = [*section.series["at"], *(section.series.get("forecast_at") or [])]
+    fit_time_axis(ax, moments)
+    if len(section.series["at"]) == 1 and section.series.get("forecast_at"):
+        add_note(ax, "one measured size: the forecast uses the growth report's rate")
     fig.tight_layout()
     return fig
 
@@ -262,3 +263,33 @@ def period(review: Review) -> str:
     quarter = review.quarter
     last = quarter.end - timedelta(days=1)
     return f"{quarter.label}: {quarter.start:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)"
+
+
+def comparison_rows(review: Review) -> list[dict[str, Any]]:
+    """Each headline figure of this quarter beside the previous quarter's (words and units)."""
+    now = review.figures()
+    before = review.previous or {}
+    keys = [k for k in now if k != "quarter"] + [
+        k for k in before if k not in now and k != "quarter"
+    ]
+    previous = review.quarter.previous().label
+    return [
+        {
+            "figure": human_label(key),
+            previous: human_value(key, before.get(key)) if key in before else "-",
+            review.quarter.label: human_value(key, now.get(key)) if key in now else "-",
+        }
+        for key in keys
+    ]
+
+
+def show_comparison(review: Review) -> None:
+    """The headline figures beside the previous quarter's, or why there is no comparison."""
+    previous = review.quarter.previous().label
+    if review.previous is None:
+        show_html(
+            '<p style="font-family:sans-serif;color:#666">No review of '
+            f"{escape(previous)} is archived: nothing to compare with yet.</p>"
+        )
+        return
+    show_table(comparison_rows(review), caption=f"{review.quarter.label} beside {previous}")

@@ -6,7 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from powrops.format import human_bytes, human_label, human_rows, human_seconds, human_time
+from powrops.format import (
+    human_bytes,
+    human_duration,
+    human_label,
+    human_rows,
+    human_seconds,
+    human_time,
+)
 from powrops.reports.plotting import _pyplot, fit_time_axis
 from powrops.verify import VerificationReport
 
@@ -46,10 +53,13 @@ def window_rows(report: VerificationReport) -> list[dict[str, Any]]:
 
 
 def _span(seconds: float | None) -> str:
+    """A span or age in the units of ``format.human_duration``; a window of no length says
+    what it means instead of '0 min 0 s'."""
     if seconds is None:
         return "-"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
+    if seconds < 1:
+        return "none yet (no WAL after the backup)"
+    return human_duration(seconds)
 
 
 def wal_rows(report: VerificationReport) -> list[dict[str, Any]]:
@@ -76,8 +86,8 @@ def freshness_rows(report: VerificationReport) -> list[dict[str, Any]]:
             "check": f.check,
             "newest": f.reference or "-",
             "at": human_time(f.at),
-            "age": _span(f.age_s),
-            "limit": _span(f.limit_s),
+            "age": "-" if f.age_s is None else human_duration(f.age_s),
+            "limit": "-" if f.limit_s is None else human_duration(f.limit_s),
             "verdict": f.severity.name,
         }
         for f in report.freshness
