@@ -38,12 +38,14 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def _list(tmp_path: Path, repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _list(
+    tmp_path: Path, repo: Path, *args: str, action: str = "list"
+) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "powrops.toml"
     config.write_text(f'[backup.storage.primary]\nkind = "file"\nurl = "{repo.as_uri()}"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
     return subprocess.run(
-        [sys.executable, "-m", "powrops", "-c", str(config), "backup", "list", *args],
+        [sys.executable, "-m", "powrops", "-c", str(config), "backup", action, *args],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
 
@@ -117,6 +119,10 @@ def test_list_shows_times_sizes_wal_range_and_recovery_window(tmp_path: Path) ->
                 "start_wal", "stop_wal", "start_lsn", "stop_lsn"):  # fmt: skip
         assert rows[0][key] is not None, key
     assert rows[0]["age_s"] > 86400 and rows[0]["duration_s"] == 120
+    shown = _list(tmp_path, root, "20261130T030000F", action="show")
+    assert shown.returncode == 0 and machine_values(shown.stdout) == [], shown.stdout
+    assert "raw_size           40.0 MiB" in shown.stdout
+    assert "start_time         2026-11-30 03:00:00 UTC" in shown.stdout
 
 
 def test_a_backup_without_wal_after_it_says_so(tmp_path: Path) -> None:

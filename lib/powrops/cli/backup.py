@@ -57,9 +57,12 @@ def cmd_backup_take(args: argparse.Namespace) -> Severity:
     if args.json:
         print_json({**record.to_dict(), "expired": outcome.expired, "copied": outcome.copied})
     else:
+        from powrops.format import human_bytes, human_seconds
+
         print(
-            f"backup {record.label} ({record.kind}) OK: {record.raw_size / 2**20:.1f} MiB -> "
-            f"{record.stored_size / 2**20:.1f} MiB stored, {record.duration_s:.1f} s"
+            f"backup {record.label} ({record.kind}) OK: {human_bytes(record.raw_size)} -> "
+            f"{human_bytes(record.stored_size)} stored, "
+            f"{human_seconds(record.duration_s or 0)}"
         )
     return worst(STEP_SEVERITY.get(step.status, Severity.OK) for step in outcome.steps)
 
@@ -157,19 +160,22 @@ def cmd_backup_show(args: argparse.Namespace) -> Severity:
     if args.json:
         print_json(data)
         return Severity.OK
+    from powrops.format import human_bytes, human_seconds, human_value
+
     for key, value in data.items():
         if key in ("files", "steps"):
             continue
-        print(f"{key:18} {value}")
+        shown = human_bytes(value) if key.endswith("_size") else human_value(key, value)
+        print(f"{key:18} {shown}")
     for stored in record.files:
         print(
-            f"file {stored.name:14} {stored.size:>12} B raw  {stored.stored_size:>12} B stored  "
-            f"sha256 {stored.sha256}"
+            f"file {stored.name:14} {human_bytes(stored.size):>10} raw  "
+            f"{human_bytes(stored.stored_size):>10} stored  sha256 {stored.sha256}"
         )
     for step in record.steps:
         print(
             f"step {step['phase']:6} {step['name']:18} {step['status']:8} "
-            f"{step['seconds']:7.2f}s  {step['message']}"
+            f"{human_seconds(step['seconds']):>8}  {step['message']}"
         )
     return Severity.OK
 

@@ -19,6 +19,7 @@ from powrops.backup.run import server_facts, take_backup
 from powrops.db import connect, engine, identity, secrets, target
 from powrops.demo import data as demo_data
 from powrops.findings import Severity
+from powrops.format import human_bytes, human_seconds
 from powrops.quarterly.model import Quarter
 from powrops.reports.archive import ReportArchive
 from powrops.reports.runner import discover, project_root, run_report
@@ -106,8 +107,8 @@ def _backup(settings: Settings, started: float, kind: str) -> None:
     _line(
         "backup",
         started,
-        f"{kind} {record.label}: {record.raw_size / 2**20:.0f} MiB -> "
-        f"{record.stored_size / 2**20:.1f} MiB in {record.duration_s:.1f} s",
+        f"{kind} {record.label}: {human_bytes(record.raw_size)} -> "
+        f"{human_bytes(record.stored_size)} in {human_seconds(record.duration_s or 0)}",
     )
 
 
