@@ -216,11 +216,17 @@ def human_value(key: str, value: Any) -> str:
     return str(value)
 
 
+#: Integer keys that name something (a port, a process, a row) rather than count it.
+_IDENTIFIERS = frozenset({"id", "pid", "port", "timeline", "xid", "year", "oid"})
+
+
 def _human_number_for(key: str, number: float, integral: bool) -> str:
     name = key.lower()
+    if integral and (name in _IDENTIFIERS or name.endswith(("_id", "_pid", "_port"))):
+        return str(int(number))
     if name.endswith("bytes_per_day"):
         return human_rate(number)
-    if name.endswith("_bytes") or name == "bytes":
+    if name.endswith("_bytes") or name.startswith("bytes"):
         return human_bytes(number)
     if name.startswith("days_to") or name.endswith("_days"):
         return human_days(number)

@@ -67,8 +67,10 @@ def cmd_db_status(args: argparse.Namespace) -> Severity:
     if args.json:
         print_json(status)
     else:
+        from powrops.format import human_value
+
         for key, value in status.items():
-            print(f"{key:10} {value}")
+            print(f"{key:10} {human_value(key, value)}")
     return Severity.OK if status["running"] else Severity.CRITICAL
 
 
