@@ -248,6 +248,9 @@ def test_report_tables_show_words_and_say_none_when_empty() -> None:
         [{"ok": True, "ratio": 1.21895e-06, "at": datetime(2026, 1, 1, tzinfo=UTC)}]
     )
     assert machine_values(filled) == [] and "yes" in filled and "2026-01-01 00:00:00 UTC" in filled
+    plan = table_html([{"item": "chain", "value": ["20261201T030000F", "20261202T030000I"]},
+                       {"item": "ends", "value": "2026-12-03T16:53:02.166788+00:00"}])  # fmt: skip
+    assert machine_values(plan) == [] and "20261201T030000F, 20261202T030000I" in plan
 
 
 class EmptyFrame:

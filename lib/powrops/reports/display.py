@@ -9,12 +9,11 @@ The ``*_html`` functions return the markup for use outside a notebook.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 from powrops.findings import Finding, Severity, counts, overall
-from powrops.format import human_bool, human_number, human_time
+from powrops.format import human_bool, human_number, human_value
 
 if TYPE_CHECKING:
     from powrops.db import Identity
@@ -168,17 +167,18 @@ def show_html(html: str) -> None:
 
 
 def cell_text(value: Any) -> str:
-    """Escaped text of one cell; None shows empty, booleans as words, floats without exponent,
-    times in UTC to the second (``powrops.format``)."""
+    """Escaped text of one cell: None empty, booleans as words, floats without exponent, times
+    (and ISO timestamp strings) in UTC to the second, lists joined (``powrops.format``); a
+    whole number as it is, since a column of ids must not grow separators."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return human_bool(value)
+    if isinstance(value, int):
+        return escape(str(value))
     if isinstance(value, float):
         return escape(human_number(value))
-    if isinstance(value, datetime):
-        return escape(human_time(value))
-    return escape(str(value))
+    return escape(human_value("", value))
 
 
 def markup_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str | None) -> str:
