@@ -205,6 +205,7 @@ def _write_runs(reports: Path) -> None:
             "run_id": run_id,
             "status": "OK",
             "started_at": (started + timedelta(minutes=offset)).isoformat(),
+            "finished_at": (started + timedelta(minutes=offset, seconds=12)).isoformat(),
             "duration_s": 12.345678,
             "target": target,
             "figures": figures,
@@ -231,6 +232,8 @@ def test_index_shows_units_and_words_and_result_json_keeps_raw_values(tmp_path: 
         "RTO: <b>45 s</b>",
     ):
         assert shown in index, shown
+    latest = index.split("id='latest'", 1)[1].split("</table>", 1)[0]
+    assert latest.count("powr on 127.0.0.1:5432 (embedded)") == len(DEMO_FIGURES)
     catalog = json.loads((tmp_path / "catalog.json").read_text())
     growth = next(r for r in catalog["runs"] if r["name"] == "growth_report")
     assert growth["figures"]["total_bytes"] == 17684159

@@ -131,7 +131,8 @@ def _error(error: Any) -> str:
     if not error:
         return ""
     if isinstance(error, Mapping):
-        text = f"{error.get('ename', '')}: {error.get('evalue', '')}"
+        name, value = str(error.get("ename", "")), str(error.get("evalue", ""))
+        text = value if value.startswith(f"{name}:") else f"{name}: {value}"
     else:
         text = str(error)
     if len(text) > 300:
@@ -159,14 +160,16 @@ def _latest_table(runs: list[dict[str, Any]], names: Iterable[str]) -> str:
         rows.append(
             f"<tr><td>{escape(name)}</td>"
             f"<td>{_badge(str(run.get('status')))}{_error(run.get('error'))}</td>"
-            f"<td>{_when(run)}</td><td>{_figures(run.get('figures'))}</td>"
+            f"<td>{_when(run)}</td><td>{escape(_database(run.get('target')))}</td>"
+            f"<td>{_figures(run.get('figures'))}</td>"
             f"<td>{_link(run.get('html'), 'report')}</td></tr>"
         )
     if not rows:
         return "<p>No runs yet.</p>"
     return (
         "<h2>Latest per report</h2><table id='latest'><thead><tr><th>report</th>"
-        "<th>status</th><th>time</th><th>headline figures</th><th></th></tr></thead>"
+        "<th>status</th><th>time</th><th>database</th><th>headline figures</th><th></th></tr>"
+        "</thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
