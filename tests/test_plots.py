@@ -203,3 +203,21 @@ def test_quarterly_review_shows_the_previous_quarter_beside_this_one() -> None:
         "2026Q4": "100 %",
     }
     assert rows["forecast"]["2026Q3"] == "1.0 GiB" and rows["forecast"]["2026Q4"] == "-"
+
+
+def test_quarterly_growth_from_minutes_of_snapshots_is_not_a_trend() -> None:
+    """Four snapshots minutes apart fit a wild rate; the review gives the growth report's."""
+    from powrops.quarterly.model import Evidence, ReportRun, Snapshot
+    from powrops.quarterly.sections import growth
+
+    at = START + timedelta(days=60)
+    snaps = [
+        Snapshot(at + timedelta(minutes=5 * i), {"volume": {"total_size_bytes": 9e6 + 2e5 * i}})
+        for i in range(4)
+    ]
+    figures = {"growth_bytes_per_day": 1843.0, "growth_source": "timestamps"}
+    ev = Evidence(Quarter(2026, 4), at + timedelta(days=1), snapshots=snaps,
+                  runs=[ReportRun("growth_report", "r", "OK", at, figures=figures)])  # fmt: skip
+    section = growth(ev)
+    assert section.headline["growth_bytes_per_day"] == 1843, section.summary
+    assert "4 snapshots over 0.0 days" in section.summary

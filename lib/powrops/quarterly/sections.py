@@ -16,6 +16,7 @@ from typing import Any
 
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_time
+from powrops.monitoring.growth import MIN_SNAPSHOTS, MIN_SPAN_DAYS
 from powrops.quarterly.model import Evidence, Snapshot
 
 
@@ -279,7 +280,11 @@ def growth(ev: Evidence) -> Section:
     if not any(ev.in_quarter(t) for t, _ in points):
         return _missing("growth", title, "metric snapshots with a database size")
     origin = points[0][0]
+    span_days = (points[-1][0] - origin).total_seconds() / 86400
     fit = linear_fit([((t - origin).total_seconds() / 86400, y) for t, y in points])
+    if len(points) < MIN_SNAPSHOTS or span_days < MIN_SPAN_DAYS:
+        # too short a history for a trend, as the growth report judges it: use its figure
+        fit = None
     first, last = points[0][1], points[-1][1]
     horizon = ev.quarter.end + (ev.quarter.next().end - ev.quarter.next().start)
     rows = [{"at": human_time(t), "size_bytes": int(y), "size": human_bytes(y)} for t, y in points]
@@ -290,7 +295,8 @@ def growth(ev: Evidence) -> Section:
             "growth",
             title,
             Severity.WARNING,
-            f"one size data point ({human_bytes(last)}): no trend yet",
+            f"{len(points)} size data points over {span_days:.1f} days "
+            f"({human_bytes(last)} now): no trend yet",
             rows,
             {"size_bytes": int(last)},
             series,
@@ -302,14 +308,15 @@ def growth(ev: Evidence) -> Section:
             f"{human_bytes(first)} -> {human_bytes(last)} ({human_bytes(last - first)}), "
             f"{human_bytes(per_day)}/day; forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
         )
-    else:  # one snapshot: the rate the growth report gave, as it gave it (same figure)
+    else:  # too short a history: the rate the growth report gave, as it gave it (same figure)
         assert reported is not None
         per_day, source = reported
         forecast = last + per_day * (horizon - points[-1][0]).total_seconds() / 86400
         summary = (
             f"{human_bytes(last)}, {human_bytes(per_day)}/day as the growth report "
-            f"{_SOURCE_WORDS.get(source, 'gives it')} (one snapshot this quarter); "
-            f"forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
+            f"{_SOURCE_WORDS.get(source, 'gives it')} ({len(points)} snapshots over "
+            f"{span_days:.1f} days: at least {MIN_SNAPSHOTS} over {MIN_SPAN_DAYS:g} days make a "
+            f"trend); forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
         )
     status = Severity.OK
     if ev.disk_capacity:
