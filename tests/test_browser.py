@@ -284,6 +284,11 @@ READ_TEXT = """(function () {
 
 SCROLLS = "document.documentElement.scrollWidth > document.documentElement.clientWidth"
 
+PRINT_CSS = (
+    "Array.from(document.styleSheets).some(s => Array.from(s.cssRules)"
+    ".some(r => r.media && r.media.mediaText === 'print'))"
+)
+
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Site]:
@@ -345,6 +350,8 @@ def test_every_demo_report_reads_without_machine_values(
         found = problems(events)
         if browser.evaluate(SCROLLS):
             found.append(f"horizontal scrollbar at {WIDTHS[width][0]} px")
+        if not browser.evaluate(PRINT_CSS):
+            found.append("no print stylesheet")
         if page.name == "report.html":
             bar = browser.evaluate("document.querySelector('.powrops-bar').innerText")
             if "covers " not in bar or "database " not in bar:

@@ -221,3 +221,12 @@ def test_quarterly_growth_from_minutes_of_snapshots_is_not_a_trend() -> None:
     section = growth(ev)
     assert section.headline["growth_bytes_per_day"] == 1843, section.summary
     assert "4 snapshots over 0.0 days" in section.summary
+
+
+def test_a_constant_series_gets_a_window_from_zero() -> None:
+    review = _review(3)
+    review.sections["drills"].series["rpo_s"] = [0.001, 0.001, 0.001]
+    fig = quarterly_view.plot_drills(review)
+    rpo = fig.axes[1]
+    assert rpo.get_ylim()[0] == 0 and 0.002 <= rpo.get_ylim()[1] <= 0.0022
+    assert overstretched_axes(fig) == []

@@ -27,6 +27,7 @@ from powrops.reports.plotting import (
     add_note,
     barh,
     fit_time_axis,
+    fit_value_axis,
     integer_ticks,
     show,
     threshold,
@@ -154,6 +155,7 @@ def plot_drills(review: Review) -> Any | None:
         ax.set_xlabel("drill date (UTC)")
         ax.legend(loc="best", fontsize=8)
         fit_time_axis(ax, section.series["at"])
+        fit_value_axis(ax, values)
     fig.tight_layout()
     return fig
 
@@ -211,6 +213,8 @@ def plot_performance(review: Review) -> Any | None:
         ax.set_xlabel("date (UTC)")
         if key in ("dead_tuples", "slow_queries"):
             integer_ticks(ax, "y")
+        if key != "cache_hit_pct":
+            fit_value_axis(ax, values)
         fit_time_axis(ax, section.series["at"], note="one snapshot")
     fig.tight_layout()
     return fig

@@ -109,6 +109,21 @@ def fit_time_axis(
         ax.set_xlim(first - span * 0.05, last + span * 0.05)
 
 
+def fit_value_axis(ax: Any, values: Sequence[float | None]) -> None:
+    """A series that never changes gets a window from zero to twice its value (not
+    matplotlib's hair-thin band around it, with ticks in the fourth decimal)."""
+    known = {float(v) for v in values if v is not None and v == v}
+    if len(known) != 1:
+        return
+    value = known.pop()
+    # threshold lines drawn across the plot stay in view
+    marks = [float(y) for line in ax.get_lines() if line.get_transform() != ax.transData
+             for y in line.get_ydata()]  # fmt: skip
+    low = min(0.0, 2 * value, *marks)
+    high = max(0.0, 2 * value, *marks) or 1.0
+    ax.set_ylim(low, high * 1.05 if high > 0 else high)
+
+
 def threshold(
     ax: Any,
     value: float,
@@ -139,8 +154,8 @@ def overstretched_axes(fig: Any, factor: float = SPAN_FACTOR) -> list[str]:
 
     The data are the lines, markers, bars and bands in data coordinates (threshold lines
     across the whole plot are not data). An axis whose data is a single value is compared
-    with a window of one unit around it (one day on a date axis, 10 % of the value on a
-    value axis, at least 1).
+    with one day on a date axis and with the value itself on a value axis (zero to twice a
+    constant value is fine, zero to a thousand times it is not; at least 1).
     """
     import matplotlib.dates as mdates
     from matplotlib.patches import Rectangle
@@ -173,7 +188,7 @@ def overstretched_axes(fig: Any, factor: float = SPAN_FACTOR) -> list[str]:
             extent = max(values) - min(values)
             if extent <= 0:
                 is_date = isinstance(axis.get_major_locator(), mdates.DateLocator)
-                extent = 1.0 if is_date else max(abs(values[0]) * 0.1, 1.0)
+                extent = 1.0 if is_date else max(abs(values[0]), 1.0)
             span = abs(limits[1] - limits[0])
             if span > factor * extent:
                 title = ax.get_title() or "(untitled)"
