@@ -19,6 +19,7 @@ from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.reconstruct import reconstruct, verify_directory
 from powrops.pg.binaries import find_binaries
+from readable import machine_values
 
 pytestmark = pytest.mark.pg
 
@@ -102,6 +103,14 @@ def test_full_then_incremental_on_a_file_repository(
     assert [r["kind"] for r in rows] == ["full", "incremental"]
     assert all(r["status"] == "ok" and r["where"] == ["primary"] for r in rows)
     assert rows[1]["parent"] == rows[0]["label"] and rows[1]["chain"] == [rows[0]["label"]]
+    for row in rows:  # what pgBackRest's info shows: times, sizes, WAL range, recovery window
+        assert row["start_wal"] and row["stop_wal"] and row["age_s"] >= 0, row
+        window = row["recovery_window"]
+        assert window["start_lsn"] == row["stop_lsn"] and window["stopped_by"] is None, window
+    listing = site.cli("backup", "list")
+    assert listing.returncode == 0 and machine_values(listing.stdout) == [], listing.stdout
+    assert listing.stdout.count("to the newest archived WAL") == 2, listing.stdout
+    assert f"WAL {rows[1]['start_wal']} .. {rows[1]['stop_wal']}" in listing.stdout
 
     shown = json.loads(site.cli("backup", "show", rows[1]["label"], "--json").stdout)
     for key in (

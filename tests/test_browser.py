@@ -1,7 +1,10 @@
 """The archive in a real browser: Debian's chromium, headless, driven over the DevTools protocol.
 
 The index page and a rendered report open from ``file://`` with no failed resource load, no
-console error and no script exception; the index's filter shows only the chosen report. CI
+console error and no script exception; the index's filter shows only the chosen report. Every
+report of a (small) ``powrops demo`` reads at desktop and print widths without a machine value
+(exponent notation, a Python repr, an ``Out[n]`` prompt), a horizontal scrollbar, or a header
+that does not name its database and period; the demo's plots fit their data. CI
 installs ``chromium`` (``.ci/run``); elsewhere the test is skipped, saying why, when it is
 missing.
 """
@@ -20,12 +23,16 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from powrops.quarterly.model import Quarter
 from powrops.reports.runner import run_report
+from readable import machine_values
+
+if TYPE_CHECKING:
+    from backup_site import Site
 
 pytestmark = [pytest.mark.pg, pytest.mark.browser]
 
@@ -261,3 +268,121 @@ def test_rendered_report_opens_from_file_without_errors(browser: Browser, archiv
         "Array.from(document.styleSheets).some(s => Array.from(s.cssRules)"
         ".some(r => r.media && r.media.mediaText === 'print'))"
     )
+
+
+# --- every report of the demo, as a reader sees it ----------------------------------------
+
+#: Desktop, and the printable width of an A4 page at 96 dpi (print media emulated).
+WIDTHS = {"desktop": (1280, "screen"), "print": (718, "print")}
+
+#: The page's text as read: outputs and prose, not the code a runbook shows as evidence
+#: (removed from the open page, which is read last).
+READ_TEXT = """(function () {
+  document.querySelectorAll('.jp-InputArea, code').forEach(function (e) { e.remove(); });
+  return document.body.innerText;
+})()"""
+
+SCROLLS = "document.documentElement.scrollWidth > document.documentElement.clientWidth"
+
+PRINT_CSS = (
+    "Array.from(document.styleSheets).some(s => Array.from(s.cssRules)"
+    ".some(r => r.media && r.media.mediaText === 'print'))"
+)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Site]:
+    """``powrops demo`` (small) on a site of its own: every report, as a user first sees it."""
+    from backup_site import Site
+
+    site = Site.create()
+    try:
+        run = site.cli("demo", "--users", "10", "--weeks", "4", timeout=900)
+        assert run.returncode in (0, 1, 2), run.stdout[-3000:] + run.stderr[-3000:]
+        yield site
+    finally:
+        site.destroy()
+
+
+def _pages(site: Site) -> list[Path]:
+    reports = site.root / "reports"
+    return [reports / "index.html", *sorted(reports.glob("*/*/report.html"))]
+
+
+def _show(browser: Browser, width: int, media: str) -> None:
+    browser.call("Emulation.setDeviceMetricsOverride", width=width, height=900,
+                 deviceScaleFactor=1, mobile=False)  # fmt: skip
+    browser.call("Emulation.setEmulatedMedia", media=media)
+
+
+def test_the_reading_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
+    page = tmp_path / "raw.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+        "<p>days_to_warning: 1.21895e+06</p><pre>Out[3]: datetime.datetime(2026, 1, 1)</pre>"
+        "<p>[[50]] {'a': 1} True</p><div style='width:3000px'>wide</div>"
+        "<div class='jp-InputArea'>keep = False</div></body></html>"
+    )
+    _show(browser, *WIDTHS["desktop"])
+    browser.open(page.as_uri())
+    assert browser.evaluate(SCROLLS) is True
+    text = browser.evaluate(READ_TEXT)
+    found = " ".join(machine_values(text))
+    for what in ("exponent", "datetime repr", "nested list", "dict repr", "prompt", "literal"):
+        assert what in found, what
+    assert "keep = False" not in text  # code shown as evidence is not read
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_every_demo_report_reads_without_machine_values(
+    browser: Browser, demo: Site, width: str
+) -> None:
+    pages = _pages(demo)
+    names = {p.parent.parent.name for p in pages[1:]}
+    assert {"backup_verification", "growth_report", "integrity_report", "quarterly_review",
+            "readiness_report", "retention_report", "recovery_drill"} <= names  # fmt: skip
+    _show(browser, *WIDTHS[width])
+    bad: dict[str, list[str]] = {}
+    for page in pages:
+        events = browser.open(page.as_uri())
+        where = str(page.relative_to(demo.root / "reports"))
+        found = problems(events)
+        if browser.evaluate(SCROLLS):
+            found.append(f"horizontal scrollbar at {WIDTHS[width][0]} px")
+        if not browser.evaluate(PRINT_CSS):
+            found.append("no print stylesheet")
+        if page.name == "report.html":
+            bar = browser.evaluate("document.querySelector('.powrops-bar').innerText")
+            if "covers " not in bar or "database " not in bar:
+                found.append(f"the header names no period or database: {bar}")
+        found += machine_values(browser.evaluate(READ_TEXT))
+        if found:
+            bad[where] = found
+    assert bad == {}
+
+
+@pytest.mark.slow
+def test_every_demo_plot_fits_its_data(demo: Site) -> None:
+    """The views' own figures from the demo's data: no axis spans more than ten times its data."""
+    from powrops.monitoring import growth_view
+    from powrops.monitoring.gather import growth_for
+    from powrops.quarterly import review
+    from powrops.quarterly import view as quarterly_view
+    from powrops.quarterly.evidence import gather
+    from powrops.reports.plotting import _pyplot, overstretched_axes
+    from powrops.verify import view as verify_view
+    from powrops.verify.runner import verify
+
+    settings = demo.settings
+    figures = [
+        verify_view.plot_timeline(verify(settings, restore=False, pg_verifybackup=False)),
+        growth_view.plot_size(growth_for(settings)),
+    ]
+    quarter = review(gather(settings, Quarter.of(datetime.now(UTC))))
+    figures += [f for f in (plot(quarter) for plot in quarterly_view._PLOTS.values()) if f]
+    try:
+        assert len(figures) >= 4
+        assert [p for fig in figures for p in overstretched_axes(fig)] == []
+    finally:
+        _pyplot().close("all")

@@ -4,6 +4,7 @@ integrity counts, and the CLI."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from cli_helpers import libpq, run_cli
 from powrops.config import Settings, validate
 from powrops.monitoring import metrics
+from readable import machine_values
 
 pytestmark = pytest.mark.pg
 
@@ -127,5 +129,9 @@ def test_cli_snapshot_and_growth(migrated_db: str) -> None:
     grown = _cli(migrated_db, "metrics", "growth", "--json")
     assert grown.returncode == 0, grown.stderr
     assert json.loads(grown.stdout)["source"] in ("timestamps", "none")
+    said = _cli(migrated_db, "metrics", "growth")
+    assert said.returncode == 0 and "database size" in said.stdout, said.stderr
+    assert machine_values(said.stdout + text.stdout) == [], said.stdout + text.stdout
+    assert not re.search(r"\d\.\d{3,}", said.stdout), said.stdout  # no raw float
     down = _cli("postgresql://nobody:x@127.0.0.1:1/none", "metrics", "snapshot")
     assert down.returncode == 3 and "cannot connect" in down.stderr

@@ -216,7 +216,9 @@ def test_sections_show_the_right_rates_and_counts(prepared: dict[str, Any]) -> N
     assert [r["objectives_met"] for r in drills.rows] == [True, False]
     assert drills.status == Severity.WARNING
     integrity = rev.sections["integrity"]
-    assert integrity.headline == {"integrity_runs": 3, "integrity_failures": 1, "repairs": 2}
+    assert integrity.headline == {
+        "integrity_runs": 3, "integrity_failures": 1, "failed_checks": 0, "repairs": 2
+    }  # fmt: skip
     assert integrity.status == Severity.OK  # the latest run is clean
     growth = rev.sections["growth"]
     assert growth.headline["growth_bytes_per_day"] == pytest.approx(10 * 2**20, rel=1e-6)

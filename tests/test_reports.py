@@ -276,7 +276,7 @@ def test_scheduled_report_hides_code(archive: Archive) -> None:
     assert "all &lt;good&gt;" in page and "all <good>" not in page  # output, escaped
     typed = archive.html("typed")
     assert "# Parameters" not in typed  # papermill's injected cell
-    assert "threshold=2" in typed  # the parameters are shown in the header bar instead
+    assert "threshold: 2" in typed  # the parameters are shown in the header bar instead
     assert "status <b>WARNING</b>" in archive.html("warn")
 
 

@@ -18,6 +18,7 @@ from powrops.errors import ConfigError
 from powrops.retention import run
 from powrops.retention.archival import run_archival
 from powrops.retention.repository import open_archive
+from readable import machine_values
 from test_archival import make_settings, sql
 
 pytestmark = pytest.mark.pg
@@ -195,6 +196,9 @@ def test_cli_plan_and_dry_run(planted: Settings, tmp_path: Path) -> None:
     assert {p["policy"]: p["due"] for p in json.loads(plan.stdout)} == EXPECTED_DUE
     dry = run_cli("retention", "apply", "--dry-run", env=env)
     assert dry.returncode == 0 and "nothing changed" in dry.stdout
+    said = run_cli("retention", "plan", env=env)
+    assert said.returncode == 0 and " UTC " in said.stdout, said.stdout
+    assert machine_values(said.stdout + dry.stdout) == [], said.stdout + dry.stdout
     assert _fingerprint(planted) == before
     bad = run_cli("retention", "frobnicate", env=env)
     assert bad.returncode == 3

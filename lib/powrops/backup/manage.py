@@ -155,6 +155,7 @@ def _row(
         "duration_s": record.duration_s, "raw_size": record.raw_size,
         "stored_size": record.stored_size, "timeline": record.timeline,
         "start_lsn": record.start_lsn, "stop_lsn": record.stop_lsn,
+        "start_wal": record.start_wal, "stop_wal": record.stop_wal,
         "server_version": record.server_version, "error": record.error,
         "verified_at": record.verified_at.isoformat() if record.verified_at else None,
         "where": where, "secondary_configured": has_secondary,

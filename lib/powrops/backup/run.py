@@ -51,6 +51,7 @@ from powrops.errors import (
     LockError,
     PowropsError,
 )
+from powrops.format import human_bytes
 from powrops.notify import Event, notify
 from powrops.pg.binaries import find_binaries
 from powrops.storage.base import Repository
@@ -149,7 +150,7 @@ def _check_disk(repo_url: str, facts: ServerFacts, last: BackupRecord | None, st
     free = shutil.disk_usage(path).free
     estimate = last.stored_size if last and last.stored_size else facts.size // 3
     step.details = {"free": free, "estimate": estimate}
-    step.message = f"{free / 2**30:.1f} GiB free, backup estimated at {estimate / 2**30:.2f} GiB"
+    step.message = f"{human_bytes(free)} free, backup estimated at {human_bytes(estimate)}"
     if free < estimate:
         raise StepFailed(step.message + ": not enough space")
     if free < 2 * estimate:

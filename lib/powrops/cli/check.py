@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def register(sub: Any) -> None:
     """Add ``check integrity`` to the ``powrops`` parser's subparsers."""
-    parser = sub.add_parser("check", help="data checks: `powrops check integrity`")
+    parser = sub.add_parser("check", help="data checks (powrops check integrity)")
     kinds = parser.add_subparsers(dest="check_kind", metavar="KIND", required=True)
     integrity = kinds.add_parser(
         "integrity",

@@ -39,5 +39,10 @@ def cmd_cleanup(args: argparse.Namespace) -> Severity:
         verb, count = ("deleted", result.deleted)
         if result.dry_run:
             verb, count = ("would delete", result.due)
-        print(f"cleanup: {verb} {count} rows, {result.bytes} bytes, {len(result.errors)} errors")
+        from powrops.format import human_bytes, human_count
+
+        print(
+            f"cleanup: {verb} {human_count(count)} rows, {human_bytes(result.bytes)}, "
+            f"{len(result.errors)} errors"
+        )
     return Severity.WARNING if result.errors else Severity.OK

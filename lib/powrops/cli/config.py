@@ -14,7 +14,7 @@ def register(sub: Any) -> None:
         dest="action", required=True, parser_class=Parser
     )
     show = config.add_parser("show", help="print the effective configuration, secrets redacted")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print the result as JSON")
     show.set_defaults(func=cmd_config_show)
     check = config.add_parser("check", help="validate a config file (exit 3 when invalid)")
     check.add_argument("file", nargs="?")

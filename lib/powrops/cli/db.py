@@ -23,10 +23,10 @@ def register(sub: Any) -> None:
     )
     db.add_parser("stop", help="stop the cluster").set_defaults(func=cmd_db_stop)
     status = db.add_parser("status", help="is it running, where, which version")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the result as JSON")
     status.set_defaults(func=cmd_db_status)
     url = db.add_parser("url", help="print the database URL (password hidden unless asked)")
-    url.add_argument("--with-password", action="store_true")
+    url.add_argument("--with-password", action="store_true", help="show the password too")
     url.set_defaults(func=cmd_db_url)
 
 
@@ -67,8 +67,10 @@ def cmd_db_status(args: argparse.Namespace) -> Severity:
     if args.json:
         print_json(status)
     else:
+        from powrops.format import human_value
+
         for key, value in status.items():
-            print(f"{key:10} {value}")
+            print(f"{key:10} {human_value(key, value)}")
     return Severity.OK if status["running"] else Severity.CRITICAL
 
 

@@ -10,8 +10,8 @@ from powrops.cli.common import settings_of
 
 def register(sub: Any) -> None:
     demo = sub.add_parser("demo", help="set up the embedded default and run every report")
-    demo.add_argument("--users", type=int, default=50)
-    demo.add_argument("--weeks", type=int, default=26)
+    demo.add_argument("--users", type=int, default=50, help="users to generate (50)")
+    demo.add_argument("--weeks", type=int, default=26, help="weeks of workouts (26)")
     demo.set_defaults(func=cmd_demo)
 
 

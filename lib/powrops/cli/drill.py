@@ -16,7 +16,7 @@ def register(sub: Any) -> None:
     )
     drill.add_argument("--target-time", help="recover to this time (default: now, with markers)")
     drill.add_argument("--keep", action="store_true", help="keep the restored cluster running")
-    drill.add_argument("--json", action="store_true")
+    drill.add_argument("--json", action="store_true", help="print the result as JSON")
     drill.set_defaults(func=cmd_drill)
 
 

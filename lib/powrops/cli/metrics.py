@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> Severity:
-    from powrops.format import human_bytes
+    from powrops.format import human_bytes, human_count, human_ratio, human_time
     from powrops.monitoring.metrics import take_snapshot
 
     settings = settings_of(args)
@@ -38,13 +38,14 @@ def cmd_snapshot(args: argparse.Namespace) -> Severity:
         return Severity.OK
     m = snap.metrics
     where = f"stored as snapshot {snap.id}" if snap.id is not None else "not stored"
-    print(f"metrics at {snap.taken_at:%Y-%m-%d %H:%M:%S %Z} ({where})")
+    print(f"metrics at {human_time(snap.taken_at)} ({where})")
     print(f"  database size   {human_bytes(m['database']['total_bytes'])}")
     print(
-        f"  dead tuples     {m['dead_tuples']['total']} ({100 * m['dead_tuples']['ratio']:.1f} %)"
+        f"  dead tuples     {human_count(m['dead_tuples']['total'])} "
+        f"({human_ratio(m['dead_tuples']['ratio'])})"
     )
     rate = m["cache"]["hit_rate"]
-    print(f"  cache hit rate  {'-' if rate is None else f'{100 * rate:.2f} %'}")
+    print(f"  cache hit rate  {'-' if rate is None else human_ratio(rate)}")
     wal = m["wal"].get("since_previous_bytes")
     print(f"  WAL since last  {'-' if wal is None else human_bytes(wal)}")
     st = m["statements"]
@@ -57,13 +58,14 @@ def cmd_snapshot(args: argparse.Namespace) -> Severity:
     for table in m["tables"][:5]:
         print(
             f"    {table['schema']}.{table['table']:24} "
-            f"{human_bytes(table['total_bytes']):>10}  {table['rows']} rows"
+            f"{human_bytes(table['total_bytes']):>10}  {human_count(table['rows'])} rows"
         )
     return Severity.OK
 
 
 def cmd_growth(args: argparse.Namespace) -> Severity:
     from powrops.monitoring.gather import growth_for
+    from powrops.monitoring.growth_view import growth_lines
 
     settings = settings_of(args)
     growth = growth_for(settings)
@@ -71,6 +73,5 @@ def cmd_growth(args: argparse.Namespace) -> Severity:
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return Severity.OK
-    for key, value in data.items():
-        print(f"{key:28} {value}")
+    print("\n".join(growth_lines(data)))
     return Severity.OK

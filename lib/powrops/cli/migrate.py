@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def register(sub: Any) -> None:
     mig = sub.add_parser("migrate", help="schema migrations (alembic)")
     mig.add_argument("action", choices=["latest", "rollback", "status", "production"])
-    mig.add_argument("--json", action="store_true")
+    mig.add_argument("--json", action="store_true", help="print the result as JSON")
     mig.set_defaults(func=cmd_migrate)
     prod = mig.add_argument_group(
         "production and rollback (powrops migrate production | rollback): safeguards"
@@ -30,9 +30,23 @@ def register(sub: Any) -> None:
     )
     prod.add_argument("--take-backup", action="store_true", help="take and verify a full first")
     prod.add_argument("--max-backup-age", metavar="DURATION", help="default backup.schedule.full")
-    prod.add_argument("--max-transaction-age", metavar="DURATION", default="1min")
-    prod.add_argument("--lock-timeout", metavar="DURATION", default="5s")
-    prod.add_argument("--statement-timeout", metavar="DURATION", help="default database's")
+    prod.add_argument(
+        "--max-transaction-age",
+        metavar="DURATION",
+        default="1min",
+        help="refuse while a transaction is older than this (1min)",
+    )
+    prod.add_argument(
+        "--lock-timeout",
+        metavar="DURATION",
+        default="5s",
+        help="give up a lock wait after this (5s)",
+    )
+    prod.add_argument(
+        "--statement-timeout",
+        metavar="DURATION",
+        help="statement_timeout during the migration (default: the database's)",
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> Severity | int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,23 @@ def register(sub: Any) -> None:
     rep.add_parser("list", help="reports and runbooks with their parameters").set_defaults(
         func=cmd_report_list
     )
-    run = rep.add_parser("run", help="execute a report into the archive")
-    run.add_argument("name")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    run = rep.add_parser(
+        "run",
+        help="execute a report into the archive",
+        description="Execute report NAME into the archive; -p KEY VALUE sets one of its "
+        "parameters (repeat -p for more).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.format_help = _with_catalog(run.format_help)  # type: ignore[method-assign]
+    run.add_argument("name", help="the report or runbook to run (listed below)")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="set parameter KEY to VALUE (typed as the parameter's default)",
+    )
     run.set_defaults(func=cmd_report_run)
     index = rep.add_parser("index", help="rebuild reports/index.html")
     index.add_argument(
@@ -30,8 +44,10 @@ def register(sub: Any) -> None:
     index.add_argument("--to", metavar="DIR", help="build it in DIR (default: reports.dir)")
     index.set_defaults(func=cmd_report_index)
     sync = rep.add_parser("sync", help="copy runs to reports.archive_url, apply the retention")
-    sync.add_argument("--dry-run", action="store_true")
-    sync.add_argument("--json", action="store_true")
+    sync.add_argument(
+        "--dry-run", action="store_true", help="show what would be copied, copy nothing"
+    )
+    sync.add_argument("--json", action="store_true", help="print the result as JSON")
     sync.set_defaults(func=cmd_report_sync)
 
 
@@ -40,13 +56,35 @@ def _parameters(pairs: Sequence[Sequence[str]] | None) -> dict[str, str]:
 
 
 def cmd_report_list(args: argparse.Namespace) -> Severity:
+    print("\n".join(catalog_lines()))
+    return Severity.OK
+
+
+def catalog_lines() -> list[str]:
+    """Every report and runbook with its parameters, their types and defaults: what
+    ``report list`` prints and ``report run --help`` ends with."""
     from powrops.reports.runner import discover, project_root
 
-    specs = discover(project_root())
-    for spec in specs.values():
-        params = ", ".join(p.describe() for p in spec.parameters.values()) or "-"
-        print(f"{spec.name:28} {spec.kind:9} {spec.description}  [{params}]")
-    return Severity.OK
+    lines = []
+    for spec in discover(project_root()).values():
+        lines.append(f"{spec.name:28} {spec.kind:9} {spec.description}")
+        for p in spec.parameters.values():
+            about = f"  {p.help}" if p.help else ""
+            lines.append(f"    -p {p.name:20} {p.type_name:4} default {p.default_source}{about}")
+    return lines
+
+
+def _with_catalog(format_help: Callable[[], str]) -> Callable[[], str]:
+    """``format_help`` followed by the catalog of reports (read only when help is asked for)."""
+
+    def formatted() -> str:
+        try:
+            catalog = "\n".join(catalog_lines())
+        except Exception as exc:  # help still prints when the project cannot be read
+            catalog = f"(reports cannot be listed: {exc})"
+        return f"{format_help()}\nreports and runbooks:\n{catalog}\n"
+
+    return formatted
 
 
 def cmd_report_run(args: argparse.Namespace) -> Severity:

@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
         metavar="S",
         help="seconds to wait for recovery (default 600)",
     )
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=cmd_restore)
 
 

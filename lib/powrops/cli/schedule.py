@@ -19,7 +19,12 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "schedule", help="the configured schedule as crontab lines or systemd timers"
     )
-    parser.add_argument("--format", choices=["cron", "systemd"], default="cron")
+    parser.add_argument(
+        "--format",
+        choices=["cron", "systemd"],
+        default="cron",
+        help="crontab lines or systemd units (cron)",
+    )
     parser.add_argument("--output", metavar="DIR", help="write the files into DIR")
     parser.set_defaults(func=cmd_schedule)
 

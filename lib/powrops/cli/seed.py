@@ -11,12 +11,12 @@ from powrops.findings import Severity
 
 def register(sub: Any) -> None:
     seed = sub.add_parser("seed", help="load deterministic demo data")
-    seed.add_argument("--users", type=int, default=50)
-    seed.add_argument("--weeks", type=int, default=12)
-    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--users", type=int, default=50, help="users to generate (50)")
+    seed.add_argument("--weeks", type=int, default=12, help="weeks of workouts (12)")
+    seed.add_argument("--seed", type=int, default=42, help="random seed: same seed, same rows (42)")
     seed.add_argument("--defects", action="store_true", help="plant known integrity defects")
     seed.add_argument("--replace", action="store_true", help="replace existing POWR data")
-    seed.add_argument("--json", action="store_true")
+    seed.add_argument("--json", action="store_true", help="print the result as JSON")
     seed.set_defaults(func=cmd_seed)
 
 

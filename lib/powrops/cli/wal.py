@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     push = actions.add_parser("push", help="archive one WAL file (archive_command = '... %%p')")
     push.add_argument("path")
     push.add_argument("--spec", help="archive spec written by powrops (fast start)")
-    push.add_argument("-v", "--verbose", action="store_true")
+    push.add_argument("-v", "--verbose", action="store_true", help="say what was archived")
     push.set_defaults(func=cmd_wal_push)
     fetch = actions.add_parser(
         "fetch", help="restore one WAL file (restore_command = '... %%f %%p'); exit 1 if absent"

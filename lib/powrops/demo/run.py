@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from powrops import migrate
 from powrops.backup.run import server_facts, take_backup
-from powrops.db import connect, engine, secrets, target
+from powrops.db import connect, engine, identity, secrets, target
 from powrops.demo import data as demo_data
 from powrops.findings import Severity
+from powrops.format import human_bytes, human_seconds
 from powrops.quarterly.model import Quarter
 from powrops.reports.archive import ReportArchive
 from powrops.reports.runner import discover, project_root, run_report
@@ -106,8 +107,8 @@ def _backup(settings: Settings, started: float, kind: str) -> None:
     _line(
         "backup",
         started,
-        f"{kind} {record.label}: {record.raw_size / 2**20:.0f} MiB -> "
-        f"{record.stored_size / 2**20:.1f} MiB in {record.duration_s:.1f} s",
+        f"{kind} {record.label}: {human_bytes(record.raw_size)} -> "
+        f"{human_bytes(record.stored_size)} in {human_seconds(record.duration_s or 0)}",
     )
 
 
@@ -116,6 +117,7 @@ def _reports(settings: Settings, started: float) -> int:
 
     found = discover(project_root())
     remote = ReportArchive.from_settings(settings)
+    acting_on = identity(settings).to_dict()  # each page names the database it reports on
     failed = 0
     for name, params in DEMO_REPORTS:
         if name not in found:
@@ -135,6 +137,7 @@ def _reports(settings: Settings, started: float) -> int:
             timeout=settings.reports.timeout.timedelta.total_seconds(),
             secrets=secrets(settings),
             remote=remote,
+            target=acting_on,
         )
         failed += result.result.get("failed", False) is True
         took = result.result.get("duration_s")

@@ -33,7 +33,7 @@ from powrops import journal
 from powrops.config import RECOVERY_STEPS, Settings
 from powrops.db import connect
 from powrops.findings import Finding, Severity, overall
-from powrops.format import Echo
+from powrops.format import Echo, human_rows, human_time
 from powrops.restore import RecoveryTarget, restore
 from powrops.restore.checks import RestoredChecks, table_counts
 from powrops.schema import PUBLIC_TABLES
@@ -172,7 +172,7 @@ class Drill:
         self.result.target = {"kind": "time", "value": target.isoformat(), "markers": True}
         self._say(
             f"markers written: before #{before['id']}, after #{after['id']}; "
-            f"target {target.isoformat()}"
+            f"target {human_time(target)}"
         )
         return target  # type: ignore[no-any-return]
 
@@ -380,7 +380,13 @@ def _describe(area: str, data: dict[str, Any]) -> str:
         return "; ".join(parts)
     if area == "application_state":
         heads = ", ".join(data["heads"])
-        return f"schema at {data['revision']} (head {heads}); smoke queries {data['smoke']}"
+        smoke = data["smoke"]
+        answers = (
+            ", ".join(f"{k} = {human_rows(v)}" for k, v in smoke.items())
+            if isinstance(smoke, dict)
+            else human_rows(smoke)
+        )
+        return f"schema at {data['revision']} (head {heads}); smoke queries: {answers}"
     roles = data.get("roles", {})
     return "; ".join(
         f"{r} " + ("logs in and reads" if v["ok"] else v.get("error", "failed"))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from powrops.drill.run import DrillResult
+from powrops.format import human_duration, human_seconds, human_value
 from powrops.reports import show_findings, show_summary, show_table
 from powrops.reports.plotting import barh, show
 from powrops.restore import RecoveryTarget
@@ -27,7 +28,7 @@ def steps_rows(result: DrillResult) -> list[dict[str, Any]]:
         {
             "step": f"{s.number}. {s.name}",
             "status": s.status,
-            "seconds": s.seconds,
+            "took": human_seconds(s.seconds),
             "what happened": s.message,
         }
         for s in result.steps
@@ -41,8 +42,8 @@ def objectives_rows(result: DrillResult) -> list[dict[str, Any]]:
         met = value is not None and objective is not None and value <= objective
         rows.append({
             "measure": name,
-            "measured (s)": "not measured" if value is None else f"{value:.2f}",
-            "objective (s)": "-" if objective is None else f"{objective:.0f}",
+            "measured": "not measured" if value is None else human_seconds(value),
+            "objective": "-" if objective is None else human_duration(objective),
             "met": "yes" if met else "NO",
         })  # fmt: skip
     return rows
@@ -71,7 +72,8 @@ def plot_steps(result: DrillResult) -> Any:
 def show_result(result: DrillResult) -> None:
     """The drill's outcome as a summary banner, tables and a plot."""
 
-    show_summary(result.findings, title=f"Recovery drill to {result.target.get('value')}")
+    target = human_value("target", result.target.get("value"))
+    show_summary(result.findings, title=f"Recovery drill to {target}")
     show_table(
         objectives_rows(result), caption="RTO and RPO against the objectives (recovery.objectives)"
     )
@@ -90,3 +92,8 @@ def figures(result: DrillResult) -> dict[str, Any]:
         "target": result.target.get("value"),
         "finished_at": datetime.now(UTC).isoformat(),
     }
+
+
+def period(result: DrillResult) -> str:
+    """What the drill covers: recovery to its target."""
+    return f"recovery to {human_value('target', result.target.get('value'))}"

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from powrops.errors import ParameterError
+from powrops.format import human_count, human_time
 from powrops.integrity import IntegrityReport
-from powrops.reports.plotting import _pyplot
+from powrops.reports.plotting import ONE_POINT_NOTE, _pyplot, add_note, integer_ticks
 
 COLOURS = {"OK": "#1e7b34", "WARNING": "#f0a202", "CRITICAL": "#c0262d", "UNKNOWN": "#6c757d"}
 
@@ -63,8 +64,11 @@ def plot_trend(rows: list[dict[str, Any]]) -> Any:
     )
     step = max(1, len(rows) // 10)
     ax.set_xticks(range(0, len(rows), step), labels[::step], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("failed checks")
+    ax.set_ylabel("failed checks (count)")
     ax.set_title("Failed integrity checks per run")
+    integer_ticks(ax, "y")
+    if len(rows) == 1:
+        add_note(ax, ONE_POINT_NOTE)
     fig.tight_layout()
     return fig
 
@@ -88,3 +92,11 @@ def figures(report: IntegrityReport) -> dict[str, Any]:
         "data_errors": errors,
         "run_id": report.run_id,
     }
+
+
+def period(report: IntegrityReport, trend_days: int) -> str:
+    """What the run covers: the data as checked, and the trend's span."""
+    return (
+        f"the data as of {human_time(report.finished_at)}; "
+        f"trend over the last {human_count(trend_days)} days"
+    )

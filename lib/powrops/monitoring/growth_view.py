@@ -12,10 +12,18 @@ from typing import Any
 from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.findings import Finding
-from powrops.format import human_bytes, human_time
+from powrops.format import (
+    human_bytes,
+    human_count,
+    human_days,
+    human_percent,
+    human_rate,
+    human_time,
+)
+from powrops.monitoring.alerts import MIN_DEAD_TUPLES
 from powrops.monitoring.gather import GrowthReport
 from powrops.monitoring.growth import Growth
-from powrops.reports.plotting import _pyplot, barh, show
+from powrops.reports.plotting import _pyplot, add_note, barh, fit_time_axis, show, threshold
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -92,20 +100,22 @@ def growth_rows(growth: Growth) -> list[dict[str, Any]]:
             return "not at this rate"
         if when is None:
             return "not within a century at this rate"
-        return f"in {value:,.0f} days ({when})"
+        return f"in {human_days(value)} ({when})"
 
     rows = [
-        ("trend from", data["source"]),
+        ("trend from", _SOURCES.get(data["source"], data["source"])),
         ("database size now", size(data["current_bytes"])),
         ("growth per day", "-" if rate is None else f"{size(rate)}/day"),
         ("95 % band", "-" if band is None else f"{size(band[0])} .. {size(band[1])} per day"),
-        ("disk", "-" if data["disk"] is None else f"{data['disk']['percent']} % of "
+        ("filesystem", "-" if data["disk"] is None else
+         f"{human_percent(data['disk']['percent'])} used of "
          f"{size(data['disk']['capacity_bytes'])} ({data['disk']['source']})"),
         ("warning threshold reached", reached("warning")),
         ("critical threshold reached", reached("critical")),
         ("earliest warning (upper band)", reached("warning_earliest")),
         ("database size in a year", size(data["size_in_a_year_bytes"])),
-        ("disk needed in a year", size(data["needed_in_a_year_bytes"])),
+        ("filesystem used in a year (everything on it, not only this database)",
+         size(data["needed_in_a_year_bytes"])),
     ]  # fmt: skip
     rows += [("note", note) for note in data["notes"]]
     return [{"item": k, "value": v} for k, v in rows]
@@ -160,7 +170,8 @@ def plot_size(growth: Growth) -> Any:
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel(f"size ({unit})")
     ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
+    moments = [t for t, _ in growth.points] + [growth.now] + [f[0] for f in forecast]
+    fit_time_axis(ax, moments)
     fig.tight_layout()
     return fig
 
@@ -210,12 +221,17 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
     thr = settings.alerts.dead_tuples
     tables = sorted(metrics["tables"], key=lambda t: -float(t["dead_ratio"]))[:limit]
     values = [100 * float(t["dead_ratio"]) for t in tables]
+    judged = [int(t.get("dead_tuples") or 0) >= MIN_DEAD_TUPLES for t in tables]
     colours = [
-        "#c0262d" if v >= thr.critical else "#f0a202" if v >= thr.warning else "#1e7b34"
-        for v in values
-    ]
+        "#9aa0a6" if not j else "#c0262d" if v >= thr.critical
+        else "#f0a202" if v >= thr.warning else "#1e7b34"
+        for v, j in zip(values, judged, strict=True)
+    ]  # fmt: skip
     fig = barh(
-        [f"{t['schema']}.{t['table']}" for t in tables],
+        [
+            f"{t['schema']}.{t['table']} ({human_count(int(t.get('dead_tuples') or 0))} dead)"
+            for t in tables
+        ],
         values,
         title="Dead tuples per table (% of live + dead)",
         xlabel="dead tuples (%)",
@@ -224,9 +240,10 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
         limit_label=f"warning {thr.warning:g} %",
     )
     ax = fig.axes[0]
-    ax.axvline(thr.critical, color="#c0262d", linestyle=":", label=f"critical {thr.critical:g} %")
-    ax.set_xlim(0, max([*values, thr.critical]) * 1.15)
-    ax.legend(loc="lower right")
+    threshold(ax, thr.critical, f"critical {thr.critical:g} %", [0.0, *values], axis="x",
+              linestyle=":")  # fmt: skip
+    if not all(judged):
+        add_note(ax, f"grey: fewer than {MIN_DEAD_TUPLES} dead rows, not judged by the alert")
     return fig
 
 
@@ -245,7 +262,7 @@ def plot_cache(history: list[dict[str, Any]], metrics: dict[str, Any]) -> Any:
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("hit rate (%)")
     ax.legend(loc="lower left", fontsize=8)
-    fig.autofmt_xdate()
+    fit_time_axis(ax, [p[0] for p in points], note="one snapshot so far")
     fig.tight_layout()
     return fig
 
@@ -255,7 +272,7 @@ def plot_statements(metrics: dict[str, Any], settings: Settings, limit: int = 10
 
     slowest = metrics["statements"]["slowest"][:limit]
     warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
-    labels = [_plain(f"{s['queryid'][-8:]}: {s['query'][:40]}") for s in slowest]
+    labels = [_plain(f"{s['queryid']}: {s['query'][:32]}") for s in slowest]
     labels = labels or ["(none recorded)"]
     values = [float(s["mean_ms"]) for s in slowest] or [0.0]
     return barh(labels, values, title="Slowest statements: mean execution time (ms)",
@@ -340,3 +357,74 @@ def capacity_figures(growth: Growth, **done: bool) -> dict[str, Any]:
 def performance_figures(slow: list[dict[str, Any]], **done: bool) -> dict[str, Any]:
     over = sum(1 for s in slow if s.get("over maintenance.alerts.query_time"))
     return {"slow_statements": over, **done}
+
+
+# --- text for the command line ---------------------------------------------------------------
+
+_SOURCES = {
+    "snapshots": "fitted to the stored metric snapshots",
+    "timestamps": "estimated from the data's own timestamps",
+    "none": "no trend yet",
+}
+
+
+def growth_lines(data: dict[str, Any]) -> list[str]:
+    """``Growth.to_dict()`` as ``powrops metrics growth`` prints it: units and words only."""
+    rate = data.get("rate_bytes_per_day")
+    source = _SOURCES.get(str(data.get("source")), str(data.get("source")))
+    points = data.get("points") or 0
+    lines = [f"growth              {'-' if rate is None else human_rate(rate)} ({source}, "
+             f"{human_count(points)} point{'' if points == 1 else 's'})"]  # fmt: skip
+    band = data.get("rate_band")
+    if band:
+        lines.append(f"  95 % band         {human_rate(band[0])} to {human_rate(band[1])}")
+    lines.append(f"database size       {human_bytes(data.get('current_bytes') or 0)}")
+    if data.get("size_in_a_year_bytes") is not None:
+        lines.append(f"  in a year         {human_bytes(data['size_in_a_year_bytes'])}")
+    disk = data.get("disk")
+    if disk:
+        lines.append(
+            f"filesystem          {human_percent(disk['percent'])} used: "
+            f"{human_bytes(disk['used_bytes'])} of {human_bytes(disk['capacity_bytes'])} "
+            f"({disk['source']})"
+        )
+        if data.get("needed_in_a_year_bytes") is not None:
+            lines.append(
+                f"  used in a year    {human_bytes(data['needed_in_a_year_bytes'])} "
+                "(everything on the filesystem, not only this database)"
+            )
+    for level in ("warning", "critical"):
+        days = data.get(f"days_to_{level}")
+        earliest = data.get(f"days_to_{level}_earliest")
+        line = f"{level + ' disk usage':20}{_ahead(days)}"
+        if days is not None and data.get(f"date_{level}"):
+            line += f" (about {data[f'date_{level}']})"
+        if earliest is not None and _ahead(earliest) != _ahead(days):
+            line += f", at the earliest {_ahead(earliest)}"
+        lines.append(line)
+    rates = {k: v for k, v in (data.get("rates_by_source") or {}).items() if v is not None}
+    if rates:
+        by_source = ", ".join(f"{k} {human_rate(v)}" for k, v in rates.items())
+        lines.append(f"rates by source     {by_source}")
+    lines.extend(f"note: {note}" for note in data.get("notes") or [])
+    return lines
+
+
+def _ahead(days: float | None) -> str:
+    """'in 12 days', 'not within a century', '-' (no disk figures)."""
+    if days is None:
+        return "-"
+    text = human_days(days)
+    return text if text.startswith("not ") else f"in {text}"
+
+
+def period(report: GrowthReport) -> str:
+    """What the run covers: the growth history the trend is fitted to, up to now."""
+    growth = report.growth
+    if len(growth.points) > 1:
+        first = min(at for at, _ in growth.points)
+        return (
+            f"growth history from {human_time(first)} to {human_time(growth.now)} "
+            f"({human_count(len(growth.points))} points)"
+        )
+    return f"the database as of {human_time(growth.now)} (no growth history yet)"

@@ -7,6 +7,7 @@ scripts, document recovery procedures) is a group of findings. Nothing here chan
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import psycopg
 from powrops import migrate
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, counts
-from powrops.format import human_bytes
+from powrops.format import human_bytes, human_time
 from powrops.monitoring.alerts import read_only_findings
 from powrops.pg import catalog
 from powrops.reports import show_table
@@ -459,3 +460,8 @@ def show_facts(facts: dict[str, Any], settings: Settings) -> None:
         ("WAL schedule", str(settings.backup.schedule.logs)),
     ]
     show_table([{"item": k, "value": v} for k, v in rows], caption="Server")
+
+
+def period(now: datetime | None = None) -> str:
+    """What the readiness report covers: the server as it is now."""
+    return f"the server as of {human_time(now or datetime.now(UTC))}"

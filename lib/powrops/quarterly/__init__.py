@@ -407,6 +407,7 @@ HEADLINE_KEYS = frozenset(
         "drills",
         "last_rto_s",
         "integrity_failures",
+        "failed_checks",
         "rows_past_retention",
         "forecast_bytes",
         "alerts_raised",
@@ -425,6 +426,8 @@ class Review:
     sections: dict[str, Section]
     items: list[ChecklistItem]
     problems: list[str] = field(default_factory=list)  # evidence that could not be read
+    #: The headline figures of the previous quarter's archived review (None: none archived).
+    previous: dict[str, Any] | None = None
 
     @property
     def status(self) -> Severity:
@@ -474,7 +477,21 @@ class Review:
 def review(ev: Evidence) -> Review:
     """The review of the evidence: every section and every checklist item."""
     sections = {key: build(ev) for key, build in SECTION_BUILDERS.items()}
-    return Review(ev.quarter, ev.as_of, sections, checklist(ev), list(ev.problems))
+    return Review(
+        ev.quarter, ev.as_of, sections, checklist(ev), list(ev.problems), previous_figures(ev)
+    )
+
+
+def previous_figures(ev: Evidence) -> dict[str, Any] | None:
+    """The figures the newest archived review of the previous quarter recorded."""
+    label = ev.quarter.previous().label
+    found = [
+        r for r in ev.runs
+        if r.name == "quarterly_review" and not r.failed and r.figures.get("quarter") == label
+    ]  # fmt: skip
+    if not found:
+        return None
+    return dict(max(found, key=lambda r: r.started_at).figures)
 
 
 def summary_counts(items: Iterable[ChecklistItem]) -> Mapping[str, int]:

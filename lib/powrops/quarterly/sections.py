@@ -16,6 +16,7 @@ from typing import Any
 
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_time
+from powrops.monitoring.growth import MIN_SNAPSHOTS, MIN_SPAN_DAYS
 from powrops.quarterly.model import Evidence, Snapshot
 
 
@@ -201,13 +202,15 @@ def integrity(ev: Evidence) -> Section:
     rows = [{"check": k, "violations in latest run": v} for k, v in sorted(per_check.items())]
     rows += [{"repair": k, "table": t, "rows repaired": n} for (k, t), n in repaired.items()]
     summary = (
-        f"{len(runs)} integrity runs, {len(failing)} found violations; latest "
-        f"{last.status} with {_violations(last.counts)} violations; {len(repairs)} repairs "
+        f"{len(runs)} integrity runs, {len(failing)} of them found violations; latest "
+        f"{last.status}: {len(per_check)} checks failing as the integrity report counts them, "
+        f"{_violations(last.counts)} violations; {len(repairs)} repairs "
         f"({sum(repaired.values())} rows)"
     )
     headline = {
         "integrity_runs": len(runs),
-        "integrity_failures": len(failing),
+        "integrity_failures": len(failing),  # runs that found violations
+        "failed_checks": len(per_check),  # in the latest run: the integrity report's figure
         "repairs": len(repairs),
     }
     return Section("integrity", title, _sev(last.status), summary, rows, headline)
@@ -277,28 +280,45 @@ def growth(ev: Evidence) -> Section:
     if not any(ev.in_quarter(t) for t, _ in points):
         return _missing("growth", title, "metric snapshots with a database size")
     origin = points[0][0]
+    span_days = (points[-1][0] - origin).total_seconds() / 86400
     fit = linear_fit([((t - origin).total_seconds() / 86400, y) for t, y in points])
+    if len(points) < MIN_SNAPSHOTS or span_days < MIN_SPAN_DAYS:
+        # too short a history for a trend, as the growth report judges it: use its figure
+        fit = None
     first, last = points[0][1], points[-1][1]
     horizon = ev.quarter.end + (ev.quarter.next().end - ev.quarter.next().start)
     rows = [{"at": human_time(t), "size_bytes": int(y), "size": human_bytes(y)} for t, y in points]
     series: dict[str, list[Any]] = {"at": [t for t, _ in points], "bytes": [y for _, y in points]}
-    if fit is None:
+    reported = _reported_growth(ev)
+    if fit is None and reported is None:
         return Section(
             "growth",
             title,
             Severity.WARNING,
-            f"one size data point ({human_bytes(last)}): no trend yet",
+            f"{len(points)} size data points over {span_days:.1f} days "
+            f"({human_bytes(last)} now): no trend yet",
             rows,
             {"size_bytes": int(last)},
             series,
         )
-    per_day, intercept = fit
-    forecast = intercept + per_day * (horizon - origin).total_seconds() / 86400
+    if fit is not None:
+        per_day, intercept = fit
+        forecast = intercept + per_day * (horizon - origin).total_seconds() / 86400
+        summary = (
+            f"{human_bytes(first)} -> {human_bytes(last)} ({human_bytes(last - first)}), "
+            f"{human_bytes(per_day)}/day; forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
+        )
+    else:  # too short a history: the rate the growth report gave, as it gave it (same figure)
+        assert reported is not None
+        per_day, source = reported
+        forecast = last + per_day * (horizon - points[-1][0]).total_seconds() / 86400
+        summary = (
+            f"{human_bytes(last)}, {human_bytes(per_day)}/day as the growth report "
+            f"{_SOURCE_WORDS.get(source, 'gives it')} ({len(points)} snapshots over "
+            f"{span_days:.1f} days: at least {MIN_SNAPSHOTS} over {MIN_SPAN_DAYS:g} days make a "
+            f"trend); forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
+        )
     status = Severity.OK
-    summary = (
-        f"{human_bytes(first)} -> {human_bytes(last)} ({human_bytes(last - first)}), "
-        f"{human_bytes(per_day)}/day; forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
-    )
     if ev.disk_capacity:
         share = 100 * forecast / ev.disk_capacity
         summary += f" ({share:.0f} % of the disk)"
@@ -311,6 +331,23 @@ def growth(ev: Evidence) -> Section:
         "forecast_bytes": round(forecast),
     }
     return Section("growth", title, status, summary, rows, headline, series)
+
+
+_SOURCE_WORDS = {
+    "timestamps": "estimates it from the data's own timestamps",
+    "snapshots": "fits it to the metric snapshots",
+}
+
+
+def _reported_growth(ev: Evidence) -> tuple[float, str] | None:
+    """The growth rate (bytes/day) and its source from the quarter's latest growth report."""
+    run = ev.latest_run("growth_report")
+    if run is None:
+        return None
+    rate = run.figures.get("growth_bytes_per_day")
+    if not isinstance(rate, int | float) or isinstance(rate, bool):
+        return None
+    return float(rate), str(run.figures.get("growth_source") or "")
 
 
 def performance(ev: Evidence) -> Section:

@@ -7,10 +7,12 @@ so they work from the file system and from a copy of the archive alike.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from html import escape
 from typing import Any
 
 from powrops.findings import Severity
+from powrops.format import human_duration, human_label, human_value
 from powrops.quarterly import ChecklistItem, Review, summary_counts
 from powrops.quarterly.sections import Section
 from powrops.reports.display import (
@@ -18,9 +20,18 @@ from powrops.reports.display import (
     markup_table,
     severity_badge,
     show_html,
+    show_table,
     summary_html,
 )
-from powrops.reports.plotting import barh, show
+from powrops.reports.plotting import (
+    add_note,
+    barh,
+    fit_time_axis,
+    fit_value_axis,
+    integer_ticks,
+    show,
+    threshold,
+)
 
 LINK_PREFIX = "../../"
 
@@ -138,12 +149,13 @@ def plot_drills(review: Review) -> Any | None:
         ax.plot(section.series["at"], values, marker="o", color="#3a6ea5", label=name)
         goal = objectives[key]
         if goal is not None:
-            ax.axhline(goal, color="#c0262d", linestyle="--", label=f"objective {goal:g} s")
+            threshold(ax, goal, f"objective {human_duration(goal)}", values)
         ax.set_title(f"{name} per drill, {review.quarter.label}")
         ax.set_ylabel(f"{name} (seconds)")
         ax.set_xlabel("drill date (UTC)")
         ax.legend(loc="best", fontsize=8)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        fit_time_axis(ax, section.series["at"])
+        fit_value_axis(ax, values)
     fig.tight_layout()
     return fig
 
@@ -170,7 +182,10 @@ def plot_growth(review: Review) -> Any | None:
     ax.set_ylabel("size (MiB)")
     ax.set_xlabel("date (UTC)")
     ax.legend(loc="best", fontsize=8)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    moments = [*section.series["at"], *(section.series.get("forecast_at") or [])]
+    fit_time_axis(ax, moments)
+    if len(section.series["at"]) == 1 and section.series.get("forecast_at"):
+        add_note(ax, "one measured size: the forecast uses the growth report's rate")
     fig.tight_layout()
     return fig
 
@@ -193,10 +208,14 @@ def plot_performance(review: Review) -> Any | None:
     for ax, key in zip(axes[0], present, strict=True):
         values = [v if v is not None else float("nan") for v in section.series[key]]
         ax.plot(section.series["at"], values, marker="o", color="#3a6ea5")
-        ax.set_title(units[key].split(" (")[0].capitalize())
+        ax.set_title(units[key][0].upper() + units[key][1:], fontsize=10)
         ax.set_ylabel(units[key])
         ax.set_xlabel("date (UTC)")
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        if key in ("dead_tuples", "slow_queries"):
+            integer_ticks(ax, "y")
+        if key != "cache_hit_pct":
+            fit_value_axis(ax, values)
+        fit_time_axis(ax, section.series["at"], note="one snapshot")
     fig.tight_layout()
     return fig
 
@@ -215,6 +234,7 @@ def plot_backups(review: Review) -> Any | None:
         title=f"Backup runs, {review.quarter.label}",
         xlabel="backup runs (count)",
         colours=["#1e7b34", "#c0262d"],
+        integer=True,
     )
 
 
@@ -240,3 +260,40 @@ def show_plot(review: Review, name: str) -> None:
 
 def figures(review: Review) -> dict[str, Any]:
     return review.figures()
+
+
+def period(review: Review) -> str:
+    """The quarter under review, first to last day (UTC)."""
+    quarter = review.quarter
+    last = quarter.end - timedelta(days=1)
+    return f"{quarter.label}: {quarter.start:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)"
+
+
+def comparison_rows(review: Review) -> list[dict[str, Any]]:
+    """Each headline figure of this quarter beside the previous quarter's (words and units)."""
+    now = review.figures()
+    before = review.previous or {}
+    keys = [k for k in now if k != "quarter"] + [
+        k for k in before if k not in now and k != "quarter"
+    ]
+    previous = review.quarter.previous().label
+    return [
+        {
+            "figure": human_label(key),
+            previous: human_value(key, before.get(key)) if key in before else "-",
+            review.quarter.label: human_value(key, now.get(key)) if key in now else "-",
+        }
+        for key in keys
+    ]
+
+
+def show_comparison(review: Review) -> None:
+    """The headline figures beside the previous quarter's, or why there is no comparison."""
+    previous = review.quarter.previous().label
+    if review.previous is None:
+        show_html(
+            '<p style="font-family:sans-serif;color:#666">No review of '
+            f"{escape(previous)} is archived: nothing to compare with yet.</p>"
+        )
+        return
+    show_table(comparison_rows(review), caption=f"{review.quarter.label} beside {previous}")

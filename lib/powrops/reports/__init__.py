@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import PowropsError
 from powrops.reports.catalog import latest, list_runs
-from powrops.reports.display import show_findings, show_summary, show_table, show_target
+from powrops.reports.display import (
+    show_attention,
+    show_findings,
+    show_steps,
+    show_summary,
+    show_table,
+    show_target,
+)
 from powrops.reports.html import external_resources, render_html
 from powrops.reports.index import build_index
 from powrops.reports.record import RUN_DIR_ENV, Recorded, current_run_dir
@@ -104,7 +111,9 @@ __all__ = [
     "redact",
     "render_html",
     "run_report",
+    "show_attention",
     "show_findings",
+    "show_steps",
     "show_summary",
     "show_table",
     "show_target",

@@ -13,6 +13,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from powrops.findings import Finding, Severity, counts, overall
+from powrops.format import human_bool, human_number, human_value
 
 if TYPE_CHECKING:
     from powrops.db import Identity
@@ -65,14 +66,45 @@ def findings_html(findings: Iterable[Finding]) -> str:
             severity_badge(f.severity),
             cell_text(f.check),
             cell_text(f.object),
-            cell_text(f.message),
+            inline_markup(f.message),
             cell_text(f.value),
             cell_text(f.expected),
-            cell_text(f.advice),
+            inline_markup(f.advice or ""),
         ]
         for f in found
     ]
     return markup_table(header, rows, caption=None)
+
+
+def attention_html(findings: Iterable[Finding]) -> str:
+    """What needs attention: the findings that are not OK, worst first, or one line saying
+    that nothing does."""
+    found = list(findings)
+    problems = [f for f in found if f.severity is not Severity.OK]
+    if problems:
+        return findings_html(problems)
+    checks = f"all {len(found)} checks are OK" if found else "there were no checks to judge"
+    return f'<p style="font-family:sans-serif">Nothing needs attention: {checks}.</p>'
+
+
+def steps_html(steps: Iterable[str]) -> str:
+    """Advice as a list of formatted text: `code` in backticks becomes code, text wraps at
+    words (never preformatted)."""
+    items = "".join(f"<li>{inline_markup(step)}</li>" for step in steps)
+    if not items:
+        return '<p style="font-family:sans-serif">Nothing to do.</p>'
+    return f'<ul style="font-family:sans-serif;font-size:14px;line-height:1.5">{items}</ul>'
+
+
+def inline_markup(text: str) -> str:
+    """Escaped text with `backticked` spans as <code>: how advice strings mark commands."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return escape(str(text))
+    return "".join(
+        f"<code>{escape(part)}</code>" if index % 2 else escape(part)
+        for index, part in enumerate(parts)
+    )
 
 
 def table_html(data: Any, caption: str | None = None, max_rows: int = 200) -> str:
@@ -103,6 +135,16 @@ def show_target(target: Identity) -> None:
     show_html(target_html(target))
 
 
+def show_attention(findings: Iterable[Finding]) -> None:
+    """Display what needs attention (only what is not OK, or "nothing")."""
+    show_html(attention_html(findings))
+
+
+def show_steps(steps: Iterable[str]) -> None:
+    """Display advice as a formatted list."""
+    show_html(steps_html(steps))
+
+
 def show_summary(findings: Iterable[Finding], title: str, status: Severity | None = None) -> None:
     """Display the status banner in the notebook."""
     show_html(summary_html(findings, title, status))
@@ -125,12 +167,18 @@ def show_html(html: str) -> None:
 
 
 def cell_text(value: Any) -> str:
-    """Escaped text of one cell; None shows empty, floats compactly."""
+    """Escaped text of one cell: None empty, booleans as words, floats without exponent, times
+    (and ISO timestamp strings) in UTC to the second, lists joined (``powrops.format``); a
+    whole number as it is, since a column of ids must not grow separators."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return human_bool(value)
+    if isinstance(value, int):
+        return escape(str(value))
     if isinstance(value, float):
-        return escape(f"{value:.6g}")
-    return escape(str(value))
+        return escape(human_number(value))
+    return escape(human_value("", value))
 
 
 def markup_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str | None) -> str:
@@ -144,9 +192,11 @@ def markup_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: 
         "<tr>" + "".join(f'<td style="{_CELL}">{cell}</td>' for cell in row) + "</tr>"
         for row in rows
     )
-    return (
-        f'<table style="{_TABLE}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    )
+    if not rows:  # an empty table says so instead of shrinking to its caption
+        span = max(len(header), 1)
+        body = f'<tr><td style="{_CELL};color:#555" colspan="{span}"><i>none</i></td></tr>'
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f'<table style="{_TABLE}">{cap}{thead}<tbody>{body}</tbody></table>'
 
 
 def _rows_of(data: Any) -> tuple[list[str], list[list[Any]]]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops import __version__
 from powrops.findings import Severity
+from powrops.format import human_seconds, human_value
 
 if TYPE_CHECKING:
     import nbformat
@@ -51,6 +52,7 @@ class ReportHeader:
     error: str | None = None
     version: str | None = None
     target: str | None = None
+    period: str | None = None
 
 
 def render_html(
@@ -104,11 +106,16 @@ def header_html(header: ReportHeader) -> str:
     meta = [f"status <b>{escape(header.status.name)}</b>", escape(header.kind)]
     if header.target:
         meta.append(f"database {escape(header.target)}")
+    if header.period:
+        meta.append(f"covers {escape(header.period)}")
     if header.started_at:
-        meta.append(f"started {escape(header.started_at.replace('T', ' ')[:19])} UTC")
+        meta.append(f"started {escape(human_value('started_at', header.started_at))}")
     if header.duration_s is not None:
-        meta.append(f"took {header.duration_s:.1f} s")
-    params = ", ".join(f"{escape(str(k))}={escape(repr(v))}" for k, v in header.parameters.items())
+        meta.append(f"took {escape(human_seconds(header.duration_s))}")
+    params = "; ".join(
+        f"{escape(str(k))}: {escape(human_value(str(k), v) if v != '' else '(empty)')}"
+        for k, v in header.parameters.items()
+    )
     if params:
         meta.append(f"parameters: {params}")
     error = f'<div class="powrops-error">{escape(header.error)}</div>' if header.error else ""

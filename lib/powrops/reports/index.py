@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from powrops import __version__
 from powrops.findings import Severity
-from powrops.format import human_time
+from powrops.format import human_duration, human_label, human_time, human_value
 from powrops.reports.catalog import list_runs
 from powrops.reports.display import COLOURS
 from powrops.reports.record import write_json
@@ -28,14 +28,19 @@ _STYLE = """
 body { font-family: sans-serif; margin: 16px 24px; color: #1a1a1a; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 24px; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid #d0d0d0; padding: 4px 8px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #d0d0d0; padding: 4px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+table { max-width: 100%; }
 th { background: #f2f2f2; }
 .badge { padding: 1px 6px; border-radius: 3px; font-weight: bold; }
 .error { color: #8a1c1c; font-size: 12px; }
+.period { color: #555; font-size: 12px; }
 .filters { margin: 8px 0; } .filters * { margin-right: 8px; }
 @media print {
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   .filters { display: none; } tr { break-inside: avoid; } a { color: inherit; }
+  body { margin: 0; } table { width: 100%; font-size: 11px; }
+  #runs th:last-child, #runs td:last-child { display: none; }
 }
 """
 
@@ -84,12 +89,20 @@ def index_html(runs: list[dict[str, Any]], generated: str) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>powrops reports</title>"
         f"<style>{_STYLE}</style></head><body>"
-        f"<h1>powrops reports</h1><p>{len(runs)} runs; generated {escape(generated)}</p>"
+        f"<h1>powrops reports</h1>"
+        f"<p>{len(runs)} runs; generated {escape(_generated(generated))}</p>"
         f"{_latest_table(runs, names)}"
         f"<h2>All runs</h2>{_filters(names)}{_runs_table(runs)}"
         f"<p style='font-size:12px;color:#666'>powrops {escape(__version__)}</p>"
         f"<script>{_SCRIPT}</script></body></html>\n"
     )
+
+
+def _generated(generated: str) -> str:
+    try:
+        return human_time(datetime.fromisoformat(generated))
+    except ValueError:
+        return generated
 
 
 def _badge(status: str) -> str:
@@ -109,19 +122,17 @@ def _link(target: str | None, label: str) -> str:
 
 def _figures(figures: Mapping[str, Any] | None) -> str:
     items = (figures or {}).items()
-    return "<br>".join(f"{escape(str(k))}: <b>{escape(_figure(v))}</b>" for k, v in items)
-
-
-def _figure(value: Any) -> str:
-    """A headline figure as shown: floats to six significant digits."""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    return "<br>".join(
+        f"{escape(human_label(str(k)))}: <b>{escape(human_value(str(k), v))}</b>" for k, v in items
+    )
 
 
 def _error(error: Any) -> str:
     if not error:
         return ""
     if isinstance(error, Mapping):
-        text = f"{error.get('ename', '')}: {error.get('evalue', '')}"
+        name, value = str(error.get("ename", "")), str(error.get("evalue", ""))
+        text = value if value.startswith(f"{name}:") else f"{name}: {value}"
     else:
         text = str(error)
     if len(text) > 300:
@@ -130,13 +141,16 @@ def _error(error: Any) -> str:
 
 
 def _when(run: Mapping[str, Any]) -> str:
+    """When the run started, and the period its report covers when it says."""
+    period = run.get("period")
+    covers = f'<div class="period">covers {escape(str(period))}</div>' if period else ""
     started = run.get("started_at")
     if not started:
-        return escape(str(run.get("run_id", "")))
+        return escape(str(run.get("run_id", ""))) + covers
     try:
-        return escape(human_time(datetime.fromisoformat(str(started))))
+        return escape(human_time(datetime.fromisoformat(str(started)))) + covers
     except ValueError:
-        return escape(str(started))
+        return escape(str(started)) + covers
 
 
 def _latest_table(runs: list[dict[str, Any]], names: Iterable[str]) -> str:
@@ -146,14 +160,16 @@ def _latest_table(runs: list[dict[str, Any]], names: Iterable[str]) -> str:
         rows.append(
             f"<tr><td>{escape(name)}</td>"
             f"<td>{_badge(str(run.get('status')))}{_error(run.get('error'))}</td>"
-            f"<td>{_when(run)}</td><td>{_figures(run.get('figures'))}</td>"
+            f"<td>{_when(run)}</td><td>{escape(_database(run.get('target')))}</td>"
+            f"<td>{_figures(run.get('figures'))}</td>"
             f"<td>{_link(run.get('html'), 'report')}</td></tr>"
         )
     if not rows:
         return "<p>No runs yet.</p>"
     return (
         "<h2>Latest per report</h2><table id='latest'><thead><tr><th>report</th>"
-        "<th>status</th><th>time</th><th>headline figures</th><th></th></tr></thead>"
+        "<th>status</th><th>time</th><th>database</th><th>headline figures</th><th></th></tr>"
+        "</thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -187,7 +203,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         status = str(run.get("status", "UNKNOWN"))
         duration = run.get("duration_s")
-        took = f"{float(duration):.1f} s" if isinstance(duration, int | float) else ""
+        took = human_duration(float(duration)) if isinstance(duration, int | float) else ""
         links = " ".join(
             filter(
                 None,

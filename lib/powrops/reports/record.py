@@ -25,11 +25,12 @@ Figure = int | float | str | bool | None
 
 
 class Recorded(dict[str, Any]):
-    """The recorded result; shown in a notebook as one line instead of the whole dict."""
+    """The recorded result. In a report run it shows nothing (the page has said it all); opened
+    by hand, one line says that nothing was recorded, instead of the whole dict."""
 
     def _ipython_display_(self) -> None:
-        where = "recorded" if current_run_dir() else "not recorded (no run directory)"
-        print(f"Result {where}: {self['status']}, {len(self['findings'])} findings")
+        if current_run_dir() is None:
+            print(f"Not recorded (no run directory): {self['status']}")
 
 
 def current_run_dir() -> Path | None:
@@ -43,11 +44,14 @@ def record(
     findings: Iterable[Finding] = (),
     figures: Mapping[str, Any] | None = None,
     summary: str | None = None,
+    period: str | None = None,
 ) -> Recorded:
     """Record the notebook's result and return it as a dict.
 
     ``status`` defaults to the worst severity among ``findings``. ``figures`` are the
-    headline numbers shown in the archive index (name -> number or short text).
+    headline numbers shown in the archive index (name -> number or short text). ``period``
+    says what span of time the report covers ('backups from ... to ...'); the page header and
+    the index show it.
     """
     found = list(findings)
     for item in found:
@@ -59,6 +63,7 @@ def record(
             "status": severity.name,
             "exit_code": int(severity),
             "summary": summary,
+            "period": period,
             "findings": [_jsonable(f.to_dict()) for f in found],
             "figures": {str(k): _figure(v) for k, v in (figures or {}).items()},
         }

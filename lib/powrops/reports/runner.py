@@ -461,6 +461,7 @@ def archive_interactive(
         "failed": False,
         "error": None,
         "summary": recorded.get("summary"),
+        "period": recorded.get("period"),
         "findings": list(recorded.get("findings", [])),
         "figures": dict(recorded.get("figures", {})),
         "versions": _versions(),
@@ -639,6 +640,7 @@ def _result(
         "failed": error is not None,
         "error": error,
         "summary": (recorded or {}).get("summary"),
+        "period": (recorded or {}).get("period"),
         "findings": (recorded or {}).get("findings", []),
         "figures": (recorded or {}).get("figures", {}),
         "versions": _versions(),
@@ -677,6 +679,7 @@ def _header(spec: ReportSpec, result: Mapping[str, Any]) -> ReportHeader:
         error=_error_text(result["error"]),
         version=result["versions"]["powrops"],
         target=describe_target(result.get("target")),
+        period=result.get("period"),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
+from powrops.format import human_time
 from powrops.retention import consent, journal, run
 from powrops.retention.erase import erase_user
 
@@ -18,7 +19,7 @@ KINDS = ("retention", "archive", "cleanup", "gdpr")
 
 def plan_rows(settings: Settings) -> list[dict[str, Any]]:
     """Each policy: action, period, cutoff, rows due and why (a plan; nothing changes)."""
-    return [p.row() for p in run.plan(settings).plans()]
+    return [{**p.row(), "cutoff": human_time(p.cutoff)} for p in run.plan(settings).plans()]
 
 
 def last_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
@@ -32,7 +33,7 @@ def last_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
         details = event["details"] or {}
         figures = _figures(event["kind"], details)
         rows.append({
-            "at": event["at"].astimezone(UTC).isoformat(timespec="seconds"), "kind": event["kind"],
+            "at": event["at"].astimezone(UTC), "kind": event["kind"],
             "operation": details.get("operation", "-"), "dry run": bool(details.get("dry_run")),
             "archived": figures.get("archived", 0), "deleted": figures.get("deleted", 0),
             "anonymized": figures.get("anonymized", 0), "erased": figures.get("erased", 0),
@@ -69,9 +70,9 @@ def findings(settings: Settings, runs: list[dict[str, Any]]) -> list[Finding]:
         if not real:
             message, severity = f"no {kind} run is recorded", Severity.WARNING
         else:
-            at = datetime.fromisoformat(real[0]["at"])
+            at = real[0]["at"]
             late = now - at > every.timedelta + timedelta(days=1)
-            message = f"last {kind} run at {real[0]['at']}"
+            message = f"last {kind} run at {human_time(at)}"
             severity = Severity.WARNING if late else Severity.OK
         advice = f"schedule `powrops {command}` {every}"
         found.append(Finding(f"{kind}.last_run", severity, message, expected=f"every {every}",

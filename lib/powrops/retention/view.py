@@ -9,11 +9,13 @@ request id). Nothing here ever shows personal data or the export path.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
+from powrops.format import human_time
 from powrops.reports.plotting import barh
 
 KINDS = ("retention", "archive", "cleanup", "gdpr")
@@ -39,7 +41,8 @@ def plot_growth(growth: list[dict[str, Any]]) -> Any:
         total += g["rows"]
         labels.append(g["week"])
         values.append(float(total))
-    return barh(labels, values, title="Archived rows (cumulative, by week)", xlabel="rows")
+    return barh(labels, values, title="Archived rows (cumulative, by week)", xlabel="rows",
+                integer=True)  # fmt: skip
 
 
 def report_figures(
@@ -100,3 +103,11 @@ def request_findings(outcome: dict[str, Any] | None) -> list[Finding]:
     errors = outcome.get("errors") or []
     severity = Severity.WARNING if errors else Severity.OK
     return [Finding("gdpr.request", severity, f"done with {len(errors)} errors")]
+
+
+def report_period(runs: list[dict[str, Any]], now: datetime | None = None) -> str:
+    """What the retention report covers: the policies as of now and the runs it lists."""
+    now = now or datetime.now(UTC)
+    at = [r["at"] for r in runs if isinstance(r.get("at"), datetime)]
+    since = f"; runs since {human_time(min(at))}" if at else "; no runs recorded"
+    return f"policies as of {human_time(now)}{since}"

@@ -62,7 +62,7 @@ from powrops.verify import checksums, freshness, recoverability
 from powrops.verify import state as state_mod
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.content import ContentCheck
-from powrops.verify.report import BackupRow, VerificationReport
+from powrops.verify.report import BackupRow, RecoveryWindow, VerificationReport
 
 
 @dataclass
@@ -91,6 +91,15 @@ class Listing:
 
     def keys(self) -> set[str]:
         return {o.key for objects in self.backups.values() for o in objects}
+
+
+def recovery_windows(settings: Settings, now: datetime | None = None) -> dict[str, RecoveryWindow]:
+    """Each backup's recovery window from one listing of the primary repository (no object is
+    read but the backup records): what ``backup list`` shows beside each backup."""
+    primary = repos.primary(settings)
+    records, _ = Catalog(primary).scan()
+    listing = Listing.of(primary)
+    return recoverability.listed_windows(records, listing.wal, now or datetime.now(UTC))
 
 
 def verify(

@@ -3,11 +3,18 @@ verification report's data (``powrops.verify``); presentation only."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from powrops.format import human_bytes, human_time
-from powrops.reports.plotting import _pyplot
+from powrops.format import (
+    human_bytes,
+    human_duration,
+    human_label,
+    human_rows,
+    human_seconds,
+    human_time,
+)
+from powrops.reports.plotting import _pyplot, fit_time_axis
 from powrops.verify import VerificationReport
 
 KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
@@ -83,10 +90,13 @@ def window_rows(report: VerificationReport) -> list[dict[str, Any]]:
 
 
 def _span(seconds: float | None) -> str:
+    """A span or age in the units of ``format.human_duration``; a window of no length says
+    what it means instead of '0 min 0 s'."""
     if seconds is None:
         return "-"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
+    if seconds < 1:
+        return "none yet (no WAL after the backup)"
+    return human_duration(seconds)
 
 
 def wal_rows(report: VerificationReport) -> list[dict[str, Any]]:
@@ -113,8 +123,8 @@ def freshness_rows(report: VerificationReport) -> list[dict[str, Any]]:
             "check": f.check,
             "newest": f.reference or "-",
             "at": human_time(f.at),
-            "age": _span(f.age_s),
-            "limit": _span(f.limit_s),
+            "age": "-" if f.age_s is None else human_duration(f.age_s),
+            "limit": "-" if f.limit_s is None else human_duration(f.limit_s),
             "verdict": f.severity.name,
         }
         for f in report.freshness
@@ -131,9 +141,10 @@ def restore_rows(report: VerificationReport) -> list[dict[str, Any]]:
         {"item": "result", "value": "OK" if result.get("ok") else f"FAILED: {result.get('error')}"},
     ]
     for name, seconds in (result.get("timings") or {}).items():
-        rows.append({"item": name, "value": f"{seconds:.2f}"})
+        rows.append({"item": human_label(name), "value": human_seconds(seconds)})
     for query in result.get("queries") or []:
-        rows.append({"item": query.get("sql"), "value": query.get("rows", query.get("error"))})
+        value = human_rows(query["rows"]) if "rows" in query else f"error: {query.get('error')}"
+        rows.append({"item": query.get("sql"), "value": value})
     return rows
 
 
@@ -159,9 +170,11 @@ def plot_timeline(report: VerificationReport) -> Any:
     ax.invert_yaxis()
     ax.set_title("Backups and the time each can be restored to (UTC)")
     ax.set_xlabel("time (UTC)")
+    moments: list[datetime | None] = [b.stop_time or b.start_time for b in report.backups]
+    moments += [t for w in report.windows for t in (w.start_time, w.end_time)]
+    fit_time_axis(ax, moments, window=timedelta(hours=1), note="one backup, no window yet")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
-    fig.autofmt_xdate()
     fig.tight_layout()
     return fig
 
@@ -177,3 +190,11 @@ def figures(report: VerificationReport) -> dict[str, Any]:
         "test_restore": None if not report.test_restore else bool(report.test_restore.get("ok")),
         "duration_s": round(report.duration_s, 2),
     }
+
+
+def period(report: VerificationReport) -> str:
+    """What the run covers: the backups from the oldest to the time of the check."""
+    starts = [b.start_time for b in report.backups if b.start_time]
+    if not starts:
+        return f"the repository as of {human_time(report.now)} (no backups)"
+    return f"backups from {human_time(min(starts))} to {human_time(report.now)}"

@@ -1,0 +1,232 @@
+"""Plots that work at one point and at a thousand: checked on the matplotlib axes the views
+build (not on pixels). No axis spans more than ten times its data, counts have whole-number
+ticks, a single point gets a window and a note, titles are unique, thresholds off the scale
+are named instead of stretching the axis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from powrops.findings import Severity
+from powrops.integrity import view as integrity_view
+from powrops.monitoring import growth_view
+from powrops.quarterly import Review
+from powrops.quarterly import view as quarterly_view
+from powrops.quarterly.model import Quarter
+from powrops.quarterly.sections import Section
+from powrops.reports.plotting import (
+    ONE_POINT_NOTE,
+    _pyplot,
+    barh,
+    fit_time_axis,
+    overstretched_axes,
+    threshold,
+)
+from powrops.retention import view as retention_view
+
+START = datetime(2026, 10, 1, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    yield
+    _pyplot().close("all")
+
+
+def _texts(fig: Any) -> str:
+    return " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def _moments(n: int) -> list[datetime]:
+    return [START + timedelta(hours=2 * i) for i in range(n)]
+
+
+def test_the_check_finds_a_plot_stretched_around_its_data() -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([START], [5.0], marker="o")  # matplotlib alone: years around a single date
+    assert overstretched_axes(fig), "a single date on matplotlib's default axis passed"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.set_ylim(0, 100)
+    assert overstretched_axes(fig) == ["(untitled): y axis spans 100 times its data"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 1000])
+def test_time_axis_fits_one_point_and_a_thousand(n: int) -> None:
+    fig, ax = _pyplot().subplots()
+    moments = _moments(n)
+    ax.plot(moments, list(range(n)), marker="o")
+    fit_time_axis(ax, moments)
+    assert overstretched_axes(fig) == []
+    assert (ONE_POINT_NOTE in _texts(fig)) is (n == 1)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels and not any("." in label and ":" in label for label in labels), labels
+
+
+def test_a_threshold_off_the_scale_is_named_not_drawn() -> None:
+    fig, ax = _pyplot().subplots()
+    ax.plot(_moments(3), [3.0, 4.0, 3.5])
+    assert threshold(ax, 3600, "objective 1 h", [3.0, 4.0, 3.5]) is False
+    assert "objective 1 h: far above every value shown" in _texts(fig)
+    assert threshold(ax, 5, "warning", [3.0, 4.0, 3.5]) is True
+    assert overstretched_axes(fig) == []
+
+
+def test_bar_charts_of_counts_have_whole_number_ticks() -> None:
+    fig = barh(["succeeded", "failed"], [1.0, 0.0], title="runs", xlabel="runs", integer=True)
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks), ticks
+    assert "1.00" not in _texts(fig) and " 1" in _texts(fig)
+
+
+@pytest.mark.parametrize("n", [1, 1000])
+def test_integrity_trend(n: int) -> None:
+    rows = [
+        {"time": f"{m:%Y-%m-%d %H:%M}", "status": "OK", "failed checks": i % 3}
+        for i, m in enumerate(_moments(n))
+    ]
+    fig = integrity_view.plot_trend(rows)
+    fig.canvas.draw()
+    assert overstretched_axes(fig) == []
+    assert all(float(t).is_integer() for t in fig.axes[0].get_yticks())
+    assert (ONE_POINT_NOTE in _texts(fig)) is (n == 1)
+
+
+@pytest.mark.parametrize("n", [1, 1000])
+def test_growth_cache_plot(n: int) -> None:
+    history = [
+        {"taken_at": m, "hit_rate": 0.99 + (i % 10) / 1000} for i, m in enumerate(_moments(n))
+    ]
+    fig = growth_view.plot_cache(history, {"cache": {"hit_rate": None}})
+    assert overstretched_axes(fig) == []
+
+
+@pytest.mark.parametrize("n", [1, 1000])
+def test_retention_growth_counts(n: int) -> None:
+    growth = [
+        {"week": f"2026-W{i:04d}", "rows": 10 + i, "files": 1, "bytes": 100} for i in range(n)
+    ]
+    fig = retention_view.plot_growth(growth)
+    fig.canvas.draw()
+    assert overstretched_axes(fig) == []
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+
+
+def _review(n: int) -> Review:
+    at = _moments(n)
+    sections = {
+        "drills": Section("drills", "Drills", Severity.OK, "", series={
+            "at": at, "rto_s": [3.0 + i % 5 for i in range(n)],
+            "rpo_s": [0.5 + i % 3 for i in range(n)], "objective_rto_s": [3600.0],
+            "objective_rpo_s": [900.0],
+        }),
+        "growth": Section("growth", "Growth", Severity.OK, "", series={
+            "at": at, "bytes": [17e6 + 25e3 * i for i in range(n)],
+            "forecast_at": [at[-1], at[-1] + timedelta(days=60)],
+            "forecast_bytes": [17e6 + 25e3 * n, 17e6 + 25e3 * (n + 60)],
+        }),
+        "performance": Section("performance", "Performance", Severity.OK, "", series={
+            "at": at, "cache_hit_pct": [99.9] * n, "dead_tuple_pct": [1.5] * n,
+            "dead_tuples": [120 + i for i in range(n)], "mean_query_ms": [0.4] * n,
+            "slow_queries": [i % 2 for i in range(n)],
+        }),
+        "backups": Section("backups", "Backups", Severity.OK, "",
+                           headline={"backup_runs": n, "backup_failures": 0}),
+    }  # fmt: skip
+    return Review(Quarter(2026, 4), START + timedelta(days=80), sections, [])
+
+
+@pytest.mark.parametrize("n", [1, 2, 1000])
+def test_quarterly_review_plots(n: int) -> None:
+    review = _review(n)
+    titles: list[str] = []
+    for name in ("drills", "growth", "performance", "backups"):
+        fig = quarterly_view._PLOTS[name](review)
+        assert fig is not None, name
+        fig.canvas.draw()
+        assert overstretched_axes(fig) == [], name
+        titles += [ax.get_title() for ax in fig.axes]
+        if name == "backups":
+            assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+        if name == "drills":
+            assert "objective 60 min: far above" in _texts(fig)  # named, not stretching the axis
+    assert len(titles) == len(set(titles)), titles
+
+
+def test_quarterly_growth_with_one_snapshot_shows_the_growth_reports_rate() -> None:
+    """The review's growth is the growth report's figure, not 'no trend yet' beside it."""
+    from powrops.quarterly.model import Evidence, ReportRun, Snapshot
+    from powrops.quarterly.sections import growth
+
+    at = START + timedelta(days=10)
+    snap = Snapshot(at, {"volume": {"total_size_bytes": 17684159}})
+    ev = Evidence(Quarter(2026, 4), START + timedelta(days=20), snapshots=[snap])
+    assert "no trend yet" in growth(ev).summary
+    figures = {"growth_bytes_per_day": 25088.3, "growth_source": "timestamps"}
+    run = ReportRun("growth_report", "r1", "OK", at, figures=figures)
+    ev.runs.append(run)
+    section = growth(ev)
+    assert "24.5 KiB/day as the growth report estimates it" in section.summary, section.summary
+    assert section.headline["growth_bytes_per_day"] == 25088
+    assert section.headline["forecast_bytes"] > 17684159
+    fig = quarterly_view.plot_growth(Review(Quarter(2026, 4), ev.now, {"growth": section}, []))
+    assert overstretched_axes(fig) == [] and "one measured size" in _texts(fig)
+
+
+def test_quarterly_review_shows_the_previous_quarter_beside_this_one() -> None:
+    from powrops.quarterly import previous_figures
+    from powrops.quarterly.model import Evidence, ReportRun
+
+    ev = Evidence(Quarter(2026, 4), START + timedelta(days=20))
+    assert previous_figures(ev) is None
+    old = {"quarter": "2026Q3", "backup_success_pct": 75.0, "forecast_bytes": 2**30}
+    ev.runs += [
+        ReportRun("quarterly_review", "a", "OK", START - timedelta(days=2), figures=old),
+        ReportRun("quarterly_review", "b", "OK", START - timedelta(days=90),
+                  figures={**old, "quarter": "2026Q2", "backup_success_pct": 10.0}),
+    ]  # fmt: skip
+    assert previous_figures(ev) == old
+    review = _review(3)
+    review.sections["backups"].headline.update({"backup_success_pct": 100.0})
+    review.previous = old
+    rows = {r["figure"]: r for r in quarterly_view.comparison_rows(review)}
+    assert rows["backup success"] == {
+        "figure": "backup success",
+        "2026Q3": "75 %",
+        "2026Q4": "100 %",
+    }
+    assert rows["forecast"]["2026Q3"] == "1.0 GiB" and rows["forecast"]["2026Q4"] == "-"
+
+
+def test_quarterly_growth_from_minutes_of_snapshots_is_not_a_trend() -> None:
+    """Four snapshots minutes apart fit a wild rate; the review gives the growth report's."""
+    from powrops.quarterly.model import Evidence, ReportRun, Snapshot
+    from powrops.quarterly.sections import growth
+
+    at = START + timedelta(days=60)
+    snaps = [
+        Snapshot(at + timedelta(minutes=5 * i), {"volume": {"total_size_bytes": 9e6 + 2e5 * i}})
+        for i in range(4)
+    ]
+    figures = {"growth_bytes_per_day": 1843.0, "growth_source": "timestamps"}
+    ev = Evidence(Quarter(2026, 4), at + timedelta(days=1), snapshots=snaps,
+                  runs=[ReportRun("growth_report", "r", "OK", at, figures=figures)])  # fmt: skip
+    section = growth(ev)
+    assert section.headline["growth_bytes_per_day"] == 1843, section.summary
+    assert "4 snapshots over 0.0 days" in section.summary
+
+
+def test_a_constant_series_gets_a_window_from_zero() -> None:
+    review = _review(3)
+    review.sections["drills"].series["rpo_s"] = [0.001, 0.001, 0.001]
+    fig = quarterly_view.plot_drills(review)
+    rpo = fig.axes[1]
+    assert rpo.get_ylim()[0] == 0 and 0.002 <= rpo.get_ylim()[1] <= 0.0022
+    assert overstretched_axes(fig) == []
