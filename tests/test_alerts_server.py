@@ -1,0 +1,299 @@
+"""The DBA checks of ``powrops alerts``, each planted on one shared database of the session
+cluster: a transaction held open, a lock with a waiter, an inactive slot retaining WAL,
+connections opened towards the limit, xids burnt on an unfrozen database, requested
+checkpoints, a failing archive_command, stale backups, and statement timing per interval
+that leaves powrops' own roles out."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from cli_helpers import libpq
+from powrops import migrate
+from powrops.config import Settings, validate
+from powrops.findings import Finding, Severity, overall
+from powrops.monitoring import alerts, intervals
+from powrops.pg.cluster import LocalCluster
+
+pytestmark = pytest.mark.pg
+
+
+@pytest.fixture(scope="module")
+def alert_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """One migrated database for every planted check of this module (libpq URL)."""
+    name = "t_alerts_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_cluster.url(name)
+    migrate.upgrade(url, "head")
+    yield libpq(url)
+    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _settings(url: str, **alert: Any) -> Settings:
+    state = tempfile.mkdtemp(prefix="powrops-alerts-server-")
+    return validate({"database": {"url": url}, "state": {"dir": state}, "alerts": alert})
+
+
+def _of(findings: list[Finding], check: str, obj: str | None = None) -> list[Finding]:
+    return [f for f in findings if f.check == check and (obj is None or f.object == obj)]
+
+
+def _worst(findings: list[Finding], check: str, obj: str | None = None) -> Severity:
+    return overall(_of(findings, check, obj))
+
+
+def _run(settings: Settings, record: bool = False) -> list[Finding]:
+    return alerts.evaluate(settings, record=record).findings
+
+
+SECOND = {"warning": "1s", "critical": "1h"}
+
+
+def test_transaction_held_open_is_idle_in_transaction_and_long(alert_db: str) -> None:
+    settings = _settings(alert_db, idle_in_transaction=SECOND, long_transaction=SECOND)
+    app = psycopg.connect(alert_db)
+    own = psycopg.connect(alert_db, application_name="powrops")
+    try:
+        app.execute("SELECT 1")  # opens the transaction and leaves it idle
+        own.execute("SELECT 1")
+        pid, own_pid = app.info.backend_pid, own.info.backend_pid
+        time.sleep(1.3)
+        found = _run(settings)
+        assert _worst(found, "idle_in_transaction", f"pid {pid}") == Severity.WARNING
+        assert _worst(found, "long_transaction", f"pid {pid}") == Severity.WARNING
+        [idle] = _of(found, "idle_in_transaction", f"pid {pid}")
+        assert f"pg_terminate_backend({pid})" in (idle.advice or "")
+        # powrops' own long work is not a long transaction (idle in one it still is)
+        assert not _of(found, "long_transaction", f"pid {own_pid}")
+        assert _of(found, "idle_in_transaction", f"pid {own_pid}")
+        app.commit()
+        own.commit()
+        found = _run(settings)
+        assert _worst(found, "idle_in_transaction") == Severity.OK
+        assert _worst(found, "long_transaction") == Severity.OK
+    finally:
+        app.close()
+        own.close()
+
+
+def test_lock_held_while_another_session_waits(alert_db: str) -> None:
+    settings = _settings(alert_db, blocked={"warning": "1s", "critical": "1h"})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.alert_lock_target (id int)")
+    holder = psycopg.connect(alert_db)
+    # EXCLUSIVE blocks writers only: the metrics' size functions still read the table
+    holder.execute("LOCK TABLE public.alert_lock_target IN EXCLUSIVE MODE")
+    waiter = psycopg.connect(alert_db, autocommit=True)
+    thread = threading.Thread(
+        target=lambda: waiter.execute("INSERT INTO public.alert_lock_target VALUES (1)")
+    )
+    thread.start()
+    try:
+        assert _worst(_run(settings), "blocked") == Severity.OK  # waiting for under 1 s
+        time.sleep(1.3)
+        [blocked] = _of(_run(settings), "blocked")
+        assert blocked.severity == Severity.WARNING
+        assert blocked.object == f"pid {waiter.info.backend_pid}"
+        assert blocked.details["blockers"] == [holder.info.backend_pid]
+        assert f"pg_terminate_backend({holder.info.backend_pid})" in (blocked.advice or "")
+    finally:
+        holder.rollback()
+        thread.join(10)
+        holder.close()
+        waiter.close()
+    assert _worst(_run(settings), "blocked") == Severity.OK
+
+
+def test_inactive_slot_retaining_wal(alert_db: str) -> None:
+    slot = "powrops_alerts_" + uuid.uuid4().hex[:6]
+    settings = _settings(alert_db)
+    tight = _settings(alert_db, slot_retained_wal={"warning": "1kB", "critical": "64kB"})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        assert not _of(_run(settings), "replication_slot", slot)
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+        try:
+            [inactive] = _of(_run(settings), "replication_slot", slot)
+            assert inactive.severity == Severity.WARNING and "inactive" in inactive.message
+            assert "pg_drop_replication_slot" in (inactive.advice or "")
+            conn.execute("CREATE TABLE public.alert_wal AS SELECT g, md5(g::text) FROM "
+                         "generate_series(1, 5000) g")  # fmt: skip
+            [held] = _of(_run(tight), "replication_slot", slot)
+            assert held.severity == Severity.CRITICAL and held.value > 64 * 1024
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            conn.execute("DROP TABLE IF EXISTS public.alert_wal")
+    assert not _of(_run(settings), "replication_slot", slot)
+
+
+def test_connections_opened_towards_the_limit(alert_db: str) -> None:
+    [before] = _of(_run(_settings(alert_db)), "connections")
+    used, usable = before.details["used"], before.details["usable"]
+    warning = round(100.0 * (used + 4) / usable, 2)
+    settings = _settings(alert_db, connections={"warning": warning, "critical": 100})
+    assert _worst(_run(settings), "connections") == Severity.OK
+    extra = [psycopg.connect(alert_db) for _ in range(6)]
+    try:
+        [near] = _of(_run(settings), "connections")
+        assert near.severity == Severity.WARNING and near.details["used"] >= used + 6
+        assert "pg_stat_activity" in (near.advice or "")
+    finally:
+        for conn in extra:
+            conn.close()
+
+
+def test_wraparound_of_an_unfrozen_database(alert_db: str) -> None:
+    # 1500 xids in % of the default autovacuum_freeze_max_age (200 million)
+    settings = _settings(alert_db, wraparound={"warning": 0.00075, "critical": 50})
+    name = alert_db.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("VACUUM (FREEZE)")
+        assert not _of(_run(settings), "wraparound", name)
+        conn.execute(
+            "DO $$ BEGIN FOR i IN 1..1600 LOOP PERFORM pg_current_xact_id(); COMMIT; "
+            "END LOOP; END $$"
+        )
+        [aged] = _of(_run(settings), "wraparound", name)
+        assert aged.severity == Severity.WARNING and aged.details["age"] >= 1600
+        assert "VACUUM (FREEZE" in (aged.advice or "")
+        conn.execute("VACUUM (FREEZE)")
+    assert not _of(_run(settings), "wraparound", name)
+
+
+def test_wal_size_against_max_wal_size(alert_db: str) -> None:
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        row = conn.execute("SELECT sum(size), pg_size_bytes(current_setting('max_wal_size')) "
+                           "FROM pg_ls_waldir()").fetchone()  # fmt: skip
+    assert row is not None
+    pct = 100.0 * int(row[0]) / int(row[1])
+    [normal] = _of(_run(_settings(alert_db)), "wal_size")
+    assert normal.severity == Severity.OK and normal.value >= 16 * 1024 * 1024
+    low = _settings(alert_db, wal_size={"warning": pct / 2, "critical": pct * 10})
+    [over] = _of(_run(low), "wal_size")
+    assert over.severity == Severity.WARNING and "disk_space_response" in (over.advice or "")
+
+
+def test_requested_checkpoints_since_the_previous_run(alert_db: str) -> None:
+    settings = _settings(alert_db)
+    alerts.evaluate(settings)  # stores the counters
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("CHECKPOINT")
+    [pressure] = _of(alerts.evaluate(settings).findings, "checkpoints")
+    assert pressure.severity == Severity.CRITICAL and pressure.details["requested"] >= 3
+    assert "max_wal_size" in (pressure.advice or "")
+    [calm] = _of(alerts.evaluate(settings).findings, "checkpoints")
+    assert calm.severity == Severity.OK and "too few" in calm.message
+
+
+def _archiver(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    row = conn.execute("SELECT failed_count, archived_count FROM pg_stat_archiver").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _wait(conn: psycopg.Connection[Any], done: Any, what: str) -> None:
+    deadline = time.monotonic() + 15
+    while not done(_archiver(conn)):
+        assert time.monotonic() < deadline, f"the archiver did not {what}"
+        time.sleep(0.2)
+
+
+def test_failing_archive_command_and_backlog(alert_db: str) -> None:
+    settings = _settings(alert_db, archive_ready={"warning": 1, "critical": 1000})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        try:
+            conn.execute("ALTER SYSTEM SET archive_command = 'true'")
+            conn.execute("SELECT pg_reload_conf()")
+            alerts.evaluate(settings)  # the failure count to compare with
+            failed, _ = _archiver(conn)
+            conn.execute("ALTER SYSTEM SET archive_command = 'false'")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("CREATE TEMP TABLE w AS SELECT 1 AS x")
+            conn.execute("SELECT pg_switch_wal()")
+            _wait(conn, lambda s: s[0] > failed, "fail")
+            found = alerts.evaluate(settings).findings
+            [failing] = _of(found, "archive_failures")
+            assert failing.severity == Severity.CRITICAL and "is failing" in failing.message
+            assert _worst(found, "archive_ready") >= Severity.WARNING
+            conn.execute("ALTER SYSTEM SET archive_command = 'true'")
+            conn.execute("SELECT pg_reload_conf()")
+            _, archived = _archiver(conn)
+            _wait(conn, lambda s: s[1] > archived, "recover")
+            time.sleep(0.5)
+            alerts.evaluate(settings)  # counts the retries made before the fix
+            found = alerts.evaluate(settings).findings
+            assert _worst(found, "archive_failures") == Severity.OK
+            [age] = _of(found, "archive_age")
+            assert age.severity == Severity.OK and age.value < 60
+        finally:
+            conn.execute("ALTER SYSTEM RESET archive_command")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("SELECT pg_stat_reset_shared('archiver')")
+
+
+def test_backup_freshness_against_the_schedule(alert_db: str) -> None:
+    from powrops.backup import repos
+    from powrops.backup.catalog import Catalog
+    from powrops.backup.model import BackupRecord
+
+    settings = _settings(alert_db)
+    [none] = _of(_run(settings), "backup_freshness")
+    assert none.severity == Severity.CRITICAL and "powrops backup full" in (none.advice or "")
+    catalog = Catalog(repos.primary(settings))
+    now = datetime.now(UTC)
+
+    def add(label: str, kind: str, age: timedelta) -> None:
+        when = now - age
+        catalog.write(BackupRecord(label=label, kind=kind, status="ok",  # type: ignore[arg-type]
+                                   start_time=when, stop_time=when))  # fmt: skip
+
+    add("20260101T000000F", "full", timedelta(days=3))  # schedule: full daily
+    found = _of(_run(settings), "backup_freshness")
+    assert {f.object: f.severity for f in found} == {
+        "full": Severity.CRITICAL, "incremental": Severity.WARNING}  # fmt: skip
+    add("20260102T000000F", "full", timedelta(hours=30))
+    assert _worst(_run(settings), "backup_freshness", "full") == Severity.WARNING
+    add("20260103T000000F", "full", timedelta(minutes=5))
+    assert _worst(_run(settings), "backup_freshness") == Severity.OK
+
+
+def test_statement_time_per_interval_leaves_powrops_roles_out(alert_db: str) -> None:
+    settings = _settings(alert_db)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        alerts.evaluate(settings)  # the baseline
+        conn.execute("SET ROLE powr_owner")
+        conn.execute("SELECT pg_sleep(1.2)")  # a slow statement of powrops' maintenance role
+        conn.execute("RESET ROLE")
+        assert _worst(alerts.evaluate(settings).findings, "query_time") == Severity.OK
+        conn.execute("SELECT pg_sleep(1.1)")  # an application statement
+    [slow] = _of(alerts.evaluate(settings).findings, "query_time")
+    assert slow.severity == Severity.WARNING and "pg_sleep" in slow.details["query"]
+    assert "since the previous run" in slow.message and 1.1 <= slow.value < 2
+    # the next interval has no new slow call: quiet again (the cumulative mean is still slow)
+    [quiet] = _of(alerts.evaluate(settings).findings, "query_time")
+    assert quiet.severity == Severity.OK
+
+
+def test_interval_arithmetic() -> None:
+    now = {"stats_reset": "r1", "texts": {"1:7:t": "SELECT"},
+           "entries": {"1:7:t": [12, 14000.0, 3000.0], "1:8:t": [5, 5.0, 1.0]}}  # fmt: skip
+    before = {"stats_reset": "r1", "entries": {"1:7:t": [10, 1000.0, 3000.0]}}
+    [row], since = intervals.interval(now, before, 1000.0)
+    assert since == "since the previous run"
+    assert row["calls"] == 2 and row["mean_ms"] == 6500.0 and row["queryid"] == "7"
+    reset = {**before, "stats_reset": "r0"}
+    [row], since = intervals.interval(now, reset, 1000.0)
+    assert since.startswith("since the statistics") and row["calls"] == 12
+    assert intervals.interval(now, {**before, "entries": {"1:7:t": [12, 14000.0, 3000.0]}},
+                              1000.0)[0] == []  # fmt: skip
