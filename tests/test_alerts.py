@@ -4,6 +4,7 @@ a real backup catalog and the ``powrops alerts`` exit codes."""
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import tempfile
 import threading
@@ -271,3 +272,65 @@ def test_cli_unknown_on_an_unmigrated_database(fresh_db: str) -> None:
     result = _cli(fresh_db, "alerts")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "powrops migrate latest" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- OpenMetrics and the textfile collector ----------------------------------------------------
+
+
+def test_openmetrics_rendering_parses_with_awkward_labels() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    from prometheus_client.parser import text_string_to_metric_families as text_families
+
+    findings = [
+        Finding("dead_tuples", Severity.CRITICAL, "m", object='public."odd\\name"\nx', value=25.5),
+        Finding("dead_tuples", Severity.WARNING, "m", object="public.b", value=12),
+        Finding("query_time", Severity.OK, "fine"),
+    ]
+    report = alerts.AlertReport(findings, datetime(2026, 1, 1, tzinfo=UTC),
+                                figures={"total_bytes": 1 << 20, "disk_percent": 42.5,
+                                         "connections": {"used": 3, "max_connections": 100,
+                                                         "reserved": 3}})  # fmt: skip
+    text = alerts.openmetrics(report)
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    severity = {s.labels["object"]: s.value for s in families["powrops_alert_severity"].samples}
+    assert severity == {'public."odd\\name"\nx': 2, "public.b": 1, "": 0}
+    assert families["powrops_alerts_status"].samples[0].value == 2
+    assert families["powrops_database_size_bytes"].unit == "bytes"
+    assert families["powrops_disk_usage_ratio"].samples[0].value == pytest.approx(0.425)
+    assert families["powrops_connections"].samples[0].value == 3
+    plain = alerts.openmetrics(report, openmetrics=False)
+    assert "# EOF" not in plain and "# UNIT" not in plain
+    parsed = {f.name: f for f in text_families(plain)}
+    assert parsed["powrops_alert_value"].samples[0].value == 25.5
+
+
+def test_cli_openmetrics_and_textfile_keep_the_exit_code(migrated_db: str) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    from prometheus_client.parser import text_string_to_metric_families as text_families
+
+    out = tempfile.mkdtemp(prefix="powrops-textfile-")
+    warn = {"POWROPS__ALERTS__DISK_USAGE__WARNING": "1",
+            "POWROPS__ALERTS__DISK_USAGE__CRITICAL": "100"}  # fmt: skip
+    result = _cli(migrated_db, "alerts", "--format", "openmetrics", "--textfile", out, **warn)
+    assert result.returncode == 1, result.stdout + result.stderr
+    families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    disk = [s for s in families["powrops_alert_severity"].samples
+            if s.labels["check"] == "disk_usage"]  # fmt: skip
+    assert [s.value for s in disk] == [1]
+    assert families["powrops_alerts_status"].samples[0].value == 1
+    checks = {s.labels["check"] for s in families["powrops_alert_severity"].samples}
+    assert {"wraparound", "connections", "blocked", "wal_size"} <= checks
+    files = sorted(p.name for p in pathlib.Path(out).iterdir())
+    assert files == ["powrops.prom"]  # the temporary file was renamed, none left behind
+    prom = (pathlib.Path(out) / "powrops.prom").read_text()
+    assert {f.name for f in text_families(prom)} >= {"powrops_alert_severity",
+                                                     "powrops_wal_directory_bytes"}  # fmt: skip
+    as_json = _cli(migrated_db, "alerts", "--no-record", "--json", **warn)
+    as_format = _cli(migrated_db, "alerts", "--no-record", "--format", "json", **warn)
+    assert as_json.returncode == as_format.returncode == 1
+    assert json.loads(as_json.stdout).keys() == json.loads(as_format.stdout).keys()
+    clash = _cli(migrated_db, "alerts", "--json", "--format", "openmetrics")
+    assert clash.returncode == 3 and "contradict" in clash.stderr
+    missing = _cli(migrated_db, "alerts", "--textfile", out + "/nope")
+    assert missing.returncode == 3 and "not a directory" in missing.stderr

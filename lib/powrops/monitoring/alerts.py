@@ -35,7 +35,9 @@ review can count the alerts raised.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,10 +55,10 @@ from powrops.backup.catalog import Catalog, consecutive_failures
 from powrops.backup.model import BackupRecord
 from powrops.config import PercentThreshold, Settings
 from powrops.db import connect, embedded_cluster
-from powrops.errors import PowropsError
+from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity, counts, exit_code, overall
 from powrops.format import human_bytes
-from powrops.monitoring import alert_state, intervals, server_checks
+from powrops.monitoring import alert_state, intervals, openmetrics_view, server_checks
 from powrops.monitoring.growth import Disk
 from powrops.monitoring.metrics import collect, database_errors, statements_status
 from powrops.pg import catalog
@@ -548,3 +550,36 @@ def evaluate(
             alert_state.save(conn, settings, STATE_NAME, after)
             record_run(conn, report)
     return report
+
+
+TEXTFILE_NAME = "powrops.prom"
+
+
+def openmetrics(report: AlertReport, *, openmetrics: bool = True) -> str:
+    """The evaluation as OpenMetrics (or, ``openmetrics=False``, Prometheus text format)."""
+    return openmetrics_view.render(
+        report.findings,
+        report.status,
+        report.evaluated_at.timestamp(),
+        report.figures,
+        openmetrics=openmetrics,
+    )
+
+
+def write_textfile(report: AlertReport, directory: Path) -> Path:
+    """``directory/powrops.prom`` for node_exporter's textfile collector, written to a
+    temporary file in the same directory and renamed over the old one (a scrape never sees
+    half a file)."""
+    if not directory.is_dir():
+        raise ParameterError(f"--textfile {directory}: not a directory")
+    path = directory / TEXTFILE_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{TEXTFILE_NAME}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(openmetrics(report, openmetrics=False))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
