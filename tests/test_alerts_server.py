@@ -6,12 +6,14 @@ that leaves powrops' own roles out."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import psycopg
@@ -297,3 +299,107 @@ def test_interval_arithmetic() -> None:
     assert since.startswith("since the statistics") and row["calls"] == 12
     assert intervals.interval(now, {**before, "entries": {"1:7:t": [12, 14000.0, 3000.0]}},
                               1000.0)[0] == []  # fmt: skip
+
+
+# --- notifications with state ----------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP receiver on 127.0.0.1 collecting every posted message."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+#: checks that this session's cluster cannot satisfy (no backups, no archive_command)
+UNSET_UP = "backup_freshness,archive_age,archive_ready,archive_failures"
+
+
+def test_notify_once_per_change_and_once_on_recovery(
+    alert_db: str, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = webhook
+    settings = validate({
+        "database": {"url": alert_db},
+        "state": {"dir": tempfile.mkdtemp(prefix="powrops-notify-")},
+        "notify": {"channels": [{"kind": "webhook", "url": url}]},
+        "alerts": {"skip": UNSET_UP, "idle_in_transaction": {"warning": "1s", "critical": "3s"},
+                   "long_transaction": {"warning": "1h", "critical": "2h"}},
+    })  # fmt: skip
+    alerts.evaluate(settings, send=True)
+    assert received == []  # nothing wrong, nothing sent
+    app = psycopg.connect(alert_db)
+    try:
+        app.execute("SELECT 1")
+        pid = app.info.backend_pid
+        time.sleep(1.2)
+        first = alerts.evaluate(settings, send=True)
+        assert first.notified == 1 and len(received) == 1
+        assert received[0]["severity"] == "WARNING" and received[0]["kind"] == "alerts"
+        assert received[0]["details"]["object"] == f"pid {pid}"
+        second = alerts.evaluate(settings, send=True)  # still WARNING: quiet
+        assert second.notified == 0 and len(received) == 1
+        time.sleep(2.0)
+        alerts.evaluate(settings, send=True)  # WARNING -> CRITICAL is a change
+        assert len(received) == 2 and received[1]["severity"] == "CRITICAL"
+        assert received[1]["message"].startswith("CRITICAL (was WARNING)")
+    finally:
+        app.close()
+    alerts.evaluate(settings, send=True)
+    assert len(received) == 3 and received[2]["details"]["resolved"] is True
+    assert received[2]["message"].startswith(f"resolved: idle_in_transaction pid {pid}")
+    alerts.evaluate(settings, send=True)
+    assert len(received) == 3
+    with psycopg.connect(alert_db) as conn:
+        row = conn.execute("SELECT state FROM ops.alert_state WHERE name = 'notify'").fetchone()
+    assert row is not None and row[0] == {"findings": {}}
+
+
+def test_notify_reminds_what_stays_critical_and_retries_undelivered() -> None:
+    from powrops.durations import Duration
+    from powrops.monitoring import alert_notify
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    crit = [Finding("wal_size", Severity.CRITICAL, "big")]
+    warn = [Finding("connections", Severity.WARNING, "many")]
+    every = Duration.parse("4h")
+    [new] = alert_notify.changes(crit + warn[:0], {}, t0, every)
+    state = alert_notify.apply({}, [new])
+    assert alert_notify.changes(crit, state, t0 + timedelta(hours=3), every) == []
+    [remind] = alert_notify.changes(crit, state, t0 + timedelta(hours=4), every)
+    assert remind.event.details["reminder"] and remind.event.message.startswith("still CRITICAL")
+    never = alert_notify.changes(crit, state, t0 + timedelta(days=9), Duration.parse("indefinite"))
+    assert never == []
+    state = alert_notify.apply({}, alert_notify.changes(warn, {}, t0, every))
+    assert alert_notify.changes(warn, state, t0 + timedelta(days=1), every) == []  # no WARNING nag
+    # undelivered: the state is unchanged, so the next run sends it again
+    assert len(alert_notify.changes(crit, alert_notify.apply({}, []), t0, every)) == 1
+
+
+def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
+    from powrops.monitoring import alert_state
+
+    settings = _settings(alert_db)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        assert alert_state.save(conn, settings, "probe", {"n": 1}) == "state directory"
+        assert (settings.state_dir / "alerts" / "probe.json").exists()
+        assert alert_state.load(conn, settings, "probe") == {"n": 1}
+        conn.execute("SET default_transaction_read_only = off")
+        assert alert_state.save(conn, settings, "probe", {"n": 2}) == "database"
+        assert alert_state.load(conn, settings, "probe") == {"n": 2}

@@ -514,7 +514,7 @@ ALERT_CHECKS = (
     "backup_freshness", "read_only", "table_size", "index_size", "wraparound", "connections",
     "blocked", "idle_in_transaction", "long_transaction", "replication_slot",
     "replication_lag", "wal_size", "checkpoints", "archive_ready", "archive_failures",
-    "archive_age",
+    "archive_age", "notify",
 )  # fmt: skip
 
 

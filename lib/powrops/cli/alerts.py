@@ -39,6 +39,11 @@ def register(sub: Any) -> None:
         help="also write DIR/powrops.prom for node_exporter's textfile collector",
     )
     parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="send what changed since the previous --notify run through notify.channels",
+    )
+    parser.add_argument(
         "--no-record", action="store_true", help="do not record the run in ops.check_runs"
     )
     parser.set_defaults(func=cmd_alerts)
@@ -54,7 +59,7 @@ def cmd_alerts(args: argparse.Namespace) -> Severity:
     if args.textfile is not None and not args.textfile.is_dir():
         raise ParameterError(f"--textfile {args.textfile}: not a directory")
     settings = settings_of(args)
-    report = evaluate(settings, record=not args.no_record)
+    report = evaluate(settings, record=not args.no_record, send=args.notify)
     if args.textfile is not None:
         write_textfile(report, args.textfile)
     if fmt == "json":

@@ -49,7 +49,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from powrops import journal
+from powrops import journal, notify
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog, consecutive_failures
 from powrops.backup.model import BackupRecord
@@ -58,7 +58,13 @@ from powrops.db import connect, embedded_cluster
 from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity, counts, exit_code, overall
 from powrops.format import human_bytes
-from powrops.monitoring import alert_state, intervals, openmetrics_view, server_checks
+from powrops.monitoring import (
+    alert_notify,
+    alert_state,
+    intervals,
+    openmetrics_view,
+    server_checks,
+)
 from powrops.monitoring.growth import Disk
 from powrops.monitoring.metrics import collect, database_errors, statements_status
 from powrops.pg import catalog
@@ -427,6 +433,7 @@ class AlertReport:
     evaluated_at: datetime
     run_id: int | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    notified: int | None = None  # messages sent by --notify
 
     @property
     def status(self) -> Severity:
@@ -448,6 +455,7 @@ class AlertReport:
             "exit_code": self.exit_code,
             "evaluated_at": self.evaluated_at.isoformat(),
             "run_id": self.run_id,
+            "notified": self.notified,
             "counts": self.counts(),
             "figures": self.figures,
             "findings": [f.to_dict() for f in self.findings],
@@ -533,19 +541,62 @@ def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> None:
         report.findings.append(unrecorded)
 
 
+def send_notifications(
+    conn: psycopg.Connection[Any], settings: Settings, report: AlertReport
+) -> None:
+    """Send what changed since the previous notifying run (alert_notify) and keep the state;
+    a channel that fails adds a WARNING finding ``notify``."""
+    previous = alert_state.load(conn, settings, alert_notify.STATE_NAME)
+    todo = alert_notify.changes(
+        report.findings,
+        previous,
+        report.evaluated_at,
+        settings.alerts.notify.remind_every,
+        ignore=("notify",),
+    )
+    channels = settings.notify.channels
+    delivered, problems = [], []
+    for change in todo:
+        issues = notify.notify(channels, change.event)
+        if len(issues) < len(channels):
+            delivered.append(change)
+        problems += issues
+    report.notified = len(delivered)
+    alert_state.save(
+        conn, settings, alert_notify.STATE_NAME, alert_notify.apply(previous, delivered)
+    )
+    if problems:
+        report.findings.append(
+            Finding(
+                "notify",
+                Severity.WARNING,
+                f"{len(problems)} notification(s) not delivered: {problems[0]}",
+                value=len(problems),
+                advice="check notify.channels; undelivered changes are sent again next run",
+            )
+        )
+
+
 def evaluate(
-    settings: Settings, *, record: bool = True, data: dict[str, Any] | None = None
+    settings: Settings,
+    *,
+    record: bool = True,
+    data: dict[str, Any] | None = None,
+    send: bool = False,
 ) -> AlertReport:
     """Evaluate every alert (collecting the metrics unless given) and record the run.
 
     A recorded run also stores the figures the next run compares against (statement
     counters, checkpoints, archiver failures) in ``alert_state``; ``record=False`` (a
-    runbook looking) neither stores nor moves that baseline."""
+    runbook looking) neither stores nor moves that baseline. ``send`` notifies the changes
+    since the previous notifying run (``powrops alerts --notify``)."""
 
     with database_errors("alert evaluation failed"), connect(settings, autocommit=True) as conn:
         metrics_data = data if data is not None else collect(conn)
         before = alert_state.load(conn, settings, STATE_NAME)
         report, after = judge(settings, conn, metrics_data, before)
+        if send:
+            send_notifications(conn, settings, report)
         if record:
             alert_state.save(conn, settings, STATE_NAME, after)
             record_run(conn, report)
