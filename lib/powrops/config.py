@@ -307,9 +307,24 @@ class CleanupLogging(Section):
     errors: bool = True
 
 
+class HistoryRetention(Section):
+    """How long powrops keeps its own history (``powrops cleanup`` deletes what is older)."""
+
+    # check runs other than alerts (verification, integrity, readiness): 13 months, so a
+    # year-over-year comparison and the quarterly review always have their period
+    check_runs: Duration = Duration.parse("395d")
+    # alerts runs (every 5 min: ~105,000 a year): a quarter and a day, what the quarterly
+    # review counts alerts over
+    alert_runs: Duration = Duration.parse("92d")
+    events: Duration = Duration.parse("395d")
+    # growth forecasts fit on the snapshot history: two years of it
+    metric_snapshots: Duration = Duration.parse("2y")
+
+
 class CleanupSettings(Section):
     schedule: Duration = Duration.parse("weekly")
     targets: CleanupTargets = CleanupTargets()
+    history: HistoryRetention = HistoryRetention()
     logging: CleanupLogging = CleanupLogging()
     batch_size: int = Field(5000, ge=1)
 
@@ -405,6 +420,9 @@ class AuditMetadata(Section):
 class AuditSettings(Section):
     events: AuditEvents = AuditEvents()
     metadata: AuditMetadata = AuditMetadata()
+    # audit_log rows older than this are deleted by ``powrops cleanup`` (one year: the
+    # strategy's system log retention for security events; "indefinite" keeps them all)
+    retention: Duration = Duration.parse("1y")
 
 
 # --- performance, maintenance, alerts --------------------------------------------------------
