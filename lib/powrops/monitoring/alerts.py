@@ -10,7 +10,11 @@
 * ``failed_backups`` — consecutive failed runs at the head of the backup catalog
   (``alerts.failed_backups``: 1 / 2);
 * ``table_size`` / ``index_size`` — heap + TOAST bytes per table / bytes per index
-  (``maintenance.alerts``: 10GB / 2GB, WARNING only: the strategy names no critical level).
+  (``maintenance.alerts``: 10GB / 2GB, WARNING only: the strategy names no critical level);
+* ``backup_freshness`` — the newest ok full and newest ok backup against ``backup.schedule``
+  (verify/freshness.py's judgement, on every run); no backup at all is CRITICAL;
+* the server checks of ``server_checks.py`` (wraparound, connections, blocked, transactions,
+  slots, replication lag, pg_wal, checkpoints, archiver).
 
 Decisions:
 
@@ -18,9 +22,10 @@ Decisions:
   embedded cluster's, or ``SHOW data_directory`` of a server on localhost whose directory exists
   here. Otherwise the summed size of the server's databases against ``alerts.disk_capacity``.
   Otherwise the check is UNKNOWN.
-* Query time: ``pg_stat_statements`` keeps cumulative figures until reset, so a statement's
-  *mean* time decides its severity (typical executions are slow); a statement whose mean is
-  fine but whose *maximum* exceeds the critical threshold is a WARNING (occasionally very slow).
+* Query time: from the difference between this run's ``pg_stat_statements`` reading and the
+  previous recorded run's (``intervals.py``), without powrops' own roles; a statement's
+  *mean* time in the interval decides its severity (typical executions are slow); a statement
+  whose mean is fine but whose *maximum* grew past the critical threshold is a WARNING.
   Statements running now are judged by how long they have run, so a query stuck at this moment
   pages even before it finishes. Without ``pg_stat_statements`` the statement check is a
   WARNING saying so (the running-statement check still works).
