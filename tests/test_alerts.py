@@ -64,6 +64,12 @@ def test_dead_tuple_thresholds_and_config() -> None:
     assert found == {"public.crit": Severity.WARNING}
     clean = alerts.dead_tuple_findings([_table(5, 995)], default)
     assert [f.severity for f in clean] == [Severity.OK]
+    small, large = _table(300, 700, "small"), _table(300, 700, "large")
+    small["table_bytes"], large["table_bytes"] = 512 << 10, 2 << 20
+    minimum = Settings().alerts.dead_tuples_min_size.bytes
+    found = {f.object: f.severity for f in alerts.dead_tuple_findings([small, large], default,
+                                                                        minimum)}  # fmt: skip
+    assert found == {"public.large": Severity.CRITICAL}
 
 
 def _stmt(mean_s: float, max_s: float) -> dict[str, Any]:

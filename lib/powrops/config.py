@@ -554,6 +554,10 @@ class AlertNotify(Section):
 class AlertSettings(Section):
     disk_usage: PercentThreshold = PercentThreshold(warning=80, critical=90)
     dead_tuples: PercentThreshold = PercentThreshold(warning=10, critical=20)
+    # Tables smaller than this are not judged by their dead-tuple percentage: 1 MB is 128
+    # pages, which a sequential scan reads in a millisecond whatever its dead rows (the
+    # autovacuum base threshold of 50 dead rows applies as well).
+    dead_tuples_min_size: Size = Size.parse("1MB")
     query_time: DurationThreshold = _durations("1s", "3s")
     failed_backups: CountThreshold = CountThreshold(warning=1, critical=2)
     disk_capacity: Size | None = None

@@ -30,8 +30,9 @@ Decisions:
   pages even before it finishes. Without ``pg_stat_statements`` the statement check is a
   WARNING saying so (the running-statement check still works).
   ``maintenance.alerts.query_time`` is the limit the performance runbook lists statements by.
-* Dead tuples are judged only for tables with at least ``MIN_DEAD_TUPLES`` dead rows (the
-  autovacuum base threshold), so a tiny table with two dead rows does not page anyone.
+* Dead tuples are judged only for tables of at least ``alerts.dead_tuples_min_size`` (1 MB)
+  with at least ``MIN_DEAD_TUPLES`` dead rows (the autovacuum base threshold), so a tiny
+  table with two dead rows does not page anyone.
 
 ``evaluate`` records every evaluation in ``ops.check_runs`` (kind ``alerts``: status, counts per
 severity plus ``alerts`` = findings that are not OK, and the findings), so that the quarterly
@@ -124,13 +125,16 @@ def disk_findings(disk: Disk | None, threshold: PercentThreshold) -> list[Findin
 
 
 def dead_tuple_findings(
-    tables: Iterable[dict[str, Any]], threshold: PercentThreshold
+    tables: Iterable[dict[str, Any]], threshold: PercentThreshold, min_bytes: int = 0
 ) -> list[Finding]:
+    """Dead tuple % per table of at least ``min_bytes`` with ``MIN_DEAD_TUPLES`` dead rows."""
     found = []
     judged = 0
     expected = f"< {threshold.warning:g} % (critical at {threshold.critical:g} %)"
     for table in tables:
         dead = int(table.get("dead_tuples") or 0)
+        if int(table.get("table_bytes") or 0) < min_bytes:
+            continue
         judged += 1
         if dead < MIN_DEAD_TUPLES:
             continue
@@ -154,7 +158,8 @@ def dead_tuple_findings(
             Finding(
                 "dead_tuples",
                 Severity.OK,
-                f"all {judged} tables under {threshold.warning:g} % dead tuples",
+                f"all {judged} tables judged under {threshold.warning:g} % dead tuples"
+                + (f" (tables from {human_bytes(min_bytes)})" if min_bytes else ""),
                 expected=expected,
             )
         )
@@ -498,7 +503,9 @@ def judge(
     major = conn.info.server_version // 10000
     findings = [
         *disk_findings(disk, settings.alerts.disk_usage),
-        *dead_tuple_findings(data["tables"], settings.alerts.dead_tuples),
+        *dead_tuple_findings(
+            data["tables"], settings.alerts.dead_tuples, settings.alerts.dead_tuples_min_size.bytes
+        ),
         *statement_findings(slow, note, settings, since),
         *activity_findings(running_statements(conn, warn_s, settings), settings),
         *backup_findings(statuses, error, settings),
