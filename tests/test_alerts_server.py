@@ -403,3 +403,28 @@ def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
         conn.execute("SET default_transaction_read_only = off")
         assert alert_state.save(conn, settings, "probe", {"n": 2}) == "database"
         assert alert_state.load(conn, settings, "probe") == {"n": 2}
+
+
+def test_table_bloat_estimated_from_statistics(alert_db: str) -> None:
+    settings = _settings(alert_db, table_bloat={"warning": "1MB", "critical": "1GB"})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_bloat (id int, v text) "
+                     "WITH (autovacuum_enabled = off)")  # fmt: skip
+        try:
+            conn.execute("INSERT INTO public.alert_bloat "
+                         "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
+            conn.execute("VACUUM ANALYZE public.alert_bloat")
+            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+            # four rows in five go, spread over every page: VACUUM cannot truncate them away
+            conn.execute("DELETE FROM public.alert_bloat WHERE id % 5 <> 0")
+            conn.execute("VACUUM ANALYZE public.alert_bloat")
+            [bloat] = _of(_run(settings), "table_bloat", "public.alert_bloat")
+            assert bloat.severity == Severity.WARNING and bloat.details["percent"] > 60
+            assert bloat.value > 2 << 20 and "VACUUM FULL public.alert_bloat" in (
+                bloat.advice or ""
+            )
+            conn.execute("VACUUM FULL public.alert_bloat")
+            conn.execute("ANALYZE public.alert_bloat")
+            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+        finally:
+            conn.execute("DROP TABLE public.alert_bloat")

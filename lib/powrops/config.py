@@ -532,7 +532,7 @@ ALERT_CHECKS = (
     "backup_freshness", "read_only", "table_size", "index_size", "wraparound", "connections",
     "blocked", "idle_in_transaction", "long_transaction", "replication_slot",
     "replication_lag", "wal_size", "checkpoints", "archive_ready", "archive_failures",
-    "archive_age", "notify",
+    "archive_age", "table_bloat", "notify",
 )  # fmt: skip
 
 
@@ -587,6 +587,13 @@ class AlertSettings(Section):
     slot_retained_wal: SizeThreshold = SizeThreshold(
         warning=Size.parse("1GB"), critical=Size.parse("10GB")
     )
+    # Table bloat estimated from catalog statistics (wasted bytes), judged where at least
+    # bloat_min_percent of the table is waste (check_postgres bloat: 1GB / 5GB by default;
+    # a fillfactor's free space is not counted).
+    table_bloat: SizeThreshold = SizeThreshold(
+        warning=Size.parse("1GB"), critical=Size.parse("5GB")
+    )
+    bloat_min_percent: float = Field(30, ge=0, le=100)
     # pg_wal in % of max_wal_size, a soft limit checkpoints keep it near: 150 % means WAL is
     # held (archiver, slot, wal_keep_size); 300 % threatens the disk.
     wal_size: RatioThreshold = RatioThreshold(warning=150, critical=300)

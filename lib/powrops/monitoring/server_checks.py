@@ -97,6 +97,56 @@ ARCHIVE_READY_SQL = """
 SELECT count(*)::int FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'
 """
 
+# Table bloat from catalog statistics, as check_postgres and the widely used estimate of
+# ioguix/pgsql-bloat-estimation do (no pgstattuple scan): the pages the table would need for
+# reltuples rows of the average width pg_stats reports, at its fillfactor, against relpages.
+# Tables whose statistics cannot say (a column without pg_stats, a name column) are left out.
+TABLE_BLOAT_SQL = """
+SELECT schemaname, tblname, (bs * tblpages)::bigint AS real_bytes,
+       greatest((tblpages - est_tblpages_ff) * bs, 0)::bigint AS bloat_bytes,
+       CASE WHEN tblpages > 0 AND tblpages - est_tblpages_ff > 0
+            THEN 100 * (tblpages - est_tblpages_ff) / tblpages::float8 ELSE 0 END AS bloat_pct
+FROM (
+  SELECT ceil(reltuples / ((bs - page_hdr) * fillfactor / (tpl_size * 100)))
+         + ceil(toasttuples / 4) AS est_tblpages_ff,
+         tblpages, bs, schemaname, tblname, is_na
+  FROM (
+    SELECT (4 + tpl_hdr_size + tpl_data_size + (2 * ma)
+            - CASE WHEN tpl_hdr_size % ma = 0 THEN ma ELSE tpl_hdr_size % ma END
+            - CASE WHEN ceil(tpl_data_size)::int % ma = 0 THEN ma
+                   ELSE ceil(tpl_data_size)::int % ma END) AS tpl_size,
+           heappages + toastpages AS tblpages, reltuples, toasttuples, bs, page_hdr,
+           schemaname, tblname, fillfactor, is_na
+    FROM (
+      SELECT ns.nspname AS schemaname, tbl.relname AS tblname, tbl.reltuples,
+             tbl.relpages AS heappages, coalesce(toast.relpages, 0) AS toastpages,
+             coalesce(toast.reltuples, 0) AS toasttuples,
+             coalesce(substring(array_to_string(tbl.reloptions, ' ')
+                                FROM 'fillfactor=([0-9]+)')::smallint, 100) AS fillfactor,
+             current_setting('block_size')::numeric AS bs, 8 AS ma, 24 AS page_hdr,
+             23 + CASE WHEN max(coalesce(s.null_frac, 0)) > 0
+                       THEN (7 + count(s.attname)) / 8 ELSE 0::int END AS tpl_hdr_size,
+             sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 0)) AS tpl_data_size,
+             bool_or(att.atttypid = 'pg_catalog.name'::regtype)
+               OR sum(CASE WHEN att.attnum > 0 THEN 1 ELSE 0 END) <> count(s.attname) AS is_na
+      FROM pg_attribute att
+      JOIN pg_class tbl ON att.attrelid = tbl.oid
+      JOIN pg_namespace ns ON ns.oid = tbl.relnamespace
+      LEFT JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = tbl.relname
+                          AND NOT s.inherited AND s.attname = att.attname
+      LEFT JOIN pg_class toast ON tbl.reltoastrelid = toast.oid
+      WHERE NOT att.attisdropped AND att.attnum > 0 AND tbl.relkind IN ('r', 'm')
+        AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND ns.nspname NOT LIKE 'pg_toast%%'
+      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+    ) AS s
+  ) AS s2
+) AS s3
+WHERE NOT is_na AND tblpages > 0
+ORDER BY bloat_bytes DESC
+LIMIT 50
+"""
+
 CHECKPOINTS_SQL = {  # pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter before
     True: "SELECT num_timed::bigint AS timed, num_requested::bigint AS requested "
     "FROM pg_stat_checkpointer",
@@ -145,6 +195,7 @@ def read_server(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "archive_ready": int(ready[0]["count"]) if ready else None,
         "archiver": archiver_state(conn),
         "checkpoints": checkpoints[0] if checkpoints else None,
+        "bloat": _rows(conn, TABLE_BLOAT_SQL),
     }
 
 
@@ -578,3 +629,37 @@ def archive_findings(
         )
     )
     return found
+
+
+def bloat_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings) -> list[Finding]:
+    """``table_bloat``: estimated wasted bytes per table (catalog statistics), judged when at
+    least ``alerts.bloat_min_percent`` of the table is waste."""
+    thr, min_pct = settings.alerts.table_bloat, settings.alerts.bloat_min_percent
+    expected = f"< {thr.warning} wasted (critical at {thr.critical}), from {min_pct:g} %"
+    if rows is None:
+        return [Finding("table_bloat", Severity.UNKNOWN, "pg_stats unreadable", expected=expected)]
+    found = []
+    for row in rows:
+        wasted, pct = int(row["bloat_bytes"]), round(float(row["bloat_pct"]), 1)
+        severity = _grade(wasted, thr.warning.bytes, thr.critical.bytes)
+        if severity == Severity.OK or pct < min_pct:
+            continue
+        name = f"{row['schemaname']}.{row['tblname']}"
+        found.append(
+            Finding(
+                "table_bloat",
+                severity,
+                f"about {human_bytes(wasted)} of {human_bytes(int(row['real_bytes']))} is "
+                f"free space ({pct:g} %, estimated from the statistics)",
+                object=name,
+                value=wasted,
+                expected=expected,
+                advice=f"VACUUM only makes it reusable; to give it back rebuild the table: "
+                f"VACUUM FULL {name} (ACCESS EXCLUSIVE lock for the whole rebuild) or "
+                "pg_repack; runbooks/disk_space_response",
+                details={"percent": pct},
+            )
+        )
+    return found or [Finding("table_bloat", Severity.OK,
+                             f"no table with more than {thr.warning} of estimated free space",
+                             expected=expected)]  # fmt: skip
