@@ -188,9 +188,13 @@ class BackupSettings(Section):
 
 
 class NotifyChannel(Section):
-    kind: Literal["log", "webhook", "command"]
+    kind: Literal["log", "webhook", "command", "email"]
     url: SecretStr | None = None
     command: str | None = None
+    # email: through the local MTA's sendmail interface (sendmail -t -oi)
+    to: tuple[str, ...] = ()
+    sender: str = "powrops@localhost"
+    sendmail: str = "/usr/sbin/sendmail"
 
     @model_validator(mode="after")
     def _target(self) -> NotifyChannel:
@@ -198,6 +202,8 @@ class NotifyChannel(Section):
             raise ValueError("a webhook channel needs url")
         if self.kind == "command" and not self.command:
             raise ValueError("a command channel needs command")
+        if self.kind == "email" and not self.to:
+            raise ValueError("an email channel needs to (a list of addresses)")
         return self
 
 
