@@ -155,3 +155,25 @@ def test_history_is_bounded_and_audit_retention_applies(settings: Settings) -> N
                          "state": {"dir": str(settings.state_dir)},
                          "audit": {"retention": "indefinite"}})  # fmt: skip
     assert "audit_log" not in {t.target for t in run_cleanup(keep_all, dry_run=True).targets}
+
+
+def test_snapshots_are_downsampled_hourly_then_daily(settings: Settings) -> None:
+    _sql(settings, "INSERT INTO ops.metric_snapshots (taken_at, metrics) SELECT t, '{}' FROM "
+         "unnest(ARRAY[now() - interval '10 min', now() - interval '5 min', "
+         # two days ago, one hour: the first stays
+         "date_trunc('hour', now() - interval '2 days') + interval '1 min', "
+         "date_trunc('hour', now() - interval '2 days') + interval '20 min', "
+         "date_trunc('hour', now() - interval '2 days') + interval '40 min', "
+         # ten days ago, one day at three hours: the first stays
+         "date_trunc('day', now() - interval '10 days') + interval '1 hour', "
+         "date_trunc('day', now() - interval '10 days') + interval '5 hours', "
+         "date_trunc('day', now() - interval '10 days') + interval '9 hours']) t")  # fmt: skip
+    dry = {r["target"]: r["rows due"] for r in run_cleanup(settings, dry_run=True).rows()}
+    assert dry["snapshots_daily"] == 2 and dry["snapshots_hourly"] >= 2
+    run_cleanup(settings, dry_run=False)
+    kept = _sql(settings, "SELECT (now() - taken_at) < interval '1 hour', "
+                "(now() - taken_at) BETWEEN interval '1 day' AND interval '3 days', "
+                "(now() - taken_at) > interval '9 days' FROM ops.metric_snapshots")  # fmt: skip
+    assert sum(r[0] for r in kept) == 2  # the last day: every snapshot
+    assert sum(r[1] for r in kept) == 1  # two days ago: one of the hour
+    assert sum(r[2] for r in kept) == 1  # ten days ago: one of the day

@@ -323,8 +323,11 @@ class HistoryRetention(Section):
     # review counts alerts over
     alert_runs: Duration = Duration.parse("92d")
     events: Duration = Duration.parse("395d")
-    # growth forecasts fit on the snapshot history: two years of it
+    # growth forecasts fit on the snapshot history: two years of it, downsampled: snapshots
+    # older than a day keep the first of each hour, older than a week the first of each day
     metric_snapshots: Duration = Duration.parse("2y")
+    snapshots_hourly_after: Duration = Duration.parse("1d")
+    snapshots_daily_after: Duration = Duration.parse("7d")
 
 
 class CleanupSettings(Section):

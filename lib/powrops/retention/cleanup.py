@@ -16,7 +16,9 @@ sessions   it has expired (``expires_at`` passed) and was last used (``last_seen
 
 powrops' own history is bounded the same way: ``ops.check_runs`` (alerts runs after
 ``cleanup.history.alert_runs``, 92 d; other runs after ``check_runs``, 395 d), ``ops.events``
-(``events``, 395 d), ``ops.metric_snapshots`` (``metric_snapshots``, 2 y) and ``audit_log``
+(``events``, 395 d), ``ops.metric_snapshots`` (``metric_snapshots``, 2 y; downsampled to
+the first snapshot of each hour after ``snapshots_hourly_after``, 1 d, and of each day after
+``snapshots_daily_after``, 7 d, so growth forecasts keep their history) and ``audit_log``
 (``audit.retention``, 1 y). A lifetime of "indefinite" keeps that target whole.
 
 Rows are deleted in batches of ``cleanup.batch_size``; each batch is its own short
@@ -131,6 +133,12 @@ ALERT_RUN_DUE = sql.SQL("kind = 'alerts' AND started_at < %(cutoff)s")
 EVENT_DUE = sql.SQL("at < %(cutoff)s")
 SNAPSHOT_DUE = sql.SQL("taken_at < %(cutoff)s")
 AUDIT_DUE = sql.SQL("occurred_at < %(cutoff)s")
+_FIRST_OF = (
+    "taken_at < %(cutoff)s AND id NOT IN (SELECT DISTINCT ON (date_trunc('{unit}', k.taken_at)) "
+    "k.id FROM ops.metric_snapshots k ORDER BY date_trunc('{unit}', k.taken_at), k.taken_at, k.id)"
+)
+SNAPSHOT_HOURLY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "hour"))
+SNAPSHOT_DAILY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "day"))
 """When a row of each target is due (see the module docstring)."""
 
 
@@ -155,6 +163,20 @@ def targets(settings: Settings) -> tuple[tuple[CleanupTarget, timedelta], ...]:
             SNAPSHOT_DUE,
             h.metric_snapshots,
             "metric snapshots are kept",
+        ),
+        (
+            "snapshots_daily",
+            "ops.metric_snapshots",
+            SNAPSHOT_DAILY_DUE,
+            h.snapshots_daily_after,
+            "one snapshot a day is kept of those older than",
+        ),
+        (
+            "snapshots_hourly",
+            "ops.metric_snapshots",
+            SNAPSHOT_HOURLY_DUE,
+            h.snapshots_hourly_after,
+            "one snapshot an hour is kept of those older than",
         ),
         ("audit_log", "audit_log", AUDIT_DUE, settings.audit.retention, "the audit trail is kept"),
     )
