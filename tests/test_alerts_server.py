@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -205,9 +206,14 @@ def _archiver(conn: psycopg.Connection[Any]) -> tuple[int, int]:
 
 
 def _wait(conn: psycopg.Connection[Any], done: Any, what: str) -> None:
-    deadline = time.monotonic() + 15
+    """Until ``done``; the reload is repeated: an archiver between retries may miss one."""
+    deadline = time.monotonic() + 40
+    tick = 0
     while not done(_archiver(conn)):
         assert time.monotonic() < deadline, f"the archiver did not {what}"
+        tick += 1
+        if tick % 10 == 0:
+            conn.execute("SELECT pg_reload_conf()")
         time.sleep(0.2)
 
 
@@ -228,9 +234,9 @@ def test_failing_archive_command_and_backlog(alert_db: str) -> None:
             [failing] = _of(found, "archive_failures")
             assert failing.severity == Severity.CRITICAL and "is failing" in failing.message
             assert _worst(found, "archive_ready") >= Severity.WARNING
+            _, archived = _archiver(conn)  # read before the fix: it may archive at once
             conn.execute("ALTER SYSTEM SET archive_command = 'true'")
             conn.execute("SELECT pg_reload_conf()")
-            _, archived = _archiver(conn)
             _wait(conn, lambda s: s[1] > archived, "recover")
             time.sleep(0.5)
             alerts.evaluate(settings)  # counts the retries made before the fix
@@ -428,3 +434,111 @@ def test_table_bloat_estimated_from_statistics(alert_db: str) -> None:
             assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
         finally:
             conn.execute("DROP TABLE public.alert_bloat")
+
+
+def test_rebuild_gives_back_the_space_of_a_bloated_table(alert_db: str) -> None:
+    from powrops.monitoring import gather, maintenance
+
+    settings = _settings(alert_db)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_rebuild (id int, v text) "
+                     "WITH (autovacuum_enabled = off)")  # fmt: skip
+        conn.execute("INSERT INTO public.alert_rebuild "
+                     "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
+        conn.execute("DELETE FROM public.alert_rebuild WHERE id % 5 <> 0")
+        conn.execute("VACUUM ANALYZE public.alert_rebuild")
+    try:
+        before = gather.space_breakdown(settings)
+        assert {"this database", "pg_wal", "temporary files"} <= {r["where"] for r in before}
+        dry = maintenance.run(settings, "rebuild", dry_run=True)
+        [target] = [t for t in dry.targets if t.qualified == "public.alert_rebuild"]
+        assert "ACCESS EXCLUSIVE" in target.reason and target.after_bytes is None
+        done = maintenance.run(settings, "rebuild")
+        [target] = [t for t in done.targets if t.qualified == "public.alert_rebuild"]
+        assert target.error is None and target.reclaimed > 2 << 20
+        freed = gather.space_freed(before, gather.space_breakdown(settings))
+        [database] = [r for r in freed if r["where"] == "this database"]
+        assert database["freed"] not in ("-", "0 B") and not database["freed"].startswith("-")
+        again = maintenance.run(settings, "rebuild", dry_run=True)
+        assert "public.alert_rebuild" not in [t.qualified for t in again.targets]
+    finally:
+        with psycopg.connect(alert_db, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.alert_rebuild")
+
+
+def test_performance_runbook_reads_chains_rules_and_statistics(alert_db: str) -> None:
+    from powrops.monitoring import gather
+
+    pages = {"pagination": {"default_limit": 2, "max_limit": 5}}
+    settings = validate({"database": {"url": alert_db}, "query": pages,
+                         "state": {"dir": tempfile.mkdtemp(prefix="powrops-perf-")}})  # fmt: skip
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_pages (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO public.alert_pages SELECT g, 'v' FROM generate_series(1, 50) g")
+        conn.execute("SELECT * FROM public.alert_pages ORDER BY id LIMIT 3 OFFSET 30")
+        conn.execute("SELECT * FROM public.alert_pages ORDER BY id DESC LIMIT 40")
+        conn.execute("SELECT * FROM public.alert_pages WHERE id > 10 ORDER BY id LIMIT 4")
+    try:
+        rules = {r["query"]: r["rule broken"] for r in gather.query_rule_rows(settings)}
+        offset = [q for q in rules if "OFFSET" in q and "alert_pages" in q]
+        big = [q for q in rules if "DESC LIMIT" in q and "alert_pages" in q]
+        assert offset and "OFFSET pagination" in rules[offset[0]]
+        assert big and "over query.pagination.max_limit 5" in rules[big[0]]
+        assert not [q for q in rules if "id > $1" in q]  # keyset, within the limit: fine
+        ages = gather.statistics_age(settings)
+        assert ages[0]["last analyze"] is None  # never analyzed first
+        holder = psycopg.connect(alert_db)
+        holder.execute("LOCK TABLE public.alert_pages IN EXCLUSIVE MODE")
+        waiter = psycopg.connect(alert_db, autocommit=True)
+        thread = threading.Thread(
+            target=lambda: waiter.execute("INSERT INTO public.alert_pages VALUES (100, 'w')")
+        )
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not (chains := gather.blocking_chains(settings)):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            [chain] = chains
+            assert chain["waiting_pid"] == waiter.info.backend_pid
+            assert chain["blocking_pid"] == holder.info.backend_pid
+            assert chain["blocking_state"] == "idle in transaction"
+        finally:
+            holder.rollback()
+            thread.join(10)
+            holder.close()
+            waiter.close()
+        assert gather.blocking_chains(settings) == []
+    finally:
+        with psycopg.connect(alert_db, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.alert_pages")
+
+
+def test_disk_space_runbook_rebuilds_when_confirmed_and_measures_the_space(
+    alert_db: str, tmp_path: Any
+) -> None:
+    from powrops.reports.runner import run_report
+
+    repo = Path(__file__).resolve().parents[1]
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_runbook (id int, v text) "
+                     "WITH (autovacuum_enabled = off)")  # fmt: skip
+        conn.execute("INSERT INTO public.alert_runbook "
+                     "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
+        conn.execute("DELETE FROM public.alert_runbook WHERE id % 5 <> 0")
+        conn.execute("VACUUM ANALYZE public.alert_runbook")
+        size = "SELECT pg_total_relation_size('public.alert_runbook')"
+        before = conn.execute(size).fetchone()[0]  # type: ignore[index]
+    try:
+        env = {"POWROPS_DATABASE_URL": alert_db, "POWROPS_STATE_DIR": str(tmp_path / "state")}
+        run = run_report("disk_space_response", {"confirm_rebuild": True},
+                         reports_dir=tmp_path / "r", root=repo, timeout=300, env=env)  # fmt: skip
+        assert run.result["failed"] is False, run.result["error"]
+        html = (run.path / "report.html").read_text()
+        assert "Space before and after" in html and "public.alert_runbook" in html
+        with psycopg.connect(alert_db) as conn:
+            after = conn.execute(size).fetchone()[0]  # type: ignore[index]
+        assert after < before / 2
+    finally:
+        with psycopg.connect(alert_db, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.alert_runbook")

@@ -342,7 +342,7 @@ def backup_findings(
 
 def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | None:
     """The data directory's filesystem when local, else databases vs disk_capacity, else None."""
-    path = _local_data_dir(settings, conn)
+    path = local_data_dir(settings, conn)
     if path is not None:
         usage = shutil.disk_usage(path)
         return Disk(usage.total - usage.free, usage.total, f"filesystem of {path}")
@@ -354,7 +354,7 @@ def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | None
     return None
 
 
-def _local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | None:
+def local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | None:
     if settings.database.url is None:
         return embedded_cluster(settings).data_dir
     host = urlsplit(settings.database.url.get_secret_value()).hostname or ""
