@@ -542,3 +542,20 @@ def test_disk_space_runbook_rebuilds_when_confirmed_and_measures_the_space(
     finally:
         with psycopg.connect(alert_db, autocommit=True) as conn:
             conn.execute("DROP TABLE public.alert_runbook")
+
+
+def test_replication_lag_and_lost_slots_judged() -> None:
+    from powrops.monitoring import server_checks
+
+    s = Settings()
+    standbys = [{"application_name": "replica1", "client_addr": "10.0.0.2", "lag_seconds": 90.0},
+                {"application_name": "replica2", "client_addr": "10.0.0.3",
+                 "lag_seconds": 2.0}]  # fmt: skip
+    [lag] = server_checks.replication_findings(standbys, s)
+    assert lag.severity == Severity.WARNING and lag.object == "replica1"
+    standbys[0]["lag_seconds"] = 301.0
+    assert server_checks.replication_findings(standbys, s)[0].severity == Severity.CRITICAL
+    slots = [{"slot_name": "gone", "slot_type": "physical", "active": True, "retained": 0,
+              "wal_status": "lost"}]  # fmt: skip
+    [lost] = server_checks.slot_findings(slots, s)
+    assert lost.severity == Severity.CRITICAL
