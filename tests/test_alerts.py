@@ -4,6 +4,7 @@ a real backup catalog and the ``powrops alerts`` exit codes."""
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import tempfile
 import threading
@@ -63,6 +64,12 @@ def test_dead_tuple_thresholds_and_config() -> None:
     assert found == {"public.crit": Severity.WARNING}
     clean = alerts.dead_tuple_findings([_table(5, 995)], default)
     assert [f.severity for f in clean] == [Severity.OK]
+    small, large = _table(300, 700, "small"), _table(300, 700, "large")
+    small["table_bytes"], large["table_bytes"] = 512 << 10, 2 << 20
+    minimum = Settings().alerts.dead_tuples_min_size.bytes
+    found = {f.object: f.severity for f in alerts.dead_tuple_findings([small, large], default,
+                                                                        minimum)}  # fmt: skip
+    assert found == {"public.large": Severity.CRITICAL}
 
 
 def _stmt(mean_s: float, max_s: float) -> dict[str, Any]:
@@ -131,8 +138,14 @@ def test_table_and_index_size_limits_from_config() -> None:
 # --- against a real server -------------------------------------------------------------------
 
 
+#: The session cluster has no backups and no archive_command: those checks are tested in
+#: test_alerts_server.py and left out here, where the overall status is asserted.
+UNSET_UP = "backup_freshness,archive_age,archive_ready,archive_failures"
+
+
 def _settings(url: str, **extra: Any) -> Settings:
     state = tempfile.mkdtemp(prefix="powrops-alerts-")
+    extra.setdefault("alerts", {"skip": UNSET_UP})
     return validate({"database": {"url": libpq(url)}, "state": {"dir": state}, **extra})
 
 
@@ -229,8 +242,10 @@ def test_disk_capacity_when_the_data_directory_is_not_local(migrated_db: str) ->
 def _cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     state = tempfile.mkdtemp(prefix="powrops-alerts-cli-")
     return run_cli(
-        *args, env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state, **env}
-    )
+        *args,
+        env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state,
+             "POWROPS__ALERTS__SKIP": UNSET_UP, **env},
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -263,3 +278,65 @@ def test_cli_unknown_on_an_unmigrated_database(fresh_db: str) -> None:
     result = _cli(fresh_db, "alerts")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "powrops migrate latest" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- OpenMetrics and the textfile collector ----------------------------------------------------
+
+
+def test_openmetrics_rendering_parses_with_awkward_labels() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    from prometheus_client.parser import text_string_to_metric_families as text_families
+
+    findings = [
+        Finding("dead_tuples", Severity.CRITICAL, "m", object='public."odd\\name"\nx', value=25.5),
+        Finding("dead_tuples", Severity.WARNING, "m", object="public.b", value=12),
+        Finding("query_time", Severity.OK, "fine"),
+    ]
+    report = alerts.AlertReport(findings, datetime(2026, 1, 1, tzinfo=UTC),
+                                figures={"total_bytes": 1 << 20, "disk_percent": 42.5,
+                                         "connections": {"used": 3, "max_connections": 100,
+                                                         "reserved": 3}})  # fmt: skip
+    text = alerts.openmetrics(report)
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    severity = {s.labels["object"]: s.value for s in families["powrops_alert_severity"].samples}
+    assert severity == {'public."odd\\name"\nx': 2, "public.b": 1, "": 0}
+    assert families["powrops_alerts_status"].samples[0].value == 2
+    assert families["powrops_database_size_bytes"].unit == "bytes"
+    assert families["powrops_disk_usage_ratio"].samples[0].value == pytest.approx(0.425)
+    assert families["powrops_connections"].samples[0].value == 3
+    plain = alerts.openmetrics(report, openmetrics=False)
+    assert "# EOF" not in plain and "# UNIT" not in plain
+    parsed = {f.name: f for f in text_families(plain)}
+    assert parsed["powrops_alert_value"].samples[0].value == 25.5
+
+
+def test_cli_openmetrics_and_textfile_keep_the_exit_code(migrated_db: str) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    from prometheus_client.parser import text_string_to_metric_families as text_families
+
+    out = tempfile.mkdtemp(prefix="powrops-textfile-")
+    warn = {"POWROPS__ALERTS__DISK_USAGE__WARNING": "1",
+            "POWROPS__ALERTS__DISK_USAGE__CRITICAL": "100"}  # fmt: skip
+    result = _cli(migrated_db, "alerts", "--format", "openmetrics", "--textfile", out, **warn)
+    assert result.returncode == 1, result.stdout + result.stderr
+    families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    disk = [s for s in families["powrops_alert_severity"].samples
+            if s.labels["check"] == "disk_usage"]  # fmt: skip
+    assert [s.value for s in disk] == [1]
+    assert families["powrops_alerts_status"].samples[0].value == 1
+    checks = {s.labels["check"] for s in families["powrops_alert_severity"].samples}
+    assert {"wraparound", "connections", "blocked", "wal_size"} <= checks
+    files = sorted(p.name for p in pathlib.Path(out).iterdir())
+    assert files == ["powrops.prom"]  # the temporary file was renamed, none left behind
+    prom = (pathlib.Path(out) / "powrops.prom").read_text()
+    assert {f.name for f in text_families(prom)} >= {"powrops_alert_severity",
+                                                     "powrops_wal_directory_bytes"}  # fmt: skip
+    as_json = _cli(migrated_db, "alerts", "--no-record", "--json", **warn)
+    as_format = _cli(migrated_db, "alerts", "--no-record", "--format", "json", **warn)
+    assert as_json.returncode == as_format.returncode == 1
+    assert json.loads(as_json.stdout).keys() == json.loads(as_format.stdout).keys()
+    clash = _cli(migrated_db, "alerts", "--json", "--format", "openmetrics")
+    assert clash.returncode == 3 and "contradict" in clash.stderr
+    missing = _cli(migrated_db, "alerts", "--textfile", out + "/nope")
+    assert missing.returncode == 3 and "not a directory" in missing.stderr

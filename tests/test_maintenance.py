@@ -67,7 +67,8 @@ def test_planted_dead_tuples_cross_thresholds_and_vacuum_clears_them(migrated_db
         conn.execute("CREATE TABLE planted (id int PRIMARY KEY, v text) "
                      "WITH (autovacuum_enabled = false)")  # fmt: skip
         conn.execute(
-            "INSERT INTO planted SELECT g, repeat('x', 100) FROM generate_series(1, 4000) g"
+            # ~1.3 MB: over alerts.dead_tuples_min_size (1 MB), so its dead tuples are judged
+            "INSERT INTO planted SELECT g, repeat('x', 300) FROM generate_series(1, 4000) g"
         )
         _flush(conn)  # the insert's counts land before VACUUM sets the live tuples
         conn.execute("VACUUM ANALYZE planted")

@@ -34,6 +34,7 @@ REVISIONS = [
     "20240322090000",
     "20240401090000",
     "20241204090000",
+    "20250110090000",
 ]
 HEAD = REVISIONS[-1]
 ROLES = ("powr_readonly", "powr_reporting", "powr_backup", "powr_app", "powr_owner")

@@ -69,3 +69,28 @@ def test_failing_channels_are_reported_not_raised(
     assert len(problems) == 3
     assert problems[0].startswith("webhook notification failed") and "SECRET" not in problems[0]
     assert "command exited 1" in problems[1]
+
+
+def test_email_goes_through_sendmail(tmp_path: Path) -> None:
+    out = tmp_path / "mail.txt"
+    sendmail = tmp_path / "sendmail"
+    sendmail.write_text(f"#!{sys.executable}\nimport sys\n"
+                        f"open({str(out)!r}, 'w').write(' '.join(sys.argv[1:]) + '\\n' "
+                        "+ sys.stdin.read())\n")  # fmt: skip
+    sendmail.chmod(0o755)
+    channel = NotifyChannel.model_validate(
+        {
+            "kind": "email",
+            "to": ["dba@example.invalid", "ops@example.invalid"],
+            "sendmail": str(sendmail),
+        }
+    )
+    assert notify([channel], Event("alerts", "CRITICAL: wal_size: big", "CRITICAL")) == []
+    args, mail = out.read_text().split("\n", 1)
+    assert args == "-t -oi"
+    assert "To: dba@example.invalid, ops@example.invalid" in mail
+    assert "Subject: [powrops] CRITICAL alerts: CRITICAL: wal_size: big" in mail
+    broken = channel.model_copy(update={"sendmail": "/bin/false"})
+    assert notify([broken], Event("alerts", "x"))[0].startswith("email notification failed")
+    with pytest.raises(ValueError, match="needs to"):
+        NotifyChannel.model_validate({"kind": "email"})

@@ -188,9 +188,13 @@ class BackupSettings(Section):
 
 
 class NotifyChannel(Section):
-    kind: Literal["log", "webhook", "command"]
+    kind: Literal["log", "webhook", "command", "email"]
     url: SecretStr | None = None
     command: str | None = None
+    # email: through the local MTA's sendmail interface (sendmail -t -oi)
+    to: tuple[str, ...] = ()
+    sender: str = "powrops@localhost"
+    sendmail: str = "/usr/sbin/sendmail"
 
     @model_validator(mode="after")
     def _target(self) -> NotifyChannel:
@@ -198,6 +202,8 @@ class NotifyChannel(Section):
             raise ValueError("a webhook channel needs url")
         if self.kind == "command" and not self.command:
             raise ValueError("a command channel needs command")
+        if self.kind == "email" and not self.to:
+            raise ValueError("an email channel needs to (a list of addresses)")
         return self
 
 
@@ -307,9 +313,27 @@ class CleanupLogging(Section):
     errors: bool = True
 
 
+class HistoryRetention(Section):
+    """How long powrops keeps its own history (``powrops cleanup`` deletes what is older)."""
+
+    # check runs other than alerts (verification, integrity, readiness): 13 months, so a
+    # year-over-year comparison and the quarterly review always have their period
+    check_runs: Duration = Duration.parse("395d")
+    # alerts runs (every 5 min: ~105,000 a year): a quarter and a day, what the quarterly
+    # review counts alerts over
+    alert_runs: Duration = Duration.parse("92d")
+    events: Duration = Duration.parse("395d")
+    # growth forecasts fit on the snapshot history: two years of it, downsampled: snapshots
+    # older than a day keep the first of each hour, older than a week the first of each day
+    metric_snapshots: Duration = Duration.parse("2y")
+    snapshots_hourly_after: Duration = Duration.parse("1d")
+    snapshots_daily_after: Duration = Duration.parse("7d")
+
+
 class CleanupSettings(Section):
     schedule: Duration = Duration.parse("weekly")
     targets: CleanupTargets = CleanupTargets()
+    history: HistoryRetention = HistoryRetention()
     logging: CleanupLogging = CleanupLogging()
     batch_size: int = Field(5000, ge=1)
 
@@ -405,6 +429,9 @@ class AuditMetadata(Section):
 class AuditSettings(Section):
     events: AuditEvents = AuditEvents()
     metadata: AuditMetadata = AuditMetadata()
+    # audit_log rows older than this are deleted by ``powrops cleanup`` (one year: the
+    # strategy's system log retention for security events; "indefinite" keeps them all)
+    retention: Duration = Duration.parse("1y")
 
 
 # --- performance, maintenance, alerts --------------------------------------------------------
@@ -479,14 +506,121 @@ class CountThreshold(Section):
         return self
 
 
+class RatioThreshold(Section):
+    """Percent of a server limit; may exceed 100 (pg_wal beyond max_wal_size, ages beyond
+    autovacuum_freeze_max_age)."""
+
+    warning: float = Field(gt=0)
+    critical: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RatioThreshold:
+        if self.warning > self.critical:
+            raise ValueError(f"warning ({self.warning}) is above critical ({self.critical})")
+        return self
+
+
+class SizeThreshold(Section):
+    warning: Size
+    critical: Size
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SizeThreshold:
+        if self.warning.bytes > self.critical.bytes:
+            raise ValueError(f"warning ({self.warning}) is above critical ({self.critical})")
+        return self
+
+
+def _durations(warning: str, critical: str) -> DurationThreshold:
+    return DurationThreshold(warning=Duration.parse(warning), critical=Duration.parse(critical))
+
+
+#: Every check ``powrops alerts`` makes (monitoring/alerts.py and monitoring/server_checks.py).
+ALERT_CHECKS = (
+    "disk_usage", "dead_tuples", "query_time", "running_query", "failed_backups",
+    "backup_freshness", "read_only", "table_size", "index_size", "wraparound", "connections",
+    "blocked", "idle_in_transaction", "long_transaction", "replication_slot",
+    "replication_lag", "wal_size", "checkpoints", "archive_ready", "archive_failures",
+    "archive_age", "table_bloat", "notify",
+)  # fmt: skip
+
+
+def _check_names(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    for name in value if isinstance(value, list | tuple) else ():
+        if name not in ALERT_CHECKS:
+            raise ValueError(f"unknown check {name!r}; expected some of {', '.join(ALERT_CHECKS)}")
+    return value
+
+
+class AlertNotify(Section):
+    # A finding that stays WARNING or CRITICAL is sent again after this long (PagerDuty and
+    # Alertmanager's repeat_interval default: 4h); "indefinite" never reminds.
+    remind_every: Duration = Duration.parse("4h")
+
+
 class AlertSettings(Section):
     disk_usage: PercentThreshold = PercentThreshold(warning=80, critical=90)
     dead_tuples: PercentThreshold = PercentThreshold(warning=10, critical=20)
-    query_time: DurationThreshold = DurationThreshold(
-        warning=Duration.parse("1s"), critical=Duration.parse("3s")
-    )
+    # Tables smaller than this are not judged by their dead-tuple percentage: 1 MB is 128
+    # pages, which a sequential scan reads in a millisecond whatever its dead rows (the
+    # autovacuum base threshold of 50 dead rows applies as well).
+    dead_tuples_min_size: Size = Size.parse("1MB")
+    query_time: DurationThreshold = _durations("1s", "3s")
     failed_backups: CountThreshold = CountThreshold(warning=1, critical=2)
     disk_capacity: Size | None = None
+    # The checks of check_postgres / postgres_exporter. Defaults and where they come from:
+    # xid and multixact age in % of autovacuum_freeze_max_age / autovacuum_multixact_freeze_
+    # max_age. At 100 % autovacuum must already be forcing an anti-wraparound vacuum, so an
+    # age past it means something holds it back; 500 % is 1 billion xids at the default
+    # 200 million, half the 2^31 horizon where PostgreSQL stops accepting writes
+    # (check_postgres txn_wraparound: 1.3 / 1.4 billion).
+    wraparound: RatioThreshold = RatioThreshold(warning=100, critical=500)
+    # Client connections in % of max_connections - superuser_reserved_connections
+    # (pgMonitor and postgres_exporter mixins alert at 80 % / 90 %).
+    connections: PercentThreshold = PercentThreshold(warning=80, critical=90)
+    # How long a session has waited on a lock held by another (pg_blocking_pids);
+    # 1 min is a typical lock_timeout budget, 5 min an outage for an interactive app.
+    blocked: DurationThreshold = _durations("1min", "5min")
+    # Idle in transaction: holds locks and the xmin horizon (pgMonitor: 5 min; check_postgres
+    # txn_idle examples use minutes). Long transactions: xact_start age (check_postgres
+    # txn_time examples: 30 min; 2 h keeps nightly maintenance out of the critical band).
+    idle_in_transaction: DurationThreshold = _durations("5min", "15min")
+    long_transaction: DurationThreshold = _durations("30min", "2h")
+    # replay_lag of each standby (pgMonitor: 5 min critical; one minute is a standby a
+    # failover would lose data from under synchronous_commit = on's promises).
+    replication_lag: DurationThreshold = _durations("1min", "5min")
+    # WAL a replication slot keeps (pg_current_wal_lsn - restart_lsn); an inactive slot is
+    # at least a WARNING (check_postgres replication_slots: 1GB / 10GB as examples).
+    slot_retained_wal: SizeThreshold = SizeThreshold(
+        warning=Size.parse("1GB"), critical=Size.parse("10GB")
+    )
+    # Table bloat estimated from catalog statistics (wasted bytes), judged where at least
+    # bloat_min_percent of the table is waste (check_postgres bloat: 1GB / 5GB by default;
+    # a fillfactor's free space is not counted).
+    table_bloat: SizeThreshold = SizeThreshold(
+        warning=Size.parse("1GB"), critical=Size.parse("5GB")
+    )
+    bloat_min_percent: float = Field(30, ge=0, le=100)
+    # pg_wal in % of max_wal_size, a soft limit checkpoints keep it near: 150 % means WAL is
+    # held (archiver, slot, wal_keep_size); 300 % threatens the disk.
+    wal_size: RatioThreshold = RatioThreshold(warning=150, critical=300)
+    # Requested (not timed) checkpoints in % of checkpoints since the last run, judged from
+    # min_checkpoints on; the PostgreSQL manual (WAL configuration) wants most checkpoints
+    # timed: requested ones mean max_wal_size is too small for the write load.
+    checkpoints_requested: PercentThreshold = PercentThreshold(warning=20, critical=50)
+    min_checkpoints: int = Field(3, ge=1)
+    # The .ready archive backlog in segments (check_postgres archive_ready: 10 / 25 is the
+    # documented example).
+    archive_ready: CountThreshold = CountThreshold(warning=10, critical=25)
+    # Roles whose statements are powrops' own work, left out of query_time (the job roles and
+    # the configured URL's user when it is one of them).
+    own_roles: tuple[str, ...] = tuple(JOB_ROLES.values())
+    notify: AlertNotify = AlertNotify()
+    # Checks not to make (a comma-separated string in the environment), e.g. backup_freshness
+    # where another tool makes the backups, or replication_lag on a server without standbys.
+    skip: Annotated[tuple[str, ...], BeforeValidator(_check_names)] = ()
 
 
 # --- the job schedule (`powrops schedule`) ---------------------------------------------------

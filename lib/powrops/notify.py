@@ -1,4 +1,4 @@
-"""Team notifications, pluggable: log, webhook URL, command.
+"""Team notifications, pluggable: log, webhook URL, command, e-mail (the local sendmail).
 
 The strategy's backup procedure notifies the team before a backup, and repairs notify for
 manual review. A notification that cannot be delivered is reported by the caller as a warning;
@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import Any
 
 from powrops.config import NotifyChannel
@@ -76,7 +77,34 @@ def _send_command(channel: NotifyChannel, event: Event) -> None:
         raise OSError(f"command exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
 
 
-SENDERS = {"log": _send_log, "webhook": _send_webhook, "command": _send_command}
+def _send_email(channel: NotifyChannel, event: Event) -> None:
+    """One mail per event through ``sendmail -t -oi`` (the local MTA queues and delivers)."""
+    message = EmailMessage()
+    first = event.message.splitlines()[0] if event.message else event.kind
+    message["Subject"] = f"[powrops] {event.severity} {event.kind}: {first[:120]}"
+    message["From"] = channel.sender
+    message["To"] = ", ".join(channel.to)
+    message.set_content(
+        f"{event.message}\n\n{json.dumps(event.to_dict(), indent=2, default=str)}\n"
+    )
+    proc = subprocess.run(
+        [channel.sendmail, "-t", "-oi"],
+        input=message.as_string(),
+        text=True,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise OSError(f"sendmail exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+
+
+SENDERS = {
+    "log": _send_log,
+    "webhook": _send_webhook,
+    "command": _send_command,
+    "email": _send_email,
+}
 
 
 def notify(channels: Sequence[NotifyChannel], event: Event) -> list[str]:

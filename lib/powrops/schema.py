@@ -297,6 +297,15 @@ quarantine = Table(
     schema=OPS_SCHEMA,
 )
 
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("name", Text, primary_key=True),
+    _now("updated_at"),
+    _jsonb("state"),
+    schema=OPS_SCHEMA,
+)
+
 metric_snapshots = Table(
     "metric_snapshots",
     metadata,

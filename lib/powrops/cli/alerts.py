@@ -1,16 +1,20 @@
-"""``powrops alerts [--json] [--no-record]``: the strategy's thresholds, for cron or a monitor.
+"""``powrops alerts [--format text|json|openmetrics] [--textfile DIR] [--no-record]``.
 
-Evaluates disk usage, dead tuples, query time (statements and running queries), failed
-backups, table and index sizes; prints the findings worst first (``--json``: the whole
-evaluation). Each evaluation is recorded in ``ops.check_runs`` (kind ``alerts``) unless
-``--no-record``. Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a check could not judge,
-or the evaluation could not run: bad configuration, unreachable database).
+The strategy's thresholds and the server checks a DBA expects, for cron or a monitor. Prints
+the findings worst first (``--format json`` or ``--json``: the whole evaluation;
+``--format openmetrics``: every finding and key figure as metrics, ending in ``# EOF``).
+``--textfile DIR`` also writes ``DIR/powrops.prom`` (Prometheus text format, through a
+temporary file and a rename) for node_exporter's textfile collector. Each evaluation is
+recorded in ``ops.check_runs`` (kind ``alerts``) unless ``--no-record``. Exit code, whatever
+the format: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a check could not judge, or the
+evaluation could not run: bad configuration, unreachable database).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from powrops.cli.common import settings_of
@@ -21,7 +25,24 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "alerts", help="evaluate the alert thresholds (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)"
     )
-    parser.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "openmetrics"),
+        default=None,
+        help="how to print the evaluation (default text)",
+    )
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
+    parser.add_argument(
+        "--textfile",
+        metavar="DIR",
+        type=Path,
+        help="also write DIR/powrops.prom for node_exporter's textfile collector",
+    )
+    parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="send what changed since the previous --notify run through notify.channels",
+    )
     parser.add_argument(
         "--no-record", action="store_true", help="do not record the run in ops.check_runs"
     )
@@ -29,12 +50,22 @@ def register(sub: Any) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> Severity:
-    from powrops.monitoring.alerts import evaluate
+    from powrops.errors import ParameterError
+    from powrops.monitoring.alerts import evaluate, openmetrics, write_textfile
 
+    if args.json and args.format not in (None, "json"):
+        raise ParameterError(f"--json and --format {args.format} contradict each other")
+    fmt = "json" if args.json else args.format or "text"
+    if args.textfile is not None and not args.textfile.is_dir():
+        raise ParameterError(f"--textfile {args.textfile}: not a directory")
     settings = settings_of(args)
-    report = evaluate(settings, record=not args.no_record)
-    if args.json:
+    report = evaluate(settings, record=not args.no_record, send=args.notify)
+    if args.textfile is not None:
+        write_textfile(report, args.textfile)
+    if fmt == "json":
         print(json.dumps(report.to_dict(), indent=2, default=str))
+    elif fmt == "openmetrics":
+        print(openmetrics(report), end="")
     else:
         print(render_text(report.findings))
         print(f"\n{report.status.name}: {report.counts()['alerts']} alert(s)")

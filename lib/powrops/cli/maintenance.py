@@ -21,12 +21,15 @@ from powrops.findings import Severity
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("maintenance", help="vacuum, analyze, reindex; index strategy check")
+    parser = sub.add_parser(
+        "maintenance", help="vacuum, analyze, reindex, rebuild; index strategy check"
+    )
     actions = parser.add_subparsers(dest="maintenance_action", required=True, metavar="ACTION")
     helps = {
         "vacuum": "VACUUM (ANALYZE) tables over the dead-tuple threshold",
         "analyze": "ANALYZE tables with stale statistics",
         "reindex": "REINDEX CONCURRENTLY invalid or bloated indexes",
+        "rebuild": "VACUUM FULL bloated tables (ACCESS EXCLUSIVE lock while each is copied)",
     }
     for name, text in helps.items():
         action = actions.add_parser(name, help=text)

@@ -10,7 +10,11 @@
 * ``failed_backups`` — consecutive failed runs at the head of the backup catalog
   (``alerts.failed_backups``: 1 / 2);
 * ``table_size`` / ``index_size`` — heap + TOAST bytes per table / bytes per index
-  (``maintenance.alerts``: 10GB / 2GB, WARNING only: the strategy names no critical level).
+  (``maintenance.alerts``: 10GB / 2GB, WARNING only: the strategy names no critical level);
+* ``backup_freshness`` — the newest ok full and newest ok backup against ``backup.schedule``
+  (verify/freshness.py's judgement, on every run); no backup at all is CRITICAL;
+* the server checks of ``server_checks.py`` (wraparound, connections, blocked, transactions,
+  slots, replication lag, pg_wal, checkpoints, archiver).
 
 Decisions:
 
@@ -18,15 +22,17 @@ Decisions:
   embedded cluster's, or ``SHOW data_directory`` of a server on localhost whose directory exists
   here. Otherwise the summed size of the server's databases against ``alerts.disk_capacity``.
   Otherwise the check is UNKNOWN.
-* Query time: ``pg_stat_statements`` keeps cumulative figures until reset, so a statement's
-  *mean* time decides its severity (typical executions are slow); a statement whose mean is
-  fine but whose *maximum* exceeds the critical threshold is a WARNING (occasionally very slow).
+* Query time: from the difference between this run's ``pg_stat_statements`` reading and the
+  previous recorded run's (``intervals.py``), without powrops' own roles; a statement's
+  *mean* time in the interval decides its severity (typical executions are slow); a statement
+  whose mean is fine but whose *maximum* grew past the critical threshold is a WARNING.
   Statements running now are judged by how long they have run, so a query stuck at this moment
   pages even before it finishes. Without ``pg_stat_statements`` the statement check is a
   WARNING saying so (the running-statement check still works).
   ``maintenance.alerts.query_time`` is the limit the performance runbook lists statements by.
-* Dead tuples are judged only for tables with at least ``MIN_DEAD_TUPLES`` dead rows (the
-  autovacuum base threshold), so a tiny table with two dead rows does not page anyone.
+* Dead tuples are judged only for tables of at least ``alerts.dead_tuples_min_size`` (1 MB)
+  with at least ``MIN_DEAD_TUPLES`` dead rows (the autovacuum base threshold), so a tiny
+  table with two dead rows does not page anyone.
 
 ``evaluate`` records every evaluation in ``ops.check_runs`` (kind ``alerts``: status, counts per
 severity plus ``alerts`` = findings that are not OK, and the findings), so that the quarterly
@@ -35,7 +41,9 @@ review can count the alerts raised.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,20 +53,32 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
-from powrops import journal
+from powrops import journal, notify
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog, consecutive_failures
+from powrops.backup.model import BackupRecord
 from powrops.config import PercentThreshold, Settings
 from powrops.db import connect, embedded_cluster
-from powrops.errors import PowropsError
+from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity, counts, exit_code, overall
 from powrops.format import human_bytes
+from powrops.monitoring import (
+    alert_notify,
+    alert_state,
+    intervals,
+    openmetrics_view,
+    server_checks,
+)
 from powrops.monitoring.growth import Disk
-from powrops.monitoring.metrics import collect, database_errors, statements, statements_status
+from powrops.monitoring.metrics import collect, database_errors, statements_status
 from powrops.pg import catalog
+from powrops.verify import freshness
+from powrops.verify.report import VerificationReport
 
 MIN_DEAD_TUPLES = 50
+STATE_NAME = "baseline"
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 
 
@@ -105,13 +125,16 @@ def disk_findings(disk: Disk | None, threshold: PercentThreshold) -> list[Findin
 
 
 def dead_tuple_findings(
-    tables: Iterable[dict[str, Any]], threshold: PercentThreshold
+    tables: Iterable[dict[str, Any]], threshold: PercentThreshold, min_bytes: int = 0
 ) -> list[Finding]:
+    """Dead tuple % per table of at least ``min_bytes`` with ``MIN_DEAD_TUPLES`` dead rows."""
     found = []
     judged = 0
     expected = f"< {threshold.warning:g} % (critical at {threshold.critical:g} %)"
     for table in tables:
         dead = int(table.get("dead_tuples") or 0)
+        if int(table.get("table_bytes") or 0) < min_bytes:
+            continue
         judged += 1
         if dead < MIN_DEAD_TUPLES:
             continue
@@ -135,7 +158,8 @@ def dead_tuple_findings(
             Finding(
                 "dead_tuples",
                 Severity.OK,
-                f"all {judged} tables under {threshold.warning:g} % dead tuples",
+                f"all {judged} tables judged under {threshold.warning:g} % dead tuples"
+                + (f" (tables from {human_bytes(min_bytes)})" if min_bytes else ""),
                 expected=expected,
             )
         )
@@ -175,9 +199,13 @@ def size_findings(
 
 
 def statement_findings(
-    statements: Sequence[dict[str, Any]] | None, note: str | None, settings: Settings
+    statements: Sequence[dict[str, Any]] | None,
+    note: str | None,
+    settings: Settings,
+    since: str = "since the statistics were reset",
 ) -> list[Finding]:
-    """Severity per statement from its mean time; max over critical alone is a WARNING."""
+    """Severity per statement from its mean time in the interval (``since``); a maximum over
+    critical alone is a WARNING."""
     thr = settings.alerts.query_time
     warn_ms = thr.warning.timedelta.total_seconds() * 1000
     crit_ms = thr.critical.timedelta.total_seconds() * 1000
@@ -197,7 +225,9 @@ def statement_findings(
     for st in statements:
         mean, peak = float(st["mean_ms"]), float(st["max_ms"])
         severity = _grade(mean, warn_ms, crit_ms)
-        message = f"mean {mean / 1000:.2f} s over {st['calls']} calls (max {peak / 1000:.2f} s)"
+        message = (
+            f"mean {mean / 1000:.2f} s over {st['calls']} calls {since} (max {peak / 1000:.2f} s)"
+        )
         if severity == Severity.OK and peak >= crit_ms:
             severity = Severity.WARNING
             message = f"occasionally slow: max {peak / 1000:.2f} s, mean {mean / 1000:.2f} s"
@@ -214,7 +244,9 @@ def statement_findings(
                     details={"query": st["query"], "max_s": round(peak / 1000, 3)},
                 )
             )
-    return found or [Finding("query_time", Severity.OK, "no statement slower than the threshold")]
+    return found or [
+        Finding("query_time", Severity.OK, f"no statement slower than the threshold {since}")
+    ]
 
 
 def activity_findings(running: Iterable[dict[str, Any]], settings: Settings) -> list[Finding]:
@@ -310,7 +342,7 @@ def backup_findings(
 
 def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | None:
     """The data directory's filesystem when local, else databases vs disk_capacity, else None."""
-    path = _local_data_dir(settings, conn)
+    path = local_data_dir(settings, conn)
     if path is not None:
         usage = shutil.disk_usage(path)
         return Disk(usage.total - usage.free, usage.total, f"filesystem of {path}")
@@ -322,7 +354,7 @@ def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | None
     return None
 
 
-def _local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | None:
+def local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | None:
     if settings.database.url is None:
         return embedded_cluster(settings).data_dir
     host = urlsplit(settings.database.url.get_secret_value()).hostname or ""
@@ -343,27 +375,66 @@ SELECT pid, query_id::text AS query_id, split_part(ltrim(query), ' ', 1) AS comm
 FROM pg_stat_activity
 WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
   AND query_start < clock_timestamp() - make_interval(secs => %s)
+  AND application_name IS DISTINCT FROM %s
 ORDER BY query_start
 """
 
 
-def running_statements(conn: psycopg.Connection[Any], min_seconds: float) -> list[dict[str, Any]]:
-    """Statements running for more than ``min_seconds`` (no text: it may hold literals)."""
-    from psycopg.rows import dict_row
-
+def running_statements(
+    conn: psycopg.Connection[Any], min_seconds: float, settings: Settings
+) -> list[dict[str, Any]]:
+    """Statements running for more than ``min_seconds`` (no text: it may hold literals),
+    but not powrops' own (``database.application_name``)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(RUNNING_SQL, (min_seconds,))
+        cur.execute(RUNNING_SQL, (min_seconds, settings.database.application_name))
         return list(cur.fetchall())
 
 
-def backup_statuses(settings: Settings) -> tuple[list[str] | None, str | None]:
-    """Statuses of the primary repository's backups, oldest first, or (None, why)."""
+def backup_records(settings: Settings) -> tuple[list[BackupRecord] | None, str | None]:
+    """The primary repository's backups, oldest first, or (None, why)."""
 
     try:
         records = Catalog(repos.primary(settings)).records()
     except (PowropsError, OSError) as exc:
         return None, str(exc)
-    return [r.status for r in sorted(records, key=lambda r: (r.start_time, r.label))], None
+    return sorted(records, key=lambda r: (r.start_time, r.label)), None
+
+
+def freshness_findings(
+    records: Sequence[BackupRecord] | None, settings: Settings, now: datetime, major: int
+) -> list[Finding]:
+    """backup_freshness: the newest ok full and the newest ok backup of any kind against
+    ``backup.schedule`` (the verification's judgement, made on every alerts run)."""
+    if records is None:
+        return []  # failed_backups already says the catalog is unreadable
+    ok = [r for r in records if r.status == "ok"]
+    if not ok:
+        return [
+            Finding(
+                "backup_freshness",
+                Severity.CRITICAL,
+                "no successful backup in the catalog: nothing to restore",
+                object="full",
+                expected=f"a full within {settings.backup.schedule.full}",
+                advice="powrops backup full (and check the schedule: powrops schedule show)",
+            )
+        ]
+    report = VerificationReport(repository="primary", secondary=None, label=None, now=now)
+    freshness.backups(report, ok, settings, now, major)
+    advice = "powrops backup full (or incremental); check the schedule and the job's log"
+    return [
+        Finding(
+            "backup_freshness",
+            f.severity,
+            f.message,
+            object=f.check.split(".", 1)[1],
+            value=f.details.get("age_s"),
+            expected=f"within backup.schedule.{f.check.split('.', 1)[1]}",
+            advice=None if f.severity == Severity.OK else advice,
+            details={"label": f.details.get("label")},
+        )
+        for f in report.findings
+    ]
 
 
 @dataclass
@@ -372,6 +443,7 @@ class AlertReport:
     evaluated_at: datetime
     run_id: int | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    notified: int | None = None  # messages sent by --notify
 
     @property
     def status(self) -> Severity:
@@ -393,37 +465,78 @@ class AlertReport:
             "exit_code": self.exit_code,
             "evaluated_at": self.evaluated_at.isoformat(),
             "run_id": self.run_id,
+            "notified": self.notified,
             "counts": self.counts(),
             "figures": self.figures,
             "findings": [f.to_dict() for f in self.findings],
         }
 
 
-def judge(settings: Settings, conn: psycopg.Connection[Any], data: dict[str, Any]) -> AlertReport:
-    """Every threshold against the metrics ``data`` (metrics.collect) and the live server."""
+def judge(
+    settings: Settings,
+    conn: psycopg.Connection[Any],
+    data: dict[str, Any],
+    before: dict[str, Any] | None = None,
+) -> tuple[AlertReport, dict[str, Any]]:
+    """Every threshold against the metrics ``data`` (metrics.collect), the live server and
+    the figures the previous run stored (``before``); the report and the figures to store."""
 
+    before = before or {}
+    now = datetime.now(UTC)
     note = statements_status(conn)
     warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
     crit_ms = settings.alerts.query_time.critical.timedelta.total_seconds() * 1000
-    slow = None if note else statements(conn, order="mean", limit=50, min_ms=min(warn_ms, crit_ms))
+    after: dict[str, Any] = {}
+    slow, since = None, "since the statistics were reset"
+    if note is None:
+        current = intervals.read_statements(conn, settings)
+        slow, since = intervals.interval(current, before.get("statements"), min(warn_ms, crit_ms))
+        after["statements"] = intervals.baseline(current)
     disk = disk_usage(settings, conn)
     warn_s = settings.alerts.query_time.warning.timedelta.total_seconds()
-    statuses, error = backup_statuses(settings)
+    records, error = backup_records(settings)
+    statuses = None if records is None else [r.status for r in records]
+    server = server_checks.read_server(conn)
+    archiver = server["archiver"]
+    after["checkpoints"] = server["checkpoints"]
+    after["archiver"] = {"failed_count": archiver.failed_count} if archiver else None
+    major = conn.info.server_version // 10000
     findings = [
         *disk_findings(disk, settings.alerts.disk_usage),
-        *dead_tuple_findings(data["tables"], settings.alerts.dead_tuples),
-        *statement_findings(slow, note, settings),
-        *activity_findings(running_statements(conn, warn_s), settings),
+        *dead_tuple_findings(
+            data["tables"], settings.alerts.dead_tuples, settings.alerts.dead_tuples_min_size.bytes
+        ),
+        *statement_findings(slow, note, settings, since),
+        *activity_findings(running_statements(conn, warn_s, settings), settings),
         *backup_findings(statuses, error, settings),
+        *freshness_findings(records, settings, now, major),
         *read_only_findings(catalog.read_only_state(conn)),
         *size_findings(data["tables"], data["indexes"], settings),
-    ]
+        *server_checks.wraparound_findings(server["databases"], server["oldest_table"], settings),
+        *server_checks.connection_findings(server["connections"], settings),
+        *server_checks.blocked_findings(server["blocked"], settings),
+        *server_checks.transaction_findings(server["transactions"], settings),
+        *server_checks.slot_findings(server["slots"], settings),
+        *server_checks.replication_findings(server["replication"], settings),
+        *server_checks.wal_size_findings(server["wal"], settings),
+        *server_checks.bloat_findings(server["bloat"], settings),
+        *server_checks.checkpoint_findings(server["checkpoints"], before.get("checkpoints"),
+                                           settings),
+        *server_checks.archive_findings(server["archive_ready"], archiver,
+                                        before.get("archiver"), settings, now),
+    ]  # fmt: skip
+    findings = [f for f in findings if f.check not in settings.alerts.skip]
     figures = {
         "disk_percent": round(disk.percent, 2) if disk else None,
         "dead_tuple_ratio": data["dead_tuples"]["ratio"],
         "total_bytes": data["database"]["total_bytes"],
+        "connections": server["connections"],
+        "wal_bytes": server["wal"]["wal_bytes"] if server["wal"] else None,
+        "archive_ready": server["archive_ready"],
+        "xid_age": max((int(d["xid_age"]) for d in server["databases"]), default=None),
+        "slots": len(server["slots"]),
     }
-    return AlertReport(findings, datetime.now(UTC), figures=figures)
+    return AlertReport(findings, now, figures=figures), after
 
 
 def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> None:
@@ -441,14 +554,96 @@ def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> None:
         report.findings.append(unrecorded)
 
 
+def send_notifications(
+    conn: psycopg.Connection[Any], settings: Settings, report: AlertReport
+) -> None:
+    """Send what changed since the previous notifying run (alert_notify) and keep the state;
+    a channel that fails adds a WARNING finding ``notify``."""
+    previous = alert_state.load(conn, settings, alert_notify.STATE_NAME)
+    todo = alert_notify.changes(
+        report.findings,
+        previous,
+        report.evaluated_at,
+        settings.alerts.notify.remind_every,
+        ignore=("notify",),
+    )
+    channels = settings.notify.channels
+    delivered, problems = [], []
+    for change in todo:
+        issues = notify.notify(channels, change.event)
+        if len(issues) < len(channels):
+            delivered.append(change)
+        problems += issues
+    report.notified = len(delivered)
+    alert_state.save(
+        conn, settings, alert_notify.STATE_NAME, alert_notify.apply(previous, delivered)
+    )
+    if problems:
+        report.findings.append(
+            Finding(
+                "notify",
+                Severity.WARNING,
+                f"{len(problems)} notification(s) not delivered: {problems[0]}",
+                value=len(problems),
+                advice="check notify.channels; undelivered changes are sent again next run",
+            )
+        )
+
+
 def evaluate(
-    settings: Settings, *, record: bool = True, data: dict[str, Any] | None = None
+    settings: Settings,
+    *,
+    record: bool = True,
+    data: dict[str, Any] | None = None,
+    send: bool = False,
 ) -> AlertReport:
-    """Evaluate every alert (collecting the metrics unless given) and record the run."""
+    """Evaluate every alert (collecting the metrics unless given) and record the run.
+
+    A recorded run also stores the figures the next run compares against (statement
+    counters, checkpoints, archiver failures) in ``alert_state``; ``record=False`` (a
+    runbook looking) neither stores nor moves that baseline. ``send`` notifies the changes
+    since the previous notifying run (``powrops alerts --notify``)."""
 
     with database_errors("alert evaluation failed"), connect(settings, autocommit=True) as conn:
         metrics_data = data if data is not None else collect(conn)
-        report = judge(settings, conn, metrics_data)
+        before = alert_state.load(conn, settings, STATE_NAME)
+        report, after = judge(settings, conn, metrics_data, before)
+        if send:
+            send_notifications(conn, settings, report)
         if record:
+            alert_state.save(conn, settings, STATE_NAME, after)
             record_run(conn, report)
     return report
+
+
+TEXTFILE_NAME = "powrops.prom"
+
+
+def openmetrics(report: AlertReport, *, openmetrics: bool = True) -> str:
+    """The evaluation as OpenMetrics (or, ``openmetrics=False``, Prometheus text format)."""
+    return openmetrics_view.render(
+        report.findings,
+        report.status,
+        report.evaluated_at.timestamp(),
+        report.figures,
+        openmetrics=openmetrics,
+    )
+
+
+def write_textfile(report: AlertReport, directory: Path) -> Path:
+    """``directory/powrops.prom`` for node_exporter's textfile collector, written to a
+    temporary file in the same directory and renamed over the old one (a scrape never sees
+    half a file)."""
+    if not directory.is_dir():
+        raise ParameterError(f"--textfile {directory}: not a directory")
+    path = directory / TEXTFILE_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{TEXTFILE_NAME}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(openmetrics(report, openmetrics=False))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

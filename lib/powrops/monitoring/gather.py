@@ -5,14 +5,23 @@ says so). What they show of it is :mod:`powrops.monitoring.growth_view`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.rows import dict_row
+
+from powrops.backup.repos import primary_url
 from powrops.config import Settings
 from powrops.db import connect
 from powrops.findings import Finding
+from powrops.format import human_bytes
 from powrops.monitoring import growth, maintenance, metrics
-from powrops.monitoring.alerts import AlertReport, disk_usage, evaluate
+from powrops.monitoring.alerts import AlertReport, disk_usage, evaluate, local_data_dir
 from powrops.monitoring.growth import Growth
 from powrops.monitoring.metrics import (
     Snapshot,
@@ -150,3 +159,177 @@ def plans(settings: Settings, found: list[dict[str, Any]], analyze: bool = False
             plan = explain(conn, text, analyze=analyze) if text else "(statement text hidden)"
             parts.append(f"-- queryid {row['queryid']}: mean {row['mean_ms']} ms\n{plan}")
     return "\n\n".join(parts) or "no statements to explain"
+
+
+SPACE_SQL = """
+SELECT pg_database_size(current_database())::bigint AS database,
+       (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint AS all_databases,
+       pg_size_bytes(current_setting('wal_segment_size')) AS segment
+"""
+
+
+def _sum(conn: Any, query: str) -> int | None:
+    """One figure a role without pg_monitor may not read (None then)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(query).fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0] or 0) if row else 0
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def space_breakdown(settings: Settings) -> list[dict[str, Any]]:
+    """Where the disk space is, each with what frees it: the database, every database, pg_wal,
+    the archive backlog, WAL held by replication slots, temporary files, the backup repository
+    when it shares the data directory's filesystem, and the filesystem itself."""
+    with database_errors("space breakdown failed"), connect(settings, autocommit=True) as conn:
+        row = conn.execute(SPACE_SQL).fetchone()
+        assert row is not None
+        database, every, segment = int(row[0]), int(row[1]), int(row[2])
+        wal = _sum(conn, "SELECT sum(size) FROM pg_ls_waldir()")
+        ready = _sum(conn, "SELECT count(*) FROM pg_ls_archive_statusdir() "
+                           "WHERE name LIKE '%.ready'")  # fmt: skip
+        slots = _sum(conn, "SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)) "
+                           "FROM pg_replication_slots")  # fmt: skip
+        temp = _sum(conn, "SELECT sum(size) FROM pg_ls_tmpdir()")
+        data_dir = local_data_dir(settings, conn)
+        disk = disk_usage(settings, conn)
+    rows: list[dict[str, Any]] = [
+        {"where": "this database", "bytes": database,
+         "what frees it": "cleanup and retention (dry runs below), then VACUUM FULL of the most "
+                          "bloated tables (plain VACUUM only makes space reusable)"},
+        {"where": "all databases", "bytes": every, "what frees it": "drop what is not needed"},
+        {"where": "pg_wal", "bytes": wal,
+         "what frees it": "fix what holds WAL: the archiver (backlog), slots; then CHECKPOINT"},
+        {"where": "archive backlog (.ready segments)",
+         "bytes": None if ready is None else ready * segment,
+         "what frees it": "make archive_command succeed (server log; powrops verify)"},
+        {"where": "WAL held by replication slots", "bytes": slots,
+         "what frees it": "reconnect the consumer or pg_drop_replication_slot(name)"},
+        {"where": "temporary files", "bytes": temp,
+         "what frees it": "end the statement that writes them (performance runbook)"},
+    ]  # fmt: skip
+    repo_url = primary_url(settings)
+    if data_dir is not None and repo_url.startswith("file://"):
+        repo = Path(urlsplit(repo_url).path)
+        if repo.exists() and os.stat(repo).st_dev == os.stat(data_dir).st_dev:
+            rows.append({"where": f"backup repository {repo} (same filesystem)",
+                         "bytes": _tree_bytes(repo),
+                         "what frees it": "powrops backup expire --dry-run, then expire; a "
+                                          "repository on its own disk"})  # fmt: skip
+    if disk is not None:
+        rows.append({"where": disk.source, "bytes": disk.used_bytes,
+                     "what frees it": f"used of {human_bytes(disk.capacity_bytes)} "
+                                      f"({disk.percent:.1f} %)"})  # fmt: skip
+    for r in rows:
+        r["size"] = (
+            "unreadable (needs pg_monitor)" if r["bytes"] is None else human_bytes(r["bytes"])
+        )
+    return rows
+
+
+def space_freed(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Before and after, per place, with the bytes freed."""
+    later = {r["where"]: r["bytes"] for r in after}
+    out = []
+    for r in before:
+        now = later.get(r["where"])
+        freed = None if r["bytes"] is None or now is None else r["bytes"] - now
+        out.append({"where": r["where"], "before": r["size"],
+                    "after": "-" if now is None else human_bytes(now),
+                    "freed": "-" if freed is None else human_bytes(freed)})  # fmt: skip
+    return out
+
+
+BLOCKING_SQL = """
+SELECT w.pid AS waiting_pid, w.usename AS waiting_user, w.application_name AS waiting_app,
+       round(EXTRACT(epoch FROM clock_timestamp() - coalesce(
+           (SELECT min(l.waitstart) FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted),
+           w.query_start))::numeric, 1) AS waiting_s,
+       b.pid AS blocking_pid, b.usename AS blocking_user, b.application_name AS blocking_app,
+       b.state AS blocking_state,
+       round(EXTRACT(epoch FROM clock_timestamp() - b.xact_start)::numeric, 1) AS blocking_xact_s,
+       cardinality(pg_blocking_pids(b.pid)) > 0 AS blocker_waits_too
+FROM pg_stat_activity w
+CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)
+JOIN pg_stat_activity b ON b.pid = bp.pid
+ORDER BY waiting_s DESC
+"""
+
+STATISTICS_AGE_SQL = """
+SELECT schemaname || '.' || relname AS "table", n_live_tup AS rows,
+       n_mod_since_analyze AS "modified since analyze",
+       greatest(last_analyze, last_autoanalyze) AS "last analyze",
+       round(EXTRACT(epoch FROM now() - greatest(last_analyze, last_autoanalyze))::numeric
+             / 3600, 1) AS "hours since"
+FROM pg_stat_user_tables
+ORDER BY greatest(last_analyze, last_autoanalyze) NULLS FIRST, n_live_tup DESC
+LIMIT 20
+"""
+
+RULE_STATEMENTS_SQL = """
+SELECT s.queryid::text AS queryid, s.query, s.calls, s.rows
+FROM pg_stat_statements s
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND s.query ~* '\\m(offset|limit)\\M' AND s.calls > 0
+ORDER BY s.total_exec_time DESC
+LIMIT 200
+"""
+
+
+def _dict_rows(conn: Any, query: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query)
+        return [dict(r) for r in cur.fetchall()]
+
+
+def blocking_chains(settings: Settings) -> list[dict[str, Any]]:
+    """Every session waiting on another's lock, with the blocker (and whether it waits too:
+    a chain), longest wait first."""
+    with database_errors("blocking chains failed"), connect(settings, autocommit=True) as conn:
+        return _dict_rows(conn, BLOCKING_SQL)
+
+
+def statistics_age(settings: Settings) -> list[dict[str, Any]]:
+    """Tables by the age of their statistics, never analyzed first."""
+    with database_errors("statistics age failed"), connect(settings, autocommit=True) as conn:
+        return _dict_rows(conn, STATISTICS_AGE_SQL)
+
+
+def query_rule_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Statements that break the strategy's query rules (``query.pagination``): OFFSET
+    pagination where keyset pagination is the rule, and LIMITed statements returning more
+    rows per call than ``max_limit``. ``pg_stat_statements`` replaces the constants, so the
+    LIMIT is judged by the rows the statement returned per call."""
+    pagination = settings.query.pagination
+    with database_errors("query rules failed"), connect(settings, autocommit=True) as conn:
+        if statements_status(conn):
+            return []
+        found = _dict_rows(conn, RULE_STATEMENTS_SQL)
+    out = []
+    for row in found:
+        text = str(row["query"])
+        words = text.lower().split()
+        per_call = int(row["rows"]) / max(int(row["calls"]), 1)
+        broken = []
+        if pagination.use_keyset and "offset" in words:
+            broken.append("OFFSET pagination (query.pagination.use_keyset: use keyset pagination)")
+        if "limit" in words and per_call > pagination.max_limit:
+            broken.append(
+                f"returns {per_call:.0f} rows a call, over query.pagination.max_limit "
+                f"{pagination.max_limit}"
+            )
+        if broken:
+            out.append({"queryid": row["queryid"], "calls": row["calls"],
+                        "rows per call": round(per_call, 1), "rule broken": "; ".join(broken),
+                        "query": metrics.redact_query(text)})  # fmt: skip
+    return out

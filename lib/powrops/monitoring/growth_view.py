@@ -233,7 +233,8 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
             for t in tables
         ],
         values,
-        title="Dead tuples per table (% of live + dead)",
+        title="Dead tuples per table (% of live + dead); alerts judge tables from "
+        f"{settings.alerts.dead_tuples_min_size} with 50 dead rows",
         xlabel="dead tuples (%)",
         colours=colours,
         limit=thr.warning,

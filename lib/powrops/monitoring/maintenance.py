@@ -12,6 +12,11 @@
   index, so only indexes over the size floor are measured. A REINDEX that fails leaves an
   invalid ``<index>_ccnew``: it is dropped at once (``DROP INDEX CONCURRENTLY``), and such
   leftovers found later are dropped instead of rebuilt.
+* ``rebuild`` — tables whose free space, estimated from catalog statistics as the
+  ``table_bloat`` alert does, is at least ``MIN_BLOAT_BYTES`` and ``alerts.bloat_min_percent``
+  of the table. ``VACUUM (FULL, ANALYZE)`` each: it gives the space back to the operating
+  system, but holds an ACCESS EXCLUSIVE lock (no read, no write) while it copies the table,
+  and needs room for the copy. Only ever run after its dry run, behind its own confirmation.
 * ``index_checks`` — the strategy's indexes present and valid, unused indexes (no scan since
   the statistics were reset, not unique, not backing a foreign key, over ``UNUSED_MIN_BYTES``),
   foreign keys without an index leading with their columns, invalid indexes.
@@ -38,6 +43,7 @@ from powrops.config import Settings
 from powrops.db import connect
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity, exit_code, overall
+from powrops.monitoring import server_checks
 from powrops.monitoring.metrics import database_errors
 from powrops.pg import catalog
 from powrops.schema import STRATEGY_INDEXES
@@ -47,7 +53,7 @@ STALE_FRACTION = 0.10
 MIN_LEAF_DENSITY = 50.0
 MIN_BLOAT_BYTES = 1 << 20
 UNUSED_MIN_BYTES = 8 << 20
-ACTIONS = ("vacuum", "analyze", "reindex")
+ACTIONS = ("vacuum", "analyze", "reindex", "rebuild")
 LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
 
 
@@ -206,6 +212,24 @@ ORDER BY n.nspname, c.relname
 """
 
 
+def plan_rebuild(conn: psycopg.Connection[Any], settings: Settings) -> list[Target]:
+    """Tables with at least MIN_BLOAT_BYTES and alerts.bloat_min_percent estimated free."""
+    targets = []
+    for row in _dicts(conn, server_checks.TABLE_BLOAT_SQL):
+        wasted, pct = int(row["bloat_bytes"]), float(row["bloat_pct"])
+        if wasted < MIN_BLOAT_BYTES or pct < settings.alerts.bloat_min_percent:
+            continue
+        target = Target(
+            str(row["schemaname"]),
+            str(row["tblname"]),
+            f"about {wasted >> 20} MiB free ({pct:.0f} %, estimated); VACUUM FULL holds an "
+            "ACCESS EXCLUSIVE lock (no reads, no writes) while it copies the table",
+        )
+        target.before_bytes, target.dead_before = _size_and_dead(conn, target, False)
+        targets.append(target)
+    return targets
+
+
 def plan_reindex(conn: psycopg.Connection[Any]) -> list[Target]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(INDEX_SQL)
@@ -263,6 +287,7 @@ def _size_and_dead(
 
 
 VACUUM = sql.SQL("VACUUM (ANALYZE) {table}")
+VACUUM_FULL = sql.SQL("VACUUM (FULL, ANALYZE) {table}")
 ANALYZE = sql.SQL("ANALYZE {table}")
 REINDEX = sql.SQL("REINDEX INDEX CONCURRENTLY {index}")
 DROP_INDEX = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {index}")
@@ -283,6 +308,8 @@ def _statement(action: str, target: Target) -> sql.Composed:
         return VACUUM.format(table=ident)
     if action == "analyze":
         return ANALYZE.format(table=ident)
+    if action == "rebuild":
+        return VACUUM_FULL.format(table=ident)
     if target.drop:
         return DROP_INDEX.format(index=ident)
     return REINDEX.format(index=ident)
@@ -314,7 +341,7 @@ def _execute(conn: psycopg.Connection[Any], action: str, targets: list[Target]) 
                 dropped = _drop_leftovers(conn, target)
                 target.error += f" (dropped its leftover {', '.join(dropped)})" if dropped else ""
         target.seconds = time.monotonic() - started
-        if action == "vacuum":
+        if action in ("vacuum", "rebuild"):
             conn.execute("SELECT pg_stat_clear_snapshot()")
         target.after_bytes, target.dead_after = _size_and_dead(conn, target, action == "reindex")
 
@@ -335,6 +362,8 @@ def run(settings: Settings, action: str, *, dry_run: bool = False) -> Maintenanc
     ):
         if action == "reindex":
             targets = plan_reindex(conn)
+        elif action == "rebuild":
+            targets = plan_rebuild(conn, settings)
         else:
             stats = table_stats(conn)
             targets = (plan_vacuum if action == "vacuum" else plan_analyze)(stats, settings)

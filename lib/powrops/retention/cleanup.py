@@ -14,6 +14,13 @@ sessions   it has expired (``expires_at`` passed) and was last used (``last_seen
            use for support questions ("why was I logged out?")
 ========== ========================================================================
 
+powrops' own history is bounded the same way: ``ops.check_runs`` (alerts runs after
+``cleanup.history.alert_runs``, 92 d; other runs after ``check_runs``, 395 d), ``ops.events``
+(``events``, 395 d), ``ops.metric_snapshots`` (``metric_snapshots``, 2 y; downsampled to
+the first snapshot of each hour after ``snapshots_hourly_after``, 1 d, and of each day after
+``snapshots_daily_after``, 7 d, so growth forecasts keep their history) and ``audit_log``
+(``audit.retention``, 1 y). A lifetime of "indefinite" keeps that target whole.
+
 Rows are deleted in batches of ``cleanup.batch_size``; each batch is its own short
 transaction that takes only rows nobody else has locked (``FOR UPDATE SKIP LOCKED``) and waits
 at most ``lock_timeout`` for anything, so cleanup never holds long locks or queues behind the
@@ -32,7 +39,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from powrops.config import Settings
+from powrops.config import CleanupTargets, Settings
 from powrops.retention import journal
 
 log = logging.getLogger("powrops.retention.cleanup")
@@ -121,12 +128,66 @@ class CleanupResult:
 TEMP_DATA_DUE = sql.SQL("created_at < %(cutoff)s")
 CACHE_ENTRY_DUE = sql.SQL("(expires_at < %(now)s OR created_at < %(cutoff)s)")
 SESSION_DUE = sql.SQL("expires_at < %(now)s AND COALESCE(last_seen_at, created_at) < %(cutoff)s")
+CHECK_RUN_DUE = sql.SQL("kind <> 'alerts' AND started_at < %(cutoff)s")
+ALERT_RUN_DUE = sql.SQL("kind = 'alerts' AND started_at < %(cutoff)s")
+EVENT_DUE = sql.SQL("at < %(cutoff)s")
+SNAPSHOT_DUE = sql.SQL("taken_at < %(cutoff)s")
+AUDIT_DUE = sql.SQL("occurred_at < %(cutoff)s")
+_FIRST_OF = (
+    "taken_at < %(cutoff)s AND id NOT IN (SELECT DISTINCT ON (date_trunc('{unit}', k.taken_at)) "
+    "k.id FROM ops.metric_snapshots k ORDER BY date_trunc('{unit}', k.taken_at), k.taken_at, k.id)"
+)
+SNAPSHOT_HOURLY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "hour"))
+SNAPSHOT_DAILY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "day"))
 """When a row of each target is due (see the module docstring)."""
 
 
 def targets(settings: Settings) -> tuple[tuple[CleanupTarget, timedelta], ...]:
-    """The cleanup targets with their lifetimes from ``settings.cleanup.targets``."""
+    """The cleanup targets with their lifetimes from ``settings.cleanup.targets``, then
+    powrops' history (``cleanup.history``, ``audit.retention``) unless kept indefinitely."""
     t = settings.cleanup.targets
+    h = settings.cleanup.history
+    history = (
+        (
+            "check_runs",
+            "ops.check_runs",
+            CHECK_RUN_DUE,
+            h.check_runs,
+            "check runs other than alerts are kept",
+        ),
+        ("alert_runs", "ops.check_runs", ALERT_RUN_DUE, h.alert_runs, "alerts runs are kept"),
+        ("events", "ops.events", EVENT_DUE, h.events, "powrops' journal is kept"),
+        (
+            "metric_snapshots",
+            "ops.metric_snapshots",
+            SNAPSHOT_DUE,
+            h.metric_snapshots,
+            "metric snapshots are kept",
+        ),
+        (
+            "snapshots_daily",
+            "ops.metric_snapshots",
+            SNAPSHOT_DAILY_DUE,
+            h.snapshots_daily_after,
+            "one snapshot a day is kept of those older than",
+        ),
+        (
+            "snapshots_hourly",
+            "ops.metric_snapshots",
+            SNAPSHOT_HOURLY_DUE,
+            h.snapshots_hourly_after,
+            "one snapshot an hour is kept of those older than",
+        ),
+        ("audit_log", "audit_log", AUDIT_DUE, settings.audit.retention, "the audit trail is kept"),
+    )
+    return _short_lived(t) + tuple(
+        (CleanupTarget(name, table, "id", due, f"{why} {life}"), life.timedelta)
+        for name, table, due, life, why in history
+        if not life.indefinite
+    )  # fmt: skip
+
+
+def _short_lived(t: CleanupTargets) -> tuple[tuple[CleanupTarget, timedelta], ...]:
     return (
         (
             CleanupTarget(
@@ -168,7 +229,7 @@ RETURNING t.{key}::text, pg_column_size(t.*)
 def _count(
     conn: psycopg.Connection[Any], target: CleanupTarget, params: dict[str, Any]
 ) -> tuple[int, int]:
-    query = COUNT_DUE.format(table=sql.Identifier(target.table), due=target.condition)
+    query = COUNT_DUE.format(table=sql.Identifier(*target.table.split(".")), due=target.condition)
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
@@ -178,7 +239,9 @@ def _delete_batch(
     conn: psycopg.Connection[Any], target: CleanupTarget, params: dict[str, Any], size: int
 ) -> list[tuple[str, int]]:
     query = DELETE_BATCH.format(
-        table=sql.Identifier(target.table), due=target.condition, key=sql.Identifier(target.key)
+        table=sql.Identifier(*target.table.split(".")),
+        due=target.condition,
+        key=sql.Identifier(target.key),
     )
     with journal.bulk_transaction(conn):
         rows = conn.execute(query, {**params, "limit": size}).fetchall()

@@ -98,25 +98,9 @@ SELECT archived_count, last_archived_wal, last_archived_time,
 """
 
 
-def read_archiver(settings: Settings) -> ArchiverState:
-    """The configured database's archiver state; DatabaseError when it cannot be read.
-
-    The embedded cluster is not started for this: verification only looks.
-    """
-    import psycopg
-
-    tgt = target(settings, start=False)
-    try:
-        with connect(settings, autocommit=True, start=False) as conn:
-            row = conn.execute(_ARCHIVER_SQL).fetchone()
-            try:
-                ident = conn.execute(
-                    "SELECT system_identifier::text FROM pg_control_system()"
-                ).fetchone()
-            except psycopg.Error:
-                ident = None
-    except (psycopg.Error, DatabaseError) as exc:
-        raise DatabaseError(f"cannot read pg_stat_archiver on {tgt.display}: {exc}") from exc
+def archiver_state(conn: Any, system_identifier: str | None = None) -> ArchiverState:
+    """``pg_stat_archiver`` and the settings around it, read on ``conn``."""
+    row = conn.execute(_ARCHIVER_SQL).fetchone()
     assert row is not None
     return ArchiverState(
         archived_count=row[0],
@@ -127,10 +111,31 @@ def read_archiver(settings: Settings) -> ArchiverState:
         last_failed_time=row[5],
         archive_mode=row[6],
         version_num=row[7],
-        system_identifier=ident[0] if ident else None,
+        system_identifier=system_identifier,
         insert_lsn=row[8],
         segment_size=int(row[9] or DEFAULT_SEGMENT_SIZE),
     )
+
+
+def read_archiver(settings: Settings) -> ArchiverState:
+    """The configured database's archiver state; DatabaseError when it cannot be read.
+
+    The embedded cluster is not started for this: verification only looks.
+    """
+    import psycopg
+
+    tgt = target(settings, start=False)
+    try:
+        with connect(settings, autocommit=True, start=False) as conn:
+            try:
+                ident = conn.execute(
+                    "SELECT system_identifier::text FROM pg_control_system()"
+                ).fetchone()
+            except psycopg.Error:
+                ident = None
+            return archiver_state(conn, ident[0] if ident else None)
+    except (psycopg.Error, DatabaseError) as exc:
+        raise DatabaseError(f"cannot read pg_stat_archiver on {tgt.display}: {exc}") from exc
 
 
 # --- schedule ------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""What one ``powrops alerts`` run leaves for the next: ``ops.alert_state``, one JSON per name.
+
+The statement baseline, the server counters (checkpoints, archiver failures) and the
+notification state live in the database so that any machine running ``alerts`` sees the same.
+On a server that cannot take the write (a standby, a database set read-only, a schema before
+the alert state revision, a role without the grant) they live in the state directory
+(``<state.dir>/alerts/<name>.json``) instead; reading prefers the database's row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from powrops.config import Settings
+
+LOAD_SQL = "SELECT state FROM ops.alert_state WHERE name = %s"
+SAVE_SQL = """
+INSERT INTO ops.alert_state (name, state, updated_at) VALUES (%s, %s, now())
+ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+"""
+
+
+def _file(settings: Settings, name: str) -> Path:
+    return settings.state_dir / "alerts" / f"{name}.json"
+
+
+def load(conn: psycopg.Connection[Any], settings: Settings, name: str) -> dict[str, Any]:
+    """The state saved under ``name`` (empty when there is none yet)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(LOAD_SQL, (name,)).fetchone()
+        if row is not None:
+            return dict(row[0])
+    except psycopg.Error:
+        pass
+    path = _file(settings, name)
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def save(
+    conn: psycopg.Connection[Any], settings: Settings, name: str, state: dict[str, Any]
+) -> str:
+    """Store ``state`` under ``name``; where it went: "database" or "state directory"."""
+    try:
+        with conn.transaction():
+            conn.execute(SAVE_SQL, (name, Jsonb(state)))
+        return "database"
+    except psycopg.Error:
+        pass
+    path = _file(settings, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as out:
+        json.dump(state, out, default=str)
+    os.replace(tmp, path)
+    return "state directory"

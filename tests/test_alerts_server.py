@@ -1,0 +1,561 @@
+"""The DBA checks of ``powrops alerts``, each planted on one shared database of the session
+cluster: a transaction held open, a lock with a waiter, an inactive slot retaining WAL,
+connections opened towards the limit, xids burnt on an unfrozen database, requested
+checkpoints, a failing archive_command, stale backups, and statement timing per interval
+that leaves powrops' own roles out."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cli_helpers import libpq
+from powrops import migrate
+from powrops.config import Settings, validate
+from powrops.findings import Finding, Severity, overall
+from powrops.monitoring import alerts, intervals
+from powrops.pg.cluster import LocalCluster
+
+pytestmark = pytest.mark.pg
+
+
+@pytest.fixture(scope="module")
+def alert_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """One migrated database for every planted check of this module (libpq URL)."""
+    name = "t_alerts_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_cluster.url(name)
+    migrate.upgrade(url, "head")
+    yield libpq(url)
+    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _settings(url: str, **alert: Any) -> Settings:
+    state = tempfile.mkdtemp(prefix="powrops-alerts-server-")
+    return validate({"database": {"url": url}, "state": {"dir": state}, "alerts": alert})
+
+
+def _of(findings: list[Finding], check: str, obj: str | None = None) -> list[Finding]:
+    return [f for f in findings if f.check == check and (obj is None or f.object == obj)]
+
+
+def _worst(findings: list[Finding], check: str, obj: str | None = None) -> Severity:
+    return overall(_of(findings, check, obj))
+
+
+def _run(settings: Settings, record: bool = False) -> list[Finding]:
+    return alerts.evaluate(settings, record=record).findings
+
+
+SECOND = {"warning": "1s", "critical": "1h"}
+
+
+def test_transaction_held_open_is_idle_in_transaction_and_long(alert_db: str) -> None:
+    settings = _settings(alert_db, idle_in_transaction=SECOND, long_transaction=SECOND)
+    app = psycopg.connect(alert_db)
+    own = psycopg.connect(alert_db, application_name="powrops")
+    try:
+        app.execute("SELECT 1")  # opens the transaction and leaves it idle
+        own.execute("SELECT 1")
+        pid, own_pid = app.info.backend_pid, own.info.backend_pid
+        time.sleep(1.3)
+        found = _run(settings)
+        assert _worst(found, "idle_in_transaction", f"pid {pid}") == Severity.WARNING
+        assert _worst(found, "long_transaction", f"pid {pid}") == Severity.WARNING
+        [idle] = _of(found, "idle_in_transaction", f"pid {pid}")
+        assert f"pg_terminate_backend({pid})" in (idle.advice or "")
+        # powrops' own long work is not a long transaction (idle in one it still is)
+        assert not _of(found, "long_transaction", f"pid {own_pid}")
+        assert _of(found, "idle_in_transaction", f"pid {own_pid}")
+        app.commit()
+        own.commit()
+        found = _run(settings)
+        assert _worst(found, "idle_in_transaction") == Severity.OK
+        assert _worst(found, "long_transaction") == Severity.OK
+    finally:
+        app.close()
+        own.close()
+
+
+def test_lock_held_while_another_session_waits(alert_db: str) -> None:
+    settings = _settings(alert_db, blocked={"warning": "1s", "critical": "1h"})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.alert_lock_target (id int)")
+    holder = psycopg.connect(alert_db)
+    # EXCLUSIVE blocks writers only: the metrics' size functions still read the table
+    holder.execute("LOCK TABLE public.alert_lock_target IN EXCLUSIVE MODE")
+    waiter = psycopg.connect(alert_db, autocommit=True)
+    thread = threading.Thread(
+        target=lambda: waiter.execute("INSERT INTO public.alert_lock_target VALUES (1)")
+    )
+    thread.start()
+    try:
+        assert _worst(_run(settings), "blocked") == Severity.OK  # waiting for under 1 s
+        time.sleep(1.3)
+        [blocked] = _of(_run(settings), "blocked")
+        assert blocked.severity == Severity.WARNING
+        assert blocked.object == f"pid {waiter.info.backend_pid}"
+        assert blocked.details["blockers"] == [holder.info.backend_pid]
+        assert f"pg_terminate_backend({holder.info.backend_pid})" in (blocked.advice or "")
+    finally:
+        holder.rollback()
+        thread.join(10)
+        holder.close()
+        waiter.close()
+    assert _worst(_run(settings), "blocked") == Severity.OK
+
+
+def test_inactive_slot_retaining_wal(alert_db: str) -> None:
+    slot = "powrops_alerts_" + uuid.uuid4().hex[:6]
+    settings = _settings(alert_db)
+    tight = _settings(alert_db, slot_retained_wal={"warning": "1kB", "critical": "64kB"})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        assert not _of(_run(settings), "replication_slot", slot)
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+        try:
+            [inactive] = _of(_run(settings), "replication_slot", slot)
+            assert inactive.severity == Severity.WARNING and "inactive" in inactive.message
+            assert "pg_drop_replication_slot" in (inactive.advice or "")
+            conn.execute("CREATE TABLE public.alert_wal AS SELECT g, md5(g::text) FROM "
+                         "generate_series(1, 5000) g")  # fmt: skip
+            [held] = _of(_run(tight), "replication_slot", slot)
+            assert held.severity == Severity.CRITICAL and held.value > 64 * 1024
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            conn.execute("DROP TABLE IF EXISTS public.alert_wal")
+    assert not _of(_run(settings), "replication_slot", slot)
+
+
+def test_connections_opened_towards_the_limit(alert_db: str) -> None:
+    [before] = _of(_run(_settings(alert_db)), "connections")
+    used, usable = before.details["used"], before.details["usable"]
+    warning = round(100.0 * (used + 4) / usable, 2)
+    settings = _settings(alert_db, connections={"warning": warning, "critical": 100})
+    assert _worst(_run(settings), "connections") == Severity.OK
+    extra = [psycopg.connect(alert_db) for _ in range(6)]
+    try:
+        [near] = _of(_run(settings), "connections")
+        assert near.severity == Severity.WARNING and near.details["used"] >= used + 6
+        assert "pg_stat_activity" in (near.advice or "")
+    finally:
+        for conn in extra:
+            conn.close()
+
+
+def test_wraparound_of_an_unfrozen_database(alert_db: str) -> None:
+    # 1500 xids in % of the default autovacuum_freeze_max_age (200 million)
+    settings = _settings(alert_db, wraparound={"warning": 0.00075, "critical": 50})
+    name = alert_db.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("VACUUM (FREEZE)")
+        assert not _of(_run(settings), "wraparound", name)
+        conn.execute(
+            "DO $$ BEGIN FOR i IN 1..1600 LOOP PERFORM pg_current_xact_id(); COMMIT; "
+            "END LOOP; END $$"
+        )
+        [aged] = _of(_run(settings), "wraparound", name)
+        assert aged.severity == Severity.WARNING and aged.details["age"] >= 1600
+        assert "VACUUM (FREEZE" in (aged.advice or "")
+        conn.execute("VACUUM (FREEZE)")
+    assert not _of(_run(settings), "wraparound", name)
+
+
+def test_wal_size_against_max_wal_size(alert_db: str) -> None:
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        row = conn.execute("SELECT sum(size), pg_size_bytes(current_setting('max_wal_size')) "
+                           "FROM pg_ls_waldir()").fetchone()  # fmt: skip
+    assert row is not None
+    pct = 100.0 * int(row[0]) / int(row[1])
+    [normal] = _of(_run(_settings(alert_db)), "wal_size")
+    assert normal.severity == Severity.OK and normal.value >= 16 * 1024 * 1024
+    low = _settings(alert_db, wal_size={"warning": pct / 2, "critical": pct * 10})
+    [over] = _of(_run(low), "wal_size")
+    assert over.severity == Severity.WARNING and "disk_space_response" in (over.advice or "")
+
+
+def test_requested_checkpoints_since_the_previous_run(alert_db: str) -> None:
+    settings = _settings(alert_db)
+    alerts.evaluate(settings)  # stores the counters
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("CHECKPOINT")
+    [pressure] = _of(alerts.evaluate(settings).findings, "checkpoints")
+    assert pressure.severity == Severity.CRITICAL and pressure.details["requested"] >= 3
+    assert "max_wal_size" in (pressure.advice or "")
+    [calm] = _of(alerts.evaluate(settings).findings, "checkpoints")
+    assert calm.severity == Severity.OK and "too few" in calm.message
+
+
+def _archiver(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    row = conn.execute("SELECT failed_count, archived_count FROM pg_stat_archiver").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _wait(conn: psycopg.Connection[Any], done: Any, what: str) -> None:
+    """Until ``done``; the reload is repeated: an archiver between retries may miss one."""
+    deadline = time.monotonic() + 40
+    tick = 0
+    while not done(_archiver(conn)):
+        assert time.monotonic() < deadline, f"the archiver did not {what}"
+        tick += 1
+        if tick % 10 == 0:
+            conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.2)
+
+
+def test_failing_archive_command_and_backlog(alert_db: str) -> None:
+    settings = _settings(alert_db, archive_ready={"warning": 1, "critical": 1000})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        try:
+            conn.execute("ALTER SYSTEM SET archive_command = 'true'")
+            conn.execute("SELECT pg_reload_conf()")
+            alerts.evaluate(settings)  # the failure count to compare with
+            failed, _ = _archiver(conn)
+            conn.execute("ALTER SYSTEM SET archive_command = 'false'")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("CREATE TEMP TABLE w AS SELECT 1 AS x")
+            conn.execute("SELECT pg_switch_wal()")
+            _wait(conn, lambda s: s[0] > failed, "fail")
+            found = alerts.evaluate(settings).findings
+            [failing] = _of(found, "archive_failures")
+            assert failing.severity == Severity.CRITICAL and "is failing" in failing.message
+            assert _worst(found, "archive_ready") >= Severity.WARNING
+            _, archived = _archiver(conn)  # read before the fix: it may archive at once
+            conn.execute("ALTER SYSTEM SET archive_command = 'true'")
+            conn.execute("SELECT pg_reload_conf()")
+            _wait(conn, lambda s: s[1] > archived, "recover")
+            time.sleep(0.5)
+            alerts.evaluate(settings)  # counts the retries made before the fix
+            found = alerts.evaluate(settings).findings
+            assert _worst(found, "archive_failures") == Severity.OK
+            [age] = _of(found, "archive_age")
+            assert age.severity == Severity.OK and age.value < 60
+        finally:
+            conn.execute("ALTER SYSTEM RESET archive_command")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("SELECT pg_stat_reset_shared('archiver')")
+
+
+def test_backup_freshness_against_the_schedule(alert_db: str) -> None:
+    from powrops.backup import repos
+    from powrops.backup.catalog import Catalog
+    from powrops.backup.model import BackupRecord
+
+    settings = _settings(alert_db)
+    [none] = _of(_run(settings), "backup_freshness")
+    assert none.severity == Severity.CRITICAL and "powrops backup full" in (none.advice or "")
+    catalog = Catalog(repos.primary(settings))
+    now = datetime.now(UTC)
+
+    def add(label: str, kind: str, age: timedelta) -> None:
+        when = now - age
+        catalog.write(BackupRecord(label=label, kind=kind, status="ok",  # type: ignore[arg-type]
+                                   start_time=when, stop_time=when))  # fmt: skip
+
+    add("20260101T000000F", "full", timedelta(days=3))  # schedule: full daily
+    found = _of(_run(settings), "backup_freshness")
+    assert {f.object: f.severity for f in found} == {
+        "full": Severity.CRITICAL, "incremental": Severity.WARNING}  # fmt: skip
+    add("20260102T000000F", "full", timedelta(hours=30))
+    assert _worst(_run(settings), "backup_freshness", "full") == Severity.WARNING
+    add("20260103T000000F", "full", timedelta(minutes=5))
+    assert _worst(_run(settings), "backup_freshness") == Severity.OK
+
+
+def test_statement_time_per_interval_leaves_powrops_roles_out(alert_db: str) -> None:
+    settings = _settings(alert_db)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        alerts.evaluate(settings)  # the baseline
+        conn.execute("SET ROLE powr_owner")
+        conn.execute("SELECT pg_sleep(1.2)")  # a slow statement of powrops' maintenance role
+        conn.execute("RESET ROLE")
+        assert _worst(alerts.evaluate(settings).findings, "query_time") == Severity.OK
+        conn.execute("SELECT pg_sleep(1.1)")  # an application statement
+    [slow] = _of(alerts.evaluate(settings).findings, "query_time")
+    assert slow.severity == Severity.WARNING and "pg_sleep" in slow.details["query"]
+    assert "since the previous run" in slow.message and 1.1 <= slow.value < 2
+    # the next interval has no new slow call: quiet again (the cumulative mean is still slow)
+    [quiet] = _of(alerts.evaluate(settings).findings, "query_time")
+    assert quiet.severity == Severity.OK
+
+
+def test_interval_arithmetic() -> None:
+    now = {"stats_reset": "r1", "texts": {"1:7:t": "SELECT"},
+           "entries": {"1:7:t": [12, 14000.0, 3000.0], "1:8:t": [5, 5.0, 1.0]}}  # fmt: skip
+    before = {"stats_reset": "r1", "entries": {"1:7:t": [10, 1000.0, 3000.0]}}
+    [row], since = intervals.interval(now, before, 1000.0)
+    assert since == "since the previous run"
+    assert row["calls"] == 2 and row["mean_ms"] == 6500.0 and row["queryid"] == "7"
+    reset = {**before, "stats_reset": "r0"}
+    [row], since = intervals.interval(now, reset, 1000.0)
+    assert since.startswith("since the statistics") and row["calls"] == 12
+    assert intervals.interval(now, {**before, "entries": {"1:7:t": [12, 14000.0, 3000.0]}},
+                              1000.0)[0] == []  # fmt: skip
+
+
+# --- notifications with state ----------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP receiver on 127.0.0.1 collecting every posted message."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+#: checks that this session's cluster cannot satisfy (no backups, no archive_command)
+UNSET_UP = "backup_freshness,archive_age,archive_ready,archive_failures"
+
+
+def test_notify_once_per_change_and_once_on_recovery(
+    alert_db: str, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = webhook
+    settings = validate({
+        "database": {"url": alert_db},
+        "state": {"dir": tempfile.mkdtemp(prefix="powrops-notify-")},
+        "notify": {"channels": [{"kind": "webhook", "url": url}]},
+        "alerts": {"skip": UNSET_UP, "idle_in_transaction": {"warning": "1s", "critical": "3s"},
+                   "long_transaction": {"warning": "1h", "critical": "2h"}},
+    })  # fmt: skip
+    alerts.evaluate(settings, send=True)
+    assert received == []  # nothing wrong, nothing sent
+    app = psycopg.connect(alert_db)
+    try:
+        app.execute("SELECT 1")
+        pid = app.info.backend_pid
+        time.sleep(1.2)
+        first = alerts.evaluate(settings, send=True)
+        assert first.notified == 1 and len(received) == 1
+        assert received[0]["severity"] == "WARNING" and received[0]["kind"] == "alerts"
+        assert received[0]["details"]["object"] == f"pid {pid}"
+        second = alerts.evaluate(settings, send=True)  # still WARNING: quiet
+        assert second.notified == 0 and len(received) == 1
+        time.sleep(2.0)
+        alerts.evaluate(settings, send=True)  # WARNING -> CRITICAL is a change
+        assert len(received) == 2 and received[1]["severity"] == "CRITICAL"
+        assert received[1]["message"].startswith("CRITICAL (was WARNING)")
+    finally:
+        app.close()
+    alerts.evaluate(settings, send=True)
+    assert len(received) == 3 and received[2]["details"]["resolved"] is True
+    assert received[2]["message"].startswith(f"resolved: idle_in_transaction pid {pid}")
+    alerts.evaluate(settings, send=True)
+    assert len(received) == 3
+    with psycopg.connect(alert_db) as conn:
+        row = conn.execute("SELECT state FROM ops.alert_state WHERE name = 'notify'").fetchone()
+    assert row is not None and row[0] == {"findings": {}}
+
+
+def test_notify_reminds_what_stays_critical_and_retries_undelivered() -> None:
+    from powrops.durations import Duration
+    from powrops.monitoring import alert_notify
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    crit = [Finding("wal_size", Severity.CRITICAL, "big")]
+    warn = [Finding("connections", Severity.WARNING, "many")]
+    every = Duration.parse("4h")
+    [new] = alert_notify.changes(crit + warn[:0], {}, t0, every)
+    state = alert_notify.apply({}, [new])
+    assert alert_notify.changes(crit, state, t0 + timedelta(hours=3), every) == []
+    [remind] = alert_notify.changes(crit, state, t0 + timedelta(hours=4), every)
+    assert remind.event.details["reminder"] and remind.event.message.startswith("still CRITICAL")
+    never = alert_notify.changes(crit, state, t0 + timedelta(days=9), Duration.parse("indefinite"))
+    assert never == []
+    state = alert_notify.apply({}, alert_notify.changes(warn, {}, t0, every))
+    assert alert_notify.changes(warn, state, t0 + timedelta(days=1), every) == []  # no WARNING nag
+    # undelivered: the state is unchanged, so the next run sends it again
+    assert len(alert_notify.changes(crit, alert_notify.apply({}, []), t0, every)) == 1
+
+
+def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
+    from powrops.monitoring import alert_state
+
+    settings = _settings(alert_db)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        assert alert_state.save(conn, settings, "probe", {"n": 1}) == "state directory"
+        assert (settings.state_dir / "alerts" / "probe.json").exists()
+        assert alert_state.load(conn, settings, "probe") == {"n": 1}
+        conn.execute("SET default_transaction_read_only = off")
+        assert alert_state.save(conn, settings, "probe", {"n": 2}) == "database"
+        assert alert_state.load(conn, settings, "probe") == {"n": 2}
+
+
+def test_table_bloat_estimated_from_statistics(alert_db: str) -> None:
+    settings = _settings(alert_db, table_bloat={"warning": "1MB", "critical": "1GB"})
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_bloat (id int, v text) "
+                     "WITH (autovacuum_enabled = off)")  # fmt: skip
+        try:
+            conn.execute("INSERT INTO public.alert_bloat "
+                         "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
+            conn.execute("VACUUM ANALYZE public.alert_bloat")
+            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+            # four rows in five go, spread over every page: VACUUM cannot truncate them away
+            conn.execute("DELETE FROM public.alert_bloat WHERE id % 5 <> 0")
+            conn.execute("VACUUM ANALYZE public.alert_bloat")
+            [bloat] = _of(_run(settings), "table_bloat", "public.alert_bloat")
+            assert bloat.severity == Severity.WARNING and bloat.details["percent"] > 60
+            assert bloat.value > 2 << 20 and "VACUUM FULL public.alert_bloat" in (
+                bloat.advice or ""
+            )
+            conn.execute("VACUUM FULL public.alert_bloat")
+            conn.execute("ANALYZE public.alert_bloat")
+            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+        finally:
+            conn.execute("DROP TABLE public.alert_bloat")
+
+
+def test_rebuild_gives_back_the_space_of_a_bloated_table(alert_db: str) -> None:
+    from powrops.monitoring import gather, maintenance
+
+    settings = _settings(alert_db)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_rebuild (id int, v text) "
+                     "WITH (autovacuum_enabled = off)")  # fmt: skip
+        conn.execute("INSERT INTO public.alert_rebuild "
+                     "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
+        conn.execute("DELETE FROM public.alert_rebuild WHERE id % 5 <> 0")
+        conn.execute("VACUUM ANALYZE public.alert_rebuild")
+    try:
+        before = gather.space_breakdown(settings)
+        assert {"this database", "pg_wal", "temporary files"} <= {r["where"] for r in before}
+        dry = maintenance.run(settings, "rebuild", dry_run=True)
+        [target] = [t for t in dry.targets if t.qualified == "public.alert_rebuild"]
+        assert "ACCESS EXCLUSIVE" in target.reason and target.after_bytes is None
+        done = maintenance.run(settings, "rebuild")
+        [target] = [t for t in done.targets if t.qualified == "public.alert_rebuild"]
+        assert target.error is None and target.reclaimed > 2 << 20
+        freed = gather.space_freed(before, gather.space_breakdown(settings))
+        [database] = [r for r in freed if r["where"] == "this database"]
+        assert database["freed"] not in ("-", "0 B") and not database["freed"].startswith("-")
+        again = maintenance.run(settings, "rebuild", dry_run=True)
+        assert "public.alert_rebuild" not in [t.qualified for t in again.targets]
+    finally:
+        with psycopg.connect(alert_db, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.alert_rebuild")
+
+
+def test_performance_runbook_reads_chains_rules_and_statistics(alert_db: str) -> None:
+    from powrops.monitoring import gather
+
+    pages = {"pagination": {"default_limit": 2, "max_limit": 5}}
+    settings = validate({"database": {"url": alert_db}, "query": pages,
+                         "state": {"dir": tempfile.mkdtemp(prefix="powrops-perf-")}})  # fmt: skip
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_pages (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO public.alert_pages SELECT g, 'v' FROM generate_series(1, 50) g")
+        conn.execute("SELECT * FROM public.alert_pages ORDER BY id LIMIT 3 OFFSET 30")
+        conn.execute("SELECT * FROM public.alert_pages ORDER BY id DESC LIMIT 40")
+        conn.execute("SELECT * FROM public.alert_pages WHERE id > 10 ORDER BY id LIMIT 4")
+    try:
+        rules = {r["query"]: r["rule broken"] for r in gather.query_rule_rows(settings)}
+        offset = [q for q in rules if "OFFSET" in q and "alert_pages" in q]
+        big = [q for q in rules if "DESC LIMIT" in q and "alert_pages" in q]
+        assert offset and "OFFSET pagination" in rules[offset[0]]
+        assert big and "over query.pagination.max_limit 5" in rules[big[0]]
+        assert not [q for q in rules if "id > $1" in q]  # keyset, within the limit: fine
+        ages = gather.statistics_age(settings)
+        assert ages[0]["last analyze"] is None  # never analyzed first
+        holder = psycopg.connect(alert_db)
+        holder.execute("LOCK TABLE public.alert_pages IN EXCLUSIVE MODE")
+        waiter = psycopg.connect(alert_db, autocommit=True)
+        thread = threading.Thread(
+            target=lambda: waiter.execute("INSERT INTO public.alert_pages VALUES (100, 'w')")
+        )
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not (chains := gather.blocking_chains(settings)):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            [chain] = chains
+            assert chain["waiting_pid"] == waiter.info.backend_pid
+            assert chain["blocking_pid"] == holder.info.backend_pid
+            assert chain["blocking_state"] == "idle in transaction"
+        finally:
+            holder.rollback()
+            thread.join(10)
+            holder.close()
+            waiter.close()
+        assert gather.blocking_chains(settings) == []
+    finally:
+        with psycopg.connect(alert_db, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.alert_pages")
+
+
+def test_disk_space_runbook_rebuilds_when_confirmed_and_measures_the_space(
+    alert_db: str, tmp_path: Any
+) -> None:
+    from powrops.reports.runner import run_report
+
+    repo = Path(__file__).resolve().parents[1]
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.alert_runbook (id int, v text) "
+                     "WITH (autovacuum_enabled = off)")  # fmt: skip
+        conn.execute("INSERT INTO public.alert_runbook "
+                     "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
+        conn.execute("DELETE FROM public.alert_runbook WHERE id % 5 <> 0")
+        conn.execute("VACUUM ANALYZE public.alert_runbook")
+        size = "SELECT pg_total_relation_size('public.alert_runbook')"
+        before = conn.execute(size).fetchone()[0]  # type: ignore[index]
+    try:
+        env = {"POWROPS_DATABASE_URL": alert_db, "POWROPS_STATE_DIR": str(tmp_path / "state")}
+        run = run_report("disk_space_response", {"confirm_rebuild": True},
+                         reports_dir=tmp_path / "r", root=repo, timeout=300, env=env)  # fmt: skip
+        assert run.result["failed"] is False, run.result["error"]
+        html = (run.path / "report.html").read_text()
+        assert "Space before and after" in html and "public.alert_runbook" in html
+        with psycopg.connect(alert_db) as conn:
+            after = conn.execute(size).fetchone()[0]  # type: ignore[index]
+        assert after < before / 2
+    finally:
+        with psycopg.connect(alert_db, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.alert_runbook")
+
+
+def test_replication_lag_and_lost_slots_judged() -> None:
+    from powrops.monitoring import server_checks
+
+    s = Settings()
+    standbys = [{"application_name": "replica1", "client_addr": "10.0.0.2", "lag_seconds": 90.0},
+                {"application_name": "replica2", "client_addr": "10.0.0.3",
+                 "lag_seconds": 2.0}]  # fmt: skip
+    [lag] = server_checks.replication_findings(standbys, s)
+    assert lag.severity == Severity.WARNING and lag.object == "replica1"
+    standbys[0]["lag_seconds"] = 301.0
+    assert server_checks.replication_findings(standbys, s)[0].severity == Severity.CRITICAL
+    slots = [{"slot_name": "gone", "slot_type": "physical", "active": True, "retained": 0,
+              "wal_status": "lost"}]  # fmt: skip
+    [lost] = server_checks.slot_findings(slots, s)
+    assert lost.severity == Severity.CRITICAL
