@@ -66,6 +66,7 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
         secrets=secrets(loaded),
         remote=ReportArchive.from_settings(loaded),
         target=acting_on.to_dict(),
+        server=loaded.server,
     )
     print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
     if result.result.get("error"):
