@@ -67,7 +67,7 @@ def fleet() -> Iterator[Fleet]:
         "state": {"dir": str(root / "state")},
         "reports": {"dir": str(root / "reports")},
         "notify": {"channels": [{"kind": "log"}]},
-        "schedule": {"executable": EXE, "lock_dir": str(root / "locks")},
+        "schedule": {"executable": EXE, "lock_dir": str(root / "locks"), "run_as_roles": False},
         # per-server differences over the shared defaults
         "servers": {
             "alpha": {"backup": {"retention": {"full": "14d"}}},
@@ -152,7 +152,7 @@ def test_backups_locks_verification_and_reports_per_server(fleet: Fleet) -> None
     assert not (fleet.root / "state" / "backups").exists()
 
     # verification reports: one per server, in its own folder, recording its server
-    ports = {s: embedded_cluster(fleet.settings(s)).port() for s in SERVERS}
+    ports = {s: embedded_cluster(fleet.settings(s)).port for s in SERVERS}
     alpha = fleet.cli("--server", "alpha", "report", "run", "backup_verification")
     beta = fleet.cli("report", "run", "backup_verification", env={"POWROPS_SERVER": "beta"})
     for server, result in (("alpha", alpha), ("beta", beta)):
