@@ -164,7 +164,14 @@ def test_backups_locks_verification_and_reports_per_server(fleet: Fleet) -> None
         assert recorded["target"]["port"] == ports[server]
         assert recorded["error"] is None, recorded["error"]
         assert recorded["figures"], recorded
+        assert recorded["every_s"] == 86400  # schedule.verification = daily
     assert not (fleet.root / "reports" / "backup_verification").exists()
 
     catalog = json.loads((fleet.root / "reports" / "catalog.json").read_text())
     assert sorted(r["server"] for r in catalog["runs"]) == ["alpha", "beta"]
+    page = (fleet.root / "reports" / "index.html").read_text()
+    fleet_table = page.split("id='fleet'", 1)[1].split("</table>", 1)[0]
+    for server in SERVERS:
+        assert f'<tr data-server="{server}"><th>{server}</th>' in fleet_table
+        assert f'href="{server}/backup_verification/' in fleet_table
+    assert 'class="stale"' not in fleet_table

@@ -387,6 +387,7 @@ def run_report(
     remote: ReportArchive | None = None,
     target: Mapping[str, Any] | None = None,
     server: str = DEFAULT_SERVER,
+    every_s: float | None = None,
 ) -> RunResult:
     """Run report ``name`` with ``parameters`` and archive it under ``reports_dir``.
 
@@ -398,6 +399,7 @@ def run_report(
     in the page's header. ``server`` is the configured server the run belongs to: a named
     server's runs go to ``<reports_dir>/<server>/<name>/``, and its kernel gets
     ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same server.
+    ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
     """
     project = (root or project_root()).resolve()
     specs = discover(project)
@@ -416,6 +418,7 @@ def run_report(
     nb, error = _execute(spec, params, run_dir, project, timeout, kernel_env)
     result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
     result["server"] = server
+    result["every_s"] = every_s
     result["target"] = dict(target) if target is not None else None
     _archive(run_dir, spec, nb, result, list(secrets))
     build_index(archive)

@@ -221,6 +221,17 @@ def jobs(settings: Settings) -> list[Job]:
     ]  # fmt: skip
 
 
+def report_intervals(settings: Settings) -> dict[str, float]:
+    """Report name -> its scheduled interval in seconds, for the reports the schedule runs
+    (the fleet page judges a run stale against it)."""
+    found: dict[str, float] = {}
+    for job in jobs(settings):
+        seconds = job.every.seconds
+        if job.args[:2] == ("report", "run") and seconds:
+            found[job.args[2]] = float(seconds)
+    return found
+
+
 # --- paths ---------------------------------------------------------------------------------
 
 
