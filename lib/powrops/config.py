@@ -506,6 +506,19 @@ def _clock(value: Any) -> Any:
     return value
 
 
+class AirflowSettings(Section):
+    """How ``powrops schedule --format airflow`` writes the jobs as Airflow tasks."""
+
+    # Exit 1 (WARNING) ends the task as a success with a log line; true fails it instead.
+    warning_fails: bool = False
+    # Retries of a job whose retry is safe (reads, backups, maintenance), after an UNKNOWN
+    # exit (3: unreachable database, a crash); CRITICAL findings are never retried.
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay: Duration = Duration.parse("10min")
+    # A task is stopped after its interval or this, whichever is shorter.
+    max_runtime: Duration = Duration.parse("6h")
+
+
 class ScheduleSettings(Section):
     """When the scheduled jobs run and how cron or systemd starts them (``powrops schedule``).
 
@@ -534,6 +547,7 @@ class ScheduleSettings(Section):
     # an owner makes); run_as_roles = false runs every job as the configured URL's user.
     run_as_roles: bool = True
     roles: dict[str, str] = Field(default_factory=lambda: dict(JOB_ROLES))
+    airflow: AirflowSettings = AirflowSettings()
 
     @field_validator("roles")
     @classmethod
