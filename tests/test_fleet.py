@@ -6,84 +6,30 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from powrops.config import Settings, load_settings, to_toml
-from powrops.db import embedded_cluster, target
-from powrops.schedule import command, job_environment, jobs, paths
+from fleet_site import Fleet
+from powrops.db import embedded_cluster
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
 
 SERVERS = ("alpha", "beta")
-EXE = str(Path(sys.executable).parent / "powrops")
-
-
-@dataclass
-class Fleet:
-    """A folder with one powrops.toml naming two servers, each an embedded cluster."""
-
-    root: Path
-    config: Path
-
-    def settings(self, server: str) -> Settings:
-        return load_settings(self.config, environ={}, server=server)
-
-    def cli(
-        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-        return subprocess.run(
-            [sys.executable, "-m", "powrops.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**base, "POWROPS_CONFIG": str(self.config), **(env or {})},
-        )
-
-    def job(self, server: str, name: str) -> tuple[list[str], dict[str, str], str]:
-        """The scheduled job's command line, environment and lock file, as cron runs it."""
-        settings = self.settings(server)
-        where = paths(settings, self.config)
-        job = next(j for j in jobs(settings) if j.name == name)
-        return command(job, where, 2), job_environment(settings, job, where), where.lock(job)
 
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    root = Path(tempfile.mkdtemp(prefix="powrops-fleet-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    config = root / "powrops.toml"
-    data: dict[str, Any] = {
-        "state": {"dir": str(root / "state")},
-        "reports": {"dir": str(root / "reports")},
-        "notify": {"channels": [{"kind": "log"}]},
-        "schedule": {"executable": EXE, "lock_dir": str(root / "locks"), "run_as_roles": False},
-        # per-server differences over the shared defaults
-        "servers": {
+    site = Fleet.create(
+        {
             "alpha": {"backup": {"retention": {"full": "14d"}}},
             "beta": {"database": {"application_name": "powrops-beta"}},
-        },
-    }
-    config.write_text(to_toml(data))
-    os.chmod(config, 0o644)
-    (root / "locks").mkdir()
-    site = Fleet(root, config)
-    for server in SERVERS:
-        target(site.settings(server), create=True)  # an embedded cluster per server
+        }
+    )
     yield site
-    for server in SERVERS:
-        embedded_cluster(site.settings(server)).destroy()
-    shutil.rmtree(root, ignore_errors=True)
+    site.destroy()
 
 
 def test_servers_deep_merge_over_the_top_level(fleet: Fleet) -> None:
