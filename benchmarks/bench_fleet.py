@@ -75,7 +75,7 @@ def main() -> int:
         seg = max((p.stat().st_size for p in segments), default=0)
         logs_s = float(settings.backup.schedule.logs.seconds or 900)
         incr_per_day = DAY / float(settings.backup.schedule.incremental.seconds or 3600)
-        print(f"\nbackups: {backups and [(b['kind'], b.get("stored_size")) for b in backups]}")
+        print(f"\nbackups: {backups and [(b['kind'], b.get('stored_size')) for b in backups]}")
         print(f"largest stored WAL segment: {human_bytes(seg)}; at most {DAY / logs_s:.0f} "
               "forced switches a day")  # fmt: skip
         print(f"repository bytes a day, idle server: full {human_bytes(size.get('full', 0))} + "

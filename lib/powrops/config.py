@@ -8,6 +8,10 @@ Environment overrides: ``POWROPS__SECTION__KEY=value`` sets any key (double unde
 levels, e.g. ``POWROPS__BACKUP__RETENTION__FULL=14d``); ``POWROPS_DATABASE_URL``,
 ``POWROPS_STATE_DIR`` and ``POWROPS_REPORTS_DIR`` are shortcuts for the most common ones.
 
+Servers: ``[servers.<name>.<section>]`` tables name the servers of a fleet, each deep-merged
+over the top level; ``load_settings(server=...)``, else ``$POWROPS_SERVER``, else the only one
+picks which. Without them the configuration is one server named ``default``.
+
 Unknown keys and bad values are errors naming the dotted key, the value and what was expected:
 a typo in a retention period must never silently fall back to a default.
 """
