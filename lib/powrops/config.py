@@ -605,6 +605,7 @@ class Settings(Section):
     # (not settings).
     source: str | None = Field(None, exclude=True)
     base_dir: str | None = Field(None, exclude=True)
+    config_file: str | None = Field(None, exclude=True)
     # The server these settings describe, and every server the configuration names.
     server: str = Field(DEFAULT_SERVER, exclude=True)
     servers: tuple[str, ...] = Field((DEFAULT_SERVER,), exclude=True)
@@ -840,7 +841,13 @@ def load_settings(
         source += " + environment"
     base_dir = file.parent if file else project_root()
     loaded = validate(merge(merged, overrides), source, base_dir)
-    return loaded.model_copy(update={"server": chosen, "servers": tuple(names)})
+    return loaded.model_copy(
+        update={
+            "server": chosen,
+            "servers": tuple(names),
+            "config_file": str(file) if file else None,
+        }
+    )
 
 
 def settings(config_path: str | Path | None = None, server: str | None = None) -> Settings:
