@@ -282,3 +282,19 @@ def test_without_servers_the_default_server_keeps_its_paths(tmp_path: Path) -> N
     assert (s.server, s.servers, s.named_server) == ("default", ("default",), False)
     assert s.state_dir == tmp_path / "st" and s.runs_dir == s.reports_dir == tmp_path / "reports"
     assert load_settings(config, environ={"POWROPS_SERVER": "default"}).server == "default"
+
+
+def test_config_check_validates_every_server(tmp_path: Path) -> None:
+    from cli_helpers import run_cli
+
+    config = tmp_path / "powrops.toml"
+    config.write_text(FLEET)
+    ok = run_cli("config", "check", str(config))
+    assert ok.returncode == 0, ok.stderr
+    assert "[servers.east]" in ok.stdout and "[servers.west]" in ok.stdout
+    config.write_text(FLEET + '[servers.west.backup.retention]\nfull = "30x"\n')
+    bad = run_cli("config", "check", str(config))
+    assert bad.returncode == 3
+    assert "[servers.west]" in bad.stderr and "backup.retention.full = '30x'" in bad.stderr
+    only_east = run_cli("--server", "east", "config", "check", str(config))
+    assert only_east.returncode == 0, only_east.stderr

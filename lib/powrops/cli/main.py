@@ -86,7 +86,9 @@ def _select_server(args: argparse.Namespace) -> None:
     requested = getattr(args, "server", None) or os.environ.get(SERVER_ENV) or None
     if requested is None:
         return
-    choose_server(server_names(getattr(args, "config", None)), requested)
+    # the file a command names itself (`config check FILE`), else --config / the usual search
+    explicit = getattr(args, "config_file", None) or getattr(args, "config", None)
+    choose_server(server_names(explicit), requested)
     os.environ[SERVER_ENV] = requested
 
 
