@@ -166,7 +166,7 @@ class Airflow:
 @pytest.fixture
 def fleet() -> Iterator[Fleet]:
     names = {"east": {"database": {"application_name": "powrops-east"}},
-             "west": {"database": {"application_name": "powrops-west"}}}  # fmt: skip
+             "west": {"schedule": {"airflow": {"retries": 0}}}}  # fmt: skip
     site = Fleet.create(names, start=("east",))
     yield site
     site.destroy()
@@ -223,5 +223,10 @@ def test_dags_load_and_run_in_airflow(airflow_venv: Path, fleet: Fleet, tmp_path
         assert states == {dag: expected_state}, (runs[0]["status"], states, tested.stderr)
         assert (tested.returncode == 0) == (expected_state == "success")
         outcomes[job] = runs[0]["status"]
-    assert not (fleet.root / "reports" / "west").exists()
+    # west has no database: its report exits 3 (UNKNOWN) and the task fails (no retries set)
+    dag = dag_id("west", "readiness-report")
+    failed = airflow("dags", "test", dag, "2026-12-01", timeout=600, check=False)
+    assert failed.returncode != 0
+    assert "ended UNKNOWN (exit 3)" in failed.stdout + failed.stderr
+    assert [r["state"] for r in airflow.json("dags", "list-runs", "-d", dag)] == ["failed"]
     print(f"\nAirflow task outcomes: {outcomes}")
