@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -53,9 +54,13 @@ class Fleet:
         os.chmod(config, 0o644)
         (root / "locks").mkdir()
         site = cls(root, config)
-        for server in servers if start is None else start:
-            target(site.settings(server), create=True)
-            site.started.append(server)
+        try:
+            for server in servers if start is None else start:
+                site.started.append(server)
+                target(site.settings(server), create=True)
+        except BaseException:
+            site.destroy()
+            raise
         return site
 
     def settings(self, server: str) -> Settings:
@@ -83,5 +88,6 @@ class Fleet:
 
     def destroy(self) -> None:
         for server in self.started:
-            embedded_cluster(self.settings(server)).destroy()
+            with contextlib.suppress(Exception):  # one that never started: the folder goes
+                embedded_cluster(self.settings(server)).destroy()
         shutil.rmtree(self.root, ignore_errors=True)
