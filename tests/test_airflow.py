@@ -207,6 +207,10 @@ def test_dags_load_and_run_in_airflow(airflow_venv: Path, fleet: Fleet, tmp_path
         dag_id(server, job) for server in ("east", "west") for job in jobs(fleet.settings(server))
     }
     assert listed == expected
+    # the quarterly review waits for the runs it reads
+    tasks = airflow("tasks", "list", dag_id("east", "quarterly-review")).stdout.split()
+    assert {"quarterly-review", "wait-backup-full", "wait-backup-verification",
+            "wait-recovery-drill", "wait-integrity-report"} <= set(tasks)  # fmt: skip
 
     # readiness and verification of one server, end to end against its embedded cluster
     outcomes: dict[str, str] = {}
