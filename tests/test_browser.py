@@ -386,3 +386,32 @@ def test_every_demo_plot_fits_its_data(demo: Site) -> None:
         assert [p for fig in figures for p in overstretched_axes(fig)] == []
     finally:
         _pyplot().close("all")
+
+
+def test_fleet_page_filters_by_server(browser: Browser, tmp_path: Path) -> None:
+    from powrops.reports.index import build_index
+
+    reports = tmp_path / "reports"
+    now = datetime.now(UTC)
+    for server, age in (("east", timedelta(hours=1)), ("west", timedelta(days=4))):
+        _fake_run(reports / server, "backup_verification", now - age, "OK")
+        result = reports / server / "backup_verification"
+        for run in result.iterdir():  # a daily report: west's is stale
+            data = json.loads((run / "result.json").read_text())
+            (run / "result.json").write_text(json.dumps({**data, "every_s": 86400}))
+    events = browser.open(build_index(reports).as_uri())
+    assert problems(events) == []
+    fleet = "Array.from(document.querySelectorAll('#fleet tbody tr'))"
+    shown = f"{fleet}.filter(r => r.style.display !== 'none').map(r => r.dataset.server)"
+    assert browser.evaluate(shown) == ["east", "west"]
+    stale = "Array.from(document.querySelectorAll('#fleet td.stale')).map(td => td.parentNode"
+    assert browser.evaluate(stale + ".dataset.server)") == ["west"]
+    browser.evaluate(
+        "var s = document.getElementById('f-server');"
+        "s.value = 'west'; s.dispatchEvent(new Event('input'));"
+    )
+    assert browser.evaluate(shown) == ["west"]
+    runs = "Array.from(document.querySelectorAll('#runs tbody tr'))"
+    visible = f"{runs}.filter(r => r.style.display !== 'none').map(r => r.dataset.server)"
+    assert browser.evaluate(visible) == ["west"]
+    assert problems(browser.events) == []

@@ -235,3 +235,66 @@ def test_shown_configuration_reads_back_to_the_same_settings(tmp_path: Path) -> 
     path.write_text(to_toml(redacted_dict(s)))
     again = load_settings(path, environ={})
     assert redacted_dict(again) == redacted_dict(s)
+
+
+FLEET = """
+[backup.retention]
+full = "30d"
+[state]
+dir = "st"
+[servers.east.backup.retention]
+full = "7d"
+[servers.west.database]
+application_name = "west-app"
+"""
+
+
+def test_servers_are_deep_merged_and_chosen(tmp_path: Path) -> None:
+    config = tmp_path / "powrops.toml"
+    config.write_text(FLEET)
+    east = load_settings(config, environ={}, server="east")
+    west = load_settings(config, environ={"POWROPS_SERVER": "west"})
+    assert (east.server, east.servers) == ("east", ("east", "west"))
+    assert str(east.backup.retention.full) == "7d" and str(west.backup.retention.full) == "30d"
+    assert str(east.backup.retention.incremental) == "7d"  # the rest of the table stays
+    assert west.database.application_name == "west-app"
+    assert east.state_dir == tmp_path / "st" / "east"
+    assert (
+        east.runs_dir == tmp_path / "reports" / "east" and east.reports_dir == tmp_path / "reports"
+    )
+    with pytest.raises(ConfigError, match=r"several servers \(east, west\)"):
+        load_settings(config, environ={})
+    with pytest.raises(
+        ConfigError, match=r"unknown server 'north'; configured servers: east, west"
+    ):
+        load_settings(config, environ={"POWROPS_SERVER": "north"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[servers.default.database]\napplication_name = "x"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(bad, environ={})
+    assert "servers.default: a server name" in caught.value.problems[0]
+
+
+def test_without_servers_the_default_server_keeps_its_paths(tmp_path: Path) -> None:
+    config = tmp_path / "powrops.toml"
+    config.write_text('[state]\ndir = "st"\n')
+    s = load_settings(config, environ={})
+    assert (s.server, s.servers, s.named_server) == ("default", ("default",), False)
+    assert s.state_dir == tmp_path / "st" and s.runs_dir == s.reports_dir == tmp_path / "reports"
+    assert load_settings(config, environ={"POWROPS_SERVER": "default"}).server == "default"
+
+
+def test_config_check_validates_every_server(tmp_path: Path) -> None:
+    from cli_helpers import run_cli
+
+    config = tmp_path / "powrops.toml"
+    config.write_text(FLEET)
+    ok = run_cli("config", "check", str(config))
+    assert ok.returncode == 0, ok.stderr
+    assert "[servers.east]" in ok.stdout and "[servers.west]" in ok.stdout
+    config.write_text(FLEET + '[servers.west.backup.retention]\nfull = "30x"\n')
+    bad = run_cli("config", "check", str(config))
+    assert bad.returncode == 3
+    assert "[servers.west]" in bad.stderr and "backup.retention.full = '30x'" in bad.stderr
+    only_east = run_cli("--server", "east", "config", "check", str(config))
+    assert only_east.returncode == 0, only_east.stderr

@@ -305,7 +305,7 @@ def test_secrets_never_reach_the_archive(archive: Archive) -> None:
 def test_index_lists_runs_newest_first(archive: Archive) -> None:
     index = (archive.reports / "index.html").read_text(encoding="utf-8")
     runs_table = index.split("id='runs'", 1)[1]
-    names = re.findall(r'<tr data-name="([^"]+)"', runs_table)
+    names = re.findall(r'<tr data-server="[^"]*" data-name="([^"]+)"', runs_table)
     expected = [archive.runs[label].result["name"] for label in reversed(archive.order)]
     assert names == expected
     for run in archive.runs.values():

@@ -8,6 +8,10 @@ Environment overrides: ``POWROPS__SECTION__KEY=value`` sets any key (double unde
 levels, e.g. ``POWROPS__BACKUP__RETENTION__FULL=14d``); ``POWROPS_DATABASE_URL``,
 ``POWROPS_STATE_DIR`` and ``POWROPS_REPORTS_DIR`` are shortcuts for the most common ones.
 
+Servers: ``[servers.<name>.<section>]`` tables name the servers of a fleet, each deep-merged
+over the top level; ``load_settings(server=...)``, else ``$POWROPS_SERVER``, else the only one
+picks which. Without them the configuration is one server named ``default``.
+
 Unknown keys and bad values are errors naming the dotted key, the value and what was expected:
 a typo in a retention period must never silently fall back to a default.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +52,10 @@ ENV_SHORTCUTS = {
     "POWROPS_REPORTS_DIR": ("reports", "dir"),
 }
 DEFAULT_FILE = "powrops.toml"
+#: The server a command acts on when ``--server`` is not given (see :func:`choose_server`).
+SERVER_ENV = "POWROPS_SERVER"
+#: The one server of a configuration without ``[servers.*]``: it keeps the unprefixed paths.
+DEFAULT_SERVER = "default"
 
 
 class Section(BaseModel):
@@ -635,6 +644,19 @@ def _clock(value: Any) -> Any:
     return value
 
 
+class AirflowSettings(Section):
+    """How ``powrops schedule --format airflow`` writes the jobs as Airflow tasks."""
+
+    # Exit 1 (WARNING) ends the task as a success with a log line; true fails it instead.
+    warning_fails: bool = False
+    # Retries of a job whose retry is safe (reads, backups, maintenance), after an UNKNOWN
+    # exit (3: unreachable database, a crash); CRITICAL findings are never retried.
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay: Duration = Duration.parse("10min")
+    # A task is stopped after its interval or this, whichever is shorter.
+    max_runtime: Duration = Duration.parse("6h")
+
+
 class ScheduleSettings(Section):
     """When the scheduled jobs run and how cron or systemd starts them (``powrops schedule``).
 
@@ -663,6 +685,7 @@ class ScheduleSettings(Section):
     # an owner makes); run_as_roles = false runs every job as the configured URL's user.
     run_as_roles: bool = True
     roles: dict[str, str] = Field(default_factory=lambda: dict(JOB_ROLES))
+    airflow: AirflowSettings = AirflowSettings()
 
     @field_validator("roles")
     @classmethod
@@ -735,20 +758,41 @@ class Settings(Section):
     # (not settings).
     source: str | None = Field(None, exclude=True)
     base_dir: str | None = Field(None, exclude=True)
+    config_file: str | None = Field(None, exclude=True)
+    # The server these settings describe, and every server the configuration names.
+    server: str = Field(DEFAULT_SERVER, exclude=True)
+    servers: tuple[str, ...] = Field((DEFAULT_SERVER,), exclude=True)
 
     def _resolve(self, path: str) -> Path:
         folder = Path(self.base_dir) if self.base_dir else Path.cwd()
         return (folder / path).absolute()
 
     @property
+    def named_server(self) -> bool:
+        """True for a server of ``[servers.*]``; False for the one ``default`` server."""
+        return self.server != DEFAULT_SERVER
+
+    @property
     def state_dir(self) -> Path:
-        """``state.dir``; relative to the config file's folder, else to the project root."""
-        return self._resolve(self.state.dir)
+        """``state.dir``; relative to the config file's folder, else to the project root.
+
+        A named server keeps its state (embedded cluster, default backup repository, archive
+        spec) in ``<state.dir>/<server>``, so servers of one configuration never share it.
+        """
+        folder = self._resolve(self.state.dir)
+        return folder / self.server if self.named_server else folder
 
     @property
     def reports_dir(self) -> Path:
-        """``reports.dir``; relative to the config file's folder, else to the project root."""
+        """``reports.dir``, the root of the archive and its fleet page; relative to the config
+        file's folder, else to the project root."""
         return self._resolve(self.reports.dir)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where this server's runs are archived: ``reports.dir`` for ``default``,
+        ``<reports.dir>/<server>`` for a named server."""
+        return self.reports_dir / self.server if self.named_server else self.reports_dir
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -871,28 +915,102 @@ def validate(
         raise ConfigError(f"invalid configuration{where}", problems=problems) from None
 
 
-def load_settings(
+def server_tables(data: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """The ``[servers.<name>]`` tables of a configuration, checked: name -> overrides."""
+    tables = data.get("servers")
+    if tables is None:
+        return {}
+    where = f" in {source}" if source else ""
+    if not isinstance(tables, Mapping) or not tables:
+        raise ConfigError(
+            f"invalid configuration{where}",
+            problems=["servers: expected tables [servers.<name>.<section>]"],
+        )
+    problems = []
+    for name, table in tables.items():
+        if not isinstance(table, Mapping):
+            problems.append(f"servers.{name}: expected a table of sections")
+        if name == DEFAULT_SERVER or not _SERVER_NAME.fullmatch(name):
+            problems.append(
+                f"servers.{name}: a server name is letters, digits, '-' and '_', starts with a "
+                f"letter and is not {DEFAULT_SERVER!r}"
+            )
+    if problems:
+        raise ConfigError(f"invalid configuration{where}", problems=problems)
+    return dict(tables)
+
+
+_SERVER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+
+
+def server_names(
     path: str | Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """The effective settings: defaults, then the config file, then the environment."""
+) -> list[str]:
+    """The servers the configuration names, in file order; ``["default"]`` without any."""
     env = os.environ if environ is None else environ
     file = config_path(path, env)
     data = read_toml(file) if file else {}
-    overrides = env_overrides(env)
+    return list(server_tables(data, str(file) if file else None)) or [DEFAULT_SERVER]
+
+
+def choose_server(names: list[str], requested: str | None) -> str:
+    """The server to act on: the requested one, else the only one; ConfigError otherwise."""
+    listed = ", ".join(names)
+    if requested:
+        if requested not in names:
+            raise ConfigError(f"unknown server {requested!r}; configured servers: {listed}")
+        return requested
+    if len(names) == 1:
+        return names[0]
+    raise ConfigError(
+        f"the configuration names several servers ({listed}): "
+        f"pass --server NAME or set {SERVER_ENV}"
+    )
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    server: str | None = None,
+) -> Settings:
+    """The effective settings of one server: defaults, then the config file's top level, then
+    its ``[servers.<server>]`` tables, then the environment.
+
+    The server is ``server``, else ``$POWROPS_SERVER``, else the configuration's only one.
+    """
+    env = os.environ if environ is None else environ
+    file = config_path(path, env)
+    data = read_toml(file) if file else {}
     source = str(file) if file else "defaults"
+    tables = server_tables(data, source)
+    names = list(tables) or [DEFAULT_SERVER]
+    chosen = choose_server(names, server or env.get(SERVER_ENV) or None)
+    top = {key: value for key, value in data.items() if key != "servers"}
+    merged = merge(top, tables[chosen]) if tables else top
+    overrides = env_overrides(env)
+    if tables:
+        source += f" [servers.{chosen}]"
     if overrides:
         source += " + environment"
     base_dir = file.parent if file else project_root()
-    return validate(merge(data, overrides), source, base_dir)
+    loaded = validate(merge(merged, overrides), source, base_dir)
+    return loaded.model_copy(
+        update={
+            "server": chosen,
+            "servers": tuple(names),
+            "config_file": str(file) if file else None,
+        }
+    )
 
 
-def settings(config_path: str | Path | None = None) -> Settings:
+def settings(config_path: str | Path | None = None, server: str | None = None) -> Settings:
     """The settings of a notebook or runbook run: the one entry point notebooks call.
 
     ``config_path`` is the notebook's ``config_path`` parameter: an empty string means "not
-    given" (papermill parameters have no None), so the usual search applies.
+    given" (papermill parameters have no None), so the usual search applies. The server is
+    ``server``, else ``$POWROPS_SERVER`` (which ``powrops report run`` sets for the kernel).
     """
-    return load_settings(config_path or None)
+    return load_settings(config_path or None, server=server or None)
 
 
 # --- showing ---------------------------------------------------------------------------------

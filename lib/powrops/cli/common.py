@@ -19,7 +19,21 @@ if TYPE_CHECKING:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the monitoring exit code (3, UNKNOWN) for bad arguments."""
+    """argparse with the monitoring exit code (3, UNKNOWN) for bad arguments.
+
+    Every command and subcommand takes ``--server NAME``, so that it may come before or
+    after the command's name; unset, it leaves ``args.server`` alone (``$POWROPS_SERVER``,
+    else the configuration's only server, applies).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--server",
+            metavar="NAME",
+            default=argparse.SUPPRESS,
+            help="the configured server to act on (default $POWROPS_SERVER, else the only one)",
+        )
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -30,7 +44,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
     """The settings of this run: ``--config``, else ``$POWROPS_CONFIG``, else the defaults."""
     from powrops.config import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    return load_settings(getattr(args, "config", None), server=getattr(args, "server", None))
 
 
 def print_json(data: Any) -> None:

@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     show.add_argument("--json", action="store_true", help="print the result as JSON")
     show.set_defaults(func=cmd_config_show)
     check = config.add_parser("check", help="validate a config file (exit 3 when invalid)")
-    check.add_argument("file", nargs="?")
+    check.add_argument("config_file", nargs="?", metavar="file")
     check.set_defaults(func=cmd_config_check)
 
 
@@ -29,14 +29,23 @@ def cmd_config_show(args: argparse.Namespace) -> Severity:
     if args.json:
         print_json(data)
     else:
-        print(f"# effective configuration ({loaded.source}); secrets are redacted")
+        print(
+            f"# effective configuration of server {loaded.server!r} ({loaded.source}); "
+            "secrets are redacted"
+        )
         print(to_toml(data), end="")
     return Severity.OK
 
 
 def cmd_config_check(args: argparse.Namespace) -> Severity:
-    from powrops.config import load_settings
+    """Validate the chosen server's settings, or every server's when none is chosen."""
+    import os
 
-    loaded = load_settings(args.file or getattr(args, "config", None))
-    print(f"configuration OK ({loaded.source})")
+    from powrops.config import SERVER_ENV, load_settings, server_names
+
+    file = args.config_file or getattr(args, "config", None)
+    chosen = getattr(args, "server", None) or os.environ.get(SERVER_ENV)
+    for name in [chosen] if chosen else server_names(file):
+        loaded = load_settings(file, server=name)
+        print(f"configuration OK ({loaded.source})")
     return Severity.OK

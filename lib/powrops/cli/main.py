@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     crash_code: int = getattr(args, "crash_code", EXIT_UNKNOWN)
     outcome: int | None = None
     try:
+        _select_server(args)
         outcome = exit_code(func(args))
         sys.stdout.flush()
         return outcome
@@ -74,6 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return crash_code
+
+
+def _select_server(args: argparse.Namespace) -> None:
+    """Check ``--server`` / ``$POWROPS_SERVER`` against the configuration, then hand the
+    choice to everything this command loads or starts (settings, report kernels) through
+    ``$POWROPS_SERVER``. An unknown name is a ConfigError listing the configured ones."""
+    from powrops.config import SERVER_ENV, choose_server, server_names
+
+    requested = getattr(args, "server", None) or os.environ.get(SERVER_ENV) or None
+    if requested is None:
+        return
+    # the file a command names itself (`config check FILE`), else --config / the usual search
+    explicit = getattr(args, "config_file", None) or getattr(args, "config", None)
+    choose_server(server_names(explicit), requested)
+    os.environ[SERVER_ENV] = requested
 
 
 def _closed_pipe(code: int) -> int:

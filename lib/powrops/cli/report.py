@@ -91,6 +91,7 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
     from powrops.db import identity, secrets
     from powrops.reports.archive import ReportArchive
     from powrops.reports.runner import run_report
+    from powrops.schedule import report_intervals
 
     loaded = settings_of(args)
     # The database the run acts on; fails fast, before a kernel starts, when it is unreachable.
@@ -104,6 +105,8 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
         secrets=secrets(loaded),
         remote=ReportArchive.from_settings(loaded),
         target=acting_on.to_dict(),
+        server=loaded.server,
+        every_s=report_intervals(loaded).get(args.name),
     )
     print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
     if result.result.get("error"):

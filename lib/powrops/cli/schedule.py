@@ -1,8 +1,10 @@
-"""``powrops schedule [--format cron|systemd] [--output DIR]``.
+"""``powrops schedule [--format cron|systemd|airflow] [--output DIR]``.
 
-Prints the configured schedule as a crontab, or as systemd ``.timer`` + ``.service`` units;
-with ``--output DIR`` writes the files there instead (``powrops.cron``, or one file per unit and
-a README). Exit 0, or 3 when the configuration cannot be scheduled.
+Prints the configured schedule of one server as a crontab, as systemd ``.timer`` +
+``.service`` units, or as an Airflow DAG file; with ``--output DIR`` writes the files there
+instead (``powrops.cron``; one file per unit and a README; for Airflow a ``powrops_<server>.py``
+per configured server and ``powrops_pools.json``). Exit 0, or 3 when the configuration cannot
+be scheduled.
 """
 
 from __future__ import annotations
@@ -17,33 +19,40 @@ from powrops.findings import Severity
 def register(sub: Any) -> None:
     """Add the ``schedule`` subcommand to the ``powrops`` parser's subparsers."""
     parser = sub.add_parser(
-        "schedule", help="the configured schedule as crontab lines or systemd timers"
+        "schedule", help="the configured schedule as crontab lines, systemd timers or Airflow DAGs"
     )
     parser.add_argument(
         "--format",
-        choices=["cron", "systemd"],
+        choices=["cron", "systemd", "airflow"],
         default="cron",
-        help="crontab lines or systemd units (cron)",
+        help="crontab lines, systemd units or Airflow DAG files (cron)",
     )
     parser.add_argument("--output", metavar="DIR", help="write the files into DIR")
     parser.set_defaults(func=cmd_schedule)
 
 
 def cmd_schedule(args: argparse.Namespace) -> Severity:
-    from powrops.config import config_path, load_settings
+    from powrops.config import config_path, load_settings, server_names
     from powrops.errors import ParameterError
+    from powrops.schedule.airflow import airflow_files, dag_file, dag_file_name
     from powrops.schedule.jobs import crontab, systemd_units
 
     explicit = getattr(args, "config", None)
-    settings = load_settings(explicit)
     config_file = config_path(explicit)
-    if args.format == "cron":
-        files = {"powrops.cron": crontab(settings, config_file)}
+    if args.format == "airflow" and args.output is not None:
+        every = [load_settings(explicit, server=name) for name in server_names(explicit)]
+        files = airflow_files(every, config_file)
     else:
-        files = systemd_units(settings, config_file)
-    if args.output is None:
+        settings = load_settings(explicit)
         if args.format == "cron":
-            print(files["powrops.cron"], end="")
+            files = {"powrops.cron": crontab(settings, config_file)}
+        elif args.format == "airflow":
+            files = {dag_file_name(settings.server): dag_file(settings, config_file)}
+        else:
+            files = systemd_units(settings, config_file)
+    if args.output is None:
+        if len(files) == 1:
+            print(next(iter(files.values())), end="")
         else:
             for name, text in files.items():
                 print(f"# ==> {name} <==\n{text}")

@@ -197,7 +197,8 @@ def gather(settings: Settings, quarter: Quarter, now: datetime | None = None) ->
 def report_runs(settings: Settings) -> list[ReportRun]:
     """Every archived run with a start time (from the local archive's result.json files)."""
 
-    runs = (ReportRun.from_catalog(entry) for entry in list_runs(settings.reports_dir))
+    entries = list_runs(settings.reports_dir, settings.server)
+    runs = (ReportRun.from_catalog(entry) for entry in entries)
     return [run for run in runs if run is not None]
 
 

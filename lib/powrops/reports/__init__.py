@@ -81,7 +81,7 @@ def _archive_by_hand(result: Recorded) -> None:
         target = None
     run_dir = archive_interactive(
         notebook, result, reports_dir=settings.reports_dir, secrets=db.secrets(settings),
-        target=target,
+        target=target, server=settings.server,
     )  # fmt: skip
     print(f"Archived as evidence (interactive run, the notebook as last saved): {run_dir}")
 

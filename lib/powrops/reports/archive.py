@@ -87,12 +87,13 @@ def run_time(run_id: str) -> datetime | None:
 
 
 def expired_runs(runs: Iterable[str], retention: Duration, now: datetime) -> list[str]:
-    """Which of ``runs`` (``name/run_id``) are past ``retention``; the newest per report stays."""
+    """Which of ``runs`` (``[server/]name/run_id``) are past ``retention``; the newest per
+    report (and server) stays."""
     if retention.indefinite:
         return []
     by_report: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     for run in runs:
-        name, _, run_id = run.partition("/")
+        name, _, run_id = run.rpartition("/")
         when = run_time(run_id)
         if when is not None:
             by_report[name].append((when, run))
@@ -130,17 +131,17 @@ class ReportArchive:
     # -- what is where ---------------------------------------------------------------------
 
     def local_runs(self) -> dict[str, Path]:
-        return {f"{d.parent.name}/{d.name}": d for d in run_dirs(self.reports_dir)}
+        return {d.relative_to(self.reports_dir).as_posix(): d for d in run_dirs(self.reports_dir)}
 
     def remote_runs(self) -> dict[str, set[str]]:
-        """Runs in the archive (``name/run_id`` -> file names), complete or not."""
+        """Runs in the archive (``[server/]name/run_id`` -> file names), complete or not."""
         found: dict[str, set[str]] = defaultdict(set)
         if self.repo is None:
             return found
         for info in self.repo.list(""):
             parts = info.key.split("/")
-            if len(parts) == 3:
-                found[f"{parts[0]}/{parts[1]}"].add(parts[2])
+            if len(parts) in (3, 4):
+                found["/".join(parts[:-1])].add(parts[-1])
         return found
 
     # -- operations ------------------------------------------------------------------------
@@ -149,7 +150,7 @@ class ReportArchive:
         """Copy one run directory to the archive, ``result.json`` last; return files copied."""
         if self.repo is None:
             return 0
-        prefix = f"{run_dir.parent.name}/{run_dir.name}/"
+        prefix = run_dir.resolve().relative_to(self.reports_dir.resolve()).as_posix() + "/"
         files = sorted(p for p in run_dir.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
         files.sort(key=lambda p: p.name == RESULT_FILE)
         for path in files:

@@ -1,9 +1,11 @@
 """The archive catalog: every run under a reports directory, read from its result.json.
 
 The archive layout is ``<reports_dir>/<report name>/<run id>/`` with ``notebook.ipynb``,
-``report.html`` and ``result.json``. A run directory whose final ``result.json`` is missing
-or unreadable (a killed or still running report) is listed as UNKNOWN and incomplete, so
-nothing that happened silently drops out of the index.
+``report.html`` and ``result.json`` for the ``default`` server, and
+``<reports_dir>/<server>/<report name>/<run id>/`` for a named server (a folder whose
+children hold run folders rather than run files is a server's). A run directory whose final
+``result.json`` is missing or unreadable (a killed or still running report) is listed as
+UNKNOWN and incomplete, so nothing that happened silently drops out of the index.
 """
 
 from __future__ import annotations
@@ -19,17 +21,39 @@ HTML_FILE = "report.html"
 NOTEBOOK_FILE = "notebook.ipynb"
 
 
+DEFAULT_SERVER = "default"
+
+
+def _folders(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _is_server_dir(folder: Path) -> bool:
+    """A named server's folder: its children are report folders holding run folders."""
+    children = _folders(folder)
+    return bool(children) and all(
+        not any((child / f).exists() for f in (RESULT_FILE, HTML_FILE, NOTEBOOK_FILE))
+        and bool(_folders(child))
+        for child in children
+    )
+
+
 def run_dirs(reports_dir: Path) -> list[Path]:
-    """All run directories (``<name>/<run id>``) under ``reports_dir``."""
+    """All run directories (``[<server>/]<name>/<run id>``) under ``reports_dir``."""
     if not reports_dir.is_dir():
         return []
-    return [
-        run
-        for report in sorted(reports_dir.iterdir())
-        if report.is_dir() and not report.name.startswith(".")
-        for run in sorted(report.iterdir())
-        if run.is_dir() and not run.name.startswith(".")
-    ]
+    found: list[Path] = []
+    for top in _folders(reports_dir):
+        reports = _folders(top) if _is_server_dir(top) else [top]
+        for report in reports:
+            found.extend(_folders(report))
+    return found
+
+
+def server_of(run_dir: Path, reports_dir: Path) -> str:
+    """The server a run directory belongs to, from where it lies in the archive."""
+    parts = run_dir.relative_to(reports_dir).parts
+    return parts[0] if len(parts) == 3 else DEFAULT_SERVER
 
 
 def read_run(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
@@ -37,6 +61,7 @@ def read_run(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
     entry = _read_result(run_dir)
     entry.setdefault("name", run_dir.parent.name)
     entry.setdefault("run_id", run_dir.name)
+    entry["server"] = server_of(run_dir, reports_dir)
     entry["dir"] = run_dir.relative_to(reports_dir).as_posix()
     for key, filename in (("html", HTML_FILE), ("notebook", NOTEBOOK_FILE), ("json", RESULT_FILE)):
         path = run_dir / filename
@@ -44,16 +69,18 @@ def read_run(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
     return entry
 
 
-def list_runs(reports_dir: Path) -> list[dict[str, Any]]:
-    """Every run in the archive, newest first."""
+def list_runs(reports_dir: Path, server: str | None = None) -> list[dict[str, Any]]:
+    """Every run in the archive (of ``server`` only, when given), newest first."""
     runs = [read_run(run, reports_dir) for run in run_dirs(reports_dir)]
+    if server is not None:
+        runs = [run for run in runs if run["server"] == server]
     runs.sort(key=_sort_key, reverse=True)
     return runs
 
 
-def latest(reports_dir: Path, name: str) -> dict[str, Any] | None:
-    """The newest run of report ``name``, or None if it never ran."""
-    return next((run for run in list_runs(reports_dir) if run["name"] == name), None)
+def latest(reports_dir: Path, name: str, server: str | None = None) -> dict[str, Any] | None:
+    """The newest run of report ``name`` (on ``server``, when given), or None if it never ran."""
+    return next((run for run in list_runs(reports_dir, server) if run["name"] == name), None)
 
 
 def _read_result(run_dir: Path) -> dict[str, Any]:

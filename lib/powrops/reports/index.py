@@ -1,8 +1,13 @@
 """The archive index: ``index.html`` and ``catalog.json`` rebuilt from the catalog.
 
 The index is generated, never edited by hand. It opens from ``file://`` (all links are
-relative), loads nothing from the network, and filters runs by report name, status and
-free text with a few lines of inline script.
+relative), loads nothing from the network, and filters runs by server, report name, status
+and free text with a few lines of inline script.
+
+It opens with the fleet: one row per server, one column per report, each cell the latest
+run's status and its age against the report's schedule (``every_s``, which ``powrops report
+run`` records from the job table). A run older than :data:`STALE_FACTOR` intervals is stale
+and its cell is red: a report that stopped running is as alarming as one that fails.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from powrops.reports.record import write_json
 
 INDEX_FILE = "index.html"
 CATALOG_FILE = "catalog.json"
+#: A report's latest run is stale once it is older than this many scheduled intervals.
+STALE_FACTOR = 1.5
+DEFAULT_SERVER = "default"
 
 _STYLE = """
 body { font-family: sans-serif; margin: 16px 24px; color: #1a1a1a; }
@@ -36,6 +44,8 @@ th { background: #f2f2f2; }
 .error { color: #8a1c1c; font-size: 12px; }
 .period { color: #555; font-size: 12px; }
 .filters { margin: 8px 0; } .filters * { margin-right: 8px; }
+td.stale { background: #fbe3e4; } .stale .age { color: #c0262d; font-weight: bold; }
+.age { font-size: 12px; color: #444; }
 @media print {
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   .filters { display: none; } tr { break-inside: avoid; } a { color: inherit; }
@@ -46,15 +56,20 @@ th { background: #f2f2f2; }
 
 _SCRIPT = """
 (function () {
+  var server = document.getElementById('f-server');
   var name = document.getElementById('f-name');
   var status = document.getElementById('f-status');
   var text = document.getElementById('f-text');
   function apply() {
     var q = text.value.toLowerCase();
+    document.querySelectorAll('#fleet tbody tr').forEach(function (row) {
+      row.style.display = (!server.value || row.dataset.server === server.value) ? '' : 'none';
+    });
     var rows = document.querySelectorAll('#runs tbody tr');
     var shown = 0;
     rows.forEach(function (row) {
-      var ok = (!name.value || row.dataset.name === name.value) &&
+      var ok = (!server.value || row.dataset.server === server.value) &&
+               (!name.value || row.dataset.name === name.value) &&
                (!status.value || row.dataset.status === status.value) &&
                (!q || row.textContent.toLowerCase().indexOf(q) !== -1);
       row.style.display = ok ? '' : 'none';
@@ -62,37 +77,48 @@ _SCRIPT = """
     });
     document.getElementById('f-count').textContent = shown + ' of ' + rows.length + ' runs';
   }
-  [name, status, text].forEach(function (el) { el.addEventListener('input', apply); });
+  [server, name, status, text].forEach(function (el) {
+    el.addEventListener('input', apply);
+  });
   apply();
 })();
 """
 
 
-def build_index(reports_dir: Path) -> Path:
-    """Write ``index.html`` and ``catalog.json`` for ``reports_dir``; return the index path."""
+def build_index(reports_dir: Path, now: datetime | None = None) -> Path:
+    """Write ``index.html`` and ``catalog.json`` for ``reports_dir``; return the index path.
+
+    ``now`` is the moment ages are measured from (the time of generation)."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     runs = list_runs(reports_dir)
-    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    moment = now or datetime.now(UTC)
+    generated = moment.isoformat(timespec="seconds")
     write_json(reports_dir / CATALOG_FILE, {"generated_at": generated, "runs": runs})
     path = reports_dir / INDEX_FILE
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(index_html(runs, generated), encoding="utf-8")
+    tmp.write_text(index_html(runs, generated, moment), encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def index_html(runs: list[dict[str, Any]], generated: str) -> str:
+def index_html(runs: list[dict[str, Any]], generated: str, now: datetime | None = None) -> str:
     """The index page for catalog entries ``runs`` (newest first)."""
 
     names = sorted({str(r["name"]) for r in runs})
+    servers = sorted(
+        {str(r.get("server") or DEFAULT_SERVER) for r in runs},
+        key=lambda s: (s != DEFAULT_SERVER, s),
+    )
+    moment = now or datetime.fromisoformat(generated)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>powrops reports</title>"
         f"<style>{_STYLE}</style></head><body>"
-        f"<h1>powrops reports</h1>"
-        f"<p>{len(runs)} runs; generated {escape(_generated(generated))}</p>"
-        f"{_latest_table(runs, names)}"
-        f"<h2>All runs</h2>{_filters(names)}{_runs_table(runs)}"
+        f"<h1>powrops reports</h1><p>{len(runs)} runs on {len(servers)} server"
+        f"{'' if len(servers) == 1 else 's'}; generated {escape(_generated(generated))}</p>"
+        f"{_fleet_table(runs, servers, names, moment)}"
+        f"{_latest_table(runs, names) if len(servers) == 1 else ''}"
+        f"<h2>All runs</h2>{_filters(servers, names)}{_runs_table(runs)}"
         f"<p style='font-size:12px;color:#666'>powrops {escape(__version__)}</p>"
         f"<script>{_SCRIPT}</script></body></html>\n"
     )
@@ -118,6 +144,10 @@ def _link(target: str | None, label: str) -> str:
     if not target:
         return ""
     return f'<a href="{escape(quote(target))}">{escape(label)}</a>'
+
+
+def _linked(target: str | None, inner_html: str) -> str:
+    return f'<a href="{escape(quote(target))}">{inner_html}</a>' if target else inner_html
 
 
 def _figures(figures: Mapping[str, Any] | None) -> str:
@@ -174,11 +204,70 @@ def _latest_table(runs: list[dict[str, Any]], names: Iterable[str]) -> str:
     )
 
 
-def _filters(names: Iterable[str]) -> str:
+def _started(run: Mapping[str, Any]) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(run.get("started_at")))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def staleness(run: Mapping[str, Any], now: datetime) -> tuple[float | None, bool]:
+    """The run's age in seconds at ``now``, and whether it is stale against its schedule
+    (older than :data:`STALE_FACTOR` times ``every_s``; never for an unscheduled report)."""
+    started = _started(run)
+    if started is None:
+        return None, False
+    age = (now - started).total_seconds()
+    every = run.get("every_s")
+    stale = isinstance(every, int | float) and every > 0 and age > STALE_FACTOR * every
+    return age, stale
+
+
+def _fleet_cell(run: Mapping[str, Any] | None, now: datetime) -> str:
+    if run is None:
+        return "<td>-</td>"
+    age, stale = staleness(run, now)
+    every = run.get("every_s")
+    schedule = f" / every {human_duration(float(every))}" if isinstance(every, int | float) else ""
+    age_text = "" if age is None else f"{human_duration(age)} ago{schedule}"
+    mark = " (stale)" if stale else ""
+    return (
+        f'<td class="{"stale" if stale else "fresh"}" data-name="{escape(str(run["name"]))}">'
+        f"{_linked(run.get('html'), _badge(str(run.get('status'))))}"
+        f'<div class="age">{escape(age_text + mark)}</div></td>'
+    )
+
+
+def _fleet_table(
+    runs: list[dict[str, Any]], servers: list[str], names: list[str], now: datetime
+) -> str:
+    """One row per server, one column per report: the latest run, its age, stale in red."""
+    if not runs:
+        return "<p>No runs yet.</p>"
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:  # newest first
+        latest.setdefault((str(run.get("server") or DEFAULT_SERVER), str(run["name"])), run)
+    head = "".join(f"<th>{escape(n)}</th>" for n in names)
+    rows = "".join(
+        f'<tr data-server="{escape(server)}"><th>{escape(server)}</th>'
+        + "".join(_fleet_cell(latest.get((server, name)), now) for name in names)
+        + "</tr>"
+        for server in servers
+    )
+    return (
+        "<h2>Fleet</h2><table id='fleet'><thead><tr><th>server</th>"
+        f"{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _filters(servers: Iterable[str], names: Iterable[str]) -> str:
+    server_opts = "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in servers)
     name_opts = "".join(f'<option value="{escape(n)}">{escape(n)}</option>' for n in names)
     status_opts = "".join(f'<option value="{s.name}">{s.name}</option>' for s in Severity)
     return (
         '<div class="filters">'
+        f'<select id="f-server"><option value="">all servers</option>{server_opts}</select>'
         f'<select id="f-name"><option value="">all reports</option>{name_opts}</select>'
         f'<select id="f-status"><option value="">any status</option>{status_opts}</select>'
         '<input id="f-text" type="search" placeholder="search">'
@@ -214,8 +303,10 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
                 ],
             )
         )
+        server = str(run.get("server") or DEFAULT_SERVER)
         rows.append(
-            f'<tr data-name="{escape(str(run["name"]))}" data-status="{escape(status)}">'
+            f'<tr data-server="{escape(server)}" data-name="{escape(str(run["name"]))}" '
+            f'data-status="{escape(status)}"><td>{escape(server)}</td>'
             f"<td>{escape(str(run['name']))}</td><td>{_when(run)}</td>"
             f"<td>{_badge(status)}{_error(run.get('error'))}</td>"
             f"<td>{escape(_database(run.get('target')))}</td>"
@@ -223,7 +314,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
             f"<td>{links}</td></tr>"
         )
     return (
-        "<table id='runs'><thead><tr><th>report</th><th>time</th><th>status</th>"
+        "<table id='runs'><thead><tr><th>server</th><th>report</th><th>time</th><th>status</th>"
         "<th>database</th><th>headline figures</th><th>duration</th><th>links</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

@@ -35,6 +35,7 @@ import nbformat
 
 import powrops
 from powrops import __version__
+from powrops.config import DEFAULT_SERVER, SERVER_ENV
 from powrops.errors import ParameterError, ReportError
 from powrops.findings import Severity
 from powrops.format import describe_target
@@ -385,6 +386,8 @@ def run_report(
     secrets: Iterable[str] = (),
     remote: ReportArchive | None = None,
     target: Mapping[str, Any] | None = None,
+    server: str = DEFAULT_SERVER,
+    every_s: float | None = None,
 ) -> RunResult:
     """Run report ``name`` with ``parameters`` and archive it under ``reports_dir``.
 
@@ -393,7 +396,10 @@ def run_report(
     wrong during execution is archived as a failed (UNKNOWN) run. With ``remote``, the run
     is then copied to the remote archive and the retention applied. ``target`` (the
     database's :class:`~powrops.db.Identity` as a dict) is kept in ``result.json`` and shown
-    in the page's header.
+    in the page's header. ``server`` is the configured server the run belongs to: a named
+    server's runs go to ``<reports_dir>/<server>/<name>/``, and its kernel gets
+    ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same server.
+    ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
     """
     project = (root or project_root()).resolve()
     specs = discover(project)
@@ -404,12 +410,15 @@ def run_report(
     params = coerce_parameters(spec, parameters or {})
     archive = reports_dir.resolve()
     started = datetime.now(UTC)
-    run_dir = _new_run_dir(archive / name, started)
+    run_dir = _new_run_dir(server_dir(archive, server) / name, started)
     if "run_id" in spec.parameters:
         params = {**params, "run_id": run_dir.name}
     clock = time.monotonic()
-    nb, error = _execute(spec, params, run_dir, project, timeout, dict(env or {}))
+    kernel_env = {SERVER_ENV: server, **(env or {})}
+    nb, error = _execute(spec, params, run_dir, project, timeout, kernel_env)
     result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
+    result["server"] = server
+    result["every_s"] = every_s
     result["target"] = dict(target) if target is not None else None
     _archive(run_dir, spec, nb, result, list(secrets))
     build_index(archive)
@@ -432,6 +441,7 @@ def archive_interactive(
     secrets: Iterable[str] = (),
     target: Mapping[str, Any] | None = None,
     root: Path | None = None,
+    server: str = DEFAULT_SERVER,
 ) -> Path:
     """Archive a runbook run by hand in JupyterLab as evidence, like a scheduled run.
 
@@ -445,7 +455,7 @@ def archive_interactive(
         raise ReportError(f"{notebook} is not one of the project's reports or runbooks")
     started = datetime.now(UTC)
     archive = reports_dir.resolve()
-    run_dir = _new_run_dir(archive / spec.name, started, suffix="-interactive")
+    run_dir = _new_run_dir(server_dir(archive, server) / spec.name, started, suffix="-interactive")
     nb = read_notebook(notebook)
     result = {
         "name": spec.name,
@@ -467,6 +477,7 @@ def archive_interactive(
         "versions": _versions(),
         "interactive": True,
         "notebook": str(notebook),
+        "server": server,
         "target": dict(target) if target is not None else None,
     }
     _archive(run_dir, spec, nb, result, list(secrets))
@@ -488,6 +499,11 @@ def _archive(
     page = _render(nb, spec, result)  # may mark the run failed if rendering fails
     (run_dir / HTML_FILE).write_text(redact(page, secrets), encoding="utf-8")
     write_json(run_dir / RESULT_FILE, _redact_tree(result, secrets))
+
+
+def server_dir(archive: Path, server: str) -> Path:
+    """The folder of a server's reports: the archive itself for ``default``."""
+    return archive if server == DEFAULT_SERVER else archive / server
 
 
 def _new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 
-from powrops.config import Settings
+from powrops.config import DEFAULT_SERVER, Settings
 from powrops.durations import Duration
 from powrops.errors import ConfigError
 
@@ -122,6 +122,8 @@ ROLE_OF = {
 def job_environment(settings: Settings, job: Job, where: Paths) -> dict[str, str]:
     """The environment a job starts with: its config file, and the role it runs under."""
     env = {"POWROPS_CONFIG": where.config}
+    if settings.named_server:
+        env["POWROPS_SERVER"] = settings.server
     role = settings.schedule.roles.get(job.role)
     if settings.schedule.run_as_roles and role:
         env["POWROPS_DATABASE_ROLE"] = role
@@ -219,6 +221,17 @@ def jobs(settings: Settings) -> list[Job]:
     ]  # fmt: skip
 
 
+def report_intervals(settings: Settings) -> dict[str, float]:
+    """Report name -> its scheduled interval in seconds, for the reports the schedule runs
+    (the fleet page judges a run stale against it)."""
+    found: dict[str, float] = {}
+    for job in jobs(settings):
+        seconds = job.every.seconds
+        if job.args[:2] == ("report", "run") and seconds:
+            found[job.args[2]] = float(seconds)
+    return found
+
+
 # --- paths ---------------------------------------------------------------------------------
 
 
@@ -230,12 +243,18 @@ class Paths:
     config: str
     log_dir: str
     lock_dir: str
+    server: str = DEFAULT_SERVER
+
+    @property
+    def prefix(self) -> str:
+        """``<server>-`` for a named server, so that servers share no log, lock or unit."""
+        return "" if self.server == DEFAULT_SERVER else f"{self.server}-"
 
     def log(self, job: Job) -> str:
-        return f"{self.log_dir}/{job.name}.log"
+        return f"{self.log_dir}/{self.prefix}{job.name}.log"
 
     def lock(self, job: Job) -> str:
-        return f"{self.lock_dir}/powrops-{job.lock}.lock"
+        return f"{self.lock_dir}/powrops-{self.prefix}{job.lock}.lock"
 
 
 def paths(settings: Settings, config_file: str | Path | None) -> Paths:
@@ -255,7 +274,7 @@ def paths(settings: Settings, config_file: str | Path | None) -> Paths:
             problems=["schedule.config: not set and no config file in use; jobs need "
                       "POWROPS_CONFIG (pass -c FILE, set POWROPS_CONFIG or schedule.config)"],
         )  # fmt: skip
-    return Paths(executable, config, sched.log_dir, sched.lock_dir)
+    return Paths(executable, config, sched.log_dir, sched.lock_dir, settings.server)
 
 
 def _installed_executable() -> str | None:
@@ -332,8 +351,8 @@ def _wal_note(settings: Settings, comment: str) -> str:
 # --- systemd -------------------------------------------------------------------------------
 
 
-def unit_name(job: Job) -> str:
-    return f"powrops-{job.name}"
+def unit_name(job: Job, server: str = DEFAULT_SERVER) -> str:
+    return f"powrops-{job.name}" if server == DEFAULT_SERVER else f"powrops-{server}-{job.name}"
 
 
 def service_unit(settings: Settings, job: Job, where: Paths) -> str:
@@ -341,7 +360,7 @@ def service_unit(settings: Settings, job: Job, where: Paths) -> str:
     sched = settings.schedule
     lines = [
         "[Unit]",
-        f"Description=powrops {job.name}: {job.description}",
+        f"Description=powrops {where.prefix}{job.name}: {job.description}",
         "Wants=network-online.target",
         "After=network-online.target",
         "",
@@ -374,7 +393,7 @@ def timer_unit(settings: Settings, job: Job) -> str:
                 f"OnCalendar={calendar(settings, job).on_calendar(settings.schedule.timezone)}",
                 "Persistent=true",
                 "AccuracySec=1min",
-                f"Unit={unit_name(job)}.service",
+                f"Unit={unit_name(job, settings.server)}.service",
                 "",
                 "[Install]",
                 "WantedBy=timers.target",
@@ -389,9 +408,9 @@ def systemd_units(settings: Settings, config_file: str | Path | None = None) -> 
     where = paths(settings, config_file)
     units: dict[str, str] = {}
     for job in jobs(settings):
-        units[f"{unit_name(job)}.service"] = service_unit(settings, job, where)
-        units[f"{unit_name(job)}.timer"] = timer_unit(settings, job)
-    timers = " ".join(f"{unit_name(j)}.timer" for j in jobs(settings))
+        units[f"{unit_name(job, settings.server)}.service"] = service_unit(settings, job, where)
+        units[f"{unit_name(job, settings.server)}.timer"] = timer_unit(settings, job)
+    timers = " ".join(f"{unit_name(j, settings.server)}.timer" for j in jobs(settings))
     units["README"] = (
         "\n".join(
             [

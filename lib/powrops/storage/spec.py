@@ -46,7 +46,8 @@ def write_spec(settings: Settings, path: Path) -> dict[str, Any]:
         ),
         "has_keys": storage.primary.access_key_id is not None,
         "encryption": storage.encryption.model_dump(mode="json"),
-        "config": settings.source if settings.source not in (None, "defaults") else None,
+        "config": settings.config_file,
+        "server": settings.server,
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(spec, indent=2) + "\n")
@@ -86,7 +87,7 @@ def _open_with_config(spec: dict[str, Any]) -> Repository:
     if config_file:
         from powrops.config import load_settings
 
-        return primary(load_settings(config_file))
+        return primary(load_settings(config_file, server=spec.get("server") or None))
     from powrops.config import Encryption
     from powrops.config import Repository as RepositorySettings
 

@@ -1,0 +1,226 @@
+"""The job schedule as Apache Airflow DAG files: one file per server, one DAG per job.
+
+The same table of jobs as cron and systemd (:func:`powrops.schedule.jobs.jobs`): the same
+commands, calendars and environment. What flock does on one host, an Airflow pool does across
+workers: jobs sharing a lock group share a pool of one slot (``powrops_<server>_<lock>``), so
+they never overlap, while different servers' jobs run side by side on any executor.
+
+Exit codes keep their meaning: 0 succeeds; 1 (WARNING) succeeds with a warning in the task
+log, or fails when ``schedule.airflow.warning_fails``; 2 (CRITICAL) fails and is not retried
+(a finding does not go away by retrying); 3 (UNKNOWN) fails and is retried only for jobs whose
+retry is safe (:data:`NO_RETRY` lists the ones that change data; restores and GDPR erasures are
+never scheduled). A task is stopped after its interval or ``schedule.airflow.max_runtime``.
+The quarterly review waits for the latest runs of the jobs whose evidence it reads.
+
+The generated file imports Airflow only; powrops runs as a command (``schedule.executable``)
+on the worker, reports through ``powrops report run`` so the archive stays the one source.
+"""
+
+from __future__ import annotations
+
+import json
+import pprint
+from pathlib import Path
+
+from powrops.config import Settings
+from powrops.schedule.jobs import Job, calendar, job_environment, jobs, paths
+
+#: Jobs that change data or start a restore: a failed run is looked at, never re-run blindly.
+NO_RETRY = frozenset({"integrity-repair", "retention-apply", "cleanup", "recovery-drill"})
+#: The jobs whose runs the quarterly review reads (besides every other report).
+REVIEW_ALSO_READS = ("backup-full",)
+REVIEW = "quarterly-review"
+POOLS_FILE = "powrops_pools.json"
+
+
+def dag_id(server: str, job: Job | str) -> str:
+    return f"powrops_{server}_{job if isinstance(job, str) else job.name}"
+
+
+def pool_name(server: str, job: Job) -> str:
+    return f"powrops_{server}_{job.lock}"
+
+
+def dag_file_name(server: str) -> str:
+    return f"powrops_{server}.py"
+
+
+def retries(settings: Settings, job: Job) -> int:
+    return 0 if job.name in NO_RETRY else settings.schedule.airflow.retries
+
+
+def timeout_s(settings: Settings, job: Job) -> int:
+    """The task's execution timeout: its interval or max_runtime, whichever is shorter."""
+    limit = settings.schedule.airflow.max_runtime.timedelta.total_seconds()
+    every = job.every.seconds
+    return int(min(limit, every) if every else limit)
+
+
+def reads(settings: Settings, job: Job) -> list[str]:
+    """The jobs whose latest runs ``job`` waits for: only the quarterly review has any."""
+    if job.name != REVIEW:
+        return []
+    found = [j.name for j in jobs(settings) if j.args[:2] == ("report", "run") and j is not job]
+    return [name for name in (*REVIEW_ALSO_READS, *found) if name != REVIEW]
+
+
+def job_specs(settings: Settings, config_file: str | Path | None) -> list[dict[str, object]]:
+    """What the DAG file needs of each job, as plain data."""
+    where = paths(settings, config_file)
+    server = settings.server
+    return [
+        {
+            "name": job.name,
+            "dag_id": dag_id(server, job),
+            "description": f"{job.description} ({job.key} = {job.every})",
+            "cron": calendar(settings, job).cron(),
+            "argv": [where.executable, *job.args],
+            "env": job_environment(settings, job, where),
+            "pool": pool_name(server, job),
+            "retries": retries(settings, job),
+            "timeout_s": timeout_s(settings, job),
+            "reads": [dag_id(server, name) for name in reads(settings, job)],
+            "tags": ["powrops", server, job.lock],
+        }
+        for job in jobs(settings)
+    ]
+
+
+def pools(settings: Settings) -> dict[str, dict[str, object]]:
+    """The pools a server's DAGs use, in ``airflow pools import`` form: one slot per lock."""
+    server = settings.server
+    return {
+        pool_name(server, job): {
+            "slots": 1,
+            "description": f"powrops {server}: jobs of lock group {job.lock!r} never overlap",
+            "include_deferred": False,
+        }
+        for job in jobs(settings)
+    }
+
+
+def dag_file(settings: Settings, config_file: str | Path | None = None) -> str:
+    """The DAG file of one server: ``powrops_<server>.py``."""
+    air = settings.schedule.airflow
+    specs = pprint.pformat(job_specs(settings, config_file), width=96, sort_dicts=False)
+    return _TEMPLATE.format(
+        server=settings.server,
+        server_repr=repr(settings.server),
+        timezone=repr(settings.schedule.timezone),
+        warning_fails=repr(air.warning_fails),
+        retry_delay_s=int(air.retry_delay.timedelta.total_seconds()),
+        jobs=specs,
+    )
+
+
+def airflow_files(servers: list[Settings], config_file: str | Path | None) -> dict[str, str]:
+    """File name -> content: a DAG file per server and the pools they use."""
+    files = {dag_file_name(s.server): dag_file(s, config_file) for s in servers}
+    every_pool: dict[str, dict[str, object]] = {}
+    for settings in servers:
+        every_pool.update(pools(settings))
+    files[POOLS_FILE] = json.dumps(every_pool, indent=4, sort_keys=True) + "\n"
+    return files
+
+
+_TEMPLATE = '''\
+"""powrops jobs of server {server_repr} as Airflow DAGs: one DAG per job.
+
+Generated by `powrops schedule --format airflow`; do not edit, regenerate after changing the
+configuration. Needs powrops installed on the workers at the path in each job's command, the
+pools in powrops_pools.json (`airflow pools import powrops_pools.json`), and the config file
+each job names. Exit codes: 0 success; 1 WARNING success with a logged warning (unless
+WARNING_FAILS); 2 CRITICAL fails, never retried; 3 UNKNOWN fails, retried where safe.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow import DAG
+from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.hooks.subprocess import SubprocessHook
+from airflow.models.baseoperator import BaseOperator
+from airflow.sensors.python import PythonSensor
+
+SERVER = {server_repr}
+TIMEZONE = {timezone}
+WARNING_FAILS = {warning_fails}
+RETRY_DELAY = timedelta(seconds={retry_delay_s})
+JOBS = {jobs}
+
+
+class PowropsJob(BaseOperator):
+    """Run one powrops command and judge its exit code as powrops means it."""
+
+    ui_color = "#d6eaf8"
+
+    def __init__(self, *, argv: list[str], job_env: dict[str, str], **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.argv = argv
+        self.job_env = job_env
+
+    def execute(self, context: object) -> int:
+        result = SubprocessHook().run_command(
+            command=self.argv, env={{**os.environ, **self.job_env}}
+        )
+        code = result.exit_code
+        what = f"powrops {{self.task_id}} on {{SERVER}}"
+        if code == 0:
+            return code
+        if code == 1 and not WARNING_FAILS:
+            self.log.warning("%s ended WARNING (exit 1): findings to look at", what)
+            return code
+        if code in (1, 2):
+            name = "WARNING" if code == 1 else "CRITICAL"
+            raise AirflowFailException(f"{{what}} ended {{name}} (exit {{code}}); not retried")
+        raise AirflowException(f"{{what}} ended UNKNOWN (exit {{code}}): it could not judge")
+
+
+def latest_run_finished(dag_id: str, data_interval_end: object = None, **_: object) -> bool:
+    """True once the latest run of ``dag_id`` up to this run's interval end has finished."""
+    from airflow.models import DagRun
+
+    runs = DagRun.find(dag_id=dag_id, execution_end_date=data_interval_end)
+    if not runs:
+        return True  # never scheduled yet: nothing to wait for
+    latest = max(runs, key=lambda run: run.execution_date)
+    return str(latest.state) in ("success", "failed")
+
+
+for job in JOBS:
+    with DAG(
+        dag_id=job["dag_id"],
+        description=job["description"],
+        schedule=job["cron"],
+        start_date=pendulum.datetime(2024, 1, 1, tz=TIMEZONE),
+        catchup=False,
+        max_active_runs=1,
+        tags=job["tags"],
+        default_args={{"owner": "powrops"}},
+    ) as dag:
+        task = PowropsJob(
+            task_id=job["name"],
+            argv=job["argv"],
+            job_env=job["env"],
+            pool=job["pool"],
+            retries=job["retries"],
+            retry_delay=RETRY_DELAY,
+            execution_timeout=timedelta(seconds=job["timeout_s"]),
+            trigger_rule="all_done" if job["reads"] else "all_success",
+        )
+        for upstream in job["reads"]:
+            wait = PythonSensor(
+                task_id="wait-" + upstream.removeprefix(f"powrops_{{SERVER}}_"),
+                python_callable=latest_run_finished,
+                op_kwargs={{"dag_id": upstream}},
+                mode="reschedule",
+                poke_interval=300,
+                timeout=job["timeout_s"],
+                soft_fail=True,
+            )
+            wait >> task
+    globals()[job["dag_id"]] = dag
+'''
