@@ -411,27 +411,37 @@ def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
         assert alert_state.load(conn, settings, "probe") == {"n": 2}
 
 
-def test_table_bloat_estimated_from_statistics(alert_db: str) -> None:
-    settings = _settings(alert_db, table_bloat={"warning": "1MB", "critical": "1GB"})
+def test_table_and_index_bloat_estimated_from_statistics(alert_db: str) -> None:
+    settings = _settings(alert_db, table_bloat={"warning": "1MB", "critical": "1GB"},
+                         index_bloat={"warning": "256kB", "critical": "1GB"})  # fmt: skip
     with psycopg.connect(alert_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.alert_bloat (id int, v text) "
                      "WITH (autovacuum_enabled = off)")  # fmt: skip
+        conn.execute("CREATE INDEX alert_bloat_id ON public.alert_bloat (id)")
         try:
             conn.execute("INSERT INTO public.alert_bloat "
                          "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
             conn.execute("VACUUM ANALYZE public.alert_bloat")
-            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+            fresh = _run(settings)
+            assert not _of(fresh, "table_bloat", "public.alert_bloat")
+            assert not _of(fresh, "index_bloat", "public.alert_bloat_id")
             # four rows in five go, spread over every page: VACUUM cannot truncate them away
             conn.execute("DELETE FROM public.alert_bloat WHERE id % 5 <> 0")
             conn.execute("VACUUM ANALYZE public.alert_bloat")
-            [bloat] = _of(_run(settings), "table_bloat", "public.alert_bloat")
+            bloated = _run(settings)
+            [bloat] = _of(bloated, "table_bloat", "public.alert_bloat")
+            [index] = _of(bloated, "index_bloat", "public.alert_bloat_id")
+            assert index.severity == Severity.WARNING and index.details["percent"] > 60
+            assert "REINDEX INDEX CONCURRENTLY public.alert_bloat_id" in (index.advice or "")
             assert bloat.severity == Severity.WARNING and bloat.details["percent"] > 60
             assert bloat.value > 2 << 20 and "VACUUM FULL public.alert_bloat" in (
                 bloat.advice or ""
             )
-            conn.execute("VACUUM FULL public.alert_bloat")
+            conn.execute("VACUUM FULL public.alert_bloat")  # rebuilds its indexes too
             conn.execute("ANALYZE public.alert_bloat")
-            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+            rebuilt = _run(settings)
+            assert not _of(rebuilt, "table_bloat", "public.alert_bloat")
+            assert not _of(rebuilt, "index_bloat", "public.alert_bloat_id")
         finally:
             conn.execute("DROP TABLE public.alert_bloat")
 
