@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -340,3 +341,29 @@ def test_cli_openmetrics_and_textfile_keep_the_exit_code(migrated_db: str) -> No
     assert clash.returncode == 3 and "contradict" in clash.stderr
     missing = _cli(migrated_db, "alerts", "--textfile", out + "/nope")
     assert missing.returncode == 3 and "not a directory" in missing.stderr
+
+
+def test_cli_notify_sends_once_per_change(migrated_db: str, tmp_path: pathlib.Path) -> None:
+    from powrops.config import to_toml
+
+    out = tmp_path / "messages.jsonl"
+    command = (f"{sys.executable} -c \"import sys; open({str(out)!r}, 'a')"
+               ".write(sys.stdin.read() + chr(10))\"")  # fmt: skip
+    config = tmp_path / "powrops.toml"
+    config.write_text(to_toml({"database": {"url": libpq(migrated_db)},
+                               "state": {"dir": str(tmp_path / "state")},
+                               "notify": {"channels": [{"kind": "command", "command": command}]},
+                               "alerts": {"skip": UNSET_UP.split(",")}}))  # fmt: skip
+    warn = {"POWROPS__ALERTS__DISK_USAGE__WARNING": "1",
+            "POWROPS__ALERTS__DISK_USAGE__CRITICAL": "100"}  # fmt: skip
+
+    def run(**env: str) -> int:
+        return run_cli("--config", str(config), "alerts", "--notify", env=env).returncode
+
+    def sent() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+    assert run(**warn) == 1 and [m["severity"] for m in sent()] == ["WARNING"]
+    assert run(**warn) == 1 and len(sent()) == 1  # unchanged: quiet
+    assert run() == 0 and [m["severity"] for m in sent()] == ["WARNING", "OK"]
+    assert sent()[1]["message"].startswith("resolved: disk_usage")

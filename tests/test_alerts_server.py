@@ -24,7 +24,7 @@ from cli_helpers import libpq
 from powrops import migrate
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity, overall
-from powrops.monitoring import alerts, intervals
+from powrops.monitoring import alerts
 from powrops.pg.cluster import LocalCluster
 
 pytestmark = pytest.mark.pg
@@ -293,20 +293,6 @@ def test_statement_time_per_interval_leaves_powrops_roles_out(alert_db: str) -> 
     assert quiet.severity == Severity.OK
 
 
-def test_interval_arithmetic() -> None:
-    now = {"stats_reset": "r1", "texts": {"1:7:t": "SELECT"},
-           "entries": {"1:7:t": [12, 14000.0, 3000.0], "1:8:t": [5, 5.0, 1.0]}}  # fmt: skip
-    before = {"stats_reset": "r1", "entries": {"1:7:t": [10, 1000.0, 3000.0]}}
-    [row], since = intervals.interval(now, before, 1000.0)
-    assert since == "since the previous run"
-    assert row["calls"] == 2 and row["mean_ms"] == 6500.0 and row["queryid"] == "7"
-    reset = {**before, "stats_reset": "r0"}
-    [row], since = intervals.interval(now, reset, 1000.0)
-    assert since.startswith("since the statistics") and row["calls"] == 12
-    assert intervals.interval(now, {**before, "entries": {"1:7:t": [12, 14000.0, 3000.0]}},
-                              1000.0)[0] == []  # fmt: skip
-
-
 # --- notifications with state ----------------------------------------------------------------
 
 
@@ -376,27 +362,6 @@ def test_notify_once_per_change_and_once_on_recovery(
     assert row is not None and row[0] == {"findings": {}}
 
 
-def test_notify_reminds_what_stays_critical_and_retries_undelivered() -> None:
-    from powrops.durations import Duration
-    from powrops.monitoring import alert_notify
-
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    crit = [Finding("wal_size", Severity.CRITICAL, "big")]
-    warn = [Finding("connections", Severity.WARNING, "many")]
-    every = Duration.parse("4h")
-    [new] = alert_notify.changes(crit + warn[:0], {}, t0, every)
-    state = alert_notify.apply({}, [new])
-    assert alert_notify.changes(crit, state, t0 + timedelta(hours=3), every) == []
-    [remind] = alert_notify.changes(crit, state, t0 + timedelta(hours=4), every)
-    assert remind.event.details["reminder"] and remind.event.message.startswith("still CRITICAL")
-    never = alert_notify.changes(crit, state, t0 + timedelta(days=9), Duration.parse("indefinite"))
-    assert never == []
-    state = alert_notify.apply({}, alert_notify.changes(warn, {}, t0, every))
-    assert alert_notify.changes(warn, state, t0 + timedelta(days=1), every) == []  # no WARNING nag
-    # undelivered: the state is unchanged, so the next run sends it again
-    assert len(alert_notify.changes(crit, alert_notify.apply({}, []), t0, every)) == 1
-
-
 def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
     from powrops.monitoring import alert_state
 
@@ -411,27 +376,37 @@ def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
         assert alert_state.load(conn, settings, "probe") == {"n": 2}
 
 
-def test_table_bloat_estimated_from_statistics(alert_db: str) -> None:
-    settings = _settings(alert_db, table_bloat={"warning": "1MB", "critical": "1GB"})
+def test_table_and_index_bloat_estimated_from_statistics(alert_db: str) -> None:
+    settings = _settings(alert_db, table_bloat={"warning": "1MB", "critical": "1GB"},
+                         index_bloat={"warning": "256kB", "critical": "1GB"})  # fmt: skip
     with psycopg.connect(alert_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.alert_bloat (id int, v text) "
                      "WITH (autovacuum_enabled = off)")  # fmt: skip
+        conn.execute("CREATE INDEX alert_bloat_id ON public.alert_bloat (id)")
         try:
             conn.execute("INSERT INTO public.alert_bloat "
                          "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")  # fmt: skip
             conn.execute("VACUUM ANALYZE public.alert_bloat")
-            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+            fresh = _run(settings)
+            assert not _of(fresh, "table_bloat", "public.alert_bloat")
+            assert not _of(fresh, "index_bloat", "public.alert_bloat_id")
             # four rows in five go, spread over every page: VACUUM cannot truncate them away
             conn.execute("DELETE FROM public.alert_bloat WHERE id % 5 <> 0")
             conn.execute("VACUUM ANALYZE public.alert_bloat")
-            [bloat] = _of(_run(settings), "table_bloat", "public.alert_bloat")
+            bloated = _run(settings)
+            [bloat] = _of(bloated, "table_bloat", "public.alert_bloat")
+            [index] = _of(bloated, "index_bloat", "public.alert_bloat_id")
+            assert index.severity == Severity.WARNING and index.details["percent"] > 60
+            assert "REINDEX INDEX CONCURRENTLY public.alert_bloat_id" in (index.advice or "")
             assert bloat.severity == Severity.WARNING and bloat.details["percent"] > 60
             assert bloat.value > 2 << 20 and "VACUUM FULL public.alert_bloat" in (
                 bloat.advice or ""
             )
-            conn.execute("VACUUM FULL public.alert_bloat")
+            conn.execute("VACUUM FULL public.alert_bloat")  # rebuilds its indexes too
             conn.execute("ANALYZE public.alert_bloat")
-            assert not _of(_run(settings), "table_bloat", "public.alert_bloat")
+            rebuilt = _run(settings)
+            assert not _of(rebuilt, "table_bloat", "public.alert_bloat")
+            assert not _of(rebuilt, "index_bloat", "public.alert_bloat_id")
         finally:
             conn.execute("DROP TABLE public.alert_bloat")
 
@@ -542,20 +517,3 @@ def test_disk_space_runbook_rebuilds_when_confirmed_and_measures_the_space(
     finally:
         with psycopg.connect(alert_db, autocommit=True) as conn:
             conn.execute("DROP TABLE public.alert_runbook")
-
-
-def test_replication_lag_and_lost_slots_judged() -> None:
-    from powrops.monitoring import server_checks
-
-    s = Settings()
-    standbys = [{"application_name": "replica1", "client_addr": "10.0.0.2", "lag_seconds": 90.0},
-                {"application_name": "replica2", "client_addr": "10.0.0.3",
-                 "lag_seconds": 2.0}]  # fmt: skip
-    [lag] = server_checks.replication_findings(standbys, s)
-    assert lag.severity == Severity.WARNING and lag.object == "replica1"
-    standbys[0]["lag_seconds"] = 301.0
-    assert server_checks.replication_findings(standbys, s)[0].severity == Severity.CRITICAL
-    slots = [{"slot_name": "gone", "slot_type": "physical", "active": True, "retained": 0,
-              "wal_status": "lost"}]  # fmt: skip
-    [lost] = server_checks.slot_findings(slots, s)
-    assert lost.severity == Severity.CRITICAL

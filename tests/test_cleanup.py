@@ -11,7 +11,7 @@ import pytest
 
 from cli_helpers import libpq
 from powrops.config import Settings, validate
-from powrops.retention.cleanup import run_cleanup
+from powrops.retention.cleanup import history_due, run_cleanup
 
 pytestmark = pytest.mark.pg
 
@@ -135,9 +135,13 @@ def test_history_is_bounded_and_audit_retention_applies(settings: Settings) -> N
     _sql(settings, "INSERT INTO audit_log (action, occurred_at) VALUES "
          "('OLD', now() - interval '366 days'), "
          "('RECENT', now() - interval '300 days')")  # fmt: skip
+    events_before = _sql(settings, "SELECT count(*) FROM ops.events")
+    shown = {r["target"]: r["rows due"] for r in history_due(settings)}
+    assert _sql(settings, "SELECT count(*) FROM ops.events") == events_before  # reads only
     dry = {r["target"]: r["rows due"] for r in run_cleanup(settings, dry_run=True).rows()}
     history = {k: dry[k] for k in ("check_runs", "alert_runs", "events", "metric_snapshots",
                                    "audit_log")}  # fmt: skip
+    assert {k: shown[k] for k in history} == history
     assert history == {"check_runs": 1, "alert_runs": 1, "events": 1, "metric_snapshots": 1,
                        "audit_log": 1}  # fmt: skip
     result = run_cleanup(settings, dry_run=False)

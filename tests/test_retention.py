@@ -236,6 +236,7 @@ def test_retention_report_runs_and_changes_nothing(seeded_site: Any) -> None:
     assert figures["rows_due"] > 0 and figures["archive_files"] == 0
     html = _html(report.path)
     assert "user_account.inactive" in html and "cleanup" in html and "analytics" in html
+    assert "History due for cleanup" in html and "alert_runs" in html
     assert "@example.invalid" not in html and external_resources(html) == []
     findings = {f["check"]: f["severity"] for f in report.result["findings"]}
     assert findings["cleanup.last_run"] == "OK" and findings["retention.last_run"] == "WARNING"

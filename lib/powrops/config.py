@@ -550,7 +550,7 @@ ALERT_CHECKS = (
     "backup_freshness", "read_only", "table_size", "index_size", "wraparound", "connections",
     "blocked", "idle_in_transaction", "long_transaction", "replication_slot",
     "replication_lag", "wal_size", "checkpoints", "archive_ready", "archive_failures",
-    "archive_age", "table_bloat", "notify",
+    "archive_age", "table_bloat", "index_bloat", "notify",
 )  # fmt: skip
 
 
@@ -609,6 +609,9 @@ class AlertSettings(Section):
     # bloat_min_percent of the table is waste (check_postgres bloat: 1GB / 5GB by default;
     # a fillfactor's free space is not counted).
     table_bloat: SizeThreshold = SizeThreshold(
+        warning=Size.parse("1GB"), critical=Size.parse("5GB")
+    )
+    index_bloat: SizeThreshold = SizeThreshold(
         warning=Size.parse("1GB"), critical=Size.parse("5GB")
     )
     bloat_min_percent: float = Field(30, ge=0, le=100)

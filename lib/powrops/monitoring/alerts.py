@@ -520,6 +520,7 @@ def judge(
         *server_checks.replication_findings(server["replication"], settings),
         *server_checks.wal_size_findings(server["wal"], settings),
         *server_checks.bloat_findings(server["bloat"], settings),
+        *server_checks.index_bloat_findings(server["index_bloat"], settings),
         *server_checks.checkpoint_findings(server["checkpoints"], before.get("checkpoints"),
                                            settings),
         *server_checks.archive_findings(server["archive_ready"], archiver,

@@ -147,6 +147,76 @@ ORDER BY bloat_bytes DESC
 LIMIT 50
 """
 
+# B-tree index bloat the same way (ioguix/pgsql-bloat-estimation's btree estimate): the leaf
+# pages reltuples entries of the columns' average widths need at the index's fillfactor.
+INDEX_BLOAT_SQL = """
+SELECT nspname AS schemaname, tblname, idxname, (bs * relpages)::bigint AS real_bytes,
+       greatest(bs * (relpages - est_pages_ff), 0)::bigint AS bloat_bytes,
+       CASE WHEN relpages > 0 AND relpages - est_pages_ff > 0
+            THEN 100 * (relpages - est_pages_ff)::float8 / relpages ELSE 0 END AS bloat_pct
+FROM (
+  SELECT coalesce(1 + ceil(reltuples / floor((bs - pageopqdata - pagehdr) * fillfactor
+                                             / (100 * (4 + nulldatahdrwidth)::float8))), 0)
+           AS est_pages_ff,
+         bs, nspname, tblname, idxname, relpages, is_na
+  FROM (
+    SELECT bs, nspname, tblname, idxname, reltuples, relpages, fillfactor, pagehdr, pageopqdata,
+           is_na,
+           (index_tuple_hdr_bm + maxalign
+            - CASE WHEN index_tuple_hdr_bm % maxalign = 0 THEN maxalign
+                   ELSE index_tuple_hdr_bm % maxalign END
+            + nulldatawidth + maxalign
+            - CASE WHEN nulldatawidth = 0 THEN 0
+                   WHEN nulldatawidth::int % maxalign = 0 THEN maxalign
+                   ELSE nulldatawidth::int % maxalign END)::numeric AS nulldatahdrwidth
+    FROM (
+      SELECT n.nspname, i.tblname, i.idxname, i.reltuples, i.relpages, i.fillfactor,
+             current_setting('block_size')::numeric AS bs, 8 AS maxalign, 24 AS pagehdr,
+             16 AS pageopqdata,
+             CASE WHEN max(coalesce(s.null_frac, 0)) = 0 THEN 8 ELSE 8 + ((32 + 8 - 1) / 8) END
+               AS index_tuple_hdr_bm,
+             sum((1 - coalesce(s.null_frac, 0)) * coalesce(s.avg_width, 1024)) AS nulldatawidth,
+             max(CASE WHEN i.atttypid = 'pg_catalog.name'::regtype THEN 1 ELSE 0 END) > 0
+               AS is_na
+      FROM (
+        SELECT ct.relname AS tblname, ct.relnamespace, ic.idxname, ic.reltuples, ic.relpages,
+               ic.fillfactor, coalesce(a1.attname, a2.attname) AS attname,
+               coalesce(a1.atttypid, a2.atttypid) AS atttypid,
+               CASE WHEN a1.attnum IS NULL THEN ic.idxname ELSE ct.relname END AS attrelname
+        FROM (
+          SELECT idxname, reltuples, relpages, tbloid, idxoid, fillfactor, indkey,
+                 generate_series(1, indnatts) AS attpos
+          FROM (
+            SELECT ci.relname AS idxname, ci.reltuples, ci.relpages, i.indrelid AS tbloid,
+                   i.indexrelid AS idxoid,
+                   coalesce(substring(array_to_string(ci.reloptions, ' ')
+                                      FROM 'fillfactor=([0-9]+)')::smallint, 90) AS fillfactor,
+                   i.indnatts,
+                   string_to_array(textin(int2vectorout(i.indkey)), ' ')::int[] AS indkey
+            FROM pg_index i
+            JOIN pg_class ci ON ci.oid = i.indexrelid
+            WHERE ci.relam = (SELECT oid FROM pg_am WHERE amname = 'btree') AND ci.relpages > 0
+          ) AS idx_data
+        ) AS ic
+        JOIN pg_class ct ON ct.oid = ic.tbloid
+        LEFT JOIN pg_attribute a1 ON ic.indkey[ic.attpos] <> 0 AND a1.attrelid = ic.tbloid
+                                 AND a1.attnum = ic.indkey[ic.attpos]
+        LEFT JOIN pg_attribute a2 ON ic.indkey[ic.attpos] = 0 AND a2.attrelid = ic.idxoid
+                                 AND a2.attnum = ic.attpos
+      ) i
+      JOIN pg_namespace n ON n.oid = i.relnamespace
+      JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = i.attrelname
+                     AND s.attname = i.attname
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+    ) AS rows_data_stats
+  ) AS rows_hdr_pdg_stats
+) AS relation_stats
+WHERE NOT is_na
+ORDER BY bloat_bytes DESC
+LIMIT 50
+"""
+
 CHECKPOINTS_SQL = {  # pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter before
     True: "SELECT num_timed::bigint AS timed, num_requested::bigint AS requested "
     "FROM pg_stat_checkpointer",
@@ -196,6 +266,7 @@ def read_server(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "archiver": archiver_state(conn),
         "checkpoints": checkpoints[0] if checkpoints else None,
         "bloat": _rows(conn, TABLE_BLOAT_SQL),
+        "index_bloat": _rows(conn, INDEX_BLOAT_SQL),
     }
 
 
@@ -662,4 +733,39 @@ def bloat_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings) ->
         )
     return found or [Finding("table_bloat", Severity.OK,
                              f"no table with more than {thr.warning} of estimated free space",
+                             expected=expected)]  # fmt: skip
+
+
+def index_bloat_findings(
+    rows: Sequence[dict[str, Any]] | None, settings: Settings
+) -> list[Finding]:
+    """``index_bloat``: estimated wasted bytes per B-tree index, as ``table_bloat``."""
+    thr, min_pct = settings.alerts.index_bloat, settings.alerts.bloat_min_percent
+    expected = f"< {thr.warning} wasted (critical at {thr.critical}), from {min_pct:g} %"
+    if rows is None:
+        return [Finding("index_bloat", Severity.UNKNOWN, "pg_stats unreadable", expected=expected)]
+    found = []
+    for row in rows:
+        wasted, pct = int(row["bloat_bytes"]), round(float(row["bloat_pct"]), 1)
+        severity = _grade(wasted, thr.warning.bytes, thr.critical.bytes)
+        if severity == Severity.OK or pct < min_pct:
+            continue
+        name = f"{row['schemaname']}.{row['idxname']}"
+        found.append(
+            Finding(
+                "index_bloat",
+                severity,
+                f"about {human_bytes(wasted)} of {human_bytes(int(row['real_bytes']))} is "
+                f"free space ({pct:g} %, estimated from the statistics; table "
+                f"{row['schemaname']}.{row['tblname']})",
+                object=name,
+                value=wasted,
+                expected=expected,
+                advice=f"REINDEX INDEX CONCURRENTLY {name} (no lock blocking writes; "
+                "powrops maintenance reindex --dry-run measures it with pgstatindex)",
+                details={"percent": pct},
+            )
+        )
+    return found or [Finding("index_bloat", Severity.OK,
+                             f"no index with more than {thr.warning} of estimated free space",
                              expected=expected)]  # fmt: skip

@@ -319,3 +319,43 @@ def _record(settings: Settings, result: CleanupResult) -> None:
         details["sample_ids"] = samples
     action = None if result.dry_run or not result.deleted else "CLEANUP"
     journal.record_run(settings, "cleanup", details, audit_action=action)
+
+
+HISTORY = ("check_runs", "alert_runs", "events", "metric_snapshots", "snapshots_daily",
+           "snapshots_hourly", "audit_log")  # fmt: skip
+"""The targets that bound powrops' own history (and the audit trail)."""
+
+
+def history_due(settings: Settings) -> list[dict[str, Any]]:
+    """What the next cleanup would remove of powrops' history, per target; reads only (the
+    retention report shows it; a target kept indefinitely is listed as such)."""
+    kept = {t.name: t for t, _ in targets(settings)}
+    h = settings.cleanup.history
+    lifetimes = {"check_runs": h.check_runs, "alert_runs": h.alert_runs, "events": h.events,
+                 "metric_snapshots": h.metric_snapshots,
+                 "snapshots_daily": h.snapshots_daily_after,
+                 "snapshots_hourly": h.snapshots_hourly_after,
+                 "audit_log": settings.audit.retention}  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    with journal.connect(settings) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        now: datetime = row[0]
+        for name in HISTORY:
+            life = lifetimes[name]
+            target = kept.get(name)
+            out: dict[str, Any] = {"target": name, "kept": str(life), "cutoff": None,
+                                   "rows due": 0, "bytes due": 0}  # fmt: skip
+            if target is not None:
+                cutoff = now - life.timedelta
+                out["cutoff"] = cutoff.isoformat(timespec="seconds")
+                try:
+                    out["rows due"], out["bytes due"] = _count(
+                        conn, target, {"now": now, "cutoff": cutoff}
+                    )
+                except psycopg.Error as exc:
+                    conn.rollback()
+                    out["rows due"] = f"unreadable: {str(exc).strip().splitlines()[0]}"
+            rows.append(out)
+        conn.rollback()
+    return rows
