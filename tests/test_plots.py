@@ -149,6 +149,9 @@ def test_quarterly_review_plots(n: int) -> None:
     titles: list[str] = []
     for name in ("drills", "growth", "performance", "backups"):
         fig = quarterly_view._PLOTS[name](review)
+        if name == "performance" and n == 1:
+            assert fig is None  # one snapshot: no five plots of one dot each
+            continue
         assert fig is not None, name
         fig.canvas.draw()
         assert overstretched_axes(fig) == [], name
