@@ -118,7 +118,7 @@ def test_booleans_and_times() -> None:
         ("server_version", "18.1", "18.1"),
         ("ratio_of_nothing", 0.5, "0.5"),
         ("alerts", [], "none"),
-        ("counts", {"ok": 3, "bad_rate": 0.5}, "ok 3, bad rate 50 %"),
+        ("counts", {"ok": 3, "bad_rate": 0.5}, "OK 3, bad rate 50 %"),
     ],
 )
 def test_human_value_dispatches_on_the_key(key: str, value: Any, shown: str) -> None:
@@ -131,6 +131,8 @@ def test_labels_are_words() -> None:
     assert human_label("days_to_warning") == "days to warning"
     assert human_label("rto_s") == "RTO"
     assert human_label("finished_at") == "finished"
+    assert human_label("wal_checked") == "WAL checked" and human_label("last_rto_s") == "last RTO"
+    assert human_label("integrity_failures") == "integrity runs with violations"
 
 
 def test_the_checker_finds_every_machine_value() -> None:
