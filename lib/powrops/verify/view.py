@@ -3,6 +3,7 @@ verification report's data (``powrops.verify``); presentation only."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -107,8 +108,25 @@ def restore_rows(report: VerificationReport) -> list[dict[str, Any]]:
         rows.append({"item": human_label(name), "value": human_seconds(seconds)})
     for query in result.get("queries") or []:
         value = human_rows(query["rows"]) if "rows" in query else f"error: {query.get('error')}"
-        rows.append({"item": query.get("sql"), "value": value})
+        rows.append({"item": query_name(str(query.get("sql"))), "value": value})
     return rows
+
+
+_COUNT = re.compile(r'^SELECT count\(\*\) FROM (?:public\.)?"?(\w+)"?$', re.IGNORECASE)
+_REVISION = re.compile(r"^SELECT version_num FROM ", re.IGNORECASE)
+
+
+def query_name(text: str) -> str:
+    """A smoke query by what it asks: 'rows in users', 'schema revision', 'server answers';
+    any other query as its SQL."""
+    text = text.strip()
+    if match := _COUNT.match(text):
+        return f"rows in {match.group(1)}"
+    if _REVISION.match(text):
+        return "schema revision"
+    if text.upper() == "SELECT 1":
+        return "server answers"
+    return text
 
 
 def plot_timeline(report: VerificationReport) -> Any:
