@@ -74,7 +74,7 @@ def test_db_start_status_stop(pg_tmp: Path) -> None:
     env = {"POWROPS_STATE_DIR": str(pg_tmp / "state")}
     try:
         down = run("db", "status", env=env)
-        assert down.returncode == 2 and "running    False" in down.stdout
+        assert down.returncode == 2 and "running    no" in down.stdout
         start = run("db", "start", env=env)
         assert start.returncode == 0, start.stderr
         assert "created and started" in start.stdout

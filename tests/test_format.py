@@ -118,7 +118,7 @@ def test_booleans_and_times() -> None:
         ("server_version", "18.1", "18.1"),
         ("ratio_of_nothing", 0.5, "0.5"),
         ("alerts", [], "none"),
-        ("counts", {"ok": 3, "bad_rate": 0.5}, "ok 3, bad rate 50 %"),
+        ("counts", {"ok": 3, "bad_rate": 0.5}, "OK 3, bad rate 50 %"),
     ],
 )
 def test_human_value_dispatches_on_the_key(key: str, value: Any, shown: str) -> None:
@@ -131,6 +131,8 @@ def test_labels_are_words() -> None:
     assert human_label("days_to_warning") == "days to warning"
     assert human_label("rto_s") == "RTO"
     assert human_label("finished_at") == "finished"
+    assert human_label("wal_checked") == "WAL checked" and human_label("last_rto_s") == "last RTO"
+    assert human_label("integrity_failures") == "integrity runs with violations"
 
 
 def test_the_checker_finds_every_machine_value() -> None:
@@ -359,3 +361,24 @@ def test_recorded_result_shows_nothing_in_a_run(
     monkeypatch.delenv(RUN_DIR_ENV)
     record()._ipython_display_()
     assert "Not recorded" in capsys.readouterr().out
+
+
+def test_smoke_queries_are_named_by_what_they_ask() -> None:
+    from powrops.verify.view import query_name, restore_rows
+
+    assert query_name('SELECT count(*) FROM public."workout_sets"') == "rows in workout_sets"
+    assert query_name("SELECT version_num FROM ops.alembic_version") == "schema revision"
+    assert query_name("SELECT 1") == "server answers"
+    assert query_name("SELECT now()") == "SELECT now()"
+
+    from types import SimpleNamespace
+
+    queries = [{"sql": 'SELECT count(*) FROM public."users"', "rows": [[50]]},
+               {"sql": "SELECT 2", "error": "boom"}]  # fmt: skip
+    report = SimpleNamespace(
+        test_restore={"label": "x", "ok": True, "timings": {"total_s": 7.7}, "queries": queries}
+    )
+
+    rows = {r["item"]: r["value"] for r in restore_rows(report)}  # type: ignore[arg-type]
+    assert rows["rows in users"] == "50" and rows["SELECT 2"] == "error: boom"
+    assert rows["total"] == "7.7 s"

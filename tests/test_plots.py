@@ -110,13 +110,18 @@ def test_growth_cache_plot(n: int) -> None:
 
 @pytest.mark.parametrize("n", [1, 1000])
 def test_retention_growth_counts(n: int) -> None:
+    first = datetime(2006, 1, 2)
     growth = [
-        {"week": f"2026-W{i:04d}", "rows": 10 + i, "files": 1, "bytes": 100} for i in range(n)
-    ]
+        {"week": (first + timedelta(weeks=i)).date().isoformat(), "rows": 10 + i, "files": 1,
+         "bytes": 100}
+        for i in range(n)
+    ]  # fmt: skip
     fig = retention_view.plot_growth(growth)
     fig.canvas.draw()
+    assert fig.get_size_inches()[1] < 6  # a line over time, not a bar per week
     assert overstretched_axes(fig) == []
-    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    assert all(float(t).is_integer() for t in fig.axes[0].get_yticks())
+    assert (ONE_POINT_NOTE in _texts(fig)) is (n == 1)
 
 
 def _review(n: int) -> Review:
@@ -149,6 +154,9 @@ def test_quarterly_review_plots(n: int) -> None:
     titles: list[str] = []
     for name in ("drills", "growth", "performance", "backups"):
         fig = quarterly_view._PLOTS[name](review)
+        if name == "performance" and n == 1:
+            assert fig is None  # one snapshot: no five plots of one dot each
+            continue
         assert fig is not None, name
         fig.canvas.draw()
         assert overstretched_axes(fig) == [], name
@@ -230,3 +238,23 @@ def test_a_constant_series_gets_a_window_from_zero() -> None:
     rpo = fig.axes[1]
     assert rpo.get_ylim()[0] == 0 and 0.002 <= rpo.get_ylim()[1] <= 0.0022
     assert overstretched_axes(fig) == []
+
+
+@pytest.mark.parametrize("n", [1, 1000])
+def test_backup_timeline_fits_one_backup_and_a_thousand(n: int) -> None:
+    from powrops.verify import view as verify_view
+    from powrops.verify.report import BackupRow, RecoveryWindow, VerificationReport
+
+    report = VerificationReport("file:///repo", None, None, START + timedelta(days=100))
+    for at in _moments(n):
+        label = f"{at:%Y%m%dT%H%M%S}F"
+        report.backups.append(BackupRow(label, "full", "ok", None, [label], 1, "0/1", "0/2", at,
+                                        at + timedelta(minutes=2), 100, "18"))  # fmt: skip
+        end = at + timedelta(minutes=2) if n == 1 else at + timedelta(hours=3)
+        report.windows.append(RecoveryWindow(label, 1, "0/2", at + timedelta(minutes=2), "0/3",
+                                             end, None, None))  # fmt: skip
+    fig = verify_view.plot_timeline(report)
+    fig.canvas.draw()
+    assert fig.get_size_inches()[1] < 16
+    assert overstretched_axes(fig) == []
+    assert ("the newest 40 of 1000 backups" in _texts(fig)) is (n == 1000)

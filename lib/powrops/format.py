@@ -176,14 +176,15 @@ def human_label(key: str) -> str:
             words = words[: -len(suffix)] + replacement
             break
     words = words.replace("_", " ")
-    return _ACRONYMS.get(words, words)
+    if words in _ACRONYMS:
+        return _ACRONYMS[words]
+    return " ".join(_WORDS.get(word, word) for word in words.split(" "))
 
+
+#: Words a label spells as people do.
+_WORDS = {"wal": "WAL", "rto": "RTO", "rpo": "RPO", "ok": "OK", "gdpr": "GDPR"}
 
 _ACRONYMS = {
-    "rto": "RTO",
-    "rpo": "RPO",
-    "last rto": "last RTO",
-    "last rpo": "last RPO",
     "integrity failures": "integrity runs with violations",
     "failed checks": "failed checks (latest run)",
 }

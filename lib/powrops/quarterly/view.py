@@ -201,8 +201,8 @@ def plot_performance(review: Review) -> Any | None:
         "slow_queries": "slow queries (count)",
     }
     present = [k for k in units if any(v is not None for v in section.series.get(k, []))]
-    if not present:
-        return None
+    if not present or len(section.series.get("at", [])) < 2:
+        return None  # one snapshot is a row of the table above, not five plots of one dot
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
     for ax, key in zip(axes[0], present, strict=True):
@@ -250,8 +250,15 @@ def show_plot(review: Review, name: str) -> None:
     """Show one plot, or say in one line that the quarter has no data for it."""
     fig = _PLOTS[name](review)
     if fig is None:
+        points = len(review.sections[name].series.get("at", []))
+        why = (
+            "one data point this quarter: the table above has it; a trend needs more"
+            if points == 1
+            else "no data this quarter"
+        )
         show_html(
-            f'<p style="font-family:sans-serif;color:#666">No data to plot for {escape(name)}.</p>'
+            f'<p style="font-family:sans-serif;color:#666">No plot of {escape(name)}: '
+            f"{escape(why)}.</p>"
         )
         return
 

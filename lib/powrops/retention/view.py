@@ -9,14 +9,14 @@ request id). Nothing here ever shows personal data or the export path.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
 from powrops.format import human_time
-from powrops.reports.plotting import barh
+from powrops.reports.plotting import _pyplot, fit_time_axis, integer_ticks
 
 KINDS = ("retention", "archive", "cleanup", "gdpr")
 ACTIONS = ("export", "erase")
@@ -34,15 +34,23 @@ def archive_totals(growth: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def plot_growth(growth: list[dict[str, Any]]) -> Any:
-    """Cumulative archived rows by week."""
-
-    total, labels, values = 0, [], []
+    """Cumulative archived rows by week: one line over time, whatever the number of weeks."""
+    total, weeks, values = 0, [], []
     for g in growth:
         total += g["rows"]
-        labels.append(g["week"])
-        values.append(float(total))
-    return barh(labels, values, title="Archived rows (cumulative, by week)", xlabel="rows",
-                integer=True)  # fmt: skip
+        weeks.append(datetime.fromisoformat(str(g["week"])).replace(tzinfo=UTC))
+        values.append(total)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    ax.step(weeks, values, where="post", marker="o" if len(weeks) <= 60 else None,
+            color="#3a6ea5")  # fmt: skip
+    ax.set_title("Archived rows (cumulative, by week)")
+    ax.set_xlabel("week (UTC)")
+    ax.set_ylabel("rows (count)")
+    integer_ticks(ax, "y")
+    fit_time_axis(ax, weeks, window=timedelta(days=7))
+    fig.tight_layout()
+    return fig
 
 
 def report_figures(

@@ -3,6 +3,7 @@ verification report's data (``powrops.verify``); presentation only."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,10 +15,13 @@ from powrops.format import (
     human_seconds,
     human_time,
 )
-from powrops.reports.plotting import _pyplot, fit_time_axis
+from powrops.reports.plotting import _pyplot, add_note, fit_time_axis
 from powrops.verify import VerificationReport
 
 KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
+
+#: The timeline plots at most this many backups (the newest); the table lists every one.
+TIMELINE_LIMIT = 40
 
 
 def backup_rows(report: VerificationReport) -> list[dict[str, Any]]:
@@ -144,18 +148,36 @@ def restore_rows(report: VerificationReport) -> list[dict[str, Any]]:
         rows.append({"item": human_label(name), "value": human_seconds(seconds)})
     for query in result.get("queries") or []:
         value = human_rows(query["rows"]) if "rows" in query else f"error: {query.get('error')}"
-        rows.append({"item": query.get("sql"), "value": value})
+        rows.append({"item": query_name(str(query.get("sql"))), "value": value})
     return rows
+
+
+_COUNT = re.compile(r'^SELECT count\(\*\) FROM (?:public\.)?"?(\w+)"?$', re.IGNORECASE)
+_REVISION = re.compile(r"^SELECT version_num FROM ", re.IGNORECASE)
+
+
+def query_name(text: str) -> str:
+    """A smoke query by what it asks: 'rows in users', 'schema revision', 'server answers';
+    any other query as its SQL."""
+    text = text.strip()
+    if match := _COUNT.match(text):
+        return f"rows in {match.group(1)}"
+    if _REVISION.match(text):
+        return "schema revision"
+    if text.upper() == "SELECT 1":
+        return "server answers"
+    return text
 
 
 def plot_timeline(report: VerificationReport) -> Any:
     """Backups as points, recoverability windows as bars, WAL gaps as red marks, over time."""
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 0.5 * max(len(report.backups), 2) + 1.6))
-    labels = [b.label for b in report.backups]
+    shown = report.backups[-TIMELINE_LIMIT:]  # the newest; the table lists them all
+    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(shown), 4) + 1.6))
+    labels = [b.label for b in shown]
     windows = {w.label: w for w in report.windows}
-    for index, backup in enumerate(report.backups):
+    for index, backup in enumerate(shown):
         window = windows.get(backup.label)
         if window and window.start_time and window.end_time:
             ax.plot(
@@ -170,9 +192,11 @@ def plot_timeline(report: VerificationReport) -> Any:
     ax.invert_yaxis()
     ax.set_title("Backups and the time each can be restored to (UTC)")
     ax.set_xlabel("time (UTC)")
-    moments: list[datetime | None] = [b.stop_time or b.start_time for b in report.backups]
-    moments += [t for w in report.windows for t in (w.start_time, w.end_time)]
+    moments: list[datetime | None] = [b.stop_time or b.start_time for b in shown]
+    moments += [t for w in report.windows if w.label in labels for t in (w.start_time, w.end_time)]
     fit_time_axis(ax, moments, window=timedelta(hours=1), note="one backup, no window yet")
+    if len(report.backups) > len(shown):
+        add_note(ax, f"the newest {len(shown)} of {len(report.backups)} backups")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
     fig.tight_layout()
