@@ -181,3 +181,15 @@ def test_snapshots_are_downsampled_hourly_then_daily(settings: Settings) -> None
     assert sum(r[0] for r in kept) == 2  # the last day: every snapshot
     assert sum(r[1] for r in kept) == 1  # two days ago: one of the hour
     assert sum(r[2] for r in kept) == 1  # ten days ago: one of the day
+
+
+def test_downsampling_keeps_each_servers_first_snapshot(settings: Settings) -> None:
+    """Servers sharing one ops: the first snapshot of the day stays for each of them."""
+    _sql(settings, "INSERT INTO ops.metric_snapshots (taken_at, metrics, server) SELECT "
+         "date_trunc('day', now() - interval '20 days') + h * interval '1 hour', '{}', s "
+         "FROM unnest(ARRAY['alpha', 'beta']) s, unnest(ARRAY[1, 5, 9]) h")  # fmt: skip
+    run_cleanup(settings, dry_run=False)
+    kept = _sql(settings, "SELECT server, extract(hour FROM taken_at - date_trunc('day', "
+                "taken_at))::int FROM ops.metric_snapshots WHERE server <> 'default' "
+                "ORDER BY 1")  # fmt: skip
+    assert kept == [("alpha", 1), ("beta", 1)]

@@ -256,7 +256,7 @@ def test_erase_leaves_no_personal_data(site: tuple[Settings, int, int]) -> None:
     text = json.dumps(record[0][0])
     assert "@" not in text and "user_id" not in text and name not in text
     with journal.connect(settings) as conn:
-        events = journal.recent_events(conn, ("gdpr",))
+        events = journal.recent_events(conn, ("gdpr",), settings.server)
     assert events[0]["details"]["operation"] == "erase"
 
 

@@ -175,7 +175,7 @@ def test_analyze_falls_back_to_timestamps_then_uses_snapshots(migrated_db: str) 
             "now() - (g % 90) * interval '1 day' FROM generate_series(1, 2000) g"
         )
         conn.execute("ANALYZE users")
-        first = growth.analyze(conn, disk=None)
+        first = growth.analyze(conn, server="default", disk=None)
         assert first.source == "timestamps" and first.rate_per_day and first.rate_per_day > 0
         assert first.rates["snapshots"] is None
         for weeks, size in ((5, 1_000_000), (3, 1_700_000), (1, 2_400_000)):
@@ -184,7 +184,7 @@ def test_analyze_falls_back_to_timestamps_then_uses_snapshots(migrated_db: str) 
                 "(now() - %s * interval '1 week', %s)",
                 (weeks, json.dumps({"database": {"total_bytes": size}})),
             )
-        second = growth.analyze(conn, disk=None)
+        second = growth.analyze(conn, server="default", disk=None)
         assert second.source == "snapshots"
         assert second.rate_per_day == pytest.approx(50_000, rel=1e-6)
 

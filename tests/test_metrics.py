@@ -85,13 +85,13 @@ def test_wal_since_previous_and_integrity_of_latest_run(migrated_db: str) -> Non
     assert integrity["counts"] == {"weight_range": 3, "orphaned_sets": 2, "user_totals": 0}
     assert integrity["failed_checks"] == 2 and integrity["violations"] == 5
     with psycopg.connect(url) as conn:
-        assert len(metrics.history(conn)) == 2
+        assert len(metrics.history(conn, settings.server)) == 2
 
 
 def test_without_pg_stat_statements_degrades_with_a_note(migrated_db: str) -> None:
     with psycopg.connect(libpq(migrated_db), autocommit=True) as conn:
         conn.execute("DROP EXTENSION pg_stat_statements")
-        data = metrics.collect(conn)
+        data = metrics.collect(conn, server="default")
     block = data["statements"]
     assert block["available"] is False and "not created" in block["note"]
     assert block["slowest"] == [] and data["performance"]["mean_query_ms"] is None

@@ -35,6 +35,7 @@ REVISIONS = [
     "20240401090000",
     "20241204090000",
     "20250110090000",
+    "20251201090000",
 ]
 HEAD = REVISIONS[-1]
 ROLES = ("powr_readonly", "powr_reporting", "powr_backup", "powr_app", "powr_owner")

@@ -20,10 +20,19 @@ import pytest
 from cli_helpers import libpq
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
-from powrops.config import Settings, to_toml, validate
+from powrops.config import Settings, load_settings, to_toml, validate
 from powrops.errors import ParameterError
 from powrops.findings import Severity
-from powrops.quarterly import Quarter, Review, gather, parse_quarter, review
+from powrops.quarterly import (
+    FleetReview,
+    Quarter,
+    Review,
+    fleet,
+    gather,
+    parse_quarter,
+    review,
+    server_names,
+)
 from powrops.reports.runner import run_report
 from powrops.storage.registry import open_repository
 
@@ -194,7 +203,14 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Any) -> dict[
     config.write_text(to_toml(data))
     settings = validate(data)
     evidence = gather(settings, Q3, now=NOW)
-    return {"evidence": evidence, "review": review(evidence), "links": links, "config": config}
+    return {
+        "evidence": evidence,
+        "review": review(evidence),
+        "links": links,
+        "config": config,
+        "url": url,
+        "repo_url": repo_url,
+    }
 
 
 def _items(rev: Review) -> dict[str, Any]:
@@ -352,3 +368,95 @@ def test_the_notebook_refuses_a_bad_quarter(tmp_path: Path) -> None:
     assert run.exit_code == 3 and run.result["failed"] is True
     assert run.result["error"]["ename"] == "ParameterError"
     assert "2026Q9" in run.result["error"]["evalue"]
+
+
+# --- the fleet: a section per server and a fleet summary -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet_site(prepared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Two servers sharing the prepared database: alpha with a verified quarter and backups,
+    beta with one failed verification before it and an empty repository."""
+    root = tmp_path_factory.mktemp("fleet-quarterly")
+    reports = root / "reports"
+    links = {
+        "alpha": "alpha/" + _run(reports / "alpha", "backup_verification", "2026-09-30T12:00",
+                                 "OK", test_restore=True),
+        "beta": "beta/" + _run(reports / "beta", "backup_verification", "2026-06-15T05:00",
+                               "CRITICAL"),
+    }  # fmt: skip
+    (root / "empty-repo").mkdir()
+    with psycopg.connect(libpq(prepared["url"]), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ops.check_runs (kind, status, started_at, counts, server) "
+            "VALUES ('integrity', 'OK', %s, '{}', 'alpha')",
+            (_t("2026-09-30T01:00"),),
+        )
+    primary = {"kind": "file", "url": prepared["repo_url"]}
+    data = {
+        "reports": {"dir": str(reports)},
+        "state": {"dir": str(root / "state")},
+        "servers": {
+            "alpha": {"database": {"url": libpq(prepared["url"])},
+                      "backup": {"storage": {"primary": primary}}},
+            "beta": {"database": {"url": libpq(prepared["url"])},
+                     "backup": {"storage": {"primary": {
+                         "kind": "file", "url": (root / "empty-repo").as_uri()}}}},
+        },
+    }  # fmt: skip
+    config = root / "powrops.toml"
+    config.write_text(to_toml(data))
+    settings = load_settings(config, environ={}, server="alpha")
+    return {"settings": settings, "config": config, "reports": reports, "links": links}
+
+
+def test_a_fleet_review_has_a_review_per_server_and_a_summary(fleet_site: Any) -> None:
+    settings = fleet_site["settings"]
+    assert server_names(settings, "") == ["alpha"]
+    assert server_names(settings, "beta, alpha") == ["beta", "alpha"]
+    with pytest.raises(ParameterError, match=r"gamma.*alpha, beta"):
+        server_names(settings, "alpha,gamma")
+    fl = fleet(settings, Q3, "all", now=NOW)
+    assert isinstance(fl, FleetReview) and list(fl.reviews) == ["alpha", "beta"]
+    alpha, beta = fl.reviews["alpha"], fl.reviews["beta"]
+    assert (alpha.server, beta.server) == ("alpha", "beta")
+    verify = _items(alpha)["Review backup success"]
+    assert (verify.status, verify.link) == (Severity.OK, fleet_site["links"]["alpha"])
+    assert _items(beta)["Review backup success"].status == Severity.CRITICAL
+    # each reads its own ops rows: alpha's one integrity run, none of the default server's
+    assert alpha.sections["integrity"].headline.get("integrity_runs") == 1
+    assert alpha.sections["integrity"].headline.get("repairs") == 0  # the default server's
+    assert beta.sections["integrity"].status == Severity.CRITICAL
+    rows = fl.summary_rows()
+    assert [(r["server"], r["status"]) for r in rows] == [
+        ("alpha", alpha.status.name),
+        ("beta", beta.status.name),
+    ]
+    assert rows[1]["checklist CRITICAL"] > rows[0]["checklist CRITICAL"]
+    assert fl.status == Severity.CRITICAL
+    found = fl.findings()
+    assert {f.check.split(".")[0] for f in found} == {"alpha", "beta"}
+    assert len(found) == len(alpha.findings()) + len(beta.findings())
+    figures = fl.figures()
+    assert figures["servers"] == 2 and figures["servers_critical"] >= 1
+    assert figures["beta.checklist_critical"] == beta.figures()["checklist_critical"]
+    assert figures["alpha.checklist_ok"] == alpha.figures()["checklist_ok"] > 0
+
+
+def test_the_notebook_reviews_the_fleet(fleet_site: Any) -> None:
+    """``-p servers all``: the fleet summary, each server's sections, links that resolve."""
+    reports = fleet_site["reports"]
+    params = {"config_path": str(fleet_site["config"]), "quarter": "2026Q3", "servers": "all"}
+    run = run_report("quarterly_review", params, reports_dir=reports, root=REPO, timeout=300,
+                     server="alpha")  # fmt: skip
+    assert run.result["failed"] is False, run.result["error"]
+    assert run.path.parent == reports / "alpha" / "quarterly_review"
+    assert run.result["figures"]["servers"] == 2
+    assert run.result["figures"]["alpha.checklist_ok"] > 0
+    assert run.exit_code == int(Severity.CRITICAL)
+    assert {f["details"]["server"] for f in run.result["findings"]} == {"alpha", "beta"}
+    html = (run.path / "report.html").read_text()
+    assert "The fleet at a glance" in html
+    assert "Server alpha" in html and "Server beta" in html
+    link = f"../../../{fleet_site['links']['alpha']}"
+    assert f'href="{link}"' in html and (run.path / link).resolve().is_file()

@@ -2,7 +2,10 @@
 migrations) and ``ops.check_runs`` (each evaluation of the alerts and integrity checks).
 
 Each run leaves one row: its kind and a JSON object of details that reports (the quarterly
-review above all) read back. Details hold counts, names and ids, never personal data.
+review above all) read back. Details hold counts, names and ids, never personal data. Every
+row records the server it came from (``Settings.server``), so that several servers of a
+configuration can share one database's ``ops``; a database migrated before the history-server
+revision (a rollback records itself after going below it) gets rows without it.
 """
 
 from __future__ import annotations
@@ -16,22 +19,43 @@ import psycopg
 
 from powrops.findings import Finding, Severity
 
+SERVER_COLUMN_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+    "AND attname = 'server' AND NOT attisdropped)"
+)
+
+
+def has_server_column(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Whether ``table`` (``ops.events``...) records its server (the history-server revision)."""
+    row = conn.execute(SERVER_COLUMN_SQL, (table,)).fetchone()
+    return bool(row and row[0])
+
 
 def record(
     conn: psycopg.Connection[Any],
     kind: str,
     details: Mapping[str, Any],
     *,
+    server: str,
     actor: str | None = None,
 ) -> int:
-    """Add one event (in the caller's transaction, or autocommit); returns its id.
+    """Add one event of ``server`` (in the caller's transaction, or autocommit); its id.
 
     ``actor`` defaults to the database role (the column's default)."""
-    row = conn.execute(
-        "INSERT INTO ops.events (kind, actor, details) "
-        "VALUES (%s, coalesce(%s, CURRENT_USER), %s::jsonb) RETURNING id",
-        (kind, actor, json.dumps(details, default=str, sort_keys=True)),
-    ).fetchone()
+    text = json.dumps(details, default=str, sort_keys=True)
+    if has_server_column(conn, "ops.events"):
+        query = (
+            "INSERT INTO ops.events (kind, actor, details, server) "
+            "VALUES (%s, coalesce(%s, CURRENT_USER), %s::jsonb, %s) RETURNING id"
+        )
+        params: tuple[Any, ...] = (kind, actor, text, server)
+    else:
+        query = (
+            "INSERT INTO ops.events (kind, actor, details) "
+            "VALUES (%s, coalesce(%s, CURRENT_USER), %s::jsonb) RETURNING id"
+        )
+        params = (kind, actor, text)
+    row = conn.execute(query, params).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -44,12 +68,15 @@ def record_check_run(
     finished_at: datetime | None,
     counts: Mapping[str, Any],
     findings: Sequence[Finding],
+    *,
+    server: str,
 ) -> int:
-    """Store one check run (alerts, integrity) in ``ops.check_runs``; its id."""
+    """Store one check run (alerts, integrity) of ``server`` in ``ops.check_runs``; its id."""
     with conn.transaction():
         row = conn.execute(
-            "INSERT INTO ops.check_runs (kind, status, started_at, finished_at, counts, findings) "
-            "VALUES (%s, %s, %s, coalesce(%s, clock_timestamp()), %s::jsonb, %s::jsonb) "
+            "INSERT INTO ops.check_runs "
+            "(kind, status, started_at, finished_at, counts, findings, server) "
+            "VALUES (%s, %s, %s, coalesce(%s, clock_timestamp()), %s::jsonb, %s::jsonb, %s) "
             "RETURNING id",
             (
                 kind,
@@ -58,6 +85,7 @@ def record_check_run(
                 finished_at,
                 json.dumps(counts, default=str),
                 json.dumps([f.to_dict() for f in findings], default=str),
+                server,
             ),
         ).fetchone()
     assert row is not None
@@ -72,6 +100,8 @@ def try_record_check_run(
     finished_at: datetime | None,
     counts: Mapping[str, Any],
     findings: Sequence[Finding],
+    *,
+    server: str,
 ) -> tuple[int | None, Finding | None]:
     """Record a check run if the database lets us; a check never fails for its history.
 
@@ -80,7 +110,9 @@ def try_record_check_run(
     table is a WARNING with the fix.
     """
     try:
-        run_id = record_check_run(conn, kind, status, started_at, finished_at, counts, findings)
+        run_id = record_check_run(
+            conn, kind, status, started_at, finished_at, counts, findings, server=server
+        )
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         return None, Finding(
             "history",
@@ -89,7 +121,11 @@ def try_record_check_run(
             f"({str(exc).strip()}); the checks above were evaluated all the same",
             object="ops.check_runs",
         )
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable) as exc:
+    except (
+        psycopg.errors.InsufficientPrivilege,
+        psycopg.errors.UndefinedTable,
+        psycopg.errors.UndefinedColumn,
+    ) as exc:
         return None, Finding(
             "history",
             Severity.WARNING,

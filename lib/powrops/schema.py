@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from powrops.config import DEFAULT_SERVER
+
 OPS_SCHEMA = "ops"
 
 NAMING_CONVENTION = {
@@ -71,6 +73,11 @@ def _user_fk(nullable: bool = False) -> Column[int]:
 
 def _jsonb(name: str, default: Any = EMPTY_OBJECT) -> Column[Any]:
     return Column(name, JSONB, nullable=False, server_default=default)
+
+
+def _server(**kwargs: Any) -> Column[str]:
+    """The server a history row came from (``Settings.server``; ``default`` without servers)."""
+    return Column("server", Text, nullable=False, server_default=DEFAULT_SERVER, **kwargs)
 
 
 # -- public: the application's tables ------------------------------------------------------
@@ -264,7 +271,9 @@ check_runs = Table(
     Column("status", Text, nullable=False),
     _jsonb("counts"),
     _jsonb("findings", EMPTY_ARRAY),
+    _server(),
     Index("idx_check_runs_kind_started_at", "kind", "started_at"),
+    Index("idx_check_runs_server_kind_started_at", "server", "kind", "started_at"),
     schema=OPS_SCHEMA,
 )
 
@@ -303,6 +312,7 @@ alert_state = Table(
     Column("name", Text, primary_key=True),
     _now("updated_at"),
     _jsonb("state"),
+    _server(primary_key=True),
     schema=OPS_SCHEMA,
 )
 
@@ -312,7 +322,9 @@ metric_snapshots = Table(
     _id(),
     _now("taken_at"),
     _jsonb("metrics"),
+    _server(),
     Index("idx_metric_snapshots_taken_at", "taken_at"),
+    Index("idx_metric_snapshots_server_taken_at", "server", "taken_at"),
     schema=OPS_SCHEMA,
 )
 
@@ -340,7 +352,9 @@ events = Table(
     Column("kind", Text, nullable=False),
     Column("actor", Text, server_default=text("CURRENT_USER")),
     _jsonb("details"),
+    _server(),
     Index("idx_events_kind_at", "kind", "at"),
+    Index("idx_events_server_kind_at", "server", "kind", "at"),
     schema=OPS_SCHEMA,
 )
 

@@ -181,8 +181,9 @@ class Drill:
     ) -> dict[str, Any]:
         details = {"drill": self.result.drill_id, "marker": which, "counts": counts}
         row = conn.execute(
-            "INSERT INTO ops.events (kind, details) VALUES ('drill_marker', %s) RETURNING id, at",
-            (json.dumps(details),),
+            "INSERT INTO ops.events (kind, details, server) VALUES ('drill_marker', %s, %s) "
+            "RETURNING id, at",
+            (json.dumps(details), self.settings.server),
         ).fetchone()
         assert row is not None
         return {"id": int(row[0]), "at": row[1].isoformat(), "counts": counts}
@@ -286,7 +287,7 @@ class Drill:
     def _keep_result(self) -> None:
         try:
             with self._source() as conn:
-                journal.record(conn, "drill", self.result.to_dict())
+                journal.record(conn, "drill", self.result.to_dict(), server=self.settings.server)
         except Exception as exc:  # the drill's own result stays available
             self._say(f"warning: could not keep the drill result in ops.events: {exc}")
 

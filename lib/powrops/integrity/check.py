@@ -71,6 +71,7 @@ def check(
             dry_run=dry_run,
             notify_channels=channels,
             max_rows=settings.consistency.repair.max_rows,
+            server=settings.server,
         )
         if not dry_run:
             outcome.after = run(conn, settings, store=keep)

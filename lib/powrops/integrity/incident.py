@@ -76,7 +76,8 @@ def stop_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
         with connection(settings) as conn:
             conn.execute(read_only_statements(dbname)["stop"])
             journal.record(conn, "read_only", {"database": dbname, "read_only": True,
-                                               "undo": commands["undo"]})  # fmt: skip
+                                               "undo": commands["undo"]},
+                           server=settings.server)  # fmt: skip
         done = True
     return {"database": dbname, "read_only": done, **commands}
 
@@ -93,7 +94,9 @@ def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
             conn.execute(read_only_statements(dbname)["undo"])
             # this session started read-only: the journal row needs a writable transaction
             conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
-            journal.record(conn, "read_only", {"database": dbname, "read_only": False})
+            journal.record(
+                conn, "read_only", {"database": dbname, "read_only": False}, server=settings.server
+            )
     return {"database": dbname, "read_only": not confirm, **commands}
 
 

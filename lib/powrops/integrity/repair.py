@@ -298,10 +298,11 @@ class RepairReport:
         }
 
 
-def _provisional_run(conn: psycopg.Connection[Any]) -> int:
+def _provisional_run(conn: psycopg.Connection[Any], server: str) -> int:
     row = conn.execute(
-        "INSERT INTO ops.check_runs (kind, status, finished_at) "
-        "VALUES ('integrity', 'UNKNOWN', now()) RETURNING id"
+        "INSERT INTO ops.check_runs (kind, status, finished_at, server) "
+        "VALUES ('integrity', 'UNKNOWN', now(), %s) RETURNING id",
+        (server,),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -315,6 +316,7 @@ def repair(
     classes: tuple[str, ...] = CLASSES,
     notify_channels: Any = None,
     max_rows: int | None = None,
+    server: str,
 ) -> RepairReport:
     """Every class of fix, each in its own transaction, then one notification.
 
@@ -329,11 +331,11 @@ def repair(
     results = []
     for kind in classes:
         if run_id is None and dry_run:
-            results.append(_dry_without_run(conn, kind))
+            results.append(_dry_without_run(conn, kind, server))
             continue
         if run_id is None:
             with conn.transaction():
-                run_id = _provisional_run(conn)
+                run_id = _provisional_run(conn, server)
         results.append(repair_one(conn, kind, run_id, dry_run=dry_run, max_rows=max_rows))
     report = RepairReport(run_id, results, dry_run)
     if notify_channels and not dry_run and (report.total or report.failed):
@@ -341,11 +343,11 @@ def repair(
     return report
 
 
-def _dry_without_run(conn: psycopg.Connection[Any], kind: str) -> RepairResult:
+def _dry_without_run(conn: psycopg.Connection[Any], kind: str, server: str) -> RepairResult:
     result = RepairResult(kind, dry_run=True)
     try:
         with conn.transaction():
-            run_id = _provisional_run(conn)
+            run_id = _provisional_run(conn, server)
             result = repair_one(conn, kind, run_id, dry_run=True)
             raise _Rollback
     except _Rollback:

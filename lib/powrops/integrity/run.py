@@ -112,7 +112,7 @@ def run(
             results = collect(conn, settings, today)
             report = IntegrityReport(results, started, datetime.now(UTC), None, version)
             if store:
-                store_run(conn, report)
+                store_run(conn, report, settings.server)
     except psycopg.errors.QueryCanceled as exc:
         raise DatabaseError(
             "an integrity check exceeded consistency.statement_timeout "
@@ -123,7 +123,7 @@ def run(
     return report
 
 
-def store_run(conn: psycopg.Connection[Any], report: IntegrityReport) -> None:
+def store_run(conn: psycopg.Connection[Any], report: IntegrityReport, server: str) -> None:
     """Record the run in ops.check_runs, or add a finding saying why it could not be."""
     report.run_id, unrecorded = journal.try_record_check_run(
         conn,
@@ -133,22 +133,24 @@ def store_run(conn: psycopg.Connection[Any], report: IntegrityReport) -> None:
         report.finished_at,
         report.counts(),
         report.findings(),
+        server=server,
     )
     if unrecorded is not None:
         report.notes.append(unrecorded)
 
 
 def history(
-    source: Settings | psycopg.Connection[Any], since: datetime | None = None, limit: int = 400
+    settings: Settings, since: datetime | None = None, limit: int = 400
 ) -> list[dict[str, Any]]:
-    """Past integrity runs, oldest first: id, times, status, counts and failed checks."""
-    with connection(source) as conn:
+    """``settings.server``'s past integrity runs, oldest first: id, times, status, counts and
+    failed checks."""
+    with connection(settings) as conn:
         rows = conn.execute(
             "SELECT id, started_at, finished_at, status, counts FROM ("
-            "SELECT * FROM ops.check_runs WHERE kind = %s "
+            "SELECT * FROM ops.check_runs WHERE server = %s AND kind = %s "
             "AND (%s::timestamptz IS NULL OR started_at >= %s) "
             "ORDER BY started_at DESC, id DESC LIMIT %s) r ORDER BY started_at, id",
-            (KIND, since, since, limit),
+            (settings.server, KIND, since, since, limit),
         ).fetchall()
     return [
         {

@@ -149,7 +149,7 @@ def record_attempt(settings: Settings, result: ProductionResult, kind: str = "mi
                 details=details,
             )
         if has_events:
-            journal.record(conn, "migration", details)
+            journal.record(conn, "migration", details, server=settings.server)
         conn.commit()
 
 

@@ -1,7 +1,8 @@
 """What one ``powrops alerts`` run leaves for the next: ``ops.alert_state``, one JSON per name.
 
 The statement baseline, the server counters (checkpoints, archiver failures) and the
-notification state live in the database so that any machine running ``alerts`` sees the same.
+notification state live in the database so that any machine running ``alerts`` sees the same;
+one row per server and name (servers sharing one ``ops`` keep their own baselines).
 On a server that cannot take the write (a standby, a database set read-only, a schema before
 the alert state revision, a role without the grant) they live in the state directory
 (``<state.dir>/alerts/<name>.json``) instead; reading prefers the database's row.
@@ -20,10 +21,10 @@ from psycopg.types.json import Jsonb
 
 from powrops.config import Settings
 
-LOAD_SQL = "SELECT state FROM ops.alert_state WHERE name = %s"
+LOAD_SQL = "SELECT state FROM ops.alert_state WHERE server = %s AND name = %s"
 SAVE_SQL = """
-INSERT INTO ops.alert_state (name, state, updated_at) VALUES (%s, %s, now())
-ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+INSERT INTO ops.alert_state (server, name, state, updated_at) VALUES (%s, %s, %s, now())
+ON CONFLICT (server, name) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
 """
 
 
@@ -35,7 +36,7 @@ def load(conn: psycopg.Connection[Any], settings: Settings, name: str) -> dict[s
     """The state saved under ``name`` (empty when there is none yet)."""
     try:
         with conn.transaction():
-            row = conn.execute(LOAD_SQL, (name,)).fetchone()
+            row = conn.execute(LOAD_SQL, (settings.server, name)).fetchone()
         if row is not None:
             return dict(row[0])
     except psycopg.Error:
@@ -56,7 +57,7 @@ def save(
     """Store ``state`` under ``name``; where it went: "database" or "state directory"."""
     try:
         with conn.transaction():
-            conn.execute(SAVE_SQL, (name, Jsonb(state)))
+            conn.execute(SAVE_SQL, (settings.server, name, Jsonb(state)))
         return "database"
     except psycopg.Error:
         pass

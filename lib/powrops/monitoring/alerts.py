@@ -540,7 +540,7 @@ def judge(
     return AlertReport(findings, now, figures=figures), after
 
 
-def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> None:
+def record_run(conn: psycopg.Connection[Any], report: AlertReport, server: str) -> None:
     """Store the evaluation in ops.check_runs (kind 'alerts'), or say why it could not be."""
     report.run_id, unrecorded = journal.try_record_check_run(
         conn,
@@ -550,6 +550,7 @@ def record_run(conn: psycopg.Connection[Any], report: AlertReport) -> None:
         None,
         report.counts(),
         report.findings,
+        server=server,
     )
     if unrecorded is not None:
         report.findings.append(unrecorded)
@@ -606,14 +607,14 @@ def evaluate(
     since the previous notifying run (``powrops alerts --notify``)."""
 
     with database_errors("alert evaluation failed"), connect(settings, autocommit=True) as conn:
-        metrics_data = data if data is not None else collect(conn)
+        metrics_data = data if data is not None else collect(conn, server=settings.server)
         before = alert_state.load(conn, settings, STATE_NAME)
         report, after = judge(settings, conn, metrics_data, before)
         if send:
             send_notifications(conn, settings, report)
         if record:
             alert_state.save(conn, settings, STATE_NAME, after)
-            record_run(conn, report)
+            record_run(conn, report, settings.server)
     return report
 
 

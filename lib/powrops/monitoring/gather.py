@@ -39,7 +39,13 @@ def growth_for(settings: Settings) -> Growth:
     thr = settings.alerts.disk_usage
     with database_errors("growth analysis failed"), connect(settings, autocommit=True) as conn:
         disk = disk_usage(settings, conn)
-        return growth.analyze(conn, disk=disk, warning_pct=thr.warning, critical_pct=thr.critical)
+        return growth.analyze(
+            conn,
+            server=settings.server,
+            disk=disk,
+            warning_pct=thr.warning,
+            critical_pct=thr.critical,
+        )
 
 
 @dataclass
@@ -66,8 +72,9 @@ def snapshot_history(settings: Settings, days: float = 365) -> list[dict[str, An
         rows = conn.execute(
             "SELECT taken_at, (metrics -> 'database' ->> 'total_bytes')::bigint, "
             "(metrics -> 'cache' ->> 'hit_rate')::float8 FROM ops.metric_snapshots "
-            "WHERE taken_at > now() - make_interval(secs => %s) ORDER BY taken_at",
-            (days * 86400,),
+            "WHERE server = %s AND taken_at > now() - make_interval(secs => %s) "
+            "ORDER BY taken_at",
+            (settings.server, days * 86400),
         ).fetchall()
     return [{"taken_at": r[0], "total_bytes": r[1], "hit_rate": r[2]} for r in rows]
 
@@ -99,7 +106,7 @@ def table_growth_rows(settings: Settings, recent_months: int = 3) -> list[dict[s
     with connect(settings, autocommit=True) as conn:
         monthly = growth.monthly_rows(conn)
         per_row = growth.bytes_per_row(conn)
-        by_snapshots = _snapshot_table_rates(conn)
+        by_snapshots = _snapshot_table_rates(conn, settings.server)
     rows = []
     for table, counts in monthly.items():
         months = sorted(counts)[-recent_months - 1 : -1] or sorted(counts)[-1:]
@@ -114,15 +121,16 @@ def table_growth_rows(settings: Settings, recent_months: int = 3) -> list[dict[s
     return sorted(rows, key=lambda r: -float(r["bytes per day (creation times)"]))
 
 
-def _snapshot_table_rates(conn: Any, days: float = 90) -> dict[str, float]:
-    """Bytes per day per table between the oldest and newest snapshot of the last ``days``."""
+def _snapshot_table_rates(conn: Any, server: str, days: float = 90) -> dict[str, float]:
+    """Bytes per day per table between ``server``'s oldest and newest snapshot of the last
+    ``days``."""
     rows = conn.execute(
         "(SELECT taken_at, metrics -> 'volume' -> 'table_distribution' FROM ops.metric_snapshots "
-        " WHERE taken_at > now() - make_interval(days => %s) AND metrics ? 'volume' "
-        " ORDER BY taken_at LIMIT 1) UNION ALL "
+        " WHERE server = %s AND taken_at > now() - make_interval(days => %s) "
+        " AND metrics ? 'volume' ORDER BY taken_at LIMIT 1) UNION ALL "
         "(SELECT taken_at, metrics -> 'volume' -> 'table_distribution' FROM ops.metric_snapshots "
-        " WHERE metrics ? 'volume' ORDER BY taken_at DESC LIMIT 1)",
-        (int(days),),
+        " WHERE server = %s AND metrics ? 'volume' ORDER BY taken_at DESC LIMIT 1)",
+        (server, int(days), server),
     ).fetchall()
     if len(rows) < 2:
         return {}

@@ -323,17 +323,19 @@ def from_snapshots(history: Sequence[tuple[datetime, int]]) -> Fit | None:
 def analyze(
     conn: psycopg.Connection[Any],
     *,
+    server: str,
     disk: Disk | None,
     warning_pct: float = 80.0,
     critical_pct: float = 90.0,
     horizon_days: int = 365,
 ) -> Growth:
-    """The growth of the connected database: both sources, the better one chosen."""
+    """The growth of the connected database as ``server`` (whose snapshots it fits): both
+    sources, the better one chosen."""
 
     row = conn.execute("SELECT now(), pg_database_size(current_database())").fetchone()
     assert row is not None
     now, current = _utc(row[0]), int(row[1])
-    snaps = history(conn, HISTORY_DAYS)
+    snaps = history(conn, server, HISTORY_DAYS)
     snap_fit = from_snapshots(snaps)
     monthly = monthly_rows(conn)
     per_row = bytes_per_row(conn)

@@ -346,9 +346,9 @@ def _execute(conn: psycopg.Connection[Any], action: str, targets: list[Target]) 
         target.after_bytes, target.dead_after = _size_and_dead(conn, target, action == "reindex")
 
 
-def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun) -> int:
+def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun, server: str) -> int:
     details = {k: v for k, v in run.to_dict().items() if k not in ("event_id",)}
-    return journal.record(conn, "maintenance", details)
+    return journal.record(conn, "maintenance", details, server=server)
 
 
 def run(settings: Settings, action: str, *, dry_run: bool = False) -> MaintenanceRun:
@@ -370,7 +370,7 @@ def run(settings: Settings, action: str, *, dry_run: bool = False) -> Maintenanc
         result = MaintenanceRun(action, dry_run, targets)
         if not dry_run:
             _execute(conn, action, targets)
-        result.event_id = record_event(conn, result)
+        result.event_id = record_event(conn, result, settings.server)
     return result
 
 

@@ -257,12 +257,14 @@ def lsn_bytes(lsn: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
-def integrity(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Counts of the newest integrity check run; ``available`` false before the first."""
+def integrity(conn: psycopg.Connection[Any], server: str) -> dict[str, Any]:
+    """Counts of ``server``'s newest integrity check run; ``available`` false before the
+    first."""
     rows = _rows(
         conn,
         "SELECT id, started_at, finished_at, status, counts FROM ops.check_runs "
-        "WHERE kind = 'integrity' ORDER BY started_at DESC, id DESC LIMIT 1",
+        "WHERE kind = 'integrity' AND server = %s ORDER BY started_at DESC, id DESC LIMIT 1",
+        (server,),
     )
     if not rows:
         return {"available": False, "note": "no integrity check has run yet", "counts": {}}
@@ -314,16 +316,21 @@ def _flat(data: dict[str, Any], conn: psycopg.Connection[Any], slow_ms: float) -
 
 
 def collect(
-    conn: psycopg.Connection[Any], *, statement_limit: int = 10, slow_ms: float = 1000.0
+    conn: psycopg.Connection[Any],
+    *,
+    server: str,
+    statement_limit: int = 10,
+    slow_ms: float = 1000.0,
 ) -> dict[str, Any]:
-    """The metrics JSON (see the module docstring), read in one snapshot; stores nothing."""
+    """The metrics JSON (see the module docstring) of ``server``, read in one snapshot;
+    stores nothing."""
     with snapshot(conn, "60s"):
-        data = _collect(conn, statement_limit)
+        data = _collect(conn, statement_limit, server)
         _flat(data, conn, slow_ms)
         return data
 
 
-def _collect(conn: psycopg.Connection[Any], statement_limit: int) -> dict[str, Any]:
+def _collect(conn: psycopg.Connection[Any], statement_limit: int, server: str) -> dict[str, Any]:
     row = conn.execute(
         "SELECT now(), current_database(), pg_database_size(current_database()), "
         "current_setting('server_version')"
@@ -346,21 +353,24 @@ def _collect(conn: psycopg.Connection[Any], statement_limit: int) -> dict[str, A
         "cache": _cache(conn),
         "wal": _wal(conn),
         "statements": _statements_block(conn, statement_limit),
-        "integrity": integrity(conn),
+        "integrity": integrity(conn, server),
     }
 
 
-def latest(conn: psycopg.Connection[Any]) -> Snapshot | None:
+def latest(conn: psycopg.Connection[Any], server: str) -> Snapshot | None:
+    """``server``'s newest stored snapshot."""
     row = conn.execute(
-        "SELECT id, taken_at, metrics FROM ops.metric_snapshots ORDER BY taken_at DESC, id DESC "
-        "LIMIT 1"
+        "SELECT id, taken_at, metrics FROM ops.metric_snapshots WHERE server = %s "
+        "ORDER BY taken_at DESC, id DESC LIMIT 1",
+        (server,),
     ).fetchone()
     return Snapshot(int(row[0]), row[1], dict(row[2])) if row else None
 
 
-def store(conn: psycopg.Connection[Any], metrics: dict[str, Any]) -> Snapshot:
-    """Add WAL since the previous snapshot and insert the metrics into ops.metric_snapshots."""
-    previous = latest(conn)
+def store(conn: psycopg.Connection[Any], metrics: dict[str, Any], server: str) -> Snapshot:
+    """Add WAL since ``server``'s previous snapshot and insert the metrics into
+    ops.metric_snapshots, tagged with ``server``."""
+    previous = latest(conn, server)
     wal = metrics["wal"]
     wal["since_previous_bytes"] = None
     wal["previous_taken_at"] = None
@@ -371,9 +381,9 @@ def store(conn: psycopg.Connection[Any], metrics: dict[str, Any]) -> Snapshot:
             wal["previous_taken_at"] = previous.taken_at.isoformat()
     with conn.transaction():
         row = conn.execute(
-            "INSERT INTO ops.metric_snapshots (taken_at, metrics) VALUES (%s, %s) "
+            "INSERT INTO ops.metric_snapshots (taken_at, metrics, server) VALUES (%s, %s, %s) "
             "RETURNING id, taken_at",
-            (metrics["taken_at"], json.dumps(metrics, default=str)),
+            (metrics["taken_at"], json.dumps(metrics, default=str), server),
         ).fetchone()
     assert row is not None
     return Snapshot(int(row[0]), row[1], metrics)
@@ -383,20 +393,23 @@ def take_snapshot(settings: Settings, *, save: bool = True) -> Snapshot:
     """Collect the metrics and (unless ``save`` is false) store them in ops.metric_snapshots."""
     slow_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
     with database_errors("metrics snapshot failed"), connect(settings) as conn:
-        metrics = collect(conn, slow_ms=slow_ms)
+        metrics = collect(conn, server=settings.server, slow_ms=slow_ms)
         if save:
-            return store(conn, metrics)
+            return store(conn, metrics, settings.server)
         return Snapshot(None, datetime.fromisoformat(metrics["taken_at"]).astimezone(UTC), metrics)
 
 
-def history(conn: psycopg.Connection[Any], days: float = 365) -> list[tuple[datetime, int]]:
-    """(taken_at, total database bytes) of the stored snapshots of the last ``days``, oldest
-    first."""
+def history(
+    conn: psycopg.Connection[Any], server: str, days: float = 365
+) -> list[tuple[datetime, int]]:
+    """(taken_at, total database bytes) of ``server``'s stored snapshots of the last ``days``,
+    oldest first."""
     rows = conn.execute(
         "SELECT taken_at, (metrics -> 'database' ->> 'total_bytes')::bigint "
-        "FROM ops.metric_snapshots WHERE taken_at > now() - make_interval(secs => %s) "
+        "FROM ops.metric_snapshots WHERE server = %s "
+        "AND taken_at > now() - make_interval(secs => %s) "
         "AND metrics ? 'database' ORDER BY taken_at",
-        (days * 86400,),
+        (server, days * 86400),
     ).fetchall()
     return [(r[0], int(r[1])) for r in rows if r[1] is not None]
 

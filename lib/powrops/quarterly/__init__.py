@@ -6,6 +6,11 @@ archive's ``result.json`` files, the backup catalog, and the ``ops`` history (dr
 maintenance in ``ops.events``, integrity and alert runs in ``ops.check_runs``, repairs, metric
 snapshots), plus one small set-based audit of rows kept past their retention.
 
+:func:`fleet` reviews several servers of one configuration (``servers = "all"`` in the
+notebook): each server's evidence is its own (its archive ``reports/<server>/``, its backup
+catalog, its rows of the ``ops`` history), each gets a :class:`Review`, and the
+:class:`FleetReview` adds the summary, one row per server.
+
 Everything below :func:`review` is a pure function of an ``Evidence``, so it is tested with a
 prepared archive. Each checklist item of the strategy gets a status from its evidence and a
 freshness rule: evidence no older than the item's schedule interval is OK, up to twice that is
@@ -18,10 +23,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from powrops.config import DEFAULT_SERVER, load_settings
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity, overall, worst
 from powrops.quarterly.evidence import gather as gather_evidence
@@ -46,6 +52,7 @@ __all__ = [
     "CheckRun",
     "ChecklistItem",
     "Evidence",
+    "FleetReview",
     "OpsEvent",
     "Quarter",
     "Repair",
@@ -55,10 +62,13 @@ __all__ = [
     "Section",
     "Snapshot",
     "checklist",
+    "fleet",
     "freshness",
     "gather",
     "parse_quarter",
     "review",
+    "review_of",
+    "server_names",
 ]
 
 _QUARTER = re.compile(r"^\s*(\d{4})\s*-?\s*[Qq]([1-4])\s*$")
@@ -93,6 +103,53 @@ def gather(settings: Settings, quarter: Quarter, now: datetime | None = None) ->
     """The evidence of ``quarter`` (see :mod:`powrops.quarterly.evidence`)."""
 
     return gather_evidence(settings, quarter, now)
+
+
+def server_names(settings: Settings, servers: str) -> list[str]:
+    """The servers a review covers: ``""`` the run's own, ``"all"`` every configured server,
+    else names separated by commas (each one configured)."""
+    if not isinstance(servers, str):
+        raise ParameterError(f"servers must be a string (got {servers!r})", parameter="servers")
+    text = servers.strip()
+    if not text:
+        return [settings.server]
+    if text.lower() == "all":
+        return list(settings.servers)
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in settings.servers]
+    if unknown or not names:
+        raise ParameterError(
+            f"servers {servers!r}: unknown server {unknown[0] if unknown else ''!r}; expected "
+            f"'all' or names from: {', '.join(settings.servers)}",
+            parameter="servers",
+        )
+    return names
+
+
+def fleet(
+    settings: Settings, quarter: Quarter, servers: str = "all", now: datetime | None = None
+) -> FleetReview:
+    """The review of each server ``servers`` names (see :func:`server_names`), each from its
+    own evidence; ``settings`` is the run's own server (whose archive keeps the review)."""
+    moment = now or datetime.now(UTC)
+    reviews = {}
+    for name in server_names(settings, servers):
+        own = settings if name == settings.server else _settings_of(settings, name)
+        reviews[name] = review(gather_evidence(own, quarter, moment), server=name)
+    return FleetReview(quarter, settings.server, reviews)
+
+
+def review_of(settings: Settings, quarter: Quarter, servers: str = "") -> Review | FleetReview:
+    """What the notebook shows: the run's own server's review, or the fleet's (``servers``
+    naming others, or ``"all"`` of several)."""
+    if server_names(settings, servers) == [settings.server]:
+        return review(gather_evidence(settings, quarter), server=settings.server)
+    return fleet(settings, quarter, servers)
+
+
+def _settings_of(settings: Settings, server: str) -> Settings:
+    """Another server of the same configuration file."""
+    return load_settings(settings.config_file, server=server)
 
 
 # --- freshness and statuses -----------------------------------------------------------------
@@ -428,6 +485,8 @@ class Review:
     problems: list[str] = field(default_factory=list)  # evidence that could not be read
     #: The headline figures of the previous quarter's archived review (None: none archived).
     previous: dict[str, Any] | None = None
+    #: The server reviewed (its archive holds the run when it reviews itself alone).
+    server: str = DEFAULT_SERVER
 
     @property
     def status(self) -> Severity:
@@ -474,12 +533,83 @@ class Review:
         }
 
 
-def review(ev: Evidence) -> Review:
-    """The review of the evidence: every section and every checklist item."""
+def review(ev: Evidence, server: str = DEFAULT_SERVER) -> Review:
+    """The review of the evidence (of ``server``): every section and every checklist item."""
     sections = {key: build(ev) for key, build in SECTION_BUILDERS.items()}
     return Review(
-        ev.quarter, ev.as_of, sections, checklist(ev), list(ev.problems), previous_figures(ev)
+        ev.quarter,
+        ev.as_of,
+        sections,
+        checklist(ev),
+        list(ev.problems),
+        previous_figures(ev),
+        server,
     )
+
+
+@dataclass
+class FleetReview:
+    """The review of several servers: one :class:`Review` per server and the fleet summary.
+
+    ``home`` is the server whose archive keeps the run (links are relative to it)."""
+
+    quarter: Quarter
+    home: str
+    reviews: dict[str, Review]
+
+    @property
+    def status(self) -> Severity:
+        return worst(r.status for r in self.reviews.values())
+
+    def findings(self) -> list[Finding]:
+        """Every server's findings, each check and message prefixed with its server."""
+        return [
+            replace(
+                f,
+                check=f"{name}.{f.check}",
+                message=f"{name}: {f.message}",
+                details={**f.details, "server": name},
+            )
+            for name, r in self.reviews.items()
+            for f in r.findings()
+        ]
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One row per server: its status, checklist tally, problems and each section's
+        status."""
+        rows = []
+        for name, r in self.reviews.items():
+            tally = summary_counts(r.items)
+            row: dict[str, Any] = {"server": name, "status": r.status.name}
+            row.update({f"checklist {k}": n for k, n in tally.items()})
+            row["evidence problems"] = len(r.problems)
+            row.update({s.title: s.status.name for s in r.sections.values()})
+            rows.append(row)
+        return rows
+
+    def figures(self) -> dict[str, Any]:
+        """The fleet's headline figures: servers per status, then each server's figures as
+        ``<server>.<figure>`` (figures are flat)."""
+        tally = Counter(r.status.name for r in self.reviews.values())
+        figures: dict[str, Any] = {
+            "quarter": self.quarter.label,
+            "servers": len(self.reviews),
+            "servers_ok": tally.get("OK", 0),
+            "servers_warning": tally.get("WARNING", 0),
+            "servers_critical": tally.get("CRITICAL", 0) + tally.get("UNKNOWN", 0),
+        }
+        for name, r in self.reviews.items():
+            figures.update({f"{name}.{k}": v for k, v in r.figures().items() if k != "quarter"})
+        return figures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quarter": self.quarter.label,
+            "home": self.home,
+            "status": self.status.name,
+            "summary": self.summary_rows(),
+            "servers": {name: r.to_dict() for name, r in self.reviews.items()},
+        }
 
 
 def previous_figures(ev: Evidence) -> dict[str, Any] | None:
@@ -488,6 +618,7 @@ def previous_figures(ev: Evidence) -> dict[str, Any] | None:
     found = [
         r for r in ev.runs
         if r.name == "quarterly_review" and not r.failed and r.figures.get("quarter") == label
+        and "servers" not in r.figures  # a fleet review's figures are per server
     ]  # fmt: skip
     if not found:
         return None

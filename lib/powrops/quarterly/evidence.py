@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.backup.catalog import Catalog
 from powrops.backup.repos import primary
+from powrops.config import DEFAULT_SERVER
 from powrops.db import connect, snapshot
 from powrops.durations import Duration
 from powrops.errors import PowropsError
@@ -230,10 +231,11 @@ def _read_database(settings: Settings, ev: Evidence) -> None:
     start, end = ev.quarter.start, ev.as_of
     timeout = settings.database.statement_timeout.postgres()
     with connect(settings) as conn, snapshot(conn, timeout):
-        ev.events = _events(conn, start, end)
-        ev.check_runs = _check_runs(conn, start, end)
-        ev.repairs = _repairs(conn, start, end)
-        ev.snapshots = _snapshots(conn, start, end)
+        server = settings.server
+        ev.events = _events(conn, server, start, end)
+        ev.check_runs = _check_runs(conn, server, start, end)
+        ev.repairs = _repairs(conn, server, start, end)
+        ev.snapshots = _snapshots(conn, server, start, end)
         ev.analyzed_at = _analyzed_at(conn)
         rules = retention_rules(settings)
         sql, params = retention_sql(rules)
@@ -245,11 +247,13 @@ def _read_database(settings: Settings, ev: Evidence) -> None:
         ev.retention_audited_at = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
 
 
-def _events(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> list[OpsEvent]:
+def _events(
+    conn: psycopg.Connection[Any], server: str, start: datetime, end: datetime
+) -> list[OpsEvent]:
     rows = conn.execute(
-        "SELECT kind, at, details FROM ops.events WHERE at >= %s AND at <= %s "
+        "SELECT kind, at, details FROM ops.events WHERE server = %s AND at >= %s AND at <= %s "
         "AND kind <> 'drill_marker' ORDER BY at",
-        (start, end),
+        (server, start, end),
     ).fetchall()
     return [
         OpsEvent(kind, at, details if isinstance(details, dict) else {})
@@ -257,13 +261,15 @@ def _events(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> li
     ]
 
 
-def _check_runs(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> list[CheckRun]:
+def _check_runs(
+    conn: psycopg.Connection[Any], server: str, start: datetime, end: datetime
+) -> list[CheckRun]:
     rows = conn.execute(
         "SELECT id, kind, status, started_at, counts, findings FROM ops.check_runs "
-        "WHERE started_at >= %s AND started_at <= %s "
+        "WHERE server = %s AND started_at >= %s AND started_at <= %s "
         # a repair without a preceding check anchors itself on an empty UNKNOWN run: not a check
         "AND NOT (status = 'UNKNOWN' AND counts = '{}'::jsonb) ORDER BY started_at",
-        (start, end),
+        (server, start, end),
     ).fetchall()
     return [
         CheckRun(
@@ -278,22 +284,28 @@ def _check_runs(conn: psycopg.Connection[Any], start: datetime, end: datetime) -
     ]
 
 
-def _repairs(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> list[Repair]:
+def _repairs(
+    conn: psycopg.Connection[Any], server: str, start: datetime, end: datetime
+) -> list[Repair]:
+    # a repair belongs to the server of its check run (the default server without one)
     rows = conn.execute(
-        "SELECT kind, table_name, rows, at FROM ops.repairs WHERE at >= %s AND at <= %s "
-        "ORDER BY at",
-        (start, end),
+        "SELECT r.kind, r.table_name, r.rows, r.at FROM ops.repairs r "
+        "LEFT JOIN ops.check_runs c ON c.id = r.run_id "
+        "WHERE coalesce(c.server, %s) = %s AND r.at >= %s AND r.at <= %s ORDER BY r.at",
+        (DEFAULT_SERVER, server, start, end),
     ).fetchall()
     return [Repair(kind, table, int(n), at) for kind, table, n, at in rows]
 
 
-def _snapshots(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> list[Snapshot]:
+def _snapshots(
+    conn: psycopg.Connection[Any], server: str, start: datetime, end: datetime
+) -> list[Snapshot]:
     rows = conn.execute(
-        "(SELECT taken_at, metrics FROM ops.metric_snapshots WHERE taken_at < %s "
-        " ORDER BY taken_at DESC LIMIT 1) "
+        "(SELECT taken_at, metrics FROM ops.metric_snapshots WHERE server = %s "
+        " AND taken_at < %s ORDER BY taken_at DESC LIMIT 1) "
         "UNION ALL (SELECT taken_at, metrics FROM ops.metric_snapshots "
-        " WHERE taken_at >= %s AND taken_at <= %s) ORDER BY 1",
-        (start, start, end),
+        " WHERE server = %s AND taken_at >= %s AND taken_at <= %s) ORDER BY 1",
+        (server, start, server, start, end),
     ).fetchall()
     return [Snapshot(at, m if isinstance(m, dict) else {}) for at, m in rows]
 

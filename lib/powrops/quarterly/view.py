@@ -2,7 +2,11 @@
 
 Links to the reports that prove an item are relative to the review's own run directory
 (``reports/quarterly_review/<run id>/report.html`` -> ``../../<report>/<run id>/report.html``),
-so they work from the file system and from a copy of the archive alike.
+so they work from the file system and from a copy of the archive alike; a named server's run
+sits one level deeper (``reports/<server>/quarterly_review/<run id>/``).
+
+Every ``show_*`` function takes a :class:`Review` or a :class:`FleetReview`: the fleet's
+summary is one row per server, and every other part is shown once per server under its name.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from datetime import timedelta
 from html import escape
 from typing import Any
 
+from powrops.config import DEFAULT_SERVER
 from powrops.findings import Severity
 from powrops.format import human_duration, human_label, human_value
-from powrops.quarterly import ChecklistItem, Review, summary_counts
+from powrops.quarterly import ChecklistItem, FleetReview, Review, summary_counts
 from powrops.quarterly.sections import Section
 from powrops.reports.display import (
     cell_text,
@@ -34,12 +39,56 @@ from powrops.reports.plotting import (
 )
 
 LINK_PREFIX = "../../"
+SERVER_LINK_PREFIX = "../../../"
+
+#: What the notebook shows: one server's review, or several servers' with the fleet summary.
+Shown = Review | FleetReview
 
 
-def link_html(target: str | None, label: str = "report") -> str:
+def link_prefix(shown: Shown) -> str:
+    """From the review's run directory back to the archive's root."""
+    home = shown.home if isinstance(shown, FleetReview) else shown.server
+    return LINK_PREFIX if home == DEFAULT_SERVER else SERVER_LINK_PREFIX
+
+
+def link_html(target: str | None, label: str = "report", prefix: str = LINK_PREFIX) -> str:
     if not target:
         return '<span style="color:#888">no archived report</span>'
-    return f'<a href="{escape(LINK_PREFIX + target)}">{escape(label)}</a>'
+    return f'<a href="{escape(prefix + target)}">{escape(label)}</a>'
+
+
+def _each(shown: Shown) -> list[tuple[str | None, Review]]:
+    """(heading server or None, review) for every review shown."""
+    if isinstance(shown, FleetReview):
+        return list(shown.reviews.items())
+    return [(None, shown)]
+
+
+def _heading(server: str | None) -> str:
+    if server is None:
+        return ""
+    return f'<h3 style="font-family:sans-serif">Server {escape(server)}</h3>'
+
+
+# --- the fleet ------------------------------------------------------------------------------
+
+
+def fleet_html(fleet: FleetReview) -> str:
+    """The fleet's banner and its summary: one row per server, one column per area."""
+    rows = fleet.summary_rows()
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    body = [[_cell(k, row.get(k)) for k in header] for row in rows]
+    quarter = fleet.quarter
+    return "".join(
+        [
+            summary_html(fleet.findings(), f"Fleet quarterly review {quarter.label}", fleet.status),
+            '<p style="font-family:sans-serif;font-size:14px">'
+            f"Quarter {escape(quarter.label)} ({quarter.start:%Y-%m-%d} to "
+            f"{quarter.end:%Y-%m-%d}): {len(fleet.reviews)} servers, each from its own "
+            "evidence; a section per server follows under each heading.</p>",
+            markup_table(header, body, "The fleet at a glance"),
+        ]
+    )
 
 
 # --- summary and checklist ------------------------------------------------------------------
@@ -70,14 +119,14 @@ def _section_overview(review: Review) -> str:
     return markup_table(("status", "area", "summary"), rows, "The quarter at a glance")
 
 
-def checklist_html(items: list[ChecklistItem]) -> str:
+def checklist_html(items: list[ChecklistItem], prefix: str = LINK_PREFIX) -> str:
     rows = [
         [
             escape(i.group),
             escape(i.item),
             severity_badge(i.status),
             escape(i.evidence),
-            link_html(i.link),
+            link_html(i.link, prefix=prefix),
         ]
         for i in items
     ]
@@ -85,19 +134,25 @@ def checklist_html(items: list[ChecklistItem]) -> str:
     return markup_table(header, rows, "The strategy's checklist, judged from evidence")
 
 
-def show_summary(review: Review) -> None:
-    """The banner, the overview of every section and any evidence that could not be read."""
-    show_html(summary_html_of(review))
+def show_summary(shown: Shown) -> None:
+    """The banner, the overview of every section and any evidence that could not be read;
+    for a fleet, the fleet summary first, then each server's."""
+    if isinstance(shown, FleetReview):
+        show_html(fleet_html(shown))
+    for server, review in _each(shown):
+        show_html(_heading(server) + summary_html_of(review))
 
 
-def show_checklist(review: Review) -> None:
-    show_html(checklist_html(review.items))
+def show_checklist(shown: Shown) -> None:
+    prefix = link_prefix(shown)
+    for server, review in _each(shown):
+        show_html(_heading(server) + checklist_html(review.items, prefix))
 
 
 # --- sections -------------------------------------------------------------------------------
 
 
-def section_html(section: Section) -> str:
+def section_html(section: Section, prefix: str = LINK_PREFIX) -> str:
     head = (
         f'<p style="font-family:sans-serif;font-size:14px">{severity_badge(section.status)} '
         f"{escape(section.summary)}</p>"
@@ -105,17 +160,19 @@ def section_html(section: Section) -> str:
     if not section.rows:
         return head
     header = list(dict.fromkeys(k for row in section.rows for k in row))
-    rows = [[_cell(k, row.get(k)) for k in header] for row in section.rows]
+    rows = [[_cell(k, row.get(k), prefix) for k in header] for row in section.rows]
     return head + markup_table(header, rows, None)
 
 
-def show_section(review: Review, key: str) -> None:
-    show_html(section_html(review.sections[key]))
+def show_section(shown: Shown, key: str) -> None:
+    prefix = link_prefix(shown)
+    for server, review in _each(shown):
+        show_html(_heading(server) + section_html(review.sections[key], prefix))
 
 
-def _cell(key: str, value: Any) -> str:
+def _cell(key: str, value: Any, prefix: str = LINK_PREFIX) -> str:
     if key == "link":
-        return link_html(value)
+        return link_html(value, prefix=prefix)
     if key == "status" and isinstance(value, str) and value.upper() in Severity.__members__:
         return severity_badge(value)
     return cell_text(value)
@@ -246,30 +303,32 @@ _PLOTS = {
 }
 
 
-def show_plot(review: Review, name: str) -> None:
-    """Show one plot, or say in one line that the quarter has no data for it."""
-    fig = _PLOTS[name](review)
-    if fig is None:
-        points = len(review.sections[name].series.get("at", []))
-        why = (
-            "one data point this quarter: the table above has it; a trend needs more"
-            if points == 1
-            else "no data this quarter"
-        )
-        show_html(
-            f'<p style="font-family:sans-serif;color:#666">No plot of {escape(name)}: '
-            f"{escape(why)}.</p>"
-        )
-        return
-
-    show(fig)
-
-
-def figures(review: Review) -> dict[str, Any]:
-    return review.figures()
+def show_plot(shown: Shown, name: str) -> None:
+    """Show one plot (per server), or say in one line why the quarter has none."""
+    for server, review in _each(shown):
+        if server is not None:
+            show_html(_heading(server))
+        fig = _PLOTS[name](review)
+        if fig is None:
+            points = len(review.sections[name].series.get("at", []))
+            why = (
+                "one data point this quarter: the table above has it; a trend needs more"
+                if points == 1
+                else "no data this quarter"
+            )
+            show_html(
+                f'<p style="font-family:sans-serif;color:#666">No plot of {escape(name)}: '
+                f"{escape(why)}.</p>"
+            )
+            continue
+        show(fig)
 
 
-def period(review: Review) -> str:
+def figures(shown: Shown) -> dict[str, Any]:
+    return shown.figures()
+
+
+def period(review: Shown) -> str:
     """The quarter under review, first to last day (UTC)."""
     quarter = review.quarter
     last = quarter.end - timedelta(days=1)
@@ -294,13 +353,16 @@ def comparison_rows(review: Review) -> list[dict[str, Any]]:
     ]
 
 
-def show_comparison(review: Review) -> None:
+def show_comparison(shown: Shown) -> None:
     """The headline figures beside the previous quarter's, or why there is no comparison."""
-    previous = review.quarter.previous().label
-    if review.previous is None:
-        show_html(
-            '<p style="font-family:sans-serif;color:#666">No review of '
-            f"{escape(previous)} is archived: nothing to compare with yet.</p>"
-        )
-        return
-    show_table(comparison_rows(review), caption=f"{review.quarter.label} beside {previous}")
+    for server, review in _each(shown):
+        previous = review.quarter.previous().label
+        if server is not None:
+            show_html(_heading(server))
+        if review.previous is None:
+            show_html(
+                '<p style="font-family:sans-serif;color:#666">No review of '
+                f"{escape(previous)} is archived: nothing to compare with yet.</p>"
+            )
+            continue
+        show_table(comparison_rows(review), caption=f"{review.quarter.label} beside {previous}")

@@ -133,9 +133,11 @@ ALERT_RUN_DUE = sql.SQL("kind = 'alerts' AND started_at < %(cutoff)s")
 EVENT_DUE = sql.SQL("at < %(cutoff)s")
 SNAPSHOT_DUE = sql.SQL("taken_at < %(cutoff)s")
 AUDIT_DUE = sql.SQL("occurred_at < %(cutoff)s")
+# the first snapshot of each server's hour or day stays (servers may share one ops)
 _FIRST_OF = (
-    "taken_at < %(cutoff)s AND id NOT IN (SELECT DISTINCT ON (date_trunc('{unit}', k.taken_at)) "
-    "k.id FROM ops.metric_snapshots k ORDER BY date_trunc('{unit}', k.taken_at), k.taken_at, k.id)"
+    "taken_at < %(cutoff)s AND id NOT IN (SELECT DISTINCT ON "
+    "(k.server, date_trunc('{unit}', k.taken_at)) k.id FROM ops.metric_snapshots k "
+    "ORDER BY k.server, date_trunc('{unit}', k.taken_at), k.taken_at, k.id)"
 )
 SNAPSHOT_HOURLY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "hour"))
 SNAPSHOT_DAILY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "day"))

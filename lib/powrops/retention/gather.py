@@ -27,7 +27,7 @@ def last_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ParameterError(f"recent_runs must be a positive integer (got {limit!r})")
     with journal.connect(settings) as conn:
-        events = journal.recent_events(conn, KINDS, limit)
+        events = journal.recent_events(conn, KINDS, settings.server, limit)
     rows = []
     for event in events:
         details = event["details"] or {}

@@ -56,9 +56,12 @@ def dumps(data: Mapping[str, Any]) -> str:
     return json.dumps(data, default=str, sort_keys=True)
 
 
-def record_event(conn: psycopg.Connection[Any], kind: str, details: Mapping[str, Any]) -> None:
-    """One ``ops.events`` row for a run (in the caller's transaction or autocommit)."""
-    journal.record(conn, kind, details, actor=ACTOR)
+def record_event(
+    conn: psycopg.Connection[Any], kind: str, details: Mapping[str, Any], server: str
+) -> None:
+    """One ``ops.events`` row for a run of ``server`` (in the caller's transaction or
+    autocommit)."""
+    journal.record(conn, kind, details, server=server, actor=ACTOR)
     log.info("%s run recorded: %s", kind, dumps(details))
 
 
@@ -85,18 +88,18 @@ def record_run(
     """Record a finished run: the event, and the audit summary when data changed."""
     with connect(settings) as conn, conn.transaction():
         set_actor(conn, ACTOR)
-        record_event(conn, kind, details)
+        record_event(conn, kind, details, settings.server)
         if audit_action is not None:
             audit_summary(conn, audit_action, audit_details or details)
 
 
 def recent_events(
-    conn: psycopg.Connection[Any], kinds: tuple[str, ...], limit: int = 20
+    conn: psycopg.Connection[Any], kinds: tuple[str, ...], server: str, limit: int = 20
 ) -> list[dict[str, Any]]:
-    """The newest recorded runs of the given kinds, newest first."""
+    """``server``'s newest recorded runs of the given kinds, newest first."""
     rows = conn.execute(
-        "SELECT id, at, kind, details FROM ops.events WHERE kind = ANY(%s) "
+        "SELECT id, at, kind, details FROM ops.events WHERE server = %s AND kind = ANY(%s) "
         "ORDER BY at DESC, id DESC LIMIT %s",
-        (list(kinds), limit),
+        (server, list(kinds), limit),
     ).fetchall()
     return [{"id": r[0], "at": r[1], "kind": r[2], "details": r[3]} for r in rows]
