@@ -69,3 +69,14 @@ def test_a_kernel_that_cannot_ask_falls_back_to_the_parameter(
     monkeypatch.setattr(gate, "interactive", lambda: True)
     assert gate.confirm("vacuum", False, target="powr", ask=cannot) is False
     assert gate.confirm("vacuum", True, target="powr", ask=cannot) is True
+
+
+def test_the_command_line_gate_takes_yes_or_the_typed_database_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert gate.confirm_at_terminal("roll back 2", "powr", yes=True)
+    assert gate.confirm_at_terminal("roll back 2", "powr", yes=False, ask=lambda _: " powr\n")
+    assert not gate.confirm_at_terminal("roll back 2", "powr", yes=False, ask=lambda _: "yes")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(ParameterError, match="pass --yes to roll back 2 without a prompt"):
+        gate.confirm_at_terminal("roll back 2", "powr", yes=False)

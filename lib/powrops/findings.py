@@ -58,6 +58,15 @@ def worst(severities: Iterable[Severity]) -> Severity:
     return max(severities, key=lambda severity: severity.rank, default=Severity.OK)
 
 
+def grade(value: float, warning: float, critical: float) -> Severity:
+    """A figure against its thresholds: CRITICAL from ``critical`` on, WARNING from ``warning``."""
+    if value >= critical:
+        return Severity.CRITICAL
+    if value >= warning:
+        return Severity.WARNING
+    return Severity.OK
+
+
 def exit_code(outcome: Severity | int) -> int:
     """The process exit code of a command's outcome.
 

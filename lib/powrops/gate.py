@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import sys
 from collections.abc import Callable
 
 from powrops.errors import ParameterError
@@ -87,6 +88,22 @@ def confirm(
     if not wanted:
         print(f"Not confirmed: {action} was not run. Review the plan, then set {name} = True.")
     return wanted
+
+
+def confirm_at_terminal(
+    action: str, target: str, *, yes: bool, ask: Callable[[str], str] | None = None
+) -> bool:
+    """The command-line form of the gate: ``--yes`` decides; without it a person at a
+    terminal types the name of the database ``target``; with no terminal it is an error
+    naming ``--yes`` (a scheduled command must say what it wants)."""
+    if yes:
+        return True
+    if ask is None:
+        if not sys.stdin.isatty():
+            raise ParameterError(f"not confirmed: pass --yes to {action} without a prompt")
+        ask = builtins.input
+    answer = ask(f"{action} on database {target}? type its name: ")
+    return answer.strip() == target
 
 
 def _ask(ask: Callable[[str], str], action: str, target: str) -> str | None:

@@ -65,16 +65,7 @@ def _send_webhook(channel: NotifyChannel, event: Event) -> None:
 def _send_command(channel: NotifyChannel, event: Event) -> None:
     assert channel.command is not None
     env_event = json.dumps(event.to_dict())
-    proc = subprocess.run(
-        shlex.split(channel.command),
-        input=env_event,
-        text=True,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise OSError(f"command exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    _pipe(shlex.split(channel.command), env_event, "command")
 
 
 def _send_email(channel: NotifyChannel, event: Event) -> None:
@@ -87,16 +78,14 @@ def _send_email(channel: NotifyChannel, event: Event) -> None:
     message.set_content(
         f"{event.message}\n\n{json.dumps(event.to_dict(), indent=2, default=str)}\n"
     )
-    proc = subprocess.run(
-        [channel.sendmail, "-t", "-oi"],
-        input=message.as_string(),
-        text=True,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    _pipe([channel.sendmail, "-t", "-oi"], message.as_string(), "sendmail")
+
+
+def _pipe(argv: list[str], text: str, what: str) -> None:
+    """Run ``argv`` with ``text`` on its standard input; OSError when it fails."""
+    proc = subprocess.run(argv, input=text, text=True, capture_output=True, timeout=30, check=False)
     if proc.returncode != 0:
-        raise OSError(f"sendmail exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        raise OSError(f"{what} exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
 
 
 SENDERS = {

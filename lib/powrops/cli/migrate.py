@@ -7,11 +7,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from powrops.cli.common import print_json, settings_of
-from powrops.errors import ParameterError
 from powrops.findings import Severity
 
 if TYPE_CHECKING:
     from powrops.config import Settings
+    from powrops.format import Echo
+    from powrops.migrate.model import Options
 
 
 def register(sub: Any) -> None:
@@ -54,9 +55,7 @@ def cmd_migrate(args: argparse.Namespace) -> Severity | int:
     from powrops.db import engine
 
     if args.action == "production":
-        from powrops.migrate.production import cli_main
-
-        return cli_main(args, settings_of(args))
+        return _production(args, settings_of(args))
     eng = engine(settings_of(args))
     if args.action == "latest":
         before = migrate.current(eng)
@@ -82,21 +81,60 @@ def cmd_migrate(args: argparse.Namespace) -> Severity | int:
     return Severity.OK if all(r.applied for r in rows) else Severity.WARNING
 
 
-def _rollback(args: argparse.Namespace, settings: Settings) -> Severity:
-    """One revision back with the safeguards of a production migration: shown, confirmed,
-    audited; refused when a safeguard fails or it would drop a table that holds rows."""
-    from powrops.db import identity
+def _options(args: argparse.Namespace) -> Options:
+    """The safeguards' settings from ``migrate production`` / ``rollback`` options."""
     from powrops.migrate.model import Options
-    from powrops.migrate.rollback import apply_rollback, prepare_rollback
-    from powrops.migrate.view import render_plan
 
-    options = Options.parse(
+    return Options.parse(
         max_backup_age=args.max_backup_age, take_backup=args.take_backup,
         max_transaction_age=args.max_transaction_age, lock_timeout=args.lock_timeout,
         statement_timeout=args.statement_timeout,
     )  # fmt: skip
-    progress = None if args.json else (lambda line: print(f"  {line}", file=sys.stderr))
-    plan = prepare_rollback(settings, options, allow_data_loss=args.allow_data_loss, echo=progress)
+
+
+def _progress(args: argparse.Namespace) -> Echo | None:
+    return None if args.json else (lambda line: print(f"  {line}", file=sys.stderr))
+
+
+def _production(args: argparse.Namespace, settings: Settings) -> int:
+    """Plan, show, confirm, apply, check; the exit code of the result (3 when not confirmed)."""
+    from powrops.db import identity
+    from powrops.gate import confirm_at_terminal
+    from powrops.migrate.production import apply, prepare
+    from powrops.migrate.view import render_plan, render_result
+
+    progress = _progress(args)
+    plan = prepare(settings, _options(args), echo=progress)
+    if not args.json:
+        print(render_plan(plan))
+        print()
+    action = f"apply {len(plan.pending)} revision(s) up to {plan.head}"
+    if (
+        plan.pending
+        and plan.allowed
+        and not confirm_at_terminal(action, identity(settings).database, yes=args.yes)
+    ):
+        print("not migrated: not confirmed")
+        return 3
+    result = apply(settings, plan, echo=progress)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(render_result(result))
+    return result.exit_code
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> Severity:
+    """One revision back with the safeguards of a production migration: shown, confirmed,
+    audited; refused when a safeguard fails or it would drop a table that holds rows."""
+    from powrops.db import identity
+    from powrops.gate import confirm_at_terminal
+    from powrops.migrate.rollback import apply_rollback, prepare_rollback
+    from powrops.migrate.view import render_plan
+
+    progress = _progress(args)
+    plan = prepare_rollback(settings, _options(args), allow_data_loss=args.allow_data_loss,
+                            echo=progress)  # fmt: skip
     if not plan.pending:
         print("nothing to roll back: no migration is applied")
         return Severity.OK
@@ -107,14 +145,10 @@ def _rollback(args: argparse.Namespace, settings: Settings) -> Severity:
     if not plan.allowed:
         print("not rolled back: a safeguard failed", file=sys.stderr)
         return Severity.CRITICAL
-    if not args.yes:
-        database = identity(settings).database
-        if not sys.stdin.isatty():
-            raise ParameterError("not confirmed: pass --yes to roll back without a prompt")
-        answer = input(f"roll back {plan.current} on database {database}? type its name: ")
-        if answer.strip() != database:
-            print("not rolled back: not confirmed")
-            return Severity.UNKNOWN
+    if not confirm_at_terminal(f"roll back {plan.current}", identity(settings).database,
+                               yes=args.yes):  # fmt: skip
+        print("not rolled back: not confirmed")
+        return Severity.UNKNOWN
     result = apply_rollback(settings, plan, echo=progress)
     if args.json:
         print_json(result.to_dict())

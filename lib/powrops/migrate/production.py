@@ -19,7 +19,6 @@ check of :mod:`powrops.integrity`, recorded in ``ops.check_runs`` like any other
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from powrops import audit, integrity, journal, migrate
 from powrops.config import Settings
 from powrops.db import connect, engine
-from powrops.errors import ParameterError, PowropsError
+from powrops.errors import PowropsError
 from powrops.findings import Finding, Severity
 from powrops.format import Echo
 from powrops.migrate import safeguards as guards
@@ -38,7 +37,6 @@ from powrops.migrate.model import (
     ProductionResult,
     tables_in,
 )
-from powrops.migrate.view import render_plan, render_result
 
 
 def prepare(settings: Settings, options: Options, echo: Echo | None = None) -> ProductionPlan:
@@ -176,36 +174,3 @@ def _integrity(settings: Settings) -> Finding:
     bad = [f.message for f in report.findings() if f.severity != Severity.OK][:3]
     message = "integrity check: " + ("; ".join(bad) if bad else report.summary())
     return Finding("integrity", report.status, message)
-
-
-# --- rendering -----------------------------------------------------------------------------
-
-
-def cli_main(args: Any, settings: Settings) -> int:
-    """Plan, show, confirm, apply, check; the exit code of :attr:`ProductionResult.exit_code`
-    (3 when not confirmed in a non-interactive run)."""
-    import sys
-
-    options = Options.parse(
-        max_backup_age=args.max_backup_age, take_backup=args.take_backup,
-        max_transaction_age=args.max_transaction_age, lock_timeout=args.lock_timeout,
-        statement_timeout=args.statement_timeout,
-    )  # fmt: skip
-    progress = None if args.json else (lambda line: print(f"  {line}", file=sys.stderr))
-    plan = prepare(settings, options, echo=progress)
-    if not args.json:
-        print(render_plan(plan))
-        print()
-    if plan.pending and plan.allowed and not args.yes:
-        if not sys.stdin.isatty():
-            raise ParameterError("not confirmed: pass --yes to migrate production without a prompt")
-        answer = input(f"apply {len(plan.pending)} revision(s) up to {plan.head}? type yes: ")
-        if answer.strip().lower() != "yes":
-            print("not migrated: not confirmed")
-            return 3
-    result = apply(settings, plan, echo=progress)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
-    else:
-        print(render_result(result))
-    return result.exit_code

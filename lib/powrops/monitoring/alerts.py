@@ -62,7 +62,7 @@ from powrops.backup.model import BackupRecord
 from powrops.config import PercentThreshold, Settings
 from powrops.db import connect, embedded_cluster
 from powrops.errors import ParameterError, PowropsError
-from powrops.findings import Finding, Severity, counts, exit_code, overall
+from powrops.findings import Finding, Severity, counts, exit_code, grade, overall
 from powrops.format import human_bytes
 from powrops.monitoring import (
     alert_notify,
@@ -82,14 +82,6 @@ STATE_NAME = "baseline"
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 
 
-def _grade(value: float, warning: float, critical: float) -> Severity:
-    if value >= critical:
-        return Severity.CRITICAL
-    if value >= warning:
-        return Severity.WARNING
-    return Severity.OK
-
-
 # --- pure judgements -------------------------------------------------------------------------
 
 
@@ -107,7 +99,7 @@ def disk_findings(disk: Disk | None, threshold: PercentThreshold) -> list[Findin
             )
         ]
     pct = round(disk.percent, 1)
-    severity = _grade(pct, threshold.warning, threshold.critical)
+    severity = grade(pct, threshold.warning, threshold.critical)
     return [
         Finding(
             "disk_usage",
@@ -139,7 +131,7 @@ def dead_tuple_findings(
         if dead < MIN_DEAD_TUPLES:
             continue
         pct = round(100.0 * float(table["dead_ratio"]), 1)
-        severity = _grade(pct, threshold.warning, threshold.critical)
+        severity = grade(pct, threshold.warning, threshold.critical)
         if severity != Severity.OK:
             name = f"{table['schema']}.{table['table']}"
             found.append(
@@ -224,7 +216,7 @@ def statement_findings(
     found = []
     for st in statements:
         mean, peak = float(st["mean_ms"]), float(st["max_ms"])
-        severity = _grade(mean, warn_ms, crit_ms)
+        severity = grade(mean, warn_ms, crit_ms)
         message = (
             f"mean {mean / 1000:.2f} s over {st['calls']} calls {since} (max {peak / 1000:.2f} s)"
         )
@@ -255,7 +247,7 @@ def activity_findings(running: Iterable[dict[str, Any]], settings: Settings) -> 
     found = []
     for row in running:
         seconds = float(row["seconds"])
-        severity = _grade(seconds, warn_s, crit_s)
+        severity = grade(seconds, warn_s, crit_s)
         if severity != Severity.OK:
             found.append(
                 Finding(
@@ -316,7 +308,7 @@ def backup_findings(
             )
         ]
     failed = consecutive_failures(statuses)
-    severity = _grade(failed, thr.warning, thr.critical)
+    severity = grade(failed, thr.warning, thr.critical)
     message = (
         f"{failed} consecutive failed backup(s) at the head of the catalog"
         if failed

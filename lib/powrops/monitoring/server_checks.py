@@ -24,15 +24,15 @@ Reading (``read_server``) takes one autocommit connection; statistics a role can
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from powrops.config import DurationThreshold, Settings
-from powrops.findings import Finding, Severity
+from powrops.config import DurationThreshold, Settings, SizeThreshold
+from powrops.findings import Finding, Severity, grade
 from powrops.format import human_bytes, human_duration, human_time
 from powrops.verify.freshness import ArchiverState, archiver_state
 
@@ -225,14 +225,6 @@ CHECKPOINTS_SQL = {  # pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter
 }
 
 
-def _grade(value: float, warning: float, critical: float) -> Severity:
-    if value >= critical:
-        return Severity.CRITICAL
-    if value >= warning:
-        return Severity.WARNING
-    return Severity.OK
-
-
 def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]] | None:
     """Rows of ``query``, or None when this role may not read them."""
     try:
@@ -290,7 +282,7 @@ def wraparound_findings(
         ):
             age, limit = int(db[age_key]), int(db[limit_key])
             pct = round(100.0 * age / limit, 3)
-            severity = _grade(pct, thr.warning, thr.critical)
+            severity = grade(pct, thr.warning, thr.critical)
             if severity == Severity.OK:
                 continue
             table = f" (oldest table here: {oldest['name']})" if oldest and kind == "xid" else ""
@@ -332,7 +324,7 @@ def connection_findings(row: dict[str, Any] | None, settings: Settings) -> list[
     usable = max(int(row["max_connections"]) - int(row["reserved"]), 1)
     used = int(row["used"])
     pct = round(100.0 * used / usable, 1)
-    severity = _grade(pct, thr.warning, thr.critical)
+    severity = grade(pct, thr.warning, thr.critical)
     return [
         Finding(
             "connections",
@@ -356,7 +348,7 @@ def blocked_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list
     found = []
     for row in rows:
         seconds = float(row["seconds"] or 0)
-        severity = _grade(seconds, warn, crit)
+        severity = grade(seconds, warn, crit)
         if severity == Severity.OK:
             continue
         blockers = ", ".join(str(p) for p in row["blockers"])
@@ -388,7 +380,7 @@ def transaction_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> 
         state = str(row["state"] or "")
         if state.startswith("idle in transaction"):
             seconds = float(row["state_seconds"] or 0)
-            severity = _grade(seconds, *_seconds(idle_thr))
+            severity = grade(seconds, *_seconds(idle_thr))
             if severity != Severity.OK:
                 idle_found.append(
                     Finding(
@@ -408,7 +400,7 @@ def transaction_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> 
         if row["application_name"] == own:
             continue
         seconds = float(row["open_seconds"] or 0)
-        severity = _grade(seconds, *_seconds(long_thr))
+        severity = grade(seconds, *_seconds(long_thr))
         if severity != Severity.OK:
             found.append(
                 Finding(
@@ -452,7 +444,7 @@ def slot_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Fi
     found = []
     for row in rows:
         retained = int(row["retained"] or 0)
-        severity = _grade(retained, thr.warning.bytes, thr.critical.bytes)
+        severity = grade(retained, thr.warning.bytes, thr.critical.bytes)
         if not row["active"]:
             severity = max(severity, Severity.WARNING, key=lambda s: s.rank)
         if row.get("wal_status") == "lost":
@@ -489,7 +481,7 @@ def replication_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> 
     found = []
     for row in rows:
         lag = float(row["lag_seconds"] or 0)
-        severity = _grade(lag, *_seconds(thr))
+        severity = grade(lag, *_seconds(thr))
         if severity != Severity.OK:
             found.append(
                 Finding(
@@ -525,7 +517,7 @@ def wal_size_findings(row: dict[str, Any] | None, settings: Settings) -> list[Fi
         ]
     size, limit = int(row["wal_bytes"]), int(row["max_wal_size"])
     pct = round(100.0 * size / limit, 1)
-    severity = _grade(pct, thr.warning, thr.critical)
+    severity = grade(pct, thr.warning, thr.critical)
     return [
         Finding(
             "wal_size",
@@ -574,7 +566,7 @@ def checkpoint_findings(
             )
         ]
     pct = round(100.0 * requested / total, 1)
-    severity = _grade(pct, thr.warning, thr.critical)
+    severity = grade(pct, thr.warning, thr.critical)
     return [
         Finding(
             "checkpoints",
@@ -613,7 +605,7 @@ def archive_findings(
             )
         )
     else:
-        severity = _grade(ready, thr.warning, thr.critical)
+        severity = grade(ready, thr.warning, thr.critical)
         found.append(
             Finding(
                 "archive_ready",
@@ -683,7 +675,7 @@ def archive_findings(
         )
         return found
     age = max((now - last).total_seconds(), 0.0)
-    severity = Severity.OK if archiver.idle else _grade(age, logs.seconds, 2 * logs.seconds)
+    severity = Severity.OK if archiver.idle else grade(age, logs.seconds, 2 * logs.seconds)
     found.append(
         Finding(
             "archive_age",
@@ -705,67 +697,69 @@ def archive_findings(
 def bloat_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings) -> list[Finding]:
     """``table_bloat``: estimated wasted bytes per table (catalog statistics), judged when at
     least ``alerts.bloat_min_percent`` of the table is waste."""
-    thr, min_pct = settings.alerts.table_bloat, settings.alerts.bloat_min_percent
-    expected = f"< {thr.warning} wasted (critical at {thr.critical}), from {min_pct:g} %"
-    if rows is None:
-        return [Finding("table_bloat", Severity.UNKNOWN, "pg_stats unreadable", expected=expected)]
-    found = []
-    for row in rows:
-        wasted, pct = int(row["bloat_bytes"]), round(float(row["bloat_pct"]), 1)
-        severity = _grade(wasted, thr.warning.bytes, thr.critical.bytes)
-        if severity == Severity.OK or pct < min_pct:
-            continue
+
+    def table(row: dict[str, Any]) -> tuple[str, str, str]:
         name = f"{row['schemaname']}.{row['tblname']}"
-        found.append(
-            Finding(
-                "table_bloat",
-                severity,
-                f"about {human_bytes(wasted)} of {human_bytes(int(row['real_bytes']))} is "
-                f"free space ({pct:g} %, estimated from the statistics)",
-                object=name,
-                value=wasted,
-                expected=expected,
-                advice=f"VACUUM only makes it reusable; to give it back rebuild the table: "
-                f"VACUUM FULL {name} (ACCESS EXCLUSIVE lock for the whole rebuild) or "
-                "pg_repack; runbooks/disk_space_response",
-                details={"percent": pct},
-            )
+        advice = (
+            "VACUUM only makes it reusable; to give it back rebuild the table: "
+            f"VACUUM FULL {name} (ACCESS EXCLUSIVE lock for the whole rebuild) or "
+            "pg_repack; runbooks/disk_space_response"
         )
-    return found or [Finding("table_bloat", Severity.OK,
-                             f"no table with more than {thr.warning} of estimated free space",
-                             expected=expected)]  # fmt: skip
+        return name, "", advice
+
+    return _bloat("table_bloat", "table", rows, settings.alerts.table_bloat, settings, table)
 
 
 def index_bloat_findings(
     rows: Sequence[dict[str, Any]] | None, settings: Settings
 ) -> list[Finding]:
     """``index_bloat``: estimated wasted bytes per B-tree index, as ``table_bloat``."""
-    thr, min_pct = settings.alerts.index_bloat, settings.alerts.bloat_min_percent
+
+    def index(row: dict[str, Any]) -> tuple[str, str, str]:
+        name = f"{row['schemaname']}.{row['idxname']}"
+        advice = (
+            f"REINDEX INDEX CONCURRENTLY {name} (no lock blocking writes; "
+            "powrops maintenance reindex --dry-run measures it with pgstatindex)"
+        )
+        return name, f"; table {row['schemaname']}.{row['tblname']}", advice
+
+    return _bloat("index_bloat", "index", rows, settings.alerts.index_bloat, settings, index)
+
+
+def _bloat(
+    check: str,
+    noun: str,
+    rows: Sequence[dict[str, Any]] | None,
+    thr: SizeThreshold,
+    settings: Settings,
+    describe: Callable[[dict[str, Any]], tuple[str, str, str]],
+) -> list[Finding]:
+    """One finding per relation whose estimated waste reaches the thresholds; ``describe``
+    gives a row's name, a note for the message and the advice."""
+    min_pct = settings.alerts.bloat_min_percent
     expected = f"< {thr.warning} wasted (critical at {thr.critical}), from {min_pct:g} %"
     if rows is None:
-        return [Finding("index_bloat", Severity.UNKNOWN, "pg_stats unreadable", expected=expected)]
+        return [Finding(check, Severity.UNKNOWN, "pg_stats unreadable", expected=expected)]
     found = []
     for row in rows:
         wasted, pct = int(row["bloat_bytes"]), round(float(row["bloat_pct"]), 1)
-        severity = _grade(wasted, thr.warning.bytes, thr.critical.bytes)
+        severity = grade(wasted, thr.warning.bytes, thr.critical.bytes)
         if severity == Severity.OK or pct < min_pct:
             continue
-        name = f"{row['schemaname']}.{row['idxname']}"
+        name, note, advice = describe(row)
         found.append(
             Finding(
-                "index_bloat",
+                check,
                 severity,
                 f"about {human_bytes(wasted)} of {human_bytes(int(row['real_bytes']))} is "
-                f"free space ({pct:g} %, estimated from the statistics; table "
-                f"{row['schemaname']}.{row['tblname']})",
+                f"free space ({pct:g} %, estimated from the statistics{note})",
                 object=name,
                 value=wasted,
                 expected=expected,
-                advice=f"REINDEX INDEX CONCURRENTLY {name} (no lock blocking writes; "
-                "powrops maintenance reindex --dry-run measures it with pgstatindex)",
+                advice=advice,
                 details={"percent": pct},
             )
         )
-    return found or [Finding("index_bloat", Severity.OK,
-                             f"no index with more than {thr.warning} of estimated free space",
+    return found or [Finding(check, Severity.OK,
+                             f"no {noun} with more than {thr.warning} of estimated free space",
                              expected=expected)]  # fmt: skip
