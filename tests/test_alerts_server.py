@@ -6,14 +6,12 @@ that leaves powrops' own roles out."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -294,28 +292,6 @@ def test_statement_time_per_interval_leaves_powrops_roles_out(alert_db: str) -> 
 
 
 # --- notifications with state ----------------------------------------------------------------
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP receiver on 127.0.0.1 collecting every posted message."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-    server.server_close()
 
 
 #: checks that this session's cluster cannot satisfy (no backups, no archive_command)
