@@ -37,7 +37,7 @@ LAYERS: list[set[str]] = [
     },
     {"db", "journal"},
     {"pg", "storage"},
-    {"config", "durations", "errors", "findings", "format", "gate", "notify", "schema"},
+    {"config", "durations", "errors", "findings", "format", "gate", "notify", "schema", "threads"},
     {"__init__"},
 ]
 KERNEL = LAYERS[-4] | LAYERS[-3] | LAYERS[-2]

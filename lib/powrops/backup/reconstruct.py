@@ -11,12 +11,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from powrops import threads
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import DATA_FILE, BackupRecord, backup_key
 from powrops.errors import BackupError
@@ -137,23 +137,9 @@ EXTRACT_THREADS = 4
 
 def _extract_all(repo: Repository, labels: list[str], work: Path) -> list[Path]:
     """Unpack the members of a chain side by side (each a decompressing thread and a tar)."""
-    results: dict[str, Path | BaseException] = {}
-
-    def one(share: list[str]) -> None:
-        for label in share:
-            try:
-                results[label] = extract(repo, label, work / label)
-            except BaseException as exc:  # raised below, in the caller's thread
-                results[label] = exc
-
-    threads = [threading.Thread(target=one, args=(labels[i::EXTRACT_THREADS],))
-               for i in range(min(EXTRACT_THREADS, len(labels)))]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for label in labels:
-        outcome = results[label]
+    outcomes = threads.each(lambda label: extract(repo, label, work / label), labels,
+                            EXTRACT_THREADS)  # fmt: skip
+    for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
     return [work / label for label in labels]

@@ -23,9 +23,9 @@ import hashlib
 import os
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
+from powrops import threads
 from powrops.backup.walnames import SEGMENT_RE, kind_of, wal_key
 from powrops.errors import (
     EXIT_WAL_FETCH_ERROR,
@@ -143,22 +143,10 @@ def prefetch(repo: Repository, name: str, spool: Path, ahead: int = PREFETCH) ->
     spool.mkdir(parents=True, exist_ok=True)
     wanted = [n for n in following(name, ahead) if not (spool / n).exists()]
 
-    spooled: list[str] = []
+    def one(segment: str) -> str:
+        _write(spool / segment, _decompress(repo.get_bytes(wal_key(segment))), durable=False)
+        return segment
 
-    def work(share: list[str]) -> None:
-        for segment in share:
-            try:
-                data = _decompress(repo.get_bytes(wal_key(segment)))
-                _write(spool / segment, data, durable=False)
-            except Exception:  # the real fetch of this segment reports any error
-                continue
-            spooled.append(segment)
-
-    # threads, not concurrent.futures: its import (logging) costs every restore_command call
-    threads = [threading.Thread(target=work, args=(wanted[i::PREFETCH_THREADS],))
-               for i in range(min(PREFETCH_THREADS, len(wanted)))]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sorted(spooled)
+    # a segment the archive lacks or cannot give is not spooled: its real fetch reports it
+    outcomes = threads.each(one, wanted, PREFETCH_THREADS)
+    return sorted(name for name in outcomes if isinstance(name, str))
