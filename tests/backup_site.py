@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from cli_helpers import run_cli
 from powrops.config import Settings, load_settings, merge, to_toml
 from powrops.db import embedded_cluster, target
 
@@ -77,15 +78,8 @@ class Site:
     def cli(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-        return subprocess.run(
-            [sys.executable, "-m", "powrops.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**base, "POWROPS_CONFIG": str(self.config), **(env or {})},
-        )
+        return run_cli(*args, env={"POWROPS_CONFIG": str(self.config), **(env or {})},
+                       timeout=timeout)  # fmt: skip
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}

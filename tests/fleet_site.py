@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli_helpers import run_cli
 from powrops.config import Settings, load_settings, to_toml
 from powrops.db import embedded_cluster, target
 from powrops.schedule import command, job_environment, jobs, paths
@@ -69,15 +70,8 @@ class Fleet:
     def cli(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
-        return subprocess.run(
-            [sys.executable, "-m", "powrops.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**base, "POWROPS_CONFIG": str(self.config), **(env or {})},
-        )
+        return run_cli(*args, env={"POWROPS_CONFIG": str(self.config), **(env or {})},
+                       timeout=timeout)  # fmt: skip
 
     def job(self, server: str, name: str) -> tuple[list[str], dict[str, str], str]:
         """The scheduled job's command line, environment and lock file, as cron runs it."""
