@@ -21,7 +21,8 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
 from powrops.migrate.plan import sqlalchemy_url
-from powrops.schema import OPS_SCHEMA, include_name, metadata
+from powrops.schema import include_name, metadata
+from powrops.tables import OPS_SCHEMA
 
 config = context.config
 

@@ -9,6 +9,8 @@ per WAL segment (``wal push`` / ``wal fetch``).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,7 +39,18 @@ LAYERS: list[set[str]] = [
     },
     {"db", "journal"},
     {"pg", "storage"},
-    {"config", "durations", "errors", "findings", "format", "gate", "notify", "schema", "threads"},
+    {
+        "config",
+        "durations",
+        "errors",
+        "findings",
+        "format",
+        "gate",
+        "notify",
+        "schema",
+        "tables",
+        "threads",
+    },
     {"__init__"},
 ]
 KERNEL = LAYERS[-4] | LAYERS[-3] | LAYERS[-2]
@@ -218,3 +231,37 @@ def test_the_view_check_finds_planted_work() -> None:
         "calls execute() at line 3",
         "imports powrops.db",
     ]
+
+
+def test_table_names_agree_with_the_definitions() -> None:
+    """``powrops.tables`` names POWR's tables without SQLAlchemy; it must match ``schema``."""
+    from powrops.schema import metadata
+    from powrops.tables import PUBLIC_TABLES
+
+    defined = tuple(t.name for t in metadata.sorted_tables if t.schema is None)
+    assert defined == PUBLIC_TABLES
+
+
+#: What a command that runs in a recovery's or a backup's critical path must not load.
+HEAVY = ("sqlalchemy", "pandas", "matplotlib", "nbformat", "papermill", "jinja2")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "powrops.restore.prepare",
+        "powrops.backup.run",
+        "powrops.verify.runner",
+        "powrops.backup.walcli",
+    ],
+)
+def test_commands_on_the_critical_path_start_light(module: str) -> None:
+    """A restore, a backup and a verification start in a fraction of a second: none of them
+    loads the table definitions, the reports or the notebooks' libraries."""
+    code = (
+        f"import importlib, sys; importlib.import_module({module!r}); "
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = run.stdout.split()
+    assert loaded == [], f"{module} loads {loaded}"

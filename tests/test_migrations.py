@@ -19,7 +19,8 @@ from sqlalchemy import create_engine
 from powrops import migrate
 from powrops.errors import MigrationError
 from powrops.pg.cluster import LocalCluster
-from powrops.schema import OPS_TABLES, PUBLIC_TABLES
+from powrops.schema import OPS_TABLES
+from powrops.tables import PUBLIC_TABLES
 
 pytestmark = pytest.mark.pg
 

@@ -355,6 +355,28 @@ def test_unreachable_parent_directory_is_refused(pitr: Pitr, pg_tmp: Path) -> No
     assert list(locked.iterdir()) == []
 
 
+def test_a_restore_command_that_cannot_read_the_archive_stops_the_restore(
+    pitr: Pitr, pg_tmp: Path
+) -> None:
+    """The spool is warmed as the OS user while the backup is unpacked: when that user cannot
+    read the WAL archive, the restore fails before any server starts, and leaves nothing."""
+    wal = Path(repos.primary(pitr.site.settings).url.removeprefix("file://")) / "wal"
+    to = pg_tmp / "no-archive"
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the OS user would own the archive")
+    owner = wal.stat()
+    os.chown(wal, 0, 0)
+    wal.chmod(0o700)
+    try:
+        code, _, err = restore_cli(pitr.site, pitr.full.label, "--to", str(to), "--immediate",
+                                   "--start")  # fmt: skip
+    finally:
+        wal.chmod(0o755)
+        os.chown(wal, owner.st_uid, owner.st_gid)
+    assert code == 2 and "the restore command cannot fetch WAL as OS user" in err, err
+    assert not to.exists() and not restoring.base_dir_for(to).exists()
+
+
 # -- the verification's test restore -----------------------------------------------------------
 
 

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from powrops.backup.walarchive import FETCH_MISSING, FETCH_OK, fetch, following, push
+from powrops.backup.walarchive import (
+    FETCH_MISSING,
+    FETCH_OK,
+    KEEP,
+    MISSING,
+    fetch,
+    following,
+    push,
+    warm,
+)  # fmt: skip
 from powrops.backup.walnames import wal_key
 from powrops.restore.prepare import restore_command
 from powrops.storage.base import Repository
@@ -26,6 +35,9 @@ def repo(tmp_path: Path) -> Repository:
         path = source / name
         path.write_bytes(bytes([n]) * 4096)
         push(repository, path)
+    history = source / "00000002.history"  # a timeline the repository has: 2, not 3
+    history.write_text("1\t0/10000000\tno recovery target specified\n")
+    push(repository, history)
     return repository
 
 
@@ -73,3 +85,30 @@ def test_the_restore_command_moves_a_spooled_file_without_starting_python(
     real = restore_command(spec, spool).replace("%f", following(FIRST, 4)[-1])
     done = subprocess.run(["/bin/sh", "-c", real.replace("%p", str(dest))], check=False)
     assert done.returncode == 0 and dest.read_bytes() == bytes([4]) * 4096
+
+
+def test_warm_fills_the_spool_before_recovery_and_the_shell_answers_from_it(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """What recovery asks for first, again at its end, and the timeline probes are answered
+    from the shell, with a spec that cannot work: no Python starts for any of them."""
+    spool, dest = tmp_path / "spool", tmp_path / "RECOVERYXLOG"
+    last = following(FIRST, 1)[0]
+    assert warm(repo, spool, FIRST, last, ahead=3) == FETCH_OK
+    assert sorted(p.name for p in spool.iterdir() if p.is_file()) == [FIRST, *following(FIRST, 3)]
+    assert sorted(p.name for p in (spool / KEEP).iterdir()) == [
+        last, "00000002.history", f"00000003.history{MISSING}",
+    ]  # fmt: skip
+    command = restore_command(tmp_path / "nowhere.json", spool)
+
+    def run(name: str) -> int:
+        shell = command.replace("%f", name).replace("%p", str(dest))
+        return subprocess.run(["/bin/sh", "-c", shell], capture_output=True, check=False).returncode
+
+    assert run(FIRST) == 0 and dest.read_bytes() == bytes([0]) * 4096
+    for _ in range(2):  # the segment where the backup is consistent, asked again at the end
+        assert run(last) == 0 and dest.read_bytes() == bytes([1]) * 4096
+    assert run("00000002.history") == 0 and dest.read_bytes().startswith(b"1\t0/10000000")
+    assert run("00000003.history") == 1  # the timeline a promoted copy takes: not archived
+    assert run("00000004.history") not in (0, 1)  # never probed when warmed: Python, which fails
+    assert warm(repo, tmp_path / "other", following(FIRST, 9)[-1], last) == FETCH_MISSING

@@ -1,7 +1,8 @@
 """Entry point of the ``powrops`` command (and ``python -m powrops``).
 
-``wal push`` and ``wal fetch`` with ``--spec`` run once per WAL file, started by the server,
-so they are dispatched here before the full command-line parser (argparse) is even imported.
+``wal push``, ``wal fetch`` and ``wal warm`` with ``--spec`` run once per WAL file or restore,
+started by the server or a restore, so they are dispatched here before the full command-line
+parser (argparse) is even imported.
 """
 
 from __future__ import annotations

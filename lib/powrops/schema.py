@@ -37,8 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from powrops.config import DEFAULT_SERVER
-
-OPS_SCHEMA = "ops"
+from powrops.tables import OPS_SCHEMA, VERSION_TABLE
 
 NAMING_CONVENTION = {
     "pk": "%(table_name)s_pkey",
@@ -47,8 +46,6 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-VERSION_TABLE = "alembic_version"  # alembic's, in schema ops
 
 NOW = text("now()")
 EMPTY_OBJECT = text("'{}'::jsonb")
@@ -368,7 +365,6 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | 
     return True
 
 
-PUBLIC_TABLES = tuple(t.name for t in metadata.sorted_tables if t.schema is None)
 OPS_TABLES = tuple(t.name for t in metadata.sorted_tables if t.schema == OPS_SCHEMA)
 
 

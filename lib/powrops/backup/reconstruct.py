@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,6 +24,7 @@ from powrops.pg.binaries import PgBinaries
 from powrops.storage.base import Repository
 
 CHUNK = 1 << 20
+Stop = Callable[[], bool]
 
 
 def _safe_members(archive: tarfile.TarFile, dest: Path) -> Iterator[tarfile.TarInfo]:
@@ -41,8 +42,9 @@ def _safe_members(archive: tarfile.TarFile, dest: Path) -> Iterator[tarfile.TarI
         yield member
 
 
-def extract(repo: Repository, label: str, dest: Path) -> Path:
-    """Decompress and unpack backup ``label`` into the empty directory ``dest``."""
+def extract(repo: Repository, label: str, dest: Path, stop: Stop | None = None) -> Path:
+    """Decompress and unpack backup ``label`` into the empty directory ``dest``; ``stop``
+    returning true ends it early (BackupError)."""
     import zstandard
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,7 @@ def extract(repo: Repository, label: str, dest: Path) -> Path:
         with repo.open_read(backup_key(label, DATA_FILE)) as stored:
             reader = zstandard.ZstdDecompressor().stream_reader(stored)
             if tar:
-                _untar(tar, reader, dest)
+                _untar(tar, reader, dest, stop)
             else:
                 with tarfile.open(fileobj=reader, mode="r|", copybufsize=CHUNK) as archive:  # type: ignore[call-overload]
                     archive.extractall(dest, members=_safe_members(archive, dest))
@@ -63,7 +65,7 @@ def extract(repo: Repository, label: str, dest: Path) -> Path:
     return dest
 
 
-def _untar(tar: str, reader: Any, dest: Path) -> None:
+def _untar(tar: str, reader: Any, dest: Path, stop: Stop | None = None) -> None:
     """Unpack a tar stream with the system's tar, fed from Python (much faster per file).
 
     GNU tar refuses members with '..' and strips leading '/', so nothing lands outside
@@ -77,6 +79,8 @@ def _untar(tar: str, reader: Any, dest: Path) -> None:
     try:
         while chunk := reader.read(CHUNK):
             proc.stdin.write(chunk)
+            if stop is not None and stop():
+                raise BackupError(f"unpacking into {dest} was stopped")
         proc.stdin.close()
     except BrokenPipeError:
         pass
@@ -111,18 +115,21 @@ class Reconstructed:
     chain: tuple[str, ...]
 
 
-def reconstruct(catalog: Catalog, label: str, dest: Path, binaries: PgBinaries) -> Reconstructed:
-    """The data directory of ``label`` in ``dest`` (its chain combined when incremental)."""
+def reconstruct(
+    catalog: Catalog, label: str, dest: Path, binaries: PgBinaries, stop: Stop | None = None
+) -> Reconstructed:
+    """The data directory of ``label`` in ``dest`` (its chain combined when incremental);
+    ``stop`` returning true ends the unpacking early."""
     record = catalog.get(label)
     chain = chain_of(catalog, record)
     if len(chain) == 1:
-        extract(catalog.repo, label, dest)
+        extract(catalog.repo, label, dest, stop)
         return Reconstructed(dest, (label,))
     work = dest.parent / f".{dest.name}.chain"
     if work.exists():
         shutil.rmtree(work)
     try:
-        parts = _extract_all(catalog.repo, [member.label for member in chain], work)
+        parts = _extract_all(catalog.repo, [member.label for member in chain], work, stop)
         # --no-sync: the combined directory is a scratch copy for verification, or a restore
         # that PostgreSQL makes durable itself before recovery starts (a backup_label means
         # crash recovery, which syncs the data directory first)
@@ -135,9 +142,11 @@ def reconstruct(catalog: Catalog, label: str, dest: Path, binaries: PgBinaries) 
 EXTRACT_THREADS = 4
 
 
-def _extract_all(repo: Repository, labels: list[str], work: Path) -> list[Path]:
+def _extract_all(
+    repo: Repository, labels: list[str], work: Path, stop: Stop | None = None
+) -> list[Path]:
     """Unpack the members of a chain side by side (each a decompressing thread and a tar)."""
-    outcomes = threads.each(lambda label: extract(repo, label, work / label), labels,
+    outcomes = threads.each(lambda label: extract(repo, label, work / label, stop), labels,
                             EXTRACT_THREADS)  # fmt: skip
     for outcome in outcomes:
         if isinstance(outcome, BaseException):

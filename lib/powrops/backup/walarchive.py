@@ -15,10 +15,18 @@ PostgreSQL starts the restore command once per segment. With a spool directory, 
 brings the next segments of the timeline into the spool, several at a time, so that most calls
 only move a local file (the restore command tries the spool from the shell before starting
 Python at all). A spooled file is complete or absent: it is written beside and renamed.
+
+``warm`` fills a restore's spool before the server starts (while the backup is unpacked): the
+first segment recovery asks for and the ones after it; in ``keep/``, a copy of the segment in
+which the backup becomes consistent (PostgreSQL asks for it again when recovery ends there) and
+the timeline history files, with a ``.missing`` marker for the first timeline the repository
+does not have (PostgreSQL probes for it at the start and at the end of recovery). The restore
+command answers all of these from the shell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -41,6 +49,8 @@ FETCH_MISSING = 1
 FETCH_ERROR = EXIT_WAL_FETCH_ERROR
 PREFETCH = 16  # segments brought into the spool ahead of the one asked for
 PREFETCH_THREADS = 4
+KEEP = "keep"  # in a spool: files served by copy, as often as asked
+MISSING = ".missing"  # in keep/: a history file the repository did not have when warmed
 
 
 def _compress(data: bytes) -> bytes:
@@ -150,3 +160,41 @@ def prefetch(repo: Repository, name: str, spool: Path, ahead: int = PREFETCH) ->
     # a segment the archive lacks or cannot give is not spooled: its real fetch reports it
     outcomes = threads.each(one, wanted, PREFETCH_THREADS)
     return sorted(name for name in outcomes if isinstance(name, str))
+
+
+def warm(repo: Repository, spool: Path, first: str, last: str, ahead: int = PREFETCH) -> int:
+    """Fill ``spool`` for a recovery that starts at segment ``first`` and becomes consistent in
+    ``last``; FETCH_MISSING (and nothing spooled) when ``first`` is not archived."""
+    if kind_of(first) != "segment" or kind_of(last) != "segment":
+        raise BackupError(f"{first!r} and {last!r} must be WAL segment names")
+    keep = spool / KEEP
+    keep.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(spool / first, _decompress(repo.get_bytes(wal_key(first))), durable=False)
+    except ObjectNotFound:
+        return FETCH_MISSING
+    prefetch(repo, first, spool, ahead)
+    kept = spool / last
+    if kept.is_file():
+        shutil.copyfile(kept, keep / f".{last}")
+        os.replace(keep / f".{last}", keep / last)
+    else:  # when the archive lacks it, recovery asks the repository, and says so
+        with contextlib.suppress(ObjectNotFound):
+            _write(keep / last, _decompress(repo.get_bytes(wal_key(last))), durable=False)
+    _keep_histories(repo, keep, int(first[:8], 16))
+    return FETCH_OK
+
+
+def _keep_histories(repo: Repository, keep: Path, timeline: int) -> None:
+    """The history files of ``timeline`` and the ones after it, up to the first the repository
+    lacks, which is marked missing (the timeline a promoted copy will take)."""
+    for number in range(max(timeline, 2), timeline + 1000):
+        name = f"{number:08X}.history"
+        try:
+            data = _decompress(repo.get_bytes(wal_key(name)))
+        except ObjectNotFound:
+            if number > timeline:
+                (keep / f"{name}{MISSING}").write_bytes(b"")
+                return
+            continue
+        _write(keep / name, data, durable=False)

@@ -1,4 +1,4 @@
-"""``powrops wal push|fetch --spec FILE ...`` without argparse: the archive and restore
+"""``powrops wal push|fetch|warm --spec FILE ...`` without argparse: the archive and restore
 command path, which must start fast. Anything it does not recognise is left to the full
 command-line parser (``run_fast`` returns None) so that errors read the same."""
 
@@ -25,19 +25,19 @@ def _option(rest: list[str], flag: str) -> str | None:
 
 
 def _parse(argv: list[str]) -> tuple[str, str, list[str], bool, str | None] | None:
-    if len(argv) < 3 or argv[0] != "wal" or argv[1] not in ("push", "fetch"):
+    if len(argv) < 3 or argv[0] != "wal" or argv[1] not in ("push", "fetch", "warm"):
         return None
     rest = argv[2:]
     spec = _option(rest, "--spec")
     if spec is None:
         return None
-    spool = _option(rest, "--spool") if argv[1] == "fetch" else None
+    spool = _option(rest, "--spool") if argv[1] != "push" else None
     verbose = any(r in ("-v", "--verbose") for r in rest)
     rest = [r for r in rest if r not in ("-v", "--verbose")]
     if any(r.startswith("-") for r in rest):
         return None
     wanted = 1 if argv[1] == "push" else 2
-    if len(rest) != wanted or (verbose and argv[1] == "fetch"):
+    if len(rest) != wanted or (verbose and argv[1] != "push") or (argv[1] == "warm" and not spool):
         return None
     return argv[1], spec, rest, verbose, spool
 
@@ -69,6 +69,21 @@ def fetch(
         return FETCH_ERROR
 
 
+def warm(open_repo: Callable[[], Repository], spool: str, first: str, last: str) -> int:
+    """Fill a restore's spool before recovery starts: 0 done, 1 ``first`` not archived, 128
+    error (what ``fetch`` of ``first`` would answer)."""
+    from pathlib import Path
+
+    from powrops.backup.walarchive import FETCH_ERROR
+    from powrops.backup.walarchive import warm as warm_spool
+
+    try:
+        return warm_spool(open_repo(), Path(spool), first, last)
+    except Exception as exc:
+        print(f"powrops: error: wal warm {first}: {exc}", file=sys.stderr)
+        return FETCH_ERROR
+
+
 def _from_spec(spec: str) -> Callable[[], Repository]:
     def open_repo() -> Repository:
         from powrops.storage.spec import open_from_spec
@@ -87,6 +102,9 @@ def run_fast(argv: list[str]) -> int | None:
     try:
         if action == "push":
             return push(_from_spec(spec), rest[0], verbose)
+        if action == "warm":
+            assert spool is not None
+            return warm(_from_spec(spec), spool, rest[0], rest[1])
         return fetch(_from_spec(spec), rest[0], rest[1], spool)
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)

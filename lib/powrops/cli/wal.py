@@ -1,4 +1,4 @@
-"""``powrops wal push | fetch``: PostgreSQL's archive_command and restore_command.
+"""``powrops wal push | fetch | warm``: PostgreSQL's archive_command and restore_command.
 
 With ``--spec`` these are answered before argparse is imported (``powrops.__main__``); this
 module is the full parser's path, used without a spec or when the fast path declines.
@@ -34,6 +34,17 @@ def register(sub: Any) -> None:
         "--spool", help="directory the next segments are fetched into ahead (restore)"
     )
     fetch.set_defaults(func=cmd_wal_fetch, crash_code=EXIT_WAL_FETCH_ERROR)
+    warm = actions.add_parser(
+        "warm",
+        help="fill a restore's spool before recovery starts: segment FIRST and the ones after "
+        "it, a copy of LAST (where the backup is consistent) and the timeline history files; "
+        "exit 1 if FIRST is absent",
+    )
+    warm.add_argument("first")
+    warm.add_argument("last")
+    warm.add_argument("--spool", required=True, help="the restore's spool directory")
+    warm.add_argument("--spec", help="archive spec written by powrops (fast start)")
+    warm.set_defaults(func=cmd_wal_warm, crash_code=EXIT_WAL_FETCH_ERROR)
 
 
 def _wal_repository(args: argparse.Namespace) -> Repository:
@@ -56,3 +67,9 @@ def cmd_wal_fetch(args: argparse.Namespace) -> int:
     from powrops.backup.walcli import fetch
 
     return fetch(lambda: _wal_repository(args), args.name, args.dest, args.spool)
+
+
+def cmd_wal_warm(args: argparse.Namespace) -> int:
+    from powrops.backup.walcli import warm
+
+    return warm(lambda: _wal_repository(args), args.spool, args.first, args.last)

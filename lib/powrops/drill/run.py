@@ -36,7 +36,7 @@ from powrops.findings import Finding, Severity, overall
 from powrops.format import Echo, human_rows, human_time
 from powrops.restore import RecoveryTarget, restore
 from powrops.restore.checks import RestoredChecks, table_counts
-from powrops.schema import PUBLIC_TABLES
+from powrops.tables import PUBLIC_TABLES
 
 
 @dataclass

@@ -36,7 +36,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 import powrops
 from powrops.errors import MigrationError
 from powrops.pg.cluster import CLIENT_ENCODING
-from powrops.schema import OPS_SCHEMA, include_name, metadata
+from powrops.schema import include_name, metadata
+from powrops.tables import OPS_SCHEMA
 
 __all__ = [
     "Revision",

@@ -429,14 +429,9 @@ class LocalCluster:
         self._write_conf(self.port, settings)
 
     def is_running(self) -> bool:
-        if not self.exists():
-            return False
-        result = self.run(
-            [self.binaries.path("pg_ctl"), "status", "-D", self.data_dir],
-            check=False,
-            what="pg_ctl status",
-        )
-        return result.returncode == 0
+        """Whether a postmaster runs on the data directory: what ``pg_ctl status`` checks
+        (``postmaster.pid`` and its process), without starting a program for it."""
+        return self.exists() and postmaster_pid(self.data_dir) is not None
 
     def start(self, settings: Mapping[str, str] | None = None, timeout: float = 60) -> None:
         """Start the cluster (initialising it first if needed) and wait until it accepts logins."""

@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
 from powrops.backup.reconstruct import chain_of, reconstruct
+from powrops.backup.walarchive import KEEP, MISSING
 from powrops.db import embedded_cluster, target
 from powrops.errors import ClusterError, ParameterError
 from powrops.format import Echo
@@ -164,29 +166,39 @@ def _prepare(
 ) -> RestoredCluster:
 
     timings: dict[str, float] = {}
+    base = base_dir_for(to)
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o755)
+    cluster = LocalCluster(base, binaries=binaries, os_user=settings.postgres.os_user, data_dir=to)
+    spec, spool = base / "archive.json", base / "wal-spool"
+    write_spec(settings, spec)
+    spool.mkdir(mode=0o700, exist_ok=True)
+    chown_tree(spool, cluster.os_user)
+    warming = _Warming(cluster, spec, spool, record)  # the restore command's check, meanwhile
+
     mark = time.monotonic()
     say("reconstruct: extracting" + (" and combining the chain" if record.parent else ""))
-    result = reconstruct(catalog, record.label, to, binaries)
+    try:
+        result = reconstruct(catalog, record.label, to, binaries, stop=warming.failed)
+    except BaseException:
+        warming.join()
+        warming.raise_failure()
+        raise
     timings["reconstruct_s"] = round(time.monotonic() - mark, 3)
     say(f"reconstruct: done in {timings['reconstruct_s']:.1f} s")
 
     mark = time.monotonic()
-    base = base_dir_for(to)
-    cluster = LocalCluster(base, binaries=binaries, os_user=settings.postgres.os_user, data_dir=to)
     port = free_port()
     user, password = _credentials(settings)
     _adopt(cluster, port, record.database or "powr", result.chain, target)
     _write_private(base / "password", (password or "") + "\n")
-    spec = base / "archive.json"
-    write_spec(settings, spec)
-    spool = base / "wal-spool"
-    spool.mkdir(mode=0o700, exist_ok=True)
     _configure(to, binaries.major, port, restore_command(spec, spool), target, record.label)
     chown_tree(to, cluster.os_user)
-    chown_tree(spool, cluster.os_user)
     os.chmod(to, 0o700)
-    _check_restore_command(cluster, spec, record)
+    warming.join()
+    warming.raise_failure()
     timings["configure_s"] = round(time.monotonic() - mark, 3)
+    timings["warm_s"] = warming.seconds
     say(f"configure: recovery to {target.describe()}, archiving off, port {port}")
     return RestoredCluster(
         data_dir=to,
@@ -202,14 +214,20 @@ def _prepare(
 
 
 def restore_command(spec: Path, spool: Path) -> str:
-    """Move a spooled segment into place from the shell, else start ``powrops wal fetch``,
-    which fetches the segment and spools the next ones."""
+    """Answer from the spool in the shell: move a spooled segment into place, copy a kept file,
+    say "not archived" for a history file the repository lacked when the spool was warmed.
+    Otherwise start ``powrops wal fetch``, which fetches the file and spools the next ones."""
     spooled = shlex.quote(str(spool)) + "/%f"
+    kept = shlex.quote(str(spool / KEEP)) + "/%f"
     fetch = (
         f"{shlex.quote(sys.executable)} -m powrops wal fetch --spec {shlex.quote(str(spec))} "
         f"--spool {shlex.quote(str(spool))} %f %p"
     )
-    return f"{{ test -f {spooled} && mv -f {spooled} %p; }} || {fetch}"
+    return (
+        f"{{ test -f {spooled} && mv -f {spooled} %p; }} || "
+        f"{{ test -f {kept} && cp {kept} %p; }} || "
+        f"{{ test -f {kept}{MISSING} && exit 1; }} || {fetch}"
+    )
 
 
 def _credentials(settings: Settings) -> tuple[str, str | None]:
@@ -281,22 +299,53 @@ def _configure(
     (data / "recovery.signal").write_text("")
 
 
-def _check_restore_command(cluster: LocalCluster, spec: Path, record: BackupRecord) -> None:
-    """Run ``wal fetch`` once as the OS user, so that a restore command that cannot start or
-    cannot read the repository fails now rather than ending recovery early and quietly."""
-    if not record.start_wal:
-        return
-    probe = cluster.log_file.parent / "restore-command-check"
-    argv = [sys.executable, "-m", "powrops.cli", "wal", "fetch", "--spec", str(spec),
-            record.start_wal, str(probe)]  # fmt: skip
-    result = cluster.run(argv, check=False, timeout=120, what="wal fetch")
-    probe.unlink(missing_ok=True)
-    if result.returncode == 0 or (result.returncode == 1 and not result.stderr.strip()):
-        return
-    raise RestoreFailed(
-        f"the restore command cannot fetch WAL as OS user {cluster.os_user.name} "
-        f"(exit {result.returncode}): {(result.stderr or result.stdout).strip()[-1500:]}"
-    )
+class _Warming:
+    """``powrops wal warm`` run once as the OS user while the backup is unpacked: it fills the
+    spool recovery starts from, and it is the restore command's check. A restore command that
+    cannot start or cannot read the repository fails the restore now (and stops the unpacking)
+    rather than ending recovery early and quietly."""
+
+    def __init__(self, cluster: LocalCluster, spec: Path, spool: Path, record: BackupRecord):
+        self.cluster, self.spec, self.spool, self.record = cluster, spec, spool, record
+        self.error: str | None = None
+        self.seconds = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-warm", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        try:
+            self.error = self._warm()
+        except BaseException as exc:  # reported by the restore, never lost in the thread
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.seconds = round(time.monotonic() - began, 3)
+            self._done.set()
+
+    def _warm(self) -> str | None:
+        first, last = self.record.start_wal, self.record.stop_wal or self.record.start_wal
+        if not first or not last:
+            return None
+        argv = [sys.executable, "-m", "powrops", "wal", "warm", "--spec", str(self.spec),
+                "--spool", str(self.spool), first, last]  # fmt: skip
+        result = self.cluster.run(argv, check=False, timeout=600, what="wal warm")
+        if result.returncode == 0 or (result.returncode == 1 and not result.stderr.strip()):
+            return None
+        return (
+            f"the restore command cannot fetch WAL as OS user {self.cluster.os_user.name} "
+            f"(exit {result.returncode}): {(result.stderr or result.stdout).strip()[-1500:]}"
+        )
+
+    def failed(self) -> bool:
+        return self._done.is_set() and self.error is not None
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def raise_failure(self) -> None:
+        if self.error is not None:
+            raise RestoreFailed(self.error)
 
 
 def _remove_partial(to: Path, created: bool) -> None:

@@ -19,7 +19,7 @@ from powrops.pg.cluster import LocalCluster, ensure_os_user, postmaster_pid
 from powrops.restore.prepare import restore
 from powrops.restore.recovery import RestoredCluster, base_dir_for
 from powrops.restore.target import LATEST, RecoveryTarget
-from powrops.schema import OPS_SCHEMA, PUBLIC_TABLES, VERSION_TABLE
+from powrops.tables import OPS_SCHEMA, PUBLIC_TABLES, VERSION_TABLE
 
 if TYPE_CHECKING:
     from powrops.config import Settings
