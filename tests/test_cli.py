@@ -112,3 +112,28 @@ def test_unknown_report_name(args: list[str], pg_url: str) -> None:
     result = run(*args, env={"POWROPS_DATABASE_URL": pg_url})
     assert result.returncode == 3
     assert "no_such_report" in result.stderr and "readiness_report" in result.stderr
+
+
+def _commands(parser: object) -> dict[str, object]:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_a_command_registers_only_its_own_group_and_reads_the_same() -> None:
+    """``powrops verify ...`` builds the parser of ``verify`` alone (start-up time); its help
+    and options are those of the whole parser, and anything else gets the whole parser."""
+    from powrops.cli.main import build_parser
+    from powrops.cli.registry import group_names
+
+    whole = _commands(build_parser())
+    assert sorted(whole) == group_names()
+    for name in group_names():
+        for argv in ([name], ["-c", "x.toml", name], ["-v", f"--config={name}", name]):
+            light = _commands(build_parser([*argv, "--json"]))
+            assert list(light) == [name], argv
+            assert light[name].format_help() == whole[name].format_help()  # type: ignore[attr-defined]
+    for argv in (["--help"], ["-c", "verify"], ["no-such-command"], ["--version", "verify"]):
+        assert sorted(_commands(build_parser(argv))) == group_names(), argv

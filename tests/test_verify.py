@@ -354,8 +354,10 @@ def test_incomplete_backup_and_broken_chain(clone: Callable[[], Base]) -> None:
 
 def test_content_check_catches_what_checksums_cannot(clone: Callable[[], Base]) -> None:
     """A backup whose bytes match its record but whose content is wrong (PG_VERSION altered):
-    the manifest check of the stream finds it, and so does pg_verifybackup."""
+    the manifest check of the stream finds it, and so does pg_verifybackup. Its content had
+    been checked intact before: bytes replaced behind a rewritten record are checked again."""
     c = clone()
+    assert run_verify(c.site, c.full, "--skip-pg-verifybackup")[0] == 0
     stored = c.primary / "backups" / c.full / "base.tar.zst"
     decompressor = zstandard.ZstdDecompressor().decompressobj()
     raw = bytearray(decompressor.decompress(stored.read_bytes()))
@@ -383,6 +385,27 @@ def test_content_check_catches_what_checksums_cannot(clone: Callable[[], Base]) 
     assert code == 2 and problems(report) == [("CRITICAL", "content", c.full)]
     assert [r["label"] for r in report["backups"]] == [c.full, c.incremental]
     assert row(report, c.incremental)["pg_verifybackup"] == f"skipped: content failure in {c.full}"
+
+
+def test_content_is_checked_once_for_the_same_stored_bytes(clone: Callable[[], Base]) -> None:
+    """The first read of a backup decompresses it and checks it against its manifest; later
+    reads check that the stored bytes are still those (their SHA-256), as pgBackRest's verify
+    checks its repository checksums; ``--content`` decompresses and checks them again."""
+    c = clone()
+    code, first = run_verify(c.site, c.full, "--skip-pg-verifybackup")
+    assert code == 0 and row(first, c.full)["content"] == "ok"
+    code, again = run_verify(c.site, c.full, "--skip-pg-verifybackup")
+    assert code == 0 and row(again, c.full)["content"].startswith("ok at ")
+    assert row(again, c.full)["checksums"] == "ok"
+    assert again["figures"]["bytes_read"] == first["figures"]["bytes_read"]  # every byte read
+    code, forced = run_verify(c.site, c.full, "--content", "--skip-pg-verifybackup")
+    assert code == 0 and row(forced, c.full)["content"] == "ok"
+    stored = c.primary / "backups" / c.full / "base.tar.zst"
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    stored.write_bytes(bytes(damaged))  # the bytes the content was checked on are gone
+    code, after = run_verify(c.site, c.full, "--skip-pg-verifybackup")
+    assert code == 2 and ("CRITICAL", "checksums", f"{c.full}/base.tar.zst") in problems(after)
 
 
 def test_one_label_unknown_label_and_unreachable_repository(clone: Callable[[], Base]) -> None:

@@ -22,14 +22,16 @@ from pathlib import Path
 
 from powrops import __version__
 from powrops.cli.common import Parser
-from powrops.cli.registry import register_all
+from powrops.cli.registry import group_names, register_all
 from powrops.errors import EXIT_OK, EXIT_UNKNOWN, PowropsError
 from powrops.findings import Severity, exit_code
 
 Handler = Callable[[argparse.Namespace], "Severity | int"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(arguments: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``arguments`` that name a command group, only that group is
+    registered (a command starts without loading the other groups' modules)."""
     parser = Parser(prog="powrops", description="Data-management toolkit for POWR's PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"powrops {__version__}")
     parser.add_argument(
@@ -43,13 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="on an unexpected error, print the traceback on stderr too",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    word = _command_word(arguments or [])
+    if word is not None and word in group_names():
+        register_all(sub, [word])
+        if word in sub.choices:
+            return parser
+        return build_parser()  # the module registers other names: the whole parser
     register_all(sub)
     return parser
 
 
+def _command_word(arguments: Sequence[str]) -> str | None:
+    """The command's name: the first word after the global options, or None when anything
+    else comes first (``--help``, ``--version``: the whole parser answers)."""
+    words = iter(arguments)
+    for word in words:
+        if word in ("-c", "--config"):
+            next(words, None)
+        elif not (word.startswith("--config=") or word in ("-v", "--verbose")):
+            return None if word.startswith("-") else word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(arguments)
+    args = build_parser(arguments).parse_args(arguments)
     func: Handler = args.func
     #: What a crash exits with: 3 (UNKNOWN), or what the command's own contract says
     #: (``wal fetch`` answers 128, since PostgreSQL ends recovery on 1-125).

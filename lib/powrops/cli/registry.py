@@ -15,14 +15,18 @@ from typing import Any
 _NOT_GROUPS = {"__main__", "common", "main", "registry"}
 
 
-def register_all(sub: Any) -> None:
-    """Call ``register(sub)`` of every module in this package, in name order."""
+def group_names() -> list[str]:
+    """The command groups' module names, in name order."""
     package = importlib.import_module("powrops.cli")
-    names = sorted(
+    return sorted(
         info.name
         for info in pkgutil.iter_modules(package.__path__)
         if not info.ispkg and info.name not in _NOT_GROUPS
     )
-    for name in names:
+
+
+def register_all(sub: Any, names: list[str] | None = None) -> None:
+    """Call ``register(sub)`` of every module in this package (or of ``names``), in order."""
+    for name in group_names() if names is None else names:
         module = importlib.import_module(f"powrops.cli.{name}")
         module.register(sub)

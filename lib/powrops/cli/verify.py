@@ -1,4 +1,4 @@
-"""``powrops verify [LABEL | --all] [--restore] [--skip-pg-verifybackup] [--json]``.
+"""``powrops verify [LABEL | --all] [--content] [--restore] [--skip-pg-verifybackup] [--json]``.
 
 Prints the findings as a table (worst first), then a summary line; ``--json`` prints the whole
 report instead. The exit code is the overall severity: 0 OK, 1 WARNING, 2 CRITICAL, 3 when
@@ -35,7 +35,12 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--all", dest="everything", action="store_true",
-        help="read back and check every backup and WAL file in full",
+        help="read back and check every backup and WAL file in full (implies --content)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--content", action="store_true",
+        help="decompress each backup read and check it against its backup_manifest again, "
+        "even when these stored bytes were checked before (a backup's first read always does)",
     )  # fmt: skip
     parser.add_argument(
         "--restore", action="store_true", help="also restore into a scratch cluster and query it"
@@ -63,6 +68,7 @@ def cmd_verify(args: argparse.Namespace) -> Severity:
         restore=args.restore,
         pg_verifybackup=not args.skip_pg_verifybackup,
         everything=args.everything,
+        content=args.content,
         echo=None if args.json else progress,
     )
     if args.json:

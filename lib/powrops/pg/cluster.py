@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from powrops.errors import ClusterError
 from powrops.pg.access import check_reachable, grant_traversal
 from powrops.pg.binaries import PgBinaries, find_binaries
@@ -50,7 +48,6 @@ DEFAULT_DATABASE = "powr"
 #: still gives str, never bytes, to the code that reads it.
 CLIENT_ENCODING = "UTF8"
 CONF_FILE = "powrops.conf"
-CREATE_DATABASE = sql.SQL("CREATE DATABASE {database}")
 
 
 def free_port() -> int:
@@ -527,7 +524,8 @@ class LocalCluster:
         path.write_text("".join(lines))
 
     def _ensure_database(self, database: str) -> None:
-        import psycopg
+        import psycopg  # here, not at the top: commands that never connect start without it
+        from psycopg import sql
 
         info = self.conninfo("postgres")
         deadline = time.monotonic() + 30
@@ -538,7 +536,8 @@ class LocalCluster:
                         "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
                     ).fetchone()
                     if not exists:
-                        conn.execute(CREATE_DATABASE.format(database=sql.Identifier(database)))
+                        create = sql.SQL("CREATE DATABASE {database}")
+                        conn.execute(create.format(database=sql.Identifier(database)))
                     return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
