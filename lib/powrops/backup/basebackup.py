@@ -9,6 +9,7 @@ of the tar headers on the way, without unpacking anything to disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -187,6 +188,7 @@ def stream_to(
             backup.argv(), stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env
         )
         assert proc.stdout is not None
+        widen_pipe(proc.stdout)
         try:
             compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
             with compressor.stream_writer(tee, closefd=False) as zstd:  # type: ignore[arg-type]
@@ -215,6 +217,18 @@ def stream_to(
         stderr=stderr,
     )
     return result, tee.hash.hexdigest(), tee.size
+
+
+PIPE_SIZE = 1 << 20
+
+
+def widen_pipe(pipe: IO[bytes]) -> None:
+    """A 1 MiB pipe instead of 64 KiB: the writer goes on while the reader works on a chunk,
+    and both sides wake up sixteen times less often (a stream of a backup in or out)."""
+    import fcntl
+
+    with contextlib.suppress(OSError, AttributeError):  # a smaller limit: the default stays
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 #: libpq variables a client keeps: how to authenticate and encrypt (a job role's password in

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from powrops import threads
+from powrops.backup.basebackup import widen_pipe
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import DATA_FILE, BackupRecord, backup_key
 from powrops.errors import BackupError
@@ -76,6 +77,7 @@ def _untar(tar: str, reader: Any, dest: Path, stop: Stop | None = None) -> None:
         stdin=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stderr is not None
+    widen_pipe(proc.stdin)
     try:
         while chunk := reader.read(CHUNK):
             proc.stdin.write(chunk)

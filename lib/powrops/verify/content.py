@@ -6,7 +6,7 @@ against PostgreSQL's manifest, the same test ``pg_verifybackup`` makes on a data
 every file's size and checksum in the manifest's algorithm (CRC32C by default), files the
 manifest lists that are missing, and files that are there but not listed. The WAL the backup
 needs to become consistent (the manifest's ``WAL-Ranges``) must be in its ``pg_wal/``. Nothing is
-written to disk and memory stays at one chunk, whatever the size of the backup.
+written to disk and memory stays at one 2 MiB buffer, whatever the size of the backup.
 
 An incremental backup is checked the same way against its own manifest: its ``INCREMENTAL.*``
 files are listed there with their own sizes and checksums.
@@ -30,7 +30,7 @@ from powrops.errors import ObjectNotFound, StorageError
 from powrops.storage.base import Repository
 
 CHUNK = 1 << 20
-BUFFER = 1 << 19  # the decompressed bytes held at once (fits in a core's cache)
+BUFFER = 1 << 21  # decompressed bytes held at once: zstd decodes in long runs into it
 ZERO_BLOCK = bytes(512)
 # What pg_verifybackup ignores by default: not in the manifest, or rewritten on purpose.
 IGNORED = frozenset({MANIFEST_FILE, "postgresql.auto.conf", "recovery.signal", "standby.signal"})
