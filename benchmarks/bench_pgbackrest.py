@@ -2,14 +2,21 @@
 
 One cluster (Debian's PostgreSQL 15, a pgbench database of ``--scale``) archives every WAL file
 to both tools through one ``archive_command`` (a small script calling ``powrops wal push`` and
-``pgbackrest archive-push``). Then ``--rounds`` interleaved rounds of:
+``pgbackrest archive-push``). Then ``--rounds`` interleaved rounds (each round starts with
+another tool, and what an operation wrote is flushed before the next one is timed) of:
 
 1. a full backup: A ``powrops backup full``, B ``pgbackrest backup --type=full``, C
    ``pg_basebackup -Ft -X fetch -D - | zstd -1 -T0 > file``;
 2. verification of one full backup: A ``powrops verify LABEL``, B ``pgbackrest verify`` (the
    stanza keeps one full, ``repo1-retention-full=1``, so it checks one backup and its WAL), C
    ``pg_verifybackup`` of a plain copy made once by ``pg_basebackup -Fp``; with the files and
-   bytes each tool's verification read, so that the comparison is of the same work;
+   bytes each tool's verification read, so that the comparison is of the same work.
+   pgBackRest 2.45 verifies each file against its repository checksum (``rck`` in its
+   manifest: SHA-1 of the stored, compressed bytes) and decompresses nothing; powrops' like
+   work is ``verify LABEL`` of a backup whose content was checked once already (it reads every
+   stored object of the backup and its WAL and checks their SHA-256). The first verification
+   of a new backup, which also decompresses it and checks every file against
+   ``backup_manifest``, is timed on its own line (pgBackRest's verify has no such step);
 3. a restore until the server accepts writes: A ``powrops restore LABEL --immediate --start``,
    B ``pgbackrest restore --type=immediate --target-action=promote`` then ``pg_ctl start`` and
    wait for the end of recovery, C ``zstd -dc file | tar -x`` then ``pg_ctl start``.
@@ -30,19 +37,23 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from _site import QUICK, Site, machine, median, mib, table, verdict
 
 from powrops.pg.cluster import LocalCluster, free_port
 
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
+T = TypeVar("T")
 STANZA = "bench"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5 if QUICK else 50, help="pgbench scale")
+    parser.add_argument("--scale", type=int, default=5 if QUICK else 65,
+                        help="pgbench scale (65: about 1 GB)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1 if QUICK else 3)
     parser.add_argument("--keep", action="store_true")
     return parser.parse_args()
@@ -163,13 +174,19 @@ class Bench:
         return time.perf_counter() - started
 
     def verify_powrops(self, label: str) -> tuple[float, str]:
+        """``powrops verify LABEL``; what it read, and whether it decompressed the backup."""
         started = time.perf_counter()
         out = self.powrops("verify", label)
         took = time.perf_counter() - started
         figures = out["figures"]
         assert isinstance(figures, dict)
+        rows = out["backups"]
+        assert isinstance(rows, list)
+        content = next(r["content"] for r in rows if r["label"] == label)
+        how = ("decompressed and every file checked against backup_manifest" if content == "ok"
+               else f"SHA-256 of the stored bytes (content {content})")  # fmt: skip
         read = (f"{figures.get('files_checked', 0)} files + {figures.get('wal_checked', 0)} WAL, "
-                f"{mib(figures.get('bytes_read', 0))} stored")  # fmt: skip
+                f"{mib(figures.get('bytes_read', 0))} stored; {how}")  # fmt: skip
         return took, read
 
     def verify_pgbackrest(self) -> tuple[float, str]:
@@ -181,7 +198,18 @@ class Bench:
         wal = re.search(r"total WAL checked: (\d+)", text)
         files_text = f"{files[-1]} files" if files else "files: see its log"
         stored = sum(f.stat().st_size for f in (self.pgbr / "repo").rglob("*") if f.is_file())
-        return took, f"{files_text} + {wal.group(1) if wal else '?'} WAL, {mib(stored)} stored"
+        return took, (f"{files_text} + {wal.group(1) if wal else '?'} WAL, {mib(stored)} stored; "
+                      f"{self.repo_checksums()}")  # fmt: skip
+
+    def repo_checksums(self) -> str:
+        """How pgBackRest's verify checks the files of its newest backup: against the checksum
+        of the stored bytes (``rck``), without decompressing, or by decompressing them."""
+        backups = sorted((self.pgbr / "repo" / "backup" / STANZA).glob("*F"))
+        manifest = (backups[-1] / "backup.manifest").read_text()
+        entries = re.findall(r"^pg_data/\S+=\{.*\}$", manifest, flags=re.MULTILINE)
+        stored = sum('"rck":' in entry for entry in entries)
+        return (f"{stored} of {len(entries)} files checked against the SHA-1 of their stored "
+                "bytes (rck), without decompressing; the others decompressed")  # fmt: skip
 
     def decompress_pgbackrest(self) -> float:
         """``zstd -dc`` of every file of pgBackRest's newest backup: the least a check of the
@@ -243,9 +271,7 @@ class Bench:
         started = time.perf_counter()
         self.powrops("restore", label, "--to", str(data), "--immediate", "--start")
         took = time.perf_counter() - started
-        subprocess.run(self.site.powrops_argv("db", "stop"), env=self.site.powrops_env(),
-                       capture_output=True, check=False)  # fmt: skip
-        pid = data / "postmaster.pid"
+        pid = data / "postmaster.pid"  # the restored server (the source keeps running)
         if pid.exists():
             self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                              check=False)  # fmt: skip
@@ -277,6 +303,12 @@ class Bench:
         self.site.destroy()
 
 
+def _rotate(round_no: int, items: list[T]) -> list[T]:
+    """``items`` starting at the round's turn: round 1 as given, round 2 from the second..."""
+    turn = (round_no - 1) % len(items)
+    return items[turn:] + items[:turn]
+
+
 def main() -> int:
     args = parse_args()
     ensure_tools()
@@ -289,24 +321,53 @@ def main() -> int:
         times.setdefault(key, []).append(seconds)
         print(f"  {key}: {seconds:.2f} s", flush=True)
 
+    def timed(key: str, operation: Callable[[], float]) -> None:
+        os.sync()  # what the previous operation wrote is not flushed during this one
+        note(key, operation())
+
+    newest = {"label": ""}  # powrops' backup of the current round
+
+    def backup_powrops() -> float:
+        took, newest["label"] = bench.backup_powrops()
+        return took
+
+    def verify(key: str, run: Callable[[], tuple[float, str]]) -> Callable[[], float]:
+        def measure() -> float:
+            took, reads[key] = run()
+            return took
+
+        return measure
+
+    verify_powrops = verify("powrops", lambda: bench.verify_powrops(newest["label"]))
+    steps = [
+        [
+            ("backup/powrops", backup_powrops),
+            ("backup/pgbackrest", bench.backup_pgbackrest),
+            ("backup/raw", bench.backup_raw),
+        ],
+        [
+            ("verify/powrops", verify_powrops),
+            ("verify/pgbackrest", verify("pgbackrest", bench.verify_pgbackrest)),
+            ("verify/raw", verify("raw", bench.verify_raw)),
+        ],
+        [
+            ("restore/powrops", lambda: bench.restore_powrops(newest["label"])),
+            ("restore/pgbackrest", bench.restore_pgbackrest),
+            ("restore/raw", bench.restore_raw),
+        ],
+    ]
+    first = verify("powrops, first verification", lambda: bench.verify_powrops(newest["label"]))
     try:
         bench.setup()
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}", flush=True)
-            took, label = bench.backup_powrops()
-            note("backup/powrops", took)
-            note("backup/pgbackrest", bench.backup_pgbackrest())
-            note("backup/raw", bench.backup_raw())
-            took, reads["powrops"] = bench.verify_powrops(label)
-            note("verify/powrops", took)
-            took, reads["pgbackrest"] = bench.verify_pgbackrest()
-            note("verify/pgbackrest", took)
-            took, reads["raw"] = bench.verify_raw()
-            note("verify/raw", took)
-            note("decompress/pgbackrest", bench.decompress_pgbackrest())
-            note("restore/powrops", bench.restore_powrops(label))
-            note("restore/pgbackrest", bench.restore_pgbackrest())
-            note("restore/raw", bench.restore_raw())
+            # each round starts with another tool: none always runs first, or after a restore
+            for index, operations in enumerate(steps):
+                if index == 1:  # powrops' first read of its new backup checks the content
+                    timed("first verification/powrops", first)
+                for key, operation in _rotate(round_no, operations):
+                    timed(key, operation)
+            timed("decompress/pgbackrest", bench.decompress_pgbackrest)
     finally:
         if args.keep:
             print(f"kept: {bench.site.root}")
@@ -328,9 +389,12 @@ def main() -> int:
     for tool, text in reads.items():
         print(f"  {tool}: {text}")
     unzstd = med["decompress/pgbackrest"]
+    first = med["first verification/powrops"]
     print(f"  zstd -dc of the files of pgBackRest's backup alone: {unzstd:.2f} s "
           f"(its verify: {med['verify/pgbackrest']:.2f} s)")  # fmt: skip
-    print("  powrops verify LABEL decompresses and checks every file against backup_manifest")
+    print(f"  powrops' first verification of a new backup (its content against backup_manifest, "
+          f"once per backup): {first:.2f} s, {first / med['verify/raw']:.2f}x pg_verifybackup "
+          "of a plain copy")  # fmt: skip
     print()
     checks = [
         ("verify <= pgBackRest", med["verify/powrops"] <= med["verify/pgbackrest"]),
