@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -174,6 +175,31 @@ def test_damaged_stored_bytes_are_a_checksum_problem(repo: Repository) -> None:
     assert "does not match its recorded SHA-256" in checked.stored_problem
     repo.put_bytes(key, bytes(stored[: len(stored) // 2]))  # cut short
     assert not content.check(repo, record).ok
+
+
+def test_members_across_many_decoded_buffers_and_no_thread_left(repo: Repository) -> None:
+    """Files larger than the decoding buffers, and headers that straddle two of them, are
+    checked whole; a stream cut short is damaged, and the decoding thread never outlives the
+    check."""
+    odd = content.BUFFER + 777  # every later header straddles a buffer boundary
+    files = {**FILES, "base/5/big": bytes(range(256)) * (7 << 12), "base/5/odd": b"x" * odd,
+             "base/5/after": b"y" * 1000}  # fmt: skip
+    members = {**_members(), **files}
+    record = _store(repo, "20261204T000000F", members, _manifest(files))
+    checked = content.check(repo, record)
+    assert checked.ok, checked.problems
+    assert checked.files == len(files) and checked.raw_bytes == sum(map(len, files.values()))
+    altered = {**members, "base/5/odd": b"x" * (odd - 1) + b"z"}
+    record = _store(repo, "20261204T000001F", altered, _manifest(files))
+    assert content.check(repo, record).problems == [
+        "base/5/odd does not match its CRC32C in the manifest "
+        f"(read {crc32c.crc32c(altered['base/5/odd']).to_bytes(4, 'little').hex()}, manifest "
+        f"{crc32c.crc32c(files['base/5/odd']).to_bytes(4, 'little').hex()})"
+    ]
+    key = backup_key(record.label, DATA_FILE)
+    repo.put_bytes(key, repo.get_bytes(key)[:-4096])
+    assert content.check(repo, record).stored_problem is not None
+    assert not [t for t in threading.enumerate() if t.name == "content-zstd"]
 
 
 # --- the daily plan --------------------------------------------------------------------------

@@ -6,7 +6,8 @@ against PostgreSQL's manifest, the same test ``pg_verifybackup`` makes on a data
 every file's size and checksum in the manifest's algorithm (CRC32C by default), files the
 manifest lists that are missing, and files that are there but not listed. The WAL the backup
 needs to become consistent (the manifest's ``WAL-Ranges``) must be in its ``pg_wal/``. Nothing is
-written to disk and memory stays at one 2 MiB buffer, whatever the size of the backup.
+written to disk and memory stays at three 2 MiB buffers, whatever the size of the backup; one
+thread decodes while the caller checks what was decoded before.
 
 An incremental backup is checked the same way against its own manifest: its ``INCREMENTAL.*``
 files are listed there with their own sizes and checksums.
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -30,7 +33,8 @@ from powrops.errors import ObjectNotFound, StorageError
 from powrops.storage.base import Repository
 
 CHUNK = 1 << 20
-BUFFER = 1 << 21  # decompressed bytes held at once: zstd decodes in long runs into it
+BUFFER = 1 << 21  # one decoded buffer: zstd decodes in long runs into it
+BUFFERS = 3  # the one being checked, the one being decoded, one ready
 ZERO_BLOCK = bytes(512)
 # What pg_verifybackup ignores by default: not in the manifest, or rewritten on purpose.
 IGNORED = frozenset({MANIFEST_FILE, "postgresql.auto.conf", "recovery.signal", "standby.signal"})
@@ -164,40 +168,69 @@ class _Hashing:
 
 
 class _Decompressed:
-    """The decompressed stream through one reused buffer: no copy of the data it carries.
+    """The decompressed stream, decoded by a thread of its own into a few reused buffers while
+    the caller walks the tar and checksums what came before (zstd and the checksums release
+    the GIL, so the two run on two cores). No copy of the data it carries.
 
-    ``chunks`` hands out views into the buffer, valid until the next read; the tar walk and the
-    checksums consume each one at once.
+    ``chunks`` hands out views into a buffer, valid until the next read; the tar walk and the
+    checksums consume each one at once. ``close`` stops the thread.
     """
 
     def __init__(self, source: _Hashing) -> None:
         self._reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK)  # type: ignore[arg-type]
-        self._buffer = bytearray(BUFFER)
-        self._view = memoryview(self._buffer)
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(BUFFERS):
+            self._free.put(bytearray(BUFFER))
+        self._ready: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+        self._stopping = False
+        self._held: bytearray | None = None
+        self._view = memoryview(b"")
         self._start = self._end = 0
+        self._thread = threading.Thread(target=self._decode, name="content-zstd", daemon=True)
+        self._thread.start()
 
-    def _refill(self) -> int:
-        left = self._end - self._start
-        if left:
-            self._buffer[:left] = self._buffer[self._start : self._end]
-        got = int(self._reader.readinto(self._view[left:]))
-        self._start, self._end = 0, left + got
-        return got
+    def _decode(self) -> None:
+        try:
+            while True:
+                buffer = self._free.get()
+                if self._stopping:
+                    return
+                view, filled = memoryview(buffer), 0
+                while filled < len(buffer) and (got := self._reader.readinto(view[filled:])):
+                    filled += int(got)
+                self._ready.put((buffer, filled))
+                if not filled:
+                    return
+        except BaseException as exc:  # raised in the reading thread, where it is reported
+            self._ready.put(exc)
+
+    def _next(self) -> bool:
+        """Move to the next decoded buffer; False at the end of the stream."""
+        if self._held is not None:
+            self._free.put(self._held)
+            self._held = None
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        buffer, filled = item
+        if not filled:
+            self._ready.put(item)  # the end stays the end
+            return False
+        self._held, self._view = buffer, memoryview(buffer)
+        self._start, self._end = 0, filled
+        return True
 
     def read_exact(self, size: int) -> bytes:
-        if size > BUFFER // 2:
-            return b"".join(bytes(piece) for piece in self.chunks(size))
-        while self._end - self._start < size:
-            if not self._refill():
-                raise EOFError(f"the stream ends {size - (self._end - self._start)} bytes early")
-        data = bytes(self._view[self._start : self._start + size])
-        self._start += size
-        return data
+        if self._end - self._start >= size:
+            data = bytes(self._view[self._start : self._start + size])
+            self._start += size
+            return data
+        return b"".join(bytes(piece) for piece in self.chunks(size))
 
     def chunks(self, size: int) -> Iterator[memoryview]:
         """The next ``size`` bytes, as views valid until the next read."""
         while size > 0:
-            if self._start == self._end and not self._refill():
+            if self._start == self._end and not self._next():
                 raise EOFError(f"the stream ends {size} bytes early")
             piece = min(size, self._end - self._start)
             yield self._view[self._start : self._start + piece]
@@ -207,8 +240,14 @@ class _Decompressed:
     def drain(self) -> None:
         """Consume the rest (anything after the tar's end is read and hashed too)."""
         self._start = self._end
-        while self._refill():
+        while self._next():
             self._start = self._end
+
+    def close(self) -> None:
+        """Stop the decoding thread (at once if it waits for a buffer) and wait for it."""
+        self._stopping = True
+        self._free.put(bytearray(0))
+        self._thread.join()
 
 
 def _octal(field: bytes) -> int:
@@ -307,29 +346,38 @@ def _walk(stream: _Hashing, manifest: Manifest, result: ContentCheck) -> None:
     wal: dict[str, int] = {}
     decompressed = _Decompressed(stream)
     try:
-        for raw_name, size, flag in _members(decompressed):
-            if flag not in (b"0", b"\0", b"7"):  # directories, links: no content to check
-                decompressed.read_exact(size)
-                continue
-            name = _member_name(raw_name)
-            pieces = decompressed.chunks(size)
-            if name.startswith("pg_wal/") and "/" not in name[len("pg_wal/") :]:
-                wal[name[len("pg_wal/") :]] = size
-            if _ignored(name):
-                for _ in pieces:
-                    pass
-                continue
-            seen.add(name)
-            result.files += 1
-            result.raw_bytes += size
-            _check_member(name, size, pieces, manifest.files.get(name), result)
-        decompressed.drain()
+        _walk_members(decompressed, manifest, result, seen, wal)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError) as exc:
         result.damaged("damaged", f"cannot be decompressed and unpacked: {exc}")
         return
+    finally:
+        decompressed.close()
     for path in sorted(p for p in set(manifest.files) - seen if not _ignored(p)):
         result.fail("content", f"{path} is in the manifest but not in the backup")
     _check_wal(manifest, wal, result)
+
+
+def _walk_members(
+    decompressed: _Decompressed, manifest: Manifest, result: ContentCheck, seen: set[str],
+    wal: dict[str, int],
+) -> None:  # fmt: skip
+    for raw_name, size, flag in _members(decompressed):
+        if flag not in (b"0", b"\0", b"7"):  # directories, links: no content to check
+            decompressed.read_exact(size)
+            continue
+        name = _member_name(raw_name)
+        pieces = decompressed.chunks(size)
+        if name.startswith("pg_wal/") and "/" not in name[len("pg_wal/") :]:
+            wal[name[len("pg_wal/") :]] = size
+        if _ignored(name):
+            for _ in pieces:
+                pass
+            continue
+        seen.add(name)
+        result.files += 1
+        result.raw_bytes += size
+        _check_member(name, size, pieces, manifest.files.get(name), result)
+    decompressed.drain()
 
 
 def _check_wal(manifest: Manifest, wal: dict[str, int], result: ContentCheck) -> None:
