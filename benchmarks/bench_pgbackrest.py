@@ -94,6 +94,7 @@ class Bench:
             os.chown(folder, self.user.uid, self.user.gid)
         self.conf = self.pgbr / "pgbackrest.conf"
         self.scale = scale
+        self.restore_steps: list[dict[str, float]] = []  # powrops' own timings of each restore
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -244,7 +245,8 @@ class Bench:
         return took, f"{files} files, {mib(size)} plain"
 
     def _start_and_wait(self, data: Path) -> None:
-        """Start a restored data directory and wait until it accepts writes."""
+        """Start a restored data directory and wait until it accepts writes (it keeps running
+        until ``_remove``)."""
         port = free_port()
         opts = (f"-p {port} -c unix_socket_directories={self.socket} -c archive_mode=off "
                 "-c listen_addresses=''")  # fmt: skip
@@ -255,26 +257,32 @@ class Bench:
                 "-d", "postgres", "-Atc", "SELECT pg_is_in_recovery()"]  # fmt: skip
         while self.cluster.run(psql, check=False).stdout.strip() != "f":
             time.sleep(0.05)
-        self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
 
     def _fresh(self, name: str) -> Path:
+        self._remove(name)  # left by a failed round only: normally removed after the timing
         data = self.work / name
-        shutil.rmtree(data, ignore_errors=True)
         data.mkdir(mode=0o700)
         os.chown(data, self.user.uid, self.user.gid)
         return data
 
+    def _remove(self, *names: str) -> None:
+        """Stop a restored server and remove what its restore wrote: after the timing, so that
+        the deletion is flushed before the next operation (``timed``), not during it."""
+        for name in names:
+            data = self.work / name
+            if (data / "postmaster.pid").exists():
+                self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate",
+                                  "stop"], check=False)  # fmt: skip
+            shutil.rmtree(data, ignore_errors=True)
+
     def restore_powrops(self, label: str) -> float:
         data = self.work / "restored-powrops"
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(self.work / "restored-powrops.powrops", ignore_errors=True)
+        self._remove(data.name, f"{data.name}.powrops")  # left by a failed round only
         started = time.perf_counter()
-        self.powrops("restore", label, "--to", str(data), "--immediate", "--start")
+        out = self.powrops("restore", label, "--to", str(data), "--immediate", "--start")
         took = time.perf_counter() - started
-        pid = data / "postmaster.pid"  # the restored server (the source keeps running)
-        if pid.exists():
-            self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                             check=False)  # fmt: skip
+        self.restore_steps.append(dict(out.get("timings") or {}))  # type: ignore[arg-type]
+        self._remove(data.name, f"{data.name}.powrops")
         return took
 
     def restore_pgbackrest(self) -> float:
@@ -283,7 +291,9 @@ class Bench:
         self.pgbackrest("restore", f"--pg1-path={data}", "--type=immediate",
                         "--target-action=promote", "--archive-mode=off")  # fmt: skip
         self._start_and_wait(data)
-        return time.perf_counter() - started
+        took = time.perf_counter() - started
+        self._remove(data.name)
+        return took
 
     def restore_raw(self) -> float:
         data = self._fresh("restored-raw")
@@ -292,14 +302,12 @@ class Bench:
         self.cluster.run(["bash", "-o", "pipefail", "-c",
                           f"zstd -dc -q {stored} | tar -x -C {data}"], timeout=900)  # fmt: skip
         self._start_and_wait(data)
-        return time.perf_counter() - started
+        took = time.perf_counter() - started
+        self._remove(data.name)
+        return took
 
     def destroy(self) -> None:
-        for name in ("restored-powrops", "restored-pgbackrest", "restored-raw"):
-            data = self.work / name
-            if (data / "postmaster.pid").exists():
-                self.cluster.run([self.client("pg_ctl"), "-D", str(data), "-m", "immediate",
-                                  "stop"], check=False)  # fmt: skip
+        self._remove("restored-powrops", "restored-pgbackrest", "restored-raw")
         self.site.destroy()
 
 
@@ -404,6 +412,10 @@ def main() -> int:
     ]
     for name, ok in checks:
         print(f"  {name}: {verdict(ok)}")
+    print("powrops' restore steps per round (its own timings, seconds):")
+    for steps in bench.restore_steps:
+        print("  " + ", ".join(f"{key.removesuffix('_s')} {value:.2f}"
+                               for key, value in steps.items()))  # fmt: skip
     print(f"machine at the end: {machine()}")
     return 0
 

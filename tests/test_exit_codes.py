@@ -127,3 +127,32 @@ def test_a_closed_pipe_ends_quietly(site: Path) -> None:
         check=False,
     )
     assert with_status.returncode == 0 and with_status.stderr == ""
+
+
+def test_the_command_leaves_quickly_but_keeps_its_output_and_exit_handlers(
+    tmp_path: Path,
+) -> None:
+    """``run`` ends the process without the interpreter's teardown: the exit code, buffered
+    output and ``atexit`` handlers are kept; with another thread running, the ordinary exit
+    waits for it."""
+    marker, late = tmp_path / "atexit", tmp_path / "thread"
+    probe = (
+        "import atexit, sys, threading, time\n"
+        "from powrops.__main__ import leave\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        "sys.stdout.write('buffered, no newline')\n"
+        "if sys.argv[1] == 'thread':\n"
+        f"    threading.Thread(target=lambda: (time.sleep(0.3), open({str(late)!r}, 'w')"
+        ".write('done'))).start()\n"
+        "leave(2)\n"
+    )
+    for mode in ("alone", "thread"):
+        done = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert done.returncode == 2 and done.stdout == "buffered, no newline", done.stderr
+        assert marker.read_text() == "ran"
+        marker.unlink()
+    assert late.read_text() == "done"
+    version = subprocess.run([sys.executable, "-m", "powrops", "--version"], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert version.returncode == 0 and version.stdout.startswith("powrops ")

@@ -3,12 +3,18 @@
 ``wal push``, ``wal fetch`` and ``wal warm`` with ``--spec`` run once per WAL file or restore,
 started by the server or a restore, so they are dispatched here before the full command-line
 parser (argparse) is even imported.
+
+The command ends through ``run``, which leaves without tearing the interpreter down.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,5 +30,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return full_main(arguments)
 
 
+def run() -> NoReturn:
+    """The ``powrops`` command: ``main``, then ``leave`` with its exit code."""
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """End the process without tearing every module down: what ``atexit`` holds still runs
+    (log handlers, finalizers, coverage) and the standard streams are flushed, then the
+    process exits. The teardown is a noticeable share of a short command (0.05-0.1 s of a
+    0.3 s ``verify LABEL`` on a small VM). While another thread runs, the ordinary exit waits
+    for it."""
+    if threading.active_count() > 1:
+        sys.exit(code)
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # a reader gone, a stream closed: nothing to keep
+        pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
