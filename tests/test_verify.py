@@ -408,6 +408,32 @@ def test_content_is_checked_once_for_the_same_stored_bytes(clone: Callable[[], B
     assert code == 2 and ("CRITICAL", "checksums", f"{c.full}/base.tar.zst") in problems(after)
 
 
+def test_archived_wal_is_decompressed_once_then_read_against_its_digest(
+    clone: Callable[[], Base],
+) -> None:
+    """A WAL object's first read decompresses it (its zstd frame checksum) and records the
+    SHA-256 of its stored bytes; later reads compare with that digest. Bytes that change
+    afterwards, even into another valid zstd frame of the same WAL, are a CRITICAL finding;
+    ``--all`` decompresses everything again."""
+    c = clone()
+    code, first = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 0, problems(first)
+    count = finding(first, "checksums", "wal")["message"].split()[0]  # every archived file
+    assert f"intact: {count} decompressed today" in finding(first, "checksums", "wal")["message"]
+    code, again = run_verify(c.site, c.full, "--skip-pg-verifybackup")
+    assert code == 0 and ": 0 decompressed today" in finding(again, "checksums", "wal")["message"]
+    segment = segments(c.primary)[-1]
+    path = wal_path(c.primary, segment)
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+    path.write_bytes(zstandard.ZstdCompressor(level=9, write_checksum=True).compress(raw))
+    code, changed = run_verify(c.site, c.full, "--skip-pg-verifybackup")
+    assert code == 2 and ("CRITICAL", "checksums", segment) in problems(changed)
+    assert "has changed since its first read" in finding(changed, "checksums", segment)["message"]
+    code, everything = run_verify(c.site, "--all", "--skip-pg-verifybackup")
+    message = finding(everything, "checksums", "wal")["message"]
+    assert code == 0 and f"intact: {count} decompressed today" in message, message
+
+
 def test_one_label_unknown_label_and_unreachable_repository(clone: Callable[[], Base]) -> None:
     c = clone()
     code, report = run_verify(c.site, c.incremental, "--skip-pg-verifybackup")

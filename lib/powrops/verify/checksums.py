@@ -45,6 +45,7 @@ class ObjectCheck:
     size: int = 0  # stored bytes read
     raw_size: int | None = None  # decompressed bytes (WAL)
     content: bytes | None = None  # the decompressed content of a history file
+    sha256: str | None = None  # of the stored bytes (WAL), recorded for the next reads
 
     @property
     def ok(self) -> bool:
@@ -76,18 +77,25 @@ def check_file(repo: Repository, key: str, expected: StoredFile) -> ObjectCheck:
     return ObjectCheck(key, "ok", None, size)
 
 
-def check_wal(repo: Repository, key: str) -> ObjectCheck:
-    """Decompress an archived WAL object to the end; a history file's content is kept."""
+def check_wal(repo: Repository, key: str, known: str | None = None) -> ObjectCheck:
+    """Read an archived WAL object back. Its first read decompresses it to the end (the zstd
+    frame checksum) and records the SHA-256 of its stored bytes; with that digest ``known``, a
+    later read compares the stored bytes' SHA-256 with it instead, as for backup files. A
+    history file is always decompressed: its content is kept."""
     import zstandard
 
     keep = kind_of(wal_name_of(key)) == "history"
+    if known is not None and not keep:
+        return _compare_wal(repo, key, known)
     content = bytearray()
     decompressor = zstandard.ZstdDecompressor().decompressobj()
+    digest = hashlib.sha256()
     size = raw = 0
     try:
         with repo.open_read(key) as handle:
             while chunk := handle.read(CHUNK):
                 size += len(chunk)
+                digest.update(chunk)
                 out = decompressor.decompress(chunk)
                 raw += len(out)
                 if keep and len(content) < HISTORY_LIMIT:
@@ -107,7 +115,28 @@ def check_wal(repo: Repository, key: str) -> ObjectCheck:
             size,
             raw,
         )
-    return ObjectCheck(key, "ok", None, size, raw, bytes(content) if keep else None)
+    content_kept = bytes(content) if keep else None
+    return ObjectCheck(key, "ok", None, size, raw, content_kept, digest.hexdigest())
+
+
+def _compare_wal(repo: Repository, key: str, known: str) -> ObjectCheck:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with repo.open_read(key) as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except ObjectNotFound:
+        return ObjectCheck(key, "missing", f"is missing from {repo.url}")
+    except StorageError as exc:
+        return ObjectCheck(key, "unreadable", f"cannot be read from {repo.url}: {exc}", size)
+    got = digest.hexdigest()
+    if got != known:
+        return ObjectCheck(key, "differs", f"in {repo.url} has changed since its first read "
+                           f"(SHA-256 {got[:12]}…, then {known[:12]}…; {size} bytes read)",
+                           size)  # fmt: skip
+    return ObjectCheck(key, "ok", None, size, None, None, got)
 
 
 def _count(report: VerificationReport, files: int, size: int, wal: int = 0) -> None:
@@ -301,8 +330,10 @@ def primary_wal(
     objects: Iterable[ObjectInfo],
     echo: Echo | None,
     plan: Plan | None = None,
+    digests: Mapping[str, str | None] | None = None,
 ) -> dict[str, ObjectCheck]:
-    """Decompress the WAL objects ``plan`` reads (all without one); results by WAL file name
+    """Read back the WAL objects ``plan`` reads (all without one): decompressed, or compared
+    with the digest ``digests`` holds from their first read; results by WAL file name
     (damaged ones are CRITICAL). An object not read today counts as intact, as last read."""
     results: dict[str, ObjectCheck] = {}
     for info in objects:
@@ -311,7 +342,7 @@ def primary_wal(
             results[name] = ObjectCheck(info.key, "ok")
             _count_skipped(report, 1, info.size)
             continue
-        result = check_wal(repo, info.key)
+        result = check_wal(repo, info.key, (digests or {}).get(info.key))
         results[name] = result
         _count(report, 0, result.size, 1)
         if not result.ok:
@@ -328,13 +359,15 @@ def primary_wal(
     if echo:
         echo(f"checksums: {len(results)} archived WAL files")
     good = sum(1 for r in results.values() if r.ok)
-    read = sum(1 for i in results.values() if i.size)
+    unpacked = sum(1 for r in results.values() if r.raw_size is not None)
+    compared = sum(1 for r in results.values() if r.size and r.raw_size is None)
     if results and good == len(results):
         report.add(
             "checksums",
             Severity.OK,
-            f"{len(results)} archived WAL files in {repo.url} intact: {read} decompressed "
-            "today, zstd frame checksums match; the others as last read",
+            f"{len(results)} archived WAL files in {repo.url} intact: {unpacked} decompressed "
+            f"today (zstd frame checksums match), {compared} read back against the SHA-256 of "
+            "their first read; the others as last read",
             "wal",
         )
     return results

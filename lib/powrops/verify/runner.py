@@ -156,7 +156,8 @@ def verify(
                   if content or everything or not _content_stands(r, state)}  # fmt: skip
     damaged, contents = checksums.primary_backups(report, primary, targets, echo, plan,
                                                   content_of)  # fmt: skip
-    wal_results = checksums.primary_wal(report, primary, wal_objects.values(), echo, plan)
+    known = {} if content or everything else {k: r.digest for k, r in state.objects.items()}
+    wal_results = checksums.primary_wal(report, primary, wal_objects.values(), echo, plan, known)
     seconds["checksums"] = round(time.monotonic() - mark, 3)
     mark = time.monotonic()
     second, second_wal = _secondary(
@@ -296,6 +297,7 @@ def _save_state(
     bad |= {backup_key(label, DATA_FILE) for label, c in contents.items() if not c.ok}
     digests = {backup_key(r.label, DATA_FILE): _data_digest(r) for r in records}
     digests |= {backup_key(label, DATA_FILE): c.sha256 for label, c in contents.items()}
+    digests |= {r.key: r.sha256 for r in wal_results.values() if r.sha256}
     listing = Listing.of(repo)
     sizes = {o.key: o.size for objs in listing.backups.values() for o in objs}
     sizes |= {o.key: o.size for o in listing.wal.values()}
