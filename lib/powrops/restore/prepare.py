@@ -178,26 +178,26 @@ def _prepare(
     chown_tree(spool, cluster.os_user)
     warming = _Warming(cluster, spec, spool, record)  # the restore command's check, meanwhile
 
-    mark = time.monotonic()
-    say("reconstruct: extracting" + (" and combining the chain" if record.parent else ""))
     try:
+        mark = time.monotonic()
+        say("reconstruct: extracting" + (" and combining the chain" if record.parent else ""))
         with _Flushing(to.parent):
             result = reconstruct(catalog, record.label, to, binaries, stop=warming.failed)
-    except BaseException:
-        warming.join()
-        warming.raise_failure()
-        raise
-    timings["reconstruct_s"] = round(time.monotonic() - mark, 3)
-    say(f"reconstruct: done in {timings['reconstruct_s']:.1f} s")
+        timings["reconstruct_s"] = round(time.monotonic() - mark, 3)
+        say(f"reconstruct: done in {timings['reconstruct_s']:.1f} s")
 
-    mark = time.monotonic()
-    port = free_port()
-    user, password = _credentials(settings)
-    _adopt(cluster, port, record.database or "powr", result.chain, target)
-    _write_private(base / "password", (password or "") + "\n")
-    _configure(to, binaries.major, port, restore_command(spec, spool), target, record.label)
-    chown_tree(to, cluster.os_user)
-    os.chmod(to, 0o700)
+        mark = time.monotonic()
+        port = free_port()
+        user, password = _credentials(settings)
+        _adopt(cluster, port, record.database or "powr", result.chain, target)
+        _write_private(base / "password", (password or "") + "\n")
+        _configure(to, binaries.major, port, restore_command(spec, spool), target, record.label)
+        chown_tree(to, cluster.os_user)
+        os.chmod(to, 0o700)
+    except BaseException:  # nothing is removed while the spool is still being written
+        warming.join()
+        warming.raise_failure()  # the cause, when the restore command cannot work
+        raise
     warming.join()
     warming.raise_failure()
     timings["configure_s"] = round(time.monotonic() - mark, 3)
