@@ -77,16 +77,19 @@ def check_file(repo: Repository, key: str, expected: StoredFile) -> ObjectCheck:
     return ObjectCheck(key, "ok", None, size)
 
 
-def check_wal(repo: Repository, key: str, known: str | None = None) -> ObjectCheck:
+def check_wal(
+    repo: Repository, key: str, known: str | None = None, source: str = "its first read"
+) -> ObjectCheck:
     """Read an archived WAL object back. Its first read decompresses it to the end (the zstd
-    frame checksum) and records the SHA-256 of its stored bytes; with that digest ``known``, a
-    later read compares the stored bytes' SHA-256 with it instead, as for backup files. A
-    history file is always decompressed: its content is kept."""
+    frame checksum) and records the SHA-256 of its stored bytes; with a digest ``known`` (from
+    ``source``: that first read, or the primary's copy), a read compares the stored bytes'
+    SHA-256 with it instead, as for backup files. A history file is always decompressed: its
+    content is kept."""
     import zstandard
 
     keep = kind_of(wal_name_of(key)) == "history"
     if known is not None and not keep:
-        return _compare_wal(repo, key, known)
+        return _compare_wal(repo, key, known, source)
     content = bytearray()
     decompressor = zstandard.ZstdDecompressor().decompressobj()
     digest = hashlib.sha256()
@@ -119,7 +122,7 @@ def check_wal(repo: Repository, key: str, known: str | None = None) -> ObjectChe
     return ObjectCheck(key, "ok", None, size, raw, content_kept, digest.hexdigest())
 
 
-def _compare_wal(repo: Repository, key: str, known: str) -> ObjectCheck:
+def _compare_wal(repo: Repository, key: str, known: str, source: str) -> ObjectCheck:
     digest = hashlib.sha256()
     size = 0
     try:
@@ -133,8 +136,8 @@ def _compare_wal(repo: Repository, key: str, known: str) -> ObjectCheck:
         return ObjectCheck(key, "unreadable", f"cannot be read from {repo.url}: {exc}", size)
     got = digest.hexdigest()
     if got != known:
-        return ObjectCheck(key, "differs", f"in {repo.url} has changed since its first read "
-                           f"(SHA-256 {got[:12]}…, then {known[:12]}…; {size} bytes read)",
+        return ObjectCheck(key, "differs", f"in {repo.url} does not match {source} (SHA-256 "
+                           f"{got[:12]}…, {source} {known[:12]}…; {size} bytes read)",
                            size)  # fmt: skip
     return ObjectCheck(key, "ok", None, size, None, None, got)
 
@@ -382,9 +385,12 @@ def secondary_wal(
     copied_until: datetime | None,
     echo: Echo | None,
     plan: Plan | None = None,
+    digests: Mapping[str, str | None] | None = None,
 ) -> None:
-    """Check the secondary's WAL: each copy decompresses; none archived before the last copy
-    is missing. WAL archived after the newest backup reached the secondary is not expected yet.
+    """Check the secondary's WAL: each copy is the primary's bytes (their SHA-256, when the
+    primary's is known from ``digests`` or today's read), else decompresses; none archived
+    before the last copy is missing. WAL archived after the newest backup reached the secondary
+    is not expected yet.
     """
     late = 0
     checked = 0
@@ -412,7 +418,9 @@ def secondary_wal(
         if plan is not None and not plan.reads(copy.key):
             _count_skipped(report, 1, copy.size)
             continue
-        result = check_wal(repo, copy.key)
+        ours = primary_results.get(name)
+        known = (ours.sha256 if ours is not None else None) or (digests or {}).get(info.key)
+        result = check_wal(repo, copy.key, known, "the primary's copy")
         checked += 1
         _count(report, 0, result.size, 1)
         if not result.ok:
@@ -429,7 +437,7 @@ def secondary_wal(
                 status=result.status,
             )
     if echo:
-        echo(f"checksums: {checked} archived WAL files decompressed in the secondary")
+        echo(f"checksums: {checked} archived WAL files read back in the secondary")
     if not problems:
         note = f"; {late} archived since the last copy are not there yet" if late else ""
         report.add(

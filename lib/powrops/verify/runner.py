@@ -160,9 +160,8 @@ def verify(
     wal_results = checksums.primary_wal(report, primary, wal_objects.values(), echo, plan, known)
     seconds["checksums"] = round(time.monotonic() - mark, 3)
     mark = time.monotonic()
-    second, second_wal = _secondary(
-        report, settings, secondary, targets, damaged, wal_objects, wal_results, now, full, echo
-    )
+    second, second_wal = _secondary(report, settings, secondary, targets, damaged, wal_objects,
+                                    wal_results, known, now, full, echo)  # fmt: skip
     seconds["secondary"] = round(time.monotonic() - mark, 3)
 
     archive = recoverability.build_archive(report, wal_objects, wal_results)
@@ -444,6 +443,7 @@ def _secondary(
     damaged: dict[str, list[ObjectCheck]],
     wal_objects: dict[str, ObjectInfo],
     wal_results: dict[str, ObjectCheck],
+    digests: dict[str, str | None],
     now: datetime,
     full: bool,
     echo: Echo | None,
@@ -472,7 +472,7 @@ def _secondary(
                                            plan)  # fmt: skip
     copied = [r.stop_time for r in targets if listing.has_record(r.label) and r.stop_time]
     checksums.secondary_wal(report, repo, wal_objects, wal_results, wal_there,
-                            max(copied, default=None), echo, plan)  # fmt: skip
+                            max(copied, default=None), echo, plan, digests)  # fmt: skip
     reads = {o.key: o for o in [*objects, *wal_there.values()] if plan is None or plan.reads(o.key)}
     bad = {f.object for f in report.findings
            if f.check == "secondary" and f.severity != Severity.OK}  # fmt: skip
