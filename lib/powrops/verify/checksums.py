@@ -54,6 +54,14 @@ class ObjectCheck:
 
 def check_file(repo: Repository, key: str, expected: StoredFile) -> ObjectCheck:
     """Read a backup file back and compare its SHA-256 with the record."""
+    return _read_against(repo, key, expected.sha256, "its recorded SHA-256", expected.stored_size)
+
+
+def _read_against(
+    repo: Repository, key: str, sha256: str, what: str, recorded_size: int | None = None
+) -> ObjectCheck:
+    """Read a stored object back and compare the SHA-256 of its bytes with ``sha256``
+    (``what`` names where that digest comes from, for the finding)."""
     digest = hashlib.sha256()
     size = 0
     try:
@@ -66,15 +74,18 @@ def check_file(repo: Repository, key: str, expected: StoredFile) -> ObjectCheck:
     except StorageError as exc:
         return ObjectCheck(key, "unreadable", f"cannot be read from {repo.url}: {exc}", size)
     got = digest.hexdigest()
-    if got != expected.sha256:
+    if got != sha256:
+        sizes = f"{size} bytes read" + (
+            f", {recorded_size} recorded" if recorded_size is not None else ""
+        )
         return ObjectCheck(
             key,
             "differs",
-            f"in {repo.url} does not match its recorded SHA-256 (read {got[:12]}…, recorded "
-            f"{expected.sha256[:12]}…; {size} bytes read, {expected.stored_size} recorded)",
+            f"in {repo.url} does not match {what} (read {got[:12]}…, expected {sha256[:12]}…; "
+            f"{sizes})",
             size,
         )
-    return ObjectCheck(key, "ok", None, size)
+    return ObjectCheck(key, "ok", None, size, sha256=got)
 
 
 def check_wal(
@@ -89,7 +100,7 @@ def check_wal(
 
     keep = kind_of(wal_name_of(key)) == "history"
     if known is not None and not keep:
-        return _compare_wal(repo, key, known, source)
+        return _read_against(repo, key, known, source)
     content = bytearray()
     decompressor = zstandard.ZstdDecompressor().decompressobj()
     digest = hashlib.sha256()
@@ -120,26 +131,6 @@ def check_wal(
         )
     content_kept = bytes(content) if keep else None
     return ObjectCheck(key, "ok", None, size, raw, content_kept, digest.hexdigest())
-
-
-def _compare_wal(repo: Repository, key: str, known: str, source: str) -> ObjectCheck:
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with repo.open_read(key) as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except ObjectNotFound:
-        return ObjectCheck(key, "missing", f"is missing from {repo.url}")
-    except StorageError as exc:
-        return ObjectCheck(key, "unreadable", f"cannot be read from {repo.url}: {exc}", size)
-    got = digest.hexdigest()
-    if got != known:
-        return ObjectCheck(key, "differs", f"in {repo.url} does not match {source} (SHA-256 "
-                           f"{got[:12]}…, {source} {known[:12]}…; {size} bytes read)",
-                           size)  # fmt: skip
-    return ObjectCheck(key, "ok", None, size, None, None, got)
 
 
 def _count(report: VerificationReport, files: int, size: int, wal: int = 0) -> None:
