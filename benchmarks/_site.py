@@ -125,6 +125,14 @@ class Site:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
+    def finish(self, keep: bool) -> None:
+        """The end of a benchmark: with ``--keep`` the site stays (its cluster running) and
+        where is printed; otherwise it is removed."""
+        if keep:
+            print(f"kept {self.root}; the cluster still runs (POWROPS_CONFIG={self.config})")
+        else:
+            self.destroy()
+
 
 def run_timed(
     argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs: Any

@@ -19,13 +19,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from _site import QUICK, Site, machine, median, mib, table, verdict
-from bench_metrics import grow
+from _data import small_then_large
+from _site import QUICK, Site, machine, median, table, verdict
 
-from powrops import migrate
 from powrops.config import Settings
-from powrops.db import engine
-from powrops.demo.data import generate, load
 from powrops.monitoring import alerts
 
 
@@ -61,21 +58,9 @@ def main() -> None:
     site = Site.create("bench-alerts")
     try:
         settings = site.settings
-        eng = engine(settings)
-        migrate.upgrade(eng, "head")
-        load(eng, generate(users=50, weeks=26, seed=42))
-        eng.dispose()
-        site.sql("VACUUM ANALYZE")
-        small_sets = int(site.sql("SELECT count(*) FROM workout_sets")[0][0])
-        small_size = int(site.sql("SELECT pg_database_size('powr')")[0][0])
-        small = measure(site, settings, args.rounds)
-        print(f"small: {small_sets:,} sets, {mib(small_size)}: {small}")
-        load_s = grow(site, args.sets)
-        large_sets = int(site.sql("SELECT reltuples::bigint FROM pg_class "
-                                  "WHERE relname = 'workout_sets'")[0][0])  # fmt: skip
-        large_size = int(site.sql("SELECT pg_database_size('powr')")[0][0])
-        print(f"grown to {large_sets:,} sets ({mib(large_size)}) in {load_s:.0f} s")
-        large = measure(site, settings, args.rounds)
+        small, large, data = small_then_large(
+            site, args.sets, lambda: measure(site, settings, args.rounds)
+        )
         rows = []
         for key, name in (("wall", "A alerts.evaluate"), ("db", "B database time"),
                           ("render", "C OpenMetrics rendering")):  # fmt: skip
@@ -84,15 +69,11 @@ def main() -> None:
             rows.append([name, f"{small[key]:.4f}", f"{large[key]:.4f}", f"{ratio:.2f}",
                          verdict(ok) if key != "render" else "(informational)"])  # fmt: skip
         print()
-        print(f"data: {small_sets:,} -> {large_sets:,} sets ({large_sets / small_sets:.0f}x), "
-              f"{mib(small_size)} -> {mib(large_size)}")  # fmt: skip
+        print(data)
         print(table(["measure", "small s", "large s", "ratio", "target"], rows))
         print(f"machine: {machine()}")
     finally:
-        if args.keep:
-            print(f"kept {site.root}")
-        else:
-            site.destroy()
+        site.finish(args.keep)
 
 
 if __name__ == "__main__":

@@ -226,10 +226,7 @@ def main() -> int:
     try:
         benchmark(site, args.scale, args.rounds)
     finally:
-        if args.keep:
-            print(f"kept {site.root}; the cluster still runs (POWROPS_CONFIG={site.config})")
-        else:
-            site.destroy()
+        site.finish(args.keep)
     return 0
 
 

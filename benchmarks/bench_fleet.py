@@ -85,10 +85,7 @@ def main() -> int:
               f"{0.5 * DAY / busy:.0f} at 50 %")  # fmt: skip
     finally:
         print(f"load average at end: {os.getloadavg()}")
-        if args.keep:
-            print(f"kept {site.root}")
-        else:
-            site.destroy()
+        site.finish(args.keep)
     return 0
 
 

@@ -188,10 +188,7 @@ def main() -> int:
         )
         print(f"end: {machine()}")
     finally:
-        if args.keep:
-            print(f"kept {site.root}")
-        else:
-            site.destroy()
+        site.finish(args.keep)
     return 0
 
 

@@ -22,25 +22,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _site import QUICK, Site, machine, median, mib, table, verdict
+from _data import small_then_large
+from _site import QUICK, Site, machine, median, table, verdict
 
-from powrops import migrate
 from powrops.config import Settings
-from powrops.db import engine
-from powrops.demo.data import generate, load
 from powrops.monitoring import gather, metrics
 from powrops.reports.runner import run_report
 
 REPO = Path(__file__).resolve().parents[1]
-
-GROW_SQL = """
-WITH b AS (SELECT min(id) AS lo, max(id) AS hi FROM workouts),
-     e AS (SELECT min(id) AS id FROM exercises)
-INSERT INTO workout_sets (workout_id, exercise_id, set_number, weight, reps, created_at)
-SELECT b.lo + g % (b.hi - b.lo + 1), e.id, 1 + g % 5, 20 + g % 160, 1 + g % 12,
-       now() - (g % 730) * interval '1 day'
-FROM generate_series(1, {rows}) g, b, e
-"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -79,39 +68,15 @@ def measure(site: Site, settings: Settings, rounds: int) -> dict[str, float]:
     }
 
 
-def grow(site: Site, target: int) -> float:
-    have = int(site.sql("SELECT count(*) FROM workout_sets")[0][0])
-    started = time.perf_counter()
-    with site.connect() as conn:
-        # foreign keys are not checked row by row for the bulk load (ids are in range)
-        conn.execute("SET session_replication_role = replica")
-        conn.execute(GROW_SQL.format(rows=max(target - have, 0)))  # type: ignore[arg-type]
-        conn.execute("SET session_replication_role = origin")
-        conn.execute("VACUUM ANALYZE workout_sets")
-    return time.perf_counter() - started
-
-
 def main() -> None:
     args = parse_args()
     print(f"machine: {machine()}")
     site = Site.create("bench-metrics")
     try:
         settings = site.settings
-        eng = engine(settings)
-        migrate.upgrade(eng, "head")
-        load(eng, generate(users=50, weeks=26, seed=42))
-        eng.dispose()
-        site.sql("VACUUM ANALYZE")
-        small_sets = int(site.sql("SELECT count(*) FROM workout_sets")[0][0])
-        small_size = int(site.sql("SELECT pg_database_size('powr')")[0][0])
-        small = measure(site, settings, args.rounds)
-        print(f"small: {small_sets:,} sets, {mib(small_size)}: {small}")
-        load_s = grow(site, args.sets)
-        large_sets = int(site.sql("SELECT reltuples::bigint FROM pg_class "
-                                  "WHERE relname = 'workout_sets'")[0][0])  # fmt: skip
-        large_size = int(site.sql("SELECT pg_database_size('powr')")[0][0])
-        print(f"grown to {large_sets:,} sets ({mib(large_size)}) in {load_s:.0f} s")
-        large = measure(site, settings, args.rounds)
+        small, large, data = small_then_large(
+            site, args.sets, lambda: measure(site, settings, args.rounds)
+        )
         rows = [
             [name, f"{small[key]:.3f}", f"{large[key]:.3f}", f"{large[key] / small[key]:.2f}",
              verdict(large[key] / small[key] < 2) if key != "notebook" else "(informational)"]
@@ -119,15 +84,11 @@ def main() -> None:
                               ("notebook", "C growth_report notebook"))
         ]  # fmt: skip
         print()
-        print(f"data: {small_sets:,} -> {large_sets:,} sets ({large_sets / small_sets:.0f}x), "
-              f"{mib(small_size)} -> {mib(large_size)}")  # fmt: skip
+        print(data)
         print(table(["measure", "small s", "large s", "ratio", "target < 2x"], rows))
         print(f"machine: {machine()}")
     finally:
-        if args.keep:
-            print(f"kept {site.root}")
-        else:
-            site.destroy()
+        site.finish(args.keep)
 
 
 if __name__ == "__main__":

@@ -250,10 +250,7 @@ def main() -> int:
         ratio = median(rto) / median(raw)
         print(f"ratio {ratio:.2f} (target <= 1.2): {verdict(ratio <= 1.2)}")
     finally:
-        if args.keep:
-            print(f"kept {site.root}")
-        else:
-            site.destroy()
+        site.finish(args.keep)
     return 0
 
 

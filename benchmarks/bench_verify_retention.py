@@ -93,10 +93,7 @@ def main() -> int:
         full_s, _ = bench.cli("verify", chain[0])
         chain_s, _ = bench.cli("verify", chain[-1])
     finally:
-        if args.keep:
-            print(f"kept: {bench.site.root}")
-        else:
-            bench.site.destroy()
+        bench.site.finish(args.keep)
 
     backups = args.days + 1 + args.hourly_days * args.per_day + args.per_day
     print()

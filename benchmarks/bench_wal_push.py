@@ -436,10 +436,7 @@ def main() -> int:
         bench_load(site, "c", bulk_load(site, args.bulk_duration))
         print(f"\nat the end: {machine()}")
     finally:
-        if args.keep:
-            print(f"kept {site.root}; the cluster still runs (POWROPS_CONFIG={site.config})")
-        else:
-            site.destroy()
+        site.finish(args.keep)
     return 0
 
 
