@@ -22,8 +22,8 @@ import time
 from _data import small_then_large
 from _site import QUICK, Site, machine, median, table, verdict
 
+from powrops import alerts
 from powrops.config import Settings
-from powrops.monitoring import alerts
 
 
 def parse_args() -> argparse.Namespace:

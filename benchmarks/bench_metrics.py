@@ -26,7 +26,7 @@ from _data import small_then_large
 from _site import QUICK, Site, machine, median, table, verdict
 
 from powrops.config import Settings
-from powrops.monitoring import gather, metrics
+from powrops.growth import gather, metrics
 from powrops.reports.runner import run_report
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ SEGMENT = 16 * 2**20
 TARGET_MEDIAN_MS = 150.0
 DRAIN_TARGET_S = 5.0
 PUSH_IMPORTS = (
-    "powrops.__main__, powrops.backup.walcli, powrops.backup.walarchive, "
+    "powrops.__main__, powrops.backup.wal.entry, powrops.backup.wal.archive, "
     "powrops.storage.spec, "
     "powrops.storage.local, zstandard"
 )
@@ -190,7 +190,7 @@ def push_series(site: Site, runner: Runner, source: Path, work: Path) -> list[Se
 
 def in_process_push(site: Site, source: Path, work: Path, runs: int) -> list[float]:
     """The push itself (read, compress, atomic durable write), without process start-up."""
-    from powrops.backup.walarchive import push
+    from powrops.backup.wal.archive import push
     from powrops.storage.spec import open_from_spec
 
     repo = open_from_spec(site.state / "archive.json")

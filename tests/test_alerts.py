@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq, run_cli
+from powrops import alerts
 from powrops.backup.catalog import consecutive_failures
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity, overall
-from powrops.monitoring import alerts
-from powrops.monitoring.growth import Disk
+from powrops.metrics.disk import Disk
 
 pytestmark = pytest.mark.pg
 

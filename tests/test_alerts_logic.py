@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from powrops.alerts import intervals
 from powrops.config import Settings
 from powrops.findings import Finding, Severity
-from powrops.monitoring import intervals
 
 
 def test_interval_arithmetic() -> None:
@@ -25,8 +25,8 @@ def test_interval_arithmetic() -> None:
 
 
 def test_notify_reminds_what_stays_critical_and_retries_undelivered() -> None:
+    from powrops.alerts import notifications as alert_notify
     from powrops.durations import Duration
-    from powrops.monitoring import alert_notify
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     crit = [Finding("wal_size", Severity.CRITICAL, "big")]
@@ -46,7 +46,7 @@ def test_notify_reminds_what_stays_critical_and_retries_undelivered() -> None:
 
 
 def test_replication_lag_and_lost_slots_judged() -> None:
-    from powrops.monitoring import server_checks
+    from powrops.alerts import server_checks
 
     s = Settings()
     standbys = [{"application_name": "replica1", "client_addr": "10.0.0.2", "lag_seconds": 90.0},

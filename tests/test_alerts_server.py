@@ -19,10 +19,9 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
-from powrops import migrate
+from powrops import alerts, migrate
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity, overall
-from powrops.monitoring import alerts
 from powrops.pg.cluster import LocalCluster
 
 pytestmark = pytest.mark.pg
@@ -339,7 +338,7 @@ def test_notify_once_per_change_and_once_on_recovery(
 
 
 def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
-    from powrops.monitoring import alert_state
+    from powrops.alerts import state as alert_state
 
     settings = _settings(alert_db)
     with psycopg.connect(alert_db, autocommit=True) as conn:
@@ -388,7 +387,8 @@ def test_table_and_index_bloat_estimated_from_statistics(alert_db: str) -> None:
 
 
 def test_rebuild_gives_back_the_space_of_a_bloated_table(alert_db: str) -> None:
-    from powrops.monitoring import gather, maintenance
+    from powrops import maintenance
+    from powrops.growth import gather
 
     settings = _settings(alert_db)
     with psycopg.connect(alert_db, autocommit=True) as conn:
@@ -418,7 +418,7 @@ def test_rebuild_gives_back_the_space_of_a_bloated_table(alert_db: str) -> None:
 
 
 def test_performance_runbook_reads_chains_rules_and_statistics(alert_db: str) -> None:
-    from powrops.monitoring import gather
+    from powrops.growth import gather
 
     pages = {"pagination": {"default_limit": 2, "max_limit": 5}}
     settings = validate({"database": {"url": alert_db}, "query": pages,

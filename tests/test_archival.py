@@ -25,7 +25,7 @@ from powrops.config import Settings, validate
 from powrops.retention.archival import run_archival
 from powrops.retention.errors import ArchiveValidationError, RetentionError
 from powrops.retention.repository import open_archive
-from powrops.retention.restore import restore_user
+from powrops.retention.unarchive import restore_user
 from powrops.storage.base import Repository
 
 pytestmark = pytest.mark.pg

@@ -10,7 +10,7 @@ import pytest
 
 from powrops.backup.basebackup import PgBaseBackup, TarSniffer, label_facts, manifest_facts
 from powrops.backup.model import new_label, wal_key
-from powrops.backup.wal import format_lsn, kind_of, parse_lsn, parse_segment, segment_of
+from powrops.backup.wal.positions import format_lsn, kind_of, parse_lsn, parse_segment, segment_of
 from powrops.errors import BackupError
 from powrops.pg.binaries import find_binaries
 

@@ -365,8 +365,8 @@ def test_every_demo_report_reads_without_machine_values(
 @pytest.mark.slow
 def test_every_demo_plot_fits_its_data(demo: Site) -> None:
     """The views' own figures from the demo's data: no axis spans more than ten times its data."""
-    from powrops.monitoring import growth_view
-    from powrops.monitoring.gather import growth_for
+    from powrops.growth import view as growth_view
+    from powrops.growth.gather import growth_for
     from powrops.quarterly import review
     from powrops.quarterly import view as quarterly_view
     from powrops.quarterly.evidence import gather

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from powrops import db, verify
+from powrops import alerts, db, verify
 from powrops.cli.main import main
-from powrops.monitoring import alerts
 from powrops.reports import runner
 
 
@@ -83,7 +82,7 @@ def test_verbose_prints_the_traceback(
 def test_wal_fetch_answers_128_on_any_failure(
     site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from powrops.backup import walarchive
+    from powrops.backup.wal import archive as walarchive
 
     spec = site / "archive.json"
     spec.write_text(json.dumps({"url": (site / "repo").as_uri()}))
@@ -101,7 +100,7 @@ def test_wal_push_fails_non_zero_without_a_traceback(
     site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from powrops.__main__ import main as entry
-    from powrops.backup import walarchive
+    from powrops.backup.wal import archive as walarchive
 
     spec = site / "archive.json"
     spec.write_text(json.dumps({"url": (site / "repo").as_uri()}))

@@ -22,7 +22,7 @@ from powrops.backup.expiry import (
     plan_expiry,
 )
 from powrops.backup.model import BackupRecord, Kind, new_label
-from powrops.backup.wal import Segment, parse_segment
+from powrops.backup.wal.positions import Segment, parse_segment
 from powrops.config import BackupRetention
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)

@@ -268,7 +268,7 @@ class EmptyFrame:
 
 
 def test_growth_text_has_units_and_words() -> None:
-    from powrops.monitoring.growth_view import growth_lines
+    from powrops.growth.view import growth_lines
 
     data = {
         "source": "timestamps", "points": 28, "current_bytes": 17684159,

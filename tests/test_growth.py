@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
+from powrops import growth
 from powrops.config import Settings, validate
-from powrops.monitoring import growth
-from powrops.monitoring.growth import (
+from powrops.growth.forecast import (
     Disk,
     Growth,
     days_until,

@@ -56,8 +56,8 @@ def test_a_database_left_read_only_is_critical_in_alerts_and_readiness(read_only
     assert [f["severity"] for f in found] == ["CRITICAL"]
     assert "default_transaction_read_only = off" in found[0]["advice"]
 
+    from powrops import readiness
     from powrops.config import validate
-    from powrops.monitoring import readiness
 
     settings = validate({"database": {"url": read_only_db}})
     with psycopg.connect(read_only_db) as conn:

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
-from powrops import integrity, journal, migrate
+from powrops import alerts, growth, integrity, journal, metrics, migrate
+from powrops.alerts import state as alert_state
 from powrops.config import Settings, load_settings, to_toml
 from powrops.findings import Severity
-from powrops.monitoring import alert_state, alerts, growth, metrics
-from powrops.monitoring.gather import snapshot_history
+from powrops.growth.gather import snapshot_history
 from powrops.quarterly.evidence import gather
 from powrops.quarterly.model import Quarter
 from powrops.retention import journal as retention_journal

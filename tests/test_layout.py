@@ -24,13 +24,17 @@ LAYERS: list[set[str]] = [
     {"cli", "__main__"},
     {"demo"},
     {
+        "alerts",
         "audit",
         "backup",
         "drill",
+        "growth",
         "integrity",
+        "maintenance",
+        "metrics",
         "migrate",
-        "monitoring",
         "quarterly",
+        "readiness",
         "reports",
         "restore",
         "retention",
@@ -61,11 +65,11 @@ KERNEL = LAYERS[-4] | LAYERS[-3] | LAYERS[-2]
 LAZY_IMPORTS_ALLOWED = frozenset(
     {
         "powrops.__main__",
-        "powrops.backup.walcli",
+        "powrops.backup.wal.entry",
         "powrops.storage",
         "powrops.storage.registry",
         "powrops.storage.spec",
-        "powrops.reports",
+        "powrops.reports.notebook",
     }
 )
 
@@ -252,7 +256,7 @@ HEAVY = ("sqlalchemy", "pandas", "matplotlib", "nbformat", "papermill", "jinja2"
         "powrops.restore.prepare",
         "powrops.backup.run",
         "powrops.verify.runner",
-        "powrops.backup.walcli",
+        "powrops.backup.wal.entry",
     ],
 )
 def test_commands_on_the_critical_path_start_light(module: str) -> None:

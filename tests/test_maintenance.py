@@ -14,9 +14,10 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq, run_cli
+from powrops import alerts, maintenance
 from powrops.config import Settings, validate
 from powrops.findings import Severity
-from powrops.monitoring import alerts, maintenance
+from powrops.schema import STRATEGY_INDEXES
 
 pytestmark = pytest.mark.pg
 
@@ -171,7 +172,7 @@ def test_index_strategy_checks(migrated_db: str) -> None:
     settings = _settings(migrated_db)
     found = maintenance.index_checks(settings)
     assert {f.object: f.severity for f in found if f.check == "strategy_index"} == {
-        name: Severity.OK for name in maintenance.STRATEGY_INDEXES
+        name: Severity.OK for name in STRATEGY_INDEXES
     }
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP INDEX idx_exercises_user")

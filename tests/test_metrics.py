@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq, run_cli
+from powrops import metrics
 from powrops.config import Settings, validate
-from powrops.monitoring import metrics
 from readable import machine_values
 
 pytestmark = pytest.mark.pg

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from powrops import alerts
 from powrops.findings import Finding, Severity
-from powrops.monitoring import alerts
 
 CONTRIB = Path(__file__).resolve().parents[1] / "contrib"
 NAME = re.compile(r"\bpowrops_[a-z_]+\b")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from powrops.findings import Severity
+from powrops.growth import view as growth_view
 from powrops.integrity import view as integrity_view
-from powrops.monitoring import growth_view
 from powrops.quarterly import Review
 from powrops.quarterly import view as quarterly_view
 from powrops.quarterly.model import Quarter

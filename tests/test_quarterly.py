@@ -144,7 +144,7 @@ def _insert_ops(url: str) -> None:
         base = _t("2026-06-30T00:00")
         for days in (0, 15, 46, 77, 90):
             size = 2**30 + days * 10 * 2**20
-            # the shape of powrops.monitoring.metrics: nested blocks, the cache hit rate as a ratio
+            # the shape of powrops.metrics.snapshot: nested blocks, the cache hit rate as a ratio
             metrics = {"volume": {"total_size_bytes": size},
                        "performance": {"cache_hit_rate": 0.99 - days / 10000}}  # fmt: skip
             conn.execute(

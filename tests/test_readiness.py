@@ -8,11 +8,11 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
-from powrops import db, migrate
+from powrops import db, migrate, readiness
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity
-from powrops.monitoring import readiness
 from powrops.pg.cluster import LocalCluster
+from powrops.schema import STRATEGY_INDEXES
 
 pytestmark = pytest.mark.pg
 
@@ -40,7 +40,7 @@ def test_migrated_database_on_the_embedded_default(migrated_db: str) -> None:
     assert found["summarize_wal"] == "OK"
     assert found["pg_stat_statements"] == "OK"
     assert found["alembic"] == "OK"
-    for name in readiness.STRATEGY_INDEXES:
+    for name in STRATEGY_INDEXES:
         assert found[f"index.{name}"] == "OK"
     for name in readiness.ROLES:
         assert found[f"role.{name}"] == "OK"

@@ -15,7 +15,7 @@ import pytest
 
 from powrops.config import Settings, load_settings, to_toml
 from powrops.durations import Duration
-from powrops.reports.archive import ReportArchive, expired_runs
+from powrops.reports.remote import ReportArchive, expired_runs
 from powrops.reports.runner import run_report
 
 pytestmark = pytest.mark.pg

@@ -21,19 +21,22 @@ from powrops.reports import (
     RUN_DIR_ENV,
     build_index,
     current_run_dir,
-    discover,
-    ensure_kernel,
     external_resources,
     latest,
     list_runs,
-    project_root,
     record,
-    redact,
     render_html,
-    run_report,
 )
 from powrops.reports.display import findings_html, summary_html, table_html
-from powrops.reports.runner import coerce_parameters, kernel_name
+from powrops.reports.runner import (
+    coerce_parameters,
+    discover,
+    ensure_kernel,
+    kernel_name,
+    project_root,
+    redact,
+    run_report,
+)
 
 pytestmark = pytest.mark.pg
 

@@ -23,7 +23,7 @@ import zstandard
 
 from backup_site import Site
 from conftest import traversable_dir
-from powrops.backup.wal import format_lsn, parse_lsn, parse_segment
+from powrops.backup.wal.positions import format_lsn, parse_lsn, parse_segment
 from powrops.config import merge, to_toml
 from powrops.findings import Finding, Severity
 from powrops.verify import verify

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from powrops.backup.walarchive import (
+from powrops.backup.wal.archive import (
     FETCH_MISSING,
     FETCH_OK,
     KEEP,
@@ -18,7 +18,7 @@ from powrops.backup.walarchive import (
     push,
     warm,
 )  # fmt: skip
-from powrops.backup.walnames import wal_key
+from powrops.backup.wal.names import wal_key
 from powrops.restore.prepare import restore_command
 from powrops.storage.base import Repository
 from powrops.storage.registry import open_repository

@@ -20,7 +20,7 @@ from typing import NoReturn
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["wal"] and "--spec" in arguments:
-        from powrops.backup.walcli import run_fast
+        from powrops.backup.wal.entry import run_fast
 
         code = run_fast(arguments)
         if code is not None:

@@ -52,7 +52,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from powrops.backup.model import BackupRecord
-from powrops.backup.wal import (
+from powrops.backup.wal.positions import (
     BACKUP_LABEL_RE,
     DEFAULT_SEGMENT_SIZE,
     PARTIAL_RE,

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from powrops.backup.walnames import WAL_PREFIX as WAL_PREFIX
-from powrops.backup.walnames import wal_key as wal_key
-from powrops.backup.walnames import wal_name_of as wal_name_of
+from powrops.backup.wal.names import WAL_PREFIX as WAL_PREFIX
+from powrops.backup.wal.names import wal_key as wal_key
+from powrops.backup.wal.names import wal_name_of as wal_name_of
 
 Kind = Literal["full", "incremental"]
 Status = Literal["ok", "failed"]

@@ -41,7 +41,7 @@ from powrops.backup.model import (
     new_label,
 )
 from powrops.backup.steps import Procedure, Step, StepFailed
-from powrops.backup.wal import parse_lsn, segment_of
+from powrops.backup.wal.positions import parse_lsn, segment_of
 from powrops.config import Settings
 from powrops.db import connect, target
 from powrops.errors import (

@@ -50,8 +50,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> Severity:
+    from powrops.alerts import evaluate, openmetrics, write_textfile
     from powrops.errors import ParameterError
-    from powrops.monitoring.alerts import evaluate, openmetrics, write_textfile
 
     if args.json and args.format not in (None, "json"):
         raise ParameterError(f"--json and --format {args.format} contradict each other")

@@ -94,7 +94,7 @@ def _entry_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_restore(args: argparse.Namespace) -> Severity:
-    from powrops.retention.restore import restore_user
+    from powrops.retention.unarchive import restore_user
 
     result = restore_user(_settings(args), args.user)
     if args.json:

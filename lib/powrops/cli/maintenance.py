@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_action(args: argparse.Namespace) -> Severity:
-    from powrops.monitoring import maintenance
+    from powrops import maintenance
 
     settings = settings_of(args)
     result = maintenance.run(settings, args.action_name, dry_run=args.dry_run)
@@ -57,9 +57,9 @@ def cmd_action(args: argparse.Namespace) -> Severity:
 
 
 def cmd_indexes(args: argparse.Namespace) -> Severity:
+    from powrops import maintenance
     from powrops.cli.alerts import render_text
     from powrops.findings import overall
-    from powrops.monitoring import maintenance
 
     findings = maintenance.index_checks(settings_of(args))
     if args.json:

@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
 
 def cmd_snapshot(args: argparse.Namespace) -> Severity:
     from powrops.format import human_bytes, human_count, human_ratio, human_time
-    from powrops.monitoring.metrics import take_snapshot
+    from powrops.metrics.snapshot import take_snapshot
 
     settings = settings_of(args)
     snap = take_snapshot(settings, save=not args.no_store)
@@ -64,8 +64,8 @@ def cmd_snapshot(args: argparse.Namespace) -> Severity:
 
 
 def cmd_growth(args: argparse.Namespace) -> Severity:
-    from powrops.monitoring.gather import growth_for
-    from powrops.monitoring.growth_view import growth_lines
+    from powrops.growth.gather import growth_for
+    from powrops.growth.view import growth_lines
 
     settings = settings_of(args)
     growth = growth_for(settings)

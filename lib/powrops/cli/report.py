@@ -89,7 +89,7 @@ def _with_catalog(format_help: Callable[[], str]) -> Callable[[], str]:
 
 def cmd_report_run(args: argparse.Namespace) -> Severity:
     from powrops.db import identity, secrets
-    from powrops.reports.archive import ReportArchive
+    from powrops.reports.remote import ReportArchive
     from powrops.reports.runner import run_report
     from powrops.schedule import report_intervals
 
@@ -115,8 +115,8 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
 
 
 def cmd_report_index(args: argparse.Namespace) -> Severity:
-    from powrops.reports.archive import ReportArchive
     from powrops.reports.index import build_index
+    from powrops.reports.remote import ReportArchive
 
     loaded = settings_of(args)
     if args.from_archive:
@@ -130,7 +130,7 @@ def cmd_report_index(args: argparse.Namespace) -> Severity:
 
 
 def cmd_report_sync(args: argparse.Namespace) -> Severity:
-    from powrops.reports.archive import ReportArchive
+    from powrops.reports.remote import ReportArchive
 
     result = ReportArchive.from_settings(settings_of(args)).sync(dry_run=args.dry_run)
     if args.json:

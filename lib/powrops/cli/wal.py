@@ -58,18 +58,18 @@ def _wal_repository(args: argparse.Namespace) -> Repository:
 
 
 def cmd_wal_push(args: argparse.Namespace) -> int:
-    from powrops.backup.walcli import push
+    from powrops.backup.wal.entry import push
 
     return push(lambda: _wal_repository(args), args.path, args.verbose)
 
 
 def cmd_wal_fetch(args: argparse.Namespace) -> int:
-    from powrops.backup.walcli import fetch
+    from powrops.backup.wal.entry import fetch
 
     return fetch(lambda: _wal_repository(args), args.name, args.dest, args.spool)
 
 
 def cmd_wal_warm(args: argparse.Namespace) -> int:
-    from powrops.backup.walcli import warm
+    from powrops.backup.wal.entry import warm
 
     return warm(lambda: _wal_repository(args), args.spool, args.first, args.last)

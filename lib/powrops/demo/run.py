@@ -21,7 +21,7 @@ from powrops.demo import data as demo_data
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_seconds
 from powrops.quarterly.model import Quarter
-from powrops.reports.archive import ReportArchive
+from powrops.reports.remote import ReportArchive
 from powrops.reports.runner import discover, project_root, run_report
 
 if TYPE_CHECKING:

@@ -13,6 +13,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 
+def dict_rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]]:
+    """Every row of ``query`` as a dict keyed by column name."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query)
+        return [dict(row) for row in cur.fetchall()]
+
+
 def server_version_num(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
     assert row is not None

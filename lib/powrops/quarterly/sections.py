@@ -16,7 +16,7 @@ from typing import Any
 
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_time
-from powrops.monitoring.growth import MIN_SNAPSHOTS, MIN_SPAN_DAYS
+from powrops.growth.forecast import MIN_SNAPSHOTS, MIN_SPAN_DAYS
 from powrops.quarterly.model import Evidence, Snapshot
 
 
@@ -219,7 +219,7 @@ def integrity(ev: Evidence) -> Section:
 # --- growth and performance -----------------------------------------------------------------
 
 # Figures read from a snapshot's ``metrics`` (shape documented in
-# :mod:`powrops.monitoring.metrics`):
+# :mod:`powrops.metrics.snapshot`):
 # the database size, and the performance block with ratios shown as percentages.
 PERF_FIGURES: dict[str, tuple[str, float]] = {
     "cache_hit_pct": ("cache_hit_rate", 100.0),

@@ -18,7 +18,7 @@ from typing import Any
 from powrops.config import DEFAULT_SERVER
 from powrops.findings import Severity
 from powrops.format import human_duration, human_label, human_value
-from powrops.quarterly import ChecklistItem, FleetReview, Review, summary_counts
+from powrops.quarterly.assessment import ChecklistItem, FleetReview, Review, summary_counts
 from powrops.quarterly.sections import Section
 from powrops.reports.display import (
     cell_text,

@@ -50,7 +50,7 @@ from powrops.reports.index import build_index
 from powrops.reports.record import RUN_DIR_ENV, write_json
 
 if TYPE_CHECKING:
-    from powrops.reports.archive import ReportArchive
+    from powrops.reports.remote import ReportArchive
 
 PROJECT_ROOT_ENV = "POWROPS_PROJECT_ROOT"
 RUN_ID_ENV = "POWROPS_RUN_ID"

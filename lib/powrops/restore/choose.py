@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from powrops.backup.model import BackupRecord
-from powrops.backup.wal import parse_lsn
+from powrops.backup.wal.positions import parse_lsn
 from powrops.errors import ParameterError
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.target import RecoveryTarget

@@ -33,7 +33,7 @@ from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
 from powrops.backup.reconstruct import chain_of, reconstruct
-from powrops.backup.walarchive import KEEP, MISSING
+from powrops.backup.wal.archive import KEEP, MISSING
 from powrops.db import embedded_cluster, target
 from powrops.errors import ClusterError, ParameterError
 from powrops.format import Echo

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from powrops.backup.wal import format_lsn, parse_lsn
+from powrops.backup.wal.positions import format_lsn, parse_lsn
 from powrops.errors import ParameterError
 
 TargetKind = Literal["latest", "time", "lsn", "xid", "name", "immediate"]

@@ -3,7 +3,7 @@
 Per user, in one transaction that holds the rows it archives (``FOR UPDATE``):
 
 1. PostgreSQL computes the row counts and a SHA-256 over the live rows' texts;
-2. the rows are streamed into a file in the archive repository (:mod:`.archive_file`);
+2. the rows are streamed into a file in the archive repository (:mod:`.archival_file`);
 3. the file is read back from the repository and its counts and checksums compared with (1),
    and the stored bytes' SHA-256 with what was written; any difference stops the run;
 4. only then the ``ops.archive_index`` entry is inserted, the rows deleted, ``user_totals``
@@ -32,8 +32,8 @@ import psycopg
 
 from powrops.config import Settings
 from powrops.errors import ConfigError
-from powrops.retention import archive_file, journal, liverows
-from powrops.retention.archive_file import Digest
+from powrops.retention import archival_file, journal, liverows
+from powrops.retention.archival_file import Digest
 from powrops.retention.repository import open_archive, user_prefix
 from powrops.storage.base import Repository
 
@@ -163,20 +163,20 @@ def archive_user(
     compress = settings.archival.process.compress
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     key = f"{user_prefix(candidate.user_id)}{stamp}-{uuid.uuid4().hex[:8]}"
-    key += archive_file.key_suffix(compress)
+    key += archival_file.key_suffix(compress)
     with journal.bulk_transaction(conn, lock_timeout="10s", statement_timeout="30min"):
         ids = liverows.lock_workouts(conn, candidate.user_id, candidate.before)
         live = liverows.digest(conn, ids)
         span, volume = liverows.span_and_volume(conn, ids)
         header = {"user_id": candidate.user_id, "tables": live.rows, "trigger": candidate.trigger}
-        sha, size = archive_file.write(
+        sha, size = archival_file.write(
             repo, key, header, liverows.stream(conn, ids), compress=compress
         )
         _pause("written")
         if after_write is not None:
             after_write(repo, key)
-        back = archive_file.read_back(repo, key, candidate.user_id)
-        archive_file.compare(repo, key, live, back, sha)
+        back = archival_file.read_back(repo, key, candidate.user_id)
+        archival_file.compare(repo, key, live, back, sha)
         _pause("validated")
         stored = {"sha256": sha, "bytes": size, "volume": str(volume)}
         index_id = _index_and_remove(conn, repo, key, candidate, ids, live, span, stored)
@@ -199,7 +199,7 @@ def _index_and_remove(
 ) -> int:
     details = {
         "repository": repo.url, "key": key, "trigger": candidate.trigger,
-        "format": archive_file.FORMAT, **live.to_dict(), "bytes": stored["bytes"],
+        "format": archival_file.FORMAT, **live.to_dict(), "bytes": stored["bytes"],
         "volume": stored["volume"], "restored_at": None,
     }  # fmt: skip
     row = conn.execute(

@@ -24,7 +24,7 @@ import psycopg
 from powrops.config import Settings
 from powrops.db import snapshot
 from powrops.errors import ParameterError
-from powrops.retention import archive_file, journal
+from powrops.retention import archival_file, journal
 from powrops.retention.archival import index_entries
 from powrops.retention.errors import ArchiveValidationError, RetentionError
 from powrops.retention.repository import open_archive
@@ -99,7 +99,7 @@ def archived_workout_ids(
     ids: list[int] = []
     for entry in entries:
         repo = open_archive(settings, entry["details"]["repository"])
-        back = archive_file.read_back(repo, entry["details"]["key"], user_id)
+        back = archival_file.read_back(repo, entry["details"]["key"], user_id)
         if back.file_sha256 != entry["sha256"]:
             raise ArchiveValidationError(
                 f"archive index entry {entry['id']}: the file's SHA-256 differs from the index"
@@ -111,7 +111,7 @@ def archived_workout_ids(
 def _archived_rows(settings: Settings, entries: list[dict[str, Any]], table: str) -> Iterable[str]:
     for entry in entries:
         repo = open_archive(settings, entry["details"]["repository"])
-        for name, text in archive_file.read_rows(repo, entry["details"]["key"]):
+        for name, text in archival_file.read_rows(repo, entry["details"]["key"]):
             if name == table:
                 yield text
 
@@ -133,7 +133,7 @@ def export_user(settings: Settings, user_id: int, to: Path) -> ExportResult:
             name = f"{holding.name}.json"
             rows = _cursor_rows(conn, holding.select(), args)
             result.files[name] = _write_array(directory, name, rows)
-        for table in archive_file.TABLES:
+        for table in archival_file.TABLES:
             name = f"archived_{table}.json"
             result.files[name] = _write_array(
                 directory, name, _archived_rows(settings, entries, table)

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from powrops.retention.archive_file import Digest
+from powrops.retention.archival_file import Digest
 from powrops.retention.errors import RetentionError
 
 CANDIDATES_SQL = """

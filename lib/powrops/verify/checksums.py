@@ -21,7 +21,7 @@ from powrops.backup.model import (
     backup_key,
     wal_name_of,
 )
-from powrops.backup.wal import kind_of
+from powrops.backup.wal.positions import kind_of
 from powrops.errors import ObjectNotFound, StorageError
 from powrops.findings import Severity
 from powrops.format import Echo

@@ -28,7 +28,7 @@ import crc32c
 import zstandard
 
 from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, backup_key
-from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, parse_lsn, segment_of, segment_range
+from powrops.backup.wal.positions import DEFAULT_SEGMENT_SIZE, parse_lsn, segment_of, segment_range
 from powrops.errors import ObjectNotFound, StorageError
 from powrops.storage.base import Repository
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, Segment, format_lsn, parse_lsn
+from powrops.backup.wal.positions import DEFAULT_SEGMENT_SIZE, Segment, format_lsn, parse_lsn
 
 
 @dataclass(frozen=True)

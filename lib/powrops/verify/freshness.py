@@ -21,7 +21,7 @@ from typing import Any
 
 from powrops.backup.catalog import consecutive_failures
 from powrops.backup.model import BackupRecord
-from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, SEGMENT_RE, parse_lsn
+from powrops.backup.wal.positions import DEFAULT_SEGMENT_SIZE, SEGMENT_RE, parse_lsn
 from powrops.config import Settings
 from powrops.db import connect, target
 from powrops.durations import Duration

@@ -16,7 +16,13 @@ from datetime import datetime
 
 from powrops.backup.expiry import broken_link
 from powrops.backup.model import BackupRecord, wal_key
-from powrops.backup.wal import DEFAULT_SEGMENT_SIZE, format_lsn, kind_of, parse_lsn, parse_segment
+from powrops.backup.wal.positions import (
+    DEFAULT_SEGMENT_SIZE,
+    format_lsn,
+    kind_of,
+    parse_lsn,
+    parse_segment,
+)
 from powrops.config import Settings
 from powrops.findings import Severity
 from powrops.format import human_time

@@ -44,7 +44,7 @@ from powrops.backup.model import (
     wal_name_of,
 )
 from powrops.backup.reconstruct import reconstruct, verify_directory
-from powrops.backup.wal import kind_of, parse_segment
+from powrops.backup.wal.positions import kind_of, parse_segment
 from powrops.config import Settings
 from powrops.errors import (
     BackupError,

@@ -1,7 +1,7 @@
 """What the growth report and the disk-space and performance runbooks read from the database.
 
 Reads only, but for :func:`snapshot_and_report`, which first stores a metric snapshot (its name
-says so). What they show of it is :mod:`powrops.monitoring.growth_view`."""
+says so). What they show of it is :mod:`powrops.growth.view`."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg.rows import dict_row
 
+from powrops.alerts.run import AlertReport, disk_usage, evaluate, local_data_dir
 from powrops.backup.repos import primary_url
 from powrops.config import Settings
 from powrops.db import connect
 from powrops.findings import Finding
 from powrops.format import human_bytes
-from powrops.monitoring import growth, maintenance, metrics
-from powrops.monitoring.alerts import AlertReport, disk_usage, evaluate, local_data_dir
-from powrops.monitoring.growth import Growth
-from powrops.monitoring.metrics import (
+from powrops.growth import forecast
+from powrops.growth.forecast import Growth
+from powrops.maintenance import actions, indexes
+from powrops.metrics import snapshot
+from powrops.metrics.snapshot import (
     Snapshot,
     database_errors,
     explain,
@@ -31,6 +32,7 @@ from powrops.monitoring.metrics import (
     statements,
     statements_status,
 )
+from powrops.pg import catalog
 
 
 def growth_for(settings: Settings) -> Growth:
@@ -39,7 +41,7 @@ def growth_for(settings: Settings) -> Growth:
     thr = settings.alerts.disk_usage
     with database_errors("growth analysis failed"), connect(settings, autocommit=True) as conn:
         disk = disk_usage(settings, conn)
-        return growth.analyze(
+        return forecast.analyze(
             conn,
             server=settings.server,
             disk=disk,
@@ -82,17 +84,17 @@ def snapshot_history(settings: Settings, days: float = 365) -> list[dict[str, An
 def snapshot_and_report(settings: Settings, *, take_snapshot: bool = True) -> GrowthReport:
     """Take a snapshot, evaluate the alerts (recorded), compute growth, check the indexes."""
 
-    snap = metrics.take_snapshot(settings, save=take_snapshot)
+    snap = snapshot.take_snapshot(settings, save=take_snapshot)
     alerts = evaluate(settings, data=snap.metrics)
     with connect(settings, autocommit=True) as conn:
-        stats = maintenance.table_stats(conn)
-    vacuum = maintenance.plan_vacuum(stats, settings)
-    analyze = maintenance.plan_analyze(stats, settings)
+        stats = actions.table_stats(conn)
+    vacuum = actions.plan_vacuum(stats, settings)
+    analyze = actions.plan_analyze(stats, settings)
     return GrowthReport(
         snapshot=snap,
         alerts=alerts,
         growth=growth_for(settings),
-        index_findings=maintenance.index_checks(settings),
+        index_findings=indexes.index_checks(settings),
         history=snapshot_history(settings),
         vacuum_plan=[{"table": t.qualified, "reason": t.reason} for t in vacuum],
         analyze_plan=[{"table": t.qualified, "reason": t.reason} for t in analyze],
@@ -104,8 +106,8 @@ def table_growth_rows(settings: Settings, recent_months: int = 3) -> list[dict[s
     (mean of the last ``recent_months`` full months), and from the snapshot history."""
 
     with connect(settings, autocommit=True) as conn:
-        monthly = growth.monthly_rows(conn)
-        per_row = growth.bytes_per_row(conn)
+        monthly = forecast.monthly_rows(conn)
+        per_row = forecast.bytes_per_row(conn)
         by_snapshots = _snapshot_table_rates(conn, settings.server)
     rows = []
     for table, counts in monthly.items():
@@ -294,23 +296,17 @@ LIMIT 200
 """
 
 
-def _dict_rows(conn: Any, query: str) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query)
-        return [dict(r) for r in cur.fetchall()]
-
-
 def blocking_chains(settings: Settings) -> list[dict[str, Any]]:
     """Every session waiting on another's lock, with the blocker (and whether it waits too:
     a chain), longest wait first."""
     with database_errors("blocking chains failed"), connect(settings, autocommit=True) as conn:
-        return _dict_rows(conn, BLOCKING_SQL)
+        return catalog.dict_rows(conn, BLOCKING_SQL)
 
 
 def statistics_age(settings: Settings) -> list[dict[str, Any]]:
     """Tables by the age of their statistics, never analyzed first."""
     with database_errors("statistics age failed"), connect(settings, autocommit=True) as conn:
-        return _dict_rows(conn, STATISTICS_AGE_SQL)
+        return catalog.dict_rows(conn, STATISTICS_AGE_SQL)
 
 
 def query_rule_rows(settings: Settings) -> list[dict[str, Any]]:
@@ -322,7 +318,7 @@ def query_rule_rows(settings: Settings) -> list[dict[str, Any]]:
     with database_errors("query rules failed"), connect(settings, autocommit=True) as conn:
         if statements_status(conn):
             return []
-        found = _dict_rows(conn, RULE_STATEMENTS_SQL)
+        found = catalog.dict_rows(conn, RULE_STATEMENTS_SQL)
     out = []
     for row in found:
         text = str(row["query"])
@@ -339,5 +335,5 @@ def query_rule_rows(settings: Settings) -> list[dict[str, Any]]:
         if broken:
             out.append({"queryid": row["queryid"], "calls": row["calls"],
                         "rows per call": round(per_call, 1), "rule broken": "; ".join(broken),
-                        "query": metrics.redact_query(text)})  # fmt: skip
+                        "query": snapshot.redact_query(text)})  # fmt: skip
     return out

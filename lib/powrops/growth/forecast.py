@@ -28,7 +28,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from powrops.monitoring.metrics import history
+from powrops.metrics.disk import Disk
+from powrops.metrics.snapshot import history
 
 Z95 = 1.96
 HISTORY_DAYS = 365
@@ -106,19 +107,6 @@ def days_until(current: float, limit: float, rate_per_day: float) -> float | Non
     if rate_per_day <= 0:
         return None
     return (limit - current) / rate_per_day
-
-
-@dataclass(frozen=True)
-class Disk:
-    """The disk the data lives on: used and total bytes, and where the figures come from."""
-
-    used_bytes: int
-    capacity_bytes: int
-    source: str
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.used_bytes / self.capacity_bytes if self.capacity_bytes else 0.0
 
 
 @dataclass

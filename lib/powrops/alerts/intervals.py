@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from powrops.config import Settings
-from powrops.monitoring.metrics import redact_query
+from powrops.metrics.snapshot import redact_query
 
 BASELINE_SQL = sql.SQL("""
 SELECT s.userid::oid::bigint AS userid, s.queryid::text AS queryid, s.toplevel,

@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 
 from powrops import migrate
+from powrops.alerts.run import read_only_findings
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, counts
 from powrops.format import human_bytes, human_time
-from powrops.monitoring.alerts import read_only_findings
 from powrops.pg import catalog
 from powrops.reports import show_table
 from powrops.reports.runner import project_root

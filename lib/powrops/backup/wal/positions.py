@@ -11,11 +11,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from powrops.backup.walnames import BACKUP_LABEL_RE as BACKUP_LABEL_RE
-from powrops.backup.walnames import HISTORY_RE as HISTORY_RE
-from powrops.backup.walnames import PARTIAL_RE as PARTIAL_RE
-from powrops.backup.walnames import SEGMENT_RE as SEGMENT_RE
-from powrops.backup.walnames import kind_of as kind_of
+from powrops.backup.wal.names import BACKUP_LABEL_RE as BACKUP_LABEL_RE
+from powrops.backup.wal.names import HISTORY_RE as HISTORY_RE
+from powrops.backup.wal.names import PARTIAL_RE as PARTIAL_RE
+from powrops.backup.wal.names import SEGMENT_RE as SEGMENT_RE
+from powrops.backup.wal.names import kind_of as kind_of
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from powrops.alerts.run import MIN_DEAD_TUPLES
 from powrops.config import Settings
 from powrops.errors import ParameterError
 from powrops.findings import Finding
@@ -20,9 +21,8 @@ from powrops.format import (
     human_rate,
     human_time,
 )
-from powrops.monitoring.alerts import MIN_DEAD_TUPLES
-from powrops.monitoring.gather import GrowthReport
-from powrops.monitoring.growth import Growth
+from powrops.growth.forecast import Growth
+from powrops.growth.gather import GrowthReport
 from powrops.reports.plotting import _pyplot, add_note, barh, fit_time_axis, show, threshold
 
 GIB = float(1 << 30)

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from powrops.config import Settings
-from powrops.retention import archive_file, journal, liverows
+from powrops.retention import archival_file, journal, liverows
 from powrops.retention.archival import index_entries
 from powrops.retention.errors import ArchiveValidationError, RestoreConflict, RetentionError
 from powrops.retention.repository import open_archive
@@ -32,7 +32,7 @@ CHUNK = 1000
 class RestoreResult:
     user_id: int
     entries: list[int] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(archive_file.TABLES, 0))
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(archival_file.TABLES, 0))
 
     def to_dict(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "index_ids": self.entries, "rows": dict(self.rows)}
@@ -82,12 +82,12 @@ def _restore_entry(
     repo = open_archive(settings, details["repository"])
     key = details["key"]
     file_hash = hashlib.sha256()
-    hashes = {t: hashlib.sha256() for t in archive_file.TABLES}
-    counts = dict.fromkeys(archive_file.TABLES, 0)
+    hashes = {t: hashlib.sha256() for t in archival_file.TABLES}
+    counts = dict.fromkeys(archival_file.TABLES, 0)
     with journal.bulk_transaction(conn, lock_timeout="10s", statement_timeout="30min"):
         chunk: list[str] = []
         current = ""
-        for table, text in archive_file.read_rows(repo, key, on_bytes=file_hash.update):
+        for table, text in archival_file.read_rows(repo, key, on_bytes=file_hash.update):
             if not table:
                 continue
             if chunk and (table != current or len(chunk) >= CHUNK):
@@ -126,7 +126,7 @@ def _check(
     problems = []
     if file_sha != entry["sha256"]:
         problems.append("the file's SHA-256 differs from the index")
-    for table in archive_file.TABLES:
+    for table in archival_file.TABLES:
         if counts[table] != details["rows"][table]:
             indexed = details["rows"][table]
             problems.append(f"{table}: {counts[table]} rows, the index says {indexed}")

@@ -44,7 +44,7 @@ def _parse(argv: list[str]) -> tuple[str, str, list[str], bool, str | None] | No
 
 def push(open_repo: Callable[[], Repository], path: str, verbose: bool = False) -> int:
     """Archive one WAL file (``archive_command``); exit 0 when archived or already there."""
-    from powrops.backup.walarchive import push as push_file
+    from powrops.backup.wal.archive import push as push_file
 
     outcome = push_file(open_repo(), path)
     if verbose:
@@ -59,8 +59,8 @@ def fetch(
     With ``spool``, the next segments are fetched ahead into that directory."""
     from pathlib import Path
 
-    from powrops.backup.walarchive import FETCH_ERROR
-    from powrops.backup.walarchive import fetch as fetch_file
+    from powrops.backup.wal.archive import FETCH_ERROR
+    from powrops.backup.wal.archive import fetch as fetch_file
 
     try:
         return fetch_file(open_repo(), name, dest, Path(spool) if spool else None)
@@ -74,8 +74,8 @@ def warm(open_repo: Callable[[], Repository], spool: str, first: str, last: str)
     error (what ``fetch`` of ``first`` would answer)."""
     from pathlib import Path
 
-    from powrops.backup.walarchive import FETCH_ERROR
-    from powrops.backup.walarchive import warm as warm_spool
+    from powrops.backup.wal.archive import FETCH_ERROR
+    from powrops.backup.wal.archive import warm as warm_spool
 
     try:
         return warm_spool(open_repo(), Path(spool), first, last)

@@ -1,4 +1,4 @@
-"""Maintenance per the strategy's schedule and thresholds: vacuum, analyze, reindex, index checks.
+"""Maintenance per the strategy's schedule and thresholds: vacuum, analyze, reindex, rebuild.
 
 * ``vacuum`` — tables whose dead tuples reach ``alerts.dead_tuples.warning`` (with at least
   ``MIN_DEAD_TUPLES`` dead rows), and tables with dead rows whose last vacuum (manual or auto)
@@ -17,9 +17,7 @@
   of the table. ``VACUUM (FULL, ANALYZE)`` each: it gives the space back to the operating
   system, but holds an ACCESS EXCLUSIVE lock (no read, no write) while it copies the table,
   and needs room for the copy. Only ever run after its dry run, behind its own confirmation.
-* ``index_checks`` — the strategy's indexes present and valid, unused indexes (no scan since
-  the statistics were reset, not unique, not backing a foreign key, over ``UNUSED_MIN_BYTES``),
-  foreign keys without an index leading with their columns, invalid indexes.
+* the index strategy's checks are in :mod:`.indexes`.
 
 Each action returns a :class:`MaintenanceRun` (what was planned and done, bytes reclaimed,
 errors) and is recorded in ``ops.events`` (kind ``maintenance``; details: action, tables,
@@ -39,20 +37,19 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from powrops import journal
+from powrops.alerts import server_checks
 from powrops.config import Settings
 from powrops.db import connect
 from powrops.errors import ParameterError
-from powrops.findings import Finding, Severity, exit_code, overall
-from powrops.monitoring import server_checks
-from powrops.monitoring.metrics import database_errors
+from powrops.findings import Severity, exit_code
+from powrops.maintenance.indexes import INDEX_SQL
+from powrops.metrics.snapshot import database_errors
 from powrops.pg import catalog
-from powrops.schema import STRATEGY_INDEXES
 
 MIN_DEAD_TUPLES = 50
 STALE_FRACTION = 0.10
 MIN_LEAF_DENSITY = 50.0
 MIN_BLOAT_BYTES = 1 << 20
-UNUSED_MIN_BYTES = 8 << 20
 ACTIONS = ("vacuum", "analyze", "reindex", "rebuild")
 LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
 
@@ -199,23 +196,10 @@ def plan_analyze(stats: list[dict[str, Any]], settings: Settings) -> list[Target
     return targets
 
 
-INDEX_SQL = """
-SELECT n.nspname AS schema, c.relname AS name, i.indisvalid AS valid,
-       pg_relation_size(c.oid) AS bytes, am.amname AS method, c.oid AS oid
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_am am ON am.oid = c.relam
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-  AND n.nspname NOT LIKE 'pg_temp%%'
-ORDER BY n.nspname, c.relname
-"""
-
-
 def plan_rebuild(conn: psycopg.Connection[Any], settings: Settings) -> list[Target]:
     """Tables with at least MIN_BLOAT_BYTES and alerts.bloat_min_percent estimated free."""
     targets = []
-    for row in _dicts(conn, server_checks.TABLE_BLOAT_SQL):
+    for row in catalog.dict_rows(conn, server_checks.TABLE_BLOAT_SQL):
         wasted, pct = int(row["bloat_bytes"]), float(row["bloat_pct"])
         if wasted < MIN_BLOAT_BYTES or pct < settings.alerts.bloat_min_percent:
             continue
@@ -372,134 +356,3 @@ def run(settings: Settings, action: str, *, dry_run: bool = False) -> Maintenanc
             _execute(conn, action, targets)
         result.event_id = record_event(conn, result, settings.server)
     return result
-
-
-# --- index strategy --------------------------------------------------------------------------
-
-UNUSED_SQL = """
-SELECT s.schemaname AS schema, s.relname AS table, s.indexrelname AS index,
-       pg_relation_size(s.indexrelid) AS bytes, s.idx_scan
-FROM pg_stat_user_indexes s
-JOIN pg_index i ON i.indexrelid = s.indexrelid
-WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary
-  AND NOT EXISTS (
-      SELECT 1 FROM pg_constraint k
-      WHERE k.contype = 'f' AND k.conrelid = i.indrelid
-        AND (i.indkey::int2[])[0:cardinality(k.conkey) - 1] @> k.conkey)
-ORDER BY bytes DESC
-"""
-
-FK_WITHOUT_INDEX_SQL = """
-SELECT n.nspname AS schema, t.relname AS table, k.conname AS constraint,
-       (SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_attribute a
-        WHERE a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey)) AS columns
-FROM pg_constraint k
-JOIN pg_class t ON t.oid = k.conrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
-WHERE k.contype = 'f' AND NOT EXISTS (
-    SELECT 1 FROM pg_index i
-    WHERE i.indrelid = k.conrelid
-      AND (i.indkey::int2[])[0:cardinality(k.conkey) - 1] @> k.conkey)
-ORDER BY n.nspname, t.relname, k.conname
-"""
-
-
-def _dicts(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query)
-        return list(cur.fetchall())
-
-
-def _predicate_matches(definition: str, predicate: str) -> bool:
-    def squash(text: str) -> str:
-        return "".join(ch for ch in text if ch not in " ()")
-
-    return squash(predicate) in squash(definition)
-
-
-def strategy_index_findings(found: dict[str, dict[str, Any]]) -> list[Finding]:
-    """The strategy's indexes: present, on the right columns, valid."""
-    result = []
-    for name, index in STRATEGY_INDEXES.items():
-        table, columns, predicate = index.table, index.columns, index.predicate
-        row = found.get(name)
-        expected = f"{table}{columns}" + (f" WHERE {predicate}" if predicate else "")
-        if row is None:
-            message, severity, definition = "missing", Severity.CRITICAL, None
-        else:
-            definition = str(row["definition"])
-            shape_ok = columns in definition and row["table_name"] == table
-            if predicate:
-                shape_ok = shape_ok and _predicate_matches(definition, predicate)
-            if not row["valid"]:
-                severity, message = Severity.CRITICAL, "present but INVALID"
-            elif not shape_ok:
-                severity, message = Severity.WARNING, "present with another definition"
-            else:
-                severity, message = Severity.OK, "present and valid"
-        result.append(
-            Finding(
-                "strategy_index",
-                severity,
-                message,
-                object=name,
-                value=definition,
-                expected=expected,
-                advice=None if severity == Severity.OK else "powrops migrate latest / reindex",
-            )
-        )
-    return result
-
-
-def _invalid(row: dict[str, Any]) -> Finding:
-    return Finding(
-        "invalid_index",
-        Severity.CRITICAL,
-        "index is INVALID: queries do not use it, writes still maintain it",
-        object=f"{row['schema']}.{row['name']}",
-        advice="powrops maintenance reindex",
-    )
-
-
-def _unused(row: dict[str, Any]) -> Finding:
-    return Finding(
-        "unused_index",
-        Severity.WARNING,
-        f"no index scan since the statistics were reset ({row['bytes']} bytes)",
-        object=f"{row['schema']}.{row['index']}",
-        value=row["bytes"],
-        advice="review: drop it if no query needs it",
-    )
-
-
-def _fk_without_index(row: dict[str, Any]) -> Finding:
-    table = f"{row['schema']}.{row['table']}"
-    return Finding(
-        "fk_without_index",
-        Severity.WARNING,
-        f"foreign key {row['constraint']} ({row['columns']}) has no index",
-        object=table,
-        advice=f"CREATE INDEX CONCURRENTLY ON {table} ({row['columns']})",
-    )
-
-
-def index_checks(settings: Settings) -> list[Finding]:
-    """The index strategy checked on the live database."""
-
-    with database_errors("index checks failed"), connect(settings, autocommit=True) as conn:
-        result = strategy_index_findings(catalog.indexes(conn, STRATEGY_INDEXES))
-        result += [_invalid(row) for row in _dicts(conn, INDEX_SQL) if not row["valid"]]
-        result += [
-            _unused(row)
-            for row in _dicts(conn, UNUSED_SQL)
-            if row["index"] not in STRATEGY_INDEXES and int(row["bytes"]) >= UNUSED_MIN_BYTES
-        ]
-        result += [_fk_without_index(row) for row in _dicts(conn, FK_WITHOUT_INDEX_SQL)]
-    if not any(f.check != "strategy_index" for f in result):
-        message = "no invalid or unused index; every foreign key has an index"
-        result.append(Finding("indexes", Severity.OK, message))
-    return result
-
-
-def index_status(findings: list[Finding]) -> Severity:
-    return overall(findings)

@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 
 from powrops import threads
-from powrops.backup.walnames import SEGMENT_RE, kind_of, wal_key
+from powrops.backup.wal.names import SEGMENT_RE, kind_of, wal_key
 from powrops.errors import (
     EXIT_WAL_FETCH_ERROR,
     BackupError,

@@ -56,6 +56,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from powrops import journal, notify
+from powrops.alerts import intervals, notifications, openmetrics_view, server_checks
+from powrops.alerts import state as alert_state
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog, consecutive_failures
 from powrops.backup.model import BackupRecord
@@ -64,15 +66,8 @@ from powrops.db import connect, embedded_cluster
 from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity, counts, exit_code, grade, overall
 from powrops.format import human_bytes
-from powrops.monitoring import (
-    alert_notify,
-    alert_state,
-    intervals,
-    openmetrics_view,
-    server_checks,
-)
-from powrops.monitoring.growth import Disk
-from powrops.monitoring.metrics import collect, database_errors, statements_status
+from powrops.metrics.disk import Disk
+from powrops.metrics.snapshot import collect, database_errors, statements_status
 from powrops.pg import catalog
 from powrops.verify import freshness
 from powrops.verify.report import VerificationReport
@@ -551,10 +546,10 @@ def record_run(conn: psycopg.Connection[Any], report: AlertReport, server: str) 
 def send_notifications(
     conn: psycopg.Connection[Any], settings: Settings, report: AlertReport
 ) -> None:
-    """Send what changed since the previous notifying run (alert_notify) and keep the state;
+    """Send what changed since the previous notifying run (notifications) and keep the state;
     a channel that fails adds a WARNING finding ``notify``."""
-    previous = alert_state.load(conn, settings, alert_notify.STATE_NAME)
-    todo = alert_notify.changes(
+    previous = alert_state.load(conn, settings, notifications.STATE_NAME)
+    todo = notifications.changes(
         report.findings,
         previous,
         report.evaluated_at,
@@ -570,7 +565,7 @@ def send_notifications(
         problems += issues
     report.notified = len(delivered)
     alert_state.save(
-        conn, settings, alert_notify.STATE_NAME, alert_notify.apply(previous, delivered)
+        conn, settings, notifications.STATE_NAME, notifications.apply(previous, delivered)
     )
     if problems:
         report.findings.append(

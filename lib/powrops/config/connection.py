@@ -1,0 +1,58 @@
+"""Connection and local state: the database, the PostgreSQL programs, the state and report
+folders."""
+
+from __future__ import annotations
+
+from pydantic import (
+    Field,
+    SecretStr,
+    field_validator,
+)
+
+from powrops.config.backup import (
+    Repository,
+)
+from powrops.config.base import (
+    Section,
+)
+from powrops.durations import Duration
+
+#: The job roles the schema creates (migration 20241204090000_job_roles), by what they do.
+JOB_ROLES = {"reporting": "powr_reporting", "backup": "powr_backup", "owner": "powr_owner"}
+
+
+class DatabaseSettings(Section):
+    url: SecretStr | None = None
+    # Connect as this role instead of the URL's user (a scheduled job's least-privileged
+    # role); its password then comes from libpq: ~/.pgpass, PGPASSFILE or PGPASSWORD.
+    role: str | None = None
+    connect_timeout: int = Field(10, ge=1)
+    statement_timeout: Duration = Duration.parse("5min")
+    application_name: str = "powrops"
+
+
+class PostgresSettings(Section):
+    bin_dir: str | None = None
+    os_user: str = "powrops"
+    port: int | None = Field(None, ge=1024, le=65535)
+
+    @field_validator("os_user")
+    @classmethod
+    def _not_root(cls, value: str) -> str:
+        if value == "root":
+            raise ValueError("must not be root: PostgreSQL refuses to run as root")
+        return value
+
+
+class StateSettings(Section):
+    dir: str = ".powrops"
+
+
+class ReportSettings(Section):
+    dir: str = "reports"
+    archive_url: SecretStr | None = None
+    # How to reach an s3:// archive (endpoint, region, credentials), as in backup.storage.*;
+    # unset, the backup repository's s3/gcs connection is used.
+    archive_storage: Repository | None = None
+    retention: Duration = Duration.parse("indefinite")
+    timeout: Duration = Duration.parse("30min")
