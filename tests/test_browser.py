@@ -376,7 +376,7 @@ def test_every_demo_plot_fits_its_data(demo: Site) -> None:
 
     settings = demo.settings
     figures = [
-        verify_view.plot_timeline(verify(settings, restore=False, pg_verifybackup=False)),
+        verify_view.plot_timeline(verify(settings, pg_verifybackup=False)),
         growth_view.plot_size(growth_for(settings)),
     ]
     quarter = review(gather(settings, Quarter.of(datetime.now(UTC))))

@@ -173,27 +173,6 @@ def test_no_cycle_between_modules(graph: grimp.ImportGraph) -> None:
     assert _cycles(graph.modules, links) == []
 
 
-def _function_level_imports(path: Path) -> list[int]:
-    lines = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            for inner in ast.walk(node):
-                if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("powrops"):
-                    lines.append(inner.lineno)
-    return lines
-
-
-def test_function_level_imports_only_where_start_up_matters() -> None:
-    found = []
-    for path in sorted(LIB.rglob("*.py")):
-        module = ".".join(("powrops", *path.relative_to(LIB).with_suffix("").parts))
-        module = module.removesuffix(".__init__")
-        if _lazy_allowed(module):
-            continue
-        found += [f"{module}:{line}" for line in _function_level_imports(path)]
-    assert not found, "imports inside functions:\n" + "\n".join(found)
-
-
 def test_the_cycle_check_finds_a_planted_cycle() -> None:
     links = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(links, links) == [["a", "b", "c"]]
@@ -269,3 +248,102 @@ def test_commands_on_the_critical_path_start_light(module: str) -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = run.stdout.split()
     assert loaded == [], f"{module} loads {loaded}"
+
+
+#: The two registries, which load modules by name on purpose (a command group, a storage scheme).
+DYNAMIC_IMPORTS_ALLOWED = frozenset({"powrops.cli.registry", "powrops.storage.registry"})
+_DYNAMIC_CALLS = frozenset({"import_module", "__import__"})
+
+
+def _module_named(node: ast.expr) -> str:
+    """The module name a dynamic import asks for, as far as the source shows it."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values:
+        first = node.values[0]
+        return first.value if isinstance(first, ast.Constant) else ""
+    return ""
+
+
+def dynamic_imports(source: str) -> list[str]:
+    """``importlib.import_module`` and ``__import__`` calls that load a powrops module."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name in _DYNAMIC_CALLS and _module_named(node.args[0]).startswith("powrops"):
+            found.append(f"{name}({_module_named(node.args[0])!r}) at line {node.lineno}")
+    return found
+
+
+def function_level_imports(source: str) -> list[int]:
+    """Lines of ``import powrops...`` and ``from powrops... import`` inside a function."""
+    lines = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom):
+                    names = [inner.module or ""]
+                elif isinstance(inner, ast.Import):
+                    names = [alias.name for alias in inner.names]
+                else:
+                    continue
+                if any(name.startswith("powrops") for name in names):
+                    lines.add(inner.lineno)
+    return sorted(lines)
+
+
+def _modules() -> Iterable[tuple[str, Path]]:
+    for path in sorted(LIB.rglob("*.py")):
+        module = ".".join(("powrops", *path.relative_to(LIB).with_suffix("").parts))
+        yield module.removesuffix(".__init__"), path
+
+
+def test_no_dynamic_import_of_powrops_outside_the_registries() -> None:
+    found = [
+        f"{module}: {call}"
+        for module, path in _modules()
+        if module not in DYNAMIC_IMPORTS_ALLOWED
+        for call in dynamic_imports(path.read_text())
+    ]
+    assert not found, "dynamic imports hide edges from the layer and cycle checks:\n" + "\n".join(
+        found
+    )
+
+
+def test_function_level_imports_only_where_start_up_matters() -> None:
+    found = [
+        f"{module}:{line}"
+        for module, path in _modules()
+        if not _lazy_allowed(module)
+        for line in function_level_imports(path.read_text())
+    ]
+    assert not found, "imports inside functions:\n" + "\n".join(found)
+
+
+def test_the_import_checks_find_planted_tricks() -> None:
+    planted = (
+        "import importlib\n"
+        "def a():\n    return importlib.import_module('powrops.restore')\n"
+        "def b():\n    return __import__('powrops.verify')\n"
+        "def c(name):\n    return importlib.import_module(f'powrops.{name}')\n"
+        "def d():\n    return importlib.import_module('json')\n"
+        "def e():\n    import powrops.migrate\n"
+        "def f():\n    from powrops import migrate\n"
+        "def g():\n    import json\n"
+    )
+    assert dynamic_imports(planted) == [
+        "import_module('powrops.restore') at line 3",
+        "__import__('powrops.verify') at line 5",
+        "import_module('powrops.') at line 7",
+    ]
+    assert function_level_imports(planted) == [11, 13]
+
+
+def test_the_cycle_check_sees_a_plain_import_of_restore_from_verify() -> None:
+    """The cycle the dynamic import used to hide: were ``verify`` to import ``restore`` again,
+    the graph would close verify -> restore -> migrate -> verify."""
+    links = {"verify": {"restore"}, "restore": {"migrate"}, "migrate": {"verify"}}
+    assert _cycles(links, links) == [["migrate", "restore", "verify"]]

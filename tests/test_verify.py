@@ -26,6 +26,7 @@ from conftest import traversable_dir
 from powrops.backup.wal.positions import format_lsn, parse_lsn, parse_segment
 from powrops.config import merge, to_toml
 from powrops.findings import Finding, Severity
+from powrops.restore import test_restore
 from powrops.verify import verify
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.continuity import (
@@ -483,7 +484,7 @@ def test_test_restore_result_is_a_finding(
     fake = types.ModuleType("powrops.restore")
     fake.test_restore = failing  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "powrops.restore", fake)
-    report = verify(c.site.settings, restore=True, pg_verifybackup=False)
+    report = verify(c.site.settings, restore=test_restore, pg_verifybackup=False)
     assert calls == [c.incremental]  # the newest backup
     found = [f for f in report.findings if f.check == "test_restore"]
     assert [(f.severity, f.object) for f in found] == [(Severity.CRITICAL, c.incremental)]

@@ -55,6 +55,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> Severity:
+    from powrops.restore import test_restore
     from powrops.verify import verify
 
     settings = settings_of(args)
@@ -65,7 +66,7 @@ def cmd_verify(args: argparse.Namespace) -> Severity:
     report = verify(
         settings,
         args.label,
-        restore=args.restore,
+        restore=test_restore if args.restore else None,
         pg_verifybackup=not args.skip_pg_verifybackup,
         everything=args.everything,
         content=args.content,

@@ -10,19 +10,19 @@
 4. ``pg_verifybackup`` on one reconstructed data directory: the chain of the backup asked for,
    else of the newest backup when it has not been verified yet;
 5. freshness against the schedule, ``pg_stat_archiver`` and failed runs (whole repository only);
-6. optionally a test restore through :func:`powrops.restore.test_restore`;
+6. optionally a test restore, through the function the caller hands in (the command line
+   and the verification report hand in :func:`powrops.restore.test_restore`);
 7. what was read intact is recorded in each repository's verification state.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,11 +102,18 @@ def recovery_windows(settings: Settings, now: datetime | None = None) -> dict[st
     return recoverability.listed_windows(records, listing.wal, now or datetime.now(UTC))
 
 
+#: A test restore (``powrops.restore.test_restore``): restores backup ``label`` into a scratch
+#: cluster, queries it and returns what it found. The caller hands it in, so that
+#: verification needs nothing from the restore package (which itself checks the schema through
+#: ``migrate``, which verifies a backup before a production migration).
+TestRestore = Callable[..., Mapping[str, Any]]
+
+
 def verify(
     settings: Settings,
     label: str | None = None,
     *,
-    restore: bool = False,
+    restore: TestRestore | None = None,
     now: datetime | None = None,
     pg_verifybackup: bool = True,
     everything: bool = False,
@@ -178,7 +185,7 @@ def verify(
         _freshness(report, settings, records, listing, now)
     if restore:
         mark = time.monotonic()
-        _test_restore(report, settings, label, targets, by_label, echo)
+        _test_restore(report, settings, label, targets, by_label, restore, echo)
         seconds["test_restore"] = round(time.monotonic() - mark, 3)
     report.backups = _rows(report, records if label is None else targets, by_label, damaged,
                            second, verified, continuity, secondary is not None)  # fmt: skip
@@ -676,6 +683,7 @@ def _test_restore(
     label: str | None,
     targets: Sequence[BackupRecord],
     by_label: dict[str, BackupRecord],
+    test_restore: TestRestore,
     echo: Echo | None,
 ) -> None:
     check = "test_restore"
@@ -684,17 +692,10 @@ def _test_restore(
     if chosen is None or not candidates:
         report.add(check, Severity.UNKNOWN, "not run: no restorable backup")
         return
-    try:
-        module = importlib.import_module("powrops.restore")
-    except ModuleNotFoundError as exc:
-        if exc.name != "powrops.restore":
-            raise
-        report.add(check, Severity.UNKNOWN, "not run: powrops.restore is not available")
-        return
     if echo:
         echo(f"test restore: backup {chosen}")
     try:
-        result: dict[str, Any] = dict(module.test_restore(settings, label=chosen, echo=echo))
+        result: dict[str, Any] = dict(test_restore(settings, label=chosen, echo=echo))
     except Exception as exc:  # a test restore that crashes is a failed test restore
         report.test_restore = {"label": chosen, "ok": False, "error": f"{exc}"}
         report.add(check, Severity.CRITICAL, f"test restore of backup {chosen} failed: {exc}",
