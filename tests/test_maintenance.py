@@ -146,6 +146,38 @@ def test_invalid_index_found_and_rebuilt_concurrently(migrated_db: str) -> None:
     assert not [f for f in maintenance.index_checks(settings) if f.check == "invalid_index"]
 
 
+def _invalid_index(url: str, table: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (v int)")
+        conn.execute(f"INSERT INTO {table} VALUES (1), (1)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {table}_v ON {table} (v)")
+        conn.execute(f"DELETE FROM {table} WHERE ctid = (SELECT min(ctid) FROM {table})")
+
+
+def test_reindex_asks_and_acts_only_on_its_plan(migrated_db: str) -> None:
+    """reindex and rebuild take locks: without --yes and without a terminal the command
+    refuses (exit 3, nothing done); confirmed, an index that became due after the plan was
+    shown is left alone and named."""
+    url = libpq(migrated_db)
+    settings = _settings(migrated_db)
+    _invalid_index(url, "planned")
+    env = {"POWROPS_DATABASE_URL": url, "POWROPS_STATE_DIR": settings.state.dir}
+    refused = run_cli("maintenance", "reindex", env=env)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "--yes" in refused.stderr and "Traceback" not in refused.stderr
+    plan = maintenance.run(settings, "reindex", dry_run=True)
+    assert "public.planned_v" in [t.qualified for t in plan.targets]
+    _invalid_index(url, "later")
+    done = maintenance.run(settings, "reindex", planned=plan.targets)
+    assert "public.later_v" not in [t.qualified for t in done.targets]
+    assert "public.later_v" in done.unplanned and "left alone" in done.summary()
+    assert "public.planned_v" in [t.qualified for t in done.targets] and not done.errors
+    confirmed = run_cli("maintenance", "reindex", "--yes", env=env)
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert "public.later_v" in confirmed.stdout
+
+
 def test_bloated_index_rebuilt_and_bytes_reclaimed(migrated_db: str) -> None:
     url = libpq(migrated_db)
     settings = _settings(migrated_db)

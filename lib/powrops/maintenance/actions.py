@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -84,6 +85,8 @@ class MaintenanceRun:
     dry_run: bool
     targets: list[Target] = field(default_factory=list)
     event_id: int | None = None
+    # Objects due when the action ran that the confirmed dry run had not listed: left alone.
+    unplanned: list[str] = field(default_factory=list)
 
     @property
     def reclaimed_bytes(self) -> int:
@@ -107,6 +110,8 @@ class MaintenanceRun:
         text = f"{self.action}: {verb} process {len(self.targets)} ({what})"
         if not self.dry_run:
             text += f"; reclaimed {self.reclaimed_bytes} bytes"
+        if self.unplanned:
+            text += f"; not in the confirmed plan, left alone: {', '.join(self.unplanned)}"
         return text + (f"; {len(self.errors)} error(s)" if self.errors else "")
 
     def rows(self) -> list[dict[str, Any]]:
@@ -133,6 +138,7 @@ class MaintenanceRun:
             "errors": self.errors,
             "event_id": self.event_id,
             "targets": [asdict(t) for t in self.targets],
+            "unplanned": self.unplanned,
         }
 
 
@@ -335,8 +341,36 @@ def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun, server: str
     return journal.record(conn, "maintenance", details, server=server)
 
 
-def run(settings: Settings, action: str, *, dry_run: bool = False) -> MaintenanceRun:
-    """Plan ``action`` (vacuum, analyze, reindex), do it unless ``dry_run``, record it."""
+def _plan(conn: psycopg.Connection[Any], settings: Settings, action: str) -> list[Target]:
+    if action == "reindex":
+        return plan_reindex(conn)
+    if action == "rebuild":
+        return plan_rebuild(conn, settings)
+    stats = table_stats(conn)
+    return (plan_vacuum if action == "vacuum" else plan_analyze)(stats, settings)
+
+
+def _only_planned(due: list[Target], planned: Sequence[Target]) -> tuple[list[Target], list[str]]:
+    """What is due now and was planned (acted on), and what is due now but was not planned."""
+    names = {t.qualified for t in planned}
+    return [t for t in due if t.qualified in names], [
+        t.qualified for t in due if t.qualified not in names
+    ]
+
+
+def run(
+    settings: Settings,
+    action: str,
+    *,
+    dry_run: bool = False,
+    planned: Sequence[Target] | None = None,
+) -> MaintenanceRun:
+    """Plan ``action`` (vacuum, analyze, reindex, rebuild), do it unless ``dry_run``, record it.
+
+    ``planned`` (the targets of the dry run a person confirmed) limits the action to those of
+    them still due: an object due now that the dry run did not list is left alone and named in
+    ``MaintenanceRun.unplanned``.
+    """
 
     if action not in ACTIONS:
         raise ParameterError(f"unknown maintenance action {action!r}; expected one of {ACTIONS}")
@@ -344,14 +378,10 @@ def run(settings: Settings, action: str, *, dry_run: bool = False) -> Maintenanc
         database_errors(f"maintenance {action} failed"),
         connect(settings, autocommit=True) as conn,
     ):
-        if action == "reindex":
-            targets = plan_reindex(conn)
-        elif action == "rebuild":
-            targets = plan_rebuild(conn, settings)
-        else:
-            stats = table_stats(conn)
-            targets = (plan_vacuum if action == "vacuum" else plan_analyze)(stats, settings)
-        result = MaintenanceRun(action, dry_run, targets)
+        targets, unplanned = _plan(conn, settings, action), list[str]()
+        if planned is not None:
+            targets, unplanned = _only_planned(targets, planned)
+        result = MaintenanceRun(action, dry_run, targets, unplanned=unplanned)
         if not dry_run:
             _execute(conn, action, targets)
         result.event_id = record_event(conn, result, settings.server)

@@ -200,7 +200,7 @@ def jobs(settings: Settings) -> list[Job]:
             s.maintenance.analyze, 210, "db", "ANALYZE: update planner statistics"),
         Job("maintenance-vacuum", ("maintenance", "vacuum"), "maintenance.vacuum",
             s.maintenance.vacuum, 240, "db", "VACUUM: clean up dead tuples"),
-        Job("maintenance-reindex", ("maintenance", "reindex"), "maintenance.reindex",
+        Job("maintenance-reindex", ("maintenance", "reindex", "--yes"), "maintenance.reindex",
             s.maintenance.reindex, 270, "db", "REINDEX: rebuild bloated indexes"),
         Job("retention-apply", ("retention", "apply"), "cleanup.schedule", s.cleanup.schedule,
             300, "db", "archive and delete data past its retention"),
