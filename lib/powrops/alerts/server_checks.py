@@ -229,7 +229,7 @@ def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]] | N
     """Rows of ``query``, or None when this role may not read them."""
     try:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query)  # type: ignore[arg-type]
+            cur.execute(query)
             return [dict(r) for r in cur.fetchall()]
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
         return None

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
         "parameters (repeat -p for more).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.format_help = _with_catalog(run.format_help)  # type: ignore[method-assign]
+    run.format_help = _with_catalog(run.format_help)
     run.add_argument("name", help="the report or runbook to run (listed below)")
     run.add_argument(
         "-p",
