@@ -8,6 +8,8 @@ other command starts it when it exists and stops with a clear error when it does
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,9 +60,6 @@ def cluster_settings(settings: Settings, archive_command: str | None = None) -> 
 
 def archive_command(settings: Settings) -> str:
     """``archive_command`` for a server this machine runs: powrops on this interpreter."""
-    import shlex
-    import sys
-
     spec = settings.state_dir / "archive.json"
     return f"{shlex.quote(sys.executable)} -m powrops wal push --spec {shlex.quote(str(spec))} %p"
 
@@ -89,8 +88,6 @@ def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
         root = path_from_url(url)
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not user.is_current:
-            import os
-
             os.chown(root, user.uid, user.gid)
     return archive_command(settings)
 

@@ -10,8 +10,10 @@ of the tar headers on the way, without unpacking anything to disk.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
@@ -225,8 +227,6 @@ PIPE_SIZE = 1 << 20
 def widen_pipe(pipe: IO[bytes]) -> None:
     """A 1 MiB pipe instead of 64 KiB: the writer goes on while the reader works on a chunk,
     and both sides wake up sixteen times less often (a stream of a backup in or out)."""
-    import fcntl
-
     with contextlib.suppress(OSError, AttributeError):  # a smaller limit: the default stays
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
@@ -238,8 +238,6 @@ _CLIENT_AUTH_ENV = ("PGPASSFILE", "PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT", "P
 
 
 def _client_env(password: str | None) -> dict[str, str]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in _CLIENT_AUTH_ENV}
     env["LC_ALL"] = "C.UTF-8"
     if password:

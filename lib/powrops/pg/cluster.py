@@ -27,6 +27,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -37,6 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from powrops.errors import ClusterError
 from powrops.pg.access import check_reachable, grant_traversal
@@ -248,8 +250,6 @@ class LocalCluster:
         }
 
     def url(self, database: str = DEFAULT_DATABASE, driver: str = "postgresql+psycopg") -> str:
-        from urllib.parse import quote
-
         return (
             f"{driver}://{SUPERUSER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/"
             f"{database}"
@@ -499,8 +499,6 @@ class LocalCluster:
 
     def ctl_command(self, action: str) -> str:
         """The shell command a DBA runs to start or stop this cluster by hand."""
-        import shlex
-
         argv = [str(self.binaries.path("pg_ctl")), action, "-D", str(self.data_dir)]
         if action == "start":
             argv += ["-l", str(self.log_file)]

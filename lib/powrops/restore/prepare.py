@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
@@ -240,8 +241,6 @@ def _credentials(settings: Settings) -> tuple[str, str | None]:
     if settings.database.url is None:
         source = embedded_cluster(settings)
         return "postgres", source.password if source.password_file.exists() else None
-    from urllib.parse import unquote, urlsplit
-
     parts = urlsplit(target(settings, start=False).libpq_url)
     user = unquote(parts.username or "postgres")
     if parts.password:
