@@ -370,7 +370,7 @@ def test_every_demo_plot_fits_its_data(demo: Site) -> None:
     from powrops.quarterly import review
     from powrops.quarterly import view as quarterly_view
     from powrops.quarterly.evidence import gather
-    from powrops.reports.plotting import _pyplot, overstretched_axes
+    from powrops.reports.plotting import overstretched_axes, pyplot
     from powrops.verify import view as verify_view
     from powrops.verify.runner import verify
 
@@ -385,7 +385,7 @@ def test_every_demo_plot_fits_its_data(demo: Site) -> None:
         assert len(figures) >= 4
         assert [p for fig in figures for p in overstretched_axes(fig)] == []
     finally:
-        _pyplot().close("all")
+        pyplot().close("all")
 
 
 def test_fleet_page_filters_by_server(browser: Browser, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ per WAL segment (``wal push`` / ``wal fetch``).
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -178,25 +179,43 @@ def test_the_cycle_check_finds_a_planted_cycle() -> None:
     assert _cycles(links, links) == [["a", "b", "c"]]
 
 
-#: What a view may not do: reach a database, a repository or a file.
+#: What a view may not do: reach a database, a repository, a file, the environment or the
+#: clock, or decide what was found (findings, times and parameters come in the result).
 VIEW_FORBIDDEN_IMPORTS = ("psycopg", "sqlalchemy", "powrops.db", "powrops.storage", "boto3")
+VIEW_FORBIDDEN_MODULES = frozenset({"os"})
 VIEW_FORBIDDEN_CALLS = frozenset(
-    {"connect", "execute", "executemany", "open", "write_text", "write_bytes", "mkdir", "unlink"}
-)
+    {
+        "connect", "execute", "executemany", "open", "write_text", "write_bytes", "mkdir",
+        "unlink", "now", "today", "utcnow", "time", "monotonic", "getenv", "Finding",
+    }
+)  # fmt: skip
+VIEW_FORBIDDEN_NAMES = frozenset({"environ"})
+
+
+def _imported(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.ImportFrom):
+        return [node.module or ""]
+    return [alias.name for alias in node.names]
 
 
 def view_problems(source: str) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            found += [f"imports {n}" for n in names if n.startswith(VIEW_FORBIDDEN_IMPORTS)]
+            names = _imported(node)
+            forbidden = [n for n in names if n.startswith(VIEW_FORBIDDEN_IMPORTS)]
+            forbidden += [n for n in names if n in VIEW_FORBIDDEN_MODULES]
+            found += [f"imports {n}" for n in forbidden]
+            if isinstance(node, ast.ImportFrom):
+                found += [f"imports private {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]  # fmt: skip
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             if name in VIEW_FORBIDDEN_CALLS:
                 found.append(f"calls {name}() at line {node.lineno}")
+        if isinstance(node, ast.Attribute) and node.attr in VIEW_FORBIDDEN_NAMES:
+            found.append(f"reads {node.attr} at line {node.lineno}")
     return found
 
 
@@ -208,11 +227,25 @@ def test_views_are_pure() -> None:
 
 
 def test_the_view_check_finds_planted_work() -> None:
-    planted = "from powrops.db import connect\ndef rows(s):\n    return connect(s).execute('x')\n"
+    planted = (
+        "import os\n"
+        "from datetime import datetime\n"
+        "from powrops.db import connect\n"
+        "from powrops.reports.plotting import _helper\n"
+        "def rows(s):\n    return connect(s).execute('x')\n"
+        "def when():\n    return datetime.now()\n"
+        "def where():\n    return os.environ['X']\n"
+        "def judge():\n    return [Finding('c', 0, 'm')]\n"
+    )
     assert sorted(view_problems(planted)) == [
-        "calls connect() at line 3",
-        "calls execute() at line 3",
+        "calls Finding() at line 12",
+        "calls connect() at line 6",
+        "calls execute() at line 6",
+        "calls now() at line 8",
+        "imports os",
         "imports powrops.db",
+        "imports private _helper",
+        "reads environ at line 10",
     ]
 
 
@@ -347,3 +380,151 @@ def test_the_cycle_check_sees_a_plain_import_of_restore_from_verify() -> None:
     the graph would close verify -> restore -> migrate -> verify."""
     links = {"verify": {"restore"}, "restore": {"migrate"}, "migrate": {"verify"}}
     assert _cycles(links, links) == [["migrate", "restore", "verify"]]
+
+
+# --- the map: docs/architecture.md and README's layout name only what is there ----------------
+
+ROOT = LIB.parents[1]
+#: Folders of the checkout (not packages of the library) the map may name.
+CHECKOUT_FOLDERS = frozenset({"notebooks", "runbooks", "migrations", "tests", "benchmarks", "docs"})
+_PACKAGE = re.compile(r"`((?:[a-z_]+/)+)`")
+_PATH = re.compile(r"`((?:[a-z_]+/)+[a-z_]+\.py)`")
+_BULLET = re.compile(r"^- \*\*`([a-z_]+)/`\*\*")
+_MODULE = re.compile(r"`([a-z_]+\.py)`")
+
+
+def _bullets(text: str) -> dict[str, str]:
+    """Each feature bullet of the map (``- **`name/`**: ...``) with its continuation lines."""
+    found: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        match = _BULLET.match(line)
+        if match:
+            current = match.group(1)
+            found[current] = line
+        elif current and line.startswith("  "):
+            found[current] += "\n" + line
+        else:
+            current = None
+    return found
+
+
+def map_problems(text: str, lib: Path = LIB, root: Path = ROOT) -> list[str]:
+    """What the map names that is not there: packages, module paths, a feature's modules."""
+    packages = {name.rstrip("/") for name in _PACKAGE.findall(text)} - CHECKOUT_FOLDERS
+    problems = [
+        f"no package {name}/"
+        for name in sorted(packages)
+        if not (lib / name / "__init__.py").is_file()
+    ]
+    problems += [
+        f"no file {path}"
+        for path in sorted(set(_PATH.findall(text)))
+        if not (lib / path).is_file() and not (root / path).is_file()
+    ]
+    for package, bullet in _bullets(text).items():
+        here = {p.name for p in (lib / package).rglob("*.py")}
+        problems += [f"no {package}/{m}" for m in sorted(set(_MODULE.findall(bullet)) - here)]
+    return problems
+
+
+def _commands(text: str) -> set[str]:
+    return {m for m in _PATH.findall(text) if m.startswith("cli/")}
+
+
+def test_the_map_names_only_what_is_there() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    assert map_problems(text) == []
+    for command in sorted(_commands(text)):
+        source = (LIB / command).read_text()
+        assert "def register(" in source or command in ("cli/main.py", "cli/registry.py")
+
+
+def test_the_map_lists_every_feature_of_the_layers() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("```")[1]
+    listed = block.split("features", 1)[1].split("db.py", 1)[0].split()
+    assert sorted(listed) == sorted(LAYERS[2])
+    assert set(_bullets(text)) >= LAYERS[2]
+
+
+def test_every_command_module_is_in_the_map() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    modules = {f"cli/{p.name}" for p in (LIB / "cli").glob("*.py")}
+    helpers = {"cli/__init__.py", "cli/__main__.py", "cli/common.py"}
+    assert modules - helpers - _commands(text) == set()
+
+
+def test_readme_layout_names_only_packages_that_are_there() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    lib_lines = layout.split("migrations/", 1)[0]
+    names = set(re.findall(r"\b([a-z_]+)/(?=\s)", lib_lines)) - {"powrops", "lib"}
+    assert names and [n for n in sorted(names) if not (LIB / n).is_dir()] == []
+    assert set(LAYERS[2]) <= names
+
+
+def test_the_map_check_finds_planted_mistakes(tmp_path: Path) -> None:
+    lib = tmp_path / "powrops"
+    (lib / "alerts").mkdir(parents=True)
+    (lib / "alerts" / "__init__.py").write_text("")
+    (lib / "alerts" / "run.py").write_text("")
+    planted = (
+        "- **`alerts/`**: the evaluation (`run.py`), the checks (`server_checks.py`).\n"
+        "- **`monitoring/`**: gone.\n"
+        "See `cli/alerts.py` and `notebooks/` and `tests/test_layout.py`.\n"
+    )
+    assert map_problems(planted, lib=lib, root=tmp_path) == [
+        "no package monitoring/",
+        "no file cli/alerts.py",
+        "no file tests/test_layout.py",
+        "no alerts/server_checks.py",
+    ]
+
+
+_LAZY_ROW = re.compile(r"^\| `([a-z0-9_/]+\.py)` \| ([A-Za-z0-9_, ]+) \|$", re.M)
+
+
+def lazy_third_party(source: str) -> tuple[set[str], set[str]]:
+    """The third-party and the standard-library modules imported inside functions."""
+    third, standard = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import | ast.ImportFrom):
+                    for name in _imported(inner):
+                        top = name.split(".")[0]
+                        if top in sys.stdlib_module_names:
+                            standard.add(top)
+                        elif top and top != "powrops":
+                            third.add(top)
+    return third, standard
+
+
+def _lazy_in_code() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    third: dict[str, set[str]] = {}
+    standard: dict[str, set[str]] = {}
+    for module, path in _modules():
+        if _lazy_allowed(module) and module.startswith(("powrops.cli", "powrops.__main__")):
+            continue
+        found, stdlib = lazy_third_party(path.read_text())
+        rel = str(path.relative_to(LIB))
+        if found:
+            third[rel] = found
+        if stdlib and not _lazy_allowed(module):
+            standard[rel] = stdlib
+    return third, standard
+
+
+def test_lazy_third_party_imports_are_where_the_map_lists_them() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text.split("| module | loads on first use |", 1)[1].split("\n\n", 1)[0]
+    listed = {m: {n.strip() for n in names.split(",")} for m, names in _LAZY_ROW.findall(table)}
+    third, standard = _lazy_in_code()
+    assert third == listed
+    assert standard == {}, "import the standard library at the top of the module"
+
+
+def test_the_lazy_import_check_finds_planted_ones() -> None:
+    planted = "import os\ndef a():\n    import zstandard\n    import json\n    import powrops.db\n"
+    assert lazy_third_party(planted) == ({"zstandard"}, {"json"})

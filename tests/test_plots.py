@@ -20,10 +20,10 @@ from powrops.quarterly.model import Quarter
 from powrops.quarterly.sections import Section
 from powrops.reports.plotting import (
     ONE_POINT_NOTE,
-    _pyplot,
     barh,
     fit_time_axis,
     overstretched_axes,
+    pyplot,
     threshold,
 )
 from powrops.retention import view as retention_view
@@ -34,7 +34,7 @@ START = datetime(2026, 10, 1, 3, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _close_figures() -> Iterator[None]:
     yield
-    _pyplot().close("all")
+    pyplot().close("all")
 
 
 def _texts(fig: Any) -> str:
@@ -46,7 +46,7 @@ def _moments(n: int) -> list[datetime]:
 
 
 def test_the_check_finds_a_plot_stretched_around_its_data() -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots()
     ax.plot([START], [5.0], marker="o")  # matplotlib alone: years around a single date
     assert overstretched_axes(fig), "a single date on matplotlib's default axis passed"
@@ -58,7 +58,7 @@ def test_the_check_finds_a_plot_stretched_around_its_data() -> None:
 
 @pytest.mark.parametrize("n", [1, 2, 1000])
 def test_time_axis_fits_one_point_and_a_thousand(n: int) -> None:
-    fig, ax = _pyplot().subplots()
+    fig, ax = pyplot().subplots()
     moments = _moments(n)
     ax.plot(moments, list(range(n)), marker="o")
     fit_time_axis(ax, moments)
@@ -70,7 +70,7 @@ def test_time_axis_fits_one_point_and_a_thousand(n: int) -> None:
 
 
 def test_a_threshold_off_the_scale_is_named_not_drawn() -> None:
-    fig, ax = _pyplot().subplots()
+    fig, ax = pyplot().subplots()
     ax.plot(_moments(3), [3.0, 4.0, 3.5])
     assert threshold(ax, 3600, "objective 1 h", [3.0, 4.0, 3.5]) is False
     assert "objective 1 h: far above every value shown" in _texts(fig)

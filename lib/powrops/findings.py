@@ -1,7 +1,8 @@
 """Findings: the common currency of every check, rendered alike by CLI, JSON and notebooks.
 
-Also the one order of severities (:data:`SEVERITY_ORDER`, :func:`worst`) and the one mapping
-from an outcome to a process exit code (:func:`exit_code`), used by every command.
+Also the one order of severities (:data:`SEVERITY_ORDER`, :func:`worst`), the one mapping
+from an outcome to a process exit code (:func:`exit_code`), used by every command, and
+:class:`Graded`, which gives every result its status and exit code.
 """
 
 from __future__ import annotations
@@ -105,6 +106,25 @@ class Finding:
 def overall(findings: Iterable[Finding]) -> Severity:
     """The worst severity among findings (:func:`worst`); OK when there are none."""
     return worst(finding.severity for finding in findings)
+
+
+class Graded:
+    """What every result shares (``verify/report.py``'s ``VerificationReport`` is the model):
+    ``status``, the worst of the findings :meth:`graded` returns, by the one order, and
+    ``exit_code``, that status's code. A result whose status follows another rule (a migration
+    refused, a repair that failed) overrides ``status`` and keeps ``exit_code``."""
+
+    def graded(self) -> Iterable[Finding]:
+        """The findings this result's status is the worst of."""
+        raise NotImplementedError(f"{type(self).__name__} names the findings it is graded by")
+
+    @property
+    def status(self) -> Severity:
+        return overall(self.graded())
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.status)
 
 
 def counts(findings: Iterable[Finding]) -> dict[str, int]:

@@ -64,7 +64,7 @@ from powrops.backup.model import BackupRecord
 from powrops.config import PercentThreshold, Settings
 from powrops.db import connect, embedded_cluster
 from powrops.errors import ParameterError, PowropsError
-from powrops.findings import Finding, Severity, counts, exit_code, grade, overall
+from powrops.findings import Finding, Graded, Severity, counts, grade
 from powrops.format import human_bytes
 from powrops.metrics.disk import Disk
 from powrops.metrics.snapshot import collect, database_errors, statements_status
@@ -425,20 +425,15 @@ def freshness_findings(
 
 
 @dataclass
-class AlertReport:
+class AlertReport(Graded):
     findings: list[Finding]
     evaluated_at: datetime
     run_id: int | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     notified: int | None = None  # messages sent by --notify
 
-    @property
-    def status(self) -> Severity:
-        return overall(self.findings)
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.status)
+    def graded(self) -> list[Finding]:
+        return self.findings
 
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if f.severity != Severity.OK]

@@ -17,6 +17,7 @@ the last transaction the archive let recovery replay. Each drill's result is kep
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -32,7 +33,7 @@ import psycopg
 from powrops import journal
 from powrops.config import RECOVERY_STEPS, Settings
 from powrops.db import connect
-from powrops.findings import Finding, Severity, overall
+from powrops.findings import Finding, Graded, Severity
 from powrops.format import Echo, human_rows, human_time
 from powrops.restore import RecoveryTarget, restore
 from powrops.restore.checks import RestoredChecks, table_counts
@@ -52,7 +53,7 @@ class DrillStep:
 
 
 @dataclass
-class DrillResult:
+class DrillResult(Graded):
     drill_id: str
     started_at: datetime
     target: dict[str, Any]
@@ -65,10 +66,10 @@ class DrillResult:
     verification: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    finished_at: datetime | None = None
 
-    @property
-    def status(self) -> Severity:
-        return overall(self.findings)
+    def graded(self) -> list[Finding]:
+        return self.findings
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -260,14 +261,13 @@ class Drill:
     # -- after ------------------------------------------------------------------------------
 
     def finish(self) -> DrillResult:
+        self.result.finished_at = datetime.now(UTC)
         self._measure_rpo()
         self.result.findings = drill_findings(self.result, self.settings)
         self._keep_result()
         if self.restored is not None and not self.keep:
             self.restored.destroy()
             if self.workdir is not None:
-                import shutil
-
                 shutil.rmtree(self.workdir, ignore_errors=True)
         return self.result
 

@@ -3,7 +3,7 @@ the verification results. Presentation only; the drill itself is in ``powrops.dr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from powrops.drill.run import DrillResult
@@ -90,7 +90,7 @@ def figures(result: DrillResult) -> dict[str, Any]:
         "backup": result.label,
         "chain_length": len(result.chain),
         "target": result.target.get("value"),
-        "finished_at": datetime.now(UTC).isoformat(),
+        "finished_at": result.finished_at.isoformat() if result.finished_at else None,
     }
 
 

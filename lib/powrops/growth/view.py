@@ -23,7 +23,7 @@ from powrops.format import (
 )
 from powrops.growth.forecast import Growth
 from powrops.growth.gather import GrowthReport
-from powrops.reports.plotting import _pyplot, add_note, barh, fit_time_axis, show, threshold
+from powrops.reports.plotting import add_note, barh, fit_time_axis, pyplot, show, threshold
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -146,7 +146,7 @@ def _unit(values: list[float]) -> tuple[float, str]:
 def plot_size(growth: Growth) -> Any:
     """Size over time (history or estimate), forecast with its 95 % band, disk thresholds."""
 
-    plt = _pyplot()
+    plt = pyplot()
     forecast = growth.forecast()
     limits = _threshold_sizes(growth)
     scale, unit = _unit(
@@ -195,7 +195,7 @@ def _threshold_sizes(growth: Growth) -> dict[str, tuple[float, str]]:
 def plot_tables(metrics: dict[str, Any], limit: int = 12) -> Any:
     """Size per table: data, indexes and TOAST stacked."""
 
-    plt = _pyplot()
+    plt = pyplot()
     tables = metrics["tables"][:limit]
     scale, unit = _unit([float(t["total_bytes"]) for t in tables])
     labels = [f"{t['schema']}.{t['table']}" for t in tables]
@@ -251,7 +251,7 @@ def plot_dead_tuples(metrics: dict[str, Any], settings: Settings, limit: int = 1
 def plot_cache(history: list[dict[str, Any]], metrics: dict[str, Any]) -> Any:
     """Cache hit rate (%) of each snapshot."""
 
-    plt = _pyplot()
+    plt = pyplot()
     points = [(h["taken_at"], 100 * h["hit_rate"]) for h in history if h["hit_rate"] is not None]
     if not points and metrics["cache"]["hit_rate"] is not None:
         points = [(datetime.fromisoformat(metrics["taken_at"]), 100 * metrics["cache"]["hit_rate"])]

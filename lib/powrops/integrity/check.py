@@ -7,7 +7,7 @@ from typing import Any
 
 from powrops.config import Settings
 from powrops.errors import ParameterError
-from powrops.findings import Severity, exit_code
+from powrops.findings import Graded, Severity
 from powrops.integrity.model import IntegrityReport
 from powrops.integrity.repair import RepairReport
 from powrops.integrity.repair import repair as apply_repairs
@@ -15,7 +15,7 @@ from powrops.integrity.run import connection, run
 
 
 @dataclass
-class CheckOutcome:
+class CheckOutcome(Graded):
     """The first run, the repair (if any) and the run after it."""
 
     before: IntegrityReport
@@ -31,10 +31,6 @@ class CheckOutcome:
         if self.repair is not None and self.repair.failed:
             return Severity.CRITICAL
         return self.final.status
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         return {

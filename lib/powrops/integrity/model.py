@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from powrops.findings import Finding, Severity, exit_code, overall
+from powrops.findings import Finding, Graded, Severity
 
 SAMPLE_SIZE = 5
 """How many sample ids a result carries: enough to look at, never a whole table."""
@@ -105,7 +105,7 @@ def violation(
 
 
 @dataclass
-class IntegrityReport:
+class IntegrityReport(Graded):
     """An integrity run: every result, when it ran, and its id in ``ops.check_runs``."""
 
     results: list[CheckResult]
@@ -116,13 +116,8 @@ class IntegrityReport:
     #: Findings about the run itself (e.g. that it could not be recorded).
     notes: list[Finding] = field(default_factory=list)
 
-    @property
-    def status(self) -> Severity:
-        return overall(self.findings())
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.status)
+    def graded(self) -> list[Finding]:
+        return self.findings()
 
     def counts(self) -> dict[str, int | None]:
         """{check name: violating rows} for every rule and check, 0 included."""

@@ -4,13 +4,31 @@ shows them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from powrops import audit
 from powrops.config import Settings
+from powrops.errors import ParameterError
 from powrops.integrity import history
 from powrops.integrity.run import connection
-from powrops.integrity.view import days_back
+
+
+def days_back(days: int | float | str, name: str = "days") -> datetime:
+    """The start of a look-back window of ``days`` days, or ParameterError naming the parameter."""
+    try:
+        value = float(days)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number of days (got {days!r})") from None
+    if not 0 < value <= 3660:
+        raise ParameterError(f"{name} must be between 0 and 3660 days (got {days!r})")
+    return datetime.now(UTC) - timedelta(days=value)
+
+
+def check_parameters(**windows: int | float | str) -> None:
+    """Validate look-back parameters (in days) of a notebook; ParameterError names the bad one."""
+    for name, value in windows.items():
+        days_back(value, name)
 
 
 def trend(settings: Settings, days: int = 90) -> list[dict[str, Any]]:

@@ -1,41 +1,21 @@
 """What the integrity report and the corruption runbook show: tables, a trend plot, the damage
 scope and the recovery target, from ``powrops.integrity`` and ``powrops.audit.trail``; presentation
-and small read-only helpers only. Ids only: never names, emails or row values."""
+only. Ids only: never names, emails or row values."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from powrops.errors import ParameterError
 from powrops.format import human_count, human_time
 from powrops.integrity import IntegrityReport
-from powrops.reports.plotting import ONE_POINT_NOTE, _pyplot, add_note, integer_ticks
+from powrops.reports.plotting import ONE_POINT_NOTE, add_note, integer_ticks, pyplot
 
 COLOURS = {"OK": "#1e7b34", "WARNING": "#f0a202", "CRITICAL": "#c0262d", "UNKNOWN": "#6c757d"}
 
 
-def days_back(days: int | float | str, name: str = "days") -> datetime:
-    """The start of a look-back window of ``days`` days, or ParameterError naming the parameter."""
-    try:
-        value = float(days)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number of days (got {days!r})") from None
-    if not 0 < value <= 3660:
-        raise ParameterError(f"{name} must be between 0 and 3660 days (got {days!r})")
-    return datetime.now(UTC) - timedelta(days=value)
-
-
-def check_parameters(**windows: int | float | str) -> None:
-    """Validate look-back parameters (in days) of a notebook; ParameterError names the bad one."""
-    for name, value in windows.items():
-        days_back(value, name)
-
-
 def check_rows(report: IntegrityReport) -> list[dict[str, Any]]:
     """Every rule and check with its count and sample ids, problems first."""
-    order = {"CRITICAL": 0, "UNKNOWN": 1, "WARNING": 2, "OK": 3}
-    rows = sorted(report.results, key=lambda r: order[r.severity.name])
+    rows = sorted(report.results, key=lambda r: -r.severity.rank)
     return [
         {
             "status": r.severity.name,
@@ -54,7 +34,7 @@ def check_rows(report: IntegrityReport) -> list[dict[str, Any]]:
 def plot_trend(rows: list[dict[str, Any]]) -> Any:
     """Failed checks per run over time, coloured by the run's status."""
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3))
     labels = [r["time"] for r in rows]
     ax.bar(

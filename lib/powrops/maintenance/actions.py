@@ -42,7 +42,7 @@ from powrops.alerts import server_checks
 from powrops.config import Settings
 from powrops.db import connect
 from powrops.errors import ParameterError
-from powrops.findings import Severity, exit_code
+from powrops.findings import Graded, Severity
 from powrops.maintenance.indexes import INDEX_SQL
 from powrops.metrics.snapshot import database_errors
 from powrops.pg import catalog
@@ -80,7 +80,7 @@ class Target:
 
 
 @dataclass
-class MaintenanceRun:
+class MaintenanceRun(Graded):
     action: str
     dry_run: bool
     targets: list[Target] = field(default_factory=list)
@@ -99,10 +99,6 @@ class MaintenanceRun:
     @property
     def status(self) -> Severity:
         return Severity.CRITICAL if self.errors else Severity.OK
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.status)
 
     def summary(self) -> str:
         verb = "would" if self.dry_run else "did"

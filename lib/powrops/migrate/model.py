@@ -13,7 +13,7 @@ from typing import Any
 from powrops.config import Settings
 from powrops.durations import Duration
 from powrops.errors import ParameterError
-from powrops.findings import Finding, Severity, exit_code
+from powrops.findings import Finding, Graded, Severity
 
 _NAME = r'((?:"[^"]+"|\w+)(?:\.(?:"[^"]+"|\w+))?)'
 _TABLE_PATTERNS = [
@@ -123,7 +123,7 @@ class ProductionPlan:
 
 
 @dataclass
-class ProductionResult:
+class ProductionResult(Graded):
     plan: ProductionPlan
     applied: bool
     before: str | None = None
@@ -143,10 +143,6 @@ class ProductionResult:
         if any(f.severity != Severity.OK for f in self.checks):
             return Severity.WARNING
         return Severity.OK
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         return {

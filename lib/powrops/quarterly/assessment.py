@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.config import DEFAULT_SERVER, load_settings
 from powrops.errors import ParameterError
-from powrops.findings import Finding, Severity, overall, worst
+from powrops.findings import Finding, Graded, Severity, worst
 from powrops.quarterly.evidence import gather as gather_evidence
 from powrops.quarterly.model import (
     Evidence,
@@ -444,7 +444,7 @@ HEADLINE_KEYS = frozenset(
 
 
 @dataclass
-class Review:
+class Review(Graded):
     """The whole review: sections, checklist, and what the notebook and index show."""
 
     quarter: Quarter
@@ -457,9 +457,8 @@ class Review:
     #: The server reviewed (its archive holds the run when it reviews itself alone).
     server: str = DEFAULT_SERVER
 
-    @property
-    def status(self) -> Severity:
-        return overall(self.findings())
+    def graded(self) -> list[Finding]:
+        return self.findings()
 
     def findings(self) -> list[Finding]:
         found = [
@@ -517,7 +516,7 @@ def review(ev: Evidence, server: str = DEFAULT_SERVER) -> Review:
 
 
 @dataclass
-class FleetReview:
+class FleetReview(Graded):
     """The review of several servers: one :class:`Review` per server and the fleet summary.
 
     ``home`` is the server whose archive keeps the run (links are relative to it)."""
@@ -526,9 +525,8 @@ class FleetReview:
     home: str
     reviews: dict[str, Review]
 
-    @property
-    def status(self) -> Severity:
-        return worst(r.status for r in self.reviews.values())
+    def graded(self) -> list[Finding]:
+        return self.findings()
 
     def findings(self) -> list[Finding]:
         """Every server's findings, each check and message prefixed with its server."""

@@ -34,6 +34,7 @@ from powrops.reports.plotting import (
     fit_time_axis,
     fit_value_axis,
     integer_ticks,
+    pyplot,
     show,
     threshold,
 )
@@ -181,21 +182,12 @@ def _cell(key: str, value: Any, prefix: str = LINK_PREFIX) -> str:
 # --- plots ----------------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_drills(review: Review) -> Any | None:
     """RTO and RPO of each drill against the objectives (seconds), one panel each."""
     section = review.sections["drills"]
     if not section.series.get("at"):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     objectives = {
         "rto_s": review_objective(review, "rto_s"),
@@ -227,7 +219,7 @@ def plot_growth(review: Review) -> Any | None:
     section = review.sections["growth"]
     if not section.series.get("at"):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.6))
     mib = [b / 2**20 for b in section.series["bytes"]]
     ax.plot(section.series["at"], mib, marker="o", color="#3a6ea5", label="measured")
@@ -260,7 +252,7 @@ def plot_performance(review: Review) -> Any | None:
     present = [k for k in units if any(v is not None for v in section.series.get(k, []))]
     if not present or len(section.series.get("at", [])) < 2:
         return None  # one snapshot is a row of the table above, not five plots of one dot
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
     for ax, key in zip(axes[0], present, strict=True):
         values = [v if v is not None else float("nan") for v in section.series[key]]

@@ -10,6 +10,7 @@ figure: no axis spans more than :data:`SPAN_FACTOR` times its data.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ SPAN_FACTOR = 10.0
 ONE_POINT_NOTE = "one point so far: a trend needs more runs"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,7 +46,7 @@ def barh(
 ) -> Any:
     """A horizontal bar chart (one bar per label), optionally with a vertical limit line;
     ``integer`` for counts (whole-number ticks and labels)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(labels), 2) + 1.2))
     ax.barh(list(labels), list(values), color=list(colours) if colours else "#3a6ea5")
     ax.invert_yaxis()
@@ -198,8 +199,6 @@ def overstretched_axes(fig: Any, factor: float = SPAN_FACTOR) -> list[str]:
 
 def png(fig: Any, dpi: int = 110) -> bytes:
     """The figure as PNG bytes."""
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
@@ -209,6 +208,6 @@ def show(fig: Any) -> None:
     """Display a figure inline as PNG (whatever the backend) and release it."""
     from IPython.display import Image, display
 
-    plt = _pyplot()
+    plt = pyplot()
     display(Image(data=png(fig)))  # type: ignore[no-untyped-call]
     plt.close(fig)

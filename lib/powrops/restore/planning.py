@@ -13,6 +13,7 @@ from powrops.backup.catalog import Catalog
 from powrops.backup.reconstruct import chain_of
 from powrops.config import Settings
 from powrops.db import connect
+from powrops.findings import Finding, Severity
 from powrops.restore import RecoveryTarget, RestoredCluster, choose_backup
 from powrops.restore.checks import RestoredChecks
 
@@ -91,3 +92,11 @@ def verify(restored: RestoredCluster | None, settings: Settings) -> dict[str, An
 
 def destination(settings: Settings, target_dir: str) -> Path:
     return Path(target_dir) if target_dir else default_target_dir(settings)
+
+
+def check_findings(checks: dict[str, Any]) -> list[Finding]:
+    """A finding per check of the restored copy (:func:`verify`): OK or CRITICAL."""
+    return [
+        Finding(f"verify.{name}", Severity.OK if data.get("ok") else Severity.CRITICAL, name)
+        for name, data in checks.items()
+    ]

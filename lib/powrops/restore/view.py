@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from powrops.findings import Finding, Severity
 from powrops.restore import RestoredCluster
 
 
@@ -33,11 +30,3 @@ def show_next_steps(restored: RestoredCluster | None) -> None:
         return
     for number, step in enumerate(next_steps(restored), 1):
         print(f"{number}. {step}")
-
-
-def findings(checks: dict[str, Any]) -> list[Any]:
-
-    return [
-        Finding(f"verify.{name}", Severity.OK if data.get("ok") else Severity.CRITICAL, name)
-        for name, data in checks.items()
-    ]

@@ -111,3 +111,11 @@ def _figures(kind: str, d: dict[str, Any]) -> dict[str, int]:
 
 def _sum(done: dict[str, Any], word: str) -> int:
     return sum(int(v) for k, v in done.items() if word in k and "bytes" not in k)
+
+
+def report_period(runs: list[dict[str, Any]], now: datetime | None = None) -> str:
+    """What the retention report covers: the policies as of now and the runs it lists."""
+    now = now or datetime.now(UTC)
+    at = [r["at"] for r in runs if isinstance(r.get("at"), datetime)]
+    since = f"; runs since {human_time(min(at))}" if at else "; no runs recorded"
+    return f"policies as of {human_time(now)}{since}"

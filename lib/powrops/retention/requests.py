@@ -3,12 +3,46 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from powrops.config import Settings
+from powrops.errors import ParameterError
+from powrops.findings import Finding, Severity
 from powrops.retention.erase import erase_user
 from powrops.retention.gdpr import export_user
-from powrops.retention.view import export_path
+
+ACTIONS = ("export", "erase")
+
+
+def check_request(user_id: Any, action: str) -> int:
+    """The user id as an int, or ParameterError; the action must be export or erase."""
+    if action not in ACTIONS:
+        raise ParameterError(f"action must be one of {', '.join(ACTIONS)} (got {action!r})")
+    if user_id is None or user_id == "":
+        raise ParameterError(
+            "user_id is not set: a GDPR request names its subject (-p user_id N); "
+            "there is no default user"
+        )
+    if isinstance(user_id, str) and user_id.strip().isdigit():  # -p user_id 7 on the CLI
+        user_id = int(user_id)
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
+        raise ParameterError(f"user_id must be a positive integer (got {user_id!r})")
+    return user_id
+
+
+def export_path(value: str) -> Path:
+    """The export directory: a path, or ``env:NAME`` to read it from the environment (which
+    keeps it out of the archived notebook's parameters)."""
+    if value.startswith("env:"):
+        name = value[4:]
+        if not os.environ.get(name):
+            raise ParameterError(f"export_path names environment variable {name}, which is unset")
+        return Path(os.environ[name])
+    if not value:
+        raise ParameterError("export_path is required for an export (a new, private directory)")
+    return Path(value)
 
 
 def carry_out_request(
@@ -20,3 +54,11 @@ def carry_out_request(
     if action == "export":
         return export_user(settings, user_id, export_path(path)).to_dict()
     return erase_user(settings, user_id).to_dict()
+
+
+def request_findings(outcome: dict[str, Any] | None) -> list[Finding]:
+    if outcome is None:
+        return [Finding("gdpr.request", Severity.OK, "planned only; nothing changed")]
+    errors = outcome.get("errors") or []
+    severity = Severity.WARNING if errors else Severity.OK
+    return [Finding("gdpr.request", severity, f"done with {len(errors)} errors")]

@@ -8,18 +8,12 @@ request id). Nothing here ever shows personal data or the export path.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from powrops.errors import ParameterError
-from powrops.findings import Finding, Severity
-from powrops.format import human_time
-from powrops.reports.plotting import _pyplot, fit_time_axis, integer_ticks
+from powrops.reports.plotting import fit_time_axis, integer_ticks, pyplot
 
 KINDS = ("retention", "archive", "cleanup", "gdpr")
-ACTIONS = ("export", "erase")
 
 
 # --- the weekly report ----------------------------------------------------------------------
@@ -40,7 +34,7 @@ def plot_growth(growth: list[dict[str, Any]]) -> Any:
         total += g["rows"]
         weeks.append(datetime.fromisoformat(str(g["week"])).replace(tzinfo=UTC))
         values.append(total)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.step(weeks, values, where="post", marker="o" if len(weeks) <= 60 else None,
             color="#3a6ea5")  # fmt: skip
@@ -68,54 +62,9 @@ def report_figures(
 # --- the GDPR request runbook ----------------------------------------------------------------
 
 
-def check_request(user_id: Any, action: str) -> int:
-    """The user id as an int, or ParameterError; the action must be export or erase."""
-    if action not in ACTIONS:
-        raise ParameterError(f"action must be one of {', '.join(ACTIONS)} (got {action!r})")
-    if user_id is None or user_id == "":
-        raise ParameterError(
-            "user_id is not set: a GDPR request names its subject (-p user_id N); "
-            "there is no default user"
-        )
-    if isinstance(user_id, str) and user_id.strip().isdigit():  # -p user_id 7 on the CLI
-        user_id = int(user_id)
-    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
-        raise ParameterError(f"user_id must be a positive integer (got {user_id!r})")
-    return user_id
-
-
-def export_path(value: str) -> Path:
-    """The export directory: a path, or ``env:NAME`` to read it from the environment (which
-    keeps it out of the archived notebook's parameters)."""
-    if value.startswith("env:"):
-        name = value[4:]
-        if not os.environ.get(name):
-            raise ParameterError(f"export_path names environment variable {name}, which is unset")
-        return Path(os.environ[name])
-    if not value:
-        raise ParameterError("export_path is required for an export (a new, private directory)")
-    return Path(value)
-
-
 def outcome_rows(outcome: dict[str, Any] | None) -> list[dict[str, Any]]:
     if outcome is None:
         return [{"item": "result", "value": "nothing done (confirm is False)"}]
     rows = [{"item": f"rows: {t}", "value": n} for t, n in outcome.get("rows", {}).items()]
     extra = [(k, v) for k, v in outcome.items() if k not in ("rows", "errors")]
     return rows + [{"item": k, "value": v} for k, v in extra]
-
-
-def request_findings(outcome: dict[str, Any] | None) -> list[Finding]:
-    if outcome is None:
-        return [Finding("gdpr.request", Severity.OK, "planned only; nothing changed")]
-    errors = outcome.get("errors") or []
-    severity = Severity.WARNING if errors else Severity.OK
-    return [Finding("gdpr.request", severity, f"done with {len(errors)} errors")]
-
-
-def report_period(runs: list[dict[str, Any]], now: datetime | None = None) -> str:
-    """What the retention report covers: the policies as of now and the runs it lists."""
-    now = now or datetime.now(UTC)
-    at = [r["at"] for r in runs if isinstance(r.get("at"), datetime)]
-    since = f"; runs since {human_time(min(at))}" if at else "; no runs recorded"
-    return f"policies as of {human_time(now)}{since}"

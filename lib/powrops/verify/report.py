@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from powrops.findings import Finding, Severity, counts, exit_code, overall
+from powrops.findings import Finding, Graded, Severity, counts
 from powrops.verify.continuity import TimelineCoverage
 
 
@@ -94,7 +94,7 @@ class BackupRow:
 
 
 @dataclass
-class VerificationReport:
+class VerificationReport(Graded):
     """Everything one verification found: findings, per-backup rows, WAL, windows, freshness."""
 
     repository: str
@@ -110,13 +110,8 @@ class VerificationReport:
     figures: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
 
-    @property
-    def status(self) -> Severity:
-        return overall(self.findings)
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.status)
+    def graded(self) -> list[Finding]:
+        return self.findings
 
     def add(
         self,

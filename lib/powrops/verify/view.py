@@ -15,7 +15,7 @@ from powrops.format import (
     human_seconds,
     human_time,
 )
-from powrops.reports.plotting import _pyplot, add_note, fit_time_axis
+from powrops.reports.plotting import add_note, fit_time_axis, pyplot
 from powrops.verify import VerificationReport
 
 KIND_COLOURS = {"full": "#1e5aa5", "incremental": "#6fa8dc"}
@@ -172,7 +172,7 @@ def query_name(text: str) -> str:
 def plot_timeline(report: VerificationReport) -> Any:
     """Backups as points, recoverability windows as bars, WAL gaps as red marks, over time."""
 
-    plt = _pyplot()
+    plt = pyplot()
     shown = report.backups[-TIMELINE_LIMIT:]  # the newest; the table lists them all
     fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(shown), 4) + 1.6))
     labels = [b.label for b in shown]
