@@ -528,3 +528,30 @@ def test_lazy_third_party_imports_are_where_the_map_lists_them() -> None:
 def test_the_lazy_import_check_finds_planted_ones() -> None:
     planted = "import os\ndef a():\n    import zstandard\n    import json\n    import powrops.db\n"
     assert lazy_third_party(planted) == ({"zstandard"}, {"json"})
+
+
+def init_problems(source: str) -> list[str]:
+    """What a package's ``__init__.py`` does besides handing names on (docstring, imports,
+    ``__all__``)."""
+    found = []
+    for index, node in enumerate(ast.parse(source).body):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if [getattr(t, "id", None) for t in targets] == ["__all__"]:
+            continue
+        found.append(f"{type(node).__name__} at line {node.lineno}")
+    return found
+
+
+def test_package_inits_only_hand_names_on() -> None:
+    inits = sorted(p for p in LIB.rglob("__init__.py") if p.parent != LIB)
+    found = {str(p.relative_to(LIB)): init_problems(p.read_text()) for p in inits}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_the_init_check_finds_planted_logic() -> None:
+    planted = '"""Doc."""\nfrom a import b\nX = 1\ndef f():\n    pass\n__all__ = ["b"]\n'
+    assert init_problems(planted) == ["Assign at line 3", "FunctionDef at line 4"]

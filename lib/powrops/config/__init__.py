@@ -19,12 +19,6 @@ a typo in a retention period must never silently fall back to a default.
 
 from __future__ import annotations
 
-import os
-
-# powrops uses no pydantic plugins; scanning every installed package's entry points for them
-# costs a noticeable part of each command's start (WAL archiving runs one per segment).
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
 from powrops.config.alerts import (
     ALERT_CHECKS,
     AlertNotify,

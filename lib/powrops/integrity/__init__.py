@@ -17,22 +17,9 @@ from __future__ import annotations
 
 from powrops.integrity.check import CheckOutcome, check
 from powrops.integrity.consistency import Relationship, relationships
-from powrops.integrity.model import CheckResult, IntegrityReport
+from powrops.integrity.model import DEFECT_CHECKS, CheckResult, IntegrityReport
 from powrops.integrity.repair import CLASSES, RepairReport, RepairResult, repair
 from powrops.integrity.run import KIND, collect, history, run
-
-DEFECT_CHECKS = {
-    "weight_out_of_range": "weight_range",
-    "weight_missing": "weight_required",
-    "reps_out_of_range": "reps_range",
-    "reps_missing": "reps_required",
-    "date_out_of_range": "date_range",
-    "orphan_sets": "orphan_workout_sets",
-    "orphan_workouts": "orphan_workouts",
-    "wrong_total_volume": "workout_total_volume",
-    "wrong_user_totals": "user_totals",
-}
-"""The check that finds each kind of defect ``powrops.demo.data`` plants."""
 
 __all__ = [
     "CLASSES",

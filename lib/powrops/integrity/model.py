@@ -14,6 +14,20 @@ SAMPLE_SIZE = 5
 CATEGORIES = ("validation", "referential", "calculated", "totals", "physical", "audit")
 
 
+DEFECT_CHECKS = {
+    "weight_out_of_range": "weight_range",
+    "weight_missing": "weight_required",
+    "reps_out_of_range": "reps_range",
+    "reps_missing": "reps_required",
+    "date_out_of_range": "date_range",
+    "orphan_sets": "orphan_workout_sets",
+    "orphan_workouts": "orphan_workouts",
+    "wrong_total_volume": "workout_total_volume",
+    "wrong_user_totals": "user_totals",
+}
+"""The check that finds each kind of defect ``powrops.demo.data`` plants."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """One rule or check: how many rows violate it and a few of their ids.
