@@ -36,14 +36,7 @@ from powrops.errors import (
     StorageError,
     StorageUnreachable,
 )
-from powrops.storage import (
-    FileRepository,
-    Repository,
-    S3Options,
-    S3Repository,
-    open_repository,
-    s3,
-)
+from powrops.storage import FileRepository, Repository, open_repository, s3
 from powrops.storage.crypto import (
     HEADER,
     RECORD_OVERHEAD,
@@ -54,6 +47,7 @@ from powrops.storage.crypto import (
     load_key,
     parse_key,
 )
+from powrops.storage.s3 import S3Options, S3Repository
 from s3server import Relay, S3Server, free_port
 
 MiB = 1024 * 1024
