@@ -6,6 +6,7 @@ that leaves powrops' own roles out."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -20,7 +21,7 @@ import pytest
 
 from cli_helpers import libpq
 from powrops import alerts, migrate
-from powrops.config import Settings, validate
+from powrops.config import Settings, to_toml, validate
 from powrops.findings import Finding, Severity, overall
 from powrops.pg.cluster import LocalCluster
 
@@ -493,3 +494,60 @@ def test_disk_space_runbook_rebuilds_when_confirmed_and_measures_the_space(
     finally:
         with psycopg.connect(alert_db, autocommit=True) as conn:
             conn.execute("DROP TABLE public.alert_runbook")
+
+
+@pytest.fixture
+def select_only(alert_db: str) -> Iterator[str]:
+    """A login role with CONNECT on the database and SELECT on its tables, nothing more (no
+    pg_monitor, no INSERT on powrops' history): its libpq URL."""
+    role = "t_ro_" + uuid.uuid4().hex[:8]
+    parts = psycopg.conninfo.conninfo_to_dict(alert_db)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'select-only'")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}')
+        conn.execute(f"GRANT USAGE ON SCHEMA ops TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public, ops TO {role}")
+    yield (f"postgresql://{role}:select-only@{parts['host']}:{parts['port']}/{parts['dbname']}")
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_select_only_role_gets_every_check_it_can_read(select_only: str) -> None:
+    """Each check on its own: what the role may not read is UNKNOWN naming the GRANT, the
+    rest is evaluated, the exit is 3, and the text says the run was not recorded."""
+    from cli_helpers import run_cli
+
+    settings = _settings(select_only)
+    config = settings.state_dir / "powrops.toml"
+    config.write_text(
+        to_toml(
+            {
+                "database": {"url": select_only},
+                "state": {"dir": str(settings.state_dir)},
+                "alerts": {"skip": ["backup_freshness", "failed_backups"]},
+            }
+        )
+    )
+    result = run_cli("-c", str(config), "alerts")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "error" not in result.stderr, result.stderr
+    rows = {
+        line.split()[1]: line.split()[0]
+        for line in result.stdout.splitlines()[1:]
+        if line.split() and line.split()[0] in Severity.__members__
+    }
+    for check in ("dead_tuples", "query_time", "wraparound", "table_size", "table_bloat"):
+        assert rows.get(check) == "OK", (check, result.stdout)
+    role = psycopg.conninfo.conninfo_to_dict(select_only)["user"]
+    report = json.loads(run_cli("-c", str(config), "alerts", "--json", "--no-record").stdout)
+    denied = {f["check"]: f for f in report["findings"] if f["severity"] == "UNKNOWN"}
+    for check in ("wal_size", "archive_ready", "connections", "running_query", "blocked"):
+        assert check in denied, (check, result.stdout)
+        assert denied[check]["advice"].startswith(f'GRANT pg_monitor TO "{role}"'), denied[check]
+    assert "pg_ls_waldir" in denied["wal_size"]["message"]
+    assert "pg_read_all_stats" in denied["connections"]["message"]
+    assert "run not recorded" in result.stdout and "check_runs" in result.stdout
+    integrity = run_cli("-c", str(config), "check", "integrity")
+    assert "Traceback" not in integrity.stderr, integrity.stderr
+    assert "run not recorded in ops.check_runs" in integrity.stdout, integrity.stdout

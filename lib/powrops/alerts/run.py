@@ -69,6 +69,7 @@ from powrops.format import human_bytes
 from powrops.metrics.disk import Disk
 from powrops.metrics.snapshot import collect, database_errors, statements_status
 from powrops.pg import catalog
+from powrops.pg.privileges import Denied, guarded, lacking, readable
 from powrops.verify import freshness
 from powrops.verify.report import VerificationReport
 
@@ -80,8 +81,10 @@ LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 # --- pure judgements -------------------------------------------------------------------------
 
 
-def disk_findings(disk: Disk | None, threshold: PercentThreshold) -> list[Finding]:
+def disk_findings(disk: Disk | Denied | None, threshold: PercentThreshold) -> list[Finding]:
     expected = f"< {threshold.warning:g} % (critical at {threshold.critical:g} %)"
+    if isinstance(disk, Denied):
+        return [disk.finding("disk_usage")]
     if disk is None:
         return [
             Finding(
@@ -236,7 +239,11 @@ def statement_findings(
     ]
 
 
-def activity_findings(running: Iterable[dict[str, Any]], settings: Settings) -> list[Finding]:
+def activity_findings(
+    running: Iterable[dict[str, Any]] | Denied, settings: Settings
+) -> list[Finding]:
+    if isinstance(running, Denied):
+        return [running.finding("running_query")]
     thr = settings.alerts.query_time
     warn_s, crit_s = thr.warning.timedelta.total_seconds(), thr.critical.timedelta.total_seconds()
     found = []
@@ -259,8 +266,10 @@ def activity_findings(running: Iterable[dict[str, Any]], settings: Settings) -> 
     return found or [Finding("running_query", Severity.OK, "no statement running too long")]
 
 
-def read_only_findings(state: dict[str, Any]) -> list[Finding]:
+def read_only_findings(state: dict[str, Any] | Denied) -> list[Finding]:
     """A database left read-only for new sessions is an outage for the application."""
+    if isinstance(state, Denied):
+        return [state.finding("read_only")]
     database = state["database"]
     if state["in_recovery"]:
         return [Finding("read_only", Severity.OK, "standby server: read-only by design",
@@ -327,31 +336,38 @@ def backup_findings(
 # --- reading the live system -----------------------------------------------------------------
 
 
-def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | None:
-    """The data directory's filesystem when local, else databases vs disk_capacity, else None."""
+def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | Denied | None:
+    """The data directory's filesystem when local, else databases vs disk_capacity, else
+    None; Denied when the data directory may not be read and no capacity is configured."""
     path = local_data_dir(settings, conn)
-    if path is not None:
+    if isinstance(path, Path):
         usage = shutil.disk_usage(path)
         return Disk(usage.total - usage.free, usage.total, f"filesystem of {path}")
     capacity = settings.alerts.disk_capacity
-    if capacity is not None:
-        row = conn.execute("SELECT sum(pg_database_size(oid))::bigint FROM pg_database").fetchone()
-        used = int(row[0]) if row and row[0] is not None else 0
-        return Disk(used, capacity.bytes, f"databases against alerts.disk_capacity {capacity}")
-    return None
+    if capacity is None:
+        return path
+    used = guarded(conn, lambda: _databases_size(conn))
+    if isinstance(used, Denied):
+        return used
+    return Disk(used, capacity.bytes, f"databases against alerts.disk_capacity {capacity}")
 
 
-def local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | None:
+def _databases_size(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT sum(pg_database_size(oid))::bigint FROM pg_database").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | Denied | None:
+    """The data directory when it is on this machine; Denied when this role may not read
+    ``data_directory`` (pg_read_all_settings)."""
     if settings.database.url is None:
         return embedded_cluster(settings).data_dir
     host = urlsplit(settings.database.url.get_secret_value()).hostname or ""
     if host not in LOCAL_HOSTS:
         return None
-    try:
-        with conn.transaction():
-            row = conn.execute("SHOW data_directory").fetchone()
-    except psycopg.Error:
-        return None  # not allowed to read it (needs pg_read_all_settings)
+    row = guarded(conn, lambda: conn.execute("SHOW data_directory").fetchone())
+    if isinstance(row, Denied):
+        return row
     path = Path(str(row[0])) if row else None
     return path if path is not None and path.exists() else None
 
@@ -369,12 +385,20 @@ ORDER BY query_start
 
 def running_statements(
     conn: psycopg.Connection[Any], min_seconds: float, settings: Settings
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | Denied:
     """Statements running for more than ``min_seconds`` (no text: it may hold literals),
-    but not powrops' own (``database.application_name``)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(RUNNING_SQL, (min_seconds, settings.database.application_name))
-        return list(cur.fetchall())
+    but not powrops' own (``database.application_name``); Denied when other roles'
+    sessions are hidden from this role."""
+    hidden = lacking(conn, "pg_read_all_stats", server_checks.HIDDEN_SESSIONS)
+    if hidden is not None:
+        return hidden
+
+    def read() -> list[dict[str, Any]]:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(RUNNING_SQL, (min_seconds, settings.database.application_name))
+            return list(cur.fetchall())
+
+    return guarded(conn, read)
 
 
 def backup_records(settings: Settings) -> tuple[list[BackupRecord] | None, str | None]:
@@ -465,22 +489,14 @@ def judge(
 
     before = before or {}
     now = datetime.now(UTC)
-    note = statements_status(conn)
-    warn_ms = settings.alerts.query_time.warning.timedelta.total_seconds() * 1000
-    crit_ms = settings.alerts.query_time.critical.timedelta.total_seconds() * 1000
     after: dict[str, Any] = {}
-    slow, since = None, "since the statistics were reset"
-    if note is None:
-        current = intervals.read_statements(conn, settings)
-        slow, since = intervals.interval(current, before.get("statements"), min(warn_ms, crit_ms))
-        after["statements"] = intervals.baseline(current)
     disk = disk_usage(settings, conn)
     warn_s = settings.alerts.query_time.warning.timedelta.total_seconds()
     records, error = backup_records(settings)
     statuses = None if records is None else [r.status for r in records]
     server = server_checks.read_server(conn)
-    archiver = server["archiver"]
-    after["checkpoints"] = server["checkpoints"]
+    archiver = readable(server["archiver"])
+    after["checkpoints"] = readable(server["checkpoints"])
     after["archiver"] = {"failed_count": archiver.failed_count} if archiver else None
     major = conn.info.server_version // 10000
     findings = [
@@ -488,11 +504,11 @@ def judge(
         *dead_tuple_findings(
             data["tables"], settings.alerts.dead_tuples, settings.alerts.dead_tuples_min_size.bytes
         ),
-        *statement_findings(slow, note, settings, since),
+        *interval_findings(conn, settings, before, after),
         *activity_findings(running_statements(conn, warn_s, settings), settings),
         *backup_findings(statuses, error, settings),
         *freshness_findings(records, settings, now, major),
-        *read_only_findings(catalog.read_only_state(conn)),
+        *read_only_findings(guarded(conn, lambda: catalog.read_only_state(conn))),
         *size_findings(data["tables"], data["indexes"], settings),
         *server_checks.wraparound_findings(server["databases"], server["oldest_table"], settings),
         *server_checks.connection_findings(server["connections"], settings),
@@ -509,17 +525,45 @@ def judge(
                                         before.get("archiver"), settings, now),
     ]  # fmt: skip
     findings = [f for f in findings if f.check not in settings.alerts.skip]
-    figures = {
-        "disk_percent": round(disk.percent, 2) if disk else None,
+    return AlertReport(findings, now, figures=_figures(data, disk, server)), after
+
+
+def interval_findings(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> list[Finding]:
+    """query_time over the interval since the previous run (``before``); this run's
+    statement counters go into ``after`` for the next."""
+    note = statements_status(conn)
+    if note is not None:
+        return statement_findings(None, note, settings)
+    current = guarded(conn, lambda: intervals.read_statements(conn, settings))
+    if isinstance(current, Denied):
+        return [current.finding("query_time")]
+    thr = settings.alerts.query_time
+    floor_ms = min(thr.warning.timedelta, thr.critical.timedelta).total_seconds() * 1000
+    slow, since = intervals.interval(current, before.get("statements"), floor_ms)
+    after["statements"] = intervals.baseline(current)
+    return statement_findings(slow, None, settings, since)
+
+
+def _figures(
+    data: dict[str, Any], disk: Disk | Denied | None, server: dict[str, Any]
+) -> dict[str, Any]:
+    """The headline figures of a run (None for what could not be read)."""
+    wal, databases, slots = (readable(server[key]) for key in ("wal", "databases", "slots"))
+    return {
+        "disk_percent": round(disk.percent, 2) if isinstance(disk, Disk) else None,
         "dead_tuple_ratio": data["dead_tuples"]["ratio"],
         "total_bytes": data["database"]["total_bytes"],
-        "connections": server["connections"],
-        "wal_bytes": server["wal"]["wal_bytes"] if server["wal"] else None,
-        "archive_ready": server["archive_ready"],
-        "xid_age": max((int(d["xid_age"]) for d in server["databases"]), default=None),
-        "slots": len(server["slots"]),
+        "connections": readable(server["connections"]),
+        "wal_bytes": wal["wal_bytes"] if wal else None,
+        "archive_ready": readable(server["archive_ready"]),
+        "xid_age": max((int(d["xid_age"]) for d in databases or []), default=None),
+        "slots": len(slots) if slots is not None else None,
     }
-    return AlertReport(findings, now, figures=figures), after
 
 
 def record_run(conn: psycopg.Connection[Any], report: AlertReport, server: str) -> None:

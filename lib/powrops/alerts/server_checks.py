@@ -18,8 +18,10 @@ and advice naming the command or runbook that fixes it:
 * ``archive_ready`` — the ``.ready`` backlog in ``archive_status``; ``archive_failures`` —
   ``pg_stat_archiver.failed_count`` grown since the previous run, or failing now.
 
-Reading (``read_server``) takes one autocommit connection; statistics a role cannot read
-(``pg_ls_waldir`` needs ``pg_monitor``) come back as None and that check is UNKNOWN.
+Reading (``read_server``) takes one autocommit connection, each read in its own transaction:
+what the role may not read comes back as a ``Denied`` (``pg_ls_waldir`` needs ``pg_monitor``;
+other roles' sessions are hidden from a role without ``pg_read_all_stats``), and the checks
+judging it are UNKNOWN, naming the privilege and the GRANT; the others are still evaluated.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from powrops.config import DurationThreshold, Settings, SizeThreshold
 from powrops.findings import Finding, Severity, grade
 from powrops.format import human_bytes, human_duration, human_time
+from powrops.pg import catalog
+from powrops.pg.privileges import Denied, guarded, lacking, readable
 from powrops.verify.freshness import ArchiverState, archiver_state
 
 WRAPAROUND_SQL = """
@@ -225,38 +228,47 @@ CHECKPOINTS_SQL = {  # pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter
 }
 
 
-def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]] | None:
-    """Rows of ``query``, or None when this role may not read them."""
+Rows = list[dict[str, Any]]
+#: What pg_stat_activity hides from a role without pg_read_all_stats.
+HIDDEN_SESSIONS = "other roles' sessions are hidden in pg_stat_activity (no state, no times)"
+
+
+def _rows(conn: psycopg.Connection[Any], query: str) -> Rows | Denied | None:
+    """Rows of ``query``; Denied when this role may not read them; None when this server
+    has no such function."""
     try:
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query)
-            return [dict(r) for r in cur.fetchall()]
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
+        return guarded(conn, lambda: catalog.dict_rows(conn, query))
+    except psycopg.errors.UndefinedFunction:
         return None
 
 
-def _first(rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    return rows[0] if rows else None
+def _first(rows: Rows | Denied | None) -> dict[str, Any] | Denied | None:
+    return rows if isinstance(rows, Denied) else rows[0] if rows else None
+
+
+def _sessions(conn: psycopg.Connection[Any], query: str) -> Rows | Denied:
+    """Rows of a pg_stat_activity query, or Denied when other roles' sessions are hidden."""
+    hidden = lacking(conn, "pg_read_all_stats", HIDDEN_SESSIONS)
+    rows = hidden or _rows(conn, query)
+    return [] if rows is None else rows
 
 
 def read_server(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Every figure the checks judge, read now (None for what this role cannot read)."""
+    """Every figure the checks judge, read now (Denied for what this role cannot read)."""
     version = conn.info.server_version
     ready = _rows(conn, ARCHIVE_READY_SQL)
-    checkpoints = _rows(conn, CHECKPOINTS_SQL[version >= 170000])
-    wal = _rows(conn, WAL_SIZE_SQL)
     return {
         "databases": _rows(conn, WRAPAROUND_SQL) or [],
         "oldest_table": _first(_rows(conn, OLDEST_TABLE_SQL)),
-        "connections": _first(_rows(conn, CONNECTIONS_SQL)),
-        "blocked": _rows(conn, BLOCKED_SQL) or [],
-        "transactions": _rows(conn, TRANSACTIONS_SQL) or [],
+        "connections": _first(_sessions(conn, CONNECTIONS_SQL)),
+        "blocked": _sessions(conn, BLOCKED_SQL),
+        "transactions": _sessions(conn, TRANSACTIONS_SQL),
         "slots": _rows(conn, SLOTS_SQL) or [],
         "replication": _rows(conn, REPLICATION_SQL) or [],
-        "wal": wal[0] if wal else None,
-        "archive_ready": int(ready[0]["count"]) if ready else None,
-        "archiver": archiver_state(conn),
-        "checkpoints": checkpoints[0] if checkpoints else None,
+        "wal": _first(_rows(conn, WAL_SIZE_SQL)),
+        "archive_ready": ready if not isinstance(ready, list) else int(ready[0]["count"]),
+        "archiver": guarded(conn, lambda: archiver_state(conn)),
+        "checkpoints": _first(_rows(conn, CHECKPOINTS_SQL[version >= 170000])),
         "bloat": _rows(conn, TABLE_BLOAT_SQL),
         "index_bloat": _rows(conn, INDEX_BLOAT_SQL),
     }
@@ -270,8 +282,13 @@ def _seconds(thr: DurationThreshold) -> tuple[float, float]:
 
 
 def wraparound_findings(
-    databases: Sequence[dict[str, Any]], oldest: dict[str, Any] | None, settings: Settings
+    databases: Sequence[dict[str, Any]] | Denied,
+    oldest: dict[str, Any] | Denied | None,
+    settings: Settings,
 ) -> list[Finding]:
+    if isinstance(databases, Denied):
+        return [databases.finding("wraparound")]
+    oldest = readable(oldest)
     thr = settings.alerts.wraparound
     expected = f"< {thr.warning:g} % of autovacuum_*freeze_max_age (critical at {thr.critical:g} %)"
     found = []
@@ -316,7 +333,9 @@ def wraparound_findings(
     ]
 
 
-def connection_findings(row: dict[str, Any] | None, settings: Settings) -> list[Finding]:
+def connection_findings(row: dict[str, Any] | Denied | None, settings: Settings) -> list[Finding]:
+    if isinstance(row, Denied):
+        return [row.finding("connections")]
     thr = settings.alerts.connections
     expected = f"< {thr.warning:g} % (critical at {thr.critical:g} %)"
     if row is None:
@@ -342,7 +361,9 @@ def connection_findings(row: dict[str, Any] | None, settings: Settings) -> list[
     ]
 
 
-def blocked_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Finding]:
+def blocked_findings(rows: Sequence[dict[str, Any]] | Denied, settings: Settings) -> list[Finding]:
+    if isinstance(rows, Denied):
+        return [rows.finding("blocked")]
     thr = settings.alerts.blocked
     warn, crit = _seconds(thr)
     found = []
@@ -371,7 +392,11 @@ def blocked_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list
     ]
 
 
-def transaction_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Finding]:
+def transaction_findings(
+    rows: Sequence[dict[str, Any]] | Denied, settings: Settings
+) -> list[Finding]:
+    if isinstance(rows, Denied):
+        return [rows.finding("idle_in_transaction"), rows.finding("long_transaction")]
     idle_thr, long_thr = settings.alerts.idle_in_transaction, settings.alerts.long_transaction
     own = settings.database.application_name
     found: list[Finding] = []
@@ -439,7 +464,9 @@ def transaction_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> 
     ]
 
 
-def slot_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Finding]:
+def slot_findings(rows: Sequence[dict[str, Any]] | Denied, settings: Settings) -> list[Finding]:
+    if isinstance(rows, Denied):
+        return [rows.finding("replication_slot")]
     thr = settings.alerts.slot_retained_wal
     found = []
     for row in rows:
@@ -476,7 +503,11 @@ def slot_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Fi
     ]
 
 
-def replication_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Finding]:
+def replication_findings(
+    rows: Sequence[dict[str, Any]] | Denied, settings: Settings
+) -> list[Finding]:
+    if isinstance(rows, Denied):
+        return [rows.finding("replication_lag")]
     thr = settings.alerts.replication_lag
     found = []
     for row in rows:
@@ -502,19 +533,13 @@ def replication_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> 
     ]
 
 
-def wal_size_findings(row: dict[str, Any] | None, settings: Settings) -> list[Finding]:
+def wal_size_findings(row: dict[str, Any] | Denied | None, settings: Settings) -> list[Finding]:
     thr = settings.alerts.wal_size
     expected = f"< {thr.warning:g} % of max_wal_size (critical at {thr.critical:g} %)"
+    if isinstance(row, Denied):
+        return [row.finding("wal_size")]
     if row is None:
-        return [
-            Finding(
-                "wal_size",
-                Severity.UNKNOWN,
-                "pg_wal size unreadable: pg_ls_waldir() needs pg_monitor",
-                expected=expected,
-                advice="GRANT pg_monitor TO the alerts role",
-            )
-        ]
+        return [Finding("wal_size", Severity.UNKNOWN, "pg_wal size unreadable", expected=expected)]
     size, limit = int(row["wal_bytes"]), int(row["max_wal_size"])
     pct = round(100.0 * size / limit, 1)
     severity = grade(pct, thr.warning, thr.critical)
@@ -535,8 +560,10 @@ def wal_size_findings(row: dict[str, Any] | None, settings: Settings) -> list[Fi
 
 
 def checkpoint_findings(
-    now: dict[str, Any] | None, before: dict[str, Any] | None, settings: Settings
+    now: dict[str, Any] | Denied | None, before: dict[str, Any] | None, settings: Settings
 ) -> list[Finding]:
+    if isinstance(now, Denied):
+        return [now.finding("checkpoints")]
     thr = settings.alerts.checkpoints_requested
     expected = f"< {thr.warning:g} % requested (critical at {thr.critical:g} %)"
     if now is None:
@@ -585,8 +612,8 @@ def checkpoint_findings(
 
 
 def archive_findings(
-    ready: int | None,
-    archiver: ArchiverState | None,
+    ready: int | Denied | None,
+    archiver: ArchiverState | Denied | None,
     before: dict[str, Any] | None,
     settings: Settings,
     now: datetime,
@@ -596,14 +623,10 @@ def archive_findings(
     archived segment against ``backup.schedule.logs``; an idle server is OK)."""
     thr = settings.alerts.archive_ready
     found: list[Finding] = []
-    if ready is None:
-        found.append(
-            Finding(
-                "archive_ready",
-                Severity.UNKNOWN,
-                "archive_status unreadable: pg_ls_archive_statusdir() needs pg_monitor",
-            )
-        )
+    if isinstance(ready, Denied):
+        found.append(ready.finding("archive_ready"))
+    elif ready is None:
+        found.append(Finding("archive_ready", Severity.UNKNOWN, "archive_status unreadable"))
     else:
         severity = grade(ready, thr.warning, thr.critical)
         found.append(
@@ -619,6 +642,8 @@ def archive_findings(
                 "log; powrops verify; runbooks/disk_space_response",
             )
         )
+    if isinstance(archiver, Denied):
+        return [*found, archiver.finding("archive_failures"), archiver.finding("archive_age")]
     if archiver is None:
         found.append(Finding("archive_failures", Severity.UNKNOWN, "pg_stat_archiver unreadable"))
         return found
@@ -694,7 +719,9 @@ def archive_findings(
     return found
 
 
-def bloat_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings) -> list[Finding]:
+def bloat_findings(
+    rows: Sequence[dict[str, Any]] | Denied | None, settings: Settings
+) -> list[Finding]:
     """``table_bloat``: estimated wasted bytes per table (catalog statistics), judged when at
     least ``alerts.bloat_min_percent`` of the table is waste."""
 
@@ -711,7 +738,7 @@ def bloat_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings) ->
 
 
 def index_bloat_findings(
-    rows: Sequence[dict[str, Any]] | None, settings: Settings
+    rows: Sequence[dict[str, Any]] | Denied | None, settings: Settings
 ) -> list[Finding]:
     """``index_bloat``: estimated wasted bytes per B-tree index, as ``table_bloat``."""
 
@@ -729,7 +756,7 @@ def index_bloat_findings(
 def _bloat(
     check: str,
     noun: str,
-    rows: Sequence[dict[str, Any]] | None,
+    rows: Sequence[dict[str, Any]] | Denied | None,
     thr: SizeThreshold,
     settings: Settings,
     describe: Callable[[dict[str, Any]], tuple[str, str, str]],
@@ -738,6 +765,8 @@ def _bloat(
     gives a row's name, a note for the message and the advice."""
     min_pct = settings.alerts.bloat_min_percent
     expected = f"< {thr.warning} wasted (critical at {thr.critical}), from {min_pct:g} %"
+    if isinstance(rows, Denied):
+        return [rows.finding(check)]
     if rows is None:
         return [Finding(check, Severity.UNKNOWN, "pg_stats unreadable", expected=expected)]
     found = []

@@ -67,11 +67,16 @@ def cmd_check_integrity(args: argparse.Namespace) -> Severity:
 
 
 def render_text(report: IntegrityReport) -> str:
-    """One line per check: severity, name, count, message; then the summary."""
-    name_w = max(len(r.name) for r in report.results)
+    """One line per check: severity, name, count, message; the notes about the run itself
+    (e.g. that it could not be recorded); then the summary."""
+    name_w = max([len(r.name) for r in report.results] + [len(n.check) for n in report.notes])
     lines = [f"{'SEVERITY':8}  {'CHECK':{name_w}}  {'ROWS':>7}  MESSAGE"]
     for r in report.results:
         count = "-" if r.count is None else f"{r.count:,}"
         lines.append(f"{r.severity.name:8}  {r.name:{name_w}}  {count:>7}  {r.message}")
+    for note in report.notes:
+        advice = f" ({note.advice})" if note.advice else ""
+        lines.append(f"{note.severity.name:8}  {note.check:{name_w}}  {'-':>7}  {note.message}"
+                     f"{advice}")  # fmt: skip
     lines.append(report.summary())
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from powrops.metrics.snapshot import (
     statements_status,
 )
 from powrops.pg import catalog
+from powrops.pg.privileges import readable
 
 
 def growth_for(settings: Settings) -> Growth:
@@ -40,7 +41,7 @@ def growth_for(settings: Settings) -> Growth:
 
     thr = settings.alerts.disk_usage
     with database_errors("growth analysis failed"), connect(settings, autocommit=True) as conn:
-        disk = disk_usage(settings, conn)
+        disk = readable(disk_usage(settings, conn))
         return forecast.analyze(
             conn,
             server=settings.server,
@@ -211,8 +212,8 @@ def space_breakdown(settings: Settings) -> list[dict[str, Any]]:
         slots = _sum(conn, "SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)) "
                            "FROM pg_replication_slots")  # fmt: skip
         temp = _sum(conn, "SELECT sum(size) FROM pg_ls_tmpdir()")
-        data_dir = local_data_dir(settings, conn)
-        disk = disk_usage(settings, conn)
+        data_dir = readable(local_data_dir(settings, conn))
+        disk = readable(disk_usage(settings, conn))
     rows: list[dict[str, Any]] = [
         {"where": "this database", "bytes": database,
          "what frees it": "cleanup and retention (dry runs below), then VACUUM FULL of the most "

@@ -43,7 +43,8 @@ A ``statement`` is ``{"queryid", "query", "calls", "mean_ms", "max_ms", "total_m
 the normalised text from ``pg_stat_statements`` (constants replaced by ``$n``), cut to 500
 characters; a statement that mentions a password is shown as ``[hidden]``. Statements are those
 of the current database. When ``pg_stat_statements`` is not loaded (``shared_preload_libraries``)
-or not created in the database, ``available`` is false and ``note`` says which.
+or not created in the database, ``available`` is false and ``note`` says which; neither needs
+a privilege beyond CONNECT (the extension's own view says whether it is loaded).
 
 ``integrity`` comes from the newest ``ops.check_runs`` row of kind ``integrity`` (whose
 ``counts`` is ``{check: violations}``); ``available`` is false when no check has run yet.
@@ -65,6 +66,7 @@ from psycopg.rows import dict_row
 from powrops.config import Settings
 from powrops.db import connect, snapshot
 from powrops.errors import DatabaseError
+from powrops.pg.privileges import Denied, guarded
 
 VERSION = 1
 QUERY_TEXT_LIMIT = 500
@@ -115,6 +117,11 @@ ORDER BY {order} DESC
 LIMIT %(limit)s
 """)
 """This database's statements, by one of :data:`STATEMENT_ORDERS` (a column of the view)."""
+
+LATEST_INTEGRITY_SQL = """
+SELECT id, started_at, finished_at, status, counts FROM ops.check_runs
+WHERE kind = 'integrity' AND server = %s ORDER BY started_at DESC, id DESC LIMIT 1
+"""
 
 STATEMENT_ORDERS = {"mean": "mean_exec_time", "max": "max_exec_time", "total": "total_exec_time"}
 
@@ -175,17 +182,21 @@ def indexes(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 
 def statements_status(conn: psycopg.Connection[Any]) -> str | None:
-    """None when pg_stat_statements can be read here, else why not."""
+    """None when pg_stat_statements can be read here, else why not.
+
+    Asked of the extension itself, not of ``shared_preload_libraries`` (a setting only
+    pg_read_all_settings may examine): its view refuses to answer when the library is not
+    loaded. The probe runs in its own transaction (a savepoint inside one)."""
     row = conn.execute(
-        "SELECT current_setting('shared_preload_libraries'), "
-        "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')"
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')"
     ).fetchone()
-    assert row is not None
-    loaded = "pg_stat_statements" in [p.strip() for p in str(row[0]).split(",")]
-    if not loaded:
-        return "pg_stat_statements is not in shared_preload_libraries: query times unknown"
-    if not row[1]:
+    if row is None or not row[0]:
         return "extension pg_stat_statements is not created in this database: query times unknown"
+    try:
+        with conn.transaction():
+            conn.execute("SELECT dealloc FROM pg_stat_statements_info").fetchone()
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        return "pg_stat_statements is not in shared_preload_libraries: query times unknown"
     return None
 
 
@@ -259,13 +270,10 @@ def lsn_bytes(lsn: str) -> int:
 
 def integrity(conn: psycopg.Connection[Any], server: str) -> dict[str, Any]:
     """Counts of ``server``'s newest integrity check run; ``available`` false before the
-    first."""
-    rows = _rows(
-        conn,
-        "SELECT id, started_at, finished_at, status, counts FROM ops.check_runs "
-        "WHERE kind = 'integrity' AND server = %s ORDER BY started_at DESC, id DESC LIMIT 1",
-        (server,),
-    )
+    first, or when this role may not read ``ops.check_runs`` (the note names the GRANT)."""
+    rows = guarded(conn, lambda: _rows(conn, LATEST_INTEGRITY_SQL, (server,)))
+    if isinstance(rows, Denied):
+        return {"available": False, "note": f"{rows.reason}: {rows.grant}", "counts": {}}
     if not rows:
         return {"available": False, "note": "no integrity check has run yet", "counts": {}}
     run = rows[0]
