@@ -30,6 +30,39 @@ class PowropsError(Exception):
         return self.message
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the run stops at once (exit 3, UNKNOWN: it did not finish).
+
+    Not a PowropsError, nor an Exception: no ``except Exception`` swallows it. Each holder of
+    a resource (a started server, a directory being written, a repository lock) releases it
+    on the way out and adds what it left with :meth:`leaving`; the command prints one line.
+    """
+
+    def __init__(self, signal: str = "SIGINT") -> None:
+        super().__init__(signal)
+        self.signal = signal
+        self.left: list[str] = []
+
+    @classmethod
+    def of(cls, exc: KeyboardInterrupt) -> Interrupted:
+        """``exc`` itself, or (a plain KeyboardInterrupt: Ctrl-C in a notebook) an
+        Interrupted standing for it."""
+        return exc if isinstance(exc, Interrupted) else cls()
+
+    def leaving(self, what: str) -> Interrupted:
+        """Add what the holder left behind (outermost last); returns self, to raise."""
+        self.left.append(what)
+        return self
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signal}" + (": " + "; ".join(self.left) if self.left else "")
+
+
+#: Exit statuses of a child killed by the same Ctrl-C or SIGTERM as powrops: an interrupt,
+#: not a failure of the program (negative: a signal; 128 + n: a shell's way of saying so).
+INTERRUPTED_CHILD = frozenset({-2, -15, 130, 143})
+
+
 class ConfigError(PowropsError):
     """The configuration file, an environment override or a value in it is wrong."""
 

@@ -11,9 +11,18 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def each(work: Callable[[T], R], items: Sequence[T], threads: int) -> list[R | BaseException]:
+def each(
+    work: Callable[[T], R],
+    items: Sequence[T],
+    threads: int,
+    cancel: threading.Event | None = None,
+) -> list[R | BaseException]:
     """``work(item)`` for every item on at most ``threads`` threads; the results in the
-    items' order, an exception in place of a result that raised (the caller decides)."""
+    items' order, an exception in place of a result that raised (the caller decides).
+
+    Interrupted while it waits (Ctrl-C, SIGTERM), it sets ``cancel``, which the work is to
+    check, and waits for the threads before the interrupt goes on: nothing is left writing
+    behind the caller's clean-up."""
     results: list[R | BaseException | None] = [None] * len(items)
 
     def run(indexes: range) -> None:
@@ -28,6 +37,13 @@ def each(work: Callable[[T], R], items: Sequence[T], threads: int) -> list[R | B
                for i in range(count)]  # fmt: skip
     for worker in workers:
         worker.start()
-    for worker in workers:
-        worker.join()
+    try:
+        for worker in workers:
+            worker.join()
+    except BaseException:
+        if cancel is not None:
+            cancel.set()
+        for worker in workers:
+            worker.join()
+        raise
     return results  # type: ignore[return-value]

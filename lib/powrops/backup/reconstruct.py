@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -147,9 +148,15 @@ EXTRACT_THREADS = 4
 def _extract_all(
     repo: Repository, labels: list[str], work: Path, stop: Stop | None = None
 ) -> list[Path]:
-    """Unpack the members of a chain side by side (each a decompressing thread and a tar)."""
-    outcomes = threads.each(lambda label: extract(repo, label, work / label, stop), labels,
-                            EXTRACT_THREADS)  # fmt: skip
+    """Unpack the members of a chain side by side (each a decompressing thread and a tar);
+    interrupted, every unpacking stops before the interrupt goes on."""
+    cancelled = threading.Event()
+
+    def stopped() -> bool:
+        return cancelled.is_set() or (stop is not None and stop())
+
+    outcomes = threads.each(lambda label: extract(repo, label, work / label, stopped), labels,
+                            EXTRACT_THREADS, cancel=cancelled)  # fmt: skip
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

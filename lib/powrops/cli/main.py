@@ -5,7 +5,9 @@ import what they need when they run, so that short commands start fast. Exit cod
 the monitoring convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the command could not
 judge: bad arguments or config, an unreachable database, a failed run, or a crash). A crash
 never reads as a WARNING: it prints one line, keeps the traceback in a log file (on stderr
-with ``-v``) and exits 3. Output to a closed pipe (``powrops backup list | head -1``) ends
+with ``-v``) and exits 3. SIGINT and SIGTERM stop a command at once (``Interrupted``): what
+holds a resource releases it on the way out, and the command prints one line saying what
+was left, then exits 3. Output to a closed pipe (``powrops backup list | head -1``) ends
 quietly.
 """
 
@@ -13,17 +15,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
 
 from powrops import __version__
 from powrops.cli.common import Parser
 from powrops.cli.registry import group_names, register_all
-from powrops.errors import EXIT_OK, EXIT_UNKNOWN, PowropsError
+from powrops.errors import EXIT_OK, EXIT_UNKNOWN, Interrupted, PowropsError
 from powrops.findings import Severity, exit_code
 
 Handler = Callable[[argparse.Namespace], "Severity | int"]
@@ -76,17 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     crash_code: int = getattr(args, "crash_code", EXIT_UNKNOWN)
     outcome: int | None = None
     try:
-        _select_server(args)
-        outcome = exit_code(func(args))
-        sys.stdout.flush()
+        with _Interrupts():
+            _select_server(args)
+            outcome = exit_code(func(args))
+            sys.stdout.flush()
         return outcome
     except BrokenPipeError:
         return _closed_pipe(EXIT_OK if outcome is None else outcome)
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)
         return crash_code if crash_code != EXIT_UNKNOWN else exc.exit_code
-    except KeyboardInterrupt:
-        print("powrops: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"powrops: {Interrupted.of(exc)}", file=sys.stderr)
         return crash_code
     except Exception as exc:  # a crash: one line, the traceback kept, never exit 1
         where = _keep_traceback(exc, args)
@@ -95,6 +102,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return crash_code
+
+
+class _Interrupts:
+    """While a command runs, SIGINT and SIGTERM raise ``Interrupted`` in the main thread,
+    once: a second signal while the first unwinds is ignored, so that what holds a resource
+    (a started server, a directory, a lock) finishes releasing it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.previous: dict[int, Any] = {}
+
+    def _raise(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:
+            return
+        self.raised = True
+        raise Interrupted(signal.Signals(signum).name)
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._raise) for s in self.SIGNALS}
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.raised:
+            return  # the command is ending: a second Ctrl-C is ignored until it has
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _select_server(args: argparse.Namespace) -> None:

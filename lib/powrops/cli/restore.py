@@ -3,7 +3,9 @@
 Exit codes: 0 restored, 2 the restore failed (no backup reaches the target, the repository or
 a backup could not be read, recovery failed or timed out), 3 it could not start: bad arguments
 or configuration, PostgreSQL programs missing, or a target directory that is in use, not empty
-or out of the OS user's reach (nothing was written).
+or out of the OS user's reach (nothing was written); 3 too when it was interrupted (SIGINT,
+SIGTERM), with one line saying what it left: removed while unpacking, kept and stopped during
+recovery, running once the restore had finished.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from powrops.cli.common import settings_of
-from powrops.errors import BinariesError, ConfigError, ParameterError, PowropsError
+from powrops.errors import BinariesError, ConfigError, Interrupted, ParameterError, PowropsError
 from powrops.findings import Severity
 
 
@@ -95,11 +97,25 @@ def cmd_restore(args: argparse.Namespace) -> Severity:
     except PowropsError as exc:
         print(f"powrops: error: restore failed: {exc}", file=sys.stderr)
         return Severity.CRITICAL
-    if args.json:
-        print(json.dumps(restored.to_dict(), indent=2, default=str))
-        return Severity.OK
-    _describe(restored, started=args.start)
+    try:
+        if args.json:
+            print(json.dumps(restored.to_dict(), indent=2, default=str))
+        else:
+            _describe(restored, started=args.start)
+    except KeyboardInterrupt as exc:
+        raise Interrupted.of(exc).leaving(_finished(restored, started=args.start)) from None
     return Severity.OK
+
+
+def _finished(restored: Any, *, started: bool) -> str:
+    """What a restore that had finished leaves when the command is interrupted after it."""
+    cluster = restored.cluster
+    if not started or cluster is None:
+        return f"the restore had finished: {restored.data_dir} is prepared, not started"
+    return (
+        f"the restore had finished: the restored server runs on 127.0.0.1:{restored.port} "
+        f"from {restored.data_dir}; stop it: {cluster.ctl_command('stop')}"
+    )
 
 
 def _describe(restored: Any, *, started: bool) -> None:

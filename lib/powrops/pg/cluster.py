@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from powrops.errors import ClusterError
@@ -269,17 +269,6 @@ class LocalCluster:
 
         Output goes to temp files: pg_ctl's postmaster inherits pipes and keeps them open.
         """
-        user = self.os_user
-        env = {
-            "PATH": f"{self.binaries.bin_dir}:/usr/bin:/bin",
-            "HOME": str(self.base_dir),
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "TZ": "UTC",
-        }
-        kwargs: dict[str, Any] = {}
-        if not user.is_current:
-            kwargs = {"user": user.uid, "group": user.gid, "extra_groups": []}
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             try:
                 proc = subprocess.run(
@@ -287,12 +276,10 @@ class LocalCluster:
                     stdout=out,
                     stderr=err,
                     text=True,
-                    env=env,
-                    cwd=self.base_dir,
                     timeout=timeout,
                     check=False,
                     stdin=subprocess.DEVNULL,
-                    **kwargs,
+                    **self._as_os_user(),
                 )
             except subprocess.TimeoutExpired as exc:
                 raise ClusterError(
@@ -309,6 +296,43 @@ class LocalCluster:
                 f"{what or Path(str(argv[0])).name} failed ({result.returncode}): {detail}"
             )
         return result
+
+    def spawn(
+        self, argv: Sequence[str | Path], out: IO[str], err: IO[str]
+    ) -> subprocess.Popen[str]:
+        """Start a program as the cluster's OS user, as ``run`` does, without waiting for it.
+
+        It runs in a session of its own: a Ctrl-C at the terminal reaches powrops, which
+        stops it (``terminate``), and not the program, whose death would read as its failure.
+        """
+        try:
+            return subprocess.Popen(
+                [str(a) for a in argv],
+                stdout=out,
+                stderr=err,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **self._as_os_user(),
+            )
+        except OSError as exc:
+            raise ClusterError(f"could not run {argv[0]}: {exc}") from exc
+
+    def _as_os_user(self) -> dict[str, Any]:
+        """subprocess arguments that run a program as the OS user, in its environment, in the
+        base directory."""
+        user = self.os_user
+        env = {
+            "PATH": f"{self.binaries.bin_dir}:/usr/bin:/bin",
+            "HOME": str(self.base_dir),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "TZ": "UTC",
+        }
+        kwargs: dict[str, Any] = {"env": env, "cwd": self.base_dir}
+        if not user.is_current:
+            kwargs.update(user=user.uid, group=user.gid, extra_groups=[])
+        return kwargs
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

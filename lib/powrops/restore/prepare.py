@@ -12,6 +12,11 @@ run once as the OS user before the server starts.
 Beside the data directory ``DIR``, ``DIR.powrops/`` holds what powrops needs to run it: the
 server log, the archive spec the restore command reads, the superuser password of the source
 (for the embedded default) and cluster.json.
+
+Interrupted (SIGINT, SIGTERM: ``Interrupted``), a restore stops at once and says what it left:
+while the backup is unpacked, ``wal warm`` is stopped and both directories are removed; during
+recovery the server is stopped and ``DIR`` is kept, prepared, named with the command that
+starts it again (recovery resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -36,7 +43,7 @@ from powrops.backup.model import BackupRecord
 from powrops.backup.reconstruct import chain_of, reconstruct
 from powrops.backup.wal.archive import KEEP, MISSING
 from powrops.db import embedded_cluster, target
-from powrops.errors import ClusterError, ParameterError
+from powrops.errors import INTERRUPTED_CHILD, ClusterError, Interrupted, ParameterError
 from powrops.format import Echo
 from powrops.pg.access import check_reachable
 from powrops.pg.binaries import find_binaries
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
     from powrops.pg.cluster import LocalCluster, OsUser
 
 MARKER = "# powrops restore"
+WARM_TIMEOUT = 600.0  # seconds ``wal warm`` may take to fill the spool
 FLUSH_PAUSE_S = 0.1  # between two syncfs() calls while a backup is unpacked
 
 
@@ -89,18 +97,48 @@ def restore(
     created = not to.exists()
     try:
         restored = _prepare(settings, catalog, record, binaries, to, target, say)
+    except KeyboardInterrupt as exc:
+        _remove_partial(to, created)
+        gone = f"{to} {'removed' if created else 'emptied'} and {base_dir_for(to)} removed"
+        raise Interrupted.of(exc).leaving(
+            f"restore of {record.label} stopped while preparing: {gone}"
+        ) from None
     except BaseException:
         _remove_partial(to, created)
         raise
     restored.timings["total_s"] = round(time.monotonic() - began, 3)
-    if not start:
-        assert restored.cluster is not None
-        say(f"ready to start: {restored.cluster.ctl_command('start')}")
-        say("  recovery runs when it starts; it fetches WAL through `powrops wal fetch`")
-        return restored
-    restored.start(timeout=timeout, echo=say)
+    try:
+        if not start:
+            say(f"ready to start: {_cluster(restored).ctl_command('start')}")
+            say("  recovery runs when it starts; it fetches WAL through `powrops wal fetch`")
+            return restored
+        restored.start(timeout=timeout, echo=say)
+    except KeyboardInterrupt as exc:
+        raise Interrupted.of(exc).leaving(left_prepared(restored)) from None
     restored.timings["total_s"] = round(time.monotonic() - began, 3)
     return restored
+
+
+def _cluster(restored: RestoredCluster) -> LocalCluster:
+    assert restored.cluster is not None
+    return restored.cluster
+
+
+def left_prepared(restored: RestoredCluster) -> str:
+    """What an interrupted recovery leaves: the server stopped (or, if it would not stop,
+    running) and the prepared directory, with the command that resumes it."""
+    cluster = _cluster(restored)
+    to, base = restored.data_dir, restored.base_dir
+    if cluster.is_running():
+        return (
+            f"the restored server on {to} did not stop and still runs: "
+            f"{cluster.ctl_command('stop')}; then remove {to} and {base}"
+        )
+    return (
+        f"restore of {restored.label} stopped before recovery finished; the server is not "
+        f"running; {to} is kept, prepared: `{cluster.ctl_command('start')}` resumes recovery, "
+        f"or remove {to} and {base}"
+    )
 
 
 def _major(record: BackupRecord) -> int | None:
@@ -195,6 +233,9 @@ def _prepare(
         _configure(to, binaries.major, port, restore_command(spec, spool), target, record.label)
         chown_tree(to, cluster.os_user)
         os.chmod(to, 0o700)
+    except KeyboardInterrupt:  # stopped, not failed: no diagnosis of the restore command
+        warming.stop()
+        raise
     except BaseException:  # nothing is removed while the spool is still being written
         warming.join()
         warming.raise_failure()  # the cause, when the restore command cannot work
@@ -345,6 +386,9 @@ class _Warming:
         self.cluster, self.spec, self.spool, self.record = cluster, spec, spool, record
         self.error: str | None = None
         self.seconds = 0.0
+        self._proc: subprocess.Popen[str] | None = None
+        self._stopping = False
+        self._guard = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-warm", daemon=True)
         self._thread.start()
@@ -365,18 +409,41 @@ class _Warming:
             return None
         argv = [sys.executable, "-m", "powrops", "wal", "warm", "--spec", str(self.spec),
                 "--spool", str(self.spool), first, last]  # fmt: skip
-        result = self.cluster.run(argv, check=False, timeout=600, what="wal warm")
-        if result.returncode == 0 or (result.returncode == 1 and not result.stderr.strip()):
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            with self._guard:
+                if self._stopping:
+                    return None
+                self._proc = self.cluster.spawn(argv, out, err)
+            try:
+                code = self._proc.wait(timeout=WARM_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+                return f"wal warm did not finish within {WARM_TIMEOUT:.0f} s"
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        if self._stopping or code in INTERRUPTED_CHILD:
+            return None  # stopped by the restore's interrupt, or by the same signal
+        if code == 0 or (code == 1 and not stderr.strip()):
             return None
         return (
             f"the restore command cannot fetch WAL as OS user {self.cluster.os_user.name} "
-            f"(exit {result.returncode}): {(result.stderr or result.stdout).strip()[-1500:]}"
+            f"(exit {code}): {(stderr or stdout).strip()[-1500:]}"
         )
 
     def failed(self) -> bool:
         return self._done.is_set() and self.error is not None
 
     def join(self) -> None:
+        self._thread.join()
+
+    def stop(self) -> None:
+        """The restore was interrupted: end ``wal warm`` now and wait for its thread."""
+        with self._guard:
+            self._stopping = True
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.terminate()
         self._thread.join()
 
     def raise_failure(self) -> None:
