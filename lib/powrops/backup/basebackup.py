@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from powrops.errors import BackupError
+from powrops.errors import INTERRUPTED_CHILD, BackupError, Interrupted
 from powrops.pg.binaries import PgBinaries
 
 CHUNK = 1 << 20
@@ -207,6 +207,8 @@ def stream_to(
             raise
         err.seek(0)
         stderr = err.read()
+    if code in INTERRUPTED_CHILD:  # the same Ctrl-C or SIGTERM as ours: not its failure
+        raise Interrupted("SIGINT" if code in (-2, 130) else "SIGTERM")
     if code != 0:
         raise BackupError(f"pg_basebackup failed ({code}): {stderr.strip()[-2000:]}")
     if "backup_manifest" not in sniffer.captured:

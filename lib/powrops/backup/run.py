@@ -6,8 +6,9 @@ post:   read every stored object back and compare checksums, register the backup
         backup.json is written last), expire old backups, copy to the secondary
 
 A run that fails after it started writes a ``failed`` record with the error and removes what it
-had stored; a run that is killed leaves objects without a record, which claim nothing and which
-expiry removes. One backup runs at a time per repository.
+had stored; so does a run interrupted by SIGINT or SIGTERM, which then says so in one line; a
+run that is killed leaves objects without a record, which claim nothing and which expiry
+removes. One backup runs at a time per repository.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from powrops.errors import (
     BackupError,
     BackupFailed,
     BackupUnsupported,
+    Interrupted,
     LockError,
     PowropsError,
 )
@@ -252,11 +254,23 @@ class BackupRun:
                 record = self._post_verify(record)
             except BackupUnsupported:
                 raise
+            except KeyboardInterrupt as exc:
+                self._fail(exc, facts, parent)
+                raise Interrupted.of(exc).leaving(
+                    f"{self.kind} backup {self.label} stopped: recorded as failed, what it had "
+                    f"stored removed, the lock of {self.repo.url} released"
+                ) from None
             except BaseException as exc:
                 self._fail(exc, facts, parent)
                 raise
-        expired = self._post_expire()
-        copied = self._post_copy(record)
+        try:
+            expired = self._post_expire()
+            copied = self._post_copy(record)
+        except KeyboardInterrupt as exc:
+            raise Interrupted.of(exc).leaving(
+                f"{self.kind} backup {self.label} is registered and read back; its expiry or "
+                "secondary copy was cut short (`powrops backup expire`, `backup copy` catch up)"
+            ) from None
         return BackupOutcome(record, self.proc.steps, expired, copied)
 
     # -- pre --------------------------------------------------------------------------------
@@ -449,7 +463,8 @@ class BackupRun:
             server_version=facts.version if facts else None,
             system_identifier=facts.system_identifier if facts else None,
             tool_version=__version__, database=facts.database if facts else None,
-            error=str(exc) or type(exc).__name__,
+            error=str(Interrupted.of(exc)) if isinstance(exc, KeyboardInterrupt)
+            else str(exc) or type(exc).__name__,
             steps=tuple(s.to_dict() for s in self.proc.steps),
         )  # fmt: skip
         with contextlib.suppress(PowropsError):

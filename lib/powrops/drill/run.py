@@ -33,6 +33,7 @@ import psycopg
 from powrops import journal
 from powrops.config import RECOVERY_STEPS, Settings
 from powrops.db import connect
+from powrops.errors import Interrupted
 from powrops.findings import Finding, Graded, Severity
 from powrops.format import Echo, human_rows, human_time
 from powrops.restore import RecoveryTarget, restore
@@ -44,7 +45,7 @@ from powrops.tables import PUBLIC_TABLES
 class DrillStep:
     number: int
     name: str
-    status: str = "ok"  # ok, skipped, failed
+    status: str = "ok"  # ok, skipped, failed, interrupted
     seconds: float = 0.0
     message: str = ""
 
@@ -124,6 +125,9 @@ class Drill:
         began = time.monotonic()
         try:
             yield step
+        except KeyboardInterrupt:
+            step.status = "interrupted"
+            raise
         except BaseException as exc:
             step.status = "failed"
             step.message = step.message or f"{type(exc).__name__}: {exc}"
@@ -271,6 +275,22 @@ class Drill:
                 shutil.rmtree(self.workdir, ignore_errors=True)
         return self.result
 
+    def abandon(self) -> str:
+        """The drill was interrupted: stop the scratch server and remove its directory (kept,
+        stopped, with ``keep``); what was left, in words."""
+        where = f"drill {self.result.drill_id} stopped"
+        if self.restored is None:
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            return f"{where} before its scratch cluster was restored: nothing left"
+        if self.keep:
+            self.restored.stop()
+            return f"{where}: its scratch cluster is kept, stopped, in {self.restored.data_dir}"
+        self.restored.destroy()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return f"{where}: its scratch cluster was stopped and {self.workdir} removed"
+
     def _measure_rpo(self) -> None:
         objectives = self.settings.recovery.objectives
         self.result.objectives = {
@@ -301,6 +321,13 @@ def run_drill(
 ) -> DrillResult:
     """The whole recovery plan as a drill; a failing step ends the drill with its finding."""
     drill = Drill(settings, target_time=target_time, echo=echo, keep=keep)
+    try:
+        return _run(drill, settings, keep)
+    except KeyboardInterrupt as exc:
+        raise Interrupted.of(exc).leaving(drill.abandon()) from None
+
+
+def _run(drill: Drill, settings: Settings, keep: bool) -> DrillResult:
     try:
         target = drill.prepare()
         drill.stop_application()
