@@ -1,0 +1,132 @@
+"""Ctrl-C and SIGTERM at each phase of ``restore``, ``backup`` and ``drill``: a real ``powrops``
+process is signalled at a point it shows (a line of its output, a row of
+``pg_stat_progress_basebackup``), and must stop at once with exit 3 and one line saying what
+it left, no traceback, no false diagnosis, and no server running from what it left.
+
+One site (an embedded cluster archiving through powrops) with a full backup of ~90 MB of
+data, enough for the unpacking to last a moment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backup_site import Site
+from powrops.pg.cluster import postmaster_pid
+from powrops.restore import base_dir_for
+
+pytestmark = [pytest.mark.pg, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    site = Site.create()
+    try:
+        assert site.cli("migrate", "latest").returncode == 0
+        site.sql("CREATE TABLE lifts AS SELECT g, md5(g::text) AS t FROM generate_series(1, 6e5) g")
+        full = site.cli("backup", "full")
+        assert full.returncode == 0, full.stdout + full.stderr
+        site.sql("INSERT INTO lifts SELECT g, md5(g::text) FROM generate_series(1, 2e5) g")
+        site.switch_wal()
+        yield site
+    finally:
+        site.destroy()
+
+
+def interrupt(site: Site, argv: list[str], ready: str, sig: int = signal.SIGINT) -> tuple[int, str]:
+    """Run ``powrops *argv`` in a session of its own; when ``ready`` shows in its output (or,
+    ``ready`` starting with "sql:", when that query answers true), signal its whole process
+    group as a terminal's Ctrl-C does. Its exit code and everything it printed."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "powrops.cli", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**base, "POWROPS_CONFIG": str(site.config)},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    if ready.startswith("sql:"):
+        deadline = time.monotonic() + 60
+        while not site.sql(ready[4:])[0][0]:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.02)
+    else:
+        for line in proc.stdout:
+            lines.append(line)
+            if ready in line:
+                break
+        else:
+            pytest.fail(f"{ready!r} never showed:\n{''.join(lines)}")
+    os.killpg(proc.pid, sig)
+    lines.append(proc.stdout.read())
+    return proc.wait(timeout=120), "".join(lines)
+
+
+def last_line(output: str) -> str:
+    """The line the interrupt printed: the last one, which must say so."""
+    assert "Traceback" not in output, output
+    line = output.strip().splitlines()[-1]
+    assert line.startswith("powrops: interrupted by SIG"), output
+    return line
+
+
+def no_server(data: Path) -> None:
+    assert postmaster_pid(data) is None
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(data) not in ps, ps
+
+
+def test_ctrl_c_while_unpacking_removes_both_directories(site: Site) -> None:
+    to = site.root / "unpacking"
+    code, output = interrupt(site, ["restore", "--to", str(to), "--start"], "reconstruct:")
+    assert code == 3, output
+    line = last_line(output)
+    assert "stopped while preparing" in line and f"{to} removed" in line, line
+    assert "cannot fetch WAL" not in output and "restore failed" not in output, output
+    assert not to.exists() and not base_dir_for(to).exists()
+    no_server(to)
+
+
+def test_sigterm_during_recovery_stops_the_server_and_names_the_kept_directory(
+    site: Site,
+) -> None:
+    to = site.root / "recovering"
+    code, output = interrupt(
+        site, ["restore", "--to", str(to), "--start"], "recovery: replaying", signal.SIGTERM
+    )
+    assert code == 3, output
+    line = last_line(output)
+    assert "SIGTERM" in line and f"{to} is kept" in line and "pg_ctl start" in line, line
+    no_server(to)
+    assert (to / "recovery.signal").exists()  # prepared: starting it resumes recovery
+
+
+def test_ctrl_c_while_a_backup_streams_records_it_failed(site: Site) -> None:
+    before = {b["label"] for b in site.backups()}
+    code, output = interrupt(
+        site, ["backup", "full"], "sql:SELECT count(*) > 0 FROM pg_stat_progress_basebackup"
+    )
+    assert code == 3, output
+    line = last_line(output)
+    assert "recorded as failed" in line and "lock" in line, line
+    new = [b for b in site.backups() if b["label"] not in before]
+    assert [b["status"] for b in new] == ["failed"], new
+    assert "pg_basebackup failed" not in output, output
+
+
+def test_ctrl_c_during_a_drill_removes_its_scratch_cluster(site: Site) -> None:
+    code, output = interrupt(site, ["drill"], "step 2")
+    assert code == 3, output
+    line = last_line(output)
+    assert "scratch cluster was stopped" in line and "removed" in line, line
+    drills = site.settings.state_dir / "drills"
+    assert not drills.exists() or not any(drills.iterdir()), list(drills.iterdir())
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(drills) not in ps, ps
