@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from powrops.errors import ClusterError, ParameterError, PowropsError
+from powrops.errors import ClusterError, Interrupted, ParameterError, PowropsError
 from powrops.format import Echo
 from powrops.pg.access import check_reachable
 from powrops.pg.cluster import LocalCluster, ensure_os_user, postmaster_pid
@@ -57,8 +57,12 @@ def test_restore(
         result["ok"] = all("error" not in q for q in result["queries"])
         result["recovered_lsn"] = restored.recovered_lsn
         result["timeline"] = restored.timeline
-    except (ParameterError, KeyboardInterrupt):
+    except ParameterError:
         raise
+    except KeyboardInterrupt as exc:  # whatever the restore kept, the scratch goes (finally)
+        interrupted = Interrupted.of(exc)
+        interrupted.left[:] = [f"the test restore was stopped and {scratch} removed"]
+        raise interrupted from None
     except PowropsError as exc:
         result["error"] = str(exc)
     finally:
