@@ -8,12 +8,15 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BeforeValidator,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from powrops.config.base import (
     Section,
+    absolute_file_url,
+    absolute_path,
 )
 from powrops.durations import Duration
 
@@ -48,16 +51,23 @@ class Repository(Section):
 
     @field_validator("url")
     @classmethod
-    def _scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("file://", "s3://")):
+    def _scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("file://", "s3://")):
             raise ValueError("expected a repository URL starting with file:// or s3://")
-        return value
+        return absolute_file_url(value, info)
 
 
 class Encryption(Section):
     enabled: bool = False
     key_file: str | None = None
     key_env: str | None = None
+
+    @field_validator("key_file")
+    @classmethod
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else absolute_path(value, info)
 
     @model_validator(mode="after")
     def _key_source(self) -> Encryption:

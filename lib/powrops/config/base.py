@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
 from pydantic import (
     BaseModel,
     ConfigDict,
+    ValidationInfo,
 )
 
 ENV_PREFIX = "POWROPS__"
@@ -25,3 +30,38 @@ class Section(BaseModel):
     """Base of every settings section: strict about unknown keys, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def config_folder(info: ValidationInfo) -> Path | None:
+    """The folder relative paths resolve against while validating: the configuration file's
+    (else the project root), given by :func:`powrops.config.validate`; None for settings built
+    in code, whose relative paths stay as given."""
+    context = info.context
+    folder = context.get("base_dir") if isinstance(context, dict) else None
+    return Path(folder) if folder else None
+
+
+def absolute_path(path: str, info: ValidationInfo) -> str:
+    """``path`` resolved against the configuration's folder; absolute and ``~`` paths as is."""
+    folder = config_folder(info)
+    if folder is None or path.startswith("~") or os.path.isabs(path):
+        return path
+    return os.path.abspath(folder / path)
+
+
+def absolute_file_url(url: str, info: ValidationInfo) -> str:
+    """A relative ``file://`` URL resolved against the configuration's folder; others as is.
+
+    ``file://relrepo`` and ``file://./relrepo`` name ``<folder>/relrepo`` (the first path part
+    sits where a URL's host would be); ``file:///srv/powr`` and ``file://localhost/srv/powr``
+    are absolute already. Written absolute, the URL means the same folder to the server's
+    archive command (run in the data directory) and to a command run anywhere else.
+    """
+    parts = urlsplit(url)
+    host = parts.netloc
+    if parts.scheme != "file" or host in ("", "localhost") or "@" in host:
+        return url  # not file://, already absolute, or malformed (the storage layer says why)
+    if parts.query or parts.fragment:
+        return url
+    resolved = absolute_path(unquote(host) + unquote(parts.path), info)
+    return Path(resolved).as_uri() if os.path.isabs(resolved) else url

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import (
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
 )
 
@@ -14,6 +15,7 @@ from powrops.config.backup import (
 )
 from powrops.config.base import (
     Section,
+    absolute_file_url,
 )
 from powrops.durations import Duration
 
@@ -56,3 +58,10 @@ class ReportSettings(Section):
     archive_storage: Repository | None = None
     retention: Duration = Duration.parse("indefinite")
     timeout: Duration = Duration.parse("30min")
+
+    @field_validator("archive_url")
+    @classmethod
+    def _absolute(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        return SecretStr(absolute_file_url(value.get_secret_value(), info))

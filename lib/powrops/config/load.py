@@ -127,13 +127,16 @@ def validate(
     """Settings from a nested mapping, or ConfigError listing every problem by dotted key.
 
     The mapping is laid over the defaults first, so a file that sets only
-    ``alerts.disk_usage.warning`` keeps the default critical threshold.
+    ``alerts.disk_usage.warning`` keeps the default critical threshold. Relative ``file://``
+    repository URLs and the encryption ``key_file`` resolve against ``base_dir`` here, once,
+    so every reader (the server's archive command too) gets them absolute.
     """
     defaults = Settings().model_dump(by_alias=True, exclude={"source", "base_dir"})
     folder = str(base_dir) if base_dir is not None else None
     try:
         return Settings.model_validate(
-            {**merge(defaults, data), "source": source, "base_dir": folder}
+            {**merge(defaults, data), "source": source, "base_dir": folder},
+            context={"base_dir": folder},
         )
     except ValidationError as exc:
         problems = [_describe(error) for error in exc.errors()]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pydantic import (
     ConfigDict,
     Field,
+    ValidationInfo,
+    field_validator,
 )
 
 from powrops.config.base import (
     Section,
+    absolute_file_url,
 )
 from powrops.durations import Duration
 
@@ -55,6 +58,11 @@ class ArchivalSettings(Section):
     triggers: ArchivalTriggers = ArchivalTriggers()
     process: ArchivalProcess = ArchivalProcess()
     repository: str | None = None
+
+    @field_validator("repository")
+    @classmethod
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else absolute_file_url(value, info)
 
 
 class CleanupTargets(Section):
