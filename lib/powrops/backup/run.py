@@ -52,6 +52,7 @@ from powrops.errors import (
     Interrupted,
     LockError,
     PowropsError,
+    StorageError,
 )
 from powrops.format import human_bytes
 from powrops.notify import Event, notify
@@ -223,6 +224,9 @@ class BackupRun:
         self.catalog = Catalog(self.repo)
         self.label = new_label(kind)
         self.started = datetime.now(UTC)
+        # False until the repository lock is held: a repository that cannot even be locked
+        # (a file system not mounted, a bucket unreachable) fails no backup, it stops the run.
+        self.started_run = False
 
     def _claim_label(self) -> None:
         """Start the run in a second no other backup of this repository is labelled with.
@@ -245,6 +249,7 @@ class BackupRun:
 
     def run(self) -> BackupOutcome:
         with repository_lock(self.repo, f"{self.kind} backup"):
+            self.started_run = True
             self._claim_label()
             facts: ServerFacts | None = None
             parent: BackupRecord | None = None
@@ -477,11 +482,14 @@ class BackupRun:
 def take_backup(
     settings: Settings, kind: Kind, echo: Callable[[str], None] | None = print
 ) -> BackupOutcome:
-    """Run the backup procedure; raises BackupError (after recording the failure) when it fails."""
+    """Run the backup procedure; raises BackupError (after recording the failure) when it fails,
+    StorageError (nothing recorded) when the repository cannot be locked to start it."""
     run = BackupRun(settings, kind, echo)
     try:
         return run.run()
     except (LockError, BackupUnsupported):
         raise
     except (StepFailed, PowropsError, OSError) as exc:
+        if isinstance(exc, StorageError) and not run.started_run:
+            raise  # exit 3, nothing recorded: the repository is not there to record in
         raise BackupFailed(f"{kind} backup {run.label} failed: {exc}") from exc

@@ -85,13 +85,19 @@ class Settings(Section):
         return self.server != DEFAULT_SERVER
 
     @property
+    def state_root(self) -> Path:
+        """``state.dir`` itself, resolved: the folder powrops creates on first use (0700); its
+        parent must exist."""
+        return self._resolve(self.state.dir)
+
+    @property
     def state_dir(self) -> Path:
         """``state.dir``; relative to the config file's folder, else to the project root.
 
         A named server keeps its state (embedded cluster, default backup repository, archive
         spec) in ``<state.dir>/<server>``, so servers of one configuration never share it.
         """
-        folder = self._resolve(self.state.dir)
+        folder = self.state_root
         return folder / self.server if self.named_server else folder
 
     @property

@@ -13,8 +13,8 @@ from __future__ import annotations
 from powrops.backup.repos import connection_for
 from powrops.config import Settings
 from powrops.storage.base import Repository
-from powrops.storage.local import path_from_url
 from powrops.storage.registry import open_repository
+from powrops.storage.spec import state_repository
 
 PREFIX = "archive/users"
 
@@ -25,10 +25,15 @@ def archive_url(settings: Settings) -> str:
 
 
 def open_archive(settings: Settings, url: str | None = None) -> Repository:
-    """The archive repository (or the one at ``url``, e.g. from an index entry)."""
+    """The archive repository (or the one at ``url``, e.g. from an index entry).
+
+    Opening creates nothing: the first write creates a ``file://`` archive's directory (and,
+    for the default, the state directory); a configured one whose parent is missing (a file
+    system not mounted) is refused then, naming the path.
+    """
+    if url is None and settings.archival.repository is None:
+        return state_repository(settings, "archive")
     url = url or archive_url(settings)
-    if url.startswith("file://"):
-        path_from_url(url).mkdir(mode=0o700, parents=True, exist_ok=True)
     return open_repository(url, connection_for(settings, url), settings.backup.storage.encryption)
 
 

@@ -4,13 +4,18 @@ URL forms:
 
 - ``file:///var/backups/powr`` — an absolute path;
 - ``file://localhost/var/backups/powr`` — the same (RFC 8089's explicit local host);
-- ``file://backups/powr`` — a *relative* path, resolved against the current working directory
-  when the repository is opened (the first path part sits where a URL's host would be).
+- ``file://backups/powr`` — a *relative* path (the first path part sits where a URL's host
+  would be). The configuration resolves it against its file's folder when it is loaded
+  (:func:`powrops.config.validate`), so a configured repository is always absolute; a relative
+  URL given to :func:`open_repository` directly resolves against the current working directory.
 
 Percent-escapes in the path are decoded. Directories powrops creates are mode 0700 and objects
 are mode 0600: a backup holds every user's data. The repository directory itself is created on
 the first write if its parent exists; a missing or unwritable parent is a StorageError naming the
-path, so a typo in the URL does not silently create a tree elsewhere.
+path, so a typo in the URL, or a file system that is not mounted, does not silently create a
+tree elsewhere. A repository powrops keeps in its state directory (the default when none is
+configured) is opened with ``create_below`` the state directory's parent: the state directory is
+created with it.
 
 Writes are atomic and durable: the bytes go to a temporary file in the destination directory
 (its name contains ``.powrops-tmp.``; listings skip such files), which is fsynced, renamed over
@@ -81,9 +86,16 @@ def path_from_url(url: str) -> Path:
 class FileRepository(Repository):
     """A repository in a directory; keys map to files below it."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, create_below: str | os.PathLike[str] | None = None
+    ) -> None:
         self.root = Path(os.path.abspath(root))
         self.url = self.root.as_uri()
+        # The existing folder below which the first write creates what is missing of the
+        # root: the root's parent unless the caller owns more of the path (the state directory).
+        self.base = Path(os.path.abspath(create_below)) if create_below else self.root.parent
+        if self.base != self.root.parent and self.base not in self.root.parents:
+            raise StorageError(f"{self.root} is not below {self.base}", path=self.root)
 
     @classmethod
     def from_url(
@@ -140,9 +152,8 @@ class FileRepository(Repository):
     def _make_parents(self, directory: Path) -> None:
         if directory.is_dir():
             return
-        self._mkdir(self.root)
-        current = self.root
-        for part in directory.relative_to(self.root).parts:
+        current = self.base
+        for part in directory.relative_to(self.base).parts:
             current = current / part
             self._mkdir(current)
 

@@ -79,9 +79,18 @@ def open_repository(
             f"(a {settings.kind} repository needs a {KIND_SCHEMES[settings.kind]}:// URL)",
             url=safe_url(url),
         )
-    repository = cls.from_url(url, settings, env)
-    if encryption is not None and encryption.enabled:
-        from powrops.storage.crypto import EncryptedRepository, load_key
+    return encrypting(cls.from_url(url, settings, env), encryption, env)
 
-        repository = EncryptedRepository(repository, load_key(encryption, env))
-    return repository
+
+def encrypting(
+    repository: Repository,
+    encryption: Encryption | None,
+    environ: Mapping[str, str] | None = None,
+) -> Repository:
+    """``repository``, wrapped to encrypt what it stores when ``encryption.enabled``."""
+    if encryption is None or not encryption.enabled:
+        return repository
+    from powrops.storage.crypto import EncryptedRepository, load_key
+
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    return EncryptedRepository(repository, load_key(encryption, env))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import BackupError
 from powrops.storage.base import Repository
-from powrops.storage.registry import open_repository
+from powrops.storage.registry import encrypting, open_repository
 
 if TYPE_CHECKING:
     from powrops.config import Settings
@@ -32,8 +32,19 @@ def primary_url(settings: Settings) -> str:
 def primary(settings: Settings) -> Repository:
     """The primary backup repository of ``settings`` (``backup.storage.primary``)."""
     storage = settings.backup.storage
-    options = storage.primary if storage.primary.url else None  # the local default
-    return open_repository(primary_url(settings), options, storage.encryption)
+    if storage.primary.url:
+        return open_repository(storage.primary.url, storage.primary, storage.encryption)
+    return state_repository(settings, "backups")
+
+
+def state_repository(settings: Settings, name: str) -> Repository:
+    """``<state dir>/<name>``: a ``file://`` repository powrops keeps when none is configured
+    (encrypted as ``backup.storage.encryption`` says). The first write creates it and, on a
+    new configuration, the state directory (0700); the parent of ``state.dir`` must exist."""
+    from powrops.storage.local import FileRepository
+
+    repo = FileRepository(settings.state_dir / name, create_below=settings.state_root.parent)
+    return encrypting(repo, settings.backup.storage.encryption)
 
 
 def write_spec(settings: Settings, path: Path) -> dict[str, Any]:
