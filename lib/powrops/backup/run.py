@@ -288,7 +288,7 @@ class BackupRun:
         parent = self._parent(facts) if self.kind == "incremental" else None
         if pre.check_disk_space:
             with self.proc.step("pre", "disk space") as step:
-                _check_disk(repos.primary_url(self.settings), facts, self.catalog.latest_ok(), step)
+                _check_disk(repos.primary_url(self.settings), facts, self._size_basis(), step)
         else:
             self.proc.skip("pre", "disk space", "backup.procedure.pre.check_disk_space is off")
         if pre.check_connections:
@@ -307,6 +307,15 @@ class BackupRun:
         else:
             self.proc.skip("pre", "notify", "backup.procedure.pre.notify_team is off")
         return facts, parent
+
+    def _size_basis(self) -> BackupRecord | None:
+        """The backup this one's size is estimated from: the newest successful one of the same
+        kind (a full is sized from the last full, not from the small incremental after it); for
+        a first incremental, the newest of any kind (its parent full: an upper bound)."""
+        same = self.catalog.latest_ok(self.kind)
+        if same is None and self.kind == "incremental":
+            return self.catalog.latest_ok()
+        return same
 
     def _parent(self, facts: ServerFacts) -> BackupRecord:
         with self.proc.step("pre", "parent backup") as step:
