@@ -23,6 +23,10 @@ from powrops.durations import Duration
 JOB_ROLES = {"reporting": "powr_reporting", "backup": "powr_backup", "owner": "powr_owner"}
 
 
+#: The URL schemes ``database.url`` may have: libpq's two, and SQLAlchemy's spelling of psycopg.
+DATABASE_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
 class DatabaseSettings(Section):
     url: SecretStr | None = None
     # Connect as this role instead of the URL's user (a scheduled job's least-privileged
@@ -31,6 +35,13 @@ class DatabaseSettings(Section):
     connect_timeout: int = Field(10, ge=1)
     statement_timeout: Duration = Duration.parse("5min")
     application_name: str = "powrops"
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(DATABASE_SCHEMES):
+            raise ValueError("expected a PostgreSQL URL starting with postgresql:// or postgres://")
+        return value
 
 
 class PostgresSettings(Section):

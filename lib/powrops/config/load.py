@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import (
+    BaseModel,
+    SecretStr,
     ValidationError,
 )
 
@@ -21,6 +23,7 @@ from powrops.config.base import (
     SERVER_ENV,
 )
 from powrops.config.settings import Settings
+from powrops.config.show import REDACTED
 from powrops.errors import ConfigError
 
 
@@ -116,9 +119,34 @@ def _describe(error: Mapping[str, Any]) -> str:
         shown = "<missing>"
     elif isinstance(value, Mapping):
         shown = "{...}"
+    elif _is_secret(error["loc"]):
+        shown = REDACTED  # a URL's password, a key: never in an error a cron mail carries
     else:
         shown = repr(value)
     return f"{key} = {shown}: {message}"
+
+
+def _is_secret(loc: Sequence[str | int]) -> bool:
+    """Whether ``loc`` names a secret (a ``SecretStr`` setting) of :class:`Settings`."""
+    kinds: list[Any] = [Settings]
+    for part in loc:
+        fields = [
+            kind.model_fields[part]
+            for kind in kinds
+            if isinstance(kind, type) and issubclass(kind, BaseModel) and part in kind.model_fields
+        ]
+        if fields:  # else a list index or a union's tag: the same models go on
+            kinds = _types_in([field.annotation for field in fields])
+    return SecretStr in kinds
+
+
+def _types_in(annotations: Iterable[Any]) -> list[Any]:
+    """The classes an annotation names, through unions, tuples and ``Annotated``."""
+    found: list[Any] = []
+    for annotation in annotations:
+        args = get_args(annotation)
+        found.extend(_types_in(args) if args else [annotation])
+    return found
 
 
 def validate(
