@@ -4,7 +4,9 @@
 them) plus ``archived_workouts.json`` / ``archived_workout_sets.json`` read from the user's
 archive files through ``ops.archive_index`` (each file checked against the index first), and
 ``manifest.json`` (user id, generated_at, per file: rows, bytes, SHA-256). The directory is
-created 0700 and every file 0600; an existing non-empty path is refused, never overwritten.
+created 0700 and every file 0600; an existing non-empty path is refused, never overwritten. The
+user id and the path are checked before anything is created, and a failed export removes what
+it created (never a directory that was there before).
 Live rows are read in one REPEATABLE READ snapshot, streamed (memory stays flat).
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,17 +51,35 @@ class ExportResult:
         return {"user_id": self.user_id, "rows": self.counts(), "files": len(self.files) + 1}
 
 
-def prepare_directory(path: Path) -> Path:
-    """Create ``path`` 0700, or ParameterError when it exists and is not an empty directory."""
-    path = path.expanduser()
+def check_directory(path: Path) -> Path:
+    """``path`` (``~`` expanded) when it is new or an empty directory; ParameterError else."""
+    path = path.expanduser().absolute()
     if path.exists():
         if not path.is_dir():
             raise ParameterError(f"export path {path} exists and is not a directory")
         if any(path.iterdir()):
             raise ParameterError(f"export path {path} is not empty: refusing to overwrite it")
+    return path
+
+
+@contextmanager
+def export_directory(path: Path) -> Iterator[Path]:
+    """The checked export directory, created 0700; if the export fails, what it created goes:
+    the folders it made (the new directory and any missing parents), or, for an empty directory
+    that was there before, the files written into it (the directory stays)."""
+    path = check_directory(path)
+    first_new = next((p for p in (*reversed(path.parents), path) if not p.exists()), None)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.chmod(0o700)
-    return path
+    try:
+        yield path
+    except BaseException:
+        if first_new is not None:
+            shutil.rmtree(first_new, ignore_errors=True)
+        else:
+            for child in path.iterdir():
+                child.unlink(missing_ok=True)
+        raise
 
 
 def _write_array(directory: Path, name: str, rows: Iterable[str]) -> dict[str, Any]:
@@ -117,8 +139,19 @@ def _archived_rows(settings: Settings, entries: list[dict[str, Any]], table: str
 
 
 def export_user(settings: Settings, user_id: int, to: Path) -> ExportResult:
-    """Write everything held about ``user_id`` into the new directory ``to``."""
-    directory = prepare_directory(to)
+    """Write everything held about ``user_id`` into the new directory ``to``.
+
+    The id and the directory are checked before anything is created; a failed export leaves
+    nothing behind (see :func:`export_directory`)."""
+    if user_id < 1:
+        raise ParameterError(f"user id must be a positive integer, not {user_id}")
+    with export_directory(to) as directory:
+        result = _export_into(settings, user_id, directory)
+    journal.record_run(settings, "gdpr", {"operation": "export", **result.to_dict()})
+    return result
+
+
+def _export_into(settings: Settings, user_id: int, directory: Path) -> ExportResult:
     result = ExportResult(user_id)
     with journal.connect(settings) as conn, snapshot(conn, "30min"):
         entries, archived = archived_workout_ids(conn, settings, user_id)
@@ -152,5 +185,4 @@ def export_user(settings: Settings, user_id: int, to: Path) -> ExportResult:
     fd = os.open(directory / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    journal.record_run(settings, "gdpr", {"operation": "export", **result.to_dict()})
     return result
