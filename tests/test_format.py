@@ -297,6 +297,11 @@ def test_growth_text_has_units_and_words() -> None:
     assert "growth              - (no trend yet, 0 points)" in none
 
 
+#: The disk pre-check's message: free space in binary units, then the estimate (a third of the
+#: 120 MiB the server reports) in MiB, not as "0.0 GiB".
+DISK_MESSAGE = re.compile(r"\d+(\.\d)? (B|KiB|MiB|GiB|TiB|PiB) free, backup estimated at 40\.0 MiB")
+
+
 def test_disk_pre_check_speaks_binary_units(tmp_path: Path) -> None:
     from powrops.backup.run import ServerFacts, _check_disk
     from powrops.backup.steps import Step
@@ -304,8 +309,15 @@ def test_disk_pre_check_speaks_binary_units(tmp_path: Path) -> None:
     facts = ServerFacts(180000, "18.0", "replica", "on", "on", 10, 0, 100, 3, 120 * 2**20, "1", "p")
     step = Step("pre", "disk space")
     _check_disk(tmp_path.as_uri(), facts, None, step)
-    assert "40.0 MiB" in step.message and "0.0 GiB" not in step.message, step.message
-    assert step.message.split()[1] in ("KiB", "MiB", "GiB", "TiB"), step.message
+    assert DISK_MESSAGE.fullmatch(step.message), step.message
+    # whatever the machine has free ("70.0 GiB" too), and nothing else
+    assert DISK_MESSAGE.fullmatch("70.0 GiB free, backup estimated at 40.0 MiB")
+    for wrong in (
+        "73.4 GB free, backup estimated at 40.0 MiB",
+        "75161927680 free, backup estimated at 40.0 MiB",
+        "70.0 GiB free, backup estimated at 0.0 GiB",
+    ):
+        assert not DISK_MESSAGE.fullmatch(wrong), wrong
 
 
 def test_attention_lists_only_what_is_not_ok_or_says_nothing() -> None:
