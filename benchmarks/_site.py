@@ -23,8 +23,9 @@ from typing import Any
 import psycopg
 
 from powrops.config import Settings, load_settings, merge, to_toml
-from powrops.db import embedded_cluster, target
+from powrops.pg import embedded
 from powrops.pg.cluster import LocalCluster
+from powrops.pg.embedded import embedded_cluster
 
 QUICK = os.environ.get("POWROPS_BENCH_QUICK", "") not in ("", "0")
 
@@ -57,7 +58,7 @@ class Site:
         site = cls(root, root / "powrops.toml")
         site.config.write_text(to_toml(data))
         os.chmod(site.config, 0o644)
-        target(site.settings, create=True)  # initdb + start, archiving through `powrops wal push`
+        embedded.start(site.settings)  # initdb + start, archiving through `powrops wal push`
         return site
 
     @property

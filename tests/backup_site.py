@@ -17,7 +17,8 @@ import psycopg
 
 from cli_helpers import run_cli
 from powrops.config import Settings, load_settings, merge, to_toml
-from powrops.db import embedded_cluster, target
+from powrops.pg import embedded
+from powrops.pg.embedded import embedded_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ class Site:
         )
         site = cls(root, root / "powrops.toml", data)
         site.write_config()
-        target(site.settings, create=True)  # creates and starts the cluster, archiving on
+        embedded.start(site.settings)  # creates and starts the cluster, archiving on
         return site
 
     def write_config(self, **overrides: Any) -> None:

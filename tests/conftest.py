@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from powrops.config import Settings
-from powrops.db import cluster_settings
 from powrops.pg.cluster import LocalCluster
+from powrops.pg.embedded import cluster_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from cli_helpers import run_cli
 from powrops.config import Settings, load_settings, to_toml
-from powrops.db import embedded_cluster, target
+from powrops.pg import embedded
+from powrops.pg.embedded import embedded_cluster
 from powrops.schedule import command, job_environment, jobs, paths
 
 #: The powrops command beside this interpreter, as the schedule writes it into jobs.
@@ -58,7 +59,7 @@ class Fleet:
         try:
             for server in servers if start is None else start:
                 site.started.append(server)
-                target(site.settings(server), create=True)
+                embedded.start(site.settings(server))
         except BaseException:
             site.destroy()
             raise

@@ -63,6 +63,7 @@ def _corrupt(site: Site, relation: str) -> int:
     with open(cluster.data_dir / path, "r+b") as f:
         f.seek(block * BLOCK_SIZE + BLOCK_SIZE // 2)
         f.write(b"\xa5" * 64)
+    cluster.start()  # what `powrops db start` does; a check never starts it
     return int(block)
 
 

@@ -1,95 +1,28 @@
 """Database connections: the configured server, or the embedded default.
 
 When ``database.url`` is set, powrops talks to that server. Otherwise it uses the embedded
-cluster under the state directory, which ``powrops db start`` and ``powrops demo`` create; every
-other command starts it when it exists and stops with a clear error when it does not.
+cluster under the state directory, which only ``powrops db start`` and ``powrops demo`` create
+and start (``pg/embedded.py``). Finding and connecting to the target changes nothing: a missing
+or stopped embedded cluster is a DatabaseError (exit 3) saying how to start it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-import powrops
 from powrops.config import Settings, secret_values
-from powrops.errors import ClusterError, DatabaseError
+from powrops.errors import DatabaseError
 from powrops.format import describe_target
-from powrops.pg.access import check_reachable, grant_traversal
-from powrops.pg.binaries import find_binaries
-from powrops.pg.cluster import CLIENT_ENCODING, LocalCluster
-from powrops.storage.local import path_from_url
-from powrops.storage.spec import SPEC_FILE, primary_url, write_spec
+from powrops.pg.cluster import CLIENT_ENCODING
+from powrops.pg.embedded import START_HINT, embedded_cluster
 
 if TYPE_CHECKING:
     import psycopg
     import sqlalchemy
-
-    from powrops.pg.cluster import LocalCluster
-
-
-def embedded_cluster(settings: Settings) -> LocalCluster:
-    """The local cluster of the embedded default (not started)."""
-
-    binaries = (
-        find_binaries(bin_dir=settings.postgres.bin_dir) if settings.postgres.bin_dir else None
-    )
-    return LocalCluster(
-        settings.state_dir / "cluster", binaries=binaries, os_user=settings.postgres.os_user
-    )
-
-
-def cluster_settings(settings: Settings, archive_command: str | None = None) -> dict[str, str]:
-    """Server settings the embedded cluster gets from powrops' configuration."""
-    conf = {
-        "archive_mode": "on",
-        "archive_timeout": settings.backup.schedule.logs.postgres(),
-    }
-    if archive_command:
-        conf["archive_command"] = "'" + archive_command.replace("'", "''") + "'"
-    if settings.postgres.port:
-        conf["port"] = str(settings.postgres.port)
-    return conf
-
-
-def archive_command(settings: Settings) -> str:
-    """``archive_command`` for a server this machine runs: powrops on this interpreter."""
-    spec = settings.state_dir / "archive.json"
-    return f"{shlex.quote(sys.executable)} -m powrops wal push --spec {shlex.quote(str(spec))} %p"
-
-
-def prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
-    """Make the embedded cluster able to archive WAL through powrops; its archive_command.
-
-    Writes the archive spec, and gives a local primary repository to the server's OS user
-    (which runs the archive command). Returns None, with a warning, when that user cannot run
-    this interpreter (e.g. a virtualenv under /root): archiving then stays off and the
-    readiness report says so.
-    """
-
-    user = cluster.os_user
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        for needed in (Path(sys.executable), Path(powrops.__file__)):
-            grant_traversal(needed, user, say=_warn)
-            check_reachable(needed, user)
-    except ClusterError as exc:
-        print(f"powrops: warning: WAL archiving not configured: {exc}", file=sys.stderr)
-        return None
-    write_spec(settings, settings.state_dir / SPEC_FILE)
-    url = primary_url(settings)
-    if url.startswith("file://"):
-        root = path_from_url(url)
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not user.is_current:
-            os.chown(root, user.uid, user.gid)
-    return archive_command(settings)
 
 
 @dataclass(frozen=True)
@@ -126,14 +59,12 @@ class Target:
         return f"postgresql://{user}{host}{port}{parts.path}"
 
 
-def target(settings: Settings, *, start: bool = True, create: bool = False) -> Target:
+def target(settings: Settings) -> Target:
     """The database powrops works on: ``database.url``, else the embedded cluster.
 
-    The embedded cluster is started when it exists and is stopped (unless ``start`` is
-    false). It is created only when ``create`` is true, which only ``powrops db start`` and
-    ``powrops demo`` ask for: anything else that finds no configured database and no
-    embedded cluster stops (exit 3) saying how to configure one, rather than act on a new,
-    empty cluster somewhere unexpected.
+    Only finds it: nothing is created, started or reconfigured. Without a configured URL
+    and without an embedded cluster, it stops (DatabaseError, exit 3) saying how to
+    configure one, rather than act on a new, empty cluster somewhere unexpected.
     """
     if settings.database.url is not None:
         url = settings.database.url.get_secret_value()
@@ -144,18 +75,29 @@ def target(settings: Settings, *, start: bool = True, create: bool = False) -> T
             )
         return Target(_as_role(url, settings.database.role), embedded=False)
     cluster = embedded_cluster(settings)
-    if not cluster.exists() and not create:
+    if not cluster.exists():
         raise DatabaseError(
             f"no database configured: database.url (or POWROPS_DATABASE_URL) is not set and "
             f"there is no embedded cluster in {cluster.base_dir} (configuration: "
             f"{settings.source or 'defaults'}); set database.url to the server to work on, "
             "or run `powrops db start` to create the embedded one"
         )
-    if start or create:
-        command = prepare_archiving(settings, cluster)
-        cluster.start(cluster_settings(settings, command))
     url = cluster.url(driver="postgresql")
     return Target(_as_role(url, settings.database.role), embedded=True)
+
+
+def reachable_target(settings: Settings) -> Target:
+    """:func:`target`, or DatabaseError when it is the embedded cluster and that is stopped
+    (a monitor reports the outage; only ``powrops db start`` starts it)."""
+    where = target(settings)
+    if where.embedded:
+        cluster = embedded_cluster(settings)
+        if not cluster.is_running():
+            raise DatabaseError(
+                f"cannot connect to {where.display}: the embedded cluster in "
+                f"{cluster.base_dir} is stopped; {START_HINT}"
+            )
+    return where
 
 
 def _as_role(url: str, role: str | None) -> str:
@@ -237,15 +179,14 @@ def secrets(settings: Settings) -> list[str]:
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = False, start: bool = True, **kwargs: Any
+    settings: Settings, *, autocommit: bool = False, **kwargs: Any
 ) -> psycopg.Connection[Any]:
     """A psycopg connection to the target database, or DatabaseError saying why not.
 
-    The one way powrops connects to the database it works on (``start=False`` leaves a
-    stopped embedded cluster stopped)."""
+    The one way powrops connects to the database it works on; it only connects."""
     import psycopg
 
-    tgt = target(settings, start=start)
+    tgt = reachable_target(settings)
     try:
         return psycopg.connect(
             tgt.libpq_url,
@@ -263,7 +204,7 @@ def engine(settings: Settings) -> sqlalchemy.Engine:
     """A SQLAlchemy engine (psycopg 3 driver) for the target database."""
     import sqlalchemy
 
-    tgt = target(settings)
+    tgt = reachable_target(settings)
     return sqlalchemy.create_engine(
         tgt.sqlalchemy_url,
         pool_pre_ping=True,
@@ -288,7 +229,3 @@ def snapshot(
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (statement_timeout,))
         yield conn
-
-
-def _warn(line: str) -> None:
-    print(f"powrops: {line}", file=sys.stderr)

@@ -62,13 +62,14 @@ from powrops.backup import repos
 from powrops.backup.catalog import Catalog, consecutive_failures
 from powrops.backup.model import BackupRecord
 from powrops.config import PercentThreshold, Settings
-from powrops.db import connect, embedded_cluster
+from powrops.db import connect
 from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Graded, Severity, counts, grade
 from powrops.format import human_bytes
 from powrops.metrics.disk import Disk
 from powrops.metrics.snapshot import collect, database_errors, statements_status
 from powrops.pg import catalog
+from powrops.pg.embedded import archive_spec_findings, embedded_cluster
 from powrops.pg.privileges import Denied, guarded, lacking, readable
 from powrops.verify import freshness
 from powrops.verify.report import VerificationReport
@@ -523,6 +524,7 @@ def judge(
                                            settings),
         *server_checks.archive_findings(server["archive_ready"], archiver,
                                         before.get("archiver"), settings, now),
+        *archive_spec_findings(settings),
     ]  # fmt: skip
     findings = [f for f in findings if f.check not in settings.alerts.skip]
     return AlertReport(findings, now, figures=_figures(data, disk, server)), after

@@ -44,7 +44,7 @@ from powrops.backup.model import (
 from powrops.backup.steps import Procedure, Step, StepFailed
 from powrops.backup.wal.positions import parse_lsn, segment_of
 from powrops.config import Settings
-from powrops.db import connect, target
+from powrops.db import connect, reachable_target
 from powrops.errors import (
     BackupError,
     BackupFailed,
@@ -86,7 +86,7 @@ class BackupOutcome:
 
 def _connection(settings: Settings) -> dict[str, Any]:
 
-    parts = urlsplit(target(settings).libpq_url)
+    parts = urlsplit(reachable_target(settings).libpq_url)
     return {
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or 5432,

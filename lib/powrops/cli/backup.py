@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from powrops.cli.common import Parser, print_json, settings_of
+from powrops.cli.common import Parser, print_json, settings_of, warn_archive_spec
 from powrops.findings import Severity, worst
 
 
@@ -52,7 +52,9 @@ def cmd_backup_take(args: argparse.Namespace) -> Severity:
     from powrops.backup.run import take_backup
 
     echo = None if args.json else print
-    outcome = take_backup(settings_of(args), args.kind, echo=echo)
+    settings = settings_of(args)
+    warn_archive_spec(settings)
+    outcome = take_backup(settings, args.kind, echo=echo)
     record = outcome.record
     if args.json:
         print_json({**record.to_dict(), "expired": outcome.expired, "copied": outcome.copied})

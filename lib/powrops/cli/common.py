@@ -47,5 +47,15 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), server=getattr(args, "server", None))
 
 
+def warn_archive_spec(settings: Settings) -> None:
+    """Say, on stderr, when the embedded cluster's archive spec sends WAL to another
+    repository than ``settings`` name (what ``alerts`` and readiness report as a finding)."""
+    from powrops.pg.embedded import archive_warning
+
+    line = archive_warning(settings)
+    if line is not None:
+        print(f"powrops: warning: {line}", file=sys.stderr)
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False, default=str))

@@ -1,4 +1,6 @@
-"""``powrops db start | stop | status | url``: the embedded PostgreSQL cluster."""
+"""``powrops db start | stop | status | url | configure-archiving``: the embedded PostgreSQL
+cluster. ``start``, ``stop`` and ``configure-archiving`` are the commands that change it
+(with ``powrops demo``); every other command only finds it."""
 
 from __future__ import annotations
 
@@ -22,6 +24,11 @@ def register(sub: Any) -> None:
         func=cmd_db_start
     )
     db.add_parser("stop", help="stop the cluster").set_defaults(func=cmd_db_stop)
+    db.add_parser(
+        "configure-archiving",
+        help="write the archive spec and archive_command from this configuration "
+        "(WAL then goes to its primary repository)",
+    ).set_defaults(func=cmd_db_configure_archiving)
     status = db.add_parser("status", help="is it running, where, which version")
     status.add_argument("--json", action="store_true", help="print the result as JSON")
     status.set_defaults(func=cmd_db_status)
@@ -31,7 +38,7 @@ def register(sub: Any) -> None:
 
 
 def _cluster(args: argparse.Namespace) -> tuple[Settings, LocalCluster]:
-    from powrops.db import embedded_cluster
+    from powrops.pg.embedded import embedded_cluster
 
     loaded = settings_of(args)
     if loaded.database.url is not None:
@@ -44,21 +51,39 @@ def _cluster(args: argparse.Namespace) -> tuple[Settings, LocalCluster]:
 
 def cmd_db_start(args: argparse.Namespace) -> Severity:
     from powrops.db import target
+    from powrops.pg import embedded
 
-    loaded, cluster = _cluster(args)
-    created = not cluster.exists()
-    where = target(loaded, create=True)
+    loaded, _ = _cluster(args)
+    cluster, created, archiving = embedded.start(loaded)
     verb = "created and started" if created else "running"
-    print(f"embedded PostgreSQL {cluster.binaries.version} {verb}: {where.display}")
+    print(f"embedded PostgreSQL {cluster.binaries.version} {verb}: {target(loaded).display}")
     print(f"  data directory {cluster.data_dir} (OS user {cluster.os_user.name})")
     print(f"  password in {cluster.password_file}")
+    for line in archiving.describe():
+        print(f"  {line}")
     return Severity.OK
 
 
 def cmd_db_stop(args: argparse.Namespace) -> Severity:
-    _, cluster = _cluster(args)
-    print("stopped" if cluster.stop() else "not running")
+    from powrops.pg import embedded
+
+    loaded, _ = _cluster(args)
+    print("stopped" if embedded.stop(loaded) else "not running")
     return Severity.OK
+
+
+def cmd_db_configure_archiving(args: argparse.Namespace) -> Severity:
+    from powrops.pg import embedded
+
+    loaded, cluster = _cluster(args)
+    archiving = embedded.configure_archiving(loaded, cluster)
+    for line in archiving.describe():
+        print(line)
+    if not archiving.reloaded and cluster.is_running():
+        print("the server's settings were already these")
+    elif not cluster.is_running():
+        print("the cluster is stopped: the settings apply at `powrops db start`")
+    return Severity.OK if archiving.command else Severity.WARNING
 
 
 def cmd_db_status(args: argparse.Namespace) -> Severity:

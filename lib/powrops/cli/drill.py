@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from powrops.cli.common import settings_of
+from powrops.cli.common import settings_of, warn_archive_spec
 from powrops.findings import Severity
 
 
@@ -25,6 +25,7 @@ def cmd_drill(args: argparse.Namespace) -> Severity:
     from powrops.restore import RecoveryTarget
 
     settings = settings_of(args)
+    warn_archive_spec(settings)
     target = RecoveryTarget("time", args.target_time).time if args.target_time else None
     result = run_drill(
         settings, target_time=target, echo=None if args.json else print, keep=args.keep

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from powrops.cli.common import Parser, print_json, settings_of
+from powrops.cli.common import Parser, print_json, settings_of, warn_archive_spec
 from powrops.findings import Severity
 
 
@@ -88,6 +88,7 @@ def _with_catalog(format_help: Callable[[], str]) -> Callable[[], str]:
 
 
 def cmd_report_run(args: argparse.Namespace) -> Severity:
+    from powrops.config import handoff_env
     from powrops.db import identity, secrets
     from powrops.reports.remote import ReportArchive
     from powrops.reports.runner import run_report
@@ -97,10 +98,12 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
     # The database the run acts on; fails fast, before a kernel starts, when it is unreachable.
     acting_on = identity(loaded)
     print(f"{args.name}: database {acting_on.describe()}", file=sys.stderr)
+    warn_archive_spec(loaded)
     result = run_report(
         args.name,
         _parameters(args.parameter),
         reports_dir=loaded.reports_dir,
+        env=handoff_env(loaded),  # the kernel loads this configuration, never another
         timeout=loaded.reports.timeout.timedelta.total_seconds(),
         secrets=secrets(loaded),
         remote=ReportArchive.from_settings(loaded),

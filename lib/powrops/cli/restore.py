@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from powrops.cli.common import settings_of
+from powrops.cli.common import settings_of, warn_archive_spec
 from powrops.errors import BinariesError, ConfigError, Interrupted, ParameterError, PowropsError
 from powrops.findings import Severity
 
@@ -82,6 +82,7 @@ def cmd_restore(args: argparse.Namespace) -> Severity:
         immediate=args.immediate,
     )
     settings = settings_of(args)
+    warn_archive_spec(settings)
     try:
         restored = restore(
             settings,

@@ -32,18 +32,19 @@ def register(sub: Any) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> Severity:
-    from powrops.config import config_path, load_settings, server_names
+    from powrops.config import load_settings, server_names
     from powrops.errors import ParameterError
     from powrops.schedule.airflow import airflow_files, dag_file, dag_file_name
     from powrops.schedule.jobs import crontab, systemd_units
 
     explicit = getattr(args, "config", None)
-    config_file = config_path(explicit)
+    # every job reads the file these settings were loaded from, by absolute path
     if args.format == "airflow" and args.output is not None:
         every = [load_settings(explicit, server=name) for name in server_names(explicit)]
-        files = airflow_files(every, config_file)
+        files = airflow_files(every, every[0].config_file)
     else:
         settings = load_settings(explicit)
+        config_file = settings.config_file
         if args.format == "cron":
             files = {"powrops.cron": crontab(settings, config_file)}
         elif args.format == "airflow":

@@ -14,7 +14,7 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from powrops.cli.common import settings_of
+from powrops.cli.common import settings_of, warn_archive_spec
 from powrops.findings import Severity
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def cmd_verify(args: argparse.Namespace) -> Severity:
     from powrops.verify import verify
 
     settings = settings_of(args)
+    warn_archive_spec(settings)
 
     def progress(line: str) -> None:
         print(f"  {line}", file=sys.stderr)

@@ -3,7 +3,8 @@
 An empty ``powrops.toml`` means the data management strategy as written. Values come from, in
 order of precedence: environment overrides, the TOML file, the defaults of the settings
 models (one module per feature's settings, :mod:`.settings` gathers them). The file is the
-one given explicitly, else ``$POWROPS_CONFIG``, else ``./powrops.toml`` when it exists.
+one given explicitly, else ``$POWROPS_CONFIG``, else ``./powrops.toml`` when it exists. A
+process powrops starts receives the configuration its starter loaded (``handoff_env``).
 
 Environment overrides: ``POWROPS__SECTION__KEY=value`` sets any key (double underscores separate
 levels, e.g. ``POWROPS__BACKUP__RETENTION__FULL=14d``); ``POWROPS_DATABASE_URL``,
@@ -44,6 +45,8 @@ from powrops.config.backup import (
     VerificationSettings,
 )
 from powrops.config.base import (
+    BASE_DIR_ENV,
+    CONFIG_ENV,
     DEFAULT_FILE,
     DEFAULT_SERVER,
     ENV_PREFIX,
@@ -71,6 +74,7 @@ from powrops.config.load import (
     choose_server,
     config_path,
     env_overrides,
+    handoff_env,
     load_settings,
     merge,
     project_root,
@@ -109,6 +113,8 @@ from powrops.config.show import REDACTED, redacted_dict, secret_values, to_toml
 
 __all__ = [
     "ALERT_CHECKS",
+    "BASE_DIR_ENV",
+    "CONFIG_ENV",
     "DEFAULT_FILE",
     "DEFAULT_SERVER",
     "ENV_PREFIX",
@@ -178,6 +184,7 @@ __all__ = [
     "choose_server",
     "config_path",
     "env_overrides",
+    "handoff_env",
     "load_settings",
     "merge",
     "project_root",

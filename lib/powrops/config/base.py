@@ -20,6 +20,11 @@ ENV_SHORTCUTS = {
     "POWROPS_REPORTS_DIR": ("reports", "dir"),
 }
 DEFAULT_FILE = "powrops.toml"
+#: The config file to read (what ``--config`` gives on the command line).
+CONFIG_ENV = "POWROPS_CONFIG"
+#: Set by powrops for the processes it starts when it loaded no file: relative paths resolve
+#: against this folder and no ``powrops.toml`` is searched for (the defaults, explicitly).
+BASE_DIR_ENV = "POWROPS_BASE_DIR"
 #: The server a command acts on when ``--server`` is not given (see :func:`choose_server`).
 SERVER_ENV = "POWROPS_SERVER"
 #: The one server of a configuration without ``[servers.*]``: it keeps the unprefixed paths.

@@ -16,6 +16,8 @@ from pydantic import (
 )
 
 from powrops.config.base import (
+    BASE_DIR_ENV,
+    CONFIG_ENV,
     DEFAULT_FILE,
     DEFAULT_SERVER,
     ENV_PREFIX,
@@ -34,15 +36,18 @@ def config_path(
 ) -> Path | None:
     """The config file to read, or None for the strategy's defaults.
 
-    ``--config``, else ``$POWROPS_CONFIG``, else the nearest ``powrops.toml`` in the working
-    directory or a folder above it, so that a notebook whose kernel runs in ``runbooks/``
-    finds the project's file.
+    ``--config``, else ``$POWROPS_CONFIG``, else none when ``$POWROPS_BASE_DIR`` says that
+    the powrops which started this process loaded none (:func:`handoff_env`), else the
+    nearest ``powrops.toml`` in the working directory or a folder above it, so that a
+    notebook opened by hand in ``runbooks/`` finds the project's file.
     """
     env = os.environ if environ is None else environ
     if explicit:
         return Path(explicit).absolute()
-    if env.get("POWROPS_CONFIG"):
-        return Path(env["POWROPS_CONFIG"]).absolute()
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).absolute()
+    if env.get(BASE_DIR_ENV):
+        return None
     start = (cwd or Path.cwd()).absolute()
     for folder in (start, *start.parents):
         if (folder / DEFAULT_FILE).is_file():
@@ -249,7 +254,7 @@ def load_settings(
         source += f" [servers.{chosen}]"
     if overrides:
         source += " + environment"
-    base_dir = file.parent if file else project_root()
+    base_dir = file.parent if file else Path(env.get(BASE_DIR_ENV) or project_root())
     loaded = validate(merge(merged, overrides), source, base_dir)
     return loaded.model_copy(
         update={
@@ -260,11 +265,27 @@ def load_settings(
     )
 
 
+def handoff_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a process powrops starts (a report's kernel, a helper)
+    load exactly ``settings``, never discover a configuration again: the file that was
+    loaded, by absolute path, or, when none was, the folder its relative paths resolved
+    against; and the server. Environment overrides reach the process by inheritance."""
+    env = {SERVER_ENV: settings.server}
+    if settings.config_file:
+        env[CONFIG_ENV] = str(Path(settings.config_file).absolute())
+    else:
+        env[CONFIG_ENV] = ""
+        env[BASE_DIR_ENV] = str(Path(settings.base_dir or project_root()).absolute())
+    return env
+
+
 def settings(config_path: str | Path | None = None, server: str | None = None) -> Settings:
     """The settings of a notebook or runbook run: the one entry point notebooks call.
 
     ``config_path`` is the notebook's ``config_path`` parameter: an empty string means "not
-    given" (papermill parameters have no None), so the usual search applies. The server is
-    ``server``, else ``$POWROPS_SERVER`` (which ``powrops report run`` sets for the kernel).
+    given" (papermill parameters have no None), so ``$POWROPS_CONFIG`` (or the defaults
+    ``$POWROPS_BASE_DIR`` names), which ``powrops report run`` sets for the kernel to the
+    configuration it loaded, applies, else the usual search. The server is ``server``, else
+    ``$POWROPS_SERVER`` (also set by ``powrops report run``).
     """
     return load_settings(config_path or None, server=server or None)

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from powrops import migrate
 from powrops.backup.run import server_facts, take_backup
+from powrops.config import handoff_env
 from powrops.db import connect, engine, identity, secrets, target
 from powrops.demo import data as demo_data
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_seconds
+from powrops.pg import embedded
 from powrops.quarterly.model import Quarter
 from powrops.reports.remote import ReportArchive
 from powrops.reports.runner import discover, project_root, run_report
@@ -67,12 +69,20 @@ def _line(step: str, started: float, detail: str) -> None:
     print(f"[{time.monotonic() - started:6.1f}s] {step:10} {detail}", flush=True)
 
 
+def _start(settings: Settings) -> str:
+    """The embedded cluster created or started (the demo is one of the commands that may),
+    or the configured server as it is; what the demo's first line says."""
+    if settings.database.url is not None:
+        return target(settings).display
+    cluster, _, _ = embedded.start(settings)
+    return f"{target(settings).display} (embedded, {cluster.data_dir})"
+
+
 def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int = 42) -> int:
     """Set up, back up, run the suite, rebuild the index. Returns an exit code."""
 
     started = time.monotonic()
-    tgt = target(settings, create=True)
-    _line("database", started, f"{tgt.display}" + (" (embedded)" if tgt.embedded else ""))
+    _line("database", started, _start(settings))
     eng = engine(settings)
     migrate.upgrade(eng, "head")
     _line("migrate", started, f"schema at {migrate.current(eng)}")
@@ -134,9 +144,11 @@ def _reports(settings: Settings, started: float) -> int:
             given,
             reports_dir=settings.reports_dir,
             timeout=settings.reports.timeout.timedelta.total_seconds(),
+            env=handoff_env(settings),
             secrets=secrets(settings),
             remote=remote,
             target=acting_on,
+            server=settings.server,
         )
         failed += result.result.get("failed", False) is True
         took = result.result.get("duration_s")

@@ -445,9 +445,10 @@ class LocalCluster:
         os.chmod(path, 0o600)
         return True
 
-    def configure(self, settings: Mapping[str, str]) -> None:
-        """Rewrite powrops.conf with ``settings`` over the base settings (takes effect at start)."""
-        self._write_conf(self.port, settings)
+    def configure(self, settings: Mapping[str, str]) -> bool:
+        """Rewrite powrops.conf with ``settings`` over the base settings (takes effect at the
+        next start or reload); True when its content changed."""
+        return self._write_conf(self.port, settings)
 
     def is_running(self) -> bool:
         """Whether a postmaster runs on the data directory: what ``pg_ctl status`` checks

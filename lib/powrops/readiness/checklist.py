@@ -19,6 +19,7 @@ from powrops.config import Settings
 from powrops.findings import Finding, Severity, counts
 from powrops.format import human_bytes, human_time
 from powrops.pg import catalog
+from powrops.pg.embedded import archive_spec_findings
 from powrops.reports import show_table
 from powrops.reports.runner import project_root
 from powrops.schema import STRATEGY_INDEXES
@@ -114,6 +115,9 @@ def check_wal(
         expected="powrops wal push %p",
         advice=None if configured else "set archive_command = 'powrops wal push %p' (see README)",
     )
+    for f in archive_spec_findings(settings):  # WAL reaches the configured repository
+        yield _finding(BACKUP, f.check, f.severity, f.message, object=f.object, value=f.value,
+                       expected=f.expected, advice=f.advice, details=f.details)  # fmt: skip
     yield from _archive_timeout(settings, conf)
     yield from _summarize_wal(conn, conf)
 

@@ -42,12 +42,13 @@ from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
 from powrops.backup.reconstruct import chain_of, reconstruct
 from powrops.backup.wal.archive import KEEP, MISSING
-from powrops.db import embedded_cluster, target
+from powrops.db import target
 from powrops.errors import INTERRUPTED_CHILD, ClusterError, Interrupted, ParameterError
 from powrops.format import Echo
 from powrops.pg.access import check_reachable
 from powrops.pg.binaries import find_binaries
 from powrops.pg.cluster import LocalCluster, chown_tree, ensure_os_user, free_port, postmaster_pid
+from powrops.pg.embedded import embedded_cluster
 from powrops.pg.pgpass import lookup
 from powrops.restore.choose import _pick
 from powrops.restore.errors import RestoreFailed
@@ -282,7 +283,7 @@ def _credentials(settings: Settings) -> tuple[str, str | None]:
     if settings.database.url is None:
         source = embedded_cluster(settings)
         return "postgres", source.password if source.password_file.exists() else None
-    parts = urlsplit(target(settings, start=False).libpq_url)
+    parts = urlsplit(target(settings).libpq_url)
     user = unquote(parts.username or "postgres")
     if parts.password:
         return user, unquote(parts.password)

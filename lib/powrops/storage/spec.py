@@ -47,10 +47,10 @@ def state_repository(settings: Settings, name: str) -> Repository:
     return encrypting(repo, settings.backup.storage.encryption)
 
 
-def write_spec(settings: Settings, path: Path) -> dict[str, Any]:
-    """Write the spec for the primary repository of ``settings`` to ``path`` (mode 0644)."""
+def spec_of(settings: Settings) -> dict[str, Any]:
+    """The spec ``settings`` describe (what :func:`write_spec` writes), computed, not written."""
     storage = settings.backup.storage
-    spec = {
+    return {
         "url": primary_url(settings),
         "repository": storage.primary.model_dump(
             mode="json", exclude={"access_key_id", "secret_access_key"}
@@ -60,11 +60,41 @@ def write_spec(settings: Settings, path: Path) -> dict[str, Any]:
         "config": settings.config_file,
         "server": settings.server,
     }
+
+
+def write_spec(settings: Settings, path: Path) -> dict[str, Any]:
+    """Write the spec for the primary repository of ``settings`` to ``path`` (mode 0644)."""
+    spec = spec_of(settings)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(spec, indent=2) + "\n")
     os.chmod(tmp, 0o644)
     tmp.replace(path)
     return spec
+
+
+#: What decides where WAL goes and how it is stored: a spec that differs from the
+#: configuration in one of these sends WAL somewhere the configuration does not look.
+REPOSITORY_KEYS = ("url", "repository", "has_keys", "encryption")
+
+
+def read_spec(path: Path) -> dict[str, Any] | None:
+    """The spec at ``path``; None when there is none; BackupError when it is unreadable."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BackupError(f"cannot read the archive spec {path}: {exc}") from exc
+    try:
+        spec: dict[str, Any] = json.loads(text)
+    except ValueError as exc:
+        raise BackupError(f"the archive spec {path} is not JSON: {exc}") from exc
+    return spec
+
+
+def spec_differences(on_disk: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """The repository keys (:data:`REPOSITORY_KEYS`) in which two specs disagree."""
+    return [key for key in REPOSITORY_KEYS if on_disk.get(key) != expected.get(key)]
 
 
 def open_from_spec(path: str | Path) -> Repository:

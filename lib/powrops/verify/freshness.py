@@ -120,13 +120,13 @@ def archiver_state(conn: Any, system_identifier: str | None = None) -> ArchiverS
 def read_archiver(settings: Settings) -> ArchiverState:
     """The configured database's archiver state; DatabaseError when it cannot be read.
 
-    The embedded cluster is not started for this: verification only looks.
+    Verification only looks: a stopped embedded cluster stays stopped.
     """
     import psycopg
 
-    tgt = target(settings, start=False)
+    tgt = target(settings)
     try:
-        with connect(settings, autocommit=True, start=False) as conn:
+        with connect(settings, autocommit=True) as conn:
             try:
                 ident = conn.execute(
                     "SELECT system_identifier::text FROM pg_control_system()"

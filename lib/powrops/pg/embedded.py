@@ -1,0 +1,218 @@
+"""The embedded cluster's lifecycle: the one module that creates, starts, stops it and sets up
+its WAL archiving.
+
+Only the commands that say they change the cluster call the changing functions here
+(``powrops db start | stop | configure-archiving`` and ``powrops demo``). Everything else
+finds the cluster with :func:`embedded_cluster` and reads: a stopped cluster stays stopped,
+and an archive spec that no longer matches the configuration is reported
+(:func:`archive_spec_findings`), never rewritten.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import powrops
+from powrops.config import Settings
+from powrops.errors import BackupError, ClusterError
+from powrops.findings import Finding, Severity
+from powrops.pg.access import check_reachable, grant_traversal
+from powrops.pg.binaries import find_binaries
+from powrops.pg.cluster import LocalCluster
+from powrops.storage.local import path_from_url
+from powrops.storage.spec import SPEC_FILE, read_spec, spec_differences, spec_of, write_spec
+
+START_HINT = "start it with `powrops db start`"
+
+
+def embedded_cluster(settings: Settings) -> LocalCluster:
+    """The local cluster of the embedded default (found, not created or started)."""
+
+    binaries = (
+        find_binaries(bin_dir=settings.postgres.bin_dir) if settings.postgres.bin_dir else None
+    )
+    return LocalCluster(
+        settings.state_dir / "cluster", binaries=binaries, os_user=settings.postgres.os_user
+    )
+
+
+def spec_path(settings: Settings) -> Path:
+    """The archive spec the embedded cluster's ``archive_command`` reads."""
+    return settings.state_dir / SPEC_FILE
+
+
+def cluster_settings(settings: Settings, archive_command: str | None = None) -> dict[str, str]:
+    """Server settings the embedded cluster gets from powrops' configuration."""
+    conf = {
+        "archive_mode": "on",
+        "archive_timeout": settings.backup.schedule.logs.postgres(),
+    }
+    if archive_command:
+        conf["archive_command"] = "'" + archive_command.replace("'", "''") + "'"
+    if settings.postgres.port:
+        conf["port"] = str(settings.postgres.port)
+    return conf
+
+
+def archive_command(settings: Settings) -> str:
+    """``archive_command`` for a server this machine runs: powrops on this interpreter."""
+    spec = shlex.quote(str(spec_path(settings)))
+    return f"{shlex.quote(sys.executable)} -m powrops wal push --spec {spec} %p"
+
+
+@dataclass(frozen=True)
+class Archiving:
+    """What :func:`configure_archiving` wrote: where WAL goes now, and where it went before."""
+
+    spec: Path
+    url: str
+    previous: str | None
+    command: str | None
+    reloaded: bool
+
+    def describe(self) -> list[str]:
+        """One line per change, for the command that made them."""
+        if self.command is None:
+            return ["WAL archiving not configured: archive_command left unset"]
+        was = f" (was {self.previous})" if self.previous not in (None, self.url) else ""
+        lines = [f"archive spec {self.spec}: WAL goes to {self.url}{was}"]
+        lines.append(f"archive_command = {self.command}")
+        if self.reloaded:
+            lines.append("the running server re-read its settings")
+        return lines
+
+
+def configure_archiving(settings: Settings, cluster: LocalCluster) -> Archiving:
+    """Write the archive spec and the server's ``archive_command`` from ``settings``; a
+    running server re-reads its settings when they changed. The cluster must exist."""
+    if not cluster.exists():
+        raise ClusterError(
+            f"no embedded cluster in {cluster.base_dir}: create it with `powrops db start`"
+        )
+    before = read_spec(spec_path(settings))
+    command = _prepare_archiving(settings, cluster)
+    reloaded = _apply(cluster, cluster_settings(settings, command))
+    return _archiving(settings, before, command, reloaded)
+
+
+def start(settings: Settings) -> tuple[LocalCluster, bool, Archiving]:
+    """Create (the first time) and start the embedded cluster, archiving WAL as ``settings``
+    say; the cluster, whether it was created, and what archiving now does."""
+    cluster = embedded_cluster(settings)
+    created = not cluster.exists()
+    before = read_spec(spec_path(settings))
+    command = _prepare_archiving(settings, cluster)
+    conf = cluster_settings(settings, command)
+    reloaded = False if created else _apply(cluster, conf)
+    cluster.start(conf if created else None)
+    return cluster, created, _archiving(settings, before, command, reloaded)
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the embedded cluster; False when it was not running."""
+    return embedded_cluster(settings).stop()
+
+
+def _apply(cluster: LocalCluster, conf: dict[str, str]) -> bool:
+    """Write the server settings; True when a running server re-read changed ones."""
+    if not cluster.configure(conf) or not cluster.is_running():
+        return False
+    cluster.reload()
+    return True
+
+
+def _archiving(
+    settings: Settings, before: dict[str, object] | None, command: str | None, reloaded: bool
+) -> Archiving:
+    previous = None if before is None else str(before.get("url"))
+    url = str(spec_of(settings)["url"])
+    return Archiving(spec_path(settings), url, previous, command, reloaded)
+
+
+def _prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
+    """Write the archive spec and give a local primary repository to the server's OS user
+    (which runs the archive command); the ``archive_command``. None, with a warning, when
+    that user cannot run this interpreter (e.g. a virtualenv under /root): archiving then
+    stays off and the readiness report says so."""
+    user = cluster.os_user
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for needed in (Path(sys.executable), Path(powrops.__file__)):
+            grant_traversal(needed, user, say=_say)
+            check_reachable(needed, user)
+    except ClusterError as exc:
+        _say(f"warning: WAL archiving not configured: {exc}")
+        return None
+    spec = write_spec(settings, spec_path(settings))
+    url = str(spec["url"])
+    if url.startswith("file://"):
+        root = path_from_url(url)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not user.is_current:
+            os.chown(root, user.uid, user.gid)
+    return archive_command(settings)
+
+
+# --- reading: what the archive spec says against the configuration ---------------------------
+
+
+def archive_spec_findings(settings: Settings) -> list[Finding]:
+    """The embedded cluster's archive spec against ``settings``: OK when WAL goes to the
+    configured primary repository, CRITICAL when the spec sends it elsewhere (the configured
+    repository then misses that WAL for good). None for a configured server or without a
+    spec. Reads only: ``powrops db configure-archiving`` is what rewrites the spec."""
+    if settings.database.url is not None:
+        return []
+    path = spec_path(settings)
+    try:
+        on_disk = read_spec(path)
+    except BackupError as exc:
+        return [Finding("archive_spec", Severity.UNKNOWN, str(exc), object=str(path))]
+    if on_disk is None:
+        return []
+    expected = spec_of(settings)
+    differ = spec_differences(on_disk, expected)
+    if not differ:
+        return [
+            Finding(
+                "archive_spec",
+                Severity.OK,
+                f"WAL is archived to the configured primary repository {expected['url']}",
+                object=str(path),
+                value=expected["url"],
+            )
+        ]
+    return [_disagreement(path, on_disk, expected, differ)]
+
+
+def _disagreement(
+    path: Path, on_disk: dict[str, object], expected: dict[str, object], differ: list[str]
+) -> Finding:
+    written_by = on_disk.get("config") or "the defaults"
+    return Finding(
+        "archive_spec",
+        Severity.CRITICAL,
+        f"the embedded server archives WAL to {on_disk.get('url')}, not to this "
+        f"configuration's primary repository {expected['url']}: {path} differs in "
+        f"{', '.join(differ)}",
+        object=str(path),
+        value=on_disk.get("url"),
+        expected=expected["url"],
+        advice=f"the spec was written from {written_by}; run `powrops db configure-archiving` "
+        "with the configuration whose repository should receive WAL",
+        details={"differs_in": differ, "written_from": on_disk.get("config")},
+    )
+
+
+def archive_warning(settings: Settings) -> str | None:
+    """The line a command prints when the archive spec and ``settings`` disagree."""
+    problems = [f for f in archive_spec_findings(settings) if f.severity != Severity.OK]
+    return problems[0].message if problems else None
+
+
+def _say(line: str) -> None:
+    print(f"powrops: {line}", file=sys.stderr)

@@ -1,0 +1,164 @@
+"""One target: a command and every notebook it starts act on the configuration they were given,
+reading changes nothing, and a monitor never starts what it monitors (issue 23, points 1-3).
+
+Two servers whose data differ: a new, unmigrated database of the session cluster
+(configuration A, what ``$POWROPS_CONFIG`` names, with an empty repository) and a migrated
+embedded cluster with its own repository and one full backup (configuration B, the site). A
+run with ``-c B`` must report B's facts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup_site import Site
+from cli_helpers import libpq, run_cli
+from powrops import db, migrate
+from powrops.config import handoff_env, load_settings, to_toml
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    """Configuration B: an embedded cluster, migrated, archiving WAL, one full backup."""
+    site = Site.create()
+    try:
+        engine = db.engine(site.settings)
+        migrate.upgrade(engine)
+        engine.dispose()
+        backup = site.cli("backup", "full")
+        assert backup.returncode == 0, backup.stderr
+        yield site
+    finally:
+        site.destroy()
+
+
+@pytest.fixture
+def config_a(fresh_db: str, pg_tmp: Path) -> Path:
+    """Configuration A: another server (unmigrated) and another, empty, repository."""
+    path = pg_tmp / "a.toml"
+    data = {"database": {"url": libpq(fresh_db)}, "state": {"dir": str(pg_tmp / "a-state")}}
+    path.write_text(to_toml(data))
+    return path
+
+
+def _result(stdout: str) -> tuple[Path, dict[str, Any]]:
+    """The run folder a ``report run`` printed, and its result.json."""
+    page = Path(stdout.strip().rsplit(" -> ", 1)[1])
+    return page.parent, json.loads((page.parent / "result.json").read_text())
+
+
+def _report(site: Site, config_a: Path, name: str, *params: str) -> tuple[str, dict[str, Any]]:
+    """``powrops -c B report run NAME`` with ``$POWROPS_CONFIG`` naming A: the page, the result."""
+    env = {"POWROPS_CONFIG": str(config_a)}
+    run = run_cli("-c", str(site.config), "report", "run", name, *params, env=env, timeout=300)
+    assert "failed" not in run.stdout, run.stdout + run.stderr
+    folder, result = _result(run.stdout)
+    assert result["failed"] is False, result["error"]
+    assert folder.is_relative_to(site.root / "reports"), folder  # B's archive, not A's
+    return (folder / "report.html").read_text(), result
+
+
+@pytest.mark.pg
+def test_dash_c_reaches_the_readiness_kernel(site: Site, config_a: Path) -> None:
+    html, result = _report(site, config_a, "readiness_report")
+    findings = {f["check"]: f for f in result["findings"]}
+    # B is at head; A, which the kernel would find through $POWROPS_CONFIG, is unmigrated
+    assert findings["alembic"]["severity"] == "OK", findings["alembic"]
+    assert "schema is at head" in html and "not under migration control" not in html
+    spec = findings["archive_spec"]  # only B has an embedded cluster and an archive spec
+    assert spec["severity"] == "OK"
+    assert spec["object"] == str(site.root / "state" / "archive.json")
+
+
+@pytest.mark.pg
+def test_dash_c_reaches_the_verification_kernel(site: Site, config_a: Path) -> None:
+    label = site.backups()[0]["label"]
+    params = ("-p", "restore", "false", "-p", "pg_verifybackup", "false")
+    html, result = _report(site, config_a, "backup_verification", *params)
+    assert result["figures"]["backups"] == 1, result["figures"]  # A's repository is empty
+    assert label in html and str(site.root / "state" / "backups") in html
+
+
+@pytest.mark.pg
+def test_alerts_with_another_repository_rewrite_nothing(site: Site, pg_tmp: Path) -> None:
+    """A second configuration sharing B's state directory but naming another repository:
+    looking changes neither the archive spec nor the server's settings, and says so."""
+    other = (pg_tmp / "other-repo").as_uri()
+    config_c = pg_tmp / "c.toml"
+    data = {**site.data, "backup": {"storage": {"primary": {"kind": "file", "url": other}}}}
+    config_c.write_text(to_toml(data))
+    spec = site.root / "state" / "archive.json"
+    conf = site.root / "state" / "cluster" / "pgdata" / "powrops.conf"
+    before = spec.read_bytes(), conf.read_bytes()
+
+    alerts = run_cli("-c", str(config_c), "alerts", "--no-record", "--json")
+    assert (spec.read_bytes(), conf.read_bytes()) == before
+    assert alerts.returncode == 2, alerts.stderr
+    found = [f for f in json.loads(alerts.stdout)["findings"] if f["check"] == "archive_spec"]
+    assert [f["severity"] for f in found] == ["CRITICAL"]
+    assert found[0]["value"] == (site.root / "state" / "backups").as_uri()
+    assert found[0]["expected"] == other
+    listing = run_cli("-c", str(config_c), "backup", "full")
+    assert "warning: the embedded server archives WAL to" in listing.stderr
+    assert spec.read_bytes() == before[0]
+
+    # the one command that rewrites it says what it changed; B's own then reports the change
+    moved = run_cli("-c", str(config_c), "db", "configure-archiving")
+    assert moved.returncode == 0, moved.stderr
+    assert f"WAL goes to {other} (was {(site.root / 'state' / 'backups').as_uri()})" in (
+        moved.stdout
+    )
+    assert json.loads(spec.read_text())["url"] == other
+    back = site.cli("db", "configure-archiving")
+    assert back.returncode == 0 and json.loads(spec.read_text())["url"] != other
+
+
+@pytest.mark.pg
+def test_a_stopped_cluster_is_reported_never_started(site: Site) -> None:
+    cluster_dir = site.root / "state" / "cluster"
+    runs = sorted((site.root / "reports").rglob("result.json"))
+    assert site.cli("db", "stop").stdout.strip() == "stopped"
+    try:
+        for args in (
+            ("alerts", "--no-record"),
+            ("report", "run", "readiness_report"),
+            ("migrate", "status"),
+        ):
+            run = site.cli(*args)
+            assert run.returncode == 3, (args, run.stdout, run.stderr)
+            assert "is stopped; start it with `powrops db start`" in run.stderr, run.stderr
+            assert "Traceback" not in run.stderr
+            assert not (cluster_dir / "pgdata" / "postmaster.pid").exists(), args
+        assert sorted((site.root / "reports").rglob("result.json")) == runs  # no kernel ran
+    finally:
+        start = site.cli("db", "start")
+    assert start.returncode == 0, start.stderr
+    assert site.cli("alerts", "--no-record").returncode in (0, 1, 2)
+
+
+def test_the_hand_off_names_the_loaded_file_or_the_defaults_explicitly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a kernel receives makes it load what its starter loaded, wherever it runs."""
+    site_dir, kernel_dir = tmp_path / "site", tmp_path / "checkout"
+    (site_dir / ".powrops").mkdir(parents=True)
+    kernel_dir.mkdir()
+    (kernel_dir / "powrops.toml").write_text('[state]\ndir = "elsewhere"\n')
+    monkeypatch.chdir(site_dir)
+    loaded = load_settings(environ={})
+    handed = handoff_env(loaded)
+    monkeypatch.chdir(kernel_dir)  # a kernel runs in the checkout, beside another powrops.toml
+    again = load_settings(environ=handed)
+    assert (again.source, again.state_dir) == ("defaults", site_dir / ".powrops")
+
+    (site_dir / "b.toml").write_text('[state]\ndir = "b-state"\n')
+    monkeypatch.chdir(site_dir)
+    handed = handoff_env(load_settings("b.toml", environ={}))
+    assert handed["POWROPS_CONFIG"] == str(site_dir / "b.toml")
+    monkeypatch.chdir(kernel_dir)
+    assert load_settings(environ=handed).state_dir == site_dir / "b-state"
