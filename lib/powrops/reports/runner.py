@@ -392,7 +392,8 @@ def run_report(
     """Run report ``name`` with ``parameters`` and archive it under ``reports_dir``.
 
     ``timeout`` limits each cell (seconds). ``env`` adds environment variables for the
-    kernel. Bad names or parameters raise before anything is archived; anything that goes
+    kernel: a command passes ``config.handoff_env(settings)``, so that the notebook's
+    ``config.settings()`` loads the configuration the command loaded, never another. Bad names or parameters raise before anything is archived; anything that goes
     wrong during execution is archived as a failed (UNKNOWN) run. With ``remote``, the run
     is then copied to the remote archive and the retention applied. ``target`` (the
     database's :class:`~powrops.db.Identity` as a dict) is kept in ``result.json`` and shown
