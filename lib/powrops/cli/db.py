@@ -79,10 +79,10 @@ def cmd_db_configure_archiving(args: argparse.Namespace) -> Severity:
     archiving = embedded.configure_archiving(loaded, cluster)
     for line in archiving.describe():
         print(line)
-    if not archiving.reloaded and cluster.is_running():
-        print("the server's settings were already these")
-    elif not cluster.is_running():
-        print("the cluster is stopped: the settings apply at `powrops db start`")
+    if not cluster.is_running():
+        print("the cluster is stopped: this applies when `powrops db start` starts it")
+    elif not archiving.reloaded:
+        print("archive_command was already this: the server reads the spec at its next segment")
     return Severity.OK if archiving.command else Severity.WARNING
 
 

@@ -93,7 +93,7 @@ def configure_archiving(settings: Settings, cluster: LocalCluster) -> Archiving:
         raise ClusterError(
             f"no embedded cluster in {cluster.base_dir}: create it with `powrops db start`"
         )
-    before = read_spec(spec_path(settings))
+    before = _spec_url(settings)
     command = _prepare_archiving(settings, cluster)
     reloaded = _apply(cluster, cluster_settings(settings, command))
     return _archiving(settings, before, command, reloaded)
@@ -104,7 +104,7 @@ def start(settings: Settings) -> tuple[LocalCluster, bool, Archiving]:
     say; the cluster, whether it was created, and what archiving now does."""
     cluster = embedded_cluster(settings)
     created = not cluster.exists()
-    before = read_spec(spec_path(settings))
+    before = _spec_url(settings)
     command = _prepare_archiving(settings, cluster)
     conf = cluster_settings(settings, command)
     reloaded = False if created else _apply(cluster, conf)
@@ -125,10 +125,19 @@ def _apply(cluster: LocalCluster, conf: dict[str, str]) -> bool:
     return True
 
 
+def _spec_url(settings: Settings) -> str | None:
+    """Where the spec on disk sends WAL; None without one (or an unreadable one, which the
+    caller is about to replace)."""
+    try:
+        spec = read_spec(spec_path(settings))
+    except BackupError:
+        return None
+    return None if spec is None else str(spec.get("url"))
+
+
 def _archiving(
-    settings: Settings, before: dict[str, object] | None, command: str | None, reloaded: bool
+    settings: Settings, previous: str | None, command: str | None, reloaded: bool
 ) -> Archiving:
-    previous = None if before is None else str(before.get("url"))
     url = str(spec_of(settings)["url"])
     return Archiving(spec_path(settings), url, previous, command, reloaded)
 

@@ -393,8 +393,9 @@ def run_report(
 
     ``timeout`` limits each cell (seconds). ``env`` adds environment variables for the
     kernel: a command passes ``config.handoff_env(settings)``, so that the notebook's
-    ``config.settings()`` loads the configuration the command loaded, never another. Bad names or parameters raise before anything is archived; anything that goes
-    wrong during execution is archived as a failed (UNKNOWN) run. With ``remote``, the run
+    ``config.settings()`` loads the configuration the command loaded, never another. Bad
+    names or parameters raise before anything is archived; anything that goes wrong during
+    execution is archived as a failed (UNKNOWN) run. With ``remote``, the run
     is then copied to the remote archive and the retention applied. ``target`` (the
     database's :class:`~powrops.db.Identity` as a dict) is kept in ``result.json`` and shown
     in the page's header. ``server`` is the configured server the run belongs to: a named
