@@ -103,8 +103,8 @@ def test_alerts_with_another_repository_rewrite_nothing(site: Site, pg_tmp: Path
     assert [f["severity"] for f in found] == ["CRITICAL"]
     assert found[0]["value"] == (site.root / "state" / "backups").as_uri()
     assert found[0]["expected"] == other
-    listing = run_cli("-c", str(config_c), "backup", "full")
-    assert "warning: the embedded server archives WAL to" in listing.stderr
+    verify = run_cli("-c", str(config_c), "verify")
+    assert "warning: the embedded server archives WAL to" in verify.stderr
     assert spec.read_bytes() == before[0]
 
     # the one command that rewrites it says what it changed; B's own then reports the change
