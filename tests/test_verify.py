@@ -542,6 +542,60 @@ def test_daily_verification_reads_what_is_new_and_finds_old_damage_in_time(
     assert state["content"].keys() >= {c.full}
 
 
+# --- positive evidence: only what was read and matched is recorded ---------------------------
+
+
+def _state(repo: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((repo / "verification" / "state.json").read_text())
+    return data
+
+
+def _flip(path: Path) -> None:
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+
+
+def test_a_copy_without_its_record_is_not_recorded_as_read(clone: Callable[[], Base]) -> None:
+    """The secondary holds a backup's data object, damaged, but not its backup.json yet (a copy
+    in progress): nothing of it is read, so nothing of it is recorded; once the record
+    arrives, the next day's run reads the data object and finds the damage."""
+    c = clone()
+    copy = c.secondary / "backups" / c.incremental
+    (copy / "backup.json").unlink()
+    _flip(copy / "base.tar.zst")
+    now = datetime.now(UTC)
+    first = verify(c.site.settings, now=now, pg_verifybackup=False)
+    found = [(f.severity, f.object) for f in first.findings
+             if f.check == "secondary" and f.severity != Severity.OK]  # fmt: skip
+    assert found == [(Severity.WARNING, c.incremental)]  # reported: not in the secondary
+    recorded = _state(c.secondary)["objects"]
+    assert not [k for k in recorded if k.startswith(f"backups/{c.incremental}/")], recorded
+    assert f"backups/{c.full}/base.tar.zst" in recorded  # what was read is recorded
+    assert not [k for k in _state(c.primary)["objects"] if k.endswith("/backup.json")]
+    shutil.copy2(c.primary / "backups" / c.incremental / "backup.json", copy / "backup.json")
+    later = verify(c.site.settings, now=now + timedelta(days=1), pg_verifybackup=False)
+    found = [(f.severity, f.object) for f in later.findings
+             if f.check == "secondary" and f.severity != Severity.OK]  # fmt: skip
+    assert found == [(Severity.WARNING, f"{c.incremental}/base.tar.zst")]
+
+
+def test_a_data_object_is_read_even_when_its_manifest_is_gone(clone: Callable[[], Base]) -> None:
+    """Without its manifest the content check cannot run; the data object is still read back
+    against its SHA-256, its damage reported, and it is not recorded as read."""
+    c = clone()
+    (c.primary / "backups" / c.full / "backup_manifest").unlink()
+    _flip(c.primary / "backups" / c.full / "base.tar.zst")
+    report = verify(c.site.settings, pg_verifybackup=False)
+    found = {(f.severity, f.check, f.object) for f in report.findings
+             if f.severity != Severity.OK}  # fmt: skip
+    assert (Severity.CRITICAL, "checksums", f"{c.full}/base.tar.zst") in found, found
+    assert (Severity.CRITICAL, "checksums", f"{c.full}/backup_manifest") in found
+    recorded = _state(c.primary)["objects"]
+    assert not [k for k in recorded if k.startswith(f"backups/{c.full}/")], recorded
+    assert f"backups/{c.incremental}/base.tar.zst" in recorded
+
+
 # --- failed runs, for real -----------------------------------------------------------------
 
 

@@ -4,6 +4,10 @@ Backup files are compared with the SHA-256 their ``backup.json`` recorded; WAL o
 record, so each is decompressed to the end, which checks zstd's frame checksum and catches an
 object cut short. Objects are read in chunks of 1 MiB: memory stays flat whatever their size.
 The primary's problems are CRITICAL; a secondary's are WARNING (the primary copy still serves).
+
+Each check returns what it read back intact in this run (key -> SHA-256 of the stored bytes):
+only those objects are recorded as read in the verification state. An object a check did not
+read (skipped by today's plan, a copy without its record, a read that failed) is never in it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ class ObjectCheck:
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    @property
+    def intact(self) -> bool:
+        """Read back in this run, every byte, and matched (not merely trusted from a last read)."""
+        return self.problem is None and self.sha256 is not None
 
 
 def check_file(repo: Repository, key: str, expected: StoredFile) -> ObjectCheck:
@@ -149,8 +158,10 @@ def _check_stored(
     if stored.name != DATA_FILE or not with_content:
         return check_file(repo, key, stored), None
     checked = content.check(repo, record)
+    if not checked.sha256:  # no manifest to check against: the bytes are read all the same
+        return check_file(repo, key, stored), checked
     if checked.stored_problem is None:  # intact bytes, whatever they hold
-        return ObjectCheck(key, "ok", None, checked.stored_bytes), checked
+        return ObjectCheck(key, "ok", None, checked.stored_bytes, sha256=checked.sha256), checked
     return ObjectCheck(key, checked.status, checked.stored_problem, checked.stored_bytes), checked
 
 
@@ -161,15 +172,17 @@ def primary_backups(
     echo: Echo | None,
     plan: Plan | None = None,
     content_of: Container[str] | None = None,
-) -> tuple[dict[str, list[ObjectCheck]], dict[str, ContentCheck]]:
+) -> tuple[dict[str, list[ObjectCheck]], dict[str, ContentCheck], dict[str, str]]:
     """Check the files of ``records`` in the primary that ``plan`` reads (all without one).
 
     Reading the data object of a backup in ``content_of`` (every backup without it) also
     checks its content against its manifest. Returns the damaged files per label (an empty
-    list: nothing damaged among those read) and the content checks made, per label.
+    list: nothing damaged among those read), the content checks made, per label, and the
+    files read back intact (key -> SHA-256).
     """
     damaged: dict[str, list[ObjectCheck]] = {}
     contents: dict[str, ContentCheck] = {}
+    intact: dict[str, str] = {}
     for record in records:
         chosen = _chosen(record, plan)
         _count_skipped(report, len(record.files) - len(chosen),
@@ -186,6 +199,8 @@ def primary_backups(
             if checked is not None:
                 contents[record.label] = checked
                 _content_finding(report, record, checked)
+            if result.intact and result.sha256:
+                intact[result.key] = result.sha256
             if not result.ok:
                 bad.append(result)
                 report.add(
@@ -209,7 +224,7 @@ def primary_backups(
                 record.label,
                 label=record.label,
             )
-    return damaged, contents
+    return damaged, contents, intact
 
 
 def _content_finding(
@@ -258,9 +273,11 @@ def secondary_backups(
     primary_damaged: Mapping[str, list[ObjectCheck]],
     echo: Echo | None,
     plan: Plan | None = None,
-) -> dict[str, str]:
-    """Check the secondary's copy of each backup; its status per label."""
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Check the secondary's copy of each backup: its status per label, and the files read back
+    intact (key -> SHA-256). A copy without its ``backup.json`` is reported and not read."""
     statuses: dict[str, str] = {}
+    intact: dict[str, str] = {}
     for record in records:
         if backup_key(record.label, RECORD_FILE) not in keys:
             statuses[record.label] = "missing"
@@ -287,6 +304,8 @@ def secondary_backups(
             key = backup_key(record.label, stored.name)
             result = check_file(repo, key, stored)
             _count(report, 1, result.size)
+            if result.intact and result.sha256:
+                intact[key] = result.sha256
             if result.ok:
                 continue
             bad += 1
@@ -315,7 +334,7 @@ def secondary_backups(
                 record.label,
                 label=record.label,
             )
-    return statuses
+    return statuses, intact
 
 
 def primary_wal(
@@ -377,12 +396,13 @@ def secondary_wal(
     echo: Echo | None,
     plan: Plan | None = None,
     digests: Mapping[str, str | None] | None = None,
-) -> None:
+) -> dict[str, str]:
     """Check the secondary's WAL: each copy is the primary's bytes (their SHA-256, when the
     primary's is known from ``digests`` or today's read), else decompresses; none archived
     before the last copy is missing. WAL archived after the newest backup reached the secondary
-    is not expected yet.
+    is not expected yet. Returns the copies read back intact (key -> SHA-256).
     """
+    intact: dict[str, str] = {}
     late = 0
     checked = 0
     problems = 0
@@ -414,6 +434,8 @@ def secondary_wal(
         result = check_wal(repo, copy.key, known, "the primary's copy")
         checked += 1
         _count(report, 0, result.size, 1)
+        if result.intact and result.sha256:
+            intact[copy.key] = result.sha256
         if not result.ok:
             problems += 1
             fine = name in primary_results and primary_results[name].ok
@@ -437,3 +459,4 @@ def secondary_wal(
             f"{checked} archived WAL files in the secondary {repo.url} decompressed{note}",
             "wal",
         )
+    return intact

@@ -12,7 +12,8 @@
 5. freshness against the schedule, ``pg_stat_archiver`` and failed runs (whole repository only);
 6. optionally a test restore, through the function the caller hands in (the command line
    and the verification report hand in :func:`powrops.restore.test_restore`);
-7. what was read intact is recorded in each repository's verification state.
+7. what was read back intact in this run, and only that, is recorded in each repository's
+   verification state.
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ class Listing:
     def keys(self) -> set[str]:
         return {o.key for objects in self.backups.values() for o in objects}
 
+    def files_of(self, records: Sequence[BackupRecord]) -> list[ObjectInfo]:
+        """The listed objects that ``records`` name as their files: what a check reads (not
+        ``backup.json``, which the catalog reads whole at every run, nor stray objects)."""
+        named = {backup_key(r.label, f.name) for r in records for f in r.files}
+        return [o for r in records for o in self.backups.get(r.label, []) if o.key in named]
+
 
 def recovery_windows(settings: Settings, now: datetime | None = None) -> dict[str, RecoveryWindow]:
     """Each backup's recovery window from one listing of the primary repository (no object is
@@ -161,10 +168,11 @@ def verify(
     plan, state = _plan(report, settings, primary, listing, targets, wal_objects, now, full)
     content_of = {r.label for r in targets
                   if content or everything or not _content_stands(r, state)}  # fmt: skip
-    damaged, contents = checksums.primary_backups(report, primary, targets, echo, plan,
-                                                  content_of)  # fmt: skip
+    damaged, contents, intact = checksums.primary_backups(report, primary, targets, echo, plan,
+                                                          content_of)  # fmt: skip
     known = {} if content or everything else {k: r.digest for k, r in state.objects.items()}
     wal_results = checksums.primary_wal(report, primary, wal_objects.values(), echo, plan, known)
+    intact |= {r.key: r.sha256 for r in wal_results.values() if r.intact and r.sha256}
     seconds["checksums"] = round(time.monotonic() - mark, 3)
     mark = time.monotonic()
     second, second_wal = _secondary(report, settings, secondary, targets, damaged, wal_objects,
@@ -191,7 +199,7 @@ def verify(
                            second, verified, continuity, secondary is not None)  # fmt: skip
     _content_rows(report.backups, contents, state)
     _mark_verified(report, primary, targets)
-    _save_state(report, primary, plan, targets, damaged, contents, wal_results, now)
+    _save_state(report, primary, intact, damaged, contents, wal_results, now)
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 
@@ -245,8 +253,7 @@ def _plan(
 ) -> tuple[state_mod.Plan, state_mod.VerificationState]:
     """Today's reads in the primary: history files and unchecked backup content always."""
     state = _load_state(report, repo, "primary")
-    labels = {r.label for r in targets}
-    objects = [o for label, objs in listing.backups.items() if label in labels for o in objs]
+    objects = listing.files_of(targets)
     always = {info.key: "history" for name, info in wal_objects.items()
               if kind_of(name) == "history"}  # fmt: skip
     for record in targets:
@@ -288,28 +295,25 @@ def _content_stands(record: BackupRecord, state: state_mod.VerificationState) ->
 def _save_state(
     report: VerificationReport,
     repo: Repository,
-    plan: state_mod.Plan,
-    records: Sequence[BackupRecord],
+    intact: dict[str, str],
     damaged: dict[str, list[ObjectCheck]],
     contents: dict[str, ContentCheck],
     wal_results: dict[str, ObjectCheck],
     now: datetime,
 ) -> None:
-    """Record every object read intact today (a backup's data object with the SHA-256 it was
-    read with), and every backup whose content matched."""
+    """Record every object read back intact in this run, with the SHA-256 it was read with,
+    and every backup whose content matched. Nothing else: an object the plan chose but no
+    check read is not recorded, and is read again next time."""
     bad = {c.key for checks in damaged.values() for c in checks}
     bad |= {r.key for r in wal_results.values() if not r.ok}
     # content that failed its manifest: read and checked again every day, like damaged bytes
     bad |= {backup_key(label, DATA_FILE) for label, c in contents.items() if not c.ok}
-    digests = {backup_key(r.label, DATA_FILE): _data_digest(r) for r in records}
-    digests |= {backup_key(label, DATA_FILE): c.sha256 for label, c in contents.items()}
-    digests |= {r.key: r.sha256 for r in wal_results.values() if r.sha256}
     listing = Listing.of(repo)
     sizes = {o.key: o.size for objs in listing.backups.values() for o in objs}
     sizes |= {o.key: o.size for o in listing.wal.values()}
     reads = {
-        key: state_mod.ObjectRead(sizes[key], digests.get(key), now)
-        for key in plan.reasons if key in sizes and key not in bad
+        key: state_mod.ObjectRead(sizes[key], digest, now)
+        for key, digest in intact.items() if key in sizes and key not in bad
     }  # fmt: skip
     content = {label: now for label, c in contents.items() if c.ok}
     _store(report, repo, state_mod.VerificationState(reads, content), set(sizes), frozenset(bad))
@@ -467,26 +471,28 @@ def _secondary(
         )  # fmt: skip
         return {r.label: "not checked" for r in targets}, set()
     wal_there = {name: info for name, info in listing.wal.items() if name in wal_objects}
-    labels = {r.label for r in targets}
-    objects = [o for label, objs in listing.backups.items() if label in labels for o in objs]
+    copied = [r for r in targets if listing.has_record(r.label)]
+    objects = listing.files_of(copied)
     state = _load_state(report, repo, "secondary")
     plan = (
         None if full
         else state_mod.plan([*objects, *wal_there.values()], state, now,
                             settings.verification.reread_every.timedelta)
     )  # fmt: skip
-    statuses = checksums.secondary_backups(report, repo, targets, listing.keys(), damaged, echo,
-                                           plan)  # fmt: skip
-    copied = [r.stop_time for r in targets if listing.has_record(r.label) and r.stop_time]
-    checksums.secondary_wal(report, repo, wal_objects, wal_results, wal_there,
-                            max(copied, default=None), echo, plan, digests)  # fmt: skip
-    reads = {o.key: o for o in [*objects, *wal_there.values()] if plan is None or plan.reads(o.key)}
+    statuses, intact = checksums.secondary_backups(report, repo, targets, listing.keys(),
+                                                   damaged, echo, plan)  # fmt: skip
+    until = max((r.stop_time for r in copied if r.stop_time), default=None)
+    intact |= checksums.secondary_wal(report, repo, wal_objects, wal_results, wal_there, until,
+                                      echo, plan, digests)  # fmt: skip
+    sizes = {o.key: o.size for o in [*objects, *wal_there.values()]}
     bad = {f.object for f in report.findings
            if f.check == "secondary" and f.severity != Severity.OK}  # fmt: skip
-    broken = frozenset(k for k in reads if _named_in(k, bad))
-    newer = state_mod.VerificationState(
-        {k: state_mod.ObjectRead(o.size, None, now) for k, o in reads.items() if k not in broken}
-    )
+    broken = frozenset(k for k in sizes if _named_in(k, bad))
+    reads = {
+        key: state_mod.ObjectRead(sizes[key], digest, now)
+        for key, digest in intact.items() if key in sizes and key not in broken
+    }  # fmt: skip
+    newer = state_mod.VerificationState(reads)
     present = {o.key for objs in listing.backups.values() for o in objs}
     _store(report, repo, newer, present | {o.key for o in listing.wal.values()}, broken)
     return statuses, set(listing.wal)

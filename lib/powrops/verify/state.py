@@ -7,8 +7,10 @@ manifest. The daily verification reads what is new, what is due (not read for
 data while every object is still re-read within the period. The file is written under the
 repository's lock, so the secondary's state and other hosts' runs see it and do not race.
 
-A damaged object is never recorded as read intact: it stays new, and is read again every day
-until it is repaired or expired.
+Only an object whose bytes were read back and matched in the run is recorded (the checks in
+:mod:`powrops.verify.checksums` say which); one the plan chose but no check read stays as it
+was. A damaged object is never recorded as read intact: it stays new, and is read again every
+day until it is repaired or expired.
 """
 
 from __future__ import annotations
