@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import shutil
-import sys
 import tarfile
 import time
 import types
@@ -26,7 +25,6 @@ from conftest import traversable_dir
 from powrops.backup.wal.positions import format_lsn, parse_lsn, parse_segment
 from powrops.config import merge, to_toml
 from powrops.findings import Finding, Severity
-from powrops.restore import test_restore
 from powrops.verify import verify
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.continuity import (
@@ -470,9 +468,7 @@ def test_one_label_unknown_label_and_unreachable_repository(clone: Callable[[], 
     assert "127.0.0.1:9" in unreachable.stderr
 
 
-def test_test_restore_result_is_a_finding(
-    clone: Callable[[], Base], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_test_restore_result_is_a_finding(clone: Callable[[], Base]) -> None:
     c = clone()
     calls: list[str | None] = []
 
@@ -481,10 +477,7 @@ def test_test_restore_result_is_a_finding(
         return {"label": label, "chain": [], "ok": False, "queries": [], "timings": {},
                 "error": "recovery ended before the consistency point"}  # fmt: skip
 
-    fake = types.ModuleType("powrops.restore")
-    fake.test_restore = failing  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "powrops.restore", fake)
-    report = verify(c.site.settings, restore=test_restore, pg_verifybackup=False)
+    report = verify(c.site.settings, restore=failing, pg_verifybackup=False)  # handed in
     assert calls == [c.incremental]  # the newest backup
     found = [f for f in report.findings if f.check == "test_restore"]
     assert [(f.severity, f.object) for f in found] == [(Severity.CRITICAL, c.incremental)]

@@ -456,7 +456,8 @@ def secondary_wal(
         report.add(
             "secondary",
             Severity.OK,
-            f"{checked} archived WAL files in the secondary {repo.url} decompressed{note}",
+            f"{checked} archived WAL files in the secondary {repo.url} read back intact (the "
+            f"primary's SHA-256, else decompressed){note}",
             "wal",
         )
     return intact
