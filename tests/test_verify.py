@@ -177,8 +177,8 @@ def test_clean_repository_is_ok(base: Base) -> None:
     assert problems(report) == []
     newest = segments(base.primary)[-1]
     for label, chain, verifybackup in (
-        (base.full, [base.full], "not needed: a full backup's files and WAL are checked against "
-         "its manifest in the stream"),
+        (base.full, [base.full], "not needed: a full backup's files are checked against its "
+         "manifest in the stream, and the WAL of its range parsed with pg_waldump"),
         (base.incremental, [base.full, base.incremental], "ok"),  # the newest chain, combined
     ):  # fmt: skip
         r = row(report, label)
@@ -192,6 +192,10 @@ def test_clean_repository_is_ok(base: Base) -> None:
         assert window["end_lsn"] == format_lsn((parse_segment(newest).number + 1) * SEGMENT)
         message = finding(report, "recoverability", label)["message"]
         assert f"can recover to any point between {window['start_lsn']}" in message
+        content = finding(report, "content", label)
+        assert "of its range (segment " in content["message"]
+        assert content["message"].endswith("parses with pg_waldump")
+        assert content["details"]["wal_segments"] == [record(base.primary, label)["start_wal"]]
     checks = {f["check"] for f in report["findings"]}
     assert checks >= {
         "checksums", "content", "secondary", "pg_verifybackup", "wal_continuity",
@@ -533,6 +537,45 @@ def test_daily_verification_reads_what_is_new_and_finds_old_damage_in_time(
     state = json.loads((c.primary / "verification" / "state.json").read_text())
     assert f"backups/{c.incremental}/base.tar.zst" not in state["objects"]  # never trusted
     assert state["content"].keys() >= {c.full}
+
+
+def test_damaged_wal_in_a_backups_range_is_found_by_parsing_it(clone: Callable[[], Base]) -> None:
+    """A segment of the full's WAL range whose content is damaged, then compressed again so
+    that its stored bytes and zstd frame are sound (what a bad disk under the archiver, or a
+    faulty copy, leaves): only parsing the WAL finds it, as pg_verifybackup would."""
+    c = clone()
+    manifest = json.loads((c.primary / "backups" / c.full / "backup_manifest").read_bytes())
+    [wal_range] = manifest["WAL-Ranges"]
+    start = parse_lsn(wal_range["Start-LSN"])
+    name = record(c.primary, c.full)["start_wal"]
+    assert parse_segment(name).number == start // SEGMENT
+    raw = bytearray(zstandard.ZstdDecompressor().decompressobj().decompress(
+        wal_path(c.primary, name).read_bytes()))  # fmt: skip
+    raw[start % SEGMENT + 40] ^= 0xFF  # inside the first record of the range
+    damaged = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(bytes(raw))
+    for repo in (c.primary, c.secondary):  # both copies agree: only the content is wrong
+        wal_path(repo, name).write_bytes(damaged)
+    code, report = run_verify(c.site, "--skip-pg-verifybackup")
+    assert code == 2
+    assert problems(report) == [("CRITICAL", "content", name)]
+    found = finding(report, "content", name)
+    assert found["message"].startswith(
+        f"backup {c.full}: WAL {name}, in the range it needs to become consistent, does not "
+        "parse with pg_waldump"
+    )
+    assert found["details"]["label"] == c.full
+    assert row(report, c.full)["content"] == "failed"
+    assert row(report, c.incremental)["content"] == "ok"  # its own range is intact
+    assert c.full not in _state(c.primary)["content"]  # checked again at the next read
+    assert record(c.primary, c.full)["verified_at"] != report["now"]  # not stamped verified
+
+    c = clone()  # a segment of the incremental's range missing from the archive
+    name = record(c.primary, c.incremental)["start_wal"]
+    wal_path(c.primary, name).unlink()
+    code, report = run_verify(c.site, c.incremental, "--skip-pg-verifybackup")
+    assert code == 2 and ("CRITICAL", "content", name) in problems(report)
+    assert "is missing from the archive file://" in finding(report, "content", name)["message"]
+    assert row(report, c.incremental)["content"] == "failed"
 
 
 # --- positive evidence: only what was read and matched is recorded ---------------------------

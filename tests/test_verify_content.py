@@ -25,7 +25,7 @@ from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, StoredF
 from powrops.config import Settings
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.storage.registry import open_repository
-from powrops.verify import content
+from powrops.verify import content, walparse
 from powrops.verify.runner import scratch_dir
 from powrops.verify.state import ObjectRead, VerificationState, plan
 
@@ -264,3 +264,17 @@ def test_a_chain_is_combined_in_memory_only_when_it_fits(tmp_path: Path) -> None
     assert small == ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
     chosen = Settings.model_validate({"verification": {"scratch_dir": str(tmp_path)}})
     assert scratch_dir(chosen, 1 << 60) == str(tmp_path)
+
+
+def test_pg_waldump_gets_the_arguments_pg_verifybackup_gives_it() -> None:
+    """One range: its segments, and pg_waldump told the timeline, start and end."""
+    wal_range = (1, "0/2FFFFE0", "0/3000120")
+    names = [s.name for s in walparse.range_segments(wal_range, SEGMENT)]
+    assert names == ["000000010000000000000002", "000000010000000000000003"]
+    assert walparse.waldump_args(Path("/dev/shm/x"), wal_range) == [
+        "--quiet", "--path=/dev/shm/x", "--timeline=1", "--start=0/2FFFFE0", "--end=0/3000120",
+    ]  # fmt: skip
+    ends_at_a_boundary = (1, "0/2000028", "0/3000000")  # the end LSN is not read
+    assert [s.name for s in walparse.range_segments(ends_at_a_boundary, SEGMENT)] == [
+        "000000010000000000000002"
+    ]

@@ -34,6 +34,7 @@ from powrops.verify import content
 from powrops.verify.content import ContentCheck
 from powrops.verify.report import VerificationReport
 from powrops.verify.state import Plan
+from powrops.verify.walparse import WalParse, WalParser
 
 CHUNK = 1 << 20
 HISTORY_LIMIT = 1 << 20  # history files are a few lines; keep at most this much of one
@@ -150,14 +151,15 @@ def _count(report: VerificationReport, files: int, size: int, wal: int = 0) -> N
 
 
 def _check_stored(
-    repo: Repository, record: BackupRecord, stored: StoredFile, with_content: bool
-) -> tuple[ObjectCheck, ContentCheck | None]:
+    repo: Repository, record: BackupRecord, stored: StoredFile, with_content: bool,
+    parse_wal: WalParser | None,
+) -> tuple[ObjectCheck, ContentCheck | None]:  # fmt: skip
     """Read one backup file back; the data object's read also checks its content when
     ``with_content`` (else its SHA-256 alone: the bytes whose content matched, unchanged)."""
     key = backup_key(record.label, stored.name)
     if stored.name != DATA_FILE or not with_content:
         return check_file(repo, key, stored), None
-    checked = content.check(repo, record)
+    checked = content.check(repo, record, parse_wal)
     if not checked.sha256:  # no manifest to check against: the bytes are read all the same
         return check_file(repo, key, stored), checked
     if checked.stored_problem is None:  # intact bytes, whatever they hold
@@ -172,11 +174,13 @@ def primary_backups(
     echo: Echo | None,
     plan: Plan | None = None,
     content_of: Container[str] | None = None,
+    parse_wal: WalParser | None = None,
 ) -> tuple[dict[str, list[ObjectCheck]], dict[str, ContentCheck], dict[str, str]]:
     """Check the files of ``records`` in the primary that ``plan`` reads (all without one).
 
     Reading the data object of a backup in ``content_of`` (every backup without it) also
-    checks its content against its manifest. Returns the damaged files per label (an empty
+    checks its content against its manifest, and the WAL of its range with ``parse_wal``
+    (:mod:`powrops.verify.walparse`). Returns the damaged files per label (an empty
     list: nothing damaged among those read), the content checks made, per label, and the
     files read back intact (key -> SHA-256).
     """
@@ -194,7 +198,7 @@ def primary_backups(
         bad = []
         for stored in chosen:
             with_content = content_of is None or record.label in content_of
-            result, checked = _check_stored(repo, record, stored, with_content)
+            result, checked = _check_stored(repo, record, stored, with_content, parse_wal)
             _count(report, 1, result.size)
             if checked is not None:
                 contents[record.label] = checked
@@ -230,6 +234,8 @@ def primary_backups(
 def _content_finding(
     report: VerificationReport, record: BackupRecord, checked: ContentCheck
 ) -> None:
+    if checked.stored_problem is None and checked.wal is not None:
+        _wal_findings(report, record, checked.wal)
     if checked.status == "content":
         report.add(
             "content",
@@ -241,16 +247,59 @@ def _content_finding(
             problems=checked.problems[:100],
         )
     elif checked.ok:
+        wal = checked.wal
+        parsed = (
+            f"; the WAL of its range ({_segments(wal.segments)}) parses with pg_waldump"
+            if wal is not None
+            else ""
+        )
         report.add(
             "content",
             Severity.OK,
             f"backup {record.label}: {checked.files} files ({checked.raw_bytes} bytes) match "
-            "their size and checksum in backup_manifest",
+            f"their size and checksum in backup_manifest{parsed}",
             record.label,
             label=record.label,
             files=checked.files,
+            wal_segments=wal.segments if wal is not None else None,
         )
     # a damaged object (differs, truncated, unreadable) is reported by checksums
+
+
+def _segments(names: Sequence[str]) -> str:
+    if len(names) == 1:
+        return f"segment {names[0]}"
+    return f"{len(names)} segments, {names[0]} to {names[-1]}" if names else "no segment"
+
+
+def _wal_findings(report: VerificationReport, record: BackupRecord, wal: WalParse) -> None:
+    """The WAL of the backup's range: each segment that is missing, damaged or does not parse
+    (CRITICAL: the backup cannot become consistent), or why it was not parsed (UNKNOWN)."""
+    figures = report.figures.setdefault("wal_parse", {"backups": 0, "segments": 0, "seconds": 0.0})
+    figures["backups"] += 1
+    figures["segments"] += len(wal.segments)
+    figures["seconds"] = round(figures["seconds"] + wal.seconds, 3)
+    for segment, problem in wal.problems:
+        report.add(
+            "content",
+            Severity.CRITICAL,
+            f"backup {record.label}: WAL {segment}, in the range it needs to become consistent, "
+            f"{problem}",
+            segment,
+            advice="the backup cannot be restored without this WAL: take a new full backup "
+            "(`powrops backup full`); the secondary may hold an intact copy of the segment",
+            label=record.label,
+            segment=segment,
+        )
+    if wal.status == "not run":
+        report.add(
+            "content",
+            Severity.UNKNOWN,
+            f"backup {record.label}: the WAL of its range was not parsed ({wal.reason}); its "
+            "content check is incomplete and is made again at the next read",
+            record.label,
+            label=record.label,
+        )
 
 
 def _chosen(record: BackupRecord, plan: Plan | None) -> list[StoredFile]:

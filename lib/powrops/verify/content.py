@@ -5,9 +5,13 @@ stream is decompressed (which checks the frame checksum), and each member of the
 against PostgreSQL's manifest, the same test ``pg_verifybackup`` makes on a data directory:
 every file's size and checksum in the manifest's algorithm (CRC32C by default), files the
 manifest lists that are missing, and files that are there but not listed. The WAL the backup
-needs to become consistent (the manifest's ``WAL-Ranges``) must be in its ``pg_wal/``. Nothing is
-written to disk and memory stays at three 2 MiB buffers, whatever the size of the backup; one
-thread decodes while the caller checks what was decoded before.
+needs to become consistent (the manifest's ``WAL-Ranges``) must be in its ``pg_wal/``, whole.
+Nothing is written to disk and memory stays at three 2 MiB buffers, whatever the size of the
+backup; one thread decodes while the caller checks what was decoded before.
+
+The last step of ``pg_verifybackup``, parsing that WAL record by record, is made by the parser
+the caller hands in (:mod:`powrops.verify.walparse`: ``pg_waldump`` over the archive's copies
+of the range), once the stored bytes are known intact; its outcome is part of the check.
 
 An incremental backup is checked the same way against its own manifest: its ``INCREMENTAL.*``
 files are listed there with their own sizes and checksums.
@@ -31,6 +35,7 @@ from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, backup_
 from powrops.backup.wal.positions import DEFAULT_SEGMENT_SIZE, parse_lsn, segment_of, segment_range
 from powrops.errors import ObjectNotFound, StorageError
 from powrops.storage.base import Repository
+from powrops.verify.walparse import WalParse, WalParser
 
 CHUNK = 1 << 20
 BUFFER = 1 << 21  # one decoded buffer: zstd decodes in long runs into it
@@ -129,11 +134,14 @@ class ContentCheck:
     status: str = "ok"  # ok / content, or what is wrong with the stored object itself:
     # differs / damaged / missing / unreadable
     stored_problem: str | None = None  # how the stored object is damaged, as a phrase
+    wal_sizes: dict[str, int] = field(default_factory=dict)  # pg_wal/ members -> their sizes
     problems: list[str] = field(default_factory=list)  # its content against the manifest
+    wal: WalParse | None = None  # the WAL of its range parsed, when a parser was handed in
 
     @property
     def ok(self) -> bool:
-        return self.stored_problem is None and not self.problems
+        wal_ok = self.wal is None or self.wal.ok
+        return self.stored_problem is None and not self.problems and wal_ok
 
     def fail(self, status: str, problem: str) -> ContentCheck:
         if self.status == "ok":
@@ -304,8 +312,11 @@ def _ignored(path: str) -> bool:
     return path in IGNORED or path == "pg_wal" or path.startswith("pg_wal/")
 
 
-def check(repo: Repository, record: BackupRecord) -> ContentCheck:
-    """Read backup ``record``'s data object once and check it against its manifest."""
+def check(
+    repo: Repository, record: BackupRecord, parse_wal: WalParser | None = None
+) -> ContentCheck:
+    """Read backup ``record``'s data object once and check it against its manifest; with
+    ``parse_wal``, then parse the WAL of the manifest's ranges (when the bytes are intact)."""
     result = ContentCheck(record.label)
     try:
         manifest = Manifest.parse(repo.get_bytes(backup_key(record.label, MANIFEST_FILE)))
@@ -338,12 +349,14 @@ def check(repo: Repository, record: BackupRecord) -> ContentCheck:
             f"in {repo.url} does not match its recorded SHA-256 (read {read}…, recorded "
             f"{recorded}…; {result.stored_bytes} bytes read, {expected.stored_size} recorded)",
         )
+    if parse_wal is not None and result.stored_problem is None:
+        result.wal = parse_wal(record, manifest.wal_ranges, _segment_size(result.wal_sizes))
     return result
 
 
 def _walk(stream: _Hashing, manifest: Manifest, result: ContentCheck) -> None:
     seen: set[str] = set()
-    wal: dict[str, int] = {}
+    wal = result.wal_sizes
     decompressed = _Decompressed(stream)
     try:
         _walk_members(decompressed, manifest, result, seen, wal)
@@ -380,12 +393,18 @@ def _walk_members(
     decompressed.drain()
 
 
-def _check_wal(manifest: Manifest, wal: dict[str, int], result: ContentCheck) -> None:
-    """Every segment of the manifest's WAL ranges is in pg_wal/, whole."""
+def _segment_size(wal: dict[str, int]) -> int:
+    """The segment size of the backup's pg_wal/ members (PostgreSQL's default when unclear)."""
     sizes = set(wal.values())
     segment_size = sizes.pop() if len(sizes) == 1 else DEFAULT_SEGMENT_SIZE
     if segment_size & (segment_size - 1) or not 1 << 20 <= segment_size <= 1 << 30:
         segment_size = DEFAULT_SEGMENT_SIZE
+    return segment_size
+
+
+def _check_wal(manifest: Manifest, wal: dict[str, int], result: ContentCheck) -> None:
+    """Every segment of the manifest's WAL ranges is in pg_wal/, whole."""
+    segment_size = _segment_size(wal)
     for timeline, start, end in manifest.wal_ranges:
         first = segment_of(parse_lsn(start), timeline, segment_size)
         last = segment_of(max(parse_lsn(end) - 1, parse_lsn(start)), timeline, segment_size)

@@ -77,7 +77,9 @@ class BackupRow:
     server_version: str | None
     checksums: str = "not checked"  # ok / failed / not checked
     secondary: str = "not configured"  # ok / missing / damaged / not checked / not configured
-    content: str = "not checked"  # ok / failed / ok at <when> / not checked (the manifest check)
+    # the manifest check and the WAL of its range parsed: ok / failed / ok at <when> /
+    # incomplete (the WAL could not be parsed: no pg_waldump) / not checked
+    content: str = "not checked"
     pg_verifybackup: str = "not run"  # ok / failed / skipped: ... / not run
     pg_verifybackup_s: float | None = None
     wal: str = "not checked"  # continuous / gap at ... / not checked

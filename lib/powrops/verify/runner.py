@@ -4,7 +4,9 @@
 2. repository checksums of the objects today's plan reads (:mod:`powrops.verify.state`: what is
    new, what is due, a rotating share; everything for one backup or ``everything``), primary
    then secondary; reading a backup's data object also checks its content against its
-   ``backup_manifest`` (:mod:`powrops.verify.content`);
+   ``backup_manifest`` (:mod:`powrops.verify.content`), and at its first content check parses
+   the WAL of its range with ``pg_waldump`` (:mod:`powrops.verify.walparse`), as
+   ``pg_verifybackup`` does;
 3. WAL continuity per timeline, timeline histories, each backup's recoverability window, from
    the listings (no WAL needs reading for that);
 4. ``pg_verifybackup`` on one reconstructed data directory: the chain of the backup asked for,
@@ -18,9 +20,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,11 +59,12 @@ from powrops.findings import Severity, overall
 from powrops.format import Echo
 from powrops.pg.binaries import PgBinaries, find_binaries
 from powrops.storage.base import ObjectInfo, Repository
-from powrops.verify import checksums, freshness, recoverability
+from powrops.verify import checksums, freshness, recoverability, walparse
 from powrops.verify import state as state_mod
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.content import ContentCheck
 from powrops.verify.report import BackupRow, RecoveryWindow, VerificationReport
+from powrops.verify.scratch import scratch_dir
 
 
 @dataclass
@@ -168,8 +169,9 @@ def verify(
     plan, state = _plan(report, settings, primary, listing, targets, wal_objects, now, full)
     content_of = {r.label for r in targets
                   if content or everything or not _content_stands(r, state)}  # fmt: skip
-    damaged, contents, intact = checksums.primary_backups(report, primary, targets, echo, plan,
-                                                          content_of)  # fmt: skip
+    damaged, contents, intact = checksums.primary_backups(
+        report, primary, targets, echo, plan, content_of, _wal_parser(settings, primary)
+    )
     known = {} if content or everything else {k: r.digest for k, r in state.objects.items()}
     wal_results = checksums.primary_wal(report, primary, wal_objects.values(), echo, plan, known)
     intact |= {r.key: r.sha256 for r in wal_results.values() if r.intact and r.sha256}
@@ -348,6 +350,26 @@ def _store(
             return
 
 
+def _wal_parser(settings: Settings, repo: Repository) -> walparse.WalParser:
+    """Parses the WAL of a backup's range from ``repo``'s archive with the ``pg_waldump`` of
+    the backup's major version, in a scratch folder chosen by :func:`scratch_dir`."""
+    tools: dict[int | None, PgBinaries | PowropsError] = {}
+
+    def parse_wal(
+        record: BackupRecord, ranges: Sequence[walparse.WalRange], segment_size: int
+    ) -> walparse.WalParse:
+        major = _major(record.server_version)
+        if major not in tools:
+            try:
+                tools[major] = find_binaries(major, settings.postgres.bin_dir)
+            except PowropsError as exc:
+                tools[major] = exc
+        return walparse.parse(repo, ranges, segment_size, tools[major],
+                              lambda need: scratch_dir(settings, need))  # fmt: skip
+
+    return parse_wal
+
+
 def _content_rows(
     rows: Sequence[BackupRow],
     contents: dict[str, ContentCheck],
@@ -356,7 +378,8 @@ def _content_rows(
     for row in rows:
         checked = contents.get(row.label)
         if checked is not None:
-            row.content = "ok" if checked.ok else "failed"
+            incomplete = checked.wal is not None and checked.wal.status == "not run"
+            row.content = "ok" if checked.ok else "incomplete" if incomplete else "failed"
         elif row.label in state.content:
             row.content = f"ok at {state.content[row.label]:%Y-%m-%d %H:%M} UTC"
         if row.checksums == "not checked" and row.label in state.content:
@@ -531,45 +554,12 @@ def _verifybackup_targets(
     return {newest.label} if everything or newest.verified_at is None else set()
 
 
-MEMORY_SHARE = 4  # a scratch copy in memory may take at most this fraction of what is free
-
-
-def scratch_dir(settings: Settings, need: int) -> str | None:
-    """Where a chain is combined for ``pg_verifybackup``: ``verification.scratch_dir``, else
-    memory (``/dev/shm``) when the copy fits in a quarter of the memory available, else the
-    system's temporary directory. Unpacking thousands of small files is bound by the file
-    system's metadata writes; in memory it takes a fraction of the time, and the copy is
-    thrown away at once."""
-    if settings.verification.scratch_dir:
-        return settings.verification.scratch_dir
-    shm = Path("/dev/shm")
-    try:
-        free = shutil.disk_usage(shm).free
-        available = _memory_available()
-    except OSError:
-        return None
-    if (
-        available is not None
-        and need * MEMORY_SHARE <= min(free, available)
-        and os.access(shm, os.W_OK)
-    ):
-        return str(shm)
-    return None
-
-
-def _memory_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def _why_not(record: BackupRecord, by_label: dict[str, BackupRecord]) -> str:
     if not record.parent:
-        return "a full backup's files and WAL are checked against its manifest in the stream"
+        return (
+            "a full backup's files are checked against its manifest in the stream, and the "
+            "WAL of its range parsed with pg_waldump"
+        )
     if record.verified_at:
         return "its chain was combined and verified before"
     return "only the newest chain is combined; its own files are checked against its manifest"
