@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
+import socket
+import subprocess
 import tarfile
 import time
 import types
@@ -24,8 +27,9 @@ from backup_site import Site
 from conftest import traversable_dir
 from powrops.backup.wal.positions import format_lsn, parse_lsn, parse_segment
 from powrops.config import merge, to_toml
+from powrops.errors import LockError
 from powrops.findings import Finding, Severity
-from powrops.verify import verify
+from powrops.verify import runner, verify
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.continuity import (
     HistoryEntry,
@@ -576,6 +580,76 @@ def test_damaged_wal_in_a_backups_range_is_found_by_parsing_it(clone: Callable[[
     assert code == 2 and ("CRITICAL", "content", name) in problems(report)
     assert "is missing from the archive file://" in finding(report, "content", name)["message"]
     assert row(report, c.incremental)["content"] == "failed"
+
+
+# --- readers and writers of a repository ---------------------------------------------------
+
+
+def _wal_names(repo: Path) -> set[str]:
+    return {p.name for p in (repo / "wal").rglob("*.zst")}
+
+
+def _plant_mark(repo: Path, name: str, mark: dict[str, Any]) -> Path:
+    path = repo / "locks" / "readers" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(mark))
+    return path
+
+
+def test_expiry_waits_for_a_verification_and_verification_for_expiry(
+    clone: Callable[[], Base], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verification marks itself as a reader of the primary; expiry deletes nothing while a
+    live reader's mark is there (waits, then exit 3 naming it), ignores and removes a crashed
+    reader's stale mark, and a verification gives way to an expiry in progress. Run for real
+    side by side, ``verify --all`` and ``backup expire`` give no false CRITICAL."""
+    c = clone()
+    c.site.write_config(backup={"retention": {"logs": "1s"}})  # WAL between backups may go
+    before = _wal_names(c.primary)
+    dry = c.site.cli("backup", "expire", "--dry-run", "--json")
+    going = [d["item"] for d in json.loads(dry.stdout)["decisions"]
+             if d["kind"] == "wal" and d["action"] == "delete"]  # fmt: skip
+    assert going, dry.stdout
+
+    now = datetime.now(UTC).isoformat()
+    alive = {"host": socket.gethostname(), "pid": os.getpid(), "purpose": "verification",
+             "acquired_at": now, "heartbeat": now}  # fmt: skip
+    mark = _plant_mark(c.primary, "live", alive)
+    refused = c.site.cli("backup", "expire", "--wait", "0")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "a verification is reading" in refused.stderr
+    assert f"pid {os.getpid()} on {socket.gethostname()}" in refused.stderr
+    assert _wal_names(c.primary) == before  # nothing deleted
+    crashed = subprocess.Popen(["true"])  # a reader whose process is gone
+    crashed.wait()
+    mark.unlink()
+    stale = _plant_mark(c.primary, "crashed", {**alive, "pid": crashed.pid})
+    holder = {**alive, "purpose": "expiry", "deletes": True}
+    (c.primary / "locks" / "backup.lock").write_text(json.dumps(holder))
+    monkeypatch.setattr(runner, "READER_WAIT_S", 1.0)
+    with pytest.raises(LockError, match=r"expiry .* is deleting from .*the verification waited"):
+        verify(c.site.settings, pg_verifybackup=False)
+    (c.primary / "locks" / "backup.lock").unlink()
+    assert stale.exists()
+
+    verifier = c.site.popen("verify", "--all", "--json")
+    readers = c.primary / "locks" / "readers"
+    deadline = time.monotonic() + 60
+    while verifier.poll() is None and time.monotonic() < deadline:
+        if any(p.name != "crashed" for p in readers.iterdir()):
+            break
+        time.sleep(0.02)
+    assert any(p.name != "crashed" for p in readers.iterdir()), "verification left no mark"
+    expiry = c.site.popen("backup", "expire", "--json")  # waits for the verification
+    out, err = verifier.communicate(timeout=300)
+    assert verifier.returncode == 0, err
+    report = json.loads(out)
+    assert problems(report) == [], problems(report)
+    out, err = expiry.communicate(timeout=300)
+    assert expiry.returncode == 0, err
+    assert not stale.exists()  # the crashed reader's mark is removed, not waited for
+    assert not {f"{name}.zst" for name in going} & _wal_names(c.primary)  # expiry did delete
+    assert not readers.exists() or not list(readers.iterdir())  # verification removed its mark
 
 
 # --- positive evidence: only what was read and matched is recorded ---------------------------

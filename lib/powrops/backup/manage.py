@@ -10,32 +10,51 @@ from typing import Any
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.expiry import ExpiryPlan, plan_expiry
-from powrops.backup.lock import repository_lock
+from powrops.backup.lock import deleting, repository_lock
 from powrops.backup.model import BACKUPS_PREFIX, RECORD_FILE, BackupRecord, backup_key, wal_key
 from powrops.config import Settings
 from powrops.errors import BackupError
 from powrops.storage.base import Repository
 
+EXPIRY_WAIT_S = 60.0  # how long expiry waits for a verification reading the repository
 
-def expire(settings: Settings, *, dry_run: bool, repo: Repository | None = None) -> ExpiryPlan:
-    """Apply ``backup.retention`` to the primary repository (or only plan it)."""
+
+def expire(
+    settings: Settings,
+    *,
+    dry_run: bool,
+    repo: Repository | None = None,
+    wait: float = EXPIRY_WAIT_S,
+) -> ExpiryPlan:
+    """Apply ``backup.retention`` to the primary repository (or only plan it).
+
+    The real run plans and deletes under the repository's lock, marked as deleting, and only
+    while no verification reads the repository: it waits for one at most ``wait`` seconds,
+    then raises LockError (exit 3) naming it. The dry run reads only and waits for nothing.
+    """
     repo = repo or repos.primary(settings)
+    if dry_run:
+        return _plan(settings, repo)
+    with deleting(repo, "expiry", wait=wait):
+        plan = _plan(settings, repo)
+        catalog = Catalog(repo)
+        for decision in plan.deletes():
+            if decision.kind in ("backup", "incomplete"):
+                catalog.delete_backup(decision.item)
+            else:
+                repo.delete(wal_key(decision.item))
+    return plan
+
+
+def _plan(settings: Settings, repo: Repository) -> ExpiryPlan:
     catalog = Catalog(repo)
-    plan = plan_expiry(
+    return plan_expiry(
         catalog.records(),
         catalog.wal(),
         settings.backup.retention,
         datetime.now(UTC),
         incomplete=[(i.label, i.first_seen) for i in catalog.incomplete()],
     )
-    if dry_run:
-        return plan
-    for decision in plan.deletes():
-        if decision.kind in ("backup", "incomplete"):
-            catalog.delete_backup(decision.item)
-        else:
-            repo.delete(wal_key(decision.item))
-    return plan
 
 
 @dataclass

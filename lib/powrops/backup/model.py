@@ -12,7 +12,8 @@ Repository layout::
     backups/<label>/backup_manifest     PostgreSQL's manifest (incrementals are taken against it)
     backups/<label>/backup.json         this record, written last
     wal/<timeline><xlogid>/<name>.zst   archived WAL (segments, .partial, .history, .backup)
-    locks/backup.lock                   one backup at a time per repository
+    locks/backup.lock                   one backup at a time per repository (and expiry)
+    locks/readers/<host>-<pid>-<id>     a verification in progress: expiry waits for it
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ Status = Literal["ok", "failed"]
 
 BACKUPS_PREFIX = "backups/"
 LOCK_KEY = "locks/backup.lock"
+READERS_PREFIX = "locks/readers/"
 RECORD_FILE = "backup.json"
 DATA_FILE = "base.tar.zst"
 MANIFEST_FILE = "backup_manifest"

@@ -440,7 +440,12 @@ class BackupRun:
             return []
 
         with self.proc.step("post", "expire") as step:
-            plan = expire(self.settings, dry_run=False, repo=self.repo)
+            try:
+                plan = expire(self.settings, dry_run=False, repo=self.repo)
+            except LockError as exc:  # a verification reads the repository: expire next time
+                step.status = "skipped"
+                step.message = f"{exc}; the next backup or `powrops backup expire` expires"
+                return []
             removed = [d.item for d in plan.deletes()]
             step.message = f"{len(removed)} expired" if removed else "nothing to expire"
             return removed

@@ -33,6 +33,11 @@ def register(sub: Any) -> None:
     )
     expire.add_argument("--dry-run", action="store_true", help="show what would go, delete nothing")
     expire.add_argument("--json", action="store_true", help="print the result as JSON")
+    expire.add_argument(
+        "--wait", type=float, default=60.0, metavar="SECONDS",
+        help="how long to wait for a verification reading the repository (or a backup holding "
+        "its lock) before giving up with exit 3 (default 60)",
+    )  # fmt: skip
     expire.set_defaults(func=cmd_backup_expire)
     actions.add_parser("copy", help="copy what the secondary lacks").set_defaults(
         func=cmd_backup_copy
@@ -185,7 +190,7 @@ def cmd_backup_show(args: argparse.Namespace) -> Severity:
 def cmd_backup_expire(args: argparse.Namespace) -> Severity:
     from powrops.backup.manage import expire
 
-    plan = expire(settings_of(args), dry_run=args.dry_run)
+    plan = expire(settings_of(args), dry_run=args.dry_run, wait=args.wait)
     if args.json:
         print_json({"dry_run": args.dry_run, **plan.to_dict()})
     else:

@@ -33,7 +33,7 @@ from typing import Any
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.expiry import broken_link, chain
-from powrops.backup.lock import is_stale, read_lock, repository_lock
+from powrops.backup.lock import is_stale, read_lock, reading, repository_lock
 from powrops.backup.model import (
     BACKUPS_PREFIX,
     DATA_FILE,
@@ -136,14 +136,35 @@ def verify(
     later reads check that the stored bytes are still those (SHA-256). ``content`` (implied
     by ``everything``) checks the content of every backup read again.
 
+    The run marks itself as a reader of the primary repository (:func:`reading`): expiry
+    deletes nothing while it reads, and an expiry already deleting is waited for first (at most
+    ``READER_WAIT_S``), so that nothing retention removes on purpose is reported as missing.
+
     Raises a PowropsError (exit code 3) only when verification cannot run at all: the primary
-    repository cannot be listed, or ``label`` is not in it. Everything else is a finding.
+    repository cannot be listed, ``label`` is not in it, or an expiry kept deleting longer than
+    verification waits. Everything else is a finding.
     """
-    started = time.monotonic()
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ParameterError("verify needs an aware 'now' (UTC), not a naive datetime")
     primary = repos.primary(settings)
+    with reading(primary, "verification", wait=READER_WAIT_S):
+        return _verify(settings, primary, label, restore, now, pg_verifybackup, everything,
+                       content, echo)  # fmt: skip
+
+
+def _verify(
+    settings: Settings,
+    primary: Repository,
+    label: str | None,
+    restore: TestRestore | None,
+    now: datetime,
+    pg_verifybackup: bool,
+    everything: bool,
+    content: bool,
+    echo: Echo | None,
+) -> VerificationReport:
+    started = time.monotonic()
     secondary = repos.secondary(settings)
     report = VerificationReport(primary.url, secondary.url if secondary else None, label, now)
     seconds: dict[str, float] = {}
@@ -231,6 +252,7 @@ def _mark_verified(
 # --- what to read, and what was read -------------------------------------------------------
 
 STATE_WAIT_S = 60.0  # how long to wait for a running backup's lock before leaving the state
+READER_WAIT_S = 300.0  # how long verification waits for an expiry that is deleting
 
 
 def _load_state(
