@@ -410,16 +410,37 @@ def test_integrity_report_notebook_shows_the_planted_defects(
 def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
     clean_db: str, tmp_path: Path
 ) -> None:
+    import time
     from datetime import datetime, timedelta
 
-    workout = _sql(clean_db, "SELECT max(id) FROM workouts WHERE total_volume > 0")[0][0]
-    _sql(clean_db, "UPDATE workouts SET total_volume = total_volume * 2 WHERE id = %s", (workout,))
+    user = 7
+    # a good workout with its set (and the user's totals), inserted before the bad change
+    with psycopg.connect(libpq(clean_db), autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "UPDATE user_totals SET workout_count = workout_count + 1, "
+            "total_volume = total_volume + 500 WHERE user_id = %s",
+            (user,),
+        )
+        good = conn.execute(
+            "WITH w AS (INSERT INTO workouts (user_id, date, total_volume) "
+            "VALUES (%s, CURRENT_DATE, 500) RETURNING id) "
+            "INSERT INTO workout_sets (workout_id, exercise_id, set_number, weight, reps) "
+            "SELECT w.id, 1, 1, 50, 10 FROM w RETURNING workout_id",
+            (user,),
+        ).fetchall()[0][0]
+    time.sleep(0.05)
+    with psycopg.connect(libpq(clean_db), autocommit=True) as conn:
+        conn.execute("SET powrops.actor = 'app-bug'")
+        conn.execute("UPDATE workouts SET total_volume = 0 WHERE user_id = %s", (user,))
     bad_at = _sql(
         clean_db,
-        "SELECT occurred_at FROM audit_log WHERE table_name = 'workouts' "
-        "AND row_id = %s AND action = 'UPDATE'",
-        (str(workout),),
-    )[0][0]
+        "SELECT DISTINCT occurred_at FROM audit_log WHERE table_name = 'workouts' "
+        "AND action = 'UPDATE'",
+    )
+    assert len(bad_at) == 1
+    bad_at = bad_at[0][0]
+    history = "SELECT action FROM audit_log WHERE table_name = 'workouts' AND row_id = %s"
+    assert _sql(clean_db, history + " ORDER BY id", (str(good),)) == [("INSERT",), ("UPDATE",)]
     before = _contents(clean_db)
     env = {"POWROPS_DATABASE_URL": libpq(clean_db)}
     run = run_report(
@@ -430,7 +451,11 @@ def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
     figures = run.result["figures"]
     assert figures["read_only"] is False
     assert datetime.fromisoformat(figures["target_time"]) == bad_at - timedelta(milliseconds=1)
+    assert figures["first_bad_change"].startswith("UPDATE on workouts ")
+    assert f"by app-bug at {bad_at.isoformat()}" in figures["first_bad_change"]
+    assert figures["writes_discarded"] > 1 and figures["users_affected"] == 1
     html = run.html.read_text()
+    assert "Failing rows and the change that made each fail" in html and "app-bug" in html
     assert "SET default_transaction_read_only = off; COMMIT;" in html  # the undo command is shown
     assert "point_in_time_restore -p target_time" in html
     assert "stop_writes" in html  # a runbook shows its code
@@ -452,7 +477,7 @@ def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
     assert confirmed.result["figures"]["read_only"] is True
     assert _sql(clean_db, "SHOW default_transaction_read_only") == [("on",)]
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        _sql(clean_db, "UPDATE workouts SET notes = 'x' WHERE id = %s", (workout,))
+        _sql(clean_db, "UPDATE workouts SET notes = 'x' WHERE id = %s", (good,))
     events = "SELECT details->>'read_only' FROM ops.events WHERE kind = 'read_only' ORDER BY id"
     assert _sql(clean_db, events) == [("true",)]  # the switch is journaled
     from powrops.integrity.incident import resume_writes
@@ -489,7 +514,7 @@ def test_a_repair_that_fails_changes_nothing_and_exits_critical(clean_db: str) -
 def test_scope_finds_the_first_bad_change_beyond_the_sample_ids(clean_db: str) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from powrops.integrity import incident
+    from powrops.integrity import incident, restore_point
 
     since = datetime.now(UTC) - timedelta(hours=1)
     _sql(
@@ -506,31 +531,35 @@ def test_scope_finds_the_first_bad_change_beyond_the_sample_ids(clean_db: str) -
     _sql(clean_db, "ALTER TABLE consents DROP CONSTRAINT consents_user_id_fkey")
     _sql(clean_db, "ALTER TABLE exercises DROP CONSTRAINT exercises_user_id_fkey")
     _sql(clean_db, "DELETE FROM users WHERE id = %s", (owner,))
+    deleted_at = _sql(
+        clean_db,
+        "SELECT occurred_at FROM audit_log WHERE table_name = 'users' AND action = 'DELETE'",
+    )[0][0]
     settings = _settings(clean_db)
     report = integrity.run(settings, store=False)
     assert str(last) not in report.result("weight_range").sample_ids
     found = incident.scope(settings, report, since)
-    first = found["first_bad_change"]
-    assert (first["table"], first["row id"], first["action"]) == (
-        "workout_sets",
-        str(last),
-        "UPDATE",
-    )
     assert {"workouts", "workout_sets"} <= set(found["tables"])
     assert any(c["command"] == "ALTER TABLE" for c in found["system_changes"])
-    assert str(owner) in found["users"]
-    # the orphans alone lead to the DELETE of their user, or the DDL that allowed it
+    point = restore_point.derive(settings, report, since)
+    first = point.first_bad_change
+    assert first is not None
+    assert (first.table, first.row_id, first.action) == ("workout_sets", str(last), "UPDATE")
+    # 20 rows went bad with the trail silenced: the target would be a guess, so there is none
+    weights = next(b for b in point.blames if b.check == "weight_range")
+    assert (weights.explained, weights.unexplained) == (1, 20)
+    assert point.target is None and incident.recovery_target(point)["target_time"] is None
+    # the orphans alone lead to the DELETE of their user
     orphans_only = integrity.IntegrityReport(
         [report.result("orphan_workouts")], report.started_at, report.finished_at
     )
-    with psycopg.connect(libpq(clean_db), autocommit=True) as conn:
-        deleted = incident.first_bad_change(conn, settings, orphans_only, since)
-    assert deleted is not None
-    assert (deleted["table"], deleted["action"], deleted["row id"]) == (
-        "users",
-        "DELETE",
-        str(owner),
-    )
-    target = incident.recovery_target(found)
-    assert datetime.fromisoformat(target["target_time"]) < first["time"]
+    deleted = restore_point.derive(settings, orphans_only, since)
+    assert deleted.first_bad_change is not None
+    assert (
+        deleted.first_bad_change.table,
+        deleted.first_bad_change.action,
+        deleted.first_bad_change.row_id,
+    ) == ("users", "DELETE", str(owner))
+    target = incident.recovery_target(deleted)
+    assert datetime.fromisoformat(target["target_time"]) == deleted_at - restore_point.BEFORE
     assert target["parameters"] == {"target_time": target["target_time"], "confirm": False}

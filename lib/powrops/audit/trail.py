@@ -256,7 +256,7 @@ def changed_columns(old: dict[str, Any] | None, new: dict[str, Any] | None) -> l
 
 
 AFFECTED_USERS = """
-SELECT DISTINCT uid FROM (
+SELECT DISTINCT uid::bigint FROM (
     SELECT COALESCE(
         a.new_value ->> 'user_id', a.old_value ->> 'user_id',
         CASE WHEN a.table_name = 'users' THEN a.row_id END,
@@ -270,15 +270,16 @@ WHERE uid IS NOT NULL ORDER BY 1 LIMIT 1000
 """
 
 
-def affected_users(conn: psycopg.Connection[Any], since: datetime, tables: list[str]) -> list[str]:
-    """Ids of users whose rows in ``tables`` (and whose ``users`` row) changed since a time.
+def affected_users(conn: psycopg.Connection[Any], since: datetime, tables: list[str]) -> list[int]:
+    """Ids of users whose rows in ``tables`` (and whose ``users`` row) changed since a time,
+    in numeric order (at most 1,000).
 
     The user comes from the row images' ``user_id``, the row id of a ``users`` row, or, for a
     set, its workout's owner.
     """
     wanted = sorted({*tables, "users"})
     rows = conn.execute(AFFECTED_USERS, (since, wanted, list(DATA_ACTIONS))).fetchall()
-    return [r[0] for r in rows]
+    return [int(r[0]) for r in rows]
 
 
 def access_patterns(

@@ -3,31 +3,28 @@
 Used by ``runbooks/data_corruption_response.ipynb``. Stopping writes makes the database
 read-only for new sessions (``ALTER DATABASE ... SET default_transaction_read_only = on``) and
 only when confirmed; the undo command is always shown. The damage scope comes from the integrity
-run (which checks fail, on which tables, sample rows) and the audit trail (when those rows were
-changed, by whom, which users they belong to, and the system changes on those tables). The
-recovery target is the moment just before the first bad change, in the parameters of the
-``point_in_time_restore`` runbook.
+run (which checks fail, on which tables, sample rows) and the audit trail (the system changes on
+those tables). The recovery target is the restore point of
+:mod:`powrops.integrity.restore_point` (just before the first bad change), in the parameters of
+the ``point_in_time_restore`` runbook.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from powrops import audit, journal
 from powrops.config import Settings
 from powrops.errors import ParameterError
-from powrops.integrity.consistency import WRONG_TOTALS, WRONG_VOLUME, orphan_sql, relationships
+from powrops.format import human_seconds
 from powrops.integrity.model import IntegrityReport
-from powrops.integrity.rules import rule_checks
+from powrops.integrity.restore_point import BEFORE, RestorePoint
 from powrops.integrity.run import connection, run
 
 DATA_CATEGORIES = ("validation", "referential", "calculated", "totals")
-BEFORE = timedelta(milliseconds=1)
 
 
 def _dbname(settings: Settings) -> str:
@@ -117,125 +114,29 @@ def _damaged_rows(report: IntegrityReport) -> dict[str, list[str]]:
     return rows
 
 
-@dataclass(frozen=True)
-class Suspects:
-    """Rows of ``table`` (their ids, as SQL) whose recorded ``actions`` may have done damage."""
-
-    check: str
-    table: str
-    ids_sql: sql.Composable
-    params: tuple[Any, ...] = ()
-    actions: tuple[str, ...] = audit.DATA_ACTIONS
-
-
-RULE_SUSPECTS = sql.SQL("SELECT id::text FROM {table} WHERE {condition}")
-"""The rows now failing a validation rule."""
-
-ORPHAN_SUSPECTS = sql.SQL("SELECT {column}::text {orphans}")
-"""An orphan's id, or the id of the parent row it points at, from :data:`ORPHANS`."""
-
-VOLUME_SUSPECTS = sql.SQL("SELECT w.id::text {wrong}").format(wrong=WRONG_VOLUME)
-TOTALS_SUSPECTS = sql.SQL("SELECT t.user_id::text {wrong}").format(wrong=WRONG_TOTALS)
-
-
-def suspects(settings: Settings, failed: set[str]) -> list[Suspects]:
-    """For each failed data check, the rows now violating it, and for orphans the parent rows
-    they point at (deleted, probably): where the audit trail holds the bad change."""
-    found = [
-        Suspects(
-            c.name,
-            c.table,
-            RULE_SUSPECTS.format(table=sql.Identifier("public", c.table), condition=c.condition),
-            c.params,
-        )
-        for c in rule_checks(settings.validation)
-        if c.name in failed
-    ]
-    for rel in relationships():
-        if rel.name in failed:
-            orphans = orphan_sql(rel)
-            ids = ORPHAN_SUSPECTS.format(column=sql.Identifier("c", rel.pk), orphans=orphans)
-            parents = ORPHAN_SUSPECTS.format(
-                column=sql.Identifier("c", rel.column), orphans=orphans
-            )
-            found.append(Suspects(rel.name, rel.table, ids))
-            found.append(Suspects(rel.name, rel.parent, parents, actions=("DELETE", "UPDATE")))
-    if "workout_total_volume" in failed:
-        found.append(Suspects("workout_total_volume", "workouts", VOLUME_SUSPECTS))
-    if "user_totals" in failed:
-        found.append(Suspects("user_totals", "user_totals", TOTALS_SUSPECTS))
-    return found
-
-
-FIRST_CHANGE = sql.SQL("""
-SELECT a.occurred_at, a.actor, a.action, a.row_id FROM public.audit_log a
-WHERE a.table_name = %s AND a.action = ANY(%s) AND a.occurred_at >= %s
-  AND a.row_id IN ({ids})
-ORDER BY a.occurred_at, a.id LIMIT 1
-""")
-"""The earliest recorded change, since a time, to one of the rows the subquery ``ids`` finds."""
-
-
-def first_bad_change(
-    conn: psycopg.Connection[Any], settings: Settings, report: IntegrityReport, since: datetime
-) -> dict[str, Any] | None:
-    """The earliest recorded change, since ``since``, to a row that now fails a data check."""
-    failed = {r.name for r in report.results if r.failed and r.category in DATA_CATEGORIES}
-    best: dict[str, Any] | None = None
-    for s in suspects(settings, failed):
-        row = conn.execute(
-            FIRST_CHANGE.format(ids=s.ids_sql), (s.table, list(s.actions), since, *s.params)
-        ).fetchone()
-        if row is not None and (best is None or row[0] < best["time"]):
-            best = {
-                "time": row[0],
-                "actor": row[1],
-                "action": row[2],
-                "table": s.table,
-                "row id": row[3],
-                "check": s.check,
-            }
-    return best
-
-
 def scope(settings: Settings, report: IntegrityReport, since: datetime) -> dict[str, Any]:
-    """Which checks, tables, users and time range the damage covers, from data and audit."""
+    """Which checks, tables and rows the damage covers, and the system changes on those tables
+    since a time (the restore point, with the users it affects, is
+    :func:`powrops.integrity.restore_point.derive`)."""
     damaged = _damaged_rows(report)
     tables = sorted(damaged)
     with connection(settings) as conn:
-        first = first_bad_change(conn, settings, report, since)
         ddl = [
             c
             for c in audit.system_changes(conn, since, limit=200)
             if any(t in (c["object"] or "") for t in tables)
         ]
-        if ddl:
-            earliest = min(ddl, key=lambda c: c["time"])
-            if first is None or earliest["time"] < first["time"]:
-                first = {
-                    "time": earliest["time"],
-                    "actor": earliest["actor"],
-                    "action": "DDL",
-                    "table": earliest["object"],
-                    "row id": None,
-                    "check": None,
-                }
-        users = audit.affected_users(conn, first["time"], tables) if first else []
     return {
         "failed_checks": [r.name for r in report.results if r.failed],
         "physical": [r.name for r in report.results if r.category == "physical" and r.failed],
         "tables": tables,
         "sample_rows": {t: ids[:10] for t, ids in damaged.items()},
-        "first_bad_change": first,
         "system_changes": ddl,
-        "users": users,
         "since": since,
     }
 
 
 def scope_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
-    first = found["first_bad_change"]
-    when = first["time"].isoformat() if first else "not in the audit trail"
     return [
         {"item": "failed checks", "value": ", ".join(found["failed_checks"]) or "none"},
         {"item": "physical damage", "value": ", ".join(found["physical"]) or "none found"},
@@ -245,35 +146,25 @@ def scope_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
             "value": "; ".join(f"{t}: {', '.join(ids)}" for t, ids in found["sample_rows"].items())
             or "-",
         },
-        {
-            "item": "first bad change",
-            "value": when
-            if not first
-            else f"{when} ({first['action']} on {first['table']} {first['row id'] or ''} by "
-            f"{first['actor']})",
-        },
         {"item": "system changes on those tables", "value": len(found["system_changes"])},
-        {"item": "users affected (ids)", "value": ", ".join(found["users"][:50]) or "-"},
         {"item": "audit trail searched from", "value": found["since"].isoformat()},
     ]
 
 
-def recovery_target(found: dict[str, Any]) -> dict[str, Any]:
+def recovery_target(point: RestorePoint) -> dict[str, Any]:
     """Parameters for the point_in_time_restore runbook: just before the first bad change."""
-    first = found["first_bad_change"]
-    if first is None:
+    first = point.first_bad_change
+    if point.target is None or first is None:
         return {
             "target_time": None,
             "parameters": {},
-            "why": "no bad change found in the audit trail: nothing to restore to; widen "
-            "`since`, or pick a time from the backup verification report",
+            "why": "no restore point: " + point.findings[-1].message,
         }
-    target = first["time"] - BEFORE
-    params = {"target_time": target.isoformat(), "confirm": False}
-    command = f"powrops report run point_in_time_restore -p target_time {target.isoformat()}"
+    target = point.target.isoformat()
     return {
-        "target_time": target.isoformat(),
-        "parameters": params,
-        "command": command,
-        "why": f"1 ms before the first bad change ({first['action']} on {first['table']})",
+        "target_time": target,
+        "parameters": {"target_time": target, "confirm": False},
+        "command": f"powrops report run point_in_time_restore -p target_time {target}",
+        "why": f"{human_seconds(BEFORE.total_seconds())} before the first bad change "
+        f"({first.describe()})",
     }
