@@ -166,7 +166,8 @@ that set its reference to that parent."""
 RANKED = sql.SQL("""
 SELECT failing_id, audit_id, occurred_at, actor, action, table_name, row_id, n FROM (
     SELECT b.*, count(*) OVER w AS n,
-           row_number() OVER (w ORDER BY b.occurred_at, b.audit_id, b.failing_id) AS rank
+           row_number() OVER (w ORDER BY b.occurred_at, b.audit_id,
+                              length(b.failing_id), b.failing_id) AS rank
     FROM ({blamed}) b WINDOW w AS (PARTITION BY b.audit_id IS NULL)
 ) r WHERE r.rank <= %s ORDER BY r.audit_id IS NULL, r.rank
 """)
@@ -418,12 +419,17 @@ def _refers(event: Event, column: str, ids: set[str]) -> bool:
     )
 
 
+def _id_order(row_id: str) -> tuple[int, str]:
+    """Ids in numeric order (shorter first), as the SQL side orders them."""
+    return len(row_id), row_id
+
+
 def _summarise(check: str, table: str, found: list[tuple[str, Change | None]]) -> Blame:
     explained = sorted(
         ((row, change) for row, change in found if change is not None),
-        key=lambda item: (item[1].time, item[1].audit_id, item[0]),
+        key=lambda item: (item[1].time, item[1].audit_id, _id_order(item[0])),
     )
-    unexplained = sorted(row for row, change in found if change is None)
+    unexplained = sorted((row for row, change in found if change is None), key=_id_order)
     return Blame(
         check=check,
         table=table,

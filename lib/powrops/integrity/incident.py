@@ -19,7 +19,6 @@ from psycopg import sql
 from powrops import audit, journal
 from powrops.config import Settings
 from powrops.errors import ParameterError
-from powrops.format import human_seconds
 from powrops.integrity.model import IntegrityReport
 from powrops.integrity.restore_point import BEFORE, RestorePoint
 from powrops.integrity.run import connection, run
@@ -165,6 +164,6 @@ def recovery_target(point: RestorePoint) -> dict[str, Any]:
         "target_time": target,
         "parameters": {"target_time": target, "confirm": False},
         "command": f"powrops report run point_in_time_restore -p target_time {target}",
-        "why": f"{human_seconds(BEFORE.total_seconds())} before the first bad change "
+        "why": f"{BEFORE.total_seconds() * 1000:g} ms before the first bad change "
         f"({first.describe()})",
     }

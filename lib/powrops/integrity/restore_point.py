@@ -229,13 +229,13 @@ def _reasons(point: RestorePoint) -> list[str]:
     reasons = []
     if point.trail_off:
         reasons.append(f"the audit trail is off on {', '.join(point.trail_off)}")
-    for b in point.blames:
-        if b.unexplained:
-            reasons.append(
-                f"{b.unexplained:,} {b.table} rows failing {b.check} (e.g. ids "
-                f"{', '.join(b.unexplained_ids)}) have no recorded change since "
-                f"{point.since.isoformat()} that explains them"
-            )
+    unexplained = [b for b in point.blames if b.unexplained]
+    if unexplained:
+        checks = ", ".join(b.check for b in unexplained)
+        reasons.append(
+            f"{point.unexplained:,} failing rows ({checks}) have no recorded change since "
+            f"{point.since.isoformat()} that explains them"
+        )
     if point.unexplained and point.trail_begins is None:
         reasons.append("the audit trail is empty")
     elif point.unexplained and point.trail_begins and point.trail_begins > point.since:

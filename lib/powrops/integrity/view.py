@@ -114,7 +114,9 @@ def evidence_rows(point: RestorePoint) -> list[dict[str, Any]]:
             )
         if b.explained > len(b.evidence):
             later = human_count(b.explained - len(b.evidence))
-            rows.append(_more(b.check, f"{later} more rows, made to fail by later changes"))
+            rows.append(
+                _more(b.check, f"{later} more rows, made to fail by the same or later changes")
+            )
         if b.unexplained:
             ids = ", ".join(b.unexplained_ids)
             more = " ..." if b.unexplained > len(b.unexplained_ids) else ""
