@@ -31,6 +31,7 @@ from powrops.alerts.run import (
     send_notifications,
     size_findings,
     statement_findings,
+    textfile_name,
     write_textfile,
 )
 
@@ -58,5 +59,6 @@ __all__ = [
     "send_notifications",
     "size_findings",
     "statement_findings",
+    "textfile_name",
     "write_textfile",
 ]

@@ -4,7 +4,9 @@ text format node_exporter's textfile collector reads (``--textfile DIR``).
 Every finding is a sample of ``powrops_alert_severity`` (0 OK, 1 WARNING, 2 CRITICAL,
 3 UNKNOWN; labels ``check`` and ``object``, the table, index, database, slot or pid it is
 about) and, when it has a number, of ``powrops_alert_value``. The evaluation's key figures
-follow, with their unit in the name. Pure: no database, no file.
+follow, with their unit in the name. Every sample carries ``server`` (the configured server's
+name, ``default`` without ``[servers.*]``), so a fleet watched from one host stays apart in
+Prometheus. Pure: no database, no file.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def _fmt(value: float) -> str:
 
 
 class _Out:
-    def __init__(self, openmetrics: bool) -> None:
+    def __init__(self, openmetrics: bool, server: str) -> None:
         self.openmetrics = openmetrics
+        self.server = server
         self.lines: list[str] = []
 
     def family(self, name: str, kind: str, text: str, unit: str = "") -> None:
@@ -60,7 +63,8 @@ class _Out:
             self.lines.append(f"# UNIT {name} {unit}")
 
     def sample(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
-        self.lines.append(f"{name}{_labels(labels or {})} {_fmt(value)}")
+        pairs = {"server": self.server, **(labels or {})}
+        self.lines.append(f"{name}{_labels(pairs)} {_fmt(value)}")
 
 
 def render(
@@ -69,11 +73,13 @@ def render(
     evaluated_at: float,
     figures: Mapping[str, Any],
     *,
+    server: str,
     openmetrics: bool = True,
 ) -> str:
-    """The metrics text; OpenMetrics ends in ``# EOF``, the Prometheus text format does not."""
+    """The metrics text of ``server``; OpenMetrics ends in ``# EOF``, the Prometheus text
+    format does not."""
     rows = list(findings)
-    out = _Out(openmetrics)
+    out = _Out(openmetrics, server)
     out.family(
         "powrops_alerts_status",
         "gauge",

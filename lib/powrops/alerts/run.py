@@ -61,7 +61,7 @@ from powrops.alerts import state as alert_state
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog, consecutive_failures
 from powrops.backup.model import BackupRecord
-from powrops.config import PercentThreshold, Settings
+from powrops.config import DEFAULT_SERVER, PercentThreshold, Settings
 from powrops.db import connect
 from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Graded, Severity, counts, grade
@@ -456,6 +456,7 @@ class AlertReport(Graded):
     run_id: int | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     notified: int | None = None  # messages sent by --notify
+    server: str = DEFAULT_SERVER  # the configured server judged (Settings.server)
 
     def graded(self) -> list[Finding]:
         return self.findings
@@ -471,6 +472,7 @@ class AlertReport(Graded):
             "status": self.status.name,
             "exit_code": self.exit_code,
             "evaluated_at": self.evaluated_at.isoformat(),
+            "server": self.server,
             "run_id": self.run_id,
             "notified": self.notified,
             "counts": self.counts(),
@@ -527,7 +529,10 @@ def judge(
         *archive_spec_findings(settings),
     ]  # fmt: skip
     findings = [f for f in findings if f.check not in settings.alerts.skip]
-    return AlertReport(findings, now, figures=_figures(data, disk, server)), after
+    report = AlertReport(
+        findings, now, figures=_figures(data, disk, server), server=settings.server
+    )
+    return report, after
 
 
 def interval_findings(
@@ -649,6 +654,15 @@ def evaluate(
 TEXTFILE_NAME = "powrops.prom"
 
 
+def textfile_name(server: str) -> str:
+    """``powrops.prom`` for the ``default`` server, ``powrops_<server>.prom`` for a named one
+    (as the fleet's other per-server names), so servers watched from one host never share
+    a file."""
+    if server == DEFAULT_SERVER:
+        return TEXTFILE_NAME
+    return f"powrops_{server}.prom"
+
+
 def openmetrics(report: AlertReport, *, openmetrics: bool = True) -> str:
     """The evaluation as OpenMetrics (or, ``openmetrics=False``, Prometheus text format)."""
     return openmetrics_view.render(
@@ -656,18 +670,20 @@ def openmetrics(report: AlertReport, *, openmetrics: bool = True) -> str:
         report.status,
         report.evaluated_at.timestamp(),
         report.figures,
+        server=report.server,
         openmetrics=openmetrics,
     )
 
 
 def write_textfile(report: AlertReport, directory: Path) -> Path:
-    """``directory/powrops.prom`` for node_exporter's textfile collector, written to a
-    temporary file in the same directory and renamed over the old one (a scrape never sees
-    half a file)."""
+    """``directory/powrops.prom`` (``powrops_<server>.prom`` for a named server) for
+    node_exporter's textfile collector, written to a temporary file in the same directory and
+    renamed over the old one (a scrape never sees half a file)."""
     if not directory.is_dir():
         raise ParameterError(f"--textfile {directory}: not a directory")
-    path = directory / TEXTFILE_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{TEXTFILE_NAME}.", dir=directory)
+    name = textfile_name(report.server)
+    path = directory / name
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
     try:
         with os.fdopen(fd, "w") as out:
             out.write(openmetrics(report, openmetrics=False))

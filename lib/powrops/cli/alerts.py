@@ -3,8 +3,9 @@
 The strategy's thresholds and the server checks a DBA expects, for cron or a monitor. Prints
 the findings worst first (``--format json`` or ``--json``: the whole evaluation;
 ``--format openmetrics``: every finding and key figure as metrics, ending in ``# EOF``).
-``--textfile DIR`` also writes ``DIR/powrops.prom`` (Prometheus text format, through a
-temporary file and a rename) for node_exporter's textfile collector. Each evaluation is
+``--textfile DIR`` also writes ``DIR/powrops.prom`` (``DIR/powrops_<server>.prom`` for a named
+server; Prometheus text format, every sample labelled ``server``, through a temporary file and
+a rename) for node_exporter's textfile collector. Each evaluation is
 recorded in ``ops.check_runs`` (kind ``alerts``) unless ``--no-record``. Exit code, whatever
 the format: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a check could not judge, or the
 evaluation could not run: bad configuration, unreachable database).
@@ -36,7 +37,8 @@ def register(sub: Any) -> None:
         "--textfile",
         metavar="DIR",
         type=Path,
-        help="also write DIR/powrops.prom for node_exporter's textfile collector",
+        help="also write DIR/powrops.prom (powrops_<server>.prom for a named server) for "
+        "node_exporter's textfile collector",
     )
     parser.add_argument(
         "--notify",

@@ -1,0 +1,175 @@
+"""The shipped Prometheus rules and Grafana dashboard against Debian's Prometheus, promtool and
+node-exporter: the rules checked and unit-tested with promtool, the textfile checked with
+``promtool check metrics``, and end to end a real node-exporter reading what ``powrops alerts
+--textfile`` writes for two servers, a real Prometheus loading the rules, an inactive slot
+planted on the real cluster firing its alert, and resolving once the slot is dropped."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import prometheus_site as site
+from cli_helpers import libpq, run_cli
+from powrops import alerts
+from powrops.config import to_toml
+from powrops.findings import Finding, Severity
+
+pytestmark = [
+    pytest.mark.prometheus,
+    pytest.mark.skipif(not site.installed(), reason="needs Debian's prometheus and node-exporter"),
+]
+
+CONTRIB = Path(__file__).resolve().parents[1] / "contrib"
+RULES = CONTRIB / "prometheus" / "powrops-alerts.rules.yml"
+RULE_TESTS = CONTRIB / "prometheus" / "powrops-alerts.test.yml"
+DASHBOARD = CONTRIB / "grafana" / "powrops-dashboard.json"
+#: No backups, no archive_command on the session cluster: left out, as in test_alerts.py.
+UNSET_UP = ["backup_freshness", "archive_age", "archive_ready", "archive_failures"]
+
+
+def test_rules_pass_promtool_and_every_alert_has_a_unit_test() -> None:
+    checked = site.promtool("check", "rules", str(RULES))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = site.promtool("test", "rules", str(RULE_TESTS))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    names = set(re.findall(r"^\s*- alert: (\w+)", RULES.read_text(), re.M))
+    fired = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
+    assert names and names <= fired, names - fired
+
+
+def test_promtool_unit_tests_catch_a_rule_that_no_longer_groups_by_server(
+    tmp_path: Path,
+) -> None:
+    """The unit tests can fail: a rule that merges the servers breaks them."""
+    rules = tmp_path / RULES.name
+    rules.write_text(RULES.read_text().replace("max by (instance, server, check, object)",
+                                               "max by (instance, check, object)"))  # fmt: skip
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    tested = site.promtool("test", "rules", str(tmp_path / RULE_TESTS.name))
+    assert tested.returncode != 0 and "PowropsCritical" in tested.stdout + tested.stderr
+
+
+def _report(server: str) -> alerts.AlertReport:
+    findings = [
+        Finding("replication_slot", Severity.WARNING, "inactive", object='s"1\\x', value=1024),
+        Finding("query_time", Severity.OK, "fine"),
+    ]
+    figures = {"disk_percent": 42.5, "total_bytes": 1 << 20, "slots": 1,
+               "connections": {"used": 3, "max_connections": 100, "reserved": 3}}  # fmt: skip
+    return alerts.AlertReport(findings, datetime.now(UTC), figures=figures, server=server)
+
+
+def test_textfile_passes_promtool_check_metrics_and_names_its_server(tmp_path: Path) -> None:
+    default = alerts.write_textfile(_report("default"), tmp_path)
+    prod = alerts.write_textfile(_report("prod"), tmp_path)
+    assert (default.name, prod.name) == ("powrops.prom", "powrops_prod.prom")
+    for path, server in ((default, "default"), (prod, "prod")):
+        text = path.read_text()
+        checked = site.promtool("check", "metrics", stdin=text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert samples and all(f'{{server="{server}"' in line for line in samples), text
+    broken = "# TYPE powrops_x gauge\npowrops_x{server=prod} 1\n"
+    assert site.promtool("check", "metrics", stdin=broken).returncode != 0
+
+
+# --- end to end ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fleet(migrated_db: str, tmp_path: Path) -> Iterator[Path]:
+    """A powrops.toml naming two servers, prod and staging, on the same migrated database
+    (they share its ``ops``, each with its own rows and alert state)."""
+    url = libpq(migrated_db)
+    config = tmp_path / "powrops.toml"
+    state = Path(tempfile.mkdtemp(prefix="powrops-prom-state-"))
+    config.write_text(to_toml({"state": {"dir": str(state)}, "alerts": {"skip": UNSET_UP},
+                               "servers": {"prod": {"database": {"url": url}},
+                                           "staging": {"database": {"url": url}}}}))  # fmt: skip
+    yield config
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def _alerts_run(config: Path, server: str, textfiles: Path) -> None:
+    done = run_cli("--config", str(config), "--server", server, "alerts", "--textfile",
+                   str(textfiles))  # fmt: skip
+    assert done.returncode in (0, 1, 2), done.stdout + done.stderr
+
+
+def _dashboard_exprs(servers: str) -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$instance", ".*").replace("$server", servers)
+            found.append((panel["title"], expr))
+    return found
+
+
+def test_slot_alert_fires_and_resolves_in_prometheus_for_each_server(
+    fleet: Path, migrated_db: str, tmp_path: Path
+) -> None:
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    rules = site.copy_rules(RULES, tmp_path / RULES.name)
+    slot = "powrops_prom_" + uuid.uuid4().hex[:6]
+    url = libpq(migrated_db)
+    with (
+        site.NodeExporter.start(textfiles, tmp_path / "node.log") as node,
+        site.Prometheus.start(tmp_path, [rules], node) as prom,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        for server in ("prod", "staging"):
+            _alerts_run(fleet, server, textfiles)  # the statement baseline
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+        try:
+            conn.execute("SELECT pg_sleep(1.05)")  # a statement over alerts.query_time 1 s
+            for server in ("prod", "staging"):
+                _alerts_run(fleet, server, textfiles)
+            assert sorted(p.name for p in textfiles.iterdir()) == [
+                "powrops_prod.prom",
+                "powrops_staging.prom",
+            ]
+            prod = (textfiles / "powrops_prod.prom").read_text()
+            checked = site.promtool("check", "metrics", stdin=prod)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            for server in ("prod", "staging"):
+                [firing] = site.wait_for(
+                    lambda s=server: _firing(  # type: ignore[misc]
+                        prom, "PowropsWarning", server=s, check="replication_slot", object=slot
+                    ),
+                    f"PowropsWarning on {server}'s slot to fire",
+                )
+                assert firing["labels"]["instance"] == node.address
+            for title, expr in _dashboard_exprs("prod|staging"):
+                result = prom.query(expr)
+                assert result, f"dashboard panel {title!r}: {expr} returns no series"
+                servers = {r["metric"].get("server") for r in result}
+                assert servers <= {"prod", "staging", None}, (title, servers)
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        for server in ("prod", "staging"):
+            _alerts_run(fleet, server, textfiles)
+        site.wait_for(
+            lambda: (
+                not prom.alerts("PowropsWarning", check="replication_slot", object=slot) or None
+            ),
+            "the slot's alerts to resolve",
+        )
+        sample = prom.query(f'powrops_alert_severity{{check="replication_slot",object="{slot}"}}')
+        assert sample == []
+
+
+def _firing(prom: site.Prometheus, name: str, **labels: str) -> list[dict[str, Any]]:
+    return [a for a in prom.alerts(name, **labels) if a["state"] == "firing"]
