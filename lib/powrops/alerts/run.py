@@ -56,7 +56,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from powrops import journal, notify
-from powrops.alerts import intervals, notifications, openmetrics_view, server_checks
+from powrops.alerts import intervals, notifications, openmetrics_view, peer_checks, server_checks
 from powrops.alerts import state as alert_state
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog, consecutive_failures
@@ -486,9 +486,11 @@ def judge(
     conn: psycopg.Connection[Any],
     data: dict[str, Any],
     before: dict[str, Any] | None = None,
+    growth: peer_checks.GrowthRate | None = None,
 ) -> tuple[AlertReport, dict[str, Any]]:
     """Every threshold against the metrics ``data`` (metrics.collect), the live server and
-    the figures the previous run stored (``before``); the report and the figures to store."""
+    the figures the previous run stored (``before``); the report and the figures to store.
+    ``growth`` (the growth forecast's rate) adds the ``disk_forecast`` check."""
 
     before = before or {}
     now = datetime.now(UTC)
@@ -502,6 +504,8 @@ def judge(
     after["checkpoints"] = readable(server["checkpoints"])
     after["archiver"] = {"failed_count": archiver.failed_count} if archiver else None
     major = conn.info.server_version // 10000
+    peers = peer_checks.read_peers(conn, disk, growth)
+    peer_found, after["peers"] = peer_checks.judge_peers(peers, before.get("peers"), settings, now)
     findings = [
         *disk_findings(disk, settings.alerts.disk_usage),
         *dead_tuple_findings(
@@ -527,6 +531,7 @@ def judge(
         *server_checks.archive_findings(server["archive_ready"], archiver,
                                         before.get("archiver"), settings, now),
         *archive_spec_findings(settings),
+        *peer_found,
     ]  # fmt: skip
     findings = [f for f in findings if f.check not in settings.alerts.skip]
     report = AlertReport(
@@ -631,18 +636,20 @@ def evaluate(
     record: bool = True,
     data: dict[str, Any] | None = None,
     send: bool = False,
+    growth: peer_checks.GrowthRate | None = None,
 ) -> AlertReport:
     """Evaluate every alert (collecting the metrics unless given) and record the run.
 
     A recorded run also stores the figures the next run compares against (statement
     counters, checkpoints, archiver failures) in ``alert_state``; ``record=False`` (a
     runbook looking) neither stores nor moves that baseline. ``send`` notifies the changes
-    since the previous notifying run (``powrops alerts --notify``)."""
+    since the previous notifying run (``powrops alerts --notify``). ``growth`` is the growth
+    forecast's rate (``growth.forecast``, handed in by the caller) for ``disk_forecast``."""
 
     with database_errors("alert evaluation failed"), connect(settings, autocommit=True) as conn:
         metrics_data = data if data is not None else collect(conn, server=settings.server)
         before = alert_state.load(conn, settings, STATE_NAME)
-        report, after = judge(settings, conn, metrics_data, before)
+        report, after = judge(settings, conn, metrics_data, before, growth)
         if send:
             send_notifications(conn, settings, report)
         if record:

@@ -54,6 +54,7 @@ def register(sub: Any) -> None:
 def cmd_alerts(args: argparse.Namespace) -> Severity:
     from powrops.alerts import evaluate, openmetrics, write_textfile
     from powrops.errors import ParameterError
+    from powrops.growth.forecast import growth_rate
 
     if args.json and args.format not in (None, "json"):
         raise ParameterError(f"--json and --format {args.format} contradict each other")
@@ -61,7 +62,9 @@ def cmd_alerts(args: argparse.Namespace) -> Severity:
     if args.textfile is not None and not args.textfile.is_dir():
         raise ParameterError(f"--textfile {args.textfile}: not a directory")
     settings = settings_of(args)
-    report = evaluate(settings, record=not args.no_record, send=args.notify)
+    report = evaluate(
+        settings, record=not args.no_record, send=args.notify, growth=growth_rate(settings.server)
+    )
     if args.textfile is not None:
         write_textfile(report, args.textfile)
     if fmt == "json":

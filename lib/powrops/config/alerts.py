@@ -77,6 +77,19 @@ class SizeThreshold(Section):
         return self
 
 
+class DaysThreshold(Section):
+    """Days left until something runs out: fewer is worse, so warning >= critical."""
+
+    warning: float = Field(gt=0)
+    critical: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DaysThreshold:
+        if self.warning < self.critical:
+            raise ValueError(f"warning ({self.warning}) is below critical ({self.critical})")
+        return self
+
+
 def _durations(warning: str, critical: str) -> DurationThreshold:
     return DurationThreshold(warning=Duration.parse(warning), critical=Duration.parse(critical))
 
@@ -87,7 +100,9 @@ ALERT_CHECKS = (
     "backup_freshness", "read_only", "table_size", "index_size", "wraparound", "connections",
     "blocked", "idle_in_transaction", "long_transaction", "replication_slot",
     "replication_lag", "wal_size", "checkpoints", "archive_ready", "archive_failures",
-    "archive_age", "table_bloat", "index_bloat", "notify",
+    "archive_age", "table_bloat", "index_bloat", "notify", "sequences",
+    "prepared_transactions", "pending_restart", "checksum_failures", "disk_forecast",
+    "system_identifier",
 )  # fmt: skip
 
 
@@ -163,6 +178,22 @@ class AlertSettings(Section):
     # The .ready archive backlog in segments (check_postgres archive_ready: 10 / 25 is the
     # documented example).
     archive_ready: CountThreshold = CountThreshold(warning=10, critical=25)
+    # The checks of alerts/peer_checks.py. Sequences: % of the range used (pgMonitor's
+    # ccp_sequence_exhaustion pages from 75 %; check_postgres sequence defaults to 85 / 95 %):
+    # 90 % still leaves time to rewrite a column to bigint.
+    sequences: PercentThreshold = PercentThreshold(warning=75, critical=90)
+    # Prepared transactions by age (check_postgres prepared_txns: 1 s / 30 s by default, for
+    # a transaction manager that commits within seconds); a prepared transaction holds locks
+    # and the xmin horizon as an idle one does, so the idle_in_transaction bands apply.
+    prepared_transactions: DurationThreshold = _durations("5min", "15min")
+    # Days until the data directory's filesystem is full at the forecast's growth rate (the
+    # node-exporter mixin's NodeFilesystemSpaceFillingUp pages at 24 h / 4 h on an hourly
+    # trend; a days-long data trend gives a month to buy disk, a week to act).
+    disk_full_days: DaysThreshold = DaysThreshold(warning=30, critical=7)
+    # How long a change seen once (a data checksum failure, a new system identifier) stays
+    # CRITICAL: a day, so that Prometheus' `for:` and the next morning's reading both see it
+    # (pgMonitor pages on checksum failures without a delay).
+    change_hold: Duration = Duration.parse("1d")
     # Roles whose statements are powrops' own work, left out of query_time (the job roles and
     # the configured URL's user when it is one of them).
     own_roles: tuple[str, ...] = tuple(JOB_ROLES.values())

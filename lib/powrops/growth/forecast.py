@@ -19,7 +19,7 @@ the disk usage thresholds are crossed at that rate, and at the band's upper rate
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -358,3 +358,13 @@ def analyze(
             "timestamps": stamp_fit.slope if stamp_fit else None,
         },
     )
+
+
+def growth_rate(server: str) -> Callable[[psycopg.Connection[Any], Disk | None], float | None]:
+    """The growth rate in bytes per day of ``server``'s data as :func:`analyze` finds it, as
+    the function ``alerts.evaluate(growth=...)`` takes for its disk forecast."""
+
+    def rate(conn: psycopg.Connection[Any], disk: Disk | None) -> float | None:
+        return analyze(conn, server=server, disk=disk).rate_per_day
+
+    return rate

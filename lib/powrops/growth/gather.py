@@ -86,7 +86,7 @@ def snapshot_and_report(settings: Settings, *, take_snapshot: bool = True) -> Gr
     """Take a snapshot, evaluate the alerts (recorded), compute growth, check the indexes."""
 
     snap = snapshot.take_snapshot(settings, save=take_snapshot)
-    alerts = evaluate(settings, data=snap.metrics)
+    alerts = evaluate(settings, data=snap.metrics, growth=forecast.growth_rate(settings.server))
     with connect(settings, autocommit=True) as conn:
         stats = actions.table_stats(conn)
     vacuum = actions.plan_vacuum(stats, settings)
