@@ -27,12 +27,13 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, grade
 from powrops.format import human_bytes, human_duration, human_time
 from powrops.metrics.disk import Disk
+from powrops.pg import catalog
+from powrops.pg.privileges import Denied, guarded
 
 #: The caller's growth forecast: bytes per day the data grows, None without a trend.
 GrowthRate = Callable[[psycopg.Connection[Any], Disk | None], float | None]
@@ -64,12 +65,8 @@ SYSTEM_ID_SQL = "SELECT system_identifier::text AS system_identifier FROM pg_con
 
 def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]] | None:
     """Rows of ``query``, or None when this role may not read them."""
-    try:
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query)
-            return [dict(r) for r in cur.fetchall()]
-    except psycopg.errors.InsufficientPrivilege:
-        return None
+    found = guarded(conn, lambda: catalog.dict_rows(conn, query))
+    return None if isinstance(found, Denied) else found
 
 
 def read_peers(

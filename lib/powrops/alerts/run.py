@@ -504,7 +504,7 @@ def judge(
     after["checkpoints"] = readable(server["checkpoints"])
     after["archiver"] = {"failed_count": archiver.failed_count} if archiver else None
     major = conn.info.server_version // 10000
-    peers = peer_checks.read_peers(conn, disk, growth)
+    peers = peer_checks.read_peers(conn, disk if isinstance(disk, Disk) else None, growth)
     peer_found, after["peers"] = peer_checks.judge_peers(peers, before.get("peers"), settings, now)
     findings = [
         *disk_findings(disk, settings.alerts.disk_usage),
