@@ -23,10 +23,10 @@ from conftest import traversable_dir
 from powrops import alerts, migrate
 from powrops.alerts import state as alert_state
 from powrops.config import Settings, validate
-from powrops.db import cluster_settings
 from powrops.findings import Finding, Severity, overall
 from powrops.growth.forecast import growth_rate
 from powrops.pg.cluster import LocalCluster
+from powrops.pg.embedded import cluster_settings
 
 pytestmark = pytest.mark.pg
 
