@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/powrops demo
 
-PY_DIRS := lib tests migrations $(wildcard benchmarks)
+PY_DIRS := lib tests migrations setup.py $(wildcard benchmarks)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(PY_DIRS)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from cli_helpers import run_cli
 from powrops.cli.main import build_parser
-from powrops.reports.runner import discover, project_root
+from powrops.reports.runner import discover
 
 
 def _parsers(
@@ -55,7 +55,7 @@ def test_help_strings_are_proofread() -> None:
 def test_report_run_help_lists_every_report_with_parameters_types_and_defaults() -> None:
     run = run_cli("report", "run", "--help")
     assert run.returncode == 0, run.stderr
-    specs = discover(project_root())
+    specs = discover()
     assert len(specs) >= 10
     for spec in specs.values():
         assert re.search(rf"^{spec.name}\s+{spec.kind}\s", run.stdout, re.MULTILINE), spec.name

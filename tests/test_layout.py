@@ -45,6 +45,7 @@ LAYERS: list[set[str]] = [
     {"db", "journal"},
     {"pg", "storage"},
     {
+        "bundle",
         "config",
         "durations",
         "errors",

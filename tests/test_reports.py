@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from powrops import bundle
 from powrops.errors import ParameterError, ReportError
 from powrops.findings import Finding, Severity
 from powrops.reports import (
@@ -33,7 +34,6 @@ from powrops.reports.runner import (
     discover,
     ensure_kernel,
     kernel_name,
-    project_root,
     redact,
     run_report,
 )
@@ -160,11 +160,21 @@ def test_unknown_report_lists_the_available_ones(tmp_path: Path) -> None:
     assert "ok_report" in str(info.value) and "secret_runbook" in str(info.value)
 
 
-def test_project_root_honours_the_environment(
+def test_the_checkout_honours_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POWROPS_PROJECT_ROOT", str(tmp_path))
-    assert project_root() == tmp_path.resolve()
+    assert bundle.checkout() == tmp_path.resolve()
+    assert bundle.folder("runbooks") == tmp_path.resolve() / "runbooks"
+
+
+def test_without_a_checkout_the_installed_copies_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POWROPS_PROJECT_ROOT", raising=False)
+    monkeypatch.setattr(bundle, "PACKAGE", tmp_path / "site-packages" / "powrops")
+    assert bundle.checkout() is None
+    assert bundle.folder("migrations") == tmp_path / "site-packages/powrops/bundled/migrations"
 
 
 def test_kernelspec_runs_this_interpreter() -> None:

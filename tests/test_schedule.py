@@ -18,7 +18,7 @@ import pytest
 from powrops.cli.main import build_parser
 from powrops.config import Settings, validate
 from powrops.errors import ConfigError
-from powrops.reports.runner import discover, project_root
+from powrops.reports.runner import discover
 from powrops.schedule.jobs import crontab, jobs, systemd_units
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_systemd_units_are_complete_and_start_real_subcommands(tmp_path: Path) -
     s = settings(schedule={"user": "powrops"})
     units = systemd_units(s)
     parser = build_parser()
-    reports = discover(project_root())
+    reports = discover()
     for job in jobs(s):
         service = units[f"powrops-{job.name}.service"]
         timer = units[f"powrops-{job.name}.timer"]

@@ -63,10 +63,10 @@ def cmd_report_list(args: argparse.Namespace) -> Severity:
 def catalog_lines() -> list[str]:
     """Every report and runbook with its parameters, their types and defaults: what
     ``report list`` prints and ``report run --help`` ends with."""
-    from powrops.reports.runner import discover, project_root
+    from powrops.reports.runner import discover
 
     lines = []
-    for spec in discover(project_root()).values():
+    for spec in discover().values():
         lines.append(f"{spec.name:28} {spec.kind:9} {spec.description}")
         for p in spec.parameters.values():
             about = f"  {p.help}" if p.help else ""

@@ -25,7 +25,7 @@ from powrops.format import human_bytes, human_seconds
 from powrops.pg import embedded
 from powrops.quarterly.model import Quarter
 from powrops.reports.remote import ReportArchive
-from powrops.reports.runner import discover, project_root, run_report
+from powrops.reports.runner import discover, run_report
 
 if TYPE_CHECKING:
     from powrops.config import Settings
@@ -126,7 +126,7 @@ def _backup(settings: Settings, started: float, kind: str) -> None:
 def _reports(settings: Settings, started: float) -> int:
     """Run the suite in order; the number of runs that failed to run."""
 
-    found = discover(project_root())
+    found = discover()
     remote = ReportArchive.from_settings(settings)
     acting_on = identity(settings).to_dict()  # each page names the database it reports on
     failed = 0

@@ -14,7 +14,6 @@ or the checkout this package is installed from.
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, make_url, pool, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-import powrops
+from powrops import bundle
 from powrops.errors import MigrationError
 from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.schema import include_name, metadata
@@ -47,7 +46,6 @@ __all__ = [
     "downgrade",
     "heads",
     "offline_sql",
-    "project_root",
     "revision_sql",
     "revision_timestamp",
     "revision_transaction",
@@ -91,25 +89,17 @@ class RevisionStatus(Revision):
 # -- configuration -------------------------------------------------------------------------
 
 
-def project_root() -> Path:
-    """The directory holding ``alembic.ini`` and ``migrations/``."""
-    configured = os.environ.get("POWROPS_PROJECT_ROOT")
-    if configured:
-        return Path(configured).resolve()
-    return Path(powrops.__file__).resolve().parents[2]
-
-
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's Config for the POWR migrations, running on ``connection`` when given."""
-    root = project_root()
-    location = root / "migrations"
+    location = bundle.folder("migrations")
     if not (location / "env.py").is_file():
         raise MigrationError(
-            f"no alembic environment in {location}; set POWROPS_PROJECT_ROOT to the directory "
+            f"no alembic environment in {location}; set {bundle.CHECKOUT_ENV} to a checkout "
             "that holds alembic.ini and migrations/"
         )
-    ini = root / "alembic.ini"
-    config = Config(str(ini) if ini.is_file() else None)
+    root = bundle.checkout()
+    ini = root / "alembic.ini" if root is not None else None
+    config = Config(str(ini) if ini is not None and ini.is_file() else None)
     config.set_main_option("script_location", str(location).replace("%", "%%"))
     if connection is not None:
         config.attributes["connection"] = connection

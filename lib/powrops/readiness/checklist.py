@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from powrops import migrate
+from powrops import bundle, migrate
 from powrops.alerts.run import read_only_findings
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, counts
@@ -21,7 +21,6 @@ from powrops.format import human_bytes, human_time
 from powrops.pg import catalog
 from powrops.pg.embedded import archive_spec_findings
 from powrops.reports import show_table
-from powrops.reports.runner import project_root
 from powrops.schema import STRATEGY_INDEXES
 
 BACKUP = "Configure backup system"
@@ -370,7 +369,7 @@ def check_recovery_docs(
     conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
 ) -> Iterator[Finding]:
 
-    runbooks = project_root() / "runbooks"
+    runbooks = bundle.folder("runbooks")
     found = sorted(p.stem for p in Path(runbooks).glob("*.ipynb")) if runbooks.is_dir() else []
     wanted = "recovery_drill"
     if wanted in found:

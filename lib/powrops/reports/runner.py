@@ -33,8 +33,8 @@ from urllib.parse import quote, quote_plus
 
 import nbformat
 
-import powrops
-from powrops import __version__
+from powrops import __version__, bundle
+from powrops.bundle import Folder
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
 from powrops.errors import ParameterError, ReportError
 from powrops.findings import Severity
@@ -52,9 +52,8 @@ from powrops.reports.record import RUN_DIR_ENV, write_json
 if TYPE_CHECKING:
     from powrops.reports.remote import ReportArchive
 
-PROJECT_ROOT_ENV = "POWROPS_PROJECT_ROOT"
 RUN_ID_ENV = "POWROPS_RUN_ID"
-KINDS = {"notebooks": "scheduled", "runbooks": "runbook"}
+KINDS: dict[Folder, str] = {"notebooks": "scheduled", "runbooks": "runbook"}
 REDACTED = "[REDACTED]"
 NO_RESULT = "notebook did not record a result"
 
@@ -109,27 +108,13 @@ class RunResult:
 # --- discovery -----------------------------------------------------------------------------
 
 
-def project_root() -> Path:
-    """The directory holding ``notebooks/`` and ``runbooks/``.
-
-    ``POWROPS_PROJECT_ROOT`` if set, else the source checkout powrops is installed from,
-    else the current directory.
-    """
-    configured = os.environ.get(PROJECT_ROOT_ENV)
-    if configured:
-        return Path(configured).resolve()
-
-    checkout = Path(powrops.__file__).resolve().parents[2]
-    if (checkout / "notebooks").is_dir():
-        return checkout
-    return Path.cwd()
-
-
-def discover(root: Path) -> dict[str, ReportSpec]:
-    """All report notebooks under ``root``: ``notebooks/*.ipynb`` and ``runbooks/*.ipynb``."""
+def discover(root: Path | None = None) -> dict[str, ReportSpec]:
+    """All report notebooks: ``notebooks/*.ipynb`` and ``runbooks/*.ipynb`` under ``root``,
+    else those of the checkout or of the installed package (:mod:`powrops.bundle`)."""
     specs: dict[str, ReportSpec] = {}
-    for folder, kind in KINDS.items():
-        for path in sorted((root / folder).glob("*.ipynb")):
+    for name, kind in KINDS.items():
+        folder = root / name if root is not None else bundle.folder(name)
+        for path in sorted(folder.glob("*.ipynb")):
             if path.name.startswith("."):
                 continue
             spec = read_spec(path, kind)
@@ -403,8 +388,8 @@ def run_report(
     ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same server.
     ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
     """
-    project = (root or project_root()).resolve()
-    specs = discover(project)
+    specs = discover(root)
+    project = (root or bundle.checkout() or Path.cwd()).resolve()
     spec = specs.get(name)
     if spec is None:
         available = ", ".join(sorted(specs)) or "none"
@@ -451,7 +436,7 @@ def archive_interactive(
     with its code, into ``<reports_dir>/<name>/<UTC timestamp>-interactive/``; ``result.json``
     says ``"interactive": true``. Returns the run directory.
     """
-    specs = discover((root or project_root()).resolve())
+    specs = discover(root)
     spec = specs.get(notebook.stem)
     if spec is None:
         raise ReportError(f"{notebook} is not one of the project's reports or runbooks")
