@@ -36,13 +36,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# The kernel's working directory is runbooks/: the project's configuration (or, without one,
-# its state and report directories) is passed explicitly as well as found by walking up.
+# JupyterLab's root is the project, so that the templates (runbooks/), the working copies
+# `powrops runbook NAME` writes and the whole report archive (reports/) can all be opened; it
+# opens on runbooks/. A kernel runs in its notebook's folder: the project's configuration (or,
+# without one, its state and report directories) is passed explicitly as well as found by
+# walking up. Jupyter Server refuses root unless told: a clone in /root still opens.
 LAB_TARGET = $(if $(wildcard powrops.toml),POWROPS_CONFIG=$(CURDIR)/powrops.toml,POWROPS_STATE_DIR=$(CURDIR)/.powrops POWROPS_REPORTS_DIR=$(CURDIR)/reports)
+LAB_ARGS = --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/runbooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
-	$(LAB_TARGET) POWROPS_PROJECT_ROOT=$(CURDIR) $(BIN)/jupyter lab --notebook-dir=. runbooks
+	$(LAB_TARGET) POWROPS_PROJECT_ROOT=$(CURDIR) $(BIN)/jupyter lab $(LAB_ARGS)
 
 bench: $(STAMP)
 	@for b in $(wildcard benchmarks/bench_*.py); do echo "== $$b"; $(BIN)/python $$b || exit $$?; done

@@ -1,56 +1,184 @@
-"""A runbook run by hand in JupyterLab is archived as evidence, like a scheduled run.
+"""A runbook run by hand works on a working copy in the archive and is archived as it runs.
 
-Jupyter Server tells a kernel which notebook it runs (``JPY_SESSION_NAME``); when such a kernel
-records its result outside a papermill run, the notebook as last saved is archived under
-``<reports>/<name>/<timestamp>-interactive/`` and ``result.json`` says so.
+``powrops runbook NAME`` writes the template, parameterized, into a new
+``<reports>/<name>/<timestamp>-interactive/`` folder; the copy's first cell starts the kernel's
+recorder, which writes ``notebook.ipynb``, ``report.html`` and ``result.json`` after every cell
+from the kernel's own messages, whether or not the notebook is ever saved. The template (and
+the checkout) never change. A real kernel executes the copies here (nbclient, which never
+saves them either); the browser test does the same through JupyterLab and answers prompts.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
-import shutil
+import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
-from powrops.findings import Finding, Severity
-from powrops.reports import RUN_DIR_ENV, record
+from cli_helpers import libpq, run_cli
+from powrops.reports import record
+from powrops.reports.record import RUN_DIR_ENV, WORKING_COPY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_a_runbook_run_by_hand_is_archived_marked_interactive(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def open_runbook(name: str, config: Path, *params: str, root: Path | None = None) -> Path:
+    """``powrops runbook NAME -p ...``; the working copy it wrote."""
+    env = {"POWROPS_PROJECT_ROOT": str(root)} if root else {}
+    done = run_cli("--config", str(config), "runbook", name, *params, env=env)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("working copy: "))
+    assert "make lab" in done.stdout or "/lab/tree/" in done.stdout
+    return Path(line.removeprefix("working copy: "))
+
+
+def execute(copy: Path, env: dict[str, str] | None = None) -> tuple[Any, str | None]:
+    """Run every cell of the working copy in a real kernel, as Run All does, in its folder.
+    The copy on disk is never saved; returns what the client saw and the error it stopped on."""
+    nb = nbformat.read(copy, as_version=4)
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    client = NotebookClient(
+        nb, kernel_name=nb.metadata.kernelspec.name, timeout=120,
+        resources={"metadata": {"path": str(copy.parent)}},
+    )  # fmt: skip
+    try:
+        client.execute()
+        error = None
+    except CellExecutionError as exc:
+        error = exc.ename
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return nb, error
+
+
+def tiny_project(root: Path) -> Path:
+    """A project with one runbook: it prints, displays, records, then stops on an error."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    params = nbformat.v4.new_code_cell('n = 1  # how many\nconfig_path = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Tiny: a runbook that stops on an error"),
+        params,
+        nbformat.v4.new_markdown_cell("## Say it"),
+        nbformat.v4.new_code_cell(
+            "from IPython.display import HTML, display\n"
+            'print("hello", n)\ndisplay(HTML("<b>shown in bold</b>"))\nn * 14'
+        ),
+        nbformat.v4.new_code_cell('from powrops import reports\nreports.record(figures={"n": n})'),
+        nbformat.v4.new_code_cell('print("before the error")\nraise RuntimeError("stopped here")'),
+        nbformat.v4.new_code_cell('print("never run")'),
+    ]
+    (root / "runbooks").mkdir(parents=True)
+    nbformat.write(nb, root / "runbooks" / "tiny.ipynb")
+    (root / "powrops.toml").write_text(
+        f'[state]\ndir = "{root / "state"}"\n[reports]\ndir = "{root / "reports"}"\n'
+    )
+    return root / "powrops.toml"
+
+
+def test_a_run_that_stops_on_an_error_is_archived_failed_with_all_it_showed(
+    tmp_path: Path,
 ) -> None:
-    notebook = tmp_path / "point_in_time_restore.ipynb"
-    shutil.copy(REPO / "runbooks" / "point_in_time_restore.ipynb", notebook)
+    config = tiny_project(tmp_path)
+    template = (tmp_path / "runbooks" / "tiny.ipynb").read_bytes()
+    copy = open_runbook("tiny", config, "-p", "n", "3", root=tmp_path)
+    run = copy.parent
+    assert run.parent == tmp_path / "reports" / "tiny" and run.name.endswith("-interactive")
+    opened = json.loads((run / "result.json").read_text())
+    assert opened["interactive"] is True and opened["parameters"]["n"] == 3
+    seen, error = execute(copy, {"POWROPS_PROJECT_ROOT": str(tmp_path)})
+    assert error == "RuntimeError"
+
+    result = json.loads((run / "result.json").read_text())
+    assert result["failed"] is True and result["status"] == "UNKNOWN"
+    assert (
+        result["error"]["ename"] == "RuntimeError" and result["error"]["evalue"] == "stopped here"
+    )
+    assert result["parameters"] == {"n": 3, "config_path": str(config)}
+    assert result["user"] == getpass.getuser() and result["duration_s"] > 0
+    assert result["figures"] == {"n": 3}  # recorded before the error, kept
+    assert result["started_at"] < result["finished_at"]
+
+    archived = nbformat.read(run / "notebook.ipynb", as_version=4)
+    ran = [c for c in archived.cells if c.cell_type == "code"]
+    shown = [c for c in seen.cells if c.cell_type == "code" and c.execution_count]
+    assert [c.source for c in ran] == [c.source for c in shown]
+    for mine, theirs in zip(ran, shown, strict=True):  # what the page showed, output by output
+        assert [_text(o) for o in mine.outputs] == [_text(o) for o in theirs.outputs]
+    assert "hello 3\n" in _text(ran[3].outputs[0]) and "<b>shown in bold</b>" in str(ran[3])
+    assert ran[-1].outputs[-1]["ename"] == "RuntimeError"
+    assert result["error"]["cell_index"] == archived.cells.index(ran[-1])
+    assert "## Say it" in [c.source for c in archived.cells if c.cell_type == "markdown"]
+    assert "never run" not in (run / "notebook.ipynb").read_text()
+
+    page = (run / "report.html").read_text()
+    assert "stopped here" in page and "hello 3" in page and "shown in bold" in page
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert "by hand by " in index and "stopped on an error after" in index
+    assert (tmp_path / "runbooks" / "tiny.ipynb").read_bytes() == template
+    assert copy.read_text() == nbformat.writes(nbformat.read(copy, as_version=4))  # untouched
+
+
+def _text(output: Any) -> str:
+    if output["output_type"] == "stream":
+        return str(output["text"])
+    if output["output_type"] == "error":
+        return str(output["ename"])
+    return str(output["data"].get("text/plain"))
+
+
+@pytest.mark.pg
+def test_a_runbook_run_from_its_working_copy_leaves_the_checkout_clean(
+    migrated_db: str, tmp_path: Path
+) -> None:
+    before = _git_status()
     config = tmp_path / "powrops.toml"
     config.write_text(
-        f'[state]\ndir = "{tmp_path / "state"}"\n[reports]\ndir = "{tmp_path / "r"}"\n'
+        f'[database]\nurl = "{libpq(migrated_db)}"\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[reports]\ndir = "{tmp_path / "reports"}"\n'
     )
-    monkeypatch.setenv("POWROPS_CONFIG", str(config))
-    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
-    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
-    result = record(findings=[Finding("restore", Severity.WARNING, "by hand")])
-    assert result["status"] == "WARNING"
-    [run] = (tmp_path / "r" / "point_in_time_restore").glob("*-interactive")
-    data = json.loads((run / "result.json").read_text())
-    assert data["interactive"] is True and data["status"] == "WARNING"
-    assert data["findings"][0]["message"] == "by hand"
-    assert "gate.confirm" in (run / "notebook.ipynb").read_text()
-    page = (run / "report.html").read_text()
-    assert "highlight" in page and "point_in_time_restore" in page  # a runbook's code is shown
-    assert "point_in_time_restore" in (tmp_path / "r" / "index.html").read_text()
-    assert "Archived as evidence" in capsys.readouterr().out
+    copy = open_runbook("gdpr_request", config, "-p", "user_id", "1")
+    _, error = execute(copy)
+    assert error is None
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert result["failed"] is False and result["recorded"] is True
+    assert result["parameters"]["user_id"] == "1" and result["parameters"]["confirm"] is False
+    archived = (copy.parent / "notebook.ipynb").read_text()
+    assert "Acting on" in archived and "Not confirmed" in archived
+    assert _git_status() == before
+    assert not [line for line in _git_status().splitlines() if "runbooks/" in line]
 
 
-def test_outside_jupyterlab_nothing_is_archived(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _git_status() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_outside_a_working_copy_record_archives_nothing_and_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "powrops.toml"
-    config.write_text(f'[reports]\ndir = "{tmp_path / "r"}"\n')
-    monkeypatch.setenv("POWROPS_CONFIG", str(config))
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
-    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    record(findings=[])
-    assert not (tmp_path / "r").exists()
+    monkeypatch.delenv(WORKING_COPY_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    record(findings=[])._ipython_display_()
+    assert "`powrops runbook NAME`" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []

@@ -62,8 +62,7 @@ LAYERS: list[set[str]] = [
 KERNEL = LAYERS[-4] | LAYERS[-3] | LAYERS[-2]
 
 #: Where imports inside functions keep start-up fast (see the module docstring): the command
-#: line, the entry point, the WAL path PostgreSQL runs once per segment, and the report
-#: runner, which a notebook that only records its result must not load.
+#: line, the entry point and the WAL path PostgreSQL runs once per segment.
 LAZY_IMPORTS_ALLOWED = frozenset(
     {
         "powrops.__main__",
@@ -71,7 +70,6 @@ LAZY_IMPORTS_ALLOWED = frozenset(
         "powrops.storage",
         "powrops.storage.registry",
         "powrops.storage.spec",
-        "powrops.reports.notebook",
     }
 )
 

