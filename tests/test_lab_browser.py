@@ -1,0 +1,183 @@
+"""A DBA's run in real JupyterLab: Debian's chromium (headless, driven by Playwright through
+``executable_path``: no browser download) opens a runbook's working copy made by ``powrops
+runbook``, runs all cells, answers the confirmation prompt wrongly, then runs it again and
+answers rightly. The archive holds what the page showed (every line of its printed output),
+both answers, and the checkout is unchanged. The notebook is never saved by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from cli_helpers import libpq
+from test_archival import seed
+from test_interactive import _git_status, open_runbook
+
+pytestmark = [pytest.mark.pg, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+JUPYTER_LAB = Path(sys.executable).with_name("jupyter-lab")
+
+if CHROMIUM is None and not os.environ.get("CI"):
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """JupyterLab on a free port of 127.0.0.1 with a token, its root the test's project."""
+    port, token = _free_port(), secrets.token_hex(16)
+    log = (tmp_path / "lab.log").open("w")
+    proc = subprocess.Popen(
+        [str(JUPYTER_LAB), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_RUNTIME_DIR":
+        str(tmp_path / "runtime")},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _answers(f"{base}/api/status?token={token}"), 60, "JupyterLab to start")
+        yield base, token
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _wait(done: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = done()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _result(run: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((run / "result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def test_a_runbook_run_in_jupyterlab_is_archived_as_the_page_showed_it(
+    migrated_db: str, tmp_path: Path, lab: tuple[str, str]
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    seed(migrated_db, users=2, weeks=1)
+    before = _git_status()
+    database = libpq(migrated_db).rsplit("/", 1)[1]
+    config = tmp_path / "powrops.toml"
+    config.write_text(
+        f'[database]\nurl = "{libpq(migrated_db)}"\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[reports]\ndir = "{tmp_path / "reports"}"\n'
+    )
+    export = tmp_path / "export"
+    copy = open_runbook(
+        "gdpr_request", config, "-p", "user_id", "1", "-p", "export_path", str(export)
+    )
+    run = copy.parent
+    base, token = lab
+    url = f"{base}/lab/tree/{copy.relative_to(tmp_path).as_posix()}?token={token}"
+    with sync_playwright() as play:
+        browser = play.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(url)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            _wait(lambda: _kernels_idle(base, token), 60, "the kernel to start")
+            _menu(page, "Run", "Run All Cells")
+            _answer(page, "staging")  # the wrong name: nothing is done
+            _wait(lambda: _result(run).get("recorded"), 60, "the first run to record")
+            page.locator(".jp-CodeCell", has_text="gate.confirm(").locator(".cm-content").click()
+            _menu(page, "Run", "Run Selected Cell and All Below")
+            _answer(page, database)
+            _wait(lambda: len(_result(run).get("answers", [])) == 2 and export.exists(), 60,
+                  "the confirmed export")  # fmt: skip
+            _wait(lambda: _result(run).get("cells_run", 0) >= 10, 60, "the rerun to finish")
+            shown = page.locator(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"
+            ).all_inner_texts()
+        finally:
+            browser.close()
+
+    result = _result(run)
+    assert [a["answer"] for a in result["answers"]] == ["staging", database]
+    assert result["failed"] is False and result["recorded"] is True
+    assert result["parameters"]["export_path"] == str(export)
+    archived = nbformat.read(run / "notebook.ipynb", as_version=4)
+    printed = "".join(
+        o.get("text", "")
+        for c in archived.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream"
+    )
+    assert "Not confirmed" in printed and "Confirmed" in printed
+    assert "staging\n" in printed and f"{database}\n" in printed
+    lines = [" ".join(line.split()) for text in shown for line in text.splitlines()]
+    assert any("Confirmed" in line for line in lines)
+    kept = {" ".join(line.split()) for line in printed.splitlines()}
+    assert [line for line in lines if line and line not in kept] == []
+    assert "Confirmed" in (run / "report.html").read_text()
+    assert _git_status() == before
+
+
+def _kernels_idle(base: str, token: str) -> bool:
+    """Whether JupyterLab's kernel has started and waits (Jupyter Server's REST API)."""
+    try:
+        with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=5) as resp:
+            kernels = json.load(resp)
+    except OSError:  # Jupyter Server answers 500 while a kernel is half started
+        return False
+    return bool(kernels) and all(k["execution_state"] == "idle" for k in kernels)
+
+
+def _menu(page: Any, menu: str, item: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text=menu).first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=item).first.click()
+
+
+def _answer(page: Any, text: str) -> None:
+    box = page.locator(".jp-Stdin-input")
+    box.wait_for()
+    box.fill(text)
+    box.press("Enter")
+    box.wait_for(state="detached")
