@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
         "folder of the report archive, and print where to open it in JupyterLab. The template "
         "in runbooks/ is never changed; every cell run in the copy is archived as it runs.",
     )
-    runbook.add_argument("name", help="the runbook (`powrops report list` shows them)")
+    runbook.add_argument("name", help="the runbook (powrops report list shows them)")
     runbook.add_argument(
         "-p",
         "--parameter",
