@@ -20,6 +20,7 @@ from typing import Any
 
 import nbformat
 
+from powrops import bundle
 from powrops.errors import ReportError
 from powrops.reports.catalog import RESULT_FILE
 from powrops.reports.index import build_index
@@ -30,7 +31,6 @@ from powrops.reports.runner import (
     discover,
     ensure_kernel,
     new_run_dir,
-    project_root,
     server_dir,
 )
 
@@ -50,7 +50,7 @@ class WorkingCopy:
 
 def runbook_spec(name: str, root: Path | None = None) -> ReportSpec:
     """The runbook template ``name`` (ReportError naming the runbooks when there is none)."""
-    specs = discover((root or project_root()).resolve())
+    specs = discover(root)
     runbooks = {n: s for n, s in specs.items() if s.kind == "runbook"}
     if name not in runbooks:
         available = ", ".join(sorted(runbooks)) or "none"
@@ -191,7 +191,7 @@ def lab_url(notebook: Path) -> str | None:
 
 def relative_to_project(path: Path) -> str:
     """``path`` as `make lab` shows it (relative to the project), else absolute."""
-    root = project_root().resolve()
+    root = (bundle.checkout() or Path.cwd()).resolve()
     resolved = path.resolve()
     return (
         resolved.relative_to(root).as_posix()
