@@ -57,5 +57,18 @@ def warn_archive_spec(settings: Settings) -> None:
         print(f"powrops: warning: {line}", file=sys.stderr)
 
 
+def add_parameter_option(parser: argparse.ArgumentParser) -> None:
+    """``-p KEY VALUE`` (repeatable): a notebook parameter, as ``report run`` and ``runbook``
+    take them."""
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="set parameter KEY to VALUE (typed as the parameter's default)",
+    )
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False, default=str))

@@ -8,7 +8,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from powrops.cli.common import Parser, print_json, settings_of, warn_archive_spec
+from powrops.cli.common import (
+    Parser,
+    add_parameter_option,
+    print_json,
+    settings_of,
+    warn_archive_spec,
+)
 from powrops.findings import Severity
 
 
@@ -28,14 +34,7 @@ def register(sub: Any) -> None:
     )
     run.format_help = _with_catalog(run.format_help)
     run.add_argument("name", help="the report or runbook to run (listed below)")
-    run.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("KEY", "VALUE"),
-        help="set parameter KEY to VALUE (typed as the parameter's default)",
-    )
+    add_parameter_option(run)
     run.set_defaults(func=cmd_report_run)
     index = rep.add_parser("index", help="rebuild reports/index.html")
     index.add_argument(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from powrops.cli.common import add_parameter_option
 from powrops.findings import Severity
 
 
@@ -18,14 +19,7 @@ def register(sub: Any) -> None:
         "in runbooks/ is never changed; every cell run in the copy is archived as it runs.",
     )
     runbook.add_argument("name", help="the runbook (powrops report list shows them)")
-    runbook.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("KEY", "VALUE"),
-        help="set parameter KEY to VALUE (typed as the parameter's default)",
-    )
+    add_parameter_option(runbook)
     runbook.set_defaults(func=cmd_runbook)
 
 
