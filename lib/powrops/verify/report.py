@@ -86,6 +86,13 @@ class BackupRow:
     window: RecoveryWindow | None = None
     severity: Severity = Severity.OK
 
+    def passed(self) -> bool:
+        """Whether this backup counts as verified after the run: a successful backup whose
+        content matched its manifest (in this run, or earlier for the same stored bytes) and
+        none of whose checks failed."""
+        failed = "failed" in (self.checksums, self.pg_verifybackup)
+        return self.status == "ok" and self.content.startswith("ok") and not failed
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["start_time"] = _iso(self.start_time)
@@ -142,6 +149,19 @@ class VerificationReport(Graded):
             (f for f in self.findings if f.severity != Severity.OK),
             key=lambda f: -f.severity.rank,
         )
+
+    def verified_until(self) -> datetime | None:
+        """The end of the verified recovery window: the newest point a verified backup (its
+        whole chain :meth:`BackupRow.passed`) recovers to over WAL that was read back intact
+        (the windows follow only such WAL); None when no backup is verified."""
+        rows = {b.label: b for b in self.backups}
+        ends = [
+            b.window.end_time
+            for b in self.backups
+            if b.window is not None and b.window.end_time is not None
+            and all(label in rows and rows[label].passed() for label in b.chain)
+        ]  # fmt: skip
+        return max(ends, default=None)
 
     def summary(self) -> str:
         c = counts(self.findings)

@@ -212,8 +212,13 @@ def figures(report: VerificationReport) -> dict[str, Any]:
         "wal_checked": report.figures.get("wal_checked"),
         "gaps": sum(len(t.gaps) for t in report.timelines),
         "test_restore": None if not report.test_restore else bool(report.test_restore.get("ok")),
+        "recovery_window_end": _iso(report.verified_until()),  # for alerts' metrics
         "duration_s": round(report.duration_s, 2),
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def period(report: VerificationReport) -> str:
