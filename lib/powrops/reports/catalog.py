@@ -11,6 +11,7 @@ UNKNOWN and incomplete, so nothing that happened silently drops out of the index
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,18 @@ def list_runs(reports_dir: Path, server: str | None = None) -> list[dict[str, An
         runs = [run for run in runs if run["server"] == server]
     runs.sort(key=_sort_key, reverse=True)
     return runs
+
+
+def runs_of(reports_dir: Path, name: str, server: str = DEFAULT_SERVER) -> Iterator[dict[str, Any]]:
+    """The runs of report ``name`` on ``server``, newest first, each read only when reached:
+    a reader that stops at the run it needs reads no other (``powrops alerts``, every few
+    minutes, in an archive of years)."""
+    folder = (reports_dir if server == DEFAULT_SERVER else reports_dir / server) / name
+    if not folder.is_dir():
+        return
+    runs = sorted(_folders(folder), key=lambda d: _sort_key({"run_id": d.name}), reverse=True)
+    for run_dir in runs:
+        yield read_run(run_dir, reports_dir)
 
 
 def latest(reports_dir: Path, name: str, server: str | None = None) -> dict[str, Any] | None:
