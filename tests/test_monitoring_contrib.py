@@ -11,6 +11,7 @@ import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from powrops import alerts
+from powrops.alerts import recoverability
 from powrops.findings import Finding, Severity
 
 CONTRIB = Path(__file__).resolve().parents[1] / "contrib"
@@ -21,6 +22,10 @@ def _written() -> set[str]:
     figures = {"disk_percent": 1.0, "total_bytes": 1, "dead_tuple_ratio": 0.1, "wal_bytes": 1,
                "archive_ready": 0, "xid_age": 5, "slots": 0,
                "connections": {"used": 1, "max_connections": 10, "reserved": 3}}  # fmt: skip
+    at = datetime.now(UTC)
+    evidence = recoverability.Recoverability(3600.0, 900.0, at, 60.0, 1.0, at, "drill 1", at,
+                                             recoverability.LastRead(at, 3, 1024))  # fmt: skip
+    figures["recoverability"] = evidence.to_dict()
     report = alerts.AlertReport(
         [Finding("query_time", Severity.WARNING, "slow", object="queryid 1", value=1.5)],
         datetime.now(UTC),

@@ -1,7 +1,8 @@
 """Alerts, read-only: the strategy's thresholds and the server checks a DBA pages on (``run``,
 ``server_checks``), statement time per interval (``intervals``), what one run leaves for the
-next (``state``), notifications once per change (``notifications``) and the metrics
-Prometheus reads (``openmetrics_view``). Nothing here changes the server it watches.
+next (``state``), notifications once per change (``notifications``), the recorded evidence of
+recoverability (``recoverability``) and the metrics Prometheus reads (``openmetrics_view``).
+Nothing here changes the server it watches.
 
 The package hands on :mod:`.run`'s names: ``alerts.evaluate(settings)``."""
 

@@ -4,7 +4,10 @@ text format node_exporter's textfile collector reads (``--textfile DIR``).
 Every finding is a sample of ``powrops_alert_severity`` (0 OK, 1 WARNING, 2 CRITICAL,
 3 UNKNOWN; labels ``check`` and ``object``, the table, index, database, slot or pid it is
 about) and, when it has a number, of ``powrops_alert_value``. The evaluation's key figures
-follow, with their unit in the name. Every sample carries ``server`` (the configured server's
+follow, with their unit in the name, then the recorded evidence of recoverability
+(``RECOVERABILITY``: the last drill's RTO and RPO and the objectives, the last successful test
+restore, the end of the verified recovery window, what the last verification read), each
+only when there is evidence for it. Every sample carries ``server`` (the configured server's
 name, ``default`` without ``[servers.*]``), so a fleet watched from one host stays apart in
 Prometheus. Pure: no database, no file.
 """
@@ -12,6 +15,7 @@ Prometheus. Pure: no database, no file.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from powrops.findings import Finding, Severity
@@ -28,6 +32,32 @@ FIGURES: dict[str, tuple[str, str, str, float]] = {
                       "WAL segments waiting to be archived", 1.0),
     "xid_age": ("powrops_xid_age_transactions", "", "oldest age(datfrozenxid)", 1.0),
     "slots": ("powrops_replication_slots", "", "replication slots", 1.0),
+}  # fmt: skip
+
+
+#: key of figures["recoverability"] (alerts/recoverability.py) -> (metric name, unit, help);
+#: times become Unix timestamps. A key without a value (no evidence) exports nothing.
+RECOVERABILITY: dict[str, tuple[str, str, str]] = {
+    "rto_objective_s": ("powrops_recovery_rto_objective_seconds", "seconds",
+                        "recovery time objective (recovery.objectives.rto)"),
+    "rpo_objective_s": ("powrops_recovery_rpo_objective_seconds", "seconds",
+                        "recovery point objective (recovery.objectives.rpo)"),
+    "drill_at": ("powrops_drill_last_run_timestamp_seconds", "seconds",
+                 "when the last recovery drill ended"),
+    "drill_rto_s": ("powrops_drill_rto_seconds", "seconds",
+                    "RTO of the last drill: restore start to the restored server answering"),
+    "drill_rpo_s": ("powrops_drill_rpo_seconds", "seconds",
+                    "RPO of the last drill: its target against the last transaction replayed"),
+    "restored_at": ("powrops_restore_last_success_timestamp_seconds", "seconds",
+                    "when the last successful test restore (verification or drill) ended"),
+    "window_end": ("powrops_recovery_window_end_timestamp_seconds", "seconds",
+                   "newest point a verified backup recovers to over verified WAL"),
+    "verification_read_at": ("powrops_verification_last_read_timestamp_seconds", "seconds",
+                             "when the last verification read objects back intact"),
+    "verification_read_objects": ("powrops_verification_read_objects", "",
+                                  "objects the last verification read back intact"),
+    "verification_read_bytes": ("powrops_verification_read_bytes", "bytes",
+                                "bytes the last verification read back intact"),
 }  # fmt: skip
 
 
@@ -137,6 +167,33 @@ def render(
         out.family("powrops_connections_max", "gauge", "max_connections less reserved ones")
         usable = int(connections["max_connections"]) - int(connections["reserved"])
         out.sample("powrops_connections_max", usable)
+    recovery = figures.get("recoverability")
+    if isinstance(recovery, Mapping):
+        _recoverability(out, recovery, evaluated_at)
     if openmetrics:
         out.lines.append("# EOF")
     return "\n".join(out.lines) + "\n"
+
+
+def _seconds(value: Any) -> float | None:
+    """A figure as a number: numbers as they are, ISO times as Unix timestamps."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return _number(value)
+
+
+def _recoverability(out: _Out, recovery: Mapping[str, Any], evaluated_at: float) -> None:
+    """The recorded evidence of recoverability; what has none is left out."""
+    for key, (name, unit, text) in RECOVERABILITY.items():
+        value = _seconds(recovery.get(key))
+        if value is None:
+            continue
+        out.family(name, "gauge", text, unit)
+        out.sample(name, value)
+        if key == "restored_at":
+            age = "powrops_restore_last_success_age_seconds"
+            out.family(age, "gauge", "age of the last successful test restore", "seconds")
+            out.sample(age, max(evaluated_at - value, 0.0))

@@ -56,7 +56,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from powrops import journal, notify
-from powrops.alerts import intervals, notifications, openmetrics_view, peer_checks, server_checks
+from powrops.alerts import (
+    intervals,
+    notifications,
+    openmetrics_view,
+    peer_checks,
+    recoverability,
+    server_checks,
+)
 from powrops.alerts import state as alert_state
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog, consecutive_failures
@@ -534,9 +541,11 @@ def judge(
         *peer_found,
     ]  # fmt: skip
     findings = [f for f in findings if f.check not in settings.alerts.skip]
-    report = AlertReport(
-        findings, now, figures=_figures(data, disk, server), server=settings.server
-    )
+    figures = {
+        **_figures(data, disk, server),
+        "recoverability": recoverability.gather(settings, conn).to_dict(),
+    }
+    report = AlertReport(findings, now, figures=figures, server=settings.server)
     return report, after
 
 

@@ -2,7 +2,9 @@
 
 The strategy's thresholds and the server checks a DBA expects, for cron or a monitor. Prints
 the findings worst first (``--format json`` or ``--json``: the whole evaluation;
-``--format openmetrics``: every finding and key figure as metrics, ending in ``# EOF``).
+``--format openmetrics``: every finding and key figure as metrics, and the recorded evidence
+of recoverability (the last drill's RTO and RPO, the last successful test restore, the end of
+the verified recovery window), ending in ``# EOF``).
 ``--textfile DIR`` also writes ``DIR/powrops.prom`` (``DIR/powrops_<server>.prom`` for a named
 server; Prometheus text format, every sample labelled ``server``, through a temporary file and
 a rename) for node_exporter's textfile collector. Each evaluation is
