@@ -22,6 +22,7 @@ import pytest
 import prometheus_site as site
 from cli_helpers import libpq, run_cli
 from powrops import alerts
+from powrops.alerts import openmetrics_view, recoverability
 from powrops.config import to_toml
 from powrops.findings import Finding, Severity
 
@@ -60,6 +61,38 @@ def test_promtool_unit_tests_catch_a_rule_that_no_longer_groups_by_server(
     assert tested.returncode != 0 and "PowropsCritical" in tested.stdout + tested.stderr
 
 
+#: Faults planted in the recoverability rules, each of which their unit tests must catch.
+RECOVERABILITY_FAULTS = {
+    "restore age limit moved to 8 days": ("> 7 * 86400", "> 8 * 86400"),
+    "a restore of any server hides another's absence": (
+        "unless on (instance, server) powrops_restore",
+        "unless on (instance) powrops_restore",
+    ),
+    "RPO judged against the RTO objective": (
+        "on (instance, server) powrops_recovery_rpo_objective_seconds",
+        "on (instance, server) powrops_recovery_rto_objective_seconds",
+    ),
+    "RTO rule reading the RPO": (
+        "expr: powrops_drill_rto_seconds",
+        "expr: powrops_drill_rpo_seconds",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(RECOVERABILITY_FAULTS))
+def test_promtool_unit_tests_catch_a_planted_fault_in_a_recoverability_rule(
+    fault: str, tmp_path: Path
+) -> None:
+    old, new = RECOVERABILITY_FAULTS[fault]
+    text = RULES.read_text()
+    assert text.count(old) == 1, old
+    (tmp_path / RULES.name).write_text(text.replace(old, new))
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    tested = site.promtool("test", "rules", str(tmp_path / RULE_TESTS.name))
+    assert tested.returncode != 0, fault
+    assert "FAILED" in tested.stdout + tested.stderr
+
+
 def _report(server: str) -> alerts.AlertReport:
     findings = [
         Finding("replication_slot", Severity.WARNING, "inactive", object='s"1\\x', value=1024),
@@ -67,7 +100,11 @@ def _report(server: str) -> alerts.AlertReport:
     ]
     figures = {"disk_percent": 42.5, "total_bytes": 1 << 20, "slots": 1,
                "connections": {"used": 3, "max_connections": 100, "reserved": 3}}  # fmt: skip
-    return alerts.AlertReport(findings, datetime.now(UTC), figures=figures, server=server)
+    at = datetime.now(UTC)  # every figure of recoverability, as a run with evidence has them
+    evidence = recoverability.Recoverability(3600.0, 900.0, at, 61.5, 0.25, at, "drill x", at,
+                                             recoverability.LastRead(at, 5, 3 << 20))  # fmt: skip
+    figures["recoverability"] = evidence.to_dict()
+    return alerts.AlertReport(findings, at, figures=figures, server=server)
 
 
 def test_textfile_passes_promtool_check_metrics_and_names_its_server(tmp_path: Path) -> None:
@@ -80,6 +117,9 @@ def test_textfile_passes_promtool_check_metrics_and_names_its_server(tmp_path: P
         assert checked.returncode == 0, checked.stdout + checked.stderr
         samples = [line for line in text.splitlines() if line and not line.startswith("#")]
         assert samples and all(f'{{server="{server}"' in line for line in samples), text
+        names = {line.split("{", 1)[0] for line in samples}
+        wanted = {name for name, _, _ in openmetrics_view.RECOVERABILITY.values()}
+        assert wanted | {"powrops_restore_last_success_age_seconds"} <= names, text
     broken = "# TYPE powrops_x gauge\npowrops_x{server=prod} 1\n"
     assert site.promtool("check", "metrics", stdin=broken).returncode != 0
 
