@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -54,7 +55,8 @@ def test_by_hand_the_database_name_is_typed_and_a_saved_true_is_not_enough(
     assert gate.confirm("erase user 7", False, target="powr", ask=answer("powr")) is True
     assert all("powr" in prompt and "erase user 7" in prompt for prompt in asked)
     out = capsys.readouterr().out
-    assert out.count("Not confirmed") == 2 and "Confirmed: erase user 7 on powr." in out
+    assert out.count("Not confirmed") == 2 and "Confirmed: erase user 7 on database powr." in out
+    assert "typed 'pow', not 'powr'" in out and "confirm is" not in out
 
 
 def test_a_kernel_that_cannot_ask_falls_back_to_the_parameter(
@@ -80,3 +82,49 @@ def test_the_command_line_gate_takes_yes_or_the_typed_database_name(
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(ParameterError, match="pass --yes to roll back 2 without a prompt"):
         gate.confirm_at_terminal("roll back 2", "powr", yes=False)
+
+
+@dataclass(frozen=True)
+class Place:
+    """What db.Identity gives the gate: where the action acts."""
+
+    database: str
+    host: str
+    port: int | None
+    server: str
+    several_servers: bool
+
+
+@pytest.mark.parametrize(
+    ("several", "answer", "wrong"), [(True, "staging", "powr"), (False, "powr", "staging")]
+)
+def test_the_prompt_names_the_server_and_several_servers_ask_for_its_name(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    several: bool,
+    answer: str,
+    wrong: str,
+) -> None:
+    """With several servers configured a database name cannot tell a primary from staging:
+    the server's name is typed; the prompt shows server, host, port and database."""
+    place = Place("powr", "db2.example", 5433, "staging", several)
+    monkeypatch.setattr(gate, "interactive", lambda: True)
+    asked: list[str] = []
+
+    def typing(text: str) -> Callable[[str], str]:
+        def ask(prompt: str) -> str:
+            asked.append(prompt)
+            return text
+
+        return ask
+
+    assert gate.confirm("VACUUM", False, target=place, ask=typing(answer)) is True
+    assert gate.confirm("VACUUM", True, target=place, ask=typing(wrong)) is False
+    assert gate.confirm_at_terminal("VACUUM", place, yes=False, ask=typing(answer))
+    assert not gate.confirm_at_terminal("VACUUM", place, yes=False, ask=typing(wrong))
+    for prompt in asked:
+        assert "server staging (db2.example:5433, database powr)" in prompt, prompt
+        assert f"name, {answer}," in prompt
+    out = capsys.readouterr().out
+    assert "Confirmed: VACUUM on server staging (db2.example:5433, database powr)." in out
+    assert f"Not confirmed: VACUUM was not run (typed {wrong!r}, not {answer!r})" in out

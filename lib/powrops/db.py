@@ -124,6 +124,10 @@ class Identity:
     server_version: str | None
     system_identifier: str | None
     embedded: bool
+    # The configured server's name (``default`` without ``[servers.*]``), and whether the
+    # configuration names several: then a confirmation asks for the server's name (gate).
+    server: str = "default"
+    several_servers: bool = False
 
     def describe(self) -> str:
         """'powr on 127.0.0.1:5432, PostgreSQL 18.1, system 7451..., embedded'."""
@@ -137,6 +141,7 @@ class Identity:
             "server_version": self.server_version,
             "system_identifier": self.system_identifier,
             "embedded": self.embedded,
+            "server": self.server,
         }
 
 
@@ -164,6 +169,8 @@ def identity(settings: Settings) -> Identity:
         server_version=str(row[0]).split(" ")[0],
         system_identifier=str(ident[0]) if ident else None,
         embedded=where.embedded,
+        server=settings.server,
+        several_servers=len(settings.servers) > 1,
     )
 
 

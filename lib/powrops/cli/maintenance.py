@@ -82,7 +82,7 @@ def _confirmed(args: argparse.Namespace, settings: Settings) -> Severity:
         _show(args, plan)
         print(f"  ({CONFIRMED[args.action_name]})")
     action = f"{args.action_name} {len(plan.targets)} object(s)"
-    if not confirm_at_terminal(action, identity(settings).database, yes=args.yes):
+    if not confirm_at_terminal(action, identity(settings), yes=args.yes):
         print(f"Not confirmed: nothing was changed ({action} not run)")
         return Severity.UNKNOWN
     result = maintenance.run(settings, args.action_name, planned=plan.targets)

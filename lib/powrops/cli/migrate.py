@@ -112,7 +112,7 @@ def _production(args: argparse.Namespace, settings: Settings) -> int:
     if (
         plan.pending
         and plan.allowed
-        and not confirm_at_terminal(action, identity(settings).database, yes=args.yes)
+        and not confirm_at_terminal(action, identity(settings), yes=args.yes)
     ):
         print("not migrated: not confirmed")
         return 3
@@ -145,8 +145,7 @@ def _rollback(args: argparse.Namespace, settings: Settings) -> Severity:
     if not plan.allowed:
         print("not rolled back: a safeguard failed", file=sys.stderr)
         return Severity.CRITICAL
-    if not confirm_at_terminal(f"roll back {plan.current}", identity(settings).database,
-                               yes=args.yes):  # fmt: skip
+    if not confirm_at_terminal(f"roll back {plan.current}", identity(settings), yes=args.yes):
         print("not rolled back: not confirmed")
         return Severity.UNKNOWN
     result = apply_rollback(settings, plan, echo=progress)
