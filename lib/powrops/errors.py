@@ -58,6 +58,30 @@ class Interrupted(KeyboardInterrupt):
         return f"interrupted by {self.signal}" + (": " + "; ".join(self.left) if self.left else "")
 
 
+def show_in_notebooks() -> None:
+    """In a Jupyter or IPython kernel, show a :class:`PowropsError` (an expected condition: a
+    parameter to set, a target no backup reaches) as its one message, not a traceback into
+    the library; the cell still fails, so the run stops there (under papermill the report is
+    archived as failed, UNKNOWN, with that message). Nothing happens outside IPython;
+    installing twice is harmless."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((PowropsError,), _one_message)
+
+
+def _one_message(
+    shell: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: Any = None
+) -> list[str]:
+    """IPython's custom exception handler: the message alone, shown as the cell's error."""
+    stb = [f"Stopped: {value}"]
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+
 #: Exit statuses of a child killed by the same Ctrl-C or SIGTERM as powrops: an interrupt,
 #: not a failure of the program (negative: a signal; 128 + n: a shell's way of saying so).
 INTERRUPTED_CHILD = frozenset({-2, -15, 130, 143})

@@ -26,7 +26,7 @@ from powrops.config.base import (
 )
 from powrops.config.settings import Settings
 from powrops.config.show import REDACTED
-from powrops.errors import ConfigError
+from powrops.errors import ConfigError, show_in_notebooks
 
 
 def config_path(
@@ -287,5 +287,10 @@ def settings(config_path: str | Path | None = None, server: str | None = None) -
     ``$POWROPS_BASE_DIR`` names), which ``powrops report run`` sets for the kernel to the
     configuration it loaded, applies, else the usual search. The server is ``server``, else
     ``$POWROPS_SERVER`` (also set by ``powrops report run``).
+
+    In a notebook's kernel it also makes powrops' expected errors (a parameter to set, a
+    target no backup reaches) show as one message instead of a traceback
+    (:func:`powrops.errors.show_in_notebooks`), from this first cell on.
     """
+    show_in_notebooks()
     return load_settings(config_path or None, server=server or None)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from powrops.backup.model import BackupRecord
 from powrops.backup.wal.positions import parse_lsn
 from powrops.errors import ParameterError
+from powrops.format import human_time
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.target import RecoveryTarget
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from powrops.backup.catalog import Catalog
 
 
-def _restorable(records: Sequence[BackupRecord]) -> list[BackupRecord]:
+def restorable(records: Sequence[BackupRecord]) -> list[BackupRecord]:
     """The ok backups whose whole chain is present and ok, oldest first."""
     by_label = {r.label: r for r in records}
     usable = []
@@ -39,7 +40,7 @@ def _reaches(record: BackupRecord, target: RecoveryTarget) -> bool:
 
 def choose_backup(records: Sequence[BackupRecord], target: RecoveryTarget) -> BackupRecord:
     """The newest restorable backup that ends before ``target`` (the newest for other kinds)."""
-    usable = _restorable(records)
+    usable = restorable(records)
     candidates = [r for r in usable if _reaches(r, target)]
     if candidates:
         return candidates[-1]
@@ -47,11 +48,13 @@ def choose_backup(records: Sequence[BackupRecord], target: RecoveryTarget) -> Ba
         raise RestoreFailed(
             f"no backup can reach {target.describe()}: the repository holds no successful backup"
         )
-    listing = "; ".join(f"{r.label} ended {r.stop_time} at LSN {r.stop_lsn}" for r in usable)
+    listing = "; ".join(
+        f"{r.label} ended {human_time(r.stop_time)} at LSN {r.stop_lsn}" for r in usable
+    )
     raise RestoreFailed(
         f"no backup can reach {target.describe()}: every backup ends after it "
         f"(the oldest restorable backup, {usable[0].label}, ends at "
-        f"{usable[0].stop_time} / LSN {usable[0].stop_lsn}). Backups: {listing}"
+        f"{human_time(usable[0].stop_time)} / LSN {usable[0].stop_lsn}). Backups: {listing}"
     )
 
 
@@ -68,7 +71,7 @@ def _pick(catalog: Catalog, label: str | None, target: RecoveryTarget) -> Backup
         raise ParameterError(f"backup {label} failed ({record.error}); it cannot be restored")
     if not _reaches(record, target):
         raise RestoreFailed(
-            f"backup {label} ends at {record.stop_time} / LSN {record.stop_lsn}, after "
+            f"backup {label} ends at {human_time(record.stop_time)} / LSN {record.stop_lsn}, after "
             f"{target.describe()}: choose an older backup, or omit the label to let powrops choose"
         )
     return record

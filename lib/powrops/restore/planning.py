@@ -10,12 +10,17 @@ from typing import Any
 
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
+from powrops.backup.model import BackupRecord
 from powrops.backup.reconstruct import chain_of
 from powrops.config import Settings
 from powrops.db import connect
+from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
+from powrops.format import human_time
 from powrops.restore import RecoveryTarget, RestoredCluster, choose_backup
 from powrops.restore.checks import RestoredChecks
+from powrops.restore.choose import restorable
+from powrops.restore.errors import RestoreFailed
 
 
 def recent_events(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
@@ -49,7 +54,11 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
     """Which backup and WAL the target needs, and whether the archive can reach it."""
 
     catalog = Catalog(repos.primary(settings))
-    record = choose_backup(catalog.records(), target)
+    records = catalog.records()
+    try:
+        record = choose_backup(records, target)
+    except RestoreFailed as exc:
+        raise ParameterError(_unreachable(target, restorable(records))) from exc
     chain = [m.label for m in chain_of(catalog, record)]
     wal = sorted(catalog.wal(), key=lambda w: w.name)
     segments = [w for w in wal if len(w.name) == 24 and w.name >= (record.start_wal or "")]
@@ -69,6 +78,33 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
     }
 
 
+def _unreachable(target: RecoveryTarget, usable: list[BackupRecord]) -> str:
+    """Why no backup can reach ``target``, in the runbook's terms (its parameters)."""
+    if not usable:
+        return (
+            "no backup to restore from: the repository holds no successful backup "
+            "(take one with powrops backup full)"
+        )
+    oldest = usable[0]
+    if target.kind == "time":
+        when = target.time.astimezone(UTC).isoformat(sep=" ").replace("+00:00", " UTC")
+        return (
+            f"target_time {when} is before every backup: the oldest, {oldest.label}, ends at "
+            f"{human_time(oldest.stop_time)}. Set target_time in the parameters cell to a "
+            "later time (or leave it empty for the end of the archived WAL)."
+        )
+    return (
+        f"target_lsn {target.value} is before every backup: the oldest, {oldest.label}, ends at "
+        f"LSN {oldest.stop_lsn}. Set target_lsn in the parameters cell to a later position."
+    )
+
+
+def require_reachable(found: dict[str, Any]) -> None:
+    """Stop the runbook (one message, no traceback) when the archive cannot reach the target."""
+    if not found["reachable"]:
+        raise RestoreFailed(f"the target cannot be reached: {found['why']}")
+
+
 def _reachable(target: RecoveryTarget, newest: datetime | None) -> tuple[bool, str]:
     if target.kind != "time":
         return True, f"{target.describe()}: checked when recovery runs"
@@ -76,10 +112,10 @@ def _reachable(target: RecoveryTarget, newest: datetime | None) -> tuple[bool, s
         return False, "no WAL is archived after the backup"
     if newest <= target.time:
         return False, (
-            f"the newest archived WAL ({newest.isoformat()}) is older than the target: force a "
+            f"the newest archived WAL ({human_time(newest)}) is older than the target: force a "
             "WAL switch (SELECT pg_switch_wal()) on the source and wait for it to be archived"
         )
-    return True, f"WAL archived until {newest.isoformat()}, after the target"
+    return True, f"WAL archived until {human_time(newest)}, after the target"
 
 
 def verify(restored: RestoredCluster | None, settings: Settings) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from powrops.restore import RestoredCluster
 
 
@@ -30,3 +32,10 @@ def show_next_steps(restored: RestoredCluster | None) -> None:
         return
     for number, step in enumerate(next_steps(restored), 1):
         print(f"{number}. {step}")
+
+
+def show_destination(destination: Path | None) -> None:
+    """Where the confirmed restore goes; nothing when it was not confirmed (the gate has
+    said so: nothing was restored)."""
+    if destination is not None:
+        print(f"Restoring into {destination}")

@@ -19,16 +19,21 @@ ACTIONS = ("export", "erase")
 def check_request(user_id: Any, action: str) -> int:
     """The user id as an int, or ParameterError; the action must be export or erase."""
     if action not in ACTIONS:
-        raise ParameterError(f"action must be one of {', '.join(ACTIONS)} (got {action!r})")
+        raise ParameterError(
+            f'action = {action!r}: set action = "export" or action = "erase" in the parameters cell'
+        )
     if user_id is None or user_id == "":
         raise ParameterError(
-            "user_id is not set: a GDPR request names its subject (-p user_id N); "
-            "there is no default user"
+            "user_id is not set: a GDPR request names its subject, and there is no default "
+            "user. Set user_id = 7 (the user's id) in the parameters cell."
         )
     if isinstance(user_id, str) and user_id.strip().isdigit():  # -p user_id 7 on the CLI
         user_id = int(user_id)
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
-        raise ParameterError(f"user_id must be a positive integer (got {user_id!r})")
+        raise ParameterError(
+            f"user_id = {user_id!r}: set user_id to the user's id, a positive whole number "
+            "(user_id = 7), in the parameters cell"
+        )
     return user_id
 
 
@@ -45,14 +50,25 @@ def export_path(value: str) -> Path:
     return Path(value)
 
 
+def export_folder(value: str) -> str:
+    """Where an export went, as the page may say it: the folder given, or for ``env:NAME``
+    the variable's name (the path stays out of the page, as it stayed out of the
+    parameters)."""
+    if value.startswith("env:"):
+        return f"the folder ${value[4:]} names"
+    return str(Path(value).expanduser().absolute())
+
+
 def carry_out_request(
     settings: Settings, user_id: int, action: str, path: str, proceed: bool
 ) -> dict[str, Any] | None:
-    """Export or erase (only when ``proceed``); counts and ids, never the path."""
+    """Export or erase (only when ``proceed``); counts and ids, and for an export where its
+    files went (:func:`export_folder`)."""
     if not proceed:
         return None
     if action == "export":
-        return export_user(settings, user_id, export_path(path)).to_dict()
+        done = export_user(settings, user_id, export_path(path)).to_dict()
+        return {**done, "folder": export_folder(path)}
     return erase_user(settings, user_id).to_dict()
 
 

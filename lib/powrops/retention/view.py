@@ -63,8 +63,13 @@ def report_figures(
 
 
 def outcome_rows(outcome: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What the request did: first one line saying it, then the rows per table."""
     if outcome is None:
-        return [{"item": "result", "value": "nothing done (confirm is False)"}]
+        return [{"item": "result", "value": "nothing done: the request was not confirmed"}]
+    said = []
+    if "folder" in outcome:
+        text = f"exported {outcome['files']} files to {outcome['folder']}"
+        said.append({"item": "result", "value": text})
     rows = [{"item": f"rows: {t}", "value": n} for t, n in outcome.get("rows", {}).items()]
-    extra = [(k, v) for k, v in outcome.items() if k not in ("rows", "errors")]
-    return rows + [{"item": k, "value": v} for k, v in extra]
+    extra = [(k, v) for k, v in outcome.items() if k not in ("rows", "errors", "folder", "files")]
+    return said + rows + [{"item": k, "value": v} for k, v in extra]
