@@ -16,6 +16,7 @@ from powrops.format import (
     human_count,
     human_days,
     human_duration,
+    human_finding_value,
     human_label,
     human_number,
     human_percent,
@@ -394,3 +395,46 @@ def test_smoke_queries_are_named_by_what_they_ask() -> None:
     rows = {r["item"]: r["value"] for r in restore_rows(report)}  # type: ignore[arg-type]
     assert rows["rows in users"] == "50" and rows["SELECT 2"] == "error: boom"
     assert rows["total"] == "7.7 s"
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "shown"),
+    [
+        ("wal_size", 100663681, "96.0 MiB"),
+        ("backup_freshness", 508.1, "8 min"),
+        ("disk_usage", 81.23, "81.2 %"),
+        ("table_size", 57344, "56.0 KiB"),
+        ("disk_forecast", 12.0, "12 days"),
+        ("strategy_index", "btree (user_id)", "btree (user_id)"),
+    ],
+)
+def test_a_findings_value_is_shown_in_its_checks_unit(
+    check: str, value: object, shown: str
+) -> None:
+    from powrops.findings import Finding, Severity
+    from powrops.reports.display import findings_html
+
+    assert human_finding_value(check, value) == shown
+    html = findings_html([Finding(check, Severity.WARNING, "m", value=value)])
+    assert f">{shown}</td>" in html
+
+
+def test_sql_cells_are_code_and_tables_wrap_and_skip_mathematics() -> None:
+    from powrops.reports.display import table_html
+
+    html = table_html([{"statement": "SELECT $1 < $2", "calls": 3}], code=("statement",))
+    assert '<pre style="white-space:pre-wrap' in html and "<code>SELECT $1 &lt; $2</code>" in html
+    assert 'class="tex2jax_ignore mathjax_ignore"' in html and "overflow-wrap:anywhere" in html
+
+
+def test_maintenance_and_cleanup_tables_show_units_and_say_what_was_left_alone() -> None:
+    from powrops.growth.view import plan_notes
+    from powrops.maintenance.actions import MaintenanceRun, Target
+
+    run = MaintenanceRun("vacuum", False, [Target("public", "t", "dead", 57344, 90112)])
+    run.unplanned = ["public.sessions"]
+    row = run.rows()[0]
+    assert (row["size before"], row["size after"]) == ("56.0 KiB", "88.0 KiB")
+    assert run.to_dict()["targets"][0]["before_bytes"] == 57344  # result.json keeps raw values
+    (note,) = plan_notes(run)
+    assert note.startswith("Changed since the dry run: public.sessions became due")

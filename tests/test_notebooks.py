@@ -153,3 +153,73 @@ def test_point_in_time_restore_runbook(backed_up_site: Site) -> None:
         from powrops.restore import base_dir_for
 
         LocalCluster(base_dir_for(target_dir), data_dir=target_dir).destroy()
+
+
+#: The runbooks that only read with their default parameters (the drill writes its markers).
+READING_RUNBOOKS = {
+    "disk_space_response": {},
+    "performance_response": {},
+    "data_corruption_response": {},
+    "point_in_time_restore": {},
+    "gdpr_request": {"user_id": "2"},
+    "migrate_production": {},
+}
+
+
+def test_runbooks_that_read_complete_on_a_read_only_database(backed_up_site: Site) -> None:
+    """What the corruption runbook leaves (default_transaction_read_only) and what a standby
+    is: every runbook that reads still completes; a dry run says its journal row was
+    skipped instead of failing, and the steps after it run."""
+    site = backed_up_site
+    env = {"POWROPS_CONFIG": str(site.config)}
+    site.sql("ALTER DATABASE powr SET default_transaction_read_only = on")
+    try:
+        runs = {
+            name: run_report(name, params, reports_dir=site.root / "ro", root=REPO, env=env)
+            for name, params in READING_RUNBOOKS.items()
+        }
+    finally:
+        site.sql(
+            "BEGIN READ WRITE; ALTER DATABASE powr RESET default_transaction_read_only; COMMIT"
+        )
+    for name, run in runs.items():
+        assert run.result["failed"] is False, (name, run.result["error"])
+    disk = (runs["disk_space_response"].path / "report.html").read_text()
+    assert disk.count("journal row skipped: the database does not accept writes") == 3
+    assert "Capacity plan" in disk and "Growth per table" in disk
+    perf = (runs["performance_response"].path / "report.html").read_text()
+    assert perf.count("journal row skipped") == 2  # the ANALYZE and REINDEX dry runs
+    # statements are code, never text MathJax reads; powrops' own are set apart, labelled
+    assert 'class="tex2jax_ignore mathjax_ignore"' in perf and "<pre style=" in perf
+    assert "Left out above: powrops" in perf
+    application = perf.split("Slowest statements of the application", 1)[1]
+    application, own = application.split("Left out above", 1)
+    assert "COPY " in own and "pg_catalog." not in application
+    for own_statement in ("COPY ", "ANALYZE ", "ops.", "WITH v AS MATERIALIZED"):
+        assert own_statement not in application, own_statement
+
+
+def test_expected_conditions_stop_with_one_message(backed_up_site: Site) -> None:
+    """A target before every backup, a GDPR request without its subject: one message in the
+    notebook's terms (its parameters, times in UTC), no traceback; the run is UNKNOWN."""
+    site = backed_up_site
+    env = {"POWROPS_CONFIG": str(site.config)}
+    early = run_report("point_in_time_restore", {"target_time": "2001-01-01T00:00:00Z"},
+                       reports_dir=site.root / "x", root=REPO, env=env)  # fmt: skip
+    nobody = run_report("gdpr_request", {}, reports_dir=site.root / "x", root=REPO, env=env)
+    expected = [
+        (early, "target_time 2001-01-01 00:00:00 UTC is before every backup: the oldest, "),
+        (nobody, "user_id is not set: a GDPR request names its subject, and there is no default "
+         "user. Set user_id = 7 (the user's id) in the parameters cell."),
+    ]  # fmt: skip
+    for run, message in expected:
+        assert run.exit_code == 3 and run.result["failed"] is True
+        html = (run.path / "report.html").read_text()
+        notebook = (run.path / "notebook.ipynb").read_text()
+        assert message in html, html[-3000:]
+        assert "Traceback" not in html and "Traceback" not in notebook
+        assert "+00:00" not in run.result["error"]["evalue"] and "-p " not in html
+    assert (
+        "Set target_time in the parameters cell to a later time"
+        in (early.path / "report.html").read_text()
+    )

@@ -68,12 +68,15 @@ def human_time(moment: datetime | None, missing: str = "-") -> str:
 
 def describe_target(target: Mapping[str, Any] | None) -> str | None:
     """The database a run acts on (:class:`powrops.db.Identity` as a dict, as result.json keeps
-    it) in one line: 'powr on 127.0.0.1:5432, PostgreSQL 18.1, system 7451..., embedded'.
+    it) in one line: 'powr on 127.0.0.1:5432, PostgreSQL 18.1, system 7451..., embedded'
+    ('server primary: powr on ...' for a server of ``[servers.*]``).
     None for runs archived before targets were recorded."""
     if not target:
         return None
     where = f"{target.get('host')}:{target['port']}" if target.get("port") else target.get("host")
-    parts = [f"{target.get('database')} on {where}"]
+    server = target.get("server")
+    named = f"server {server}: " if server and server != "default" else ""
+    parts = [f"{named}{target.get('database')} on {where}"]
     if target.get("server_version"):
         parts.append(f"PostgreSQL {target['server_version']}")
     if target.get("system_identifier"):
@@ -215,6 +218,36 @@ def human_value(key: str, value: Any) -> str:
     if isinstance(value, list | tuple | set | frozenset):
         return ", ".join(human_value(key, v) for v in value) or "none"
     return str(value)
+
+
+#: What the ``value`` of a check's finding measures, as a key :func:`human_value` reads
+#: (checks not listed give plain counts or their text).
+FINDING_VALUE_KEYS = {
+    **dict.fromkeys(
+        ("wal_size", "table_size", "index_size", "replication_slot", "table_bloat",
+         "index_bloat", "unused_index"),
+        "value_bytes",
+    ),
+    **dict.fromkeys(
+        ("backup_freshness", "query_time", "running_query", "blocked", "idle_in_transaction",
+         "long_transaction", "replication_lag", "archive_age", "prepared_transactions"),
+        "value_s",
+    ),
+    **dict.fromkeys(
+        ("disk_usage", "dead_tuples", "connections", "checkpoints", "sequences"), "value_percent"
+    ),
+    "disk_forecast": "value_days",
+}  # fmt: skip
+
+
+def human_finding_value(check: str, value: Any) -> str:
+    """A finding's value in the unit its check measures: ``wal_size`` 100663681 ->
+    '96.0 MiB', ``backup_freshness`` 508.1 -> '8 min'; empty when there is none."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return human_value(FINDING_VALUE_KEYS.get(check, ""), value)
 
 
 #: Integer keys that name something (a port, a process, a row) rather than count it.

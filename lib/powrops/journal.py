@@ -60,6 +60,36 @@ def record(
     return int(row[0])
 
 
+def skipped_note(exc: psycopg.Error) -> str:
+    """What a page says when a dry run's journal row could not be written: the database is
+    read-only (``default_transaction_read_only``, as the corruption runbook leaves it) or a
+    standby."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "read-only"
+    return (
+        f"journal row skipped: the database does not accept writes ({reason}); "
+        "nothing else depends on it"
+    )
+
+
+def record_if_writable(
+    conn: psycopg.Connection[Any],
+    kind: str,
+    details: Mapping[str, Any],
+    *,
+    server: str,
+    actor: str | None = None,
+) -> tuple[int | None, str | None]:
+    """:func:`record` for a dry run, which must not fail for its journal row: the event's id
+    and None, or None and the note to show (:func:`skipped_note`) when the database is
+    read-only or a standby. The attempt runs in a savepoint, so the caller's transaction
+    goes on."""
+    try:
+        with conn.transaction():
+            return record(conn, kind, details, server=server, actor=actor), None
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        return None, skipped_note(exc)
+
+
 def record_check_run(
     conn: psycopg.Connection[Any],
     kind: str,

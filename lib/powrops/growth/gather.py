@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from powrops.alerts import intervals
 from powrops.alerts.run import AlertReport, disk_usage, evaluate, local_data_dir
 from powrops.backup.repos import primary_url
 from powrops.config import Settings
@@ -29,7 +31,6 @@ from powrops.metrics.snapshot import (
     database_errors,
     explain,
     statement_text,
-    statements,
     statements_status,
 )
 from powrops.pg import catalog
@@ -144,18 +145,78 @@ def _snapshot_table_rates(conn: Any, server: str, days: float = 90) -> dict[str,
     return {name: round((size - first.get(name, 0)) / span) for name, size in last.items()}
 
 
-def slow_statements(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
-    """The slowest statements by mean time, at or over maintenance.alerts.query_time first."""
+SLOW_STATEMENTS_SQL = """
+SELECT s.queryid::text AS queryid, s.query, r.rolname AS role, s.calls,
+       s.mean_exec_time AS mean_ms, s.max_exec_time AS max_ms, s.total_exec_time AS total_ms
+FROM pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY s.mean_exec_time DESC
+LIMIT 500
+"""
+"""This database's statements by mean time, with the role that ran each: the 500 slowest,
+among which the runbook finds ``limit`` of the application's."""
+
+#: Statements powrops runs that an application does not: utility commands (COPY of the demo
+#: data, ANALYZE, VACUUM, REINDEX, EXPLAIN of the performance runbook, the migrations' DDL)...
+OWN_COMMANDS = frozenset({"copy", "analyze", "vacuum", "reindex", "explain", "checkpoint",
+                          "cluster", "set", "show", "reset", "alter", "create", "drop",
+                          "grant", "revoke", "comment"})  # fmt: skip
+#: ... and reads of powrops' own schema, of the statistics and catalogs, of amcheck, and the
+#: integrity checks' counting shapes (``consistency.COUNT_AND_SAMPLES``, ``rules``).
+OWN_MARKERS = re.compile(
+    r"\bops\.|\bpg_stat|\bpg_class\b|\bpg_namespace\b|\bpg_database\b|\bpg_roles\b|"
+    r"\bpg_index\b|\bpg_locks\b|\bpg_settings\b|\bpg_extension\b|\bpg_ls_|"
+    r"\bpg_control_|\bpg_current_wal|\bpg_is_in_recovery|\bcurrent_setting\b|"
+    r"\bset_config\b|\bbt_index|\bverify_heapam|\balembic_version\b|"
+    r"\bAS MATERIALIZED \(SELECT\b|\bcount\(\*\) FILTER \(WHERE\b|\bpg_size_|"
+    r"\bpg_column_size\b|\bpg_total_relation_size\b|\bpg_relation_size\b",
+    re.IGNORECASE,
+)
+
+
+def statement_origin(query: str, role: str | None, own_roles: list[str]) -> str | None:
+    """Who ran a statement when it is not the application: "psql" (its describe queries
+    name every catalog ``pg_catalog.``), "powrops (role R)" for powrops' roles
+    (``alerts.own_roles``, ``database.role``), "powrops" for what only powrops runs
+    (:data:`OWN_COMMANDS`, :data:`OWN_MARKERS`); None for the application's.
+    ``pg_stat_statements`` keeps no ``application_name``, so the text and the role decide."""
+    if role is not None and role in own_roles:
+        return f"powrops (role {role})"
+    if "pg_catalog." in query:
+        return "psql"
+    words = query.lstrip("( \n").split(None, 1)
+    if (words[0].lower() if words else "") in OWN_COMMANDS or OWN_MARKERS.search(query):
+        return "powrops"
+    return None
+
+
+def slow_statements(
+    settings: Settings, limit: int = 10
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The slowest statements by mean time: the application's, and apart from them powrops'
+    own and psql's (:func:`statement_origin`), ``limit`` of each; those at or over
+    ``maintenance.alerts.query_time`` marked. One row with a note when the statistics cannot
+    be read."""
 
     with connect(settings, autocommit=True) as conn:
         note = statements_status(conn)
         if note:
-            return [{"note": note}]
-        found = statements(conn, order="mean", limit=limit)
+            return [{"note": note}], []
+        found = catalog.dict_rows(conn, SLOW_STATEMENTS_SQL)
     limit_ms = settings.maintenance.alerts.query_time.timedelta.total_seconds() * 1000
+    own_roles = intervals.own_roles(settings)
+    application: list[dict[str, Any]] = []
+    own: list[dict[str, Any]] = []
     for row in found:
+        row["source"] = statement_origin(str(row["query"]), row["role"], own_roles)
+        row["query"] = snapshot.redact_query(str(row["query"]))
+        for key in ("mean_ms", "max_ms", "total_ms"):
+            row[key] = round(float(row[key]), 3)
         row["over maintenance.alerts.query_time"] = row["mean_ms"] >= limit_ms
-    return found
+        group = application if row["source"] is None else own
+        if len(group) < limit:
+            group.append(row)
+    return application, own
 
 
 def plans(settings: Settings, found: list[dict[str, Any]], analyze: bool = False) -> str:

@@ -19,10 +19,12 @@ from powrops.format import (
     human_days,
     human_percent,
     human_rate,
+    human_seconds,
     human_time,
 )
 from powrops.growth.forecast import Growth
 from powrops.growth.gather import GrowthReport
+from powrops.reports.display import show_table
 from powrops.reports.plotting import add_note, barh, fit_time_axis, pyplot, show, threshold
 
 GIB = float(1 << 30)
@@ -67,6 +69,42 @@ def maintenance_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for t in sorted(metrics["tables"], key=lambda t: (t["schema"], t["table"]))
     ]
+
+
+STATEMENT_CODE = ("statement",)
+"""The columns of a statements table shown as code (``show_table(..., code=...)``)."""
+
+
+def slow_rows(found: list[dict[str, Any]], nothing: str) -> list[dict[str, Any]]:
+    """The slow statements of the performance runbook: the text as code (``STATEMENT_CODE``),
+    times in units, who ran it."""
+    if found and "note" in found[0]:
+        return found
+    return [
+        {
+            "queryid": s["queryid"],
+            "statement": s["query"],
+            "run by": s.get("source") or s.get("role"),
+            "calls": s["calls"],
+            "mean": human_seconds(float(s["mean_ms"]) / 1000),
+            "max": human_seconds(float(s["max_ms"]) / 1000),
+            "total": human_seconds(float(s["total_ms"]) / 1000),
+            "slow": "yes" if s.get("over maintenance.alerts.query_time") else "",
+        }
+        for s in found
+    ] or [{"result": nothing}]
+
+
+def show_slow_statements(application: list[dict[str, Any]], own: list[dict[str, Any]]) -> None:
+    """The application's slowest statements, then powrops' own and psql's set apart."""
+    show_table(slow_rows(application, "no statement of the application recorded"),
+               caption="Slowest statements of the application", code=STATEMENT_CODE)  # fmt: skip
+    show_table(
+        slow_rows(own, "none"),
+        caption="Left out above: powrops' own statements (its roles, COPY, ANALYZE, the "
+        "integrity and catalog queries) and psql's",
+        code=STATEMENT_CODE,
+    )
 
 
 def statement_rows(metrics: dict[str, Any], key: str = "slowest") -> list[dict[str, Any]]:
@@ -323,6 +361,29 @@ def plan_rows(run: Any, nothing: str) -> list[dict[str, Any]]:
         return [{"result": "not run"}]
     rows: list[dict[str, Any]] = run.rows()
     return rows or [{"result": nothing}]
+
+
+def plan_notes(run: Any) -> list[str]:
+    """What a page says under a maintenance or cleanup table besides its rows: a dry run's
+    journal row skipped (a read-only database, a standby), and the objects due when a
+    confirmed action ran that its dry run had not listed (left alone)."""
+    if run is None:
+        return []
+    notes = [run.journal_skipped] if getattr(run, "journal_skipped", None) else []
+    unplanned = getattr(run, "unplanned", None) or []
+    if unplanned:
+        notes.append(
+            f"Changed since the dry run: {', '.join(unplanned)} became due after it was "
+            "reviewed and were left alone; run the dry run again to review them."
+        )
+    return notes
+
+
+def show_plan(run: Any, nothing: str, caption: str) -> None:
+    """A maintenance or cleanup result as a table (:func:`plan_rows`), then its notes."""
+    show_table(plan_rows(run, nothing), caption=caption)
+    for note in plan_notes(run):
+        print(note)
 
 
 def seq_scan_rows(metrics: dict[str, Any], min_rows: int = 1000) -> list[dict[str, Any]]:

@@ -21,7 +21,9 @@
 
 Each action returns a :class:`MaintenanceRun` (what was planned and done, bytes reclaimed,
 errors) and is recorded in ``ops.events`` (kind ``maintenance``; details: action, tables,
-reclaimed_bytes, dry_run, errors). ``dry_run`` plans and records but changes nothing.
+reclaimed_bytes, dry_run, errors). ``dry_run`` plans and records but changes nothing; on a
+read-only database or a standby it plans all the same and says its journal row was skipped
+(``MaintenanceRun.journal_skipped``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from powrops.config import Settings
 from powrops.db import connect
 from powrops.errors import ParameterError
 from powrops.findings import Graded, Severity
+from powrops.format import human_bytes, human_seconds
 from powrops.maintenance.indexes import INDEX_SQL
 from powrops.metrics.snapshot import database_errors
 from powrops.pg import catalog
@@ -87,6 +90,8 @@ class MaintenanceRun(Graded):
     event_id: int | None = None
     # Objects due when the action ran that the confirmed dry run had not listed: left alone.
     unplanned: list[str] = field(default_factory=list)
+    # Why a dry run's journal row was not written (a read-only database, a standby).
+    journal_skipped: str | None = None
 
     @property
     def reclaimed_bytes(self) -> int:
@@ -105,21 +110,22 @@ class MaintenanceRun(Graded):
         what = ", ".join(t.qualified for t in self.targets) or "nothing"
         text = f"{self.action}: {verb} process {len(self.targets)} ({what})"
         if not self.dry_run:
-            text += f"; reclaimed {self.reclaimed_bytes} bytes"
+            text += f"; reclaimed {human_bytes(self.reclaimed_bytes)}"
         if self.unplanned:
             text += f"; not in the confirmed plan, left alone: {', '.join(self.unplanned)}"
         return text + (f"; {len(self.errors)} error(s)" if self.errors else "")
 
     def rows(self) -> list[dict[str, Any]]:
+        """One row per object, sizes and times in units (``to_dict`` keeps the raw values)."""
         return [
             {
                 "object": t.qualified,
                 "reason": t.reason,
-                "bytes before": t.before_bytes,
-                "bytes after": t.after_bytes,
+                "size before": human_bytes(t.before_bytes),
+                "size after": None if t.after_bytes is None else human_bytes(t.after_bytes),
                 "dead before": t.dead_before,
                 "dead after": t.dead_after,
-                "seconds": None if t.seconds is None else round(t.seconds, 3),
+                "time": None if t.seconds is None else human_seconds(t.seconds),
                 "error": t.error,
             }
             for t in self.targets
@@ -135,6 +141,7 @@ class MaintenanceRun(Graded):
             "event_id": self.event_id,
             "targets": [asdict(t) for t in self.targets],
             "unplanned": self.unplanned,
+            "journal_skipped": self.journal_skipped,
         }
 
 
@@ -332,9 +339,12 @@ def _execute(conn: psycopg.Connection[Any], action: str, targets: list[Target]) 
         target.after_bytes, target.dead_after = _size_and_dead(conn, target, action == "reindex")
 
 
+def _details(run: MaintenanceRun) -> dict[str, Any]:
+    return {k: v for k, v in run.to_dict().items() if k not in ("event_id", "journal_skipped")}
+
+
 def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun, server: str) -> int:
-    details = {k: v for k, v in run.to_dict().items() if k not in ("event_id",)}
-    return journal.record(conn, "maintenance", details, server=server)
+    return journal.record(conn, "maintenance", _details(run), server=server)
 
 
 def _plan(conn: psycopg.Connection[Any], settings: Settings, action: str) -> list[Target]:
@@ -378,7 +388,11 @@ def run(
         if planned is not None:
             targets, unplanned = _only_planned(targets, planned)
         result = MaintenanceRun(action, dry_run, targets, unplanned=unplanned)
-        if not dry_run:
+        if dry_run:  # a dry run reads only: a read-only database or a standby skips its row
+            result.event_id, result.journal_skipped = journal.record_if_writable(
+                conn, "maintenance", _details(result), server=settings.server
+            )
+        else:
             _execute(conn, action, targets)
-        result.event_id = record_event(conn, result, settings.server)
+            result.event_id = record_event(conn, result, settings.server)
     return result

@@ -10,6 +10,7 @@ from typing import Any
 from powrops.config import Settings
 from powrops.db import connect
 from powrops.findings import Finding, Severity, overall
+from powrops.format import human_bytes
 from powrops.metrics.snapshot import database_errors
 from powrops.pg import catalog
 from powrops.schema import STRATEGY_INDEXES
@@ -111,7 +112,7 @@ def _unused(row: dict[str, Any]) -> Finding:
     return Finding(
         "unused_index",
         Severity.WARNING,
-        f"no index scan since the statistics were reset ({row['bytes']} bytes)",
+        f"no index scan since the statistics were reset ({human_bytes(int(row['bytes']))})",
         object=f"{row['schema']}.{row['index']}",
         value=row["bytes"],
         advice="review: drop it if no query needs it",

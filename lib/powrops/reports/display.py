@@ -13,7 +13,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from powrops.findings import Finding, Severity, counts, overall
-from powrops.format import human_bool, human_number, human_value
+from powrops.format import human_bool, human_finding_value, human_number, human_value
 
 if TYPE_CHECKING:
     from powrops.db import Identity
@@ -26,8 +26,19 @@ COLOURS: dict[Severity, tuple[str, str]] = {
     Severity.UNKNOWN: ("#6c757d", "#ffffff"),
 }
 
-_CELL = "padding:4px 8px;border:1px solid #d0d0d0;text-align:left;vertical-align:top"
-_TABLE = "border-collapse:collapse;font-family:sans-serif;font-size:13px;margin:6px 0"
+# Cells wrap (long words too) so that a wide table fits the page instead of being cut off at
+# the right; JupyterLab's own table rules (nowrap, fixed layout) are overridden inline.
+_CELL = (
+    "padding:4px 8px;border:1px solid #d0d0d0;text-align:left;vertical-align:top;"
+    "white-space:normal;overflow-wrap:anywhere;max-width:40em"
+)
+_TABLE = (
+    "border-collapse:collapse;font-family:sans-serif;font-size:13px;margin:6px 0;"
+    "table-layout:auto;max-width:100%"
+)
+_CODE = "white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px;margin:0"
+#: Classes JupyterLab's and nbconvert's MathJax leave alone: ``$1 ... $2`` in a cell is text.
+NO_MATH = "tex2jax_ignore mathjax_ignore"
 
 
 def severity_badge(severity: Severity | str) -> str:
@@ -67,7 +78,7 @@ def findings_html(findings: Iterable[Finding]) -> str:
             cell_text(f.check),
             cell_text(f.object),
             inline_markup(f.message),
-            cell_text(f.value),
+            escape(human_finding_value(f.check, f.value)),
             cell_text(f.expected),
             inline_markup(f.advice or ""),
         ]
@@ -107,11 +118,17 @@ def inline_markup(text: str) -> str:
     )
 
 
-def table_html(data: Any, caption: str | None = None, max_rows: int = 200) -> str:
-    """An HTML table from a pandas DataFrame, a list of mappings or a list of sequences."""
+def table_html(
+    data: Any, caption: str | None = None, max_rows: int = 200, code: Sequence[str] = ()
+) -> str:
+    """An HTML table from a pandas DataFrame, a list of mappings or a list of sequences; the
+    columns named in ``code`` (SQL, commands) are shown as code, wrapped, never as text."""
     header, rows = _rows_of(data)
     shown = rows[:max_rows]
-    cells = [[cell_text(v) for v in row] for row in shown]
+    as_code = [h in code for h in header]
+    cells = [
+        [code_text(v) if as_code[i] else cell_text(v) for i, v in enumerate(row)] for row in shown
+    ]
     html = markup_table(header, cells, caption=caption)
     if len(rows) > max_rows:
         more = len(rows) - max_rows
@@ -155,9 +172,12 @@ def show_findings(findings: Iterable[Finding]) -> None:
     show_html(findings_html(findings))
 
 
-def show_table(data: Any, caption: str | None = None, max_rows: int = 200) -> None:
-    """Display a DataFrame or a list of rows as a table in the notebook."""
-    show_html(table_html(data, caption, max_rows))
+def show_table(
+    data: Any, caption: str | None = None, max_rows: int = 200, code: Sequence[str] = ()
+) -> None:
+    """Display a DataFrame or a list of rows as a table in the notebook (``code``: the
+    columns shown as code, e.g. SQL)."""
+    show_html(table_html(data, caption, max_rows, code))
 
 
 def show_html(html: str) -> None:
@@ -181,6 +201,14 @@ def cell_text(value: Any) -> str:
     return escape(human_value("", value))
 
 
+def code_text(value: Any) -> str:
+    """One cell's text as code (SQL, a command): escaped, in ``<pre>``, wrapped; MathJax
+    never reads ``$1`` in it as mathematics."""
+    if value is None or value == "":
+        return ""
+    return f'<pre style="{_CODE}"><code>{escape(str(value))}</code></pre>'
+
+
 def markup_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str | None) -> str:
     """Markup of a table whose body cells are already escaped HTML."""
     cap = ""
@@ -196,7 +224,7 @@ def markup_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: 
         span = max(len(header), 1)
         body = f'<tr><td style="{_CELL};color:#555" colspan="{span}"><i>none</i></td></tr>'
     thead = f"<thead><tr>{head}</tr></thead>" if header else ""
-    return f'<table style="{_TABLE}">{cap}{thead}<tbody>{body}</tbody></table>'
+    return f'<table class="{NO_MATH}" style="{_TABLE}">{cap}{thead}<tbody>{body}</tbody></table>'
 
 
 def _rows_of(data: Any) -> tuple[list[str], list[list[Any]]]:

@@ -26,7 +26,9 @@ transaction that takes only rows nobody else has locked (``FOR UPDATE SKIP LOCKE
 at most ``lock_timeout`` for anything, so cleanup never holds long locks or queues behind the
 application. A failing batch is logged as an error and ends that target; the others still run.
 "Bytes reclaimed" is the size of the deleted rows (``pg_column_size``): space that VACUUM makes
-reusable. A dry run counts exactly what a real run would delete, by the same conditions.
+reusable. A dry run counts exactly what a real run would delete, by the same conditions, and
+is journaled where the database accepts writes; on a read-only database or a standby it counts
+all the same and says its journal row was skipped (``CleanupResult.journal_skipped``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from powrops import journal as powrops_journal
 from powrops.config import CleanupTargets, Settings
+from powrops.format import human_bytes, human_time
 from powrops.retention import journal
 
 log = logging.getLogger("powrops.retention.cleanup")
@@ -82,6 +86,8 @@ class CleanupResult:
     dry_run: bool
     started_at: datetime
     targets: list[TargetResult]
+    # Why a dry run's journal row was not written (a read-only database, a standby).
+    journal_skipped: str | None = None
 
     @property
     def deleted(self) -> int:
@@ -100,14 +106,16 @@ class CleanupResult:
         return [f"{t.target}: {e}" for t in self.targets for e in t.errors]
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per target: what a table in a report or the CLI shows."""
+        """One row per target: what a table in a report or the CLI shows (sizes and times in
+        units; ``to_dict`` keeps the raw values). ``size``: of the rows due (a dry run) or
+        deleted."""
         return [
             {
                 "target": t.target,
-                "cutoff": t.cutoff.isoformat(timespec="seconds"),
+                "cutoff": human_time(t.cutoff),
                 "rows due": t.due,
                 "rows deleted": t.deleted,
-                "bytes reclaimed": t.bytes,
+                "size": human_bytes(t.bytes),
                 "errors": "; ".join(t.errors) or "",
             }
             for t in self.targets
@@ -122,6 +130,7 @@ class CleanupResult:
             "bytes": self.bytes,
             "errors": self.errors,
             "targets": [t.to_dict() for t in self.targets],
+            "journal_skipped": self.journal_skipped,
         }
 
 
@@ -320,7 +329,13 @@ def _record(settings: Settings, result: CleanupResult) -> None:
         samples = {t.target: t.sample_ids for t in result.targets if t.sample_ids}
         details["sample_ids"] = samples
     action = None if result.dry_run or not result.deleted else "CLEANUP"
-    journal.record_run(settings, "cleanup", details, audit_action=action)
+    try:
+        journal.record_run(settings, "cleanup", details, audit_action=action)
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        if not result.dry_run:
+            raise
+        # a dry run reads only: on a read-only database or a standby it still counts
+        result.journal_skipped = powrops_journal.skipped_note(exc)
 
 
 HISTORY = ("check_runs", "alert_runs", "events", "metric_snapshots", "snapshots_daily",
