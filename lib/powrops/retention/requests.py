@@ -20,7 +20,7 @@ def check_request(user_id: Any, action: str) -> int:
     """The user id as an int, or ParameterError; the action must be export or erase."""
     if action not in ACTIONS:
         raise ParameterError(
-            f'action = {action!r}: set action = "export" or action = "erase" in the parameters cell'
+            f'action must be "export" or "erase" (got {action!r}): set it in the parameters cell'
         )
     if user_id is None or user_id == "":
         raise ParameterError(
