@@ -162,3 +162,42 @@ def test_the_hand_off_names_the_loaded_file_or_the_defaults_explicitly(
     assert handed["POWROPS_CONFIG"] == str(site_dir / "b.toml")
     monkeypatch.chdir(kernel_dir)
     assert load_settings(environ=handed).state_dir == site_dir / "b-state"
+
+
+def _kernel_outputs(folder: Path) -> str:
+    """Everything the notebook's own cells printed or displayed (not the runner's header)."""
+    nb = json.loads((folder / "notebook.ipynb").read_text())
+    return json.dumps([c.get("outputs", []) for c in nb["cells"] if c["cell_type"] == "code"])
+
+
+#: Every other report and runbook, with parameters that make it read and change nothing.
+OTHERS = {
+    "integrity_report": (),
+    "growth_report": (),
+    "retention_report": (),
+    "quarterly_review": (),
+    "data_corruption_response": (),
+    "disk_space_response": (),
+    "performance_response": (),
+    "migrate_production": (),
+    "point_in_time_restore": (),
+    "recovery_drill": (),
+    "gdpr_request": ("-p", "user_id", "1"),
+}
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_dash_c_reaches_every_kernel(site: Site, config_a: Path, name: str) -> None:
+    """Each notebook's own first cell shows the target its kernel loaded: B's server, never A's
+    (which ``$POWROPS_CONFIG`` names), whatever the notebook goes on to do."""
+    env = {"POWROPS_CONFIG": str(config_a)}
+    run = run_cli("-c", str(site.config), "report", "run", name, *OTHERS[name], env=env,
+                  timeout=300)  # fmt: skip
+    folder, _ = _result(run.stdout)
+    assert folder.is_relative_to(site.root / "reports"), folder
+    shown = _kernel_outputs(folder)
+    b = db.identity(site.settings)
+    a = db.identity(load_settings(config_a, environ={}))
+    assert b.system_identifier and f"{b.host}:{b.port}" in shown, shown[:2000]
+    assert f"{a.host}:{a.port}" not in shown
