@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 from powrops.cli.main import build_parser
 from powrops.config import Settings, validate
 from powrops.errors import ConfigError
+from powrops.pg.pgpass import ANY, entry, lookup, passwords, write
 from powrops.reports.runner import discover
 from powrops.schedule.jobs import crontab, jobs, systemd_units
 
@@ -114,8 +116,39 @@ def test_each_job_runs_under_its_role_unless_roles_are_off() -> None:
         validate({"schedule": {"roles": {"admin": "postgres"}}})
 
 
+def test_jobs_on_the_embedded_default_name_the_job_password_file() -> None:
+    s = settings(state={"dir": "/var/lib/powrops"})
+    passfile = "/var/lib/powrops/pgpass"
+    lines = entries(crontab(s))
+    units = systemd_units(s)
+    for job in jobs(s):
+        assert f" PGPASSFILE={passfile} " in lines[job.name], job.name
+        assert f"Environment=PGPASSFILE={passfile}\n" in units[f"powrops-{job.name}.service"]
+    url = settings(database={"url": "postgresql://powrops@db.internal/powr"})
+    assert "PGPASSFILE" not in crontab(url)  # a configured server: libpq's ~/.pgpass
+    off = settings(schedule={"run_as_roles": False})
+    assert "PGPASSFILE" not in crontab(off)  # the URL's user, with the URL's password
+    named = s.model_copy(update={"server": "west", "servers": ("east", "west")})
+    assert "PGPASSFILE=/var/lib/powrops/west/pgpass " in crontab(named)
+
+
+def test_the_job_password_file_reads_back_as_libpq_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "pgpass"
+    odd = "a:b\\c*"  # the separator and the escape character in a password
+    lines = [entry("127.0.0.1", ANY, ANY, "powr_backup", odd),
+             entry("127.0.0.1", ANY, ANY, "powr_owner", "plain")]  # fmt: skip
+    write(path, lines, os.geteuid(), os.getegid())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # libpq ignores a file others may read
+    env = {"PGPASSFILE": str(path)}
+    assert lookup("127.0.0.1", 5432, "powr", "powr_backup", env) == odd
+    assert lookup("127.0.0.1", 61234, "other", "powr_owner", env) == "plain"
+    assert lookup("10.0.0.1", 5432, "powr", "powr_owner", env) is None
+    assert passwords(path) == {"powr_backup": odd, "powr_owner": "plain"}
+    assert passwords(tmp_path / "missing") == {}
+
+
 def test_every_cron_entry_parses_and_is_wired() -> None:
-    s = settings()
+    s = settings(database={"url": "postgresql://powrops@db.internal/powr"})
     text = crontab(s)
     lines = entries(text)
     assert set(lines) == {job.name for job in jobs(s)}

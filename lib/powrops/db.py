@@ -17,8 +17,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from powrops.config import Settings, secret_values
 from powrops.errors import DatabaseError
 from powrops.format import describe_target
+from powrops.pg import pgpass
 from powrops.pg.cluster import CLIENT_ENCODING
-from powrops.pg.embedded import START_HINT, embedded_cluster
+from powrops.pg.embedded import JOB_PASSFILE, START_HINT, embedded_cluster
 
 if TYPE_CHECKING:
     import psycopg
@@ -175,13 +176,15 @@ def identity(settings: Settings) -> Identity:
 
 
 def secrets(settings: Settings) -> list[str]:
-    """Secrets to keep out of anything rendered: config secrets and the embedded password."""
+    """Secrets to keep out of anything rendered: config secrets and the embedded cluster's
+    passwords (its superuser's, its job roles')."""
 
     found = secret_values(settings)
     if settings.database.url is None:
         cluster = embedded_cluster(settings)
         if cluster.password_file.exists():
             found.append(cluster.password)
+        found += pgpass.passwords(settings.state_dir / JOB_PASSFILE).values()
     return found
 
 

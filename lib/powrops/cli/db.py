@@ -61,6 +61,15 @@ def cmd_db_start(args: argparse.Namespace) -> Severity:
     print(f"  password in {cluster.password_file}")
     for line in archiving.describe():
         print(f"  {line}")
+    said = embedded.set_job_passwords(loaded)
+    if said is not None:
+        print(f"  job roles' passwords in {said.passfile} ({', '.join(said.roles) or 'none yet'})")
+    if said is not None and said.missing:
+        print(
+            f"  job roles not in the database yet: {', '.join(said.missing)}; "
+            "`powrops migrate latest` adds them, then `powrops db start` again gives them "
+            "their passwords"
+        )
     return Severity.OK
 
 

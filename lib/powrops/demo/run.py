@@ -1,6 +1,7 @@
 """``powrops demo``: the embedded default set up from nothing, and the whole suite run once.
 
-In order: start the cluster, migrate, seed demo data with planted defects; a full backup, some
+In order: start the cluster, migrate, give the job roles their passwords (the generated
+schedule logs in with them), seed demo data with planted defects; a full backup, some
 writes (new workouts with their sets), an incremental backup; then every report of
 :data:`DEMO_REPORTS` in that order - the quarterly review last, because it reads the others'
 results - and the index. A report that is not in this checkout is skipped and says so.
@@ -23,6 +24,7 @@ from powrops.demo import data as demo_data
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_seconds
 from powrops.pg import embedded
+from powrops.pg.embedded import set_job_passwords
 from powrops.quarterly.model import Quarter
 from powrops.reports.remote import ReportArchive
 from powrops.reports.runner import discover, run_report
@@ -86,6 +88,9 @@ def run_demo(settings: Settings, *, users: int = 50, weeks: int = 26, seed: int 
     eng = engine(settings)
     migrate.upgrade(eng, "head")
     _line("migrate", started, f"schema at {migrate.current(eng)}")
+    logins = set_job_passwords(settings)  # None with database.url: the roles are not ours
+    if logins is not None:
+        _line("roles", started, f"job roles' passwords in {logins.passfile}")
     dataset = demo_data.generate(users=users, weeks=weeks, seed=seed, defects=True)
     report = demo_data.load(eng, dataset)
     eng.dispose()

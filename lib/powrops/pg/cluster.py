@@ -567,6 +567,26 @@ class LocalCluster:
                     raise ClusterError(f"cluster started but refuses connections: {exc}") from exc
                 time.sleep(0.2)
 
+    def set_passwords(self, passwords: Mapping[str, str]) -> list[str]:
+        """Give each existing login role its password (SCRAM-hashed by the server, as
+        ``password_encryption`` says); the roles that do not exist are left out of the list
+        returned."""
+        import psycopg
+        from psycopg import sql
+
+        alter = sql.SQL("ALTER ROLE {role} PASSWORD {password}")
+        with psycopg.connect(**self.conninfo(), autocommit=True, connect_timeout=10) as conn:
+            rows = conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND rolcanlogin",
+                (list(passwords),),
+            ).fetchall()
+            present = {str(row[0]) for row in rows}
+            for role in (name for name in passwords if name in present):
+                conn.execute(
+                    alter.format(role=sql.Identifier(role), password=sql.Literal(passwords[role]))
+                )
+        return [name for name in passwords if name in present]
+
     def stop(self, mode: str = "fast", timeout: float = 60) -> bool:
         """Stop the cluster; False when it was not running."""
         with self._lock():

@@ -11,6 +11,8 @@ and an archive spec that no longer matches the configuration is reported
 from __future__ import annotations
 
 import os
+import pwd
+import secrets as tokens
 import shlex
 import sys
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import powrops
 from powrops.config import Settings
 from powrops.errors import BackupError, ClusterError
 from powrops.findings import Finding, Severity
+from powrops.pg import pgpass
 from powrops.pg.access import check_reachable, grant_traversal
 from powrops.pg.binaries import find_binaries
 from powrops.pg.cluster import LocalCluster
@@ -225,3 +228,55 @@ def archive_warning(settings: Settings) -> str | None:
 
 def _say(line: str) -> None:
     print(f"powrops: {line}", file=sys.stderr)
+
+
+#: The job roles' password file under the state directory (libpq's pgpass format).
+JOB_PASSFILE = "pgpass"
+
+
+def job_passfile(settings: Settings) -> Path | None:
+    """The password file the scheduled jobs log in with: the embedded cluster's, when the
+    jobs run under their roles; None with ``database.url`` (libpq's own lookup, ~/.pgpass)."""
+    if settings.database.url is not None or not settings.schedule.run_as_roles:
+        return None
+    return settings.state_dir / JOB_PASSFILE
+
+
+@dataclass(frozen=True)
+class JobPasswords:
+    """What :func:`set_job_passwords` did: the file, the roles given their password, and the
+    roles the database does not have yet (the schema's migrations create them)."""
+
+    passfile: Path
+    roles: list[str]
+    missing: list[str]
+
+
+def set_job_passwords(settings: Settings) -> JobPasswords | None:
+    """Give the embedded cluster's job roles their passwords, generated once and kept in the
+    job password file (0600, owned by the jobs' OS user). None with ``database.url`` or
+    without job roles. Only ``powrops db start`` and ``powrops demo`` call this."""
+    passfile = job_passfile(settings)
+    roles = list(dict.fromkeys(settings.schedule.roles.values()))
+    if passfile is None or not roles:
+        return None
+    kept = pgpass.passwords(passfile)
+    passwords = {role: kept.get(role) or tokens.token_urlsafe(24) for role in roles}
+    lines = [pgpass.entry("127.0.0.1", pgpass.ANY, pgpass.ANY, r, p) for r, p in passwords.items()]
+    pgpass.write(passfile, lines, *_jobs_owner(settings))
+    done = embedded_cluster(settings).set_passwords(passwords)
+    return JobPasswords(passfile, done, [role for role in roles if role not in done])
+
+
+def _jobs_owner(settings: Settings) -> tuple[int, int]:
+    """uid and gid of the jobs' OS user: ``schedule.user`` when root writes the file for an
+    account this host has, else whoever runs powrops (who installs the crontab)."""
+    name = settings.schedule.user
+    if os.geteuid() == 0 and name:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            pass
+        else:
+            return entry.pw_uid, entry.pw_gid
+    return os.geteuid(), os.getegid()

@@ -22,6 +22,7 @@ from pathlib import Path
 from powrops.config import DEFAULT_SERVER, Settings
 from powrops.durations import Duration
 from powrops.errors import ConfigError
+from powrops.pg.embedded import job_passfile
 
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron numbering: 0 = Sunday
 QUARTER_MONTHS = (1, 4, 7, 10)
@@ -120,13 +121,17 @@ ROLE_OF = {
 
 
 def job_environment(settings: Settings, job: Job, where: Paths) -> dict[str, str]:
-    """The environment a job starts with: its config file, and the role it runs under."""
+    """The environment a job starts with: its config file, the role it runs under and, on
+    the embedded default, the file holding the roles' passwords (``powrops db start``)."""
     env = {"POWROPS_CONFIG": where.config}
     if settings.named_server:
         env["POWROPS_SERVER"] = settings.server
     role = settings.schedule.roles.get(job.role)
     if settings.schedule.run_as_roles and role:
         env["POWROPS_DATABASE_ROLE"] = role
+        passfile = job_passfile(settings)
+        if passfile is not None:
+            env["PGPASSFILE"] = str(passfile)
     return env
 
 
