@@ -45,7 +45,8 @@ def test_dag_specs_follow_the_job_table() -> None:
     full = specs["backup-full"]
     assert full["argv"] == [EXE, "backup", "full"]
     assert full["cron"] == "0 1 * * *"
-    assert full["env"] == {"POWROPS_CONFIG": CONFIG, "POWROPS_DATABASE_ROLE": "powr_backup"}
+    assert full["env"] == {"POWROPS_CONFIG": CONFIG, "POWROPS_DATABASE_ROLE": "powr_backup",
+                           "PGPASSFILE": str(settings.state_dir / "pgpass")}  # fmt: skip
     assert full["pool"] == "powrops_default_backup" == specs["backup-copy"]["pool"]
     assert specs["alerts"]["timeout_s"] == 300  # never outlives its 5 min interval
     assert full["timeout_s"] == 6 * 3600  # max_runtime
