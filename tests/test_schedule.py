@@ -129,7 +129,7 @@ def test_jobs_on_the_embedded_default_name_the_job_password_file() -> None:
     off = settings(schedule={"run_as_roles": False})
     assert "PGPASSFILE" not in crontab(off)  # the URL's user, with the URL's password
     named = s.model_copy(update={"server": "west", "servers": ("east", "west")})
-    assert "PGPASSFILE=/var/lib/powrops/west/pgpass " in crontab(named)
+    assert f" PGPASSFILE={passfile} " in crontab(named)  # one file: the fleet review reads all
 
 
 def test_the_job_password_file_reads_back_as_libpq_reads_it(tmp_path: Path) -> None:
@@ -313,3 +313,28 @@ def test_cli_prints_and_writes(tmp_path: Path) -> None:
     config.write_text('[backup.schedule]\nincremental = "7min"\n')
     bad = subprocess.run(cli, capture_output=True, text=True, env=env, check=False)
     assert bad.returncode == 3 and "backup.schedule.incremental" in bad.stderr
+
+
+# --- the fleet -----------------------------------------------------------------------------
+
+
+def test_the_fleet_review_runs_once_after_the_servers_reviews() -> None:
+    one = settings()
+    assert "fleet-review" not in {job.name for job in jobs(one)}
+    east = one.model_copy(update={"server": "east", "servers": ("east", "west")})
+    west = one.model_copy(update={"server": "west", "servers": ("east", "west")})
+    assert "fleet-review" not in {job.name for job in jobs(west)}  # the first server runs it
+    lines = entries(crontab(east))
+    review = parse_entry(lines["quarterly-review"])[1]
+    fleet, command = parse_entry(lines["fleet-review"])[1:]
+    assert fleet == ["30", "9", "1", "1,4,7,10", "*"] and review == ["0", "9", "1", "1,4,7,10", "*"]
+    assert f"{EXE} report run quarterly_review -p servers all >>" in command
+    assert "POWROPS_SERVER=east " in command and "/powrops-east-report.lock " in command
+    unit = systemd_units(east)["powrops-east-fleet-review.service"]
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M)
+    assert exec_start is not None
+    args = shlex.split(exec_start.group(1))[5:]
+    assert args == ["report", "run", "quarterly_review", "-p", "servers", "all"]
+    build_parser().parse_args(args)  # exits 3 (SystemExit) when an argument is unknown
+    timer = systemd_units(east)["powrops-east-fleet-review.timer"]
+    assert "OnCalendar=*-01,04,07,10-01 09:30:00 UTC" in timer

@@ -19,7 +19,7 @@ from powrops.errors import DatabaseError
 from powrops.format import describe_target
 from powrops.pg import pgpass
 from powrops.pg.cluster import CLIENT_ENCODING
-from powrops.pg.embedded import JOB_PASSFILE, START_HINT, embedded_cluster
+from powrops.pg.embedded import START_HINT, embedded_cluster, job_passfile
 
 if TYPE_CHECKING:
     import psycopg
@@ -184,7 +184,8 @@ def secrets(settings: Settings) -> list[str]:
         cluster = embedded_cluster(settings)
         if cluster.password_file.exists():
             found.append(cluster.password)
-        found += pgpass.passwords(settings.state_dir / JOB_PASSFILE).values()
+        passfile = job_passfile(settings)
+        found += pgpass.passwords(passfile).values() if passfile else []
     return found
 
 

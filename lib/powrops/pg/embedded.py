@@ -235,11 +235,14 @@ JOB_PASSFILE = "pgpass"
 
 
 def job_passfile(settings: Settings) -> Path | None:
-    """The password file the scheduled jobs log in with: the embedded cluster's, when the
-    jobs run under their roles; None with ``database.url`` (libpq's own lookup, ~/.pgpass)."""
+    """The password file the scheduled jobs log in with: the embedded clusters', when the
+    jobs run under their roles; None with ``database.url`` (libpq's own lookup, ~/.pgpass).
+    One file in ``state.dir`` for every server of the configuration, so that the fleet's
+    review, which reads each server, logs in to each."""
     if settings.database.url is not None or not settings.schedule.run_as_roles:
         return None
-    return settings.state_dir / JOB_PASSFILE
+    root = settings.state_dir.parent if settings.named_server else settings.state_dir
+    return root / JOB_PASSFILE
 
 
 @dataclass(frozen=True)

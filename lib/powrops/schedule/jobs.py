@@ -170,6 +170,17 @@ def calendar(settings: Settings, job: Job) -> Calendar:
     )
 
 
+#: The fleet's quarterly review (``-p servers all``), run by :func:`fleet_runner`'s server.
+FLEET_REVIEW = "fleet-review"
+
+
+def fleet_runner(settings: Settings) -> bool:
+    """Whether this server's schedule runs the fleet's review: the first of several
+    configured servers does, so that the fleet is reviewed once."""
+    servers = settings.servers
+    return len(servers) > 1 and settings.server == servers[0]
+
+
 def jobs(settings: Settings) -> list[Job]:
     """Every scheduled job, from the configuration."""
     s, sched = settings, settings.schedule
@@ -179,6 +190,13 @@ def jobs(settings: Settings) -> list[Job]:
         integrity.append(
             Job("integrity-repair", ("check", "integrity", "--repair"), "consistency.schedule",
                 s.consistency.schedule, 150, "db", "integrity checks with automatic repairs")
+        )  # fmt: skip
+    fleet: list[Job] = []
+    if fleet_runner(settings):  # the fleet's review, once, after this server's own
+        fleet.append(
+            Job(FLEET_REVIEW, ("report", "run", "quarterly_review", "-p", "servers", "all"),
+                "schedule.review", sched.review, 510, "report",
+                "the fleet's quarterly review: every server of the configuration")
         )  # fmt: skip
     copy: list[Job] = []
     secondary = s.backup.storage.secondary
@@ -221,6 +239,7 @@ def jobs(settings: Settings) -> list[Job]:
             450, "backup", "recovery drill into a scratch cluster (RTO, RPO)"),
         Job("quarterly-review", ("report", "run", "quarterly_review"), "schedule.review",
             sched.review, 480, "report", "the quarterly review"),
+        *fleet,
         Job("alerts", ("alerts",), "schedule.alerts", sched.alerts, 0, "alerts",
             "alert thresholds (disk, dead tuples, query time, failed backups)"),
     ]  # fmt: skip
