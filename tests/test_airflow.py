@@ -1,18 +1,20 @@
 """The schedule on Apache Airflow: the generated DAG files, and the real thing.
 
 The real test installs Apache Airflow from tests/airflow-requirements.txt (what pip resolved
-once for apache-airflow 2.10.5) into a virtual environment outside the clone, cached by the
+once for apache-airflow 3.3.2) into a virtual environment outside the clone, cached by the
 file's hash (``$POWROPS_AIRFLOW_VENV_DIR``, default ``~/.cache/powrops``), with its metadata in
 SQLite under a temporary AIRFLOW_HOME. It skips, saying why, only when that install fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,12 +57,15 @@ def test_dag_specs_follow_the_job_table() -> None:
     assert {"retention-apply", "cleanup", "recovery-drill"} <= {
         n for n, s in specs.items() if s["retries"] == 0
     }
-    review = specs["quarterly-review"]["reads"]
+    review = {wait["dag_id"]: wait for wait in specs["quarterly-review"]["waits"]}
     assert dag_id("default", "backup-verification") in review
     assert dag_id("default", "recovery-drill") in review
-    assert dag_id("default", "backup-full") in review
     assert dag_id("default", "quarterly-review") not in review
-    assert specs["backup-verification"]["reads"] == []
+    assert review[dag_id("default", "backup-full")] == {
+        "task_id": "wait-backup-full", "dag_id": "powrops_default_backup-full",
+        "cron": "0 1 * * *", "timezone": "UTC",
+    }  # fmt: skip
+    assert specs["backup-verification"]["waits"] == []
     assert set(pools(settings)) == {"powrops_default_" + j.lock for j in jobs(settings)}
 
 
@@ -76,6 +81,14 @@ def test_airflow_files_one_per_server_and_the_pools() -> None:
     pool_names = json.loads(files["powrops_pools.json"])
     assert "powrops_east_backup" in pool_names and "powrops_west_backup" in pool_names
     assert all(p["slots"] == 1 for p in pool_names.values())
+    # the fleet's review: in the first server's file, after every server's own review
+    fleet = next(s for s in job_specs(east, None, [east, west]) if s["name"] == "fleet-review")
+    assert [(w["task_id"], w["dag_id"]) for w in fleet["waits"]] == [
+        ("wait-east-review", "powrops_east_quarterly-review"),
+        ("wait-west-review", "powrops_west_quarterly-review"),
+    ]
+    assert "powrops_east_fleet-review" in files["powrops_east.py"]
+    assert "fleet-review" not in files["powrops_west.py"]
 
 
 # --- the real thing ------------------------------------------------------------------------
@@ -155,6 +168,22 @@ class Airflow:
             assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}{done.stderr}"
         return done
 
+    def batch(self, *commands: tuple[str, ...], timeout: float = 600) -> None:
+        """Several commands in one interpreter, each parsed and run as ``airflow`` runs it
+        (``airflow/__main__.py``), so that they pay Airflow's start-up (3 to 5 s) once."""
+        script = (
+            "import sys\n"
+            "from airflow.__main__ import main\n"
+            f"for argv in {[list(c) for c in commands]!r}:\n"
+            "    sys.argv = ['airflow', *argv]\n"
+            "    main()\n"
+        )
+        done = subprocess.run(
+            [str(Path(self.exe).with_name("python")), "-c", script], capture_output=True,
+            text=True, env=self.env, timeout=timeout, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"airflow {commands}:\n{done.stdout}{done.stderr}"
+
     def json(self, *args: str) -> Any:
         """A command's ``-o json`` output (the last line that parses as JSON)."""
         out = self(*args, "-o", "json").stdout
@@ -166,7 +195,10 @@ class Airflow:
 
 @pytest.fixture
 def fleet() -> Iterator[Fleet]:
-    names = {"east": {"database": {"application_name": "powrops-east"}},
+    """east: an embedded cluster whose jobs run under their roles (the generated schedule as
+    it is, with the job password file); west: no database at all."""
+    names = {"east": {"database": {"application_name": "powrops-east"},
+                      "schedule": {"run_as_roles": True, "airflow": {"max_runtime": "2min"}}},
              "west": {"schedule": {"airflow": {"retries": 0}}}}  # fmt: skip
     site = Fleet.create(names, start=("east",))
     yield site
@@ -180,13 +212,37 @@ def _runs(site: Fleet, server: str, report: str) -> list[dict[str, Any]]:
     return [json.loads((run / "result.json").read_text()) for run in sorted(folder.iterdir())]
 
 
+#: The day the review is tested on: a Sunday and the 1st, so that every job the review waits
+#: for (daily, weekly on Sunday, monthly on the 1st) has its run that same morning.
+DAY = "2026-03-01"
+
+
+def _due(spec: dict[str, Any]) -> str:
+    """The logical date of a job's run on DAY, read from its cron line."""
+    minute, hour, day, _, weekday = spec["cron"].split()
+    assert day in ("*", "1") and weekday in ("*", "0"), spec["cron"]
+    return f"{DAY}T{int(hour):02d}:{int(minute):02d}:00+00:00"
+
+
+def _metadata(home: Path, query: str) -> list[tuple[Any, ...]]:
+    """Rows of Airflow's metadata database (SQLite): one query instead of a CLI start each."""
+    with contextlib.closing(sqlite3.connect(home / "airflow.db")) as db:
+        return db.execute(query).fetchall()
+
+
+def _states(home: Path, dag: str) -> dict[str, str]:
+    """Task id -> state in the DAG's runs (one run per DAG in this test)."""
+    rows = _metadata(home, "SELECT dag_id, task_id, state FROM task_instance")
+    return {task: state for dag_id, task, state in rows if dag_id == dag}
+
+
 @pytest.mark.airflow
 @pytest.mark.pg
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_dags_load_and_run_in_airflow(airflow_venv: Path, fleet: Fleet, tmp_path: Path) -> None:
-    for step in (("migrate", "latest"), ("backup", "full")):
-        done = fleet.cli("--server", "east", *step)
+    for step in (("migrate", "latest"), ("backup", "full"), ("db", "start")):
+        done = fleet.cli("--server", "east", *step)  # db start: the job roles' passwords
         assert done.returncode == 0, done.stdout + done.stderr
     dags = tmp_path / "dags"
     wrote = fleet.cli("schedule", "--format", "airflow", "--output", str(dags))
@@ -195,43 +251,56 @@ def test_dags_load_and_run_in_airflow(airflow_venv: Path, fleet: Fleet, tmp_path
         "powrops_east.py", "powrops_pools.json", "powrops_west.py"
     ]  # fmt: skip
 
-    airflow = Airflow(airflow_venv, tmp_path / "home", dags)
-    airflow("db", "migrate")
-    airflow("pools", "import", str(dags / "powrops_pools.json"))
-    assert {p["pool"] for p in airflow.json("pools", "list")} >= {
-        "powrops_east_backup", "powrops_west_backup", "powrops_east_db"
-    }  # fmt: skip
-    airflow("dags", "reserialize")  # what the scheduler does: the DAGs into the metadata DB
+    home = tmp_path / "home"
+    airflow = Airflow(airflow_venv, home, dags)
+    # reserialize: what the DAG processor does, the DAGs into the metadata database
+    airflow.batch(("db", "migrate"), ("pools", "import", str(dags / "powrops_pools.json")),
+                  ("dags", "reserialize"))  # fmt: skip
+    pooled = dict(_metadata(home, "SELECT pool, slots FROM slot_pool"))
+    assert {pooled[name] for name in json.loads((dags / "powrops_pools.json").read_text())} == {1}
     assert airflow.json("dags", "list-import-errors") == []
     listed = {d["dag_id"] for d in airflow.json("dags", "list")}
     expected = {
         dag_id(server, job) for server in ("east", "west") for job in jobs(fleet.settings(server))
     }
-    assert listed == expected
-    # the quarterly review waits for the runs it reads
-    tasks = airflow("tasks", "list", dag_id("east", "quarterly-review")).stdout.split()
-    assert {"quarterly-review", "wait-backup-full", "wait-backup-verification",
-            "wait-recovery-drill", "wait-integrity-report"} <= set(tasks)  # fmt: skip
+    assert listed == expected and dag_id("east", "fleet-review") in listed
 
-    # readiness and verification of one server, end to end against its embedded cluster
-    outcomes: dict[str, str] = {}
-    for job, report in (("readiness-report", "readiness_report"),
-                        ("backup-verification", "backup_verification")):  # fmt: skip
-        dag = dag_id("east", job)
-        tested = airflow("dags", "test", dag, "2026-12-01", timeout=900, check=False)
-        runs = _runs(fleet, "east", report)
-        assert len(runs) == 1, f"{dag} archived no run:\n{tested.stdout}{tested.stderr}"
-        assert runs[0]["server"] == "east" and runs[0]["error"] is None, runs[0]
-        states = {r["dag_id"]: r["state"] for r in airflow.json("dags", "list-runs", "-d", dag)}
-        # exit 0 (OK) and 1 (WARNING) succeed, 2 (CRITICAL) and 3 (UNKNOWN) fail the task
-        expected_state = "success" if runs[0]["exit_code"] in (0, 1) else "failed"
-        assert states == {dag: expected_state}, (runs[0]["status"], states, tested.stderr)
-        assert (tested.returncode == 0) == (expected_state == "success")
-        outcomes[job] = runs[0]["status"]
+    # One server's readiness report, end to end against its embedded cluster, under its job
+    # role with the job password file, at its time on DAY.
+    specs = {s["name"]: s for s in job_specs(fleet.settings("east"), fleet.config)}
+    readiness = dag_id("east", "readiness-report")
+    tested = airflow("dags", "test", readiness, _due(specs["readiness-report"]), timeout=900,
+                     check=False)  # fmt: skip
+    runs = _runs(fleet, "east", "readiness_report")
+    assert len(runs) == 1, f"{readiness} archived no run:\n{tested.stdout}{tested.stderr}"
+    assert runs[0]["server"] == "east" and runs[0]["error"] is None, runs[0]
+    # exit 0 (OK) and 1 (WARNING) succeed, 2 (CRITICAL) and 3 (UNKNOWN) fail the task
+    expected_state = "success" if runs[0]["exit_code"] in (0, 1) else "failed"
+    assert _states(home, readiness) == {"readiness-report": expected_state}, tested.stderr
+    assert (tested.returncode == 0) == (expected_state == "success")
+
+    # The quarterly review waits for the runs of that morning: the other runs it reads are
+    # recorded without running their jobs, then its sensors poke and find every one.
+    waits = specs["quarterly-review"]["waits"]
+    airflow.batch(*(
+        ("dags", "test", w["dag_id"], _due(specs[w["dag_id"].removeprefix("powrops_east_")]),
+         "--mark-success-pattern", ".*")
+        for w in waits if w["dag_id"] != readiness
+    ))  # fmt: skip
+    review = dag_id("east", "quarterly-review")
+    tested = airflow("dags", "test", review, _due(specs["quarterly-review"]), timeout=900,
+                     check=False)  # fmt: skip
+    states = _states(home, review)
+    found = {w["task_id"]: "success" for w in waits}  # found, not skipped after the timeout
+    assert states == {**found, "quarterly-review": states["quarterly-review"]}, tested.stdout
+    reviewed = _runs(fleet, "east", "quarterly_review")
+    assert len(reviewed) == 1 and reviewed[0]["error"] is None, tested.stdout[-3000:]
+    assert states["quarterly-review"] == ("success" if reviewed[0]["exit_code"] < 2 else "failed")
+
     # west has no database: its report exits 3 (UNKNOWN) and the task fails (no retries set)
     dag = dag_id("west", "readiness-report")
-    failed = airflow("dags", "test", dag, "2026-12-01", timeout=600, check=False)
+    failed = airflow("dags", "test", dag, DAY, timeout=600, check=False)
     assert failed.returncode != 0
     assert "ended UNKNOWN (exit 3)" in failed.stdout + failed.stderr
-    assert [r["state"] for r in airflow.json("dags", "list-runs", "-d", dag)] == ["failed"]
-    print(f"\nAirflow task outcomes: {outcomes}")
+    assert _states(home, dag) == {"readiness-report": "failed"}
+    print(f"\nAirflow: readiness {runs[0]['status']}, quarterly review {reviewed[0]['status']}")

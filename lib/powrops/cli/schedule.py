@@ -39,18 +39,18 @@ def cmd_schedule(args: argparse.Namespace) -> Severity:
 
     explicit = getattr(args, "config", None)
     # every job reads the file these settings were loaded from, by absolute path
-    if args.format == "airflow" and args.output is not None:
+    settings = load_settings(explicit)
+    config_file = settings.config_file
+    if args.format == "airflow":  # every server: the fleet's review waits for each review
         every = [load_settings(explicit, server=name) for name in server_names(explicit)]
-        files = airflow_files(every, every[0].config_file)
-    else:
-        settings = load_settings(explicit)
-        config_file = settings.config_file
-        if args.format == "cron":
-            files = {"powrops.cron": crontab(settings, config_file)}
-        elif args.format == "airflow":
-            files = {dag_file_name(settings.server): dag_file(settings, config_file)}
+        if args.output is not None:
+            files = airflow_files(every, config_file)
         else:
-            files = systemd_units(settings, config_file)
+            files = {dag_file_name(settings.server): dag_file(settings, config_file, every)}
+    elif args.format == "cron":
+        files = {"powrops.cron": crontab(settings, config_file)}
+    else:
+        files = systemd_units(settings, config_file)
     if args.output is None:
         if len(files) == 1:
             print(next(iter(files.values())), end="")

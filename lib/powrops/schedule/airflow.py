@@ -10,20 +10,25 @@ log, or fails when ``schedule.airflow.warning_fails``; 2 (CRITICAL) fails and is
 (a finding does not go away by retrying); 3 (UNKNOWN) fails and is retried only for jobs whose
 retry is safe (:data:`NO_RETRY` lists the ones that change data; restores and GDPR erasures are
 never scheduled). A task is stopped after its interval or ``schedule.airflow.max_runtime``.
-The quarterly review waits for the latest runs of the jobs whose evidence it reads.
+The quarterly review waits (``ExternalTaskSensor`` in reschedule mode) for the latest runs of
+the jobs whose evidence it reads, the fleet's review for every server's review.
 
-The generated file imports Airflow only; powrops runs as a command (``schedule.executable``)
-on the worker, reports through ``powrops report run`` so the archive stays the one source.
+The generated file is written for Apache Airflow 3: the task SDK (``airflow.sdk``: ``DAG``,
+``BaseOperator``, ``CronTriggerTimetable``) and the standard provider (the subprocess hook,
+the external task sensor). It imports Airflow and croniter (installed with Airflow) only;
+powrops runs as a command (``schedule.executable``) on the worker, reports through ``powrops
+report run`` so the archive stays the one source.
 """
 
 from __future__ import annotations
 
 import json
 import pprint
+from collections.abc import Sequence
 from pathlib import Path
 
 from powrops.config import Settings
-from powrops.schedule.jobs import Job, calendar, job_environment, jobs, paths
+from powrops.schedule.jobs import FLEET_REVIEW, Job, calendar, job_environment, jobs, paths
 
 #: Jobs that change data or start a restore: a failed run is looked at, never re-run blindly.
 NO_RETRY = frozenset({"integrity-repair", "retention-apply", "cleanup", "recovery-drill"})
@@ -61,11 +66,39 @@ def reads(settings: Settings, job: Job) -> list[str]:
     if job.name != REVIEW:
         return []
     found = [j.name for j in jobs(settings) if j.args[:2] == ("report", "run") and j is not job]
-    return [name for name in (*REVIEW_ALSO_READS, *found) if name != REVIEW]
+    return [name for name in (*REVIEW_ALSO_READS, *found) if name not in (REVIEW, FLEET_REVIEW)]
 
 
-def job_specs(settings: Settings, config_file: str | Path | None) -> list[dict[str, object]]:
-    """What the DAG file needs of each job, as plain data."""
+def waits(settings: Settings, job: Job, fleet: Sequence[Settings] = ()) -> list[dict[str, str]]:
+    """The runs ``job`` waits for, each as the sensor's task id, the DAG it waits on and that
+    DAG's calendar: the quarterly review waits for the jobs it :func:`reads`, the fleet's
+    review for every server's review (``fleet``: each server's settings)."""
+    if job.name == REVIEW:
+        names = reads(settings, job)
+        return [_wait(settings, j, f"wait-{j.name}") for j in jobs(settings) if j.name in names]
+    if job.name == FLEET_REVIEW:
+        return [_wait(s, _review(s), f"wait-{s.server}-review") for s in fleet]
+    return []
+
+
+def _wait(settings: Settings, job: Job, task_id: str) -> dict[str, str]:
+    return {
+        "task_id": task_id,
+        "dag_id": dag_id(settings.server, job),
+        "cron": calendar(settings, job).cron(),
+        "timezone": settings.schedule.timezone,
+    }
+
+
+def _review(settings: Settings) -> Job:
+    return next(job for job in jobs(settings) if job.name == REVIEW)
+
+
+def job_specs(
+    settings: Settings, config_file: str | Path | None, fleet: Sequence[Settings] = ()
+) -> list[dict[str, object]]:
+    """What the DAG file needs of each job, as plain data (``fleet``: every server's settings,
+    for the fleet's review)."""
     where = paths(settings, config_file)
     server = settings.server
     return [
@@ -79,7 +112,7 @@ def job_specs(settings: Settings, config_file: str | Path | None) -> list[dict[s
             "pool": pool_name(server, job),
             "retries": retries(settings, job),
             "timeout_s": timeout_s(settings, job),
-            "reads": [dag_id(server, name) for name in reads(settings, job)],
+            "waits": waits(settings, job, fleet),
             "tags": ["powrops", server, job.lock],
         }
         for job in jobs(settings)
@@ -99,10 +132,13 @@ def pools(settings: Settings) -> dict[str, dict[str, object]]:
     }
 
 
-def dag_file(settings: Settings, config_file: str | Path | None = None) -> str:
-    """The DAG file of one server: ``powrops_<server>.py``."""
+def dag_file(
+    settings: Settings, config_file: str | Path | None = None, fleet: Sequence[Settings] = ()
+) -> str:
+    """The DAG file of one server: ``powrops_<server>.py`` (``fleet``: every server's
+    settings, which the fleet's review waits for)."""
     air = settings.schedule.airflow
-    specs = pprint.pformat(job_specs(settings, config_file), width=96, sort_dicts=False)
+    specs = pprint.pformat(job_specs(settings, config_file, fleet), width=96, sort_dicts=False)
     return _TEMPLATE.format(
         server=settings.server,
         server_repr=repr(settings.server),
@@ -115,7 +151,7 @@ def dag_file(settings: Settings, config_file: str | Path | None = None) -> str:
 
 def airflow_files(servers: list[Settings], config_file: str | Path | None) -> dict[str, str]:
     """File name -> content: a DAG file per server and the pools they use."""
-    files = {dag_file_name(s.server): dag_file(s, config_file) for s in servers}
+    files = {dag_file_name(s.server): dag_file(s, config_file, servers) for s in servers}
     every_pool: dict[str, dict[str, object]] = {}
     for settings in servers:
         every_pool.update(pools(settings))
@@ -124,7 +160,7 @@ def airflow_files(servers: list[Settings], config_file: str | Path | None) -> di
 
 
 _TEMPLATE = '''\
-"""powrops jobs of server {server_repr} as Airflow DAGs: one DAG per job.
+"""powrops jobs of server {server_repr} as Airflow DAGs: one DAG per job (Apache Airflow 3).
 
 Generated by `powrops schedule --format airflow`; do not edit, regenerate after changing the
 configuration. Needs powrops installed on the workers at the path in each job's command, the
@@ -136,14 +172,14 @@ WARNING_FAILS); 2 CRITICAL fails, never retried; 3 UNKNOWN fails, retried where 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pendulum
-from airflow import DAG
-from airflow.exceptions import AirflowException, AirflowFailException
-from airflow.hooks.subprocess import SubprocessHook
-from airflow.models.baseoperator import BaseOperator
-from airflow.sensors.python import PythonSensor
+from airflow.providers.standard.hooks.subprocess import SubprocessHook
+from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from croniter import croniter  # installed with Airflow: its cron timetables use it
 
 SERVER = {server_repr}
 TIMEZONE = {timezone}
@@ -161,11 +197,11 @@ class PowropsJob(BaseOperator):
         super().__init__(**kwargs)
         self.argv = argv
         self.job_env = job_env
+        self.hook: SubprocessHook | None = None
 
     def execute(self, context: object) -> int:
-        result = SubprocessHook().run_command(
-            command=self.argv, env={{**os.environ, **self.job_env}}
-        )
+        self.hook = SubprocessHook()
+        result = self.hook.run_command(command=self.argv, env={{**os.environ, **self.job_env}})
         code = result.exit_code
         what = f"powrops {{self.task_id}} on {{SERVER}}"
         if code == 0:
@@ -178,23 +214,28 @@ class PowropsJob(BaseOperator):
             raise AirflowFailException(f"{{what}} ended {{name}} (exit {{code}}); not retried")
         raise AirflowException(f"{{what}} ended UNKNOWN (exit {{code}}): it could not judge")
 
+    def on_kill(self) -> None:
+        """The execution timeout (or a user) stops the task: stop the powrops process too."""
+        if self.hook is not None:
+            self.hook.send_sigterm()
 
-def latest_run_finished(dag_id: str, data_interval_end: object = None, **_: object) -> bool:
-    """True once the latest run of ``dag_id`` up to this run's interval end has finished."""
-    from airflow.models import DagRun
 
-    runs = DagRun.find(dag_id=dag_id, execution_end_date=data_interval_end)
-    if not runs:
-        return True  # never scheduled yet: nothing to wait for
-    latest = max(runs, key=lambda run: run.execution_date)
-    return str(latest.state) in ("success", "failed")
+def latest_run_of(cron: str, timezone: str):
+    """The logical date of the latest run, at or before this run's, of a DAG on ``cron``."""
+
+    def logical_date_of(logical_date: datetime, **_: object) -> datetime:
+        local = pendulum.instance(logical_date).in_timezone(timezone).naive()
+        tick = croniter(cron, local + timedelta(seconds=1)).get_prev(datetime)
+        return pendulum.instance(tick, tz=timezone)
+
+    return logical_date_of
 
 
 for job in JOBS:
     with DAG(
         dag_id=job["dag_id"],
         description=job["description"],
-        schedule=job["cron"],
+        schedule=CronTriggerTimetable(job["cron"], timezone=TIMEZONE),
         start_date=pendulum.datetime(2024, 1, 1, tz=TIMEZONE),
         catchup=False,
         max_active_runs=1,
@@ -209,15 +250,18 @@ for job in JOBS:
             retries=job["retries"],
             retry_delay=RETRY_DELAY,
             execution_timeout=timedelta(seconds=job["timeout_s"]),
-            trigger_rule="all_done" if job["reads"] else "all_success",
+            trigger_rule="all_done" if job["waits"] else "all_success",
         )
-        for upstream in job["reads"]:
-            wait = PythonSensor(
-                task_id="wait-" + upstream.removeprefix(f"powrops_{{SERVER}}_"),
-                python_callable=latest_run_finished,
-                op_kwargs={{"dag_id": upstream}},
+        for upstream in job["waits"]:
+            # the upstream's run due at or before this one, however it ended; skipped (and
+            # this job runs with what there is) when it has not come by the timeout
+            wait = ExternalTaskSensor(
+                task_id=upstream["task_id"],
+                external_dag_id=upstream["dag_id"],
+                execution_date_fn=latest_run_of(upstream["cron"], upstream["timezone"]),
+                allowed_states=["success", "failed"],
                 mode="reschedule",
-                poke_interval=300,
+                poke_interval=min(300, job["timeout_s"]),
                 timeout=job["timeout_s"],
                 soft_fail=True,
             )
