@@ -30,7 +30,7 @@ import psycopg
 
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, grade
-from powrops.format import human_bytes, human_duration, human_time
+from powrops.format import human_bytes, human_days, human_duration, human_time
 from powrops.metrics.disk import Disk
 from powrops.pg import catalog
 from powrops.pg.privileges import Denied, guarded
@@ -295,7 +295,8 @@ def disk_forecast_findings(
         Finding(
             "disk_forecast",
             severity,
-            f"full in {days:g} days at {human_bytes(rate_per_day)}/day ({human_bytes(free)} free)",
+            f"full in {human_days(days)} at {human_bytes(rate_per_day)}/day "
+            f"({human_bytes(free)} free)",
             object=disk.source,
             value=days,
             expected=expected,

@@ -18,6 +18,9 @@ from powrops.pg.cluster import CLIENT_ENCODING, free_port, port_in_use, postmast
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.target import RecoveryTarget
 
+#: How long a server just launched may take to write its pid file before it can be stopped.
+LAUNCH_GRACE = 10.0
+
 if TYPE_CHECKING:
     from powrops.pg.cluster import LocalCluster
 
@@ -172,6 +175,11 @@ class _Recovery:
         return port
 
     def _stop(self) -> None:
+        """Stop the server this recovery launched, even one still writing its pid file (an
+        interrupt right after the launch would otherwise find nothing to stop, and leave it)."""
+        deadline = time.monotonic() + LAUNCH_GRACE
+        while postmaster_pid(self.restored.data_dir) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         for mode, timeout in (("fast", 30.0), ("immediate", 30.0)):
             try:
                 self.cluster.stop(mode=mode, timeout=timeout)
