@@ -20,6 +20,7 @@ from powrops.findings import Severity
 from powrops.growth.gather import snapshot_history
 from powrops.quarterly.evidence import gather
 from powrops.quarterly.model import Quarter
+from powrops.retention import cleanup
 from powrops.retention import journal as retention_journal
 
 pytestmark = pytest.mark.pg
@@ -141,3 +142,54 @@ def test_journal_writes_on_a_schema_before_the_server_column(fresh_db: str) -> N
     assert by_server(fresh_db, "ops.events") == {**older, "alpha": 1}
     migrate.downgrade(fresh_db, BEFORE_SERVERS)
     assert rows(fresh_db, "SELECT count(*) FROM ops.events") == [(older["default"] + 1,)]
+
+
+def test_cleanup_keeps_each_servers_history_by_its_own_retention(
+    migrated_db: str, tmp_path: Path
+) -> None:
+    """Two servers share one ops: alpha keeps its events 30 days, beta a year. alpha's cleanup
+    deletes alpha's old events and snapshots only; beta's stay until beta's own cleanup, which
+    keeps what its year allows."""
+    config = tmp_path / "powrops.toml"
+    data: dict[str, Any] = {
+        "state": {"dir": str(tmp_path / "state")},
+        "servers": {
+            "alpha": {"database": {"url": libpq(migrated_db)},
+                      "cleanup": {"history": {"events": "30d", "metric_snapshots": "30d"}}},
+            "beta": {"database": {"url": libpq(migrated_db)},
+                     "cleanup": {"history": {"events": "1y", "metric_snapshots": "1y"}}},
+        },
+    }  # fmt: skip
+    config.write_text(to_toml(data))
+    alpha, beta = (load_settings(config, environ={}, server=n) for n in ("alpha", "beta"))
+    old = datetime.now(UTC) - timedelta(days=60)
+    with psycopg.connect(libpq(migrated_db), autocommit=True) as conn:
+        conn.execute("DELETE FROM ops.events WHERE kind = 'planted-old'")
+        conn.execute("DELETE FROM ops.metric_snapshots WHERE metrics ? 'planted'")
+        for server in ("alpha", "beta"):
+            conn.execute(
+                "INSERT INTO ops.events (kind, details, server, at) "
+                "VALUES ('planted-old', '{}', %s, %s)", (server, old),
+            )  # fmt: skip
+            conn.execute(
+                "INSERT INTO ops.metric_snapshots (taken_at, metrics, server) "
+                "VALUES (%s, '{\"planted\": true}', %s)", (old, server),
+            )  # fmt: skip
+
+    def planted() -> dict[str, tuple[int, int]]:
+        found = {}
+        for server in ("alpha", "beta"):
+            [(events,)] = rows(migrated_db, "SELECT count(*) FROM ops.events WHERE "
+                               "kind = 'planted-old' AND server = %s", (server,))  # fmt: skip
+            [(snaps,)] = rows(migrated_db, "SELECT count(*) FROM ops.metric_snapshots WHERE "
+                              "metrics ? 'planted' AND server = %s", (server,))  # fmt: skip
+            found[server] = (int(events), int(snaps))
+        return found
+
+    assert planted() == {"alpha": (1, 1), "beta": (1, 1)}
+    due = {r["target"]: r["rows due"] for r in cleanup.history_due(alpha)}
+    assert due["events"] >= 1
+    cleanup.run_cleanup(alpha, dry_run=False)
+    assert planted() == {"alpha": (0, 0), "beta": (1, 1)}
+    cleanup.run_cleanup(beta, dry_run=False)
+    assert planted() == {"alpha": (0, 0), "beta": (1, 1)}

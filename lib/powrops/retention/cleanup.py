@@ -19,7 +19,9 @@ powrops' own history is bounded the same way: ``ops.check_runs`` (alerts runs af
 (``events``, 395 d), ``ops.metric_snapshots`` (``metric_snapshots``, 2 y; downsampled to
 the first snapshot of each hour after ``snapshots_hourly_after``, 1 d, and of each day after
 ``snapshots_daily_after``, 7 d, so growth forecasts keep their history) and ``audit_log``
-(``audit.retention``, 1 y). A lifetime of "indefinite" keeps that target whole.
+(``audit.retention``, 1 y). A lifetime of "indefinite" keeps that target whole. Servers that
+share one ``ops`` each clean only their own rows of it (``server``), by their own
+``cleanup.history``; the audit trail belongs to the database.
 
 Rows are deleted in batches of ``cleanup.batch_size``; each batch is its own short
 transaction that takes only rows nobody else has locked (``FOR UPDATE SKIP LOCKED``) and waits
@@ -137,16 +139,17 @@ class CleanupResult:
 TEMP_DATA_DUE = sql.SQL("created_at < %(cutoff)s")
 CACHE_ENTRY_DUE = sql.SQL("(expires_at < %(now)s OR created_at < %(cutoff)s)")
 SESSION_DUE = sql.SQL("expires_at < %(now)s AND COALESCE(last_seen_at, created_at) < %(cutoff)s")
-CHECK_RUN_DUE = sql.SQL("kind <> 'alerts' AND started_at < %(cutoff)s")
-ALERT_RUN_DUE = sql.SQL("kind = 'alerts' AND started_at < %(cutoff)s")
-EVENT_DUE = sql.SQL("at < %(cutoff)s")
-SNAPSHOT_DUE = sql.SQL("taken_at < %(cutoff)s")
+# powrops' history: servers sharing one ops keep each its own, by its own retention
+CHECK_RUN_DUE = sql.SQL("server = %(server)s AND kind <> 'alerts' AND started_at < %(cutoff)s")
+ALERT_RUN_DUE = sql.SQL("server = %(server)s AND kind = 'alerts' AND started_at < %(cutoff)s")
+EVENT_DUE = sql.SQL("server = %(server)s AND at < %(cutoff)s")
+SNAPSHOT_DUE = sql.SQL("server = %(server)s AND taken_at < %(cutoff)s")
 AUDIT_DUE = sql.SQL("occurred_at < %(cutoff)s")
-# the first snapshot of each server's hour or day stays (servers may share one ops)
+# the first snapshot of the server's hour or day stays
 _FIRST_OF = (
-    "taken_at < %(cutoff)s AND id NOT IN (SELECT DISTINCT ON "
-    "(k.server, date_trunc('{unit}', k.taken_at)) k.id FROM ops.metric_snapshots k "
-    "ORDER BY k.server, date_trunc('{unit}', k.taken_at), k.taken_at, k.id)"
+    "server = %(server)s AND taken_at < %(cutoff)s AND id NOT IN (SELECT DISTINCT ON "
+    "(date_trunc('{unit}', k.taken_at)) k.id FROM ops.metric_snapshots k "
+    "WHERE k.server = %(server)s ORDER BY date_trunc('{unit}', k.taken_at), k.taken_at, k.id)"
 )
 SNAPSHOT_HOURLY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "hour"))
 SNAPSHOT_DAILY_DUE = sql.SQL(_FIRST_OF.replace("{unit}", "day"))
@@ -295,7 +298,7 @@ def run_cleanup(settings: Settings, *, dry_run: bool) -> CleanupResult:
         now: datetime = row[0]
         result = CleanupResult(dry_run=dry_run, started_at=now, targets=[])
         for target, lifetime in targets(settings):
-            params = {"now": now, "cutoff": now - lifetime}
+            params = {"now": now, "cutoff": now - lifetime, "server": settings.server}
             outcome = TargetResult(target.name, now - lifetime, why=target.why)
             result.targets.append(outcome)
             try:
@@ -368,7 +371,7 @@ def history_due(settings: Settings) -> list[dict[str, Any]]:
                 out["cutoff"] = cutoff.isoformat(timespec="seconds")
                 try:
                     out["rows due"], out["bytes due"] = _count(
-                        conn, target, {"now": now, "cutoff": cutoff}
+                        conn, target, {"now": now, "cutoff": cutoff, "server": settings.server}
                     )
                 except psycopg.Error as exc:
                     conn.rollback()
