@@ -19,7 +19,7 @@ from conftest import traversable_dir
 from powrops.backup.catalog import Catalog
 from powrops.config import load_settings, to_toml
 from powrops.db import embedded_cluster
-from powrops.errors import StorageError
+from powrops.errors import ConfigError, StorageError
 from powrops.retention.repository import open_archive
 from powrops.storage.local import FileRepository
 from powrops.storage.spec import SPEC_FILE, primary, write_spec
@@ -201,4 +201,21 @@ def test_the_state_directory_is_created_on_first_write(tmp_path: Path) -> None:
     lost = primary(load_settings(config, environ={}))
     with pytest.raises(StorageError, match=f"its parent {tmp_path / 'missing'} does not exist"):
         lost.put_bytes("k", b"x")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_the_state_directory_is_made_0700_below_an_existing_parent(tmp_path: Path) -> None:
+    """Every writer of the state directory (db start, alerts' state, rollback files) makes
+    what is missing of it 0700; a state.dir whose parent is missing is refused, naming it."""
+    config = tmp_path / "powrops.toml"
+    config.write_text(to_toml({"servers": {"primary": {"state": {"dir": "var/state"}}}}))
+    (tmp_path / "var").mkdir()
+    settings = load_settings(config, environ={}, server="primary")
+    made = settings.make_state_dir("alerts")
+    assert made == tmp_path / "var" / "state" / "primary" / "alerts" and made.is_dir()
+    for folder in (made, made.parent, made.parent.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    config.write_text(to_toml({"state": {"dir": "missing/state"}}))
+    with pytest.raises(ConfigError, match=r"state.dir .*missing/state: its parent folder"):
+        load_settings(config, environ={}).make_state_dir()
     assert not (tmp_path / "missing").exists()

@@ -62,7 +62,7 @@ def save(
     except psycopg.Error:
         pass
     path = _file(settings, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    settings.make_state_dir(path.parent.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
     with os.fdopen(fd, "w") as out:
         json.dump(state, out, default=str)

@@ -42,6 +42,7 @@ from powrops.config.retention import (
     RetentionSettings,
 )
 from powrops.config.schedule import ScheduleSettings
+from powrops.errors import ConfigError
 
 
 class Settings(Section):
@@ -89,6 +90,23 @@ class Settings(Section):
         """``state.dir`` itself, resolved: the folder powrops creates on first use (0700); its
         parent must exist."""
         return self._resolve(self.state.dir)
+
+    def make_state_dir(self, *parts: str) -> Path:
+        """``<state dir>/<parts>``, with whatever of it is missing created, mode 0700, as
+        pgBackRest and Barman create theirs. ``state.dir``'s parent must exist: a missing one
+        is a ConfigError naming it (a mount point that is not mounted)."""
+        root = self.state_root
+        if not root.parent.is_dir():
+            raise ConfigError(
+                f"state.dir {root}: its parent folder {root.parent} does not exist; create it "
+                "or set state.dir to a folder whose parent exists"
+            )
+        path = self.state_dir.joinpath(*parts)
+        folder = root.parent
+        for name in path.relative_to(root.parent).parts:
+            folder = folder / name
+            folder.mkdir(mode=0o700, exist_ok=True)
+        return path
 
     @property
     def state_dir(self) -> Path:

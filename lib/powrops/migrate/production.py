@@ -108,8 +108,7 @@ def apply(
 
 
 def _save_rollback(settings: Settings, plan: ProductionPlan) -> Path:
-    folder = settings.state_dir / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = settings.make_state_dir("migrations")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"rollback-{plan.head}-to-{plan.current or 'base'}-{stamp}.sql"
     header = (

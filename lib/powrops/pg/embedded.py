@@ -151,7 +151,7 @@ def _prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
     that user cannot run this interpreter (e.g. a virtualenv under /root): archiving then
     stays off and the readiness report says so."""
     user = cluster.os_user
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_state_dir()
     try:
         for needed in (Path(sys.executable), Path(powrops.__file__)):
             grant_traversal(needed, user, say=_say)
