@@ -30,6 +30,7 @@ def cmd_runbook(args: argparse.Namespace) -> Severity:
     from powrops.reports import workcopy
 
     loaded = settings_of(args)
+    workcopy.runbook_spec(args.name)  # an unknown name is said before anything else
     try:
         acting_on = identity(loaded)
         print(f"{args.name}: database {acting_on.describe()}", file=sys.stderr)
