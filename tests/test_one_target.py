@@ -135,6 +135,17 @@ def test_a_stopped_cluster_is_reported_never_started(site: Site) -> None:
             assert "Traceback" not in run.stderr
             assert not (cluster_dir / "pgdata" / "postmaster.pid").exists(), args
         assert sorted((site.root / "reports").rglob("result.json")) == runs  # no kernel ran
+        # what Prometheus reads says so at once: UNKNOWN, the database check, not an all-clear
+        textfile = site.root / "textfile"
+        textfile.mkdir(exist_ok=True)
+        (textfile / "powrops.prom").write_text('powrops_alerts_status{server="default"} 0\n')
+        watched = site.cli("alerts", "--no-record", "--textfile", str(textfile))
+        assert watched.returncode == 3 and "is stopped" in watched.stderr, watched.stderr
+        written = (textfile / "powrops.prom").read_text()
+        assert 'powrops_alerts_status{server="default"} 3' in written, written
+        assert (
+            'check="database"' in written and not (cluster_dir / "pgdata/postmaster.pid").exists()
+        )
     finally:
         start = site.cli("db", "start")
     assert start.returncode == 0, start.stderr

@@ -33,6 +33,7 @@ from powrops.alerts.run import (
     size_findings,
     statement_findings,
     textfile_name,
+    unreachable,
     write_textfile,
 )
 
@@ -61,5 +62,6 @@ __all__ = [
     "size_findings",
     "statement_findings",
     "textfile_name",
+    "unreachable",
     "write_textfile",
 ]

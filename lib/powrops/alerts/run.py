@@ -667,6 +667,15 @@ def evaluate(
     return report
 
 
+def unreachable(settings: Settings, error: PowropsError) -> AlertReport:
+    """The evaluation of a database that could not be reached (stopped, refusing, unknown): one
+    UNKNOWN ``database`` finding, so that what Prometheus reads says so at once (as
+    postgres_exporter's ``pg_up 0`` does) instead of keeping the last run's all-clear."""
+    advice = "start the server, or correct database.url, then run alerts again"
+    finding = Finding("database", Severity.UNKNOWN, f"not evaluated: {error}", advice=advice)
+    return AlertReport([finding], datetime.now(UTC), server=settings.server)
+
+
 TEXTFILE_NAME = "powrops.prom"
 
 

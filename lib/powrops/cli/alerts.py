@@ -54,8 +54,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> Severity:
-    from powrops.alerts import evaluate, openmetrics, write_textfile
-    from powrops.errors import ParameterError
+    from powrops.alerts import evaluate, openmetrics, unreachable, write_textfile
+    from powrops.errors import DatabaseError, ParameterError
     from powrops.growth.forecast import growth_rate
 
     if args.json and args.format not in (None, "json"):
@@ -64,9 +64,17 @@ def cmd_alerts(args: argparse.Namespace) -> Severity:
     if args.textfile is not None and not args.textfile.is_dir():
         raise ParameterError(f"--textfile {args.textfile}: not a directory")
     settings = settings_of(args)
-    report = evaluate(
-        settings, record=not args.no_record, send=args.notify, growth=growth_rate(settings.server)
-    )
+    try:
+        report = evaluate(
+            settings,
+            record=not args.no_record,
+            send=args.notify,
+            growth=growth_rate(settings.server),
+        )
+    except DatabaseError as exc:  # the textfile says so at once, not the last all-clear
+        if args.textfile is not None:
+            write_textfile(unreachable(settings, exc), args.textfile)
+        raise
     if args.textfile is not None:
         write_textfile(report, args.textfile)
     if fmt == "json":
