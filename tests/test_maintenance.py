@@ -178,6 +178,28 @@ def test_reindex_asks_and_acts_only_on_its_plan(migrated_db: str) -> None:
     assert "public.later_v" in confirmed.stdout
 
 
+def test_a_plan_that_changed_is_shown_and_asked_again(migrated_db: str) -> None:
+    """Confirmed on one list, the action finds another due: it says what changed and asks
+    about the new list; a no then leaves everything as it was."""
+    url = libpq(migrated_db)
+    settings = _settings(migrated_db)
+    _invalid_index(url, "asked")
+    plan = maintenance.run(settings, "reindex", dry_run=True)
+    _invalid_index(url, "meanwhile")
+    asked: list[str] = []
+    said: list[str] = []
+    refused = maintenance.run_confirmed(settings, "reindex", plan,
+                                        lambda what: asked.append(what) or len(asked) == 1,
+                                        echo=said.append)  # fmt: skip
+    assert refused is None and len(asked) == 2, asked
+    assert "public.meanwhile_v" in said[0] and "as planned now" in asked[1]
+    still = {t.qualified for t in maintenance.run(settings, "reindex", dry_run=True).targets}
+    assert {"public.asked_v", "public.meanwhile_v"} <= still  # nothing was rebuilt
+    done = maintenance.run_confirmed(settings, "reindex", plan, lambda what: True, echo=said.append)
+    assert done is not None and {t.qualified for t in done.targets} >= still
+    assert not done.errors and not done.unplanned
+
+
 def test_bloated_index_rebuilt_and_bytes_reclaimed(migrated_db: str) -> None:
     url = libpq(migrated_db)
     settings = _settings(migrated_db)

@@ -81,11 +81,15 @@ def _confirmed(args: argparse.Namespace, settings: Settings) -> Severity:
     if not args.json:
         _show(args, plan)
         print(f"  ({CONFIRMED[args.action_name]})")
-    action = f"{args.action_name} {len(plan.targets)} object(s)"
-    if not confirm_at_terminal(action, identity(settings), yes=args.yes):
-        print(f"Not confirmed: nothing was changed ({action} not run)")
+    target = identity(settings)
+
+    def confirm(what: str) -> bool:
+        return confirm_at_terminal(what, target, yes=args.yes)
+
+    result = maintenance.run_confirmed(settings, args.action_name, plan, confirm, echo=print)
+    if result is None:
+        print(f"Not confirmed: nothing was changed ({args.action_name} not run)")
         return Severity.UNKNOWN
-    result = maintenance.run(settings, args.action_name, planned=plan.targets)
     _show(args, result)
     return result.status
 

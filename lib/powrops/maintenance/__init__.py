@@ -8,6 +8,7 @@ from __future__ import annotations
 from powrops.maintenance.actions import (
     ACTIONS,
     ANALYZE,
+    ASK_AGAIN,
     DROP_INDEX,
     LEFTOVER,
     LEFTOVERS_SQL,
@@ -19,6 +20,7 @@ from powrops.maintenance.actions import (
     TABLE_STATS_SQL,
     VACUUM,
     VACUUM_FULL,
+    Confirm,
     MaintenanceRun,
     Target,
     plan_analyze,
@@ -27,6 +29,7 @@ from powrops.maintenance.actions import (
     plan_vacuum,
     record_event,
     run,
+    run_confirmed,
     table_stats,
 )
 from powrops.maintenance.indexes import (
@@ -42,6 +45,7 @@ from powrops.maintenance.indexes import (
 __all__ = [
     "ACTIONS",
     "ANALYZE",
+    "ASK_AGAIN",
     "DROP_INDEX",
     "FK_WITHOUT_INDEX_SQL",
     "INDEX_SQL",
@@ -57,6 +61,7 @@ __all__ = [
     "UNUSED_SQL",
     "VACUUM",
     "VACUUM_FULL",
+    "Confirm",
     "MaintenanceRun",
     "Target",
     "index_checks",
@@ -67,6 +72,7 @@ __all__ = [
     "plan_vacuum",
     "record_event",
     "run",
+    "run_confirmed",
     "strategy_index_findings",
     "table_stats",
 ]

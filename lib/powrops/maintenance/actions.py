@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,7 +45,7 @@ from powrops.config import Settings
 from powrops.db import connect
 from powrops.errors import ParameterError
 from powrops.findings import Graded, Severity
-from powrops.format import human_bytes, human_seconds
+from powrops.format import Echo, human_bytes, human_seconds
 from powrops.maintenance.indexes import INDEX_SQL
 from powrops.metrics.snapshot import database_errors
 from powrops.pg import catalog
@@ -408,3 +408,37 @@ def run(
             _execute(conn, action, targets)
             result.event_id = record_event(conn, result, settings.server)
     return result
+
+
+#: Asks a person (or reads the run's parameter) whether to go on with what it is told.
+Confirm = Callable[[str], bool]
+#: How often what is due may change under a person before the action gives up asking.
+ASK_AGAIN = 3
+
+
+def _changes(shown: Sequence[Target], now: Sequence[Target]) -> tuple[list[str], list[str]]:
+    """What is due now that was not shown, and what was shown that is no longer due."""
+    before, after = {t.qualified for t in shown}, {t.qualified for t in now}
+    return sorted(after - before), sorted(before - after)
+
+
+def run_confirmed(
+    settings: Settings, action: str, plan: MaintenanceRun, confirm: Confirm, echo: Echo
+) -> MaintenanceRun | None:
+    """``action`` on what its dry run ``plan`` listed, once ``confirm`` says so; None when it
+    does not. If what is due changed since the plan was shown, the difference is said and
+    ``confirm`` asked again about the plan as it is now, so a person never confirms one list
+    and gets another."""
+    if not confirm(f"{action} of {len(plan.targets)} object(s) as planned"):
+        return None
+    for _ in range(ASK_AGAIN):
+        fresh = run(settings, action, dry_run=True)
+        added, gone = _changes(plan.targets, fresh.targets)
+        if not added and not gone:
+            return run(settings, action, planned=plan.targets)
+        echo(f"Changed since the plan was shown: now due {', '.join(added) or 'nothing new'}; "
+             f"no longer due {', '.join(gone) or 'nothing'}")  # fmt: skip
+        plan = fresh
+        if not confirm(f"{action} of {len(plan.targets)} object(s) as planned now"):
+            return None
+    return run(settings, action, planned=plan.targets)
