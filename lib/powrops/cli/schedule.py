@@ -39,18 +39,21 @@ def cmd_schedule(args: argparse.Namespace) -> Severity:
 
     explicit = getattr(args, "config", None)
     # every job reads the file these settings were loaded from, by absolute path
-    settings = load_settings(explicit)
-    config_file = settings.config_file
     if args.format == "airflow":  # every server: the fleet's review waits for each review
         every = [load_settings(explicit, server=name) for name in server_names(explicit)]
         if args.output is not None:
-            files = airflow_files(every, config_file)
+            files = airflow_files(every, every[0].config_file)
         else:
-            files = {dag_file_name(settings.server): dag_file(settings, config_file, every)}
-    elif args.format == "cron":
-        files = {"powrops.cron": crontab(settings, config_file)}
+            settings = load_settings(explicit)
+            files = {dag_file_name(settings.server): dag_file(settings, settings.config_file,
+                                                              every)}  # fmt: skip
     else:
-        files = systemd_units(settings, config_file)
+        settings = load_settings(explicit)
+        files = (
+            {"powrops.cron": crontab(settings, settings.config_file)}
+            if args.format == "cron"
+            else systemd_units(settings, settings.config_file)
+        )
     if args.output is None:
         if len(files) == 1:
             print(next(iter(files.values())), end="")
