@@ -417,6 +417,83 @@ def test_content_is_checked_once_for_the_same_stored_bytes(clone: Callable[[], B
     assert code == 2 and ("CRITICAL", "checksums", f"{c.full}/base.tar.zst") in problems(after)
 
 
+def _recompress(c: Base, label: str) -> str:
+    """The stored bytes of backup ``label``'s data object replaced by another zstd frame of the
+    same content, in both repositories, and its record rewritten to match: bytes that are not
+    the ones a check was made on, yet pass every checksum. Their SHA-256."""
+    stored = c.primary / "backups" / label / "base.tar.zst"
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(stored.read_bytes())
+    new = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(raw)
+    assert new != stored.read_bytes()
+    for repo in (c.primary, c.secondary):
+        (repo / "backups" / label / "base.tar.zst").write_bytes(new)
+    path = c.primary / "backups" / label / "backup.json"
+    data = json.loads(path.read_text())
+    for f in data["files"]:
+        if f["name"] == "base.tar.zst":
+            f.update(sha256=hashlib.sha256(new).hexdigest(), stored_size=len(new))
+    path.write_text(json.dumps(data))
+    return hashlib.sha256(new).hexdigest()
+
+
+def test_a_combined_chain_is_checked_once_for_the_same_stored_bytes(
+    clone: Callable[[], Base],
+) -> None:
+    """`verify INCREMENTAL` combines the chain and runs pg_verifybackup once; a later one whose
+    reads find every member's stored bytes unchanged (SHA-256) relies on that check and does
+    not combine (here it could not: its scratch folder is gone). ``--content`` combines
+    again, and so does a change to a member's stored bytes."""
+    c = clone()
+    scratch = c.site.root / "scratch"
+    scratch.mkdir()
+    c.site.write_config(verification={"scratch_dir": str(scratch)})
+    code, first = run_verify(c.site, c.incremental)
+    assert code == 0 and row(first, c.incremental)["pg_verifybackup"] == "ok", problems(first)
+    assert "was successfully verified" in finding(first, "pg_verifybackup")["message"]
+    recorded = _state(c.primary)["chains"][c.incremental]
+    assert recorded["members"] == [c.full, c.incremental]
+    assert recorded["checked_at"] == first["now"]
+    for label in (c.full, c.incremental):
+        for f in record(c.primary, label)["files"]:
+            assert recorded["digests"][f"backups/{label}/{f['name']}"] == f["sha256"]
+
+    scratch.rmdir()  # combining a chain now fails
+    code, again = run_verify(c.site, c.incremental)
+    assert code == 0, problems(again)
+    relied = finding(again, "pg_verifybackup", c.incremental)
+    assert relied["details"]["relied_on"] == first["now"]
+    assert relied["message"].startswith(
+        f"backup {c.incremental}: relies on the check of {c.full} + {c.incremental} combined "
+        "and verified at "
+    )
+    assert row(again, c.incremental)["pg_verifybackup"].startswith("ok before: combined at ")
+    assert row(again, c.incremental)["pg_verifybackup_s"] is None
+    state = _state(c.primary)
+    assert state["chains"][c.incremental]["checked_at"] == first["now"]
+    del state["chains"][c.incremental]  # without the earlier check, the same run combines
+    (c.primary / "verification" / "state.json").write_text(json.dumps(state))
+    code, unrecorded = run_verify(c.site, c.incremental)
+    assert code == 2 and row(unrecorded, c.incremental)["pg_verifybackup"] == "failed"
+    assert str(scratch) in finding(unrecorded, "pg_verifybackup", c.incremental)["message"]
+
+    scratch.mkdir()
+    code, first = run_verify(c.site, c.incremental)  # recorded again
+    assert code == 0 and row(first, c.incremental)["pg_verifybackup"] == "ok", problems(first)
+    code, forced = run_verify(c.site, c.incremental, "--content")
+    assert code == 0 and row(forced, c.incremental)["pg_verifybackup"] == "ok", problems(forced)
+    assert "relied_on" not in finding(forced, "pg_verifybackup", c.incremental)["details"]
+    assert _state(c.primary)["chains"][c.incremental]["checked_at"] == forced["now"]
+
+    digest = _recompress(c, c.incremental)
+    code, changed = run_verify(c.site, c.incremental)
+    assert code == 0 and row(changed, c.incremental)["pg_verifybackup"] == "ok", problems(changed)
+    assert "relied_on" not in finding(changed, "pg_verifybackup", c.incremental)["details"]
+    assert row(changed, c.incremental)["content"] == "ok"  # its new bytes checked again too
+    recorded = _state(c.primary)["chains"][c.incremental]
+    assert recorded["checked_at"] == changed["now"]
+    assert recorded["digests"][f"backups/{c.incremental}/base.tar.zst"] == digest
+
+
 def test_archived_wal_is_decompressed_once_then_read_against_its_digest(
     clone: Callable[[], Base],
 ) -> None:

@@ -27,7 +27,7 @@ from powrops.storage.base import ObjectInfo, Repository
 from powrops.storage.registry import open_repository
 from powrops.verify import content, walparse
 from powrops.verify.runner import scratch_dir
-from powrops.verify.state import ObjectRead, VerificationState, plan
+from powrops.verify.state import ChainCheck, ObjectRead, VerificationState, plan
 
 SEGMENT = 16 << 20  # PostgreSQL's default segment size; zeros compress to nothing
 WAL_NAME = "000000010000000000000003"
@@ -254,6 +254,26 @@ def test_a_damaged_state_file_means_reading_everything(repo: Repository) -> None
     state, problem = VerificationState.load(repo)
     assert state.objects == {} and problem is not None and "damaged" in problem
     repo.delete("verification/state.json")
+    assert VerificationState.load(repo) == (VerificationState(), None)
+
+
+def test_a_combined_chain_is_kept_with_its_digests_until_a_member_is_gone(
+    repo: Repository,
+) -> None:
+    full, inc = "20261204T000000F", "20261204T010000I"
+    digests = {f"backups/{full}/{DATA_FILE}": "aa", f"backups/{inc}/{DATA_FILE}": "bb"}
+    check = ChainCheck((full, inc), digests, NOW)
+    assert check.stands_for([full, inc], dict(digests))
+    assert not check.stands_for([full, inc], {**digests, f"backups/{inc}/{DATA_FILE}": "cc"})
+    assert not check.stands_for([inc], digests)  # other members
+    repo.put_bytes("verification/state.json", VerificationState(chains={inc: check}).to_bytes())
+    loaded, problem = VerificationState.load(repo)
+    assert problem is None and loaded.chains == {inc: check}
+    assert VerificationState().merge(loaded, set(digests)).chains == {inc: check}
+    expired = {f"backups/{inc}/{DATA_FILE}"}  # its full is gone: the check is forgotten
+    assert VerificationState(chains={inc: check}).merge(VerificationState(), expired).chains == {}
+    # a state written before the chains were recorded: none is
+    repo.put_bytes("verification/state.json", b'{"version": 1, "objects": {}, "content": {}}')
     assert VerificationState.load(repo) == (VerificationState(), None)
 
 

@@ -10,7 +10,9 @@
 3. WAL continuity per timeline, timeline histories, each backup's recoverability window, from
    the listings (no WAL needs reading for that);
 4. ``pg_verifybackup`` on one reconstructed data directory: the chain of the backup asked for,
-   else of the newest backup when it has not been verified yet;
+   else of the newest backup when it has not been verified yet; a chain that passed before,
+   every member of which was read back today with the same SHA-256 as then, is not combined
+   again (but with ``content`` or ``everything``);
 5. freshness against the schedule, ``pg_stat_archiver`` and failed runs (whole repository only);
 6. optionally a test restore, through the function the caller hands in (the command line
    and the verification report hand in :func:`powrops.restore.test_restore`);
@@ -209,9 +211,11 @@ def _verify(
     chosen = _verifybackup_targets(targets, by_label, label, everything)
     failed = {label: "content" for label, checked in contents.items() if not checked.ok}
     failed |= {label: "checksum" for label, checks in damaged.items() if checks}
+    earlier = {} if content or everything else _chains_standing(state, chosen, by_label, intact)
     verified = _pg_verifybackup(report, settings, primary, targets, chosen, by_label, failed,
-                                pg_verifybackup, echo)  # fmt: skip
+                                earlier, pg_verifybackup, echo)  # fmt: skip
     seconds["pg_verifybackup"] = round(time.monotonic() - mark, 3)
+    combined = _chains_combined(verified, by_label, intact, now)
     if label is None:
         _freshness(report, settings, records, listing, now)
     if restore:
@@ -222,7 +226,7 @@ def _verify(
                            second, verified, continuity, secondary is not None)  # fmt: skip
     _content_rows(report.backups, contents, state)
     _mark_verified(report, primary, targets)
-    _save_state(report, primary, intact, damaged, contents, wal_results, now)
+    _save_state(report, primary, intact, damaged, contents, wal_results, combined, now)
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 
@@ -323,11 +327,13 @@ def _save_state(
     damaged: dict[str, list[ObjectCheck]],
     contents: dict[str, ContentCheck],
     wal_results: dict[str, ObjectCheck],
+    chains: dict[str, state_mod.ChainCheck],
     now: datetime,
 ) -> None:
     """Record every object read back intact in this run, with the SHA-256 it was read with,
-    and every backup whose content matched. Nothing else: an object the plan chose but no
-    check read is not recorded, and is read again next time."""
+    every backup whose content matched and every chain combined that passed
+    ``pg_verifybackup``. Nothing else: an object the plan chose but no check read is not
+    recorded, and is read again next time."""
     bad = {c.key for checks in damaged.values() for c in checks}
     bad |= {r.key for r in wal_results.values() if not r.ok}
     # content that failed its manifest: read and checked again every day, like damaged bytes
@@ -340,7 +346,8 @@ def _save_state(
         for key, digest in intact.items() if key in sizes and key not in bad
     }  # fmt: skip
     content = {label: now for label, c in contents.items() if c.ok}
-    _store(report, repo, state_mod.VerificationState(reads, content), set(sizes), frozenset(bad))
+    newer = state_mod.VerificationState(reads, content, chains)
+    _store(report, repo, newer, set(sizes), frozenset(bad))
 
 
 def _store(
@@ -576,6 +583,58 @@ def _verifybackup_targets(
     return {newest.label} if everything or newest.verified_at is None else set()
 
 
+def _chain_digests(
+    members: Sequence[BackupRecord], intact: Mapping[str, str]
+) -> dict[str, str] | None:
+    """The SHA-256 of every stored object of ``members``, as read back intact in this run;
+    None when one of them was not."""
+    keys = [backup_key(m.label, f.name) for m in members for f in m.files]
+    if not all(key in intact for key in keys):
+        return None
+    return {key: intact[key] for key in keys}
+
+
+def _chains_standing(
+    state: state_mod.VerificationState,
+    chosen: set[str],
+    by_label: dict[str, BackupRecord],
+    intact: Mapping[str, str],
+) -> dict[str, state_mod.ChainCheck]:
+    """The chosen chains whose earlier combined check stands: of the same members, every
+    stored object of which was read back intact today with the SHA-256 it had then."""
+    standing = {}
+    for label in sorted(chosen):
+        earlier = state.chains.get(label)
+        if earlier is None or broken_link(by_label[label], by_label) is not None:
+            continue
+        members = list(reversed(chain(by_label[label], by_label)))
+        digests = _chain_digests(members, intact)
+        if digests is not None and earlier.stands_for([m.label for m in members], digests):
+            standing[label] = earlier
+    return standing
+
+
+def _chains_combined(
+    verified: dict[str, tuple[str, float | None]],
+    by_label: dict[str, BackupRecord],
+    intact: Mapping[str, str],
+    now: datetime,
+) -> dict[str, state_mod.ChainCheck]:
+    """The chains combined in this run that passed ``pg_verifybackup``, each with the
+    SHA-256 its members' stored objects were read back with today (a chain a member of which
+    was not read today is not recorded: there is no digest to rely on later)."""
+    combined = {}
+    for label, (status, _) in verified.items():
+        if status != "ok":
+            continue
+        members = list(reversed(chain(by_label[label], by_label)))
+        digests = _chain_digests(members, intact)
+        if digests is not None:
+            labels = tuple(m.label for m in members)
+            combined[label] = state_mod.ChainCheck(labels, digests, now)
+    return combined
+
+
 def _why_not(record: BackupRecord, by_label: dict[str, BackupRecord]) -> str:
     if not record.parent:
         return (
@@ -595,10 +654,12 @@ def _pg_verifybackup(
     chosen: set[str],
     by_label: dict[str, BackupRecord],
     failed: dict[str, str],
+    earlier: Mapping[str, state_mod.ChainCheck],
     enabled: bool,
     echo: Echo | None,
 ) -> dict[str, tuple[str, float | None]]:
-    """(status, seconds) per label."""
+    """(status, seconds) per label; a chosen chain whose ``earlier`` check stands is not
+    combined again."""
 
     if not enabled:
         return {r.label: ("skipped: not requested", None) for r in targets}
@@ -617,6 +678,9 @@ def _pg_verifybackup(
             continue
         if record.label not in chosen:
             outcome[record.label] = (f"not needed: {_why_not(record, by_label)}", None)
+            continue
+        if record.label in earlier:
+            outcome[record.label] = _relied_on(report, record.label, earlier[record.label])
             continue
         major = _major(record.server_version)
         if major not in binaries:
@@ -654,6 +718,21 @@ def _pg_verifybackup(
             record.label, label=record.label, chain=members, seconds=took,
         )  # fmt: skip
     return outcome
+
+
+def _relied_on(
+    report: VerificationReport, label: str, earlier: state_mod.ChainCheck
+) -> tuple[str, None]:
+    when = f"{earlier.checked_at:%Y-%m-%d %H:%M:%S} UTC"
+    report.add(
+        "pg_verifybackup", Severity.OK,
+        f"backup {label}: relies on the check of {' + '.join(earlier.members)} combined "
+        f"and verified at {when}: the stored bytes of every member, read back today, are the "
+        "ones combined then (SHA-256); not combined again (`--content` combines it again)",
+        label, label=label, chain=list(earlier.members),
+        relied_on=earlier.checked_at.isoformat(),
+    )  # fmt: skip
+    return f"ok before: combined at {when}, the same stored bytes", None
 
 
 # --- freshness -----------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """What verification has already read, kept in the repository beside the catalog.
 
 ``verification/state.json`` records, for every object read back intact, its stored size,
-digest and when it was last read, and for every backup when its content was checked against its
-manifest. The daily verification reads what is new, what is due (not read for
-``verification.reread_every``) and a rotating share of the rest, so that its cost follows the new
-data while every object is still re-read within the period. The file is written under the
-repository's lock, so the secondary's state and other hosts' runs see it and do not race.
+digest and when it was last read, for every backup when its content was checked against its
+manifest, and for every incremental whose chain was combined and passed ``pg_verifybackup`` the
+chain's members and the SHA-256 of their stored objects then (a later run whose reads find the
+same bytes relies on it rather than combining again). The daily verification reads what is
+new, what is due (not read for ``verification.reread_every``) and a rotating share of the rest,
+so that its cost follows the new data while every object is still re-read within the period.
+The file is written under the repository's lock, so the secondary's state and other hosts' runs
+see it and do not race.
 
 Only an object whose bytes were read back and matched in the run is recorded (the checks in
 :mod:`powrops.verify.checksums` say which); one the plan chose but no check read stays as it
@@ -16,7 +19,7 @@ day until it is repaired or expired.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,10 +43,39 @@ class ObjectRead:
         return {"size": self.size, "digest": self.digest, "read_at": self.read_at.isoformat()}
 
 
+@dataclass(frozen=True)
+class ChainCheck:
+    """A passed ``pg_verifybackup`` of a chain combined with ``pg_combinebackup``: its members
+    (full first) and the SHA-256 of each of their stored objects, as read back intact in the
+    run that combined them."""
+
+    members: tuple[str, ...]
+    digests: Mapping[str, str]  # stored object key -> SHA-256
+    checked_at: datetime
+
+    def stands_for(self, members: Sequence[str], digests: Mapping[str, str]) -> bool:
+        """Whether this check was of these members with these stored bytes."""
+        return self.members == tuple(members) and dict(self.digests) == dict(digests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "members": list(self.members),
+            "digests": dict(sorted(self.digests.items())),
+            "checked_at": self.checked_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChainCheck:
+        digests = {str(k): str(v) for k, v in data["digests"].items()}
+        members = tuple(str(m) for m in data["members"])
+        return cls(members, digests, datetime.fromisoformat(data["checked_at"]))
+
+
 @dataclass
 class VerificationState:
     objects: dict[str, ObjectRead] = field(default_factory=dict)
     content: dict[str, datetime] = field(default_factory=dict)  # label -> checked at
+    chains: dict[str, ChainCheck] = field(default_factory=dict)  # newest member -> its check
 
     @classmethod
     def load(cls, repo: Repository) -> tuple[VerificationState, str | None]:
@@ -63,15 +95,18 @@ class VerificationState:
                 for key, v in data["objects"].items()
             }
             content = {k: datetime.fromisoformat(v) for k, v in data["content"].items()}
+            # written by powrops before the combined chains were recorded: none is
+            chains = {k: ChainCheck.from_dict(v) for k, v in data.get("chains", {}).items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return cls(), f"{STATE_KEY} is damaged ({exc}); every object is read again"
-        return cls(objects, content), None
+        return cls(objects, content, chains), None
 
     def to_bytes(self) -> bytes:
         data = {
             "version": 1,
             "objects": {k: v.to_dict() for k, v in sorted(self.objects.items())},
             "content": {k: v.isoformat() for k, v in sorted(self.content.items())},
+            "chains": {k: v.to_dict() for k, v in sorted(self.chains.items())},
         }
         return json.dumps(data, indent=1).encode()
 
@@ -79,7 +114,8 @@ class VerificationState:
         self, newer: VerificationState, present: set[str], damaged: frozenset[str] = frozenset()
     ) -> VerificationState:
         """This state updated with ``newer``'s reads, keeping only objects still present and
-        forgetting the ``damaged`` ones (they are read again until repaired)."""
+        forgetting the ``damaged`` ones (they are read again until repaired) and the chains a
+        member of which is gone."""
         objects = {k: v for k, v in self.objects.items() if k in present and k not in damaged}
         for key, read in newer.objects.items():
             old = objects.get(key)
@@ -88,7 +124,9 @@ class VerificationState:
         labels = {k.split("/", 2)[1] for k in present if k.startswith("backups/")}
         content = {k: v for k, v in self.content.items() if k in labels}
         content.update({k: v for k, v in newer.content.items() if k in labels})
-        return VerificationState(objects, content)
+        chains = {k: v for k, v in self.chains.items() if labels.issuperset(v.members)}
+        chains.update({k: v for k, v in newer.chains.items() if labels.issuperset(v.members)})
+        return VerificationState(objects, content, chains)
 
 
 @dataclass(frozen=True)
