@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +171,27 @@ def mib(size: float) -> str:
     return f"{size / 2**20:,.1f} MiB"
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "TARGET MISSED"
+@dataclass
+class Targets:
+    """The targets one run of a benchmark checks. ``check`` gives a target's verdict for the
+    line that prints it and remembers a miss; ``exit_code`` is what the benchmark's ``main``
+    returns: 1 when a target was missed (``make bench`` stops there), else 0. Each ``main``
+    makes its own: nothing is kept between runs."""
+
+    met: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+
+    def check(self, name: str, ok: bool) -> str:
+        (self.met if ok else self.missed).append(name)
+        return "met" if ok else "TARGET MISSED"
+
+    def exit_code(self) -> int:
+        checked = len(self.met) + len(self.missed)
+        if self.missed:
+            print(f"{len(self.missed)} of {checked} targets missed: {'; '.join(self.missed)}")
+            return 1
+        print(f"all {checked} targets met")
+        return 0
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

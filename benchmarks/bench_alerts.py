@@ -20,7 +20,7 @@ import argparse
 import time
 
 from _data import small_then_large
-from _site import QUICK, Site, machine, median, table, verdict
+from _site import QUICK, Site, Targets, machine, median, table
 
 from powrops import alerts
 from powrops.config import Settings
@@ -52,8 +52,9 @@ def measure(site: Site, settings: Settings, rounds: int) -> dict[str, float]:
     return {"wall": median(wall), "db": median(db), "render": median(render)}
 
 
-def main() -> None:
+def main() -> int:
     args = parse_args()
+    targets = Targets()
     print(f"machine: {machine()}")
     site = Site.create("bench-alerts")
     try:
@@ -65,16 +66,21 @@ def main() -> None:
         for key, name in (("wall", "A alerts.evaluate"), ("db", "B database time"),
                           ("render", "C OpenMetrics rendering")):  # fmt: skip
             ratio = large[key] / small[key] if small[key] else 1.0
-            ok = ratio < 1.5 and (key != "db" or large[key] < 1.0)
+            outcome = "(informational)"
+            if key != "render":
+                ok = ratio < 1.5 and (key != "db" or large[key] < 1.0)
+                limit = "large / small < 1.5" + (", large < 1 s" if key == "db" else "")
+                outcome = targets.check(f"{name}: {limit}", ok)
             rows.append([name, f"{small[key]:.4f}", f"{large[key]:.4f}", f"{ratio:.2f}",
-                         verdict(ok) if key != "render" else "(informational)"])  # fmt: skip
+                         outcome])  # fmt: skip
         print()
         print(data)
         print(table(["measure", "small s", "large s", "ratio", "target"], rows))
         print(f"machine: {machine()}")
     finally:
         site.finish(args.keep)
+    return targets.exit_code()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

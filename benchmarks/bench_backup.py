@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _site import QUICK, Site, machine, median, mib, run_timed, table, verdict
+from _site import QUICK, Site, Targets, machine, median, mib, run_timed, table
 
 TARGET_RATIO = 1.3
 CHUNK = 1 << 20
@@ -179,13 +179,16 @@ def report_steps(powrops: Variant) -> None:
     )
 
 
-def report_ratios(powrops: Variant, baselines: list[Variant], target_key: str) -> None:
+def report_ratios(
+    powrops: Variant, baselines: list[Variant], target_key: str, targets: Targets
+) -> None:
     print()
     for base in baselines:
         ratio = median(powrops.seconds) / median(base.seconds)
         line = f"ratio median({powrops.key}) / median({base.key}) = {ratio:.2f}"
         if base.key == target_key:
-            line += f"   target <= {TARGET_RATIO}: {verdict(ratio <= TARGET_RATIO)}"
+            name = f"median({powrops.key}) / median({base.key}) <= {TARGET_RATIO}"
+            line += f"   target <= {TARGET_RATIO}: {targets.check(name, ratio <= TARGET_RATIO)}"
         else:
             line += "   (informational)"
         print(line)
@@ -204,7 +207,7 @@ def baselines_for(site: Site, out_dir: Path) -> list[Variant]:
     return found
 
 
-def benchmark(site: Site, scale: int, rounds: int) -> None:
+def benchmark(site: Site, scale: int, rounds: int, targets: Targets) -> None:
     build_database(site, scale)
     out_dir = site.root / "baseline"
     out_dir.mkdir()
@@ -215,19 +218,20 @@ def benchmark(site: Site, scale: int, rounds: int) -> None:
     run_rounds(variants, rounds)
     report_rounds(variants, rounds)
     report_steps(powrops)
-    report_ratios(powrops, baselines, baselines[0].key)
+    report_ratios(powrops, baselines, baselines[0].key, targets)
     print(f"at the end: {machine()}")
 
 
 def main() -> int:
     args = parse_args()
+    targets = Targets()
     site = Site.create("bench-backup", {"backup": {"procedure": {"post": {"cleanup_old": False}}}})
     print(f"site: {site.root}; {machine()}")
     try:
-        benchmark(site, args.scale, args.rounds)
+        benchmark(site, args.scale, args.rounds, targets)
     finally:
         site.finish(args.keep)
-    return 0
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

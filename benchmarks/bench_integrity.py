@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _site import QUICK, Site, machine, median, table, verdict
+from _site import QUICK, Site, Targets, machine, median, table
 
 SMALL = 100_000
 CHILD = r"""
@@ -146,6 +146,7 @@ def statements_script(path: Path) -> str:
 
 def main() -> int:
     args = parse_args()
+    targets = Targets()
     print(f"bench_integrity: {args.sets:,} sets; {machine()}")
     site = Site.create("integrity")
     try:
@@ -174,7 +175,7 @@ def main() -> int:
                     f"{median(walls):.2f}",
                     f"{median(raw_s):.2f}",
                     f"{ratio:.2f}",
-                    verdict(ratio <= 1.5),
+                    targets.check(f"{name}: powrops / psql <= 1.5", ratio <= 1.5),
                     f"{peaks[name] / 2**20:.1f}",
                 ]
             )
@@ -184,12 +185,12 @@ def main() -> int:
         growth = peaks["large"] / peaks["small"]
         print(
             f"peak RSS {args.sets:,} sets / {SMALL:,} sets: {growth:.2f} "
-            f"(target <= 1.2: {verdict(growth <= 1.2)})"
+            f"(target <= 1.2: {targets.check('peak RSS large / small <= 1.2', growth <= 1.2)})"
         )
         print(f"end: {machine()}")
     finally:
         site.finish(args.keep)
-    return 0
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _data import small_then_large
-from _site import QUICK, Site, machine, median, table, verdict
+from _site import QUICK, Site, Targets, machine, median, table
 
 from powrops.config import Settings
 from powrops.growth import gather, metrics
@@ -68,8 +68,9 @@ def measure(site: Site, settings: Settings, rounds: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main() -> int:
     args = parse_args()
+    targets = Targets()
     print(f"machine: {machine()}")
     site = Site.create("bench-metrics")
     try:
@@ -79,7 +80,8 @@ def main() -> None:
         )
         rows = [
             [name, f"{small[key]:.3f}", f"{large[key]:.3f}", f"{large[key] / small[key]:.2f}",
-             verdict(large[key] / small[key] < 2) if key != "notebook" else "(informational)"]
+             targets.check(f"{name}: large / small < 2", large[key] / small[key] < 2)
+             if key != "notebook" else "(informational)"]
             for key, name in (("snapshot", "A metrics snapshot"), ("build", "B growth report data"),
                               ("notebook", "C growth_report notebook"))
         ]  # fmt: skip
@@ -89,7 +91,8 @@ def main() -> None:
         print(f"machine: {machine()}")
     finally:
         site.finish(args.keep)
+    return targets.exit_code()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

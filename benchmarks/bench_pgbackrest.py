@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from _site import QUICK, Site, machine, median, mib, table, verdict
+from _site import QUICK, Site, Targets, machine, median, mib, table
 
 from powrops.pg.cluster import LocalCluster, free_port
 
@@ -319,6 +319,7 @@ def _rotate(round_no: int, items: list[T]) -> list[T]:
 
 def main() -> int:
     args = parse_args()
+    targets = Targets()
     ensure_tools()
     print(f"machine: {machine()}", flush=True)
     bench = Bench(args.scale)
@@ -411,13 +412,13 @@ def main() -> int:
         ("backup ahead of pgBackRest", med["backup/powrops"] < med["backup/pgbackrest"]),
     ]
     for name, ok in checks:
-        print(f"  {name}: {verdict(ok)}")
+        print(f"  {name}: {targets.check(name, ok)}")
     print("powrops' restore steps per round (its own timings, seconds):")
     for steps in bench.restore_steps:
         print("  " + ", ".join(f"{key.removesuffix('_s')} {value:.2f}"
                                for key, value in steps.items()))  # fmt: skip
     print(f"machine at the end: {machine()}")
-    return 0
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

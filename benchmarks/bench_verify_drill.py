@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from _site import QUICK, Site, machine, median, mib, table, verdict
+from _site import QUICK, Site, Targets, machine, median, mib, table
 
 from powrops.backup import repos
 
@@ -175,6 +175,7 @@ def raw_restore(site: Site, chain: list[str], target_time: str, work: Path) -> f
 
 def main() -> int:
     args = parse_args()
+    targets = Targets()
     site = Site.create("bench-verify")
     work = site.root / "work"
     work.mkdir()
@@ -225,7 +226,8 @@ def main() -> int:
             )
         )
         ratio = median(mine) / median(theirs)
-        print(f"ratio {ratio:.2f} (target <= 1.3): {verdict(ratio <= 1.3)}", flush=True)
+        verdict = targets.check("verify <= 1.3x by hand", ratio <= 1.3)
+        print(f"ratio {ratio:.2f} (target <= 1.3): {verdict}", flush=True)
 
         rto, raw = [], []
         for _ in range(args.rounds):
@@ -248,10 +250,11 @@ def main() -> int:
             )
         )
         ratio = median(rto) / median(raw)
-        print(f"ratio {ratio:.2f} (target <= 1.2): {verdict(ratio <= 1.2)}")
+        verdict = targets.check("drill RTO <= 1.2x raw", ratio <= 1.2)
+        print(f"ratio {ratio:.2f} (target <= 1.2): {verdict}")
     finally:
         site.finish(args.keep)
-    return 0
+    return targets.exit_code()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from _site import QUICK, Site, machine, mib, table, verdict
+from _site import QUICK, Site, Targets, machine, mib, table
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,6 +74,7 @@ def _read(report: dict[str, object]) -> int:
 
 def main() -> int:
     args = parse_args()
+    targets = Targets()
     print(f"machine: {machine()}", flush=True)
     bench = Bench(args.scale)
     try:
@@ -109,10 +110,11 @@ def main() -> int:
     plan = daily["figures"]["plan"]  # type: ignore[index]
     print(f"\ndaily plan: {plan}")
     print(f"A / (B + C/7) = {daily_s / (newest_s + all_s / 7):.2f}: "
-          f"{verdict(daily_s <= bound)} (target <= 2)")  # fmt: skip
-    print(f"chain / full = {chain_s / full_s:.2f}: {verdict(chain_s <= 3 * full_s)} (target <= 3)")
+          f"{targets.check('A / (B + C/7) <= 2', daily_s <= bound)} (target <= 2)")  # fmt: skip
+    verdict = targets.check("chain / full <= 3", chain_s <= 3 * full_s)
+    print(f"chain / full = {chain_s / full_s:.2f}: {verdict} (target <= 3)")
     print(f"machine at the end: {machine()}")
-    return 0
+    return targets.exit_code()
 
 
 if __name__ == "__main__":
