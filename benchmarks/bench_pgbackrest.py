@@ -22,7 +22,9 @@ another tool, and what an operation wrote is flushed before the next one is time
    wait for the end of recovery, C ``zstd -dc file | tar -x`` then ``pg_ctl start``.
 
 pgBackRest is configured like powrops' repository: zstd level 1 (``compress-type=zst``,
-``compress-level=1``), one process, a local ``repo1-path``. pgBackRest is installed from Debian
+``compress-level=1``), a local ``repo1-path``, and as many processes as powrops uses cores
+(``process-max`` = ``os.cpu_count()``: powrops compresses with zstd on every core,
+``threads=-1``). pgBackRest is installed from Debian
 (``apt-get install pgbackrest``) when missing. Targets: verify and restore no slower than
 pgBackRest; the full backup within 1.05x of the raw tools and ahead of pgBackRest.
 """
@@ -48,6 +50,8 @@ from powrops.pg.cluster import LocalCluster, free_port
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 T = TypeVar("T")
 STANZA = "bench"
+#: pgBackRest's processes: the cores powrops' zstd compression uses (``threads=-1``: all)
+PROCESS_MAX = os.cpu_count() or 1
 
 
 def parse_args() -> argparse.Namespace:
@@ -105,7 +109,7 @@ class Bench:
             f"repo1-path={self.pgbr / 'repo'}\nrepo1-retention-full=1\n"
             f"log-path={self.pgbr / 'log'}\nlock-path={self.pgbr / 'lock'}\n"
             f"spool-path={self.pgbr / 'spool'}\n"
-            "compress-type=zst\ncompress-level=1\nprocess-max=1\nstart-fast=y\n"
+            f"compress-type=zst\ncompress-level=1\nprocess-max={PROCESS_MAX}\nstart-fast=y\n"
             "log-level-console=warn\nlog-level-file=off\n"
             f"[{STANZA}]\npg1-path={data}\npg1-port={self.cluster.port}\n"
             f"pg1-socket-path={self.socket}\npg1-user=postgres\n"
@@ -132,7 +136,9 @@ class Bench:
         self.site.sql("CHECKPOINT")
         self.pgbackrest("check")
         size = self.site.sql("SELECT sum(pg_database_size(oid)) FROM pg_database")[0][0]
-        print(f"cluster: PostgreSQL 15, {mib(size)} in its databases", flush=True)
+        print(f"cluster: PostgreSQL 15, {mib(size)} in its databases; pgBackRest "
+              f"process-max={PROCESS_MAX}, powrops compresses on {os.cpu_count()} cores",
+              flush=True)  # fmt: skip
 
     def pgbackrest(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
         return self.cluster.run(["pgbackrest", f"--config={self.conf}", f"--stanza={STANZA}",
