@@ -1,9 +1,16 @@
 """Verification and drill RTO against the same steps done by hand with PostgreSQL's tools.
 
-1. ``powrops verify LABEL --content`` of one ~1 GB full backup (read back and SHA-256 of the
-   stored object, decompressed and every file checked against ``backup_manifest``, WAL
-   checks; ``--content`` so that every round does this, not only the backup's first read) against
-   ``sha256sum`` + ``zstd -dc | tar -x`` + ``pg_verifybackup`` on the same backup. Target <= 1.3.
+1. ``powrops verify LABEL --content`` of one ~1 GB full backup (``--content`` so that every
+   round does what the backup's first read does) against the same work done by hand with the
+   raw tools on the same stored objects (:func:`by_hand_script`). Both read each stored object
+   once, computing its SHA-256 in the same pass as its decompression, and unpack nothing: the
+   data object's files checked against ``backup_manifest`` (powrops in the decompressed
+   stream; by hand ``pg_verifybackup --format=tar``, which reads a regular file only, so the
+   decompressed tar is written to memory, ``/dev/shm``, first: the one step powrops does not
+   take), the manifest hashed, every archived WAL object from the backup's start decompressed
+   to the end (its zstd frame checksum), and the WAL of the backup's range decompressed into
+   memory and parsed by ``pg_waldump`` with the arguments ``pg_verifybackup`` gives it (which
+   cannot parse WAL for a tar-format backup itself). Target <= 1.3.
 2. ``powrops drill`` RTO (restore start to the restored server accepting queries) against the
    raw steps: unpack the full and the incremental, ``pg_combinebackup``, write the recovery
    settings (``restore_command`` decompressing archived WAL with ``zstd``), start, replay to the
@@ -18,6 +25,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,22 +63,63 @@ def repo_root(site: Site) -> Path:
     return Path(repos.primary_url(site.settings).removeprefix("file://"))
 
 
-def by_hand_verify(site: Site, label: str, work: Path) -> float:
-    """sha256sum of the stored object, unpack it, pg_verifybackup: what a DBA would type."""
-    stored = repo_root(site) / "backups" / label / "base.tar.zst"
-    target = work / "byhand"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    verifybackup = str(site.cluster.binaries.path("pg_verifybackup"))
-    script = (
-        f"sha256sum {stored} > /dev/null && zstd -dc -q {stored} | tar -x -C {target} "
-        f"&& {verifybackup} -q {target}"
-    )
-    started = time.perf_counter()
-    subprocess.run(["bash", "-o", "pipefail", "-c", script], check=True)
-    elapsed = time.perf_counter() - started
-    shutil.rmtree(target, ignore_errors=True)
-    return elapsed
+def by_hand_script(site: Site, label: str, range_segments: list[str], scratch: Path) -> str:
+    """The work of ``powrops verify LABEL --content`` with the raw tools, as a bash script.
+
+    Each stored object is read once, ``tee`` feeding ``sha256sum`` beside the decompression:
+    the WAL objects ``verify LABEL`` reads (timeline histories, segments from the backup's
+    start on) through ``zstd -t``; the segments of the backup's range decompressed into
+    ``scratch`` and parsed by ``pg_waldump`` (the manifest's ``WAL-Ranges``, with the
+    arguments ``pg_verifybackup`` gives it); the manifest hashed; the data object decompressed
+    into ``scratch`` as ``base.tar`` (``pg_verifybackup`` reads no pipe), which
+    ``pg_verifybackup --format=tar --no-parse-wal`` checks file by file against
+    ``backup_manifest``. Nothing is unpacked or written to disk (``scratch`` is in memory, like
+    powrops' scratch folder).
+    """
+    root = repo_root(site)
+    folder = root / "backups" / label
+    start = json.loads((folder / "backup.json").read_text())["start_wal"]
+    wal = sorted(p for p in (root / "wal").rglob("*.zst")
+                 if p.name.endswith(".history.zst") or p.name[:24] >= start)  # fmt: skip
+    binaries = site.cluster.binaries
+    manifest = json.loads((folder / "backup_manifest").read_text())
+    lines = [f"mkdir {scratch}/backup {scratch}/wal",
+             f"ln -s {folder / 'backup_manifest'} {scratch}/backup/backup_manifest"]  # fmt: skip
+    lines += [f"tee >(sha256sum >/dev/null) < {path} | zstd -tq" for path in wal]
+    for name in range_segments:
+        stored = root / "wal" / name[:16] / f"{name}.zst"
+        lines.append(f"zstd -dcq {stored} > {scratch}/wal/{name}")
+    for wal_range in manifest["WAL-Ranges"]:
+        lines.append(f"{binaries.path('pg_waldump')} --quiet --path={scratch}/wal "
+                     f"--timeline={wal_range['Timeline']} --start={wal_range['Start-LSN']} "
+                     f"--end={wal_range['End-LSN']}")  # fmt: skip
+    lines.append(f"sha256sum {folder / 'backup_manifest'} > /dev/null")
+    lines.append(f"tee >(sha256sum >/dev/null) < {folder / 'base.tar.zst'} "
+                 f"| zstd -dcq > {scratch}/backup/base.tar")  # fmt: skip
+    lines.append(f"{binaries.path('pg_verifybackup')} -q -F t -n {scratch}/backup")
+    return "\n".join(["set -e -o pipefail", *lines])
+
+
+def by_hand_verify(site: Site, label: str, range_segments: list[str]) -> float:
+    """Seconds of :func:`by_hand_script` in a scratch folder in memory (``/dev/shm``)."""
+    scratch = Path(tempfile.mkdtemp(prefix="powrops-byhand-", dir="/dev/shm"))
+    try:
+        script = by_hand_script(site, label, range_segments, scratch)
+        started = time.perf_counter()
+        subprocess.run(["bash", "-c", script], check=True)
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def range_segments(report: dict[str, object], label: str) -> list[str]:
+    """The WAL segments of ``label``'s range that powrops parsed (its content finding)."""
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    for found in findings:
+        if found["check"] == "content" and found["object"] == label:
+            return [str(name) for name in found["details"].get("wal_segments") or []]
+    raise RuntimeError(f"powrops verify reported no content check of {label}")
 
 
 def raw_restore(site: Site, chain: list[str], target_time: str, work: Path) -> float:
@@ -204,9 +253,10 @@ def main() -> int:
         )  # the drill counts POWR tables and writes markers in ops
         mine, theirs = [], []
         for _ in range(args.rounds):
-            seconds, _report = powrops_json(site, "verify", str(full["label"]), "--content")
+            seconds, report = powrops_json(site, "verify", str(full["label"]), "--content")
             mine.append(seconds)
-            theirs.append(by_hand_verify(site, str(full["label"]), work))
+            segments = range_segments(report, str(full["label"]))
+            theirs.append(by_hand_verify(site, str(full["label"]), segments))
         print()
         print(
             table(
@@ -218,7 +268,7 @@ def main() -> int:
                         f"{median(mine):.2f}",
                     ],
                     [
-                        "sha256sum + zstd -d | tar x + pg_verifybackup",
+                        "by hand: tee | sha256sum, zstd -d | pg_verifybackup -F t, pg_waldump",
                         " ".join(f"{t:.2f}" for t in theirs),
                         f"{median(theirs):.2f}",
                     ],
