@@ -154,12 +154,15 @@ class _Recovery:
         port = self._port()
         began = time.monotonic()
         self.say(f"start: {self.restored.data_dir} on 127.0.0.1:{port}")
-        self.cluster.launch(port)
-        self.say(f"recovery: replaying WAL to {self.restored.target.describe()}")
-        try:
+        launched = False
+        try:  # from the launch on, any interrupt stops the server (the say line included)
+            self.cluster.launch(port)
+            launched = True
+            self.say(f"recovery: replaying WAL to {self.restored.target.describe()}")
             self._await(began)
-        except BaseException:
-            self._stop()
+        except BaseException as exc:
+            if launched or not isinstance(exc, ClusterError):  # a failed launch left nothing
+                self._stop()
             raise
 
     def _port(self) -> int:
