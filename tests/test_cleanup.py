@@ -184,12 +184,21 @@ def test_snapshots_are_downsampled_hourly_then_daily(settings: Settings) -> None
 
 
 def test_downsampling_keeps_each_servers_first_snapshot(settings: Settings) -> None:
-    """Servers sharing one ops: the first snapshot of the day stays for each of them."""
+    """Servers sharing one ops: each one's cleanup downsamples only its own snapshots, keeping
+    the first of the day; another server's cleanup leaves them alone."""
     _sql(settings, "INSERT INTO ops.metric_snapshots (taken_at, metrics, server) SELECT "
          "date_trunc('day', now() - interval '20 days') + h * interval '1 hour', '{}', s "
          "FROM unnest(ARRAY['alpha', 'beta']) s, unnest(ARRAY[1, 5, 9]) h")  # fmt: skip
-    run_cleanup(settings, dry_run=False)
-    kept = _sql(settings, "SELECT server, extract(hour FROM taken_at - date_trunc('day', "
-                "taken_at))::int FROM ops.metric_snapshots WHERE server <> 'default' "
-                "ORDER BY 1")  # fmt: skip
-    assert kept == [("alpha", 1), ("beta", 1)]
+
+    def kept() -> list[tuple[str, int]]:
+        return _sql(settings, "SELECT server, extract(hour FROM taken_at - date_trunc('day', "
+                    "taken_at))::int FROM ops.metric_snapshots WHERE server <> 'default' "
+                    "ORDER BY 1, 2")  # fmt: skip
+
+    run_cleanup(settings, dry_run=False)  # the default server's: not theirs
+    assert kept() == [("alpha", 1), ("alpha", 5), ("alpha", 9), ("beta", 1), ("beta", 5),
+                      ("beta", 9)]  # fmt: skip
+    run_cleanup(settings.model_copy(update={"server": "alpha"}), dry_run=False)
+    assert kept() == [("alpha", 1), ("beta", 1), ("beta", 5), ("beta", 9)]
+    run_cleanup(settings.model_copy(update={"server": "beta"}), dry_run=False)
+    assert kept() == [("alpha", 1), ("beta", 1)]

@@ -152,12 +152,7 @@ SELECT s.schemaname AS schema, s.relname AS name, s.n_live_tup AS live, s.n_dead
        s.n_mod_since_analyze AS modified, GREATEST(c.reltuples, 0)::float8 AS reltuples,
        GREATEST(s.last_vacuum, s.last_autovacuum) AS last_vacuum,
        GREATEST(s.last_analyze, s.last_autoanalyze) AS last_analyze,
-       pg_total_relation_size(s.relid) AS bytes, now() AS now,
-       (pg_has_role(c.relowner, 'USAGE')
-        OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)
-        OR EXISTS (SELECT 1 FROM pg_roles m
-                   WHERE m.rolname = 'pg_maintain' AND pg_has_role(m.oid, 'USAGE'))
-       ) AS maintainable
+       pg_total_relation_size(s.relid) AS bytes, now() AS now
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 ORDER BY s.schemaname, s.relname
 """
@@ -173,18 +168,11 @@ def _older(last: datetime | None, now: datetime, days: float) -> bool:
     return last is None or (now - last).total_seconds() > days * 86400
 
 
-def _maintainable(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tables this role may VACUUM and ANALYZE: its own (or its roles'), every table for a
-    superuser or a member of pg_maintain (PostgreSQL 17+). A scheduled job under a role that
-    owns none of them plans nothing rather than fail on each."""
-    return [row for row in stats if row.get("maintainable", True)]
-
-
 def plan_vacuum(stats: list[dict[str, Any]], settings: Settings) -> list[Target]:
     warning = settings.alerts.dead_tuples.warning
     schedule = settings.maintenance.vacuum
     targets = []
-    for row in _maintainable(stats):
+    for row in stats:
         live, dead = int(row["live"] or 0), int(row["dead"] or 0)
         pct = 100.0 * dead / (live + dead) if live + dead else 0.0
         reason = None
@@ -202,7 +190,7 @@ def plan_vacuum(stats: list[dict[str, Any]], settings: Settings) -> list[Target]
 def plan_analyze(stats: list[dict[str, Any]], settings: Settings) -> list[Target]:
     schedule = settings.maintenance.analyze
     targets = []
-    for row in _maintainable(stats):
+    for row in stats:
         rows = max(float(row["reltuples"]), float(row["live"] or 0))
         modified = int(row["modified"] or 0)
         reason = None

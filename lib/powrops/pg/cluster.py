@@ -587,6 +587,23 @@ class LocalCluster:
                 )
         return [name for name in passwords if name in present]
 
+    def grant_maintenance(self, role: str) -> bool:
+        """``GRANT pg_maintain TO role`` (PostgreSQL 17+: VACUUM, ANALYZE and REINDEX of every
+        table): on the embedded default the superuser that ran the migrations owns the tables,
+        and the owner job role maintains them. False where there is no pg_maintain or no role."""
+        import psycopg
+        from psycopg import sql
+
+        grant = sql.SQL("GRANT pg_maintain TO {role}").format(role=sql.Identifier(role))
+        with psycopg.connect(**self.conninfo(), autocommit=True, connect_timeout=10) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM pg_roles WHERE rolname IN ('pg_maintain', %s)", (role,)
+            ).fetchone()
+            if found is None or int(found[0]) < 2:
+                return False
+            conn.execute(grant)
+        return True
+
     def stop(self, mode: str = "fast", timeout: float = 60) -> bool:
         """Stop the cluster; False when it was not running."""
         with self._lock():

@@ -267,7 +267,11 @@ def set_job_passwords(settings: Settings) -> JobPasswords | None:
     passwords = {role: kept.get(role) or tokens.token_urlsafe(24) for role in roles}
     lines = [pgpass.entry("127.0.0.1", pgpass.ANY, pgpass.ANY, r, p) for r, p in passwords.items()]
     pgpass.write(passfile, lines, *_jobs_owner(settings))
-    done = embedded_cluster(settings).set_passwords(passwords)
+    cluster = embedded_cluster(settings)
+    done = cluster.set_passwords(passwords)
+    owner = settings.schedule.roles.get("owner")
+    if owner in done:  # the maintenance jobs run as the owner role; the superuser owns the tables
+        cluster.grant_maintenance(owner)
     return JobPasswords(passfile, done, [role for role in roles if role not in done])
 
 
