@@ -1,5 +1,5 @@
 """One target: a command and every notebook it starts act on the configuration they were given,
-reading changes nothing, and a monitor never starts what it monitors (issue 23, points 1-3).
+reading changes nothing, and a monitor never starts what it monitors.
 
 Two servers whose data differ: a new, unmigrated database of the session cluster
 (configuration A, what ``$POWROPS_CONFIG`` names, with an empty repository) and a migrated
