@@ -155,7 +155,7 @@ def sequence_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings)
 
 def prepared_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Finding]:
     thr = settings.alerts.prepared_transactions
-    warn, crit = thr.warning.timedelta.total_seconds(), thr.critical.timedelta.total_seconds()
+    warn, crit = thr.seconds
     found = []
     for row in rows:
         seconds = float(row["seconds"])

@@ -253,7 +253,7 @@ def activity_findings(
     if isinstance(running, Denied):
         return [running.finding("running_query")]
     thr = settings.alerts.query_time
-    warn_s, crit_s = thr.warning.timedelta.total_seconds(), thr.critical.timedelta.total_seconds()
+    warn_s, crit_s = thr.seconds
     found = []
     for row in running:
         seconds = float(row["seconds"])

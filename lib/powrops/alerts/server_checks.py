@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from powrops.config import DurationThreshold, Settings, SizeThreshold
+from powrops.config import Settings, SizeThreshold
 from powrops.findings import Finding, Severity, grade
 from powrops.format import human_bytes, human_duration, human_time
 from powrops.pg import catalog
@@ -277,10 +277,6 @@ def read_server(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 # --- pure judgements -------------------------------------------------------------------------
 
 
-def _seconds(thr: DurationThreshold) -> tuple[float, float]:
-    return thr.warning.timedelta.total_seconds(), thr.critical.timedelta.total_seconds()
-
-
 def wraparound_findings(
     databases: Sequence[dict[str, Any]] | Denied,
     oldest: dict[str, Any] | Denied | None,
@@ -365,7 +361,7 @@ def blocked_findings(rows: Sequence[dict[str, Any]] | Denied, settings: Settings
     if isinstance(rows, Denied):
         return [rows.finding("blocked")]
     thr = settings.alerts.blocked
-    warn, crit = _seconds(thr)
+    warn, crit = thr.seconds
     found = []
     for row in rows:
         seconds = float(row["seconds"] or 0)
@@ -405,7 +401,7 @@ def transaction_findings(
         state = str(row["state"] or "")
         if state.startswith("idle in transaction"):
             seconds = float(row["state_seconds"] or 0)
-            severity = grade(seconds, *_seconds(idle_thr))
+            severity = grade(seconds, *idle_thr.seconds)
             if severity != Severity.OK:
                 idle_found.append(
                     Finding(
@@ -425,7 +421,7 @@ def transaction_findings(
         if row["application_name"] == own:
             continue
         seconds = float(row["open_seconds"] or 0)
-        severity = grade(seconds, *_seconds(long_thr))
+        severity = grade(seconds, *long_thr.seconds)
         if severity != Severity.OK:
             found.append(
                 Finding(
@@ -512,7 +508,7 @@ def replication_findings(
     found = []
     for row in rows:
         lag = float(row["lag_seconds"] or 0)
-        severity = grade(lag, *_seconds(thr))
+        severity = grade(lag, *thr.seconds)
         if severity != Severity.OK:
             found.append(
                 Finding(

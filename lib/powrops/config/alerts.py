@@ -34,6 +34,11 @@ class DurationThreshold(Section):
     warning: Duration
     critical: Duration
 
+    @property
+    def seconds(self) -> tuple[float, float]:
+        """(warning, critical) in seconds, as ``findings.grade`` takes them."""
+        return self.warning.timedelta.total_seconds(), self.critical.timedelta.total_seconds()
+
     @model_validator(mode="after")
     def _ordered(self) -> DurationThreshold:
         if self.warning.timedelta > self.critical.timedelta:
