@@ -574,11 +574,7 @@ def _result(
     status = Severity.UNKNOWN if error else Severity.parse(recorded["status"] if recorded else 3)
     finished = datetime.now(UTC)
     return {
-        "name": spec.name,
-        "kind": spec.kind,
-        "description": spec.description,
-        "run_id": run_dir.name,
-        "started_at": started.isoformat(timespec="milliseconds"),
+        **run_header(spec, run_dir, started),
         "finished_at": finished.isoformat(timespec="milliseconds"),
         "duration_s": round(duration, 3),
         "parameters": json.loads(json.dumps(params, default=str)),
@@ -591,6 +587,17 @@ def _result(
         "findings": (recorded or {}).get("findings", []),
         "figures": (recorded or {}).get("figures", {}),
         "versions": versions(),
+    }
+
+
+def run_header(spec: ReportSpec, run_dir: Path, started: datetime) -> dict[str, Any]:
+    """What every run's result.json begins with: the report, the run's id and its start."""
+    return {
+        "name": spec.name,
+        "kind": spec.kind,
+        "description": spec.description,
+        "run_id": run_dir.name,
+        "started_at": started.isoformat(timespec="milliseconds"),
     }
 
 

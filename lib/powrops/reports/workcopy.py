@@ -31,6 +31,7 @@ from powrops.reports.runner import (
     discover,
     ensure_kernel,
     new_run_dir,
+    run_header,
     server_dir,
 )
 
@@ -142,12 +143,8 @@ def _opened(
 ) -> dict[str, Any]:
     """The run's result.json before any cell ran: what the recorder starts from."""
     return {
-        "name": spec.name,
-        "kind": spec.kind,
-        "description": spec.description,
-        "run_id": run_dir.name,
+        **run_header(spec, run_dir, started),
         "created_at": started.isoformat(timespec="milliseconds"),
-        "started_at": started.isoformat(timespec="milliseconds"),
         "finished_at": None,
         "duration_s": None,
         "parameters": json.loads(json.dumps(_defaults(spec) | dict(params), default=str)),
