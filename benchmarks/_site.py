@@ -9,6 +9,7 @@ repository ``<site>/state/backups``.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -151,9 +152,68 @@ def run_timed(
 
 
 def machine() -> str:
-    """CPUs and load average: other work on the machine skews every figure."""
+    """The machine by name, its CPUs and load average: other work on it skews every figure,
+    and a figure compares only with one taken on the same machine."""
     one, five, _ = os.getloadavg()
-    return f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)"
+    return (
+        f"machine {platform.node()} ({cpu_model()}, {os.cpu_count()} CPUs, {memory()}, "
+        f"Linux {platform.release()}), load average {one:.2f} (1 min) {five:.2f} (5 min)"
+    )
+
+
+def cpu_model() -> str:
+    for line in _read_lines("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def memory() -> str:
+    for line in _read_lines("/proc/meminfo"):
+        if line.startswith("MemTotal:"):
+            return f"{int(line.split()[1]) / 2**20:.0f} GiB RAM"
+    return "memory unknown"
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What one process tree read, from the kernel's I/O accounting (``/proc/PID/io`` of a
+    shell that waited for it: a reaped child's counters are added to its parent's).
+    ``chars`` counts every byte read by a system call (files, pipes, sockets; the page cache
+    included), ``disk`` only what came from the block device; ``files`` what the caller
+    knows the tool opened for its data (0 when not known)."""
+
+    chars: int
+    disk: int
+    calls: int
+    files: int = 0
+
+    def text(self) -> str:
+        files = f"{self.files:,} files, " if self.files else ""
+        return f"{files}{mib(self.chars)} read ({mib(self.disk)} from disk, {self.calls:,} reads)"
+
+
+_COUNT_READS = 'rc=0; "$@" || rc=$?; cat /proc/$$/io > "$POWROPS_BENCH_IO"; exit $rc'
+
+
+def run_counted(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, files: int = 0, **kwargs: Any
+) -> tuple[float, subprocess.CompletedProcess[bytes], Reads]:
+    """``run_timed`` that also returns what the process and its children read."""
+    with tempfile.NamedTemporaryFile(prefix="powrops-bench-io-") as counters:
+        full_env = {**(dict(env) if env is not None else os.environ)}
+        full_env["POWROPS_BENCH_IO"] = counters.name
+        elapsed, result = run_timed(["sh", "-c", _COUNT_READS, "sh", *argv], full_env, **kwargs)
+        fields = dict(line.split(": ") for line in Path(counters.name).read_text().splitlines())
+    reads = Reads(int(fields["rchar"]), int(fields["read_bytes"]), int(fields["syscr"]), files)
+    return elapsed, result, reads
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
