@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import types
@@ -407,6 +408,7 @@ def test_content_is_checked_once_for_the_same_stored_bytes(clone: Callable[[], B
     assert code == 0 and row(again, c.full)["content"].startswith("ok at ")
     assert row(again, c.full)["checksums"] == "ok"
     assert again["figures"]["bytes_read"] == first["figures"]["bytes_read"]  # every byte read
+    assert _modules_loaded_by_verify(c.site, c.full, ("psycopg", "sqlalchemy")) == []
     code, forced = run_verify(c.site, c.full, "--content", "--skip-pg-verifybackup")
     assert code == 0 and row(forced, c.full)["content"] == "ok"
     stored = c.primary / "backups" / c.full / "base.tar.zst"
@@ -415,6 +417,28 @@ def test_content_is_checked_once_for_the_same_stored_bytes(clone: Callable[[], B
     stored.write_bytes(bytes(damaged))  # the bytes the content was checked on are gone
     code, after = run_verify(c.site, c.full, "--skip-pg-verifybackup")
     assert code == 2 and ("CRITICAL", "checksums", f"{c.full}/base.tar.zst") in problems(after)
+
+
+def _modules_loaded_by_verify(site: Site, label: str, heavy: tuple[str, ...]) -> list[str]:
+    """Which of ``heavy`` a whole ``powrops verify LABEL`` loaded: reading stored bytes back
+    needs no database driver, which would be a third of the command's start."""
+    probe = (
+        f"import sys; sys.argv = ['powrops', 'verify', {label!r}, '--skip-pg-verifybackup']\n"
+        "from powrops.cli.main import main\n"
+        "code = main()\n"
+        f"print(code, *[m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "POWROPS_CONFIG": str(site.config)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, *loaded = out.stdout.splitlines()[-1].split()  # after the command's own output
+    assert code == "0", out.stdout + out.stderr
+    return loaded
 
 
 def _recompress(c: Base, label: str) -> str:

@@ -19,6 +19,7 @@ from powrops.findings import Severity
 
 if TYPE_CHECKING:
     from powrops.verify import VerificationReport
+    from powrops.verify.runner import TestRestore
 
 
 def register(sub: Any) -> None:
@@ -55,7 +56,6 @@ def register(sub: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> Severity:
-    from powrops.restore import test_restore
     from powrops.verify import verify
 
     settings = settings_of(args)
@@ -67,7 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> Severity:
     report = verify(
         settings,
         args.label,
-        restore=test_restore if args.restore else None,
+        restore=_test_restore() if args.restore else None,
         pg_verifybackup=not args.skip_pg_verifybackup,
         everything=args.everything,
         content=args.content,
@@ -78,6 +78,14 @@ def cmd_verify(args: argparse.Namespace) -> Severity:
     else:
         print(render_text(report))
     return report.status
+
+
+def _test_restore() -> TestRestore:
+    """The test restore, imported only for ``--restore``: it brings the PostgreSQL driver,
+    which reading back stored bytes does not need (a third of the command's start)."""
+    from powrops.restore import test_restore
+
+    return test_restore
 
 
 def render_text(report: VerificationReport, width: int = 100) -> str:
