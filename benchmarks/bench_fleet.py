@@ -12,13 +12,12 @@ Usage: ``.venv/bin/python benchmarks/bench_fleet.py [--keep]``. Informational: n
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _site import Site
+from _site import Site, machine
 
 from powrops.format import human_bytes
 from powrops.schedule import job_environment, jobs, paths
@@ -31,7 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    print(f"load average at start: {os.getloadavg()}")
+    print(f"machine: {machine()}", flush=True)
     exe = str(Path(sys.executable).parent / "powrops")
     site = Site.create(
         "fleet",
@@ -84,7 +83,7 @@ def main() -> int:
         print(f"one worker slot carries {DAY / busy:.0f} servers at 100 % busy, "
               f"{0.5 * DAY / busy:.0f} at 50 %")  # fmt: skip
     finally:
-        print(f"load average at end: {os.getloadavg()}")
+        print(f"machine at the end: {machine()}")
         site.finish(args.keep)
     return 0
 

@@ -304,6 +304,7 @@ def main() -> int:
         print(f"ratio {ratio:.2f} (target <= 1.2): {verdict}")
     finally:
         site.finish(args.keep)
+    print(f"machine at the end: {machine()}")
     return targets.exit_code()
 
 

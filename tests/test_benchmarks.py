@@ -10,7 +10,10 @@ script exits with what ``main`` returns.
 from __future__ import annotations
 
 import ast
+import os
+import platform
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -20,13 +23,40 @@ SCRIPTS = sorted(BENCHMARKS.glob("bench_*.py"))
 
 
 @pytest.fixture
-def targets_type() -> type:
+def site_module() -> types.ModuleType:
     sys.path.insert(0, str(BENCHMARKS))  # the scripts import _site from their own folder
     try:
         import _site
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return _site.Targets
+    return _site
+
+
+@pytest.fixture
+def targets_type(site_module: types.ModuleType) -> type:
+    return site_module.Targets  # type: ignore[no-any-return]
+
+
+def test_a_run_names_its_machine(site_module: types.ModuleType) -> None:
+    """Figures compare only on one machine: every run names the one it ran on."""
+    line = site_module.machine()
+    assert line.startswith(f"machine {platform.node()} (") and f"{os.cpu_count()} CPUs" in line
+
+
+def test_what_a_tool_read_comes_from_the_kernel(
+    site_module: types.ModuleType, tmp_path: Path
+) -> None:
+    """``run_counted`` reports the bytes a process tree really read: a child of a child
+    reading a 3 MiB file counts, and a tool that fails still fails."""
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(3 << 20))
+    _, _, reads = site_module.run_counted(["sh", "-c", f"cat {data} > /dev/null"], files=1)
+    assert 3 << 20 <= reads.chars < (3 << 20) + (1 << 20) and reads.calls > 0
+    assert reads.text().startswith("1 files, 3.0 MiB read")
+    _, _, idle = site_module.run_counted(["true"])
+    assert idle.chars < 1 << 20
+    with pytest.raises(RuntimeError, match="failed"):
+        site_module.run_counted(["sh", "-c", f"cat {data} > /dev/null; exit 4"])
 
 
 def test_a_missed_target_makes_the_exit_code_non_zero(
@@ -97,6 +127,11 @@ def test_every_benchmark_exits_with_its_targets_exit_code(script: Path) -> None:
     module_level = [n for n in tree.body if isinstance(n, ast.Assign)
                     and "Targets(" in ast.unparse(n.value)]  # fmt: skip
     assert not module_level, f"{script.name}: no Targets at module level"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_benchmark_names_its_machine_at_start_and_end(script: Path) -> None:
+    assert script.read_text().count("machine()") >= 2, f"{script.name}: machine() at start and end"
 
 
 def test_every_benchmark_is_checked() -> None:
