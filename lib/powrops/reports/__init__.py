@@ -4,10 +4,14 @@ Notebooks call :func:`record` (:mod:`.record`) and the ``show_*`` helpers (:mod:
 the CLI and schedulers call :func:`powrops.reports.runner.run_report`; the archive index is
 rebuilt by :func:`build_index` from the catalog. This file hands names on; the runner, which
 loads nbformat and papermill, is imported from :mod:`.runner` by what runs reports.
+
+:mod:`.iri_grammar` is imported first, for what its import does: jsonschema, which every
+reader of a notebook loads through nbformat, no longer compiles an IRI grammar on import.
 """
 
 from __future__ import annotations
 
+from powrops.reports import iri_grammar  # noqa: F401  (first: before nbformat is loaded)
 from powrops.reports.catalog import latest, list_runs
 from powrops.reports.display import (
     show_attention,

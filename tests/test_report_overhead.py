@@ -1,0 +1,49 @@
+"""What keeps a report's own cost small stays true, and takes nothing away from the report.
+
+Each shortcut of the runner has a test that fails when it is undone (the start-up cost comes
+back) and one that fails when it changed what a report is (a check answers differently, a
+page loses its plots or tables).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+GRAMMAR = "rfc3987_syntax.syntax_helpers"
+IRI_CHECKS = (
+    "import jsonschema\n"
+    "check = jsonschema.Draft7Validator.FORMAT_CHECKER\n"
+    "values = ['http://example.com/a', 'http://example.com/\\u00e4', 'http://x/a b', 'x', '']\n"
+    "print([check.conforms(v, f) for v in values for f in ('iri', 'iri-reference')])\n"
+)
+
+needs_grammar = pytest.mark.skipif(
+    importlib.util.find_spec("rfc3987_syntax") is None, reason="rfc3987-syntax is not installed"
+)
+
+
+def fresh(code: str) -> str:
+    """What ``code`` prints in a new interpreter."""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return run.stdout.strip()
+
+
+@needs_grammar
+def test_reading_a_notebook_does_not_compile_the_iri_grammar() -> None:
+    loaded = f"import sys; print({GRAMMAR!r} in sys.modules)"
+    assert fresh(f"import nbformat; {loaded}") == "True"  # what it costs without powrops
+    assert fresh(f"import powrops.reports, nbformat, papermill, nbconvert; {loaded}") == "False"
+
+
+@needs_grammar
+def test_iri_formats_are_checked_as_without_the_stand_in() -> None:
+    plain = fresh(IRI_CHECKS)
+    assert "True" in plain and "False" in plain  # the grammar really decides
+    assert fresh("import powrops.reports\n" + IRI_CHECKS) == plain
+    loaded = f"import sys; print({GRAMMAR!r} in sys.modules)"
+    after = fresh(f"import powrops.reports\n{IRI_CHECKS}{loaded}")
+    assert after.splitlines() == [plain, "True"]  # built on the first check, in its place
