@@ -12,6 +12,7 @@ archived file.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import html
 import itertools
@@ -20,7 +21,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -56,6 +56,7 @@ RUN_ID_ENV = "POWROPS_RUN_ID"
 KINDS: dict[Folder, str] = {"notebooks": "scheduled", "runbooks": "runbook"}
 REDACTED = "[REDACTED]"
 NO_RESULT = "notebook did not record a result"
+ENGINE = "powrops"
 
 # jupyter_core warns on every start on machines without a per-user runtime directory (cron,
 # systemd services, containers); it falls back to a private temporary directory, which is fine.
@@ -476,34 +477,57 @@ def _execute(
 ) -> tuple[nbformat.NotebookNode, dict[str, Any] | None]:
     """Execute the notebook; return the (possibly partial) executed notebook and the error.
 
-    papermill saves the notebook after every cell; it writes to a private temporary
-    directory so that unredacted output never lands in the archive.
+    The executed notebook stays in memory (papermill's engine keeps hold of it, :func:`_engine`)
+    and is written once, redacted, into the archive: nothing unredacted touches a disk, and
+    papermill does not rewrite the file before and after every cell. The kernel is stopped
+    at once when the last cell is done: everything it had to do was in the cells.
     """
     import papermill
 
     error: dict[str, Any] | None = None
-    with tempfile.TemporaryDirectory(prefix="powrops-run-") as tmp:
-        out = Path(tmp) / NOTEBOOK_FILE
-        kernel = ensure_kernel()
-        updates = {**env, RUN_DIR_ENV: str(run_dir), RUN_ID_ENV: run_dir.name}
-        try:
-            with _environ(updates):
-                papermill.execute_notebook(
-                    str(spec.path),
-                    str(out),
-                    parameters=params,
-                    kernel_name=kernel,
-                    progress_bar=False,
-                    log_output=False,
-                    execution_timeout=timeout,
-                    cwd=str(root),
-                )
-        except Exception as exc:
-            error = _describe(exc, timeout)
-        nb = read_notebook(out) if out.exists() else _unexecuted(spec)
+    kept: list[Any] = []
+    kernel = ensure_kernel()
+    updates = {**env, RUN_DIR_ENV: str(run_dir), RUN_ID_ENV: run_dir.name}
+    try:
+        with _environ(updates):
+            papermill.execute_notebook(
+                str(spec.path),
+                None,
+                parameters=params,
+                engine_name=_engine(),
+                kernel_name=kernel,
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=timeout,
+                cwd=str(root),
+                shutdown_kernel="immediate",
+                kept=kept,
+            )
+    except Exception as exc:
+        error = _describe(exc, timeout)
+    nb = kept[0].nb if kept else _unexecuted(spec)
     if error is not None and error.get("cell_index") is None:
         error["cell_index"] = _running_cell(nb)
     return nb, error
+
+
+@functools.cache
+def _engine() -> str:
+    """The name of papermill's engine for report runs, registered on first use: nbclient's,
+    which also hands the caller its execution manager (``kept``), whose notebook holds what
+    ran, also when a timeout or a dead kernel stopped the run."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class KeepingEngine(NBClientEngine):  # type: ignore[misc]
+        @classmethod
+        def execute_managed_notebook(
+            cls, nb_man: Any, kernel_name: str, *, kept: list[Any], **kwargs: Any
+        ) -> Any:
+            kept.append(nb_man)
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register(ENGINE, KeepingEngine)
+    return ENGINE
 
 
 def _describe(exc: Exception, timeout: float) -> dict[str, Any]:
