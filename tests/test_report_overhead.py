@@ -10,8 +10,13 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
+import nbformat
 import pytest
+
+from powrops.errors import ReportError
+from powrops.reports.runner import discover, find
 
 GRAMMAR = "rfc3987_syntax.syntax_helpers"
 IRI_CHECKS = (
@@ -47,3 +52,36 @@ def test_iri_formats_are_checked_as_without_the_stand_in() -> None:
     loaded = f"import sys; print({GRAMMAR!r} in sys.modules)"
     after = fresh(f"import powrops.reports\n{IRI_CHECKS}{loaded}")
     assert after.splitlines() == [plain, "True"]  # built on the first check, in its place
+
+
+# --- the runner -------------------------------------------------------------------------
+
+
+def _notebook(path: Path, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}")]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def test_a_report_is_found_by_reading_its_own_notebook_only(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    _notebook(project / "notebooks" / "wanted.ipynb", "x = 1")
+    (project / "notebooks" / "broken.ipynb").write_text("{ not a notebook")
+    (project / "runbooks").mkdir()
+    assert find("wanted", project).path == (project / "notebooks" / "wanted.ipynb").resolve()
+    with pytest.raises(ReportError, match=r"cannot read notebook .*broken"):
+        discover(project)  # what reading every notebook would have met
+    with pytest.raises(
+        ReportError, match="unknown report 'nope'; available reports: broken, wanted"
+    ):
+        find("nope", project)
+    _notebook(project / "runbooks" / "wanted.ipynb", "x = 2")
+    with pytest.raises(ReportError, match="report name 'wanted' is used twice"):
+        find("wanted", project)

@@ -113,18 +113,35 @@ def discover(root: Path | None = None) -> dict[str, ReportSpec]:
     """All report notebooks: ``notebooks/*.ipynb`` and ``runbooks/*.ipynb`` under ``root``,
     else those of the checkout or of the installed package (:mod:`powrops.bundle`)."""
     specs: dict[str, ReportSpec] = {}
-    for name, kind in KINDS.items():
-        folder = root / name if root is not None else bundle.folder(name)
-        for path in sorted(folder.glob("*.ipynb")):
-            if path.name.startswith("."):
-                continue
-            spec = read_spec(path, kind)
-            if spec.name in specs:
-                raise ReportError(
-                    f"report name {spec.name!r} is used twice: {specs[spec.name].path} and {path}"
-                )
-            specs[spec.name] = spec
+    for path, kind in _notebooks(root):
+        if path.stem in specs:
+            raise ReportError(_used_twice(path.stem, [specs[path.stem].path, path]))
+        specs[path.stem] = read_spec(path, kind)
     return specs
+
+
+def find(name: str, root: Path | None = None) -> ReportSpec:
+    """The report ``name``, as :func:`discover` finds it, reading only its own notebook."""
+    found = [(path, kind) for path, kind in _notebooks(root) if path.stem == name]
+    if not found:
+        available = ", ".join(sorted({path.stem for path, _ in _notebooks(root)})) or "none"
+        raise ReportError(f"unknown report {name!r}; available reports: {available}")
+    if len(found) > 1:
+        raise ReportError(_used_twice(name, [path for path, _ in found]))
+    return read_spec(*found[0])
+
+
+def _notebooks(root: Path | None) -> Iterator[tuple[Path, str]]:
+    """Every report notebook's path and kind, scheduled reports first."""
+    for folder_name, kind in KINDS.items():
+        folder = root / folder_name if root is not None else bundle.folder(folder_name)
+        for path in sorted(folder.glob("*.ipynb")):
+            if not path.name.startswith("."):
+                yield path, kind
+
+
+def _used_twice(name: str, paths: list[Path]) -> str:
+    return f"report name {name!r} is used twice: {paths[0].resolve()} and {paths[1]}"
 
 
 def read_spec(path: Path, kind: str) -> ReportSpec:
@@ -389,12 +406,8 @@ def run_report(
     ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same server.
     ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
     """
-    specs = discover(root)
+    spec = find(name, root)
     project = (root or bundle.checkout() or Path.cwd()).resolve()
-    spec = specs.get(name)
-    if spec is None:
-        available = ", ".join(sorted(specs)) or "none"
-        raise ReportError(f"unknown report {name!r}; available reports: {available}")
     params = coerce_parameters(spec, parameters or {})
     archive = reports_dir.resolve()
     started = datetime.now(UTC)
