@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from powrops.errors import ReportError
-from powrops.reports.runner import discover, find
+from powrops.reports.runner import discover, find, run_report
 
 GRAMMAR = "rfc3987_syntax.syntax_helpers"
 IRI_CHECKS = (
@@ -68,6 +68,23 @@ def _notebook(path: Path, *sources: str) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
+
+
+KERNEL_PROBE = (
+    "import atexit, os, pathlib\n"
+    "from powrops.reports import record\n"
+    "stopped = pathlib.Path(os.environ['POWROPS_RUN_DIR']).parent / 'kernel-stopped-gracefully'\n"
+    "atexit.register(stopped.touch)\n"
+    "record(figures={'history': get_ipython().history_manager.enabled})"
+)
+
+
+def test_a_report_kernel_starts_without_history_and_is_stopped_at_once(tmp_path: Path) -> None:
+    _notebook(tmp_path / "project" / "notebooks" / "probe.ipynb", KERNEL_PROBE)
+    run = run_report("probe", {}, reports_dir=tmp_path / "archive", root=tmp_path / "project")
+    assert run.result["failed"] is False, run.result["error"]
+    assert run.result["figures"] == {"history": False}  # KERNEL_OPTIONS reached the kernel
+    assert not (run.path.parent / "kernel-stopped-gracefully").exists()  # no atexit: killed
 
 
 def test_a_report_is_found_by_reading_its_own_notebook_only(tmp_path: Path) -> None:

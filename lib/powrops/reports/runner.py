@@ -57,6 +57,9 @@ KINDS: dict[Folder, str] = {"notebooks": "scheduled", "runbooks": "runbook"}
 REDACTED = "[REDACTED]"
 NO_RESULT = "notebook did not record a result"
 ENGINE = "powrops"
+#: What a report's kernel starts with besides its kernelspec: no IPython history database
+#: (a report never reads its history; JupyterLab's kernels, on the same spec, keep theirs).
+KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
 
 # jupyter_core warns on every start on machines without a per-user runtime directory (cron,
 # systemd services, containers); it falls back to a private temporary directory, which is fine.
@@ -492,8 +495,9 @@ def _execute(
 
     The executed notebook stays in memory (papermill's engine keeps hold of it, :func:`_engine`)
     and is written once, redacted, into the archive: nothing unredacted touches a disk, and
-    papermill does not rewrite the file before and after every cell. The kernel is stopped
-    at once when the last cell is done: everything it had to do was in the cells.
+    papermill does not rewrite the file before and after every cell. The kernel starts with
+    :data:`KERNEL_OPTIONS` and is stopped at once when the last cell is done: everything it
+    had to do was in the cells.
     """
     import papermill
 
@@ -514,6 +518,7 @@ def _execute(
                 execution_timeout=timeout,
                 cwd=str(root),
                 shutdown_kernel="immediate",
+                extra_arguments=list(KERNEL_OPTIONS),
                 kept=kept,
             )
     except Exception as exc:
