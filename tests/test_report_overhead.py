@@ -7,6 +7,7 @@ page loses its plots or tables).
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import subprocess
 import sys
@@ -16,6 +17,9 @@ import nbformat
 import pytest
 
 from powrops.errors import ReportError
+from powrops.findings import Severity
+from powrops.reports import external_resources, html, render_html
+from powrops.reports.html import ReportHeader
 from powrops.reports.runner import discover, find, run_report
 
 GRAMMAR = "rfc3987_syntax.syntax_helpers"
@@ -102,3 +106,42 @@ def test_a_report_is_found_by_reading_its_own_notebook_only(tmp_path: Path) -> N
     _notebook(project / "runbooks" / "wanted.ipynb", "x = 2")
     with pytest.raises(ReportError, match="report name 'wanted' is used twice"):
         find("wanted", project)
+
+
+def _executed_notebook() -> nbformat.NotebookNode:
+    """A notebook as papermill leaves it: markdown, a table, a plot, printed text."""
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
+    nb = nbformat.v4.new_notebook()
+    table = "<table><tr><th>table</th><th>rows</th></tr><tr><td>t_a</td><td>42</td></tr></table>"
+    cells = [
+        nbformat.v4.new_markdown_cell("# Title\n\nSome *narrative*."),
+        nbformat.v4.new_code_cell("show_table(rows)", outputs=[
+            nbformat.v4.new_output("display_data", data={"text/html": table}),
+        ]),
+        nbformat.v4.new_code_cell("show(fig)", outputs=[
+            nbformat.v4.new_output("display_data", data={"image/png": png}),
+        ]),
+        nbformat.v4.new_code_cell("print('done')", outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="done_marker_5\n"),
+        ]),
+    ]  # fmt: skip
+    nb.cells = cells
+    return nb
+
+
+def test_the_page_is_the_same_from_a_prepared_and_reused_exporter() -> None:
+    nb = _executed_notebook()
+    header = ReportHeader(title="t", status=Severity.OK)
+    html._exporter.cache_clear()
+    fresh = {kind: render_html(nb, hide_code=kind, header=header) for kind in (True, False)}
+    html._exporter.cache_clear()
+    for kind in (True, False):
+        html.prepare(kind)
+    for _ in range(2):
+        again = {kind: render_html(nb, hide_code=kind, header=header) for kind in (True, False)}
+        assert again == fresh
+    for kind, page in fresh.items():
+        assert external_resources(page) == []
+        assert "data:image/png;base64," in page and "<td>t_a</td>" in page
+        assert "done_marker_5" in page and "<em>narrative</em>" in page
+        assert ("show_table" in page) is not kind  # code hidden on scheduled pages

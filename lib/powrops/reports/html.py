@@ -9,7 +9,9 @@ load from elsewhere, so tests and the runner can prove a page is self-contained.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,12 +69,29 @@ def render_html(
     papermill ``injected-parameters`` cell loses its source; otherwise code is shown
     (runbooks, where the code is the evidence of what was done).
     """
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import TagRemovePreprocessor
-
     node = _load(nb)
     if hide_code:
         _strip_injected_source(node)
+    exporter = _exporter(hide_code)
+    title = header.title if header else str(node.metadata.get("title", "report"))
+    resources: dict[str, Any] = {
+        "metadata": {"name": title},
+        "powrops": {
+            "header": header_html(header) if header else "",
+            "footer": footer_html(header.version if header else None),
+        },
+    }
+    body, _ = exporter.from_notebook_node(node, resources=resources)
+    return str(body)
+
+
+@functools.cache
+def _exporter(hide_code: bool) -> Any:
+    """nbconvert's HTML exporter on the ``powrops`` template, one per process and kind of
+    page: its template is compiled once, on first use."""
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
     exporter = HTMLExporter(  # type: ignore[no-untyped-call]
         template_name=TEMPLATE_NAME,
         extra_template_basedirs=[str(TEMPLATE_DIR)],
@@ -88,16 +107,18 @@ def render_html(
         ),
         enabled=True,
     )
-    title = header.title if header else str(node.metadata.get("title", "report"))
-    resources: dict[str, Any] = {
-        "metadata": {"name": title},
-        "powrops": {
-            "header": header_html(header) if header else "",
-            "footer": footer_html(header.version if header else None),
-        },
-    }
-    body, _ = exporter.from_notebook_node(node, resources=resources)
-    return str(body)
+    return exporter
+
+
+def prepare(hide_code: bool) -> None:
+    """What the first :func:`render_html` of a process pays before it renders anything
+    (nbconvert imported, the template compiled), paid now: the runner calls it in a thread
+    while the kernel starts and runs the cells. Whatever fails here fails again, and is
+    reported, when the page is rendered."""
+    import nbformat
+
+    with contextlib.suppress(Exception):
+        render_html(nbformat.v4.new_notebook(), hide_code=hide_code)  # type: ignore[no-untyped-call]
 
 
 def header_html(header: ReportHeader) -> str:

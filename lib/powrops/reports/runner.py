@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -43,6 +44,7 @@ from powrops.reports.catalog import HTML_FILE, NOTEBOOK_FILE, RESULT_FILE
 from powrops.reports.html import (
     ReportHeader,
     header_html,
+    prepare,
     read_notebook,
     render_html,
 )
@@ -419,7 +421,13 @@ def run_report(
         params = {**params, "run_id": run_dir.name}
     clock = time.monotonic()
     kernel_env = {SERVER_ENV: server, **(env or {})}
-    nb, error = _execute(spec, params, run_dir, project, timeout, kernel_env)
+    # The page's exporter is made ready while the kernel starts and runs: this process waits.
+    ready = threading.Thread(target=prepare, args=(spec.hide_code,), name="html-prepare")
+    ready.start()
+    try:
+        nb, error = _execute(spec, params, run_dir, project, timeout, kernel_env)
+    finally:
+        ready.join()
     result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
     result["server"] = server
     result["every_s"] = every_s
