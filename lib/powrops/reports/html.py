@@ -13,6 +13,7 @@ import contextlib
 import copy
 import functools
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
@@ -32,6 +33,8 @@ TEMPLATE_NAME = "powrops"
 INJECTED_TAG = "injected-parameters"
 REMOVE_CELL_TAGS = frozenset({"remove-cell", "remove_cell"})
 REMOVE_INPUT_TAGS = frozenset({"remove-input", "remove_input", "hide-input", "hide_input"})
+
+_RENDERING = threading.Lock()
 
 _BAR_COLOURS = {
     Severity.OK: ("#1e7b34", "#ffffff"),
@@ -81,7 +84,8 @@ def render_html(
             "footer": footer_html(header.version if header else None),
         },
     }
-    body, _ = exporter.from_notebook_node(node, resources=resources)
+    with _RENDERING:  # the exporter is shared (one per process): one page at a time
+        body, _ = exporter.from_notebook_node(node, resources=resources)
     return str(body)
 
 
