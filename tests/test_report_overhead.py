@@ -56,6 +56,8 @@ def test_iri_formats_are_checked_as_without_the_stand_in() -> None:
     loaded = f"import sys; print({GRAMMAR!r} in sys.modules)"
     after = fresh(f"import powrops.reports\n{IRI_CHECKS}{loaded}")
     assert after.splitlines() == [plain, "True"]  # built on the first check, in its place
+    found = "import importlib.util; print(importlib.util.find_spec('rfc3987_syntax').origin)"
+    assert fresh(f"import powrops.reports; {found}") == fresh(found)
 
 
 # --- the runner -------------------------------------------------------------------------

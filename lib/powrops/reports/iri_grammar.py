@@ -50,9 +50,11 @@ def defer() -> bool:
     """Put the stand-in in place; True when it was (see the module's docstring)."""
     if MODULE in sys.modules or "jsonschema" in sys.modules:
         return False
-    if importlib.util.find_spec(MODULE) is None:
+    spec = importlib.util.find_spec(MODULE)
+    if spec is None:
         return False
     stand_in = _StandIn(MODULE, __doc__)
+    stand_in.__spec__ = spec  # what importlib.util.find_spec answers, as for the real one
     stand_in.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
     sys.modules[MODULE] = stand_in
     return True
