@@ -58,6 +58,8 @@ def test_iri_formats_are_checked_as_without_the_stand_in() -> None:
     assert after.splitlines() == [plain, "True"]  # built on the first check, in its place
     found = "import importlib.util; print(importlib.util.find_spec('rfc3987_syntax').origin)"
     assert fresh(f"import powrops.reports; {found}") == fresh(found)
+    helpers = "import rfc3987_syntax.syntax_helpers as h; print(h.is_valid_syntax('iri', 'x:y'))"
+    assert fresh(f"import powrops.reports; {helpers}") == "True"
 
 
 # --- the runner -------------------------------------------------------------------------

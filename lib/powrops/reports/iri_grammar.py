@@ -55,6 +55,7 @@ def defer() -> bool:
         return False
     stand_in = _StandIn(MODULE, __doc__)
     stand_in.__spec__ = spec  # what importlib.util.find_spec answers, as for the real one
+    stand_in.__path__ = list(spec.submodule_search_locations or [])  # its modules import too
     stand_in.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
     sys.modules[MODULE] = stand_in
     return True
