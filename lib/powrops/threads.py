@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -47,3 +47,102 @@ def each(
             worker.join()
         raise
     return results  # type: ignore[return-value]
+
+
+class _Ordered:
+    """The shared state of one :func:`ordered` run."""
+
+    def __init__(self, items: Iterator[object], ahead: int) -> None:
+        self.items = items
+        self.taking = threading.Lock()  # one thread at a time draws the next item
+        self.done = threading.Condition()  # results and the end, for the caller
+        self.slots = threading.Semaphore(ahead)
+        self.results: dict[int, object] = {}
+        self.taken = 0
+        self.end: int | None = None  # how many items there were, once known
+        self.stopping = False
+
+    def take(self) -> tuple[int, object] | None:
+        """The next item and its place; None at the end (or when stopping)."""
+        with self.taking:
+            if self.stopping or self.end is not None:
+                return None
+            index = self.taken
+            try:
+                item: object = next(self.items)
+            except StopIteration:
+                self.finish(index)
+                return None
+            except BaseException as exc:  # handed to the caller at its place
+                self.put(index, exc)
+                self.finish(index + 1)
+                return None
+            self.taken += 1
+            return index, item
+
+    def put(self, index: int, result: object) -> None:
+        with self.done:
+            self.results[index] = result
+            self.done.notify_all()
+
+    def finish(self, end: int) -> None:
+        with self.done:
+            self.end = end
+            self.done.notify_all()
+
+    def wait(self, index: int) -> tuple[bool, object]:
+        """(True, result) of item ``index`` once there, (False, None) past the last."""
+        with self.done:
+            while index not in self.results and (self.end is None or index < self.end):
+                self.done.wait()
+            if index not in self.results:
+                return False, None
+            return True, self.results.pop(index)
+
+
+def ordered(work: Callable[[T], R], items: Iterator[T], threads: int, ahead: int) -> Generator[R]:
+    """``work(item)`` for each of ``items`` on ``threads`` threads, yielded in the items' order
+    (frames of a stream compressed or decoded side by side, handed on in order).
+
+    The threads draw ``items`` one at a time, in order (reading a stream is the iterator's
+    work); at most ``ahead`` items are drawn and not yet handed on, so memory stays bounded. A
+    result stays the caller's until it asks for the next one. An exception, of ``work`` or of
+    ``items``, is raised in the caller at its place. Closing the generator (an exception or an
+    interrupt in the caller) stops the threads and waits for them: nothing is left running."""
+    state = _Ordered(items, max(ahead, threads))
+
+    def run() -> None:
+        while True:
+            state.slots.acquire()
+            taken = state.take()
+            if taken is None:
+                state.slots.release()
+                return
+            index, item = taken
+            try:
+                result: object = work(item)  # type: ignore[arg-type]
+            except BaseException as exc:  # handed to the caller at its place
+                result = exc
+            state.put(index, result)
+
+    workers = [threading.Thread(target=run, name=f"ordered-{i}", daemon=True)
+               for i in range(max(threads, 1))]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    try:
+        index = 0
+        while True:
+            there, result = state.wait(index)
+            if not there:
+                return
+            if isinstance(result, BaseException):
+                raise result
+            yield result  # type: ignore[misc]
+            state.slots.release()
+            index += 1
+    finally:
+        state.stopping = True
+        for _ in workers:
+            state.slots.release()
+        for worker in workers:
+            worker.join()
