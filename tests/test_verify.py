@@ -26,10 +26,14 @@ import zstandard
 
 from backup_site import Site
 from conftest import traversable_dir
+from powrops.backup import reconstruct
+from powrops.backup.model import BackupRecord
 from powrops.backup.wal.positions import format_lsn, parse_lsn, parse_segment
 from powrops.config import merge, to_toml
 from powrops.errors import LockError
 from powrops.findings import Finding, Severity
+from powrops.pg.binaries import find_binaries
+from powrops.storage.registry import open_repository
 from powrops.verify import runner, verify
 from powrops.verify.checksums import ObjectCheck
 from powrops.verify.continuity import (
@@ -241,6 +245,92 @@ def test_flipped_byte_in_a_stored_backup_file(clone: Callable[[], Base]) -> None
         assert row(report, label)["secondary"] == "ok"
 
 
+def test_a_frame_damaged_before_its_digest_was_taken_is_named(clone: Callable[[], Base]) -> None:
+    """A byte flipped in the middle of the data object, its record rewritten to match (damage
+    before the SHA-256 was taken): the first read decodes the frame, which does not match its
+    zstd checksum, and verify says so in one finding naming the object; exit 2, no traceback."""
+    c = clone()
+    data = c.primary / "backups" / c.full / "base.tar.zst"
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    data.write_bytes(bytes(damaged))
+    path = c.primary / "backups" / c.full / "backup.json"
+    rewritten = json.loads(path.read_text())
+    for f in rewritten["files"]:
+        if f["name"] == "base.tar.zst":
+            assert f["frames"] is not None and len(f["frames"]["sizes"]) > 2
+            f["sha256"] = hashlib.sha256(damaged).hexdigest()
+    path.write_text(json.dumps(rewritten))
+    result = c.site.cli("verify", c.full, "--skip-pg-verifybackup")
+    assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
+    line = next(x for x in result.stdout.splitlines() if f"{c.full}/base.tar.zst" in x)
+    assert line.split()[:2] == ["CRITICAL", "checksums"], line
+    code, report = run_verify(c.site, c.full, "--skip-pg-verifybackup")
+    assert code == 2 and row(report, c.full)["checksums"] == "failed"
+    critical = [p for p in problems(report) if p[0] == "CRITICAL"]
+    assert critical == [("CRITICAL", "checksums", f"{c.full}/base.tar.zst")]  # the secondary's
+    message = finding(report, "checksums", f"{c.full}/base.tar.zst")["message"]  # copy differs
+    assert message.startswith(f"backup {c.full}: base.tar.zst cannot be decompressed and "
+                              "unpacked: its frame at byte "), message  # fmt: skip
+    assert " does not decode (" in message, message
+
+
+def test_the_frame_index_matches_the_stored_object(base: Base) -> None:
+    """A new backup's data object is a sequence of zstd frames, each where its record says,
+    each holding the recorded piece of the tar stream (every piece the same size but the
+    last); together they are one zstd stream, which ``zstd -dc`` reads as a whole."""
+    for label in (base.full, base.incremental):
+        stored = (base.primary / "backups" / label / "base.tar.zst").read_bytes()
+        [data] = [f for f in BackupRecord.from_dict(record(base.primary, label)).files
+                  if f.name == "base.tar.zst"]  # fmt: skip
+        assert data.frames is not None and data.stored_size == len(stored)
+        spans = data.frames.spans()
+        assert len(spans) > 2 and spans[0].stored_offset == 0
+        assert spans[-1].stored_offset + spans[-1].stored_size == len(stored)
+        assert all(s.raw_size == data.frames.frame_size for s in spans[:-1])
+        assert sum(s.raw_size for s in spans) == data.frames.raw_size == data.size
+        pieces = []
+        for span in spans:
+            frame = stored[span.stored_offset : span.stored_offset + span.stored_size]
+            assert zstandard.get_frame_parameters(frame).content_size == span.raw_size
+            pieces.append(zstandard.ZstdDecompressor().decompress(frame))
+            assert len(pieces[-1]) == span.raw_size
+        whole = b"".join(pieces)
+        assert whole == _decompressed(stored) and whole.endswith(bytes(1024))  # a tar's end
+        if shutil.which("zstd"):
+            unzstd = subprocess.run(["zstd", "-dc"], input=stored, capture_output=True, check=True)
+            assert unzstd.stdout == whole
+
+
+def _restored_and_verified(repo: Path, label: str, where: Path) -> str:
+    """Backup ``label`` unpacked as a restore unpacks it, then ``pg_verifybackup`` on the data
+    directory (every file against the manifest, the WAL in its pg_wal/ parsed); its report."""
+    dest = reconstruct.extract(open_repository(repo.as_uri()), label, where / label)
+    return reconstruct.verify_directory(find_binaries(), dest)
+
+
+def test_a_backup_written_as_one_stream_verifies_and_restores(
+    clone: Callable[[], Base], tmp_path: Path
+) -> None:
+    """A backup written before frames were recorded (one zstd stream, no frames in its
+    record) is still read whole, checked against its manifest and unpacked by a restore; so
+    is one written in frames."""
+    c = clone()
+    assert "successfully verified" in _restored_and_verified(c.primary, c.full, tmp_path / "f")
+    stored = c.primary / "backups" / c.full / "base.tar.zst"
+    _rewrite_as_one_stream(c, c.full, _decompressed(stored.read_bytes()))
+    assert "frames" not in next(f for f in record(c.primary, c.full)["files"]
+                                if f["name"] == "base.tar.zst")  # fmt: skip
+    code, report = run_verify(c.site, c.full, "--skip-pg-verifybackup")
+    assert code == 0, problems(report)
+    assert row(report, c.full)["content"] == "ok"
+    assert finding(report, "content", c.full)["message"].endswith("parses with pg_waldump")
+    assert "successfully verified" in _restored_and_verified(c.primary, c.full, tmp_path / "o")
+    stored.write_bytes(stored.read_bytes()[:-100])  # a single stream cut short: still found
+    code, report = run_verify(c.site, c.full, "--content", "--skip-pg-verifybackup")
+    assert code == 2 and row(report, c.full)["checksums"] == "failed"
+
+
 def test_missing_wal_segment_in_the_middle(clone: Callable[[], Base]) -> None:
     c = clone()
     full = record(c.primary, c.full)
@@ -369,20 +459,11 @@ def test_content_check_catches_what_checksums_cannot(clone: Callable[[], Base]) 
     c = clone()
     assert run_verify(c.site, c.full, "--skip-pg-verifybackup")[0] == 0
     stored = c.primary / "backups" / c.full / "base.tar.zst"
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    raw = bytearray(decompressor.decompress(stored.read_bytes()))
+    raw = bytearray(_decompressed(stored.read_bytes()))
     with tarfile.open(fileobj=io.BytesIO(bytes(raw)), mode="r:") as archive:
         member = next(m for m in archive.getmembers() if m.name in ("PG_VERSION", "./PG_VERSION"))
         raw[member.offset_data] ^= 0x01
-    new = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(bytes(raw))
-    stored.write_bytes(new)
-    (c.secondary / "backups" / c.full / "base.tar.zst").write_bytes(new)  # both copies agree
-    path = c.primary / "backups" / c.full / "backup.json"
-    data = json.loads(path.read_text())
-    for f in data["files"]:
-        if f["name"] == "base.tar.zst":
-            f.update(sha256=hashlib.sha256(new).hexdigest(), stored_size=len(new))
-    path.write_text(json.dumps(data))
+    _rewrite_as_one_stream(c, c.full, bytes(raw))  # both copies agree, the record matches
     code, report = run_verify(c.site, c.full)
     assert code == 2
     assert problems(report) == [("CRITICAL", "content", c.full)]
@@ -441,22 +522,36 @@ def _modules_loaded_by_verify(site: Site, label: str, heavy: tuple[str, ...]) ->
     return loaded
 
 
-def _recompress(c: Base, label: str) -> str:
-    """The stored bytes of backup ``label``'s data object replaced by another zstd frame of the
-    same content, in both repositories, and its record rewritten to match: bytes that are not
-    the ones a check was made on, yet pass every checksum. Their SHA-256."""
-    stored = c.primary / "backups" / label / "base.tar.zst"
-    raw = zstandard.ZstdDecompressor().decompressobj().decompress(stored.read_bytes())
-    new = zstandard.ZstdCompressor(level=9, write_checksum=True).compress(raw)
-    assert new != stored.read_bytes()
+def _decompressed(stored: bytes) -> bytes:
+    """A backup's data object decompressed, all its frames."""
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored), read_across_frames=True)
+    return reader.read()
+
+
+def _rewrite_as_one_stream(c: Base, label: str, raw: bytes, level: int = 1) -> bytes:
+    """Backup ``label``'s data object replaced by ``raw`` in one zstd frame, in both
+    repositories, as backups were written before their frames were recorded, and its record
+    rewritten to match (no frames). The new stored bytes."""
+    new = zstandard.ZstdCompressor(level=level, write_checksum=True).compress(raw)
     for repo in (c.primary, c.secondary):
         (repo / "backups" / label / "base.tar.zst").write_bytes(new)
     path = c.primary / "backups" / label / "backup.json"
     data = json.loads(path.read_text())
     for f in data["files"]:
         if f["name"] == "base.tar.zst":
-            f.update(sha256=hashlib.sha256(new).hexdigest(), stored_size=len(new))
+            f.update(sha256=hashlib.sha256(new).hexdigest(), stored_size=len(new), size=len(raw))
+            f.pop("frames", None)
     path.write_text(json.dumps(data))
+    return new
+
+
+def _recompress(c: Base, label: str) -> str:
+    """The stored bytes of backup ``label``'s data object replaced by another zstd frame of the
+    same content, in both repositories, and its record rewritten to match: bytes that are not
+    the ones a check was made on, yet pass every checksum. Their SHA-256."""
+    old = (c.primary / "backups" / label / "base.tar.zst").read_bytes()
+    new = _rewrite_as_one_stream(c, label, _decompressed(old), level=9)
+    assert new != old
     return hashlib.sha256(new).hexdigest()
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import tarfile
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import crc32c
 import pytest
 import zstandard
 
+from powrops.backup.basebackup import compress_frames
 from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, StoredFile, backup_key
 from powrops.config import Settings
 from powrops.storage.base import ObjectInfo, Repository
@@ -71,12 +73,23 @@ def _tar(members: dict[str, bytes], tar_format: int = tarfile.USTAR_FORMAT) -> b
 
 def _store(
     repo: Repository, label: str, members: dict[str, bytes], manifest: bytes,
-    tar_format: int = tarfile.USTAR_FORMAT,
+    tar_format: int = tarfile.USTAR_FORMAT, frame_size: int | None = None,
 ) -> BackupRecord:  # fmt: skip
-    stored = zstandard.ZstdCompressor(level=1).compress(_tar(members, tar_format))
+    """The backup in the repository: one zstd stream (as backups were written before frames
+    were recorded), or with ``frame_size`` frames of that many bytes and their record."""
+    raw = _tar(members, tar_format)
+    frames = None
+    if frame_size is None:
+        stored = zstandard.ZstdCompressor(level=1).compress(raw)
+    else:
+        out = io.BytesIO()
+        pieces = [raw[i : i + frame_size] for i in range(0, len(raw), frame_size)]
+        frames = compress_frames(pieces, out, frame_size=frame_size)
+        stored = out.getvalue()
     repo.put_bytes(backup_key(label, DATA_FILE), stored)
     repo.put_bytes(backup_key(label, MANIFEST_FILE), manifest)
-    data = StoredFile(DATA_FILE, len(stored), len(stored), hashlib.sha256(stored).hexdigest(), None)
+    data = StoredFile(DATA_FILE, len(raw), len(stored), hashlib.sha256(stored).hexdigest(), None,
+                      frames)  # fmt: skip
     return BackupRecord(label=label, kind="full", status="ok",
                         start_time=datetime(2026, 12, 4, tzinfo=UTC), files=(data,))  # fmt: skip
 
@@ -97,8 +110,16 @@ def repo(tmp_path: Path) -> Repository:
     return open_repository((tmp_path / "repo").as_uri())
 
 
-def test_an_intact_backup_matches_its_manifest(repo: Repository) -> None:
-    record = _store(repo, "20261204T000000F", _members(), _manifest(FILES))
+#: one zstd stream (a backup written before frames), frames smaller than a member and than the
+#: decoded buffers (headers and data across frame boundaries), a frame larger than the tar
+LAYOUTS = [None, 4096 + 100, 1 << 26]
+
+
+@pytest.mark.parametrize("frame_size", LAYOUTS)
+def test_an_intact_backup_matches_its_manifest(repo: Repository, frame_size: int | None) -> None:
+    record = _store(repo, "20261204T000000F", _members(), _manifest(FILES), frame_size=frame_size)
+    frames = record.files[0].frames
+    assert (frames is None) == (frame_size is None)
     checked = content.check(repo, record)
     assert checked.ok, checked.problems
     assert checked.files == len(FILES)
@@ -163,8 +184,11 @@ def test_a_manifest_edited_after_the_backup_is_refused(repo: Repository) -> None
     ]
 
 
-def test_damaged_stored_bytes_are_a_checksum_problem(repo: Repository) -> None:
-    record = _store(repo, "L", _members(), _manifest(FILES))
+@pytest.mark.parametrize("frame_size", LAYOUTS)
+def test_damaged_stored_bytes_are_a_checksum_problem(
+    repo: Repository, frame_size: int | None
+) -> None:
+    record = _store(repo, "L", _members(), _manifest(FILES), frame_size=frame_size)
     key = backup_key("L", DATA_FILE)
     stored = bytearray(repo.get_bytes(key))
     stored[len(stored) // 2] ^= 0xFF
@@ -173,24 +197,55 @@ def test_damaged_stored_bytes_are_a_checksum_problem(repo: Repository) -> None:
     assert checked.status == "differs" and not checked.ok and checked.problems == []
     assert checked.stored_problem is not None
     assert "does not match its recorded SHA-256" in checked.stored_problem
+    assert checked.stored_bytes == len(stored)  # read to the end all the same
+    # damaged when it was written (its recorded SHA-256 is of these bytes): the frame is named
+    data = replace(record.files[0], sha256=hashlib.sha256(stored).hexdigest())
+    checked = content.check(repo, replace(record, files=(data,)))
+    assert checked.status == "damaged" and checked.stored_problem is not None
+    assert checked.stored_problem.startswith("cannot be decompressed and unpacked: ")
+    if frame_size is not None and frame_size < 1 << 20:  # the damaged frame is named
+        assert " does not decode (" in checked.stored_problem, checked.stored_problem
     repo.put_bytes(key, bytes(stored[: len(stored) // 2]))  # cut short
     assert not content.check(repo, record).ok
+    assert not [t for t in threading.enumerate() if t.name.startswith(("content-zstd", "ordered"))]
 
 
-def test_members_across_many_decoded_buffers_and_no_thread_left(repo: Repository) -> None:
-    """Files larger than the decoding buffers, and headers that straddle two of them, are
-    checked whole; a stream cut short is damaged, and the decoding thread never outlives the
-    check."""
+def test_the_recorded_frames_are_what_is_read(repo: Repository) -> None:
+    """With frames recorded, each is decoded on its own as recorded: a record that places
+    them wrongly is a damaged object naming the frame (one stream read to its end would not
+    notice), and the object still reads as one zstd stream."""
+    record = _store(repo, "L", _members(), _manifest(FILES), frame_size=1 << 20)
+    data = record.files[0]
+    assert data.frames is not None and len(data.frames.sizes) == 17  # 16 MiB + a few KiB
+    stored = repo.get_bytes(backup_key("L", DATA_FILE))
+    whole = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored), read_across_frames=True)
+    assert whole.read() == _tar(_members())
+    wrong = replace(data.frames, frame_size=1 << 19)  # each frame holds twice what is recorded
+    checked = content.check(repo, replace(record, files=(replace(data, frames=wrong),)))
+    assert checked.status == "damaged" and checked.stored_problem == (
+        "cannot be decompressed and unpacked: its frame at byte 0 holds other than the 524288 "
+        "bytes recorded"
+    )
+    assert content.check(repo, replace(record, files=(replace(data, frames=None),))).ok
+
+
+@pytest.mark.parametrize("frame_size", [None, 1 << 20, 4 << 20])
+def test_members_across_many_decoded_buffers_and_no_thread_left(
+    repo: Repository, frame_size: int | None
+) -> None:
+    """Files larger than the decoding buffers (or frames), and headers that straddle two of
+    them, are checked whole; a stream cut short is damaged, and the decoding threads never
+    outlive the check."""
     odd = content.BUFFER + 777  # every later header straddles a buffer boundary
     files = {**FILES, "base/5/big": bytes(range(256)) * (7 << 12), "base/5/odd": b"x" * odd,
              "base/5/after": b"y" * 1000}  # fmt: skip
     members = {**_members(), **files}
-    record = _store(repo, "20261204T000000F", members, _manifest(files))
+    record = _store(repo, "20261204T000000F", members, _manifest(files), frame_size=frame_size)
     checked = content.check(repo, record)
     assert checked.ok, checked.problems
     assert checked.files == len(files) and checked.raw_bytes == sum(map(len, files.values()))
     altered = {**members, "base/5/odd": b"x" * (odd - 1) + b"z"}
-    record = _store(repo, "20261204T000001F", altered, _manifest(files))
+    record = _store(repo, "20261204T000001F", altered, _manifest(files), frame_size=frame_size)
     assert content.check(repo, record).problems == [
         "base/5/odd does not match its CRC32C in the manifest "
         f"(read {crc32c.crc32c(altered['base/5/odd']).to_bytes(4, 'little').hex()}, manifest "
@@ -199,7 +254,7 @@ def test_members_across_many_decoded_buffers_and_no_thread_left(repo: Repository
     key = backup_key(record.label, DATA_FILE)
     repo.put_bytes(key, repo.get_bytes(key)[:-4096])
     assert content.check(repo, record).stored_problem is not None
-    assert not [t for t in threading.enumerate() if t.name == "content-zstd"]
+    assert not [t for t in threading.enumerate() if t.name.startswith(("content-zstd", "ordered"))]
 
 
 # --- the daily plan --------------------------------------------------------------------------

@@ -2,9 +2,15 @@
 
 ``pg_basebackup -D - -Ft -X fetch`` writes one tar stream to stdout: the data directory, the
 WAL needed to make it consistent, and PostgreSQL's ``backup_manifest`` at the end. powrops
-compresses that stream with zstandard as it arrives (with a frame checksum over the content),
-computes SHA-256 of the stored bytes, and picks ``backup_manifest`` and ``backup_label`` out
-of the tar headers on the way, without unpacking anything to disk.
+compresses that stream with zstandard as it arrives, computes SHA-256 of the stored bytes, and
+picks ``backup_manifest`` and ``backup_label`` out of the tar headers on the way, without
+unpacking anything to disk.
+
+The stream is cut into pieces of :data:`FRAME_SIZE` bytes, each compressed on its own into one
+zstd frame (with its content size and a checksum over its content), on every core side by side
+and written in order. Concatenated frames are one valid zstd stream (``zstd -dc`` and a restore
+read them as one); the compressed size of each frame is recorded (:class:`Frames`), so that a
+reader can find each frame and decode them side by side.
 """
 
 from __future__ import annotations
@@ -16,16 +22,22 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from powrops import threads
+from powrops.backup.model import Frames
 from powrops.errors import INTERRUPTED_CHILD, BackupError, Interrupted
 from powrops.pg.binaries import PgBinaries
 
 CHUNK = 1 << 20
 BLOCK = 512
+#: the stream's bytes in one zstd frame: a few MiB, enough for level 1 to compress as well as
+#: one long frame, few enough that a reader finds work for every core in a small backup
+FRAME_SIZE = 4 << 20
 CAPTURE = ("backup_manifest", "backup_label")
 
 
@@ -145,6 +157,7 @@ class StreamResult:
     label_file: str
     members: int
     stderr: str
+    frames: Frames | None = None
 
 
 class _Tee:
@@ -173,18 +186,14 @@ def stream_to(
     progress: Callable[[int], None] | None = None,
     level: int = 1,
 ) -> tuple[StreamResult, str, int]:
-    """Run pg_basebackup, compress its tar stream into ``out``.
+    """Run pg_basebackup, compress its tar stream into ``out``, frame by frame.
 
-    Returns the stream result plus the SHA-256 and size of the stored (compressed) bytes.
-    Raises BackupError with pg_basebackup's own message when it fails; the caller's
-    repository writer then discards the partial object.
+    Returns the stream result (with the frames written) plus the SHA-256 and size of the stored
+    (compressed) bytes. Raises BackupError with pg_basebackup's own message when it fails; the
+    caller's repository writer then discards the partial object.
     """
-    import zstandard
-
     env = _client_env(password)
     tee = _Tee(out)
-    raw_size = 0
-    sniffer = TarSniffer()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
             backup.argv(), stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env
@@ -192,14 +201,8 @@ def stream_to(
         assert proc.stdout is not None
         widen_pipe(proc.stdout)
         try:
-            compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
-            with compressor.stream_writer(tee, closefd=False) as zstd:  # type: ignore[arg-type]
-                while chunk := proc.stdout.read(CHUNK):
-                    raw_size += len(chunk)
-                    sniffer.feed(chunk)
-                    zstd.write(chunk)
-                    if progress:
-                        progress(raw_size)
+            reading = _Pieces(proc.stdout, progress)
+            frames = compress_frames(reading, tee, level)
             code = proc.wait()
         except BaseException:
             proc.kill()
@@ -211,16 +214,68 @@ def stream_to(
         raise Interrupted("SIGINT" if code in (-2, 130) else "SIGTERM")
     if code != 0:
         raise BackupError(f"pg_basebackup failed ({code}): {stderr.strip()[-2000:]}")
+    sniffer = reading.sniffer
     if "backup_manifest" not in sniffer.captured:
         raise BackupError("the backup stream ended without a backup_manifest: incomplete backup")
     result = StreamResult(
-        raw_size=raw_size,
+        raw_size=reading.raw_size,
         manifest=sniffer.captured["backup_manifest"],
         label_file=sniffer.captured.get("backup_label", b"").decode("utf-8", "replace"),
         members=sniffer.members,
         stderr=stderr,
+        frames=frames,
     )
     return result, tee.hash.hexdigest(), tee.size
+
+
+class _Pieces:
+    """The stream read in pieces of one frame's size, its tar headers followed on the way."""
+
+    def __init__(self, stream: IO[bytes], progress: Callable[[int], None] | None) -> None:
+        self.stream = stream
+        self.progress = progress
+        self.sniffer = TarSniffer()
+        self.raw_size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while piece := self._piece():
+            self.raw_size += len(piece)
+            self.sniffer.feed(piece)
+            if self.progress:
+                self.progress(self.raw_size)
+            yield piece
+
+    def _piece(self) -> bytes:
+        """The next FRAME_SIZE bytes (fewer at the end): every frame but the last holds as
+        many, which is what lets a reader place each frame in the stream."""
+        piece = self.stream.read(FRAME_SIZE)
+        while 0 < len(piece) < FRAME_SIZE and (more := self.stream.read(FRAME_SIZE - len(piece))):
+            piece += more
+        return piece
+
+
+def compress_frames(
+    pieces: Iterable[bytes], out: IO[bytes] | _Tee, level: int = 1, frame_size: int = FRAME_SIZE
+) -> Frames:
+    """Each piece (``frame_size`` bytes, the last fewer) compressed into one zstd frame, on
+    every core side by side, written to ``out`` in order; the frames written."""
+    import zstandard
+
+    local = threading.local()
+
+    def compress(piece: bytes) -> tuple[int, bytes]:
+        if not hasattr(local, "compressor"):
+            local.compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        return len(piece), local.compressor.compress(piece)
+
+    cores = os.cpu_count() or 1
+    sizes: list[int] = []
+    raw = 0
+    for raw_size, frame in threads.ordered(compress, iter(pieces), cores, 2 * cores):
+        out.write(frame)
+        sizes.append(len(frame))
+        raw += raw_size
+    return Frames(frame_size, tuple(sizes), raw)
 
 
 PIPE_SIZE = 1 << 20

@@ -49,6 +49,43 @@ def new_label(kind: Kind, when: datetime | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class Frames:
+    """How a stored stream is cut into independent zstd frames (the backup stream since they
+    were introduced): every frame holds ``frame_size`` bytes of the stream but the last, which
+    holds the rest; ``sizes`` are the frames' compressed sizes, in order. Concatenated, the
+    frames are the object, one valid zstd stream."""
+
+    frame_size: int  # bytes of the stream in each frame (the last: what is left)
+    sizes: tuple[int, ...]  # the stored size of each frame
+    raw_size: int  # bytes of the stream in all
+
+    def spans(self) -> list[FrameSpan]:
+        """Where each frame lies in the object and in the stream."""
+        spans, stored = [], 0
+        for index, size in enumerate(self.sizes):
+            raw_offset = index * self.frame_size
+            raw = min(self.frame_size, self.raw_size - raw_offset)
+            spans.append(FrameSpan(stored, size, raw_offset, raw))
+            stored += size
+        return spans
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Frames:
+        return cls(int(data["frame_size"]), tuple(int(s) for s in data["sizes"]),
+                   int(data["raw_size"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FrameSpan:
+    """One frame: its offset and size in the stored object and in the stream."""
+
+    stored_offset: int
+    stored_size: int
+    raw_offset: int
+    raw_size: int
+
+
+@dataclass(frozen=True)
 class StoredFile:
     """One object of a backup in the repository, with the checksums read back."""
 
@@ -59,6 +96,14 @@ class StoredFile:
     # SHA-256 of the content before compression, for small objects; None for the backup
     # stream, whose content is covered by the zstd frame checksum checked on every read.
     raw_sha256: str | None
+    # the backup stream's frames, for a reader to decode them side by side; None: one stream
+    # (backups written before frames were recorded), read from start to end
+    frames: Frames | None = None
+
+
+def _stored_file(data: dict[str, Any]) -> StoredFile:
+    frames = data.get("frames")
+    return StoredFile(**{**data, "frames": Frames.from_dict(frames) if frames else None})
 
 
 def _time(value: str | None) -> datetime | None:
@@ -117,6 +162,6 @@ class BackupRecord:
         values["start_time"] = start
         values["stop_time"] = _time(values.get("stop_time"))
         values["verified_at"] = _time(values.get("verified_at"))
-        values["files"] = tuple(StoredFile(**f) for f in values.get("files", ()))
+        values["files"] = tuple(_stored_file(f) for f in values.get("files", ()))
         values["steps"] = tuple(values.get("steps", ()))
         return cls(**values)

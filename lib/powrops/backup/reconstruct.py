@@ -1,9 +1,10 @@
 """Turning stored backups back into a data directory: extract, combine a chain, verify.
 
-A full backup is one zstd-compressed tar stream; an incremental chain is combined with
-PostgreSQL's ``pg_combinebackup`` after each member is extracted. ``pg_verifybackup`` then checks
-the result against PostgreSQL's own manifest (every file's size and CRC32C, and the WAL needed to
-reach consistency).
+A full backup is one zstd-compressed tar stream (since their sizes are recorded, a sequence of
+independent zstd frames, which a zstd reader reads as one stream); an incremental chain is
+combined with PostgreSQL's ``pg_combinebackup`` after each member is extracted.
+``pg_verifybackup`` then checks the result against PostgreSQL's own manifest (every file's size
+and CRC32C, and the WAL needed to reach consistency).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def extract(repo: Repository, label: str, dest: Path, stop: Stop | None = None) 
     tar = shutil.which("tar")
     try:
         with repo.open_read(backup_key(label, DATA_FILE)) as stored:
-            reader = zstandard.ZstdDecompressor().stream_reader(stored)
+            reader = zstandard.ZstdDecompressor().stream_reader(stored, read_across_frames=True)
             if tar:
                 _untar(tar, reader, dest, stop)
             else:

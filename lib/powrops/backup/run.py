@@ -391,7 +391,7 @@ class BackupRun:
         tli = int(info["timeline"])
         start, stop = info["start_lsn"], info["stop_lsn"]
         files = (
-            StoredFile(DATA_FILE, result.raw_size, stored, sha, None),
+            StoredFile(DATA_FILE, result.raw_size, stored, sha, None, result.frames),
             StoredFile(
                 MANIFEST_FILE,
                 len(result.manifest),

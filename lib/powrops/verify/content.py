@@ -6,12 +6,17 @@ against PostgreSQL's manifest, the same test ``pg_verifybackup`` makes on a data
 every file's size and checksum in the manifest's algorithm (CRC32C by default), files the
 manifest lists that are missing, and files that are there but not listed. The WAL the backup
 needs to become consistent (the manifest's ``WAL-Ranges``) must be in its ``pg_wal/``, whole.
-Nothing is written to disk and memory stays at three 2 MiB buffers, whatever the size of the
-backup; one thread decodes while the caller checks what was decoded before.
+Nothing is written to disk. A backup written as independent zstd frames whose sizes its record
+holds (:class:`~powrops.backup.model.Frames`) is decoded frame by frame on every core side by
+side, the frames handed on in order to the tar walk and the checksums, with at most two frames
+a core decoded ahead (memory: a few frames of 4 MiB, whatever the size of the backup); a backup
+written before (one zstd stream) is decoded by one thread into three 2 MiB buffers while the
+caller checks what was decoded before.
 
 The last step of ``pg_verifybackup``, parsing that WAL record by record, is made by the parser
 the caller hands in (:mod:`powrops.verify.walparse`: ``pg_waldump`` over the archive's copies
-of the range), once the stored bytes are known intact; its outcome is part of the check.
+of the range), meanwhile, in a thread of its own; its outcome is part of the check once the
+stored bytes are known intact.
 
 An incremental backup is checked the same way against its own manifest: its ``INCREMENTAL.*``
 files are listed there with their own sizes and checksums.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import tarfile
 import threading
@@ -31,7 +37,16 @@ from typing import Any, BinaryIO
 import crc32c
 import zstandard
 
-from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, backup_key
+from powrops import threads
+from powrops.backup.model import (
+    DATA_FILE,
+    MANIFEST_FILE,
+    BackupRecord,
+    Frames,
+    FrameSpan,
+    StoredFile,
+    backup_key,
+)
 from powrops.backup.wal.positions import DEFAULT_SEGMENT_SIZE, parse_lsn, segment_of, segment_range
 from powrops.errors import ObjectNotFound, StorageError
 from powrops.storage.base import Repository
@@ -40,6 +55,7 @@ from powrops.verify.walparse import WalParse, WalParser
 CHUNK = 1 << 20
 BUFFER = 1 << 21  # one decoded buffer: zstd decodes in long runs into it
 BUFFERS = 3  # the one being checked, the one being decoded, one ready
+AHEAD_PER_CORE = 2  # frames decoded (or being decoded) ahead of the check, per core
 ZERO_BLOCK = bytes(512)
 # What pg_verifybackup ignores by default: not in the manifest, or rewritten on purpose.
 IGNORED = frozenset({MANIFEST_FILE, "postgresql.auto.conf", "recovery.signal", "standby.signal"})
@@ -174,56 +190,47 @@ class _Hashing:
         self.size += len(data)
         return data
 
+    def read_exactly(self, size: int) -> bytes:
+        """``size`` bytes, fewer only at the end of the object (a stream may return less)."""
+        data = self.read(size)
+        while len(data) < size and (more := self.read(size - len(data))):
+            data += more
+        return data
 
-class _Decompressed:
-    """The decompressed stream, decoded by a thread of its own into a few reused buffers while
-    the caller walks the tar and checksums what came before (zstd and the checksums release
-    the GIL, so the two run on two cores). No copy of the data it carries.
+
+class _Decoded:
+    """The decompressed stream, in decoded buffers that the caller walks while threads decode
+    the next ones (zstd and the checksums release the GIL, so they run on every core). No copy
+    of the data it carries.
 
     ``chunks`` hands out views into a buffer, valid until the next read; the tar walk and the
-    checksums consume each one at once. ``close`` stops the thread.
+    checksums consume each one at once. ``close`` stops the threads. A subclass says where the
+    next buffer comes from (``_fetch``) and where a consumed one goes (``_release``).
     """
 
-    def __init__(self, source: _Hashing) -> None:
-        self._reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK)  # type: ignore[arg-type]
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(BUFFERS):
-            self._free.put(bytearray(BUFFER))
-        self._ready: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
-        self._stopping = False
+    def __init__(self) -> None:
         self._held: bytearray | None = None
         self._view = memoryview(b"")
         self._start = self._end = 0
-        self._thread = threading.Thread(target=self._decode, name="content-zstd", daemon=True)
-        self._thread.start()
 
-    def _decode(self) -> None:
-        try:
-            while True:
-                buffer = self._free.get()
-                if self._stopping:
-                    return
-                view, filled = memoryview(buffer), 0
-                while filled < len(buffer) and (got := self._reader.readinto(view[filled:])):
-                    filled += int(got)
-                self._ready.put((buffer, filled))
-                if not filled:
-                    return
-        except BaseException as exc:  # raised in the reading thread, where it is reported
-            self._ready.put(exc)
+    def _fetch(self) -> tuple[bytearray, int] | None:
+        raise NotImplementedError
+
+    def _release(self, buffer: bytearray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def _next(self) -> bool:
         """Move to the next decoded buffer; False at the end of the stream."""
         if self._held is not None:
-            self._free.put(self._held)
+            self._release(self._held)
             self._held = None
-        item = self._ready.get()
-        if isinstance(item, BaseException):
-            raise item
-        buffer, filled = item
-        if not filled:
-            self._ready.put(item)  # the end stays the end
+        item = self._fetch()
+        if item is None:
             return False
+        buffer, filled = item
         self._held, self._view = buffer, memoryview(buffer)
         self._start, self._end = 0, filled
         return True
@@ -251,11 +258,125 @@ class _Decompressed:
         while self._next():
             self._start = self._end
 
+
+class _Decompressed(_Decoded):
+    """One zstd stream read from start to end (a backup written before frames were recorded),
+    decoded by a thread of its own into a few reused buffers."""
+
+    def __init__(self, source: _Hashing) -> None:
+        super().__init__()
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            source,  # type: ignore[arg-type]
+            read_size=CHUNK, read_across_frames=True,
+        )  # fmt: skip
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(BUFFERS):
+            self._free.put(bytearray(BUFFER))
+        self._ready: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._decode, name="content-zstd", daemon=True)
+        self._thread.start()
+
+    def _decode(self) -> None:
+        try:
+            while True:
+                buffer = self._free.get()
+                if self._stopping:
+                    return
+                view, filled = memoryview(buffer), 0
+                while filled < len(buffer) and (got := self._reader.readinto(view[filled:])):
+                    filled += int(got)
+                self._ready.put((buffer, filled))
+                if not filled:
+                    return
+        except BaseException as exc:  # raised in the reading thread, where it is reported
+            self._ready.put(exc)
+
+    def _fetch(self) -> tuple[bytearray, int] | None:
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        if not item[1]:
+            self._ready.put(item)  # the end stays the end
+            return None
+        return item
+
+    def _release(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
+
     def close(self) -> None:
         """Stop the decoding thread (at once if it waits for a buffer) and wait for it."""
         self._stopping = True
         self._free.put(bytearray(0))
         self._thread.join()
+
+
+def _decode_into(
+    decompressor: zstandard.ZstdDecompressor, frame: bytes, buffer: bytearray, size: int
+) -> tuple[int, bool]:
+    """One zstd frame decoded into ``buffer``, at most ``size`` bytes: (bytes decoded, whether
+    the frame holds more). Reading to the frame's end checks its content checksum."""
+    reader = decompressor.stream_reader(frame)
+    view, filled = memoryview(buffer), 0
+    while filled < size and (got := reader.readinto(view[filled:size])):
+        filled += int(got)
+    return filled, bool(reader.read(1))
+
+
+class _FrameDecoded(_Decoded):
+    """An object written as independent zstd frames (:class:`Frames`): the stored bytes read
+    in order, frame by frame (and hashed on the way), each frame decoded on one of ``cores``
+    threads into a buffer of its own, the buffers handed on in order; at most
+    ``AHEAD_PER_CORE`` frames a core decoded ahead of the caller, so memory stays bounded."""
+
+    def __init__(self, source: _Hashing, frames: Frames, cores: int) -> None:
+        super().__init__()
+        self._frames = frames
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._local = threading.local()
+        spans = iter(frames.spans())
+        self._decoded = threads.ordered(
+            self._decode, self._stored(source, spans), cores, AHEAD_PER_CORE * cores
+        )
+
+    @staticmethod
+    def _stored(source: _Hashing, spans: Iterator[FrameSpan]) -> Iterator[tuple[bytes, FrameSpan]]:
+        for span in spans:
+            data = source.read_exactly(span.stored_size)
+            if len(data) < span.stored_size:
+                raise EOFError(f"the object ends inside its frame at byte {span.stored_offset}")
+            yield data, span
+
+    def _decode(self, item: tuple[bytes, FrameSpan]) -> tuple[bytearray, int]:
+        data, span = item
+        if not hasattr(self._local, "decompressor"):
+            self._local.decompressor = zstandard.ZstdDecompressor()
+        try:
+            buffer = self._free.get_nowait()
+        except queue.Empty:
+            buffer = bytearray(self._frames.frame_size)
+        try:
+            filled, more = _decode_into(self._local.decompressor, data, buffer, span.raw_size)
+        except zstandard.ZstdError as exc:
+            raise zstandard.ZstdError(
+                f"its frame at byte {span.stored_offset} does not decode ({exc})"
+            ) from exc
+        if filled != span.raw_size or more:
+            raise zstandard.ZstdError(
+                f"its frame at byte {span.stored_offset} holds other than the {span.raw_size} "
+                "bytes recorded"
+            )
+        return buffer, filled
+
+    def _fetch(self) -> tuple[bytearray, int] | None:
+        return next(self._decoded, None)
+
+    def _release(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
+
+    def close(self) -> None:
+        """Stop the decoding threads and wait for them."""
+        self._decoded.close()
 
 
 def _octal(field: bytes) -> int:
@@ -265,7 +386,7 @@ def _octal(field: bytes) -> int:
     return int(text, 8) if text else 0
 
 
-def _members(stream: _Decompressed) -> Iterator[tuple[str, int, bytes]]:
+def _members(stream: _Decoded) -> Iterator[tuple[str, int, bytes]]:
     """(name, size, type flag) of each tar member; the caller consumes its data."""
     long_name: str | None = None
     while True:
@@ -316,7 +437,8 @@ def check(
     repo: Repository, record: BackupRecord, parse_wal: WalParser | None = None
 ) -> ContentCheck:
     """Read backup ``record``'s data object once and check it against its manifest; with
-    ``parse_wal``, then parse the WAL of the manifest's ranges (when the bytes are intact)."""
+    ``parse_wal``, parse the WAL of the manifest's ranges meanwhile (its outcome kept when
+    the bytes are intact)."""
     result = ContentCheck(record.label)
     try:
         manifest = Manifest.parse(repo.get_bytes(backup_key(record.label, MANIFEST_FILE)))
@@ -326,19 +448,69 @@ def check(
         return result.fail("content", f"{MANIFEST_FILE} cannot be read: {exc}")
     except (ValueError, KeyError, TypeError) as exc:
         return result.fail("content", f"{MANIFEST_FILE} is not a valid manifest: {exc}")
+    with _WalBeside(parse_wal, record, manifest) as wal:
+        _read(repo, record, manifest, result)
+        if parse_wal is not None and result.stored_problem is None:
+            result.wal = wal.parsed(_segment_size(result.wal_sizes))
+    return result
+
+
+class _WalBeside:
+    """The WAL of the backup's range parsed while its data object is read (``pg_waldump`` on
+    a core the decoding leaves, its segments read from the archive), assuming PostgreSQL's
+    default segment size; parsed again once the read says the size is another. Its outcome
+    counts only when the stored bytes prove intact; the thread never outlives the check."""
+
+    def __init__(self, parse_wal: WalParser | None, record: BackupRecord, manifest: Manifest):
+        self._parse = parse_wal
+        self._args = (record, manifest.wal_ranges)
+        self._outcome: WalParse | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="content-wal", daemon=True)
+
+    def _run(self) -> None:
+        assert self._parse is not None
+        try:
+            self._outcome = self._parse(*self._args, DEFAULT_SEGMENT_SIZE)
+        except BaseException as exc:  # raised in the caller's thread by parsed()
+            self._outcome = exc
+
+    def __enter__(self) -> _WalBeside:
+        if self._parse is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def parsed(self, segment_size: int) -> WalParse:
+        assert self._parse is not None
+        self._thread.join()
+        if segment_size != DEFAULT_SEGMENT_SIZE:
+            return self._parse(*self._args, segment_size)
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None
+        return self._outcome
+
+
+def _read(repo: Repository, record: BackupRecord, manifest: Manifest, result: ContentCheck) -> None:
+    """Read the data object once: its content checked, its SHA-256 against its record's."""
     hashing: _Hashing | None = None
     try:
         with repo.open_read(backup_key(record.label, DATA_FILE)) as stored:
             hashing = _Hashing(stored)
-            _walk(hashing, manifest, result)
+            _walk(_decoder(hashing, _data_file(record)), manifest, result)
             while hashing.read(CHUNK):  # anything after the tar's end still counts
                 pass
     except ObjectNotFound:
-        return result.damaged("missing", f"is missing from {repo.url}")
+        result.damaged("missing", f"is missing from {repo.url}")
+        return
     except StorageError as exc:
-        return result.damaged("unreadable", f"cannot be read from {repo.url}: {exc}")
+        result.damaged("unreadable", f"cannot be read from {repo.url}: {exc}")
+        return
     result.stored_bytes, result.sha256 = hashing.size, hashing.digest.hexdigest()
-    expected = next((f for f in record.files if f.name == DATA_FILE), None)
+    expected = _data_file(record)
     if expected is not None and expected.sha256 != result.sha256:
         # the bytes changed since they were written: that explains any content problem
         result.problems.clear()
@@ -349,15 +521,25 @@ def check(
             f"in {repo.url} does not match its recorded SHA-256 (read {read}…, recorded "
             f"{recorded}…; {result.stored_bytes} bytes read, {expected.stored_size} recorded)",
         )
-    if parse_wal is not None and result.stored_problem is None:
-        result.wal = parse_wal(record, manifest.wal_ranges, _segment_size(result.wal_sizes))
-    return result
 
 
-def _walk(stream: _Hashing, manifest: Manifest, result: ContentCheck) -> None:
+def _data_file(record: BackupRecord) -> StoredFile | None:
+    return next((f for f in record.files if f.name == DATA_FILE), None)
+
+
+def _decoder(stream: _Hashing, stored: StoredFile | None) -> Callable[[], _Decoded]:
+    """How the object is decoded: its recorded frames side by side on every core, else (a
+    backup written before frames were recorded) as one stream."""
+    frames = stored.frames if stored is not None else None
+    if frames is None:
+        return lambda: _Decompressed(stream)
+    return lambda: _FrameDecoded(stream, frames, os.cpu_count() or 1)
+
+
+def _walk(decoder: Callable[[], _Decoded], manifest: Manifest, result: ContentCheck) -> None:
     seen: set[str] = set()
     wal = result.wal_sizes
-    decompressed = _Decompressed(stream)
+    decompressed = decoder()
     try:
         _walk_members(decompressed, manifest, result, seen, wal)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError) as exc:
@@ -371,7 +553,7 @@ def _walk(stream: _Hashing, manifest: Manifest, result: ContentCheck) -> None:
 
 
 def _walk_members(
-    decompressed: _Decompressed, manifest: Manifest, result: ContentCheck, seen: set[str],
+    decompressed: _Decoded, manifest: Manifest, result: ContentCheck, seen: set[str],
     wal: dict[str, int],
 ) -> None:  # fmt: skip
     for raw_name, size, flag in _members(decompressed):
