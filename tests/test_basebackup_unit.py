@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zstandard
 
-from powrops.backup.basebackup import PgBaseBackup, TarSniffer, label_facts, manifest_facts
+from powrops.backup.basebackup import (
+    PgBaseBackup,
+    TarSniffer,
+    compress_frames,
+    label_facts,
+    manifest_facts,
+)
 from powrops.backup.model import new_label, wal_key
 from powrops.backup.wal.positions import format_lsn, kind_of, parse_lsn, parse_segment, segment_of
 from powrops.errors import BackupError
@@ -109,3 +120,37 @@ def test_wal_names_and_positions() -> None:
     )
     assert wal_key("00000002.history") == "wal/00000002/00000002.history.zst"
     assert new_label("full").endswith("F") and new_label("incremental").endswith("I")
+
+
+class _FullDisk(io.BytesIO):
+    def write(self, data: Any) -> int:
+        raise OSError("No space left on device")
+
+
+@pytest.mark.timeout(60)
+def test_frames_in_order_and_a_failed_write_stops_the_source_first() -> None:
+    """Pieces compressed side by side are written in order, one zstd frame each, their
+    sizes recorded; when writing fails, the source is stopped (pg_basebackup killed) before
+    the threads are waited for, so none is left waiting on a pipe that no longer flows."""
+    pieces = [bytes([n]) * 1000 for n in range(50)] + [b"end"]
+    out = io.BytesIO()
+    frames = compress_frames(pieces, out, frame_size=1000)
+    assert frames.raw_size == 50_003 and len(frames.sizes) == 51
+    stored = out.getvalue()
+    assert sum(frames.sizes) == len(stored)
+    for span, piece in zip(frames.spans(), pieces, strict=True):
+        frame = stored[span.stored_offset : span.stored_offset + span.stored_size]
+        assert zstandard.ZstdDecompressor().decompress(frame) == piece
+        assert span.raw_size == len(piece) and span.raw_offset == pieces.index(piece) * 1000
+
+    read_end, write_end = os.pipe()
+
+    def stalled() -> Iterator[bytes]:
+        yield b"first"
+        while data := os.read(read_end, 1000):  # nothing comes until the write end closes
+            yield data
+
+    with pytest.raises(OSError, match="No space left"):
+        compress_frames(stalled(), _FullDisk(), abort=lambda: os.close(write_end))
+    os.close(read_end)
+    assert not [t for t in threading.enumerate() if t.name.startswith("ordered-")]

@@ -202,7 +202,7 @@ def stream_to(
         widen_pipe(proc.stdout)
         try:
             reading = _Pieces(proc.stdout, progress)
-            frames = compress_frames(reading, tee, level)
+            frames = compress_frames(reading, tee, level, abort=proc.kill)
             code = proc.wait()
         except BaseException:
             proc.kill()
@@ -255,10 +255,13 @@ class _Pieces:
 
 
 def compress_frames(
-    pieces: Iterable[bytes], out: IO[bytes] | _Tee, level: int = 1, frame_size: int = FRAME_SIZE
-) -> Frames:
+    pieces: Iterable[bytes], out: IO[bytes] | _Tee, level: int = 1, frame_size: int = FRAME_SIZE,
+    abort: Callable[[], object] | None = None,
+) -> Frames:  # fmt: skip
     """Each piece (``frame_size`` bytes, the last fewer) compressed into one zstd frame, on
-    every core side by side, written to ``out`` in order; the frames written."""
+    every core side by side, written to ``out`` in order; the frames written. When writing
+    fails or is interrupted, ``abort`` stops the pieces' source first (a thread drawing the
+    next piece from a pipe is not left waiting for it), then the threads are stopped."""
     import zstandard
 
     local = threading.local()
@@ -271,10 +274,18 @@ def compress_frames(
     cores = os.cpu_count() or 1
     sizes: list[int] = []
     raw = 0
-    for raw_size, frame in threads.ordered(compress, iter(pieces), cores, 2 * cores):
-        out.write(frame)
-        sizes.append(len(frame))
-        raw += raw_size
+    compressed = threads.ordered(compress, iter(pieces), cores, 2 * cores)
+    try:
+        for raw_size, frame in compressed:
+            out.write(frame)
+            sizes.append(len(frame))
+            raw += raw_size
+    except BaseException:
+        if abort is not None:
+            abort()
+        raise
+    finally:
+        compressed.close()
     return Frames(frame_size, tuple(sizes), raw)
 
 
