@@ -271,10 +271,12 @@ def compress_frames(
             local.compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
         return len(piece), local.compressor.compress(piece)
 
-    cores = os.cpu_count() or 1
+    # one thread more than cores: the one drawing the next piece waits on the pipe most of
+    # the time, and the source never waits for a core to come free before it is read
+    workers = (os.cpu_count() or 1) + 1
     sizes: list[int] = []
     raw = 0
-    compressed = threads.ordered(compress, iter(pieces), cores, 2 * cores)
+    compressed = threads.ordered(compress, iter(pieces), workers, 2 * workers)
     try:
         for raw_size, frame in compressed:
             out.write(frame)
