@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import zstandard
 
+from powrops.backup import basebackup
 from powrops.backup.basebackup import (
     PgBaseBackup,
     TarSniffer,
@@ -154,3 +155,27 @@ def test_frames_in_order_and_a_failed_write_stops_the_source_first() -> None:
         compress_frames(stalled(), _FullDisk(), abort=lambda: os.close(write_end))
     os.close(read_end)
     assert not [t for t in threading.enumerate() if t.name.startswith("ordered-")]
+
+
+def test_pieces_are_read_into_a_few_reused_buffers() -> None:
+    """The stream is read into a few buffers handed back once compressed (not a new one per
+    frame), every frame but the last a whole FRAME_SIZE, the tar headers followed on the way."""
+    tar = _tar({"PG_VERSION": b"18\n", "base/1/1": os.urandom(1 << 20) * 40,
+                "backup_manifest": b"{}"})  # fmt: skip
+    reading = basebackup._Pieces(io.BufferedReader(io.BytesIO(tar)), None)  # type: ignore[arg-type]
+    held: list[object] = []  # every buffer handed back, kept so that no id is reused
+
+    def release(piece: memoryview) -> None:
+        held.append(piece.obj)
+        reading.release(piece)
+
+    out = io.BytesIO()
+    frames = compress_frames(reading, out, release=release)
+    assert frames.raw_size == reading.raw_size == len(tar) and len(frames.sizes) == 11
+    assert [s.raw_size for s in frames.spans()][:2] == [basebackup.FRAME_SIZE] * 2
+    reader = zstandard.ZstdDecompressor().stream_reader(out, read_across_frames=True)
+    out.seek(0)
+    assert reader.read() == tar
+    assert reading.sniffer.captured["backup_manifest"] == b"{}"
+    buffers = {id(buffer) for buffer in held}
+    assert 1 <= len(buffers) <= (os.cpu_count() or 1) + 2 < len(frames.sizes)  # reused

@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import subprocess
 import tempfile
 import threading
@@ -35,6 +36,8 @@ from powrops.pg.binaries import PgBinaries
 
 CHUNK = 1 << 20
 BLOCK = 512
+#: a piece of the stream, compressed into one frame
+Piece = bytes | memoryview
 #: the stream's bytes in one zstd frame: a few MiB, enough for level 1 to compress as well as
 #: one long frame, few enough that a reader finds work for every core in a small backup
 FRAME_SIZE = 4 << 20
@@ -94,7 +97,7 @@ class TarSniffer:
     _buffer: bytearray = field(default_factory=bytearray)
     _ended: bool = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view and not self._ended:
             if self._keep_left:
@@ -202,7 +205,8 @@ def stream_to(
         widen_pipe(proc.stdout)
         try:
             reading = _Pieces(proc.stdout, progress)
-            frames = compress_frames(reading, tee, level, abort=proc.kill)
+            frames = compress_frames(reading, tee, level, abort=proc.kill,
+                                     release=reading.release)  # fmt: skip
             code = proc.wait()
         except BaseException:
             proc.kill()
@@ -229,15 +233,17 @@ def stream_to(
 
 
 class _Pieces:
-    """The stream read in pieces of one frame's size, its tar headers followed on the way."""
+    """The stream read in pieces of one frame's size into a few reused buffers (``release``
+    hands one back once compressed), its tar headers followed on the way."""
 
     def __init__(self, stream: IO[bytes], progress: Callable[[int], None] | None) -> None:
         self.stream = stream
         self.progress = progress
         self.sniffer = TarSniffer()
         self.raw_size = 0
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[memoryview]:
         while piece := self._piece():
             self.raw_size += len(piece)
             self.sniffer.feed(piece)
@@ -245,31 +251,42 @@ class _Pieces:
                 self.progress(self.raw_size)
             yield piece
 
-    def _piece(self) -> bytes:
+    def _piece(self) -> memoryview:
         """The next FRAME_SIZE bytes (fewer at the end): every frame but the last holds as
         many, which is what lets a reader place each frame in the stream."""
-        piece = self.stream.read(FRAME_SIZE)
-        while 0 < len(piece) < FRAME_SIZE and (more := self.stream.read(FRAME_SIZE - len(piece))):
-            piece += more
-        return piece
+        try:
+            buffer = self._free.get_nowait()
+        except queue.Empty:
+            buffer = bytearray(FRAME_SIZE)
+        view, filled = memoryview(buffer), 0
+        while filled < FRAME_SIZE and (got := self.stream.readinto(view[filled:])):  # type: ignore[attr-defined]
+            filled += int(got)
+        return view[:filled]
+
+    def release(self, piece: memoryview) -> None:
+        self._free.put(piece.obj)  # type: ignore[arg-type]
 
 
 def compress_frames(
-    pieces: Iterable[bytes], out: IO[bytes] | _Tee, level: int = 1, frame_size: int = FRAME_SIZE,
-    abort: Callable[[], object] | None = None,
+    pieces: Iterable[Piece], out: IO[bytes] | _Tee, level: int = 1, frame_size: int = FRAME_SIZE,
+    abort: Callable[[], object] | None = None, release: Callable[[Any], None] | None = None,
 ) -> Frames:  # fmt: skip
     """Each piece (``frame_size`` bytes, the last fewer) compressed into one zstd frame, on
-    every core side by side, written to ``out`` in order; the frames written. When writing
+    every core side by side, written to ``out`` in order; the frames written. ``release``
+    receives each piece once compressed (its buffer can be read into again). When writing
     fails or is interrupted, ``abort`` stops the pieces' source first (a thread drawing the
     next piece from a pipe is not left waiting for it), then the threads are stopped."""
     import zstandard
 
     local = threading.local()
 
-    def compress(piece: bytes) -> tuple[int, bytes]:
+    def compress(piece: Piece) -> tuple[int, bytes]:
         if not hasattr(local, "compressor"):
             local.compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
-        return len(piece), local.compressor.compress(piece)
+        size, frame = len(piece), local.compressor.compress(piece)
+        if release is not None:
+            release(piece)
+        return size, frame
 
     # one thread more than cores: the one drawing the next piece waits on the pipe most of
     # the time, and the source never waits for a core to come free before it is read
