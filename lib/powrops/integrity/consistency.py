@@ -32,6 +32,10 @@ ORPHAN = sql.SQL(
 ORPHANS = sql.SQL("FROM {table} c WHERE {orphan}")
 """A relationship's orphan rows, as alias ``c``."""
 
+ALL_ROWS = sql.SQL("TRUE")
+"""The filter of a check over the whole table (an incremental check passes the rows that
+changed: ``powrops.integrity.incremental``)."""
+
 
 @dataclass(frozen=True)
 class Relationship:
@@ -109,64 +113,93 @@ def _count_and_samples(
     return int(row[0]), list(row[1])
 
 
-def orphan_sql(rel: Relationship) -> sql.Composed:
-    """``FROM <table> c WHERE <orphan condition>`` (:data:`ORPHANS`) of one relationship."""
-    return ORPHANS.format(
-        table=sql.Identifier("public", rel.table), orphan=rel.orphan_condition("c")
-    )
+def orphan_sql(rel: Relationship, within: sql.Composable = ALL_ROWS) -> sql.Composed:
+    """``FROM <table> c WHERE <orphan condition>`` (:data:`ORPHANS`) of one relationship, of
+    the rows (alias ``c``) that ``within`` keeps."""
+    orphan = sql.SQL("({}) AND {}").format(within, rel.orphan_condition("c"))
+    return ORPHANS.format(table=sql.Identifier("public", rel.table), orphan=orphan)
 
 
 def check_orphans(conn: psycopg.Connection[Any]) -> list[CheckResult]:
-    results = []
-    for rel in relationships():
-        n, samples = _count_and_samples(conn, orphan_sql(rel), sql.Identifier("c", rel.pk))
-        results.append(
-            violation(
-                rel.name,
-                "referential",
-                rel.table,
-                n,
-                samples,
-                f"whose {rel.column} references no {rel.parent} row",
-                advice="`powrops check integrity --repair` moves them (and rows that depend on "
-                "them) to ops.quarantine; restore from there if the parent comes back",
-                repairable=True,
-                column=rel.column,
-                parent=rel.parent,
-            )
-        )
-    return results
+    return [check_orphan(conn, rel) for rel in relationships()]
+
+
+def check_orphan(
+    conn: psycopg.Connection[Any], rel: Relationship, within: sql.Composable = ALL_ROWS
+) -> CheckResult:
+    """One relationship's orphans among the rows ``within`` keeps (default: all)."""
+    n, samples = _count_and_samples(conn, orphan_sql(rel, within), sql.Identifier("c", rel.pk))
+    return violation(
+        rel.name,
+        "referential",
+        rel.table,
+        n,
+        samples,
+        f"whose {rel.column} references no {rel.parent} row",
+        advice="`powrops check integrity --repair` moves them (and rows that depend on "
+        "them) to ops.quarantine; restore from there if the parent comes back",
+        repairable=True,
+        column=rel.column,
+        parent=rel.parent,
+    )
 
 
 SET_VOLUMES = sql.SQL("""
 SELECT workout_id, COALESCE(sum(weight * reps), 0) AS volume
-FROM public.workout_sets GROUP BY workout_id
+FROM public.workout_sets WHERE {sets} GROUP BY workout_id
 """)
-"""Each workout's volume: the sum of weight * reps of its sets (a NULL product adds nothing)."""
+"""Each workout's volume: the sum of weight * reps of its sets (a NULL product adds nothing),
+for the sets of alias-less filter ``sets``."""
 
-WRONG_VOLUME = sql.SQL("""
+WRONG_VOLUME_OF = sql.SQL("""
 FROM public.workouts w LEFT JOIN ({set_volumes}) s ON s.workout_id = w.id
-WHERE w.total_volume IS NOT NULL AND w.total_volume <> COALESCE(s.volume, 0)
-""").format(set_volumes=SET_VOLUMES)
-"""Workouts whose stored total_volume differs from the sum of weight * reps of their sets."""
+WHERE {workouts} AND w.total_volume IS NOT NULL AND w.total_volume <> COALESCE(s.volume, 0)
+""")
 
-LIVE_TOTALS = sql.SQL("""
+LIVE_TOTALS_OF = sql.SQL("""
 SELECT w.user_id, count(*)::int AS workout_count, COALESCE(sum(s.volume), 0) AS total_volume
 FROM public.workouts w LEFT JOIN ({set_volumes}) s ON s.workout_id = w.id
-WHERE w.deleted_at IS NULL GROUP BY w.user_id
-""").format(set_volumes=SET_VOLUMES)
-"""Per user, the live workouts (archived ones included) and the volume of their sets."""
+WHERE {workouts} AND w.deleted_at IS NULL GROUP BY w.user_id
+""")
 
-WRONG_TOTALS = sql.SQL("""
+WRONG_TOTALS_OF = sql.SQL("""
 FROM public.user_totals t LEFT JOIN ({live_totals}) l ON l.user_id = t.user_id
-WHERE t.workout_count <> COALESCE(l.workout_count, 0)
-   OR t.total_volume <> COALESCE(l.total_volume, 0)
-""").format(live_totals=LIVE_TOTALS)
+WHERE {totals} AND (t.workout_count <> COALESCE(l.workout_count, 0)
+   OR t.total_volume <> COALESCE(l.total_volume, 0))
+""")
+
+
+def wrong_volume(
+    workouts: sql.Composable = ALL_ROWS, sets: sql.Composable = ALL_ROWS
+) -> sql.Composed:
+    """Workouts (alias ``w``, filtered by ``workouts``) whose stored total_volume differs from
+    the sum of weight * reps of their sets (``sets`` must keep every set of those workouts)."""
+    return WRONG_VOLUME_OF.format(set_volumes=SET_VOLUMES.format(sets=sets), workouts=workouts)
+
+
+def wrong_totals(
+    totals: sql.Composable = ALL_ROWS,
+    workouts: sql.Composable = ALL_ROWS,
+    sets: sql.Composable = ALL_ROWS,
+) -> sql.Composed:
+    """user_totals rows (alias ``t``, filtered by ``totals``) that disagree with the user's
+    live workouts (alias ``w``, ``workouts`` keeping every one of those users) and their
+    sets (``sets`` keeping every set of those workouts)."""
+    live = LIVE_TOTALS_OF.format(set_volumes=SET_VOLUMES.format(sets=sets), workouts=workouts)
+    return WRONG_TOTALS_OF.format(live_totals=live, totals=totals)
+
+
+WRONG_VOLUME = wrong_volume()
+"""Workouts whose stored total_volume differs from the sum of weight * reps of their sets."""
+
+WRONG_TOTALS = wrong_totals()
 """user_totals rows that disagree with the user's live workouts and their sets."""
 
 
-def check_total_volume(conn: psycopg.Connection[Any]) -> CheckResult:
-    n, samples = _count_and_samples(conn, WRONG_VOLUME, sql.SQL("w.id"))
+def check_total_volume(
+    conn: psycopg.Connection[Any], wrong: sql.Composable = WRONG_VOLUME
+) -> CheckResult:
+    n, samples = _count_and_samples(conn, wrong, sql.SQL("w.id"))
     return violation(
         "workout_total_volume",
         "calculated",
@@ -179,8 +212,10 @@ def check_total_volume(conn: psycopg.Connection[Any]) -> CheckResult:
     )
 
 
-def check_user_totals(conn: psycopg.Connection[Any]) -> CheckResult:
-    n, samples = _count_and_samples(conn, WRONG_TOTALS, sql.SQL("t.user_id"))
+def check_user_totals(
+    conn: psycopg.Connection[Any], wrong: sql.Composable = WRONG_TOTALS
+) -> CheckResult:
+    n, samples = _count_and_samples(conn, wrong, sql.SQL("t.user_id"))
     return violation(
         "user_totals",
         "totals",

@@ -8,6 +8,7 @@ ids are fetched only for rules that failed, five at most.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -17,6 +18,8 @@ from psycopg import sql
 
 from powrops.config import DateRule, NumberRule, ValidationSettings
 from powrops.integrity.model import SAMPLE_SIZE, CheckResult, violation
+
+ALL_ROWS = sql.SQL("TRUE")
 
 ADVICE = (
     "the rule is checked in data, not enforced by the schema: find the writer of these rows "
@@ -53,12 +56,15 @@ OUTSIDE_DATES = sql.SQL("{col} IS NOT NULL AND ({col} < {low} OR {col} > {high})
 MISSING = sql.SQL("{col} IS NULL")
 """A required value left out."""
 
-COUNT_VIOLATIONS = sql.SQL("SELECT {counts} FROM {table}")
-"""One scan of a table, one ``count(*) FILTER (WHERE <condition>)`` per check."""
+COUNT_VIOLATIONS = sql.SQL("SELECT {counts} FROM {table} WHERE {within}")
+"""One scan of a table (of the rows ``within`` keeps: ``TRUE`` for all), one
+``count(*) FILTER (WHERE <condition>)`` per check."""
 
 COUNT_ONE = sql.SQL("count(*) FILTER (WHERE {condition})")
 
-SAMPLE_VIOLATIONS = sql.SQL("SELECT id FROM {table} WHERE {condition} ORDER BY id + 0 LIMIT %s")
+SAMPLE_VIOLATIONS = sql.SQL(
+    "SELECT id FROM {table} WHERE ({within}) AND {condition} ORDER BY id + 0 LIMIT %s"
+)
 """The smallest violating ids; ``id + 0`` keeps the planner from walking the whole primary
 key in order when violations are rare (one scan and a top-N sort instead)."""
 
@@ -114,11 +120,15 @@ def rule_checks(validation: ValidationSettings, today: date | None = None) -> li
     return [*_number("weight", w.weight), *_number("reps", w.reps), *_date("date", w.date, today)]
 
 
-def count_sql(table: str, checks: list[RuleCheck]) -> tuple[sql.Composed, tuple[Any, ...]]:
-    """One scan of ``table`` counting the rows that violate each check."""
+def count_sql(
+    table: str, checks: list[RuleCheck], within: sql.Composable = ALL_ROWS
+) -> tuple[sql.Composed, tuple[Any, ...]]:
+    """One scan of ``table`` (the rows ``within`` keeps) counting the rows that violate each
+    check."""
     counts = sql.SQL(", ").join(COUNT_ONE.format(condition=c.condition) for c in checks)
     params = tuple(p for c in checks for p in c.params)
-    return COUNT_VIOLATIONS.format(counts=counts, table=_table(table)), params
+    query = COUNT_VIOLATIONS.format(counts=counts, table=_table(table), within=within)
+    return query, params
 
 
 def _table(name: str) -> sql.Identifier:
@@ -126,23 +136,32 @@ def _table(name: str) -> sql.Identifier:
     return sql.Identifier("public", name)
 
 
-def sample_sql(check: RuleCheck) -> tuple[sql.Composed, tuple[Any, ...]]:
+def sample_sql(
+    check: RuleCheck, within: sql.Composable = ALL_ROWS
+) -> tuple[sql.Composed, tuple[Any, ...]]:
     """The query of :data:`SAMPLE_VIOLATIONS` for one check, and its parameters."""
-    query = SAMPLE_VIOLATIONS.format(table=_table(check.table), condition=check.condition)
+    query = SAMPLE_VIOLATIONS.format(
+        table=_table(check.table), condition=check.condition, within=within
+    )
     return query, (*check.params, SAMPLE_SIZE)
 
 
 def run_rules(
-    conn: psycopg.Connection[Any], validation: ValidationSettings, today: date | None = None
+    conn: psycopg.Connection[Any],
+    validation: ValidationSettings,
+    today: date | None = None,
+    within: Mapping[str, sql.Composable] | None = None,
 ) -> list[CheckResult]:
-    """Run every rule check; one result per check, in rule order."""
+    """Run every rule check; one result per check, in rule order. ``within`` (by table) keeps
+    the rows to look at, e.g. those changed since the last check; default: every row."""
+    within = within or {}
     checks = rule_checks(validation, today)
     by_table: dict[str, list[RuleCheck]] = {}
     for check in checks:
         by_table.setdefault(check.table, []).append(check)
     counts: dict[str, int] = {}
     for table, group in by_table.items():
-        query, params = count_sql(table, group)
+        query, params = count_sql(table, group, within.get(table, ALL_ROWS))
         row = conn.execute(query, params).fetchone()
         assert row is not None
         counts.update({c.name: int(n) for c, n in zip(group, row, strict=True)})
@@ -151,7 +170,7 @@ def run_rules(
         n = counts[check.name]
         samples = []
         if n:
-            query, params = sample_sql(check)
+            query, params = sample_sql(check, within.get(check.table, ALL_ROWS))
             samples = [r[0] for r in conn.execute(query, params)]
         results.append(
             violation(
