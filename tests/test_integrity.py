@@ -144,7 +144,9 @@ def test_run_is_stored_for_trends(fresh_defects_db: str) -> None:
         "FROM ops.check_runs WHERE id = %s",
         (report.run_id,),
     )[0]
-    assert row == ("integrity", "WARNING", report.counts(), len(report.results), True)
+    # every result, and the watermark the next incremental run starts from
+    assert [n.check for n in report.notes] == ["watermark"]
+    assert row == ("integrity", "WARNING", report.counts(), len(report.results) + 1, True)
     runs = integrity.history(settings)
     assert [r["run_id"] for r in runs] == [report.run_id]
     assert runs[0]["failed_checks"] == len(planted_defects(fresh_defects_db))

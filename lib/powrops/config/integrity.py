@@ -86,3 +86,6 @@ class ConsistencySettings(Section):
     repair: ConsistencyRepair = ConsistencyRepair()
     statement_timeout: Duration = Duration.parse("15min")
     heapallindexed: bool = False
+    # The daily check looks only at what changed since the last one; every check runs in full
+    # on this schedule (and on `powrops check integrity --full`).
+    full_every: Duration = Duration.parse("7d")

@@ -42,9 +42,18 @@ class CheckOutcome(Graded):
 
 
 def check(
-    settings: Settings, *, repair: bool = False, dry_run: bool = False, store: bool | None = None
+    settings: Settings,
+    *,
+    repair: bool = False,
+    dry_run: bool = False,
+    store: bool | None = None,
+    full: bool = False,
 ) -> CheckOutcome:
     """Run the checks; with ``repair`` apply the fixes and check again.
+
+    The daily procedure is incremental where it can be (each check over what changed since
+    the last stored run; full when ``consistency.full_every`` has passed, on a first run);
+    ``full`` makes every check read everything.
 
     ``dry_run`` (with ``repair``) stores nothing and changes nothing: it reports what each fix
     would change. A real repair needs ``consistency.repair.auto_fix`` on.
@@ -56,7 +65,7 @@ def check(
         )
     keep = (not dry_run) if store is None else store
     with connection(settings) as conn:
-        before = run(conn, settings, store=keep)
+        before = run(conn, settings, store=keep, full=full)
         outcome = CheckOutcome(before)
         if not repair:
             return outcome
@@ -70,5 +79,5 @@ def check(
             server=settings.server,
         )
         if not dry_run:
-            outcome.after = run(conn, settings, store=keep)
+            outcome.after = run(conn, settings, store=keep, full=full)
     return outcome

@@ -129,6 +129,21 @@ class IntegrityReport(Graded):
     server_version: str | None = None
     #: Findings about the run itself (e.g. that it could not be recorded).
     notes: list[Finding] = field(default_factory=list)
+    #: ``full``, or ``incremental`` (each check over what changed since ``since``).
+    mode: str = "full"
+    since: datetime | None = None
+    #: Why the run is full (asked for, due, first run ...); empty for an incremental one.
+    why: str = ""
+    #: Per check, how it ran and why: {"scope": "incremental" | "full" | "skipped", "why"}.
+    scopes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def described(self) -> str:
+        """``full (why)`` or ``incremental since <time>``."""
+        if self.mode == "incremental" and self.since is not None:
+            full = [n for n, s in self.scopes.items() if s["scope"] == "full"]
+            more = f"; {len(full)} checks in full" if full else ""
+            return f"incremental since {self.since:%Y-%m-%d %H:%M:%S %Z}{more}"
+        return f"full ({self.why})" if self.why else "full"
 
     def graded(self) -> list[Finding]:
         return self.findings()
@@ -161,7 +176,7 @@ class IntegrityReport(Graded):
             head = f"{len(self.results)} checks passed"
         else:
             head = f"{len(failed)} of {len(self.results)} checks failed, {rows:,} rows"
-        return f"integrity {self.status.name}: {head} in {seconds:.1f} s{run}"
+        return f"integrity {self.status.name}: {head} in {seconds:.1f} s{run}, {self.described()}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +185,11 @@ class IntegrityReport(Graded):
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),
             "server_version": self.server_version,
+            "mode": self.mode,
+            "since": self.since.isoformat() if self.since else None,
+            "why": self.why,
+            "described": self.described(),
+            "scopes": {n: dict(s) for n, s in self.scopes.items()},
             "counts": self.counts(),
             "results": [r.to_dict() for r in self.results],
             "findings": [f.to_dict() for f in self.findings()],

@@ -14,7 +14,10 @@ from powrops.config import Settings
 from powrops.db import connect, snapshot
 from powrops.errors import DatabaseError
 from powrops.findings import Severity
+from powrops.integrity import changes, incremental
+from powrops.integrity.changes import Counters, Here, Watermark
 from powrops.integrity.consistency import run_consistency
+from powrops.integrity.incremental import FULL, Scope
 from powrops.integrity.model import CheckResult, IntegrityReport
 from powrops.integrity.physical import guarded, run_physical
 from powrops.integrity.rules import run_rules
@@ -96,21 +99,23 @@ def run(
     *,
     store: bool = True,
     today: date | None = None,
+    full: bool = True,
 ) -> IntegrityReport:
     """Run every check and (with ``store``) record the run in ``ops.check_runs``.
 
     ``source`` is the settings (a connection is opened and closed) or an autocommit psycopg
-    connection, with ``settings`` then giving the rules (default: the strategy's). Errors
-    reaching the database or a cancelled statement raise DatabaseError.
+    connection, with ``settings`` then giving the rules (default: the strategy's). With
+    ``full`` off the run is incremental where it can be (``powrops.integrity.changes``): each
+    check over what changed since the server's last stored run; it is full on a first run,
+    when ``consistency.full_every`` has passed since the last full one, and where what
+    changed cannot be told. Errors reaching the database or a cancelled statement raise
+    DatabaseError.
     """
     settings = settings or (source if isinstance(source, Settings) else Settings())
-    started = datetime.now(UTC)
     try:
         with connection(source) as conn:
             _require_schema(conn)
-            version = conn.info.parameter_status("server_version")
-            results = collect(conn, settings, today)
-            report = IntegrityReport(results, started, datetime.now(UTC), None, version)
+            report = checked(conn, settings, today, full)
             if store:
                 store_run(conn, report, settings.server)
     except psycopg.errors.QueryCanceled as exc:
@@ -121,6 +126,62 @@ def run(
     except psycopg.Error as exc:
         raise DatabaseError(f"integrity check failed: {str(exc).strip()}") from exc
     return report
+
+
+def checked(
+    conn: psycopg.Connection[Any], settings: Settings, today: date | None, full: bool
+) -> IntegrityReport:
+    """One run, full or incremental, with the watermark for the next as a note."""
+    started = datetime.now(UTC)
+    previous = None if full else changes.latest(conn, settings.server, KIND)
+    counters = changes.read_counters(conn)
+    with snapshot(conn, settings.consistency.statement_timeout.postgres()):
+        now = changes.here(conn)
+        why = changes.full_reason(previous, now, settings, forced=full)
+        found = None
+        if why is None and previous is not None:
+            found = changes.find(conn, previous, counters)
+            why = found.too_many
+        if why is None and found is not None and previous is not None:
+            results, scopes = incremental.collect(conn, settings, found, previous, today)
+        else:
+            results = collect(conn, settings, today)
+            scopes = {r.name: Scope(FULL, why or "") for r in results}
+    version = conn.info.parameter_status("server_version")
+    report = IntegrityReport(results, started, datetime.now(UTC), None, version)
+    report.scopes = {n: s.to_dict() for n, s in scopes.items()}
+    if why is None and previous is not None:
+        report.mode, report.since = "incremental", previous.taken_at
+    else:
+        report.why = why or ""
+    report.notes.append(watermark(settings, now, counters, report, previous).note())
+    return report
+
+
+def watermark(
+    settings: Settings,
+    now: Here,
+    counters: Counters,
+    report: IntegrityReport,
+    previous: Watermark | None,
+) -> Watermark:
+    """Where the next incremental run starts: this run's snapshot and counters."""
+    full_at = previous.full_at if report.mode == "incremental" and previous else now.taken_at
+    kept = changes.kept_violations(report.results)
+    if report.scopes.get("amcheck", {}).get("scope") == "skipped":
+        kept["amcheck"] = []  # as the last full check found it
+    return Watermark(
+        cluster=now.cluster,
+        database=now.database,
+        xmin=now.xmin,
+        taken_at=now.taken_at,
+        full_at=full_at,
+        rules=changes.rules_digest(settings),
+        stats_reset=counters.stats_reset,
+        oldest_xact=counters.oldest_xact,
+        tables=counters.tables,
+        violations=kept,
+    )
 
 
 def store_run(conn: psycopg.Connection[Any], report: IntegrityReport, server: str) -> None:

@@ -1,0 +1,401 @@
+"""What changed since the last integrity check: the watermark each check stores with its run,
+and the rows written, updated away or deleted since the one before.
+
+A check records the snapshot it read under (``pg_current_snapshot()``: its ``xmin`` as a
+64-bit ``xid8``), the cluster and database it read, and per table the counters of
+``pg_stat_user_tables`` (updates, deletes) and the relation's file node, read just *before*
+the snapshot so that nothing they count is newer than what the check saw. The watermark is
+stored as the ``watermark`` note among the run's findings in ``ops.check_runs``.
+
+The next check finds the rows written since by their ``xmin``: a row version whose
+inserting transaction was not yet visible in the watermark's snapshot has an ``xmin`` at or
+after the snapshot's ``xmin``, i.e. ``age(xmin) <= age(<watermark xmin>)`` in the same
+transaction (``age`` works on the 32-bit ``xid`` modulo 2^32, which is exact while fewer than
+2^31 transactions separate the two checks: beyond that the check runs in full). Freezing keeps
+the raw ``xmin`` (PostgreSQL 9.4+), so a row frozen since is still found; a row frozen long
+ago whose ``xmin`` wrapped around into the window is looked at again, which costs time, never
+a miss. Nothing here needs an optional setting (no ``updated_at``, no trigger).
+
+Deletes, and updates that move a row away from a parent (a set to another workout), leave no
+``xmin`` behind. The counters say whether any happened in a table; the audit trail, where it
+recorded at least as many updates and deletes in that table since the watermark as the
+counters did, gives the old rows (``old_value``). Otherwise (no audit trail, a bypassed
+trigger, a truncate or rewrite, statistics reset) the table's deletes are *unknown* and the
+checks they affect run in full, saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from powrops.config import Settings
+from powrops.findings import Finding, Severity
+from powrops.integrity.consistency import relationships
+from powrops.integrity.model import SAMPLE_SIZE, CheckResult
+
+NOTE = "watermark"
+"""The check name of the note that carries the watermark in a run's findings."""
+
+MAX_CHANGED = 200_000
+"""More changed (or audited) rows than this in one table: a full check reads less."""
+
+MAX_XID_DISTANCE = 2**31 - 2**24
+"""Transactions between two checks beyond which 32-bit ``age()`` is no longer exact."""
+
+
+def key_columns() -> dict[str, list[str]]:
+    """Per POWR table the checks look at, the columns they follow: the primary key and every
+    foreign key column (``workout_sets``: id, workout_id, exercise_id)."""
+    columns: dict[str, list[str]] = {}
+    for rel in relationships():
+        columns.setdefault(rel.table, [rel.pk])
+        columns.setdefault(rel.parent, [rel.key])
+        if rel.column not in columns[rel.table]:
+            columns[rel.table].append(rel.column)
+    return columns
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """A table's write counters and file node as one check read them."""
+
+    updated: int
+    deleted: int
+    filenode: int | None
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """What one check read, for the next to start from."""
+
+    cluster: str
+    database: str
+    xmin: int
+    taken_at: datetime
+    full_at: datetime
+    rules: str
+    stats_reset: str | None
+    oldest_xact: datetime | None
+    tables: dict[str, TableStats]
+    #: Per check, every violating id when the run kept them all (count <= SAMPLE_SIZE).
+    violations: dict[str, list[str] | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("taken_at", "full_at", "oldest_xact"):
+            value = getattr(self, key)
+            data[key] = value.isoformat() if value else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Watermark:
+        data = dict(data)
+        for key in ("taken_at", "full_at", "oldest_xact"):
+            data[key] = datetime.fromisoformat(data[key]) if data.get(key) else None
+        data["tables"] = {t: TableStats(**s) for t, s in data["tables"].items()}
+        return cls(**data)
+
+    def note(self) -> Finding:
+        return Finding(
+            NOTE,
+            Severity.OK,
+            f"the next incremental check starts from this run's snapshot (xmin {self.xmin}, "
+            f"{self.taken_at:%Y-%m-%d %H:%M:%S %Z})",
+            object="ops.check_runs",
+            details=self.to_dict(),
+        )
+
+
+def rules_digest(settings: Settings) -> str:
+    """A digest of the settings the data checks depend on: changed rules mean a full check."""
+    wanted = {
+        "validation": settings.validation.model_dump(mode="json"),
+        "checks": settings.consistency.checks.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def kept_violations(results: list[CheckResult]) -> dict[str, list[str] | None]:
+    """Per result, all its violating ids when the run kept them all, else None."""
+    return {
+        r.name: list(r.sample_ids) if r.count is not None and r.count <= SAMPLE_SIZE else None
+        for r in results
+    }
+
+
+LATEST = """
+SELECT f -> 'details' FROM ops.check_runs r, jsonb_array_elements(r.findings) f
+WHERE r.server = %s AND r.kind = %s AND r.findings @> %s::jsonb AND f ->> 'check' = %s
+ORDER BY r.started_at DESC, r.id DESC LIMIT 1
+"""
+
+
+def latest(conn: psycopg.Connection[Any], server: str, kind: str) -> Watermark | None:
+    """The watermark of the server's newest stored run that has one."""
+    marker = json.dumps([{"check": NOTE}])
+    try:
+        with conn.transaction():
+            row = conn.execute(LATEST, (server, kind, marker, NOTE)).fetchone()
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
+        return None
+    if row is None or row[0] is None:
+        return None
+    try:
+        return Watermark.from_dict(row[0])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+STATS = """
+SELECT s.relname, s.n_tup_upd, s.n_tup_del, pg_relation_filenode(s.relid)
+FROM pg_stat_user_tables s WHERE s.schemaname = 'public' AND s.relname = ANY(%s)
+"""
+
+DATABASE = """
+SELECT d.stats_reset::text, least(statement_timestamp(), min(a.xact_start)),
+       bool_or(a.query = '<insufficient privilege>')
+FROM pg_stat_database d LEFT JOIN pg_stat_activity a ON a.datid = d.datid
+WHERE d.datname = current_database() GROUP BY d.stats_reset
+"""
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Read before the snapshot: table counters, the statistics' reset time, and the start of
+    the oldest transaction then open (None when some sessions are hidden from this role)."""
+
+    tables: dict[str, TableStats]
+    stats_reset: str | None
+    oldest_xact: datetime | None
+
+
+def read_counters(conn: psycopg.Connection[Any]) -> Counters:
+    tables = {
+        name: TableStats(int(upd), int(dele), filenode)
+        for name, upd, dele, filenode in conn.execute(STATS, (list(key_columns()),))
+    }
+    row = conn.execute(DATABASE).fetchone()
+    assert row is not None
+    return Counters(tables, row[0], None if row[2] else row[1])
+
+
+SNAPSHOT = """
+SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, now(),
+       d.oid::text || ':' || d.datname
+FROM pg_current_snapshot() s, pg_database d WHERE d.datname = current_database()
+"""
+
+CLUSTER = """
+SELECT s.system_identifier::text || ':' || c.timeline_id
+FROM pg_control_system() s, pg_control_checkpoint() c
+"""
+
+
+@dataclass(frozen=True)
+class Here:
+    """The snapshot this check reads under, and where."""
+
+    cluster: str
+    database: str
+    xmin: int
+    xmax: int
+    taken_at: datetime
+
+
+def here(conn: psycopg.Connection[Any]) -> Here:
+    """Inside the check's snapshot: its xmin and xmax (xid8), time, cluster and database."""
+    row = conn.execute(SNAPSHOT).fetchone()
+    assert row is not None
+    try:
+        with conn.transaction():
+            ident = conn.execute(CLUSTER).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        ident = None
+    cluster = str(ident[0]) if ident else "unknown"
+    return Here(cluster, str(row[3]), int(row[0]), int(row[1]), row[2])
+
+
+def full_reason(
+    previous: Watermark | None, now: Here, settings: Settings, forced: bool
+) -> str | None:
+    """Why this check must run in full, or None when it can be incremental."""
+    if forced:
+        return "a full check was asked for"
+    if previous is None:
+        return "no earlier check stored a watermark for this server"
+    if (previous.cluster, previous.database) != (now.cluster, now.database):
+        return (
+            f"the last check read another cluster or database ({previous.cluster} "
+            f"{previous.database}; now {now.cluster} {now.database})"
+        )
+    if not 0 <= now.xmax - previous.xmin < MAX_XID_DISTANCE:
+        return "the transaction ids since the last check are out of the incremental range"
+    if previous.rules != rules_digest(settings):
+        return "the validation rules or consistency checks changed since the last check"
+    due = previous.full_at + settings.consistency.full_every.timedelta
+    if now.taken_at >= due:
+        return (
+            f"the last full check was at {previous.full_at:%Y-%m-%d %H:%M %Z}: one is due "
+            f"every {settings.consistency.full_every} (consistency.full_every)"
+        )
+    return None
+
+
+@dataclass
+class Changes:
+    """The rows changed since the watermark, by table and column; the old rows (from the
+    audit trail) of updates and deletes; and, per table, why they are unknown where they are."""
+
+    since: datetime
+    rows: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    old: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    too_many: str | None = None
+
+    def new(self, table: str, column: str) -> list[Any]:
+        return self.rows.get(table, {}).get(column, [])
+
+    def gone(self, table: str, column: str) -> list[Any]:
+        return self.old.get(table, {}).get(column, [])
+
+    def changed_rows(self) -> int:
+        return sum(len(next(iter(c.values()), [])) for c in self.rows.values())
+
+
+CHANGED = sql.SQL("SELECT {columns} FROM {table} WHERE age(xmin) <= %s LIMIT %s")
+"""The row versions written since the watermark: ``age(xmin)`` no older than its xmin's."""
+
+AGE = "SELECT age(%s::text::xid)"
+
+
+def threshold(conn: psycopg.Connection[Any], previous: Watermark) -> int:
+    """``age()`` of the watermark's xmin in this transaction: newer rows are at most this old."""
+    row = conn.execute(AGE, (str(previous.xmin % 2**32),)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def changed_rows(
+    conn: psycopg.Connection[Any], table: str, columns: list[str], age: int
+) -> dict[str, list[Any]] | None:
+    """Per column, the values of the rows of ``table`` written since; None above MAX_CHANGED."""
+    query = CHANGED.format(
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        table=sql.Identifier("public", table),
+    )
+    rows = conn.execute(query, (age, MAX_CHANGED + 1)).fetchall()
+    if len(rows) > MAX_CHANGED:
+        return None
+    return {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+
+
+AUDITED = """
+SELECT table_name, old_value, new_value FROM public.audit_log
+WHERE action IN ('UPDATE', 'DELETE') AND table_name = ANY(%s)
+  AND (%s::timestamptz IS NULL OR occurred_at >= %s) AND age(xmin) <= %s
+LIMIT %s
+"""
+"""Audited updates and deletes since the watermark: rows written by transactions the
+watermark did not see (``xmin``), and not older than the oldest transaction then open (the
+``occurred_at`` index; without that bound, the whole audit log is scanned)."""
+
+
+Audited = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
+"""An audited update or delete: table, old row, new row (None for a delete)."""
+
+
+def audited(
+    conn: psycopg.Connection[Any], tables: list[str], previous: Watermark, age: int
+) -> list[Audited] | None:
+    """The audited updates and deletes of ``tables`` since; None above MAX_CHANGED."""
+    if not tables:
+        return []
+    try:
+        with conn.transaction():
+            rows = conn.execute(
+                AUDITED, (tables, previous.oldest_xact, previous.oldest_xact, age, MAX_CHANGED + 1)
+            ).fetchall()
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
+        return None
+    if len(rows) > MAX_CHANGED:
+        return None
+    return [(str(t), old, new) for t, old, new in rows]
+
+
+def written_away(previous: Watermark, counters: Counters) -> dict[str, int | str]:
+    """Per table, how many updates and deletes the counters saw since the watermark, or why
+    what happened cannot be told from them (truncated or rewritten, statistics reset)."""
+    result: dict[str, int | str] = {}
+    reset = counters.stats_reset != previous.stats_reset
+    for table in key_columns():
+        now, then = counters.tables.get(table), previous.tables.get(table)
+        if now is None or then is None:
+            result[table] = f"{table} has no statistics to compare"
+        elif reset:
+            result[table] = "the statistics were reset since the last check"
+        elif now.filenode != then.filenode:
+            result[table] = f"{table} was truncated or rewritten since the last check"
+        elif now.updated < then.updated or now.deleted < then.deleted:
+            result[table] = f"the statistics of {table} went back since the last check"
+        else:
+            result[table] = (now.updated - then.updated) + (now.deleted - then.deleted)
+    return result
+
+
+def find(conn: psycopg.Connection[Any], previous: Watermark, counters: Counters) -> Changes:
+    """Inside the snapshot: what changed since ``previous``."""
+    changes = Changes(previous.taken_at)
+    age = threshold(conn, previous)
+    for table, columns in key_columns().items():
+        found = changed_rows(conn, table, columns, age)
+        if found is None:
+            changes.too_many = f"more than {MAX_CHANGED:,} rows of {table} changed"
+            return changes
+        changes.rows[table] = found
+    away = written_away(previous, counters)
+    _old_rows(conn, changes, previous, away, age)
+    return changes
+
+
+def _old_rows(
+    conn: psycopg.Connection[Any],
+    changes: Changes,
+    previous: Watermark,
+    away: dict[str, int | str],
+    age: int,
+) -> None:
+    """Fill ``changes.old`` from the audit trail, or ``changes.unknown`` with the reason."""
+    for table, n in away.items():
+        if isinstance(n, str):
+            changes.unknown[table] = n
+    moved = [t for t, n in away.items() if isinstance(n, int) and n > 0]
+    rows = audited(conn, moved, previous, age)
+    for table in moved:
+        n = away[table]
+        mine = [(old, new) for t, old, new in rows or [] if t == table]
+        if rows is None or len(mine) < int(n) or any(old is None for old, _ in mine):
+            changes.unknown[table] = (
+                f"{n:,} rows of {table} were updated or deleted since the last check "
+                f"(pg_stat_user_tables) and the audit trail recorded {len(mine):,} with their "
+                "old values"
+            )
+            continue
+        changes.old[table] = {c: _moved(mine, c) for c in key_columns()[table]}
+
+
+def _moved(
+    rows: list[tuple[dict[str, Any] | None, dict[str, Any] | None]], column: str
+) -> list[Any]:
+    """The old values of ``column`` that a delete removed or an update changed."""
+    return [
+        old[column]
+        for old, new in rows
+        if old and old.get(column) is not None and (new is None or new.get(column) != old[column])
+    ]

@@ -1,0 +1,179 @@
+"""The incremental integrity check: defects planted by DML after a check are found by it as by
+the full check, with the audit trail and without it; a full check runs when due, on request
+and on a first run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from cli_helpers import libpq, run_cli
+from powrops import integrity, migrate
+from powrops.config import Settings, validate
+from powrops.demo.data import generate, load
+from powrops.integrity import IntegrityReport
+from powrops.pg.cluster import LocalCluster
+
+pytestmark = pytest.mark.pg
+
+PHYSICAL = ("amcheck", "checksum_failures", "data_checksums", "audit_trail")
+
+
+def _settings(url: str, **consistency: Any) -> Settings:
+    return validate({"database": {"url": libpq(url)}, "consistency": consistency})
+
+
+def _sql(url: str, *statements: str) -> list[tuple[Any, ...]]:
+    """Run the statements in one transaction; the rows of the last."""
+    with psycopg.connect(libpq(url)) as conn:
+        cur = None
+        for statement in statements:
+            cur = conn.execute(statement)
+        return cur.fetchall() if cur is not None and cur.description else []
+
+
+@pytest.fixture(scope="module")
+def db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """Clean demo data, checked once in full (the watermark every test starts from)."""
+    name = "inc_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_cluster.url(name)
+    migrate.upgrade(url)
+    load(url, generate(users=10, weeks=4, seed=7, defects=False))
+    first = integrity.run(_settings(url), full=False)
+    assert first.mode == "full" and "no earlier check" in first.why
+    assert first.status.name == "OK", [r.message for r in first.problems()]
+    yield url
+    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _data(report: IntegrityReport) -> dict[str, tuple[int | None, tuple[str, ...]]]:
+    return {r.name: (r.count, r.sample_ids) for r in report.results if r.name not in PHYSICAL}
+
+
+def _both(url: str) -> tuple[IntegrityReport, IntegrityReport]:
+    """The daily (incremental, stored) check, then a full one of the same data: same results."""
+    daily = integrity.run(_settings(url), full=False)
+    full = integrity.run(_settings(url), store=False)
+    assert daily.mode == "incremental", daily.why
+    assert full.mode == "full"
+    assert _data(daily) == _data(full)
+    return daily, full
+
+
+def _scope(report: IntegrityReport, name: str) -> str:
+    return report.scopes[name]["scope"]
+
+
+def _one(url: str, query: str) -> Any:
+    return _sql(url, query)[0][0]
+
+
+def test_bad_value_update_is_found_incrementally(db: str) -> None:
+    set_id = _one(db, "SELECT min(id) FROM workout_sets")
+    _sql(db, f"UPDATE workout_sets SET weight = 1500 WHERE id = {set_id}")
+    daily, _ = _both(db)
+    assert daily.result("weight_range").sample_ids == (str(set_id),)
+    assert _scope(daily, "weight_range") == "incremental"
+    assert _scope(daily, "amcheck") == "skipped"
+    assert "incremental since" in daily.summary()
+    _sql(db, f"UPDATE workout_sets SET weight = 50 WHERE id = {set_id}")
+    again, _ = _both(db)
+    assert again.result("weight_range").count == 0  # the kept id was looked at again
+
+
+def test_orphan_insert_with_foreign_keys_bypassed(db: str) -> None:
+    orphan = _sql(
+        db,
+        "SET LOCAL session_replication_role = replica",
+        "INSERT INTO workout_sets (workout_id, exercise_id, set_number, weight, reps) "
+        "VALUES (987654, 1, 1, 50, 5) RETURNING id",
+    )[0][0]
+    daily, _ = _both(db)
+    assert str(orphan) in daily.result("orphan_workout_sets").sample_ids
+    assert _scope(daily, "orphan_workout_sets") == "incremental"
+
+
+def test_parent_deleted_with_the_audit_trail_is_incremental(db: str) -> None:
+    before = integrity.run(_settings(db), store=False).result("orphan_workout_sets").count
+    workout = _one(
+        db, "SELECT max(s.workout_id) FROM workout_sets s JOIN workouts w ON w.id = s.workout_id"
+    )
+    _sql(
+        db,
+        "ALTER TABLE workout_sets DROP CONSTRAINT workout_sets_workout_id_fkey",
+        f"DELETE FROM workouts WHERE id = {workout}",
+    )
+    daily, _ = _both(db)
+    assert (daily.result("orphan_workout_sets").count or 0) > (before or 0)
+    assert _scope(daily, "orphan_workout_sets") == "incremental"
+    assert "children of 1 workouts keys gone" in daily.scopes["orphan_workout_sets"]["why"]
+    assert daily.result("user_totals").count  # the workout count of its user
+
+
+def test_parent_deleted_behind_the_audit_trail_runs_that_check_in_full(db: str) -> None:
+    user = _one(db, "SELECT max(user_id) FROM workouts")
+    _sql(db, "SET LOCAL session_replication_role = replica", f"DELETE FROM users WHERE id = {user}")
+    daily, _ = _both(db)
+    assert str(user) in daily.result("orphan_user_totals").sample_ids
+    assert _scope(daily, "orphan_workouts") == "full"
+    assert "pg_stat_user_tables" in daily.scopes["orphan_workouts"]["why"]
+    assert _scope(daily, "orphan_workout_sets_exercises") == "incremental"  # no deletes there
+
+
+def test_set_deleted_behind_the_user_total(db: str) -> None:
+    set_id, workout, user = _sql(
+        db,
+        "SELECT s.id, s.workout_id, w.user_id FROM workout_sets s JOIN workouts w "
+        "ON w.id = s.workout_id WHERE s.weight * s.reps > 0 AND w.total_volume IS NOT NULL "
+        "ORDER BY s.id LIMIT 1",
+    )[0]
+    _sql(db, f"DELETE FROM workout_sets WHERE id = {set_id}")
+    daily, _ = _both(db)
+    assert str(workout) in daily.result("workout_total_volume").sample_ids
+    assert str(user) in daily.result("user_totals").sample_ids
+    assert _scope(daily, "user_totals") == "incremental"
+    set_id = _one(db, f"SELECT min(id) FROM workout_sets WHERE workout_id <> {workout}")
+    _sql(db, "SET LOCAL powrops.audit_rows = off", f"DELETE FROM workout_sets WHERE id = {set_id}")
+    unaudited, _ = _both(db)
+    assert _scope(unaudited, "workout_total_volume") == "full"
+    assert "audit trail recorded 0" in unaudited.scopes["workout_total_volume"]["why"]
+
+
+def test_moved_set_and_wrong_totals(db: str) -> None:
+    bad = integrity.run(_settings(db), store=False).result("workout_total_volume").sample_ids
+    right = f"w.total_volume IS NOT NULL AND w.id NOT IN ({', '.join(bad) or '0'})"
+    set_id, old = _sql(
+        db,
+        "SELECT s.id, s.workout_id FROM workout_sets s JOIN workouts w ON w.id = s.workout_id "
+        f"WHERE s.weight * s.reps > 0 AND {right} ORDER BY s.id DESC LIMIT 1",
+    )[0]
+    new = _one(db, f"SELECT min(w.id) FROM workouts w WHERE {right} AND w.id <> {old}")
+    _sql(db, f"UPDATE workout_sets SET workout_id = {new} WHERE id = {set_id}")
+    user = _one(db, "SELECT min(user_id) FROM user_totals")
+    _sql(db, f"UPDATE user_totals SET total_volume = total_volume + 1 WHERE user_id = {user}")
+    daily, _ = _both(db)
+    volume = daily.result("workout_total_volume")
+    assert volume.count == len(bad) + 2 and {str(old), str(new)} <= set(volume.sample_ids)
+    assert _scope(daily, "workout_total_volume") == "incremental"
+    assert str(user) in daily.result("user_totals").sample_ids
+
+
+def test_full_check_when_asked_when_due_and_in_the_cli(db: str) -> None:
+    forced = integrity.check(_settings(db), full=True).before
+    assert forced.mode == "full" and forced.why == "a full check was asked for"
+    assert _scope(forced, "amcheck") == "full" and forced.result("amcheck").count == 0
+    time.sleep(1.1)
+    due = integrity.run(_settings(db, full_every="1s"), full=False)
+    assert due.mode == "full" and "consistency.full_every" in due.why
+    result = run_cli("check", "integrity", "--full", env={"POWROPS_DATABASE_URL": libpq(db)})
+    assert "full (a full check was asked for)" in result.stdout, result.stdout
+    result = run_cli("check", "integrity", "--json", env={"POWROPS_DATABASE_URL": libpq(db)})
+    assert '"mode": "incremental"' in result.stdout
