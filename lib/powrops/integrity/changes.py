@@ -38,7 +38,7 @@ from psycopg import sql
 from powrops.config import Settings
 from powrops.findings import Finding, Severity
 from powrops.integrity.consistency import relationships
-from powrops.integrity.model import SAMPLE_SIZE, CheckResult
+from powrops.integrity.model import CheckResult
 
 NOTE = "watermark"
 """The check name of the note that carries the watermark in a run's findings."""
@@ -84,7 +84,7 @@ class Watermark:
     stats_reset: str | None
     oldest_xact: datetime | None
     tables: dict[str, TableStats]
-    #: Per check, every violating id when the run kept them all (count <= SAMPLE_SIZE).
+    #: Per check, every violating id when the run kept them all (count <= KEPT_IDS).
     violations: dict[str, list[str] | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def rules_digest(settings: Settings) -> str:
 def kept_violations(results: list[CheckResult]) -> dict[str, list[str] | None]:
     """Per result, all its violating ids when the run kept them all, else None."""
     return {
-        r.name: list(r.sample_ids) if r.count is not None and r.count <= SAMPLE_SIZE else None
+        r.name: list(r.kept_ids) if r.count is not None and r.count <= len(r.kept_ids) else None
         for r in results
     }
 

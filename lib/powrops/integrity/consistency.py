@@ -21,7 +21,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
 from powrops.config import ConsistencyChecks
-from powrops.integrity.model import SAMPLE_SIZE, CheckResult, violation
+from powrops.integrity.model import KEPT_IDS, CheckResult, violation
 from powrops.schema import metadata
 
 ORPHAN = sql.SQL(
@@ -100,15 +100,16 @@ COUNT_AND_SAMPLES = sql.SQL("""
 WITH v AS MATERIALIZED (SELECT {key} AS k {from_where})
 SELECT (SELECT count(*) FROM v), ARRAY(SELECT k FROM v ORDER BY k LIMIT %s)
 """)
-"""How many rows ``FROM ... WHERE ...`` finds, and the smallest few of their keys."""
+"""How many rows ``FROM ... WHERE ...`` finds, and the smallest of their keys."""
 
 
 def _count_and_samples(
     conn: psycopg.Connection[Any], from_where: sql.Composable, key: sql.Composable
 ) -> tuple[int, list[Any]]:
-    """Count rows of ``FROM ... WHERE ...`` and up to five of their keys, in one statement."""
+    """Count rows of ``FROM ... WHERE ...`` and up to KEPT_IDS of their keys (smallest
+    first), in one statement."""
     query = COUNT_AND_SAMPLES.format(key=key, from_where=from_where)
-    row = conn.execute(query, (SAMPLE_SIZE,)).fetchone()
+    row = conn.execute(query, (KEPT_IDS,)).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
 

@@ -15,7 +15,7 @@ What each check looks at:
   unless the last run found corruption; the checksum counters and ``audit_trail`` always run.
 
 A check runs in full, and says why, where the last run did not keep every violating id (more
-than ``SAMPLE_SIZE``), or where deletes it depends on are unknown (no audit trail for them).
+than ``KEPT_IDS``), or where deletes it depends on are unknown (no audit trail for them).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from powrops.integrity.consistency import (
     wrong_totals,
     wrong_volume,
 )
-from powrops.integrity.model import SAMPLE_SIZE, CheckResult
+from powrops.integrity.model import KEPT_IDS, CheckResult
 from powrops.integrity.physical import (
     check_amcheck,
     check_checksum_failures,
@@ -83,9 +83,7 @@ def _kept(previous: Watermark, name: str) -> list[str] | Scope:
     """The last run's violating ids of ``name``, or the full scope when it did not keep them."""
     ids = previous.violations.get(name)
     if ids is None:
-        return Scope(
-            FULL, f"the last run did not keep every violating id (more than {SAMPLE_SIZE})"
-        )
+        return Scope(FULL, f"the last run did not keep every violating id (more than {KEPT_IDS:,})")
     return ids
 
 

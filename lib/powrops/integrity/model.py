@@ -11,6 +11,10 @@ from powrops.findings import Finding, Graded, Severity
 SAMPLE_SIZE = 5
 """How many sample ids a result carries: enough to look at, never a whole table."""
 
+KEPT_IDS = 1000
+"""How many violating ids a data check reads (smallest first) for the next incremental run to
+look at again; a check with more violating rows runs in full the next time."""
+
 CATEGORIES = ("validation", "referential", "calculated", "totals", "physical", "audit")
 
 
@@ -46,6 +50,8 @@ class CheckResult:
     advice: str | None = None
     repairable: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    #: Up to KEPT_IDS violating ids (all of them when ``count`` is no more), for the watermark.
+    kept_ids: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def failed(self) -> bool:
@@ -115,6 +121,7 @@ def violation(
         advice=advice,
         repairable=repairable,
         details=dict(details),
+        kept_ids=tuple(str(s) for s in samples),
     )
 
 

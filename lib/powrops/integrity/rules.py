@@ -3,7 +3,8 @@
 Each rule becomes one or two checks: ``<field>_range`` (a value outside min..max, or not a whole
 number for an integer rule) and ``<field>_required`` (a missing value) when the rule says
 ``required``. Rules on the same table are counted in one scan with ``count(*) FILTER``; sample
-ids are fetched only for rules that failed, five at most.
+ids are fetched only for rules that failed: up to ``KEPT_IDS`` (for the next incremental run
+to look at again), five shown.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from powrops.config import DateRule, NumberRule, ValidationSettings
-from powrops.integrity.model import SAMPLE_SIZE, CheckResult, violation
+from powrops.integrity.model import KEPT_IDS, CheckResult, violation
 
 ALL_ROWS = sql.SQL("TRUE")
 
@@ -143,7 +144,7 @@ def sample_sql(
     query = SAMPLE_VIOLATIONS.format(
         table=_table(check.table), condition=check.condition, within=within
     )
-    return query, (*check.params, SAMPLE_SIZE)
+    return query, (*check.params, KEPT_IDS)
 
 
 def run_rules(
