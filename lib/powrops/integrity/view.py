@@ -16,7 +16,7 @@ COLOURS = {"OK": "#1e7b34", "WARNING": "#f0a202", "CRITICAL": "#c0262d", "UNKNOW
 
 
 def check_rows(report: IntegrityReport) -> list[dict[str, Any]]:
-    """Every rule and check with its count and sample ids, problems first."""
+    """Every rule and check with its count, sample ids and how it ran, problems first."""
     rows = sorted(report.results, key=lambda r: -r.severity.rank)
     return [
         {
@@ -27,10 +27,22 @@ def check_rows(report: IntegrityReport) -> list[dict[str, Any]]:
             "rows": "-" if r.count is None else r.count,
             "sample ids": ", ".join(r.sample_ids) or "-",
             "repairable": "yes" if r.repairable else "",
+            "scope": scope(report, r.name),
             "message": r.message,
         }
         for r in rows
     ]
+
+
+def scope(report: IntegrityReport, name: str) -> str:
+    """How a check ran: ``incremental``, ``skipped``, or ``full`` (with why, in an incremental
+    run: the run's own reason is in its summary)."""
+    how = report.scopes.get(name)
+    if how is None:
+        return report.mode
+    if how["scope"] == "full" and report.mode == "incremental":
+        return f"full: {how['why']}"
+    return how["scope"]
 
 
 def plot_trend(rows: list[dict[str, Any]]) -> Any:
@@ -79,7 +91,7 @@ def figures(report: IntegrityReport) -> dict[str, Any]:
 def period(report: IntegrityReport, trend_days: int) -> str:
     """What the run covers: the data as checked, and the trend's span."""
     return (
-        f"the data as of {human_time(report.finished_at)}; "
+        f"the data as of {human_time(report.finished_at)}, {report.described()}; "
         f"trend over the last {human_count(trend_days)} days"
     )
 
