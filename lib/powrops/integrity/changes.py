@@ -258,12 +258,35 @@ class Changes:
     old: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)
     too_many: str | None = None
+    #: The audited writes of the tables whose updates and deletes the audit trail covers.
+    audit: dict[str, list[Write]] = field(default_factory=dict)
 
     def new(self, table: str, column: str) -> list[Any]:
         return self.rows.get(table, {}).get(column, [])
 
     def gone(self, table: str, column: str) -> list[Any]:
         return self.old.get(table, {}).get(column, [])
+
+    def quiet(self, table: str, columns: tuple[str, ...]) -> set[str]:
+        """Ids of rows of ``table`` written since only by audited updates that left every one
+        of ``columns`` as it was: for a check that reads only those, nothing changed."""
+        key = key_columns()[table][0]
+        seen: set[str] = set()
+        loud: set[str] = set()
+        for action, old, new in self.audit.get(table, []):
+            row = new or old or {}
+            ident = str(row.get(key))
+            seen.add(ident)
+            if action != "UPDATE" or not old or not new or _differ(old, new, columns):
+                loud.add(ident)
+        return seen - loud
+
+    def written(self, table: str, column: str, but: tuple[str, ...] = ()) -> list[Any]:
+        """``column`` of the rows of ``table`` written since; with ``but``, leaving out the
+        rows that only audited updates of other columns wrote (:meth:`quiet`)."""
+        quiet = self.quiet(table, but) if but else set()
+        ids = self.new(table, key_columns()[table][0])
+        return [v for i, v in zip(ids, self.new(table, column), strict=True) if str(i) not in quiet]
 
     def changed_rows(self) -> int:
         return sum(len(next(iter(c.values()), [])) for c in self.rows.values())
@@ -297,24 +320,28 @@ def changed_rows(
 
 
 AUDITED = """
-SELECT table_name, old_value, new_value FROM public.audit_log
-WHERE action IN ('UPDATE', 'DELETE') AND table_name = ANY(%s)
+SELECT table_name, action, old_value, new_value FROM public.audit_log
+WHERE action IN ('INSERT', 'UPDATE', 'DELETE') AND table_name = ANY(%s)
   AND (%s::timestamptz IS NULL OR occurred_at >= %s) AND age(xmin) <= %s
 LIMIT %s
 """
-"""Audited updates and deletes since the watermark: rows written by transactions the
+"""Audited writes since the watermark: rows written by transactions the
 watermark did not see (``xmin``), and not older than the oldest transaction then open (the
 ``occurred_at`` index; without that bound, the whole audit log is scanned)."""
 
 
-Audited = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
-"""An audited update or delete: table, old row, new row (None for a delete)."""
+Audited = tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]
+"""An audited write: table, action, old row (None for an insert), new row (None for a
+delete)."""
+
+Write = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
+"""An audited write of one table: action, old row, new row."""
 
 
 def audited(
     conn: psycopg.Connection[Any], tables: list[str], previous: Watermark, age: int
 ) -> list[Audited] | None:
-    """The audited updates and deletes of ``tables`` since; None above MAX_CHANGED."""
+    """The audited writes of ``tables`` since; None above MAX_CHANGED."""
     if not tables:
         return []
     try:
@@ -326,7 +353,7 @@ def audited(
         return None
     if len(rows) > MAX_CHANGED:
         return None
-    return [(str(t), old, new) for t, old, new in rows]
+    return [(str(t), str(a), old, new) for t, a, old, new in rows]
 
 
 def written_away(previous: Watermark, counters: Counters) -> dict[str, int | str]:
@@ -379,7 +406,8 @@ def _old_rows(
     rows = audited(conn, moved, previous, age)
     for table in moved:
         n = away[table]
-        mine = [(old, new) for t, old, new in rows or [] if t == table]
+        writes = [(a, old, new) for t, a, old, new in rows or [] if t == table]
+        mine = [(old, new) for a, old, new in writes if a != "INSERT"]
         if rows is None or len(mine) < int(n) or any(old is None for old, _ in mine):
             changes.unknown[table] = (
                 f"{n:,} rows of {table} were updated or deleted since the last check "
@@ -388,6 +416,11 @@ def _old_rows(
             )
             continue
         changes.old[table] = {c: _moved(mine, c) for c in key_columns()[table]}
+        changes.audit[table] = writes
+
+
+def _differ(old: dict[str, Any], new: dict[str, Any], columns: tuple[str, ...]) -> bool:
+    return any(old.get(c) != new.get(c) for c in columns)
 
 
 def _moved(
