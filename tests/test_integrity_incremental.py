@@ -177,3 +177,17 @@ def test_full_check_when_asked_when_due_and_in_the_cli(db: str) -> None:
     assert "full (a full check was asked for)" in result.stdout, result.stdout
     result = run_cli("check", "integrity", "--json", env={"POWROPS_DATABASE_URL": libpq(db)})
     assert '"mode": "incremental"' in result.stdout
+
+
+def test_audited_edits_of_columns_a_check_does_not_read_are_left_out(db: str) -> None:
+    integrity.run(_settings(db), full=False)
+    known = integrity.run(_settings(db), store=False).result("workout_total_volume").count
+    _sql(db, "UPDATE workouts SET notes = 'edited' WHERE id IN (SELECT id FROM workouts LIMIT 5)")
+    daily, _ = _both(db)
+    why = daily.scopes["workout_total_volume"]["why"]
+    assert f": {known:,} workouts written or whose sets were" in why, why
+    bad = ", ".join(daily.result("workout_total_volume").kept_ids) or "0"
+    workout = _one(db, f"SELECT min(id) FROM workouts WHERE total_volume > 0 AND id NOT IN ({bad})")
+    _sql(db, f"UPDATE workouts SET total_volume = total_volume + 0.5 WHERE id = {workout}")
+    daily, _ = _both(db)
+    assert str(workout) in daily.result("workout_total_volume").kept_ids
