@@ -36,6 +36,8 @@ from powrops.config import Settings
 from powrops.findings import Severity
 from powrops.integrity.changes import Changes, Watermark
 from powrops.integrity.consistency import (
+    SET_VOLUMES,
+    WRONG_TOTALS_OF,
     Relationship,
     check_orphan,
     check_total_volume,
@@ -129,18 +131,25 @@ def orphan_scope(rel: Relationship, changes: Changes, previous: Watermark) -> Sc
     return sql.SQL("{} OR {}").format(child, parent), _incremental(changes, what)
 
 
+def volume_ids(changes: Changes, kept: list[str]) -> list[Any]:
+    """The workouts whose total_volume may differ from their sets now: written since (in a
+    column the check reads), of sets written, deleted or moved since, or wrong last time.
+    Every other workout with a total_volume still has the one the last check verified."""
+    return [
+        *changes.written("workouts", "id", but=VOLUME_OF_WORKOUTS),
+        *changes.written("workout_sets", "workout_id", but=VOLUME_OF_SETS),
+        *changes.gone("workout_sets", "workout_id"),
+        *kept,
+    ]
+
+
 def volume_scope(changes: Changes, previous: Watermark) -> Scoped:
     kept = _kept(previous, "workout_total_volume")
     if isinstance(kept, Scope):
         return None, kept
     if "workout_sets" in changes.unknown:
         return None, Scope(FULL, changes.unknown["workout_sets"])
-    ids = [
-        *changes.written("workouts", "id", but=VOLUME_OF_WORKOUTS),
-        *changes.written("workout_sets", "workout_id", but=VOLUME_OF_SETS),
-        *changes.gone("workout_sets", "workout_id"),
-        *kept,
-    ]
+    ids = volume_ids(changes, kept)
     wrong = wrong_volume(
         workouts=any_of(sql.SQL("w.id"), ids, "bigint"),
         sets=any_of(sql.Identifier("workout_id"), ids, "bigint"),
@@ -165,7 +174,44 @@ USERS_OF = sql.SQL("SELECT DISTINCT user_id FROM public.workouts WHERE {ids}")
 SETS_OF_USERS = sql.SQL("workout_id IN (SELECT id FROM public.workouts w WHERE {users})")
 
 
-def totals_scope(conn: psycopg.Connection[Any], changes: Changes, previous: Watermark) -> Scoped:
+LIVE_TOTALS_VERIFIED = sql.SQL("""
+SELECT w.user_id, count(*)::int AS workout_count,
+       COALESCE(sum(CASE WHEN w.total_volume IS NULL OR {recheck} THEN s.volume
+                         ELSE w.total_volume END), 0) AS total_volume
+FROM public.workouts w LEFT JOIN ({set_volumes}) s ON s.workout_id = w.id
+WHERE {users} AND w.deleted_at IS NULL GROUP BY w.user_id
+""")
+"""Per user, the live workouts and their volume: the verified total_volume of a workout the
+volume check need not look at again, the sum of its sets for the others (:func:`volume_ids`)
+and for workouts without a total_volume."""
+
+SETS_TO_ADD = sql.SQL(
+    "workout_id IN (SELECT w.id FROM public.workouts w "
+    "WHERE {users} AND (w.total_volume IS NULL OR {recheck}))"
+)
+
+
+def wrong_totals_verified(users: list[Any], recheck: list[Any]) -> sql.Composed:
+    """:func:`wrong_totals` of ``users`` reading the sets only of workouts in ``recheck`` or
+    without a total_volume: a user's thousand workouts cost a thousand rows, not their sets."""
+    of_users = any_of(sql.SQL("w.user_id"), users, "bigint")
+    again = any_of(sql.SQL("w.id"), recheck, "bigint")
+    sets = SET_VOLUMES.format(sets=SETS_TO_ADD.format(users=of_users, recheck=again))
+    live = LIVE_TOTALS_VERIFIED.format(recheck=again, set_volumes=sets, users=of_users)
+    return WRONG_TOTALS_OF.format(
+        live_totals=live, totals=any_of(sql.SQL("t.user_id"), users, "bigint")
+    )
+
+
+def totals_scope(
+    conn: psycopg.Connection[Any],
+    changes: Changes,
+    previous: Watermark,
+    recheck: list[Any] | None = None,
+) -> Scoped:
+    """The users whose totals may be wrong now; with ``recheck`` (the workouts the volume check
+    looks at in this run, when it runs incrementally) the others' verified total_volume
+    stands for their sets."""
     kept = _kept(previous, "user_totals")
     if isinstance(kept, Scope):
         return None, kept
@@ -184,10 +230,14 @@ def totals_scope(conn: psycopg.Connection[Any], changes: Changes, previous: Wate
         *(r[0] for r in conn.execute(query) if r[0] is not None),
         *kept,
     ]
-    wrong = wrong_totals(
-        totals=any_of(sql.SQL("t.user_id"), users, "bigint"),
-        workouts=any_of(sql.SQL("w.user_id"), users, "bigint"),
-        sets=SETS_OF_USERS.format(users=any_of(sql.SQL("w.user_id"), users, "bigint")),
+    wrong = (
+        wrong_totals_verified(users, recheck)
+        if recheck is not None
+        else wrong_totals(
+            totals=any_of(sql.SQL("t.user_id"), users, "bigint"),
+            workouts=any_of(sql.SQL("w.user_id"), users, "bigint"),
+            sets=SETS_OF_USERS.format(users=any_of(sql.SQL("w.user_id"), users, "bigint")),
+        )
     )
     return wrong, _incremental(
         changes, f"{len(set(map(str, users))):,} users with changed workouts, sets or totals"
@@ -205,11 +255,15 @@ def run_consistency(
         for rel in relationships():
             within, scopes[rel.name] = orphan_scope(rel, changes, previous)
             results.append(check_orphan(conn, rel, *([within] if within is not None else [])))
+    recheck = None
     if checks.calculated_fields:
         wrong, scopes["workout_total_volume"] = volume_scope(changes, previous)
         results.append(check_total_volume(conn, *([wrong] if wrong is not None else [])))
+        kept = _kept(previous, "workout_total_volume")
+        if wrong is not None and isinstance(kept, list):
+            recheck = volume_ids(changes, kept)
     if checks.user_totals:
-        wrong, scopes["user_totals"] = totals_scope(conn, changes, previous)
+        wrong, scopes["user_totals"] = totals_scope(conn, changes, previous, recheck)
         results.append(check_user_totals(conn, *([wrong] if wrong is not None else [])))
     return results, scopes
 
