@@ -65,6 +65,8 @@ def _both(url: str) -> tuple[IntegrityReport, IntegrityReport]:
     assert daily.mode == "incremental", daily.why
     assert full.mode == "full"
     assert _data(daily) == _data(full)
+    assert [r.name for r in daily.results] == [r.name for r in full.results]
+    assert set(daily.scopes) == {r.name for r in daily.results}
     return daily, full
 
 

@@ -89,10 +89,5 @@ def render_text(report: IntegrityReport) -> str:
         lines.append(f"{note.severity.name:8}  {note.check:{name_w}}  {'-':>7}  {'-':11}  "
                      f"{note.message}{advice}")  # fmt: skip
     lines.append(report.summary())
-    if report.mode == "incremental":
-        lines += [
-            f"  {name} ran in full: {s['why']}"
-            for name, s in report.scopes.items()
-            if s["scope"] == "full" and s["why"] != "cheap: read from the server"
-        ]
+    lines += [f"  {name} ran in full: {why}" for name, why in report.in_full().items()]
     return "\n".join(lines)

@@ -46,7 +46,7 @@ from powrops.integrity.consistency import (
     wrong_totals,
     wrong_volume,
 )
-from powrops.integrity.model import KEPT_IDS, CheckResult
+from powrops.integrity.model import CHEAP, KEPT_IDS, CheckResult
 from powrops.integrity.physical import (
     check_amcheck,
     check_checksum_failures,
@@ -272,10 +272,7 @@ def run_physical(
     conn: psycopg.Connection[Any], settings: Settings, previous: Watermark
 ) -> tuple[list[CheckResult], dict[str, Scope]]:
     """The checksum counters; amcheck only when the last run found corruption."""
-    scopes = {
-        n: Scope(FULL, "cheap: read from the server")
-        for n in ("checksum_failures", "data_checksums")
-    }
+    scopes = {n: Scope(FULL, CHEAP) for n in ("checksum_failures", "data_checksums")}
     if previous.violations.get("amcheck") == []:
         amcheck = amcheck_waits(previous, settings)
         scopes["amcheck"] = Scope(SKIPPED, amcheck.message)

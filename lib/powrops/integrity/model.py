@@ -15,6 +15,9 @@ KEPT_IDS = 1000
 """How many violating ids a data check reads (smallest first) for the next incremental run to
 look at again; a check with more violating rows runs in full the next time."""
 
+CHEAP = "cheap: read from the server"
+"""Why the checksum counters and the audit trail's state are read whole in every run."""
+
 CATEGORIES = ("validation", "referential", "calculated", "totals", "physical", "audit")
 
 
@@ -151,6 +154,17 @@ class IntegrityReport(Graded):
             more = f"; {len(full)} checks in full" if full else ""
             return f"incremental since {self.since:%Y-%m-%d %H:%M:%S %Z}{more}"
         return f"full ({self.why})" if self.why else "full"
+
+    def in_full(self) -> dict[str, str]:
+        """In an incremental run, the checks that read everything, and why (the cheap ones
+        that always do left out)."""
+        if self.mode != "incremental":
+            return {}
+        return {
+            n: s["why"]
+            for n, s in self.scopes.items()
+            if s["scope"] == "full" and s["why"] != CHEAP
+        }
 
     def graded(self) -> list[Finding]:
         return self.findings()

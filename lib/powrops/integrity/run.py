@@ -18,7 +18,7 @@ from powrops.integrity import changes, incremental
 from powrops.integrity.changes import Counters, Here, Watermark
 from powrops.integrity.consistency import run_consistency
 from powrops.integrity.incremental import FULL, Scope
-from powrops.integrity.model import CheckResult, IntegrityReport
+from powrops.integrity.model import CHEAP, CheckResult, IntegrityReport
 from powrops.integrity.physical import guarded, run_physical
 from powrops.integrity.rules import run_rules
 
@@ -144,6 +144,8 @@ def checked(
             why = found.too_many
         if why is None and found is not None and previous is not None:
             results, scopes = incremental.collect(conn, settings, found, previous, today)
+            results.append(check_audit_trail(conn, settings))
+            scopes["audit_trail"] = Scope(FULL, CHEAP)
         else:
             results = collect(conn, settings, today)
             scopes = {r.name: Scope(FULL, why or "") for r in results}
