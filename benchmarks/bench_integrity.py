@@ -316,8 +316,8 @@ def daily(site: Site, dbname: str, sets: int, rounds: int, targets: Targets) -> 
     inc, full = outputs["incremental"], outputs["full"]
     found = {m: found_planted(outputs[m], planted) for m in outputs}
     same = data_counts(inc) == data_counts(full)
-    in_full = sorted(n for n, s in inc["scopes"].items() if s["scope"] == "full")
-    print(f"daily: incremental mode {inc['mode']!r}; checks run in full: {in_full}")
+    in_full = {n: s["why"] for n, s in inc["scopes"].items() if s["scope"] == "full"}
+    print(f"daily: incremental mode {inc['mode']!r}; checks that read everything: {in_full}")
     failed = {k: v for k, v in data_counts(full).items() if v}
     print(f"daily: failed checks {failed}")
     rows = [
