@@ -193,3 +193,24 @@ def test_audited_edits_of_columns_a_check_does_not_read_are_left_out(db: str) ->
     _sql(db, f"UPDATE workouts SET total_volume = total_volume + 0.5 WHERE id = {workout}")
     daily, _ = _both(db)
     assert str(workout) in daily.result("workout_total_volume").kept_ids
+
+
+def test_an_audited_delete_is_found_before_its_session_flushes_its_statistics(db: str) -> None:
+    integrity.run(_settings(db), full=False)
+    workout = _one(
+        db, "SELECT max(s.workout_id) FROM workout_sets s JOIN workouts w ON w.id = s.workout_id"
+    )
+    _sql(db, "ALTER TABLE workout_sets DROP CONSTRAINT IF EXISTS workout_sets_workout_id_fkey")
+    with psycopg.connect(libpq(db), autocommit=True) as writer:
+        writer.execute("SELECT 1")  # flushes; the next commit's counters wait for the interval
+        writer.execute(f"DELETE FROM workouts WHERE id = {workout}")
+        daily, _ = _both(db)
+    orphans = daily.result("orphan_workout_sets")
+    assert orphans.count and _scope(daily, "orphan_workout_sets") == "incremental"
+    assert str(workout) in {
+        str(r[0])
+        for r in _sql(
+            db,
+            "SELECT workout_id FROM workout_sets WHERE id IN (" + ",".join(orphans.kept_ids) + ")",
+        )
+    }

@@ -17,11 +17,11 @@ ago whose ``xmin`` wrapped around into the window is looked at again, which cost
 a miss. Nothing here needs an optional setting (no ``updated_at``, no trigger).
 
 Deletes, and updates that move a row away from a parent (a set to another workout), leave no
-``xmin`` behind. The counters say whether any happened in a table; the audit trail, where it
-recorded at least as many updates and deletes in that table since the watermark as the
-counters did, gives the old rows (``old_value``). Otherwise (no audit trail, a bypassed
-trigger, a truncate or rewrite, statistics reset) the table's deletes are *unknown* and the
-checks they affect run in full, saying why.
+``xmin`` behind. The audit trail gives their old rows (``old_value``); the counters say
+whether it recorded them all: where they saw more updates and deletes in a table since the
+watermark than the trail recorded (no audit trail, a bypassed trigger), or cannot tell (a
+truncate or rewrite, statistics reset), the table's deletes are *unknown* and the checks they
+affect run in full, saying why.
 """
 
 from __future__ import annotations
@@ -398,17 +398,22 @@ def _old_rows(
     away: dict[str, int | str],
     age: int,
 ) -> None:
-    """Fill ``changes.old`` from the audit trail, or ``changes.unknown`` with the reason."""
+    """Fill ``changes.old`` and ``changes.audit`` from the audit trail, and ``changes.unknown``
+    where the counters saw more updates and deletes than it recorded (or cannot tell).
+
+    The trail is read for every table, not only those the counters moved in: a session
+    flushes its counters up to about a second after its commit, while its audit rows are in
+    this snapshot already."""
     for table, n in away.items():
         if isinstance(n, str):
             changes.unknown[table] = n
-    moved = [t for t, n in away.items() if isinstance(n, int) and n > 0]
-    rows = audited(conn, moved, previous, age)
-    for table in moved:
-        n = away[table]
+    known = [t for t in away if t not in changes.unknown]
+    rows = audited(conn, known, previous, age)
+    for table in known:
+        n = int(away[table])
         writes = [(a, old, new) for t, a, old, new in rows or [] if t == table]
         mine = [(old, new) for a, old, new in writes if a != "INSERT"]
-        if rows is None or len(mine) < int(n) or any(old is None for old, _ in mine):
+        if (n and (rows is None or len(mine) < n)) or any(old is None for old, _ in mine):
             changes.unknown[table] = (
                 f"{n:,} rows of {table} were updated or deleted since the last check "
                 f"(pg_stat_user_tables) and the audit trail recorded {len(mine):,} with their "
