@@ -214,3 +214,14 @@ def test_an_audited_delete_is_found_before_its_session_flushes_its_statistics(db
             "SELECT workout_id FROM workout_sets WHERE id IN (" + ",".join(orphans.kept_ids) + ")",
         )
     }
+
+
+def test_a_rewritten_table_runs_the_checks_of_its_deletes_in_full(db: str) -> None:
+    integrity.run(_settings(db), full=False)
+    with psycopg.connect(libpq(db), autocommit=True) as conn:
+        conn.execute("VACUUM FULL workouts")
+    daily, _ = _both(db)
+    assert _scope(daily, "orphan_workout_sets") == "full"
+    assert "truncated or rewritten" in daily.scopes["orphan_workout_sets"]["why"]
+    assert "orphan_workout_sets" in daily.in_full()
+    assert _scope(daily, "orphan_workout_sets_exercises") == "incremental"
