@@ -19,7 +19,7 @@ and says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -48,20 +48,28 @@ def own_roles(settings: Settings) -> list[str]:
     return roles
 
 
+def baseline_query(settings: Settings) -> sql.Composed:
+    return BASELINE_SQL.format(own=sql.Literal(own_roles(settings)))
+
+
 def read_statements(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
     """This database's statements now (not powrops' own), keyed, with the reset time."""
-    query = BASELINE_SQL.format(own=sql.Literal(own_roles(settings)))
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query)
+        cur.execute(baseline_query(settings))
         rows = cur.fetchall()
     reset = conn.execute(RESET_SQL).fetchone()
+    return statements_of(rows, reset[0] if reset else None)
+
+
+def statements_of(rows: Iterable[Mapping[str, Any]], stats_reset: str | None) -> dict[str, Any]:
+    """:func:`read_statements` of the rows of ``BASELINE_SQL`` and the reset time."""
     entries: dict[str, list[float]] = {}
     texts: dict[str, str] = {}
     for row in rows:
         key = f"{row['userid']}:{row['queryid']}:{'t' if row['toplevel'] else 'n'}"
         entries[key] = [int(row["calls"]), float(row["total_ms"]), float(row["max_ms"])]
         texts[key] = str(row["query"])
-    return {"stats_reset": reset[0] if reset else None, "entries": entries, "texts": texts}
+    return {"stats_reset": stats_reset, "entries": entries, "texts": texts}
 
 
 def interval(

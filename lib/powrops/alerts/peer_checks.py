@@ -22,7 +22,7 @@ changed) is returned by :func:`judge_peers` for ``alert_state``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +63,16 @@ FROM pg_stat_database WHERE checksum_failures IS NOT NULL ORDER BY 1
 SYSTEM_ID_SQL = "SELECT system_identifier::text AS system_identifier FROM pg_control_system()"
 
 
+#: What ``read_peers`` reads, by key (``reads.read_all`` reads them in one statement).
+QUERIES = {
+    "sequences": SEQUENCES_SQL,
+    "prepared": PREPARED_SQL,
+    "pending_restart": PENDING_RESTART_SQL,
+    "checksums": CHECKSUMS_SQL,
+    "system_identifier": SYSTEM_ID_SQL,
+}
+
+
 def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]] | None:
     """Rows of ``query``, or None when this role may not read them."""
     found = guarded(conn, lambda: catalog.dict_rows(conn, query))
@@ -70,15 +80,24 @@ def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]] | N
 
 
 def read_peers(
-    conn: psycopg.Connection[Any], disk: Disk | None, growth: GrowthRate | None
+    conn: psycopg.Connection[Any],
+    disk: Disk | None,
+    growth: GrowthRate | None,
+    read: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every figure these checks judge, read now (None for what this role cannot read)."""
-    ident = _rows(conn, SYSTEM_ID_SQL)
+    """Every figure these checks judge, read now (None for what this role cannot read):
+    the rows ``read`` holds (``reads.read_all``), the others read here one by one."""
+    got = read or {}
+
+    def rows(key: str) -> list[dict[str, Any]] | None:
+        return list(got[key]) if key in got else _rows(conn, QUERIES[key])
+
+    ident = rows("system_identifier")
     return {
-        "sequences": _rows(conn, SEQUENCES_SQL),
-        "prepared": _rows(conn, PREPARED_SQL) or [],
-        "pending_restart": _rows(conn, PENDING_RESTART_SQL) or [],
-        "checksums": _rows(conn, CHECKSUMS_SQL) or [],
+        "sequences": rows("sequences"),
+        "prepared": rows("prepared") or [],
+        "pending_restart": rows("pending_restart") or [],
+        "checksums": rows("checksums") or [],
         "system_identifier": ident[0]["system_identifier"] if ident else None,
         "disk": disk,
         "growth_per_day": growth(conn, disk) if growth is not None else None,

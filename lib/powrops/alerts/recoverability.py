@@ -19,12 +19,13 @@ Evidence that cannot be read is named in ``problems``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops import journal
 from powrops.backup import repos
@@ -36,8 +37,8 @@ from powrops.verify.state import VerificationState
 
 VERIFICATION_REPORT = "backup_verification"
 
-DRILLS_SQL = (
-    "SELECT at, details FROM ops.events WHERE kind = 'drill' AND server = %s "
+DRILLS_SQL = sql.SQL(
+    "SELECT at, details FROM ops.events WHERE kind = 'drill' AND server = {server} "
     "ORDER BY at DESC, id DESC"
 )
 
@@ -170,17 +171,21 @@ def from_records(
 # --- reads ------------------------------------------------------------------------------------
 
 
+def drills_query(server: str) -> sql.Composed:
+    return DRILLS_SQL.format(server=sql.Literal(server))
+
+
+def drills_of(rows: Iterable[Sequence[Any]]) -> list[Drill]:
+    """(at, details) of the rows of ``DRILLS_SQL`` whose details are an object."""
+    return [(at, details) for at, details in rows if isinstance(details, Mapping)]
+
+
 def read_drills(conn: psycopg.Connection[Any], server: str) -> list[Drill] | Denied | None:
     """This server's drills, newest first; None on a schema whose ``ops.events`` records no
     server (before the history-server revision)."""
     if not journal.has_server_column(conn, "ops.events"):
         return None
-
-    def read() -> list[Drill]:
-        rows = conn.execute(DRILLS_SQL, (server,)).fetchall()
-        return [(at, details) for at, details in rows if isinstance(details, Mapping)]
-
-    return guarded(conn, read)
+    return guarded(conn, lambda: drills_of(conn.execute(drills_query(server)).fetchall()))
 
 
 def read_last_read(settings: Settings) -> tuple[LastRead | None, str | None]:
@@ -193,13 +198,20 @@ def read_last_read(settings: Settings) -> tuple[LastRead | None, str | None]:
     return last_read(state), problem
 
 
-def gather(settings: Settings, conn: psycopg.Connection[Any]) -> Recoverability:
-    """Every figure of verified recoverability for ``settings.server``."""
+def gather(
+    settings: Settings,
+    conn: psycopg.Connection[Any],
+    drills_read: Iterable[Sequence[Any]] | None = None,
+) -> Recoverability:
+    """Every figure of verified recoverability for ``settings.server`` (``drills_read``: the
+    rows of ``DRILLS_SQL``, when ``reads.read_all`` read them)."""
     objectives = settings.recovery.objectives
     found = Recoverability(
         objectives.rto.timedelta.total_seconds(), objectives.rpo.timedelta.total_seconds()
     )
-    drills = read_drills(conn, settings.server)
+    drills = (
+        drills_of(drills_read) if drills_read is not None else read_drills(conn, settings.server)
+    )
     if isinstance(drills, Denied):
         found.problems.append(f"drills unreadable: {drills.reason} ({drills.grant})")
     elif drills is None:

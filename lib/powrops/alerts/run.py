@@ -19,7 +19,7 @@
 Decisions:
 
 * Disk usage comes from the filesystem of the data directory when it is on this machine: the
-  embedded cluster's, or ``SHOW data_directory`` of a server on localhost whose directory exists
+  embedded cluster's, or ``data_directory`` of a server on localhost whose directory exists
   here. Otherwise the summed size of the server's databases against ``alerts.disk_capacity``.
   Otherwise the check is UNKNOWN.
 * Query time: from the difference between this run's ``pg_stat_statements`` reading and the
@@ -53,7 +53,6 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from powrops import journal, notify
 from powrops.alerts import (
@@ -61,6 +60,7 @@ from powrops.alerts import (
     notifications,
     openmetrics_view,
     peer_checks,
+    reads,
     recoverability,
     server_checks,
 )
@@ -74,7 +74,7 @@ from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Graded, Severity, counts, grade
 from powrops.format import human_bytes
 from powrops.metrics.disk import Disk
-from powrops.metrics.snapshot import collect, database_errors, statements_status
+from powrops.metrics.snapshot import database_errors, statements_status
 from powrops.pg import catalog
 from powrops.pg.embedded import archive_spec_findings, embedded_cluster
 from powrops.pg.privileges import Denied, guarded, lacking, readable
@@ -82,7 +82,7 @@ from powrops.verify import freshness
 from powrops.verify.report import VerificationReport
 
 MIN_DEAD_TUPLES = 50
-STATE_NAME = "baseline"
+STATE_NAME = alert_state.BASELINE
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 
 
@@ -344,28 +344,35 @@ def backup_findings(
 # --- reading the live system -----------------------------------------------------------------
 
 
-def disk_usage(settings: Settings, conn: psycopg.Connection[Any]) -> Disk | Denied | None:
+def disk_usage(
+    settings: Settings, conn: psycopg.Connection[Any], read: dict[str, Any] | None = None
+) -> Disk | Denied | None:
     """The data directory's filesystem when local, else databases vs disk_capacity, else
-    None; Denied when the data directory may not be read and no capacity is configured."""
-    path = local_data_dir(settings, conn)
+    None; Denied when the data directory may not be read and no capacity is configured.
+    ``read``: what ``reads.read_all`` read (``data_directory``, ``databases_size``)."""
+    read = read or {}
+    path = local_data_dir(settings, conn, read)
     if isinstance(path, Path):
         usage = shutil.disk_usage(path)
         return Disk(usage.total - usage.free, usage.total, f"filesystem of {path}")
     capacity = settings.alerts.disk_capacity
     if capacity is None:
         return path
-    used = guarded(conn, lambda: _databases_size(conn))
+    rows = read.get("databases_size")
+    used = rows if rows is not None else guarded(conn, lambda: _databases_size(conn))
     if isinstance(used, Denied):
         return used
-    return Disk(used, capacity.bytes, f"databases against alerts.disk_capacity {capacity}")
+    size = int(used[0]["bytes"] or 0) if used else 0
+    return Disk(size, capacity.bytes, f"databases against alerts.disk_capacity {capacity}")
 
 
-def _databases_size(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT sum(pg_database_size(oid))::bigint FROM pg_database").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+def _databases_size(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return catalog.dict_rows(conn, reads.DATABASES_SIZE_SQL)
 
 
-def local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | Denied | None:
+def local_data_dir(
+    settings: Settings, conn: psycopg.Connection[Any], read: dict[str, Any] | None = None
+) -> Path | Denied | None:
     """The data directory when it is on this machine; Denied when this role may not read
     ``data_directory`` (pg_read_all_settings)."""
     if settings.database.url is None:
@@ -373,22 +380,19 @@ def local_data_dir(settings: Settings, conn: psycopg.Connection[Any]) -> Path | 
     host = urlsplit(settings.database.url.get_secret_value()).hostname or ""
     if host not in LOCAL_HOSTS:
         return None
-    row = guarded(conn, lambda: conn.execute("SHOW data_directory").fetchone())
-    if isinstance(row, Denied):
-        return row
-    path = Path(str(row[0])) if row else None
+    rows = (read or {}).get("data_directory")
+    found = rows if rows is not None else guarded(conn, lambda: _data_directory(conn))
+    if isinstance(found, Denied):
+        return found
+    path = Path(str(found[0]["data_directory"])) if found else None
     return path if path is not None and path.exists() else None
 
 
-RUNNING_SQL = """
-SELECT pid, query_id::text AS query_id, split_part(ltrim(query), ' ', 1) AS command,
-       EXTRACT(epoch FROM clock_timestamp() - query_start)::float8 AS seconds
-FROM pg_stat_activity
-WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-  AND query_start < clock_timestamp() - make_interval(secs => %s)
-  AND application_name IS DISTINCT FROM %s
-ORDER BY query_start
-"""
+def _data_directory(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return catalog.dict_rows(conn, reads.DATA_DIRECTORY_SQL)
+
+
+RUNNING_SQL = server_checks.RUNNING_SQL
 
 
 def running_statements(
@@ -400,13 +404,8 @@ def running_statements(
     hidden = lacking(conn, "pg_read_all_stats", server_checks.HIDDEN_SESSIONS)
     if hidden is not None:
         return hidden
-
-    def read() -> list[dict[str, Any]]:
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(RUNNING_SQL, (min_seconds, settings.database.application_name))
-            return list(cur.fetchall())
-
-    return guarded(conn, read)
+    query = server_checks.running_query(min_seconds, settings.database.application_name)
+    return guarded(conn, lambda: catalog.dict_rows(conn, query))
 
 
 def backup_records(settings: Settings) -> tuple[list[BackupRecord] | None, str | None]:
@@ -494,35 +493,39 @@ def judge(
     data: dict[str, Any],
     before: dict[str, Any] | None = None,
     growth: peer_checks.GrowthRate | None = None,
+    read: dict[str, list[Any]] | None = None,
 ) -> tuple[AlertReport, dict[str, Any]]:
-    """Every threshold against the metrics ``data`` (metrics.collect), the live server and
-    the figures the previous run stored (``before``); the report and the figures to store.
-    ``growth`` (the growth forecast's rate) adds the ``disk_forecast`` check."""
+    """Every threshold against the metrics ``data`` (``reads.alert_data`` or
+    metrics.collect), the live server and the figures the previous run stored (``before``);
+    the report and the figures to store. ``read`` holds what ``reads.read_all`` read of the
+    server; what it does not hold is read now. ``growth`` (the growth forecast's rate) adds
+    the ``disk_forecast`` check."""
 
     before = before or {}
+    read = read or {}
     now = datetime.now(UTC)
     after: dict[str, Any] = {}
-    disk = disk_usage(settings, conn)
+    disk = disk_usage(settings, conn, read)
     warn_s = settings.alerts.query_time.warning.timedelta.total_seconds()
     records, error = backup_records(settings)
     statuses = None if records is None else [r.status for r in records]
-    server = server_checks.read_server(conn)
+    server = server_checks.read_server(conn, settings, read)
     archiver = readable(server["archiver"])
     after["checkpoints"] = readable(server["checkpoints"])
     after["archiver"] = {"failed_count": archiver.failed_count} if archiver else None
     major = conn.info.server_version // 10000
-    peers = peer_checks.read_peers(conn, disk if isinstance(disk, Disk) else None, growth)
+    peers = peer_checks.read_peers(conn, disk if isinstance(disk, Disk) else None, growth, read)
     peer_found, after["peers"] = peer_checks.judge_peers(peers, before.get("peers"), settings, now)
     findings = [
         *disk_findings(disk, settings.alerts.disk_usage),
         *dead_tuple_findings(
             data["tables"], settings.alerts.dead_tuples, settings.alerts.dead_tuples_min_size.bytes
         ),
-        *interval_findings(conn, settings, before, after),
-        *activity_findings(running_statements(conn, warn_s, settings), settings),
+        *interval_findings(conn, settings, before, after, read),
+        *activity_findings(_running(conn, warn_s, settings, read), settings),
         *backup_findings(statuses, error, settings),
         *freshness_findings(records, settings, now, major),
-        *read_only_findings(guarded(conn, lambda: catalog.read_only_state(conn))),
+        *read_only_findings(_read_only(conn, read)),
         *size_findings(data["tables"], data["indexes"], settings),
         *server_checks.wraparound_findings(server["databases"], server["oldest_table"], settings),
         *server_checks.connection_findings(server["connections"], settings),
@@ -543,10 +546,22 @@ def judge(
     findings = [f for f in findings if f.check not in settings.alerts.skip]
     figures = {
         **_figures(data, disk, server),
-        "recoverability": recoverability.gather(settings, conn).to_dict(),
+        "recoverability": recoverability.gather(settings, conn, read.get("drills")).to_dict(),
     }
     report = AlertReport(findings, now, figures=figures, server=settings.server)
     return report, after
+
+
+def _running(
+    conn: psycopg.Connection[Any], warn_s: float, settings: Settings, read: dict[str, Any]
+) -> list[dict[str, Any]] | Denied:
+    return read["running"] if "running" in read else running_statements(conn, warn_s, settings)
+
+
+def _read_only(conn: psycopg.Connection[Any], read: dict[str, Any]) -> dict[str, Any] | Denied:
+    if "read_only" in read:
+        return catalog.read_only_from_row(read["read_only"][0])
+    return guarded(conn, lambda: catalog.read_only_state(conn))
 
 
 def interval_findings(
@@ -554,13 +569,14 @@ def interval_findings(
     settings: Settings,
     before: dict[str, Any],
     after: dict[str, Any],
+    read: dict[str, Any] | None = None,
 ) -> list[Finding]:
     """query_time over the interval since the previous run (``before``); this run's
-    statement counters go into ``after`` for the next."""
-    note = statements_status(conn)
-    if note is not None:
-        return statement_findings(None, note, settings)
-    current = guarded(conn, lambda: intervals.read_statements(conn, settings))
+    statement counters go into ``after`` for the next. ``read``: the statements, when
+    ``reads.read_all`` read them."""
+    current = _statements(conn, settings, read or {})
+    if isinstance(current, str):
+        return statement_findings(None, current, settings)
     if isinstance(current, Denied):
         return [current.finding("query_time")]
     thr = settings.alerts.query_time
@@ -568,6 +584,20 @@ def interval_findings(
     slow, since = intervals.interval(current, before.get("statements"), floor_ms)
     after["statements"] = intervals.baseline(current)
     return statement_findings(slow, None, settings, since)
+
+
+def _statements(
+    conn: psycopg.Connection[Any], settings: Settings, read: dict[str, Any]
+) -> dict[str, Any] | Denied | str:
+    """This run's statement counters, Denied, or why pg_stat_statements cannot be read."""
+    if "statements" in read:
+        reset = read["statements_reset"]
+        return intervals.statements_of(read["statements"],
+                                       reset[0]["stats_reset"] if reset else None)  # fmt: skip
+    note = statements_status(conn)
+    if note is not None:
+        return note
+    return guarded(conn, lambda: intervals.read_statements(conn, settings))
 
 
 def _figures(
@@ -647,7 +677,9 @@ def evaluate(
     send: bool = False,
     growth: peer_checks.GrowthRate | None = None,
 ) -> AlertReport:
-    """Evaluate every alert (collecting the metrics unless given) and record the run.
+    """Evaluate every alert and record the run. What the checks judge is read in two
+    statements (``reads.read_all``); ``data``, the metrics of ``metrics.collect`` when a
+    caller has them, replaces the tables, indexes and sizes it would read.
 
     A recorded run also stores the figures the next run compares against (statement
     counters, checkpoints, archiver failures) in ``alert_state``; ``record=False`` (a
@@ -656,9 +688,10 @@ def evaluate(
     forecast's rate (``growth.forecast``, handed in by the caller) for ``disk_forecast``."""
 
     with database_errors("alert evaluation failed"), connect(settings, autocommit=True) as conn:
-        metrics_data = data if data is not None else collect(conn, server=settings.server)
-        before = alert_state.load(conn, settings, STATE_NAME)
-        report, after = judge(settings, conn, metrics_data, before, growth)
+        read = reads.read_all(conn, settings, data=data is None)
+        metrics_data = data if data is not None else reads.alert_data(conn, settings, read)
+        before = alert_state.load(conn, settings, STATE_NAME, read.get("state"))
+        report, after = judge(settings, conn, metrics_data, before, growth, read)
         if send:
             send_notifications(conn, settings, report)
         if record:

@@ -18,26 +18,29 @@ and advice naming the command or runbook that fixes it:
 * ``archive_ready`` — the ``.ready`` backlog in ``archive_status``; ``archive_failures`` —
   ``pg_stat_archiver.failed_count`` grown since the previous run, or failing now.
 
-Reading (``read_server``) takes one autocommit connection, each read in its own transaction:
-what the role may not read comes back as a ``Denied`` (``pg_ls_waldir`` needs ``pg_monitor``;
-other roles' sessions are hidden from a role without ``pg_read_all_stats``), and the checks
-judging it are UNKNOWN, naming the privilege and the GRANT; the others are still evaluated.
+Reading (``read_server``) takes the rows ``reads.read_all`` read for every check in one
+statement; what it did not read (the role may not) is read here on the autocommit connection,
+each read in its own transaction: what the role may not read comes back as a ``Denied``
+(``pg_ls_waldir`` needs ``pg_monitor``; other roles' sessions are hidden from a role without
+``pg_read_all_stats``), and the checks judging it are UNKNOWN, naming the privilege and the
+GRANT; the others are still evaluated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops.config import Settings, SizeThreshold
 from powrops.findings import Finding, Severity, grade
 from powrops.format import human_bytes, human_duration, human_time
 from powrops.pg import catalog
 from powrops.pg.privileges import Denied, guarded, lacking, readable
-from powrops.verify.freshness import ArchiverState, archiver_state
+from powrops.verify.freshness import ArchiverState, archiver_from_row, archiver_state
 
 WRAPAROUND_SQL = """
 SELECT datname, age(datfrozenxid)::bigint AS xid_age, mxid_age(datminmxid)::bigint AS mxid_age,
@@ -47,9 +50,10 @@ FROM pg_database WHERE datallowconn ORDER BY datname
 """
 
 OLDEST_TABLE_SQL = """
-SELECT c.oid::regclass::text AS name, age(c.relfrozenxid)::bigint AS xid_age
-FROM pg_class c WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid <> '0'::xid
-ORDER BY age(c.relfrozenxid) DESC LIMIT 1
+SELECT oid::regclass::text AS name, xid_age
+FROM (SELECT c.oid, age(c.relfrozenxid)::bigint AS xid_age FROM pg_class c
+      WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid <> '0'::xid
+      ORDER BY age(c.relfrozenxid) DESC LIMIT 1) AS oldest
 """
 
 CONNECTIONS_SQL = """
@@ -78,6 +82,17 @@ WHERE xact_start IS NOT NULL AND backend_type = 'client backend' AND pid <> pg_b
 ORDER BY xact_start
 """
 
+RUNNING_SQL = sql.SQL("""
+SELECT pid, query_id::text AS query_id, split_part(ltrim(query), ' ', 1) AS command,
+       EXTRACT(epoch FROM clock_timestamp() - query_start)::float8 AS seconds
+FROM pg_stat_activity
+WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+  AND query_start < clock_timestamp() - make_interval(secs => {min_seconds})
+  AND application_name IS DISTINCT FROM {application}
+ORDER BY query_start
+""")
+"""Statements running longer than ``min_seconds``, not powrops' own (``application``)."""
+
 SLOTS_SQL = """
 SELECT slot_name, slot_type, active, wal_status,
        pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
@@ -104,7 +119,10 @@ SELECT count(*)::int FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'
 # ioguix/pgsql-bloat-estimation do (no pgstattuple scan): the pages the table would need for
 # reltuples rows of the average width pg_stats reports, at its fillfactor, against relpages.
 # Tables whose statistics cannot say (a column without pg_stats, a name column) are left out.
-TABLE_BLOAT_SQL = """
+# Only tables of at least {min_bytes} are estimated (a table smaller than the warning cannot
+# waste that much), and pg_stats is looked up per column of those (LATERAL, OFFSET 0 keeps the
+# lookup inside the loop), so the estimate reads the big tables' statistics alone.
+TABLE_BLOAT_SQL = sql.SQL("""
 SELECT schemaname, tblname, (bs * tblpages)::bigint AS real_bytes,
        greatest((tblpages - est_tblpages_ff) * bs, 0)::bigint AS bloat_bytes,
        CASE WHEN tblpages > 0 AND tblpages - est_tblpages_ff > 0
@@ -135,12 +153,18 @@ FROM (
       FROM pg_attribute att
       JOIN pg_class tbl ON att.attrelid = tbl.oid
       JOIN pg_namespace ns ON ns.oid = tbl.relnamespace
-      LEFT JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = tbl.relname
-                          AND NOT s.inherited AND s.attname = att.attname
+      LEFT JOIN LATERAL (
+        SELECT s.attname, s.null_frac, s.avg_width FROM pg_stats s
+        WHERE s.schemaname = ns.nspname AND s.tablename = tbl.relname
+          AND NOT s.inherited AND s.attname = att.attname
+        OFFSET 0
+      ) AS s ON true
       LEFT JOIN pg_class toast ON tbl.reltoastrelid = toast.oid
       WHERE NOT att.attisdropped AND att.attnum > 0 AND tbl.relkind IN ('r', 'm')
         AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
         AND ns.nspname NOT LIKE 'pg_toast%%'
+        AND (tbl.relpages + coalesce(toast.relpages, 0))::bigint
+            * current_setting('block_size')::bigint >= {min_bytes}
       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
     ) AS s
   ) AS s2
@@ -148,11 +172,12 @@ FROM (
 WHERE NOT is_na AND tblpages > 0
 ORDER BY bloat_bytes DESC
 LIMIT 50
-"""
+""")
 
 # B-tree index bloat the same way (ioguix/pgsql-bloat-estimation's btree estimate): the leaf
-# pages reltuples entries of the columns' average widths need at the index's fillfactor.
-INDEX_BLOAT_SQL = """
+# pages reltuples entries of the columns' average widths need at the index's fillfactor;
+# only indexes of at least {min_bytes}, as the tables.
+INDEX_BLOAT_SQL = sql.SQL("""
 SELECT nspname AS schemaname, tblname, idxname, (bs * relpages)::bigint AS real_bytes,
        greatest(bs * (relpages - est_pages_ff), 0)::bigint AS bloat_bytes,
        CASE WHEN relpages > 0 AND relpages - est_pages_ff > 0
@@ -199,6 +224,7 @@ FROM (
             FROM pg_index i
             JOIN pg_class ci ON ci.oid = i.indexrelid
             WHERE ci.relam = (SELECT oid FROM pg_am WHERE amname = 'btree') AND ci.relpages > 0
+              AND ci.relpages::bigint * current_setting('block_size')::bigint >= {min_bytes}
           ) AS idx_data
         ) AS ic
         JOIN pg_class ct ON ct.oid = ic.tbloid
@@ -208,8 +234,11 @@ FROM (
                                  AND a2.attnum = ic.attpos
       ) i
       JOIN pg_namespace n ON n.oid = i.relnamespace
-      JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = i.attrelname
-                     AND s.attname = i.attname
+      JOIN LATERAL (
+        SELECT s.null_frac, s.avg_width FROM pg_stats s
+        WHERE s.schemaname = n.nspname AND s.tablename = i.attrelname AND s.attname = i.attname
+        OFFSET 0
+      ) AS s ON true
       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
     ) AS rows_data_stats
@@ -218,7 +247,7 @@ FROM (
 WHERE NOT is_na
 ORDER BY bloat_bytes DESC
 LIMIT 50
-"""
+""")
 
 CHECKPOINTS_SQL = {  # pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter before
     True: "SELECT num_timed::bigint AS timed, num_requested::bigint AS requested "
@@ -228,12 +257,51 @@ CHECKPOINTS_SQL = {  # pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter
 }
 
 
+def table_bloat_query(min_bytes: int) -> sql.Composed:
+    """``TABLE_BLOAT_SQL`` for the tables of at least ``min_bytes``."""
+    return TABLE_BLOAT_SQL.format(min_bytes=sql.Literal(min_bytes))
+
+
+def index_bloat_query(min_bytes: int) -> sql.Composed:
+    """``INDEX_BLOAT_SQL`` for the B-tree indexes of at least ``min_bytes``."""
+    return INDEX_BLOAT_SQL.format(min_bytes=sql.Literal(min_bytes))
+
+
+def running_query(min_seconds: float, application: str) -> sql.Composed:
+    return RUNNING_SQL.format(min_seconds=sql.Literal(min_seconds),
+                              application=sql.Literal(application))  # fmt: skip
+
+
+def queries(settings: Settings, version: int) -> dict[str, catalog.Query]:
+    """What ``read_server`` reads, by the key of its figure (``reads.read_all`` reads them all
+    in one statement; ``archiver`` is ``freshness.ARCHIVER_SQL``, read apart)."""
+    warn_s = settings.alerts.query_time.warning.timedelta.total_seconds()
+    return {
+        "databases": WRAPAROUND_SQL,
+        "oldest_table": OLDEST_TABLE_SQL,
+        "connections": CONNECTIONS_SQL,
+        "blocked": BLOCKED_SQL,
+        "transactions": TRANSACTIONS_SQL,
+        "running": running_query(warn_s, settings.database.application_name),
+        "slots": SLOTS_SQL,
+        "replication": REPLICATION_SQL,
+        "wal": WAL_SIZE_SQL,
+        "archive_ready": ARCHIVE_READY_SQL,
+        "checkpoints": CHECKPOINTS_SQL[version >= 170000],
+        "bloat": table_bloat_query(settings.alerts.table_bloat.warning.bytes),
+        "index_bloat": index_bloat_query(settings.alerts.index_bloat.warning.bytes),
+    }
+
+
+#: The figures read from pg_stat_activity: hidden from a role without pg_read_all_stats.
+SESSIONS = ("connections", "blocked", "transactions", "running")
+
 Rows = list[dict[str, Any]]
 #: What pg_stat_activity hides from a role without pg_read_all_stats.
 HIDDEN_SESSIONS = "other roles' sessions are hidden in pg_stat_activity (no state, no times)"
 
 
-def _rows(conn: psycopg.Connection[Any], query: str) -> Rows | Denied | None:
+def _rows(conn: psycopg.Connection[Any], query: catalog.Query) -> Rows | Denied | None:
     """Rows of ``query``; Denied when this role may not read them; None when this server
     has no such function."""
     try:
@@ -246,31 +314,44 @@ def _first(rows: Rows | Denied | None) -> dict[str, Any] | Denied | None:
     return rows if isinstance(rows, Denied) else rows[0] if rows else None
 
 
-def _sessions(conn: psycopg.Connection[Any], query: str) -> Rows | Denied:
+def _sessions(conn: psycopg.Connection[Any], query: catalog.Query) -> Rows | Denied:
     """Rows of a pg_stat_activity query, or Denied when other roles' sessions are hidden."""
     hidden = lacking(conn, "pg_read_all_stats", HIDDEN_SESSIONS)
     rows = hidden or _rows(conn, query)
     return [] if rows is None else rows
 
 
-def read_server(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Every figure the checks judge, read now (Denied for what this role cannot read)."""
-    version = conn.info.server_version
-    ready = _rows(conn, ARCHIVE_READY_SQL)
+def read_server(
+    conn: psycopg.Connection[Any], settings: Settings, read: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every figure the checks judge, read now (Denied for what this role cannot read):
+    the rows ``read`` holds (``reads.read_all``), the others read here one by one."""
+    got = read or {}
+    sql_of = queries(settings, conn.info.server_version)
+
+    def rows(key: str) -> Rows | Denied | None:
+        if key in got:
+            return list(got[key])
+        return (_sessions if key in SESSIONS else _rows)(conn, sql_of[key])
+
+    ready = rows("archive_ready")
+    archiver = got.get("archiver")
     return {
-        "databases": _rows(conn, WRAPAROUND_SQL) or [],
-        "oldest_table": _first(_rows(conn, OLDEST_TABLE_SQL)),
-        "connections": _first(_sessions(conn, CONNECTIONS_SQL)),
-        "blocked": _sessions(conn, BLOCKED_SQL),
-        "transactions": _sessions(conn, TRANSACTIONS_SQL),
-        "slots": _rows(conn, SLOTS_SQL) or [],
-        "replication": _rows(conn, REPLICATION_SQL) or [],
-        "wal": _first(_rows(conn, WAL_SIZE_SQL)),
+        "databases": rows("databases") or [],
+        "oldest_table": _first(rows("oldest_table")),
+        "connections": _first(rows("connections")),
+        "blocked": rows("blocked") or [],
+        "transactions": rows("transactions") or [],
+        "slots": rows("slots") or [],
+        "replication": rows("replication") or [],
+        "wal": _first(rows("wal")),
         "archive_ready": ready if not isinstance(ready, list) else int(ready[0]["count"]),
-        "archiver": guarded(conn, lambda: archiver_state(conn)),
-        "checkpoints": _first(_rows(conn, CHECKPOINTS_SQL[version >= 170000])),
-        "bloat": _rows(conn, TABLE_BLOAT_SQL),
-        "index_bloat": _rows(conn, INDEX_BLOAT_SQL),
+        "archiver": archiver_from_row(archiver[0])
+        if archiver
+        else guarded(conn, lambda: archiver_state(conn)),
+        "checkpoints": _first(rows("checkpoints")),
+        "bloat": rows("bloat"),
+        "index_bloat": rows("index_bloat"),
     }
 
 

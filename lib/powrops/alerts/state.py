@@ -13,15 +13,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from powrops.config import Settings
 
-LOAD_SQL = "SELECT state FROM ops.alert_state WHERE server = %s AND name = %s"
+#: The name of what the next run compares against (statement counters, server counters).
+BASELINE = "baseline"
+
+LOAD_SQL = sql.SQL("SELECT state FROM ops.alert_state WHERE server = {server} AND name = {name}")
 SAVE_SQL = """
 INSERT INTO ops.alert_state (server, name, state, updated_at) VALUES (%s, %s, %s, now())
 ON CONFLICT (server, name) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
@@ -32,15 +38,18 @@ def _file(settings: Settings, name: str) -> Path:
     return settings.state_dir / "alerts" / f"{name}.json"
 
 
-def load(conn: psycopg.Connection[Any], settings: Settings, name: str) -> dict[str, Any]:
-    """The state saved under ``name`` (empty when there is none yet)."""
-    try:
-        with conn.transaction():
-            row = conn.execute(LOAD_SQL, (settings.server, name)).fetchone()
-        if row is not None:
-            return dict(row[0])
-    except psycopg.Error:
-        pass
+def load(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    name: str,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The state saved under ``name`` (empty when there is none yet); ``rows`` are the rows
+    of ``LOAD_SQL`` when they were read already (``reads.read_all``)."""
+    if rows is None:
+        rows = _read(conn, settings, name)
+    if rows:
+        return dict(rows[0]["state"])
     path = _file(settings, name)
     if path.exists():
         try:
@@ -49,6 +58,18 @@ def load(conn: psycopg.Connection[Any], settings: Settings, name: str) -> dict[s
             return {}
         return data if isinstance(data, dict) else {}
     return {}
+
+
+def load_query(settings: Settings, name: str) -> sql.Composed:
+    return LOAD_SQL.format(server=sql.Literal(settings.server), name=sql.Literal(name))
+
+
+def _read(conn: psycopg.Connection[Any], settings: Settings, name: str) -> list[dict[str, Any]]:
+    try:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            return list(cur.execute(load_query(settings, name)).fetchall())
+    except psycopg.Error:
+        return []
 
 
 def save(

@@ -6,14 +6,18 @@ user tables, so their cost does not grow with the data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
+#: A query as the checks keep it: a literal string or one composed with ``psycopg.sql``.
+Query = LiteralString | sql.SQL | sql.Composed
 
-def dict_rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]]:
+
+def dict_rows(conn: psycopg.Connection[Any], query: Query) -> list[dict[str, Any]]:
     """Every row of ``query`` as a dict keyed by column name."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query)
@@ -108,17 +112,23 @@ def archiver(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         return dict(row) if row else {}
 
 
+READ_ONLY_SQL = """
+SELECT current_database(), pg_is_in_recovery(),
+       coalesce((SELECT 'default_transaction_read_only=on' = ANY(s.setconfig)
+                 FROM pg_db_role_setting s
+                 JOIN pg_database d ON d.oid = s.setdatabase
+                 WHERE d.datname = current_database() AND s.setrole = 0), false)
+"""
+
+
 def read_only_state(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     """Whether the server is a standby, and whether the current database is set read-only
     for new sessions (``ALTER DATABASE ... SET default_transaction_read_only = on``)."""
-    row = conn.execute(
-        """
-        SELECT current_database(), pg_is_in_recovery(),
-               coalesce((SELECT 'default_transaction_read_only=on' = ANY(s.setconfig)
-                         FROM pg_db_role_setting s
-                         JOIN pg_database d ON d.oid = s.setdatabase
-                         WHERE d.datname = current_database() AND s.setrole = 0), false)
-        """
-    ).fetchone()
+    row = conn.execute(READ_ONLY_SQL).fetchone()
     assert row is not None
+    return read_only_from_row(row)
+
+
+def read_only_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    """:func:`read_only_state` of a row of ``READ_ONLY_SQL``."""
     return {"database": str(row[0]), "in_recovery": bool(row[1]), "read_only": bool(row[2])}

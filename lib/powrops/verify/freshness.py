@@ -86,7 +86,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-_ARCHIVER_SQL = """
+ARCHIVER_SQL = """
 SELECT archived_count, last_archived_wal, last_archived_time,
        failed_count, last_failed_wal, last_failed_time,
        current_setting('archive_mode'), current_setting('server_version_num')::int,
@@ -100,8 +100,13 @@ SELECT archived_count, last_archived_wal, last_archived_time,
 
 def archiver_state(conn: Any, system_identifier: str | None = None) -> ArchiverState:
     """``pg_stat_archiver`` and the settings around it, read on ``conn``."""
-    row = conn.execute(_ARCHIVER_SQL).fetchone()
+    row = conn.execute(ARCHIVER_SQL).fetchone()
     assert row is not None
+    return archiver_from_row(row, system_identifier)
+
+
+def archiver_from_row(row: Sequence[Any], system_identifier: str | None = None) -> ArchiverState:
+    """:func:`archiver_state` of a row of ``ARCHIVER_SQL``."""
     return ArchiverState(
         archived_count=row[0],
         last_archived_wal=row[1],

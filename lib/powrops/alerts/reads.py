@@ -1,0 +1,235 @@
+"""Every figure the alert checks judge, read in one statement.
+
+Read one query at a time, the checks cost a round trip and a transaction each: over a hundred
+statements a run. :func:`read_all` first asks, in one small statement (``PROBE_SQL``), what
+this role may read, then reads every part it may in one statement: a JSON object holding, per
+part, the rows of the query its check would run alone (the check's own SQL, composed with
+``psycopg.sql``). The checks judge those rows. A part the role may not read is left out, and
+its check reads it alone as before and reports the refusal as it always did
+(``privileges.guarded``: UNKNOWN, naming the GRANT); when the statement fails as a whole (a
+server refusing what the probe allowed), every check reads alone.
+
+What the statement reads are catalog views and cumulative statistics, so its time follows
+neither the rows of the data nor, beyond one pass over the catalogs, the number of tables:
+
+* tables, indexes and the database (the ``total_bytes`` figure) are sized by
+  ``pg_class.relpages``, the pages the last VACUUM or ANALYZE counted (autovacuum keeps them
+  current), not by ``pg_relation_size`` or ``pg_database_size``, which open every relation
+  or stat every file; dead and live tuples are the cumulative statistics'. Only the tables
+  and indexes a check can flag come back (:data:`TABLES_SQL`, :data:`INDEXES_SQL`), with the
+  dead and live tuples of all;
+* the bloat estimates read ``pg_stats`` only for the relations big enough to reach their
+  warning threshold (``server_checks.TABLE_BLOAT_SQL``).
+
+Only reads: the statement is one SELECT. The state a run keeps (``alert_state``) is read with
+it; what a run writes (its state, ``ops.check_runs``) is written apart, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from powrops.alerts import intervals, peer_checks, recoverability, server_checks
+from powrops.alerts import state as alert_state
+from powrops.config import Settings
+from powrops.metrics.snapshot import SYSTEM_SCHEMAS
+from powrops.pg import catalog
+from powrops.verify.freshness import ARCHIVER_SQL
+
+#: What this role may read, one boolean per column (NULL: the object is missing).
+PROBE_SQL = """
+SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
+       pg_has_role('pg_read_all_settings', 'USAGE') AS settings,
+       has_function_privilege('pg_ls_waldir()', 'EXECUTE') AS waldir,
+       has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE') AS archive_status,
+       has_function_privilege('pg_control_system()', 'EXECUTE') AS control,
+       EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')
+         AND current_setting('pg_stat_statements.max', true) IS NOT NULL AS statements,
+       CASE WHEN ops THEN has_table_privilege(to_regclass('ops.events'), 'SELECT')
+              AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('ops.events')
+                          AND attname = 'server' AND NOT attisdropped) END AS drills,
+       CASE WHEN ops THEN has_table_privilege(to_regclass('ops.alert_state'), 'SELECT')
+            END AS alert_state
+FROM (SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'ops'
+                     AND has_schema_privilege(oid, 'USAGE')) AS ops) AS s
+"""
+
+#: The dead and live tuples of every table, and the tables a check can flag: those from
+#: ``alerts.dead_tuples_min_size`` (dead tuples) or over ``maintenance.alerts.table_size``,
+#: sized from the statistics.
+TABLES_SQL = sql.SQL("""
+SELECT coalesce(sum(live_tuples), 0)::bigint AS live,
+       coalesce(sum(dead_tuples), 0)::bigint AS dead,
+       coalesce(json_agg(t ORDER BY table_bytes DESC, schema, "table")
+                FILTER (WHERE table_bytes >= {judged} OR table_bytes + toast_bytes > {over}),
+                '[]') AS tables
+FROM (
+  SELECT n.nspname AS schema, c.relname AS table,
+         c.relpages::bigint * current_setting('block_size')::bigint AS table_bytes,
+         coalesce(t.relpages, 0)::bigint * current_setting('block_size')::bigint AS toast_bytes,
+         pg_stat_get_live_tuples(c.oid) AS live_tuples,
+         pg_stat_get_dead_tuples(c.oid) AS dead_tuples
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+  WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> ALL({system})
+    AND n.nspname NOT LIKE 'pg_temp%'
+) AS t
+""")
+
+#: The indexes over ``maintenance.alerts.index_size``, sized from the statistics.
+INDEXES_SQL = sql.SQL("""
+SELECT n.nspname AS schema, t.relname AS table, c.relname AS index,
+       c.relpages::bigint * current_setting('block_size')::bigint AS bytes
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname <> ALL({system}) AND n.nspname NOT LIKE 'pg_temp%'
+  AND c.relpages::bigint * current_setting('block_size')::bigint > {over}
+ORDER BY bytes DESC, schema, index
+""")
+
+#: The database's size: the pages of its relations, as the statistics count them.
+DATABASE_SQL = """
+SELECT sum(relpages)::bigint * current_setting('block_size')::bigint AS total_bytes
+FROM pg_class
+"""
+
+#: Where the server keeps its data (for ``disk_usage`` on this host).
+DATA_DIRECTORY_SQL = "SELECT current_setting('data_directory') AS data_directory"
+
+#: Every database's size (``disk_usage`` against ``alerts.disk_capacity``).
+DATABASES_SIZE_SQL = "SELECT sum(pg_database_size(oid))::bigint AS bytes FROM pg_database"
+
+ONE_PART = sql.SQL("(SELECT coalesce(json_agg(q), '[]') FROM ({query}) AS q{columns})")
+STATEMENT = sql.SQL("SELECT json_build_object({parts})")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One query of the statement: its rows come back as dicts, or as tuples when
+    ``columns`` (its column count) is given; ``times`` are its timestamptz columns (strings
+    in JSON, datetimes again here); ``needs`` the probe's column that must be true."""
+
+    query: catalog.Query
+    needs: str | None = None
+    columns: int = 0
+    times: tuple[str, ...] = ()
+
+
+def data_parts(settings: Settings) -> dict[str, Part]:
+    """The tables, indexes and database size (what ``metrics.collect`` gives otherwise)."""
+    system = sql.Literal(list(SYSTEM_SCHEMAS))
+    limits = settings.maintenance.alerts
+    judged = sql.Literal(settings.alerts.dead_tuples_min_size.bytes)
+    over = sql.Literal(limits.table_size.bytes)
+    return {
+        "tables": Part(TABLES_SQL.format(system=system, judged=judged, over=over)),
+        "indexes": Part(
+            INDEXES_SQL.format(system=system, over=sql.Literal(limits.index_size.bytes))
+        ),
+        "database": Part(DATABASE_SQL),
+    }
+
+
+def check_parts(settings: Settings, version: int) -> dict[str, Part]:
+    """Every other query the checks run, by the key their readers look up."""
+    found = {
+        key: Part(query, needs="sessions" if key in server_checks.SESSIONS else None)
+        for key, query in server_checks.queries(settings, version).items()
+    }
+    found["wal"] = Part(server_checks.WAL_SIZE_SQL, needs="waldir")
+    found["archive_ready"] = Part(server_checks.ARCHIVE_READY_SQL, needs="archive_status")
+    found["archiver"] = Part(ARCHIVER_SQL, columns=10, times=("c2", "c5"))
+    found.update({key: Part(query) for key, query in peer_checks.QUERIES.items()})
+    found["system_identifier"] = Part(peer_checks.SYSTEM_ID_SQL, needs="control")
+    found["checksums"] = Part(peer_checks.CHECKSUMS_SQL, times=("last_failure",))
+    found["read_only"] = Part(catalog.READ_ONLY_SQL, columns=3)
+    found["data_directory"] = Part(DATA_DIRECTORY_SQL, needs="settings")
+    if settings.alerts.disk_capacity is not None:  # a remote server's disk: every database
+        found["databases_size"] = Part(DATABASES_SIZE_SQL, needs="sessions")
+    found["statements"] = Part(intervals.baseline_query(settings), needs="statements")
+    found["statements_reset"] = Part(intervals.RESET_SQL, needs="statements")
+    drills = recoverability.drills_query(settings.server)
+    found["drills"] = Part(drills, needs="drills", columns=2, times=("c0",))
+    state = alert_state.load_query(settings, alert_state.BASELINE)
+    found["state"] = Part(state, needs="alert_state")
+    return found
+
+
+def probe(conn: psycopg.Connection[Any]) -> dict[str, bool]:
+    """What this role may read (``PROBE_SQL``), each False when not."""
+    rows = catalog.dict_rows(conn, PROBE_SQL)
+    return {key: bool(value) for key, value in rows[0].items()}
+
+
+def read_all(
+    conn: psycopg.Connection[Any], settings: Settings, *, data: bool = True
+) -> dict[str, list[Any]]:
+    """The rows of every part this role may read, by key, in one statement (with the
+    tables and indexes unless ``data`` is false); {} when the statement fails as a whole."""
+    parts = {**(data_parts(settings) if data else {}),
+             **check_parts(settings, conn.info.server_version)}  # fmt: skip
+    try:
+        allowed = probe(conn)
+        wanted = {k: p for k, p in parts.items() if p.needs is None or allowed.get(p.needs)}
+        return read_parts(conn, wanted)
+    except (psycopg.ProgrammingError, psycopg.OperationalError, psycopg.NotSupportedError):
+        return {}
+
+
+def read_parts(conn: psycopg.Connection[Any], parts: Mapping[str, Part]) -> dict[str, list[Any]]:
+    """The rows of ``parts``, by key, read in one statement."""
+    pairs = [sql.SQL("{}, {}").format(sql.Literal(key), _subquery(part))
+             for key, part in parts.items()]  # fmt: skip
+    row = conn.execute(STATEMENT.format(parts=sql.SQL(", ").join(pairs))).fetchone()
+    got: dict[str, Any] = row[0] if row else {}
+    return {key: _rows(got.get(key) or [], part) for key, part in parts.items()}
+
+
+def _subquery(part: Part) -> sql.Composed:
+    query = part.query if isinstance(part.query, sql.Composed) else sql.SQL(str(part.query))
+    names = [sql.Identifier(f"c{i}") for i in range(part.columns)]
+    columns = sql.SQL("({})").format(sql.SQL(", ").join(names)) if names else sql.SQL("")
+    return ONE_PART.format(query=query, columns=columns)
+
+
+def _rows(rows: Iterable[dict[str, Any]], part: Part) -> list[Any]:
+    out: list[Any] = []
+    for row in rows:
+        for key in part.times:
+            row[key] = datetime.fromisoformat(row[key]) if row[key] is not None else None
+        out.append(tuple(row.values()) if part.columns else row)
+    return out
+
+
+def alert_data(
+    conn: psycopg.Connection[Any], settings: Settings, read: Mapping[str, list[Any]]
+) -> dict[str, Any]:
+    """The tables a check can flag, the indexes over their limit, the dead tuples of every
+    table and the database size, from ``read`` (or read now, in one statement, when it does
+    not hold them): the parts of ``metrics.collect``'s data the checks and figures use."""
+    if "tables" not in read:
+        read = read_parts(conn, data_parts(settings))
+    totals = read["tables"][0]
+    tables = [dict(row) for row in totals["tables"]]
+    for table in tables:
+        table["dead_ratio"] = _ratio(int(table["dead_tuples"] or 0), int(table["live_tuples"] or 0))
+    live, dead = int(totals["live"]), int(totals["dead"])
+    return {
+        "tables": tables,
+        "indexes": list(read["indexes"]),
+        "dead_tuples": {"total": dead, "live": live, "ratio": _ratio(dead, live)},
+        "database": {"total_bytes": int(read["database"][0]["total_bytes"])},
+    }
+
+
+def _ratio(dead: int, live: int) -> float:
+    return dead / (live + dead) if live + dead else 0.0
