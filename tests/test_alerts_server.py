@@ -21,6 +21,7 @@ import pytest
 
 from cli_helpers import libpq
 from powrops import alerts, migrate
+from powrops.alerts import reads
 from powrops.config import Settings, to_toml, validate
 from powrops.findings import Finding, Severity, overall
 from powrops.pg.cluster import LocalCluster
@@ -551,3 +552,43 @@ def test_a_select_only_role_gets_every_check_it_can_read(select_only: str) -> No
     integrity = run_cli("-c", str(config), "check", "integrity")
     assert "Traceback" not in integrity.stderr, integrity.stderr
     assert "run not recorded in ops.check_runs" in integrity.stdout, integrity.stdout
+
+
+# --- round trips -----------------------------------------------------------------------------
+
+#: Statements run in this database since the reset, but the reset and this count.
+STATEMENTS_RUN_SQL = """
+SELECT /* counting */ coalesce(sum(calls), 0)::int FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%pg_stat_statements_reset%' AND query NOT LIKE '%counting%'
+"""
+
+
+def _statements_of_a_run(url: str, settings: Settings) -> tuple[int, list[Finding]]:
+    """The statements one unrecorded evaluation ran (pg_stat_statements), and its findings."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+        findings = alerts.evaluate(settings, record=False).findings
+        row = conn.execute(STATEMENTS_RUN_SQL).fetchone()
+    assert row is not None
+    return int(row[0]), findings
+
+
+def _verdicts(findings: list[Finding]) -> list[tuple[str, str, str | None]]:
+    return sorted((f.check, f.severity.name, f.object) for f in findings)
+
+
+def test_the_checks_read_the_server_in_two_statements(
+    alert_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One statement asks what the role may read, one reads what every check judges; the
+    checks read alone (as a restricted role's refused parts still are) cost a statement or
+    more each, and judge alike."""
+    settings = _settings(alert_db)
+    count, findings = _statements_of_a_run(alert_db, settings)
+    assert count == 2, f"{count} statements for one evaluation: a round trip per check again?"
+    monkeypatch.setattr(reads, "read_all", lambda *args, **kwargs: {})
+    alone, alone_findings = _statements_of_a_run(alert_db, settings)
+    checks = {f.check for f in findings}
+    assert alone > len(checks) > 20, (alone, len(checks))
+    assert _verdicts(alone_findings) == _verdicts(findings)
