@@ -19,7 +19,8 @@ neither the rows of the data nor, beyond one pass over the catalogs, the number 
   and indexes a check can flag come back (:data:`TABLES_SQL`, :data:`INDEXES_SQL`), with the
   dead and live tuples of all;
 * the bloat estimates read ``pg_stats`` only for the relations big enough to reach their
-  warning threshold (``server_checks.TABLE_BLOAT_SQL``).
+  warning threshold (``server_checks.TABLE_BLOAT_SQL``), and are not even planned when the
+  probe finds no such relation (their rows are then known to be none).
 
 Only reads: the statement is one SELECT. The state a run keeps (``alert_state``) is read with
 it; what a run writes (its state, ``ops.check_runs``) is written apart, as before.
@@ -28,7 +29,7 @@ it; what a run writes (its state, ``ops.check_runs``) is written apart, as befor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +43,10 @@ from powrops.metrics.snapshot import SYSTEM_SCHEMAS
 from powrops.pg import catalog
 from powrops.verify.freshness import ARCHIVER_SQL
 
-#: What this role may read, one boolean per column (NULL: the object is missing).
-PROBE_SQL = """
+#: What this role may read, one boolean per column (NULL: the object is missing), and
+#: whether a relation is big enough for a bloat estimate: a table whose heap and TOAST reach
+#: {table_bloat} has one of them at half of it at least; an index must reach {index_bloat}.
+PROBE_SQL = sql.SQL("""
 SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
        pg_has_role('pg_read_all_settings', 'USAGE') AS settings,
        has_function_privilege('pg_ls_waldir()', 'EXECUTE') AS waldir,
@@ -55,10 +58,16 @@ SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
               AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('ops.events')
                           AND attname = 'server' AND NOT attisdropped) END AS drills,
        CASE WHEN ops THEN has_table_privilege(to_regclass('ops.alert_state'), 'SELECT')
-            END AS alert_state
+            END AS alert_state,
+       EXISTS (SELECT FROM pg_class WHERE relkind IN ('r', 'm', 't')
+               AND relpages::bigint * current_setting('block_size')::bigint * 2
+                   >= {table_bloat}) AS big_tables,
+       EXISTS (SELECT FROM pg_class WHERE relkind = 'i'
+               AND relpages::bigint * current_setting('block_size')::bigint
+                   >= {index_bloat}) AS big_indexes
 FROM (SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'ops'
                      AND has_schema_privilege(oid, 'USAGE')) AS ops) AS s
-"""
+""")
 
 #: The dead and live tuples of every table, and the tables a check can flag: those from
 #: ``alerts.dead_tuples_min_size`` (dead tuples) or over ``maintenance.alerts.table_size``,
@@ -116,12 +125,14 @@ STATEMENT = sql.SQL("SELECT json_build_object({parts})")
 class Part:
     """One query of the statement: its rows come back as dicts, or as tuples when
     ``columns`` (its column count) is given; ``times`` are its timestamptz columns (strings
-    in JSON, datetimes again here); ``needs`` the probe's column that must be true."""
+    in JSON, datetimes again here); ``needs`` the probe's column that must be true for the
+    role to read it; ``when`` the probe's column without which it has no rows (not read)."""
 
     query: catalog.Query
     needs: str | None = None
     columns: int = 0
     times: tuple[str, ...] = ()
+    when: str | None = None  # the probe's column that says the rows can be other than none
 
 
 def data_parts(settings: Settings) -> dict[str, Part]:
@@ -145,6 +156,8 @@ def check_parts(settings: Settings, version: int) -> dict[str, Part]:
         key: Part(query, needs="sessions" if key in server_checks.SESSIONS else None)
         for key, query in server_checks.queries(settings, version).items()
     }
+    found["bloat"] = replace(found["bloat"], when="big_tables")
+    found["index_bloat"] = replace(found["index_bloat"], when="big_indexes")
     found["wal"] = Part(server_checks.WAL_SIZE_SQL, needs="waldir")
     found["archive_ready"] = Part(server_checks.ARCHIVE_READY_SQL, needs="archive_status")
     found["archiver"] = Part(ARCHIVER_SQL, columns=10, times=("c2", "c5"))
@@ -164,9 +177,13 @@ def check_parts(settings: Settings, version: int) -> dict[str, Part]:
     return found
 
 
-def probe(conn: psycopg.Connection[Any]) -> dict[str, bool]:
-    """What this role may read (``PROBE_SQL``), each False when not."""
-    rows = catalog.dict_rows(conn, PROBE_SQL)
+def probe(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, bool]:
+    """What this role may read and which relations are big (``PROBE_SQL``), False for no."""
+    query = PROBE_SQL.format(
+        table_bloat=sql.Literal(settings.alerts.table_bloat.warning.bytes),
+        index_bloat=sql.Literal(settings.alerts.index_bloat.warning.bytes),
+    )
+    rows = catalog.dict_rows(conn, query)
     return {key: bool(value) for key, value in rows[0].items()}
 
 
@@ -174,15 +191,20 @@ def read_all(
     conn: psycopg.Connection[Any], settings: Settings, *, data: bool = True
 ) -> dict[str, list[Any]]:
     """The rows of every part this role may read, by key, in one statement (with the
-    tables and indexes unless ``data`` is false); {} when the statement fails as a whole."""
+    tables and indexes unless ``data`` is false; a part the probe says has no rows is
+    empty without reading); {} when the statement fails as a whole."""
     parts = {**(data_parts(settings) if data else {}),
              **check_parts(settings, conn.info.server_version)}  # fmt: skip
     try:
-        allowed = probe(conn)
+        allowed = probe(conn, settings)
         wanted = {k: p for k, p in parts.items() if p.needs is None or allowed.get(p.needs)}
-        return read_parts(conn, wanted)
+        none: dict[str, list[Any]] = {
+            k: [] for k, p in wanted.items() if p.when is not None and not allowed[p.when]
+        }
+        read = read_parts(conn, {k: p for k, p in wanted.items() if k not in none})
     except (psycopg.ProgrammingError, psycopg.OperationalError, psycopg.NotSupportedError):
         return {}
+    return {**read, **none}
 
 
 def read_parts(conn: psycopg.Connection[Any], parts: Mapping[str, Part]) -> dict[str, list[Any]]:
