@@ -50,19 +50,27 @@ def seed_demo(site: Site) -> None:
     site.sql("VACUUM ANALYZE")
 
 
-def small_then_large(site: Site, sets: int, measure: Callable[[], M]) -> tuple[M, M, str]:
-    """``measure`` on the demo data, then on ``sets`` workout sets; both results and a line
-    saying how the data grew."""
+def small_then_large(
+    site: Site,
+    sets: int,
+    measure: Callable[[], M],
+    before_large: Callable[[], None] | None = None,
+) -> tuple[M, M, str]:
+    """``measure`` on the demo data, then on ``sets`` workout sets (after ``before_large``,
+    when given, adds more); both results and a line saying how the data grew."""
     seed_demo(site)
     small_sets = int(site.sql("SELECT count(*) FROM workout_sets")[0][0])
     small_size = int(site.sql("SELECT pg_database_size('powr')")[0][0])
     small = measure()
-    print(f"small: {small_sets:,} sets, {mib(small_size)}: {small}")
+    print(f"small: {small_sets:,} sets, {mib(small_size)}")
     load_s = grow(site, sets)
     large_sets = int(site.sql("SELECT reltuples::bigint FROM pg_class "
                               "WHERE relname = 'workout_sets'")[0][0])  # fmt: skip
     large_size = int(site.sql("SELECT pg_database_size('powr')")[0][0])
     print(f"grown to {large_sets:,} sets ({mib(large_size)}) in {load_s:.0f} s")
+    if before_large is not None:
+        before_large()
+        large_size = int(site.sql("SELECT pg_database_size('powr')")[0][0])
     large = measure()
     data = (f"data: {small_sets:,} -> {large_sets:,} sets ({large_sets / small_sets:.0f}x), "
             f"{mib(small_size)} -> {mib(large_size)}")  # fmt: skip
