@@ -118,6 +118,7 @@ DATA_DIRECTORY_SQL = "SELECT current_setting('data_directory') AS data_directory
 DATABASES_SIZE_SQL = "SELECT sum(pg_database_size(oid))::bigint AS bytes FROM pg_database"
 
 ONE_PART = sql.SQL("(SELECT coalesce(json_agg(q), '[]') FROM ({query}) AS q{columns})")
+#: json_build_object takes at most 100 arguments: 50 parts.
 STATEMENT = sql.SQL("SELECT json_build_object({parts})")
 
 
@@ -217,7 +218,7 @@ def read_parts(conn: psycopg.Connection[Any], parts: Mapping[str, Part]) -> dict
 
 
 def _subquery(part: Part) -> sql.Composed:
-    query = part.query if isinstance(part.query, sql.Composed) else sql.SQL(str(part.query))
+    query = part.query if isinstance(part.query, sql.Composable) else sql.SQL(part.query)
     names = [sql.Identifier(f"c{i}") for i in range(part.columns)]
     columns = sql.SQL("({})").format(sql.SQL(", ").join(names)) if names else sql.SQL("")
     return ONE_PART.format(query=query, columns=columns)
