@@ -45,7 +45,8 @@ from powrops.verify.freshness import ARCHIVER_SQL
 
 #: What this role may read, one boolean per column (NULL: the object is missing), and
 #: whether a relation is big enough for a bloat estimate: a table whose heap and TOAST reach
-#: {table_bloat} has one of them at half of it at least; an index must reach {index_bloat}.
+#: {table_bloat} (its TOAST looked up only when the heap is not that big alone), a B-tree
+#: index that reaches {index_bloat}.
 PROBE_SQL = sql.SQL("""
 SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
        pg_has_role('pg_read_all_settings', 'USAGE') AS settings,
@@ -59,10 +60,13 @@ SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
                           AND attname = 'server' AND NOT attisdropped) END AS drills,
        CASE WHEN ops THEN has_table_privilege(to_regclass('ops.alert_state'), 'SELECT')
             END AS alert_state,
-       EXISTS (SELECT FROM pg_class WHERE relkind IN ('r', 'm', 't')
-               AND relpages::bigint * current_setting('block_size')::bigint * 2
-                   >= {table_bloat}) AS big_tables,
+       EXISTS (SELECT FROM pg_class c WHERE c.relkind IN ('r', 'm')
+               AND (c.relpages + CASE WHEN c.reltoastrelid = 0 THEN 0 ELSE
+                      (SELECT t.relpages FROM pg_class t WHERE t.oid = c.reltoastrelid) END
+                   )::bigint * current_setting('block_size')::bigint >= {table_bloat})
+         AS big_tables,
        EXISTS (SELECT FROM pg_class WHERE relkind = 'i'
+               AND relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
                AND relpages::bigint * current_setting('block_size')::bigint
                    >= {index_bloat}) AS big_indexes
 FROM (SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'ops'
