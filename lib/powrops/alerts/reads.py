@@ -44,9 +44,9 @@ from powrops.pg import catalog
 from powrops.verify.freshness import ARCHIVER_SQL
 
 #: What this role may read, one boolean per column (NULL: the object is missing), and
-#: whether a relation is big enough for a bloat estimate: a table whose heap and TOAST reach
-#: {table_bloat} (its TOAST looked up only when the heap is not that big alone), a B-tree
-#: index that reaches {index_bloat}.
+#: whether a relation may be big enough for a bloat estimate, from one pass over pg_class:
+#: a table whose heap and TOAST reach {table_bloat} needs the largest heap and the largest
+#: TOAST to reach it together; a B-tree index must reach {index_bloat}.
 PROBE_SQL = sql.SQL("""
 SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
        pg_has_role('pg_read_all_settings', 'USAGE') AS settings,
@@ -60,17 +60,15 @@ SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
                           AND attname = 'server' AND NOT attisdropped) END AS drills,
        CASE WHEN ops THEN has_table_privilege(to_regclass('ops.alert_state'), 'SELECT')
             END AS alert_state,
-       EXISTS (SELECT FROM pg_class c WHERE c.relkind IN ('r', 'm')
-               AND (c.relpages + CASE WHEN c.reltoastrelid = 0 THEN 0 ELSE
-                      (SELECT t.relpages FROM pg_class t WHERE t.oid = c.reltoastrelid) END
-                   )::bigint * current_setting('block_size')::bigint >= {table_bloat})
-         AS big_tables,
-       EXISTS (SELECT FROM pg_class WHERE relkind = 'i'
-               AND relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
-               AND relpages::bigint * current_setting('block_size')::bigint
-                   >= {index_bloat}) AS big_indexes
+       (heap + toast) * current_setting('block_size')::bigint >= {table_bloat} AS big_tables,
+       btree * current_setting('block_size')::bigint >= {index_bloat} AS big_indexes
 FROM (SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'ops'
-                     AND has_schema_privilege(oid, 'USAGE')) AS ops) AS s
+                     AND has_schema_privilege(oid, 'USAGE')) AS ops) AS s,
+     (SELECT coalesce(max(c.relpages) FILTER (WHERE c.relkind IN ('r', 'm')), 0)::bigint AS heap,
+             coalesce(max(c.relpages) FILTER (WHERE c.relkind = 't'), 0)::bigint AS toast,
+             coalesce(max(c.relpages) FILTER (WHERE c.relkind = 'i' AND a.amname = 'btree'),
+                      0)::bigint AS btree
+      FROM pg_class c LEFT JOIN pg_am a ON a.oid = c.relam) AS pages
 """)
 
 #: The dead and live tuples of every table, and the tables a check can flag: those from
