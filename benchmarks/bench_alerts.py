@@ -5,11 +5,12 @@ Every check reads catalog views and statistics (no table is scanned) in one stat
 time of a run should follow neither the rows nor, beyond one pass over the catalogs, the
 tables. The script seeds the demo data (50 users, 26 weeks), measures, grows ``workout_sets``
 to ``--sets`` rows (as bench_metrics.py) and ``VACUUM ANALYZE``s, adds ``--tables`` tables
-(schema ``extra``: a primary key, a text column, 20 to 120 rows each, some deleted, analyzed)
-and measures again.
+(schema ``extra``: a primary key, a text column, 20 to 120 rows each, some deleted, analyzed),
+waits until the archiver has pushed the WAL of all that, and measures again.
 
 Measured, median of ``--rounds`` runs each (``pg_stat_statements``, reset before each run,
-``track_planning`` on; nothing else runs on the benchmark's cluster):
+``track_planning`` on; nothing else runs on the benchmark's cluster, but what else runs on
+the machine counts: the load is printed at the start and the end):
   A. ``alerts.evaluate`` in-process (every check, the run recorded), wall time
   B. the database time of the checks: execution + planning time of every statement of the
      run except its state and history writes (the INSERTs into ``ops.alert_state`` and
@@ -165,6 +166,13 @@ def add_tables(site: Site, count: int) -> float:
     return time.perf_counter() - started
 
 
+def before_large(site: Site, tables: int) -> None:
+    """Add the tables, then wait until the archiver has pushed the WAL of the growth (its
+    ``powrops wal push`` processes would share the CPUs with the measured runs)."""
+    print(f"added {tables:,} tables in {add_tables(site, tables):.0f} s")
+    print(f"waited {site.wait_archiver_idle():.0f} s for the archiver to push the WAL")
+
+
 def main() -> int:
     args = parse_args()
     targets = Targets()
@@ -177,9 +185,7 @@ def main() -> int:
             site,
             args.sets,
             lambda: measure(site, args.rounds),
-            before_large=lambda: print(
-                f"added {args.tables:,} tables in {add_tables(site, args.tables):.0f} s"
-            ),
+            before_large=lambda: before_large(site, args.tables),
         )
         report(small, large, data, args, targets)
         print(f"machine: {machine()}")
