@@ -8,9 +8,9 @@ to ``--sets`` rows (as bench_metrics.py) and ``VACUUM ANALYZE``s, adds ``--table
 (schema ``extra``: a primary key, a text column, 20 to 120 rows each, some deleted, analyzed),
 waits until the archiver has pushed the WAL of all that, and measures again.
 
-Measured, median of ``--rounds`` runs each (``pg_stat_statements``, reset before each run,
-``track_planning`` on; nothing else runs on the benchmark's cluster, but what else runs on
-the machine counts: the load is printed at the start and the end):
+Measured, median of ``--rounds`` runs each, a second apart (``pg_stat_statements``, reset
+before each run, ``track_planning`` on; nothing else runs on the benchmark's cluster, but
+what else runs on the machine counts: the load is printed before each size and at the end):
   A. ``alerts.evaluate`` in-process (every check, the run recorded), wall time
   B. the database time of the checks: execution + planning time of every statement of the
      run except its state and history writes (the INSERTs into ``ops.alert_state`` and
@@ -37,6 +37,7 @@ from _site import QUICK, Site, Targets, machine, median, mib, run_counted, table
 from powrops import alerts
 
 LIMIT_S = 0.050
+PAUSE_S = 1.0
 BLOCK = 8192
 WRITES = ("INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -68,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     default = 1_000_000 if QUICK else 10_000_000
     parser.add_argument("--sets", type=int, default=default, help="workout_sets rows to reach")
     parser.add_argument("--tables", type=int, default=1000, help="extra tables to add")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--keep", action="store_true")
     return parser.parse_args()
 
@@ -111,6 +112,11 @@ class Measured:
     render: list[float] = field(default_factory=list)
     process: str = ""
 
+    def spread(self, key: str) -> str:
+        shares: list[Share] = getattr(self, key)
+        values = sorted(s.seconds * 1000 for s in shares)
+        return f"{values[0]:.1f} .. {values[-1]:.1f} ms over {len(values)} runs"
+
     def median_of(self, key: str) -> float:
         if key in ("checks", "writes"):
             shares: list[Share] = getattr(self, key)
@@ -134,10 +140,14 @@ def split(site: Site) -> tuple[Share, Share]:
 
 
 def measure(site: Site, rounds: int) -> Measured:
+    """``rounds`` runs, PAUSE_S apart (a monitor runs alerts every minute or so, not back to
+    back: spread out, the median is less at the mercy of one burst of other work)."""
     settings = site.settings
     found = Measured()
+    print(f"measuring: {machine()}")
     alerts.evaluate(settings)  # the baseline the next runs compare against
     for _ in range(rounds):
+        time.sleep(PAUSE_S)
         site.sql("SELECT pg_stat_statements_reset()")
         started = time.perf_counter()
         report = alerts.evaluate(settings)
@@ -214,7 +224,8 @@ def report(
     print(data + f", {args.tables:,} more tables")
     print(table(["measure", "small ms", "large ms", "ratio", "target"], rows))
     for label, measured in (("small", small), ("large", large)):
-        print(f"{label}, checks of the median run: {measured.typical('checks').text()}")
+        print(f"{label}, checks of the median run: {measured.typical('checks').text()}; "
+              f"B from {measured.spread('checks')}")  # fmt: skip
         print(f"{label}, writes of the median run: {measured.typical('writes').text()}")
         print(f"{label}, one `powrops alerts --no-record` process: {measured.process}")
     sys.stdout.flush()
