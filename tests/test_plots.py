@@ -19,10 +19,12 @@ from powrops.quarterly import view as quarterly_view
 from powrops.quarterly.model import Quarter
 from powrops.quarterly.sections import Section
 from powrops.reports.plotting import (
+    DPI,
     ONE_POINT_NOTE,
     barh,
     fit_time_axis,
     overstretched_axes,
+    png,
     pyplot,
     threshold,
 )
@@ -258,3 +260,34 @@ def test_backup_timeline_fits_one_backup_and_a_thousand(n: int) -> None:
     assert fig.get_size_inches()[1] < 16
     assert overstretched_axes(fig) == []
     assert ("the newest 40 of 1000 backups" in _texts(fig)) is (n == 1000)
+
+
+def _texts_measured_by_png(fig: Any, monkeypatch: pytest.MonkeyPatch) -> int:
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    calls: list[str] = []
+    measure = RendererAgg.get_text_width_height_descent
+
+    def counted(self: Any, text: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(text)
+        return measure(self, text, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RendererAgg, "get_text_width_height_descent", counted)
+        png(fig)
+    return len(calls)
+
+
+def test_a_figure_is_laid_out_at_the_dpi_it_is_shown_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    labels, values = ["public.workouts", "public.workout_sets", "ops.check_runs"], [3.0, 9.0, 1.0]
+    fig = barh(labels, values, title="Rows per table", xlabel="rows")
+    assert fig.dpi == DPI
+    shown = _texts_measured_by_png(fig, monkeypatch)
+    other, ax = pyplot().subplots(figsize=fig.get_size_inches(), dpi=DPI - 10)
+    ax.barh(labels, values)
+    ax.set_title("Rows per table")
+    ax.set_xlabel("rows")
+    other.tight_layout()
+    # laid out at another dpi, every text is measured again when the PNG is drawn
+    assert shown < _texts_measured_by_png(other, monkeypatch)
+    assert png(fig)[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,11 +23,17 @@ SPAN_FACTOR = 10.0
 #: What a plot with one point says under its title.
 ONE_POINT_NOTE = "one point so far: a trend needs more runs"
 
+#: The resolution figures are laid out at and shown at (dots per inch): one, so that the text
+#: measured by ``tight_layout`` is measured once and drawn as measured.
+DPI = 110
+
 
 def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, new figures at :data:`DPI`."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["figure.dpi"] = DPI
     import matplotlib.pyplot as plt
 
     return plt
@@ -197,8 +203,9 @@ def overstretched_axes(fig: Any, factor: float = SPAN_FACTOR) -> list[str]:
     return found
 
 
-def png(fig: Any, dpi: int = 110) -> bytes:
-    """The figure as PNG bytes."""
+def png(fig: Any, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes, cropped to what is drawn (a title wider than the figure
+    grows it)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
