@@ -12,7 +12,7 @@ from powrops import db, migrate, readiness
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity
 from powrops.pg.cluster import LocalCluster
-from powrops.schema import STRATEGY_INDEXES
+from powrops.tables import STRATEGY_INDEXES
 
 pytestmark = pytest.mark.pg
 

@@ -149,3 +149,15 @@ def test_the_page_is_the_same_from_a_prepared_and_reused_exporter() -> None:
         assert "data:image/png;base64," in page and "<td>t_a</td>" in page
         assert "done_marker_5" in page and "<em>narrative</em>" in page
         assert ("show_table" in page) is not kind  # code hidden on scheduled pages
+
+
+def test_the_growth_reports_kernel_does_not_load_sqlalchemy() -> None:
+    imports = (
+        "from powrops import config, db\n"
+        "from powrops.growth import gather, view\n"
+        "from powrops.reports import record, show_table\n"
+        "from powrops.reports.plotting import show\n"
+        "import sys; print('sqlalchemy' in sys.modules)"
+    )
+    assert fresh(imports) == "False"
+    assert fresh("import powrops.schema, sys; print('sqlalchemy' in sys.modules)") == "True"

@@ -12,7 +12,6 @@ snapshots, the archive index, the ops journal) in ``ops``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -366,21 +365,3 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | 
 
 
 OPS_TABLES = tuple(t.name for t in metadata.sorted_tables if t.schema == OPS_SCHEMA)
-
-
-@dataclass(frozen=True)
-class StrategyIndex:
-    """One index of the strategy's index section, as ``pg_get_indexdef`` prints its parts."""
-
-    table: str
-    columns: str
-    predicate: str | None = None
-
-
-#: The strategy's indexes (readiness checks they exist; maintenance checks and keeps them).
-#: Migrations keep their own literal copy: a revision must not change when the library does.
-STRATEGY_INDEXES: dict[str, StrategyIndex] = {
-    "idx_workouts_user_date": StrategyIndex("workouts", "(user_id, date DESC)"),
-    "idx_exercises_user": StrategyIndex("exercises", "(user_id)"),
-    "idx_workouts_volume": StrategyIndex("workouts", "(total_volume)", "total_volume IS NOT NULL"),
-}

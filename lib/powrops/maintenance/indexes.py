@@ -13,7 +13,7 @@ from powrops.findings import Finding, Severity, overall
 from powrops.format import human_bytes
 from powrops.metrics.snapshot import database_errors
 from powrops.pg import catalog
-from powrops.schema import STRATEGY_INDEXES
+from powrops.tables import STRATEGY_INDEXES
 
 UNUSED_MIN_BYTES = 8 << 20
 

@@ -21,7 +21,7 @@ from powrops.format import human_bytes, human_time
 from powrops.pg import catalog
 from powrops.pg.embedded import archive_spec_findings
 from powrops.reports import show_table
-from powrops.schema import STRATEGY_INDEXES
+from powrops.tables import STRATEGY_INDEXES
 
 BACKUP = "Configure backup system"
 MONITORING = "Set up monitoring"
