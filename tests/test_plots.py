@@ -291,3 +291,12 @@ def test_a_figure_is_laid_out_at_the_dpi_it_is_shown_at(monkeypatch: pytest.Monk
     # laid out at another dpi, every text is measured again when the PNG is drawn
     assert shown < _texts_measured_by_png(other, monkeypatch)
     assert png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_figures_draw_their_text_without_hinting() -> None:
+    import matplotlib
+
+    matplotlib.rcParams["text.hinting"] = "default"
+    fig = barh(["public.workouts"], [3.0], title="Rows per table", xlabel="rows")
+    assert matplotlib.rcParams["text.hinting"] == "no_hinting"
+    assert png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
