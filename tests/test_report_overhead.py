@@ -161,3 +161,14 @@ def test_the_growth_reports_kernel_does_not_load_sqlalchemy() -> None:
     )
     assert fresh(imports) == "False"
     assert fresh("import powrops.schema, sys; print('sqlalchemy' in sys.modules)") == "True"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("boto3") is None, reason="boto3 is not installed")
+def test_papermill_loads_boto3_only_when_an_s3_notebook_is_used() -> None:
+    loaded = "import sys; print('boto3' in sys.modules)"
+    assert fresh(f"import papermill; {loaded}") == "True"  # what it costs without powrops
+    assert fresh(f"import powrops.reports.runner, papermill; {loaded}") == "False"
+    used = "import powrops.reports.runner, papermill.iorw, sys\nprint(type(papermill.iorw.S3()))"
+    assert fresh(used) == "<class 'papermill.s3.S3'>"  # the real handler, on first use
+    other = "import powrops.reports.runner, papermill.s3\nprint(papermill.s3.Bucket)"
+    assert fresh(other) == "<class 'papermill.s3.Bucket'>"  # any other name: the real one

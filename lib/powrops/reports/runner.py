@@ -40,6 +40,7 @@ from powrops.config import DEFAULT_SERVER, SERVER_ENV
 from powrops.errors import ParameterError, ReportError
 from powrops.findings import Severity
 from powrops.format import describe_target
+from powrops.reports import papermill_s3  # noqa: F401  (before papermill is loaded)
 from powrops.reports.catalog import HTML_FILE, NOTEBOOK_FILE, RESULT_FILE
 from powrops.reports.html import (
     ReportHeader,
