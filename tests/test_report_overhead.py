@@ -172,3 +172,24 @@ def test_papermill_loads_boto3_only_when_an_s3_notebook_is_used() -> None:
     assert fresh(used) == "<class 'papermill.s3.S3'>"  # the real handler, on first use
     other = "import powrops.reports.runner, papermill.s3\nprint(papermill.s3.Bucket)"
     assert fresh(other) == "<class 'papermill.s3.Bucket'>"  # any other name: the real one
+
+
+def test_a_report_run_finds_its_kernel_without_importing_ipython(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    _notebook(project / "notebooks" / "probe.ipynb", "from powrops.reports import record\nrecord()")
+    run = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from powrops.reports.runner import run_report\n"
+        f"run = run_report('probe', reports_dir=Path({str(tmp_path / 'archive')!r}), "
+        f"root=Path({str(project)!r}))\n"
+        "print(run.result['failed'], 'IPython' in sys.modules)"
+    )
+    assert fresh(run) == "False False"
+    found = (
+        "import sys, jupyter_client\n"
+        "from powrops.reports.runner import ensure_kernel\n"
+        "km = jupyter_client.KernelManager(kernel_name=ensure_kernel())\n"
+        "print(km.kernel_spec.argv[0] == sys.executable, 'IPython' in sys.modules)"
+    )
+    assert fresh(found) == "True True"  # what finding it costs jupyter_client's own way

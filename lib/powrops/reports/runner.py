@@ -528,6 +528,7 @@ def _execute(
                 cwd=str(root),
                 shutdown_kernel="immediate",
                 extra_arguments=list(KERNEL_OPTIONS),
+                kernel_manager_class=_kernel_manager(),
                 kept=kept,
             )
     except Exception as exc:
@@ -555,6 +556,25 @@ def _engine() -> str:
 
     papermill_engines.register(ENGINE, KeepingEngine)
     return ENGINE
+
+
+@functools.cache
+def _kernel_manager() -> type:
+    """jupyter_client's kernel manager for report runs: it looks for kernelspecs on Jupyter's
+    path, where :func:`ensure_kernel` writes the report kernel's, and not also in IPython's
+    profile folder, which takes importing IPython into the command to find."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_path
+    from traitlets import default
+
+    class ReportKernelManager(AsyncKernelManager):
+        @default("kernel_spec_manager")
+        def _kernel_spec_manager_default(self) -> KernelSpecManager:
+            dirs = jupyter_path("kernels")
+            return KernelSpecManager(data_dir=self.data_dir, kernel_dirs=dirs)
+
+    return ReportKernelManager
 
 
 def _describe(exc: Exception, timeout: float) -> dict[str, Any]:
