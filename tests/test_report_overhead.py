@@ -193,3 +193,69 @@ def test_a_report_run_finds_its_kernel_without_importing_ipython(tmp_path: Path)
         "print(km.kernel_spec.argv[0] == sys.executable, 'IPython' in sys.modules)"
     )
     assert fresh(found) == "True True"  # what finding it costs jupyter_client's own way
+
+
+CHILDREN = (
+    "def children():\n"
+    "    found = []\n"
+    "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+    "        try:\n"
+    "            stat = Path(f'/proc/{pid}/stat').read_text()\n"
+    "        except OSError:\n"
+    "            continue\n"
+    "        if int(stat.rsplit(')', 1)[1].split()[1]) == os.getpid():\n"
+    "            found.append(pid)\n"
+    "    return found\n"
+)
+
+KERNEL_STARTS = (
+    "import os, sys\n"
+    "from pathlib import Path\n"
+    "started = []\n"
+    "def hook(event, args):\n"
+    "    if event == 'subprocess.Popen' and 'ipykernel_launcher' in map(str, args[1]):\n"
+    "        started.append('papermill' in sys.modules)\n"
+    "sys.addaudithook(hook)\n"
+    "from powrops.errors import ParameterError\n"
+    "from powrops.reports.runner import run_report\n"
+)
+
+
+def _probe_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    source = "# Parameters\nlimit = 3\n"
+    _notebook(
+        project / "notebooks" / "probe.ipynb",
+        source,
+        "from powrops.reports import record\nrecord()",
+    )
+    nb = nbformat.read(project / "notebooks" / "probe.ipynb", as_version=4)
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, str(project / "notebooks" / "probe.ipynb"))
+    return project
+
+
+def test_a_report_kernel_starts_before_papermill_is_loaded(tmp_path: Path) -> None:
+    project = _probe_project(tmp_path)
+    run = (
+        f"{KERNEL_STARTS}"
+        f"run = run_report('probe', {{'limit': '4'}}, reports_dir=Path({str(tmp_path / 'a')!r}), "
+        f"root=Path({str(project)!r}))\n"
+        "print(run.result['failed'], run.result['parameters'], started)"
+    )
+    assert fresh(run) == "False {'limit': 4} [False]"  # one kernel, papermill not yet loaded
+
+
+def test_a_refused_run_stops_its_kernel_and_leaves_no_folder(tmp_path: Path) -> None:
+    project = _probe_project(tmp_path)
+    archive = tmp_path / "archive"
+    refused = (
+        f"{KERNEL_STARTS}{CHILDREN}"
+        "try:\n"
+        f"    run_report('probe', {{'limit': 'x'}}, reports_dir=Path({str(archive)!r}), "
+        f"root=Path({str(project)!r}))\n"
+        "except ParameterError as exc:\n"
+        "    print(type(exc).__name__, len(started), children())\n"
+    )
+    assert fresh(refused) == "ParameterError 1 []"  # its kernel had started, and was stopped
+    assert not archive.exists()

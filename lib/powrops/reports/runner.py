@@ -12,6 +12,7 @@ archived file.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import html
@@ -128,13 +129,18 @@ def discover(root: Path | None = None) -> dict[str, ReportSpec]:
 
 def find(name: str, root: Path | None = None) -> ReportSpec:
     """The report ``name``, as :func:`discover` finds it, reading only its own notebook."""
+    return read_spec(*locate(name, root))
+
+
+def locate(name: str, root: Path | None = None) -> tuple[Path, str]:
+    """The path and kind of report ``name``'s notebook, without reading it."""
     found = [(path, kind) for path, kind in _notebooks(root) if path.stem == name]
     if not found:
         available = ", ".join(sorted({path.stem for path, _ in _notebooks(root)})) or "none"
         raise ReportError(f"unknown report {name!r}; available reports: {available}")
     if len(found) > 1:
         raise ReportError(_used_twice(name, [path for path, _ in found]))
-    return read_spec(*found[0])
+    return found[0]
 
 
 def _notebooks(root: Path | None) -> Iterator[tuple[Path, str]]:
@@ -412,23 +418,28 @@ def run_report(
     ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same server.
     ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
     """
-    spec = find(name, root)
+    path, kind = locate(name, root)
     project = (root or bundle.checkout() or Path.cwd()).resolve()
-    params = coerce_parameters(spec, parameters or {})
     archive = reports_dir.resolve()
     started = datetime.now(UTC)
-    run_dir = new_run_dir(server_dir(archive, server) / name, started)
-    if "run_id" in spec.parameters:
-        params = {**params, "run_id": run_dir.name}
     clock = time.monotonic()
-    kernel_env = {SERVER_ENV: server, **(env or {})}
-    # The page's exporter is made ready while the kernel starts and runs: this process waits.
-    ready = threading.Thread(target=prepare, args=(spec.hide_code,), name="html-prepare")
-    ready.start()
+    report_dir = server_dir(archive, server) / name
+    made = _missing(report_dir)
+    run_dir = new_run_dir(report_dir, started)
+    kernel_env = {SERVER_ENV: server, **(env or {}), RUN_DIR_ENV: str(run_dir)}
+    # The kernel starts now, while this process reads the notebook and loads papermill.
+    kernel = _start_kernel(project, {**kernel_env, RUN_ID_ENV: run_dir.name})
     try:
-        nb, error = _execute(spec, params, run_dir, project, timeout, kernel_env)
+        spec, params = _validated(path, kind, parameters or {}, run_dir, made)
+        # The page's exporter is made ready while the kernel runs the cells: this process waits.
+        ready = threading.Thread(target=prepare, args=(spec.hide_code,), name="html-prepare")
+        ready.start()
+        try:
+            nb, error = _execute(spec, params, timeout, kernel)
+        finally:
+            ready.join()
     finally:
-        ready.join()
+        _stop_kernel(kernel)
     result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
     result["server"] = server
     result["every_s"] = every_s
@@ -492,45 +503,86 @@ def _environ(updates: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _validated(
+    path: Path, kind: str, given: Mapping[str, Any], run_dir: Path, made: list[Path]
+) -> tuple[ReportSpec, dict[str, Any]]:
+    """The report's spec and its checked parameters; when they are refused (or the notebook
+    cannot be read), the run folder and the folders made for it are removed again."""
+    try:
+        spec = read_spec(path, kind)
+        params = coerce_parameters(spec, given)
+    except BaseException:
+        for folder in [run_dir, *made]:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    if "run_id" in spec.parameters:
+        params = {**params, "run_id": run_dir.name}
+    return spec, params
+
+
+def _missing(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    return [path for path in [folder, *folder.parents] if not path.exists()]
+
+
+def _start_kernel(cwd: Path, env: Mapping[str, str]) -> Any:
+    """Start the report kernel (:func:`ensure_kernel`, with :data:`KERNEL_OPTIONS`) in ``cwd``
+    with ``env`` added to this process's environment; its manager, which :func:`_execute`
+    hands to papermill and :func:`_stop_kernel` stops. It does not wait for the kernel."""
+    from jupyter_core.utils import run_sync
+
+    manager = _kernel_manager()(kernel_name=ensure_kernel())
+    try:
+        with _environ(env):  # the kernel inherits os.environ
+            run_sync(manager.start_kernel)(extra_arguments=list(KERNEL_OPTIONS), cwd=str(cwd))
+    except BaseException:  # an interrupt while it starts leaves no kernel behind either
+        _stop_kernel(manager)
+        raise
+    return manager
+
+
+def _stop_kernel(manager: Any) -> None:
+    """Stop the kernel at once if it still runs (after a refused run, an interrupt, an error:
+    papermill stops it itself after the last cell)."""
+    from jupyter_core.utils import run_sync
+
+    if manager.has_kernel:
+        run_sync(manager.shutdown_kernel)(now=True)
+
+
 def _execute(
     spec: ReportSpec,
     params: dict[str, Any],
-    run_dir: Path,
-    root: Path,
     timeout: float,
-    env: dict[str, str],
+    kernel: Any,
 ) -> tuple[nbformat.NotebookNode, dict[str, Any] | None]:
     """Execute the notebook; return the (possibly partial) executed notebook and the error.
 
     The executed notebook stays in memory (papermill's engine keeps hold of it, :func:`_engine`)
     and is written once, redacted, into the archive: nothing unredacted touches a disk, and
-    papermill does not rewrite the file before and after every cell. The kernel starts with
-    :data:`KERNEL_OPTIONS` and is stopped at once when the last cell is done: everything it
-    had to do was in the cells.
+    papermill does not rewrite the file before and after every cell. The kernel, started by
+    :func:`_start_kernel`, is stopped at once when the last cell is done: everything it had to
+    do was in the cells.
     """
     import papermill
 
     error: dict[str, Any] | None = None
     kept: list[Any] = []
-    kernel = ensure_kernel()
-    updates = {**env, RUN_DIR_ENV: str(run_dir), RUN_ID_ENV: run_dir.name}
     try:
-        with _environ(updates):
-            papermill.execute_notebook(
-                str(spec.path),
-                None,
-                parameters=params,
-                engine_name=_engine(),
-                kernel_name=kernel,
-                progress_bar=False,
-                log_output=False,
-                execution_timeout=timeout,
-                cwd=str(root),
-                shutdown_kernel="immediate",
-                extra_arguments=list(KERNEL_OPTIONS),
-                kernel_manager_class=_kernel_manager(),
-                kept=kept,
-            )
+        papermill.execute_notebook(
+            str(spec.path),
+            None,
+            parameters=params,
+            engine_name=_engine(),
+            kernel_name=kernel.kernel_name,
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+            shutdown_kernel="immediate",
+            kept=kept,
+            started=kernel,
+        )
     except Exception as exc:
         error = _describe(exc, timeout)
     nb = kept[0].nb if kept else _unexecuted(spec)
@@ -541,18 +593,39 @@ def _execute(
 
 @functools.cache
 def _engine() -> str:
-    """The name of papermill's engine for report runs, registered on first use: nbclient's,
-    which also hands the caller its execution manager (``kept``), whose notebook holds what
-    ran, also when a timeout or a dead kernel stopped the run."""
+    """The name of papermill's engine for report runs, registered on first use: nbclient's
+    (as papermill's own runs it), which also hands the caller its execution manager
+    (``kept``), whose notebook holds what ran, also when a timeout or a dead kernel stopped
+    the run, and runs the cells on a kernel the caller ``started``, which it then stops."""
+    from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
 
     class KeepingEngine(NBClientEngine):  # type: ignore[misc]
         @classmethod
         def execute_managed_notebook(
-            cls, nb_man: Any, kernel_name: str, *, kept: list[Any], **kwargs: Any
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            *,
+            kept: list[Any],
+            started: Any,
+            start_timeout: float = 60,
+            execution_timeout: float | None = None,
+            **kwargs: Any,
         ) -> Any:
             kept.append(nb_man)
-            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            kwargs.pop("input_path", None)
+            client = PapermillNotebookClient(
+                nb_man,
+                km=started,
+                kernel_name=kernel_name,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                log=logger,
+                **kwargs,
+            )
+            return client.execute(cleanup_kc=True)  # as when it starts the kernel itself
 
     papermill_engines.register(ENGINE, KeepingEngine)
     return ENGINE
