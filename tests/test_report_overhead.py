@@ -20,7 +20,14 @@ from powrops.errors import ReportError
 from powrops.findings import Severity
 from powrops.reports import external_resources, html, render_html
 from powrops.reports.html import ReportHeader
-from powrops.reports.runner import discover, find, run_report
+from powrops.reports.runner import (
+    KERNEL_OPTIONS,
+    discover,
+    ensure_kernel,
+    find,
+    preload_options,
+    run_report,
+)
 
 GRAMMAR = "rfc3987_syntax.syntax_helpers"
 IRI_CHECKS = (
@@ -259,3 +266,40 @@ def test_a_refused_run_stops_its_kernel_and_leaves_no_folder(tmp_path: Path) -> 
     )
     assert fresh(refused) == "ParameterError 1 []"  # its kernel had started, and was stopped
     assert not archive.exists()
+
+
+PRELOAD_PROBE = (
+    "import sys, threading\n"
+    "for thread in threading.enumerate():\n"
+    "    if thread.name == 'powrops-preload':\n"
+    "        thread.join()\n"
+    "from powrops.reports import record\n"
+    "names = sorted(k for k in globals() if not k.startswith('_'))\n"
+    "loaded = {m: m in sys.modules for m in ('matplotlib.pyplot', 'powrops.growth.forecast')}\n"
+    "record(figures={**loaded, 'names': names})"
+)
+
+
+def test_a_report_kernel_loads_what_its_notebook_imports_while_it_waits(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    path = project / "notebooks" / "probe.ipynb"
+    drawn = "def show(figure):\n    print(figure)\n\nshow('a figure')"
+    _notebook(path, PRELOAD_PROBE, "from powrops.growth import forecast", drawn)
+    run = run_report("probe", {}, reports_dir=tmp_path / "archive", root=project)
+    assert run.result["failed"] is False, run.result["error"]
+    figures = run.result["figures"]
+    assert figures["matplotlib.pyplot"] and figures["powrops.growth.forecast"]
+    ipython = ["In", "Out", "exit", "get_ipython", "open", "quit"]
+    assert figures["names"] == str(sorted([*ipython, "record", "sys", "thread", "threading"]))
+
+
+def test_the_preload_is_for_report_runs_and_loads_pyplot_only_for_figures(tmp_path: Path) -> None:
+    path = tmp_path / "n.ipynb"
+    _notebook(path, "from powrops.growth import view\nimport json", "if False:\n    show(1)")
+    (option,) = preload_options(path)
+    assert option.startswith("--IPKernelApp.exec_lines=")
+    assert "('powrops.growth', 'powrops.growth.view', 'json'), False)" in option
+    _notebook(path, "show(figure)")
+    assert preload_options(path)[0].endswith("start((), True)")
+    spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / ensure_kernel() / "kernel.json"
+    assert "exec_lines" not in spec.read_text() and "exec_lines" not in str(KERNEL_OPTIONS)

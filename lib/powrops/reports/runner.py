@@ -64,6 +64,8 @@ ENGINE = "powrops"
 #: What a report's kernel starts with besides its kernelspec: no IPython history database
 #: (a report never reads its history; JupyterLab's kernels, on the same spec, keep theirs).
 KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
+#: The module a report's kernel loads its libraries with while it waits (:func:`preload_options`).
+PRELOAD = "powrops.reports.preload"
 
 # jupyter_core warns on every start on machines without a per-user runtime directory (cron,
 # systemd services, containers); it falls back to a private temporary directory, which is fine.
@@ -428,7 +430,8 @@ def run_report(
     run_dir = new_run_dir(report_dir, started)
     kernel_env = {SERVER_ENV: server, **(env or {}), RUN_DIR_ENV: str(run_dir)}
     # The kernel starts now, while this process reads the notebook and loads papermill.
-    kernel = _start_kernel(project, {**kernel_env, RUN_ID_ENV: run_dir.name})
+    env = {**kernel_env, RUN_ID_ENV: run_dir.name}
+    kernel = _start_kernel(project, env, preload_options(path))
     try:
         spec, params = _validated(path, kind, parameters or {}, run_dir, made)
         # The page's exporter is made ready while the kernel runs the cells: this process waits.
@@ -526,16 +529,61 @@ def _missing(folder: Path) -> list[Path]:
     return [path for path in [folder, *folder.parents] if not path.exists()]
 
 
-def _start_kernel(cwd: Path, env: Mapping[str, str]) -> Any:
-    """Start the report kernel (:func:`ensure_kernel`, with :data:`KERNEL_OPTIONS`) in ``cwd``
-    with ``env`` added to this process's environment; its manager, which :func:`_execute`
-    hands to papermill and :func:`_stop_kernel` stops. It does not wait for the kernel."""
+def preload_options(path: Path) -> list[str]:
+    """The kernel option that has it load, while it waits, what the notebook at ``path``
+    imports (and pyplot when a cell draws a figure): :mod:`powrops.reports.preload`. None
+    when the notebook cannot be read (its run reports that)."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        sources = ["".join(c["source"]) for c in cells if c.get("cell_type") == "code"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    modules: dict[str, None] = {}
+    figures = False
+    for source in sources:
+        for statement in _statements(source):
+            modules.update(dict.fromkeys(_imported(statement)))
+            figures = figures or _draws(statement)
+    line = f"__import__({PRELOAD!r}, fromlist=['start']).start({tuple(modules)!r}, {figures})"
+    return [f"--IPKernelApp.exec_lines={line}"]
+
+
+def _statements(source: str) -> list[ast.stmt]:
+    """A cell's top-level statements; none when it is not plain Python (magics)."""
+    try:
+        return ast.parse(source).body
+    except SyntaxError:
+        return []
+
+
+def _imported(statement: ast.stmt) -> list[str]:
+    """The modules an import statement loads (``from a import b``: ``a`` and ``a.b``, which
+    may be a module)."""
+    if isinstance(statement, ast.Import):
+        return [alias.name for alias in statement.names]
+    if isinstance(statement, ast.ImportFrom) and statement.module and not statement.level:
+        return [statement.module] + [f"{statement.module}.{a.name}" for a in statement.names]
+    return []
+
+
+def _draws(statement: ast.stmt) -> bool:
+    """Whether a top-level statement shows a figure (``show(...)``) in every run."""
+    call = statement.value if isinstance(statement, ast.Expr) else None
+    return isinstance(call, ast.Call) and getattr(call.func, "id", None) == "show"
+
+
+def _start_kernel(cwd: Path, env: Mapping[str, str], options: list[str]) -> Any:
+    """Start the report kernel (:func:`ensure_kernel`, with :data:`KERNEL_OPTIONS` and
+    ``options``) in ``cwd`` with ``env`` added to this process's environment; its manager,
+    which :func:`_execute` hands to papermill and :func:`_stop_kernel` stops. It does not
+    wait for the kernel."""
     from jupyter_core.utils import run_sync
 
     manager = _kernel_manager()(kernel_name=ensure_kernel())
+    arguments = [*KERNEL_OPTIONS, *options]
     try:
         with _environ(env):  # the kernel inherits os.environ
-            run_sync(manager.start_kernel)(extra_arguments=list(KERNEL_OPTIONS), cwd=str(cwd))
+            run_sync(manager.start_kernel)(extra_arguments=arguments, cwd=str(cwd))
     except BaseException:  # an interrupt while it starts leaves no kernel behind either
         _stop_kernel(manager)
         raise
