@@ -11,14 +11,16 @@ import base64
 import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_core.utils import run_sync
 
 from powrops.errors import ReportError
 from powrops.findings import Severity
-from powrops.reports import external_resources, html, render_html
+from powrops.reports import external_resources, html, render_html, runner
 from powrops.reports.html import ReportHeader
 from powrops.reports.runner import (
     KERNEL_OPTIONS,
@@ -303,3 +305,18 @@ def test_the_preload_is_for_report_runs_and_loads_pyplot_only_for_figures(tmp_pa
     assert preload_options(path)[0].endswith("start((), True)")
     spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / ensure_kernel() / "kernel.json"
     assert "exec_lines" not in spec.read_text() and "exec_lines" not in str(KERNEL_OPTIONS)
+
+
+def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) -> None:
+    manager = runner._start_kernel(tmp_path, {}, [])
+    try:
+        client = manager.client()
+        client.start_channels()
+        run_sync(client.wait_for_ready)(timeout=60)
+        client.stop_channels()
+    finally:
+        clock = time.monotonic()
+        runner._stop_kernel(manager)
+        took = time.monotonic() - clock
+    assert not manager.has_kernel
+    assert took < 0.09  # jupyter_client's own poll sleeps 0.1 s after the kill

@@ -66,6 +66,8 @@ ENGINE = "powrops"
 KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
 #: The module a report's kernel loads its libraries with while it waits (:func:`preload_options`).
 PRELOAD = "powrops.reports.preload"
+#: How often a run looks whether its killed kernel is gone (seconds).
+KILL_POLL_S = 0.005
 
 # jupyter_core warns on every start on machines without a per-user runtime directory (cron,
 # systemd services, containers); it falls back to a private temporary directory, which is fine.
@@ -683,7 +685,9 @@ def _engine() -> str:
 def _kernel_manager() -> type:
     """jupyter_client's kernel manager for report runs: it looks for kernelspecs on Jupyter's
     path, where :func:`ensure_kernel` writes the report kernel's, and not also in IPython's
-    profile folder, which takes importing IPython into the command to find."""
+    profile folder, which takes importing IPython into the command to find. A killed kernel
+    is waited for in steps of :data:`KILL_POLL_S`, not jupyter_client's 100 ms: it is gone
+    within a few milliseconds, and every run waits for it."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.paths import jupyter_path
@@ -694,6 +698,9 @@ def _kernel_manager() -> type:
         def _kernel_spec_manager_default(self) -> KernelSpecManager:
             dirs = jupyter_path("kernels")
             return KernelSpecManager(data_dir=self.data_dir, kernel_dirs=dirs)
+
+        async def _async_wait(self, pollinterval: float = 0.1) -> None:
+            await super()._async_wait(pollinterval=min(pollinterval, KILL_POLL_S))
 
     return ReportKernelManager
 
