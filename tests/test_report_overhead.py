@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import signal
 import subprocess
 import sys
 import time
@@ -320,3 +321,28 @@ def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) ->
         took = time.monotonic() - clock
     assert not manager.has_kernel
     assert took < 0.09  # jupyter_client's own poll sleeps 0.1 s after the kill
+
+
+def test_ctrl_c_during_a_report_run_leaves_no_kernel(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    marker = tmp_path / "kernel-pid"
+    cell = f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
+    _notebook(project / "notebooks" / "probe.ipynb", cell)
+    code = (
+        "from pathlib import Path\n"
+        "from powrops.reports.runner import run_report\n"
+        f"run_report('probe', reports_dir=Path({str(tmp_path / 'a')!r}), "
+        f"root=Path({str(project)!r}))"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        kernel = int(marker.read_text())
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+    assert not Path(f"/proc/{kernel}").exists()
