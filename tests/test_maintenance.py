@@ -17,7 +17,7 @@ from cli_helpers import libpq, run_cli
 from powrops import alerts, maintenance
 from powrops.config import Settings, validate
 from powrops.findings import Severity
-from powrops.schema import STRATEGY_INDEXES
+from powrops.tables import STRATEGY_INDEXES
 
 pytestmark = pytest.mark.pg
 
