@@ -226,6 +226,13 @@ def test_the_recorded_frames_are_what_is_read(repo: Repository) -> None:
         "cannot be decompressed and unpacked: its frame at byte 0 holds other than the 524288 "
         "bytes recorded"
     )
+    sizes = data.frames.sizes  # two frames recorded as one: the bytes after the first count
+    merged = replace(data.frames, sizes=(sizes[0] + sizes[1], *sizes[2:]))
+    checked = content.check(repo, replace(record, files=(replace(data, frames=merged),)))
+    assert checked.status == "damaged" and checked.stored_problem is not None
+    assert checked.stored_problem.startswith(
+        "cannot be decompressed and unpacked: its frame at byte 0 does not decode ("
+    ), checked.stored_problem
     assert content.check(repo, replace(record, files=(replace(data, frames=None),))).ok
 
 

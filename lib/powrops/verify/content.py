@@ -209,14 +209,14 @@ class _Decoded:
     """
 
     def __init__(self) -> None:
-        self._held: bytearray | None = None
+        self._held: bytes | bytearray | None = None
         self._view = memoryview(b"")
         self._start = self._end = 0
 
-    def _fetch(self) -> tuple[bytearray, int] | None:
+    def _fetch(self) -> tuple[bytes | bytearray, int] | None:
         raise NotImplementedError
 
-    def _release(self, buffer: bytearray) -> None:
+    def _release(self, buffer: bytes | bytearray) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -292,7 +292,7 @@ class _Decompressed(_Decoded):
         except BaseException as exc:  # raised in the reading thread, where it is reported
             self._ready.put(exc)
 
-    def _fetch(self) -> tuple[bytearray, int] | None:
+    def _fetch(self) -> tuple[bytes | bytearray, int] | None:
         item = self._ready.get()
         if isinstance(item, BaseException):
             raise item
@@ -301,7 +301,8 @@ class _Decompressed(_Decoded):
             return None
         return item
 
-    def _release(self, buffer: bytearray) -> None:
+    def _release(self, buffer: bytes | bytearray) -> None:
+        assert isinstance(buffer, bytearray)
         self._free.put(buffer)
 
     def close(self) -> None:
@@ -311,28 +312,21 @@ class _Decompressed(_Decoded):
         self._thread.join()
 
 
-def _decode_into(
-    decompressor: zstandard.ZstdDecompressor, frame: bytes, buffer: bytearray, size: int
-) -> tuple[int, bool]:
-    """One zstd frame decoded into ``buffer``, at most ``size`` bytes: (bytes decoded, whether
-    the frame holds more). Reading to the frame's end checks its content checksum."""
-    reader = decompressor.stream_reader(frame)
-    view, filled = memoryview(buffer), 0
-    while filled < size and (got := reader.readinto(view[filled:size])):
-        filled += int(got)
-    return filled, bool(reader.read(1))
+def _decode_frame(decompressor: zstandard.ZstdDecompressor, frame: bytes, size: int) -> bytes:
+    """One zstd frame decoded whole, its content checksum checked: ``decompress`` runs without
+    the GIL (a stream reader's ``readinto`` holds it), so frames decode on every core at once.
+    ZstdError when the bytes hold anything after the frame or it decodes to more than ``size``."""
+    return decompressor.decompress(frame, max_output_size=size, allow_extra_data=False)
 
 
 class _FrameDecoded(_Decoded):
     """An object written as independent zstd frames (:class:`Frames`): the stored bytes read
     in order, frame by frame (and hashed on the way), each frame decoded on one of ``cores``
-    threads into a buffer of its own, the buffers handed on in order; at most
-    ``AHEAD_PER_CORE`` frames a core decoded ahead of the caller, so memory stays bounded."""
+    threads, the decoded frames handed on in order; at most ``AHEAD_PER_CORE`` frames a core
+    decoded ahead of the caller, so memory stays bounded."""
 
     def __init__(self, source: _Hashing, frames: Frames, cores: int) -> None:
         super().__init__()
-        self._frames = frames
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._local = threading.local()
         spans = iter(frames.spans())
         self._decoded = threads.ordered(
@@ -347,32 +341,28 @@ class _FrameDecoded(_Decoded):
                 raise EOFError(f"the object ends inside its frame at byte {span.stored_offset}")
             yield data, span
 
-    def _decode(self, item: tuple[bytes, FrameSpan]) -> tuple[bytearray, int]:
+    def _decode(self, item: tuple[bytes, FrameSpan]) -> tuple[bytes, int]:
         data, span = item
         if not hasattr(self._local, "decompressor"):
             self._local.decompressor = zstandard.ZstdDecompressor()
         try:
-            buffer = self._free.get_nowait()
-        except queue.Empty:
-            buffer = bytearray(self._frames.frame_size)
-        try:
-            filled, more = _decode_into(self._local.decompressor, data, buffer, span.raw_size)
+            decoded = _decode_frame(self._local.decompressor, data, span.raw_size)
         except zstandard.ZstdError as exc:
             raise zstandard.ZstdError(
                 f"its frame at byte {span.stored_offset} does not decode ({exc})"
             ) from exc
-        if filled != span.raw_size or more:
+        if len(decoded) != span.raw_size:
             raise zstandard.ZstdError(
                 f"its frame at byte {span.stored_offset} holds other than the {span.raw_size} "
                 "bytes recorded"
             )
-        return buffer, filled
+        return decoded, len(decoded)
 
-    def _fetch(self) -> tuple[bytearray, int] | None:
+    def _fetch(self) -> tuple[bytes, int] | None:
         return next(self._decoded, None)
 
-    def _release(self, buffer: bytearray) -> None:
-        self._free.put(buffer)
+    def _release(self, buffer: bytes | bytearray) -> None:
+        pass  # each frame decodes into a new buffer, freed once checked
 
     def close(self) -> None:
         """Stop the decoding threads and wait for them."""
