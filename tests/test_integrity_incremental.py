@@ -225,3 +225,45 @@ def test_a_rewritten_table_runs_the_checks_of_its_deletes_in_full(db: str) -> No
     assert "truncated or rewritten" in daily.scopes["orphan_workout_sets"]["why"]
     assert "orphan_workout_sets" in daily.in_full()
     assert _scope(daily, "orphan_workout_sets_exercises") == "incremental"
+
+
+@pytest.fixture
+def low_role(migrated_db: str) -> Iterator[tuple[str, str]]:
+    """Demo data and a login role that reads the POWR tables, the audit trail and
+    ``ops.check_runs`` and records its runs there, without pg_monitor and without EXECUTE on
+    pg_control_system() and pg_control_checkpoint() (revoked from PUBLIC in this database):
+    the superuser's URL and the role's."""
+    url = libpq(migrated_db)
+    load(url, generate(users=4, weeks=2, seed=7, defects=False))
+    role = "t_low_" + uuid.uuid4().hex[:8]
+    parts = psycopg.conninfo.conninfo_to_dict(url)
+    _sql(
+        url,
+        f"CREATE ROLE {role} LOGIN PASSWORD 'low'",
+        f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}',
+        f"GRANT USAGE ON SCHEMA public, ops TO {role}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public, ops TO {role}",
+        f"GRANT INSERT ON ops.check_runs TO {role}",
+        "REVOKE EXECUTE ON FUNCTION pg_control_system(), pg_control_checkpoint() FROM PUBLIC",
+    )
+    yield url, f"postgresql://{role}:low@{parts['host']}:{parts['port']}/{parts['dbname']}"
+    _sql(url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+def test_a_role_that_cannot_read_the_cluster_identity_checks_in_full(
+    low_role: tuple[str, str],
+) -> None:
+    """Without the system identifier a reloaded copy of the database (same name, oid and
+    watermark, new transaction ids) could not be told apart: every run is full, saying why."""
+    owner, low = low_role
+    first = integrity.run(_settings(low), full=False)
+    assert first.mode == "full" and "no earlier check" in first.why
+    set_id = _one(owner, "SELECT min(id) FROM workout_sets")
+    _sql(owner, f"UPDATE workout_sets SET weight = -5 WHERE id = {set_id}")
+    daily = integrity.run(_settings(low), full=False)
+    assert daily.mode == "full", daily.scopes["weight_range"]
+    assert "this check's role may not execute pg_control_system()" in daily.why
+    assert daily.result("weight_range").sample_ids == (str(set_id),)
+    after = integrity.run(_settings(owner), full=False)
+    assert after.mode == "full" and "the last check's role may not execute" in after.why
+    assert integrity.run(_settings(owner), full=False).mode == "incremental"

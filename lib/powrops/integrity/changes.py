@@ -4,7 +4,9 @@ and the rows written, updated away or deleted since the one before.
 A check records the snapshot it read under (``pg_current_snapshot()``: its ``xmin`` as a
 64-bit ``xid8``), the cluster and database it read, and per table the counters of
 ``pg_stat_user_tables`` (updates, deletes) and the relation's file node, read just *before*
-the snapshot so that nothing they count is newer than what the check saw. The watermark is
+the snapshot so that nothing they count is newer than what the check saw. A role that may not
+read the cluster's identity (``pg_control_system()``) checks in full: a database reloaded into
+another cluster keeps its name and the last watermark, not its transaction ids. The watermark is
 stored as the ``watermark`` note among the run's findings in ``ops.check_runs``.
 
 The next check finds the rows written since by their ``xmin``: a row version whose
@@ -218,8 +220,34 @@ def here(conn: psycopg.Connection[Any]) -> Here:
             ident = conn.execute(CLUSTER).fetchone()
     except psycopg.errors.InsufficientPrivilege:
         ident = None
-    cluster = str(ident[0]) if ident else "unknown"
+    cluster = str(ident[0]) if ident else UNKNOWN
     return Here(cluster, str(row[3]), int(row[0]), int(row[1]), row[2])
+
+
+UNKNOWN = "unknown"
+"""The cluster of a check whose role may not execute pg_control_system() or
+pg_control_checkpoint() (PUBLIC may by default)."""
+
+
+def elsewhere(previous: Watermark, now: Here) -> str | None:
+    """Why the last check may have read another cluster or database, or None.
+
+    A cluster whose identity a role could not read is never taken for the same: a database
+    reloaded into a new cluster (``pg_dump``, a logical replica) keeps its name and often its
+    oid and the last watermark, while its transaction ids start again."""
+    if UNKNOWN in (previous.cluster, now.cluster):
+        whose = "this check's" if now.cluster == UNKNOWN else "the last check's"
+        return (
+            f"{whose} role may not execute pg_control_system() and pg_control_checkpoint(): "
+            "without the system identifier and timeline, another or a restored cluster cannot "
+            "be told from the one the last check read (GRANT EXECUTE on both to the role)"
+        )
+    if (previous.cluster, previous.database) != (now.cluster, now.database):
+        return (
+            f"the last check read another cluster or database ({previous.cluster} "
+            f"{previous.database}; now {now.cluster} {now.database})"
+        )
+    return None
 
 
 def full_reason(
@@ -230,11 +258,9 @@ def full_reason(
         return "a full check was asked for"
     if previous is None:
         return "no earlier check stored a watermark for this server"
-    if (previous.cluster, previous.database) != (now.cluster, now.database):
-        return (
-            f"the last check read another cluster or database ({previous.cluster} "
-            f"{previous.database}; now {now.cluster} {now.database})"
-        )
+    moved = elsewhere(previous, now)
+    if moved is not None:
+        return moved
     if not 0 <= now.xmax - previous.xmin < MAX_XID_DISTANCE:
         return "the transaction ids since the last check are out of the incremental range"
     if previous.rules != rules_digest(settings):
