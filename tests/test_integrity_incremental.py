@@ -267,3 +267,46 @@ def test_a_role_that_cannot_read_the_cluster_identity_checks_in_full(
     after = integrity.run(_settings(owner), full=False)
     assert after.mode == "full" and "the last check's role may not execute" in after.why
     assert integrity.run(_settings(owner), full=False).mode == "incremental"
+
+
+def _counted_deletes(url: str, table: str, more_than: int) -> None:
+    """Wait (up to 5 s) until pg_stat_user_tables counts more deletes of ``table``."""
+    query = f"SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = '{table}'"
+    deadline = time.monotonic() + 5
+    while _one(url, query) <= more_than and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_what_the_role_may_not_read_is_named_in_the_why(low_role: tuple[str, str]) -> None:
+    """Granted the cluster's identity, the role checks incrementally; where it may not read the
+    audit trail or the stored watermark, the run says that, not that nothing was recorded."""
+    owner, low = low_role
+    role = psycopg.conninfo.conninfo_to_dict(low)["user"]
+    _sql(owner, f"GRANT EXECUTE ON FUNCTION pg_control_system(), pg_control_checkpoint() TO {role}")
+    integrity.run(_settings(low), full=False)
+    set_id, workout = _sql(
+        owner,
+        "SELECT s.id, s.workout_id FROM workout_sets s JOIN workouts w ON w.id = s.workout_id "
+        "WHERE s.weight * s.reps > 0 AND w.total_volume IS NOT NULL ORDER BY s.id LIMIT 1",
+    )[0]
+    deleted = _one(
+        owner, "SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = 'workout_sets'"
+    )
+    _sql(
+        owner,
+        f"REVOKE SELECT ON audit_log FROM {role}",
+        f"DELETE FROM workout_sets WHERE id = {set_id}",
+    )
+    _counted_deletes(owner, "workout_sets", deleted)
+    daily = integrity.run(_settings(low), full=False)
+    assert daily.mode == "incremental", daily.why
+    why = daily.scopes["workout_total_volume"]["why"]
+    assert "this role may not read the audit trail (audit_log)" in why, why
+    assert str(workout) in daily.result("workout_total_volume").sample_ids
+    assert daily.scopes["amcheck"]["why"] == "the last run did not verify every relation"
+    _sql(owner, f"REVOKE SELECT ON ops.check_runs FROM {role}")
+    blind = integrity.run(_settings(low), full=False)
+    assert blind.mode == "full"
+    assert (
+        blind.why == "this role may not read ops.check_runs, which keeps the last check's watermark"
+    )

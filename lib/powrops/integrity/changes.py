@@ -139,20 +139,25 @@ ORDER BY r.started_at DESC, r.id DESC LIMIT 1
 """
 
 
-def latest(conn: psycopg.Connection[Any], server: str, kind: str) -> Watermark | None:
-    """The watermark of the server's newest stored run that has one."""
+NONE_STORED = "no earlier check stored a watermark for this server"
+
+
+def latest(conn: psycopg.Connection[Any], server: str, kind: str) -> Watermark | str:
+    """The watermark of the server's newest stored run that has one, or why there is none."""
     marker = json.dumps([{"check": NOTE}])
     try:
         with conn.transaction():
             row = conn.execute(LATEST, (server, kind, marker, NOTE)).fetchone()
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
-        return None
+    except psycopg.errors.InsufficientPrivilege:
+        return "this role may not read ops.check_runs, which keeps the last check's watermark"
+    except psycopg.errors.UndefinedTable:
+        return NONE_STORED
     if row is None or row[0] is None:
-        return None
+        return NONE_STORED
     try:
         return Watermark.from_dict(row[0])
     except (KeyError, TypeError, ValueError):
-        return None
+        return "the last stored watermark is not in a form this version of powrops reads"
 
 
 STATS = """
@@ -250,14 +255,14 @@ def elsewhere(previous: Watermark, now: Here) -> str | None:
     return None
 
 
-def full_reason(
-    previous: Watermark | None, now: Here, settings: Settings, forced: bool
-) -> str | None:
-    """Why this check must run in full, or None when it can be incremental."""
-    if forced:
-        return "a full check was asked for"
-    if previous is None:
-        return "no earlier check stored a watermark for this server"
+FORCED = "a full check was asked for"
+
+
+def full_reason(previous: Watermark | str, now: Here, settings: Settings) -> str | None:
+    """Why this check must run in full (``previous`` is that reason when it is no watermark:
+    :func:`latest`, :data:`FORCED`), or None when it can be incremental."""
+    if isinstance(previous, str):
+        return previous
     moved = elsewhere(previous, now)
     if moved is not None:
         return moved
@@ -366,8 +371,9 @@ Write = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
 
 def audited(
     conn: psycopg.Connection[Any], tables: list[str], previous: Watermark, age: int
-) -> list[Audited] | None:
-    """The audited writes of ``tables`` since; None above MAX_CHANGED."""
+) -> list[Audited] | str:
+    """The audited writes of ``tables`` since, or why they cannot be told (this role may not
+    read the trail, more than MAX_CHANGED)."""
     if not tables:
         return []
     try:
@@ -375,10 +381,12 @@ def audited(
             rows = conn.execute(
                 AUDITED, (tables, previous.oldest_xact, previous.oldest_xact, age, MAX_CHANGED + 1)
             ).fetchall()
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable):
-        return None
+    except psycopg.errors.InsufficientPrivilege:
+        return "this role may not read the audit trail (audit_log)"
+    except psycopg.errors.UndefinedTable:
+        return "there is no audit trail (audit_log)"
     if len(rows) > MAX_CHANGED:
-        return None
+        return f"the audit trail recorded more than {MAX_CHANGED:,} writes since"
     return [(str(t), str(a), old, new) for t, a, old, new in rows]
 
 
@@ -435,15 +443,17 @@ def _old_rows(
             changes.unknown[table] = n
     known = [t for t in away if t not in changes.unknown]
     rows = audited(conn, known, previous, age)
+    found = [] if isinstance(rows, str) else rows
+    gap = rows if isinstance(rows, str) else None
     for table in known:
         n = int(away[table])
-        writes = [(a, old, new) for t, a, old, new in rows or [] if t == table]
+        writes = [(a, old, new) for t, a, old, new in found if t == table]
         mine = [(old, new) for a, old, new in writes if a != "INSERT"]
-        if (n and (rows is None or len(mine) < n)) or any(old is None for old, _ in mine):
+        if (n and (gap or len(mine) < n)) or any(old is None for old, _ in mine):
+            trail = gap or f"the audit trail recorded {len(mine):,} with their old values"
             changes.unknown[table] = (
                 f"{n:,} rows of {table} were updated or deleted since the last check "
-                f"(pg_stat_user_tables) and the audit trail recorded {len(mine):,} with their "
-                "old values"
+                f"(pg_stat_user_tables) and {trail}"
             )
             continue
         changes.old[table] = {c: _moved(mine, c) for c in key_columns()[table]}

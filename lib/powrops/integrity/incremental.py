@@ -273,12 +273,14 @@ def run_physical(
 ) -> tuple[list[CheckResult], dict[str, Scope]]:
     """The checksum counters; amcheck only when the last run found corruption."""
     scopes = {n: Scope(FULL, CHEAP) for n in ("checksum_failures", "data_checksums")}
-    if previous.violations.get("amcheck") == []:
+    last = previous.violations.get("amcheck")
+    if last == []:
         amcheck = amcheck_waits(previous, settings)
         scopes["amcheck"] = Scope(SKIPPED, amcheck.message)
     else:
         amcheck = check_amcheck(conn, settings.consistency.heapallindexed)
-        scopes["amcheck"] = Scope(FULL, "the last run did not find every relation sound")
+        why = "found corruption" if last else "did not verify every relation"
+        scopes["amcheck"] = Scope(FULL, f"the last run {why}")
     return [amcheck, check_checksum_failures(conn), check_data_checksums(conn)], scopes
 
 

@@ -133,11 +133,12 @@ def checked(
 ) -> IntegrityReport:
     """One run, full or incremental, with the watermark for the next as a note."""
     started = datetime.now(UTC)
-    previous = None if full else changes.latest(conn, settings.server, KIND)
+    stored = changes.FORCED if full else changes.latest(conn, settings.server, KIND)
+    previous = stored if isinstance(stored, Watermark) else None
     counters = changes.read_counters(conn)
     with snapshot(conn, settings.consistency.statement_timeout.postgres()):
         now = changes.here(conn)
-        why = changes.full_reason(previous, now, settings, forced=full)
+        why = changes.full_reason(stored, now, settings)
         found = None
         if why is None and previous is not None:
             found = changes.find(conn, previous, counters)
