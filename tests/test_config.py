@@ -104,6 +104,17 @@ def test_durations_in_the_strategys_spellings(text: str, seconds: float | None) 
     assert Duration.parse(text).seconds == seconds
 
 
+def test_an_indefinite_duration_turns_a_postgres_timeout_off() -> None:
+    assert Duration.parse("15min").postgres() == "900s"
+    assert Duration.parse("indefinite").postgres() == "0"
+    assert (
+        validate(
+            {"consistency": {"statement_timeout": "never"}}
+        ).consistency.statement_timeout.postgres()
+        == "0"
+    )
+
+
 @pytest.mark.parametrize("text", ["30x", "", "d30", "-1d", "soon", "1.5.2h"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="expected a duration"):

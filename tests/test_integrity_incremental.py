@@ -310,3 +310,11 @@ def test_what_the_role_may_not_read_is_named_in_the_why(low_role: tuple[str, str
     assert (
         blind.why == "this role may not read ops.check_runs, which keeps the last check's watermark"
     )
+
+
+def test_a_check_without_a_statement_timeout_runs(db: str) -> None:
+    """``consistency.statement_timeout = "indefinite"`` passes config check: the check then
+    runs without one (PostgreSQL's 0), full and incremental."""
+    settings = _settings(db, statement_timeout="indefinite")
+    assert integrity.run(settings, store=False).mode == "full"
+    assert integrity.run(settings, store=False, full=False).mode == "incremental"

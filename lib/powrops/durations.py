@@ -115,7 +115,10 @@ class Duration:
         return self.timedelta.total_seconds() / 86400
 
     def postgres(self) -> str:
-        """The duration as a PostgreSQL setting value in seconds, e.g. ``'900s'``."""
+        """The duration as a PostgreSQL setting value in seconds, e.g. ``'900s'``; "indefinite"
+        is ``'0'``, which turns a timeout off (``statement_timeout``, ``archive_timeout``)."""
+        if self.seconds is None:
+            return "0"
         return f"{int(self.timedelta.total_seconds())}s"
 
     def __str__(self) -> str:
