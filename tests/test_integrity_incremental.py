@@ -175,6 +175,9 @@ def test_full_check_when_asked_when_due_and_in_the_cli(db: str) -> None:
     time.sleep(1.1)
     due = integrity.run(_settings(db, full_every="1s"), full=False)
     assert due.mode == "full" and "consistency.full_every" in due.why
+    never = integrity.run(_settings(db, full_every="never"), full=False)
+    assert never.mode == "incremental", never.why
+    assert "consistency.full_every: never" in never.result("amcheck").message
     result = run_cli("check", "integrity", "--full", env={"POWROPS_DATABASE_URL": libpq(db)})
     assert "full (a full check was asked for)" in result.stdout, result.stdout
     result = run_cli("check", "integrity", "--json", env={"POWROPS_DATABASE_URL": libpq(db)})

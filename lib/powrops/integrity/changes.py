@@ -270,8 +270,8 @@ def full_reason(previous: Watermark | str, now: Here, settings: Settings) -> str
         return "the transaction ids since the last check are out of the incremental range"
     if previous.rules != rules_digest(settings):
         return "the validation rules or consistency checks changed since the last check"
-    due = previous.full_at + settings.consistency.full_every.timedelta
-    if now.taken_at >= due:
+    every = settings.consistency.full_every
+    if not every.indefinite and now.taken_at >= previous.full_at + every.timedelta:
         return (
             f"the last full check was at {previous.full_at:%Y-%m-%d %H:%M %Z}: one is due "
             f"every {settings.consistency.full_every} (consistency.full_every)"
