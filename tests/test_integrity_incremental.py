@@ -1,12 +1,14 @@
 """The incremental integrity check: defects planted by DML after a check are found by it as by
 the full check, with the audit trail and without it; a full check runs when due, on request
-and on a first run."""
+and on a first run; under a role with few privileges, and against Debian's PostgreSQL 15."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,7 +19,9 @@ from powrops import integrity, migrate
 from powrops.config import Settings, validate
 from powrops.demo.data import generate, load
 from powrops.integrity import IntegrityReport
+from powrops.pg.binaries import find_binaries
 from powrops.pg.cluster import LocalCluster
+from versions import DEBIAN_15
 
 pytestmark = pytest.mark.pg
 
@@ -238,18 +242,9 @@ def low_role(migrated_db: str) -> Iterator[tuple[str, str]]:
     the superuser's URL and the role's."""
     url = libpq(migrated_db)
     load(url, generate(users=4, weeks=2, seed=7, defects=False))
-    role = "t_low_" + uuid.uuid4().hex[:8]
-    parts = psycopg.conninfo.conninfo_to_dict(url)
-    _sql(
-        url,
-        f"CREATE ROLE {role} LOGIN PASSWORD 'low'",
-        f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}',
-        f"GRANT USAGE ON SCHEMA public, ops TO {role}",
-        f"GRANT SELECT ON ALL TABLES IN SCHEMA public, ops TO {role}",
-        f"GRANT INSERT ON ops.check_runs TO {role}",
-        "REVOKE EXECUTE ON FUNCTION pg_control_system(), pg_control_checkpoint() FROM PUBLIC",
-    )
-    yield url, f"postgresql://{role}:low@{parts['host']}:{parts['port']}/{parts['dbname']}"
+    low = _grant_low_role(url)
+    yield url, low
+    role = psycopg.conninfo.conninfo_to_dict(low)["user"]
     _sql(url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
@@ -321,3 +316,79 @@ def test_a_check_without_a_statement_timeout_runs(db: str) -> None:
     settings = _settings(db, statement_timeout="indefinite")
     assert integrity.run(settings, store=False).mode == "full"
     assert integrity.run(settings, store=False, full=False).mode == "incremental"
+
+
+def _grant_low_role(url: str) -> str:
+    """:func:`low_role`'s grants on ``url`` (revoking the cluster's identity from PUBLIC): the
+    role's URL."""
+    role = "t_low_" + uuid.uuid4().hex[:8]
+    parts = psycopg.conninfo.conninfo_to_dict(url)
+    _sql(
+        url,
+        f"CREATE ROLE {role} LOGIN PASSWORD 'low'",
+        f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}',
+        f"GRANT USAGE ON SCHEMA public, ops TO {role}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public, ops TO {role}",
+        f"GRANT INSERT ON ops.check_runs TO {role}",
+        "REVOKE EXECUTE ON FUNCTION pg_control_system(), pg_control_checkpoint() FROM PUBLIC",
+    )
+    return f"postgresql://{role}:low@{parts['host']}:{parts['port']}/{parts['dbname']}"
+
+
+def _cli_check(url: str, *args: str) -> tuple[int, dict[str, Any]]:
+    """``powrops check integrity --json`` against ``url``: exit code and the run."""
+    result = run_cli("check", "integrity", "--json", *args, env={"POWROPS_DATABASE_URL": url})
+    assert "Traceback" not in result.stderr and not result.stderr.strip(), result.stderr
+    return result.returncode, json.loads(result.stdout)["before"]
+
+
+def _found(run: dict[str, Any], name: str) -> list[str]:
+    return next(r["sample_ids"] for r in run["results"] if r["name"] == name)
+
+
+@pytest.mark.pg15
+@pytest.mark.skipif(not DEBIAN_15.exists(), reason="Debian's postgresql-15 is not installed")
+def test_a_low_privileged_role_on_postgresql_15(pg_tmp: Path) -> None:
+    """The daily check under a role without pg_monitor against Debian's PostgreSQL 15 by URL:
+    full while it may not read the cluster's identity; once granted, incremental, finding a
+    planted negative weight and the workout of an audited deleted set as --full does."""
+    cluster = LocalCluster(pg_tmp / "pg15", binaries=find_binaries(bin_dir=str(DEBIAN_15)))
+    cluster.start()
+    try:
+        owner = libpq(cluster.url())
+        migrate.upgrade(owner)
+        load(owner, generate(users=4, weeks=2, seed=7, defects=False))
+        low = _grant_low_role(owner)
+        role = psycopg.conninfo.conninfo_to_dict(low)["user"]
+        assert _cli_check(low)[0] == 1  # amcheck: not allowed
+        code, run = _cli_check(low)
+        assert run["mode"] == "full" and "pg_control_system()" in run["why"]
+        _sql(
+            owner,
+            f"GRANT EXECUTE ON FUNCTION pg_control_system(), pg_control_checkpoint() TO {role}",
+        )
+        _cli_check(low)
+        set_id, workout = _sql(
+            owner,
+            "SELECT s.id, s.workout_id FROM workout_sets s JOIN workouts w ON w.id = s.workout_id "
+            "WHERE s.weight * s.reps > 0 AND w.total_volume IS NOT NULL ORDER BY s.id LIMIT 1",
+        )[0]
+        bad = _one(owner, "SELECT max(id) FROM workout_sets")
+        _sql(
+            owner,
+            f"UPDATE workout_sets SET weight = -5 WHERE id = {bad}",
+            f"DELETE FROM workout_sets WHERE id = {set_id}",
+        )
+        code, daily = _cli_check(low)
+        assert code == 1 and daily["mode"] == "incremental", daily["why"]
+        assert daily["server_version"].startswith("15.")
+        assert _found(daily, "weight_range") == [str(bad)]
+        assert str(workout) in _found(daily, "workout_total_volume")
+        assert daily["scopes"]["workout_total_volume"]["scope"] == "incremental"
+        code, full = _cli_check(low, "--full")
+        assert full["mode"] == "full" and full["why"] == "a full check was asked for"
+        assert [(r["name"], r["count"]) for r in full["results"]] == [
+            (r["name"], r["count"]) for r in daily["results"]
+        ]
+    finally:
+        cluster.destroy()
