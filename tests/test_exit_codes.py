@@ -36,8 +36,11 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _crash_log(site: Path) -> str:
+    """The one crash log, kept where only its owner reads it (tracebacks name hosts, paths)."""
     logs = sorted((site / "state" / "log").glob("powrops-crash-*.log"))
     assert len(logs) == 1, logs
+    modes = [oct(p.stat().st_mode & 0o777) for p in (site / "state", logs[0].parent, logs[0])]
+    assert modes == ["0o700", "0o700", "0o600"]
     return logs[0].read_text()
 
 

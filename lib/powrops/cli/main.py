@@ -169,9 +169,9 @@ def _keep_traceback(exc: BaseException, args: argparse.Namespace) -> str:
     name = f"powrops-crash-{stamp}-{os.getpid()}.log"
     for folder in _log_dirs(args):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             path = folder / name
-            path.write_text(f"powrops {__version__}: {' '.join(sys.argv)}\n{text}")
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(f"powrops {__version__}: {' '.join(sys.argv)}\n{text}")
             return str(path)
         except OSError:
             continue
@@ -179,12 +179,13 @@ def _keep_traceback(exc: BaseException, args: argparse.Namespace) -> str:
 
 
 def _log_dirs(args: argparse.Namespace) -> list[Path]:
-    """Where a crash log goes: the state directory's ``log/``, else the temporary directory."""
+    """Where a crash log goes: the state directory's ``log/`` (created 0700, as every state
+    folder), else the temporary directory."""
     folders = []
     try:
         from powrops.cli.common import settings_of
 
-        folders.append(settings_of(args).state_dir / "log")
+        folders.append(settings_of(args).make_state_dir("log"))
     except Exception:  # the settings may be what failed
         pass
     folders.append(Path(tempfile.gettempdir()))
