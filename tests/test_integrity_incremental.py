@@ -392,3 +392,23 @@ def test_a_low_privileged_role_on_postgresql_15(pg_tmp: Path) -> None:
         ]
     finally:
         cluster.destroy()
+
+
+def test_a_repair_leaves_the_checks_after_it_incremental(migrated_db: str) -> None:
+    """The re-check after a repair, and the daily run after that, stay incremental: a repair's
+    audit rows carry the old rows of its updates, and its own counters are flushed before the
+    re-check reads them (else the next run counts them again, against no audit row)."""
+    url = libpq(migrated_db)
+    load(url, generate(users=4, weeks=2, seed=7, defects=False))
+    integrity.run(_settings(url), full=False)
+    workout = _one(url, "SELECT min(id) FROM workouts WHERE total_volume > 0")
+    _sql(url, f"UPDATE workouts SET total_volume = total_volume + 1 WHERE id = {workout}")
+    outcome = integrity.check(_settings(url), repair=True)
+    assert outcome.repair is not None and outcome.repair.total == 1
+    assert str(workout) in outcome.before.result("workout_total_volume").sample_ids
+    recheck = outcome.after
+    assert recheck is not None and recheck.mode == "incremental", recheck.why
+    assert recheck.result("workout_total_volume").count == 0
+    assert recheck.in_full() == {}, recheck.scopes
+    daily = integrity.run(_settings(url), full=False)
+    assert daily.mode == "incremental" and daily.in_full() == {}, daily.scopes

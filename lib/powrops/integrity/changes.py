@@ -183,7 +183,25 @@ class Counters:
     oldest_xact: datetime | None
 
 
+FLUSH = "SELECT pg_stat_force_next_flush()"
+"""This session's own pending counters (a repair just before a re-check) reach the shared
+statistics as the statement ends (PostgreSQL 15+): read after it, they are counted now, not
+by the next run."""
+
+
+def flush_counters(conn: psycopg.Connection[Any]) -> None:
+    """:data:`FLUSH`, where the server has it and the role may (PUBLIC may by default)."""
+    if conn.info.server_version < 150000:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(FLUSH)
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+
+
 def read_counters(conn: psycopg.Connection[Any]) -> Counters:
+    flush_counters(conn)
     tables = {
         name: TableStats(int(upd), int(dele), filenode)
         for name, upd, dele, filenode in conn.execute(STATS, (list(key_columns()),))
@@ -352,13 +370,15 @@ def changed_rows(
 
 AUDITED = """
 SELECT table_name, action, old_value, new_value FROM public.audit_log
-WHERE action IN ('INSERT', 'UPDATE', 'DELETE') AND table_name = ANY(%s)
+WHERE action IN ('INSERT', 'UPDATE', 'DELETE', 'REPAIR') AND table_name = ANY(%s)
   AND (%s::timestamptz IS NULL OR occurred_at >= %s) AND age(xmin) <= %s
 LIMIT %s
 """
 """Audited writes since the watermark: rows written by transactions the
 watermark did not see (``xmin``), and not older than the oldest transaction then open (the
-``occurred_at`` index; without that bound, the whole audit log is scanned)."""
+``occurred_at`` index; without that bound, the whole audit log is scanned). A repair's rows
+(``REPAIR``: the whole old row, and the new one or none for a quarantined row) count as the
+updates and deletes they are."""
 
 
 Audited = tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]
