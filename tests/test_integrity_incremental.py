@@ -412,3 +412,27 @@ def test_a_repair_leaves_the_checks_after_it_incremental(migrated_db: str) -> No
     assert recheck.in_full() == {}, recheck.scopes
     daily = integrity.run(_settings(url), full=False)
     assert daily.mode == "incremental" and daily.in_full() == {}, daily.scopes
+
+
+def test_deletes_the_statistics_did_not_count_run_their_checks_in_full(migrated_db: str) -> None:
+    """With ``track_counts`` off, a delete behind the audit trail moves no counter: the checks
+    depending on deletes run in full while it is off and in the first run after."""
+    url = libpq(migrated_db)
+    load(url, generate(users=4, weeks=2, seed=7, defects=False))
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    integrity.run(_settings(url), full=False)
+    _sql(url, f'ALTER DATABASE "{name}" SET track_counts = off')
+    workout = _one(url, "SELECT max(workout_id) FROM workout_sets")
+    _sql(
+        url,
+        "ALTER TABLE workout_sets DROP CONSTRAINT workout_sets_workout_id_fkey",
+        "SET LOCAL powrops.audit_rows = off",
+        f"DELETE FROM workouts WHERE id = {workout}",
+    )
+    daily, _ = _both(url)
+    assert daily.result("orphan_workout_sets").count
+    assert "track_counts is off" in daily.scopes["orphan_workout_sets"]["why"]
+    _sql(url, f'ALTER DATABASE "{name}" RESET track_counts')
+    after, _ = _both(url)
+    assert "track_counts was off at the last check" in after.scopes["orphan_workout_sets"]["why"]
+    assert _both(url)[0].in_full() == {}

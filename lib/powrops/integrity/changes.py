@@ -88,6 +88,8 @@ class Watermark:
     tables: dict[str, TableStats]
     #: Per check, every violating id when the run kept them all (count <= KEPT_IDS).
     violations: dict[str, list[str] | None] = field(default_factory=dict)
+    #: ``track_counts`` was on: the counters moved with the writes.
+    counting: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -167,7 +169,7 @@ FROM pg_stat_user_tables s WHERE s.schemaname = 'public' AND s.relname = ANY(%s)
 
 DATABASE = """
 SELECT d.stats_reset::text, least(statement_timestamp(), min(a.xact_start)),
-       bool_or(a.query = '<insufficient privilege>')
+       bool_or(a.query = '<insufficient privilege>'), current_setting('track_counts')::bool
 FROM pg_stat_database d LEFT JOIN pg_stat_activity a ON a.datid = d.datid
 WHERE d.datname = current_database() GROUP BY d.stats_reset
 """
@@ -175,12 +177,14 @@ WHERE d.datname = current_database() GROUP BY d.stats_reset
 
 @dataclass(frozen=True)
 class Counters:
-    """Read before the snapshot: table counters, the statistics' reset time, and the start of
-    the oldest transaction then open (None when some sessions are hidden from this role)."""
+    """Read before the snapshot: table counters, the statistics' reset time, the start of
+    the oldest transaction then open (None when some sessions are hidden from this role), and
+    whether the server counts at all (``track_counts``)."""
 
     tables: dict[str, TableStats]
     stats_reset: str | None
     oldest_xact: datetime | None
+    counting: bool = True
 
 
 FLUSH = "SELECT pg_stat_force_next_flush()"
@@ -208,7 +212,7 @@ def read_counters(conn: psycopg.Connection[Any]) -> Counters:
     }
     row = conn.execute(DATABASE).fetchone()
     assert row is not None
-    return Counters(tables, row[0], None if row[2] else row[1])
+    return Counters(tables, row[0], None if row[2] else row[1], bool(row[3]))
 
 
 SNAPSHOT = """
@@ -412,7 +416,12 @@ def audited(
 
 def written_away(previous: Watermark, counters: Counters) -> dict[str, int | str]:
     """Per table, how many updates and deletes the counters saw since the watermark, or why
-    what happened cannot be told from them (truncated or rewritten, statistics reset)."""
+    what happened cannot be told from them (not counted, truncated or rewritten, statistics
+    reset)."""
+    if not (counters.counting and previous.counting):
+        when = "is off" if not counters.counting else "was off at the last check"
+        why = f"track_counts {when}: the statistics count no updates or deletes"
+        return dict.fromkeys(key_columns(), why)
     result: dict[str, int | str] = {}
     reset = counters.stats_reset != previous.stats_reset
     for table in key_columns():

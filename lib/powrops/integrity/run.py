@@ -182,6 +182,7 @@ def watermark(
         rules=changes.rules_digest(settings),
         stats_reset=counters.stats_reset,
         oldest_xact=counters.oldest_xact,
+        counting=counters.counting,
         tables=counters.tables,
         violations=kept,
     )
