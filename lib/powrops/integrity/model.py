@@ -188,15 +188,23 @@ class IntegrityReport(Graded):
     def failed_checks(self) -> int:
         return sum(1 for r in self.results if r.failed)
 
+    def unchecked(self) -> list[str]:
+        """The checks that could not count (not allowed, unreadable): neither passed nor
+        failed."""
+        return [r.name for r in self.results if r.count is None and r.severity != Severity.OK]
+
     def summary(self) -> str:
         failed = [r for r in self.results if r.failed]
         rows = sum(r.count or 0 for r in failed)
         seconds = (self.finished_at - self.started_at).total_seconds()
         run = f" (run {self.run_id})" if self.run_id is not None else ""
+        unchecked = self.unchecked()
         if not failed:
-            head = f"{len(self.results)} checks passed"
+            head = f"{len(self.results) - len(unchecked)} checks passed"
         else:
             head = f"{len(failed)} of {len(self.results)} checks failed, {rows:,} rows"
+        if unchecked:
+            head += f", {len(unchecked)} not checked ({', '.join(unchecked)})"
         return f"integrity {self.status.name}: {head} in {seconds:.1f} s{run}, {self.described()}"
 
     def to_dict(self) -> dict[str, Any]:
