@@ -5,6 +5,7 @@ are named instead of stretching the axis."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -300,3 +301,62 @@ def test_report_figures_draw_their_text_without_hinting() -> None:
     fig = barh(["public.workouts"], [3.0], title="Rows per table", xlabel="rows")
     assert matplotlib.rcParams["text.hinting"] == "no_hinting"
     assert png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _pixels(data: bytes) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def _draws(fig: Any, monkeypatch: pytest.MonkeyPatch, save: Any) -> tuple[int, bytes]:
+    """How many times ``save(fig)`` draws the figure (rendered or not), and what it returns."""
+    from matplotlib.figure import Figure
+
+    calls: list[Any] = []
+    draw = Figure.draw
+
+    def counted(self: Any, renderer: Any) -> Any:
+        calls.append(renderer)
+        return draw(self, renderer)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Figure, "draw", counted)
+        data = save(fig)
+    return len(calls), data
+
+
+def _tight(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("title", ["Rows per table", "A title far wider than the figure " * 6])
+def test_a_figure_is_drawn_once_with_the_pixels_of_a_tight_savefig(
+    title: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labels, values = ["public.workouts", "public.workout_sets"], [3.0, 9.0]
+    fig = barh(labels, values, title=title, xlabel="rows", limit=5.0)
+    engine = fig.get_layout_engine()
+    draws, shown = _draws(fig, monkeypatch, png)
+    assert draws == 1
+    assert fig.get_layout_engine() is engine
+    tight_draws, tight = _draws(fig, monkeypatch, _tight)
+    assert tight_draws == 2  # what png saves: a draw without rendering, to measure the crop
+    a, b = _pixels(shown), _pixels(tight)
+    assert a.shape == b.shape and (a == b).all()
+    assert a.shape[1] > fig.get_size_inches()[0] * DPI or len(title) < 20  # the title grew it
+
+
+def test_a_figure_with_a_layout_engine_is_laid_out_as_it_is_drawn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fig, ax = pyplot().subplots(layout="constrained")
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("Constrained")
+    draws, shown = _draws(fig, monkeypatch, png)
+    assert draws == 2  # its engine lays it out on the first draw: savefig's own crop
+    a, b = _pixels(shown), _pixels(_tight(fig))
+    assert a.shape == b.shape and (a == b).all()

@@ -210,9 +210,30 @@ def overstretched_axes(fig: Any, factor: float = SPAN_FACTOR) -> list[str]:
 
 def png(fig: Any, dpi: int = DPI) -> bytes:
     """The figure as PNG bytes, cropped to what is drawn (a title wider than the figure
-    grows it)."""
+    grows it), as ``savefig(bbox_inches="tight")`` crops it, and drawn once.
+
+    savefig's tight crop first draws the figure without rendering it, only to measure it,
+    then draws it again. A figure laid out once (``tight_layout``, at the dpi it is shown at:
+    its layout engine is then a placeholder that does nothing) is measured for the crop on
+    the renderer that laid it out, and savefig, given that box and no layout engine, draws
+    it once: the same pixels, about a fifth less work.
+    """
+    from matplotlib import rcParams
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine
+
+    engine = fig.get_layout_engine()
+    measured = fig.dpi == dpi and hasattr(fig.canvas, "get_renderer")
+    settled = measured and isinstance(engine, PlaceHolderLayoutEngine | None)
+    box: Any = "tight"
+    if settled:
+        box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(rcParams["savefig.pad_inches"])
+        fig.set_layout_engine(None)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
+    finally:
+        if settled:
+            fig.set_layout_engine(engine)
     return buffer.getvalue()
 
 
