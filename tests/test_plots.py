@@ -360,3 +360,18 @@ def test_a_figure_with_a_layout_engine_is_laid_out_as_it_is_drawn(
     assert draws == 2  # its engine lays it out on the first draw: savefig's own crop
     a, b = _pixels(shown), _pixels(_tight(fig))
     assert a.shape == b.shape and (a == b).all()
+
+
+def _zlib_level(data: bytes) -> int:
+    """The compression level a PNG's first IDAT chunk names in its zlib header (FLEVEL:
+    0 the fastest, 2 zlib's default, 3 the smallest)."""
+    start = data.index(b"IDAT") + 4
+    return data[start + 1] >> 6
+
+
+def test_a_figure_png_is_compressed_at_the_fastest_level() -> None:
+    fig = barh(["public.workouts", "public.workout_sets"], [3.0, 9.0], title="Rows", xlabel="rows")
+    shown = png(fig)
+    assert _zlib_level(shown) == 0
+    assert _zlib_level(_tight(fig)) == 2  # savefig's own: Pillow's default, level 6
+    assert (_pixels(shown) == _pixels(_tight(fig))).all()

@@ -32,6 +32,10 @@ DPI = 110
 #: is about a fifth of drawing a text-heavy figure; at 110 dpi the text reads the same).
 RC: dict[str, Any] = {"figure.dpi": DPI, "text.hinting": "no_hinting"}
 
+#: zlib's compression level of a figure's PNG: the fastest, 1, takes two thirds of the time
+#: of Pillow's default 6 and makes these flat-coloured figures about as small (the same pixels).
+PNG_COMPRESSION = 1
+
 
 def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend with :data:`RC`."""
@@ -230,7 +234,8 @@ def png(fig: Any, dpi: int = DPI) -> bytes:
         fig.set_layout_engine(None)
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=box,
+                    pil_kwargs={"compress_level": PNG_COMPRESSION})  # fmt: skip
     finally:
         if settled:
             fig.set_layout_engine(engine)
