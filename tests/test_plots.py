@@ -375,3 +375,49 @@ def test_a_figure_png_is_compressed_at_the_fastest_level() -> None:
     assert _zlib_level(shown) == 0
     assert _zlib_level(_tight(fig)) == 2  # savefig's own: Pillow's default, level 6
     assert (_pixels(shown) == _pixels(_tight(fig))).all()
+
+
+def _titled(auto: bool) -> Any:
+    """A date plot with counts in the millions (the y axis shows its '1e6' offset above the
+    axes, the one tick text there) and a long title, as a report draws it, or with
+    matplotlib's automatic title placement."""
+    import matplotlib
+
+    plt = pyplot()
+    with matplotlib.rc_context({"axes.titley": None} if auto else {}):
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        ax.plot(_moments(5), [1.2e6, 2.5e6, 3.1e6, 3.3e6, 4.0e6], marker="o")
+        ax.set_title("Archived rows (cumulative, by week), a title as long as the report's")
+        ax.set_ylabel("rows")
+        fit_time_axis(ax, _moments(5))
+        fig.tight_layout()
+    return fig
+
+
+def _measured(fig: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes]:
+    """How many times ``png(fig)`` measures an axis's tick labels, and the PNG."""
+    from matplotlib.axis import Axis
+
+    calls: list[Any] = []
+    measure = Axis.get_tightbbox
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(self)
+        return measure(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Axis, "get_tightbbox", counted)
+        data = png(fig)
+    return len(calls), data
+
+
+def test_titles_are_placed_where_matplotlib_places_them_without_measuring_the_ticks_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fixed, shown = _measured(_titled(auto=False), monkeypatch)
+    auto, automatic = _measured(_titled(auto=True), monkeypatch)
+    assert fixed < auto
+    a, b = _pixels(shown), _pixels(automatic)
+    assert a.shape == b.shape and (a == b).all()
+    bars = barh(["public.workouts", "public.workout_sets"], [3.0, 9.0], title="Rows", xlabel="n")
+    assert bars.axes[0].title.get_position()[1] == 1.0
