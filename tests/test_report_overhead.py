@@ -21,7 +21,7 @@ from jupyter_core.utils import run_sync
 
 from powrops.errors import ReportError
 from powrops.findings import Severity
-from powrops.reports import external_resources, html, render_html, runner
+from powrops.reports import external_resources, html, preload, render_html, runner
 from powrops.reports.html import ReportHeader
 from powrops.reports.runner import (
     KERNEL_OPTIONS,
@@ -294,6 +294,19 @@ def test_a_report_kernel_loads_what_its_notebook_imports_while_it_waits(tmp_path
     assert figures["matplotlib.pyplot"] and figures["powrops.growth.forecast"]
     ipython = ["In", "Out", "exit", "get_ipython", "open", "quit"]
     assert figures["names"] == str(sorted([*ipython, "record", "sys", "thread", "threading"]))
+
+
+def test_the_preload_loads_what_the_first_cell_imports_before_pyplot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded: list[str] = []
+    monkeypatch.setattr(preload.importlib, "import_module", loaded.append)
+    monkeypatch.setattr(preload.plotting, "pyplot", lambda: loaded.append("pyplot"))
+    preload.load(("powrops.config", "powrops.growth.gather"), True)
+    assert loaded == ["powrops.config", "powrops.growth.gather", "pyplot"]
+    loaded.clear()
+    preload.load(("powrops.config",), False)
+    assert loaded == ["powrops.config"]
 
 
 def test_the_preload_is_for_report_runs_and_loads_pyplot_only_for_figures(tmp_path: Path) -> None:

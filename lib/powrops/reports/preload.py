@@ -31,10 +31,11 @@ def start(modules: Sequence[str], figures: bool) -> None:
 
 
 def load(modules: Sequence[str], figures: bool) -> None:
-    """Load pyplot (with ``figures``: the first figure needs it last) and then ``modules``."""
-    if figures:
-        with contextlib.suppress(Exception):
-            plotting.pyplot()
+    """Load ``modules``, which the first cell imports, and then pyplot (with ``figures``),
+    which a figure needs later: it loads while the first cell runs its queries."""
     for name in modules:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+    if figures:
+        with contextlib.suppress(Exception):
+            plotting.pyplot()
