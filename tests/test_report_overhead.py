@@ -223,7 +223,7 @@ KERNEL_STARTS = (
     "from pathlib import Path\n"
     "started = []\n"
     "def hook(event, args):\n"
-    "    if event == 'subprocess.Popen' and 'ipykernel_launcher' in map(str, args[1]):\n"
+    "    if event == 'subprocess.Popen' and any('ipykernel' in str(a) for a in args[1]):\n"
     "        started.append('papermill' in sys.modules)\n"
     "sys.addaudithook(hook)\n"
     "from powrops.errors import ParameterError\n"
@@ -319,6 +319,42 @@ def test_the_preload_is_for_report_runs_and_loads_pyplot_only_for_figures(tmp_pa
     assert preload_options(path)[0].endswith("start((), True)")
     spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / ensure_kernel() / "kernel.json"
     assert "exec_lines" not in spec.read_text() and "exec_lines" not in str(KERNEL_OPTIONS)
+
+
+def test_a_report_kernel_starts_without_the_debugger(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    probe = (
+        "import sys\n"
+        "from powrops.reports import record\n"
+        "import ipykernel.debugger\n"
+        "names = ('debugpy', 'pydevd', 'ipykernel.kernelapp')\n"
+        "loaded = {m: sys.modules.get(m) is not None for m in names}\n"
+        "record(figures={**loaded, 'available': ipykernel.debugger._is_debugpy_available})"
+    )
+    _notebook(project / "notebooks" / "probe.ipynb", probe)
+    run = run_report("probe", {}, reports_dir=tmp_path / "archive", root=project)
+    assert run.result["failed"] is False, run.result["error"]
+    loaded = run.result["figures"]
+    assert loaded == {
+        "debugpy": False, "pydevd": False, "ipykernel.kernelapp": True, "available": False
+    }  # fmt: skip
+    spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / ensure_kernel() / "kernel.json"
+    assert '"ipykernel_launcher"' in spec.read_text()  # JupyterLab's kernels keep theirs
+
+
+def test_only_ipykernels_launcher_is_replaced_in_a_report_kernels_command() -> None:
+    command = ["/venv/bin/python", "-m", "ipykernel_launcher", "-f", "c.json", "--x=1"]
+    assert runner.without_debugger(command) == [
+        "/venv/bin/python", "-c", runner.REPORT_LAUNCHER, "-f", "c.json", "--x=1"
+    ]  # fmt: skip
+    other = ["/opt/kernel", "-m", "other_launcher", "-f", "c.json"]
+    assert runner.without_debugger(other) == other
+    launched = subprocess.run(
+        [sys.executable, "-c", runner.REPORT_LAUNCHER.replace("launch_new_instance()\n", "")
+         + "import ipykernel.debugger; print(ipykernel.debugger._is_debugpy_available)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert launched.stdout.strip() == "False"
 
 
 def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) -> None:

@@ -68,6 +68,18 @@ KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
 PRELOAD = "powrops.reports.preload"
 #: How often a run looks whether its killed kernel is gone (seconds).
 KILL_POLL_S = 0.005
+#: How a report's kernel starts instead of ``-m ipykernel_launcher``: as that module does,
+#: but with debugpy marked unavailable, so that ipykernel does not load it (and pydevd) at
+#: start for a debugger only a JupyterLab session could attach to; papermill never does. A
+#: fifth of the kernel's start. JupyterLab's kernels, on the same kernelspec, keep theirs.
+REPORT_LAUNCHER = (
+    "import sys\n"
+    "if sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "sys.modules['debugpy'] = None\n"
+    "from ipykernel.kernelapp import launch_new_instance\n"
+    "launch_new_instance()\n"
+)
 
 # jupyter_core warns on every start on machines without a per-user runtime directory (cron,
 # systemd services, containers); it falls back to a private temporary directory, which is fine.
@@ -702,7 +714,19 @@ def _kernel_manager() -> type:
         async def _async_wait(self, pollinterval: float = 0.1) -> None:
             await super()._async_wait(pollinterval=min(pollinterval, KILL_POLL_S))
 
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return without_debugger(super().format_kernel_cmd(extra_arguments))
+
     return ReportKernelManager
+
+
+def without_debugger(command: list[str]) -> list[str]:
+    """A kernel command line with ``-m ipykernel_launcher`` run as :data:`REPORT_LAUNCHER`
+    (any other command as it is)."""
+    for at in range(len(command) - 1):
+        if command[at : at + 2] == ["-m", "ipykernel_launcher"]:
+            return [*command[:at], "-c", REPORT_LAUNCHER, *command[at + 2 :]]
+    return command
 
 
 def _describe(exc: Exception, timeout: float) -> dict[str, Any]:
