@@ -282,6 +282,15 @@ def test_commands_on_the_critical_path_start_light(module: str) -> None:
     assert loaded == [], f"{module} loads {loaded}"
 
 
+def test_the_growth_forecast_loads_no_numpy() -> None:
+    """The growth rate (the alerts command, the growth report's first cell) is a least-squares
+    line in plain Python: loading it does not load numpy (a report's figures load it later,
+    with matplotlib)."""
+    code = "import sys, powrops.growth.forecast; print('numpy' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
+
+
 #: The two registries, which load modules by name on purpose (a command group, a storage scheme),
 #: and a report kernel's preload (the modules its notebook imports).
 DYNAMIC_IMPORTS_ALLOWED = frozenset(

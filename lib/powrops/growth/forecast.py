@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -77,16 +76,17 @@ def linear_fit(times: Sequence[datetime], values: Sequence[float]) -> Fit | None
     if len(times) < 2:
         return None
     origin = min(times)
-    x = np.array([(t - origin).total_seconds() / 86400 for t in times], dtype=float)
-    y = np.array(values, dtype=float)
-    sxx = float(((x - x.mean()) ** 2).sum())
+    x = [(t - origin).total_seconds() / 86400 for t in times]
+    y = [float(v) for v in values]
+    n = len(x)
+    mean_x, mean_y = math.fsum(x) / n, math.fsum(y) / n
+    sxx = math.fsum((a - mean_x) ** 2 for a in x)
     if sxx <= 0:
         return None
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
-    intercept = float(y.mean() - slope * x.mean())
-    n = len(x)
-    residuals = y - (intercept + slope * x)
-    residual_std = float(math.sqrt((residuals**2).sum() / (n - 2))) if n > 2 else 0.0
+    slope = math.fsum((a - mean_x) * (b - mean_y) for a, b in zip(x, y, strict=True)) / sxx
+    intercept = mean_y - slope * mean_x
+    squares = math.fsum((b - (intercept + slope * a)) ** 2 for a, b in zip(x, y, strict=True))
+    residual_std = math.sqrt(squares / (n - 2)) if n > 2 else 0.0
     return Fit(
         origin=origin,
         slope=slope,
@@ -94,7 +94,7 @@ def linear_fit(times: Sequence[datetime], values: Sequence[float]) -> Fit | None
         slope_stderr=residual_std / math.sqrt(sxx) if n > 2 else 0.0,
         residual_std=residual_std,
         n=n,
-        mean_x=float(x.mean()),
+        mean_x=mean_x,
         sxx=sxx,
     )
 
