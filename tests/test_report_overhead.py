@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -141,6 +142,32 @@ def _executed_notebook() -> nbformat.NotebookNode:
     ]  # fmt: skip
     nb.cells = cells
     return nb
+
+
+TEMPLATES_COMPILED = (
+    "import jinja2\n"
+    "compiled = []\n"
+    "compile = jinja2.Environment.compile\n"
+    "def counted(self, *args, **kwargs):\n"
+    "    compiled.append(args[1] if len(args) > 1 else None)\n"
+    "    return compile(self, *args, **kwargs)\n"
+    "jinja2.Environment.compile = counted\n"
+    "from powrops.reports import html\n"
+    "html.prepare(True)\n"
+    "print(len(compiled))\n"
+)
+
+
+def test_a_process_loads_the_report_template_compiled_by_an_earlier_one(tmp_path: Path) -> None:
+    def compiled() -> int:
+        env = {**os.environ, "TMPDIR": str(tmp_path)}  # Jinja's cache folder is in there
+        run = subprocess.run([sys.executable, "-c", TEMPLATES_COMPILED], env=env,
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return int(run.stdout)
+
+    assert compiled() > 3  # the page template and the templates it extends
+    assert compiled() == 0
+    assert list(tmp_path.glob("_jinja2-cache-*/__jinja2_*"))
 
 
 def test_the_page_is_the_same_from_a_prepared_and_reused_exporter() -> None:

@@ -92,7 +92,10 @@ def render_html(
 @functools.cache
 def _exporter(hide_code: bool) -> Any:
     """nbconvert's HTML exporter on the ``powrops`` template, one per process and kind of
-    page: its template is compiled once, on first use."""
+    page: its template is compiled once, on first use, or loaded compiled from Jinja's
+    bytecode cache (Jinja's own folder for this OS user in the temporary directory; a
+    template whose source changed is compiled again), half of what preparing it costs."""
+    from jinja2 import FileSystemBytecodeCache
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
@@ -111,6 +114,8 @@ def _exporter(hide_code: bool) -> Any:
         ),
         enabled=True,
     )
+    with contextlib.suppress(OSError, RuntimeError):  # no safe cache folder: compiled each time
+        exporter.environment.bytecode_cache = FileSystemBytecodeCache()
     return exporter
 
 
