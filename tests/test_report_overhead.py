@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -382,6 +383,32 @@ def test_only_ipykernels_launcher_is_replaced_in_a_report_kernels_command() -> N
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert launched.stdout.strip() == "False"
+
+
+def test_a_report_kernel_is_ready_without_waiting_for_iopub_to_be_quiet(tmp_path: Path) -> None:
+    answered: list[float] = []
+
+    async def ready(client: Any) -> float:
+        handle = client._handle_kernel_info_reply
+
+        def noted(msg: dict[str, Any]) -> None:  # the reply arrived and IOPub is connected
+            answered.append(time.monotonic())
+            handle(msg)
+
+        client._handle_kernel_info_reply = noted
+        await client.wait_for_ready(timeout=60)
+        return time.monotonic()
+
+    manager = runner._start_kernel(tmp_path, {}, [])
+    try:
+        client = manager.client()
+        client.start_channels()
+        done = run_sync(ready)(client)
+        client.stop_channels()
+    finally:
+        runner._stop_kernel(manager)
+    # jupyter_client's own wait then reads IOPub until it has been quiet for 0.2 s
+    assert done - answered[-1] < runner.IOPUB_QUIET_S / 2
 
 
 def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) -> None:

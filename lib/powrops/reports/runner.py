@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import platform
+import queue
 import re
 import sys
 import threading
@@ -68,6 +69,8 @@ KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
 PRELOAD = "powrops.reports.preload"
 #: How often a run looks whether its killed kernel is gone (seconds).
 KILL_POLL_S = 0.005
+#: How long a new kernel's client waits for a message on IOPub (jupyter_client's value).
+IOPUB_QUIET_S = 0.2
 #: How a report's kernel starts instead of ``-m ipykernel_launcher``: as that module does,
 #: but with debugpy marked unavailable, so that ipykernel does not load it (and pydevd) at
 #: start for a debugger only a JupyterLab session could attach to; papermill never does. A
@@ -699,17 +702,24 @@ def _kernel_manager() -> type:
     path, where :func:`ensure_kernel` writes the report kernel's, and not also in IPython's
     profile folder, which takes importing IPython into the command to find. A killed kernel
     is waited for in steps of :data:`KILL_POLL_S`, not jupyter_client's 100 ms: it is gone
-    within a few milliseconds, and every run waits for it."""
+    within a few milliseconds, and every run waits for it. Its clients are
+    :func:`_kernel_client`'s."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.paths import jupyter_path
     from traitlets import default
+
+    client = _kernel_client()
 
     class ReportKernelManager(AsyncKernelManager):
         @default("kernel_spec_manager")
         def _kernel_spec_manager_default(self) -> KernelSpecManager:
             dirs = jupyter_path("kernels")
             return KernelSpecManager(data_dir=self.data_dir, kernel_dirs=dirs)
+
+        @default("client_factory")
+        def _client_factory_default(self) -> type:
+            return client
 
         async def _async_wait(self, pollinterval: float = 0.1) -> None:
             await super()._async_wait(pollinterval=min(pollinterval, KILL_POLL_S))
@@ -718,6 +728,40 @@ def _kernel_manager() -> type:
             return without_debugger(super().format_kernel_cmd(extra_arguments))
 
     return ReportKernelManager
+
+
+def _kernel_client() -> type:
+    """jupyter_client's kernel client for report runs, whose wait for a new kernel ends when
+    the kernel has answered ``kernel_info`` and its IOPub channel is connected: jupyter_client's
+    then reads IOPub until it has been quiet for :data:`IOPUB_QUIET_S`, a fifth of a second of
+    every run in which the kernel could have run cells. What is left there (the status
+    messages of that request) is never taken for a cell's output: nbclient reads only the
+    messages of the requests it sends."""
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+
+    class ReportKernelClient(AsyncKernelClient):
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+            while True:
+                self.kernel_info()
+                try:
+                    reply = await self.shell_channel.get_msg(timeout=1)
+                except queue.Empty:
+                    reply = None
+                if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                    try:  # IOPub connected: the request's status arrives there
+                        await self.iopub_channel.get_msg(timeout=IOPUB_QUIET_S)
+                    except queue.Empty:
+                        pass
+                    else:
+                        self._handle_kernel_info_reply(reply)
+                        return
+                if not await self.is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+
+    return ReportKernelClient
 
 
 def without_debugger(command: list[str]) -> list[str]:
