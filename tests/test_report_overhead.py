@@ -252,7 +252,7 @@ KERNEL_STARTS = (
     "started = []\n"
     "def hook(event, args):\n"
     "    if event == 'subprocess.Popen' and any('ipykernel' in str(a) for a in args[1]):\n"
-    "        started.append('papermill' in sys.modules)\n"
+    "        started.append('papermill' in sys.modules or 'nbformat' in sys.modules)\n"
     "sys.addaudithook(hook)\n"
     "from powrops.errors import ParameterError\n"
     "from powrops.reports.runner import run_report\n"
@@ -281,7 +281,7 @@ def test_a_report_kernel_starts_before_papermill_is_loaded(tmp_path: Path) -> No
         f"root=Path({str(project)!r}))\n"
         "print(run.result['failed'], run.result['parameters'], started)"
     )
-    assert fresh(run) == "False {'limit': 4} [False]"  # one kernel, papermill not yet loaded
+    assert fresh(run) == "False {'limit': 4} [False]"  # one kernel, papermill, nbformat not yet
 
 
 def test_a_refused_run_stops_its_kernel_and_leaves_no_folder(tmp_path: Path) -> None:

@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
-import nbformat
-
 from powrops import __version__, bundle
 from powrops.bundle import Folder
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
@@ -55,6 +53,8 @@ from powrops.reports.index import build_index
 from powrops.reports.record import RUN_DIR_ENV, write_json, write_text
 
 if TYPE_CHECKING:
+    import nbformat
+
     from powrops.reports.remote import ReportArchive
 
 RUN_ID_ENV = "POWROPS_RUN_ID"
@@ -481,6 +481,8 @@ def write_archive(
     secrets: list[str],
 ) -> None:
     """Write the redacted executed notebook, report.html and the final result.json."""
+    import nbformat
+
     nb = nbformat.from_dict(_redact_tree(nb, secrets))  # type: ignore[no-untyped-call]
     text = nbformat.writes(nb)  # type: ignore[no-untyped-call]
     write_text(run_dir / NOTEBOOK_FILE, redact(text, secrets))
