@@ -7,7 +7,6 @@ import json
 import pathlib
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from powrops.backup.catalog import consecutive_failures
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity, overall
 from powrops.metrics.disk import Disk
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.pg
 
@@ -145,7 +145,7 @@ UNSET_UP = "backup_freshness,archive_age,archive_ready,archive_failures"
 
 
 def _settings(url: str, **extra: Any) -> Settings:
-    state = tempfile.mkdtemp(prefix="powrops-alerts-")
+    state = scratch_dir("powrops-alerts-")
     extra.setdefault("alerts", {"skip": UNSET_UP})
     return validate({"database": {"url": libpq(url)}, "state": {"dir": state}, **extra})
 
@@ -241,7 +241,7 @@ def test_disk_capacity_when_the_data_directory_is_not_local(migrated_db: str) ->
 
 
 def _cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    state = tempfile.mkdtemp(prefix="powrops-alerts-cli-")
+    state = scratch_dir("powrops-alerts-cli-")
     return run_cli(
         *args,
         env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state,
@@ -316,7 +316,7 @@ def test_cli_openmetrics_and_textfile_keep_the_exit_code(migrated_db: str) -> No
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
     from prometheus_client.parser import text_string_to_metric_families as text_families
 
-    out = tempfile.mkdtemp(prefix="powrops-textfile-")
+    out = scratch_dir("powrops-textfile-")
     warn = {"POWROPS__ALERTS__DISK_USAGE__WARNING": "1",
             "POWROPS__ALERTS__DISK_USAGE__CRITICAL": "100"}  # fmt: skip
     result = _cli(migrated_db, "alerts", "--format", "openmetrics", "--textfile", out, **warn)

@@ -7,7 +7,6 @@ server name."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from powrops.findings import Finding, Severity, overall
 from powrops.growth.forecast import growth_rate
 from powrops.pg.cluster import LocalCluster
 from powrops.pg.embedded import cluster_settings
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.pg
 
@@ -56,7 +56,7 @@ def peer_db(peer_cluster: LocalCluster) -> str:
 
 
 def _settings(url: str, **alert: Any) -> Settings:
-    state = tempfile.mkdtemp(prefix="powrops-alerts-peers-")
+    state = scratch_dir("powrops-alerts-peers-")
     return validate({"database": {"url": url}, "state": {"dir": state},
                      "alerts": {"skip": UNSET_UP, **alert}})  # fmt: skip
 

@@ -7,7 +7,6 @@ that leaves powrops' own roles out."""
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from powrops.alerts import reads
 from powrops.config import Settings, to_toml, validate
 from powrops.findings import Finding, Severity, overall
 from powrops.pg.cluster import LocalCluster
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.pg
 
@@ -43,7 +43,7 @@ def alert_db(pg_cluster: LocalCluster) -> Iterator[str]:
 
 
 def _settings(url: str, **alert: Any) -> Settings:
-    state = tempfile.mkdtemp(prefix="powrops-alerts-server-")
+    state = scratch_dir("powrops-alerts-server-")
     return validate({"database": {"url": url}, "state": {"dir": state}, "alerts": alert})
 
 
@@ -305,7 +305,7 @@ def test_notify_once_per_change_and_once_on_recovery(
     url, received = webhook
     settings = validate({
         "database": {"url": alert_db},
-        "state": {"dir": tempfile.mkdtemp(prefix="powrops-notify-")},
+        "state": {"dir": scratch_dir("powrops-notify-")},
         "notify": {"channels": [{"kind": "webhook", "url": url}]},
         "alerts": {"skip": UNSET_UP, "idle_in_transaction": {"warning": "1s", "critical": "3s"},
                    "long_transaction": {"warning": "1h", "critical": "2h"}},
@@ -424,7 +424,7 @@ def test_performance_runbook_reads_chains_rules_and_statistics(alert_db: str) ->
 
     pages = {"pagination": {"default_limit": 2, "max_limit": 5}}
     settings = validate({"database": {"url": alert_db}, "query": pages,
-                         "state": {"dir": tempfile.mkdtemp(prefix="powrops-perf-")}})  # fmt: skip
+                         "state": {"dir": scratch_dir("powrops-perf-")}})  # fmt: skip
     with psycopg.connect(alert_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.alert_pages (id int PRIMARY KEY, v text)")
         conn.execute("INSERT INTO public.alert_pages SELECT g, 'v' FROM generate_series(1, 50) g")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from powrops.growth.forecast import (
 )
 from powrops.reports.html import external_resources
 from powrops.reports.runner import run_report
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.pg
 
@@ -143,7 +143,7 @@ def test_timestamp_points_accumulate_to_the_current_size() -> None:
 
 
 def _settings(url: str) -> Settings:
-    state = tempfile.mkdtemp(prefix="powrops-growth-")
+    state = scratch_dir("powrops-growth-")
     return validate({"database": {"url": libpq(url)}, "state": {"dir": state}})
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import time
 from typing import Any
 
@@ -18,12 +17,13 @@ from powrops import alerts, maintenance
 from powrops.config import Settings, validate
 from powrops.findings import Severity
 from powrops.tables import STRATEGY_INDEXES
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.pg
 
 
 def _settings(url: str) -> Settings:
-    state = tempfile.mkdtemp(prefix="powrops-maint-")
+    state = scratch_dir("powrops-maint-")
     return validate({"database": {"url": libpq(url)}, "state": {"dir": state}})
 
 
@@ -244,7 +244,7 @@ def test_index_strategy_checks(migrated_db: str) -> None:
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    state = tempfile.mkdtemp(prefix="powrops-maint-cli-")
+    state = scratch_dir("powrops-maint-cli-")
     return run_cli(*args, env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state})
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 
 import psycopg
@@ -16,6 +15,7 @@ from cli_helpers import libpq, run_cli
 from powrops import metrics
 from powrops.config import Settings, validate
 from readable import machine_values
+from scratch import scratch_dir
 
 pytestmark = pytest.mark.pg
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _settings(url: str) -> Settings:
-    state = tempfile.mkdtemp(prefix="powrops-metrics-")
+    state = scratch_dir("powrops-metrics-")
     return validate({"database": {"url": libpq(url)}, "state": {"dir": state}})
 
 
@@ -115,7 +115,7 @@ def test_explain_gives_generic_plans_and_refuses_writes(migrated_db: str) -> Non
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    state = tempfile.mkdtemp(prefix="powrops-metrics-cli-")
+    state = scratch_dir("powrops-metrics-cli-")
     return run_cli(*args, env={"POWROPS_DATABASE_URL": libpq(url), "POWROPS_STATE_DIR": state})
 
 
