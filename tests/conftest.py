@@ -102,6 +102,14 @@ def fresh_db(pg_cluster: LocalCluster) -> Iterator[str]:
     _drop_database(pg_cluster, name)
 
 
+@pytest.fixture(scope="module")
+def module_db(pg_cluster: LocalCluster) -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty database shared by one test module, dropped after it."""
+    name = _create_database(pg_cluster)
+    yield pg_cluster.url(name)
+    _drop_database(pg_cluster, name)
+
+
 @pytest.fixture
 def migrated_db(fresh_db: str) -> str:
     """A new database migrated to the newest schema revision."""

@@ -42,20 +42,14 @@ def _sql(url: str, *statements: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture(scope="module")
-def db(pg_cluster: LocalCluster) -> Iterator[str]:
+def db(module_db: str) -> str:
     """Clean demo data, checked once in full (the watermark every test starts from)."""
-    name = "inc_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = pg_cluster.url(name)
-    migrate.upgrade(url)
-    load(url, generate(users=10, weeks=4, seed=7, defects=False))
-    first = integrity.run(_settings(url), full=False)
+    migrate.upgrade(module_db)
+    load(module_db, generate(users=10, weeks=4, seed=7, defects=False))
+    first = integrity.run(_settings(module_db), full=False)
     assert first.mode == "full" and "no earlier check" in first.why
     assert first.status.name == "OK", [r.message for r in first.problems()]
-    yield url
-    with psycopg.connect(**pg_cluster.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return module_db
 
 
 def _data(report: IntegrityReport) -> dict[str, tuple[int | None, tuple[str, ...]]]:
