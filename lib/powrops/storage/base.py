@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from powrops.errors import StorageError
@@ -36,6 +36,10 @@ TEMP_MARKER = ".powrops-tmp."
 MAX_KEY_BYTES = 1024
 #: Which URL scheme each configured repository kind uses.
 KIND_SCHEMES = {"file": "file", "s3": "s3", "gcs": "s3"}
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,16 @@ def safe_url(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc="***@" + host))
+
+
+def read_up_to(stream: _Readable, size: int) -> bytes:
+    """``size`` bytes of ``stream``, fewer only at its end: a stream's ``read`` may return
+    less than asked (a socket, a decrypting reader) before it ends."""
+    parts: list[bytes] = []
+    while size > 0 and (data := stream.read(size)):
+        parts.append(data)
+        size -= len(data)
+    return b"".join(parts)
 
 
 class Repository(ABC):

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from powrops.errors import DecryptionError, EncryptionKeyError
-from powrops.storage.base import ObjectInfo, Repository
+from powrops.storage.base import ObjectInfo, Repository, read_up_to
 
 if TYPE_CHECKING:
     from powrops.config import Encryption
@@ -275,30 +275,19 @@ class _DecryptingSource(io.RawIOBase):
     def __init__(self, inner: BinaryIO, key: EncryptionKey, where: str) -> None:
         super().__init__()
         self.inner = inner
-        self.opener = _Opener(key, self._read_exact(HEADER.size), where)
+        self.opener = _Opener(key, read_up_to(self.inner, HEADER.size), where)
         # One record plus one byte tells whether the record is the last one.
-        self.pending = self._read_exact(self.opener.record_size + 1)
+        self.pending = read_up_to(self.inner, self.opener.record_size + 1)
         self.plain = b""
         self.offset = 0
         self.done = False
-
-    def _read_exact(self, size: int) -> bytes:
-        parts: list[bytes] = []
-        remaining = size
-        while remaining > 0:
-            data = self.inner.read(remaining)
-            if not data:
-                break
-            parts.append(data)
-            remaining -= len(data)
-        return b"".join(parts)
 
     def _next_chunk(self) -> None:
         size = self.opener.record_size
         if len(self.pending) > size:
             record, rest = self.pending[:size], self.pending[size:]
             self.plain = self.opener.open(record, final=False)
-            self.pending = rest + self._read_exact(size + 1 - len(rest))
+            self.pending = rest + read_up_to(self.inner, size + 1 - len(rest))
         else:
             self.plain = self.opener.open(self.pending, final=True)
             self.pending = b""

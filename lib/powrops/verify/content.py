@@ -49,7 +49,7 @@ from powrops.backup.model import (
 )
 from powrops.backup.wal.positions import DEFAULT_SEGMENT_SIZE, parse_lsn, segment_of, segment_range
 from powrops.errors import ObjectNotFound, StorageError
-from powrops.storage.base import Repository
+from powrops.storage.base import Repository, read_up_to
 from powrops.verify.walparse import WalParse, WalParser
 
 CHUNK = 1 << 20
@@ -188,13 +188,6 @@ class _Hashing:
         data = self.inner.read(size)
         self.digest.update(data)
         self.size += len(data)
-        return data
-
-    def read_exactly(self, size: int) -> bytes:
-        """``size`` bytes, fewer only at the end of the object (a stream may return less)."""
-        data = self.read(size)
-        while len(data) < size and (more := self.read(size - len(data))):
-            data += more
         return data
 
 
@@ -336,7 +329,7 @@ class _FrameDecoded(_Decoded):
     @staticmethod
     def _stored(source: _Hashing, spans: Iterator[FrameSpan]) -> Iterator[tuple[bytes, FrameSpan]]:
         for span in spans:
-            data = source.read_exactly(span.stored_size)
+            data = read_up_to(source, span.stored_size)
             if len(data) < span.stored_size:
                 raise EOFError(f"the object ends inside its frame at byte {span.stored_offset}")
             yield data, span
