@@ -21,6 +21,7 @@ from powrops.demo.data import generate, load
 from powrops.integrity import IntegrityReport
 from powrops.pg.binaries import find_binaries
 from powrops.pg.cluster import LocalCluster
+from powrops.retention.journal import audit_summary, bulk_transaction
 from versions import DEBIAN_15
 
 pytestmark = pytest.mark.pg
@@ -145,6 +146,39 @@ def test_set_deleted_behind_the_user_total(db: str) -> None:
     unaudited, _ = _both(db)
     assert _scope(unaudited, "workout_total_volume") == "full"
     assert "audit trail recorded 0" in unaudited.scopes["workout_total_volume"]["why"]
+
+
+def test_a_bulk_change_with_the_row_audit_off_runs_its_checks_in_full(db: str) -> None:
+    """A bulk change (retention, archival, cleanup, an erasure) deletes with the row triggers
+    off and leaves one summary row: the checks that depend on its table's deletes read in full,
+    even where the trail holds as many old rows as the statistics counted (here an audited
+    update that the last check's counters included but its snapshot's xmin, held back by an
+    open transaction, did not)."""
+    set_id, workout = _sql(
+        db,
+        "SELECT s.id, s.workout_id FROM workout_sets s JOIN workouts w ON w.id = s.workout_id "
+        "WHERE s.weight * s.reps > 0 AND w.total_volume IS NOT NULL ORDER BY s.id DESC LIMIT 1",
+    )[0]
+    other = _one(db, f"SELECT min(id) FROM workout_sets WHERE workout_id <> {workout}")
+    with (
+        psycopg.connect(libpq(db), autocommit=True) as held,
+        psycopg.connect(libpq(db), autocommit=True) as writer,
+    ):
+        held.execute("BEGIN")
+        held.execute("SELECT pg_current_xact_id()")
+        for change in ("+ 1", "- 1"):  # two audited updates, the data as it was
+            writer.execute(f"UPDATE workout_sets SET reps = reps {change} WHERE id = {other}")
+        writer.execute("SELECT pg_stat_force_next_flush()")
+        writer.execute("SELECT 1")  # its counters are flushed once it has gone idle
+        integrity.run(_settings(db), full=False)
+        held.execute("ROLLBACK")
+    with psycopg.connect(libpq(db)) as conn, bulk_transaction(conn):
+        conn.execute(f"DELETE FROM workout_sets WHERE id = {set_id}")
+        audit_summary(conn, "CLEANUP", {"deleted": 1}, table_name="workout_sets")
+    daily, _ = _both(db)
+    assert str(workout) in daily.result("workout_total_volume").sample_ids
+    assert _scope(daily, "workout_total_volume") == "full"
+    assert "bulk change (CLEANUP)" in daily.scopes["workout_total_volume"]["why"]
 
 
 def test_moved_set_and_wrong_totals(db: str) -> None:

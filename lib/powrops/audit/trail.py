@@ -55,6 +55,9 @@ AUDITED_TABLES = ("users", "exercises", "workouts", "workout_sets", "user_totals
 DATA_ACTIONS = ("INSERT", "UPDATE", "DELETE")
 REPAIR_ACTION = "REPAIR"
 DDL_ACTION = "DDL"
+BULK_ACTIONS = ("RETENTION", "ARCHIVE", "CLEANUP", "GDPR_ERASE")
+"""The summary rows of bulk changes made with the row triggers off (``suppress_row_audit``):
+the rows they changed are not in the trail one by one."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from powrops.audit.trail import BULK_ACTIONS, DATA_ACTIONS, REPAIR_ACTION
 from powrops.config import Settings
 from powrops.findings import Finding, Severity
 from powrops.integrity.consistency import relationships
@@ -374,20 +375,22 @@ def changed_rows(
 
 AUDITED = """
 SELECT table_name, action, old_value, new_value FROM public.audit_log
-WHERE action IN ('INSERT', 'UPDATE', 'DELETE', 'REPAIR') AND table_name = ANY(%s)
-  AND (%s::timestamptz IS NULL OR occurred_at >= %s) AND age(xmin) <= %s
-LIMIT %s
+WHERE (action = ANY(%(row)s) AND table_name = ANY(%(tables)s) OR action = ANY(%(bulk)s))
+  AND (%(since)s::timestamptz IS NULL OR occurred_at >= %(since)s) AND age(xmin) <= %(age)s
+LIMIT %(limit)s
 """
 """Audited writes since the watermark: rows written by transactions the
 watermark did not see (``xmin``), and not older than the oldest transaction then open (the
 ``occurred_at`` index; without that bound, the whole audit log is scanned). A repair's rows
 (``REPAIR``: the whole old row, and the new one or none for a quarantined row) count as the
-updates and deletes they are."""
+updates and deletes they are. The summary of a bulk change (retention, archival, cleanup, a
+GDPR erasure: ``BULK_ACTIONS``) says that rows of its table, or of any table when it names
+none, changed without a row of their own in the trail."""
 
 
-Audited = tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]
-"""An audited write: table, action, old row (None for an insert), new row (None for a
-delete)."""
+Audited = tuple[str | None, str, dict[str, Any] | None, dict[str, Any] | None]
+"""An audited write: table (None for a bulk change's summary naming none), action, old row
+(None for an insert), new row (None for a delete)."""
 
 Write = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
 """An audited write of one table: action, old row, new row."""
@@ -402,16 +405,17 @@ def audited(
         return []
     try:
         with conn.transaction():
-            rows = conn.execute(
-                AUDITED, (tables, previous.oldest_xact, previous.oldest_xact, age, MAX_CHANGED + 1)
-            ).fetchall()
+            rows = conn.execute(AUDITED, {
+                "row": [*DATA_ACTIONS, REPAIR_ACTION], "tables": tables, "bulk": list(BULK_ACTIONS),
+                "since": previous.oldest_xact, "age": age, "limit": MAX_CHANGED + 1,
+            }).fetchall()  # fmt: skip
     except psycopg.errors.InsufficientPrivilege:
         return "this role may not read the audit trail (audit_log)"
     except psycopg.errors.UndefinedTable:
         return "there is no audit trail (audit_log)"
     if len(rows) > MAX_CHANGED:
         return f"the audit trail recorded more than {MAX_CHANGED:,} writes since"
-    return [(str(t), str(a), old, new) for t, a, old, new in rows]
+    return [(t if t is None else str(t), str(a), old, new) for t, a, old, new in rows]
 
 
 def written_away(previous: Watermark, counters: Counters) -> dict[str, int | str]:
@@ -476,6 +480,13 @@ def _old_rows(
     gap = rows if isinstance(rows, str) else None
     for table in known:
         n = int(away[table])
+        bulk = next((a for t, a, _, _ in found if a in BULK_ACTIONS and t in (None, table)), None)
+        if bulk is not None:
+            changes.unknown[table] = (
+                f"a bulk change ({bulk}) since the last check changed rows of {table} with the "
+                "row audit off: the audit trail holds its summary, not its rows"
+            )
+            continue
         writes = [(a, old, new) for t, a, old, new in found if t == table]
         mine = [(old, new) for a, old, new in writes if a != "INSERT"]
         if (n and (gap or len(mine) < n)) or any(old is None for old, _ in mine):
