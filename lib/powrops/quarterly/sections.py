@@ -16,7 +16,7 @@ from typing import Any
 
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_time
-from powrops.growth.forecast import MIN_SNAPSHOTS, MIN_SPAN_DAYS
+from powrops.growth.forecast import MIN_SNAPSHOTS, MIN_SPAN_DAYS, linear_fit
 from powrops.quarterly.model import Evidence, Snapshot
 
 
@@ -253,17 +253,6 @@ def perf_metric(metrics: Mapping[str, Any], name: str) -> float | None:
     return None if value is None else round(value * scale, 3)
 
 
-def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
-    """Least-squares slope and intercept of (x, y) points; None for fewer than two x values."""
-    if len({x for x, _ in points}) < 2:
-        return None
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
-    return slope, my - slope * mx
-
-
 def _sizes(snapshots: Sequence[Snapshot]) -> list[tuple[datetime, float]]:
     found = []
     for snap in snapshots:
@@ -281,7 +270,7 @@ def growth(ev: Evidence) -> Section:
         return _missing("growth", title, "metric snapshots with a database size")
     origin = points[0][0]
     span_days = (points[-1][0] - origin).total_seconds() / 86400
-    fit = linear_fit([((t - origin).total_seconds() / 86400, y) for t, y in points])
+    fit = linear_fit([t for t, _ in points], [y for _, y in points])
     if len(points) < MIN_SNAPSHOTS or span_days < MIN_SPAN_DAYS:
         # too short a history for a trend, as the growth report judges it: use its figure
         fit = None
@@ -302,8 +291,7 @@ def growth(ev: Evidence) -> Section:
             series,
         )
     if fit is not None:
-        per_day, intercept = fit
-        forecast = intercept + per_day * (horizon - origin).total_seconds() / 86400
+        per_day, forecast = fit.slope, fit.predict(horizon)[0]
         summary = (
             f"{human_bytes(first)} -> {human_bytes(last)} ({human_bytes(last - first)}), "
             f"{human_bytes(per_day)}/day; forecast {human_bytes(forecast)} by {horizon:%Y-%m-%d}"
