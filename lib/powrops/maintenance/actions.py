@@ -208,7 +208,7 @@ def plan_analyze(stats: list[dict[str, Any]], settings: Settings) -> list[Target
 def plan_rebuild(conn: psycopg.Connection[Any], settings: Settings) -> list[Target]:
     """Tables with at least MIN_BLOAT_BYTES and alerts.bloat_min_percent estimated free."""
     targets = []
-    for row in catalog.dict_rows(conn, server_checks.table_bloat_query(0)):
+    for row in catalog.dict_rows(conn, server_checks.table_bloat_query(MIN_BLOAT_BYTES)):
         wasted, pct = int(row["bloat_bytes"]), float(row["bloat_pct"])
         if wasted < MIN_BLOAT_BYTES or pct < settings.alerts.bloat_min_percent:
             continue
