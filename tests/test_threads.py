@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -65,3 +66,51 @@ def test_an_error_is_raised_at_its_place_and_the_threads_stop() -> None:
         for value in threads.ordered(_slow_square, items(), 2, 4):
             seen.append(value)
     assert seen == [0, 1, 4] and not _alive()
+
+
+def test_an_interrupt_while_the_source_blocks_stops_it_before_the_threads_are_waited_for() -> None:
+    """The caller waits for an item while a thread waits on the source (a pipe that a process
+    has stopped writing to): an interrupt lands in the generator's wait, and ``stop`` unblocks
+    the source before the threads are joined, instead of the join waiting on the source."""
+    unblocked = threading.Event()
+    stops: list[float] = []
+
+    def items() -> Iterator[int]:
+        yield 0
+        unblocked.wait(10)  # the stalled pipe: only stop() ends the wait early
+        yield 1
+
+    def stop() -> None:
+        stops.append(time.monotonic())
+        unblocked.set()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    started = time.monotonic()
+    try:
+        results = threads.ordered(_slow_square, items(), 2, 4, stop=stop)
+        assert next(results) == 0
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            next(results)  # waits for item 1, which the source does not give
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(stops) == 1 and time.monotonic() - started < 5
+    assert not _alive()
+
+
+def test_stop_is_not_called_once_every_item_was_handed_on() -> None:
+    stops: list[int] = []
+    assert list(
+        threads.ordered(_slow_square, iter(range(5)), 2, 4, stop=lambda: stops.append(1))
+    ) == [
+        0,
+        1,
+        4,
+        9,
+        16,
+    ]
+    assert stops == []

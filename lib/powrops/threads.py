@@ -90,6 +90,11 @@ class _Ordered:
             self.end = end
             self.done.notify_all()
 
+    def handed_on(self, index: int) -> bool:
+        """Whether the caller had every item once it asked for item ``index``."""
+        with self.done:
+            return self.end is not None and index >= self.end
+
     def wait(self, index: int) -> tuple[bool, object]:
         """(True, result) of item ``index`` once there, (False, None) past the last."""
         with self.done:
@@ -100,7 +105,10 @@ class _Ordered:
             return True, self.results.pop(index)
 
 
-def ordered(work: Callable[[T], R], items: Iterator[T], threads: int, ahead: int) -> Generator[R]:
+def ordered(
+    work: Callable[[T], R], items: Iterator[T], threads: int, ahead: int,
+    stop: Callable[[], object] | None = None,
+) -> Generator[R]:  # fmt: skip
     """``work(item)`` for each of ``items`` on ``threads`` threads, yielded in the items' order
     (frames of a stream compressed or decoded side by side, handed on in order).
 
@@ -108,7 +116,10 @@ def ordered(work: Callable[[T], R], items: Iterator[T], threads: int, ahead: int
     work); at most ``ahead`` items are drawn and not yet handed on, so memory stays bounded. A
     result stays the caller's until it asks for the next one. An exception, of ``work`` or of
     ``items``, is raised in the caller at its place. Closing the generator (an exception or an
-    interrupt in the caller) stops the threads and waits for them: nothing is left running."""
+    interrupt in the caller) stops the threads and waits for them: nothing is left running.
+    Before it waits, ``stop`` (when given) unblocks what ``items`` may be waiting on (a
+    process writing into the pipe a thread reads the next item from), unless every item was
+    handed on."""
     state = _Ordered(items, max(ahead, threads))
 
     def run() -> None:
@@ -129,8 +140,8 @@ def ordered(work: Callable[[T], R], items: Iterator[T], threads: int, ahead: int
                for i in range(max(threads, 1))]  # fmt: skip
     for worker in workers:
         worker.start()
+    index = 0
     try:
-        index = 0
         while True:
             there, result = state.wait(index)
             if not there:
@@ -142,6 +153,8 @@ def ordered(work: Callable[[T], R], items: Iterator[T], threads: int, ahead: int
             index += 1
     finally:
         state.stopping = True
+        if stop is not None and not state.handed_on(index):
+            stop()
         for _ in workers:
             state.slots.release()
         for worker in workers:

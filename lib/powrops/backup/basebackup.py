@@ -274,8 +274,9 @@ def compress_frames(
     """Each piece (``frame_size`` bytes, the last fewer) compressed into one zstd frame, on
     every core side by side, written to ``out`` in order; the frames written. ``release``
     receives each piece once compressed (its buffer can be read into again). When writing
-    fails or is interrupted, ``abort`` stops the pieces' source first (a thread drawing the
-    next piece from a pipe is not left waiting for it), then the threads are stopped."""
+    fails or is interrupted, wherever the interrupt lands, ``abort`` stops the pieces' source
+    first (a thread drawing the next piece from a pipe is not left waiting for it), then the
+    threads are stopped."""
     import zstandard
 
     local = threading.local()
@@ -293,16 +294,12 @@ def compress_frames(
     workers = (os.cpu_count() or 1) + 1
     sizes: list[int] = []
     raw = 0
-    compressed = threads.ordered(compress, iter(pieces), workers, 2 * workers)
+    compressed = threads.ordered(compress, iter(pieces), workers, 2 * workers, stop=abort)
     try:
         for raw_size, frame in compressed:
             out.write(frame)
             sizes.append(len(frame))
             raw += raw_size
-    except BaseException:
-        if abort is not None:
-            abort()
-        raise
     finally:
         compressed.close()
     return Frames(frame_size, tuple(sizes), raw)
