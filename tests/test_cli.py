@@ -137,3 +137,45 @@ def test_a_command_registers_only_its_own_group_and_reads_the_same() -> None:
             assert light[name].format_help() == whole[name].format_help()  # type: ignore[attr-defined]
     for argv in (["--help"], ["-c", "verify"], ["no-such-command"], ["--version", "verify"]):
         assert sorted(_commands(build_parser(argv))) == group_names(), argv
+
+
+def test_a_report_whose_kernel_cannot_start_is_archived_as_unknown(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from powrops.reports.runner import kernel_name
+
+    notebook = {
+        "cells": [
+            {"id": "a", "cell_type": "markdown", "metadata": {}, "source": "# Probe"},
+            {"id": "b", "cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [],
+             "execution_count": None},
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }  # fmt: skip
+    (tmp_path / "project" / "notebooks").mkdir(parents=True)
+    (tmp_path / "project" / "notebooks" / "probe.ipynb").write_text(json.dumps(notebook))
+    # Found before the installed kernelspec (JUPYTER_PATH comes first): a program not there.
+    spec = tmp_path / "jupyter" / "kernels" / kernel_name() / "kernel.json"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(json.dumps({"argv": [str(tmp_path / "no-python"), "-f", "{connection_file}"],
+                                "display_name": "broken", "language": "python"}))  # fmt: skip
+    archive = tmp_path / "archive"
+    result = run(
+        "report", "run", "probe",
+        env={"POWROPS_DATABASE_URL": pg_url, "POWROPS_PROJECT_ROOT": str(tmp_path / "project"),
+             "POWROPS__REPORTS__DIR": str(archive), "POWROPS__STATE__DIR": str(tmp_path / "s"),
+             "JUPYTER_PATH": str(tmp_path / "jupyter")},
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    [database, error] = result.stderr.splitlines()  # one line says what went wrong
+    assert database.startswith("probe: database powr on ")
+    assert error.startswith("  error: ")
+    assert "FileNotFoundError" in error and "could not be started" in error and "no-python" in error
+    assert result.stdout.startswith("probe: UNKNOWN -> ")
+    [run_dir] = (archive / "probe").iterdir()
+    recorded = json.loads((run_dir / "result.json").read_text())
+    assert (recorded["status"], recorded["failed"]) == ("UNKNOWN", True)
+    assert recorded["error"]["ename"] == "FileNotFoundError"
+    assert "could not be started" in (run_dir / "report.html").read_text()

@@ -429,13 +429,13 @@ def run_report(
     kernel: a command passes ``config.handoff_env(settings)``, so that the notebook's
     ``config.settings()`` loads the configuration the command loaded, never another. Bad
     names or parameters raise before anything is archived; anything that goes wrong during
-    execution is archived as a failed (UNKNOWN) run. With ``remote``, the run
-    is then copied to the remote archive and the retention applied. ``target`` (the
-    database's :class:`~powrops.db.Identity` as a dict) is kept in ``result.json`` and shown
-    in the page's header. ``server`` is the configured server the run belongs to: a named
-    server's runs go to ``<reports_dir>/<server>/<name>/``, and its kernel gets
-    ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same server.
-    ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
+    execution, a kernel that cannot start included, is archived as a failed (UNKNOWN) run.
+    With ``remote``, the run is then copied to the remote archive and the retention applied.
+    ``target`` (the database's :class:`~powrops.db.Identity` as a dict) is kept in
+    ``result.json`` and shown in the page's header. ``server`` is the configured server the
+    run belongs to: a named server's runs go to ``<reports_dir>/<server>/<name>/``, and its
+    kernel gets ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same
+    server. ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
     """
     path, kind = locate(name, root)
     project = (root or bundle.checkout() or Path.cwd()).resolve()
@@ -448,18 +448,22 @@ def run_report(
     kernel_env = {SERVER_ENV: server, **(env or {}), RUN_DIR_ENV: str(run_dir)}
     # The kernel starts now, while this process reads the notebook and loads papermill.
     env = {**kernel_env, RUN_ID_ENV: run_dir.name}
-    kernel = _start_kernel(project, env, preload_options(path))
+    kernel, error = _started(project, env, preload_options(path))
     try:
         spec, params = _validated(path, kind, parameters or {}, run_dir, made)
         # The page's exporter is made ready while the kernel runs the cells: this process waits.
         ready = threading.Thread(target=prepare, args=(spec.hide_code,), name="html-prepare")
         ready.start()
         try:
-            nb, error = _execute(spec, params, timeout, kernel)
+            if kernel is not None:
+                nb, error = _execute(spec, params, timeout, kernel)
+            else:
+                nb = _unexecuted(spec)
         finally:
             ready.join()
     finally:
-        _stop_kernel(kernel)
+        if kernel is not None:
+            _stop_kernel(kernel)
     result = _result(spec, run_dir, params, started, time.monotonic() - clock, error)
     result["server"] = server
     result["every_s"] = every_s
@@ -589,6 +593,20 @@ def _draws(statement: ast.stmt) -> bool:
     """Whether a top-level statement shows a figure (``show(...)``) in every run."""
     call = statement.value if isinstance(statement, ast.Expr) else None
     return isinstance(call, ast.Call) and getattr(call.func, "id", None) == "show"
+
+
+def _started(
+    cwd: Path, env: Mapping[str, str], options: list[str]
+) -> tuple[Any, dict[str, Any] | None]:
+    """:func:`_start_kernel`'s manager, or None and the run's error when the kernel cannot be
+    started (its kernelspec is missing, names a program that does not exist, cannot be
+    installed): a run that failed before its first cell, archived as such like one whose
+    kernel dies. An interrupt is not caught (nor is any kernel left behind)."""
+    try:
+        return _start_kernel(cwd, env, options), None
+    except Exception as exc:
+        value = f"the report kernel {kernel_name()} could not be started: {exc}"
+        return None, {"ename": type(exc).__name__, "evalue": value, "cell_index": None}
 
 
 def _start_kernel(cwd: Path, env: Mapping[str, str], options: list[str]) -> Any:
