@@ -143,6 +143,8 @@ def test_frames_in_order_and_a_failed_write_stops_the_source_first() -> None:
         frame = stored[span.stored_offset : span.stored_offset + span.stored_size]
         assert zstandard.ZstdDecompressor().decompress(frame) == piece
         assert span.raw_size == len(piece) and span.raw_offset == pieces.index(piece) * 1000
+    with pytest.raises(ValueError, match="piece 1 holds 999 bytes, not the 1000"):
+        compress_frames([b"a" * 1000, b"b" * 999, b"c" * 1000], io.BytesIO(), frame_size=1000)
 
     read_end, write_end = os.pipe()
 

@@ -297,6 +297,12 @@ def compress_frames(
     compressed = threads.ordered(compress, iter(pieces), workers, 2 * workers, stop=abort)
     try:
         for raw_size, frame in compressed:
+            if raw != len(sizes) * frame_size:  # the spans recorded would be wrong
+                last = raw - (len(sizes) - 1) * frame_size
+                raise ValueError(
+                    f"piece {len(sizes) - 1} holds {last} bytes, not the {frame_size} of every "
+                    "piece but the last"
+                )
             out.write(frame)
             sizes.append(len(frame))
             raw += raw_size
