@@ -342,9 +342,6 @@ class Changes:
         ids = self.new(table, key_columns()[table][0])
         return [v for i, v in zip(ids, self.new(table, column), strict=True) if str(i) not in quiet]
 
-    def changed_rows(self) -> int:
-        return sum(len(next(iter(c.values()), [])) for c in self.rows.values())
-
 
 CHANGED = sql.SQL("SELECT {columns} FROM {table} WHERE age(xmin) <= %s LIMIT %s")
 """The row versions written since the watermark: ``age(xmin)`` no older than its xmin's."""

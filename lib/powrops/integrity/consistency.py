@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql
 
 from powrops.config import ConsistencyChecks
 from powrops.integrity.model import KEPT_IDS, CheckResult, violation
+from powrops.integrity.rules import ALL_ROWS
 from powrops.schema import metadata
 
 ORPHAN = sql.SQL(
@@ -31,10 +32,6 @@ ORPHAN = sql.SQL(
 
 ORPHANS = sql.SQL("FROM {table} c WHERE {orphan}")
 """A relationship's orphan rows, as alias ``c``."""
-
-ALL_ROWS = sql.SQL("TRUE")
-"""The filter of a check over the whole table (an incremental check passes the rows that
-changed: ``powrops.integrity.incremental``)."""
 
 
 @dataclass(frozen=True)

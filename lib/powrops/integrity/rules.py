@@ -21,6 +21,8 @@ from powrops.config import DateRule, NumberRule, ValidationSettings
 from powrops.integrity.model import KEPT_IDS, CheckResult, violation
 
 ALL_ROWS = sql.SQL("TRUE")
+"""The filter of a check over the whole table (an incremental check passes the rows that
+changed: ``powrops.integrity.incremental``)."""
 
 ADVICE = (
     "the rule is checked in data, not enforced by the schema: find the writer of these rows "

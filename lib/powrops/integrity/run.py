@@ -82,14 +82,20 @@ def collect(
     conn: psycopg.Connection[Any], settings: Settings, today: date | None = None
 ) -> list[CheckResult]:
     """Every configured check inside one read-only REPEATABLE READ snapshot."""
-    timeout = settings.consistency.statement_timeout.postgres()
-    with snapshot(conn, timeout):
-        results = guarded(conn, "validation", lambda: run_rules(conn, settings.validation, today))
-        results += guarded(
-            conn, "consistency", lambda: run_consistency(conn, settings.consistency.checks)
-        )
-        results += run_physical(conn, settings.consistency.heapallindexed)
-        results.append(check_audit_trail(conn, settings))
+    with snapshot(conn, settings.consistency.statement_timeout.postgres()):
+        return _every_check(conn, settings, today)
+
+
+def _every_check(
+    conn: psycopg.Connection[Any], settings: Settings, today: date | None
+) -> list[CheckResult]:
+    """Every configured check, in full, inside the caller's snapshot."""
+    results = guarded(conn, "validation", lambda: run_rules(conn, settings.validation, today))
+    results += guarded(
+        conn, "consistency", lambda: run_consistency(conn, settings.consistency.checks)
+    )
+    results += run_physical(conn, settings.consistency.heapallindexed)
+    results.append(check_audit_trail(conn, settings))
     return results
 
 
@@ -148,7 +154,7 @@ def checked(
             results.append(check_audit_trail(conn, settings))
             scopes["audit_trail"] = Scope(FULL, CHEAP)
         else:
-            results = collect(conn, settings, today)
+            results = _every_check(conn, settings, today)
             scopes = {r.name: Scope(FULL, why or "") for r in results}
     version = conn.info.parameter_status("server_version")
     report = IntegrityReport(results, started, datetime.now(UTC), None, version)
