@@ -578,6 +578,14 @@ def _verdicts(findings: list[Finding]) -> list[tuple[str, str, str | None]]:
     return sorted((f.check, f.severity.name, f.object) for f in findings)
 
 
+def test_more_parts_than_one_statement_takes_are_read_in_several(alert_db: str) -> None:
+    """json_build_object takes 100 arguments: past MAX_PARTS parts, one more statement."""
+    parts = {f"p{n}": reads.Part(f"SELECT {n} AS n") for n in range(reads.MAX_PARTS + 7)}
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        read = reads.read_parts(conn, parts)
+    assert read == {f"p{n}": [{"n": n}] for n in range(reads.MAX_PARTS + 7)}
+
+
 def test_the_checks_read_the_server_in_two_statements(
     alert_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

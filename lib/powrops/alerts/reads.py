@@ -120,8 +120,9 @@ DATA_DIRECTORY_SQL = "SELECT current_setting('data_directory') AS data_directory
 DATABASES_SIZE_SQL = "SELECT sum(pg_database_size(oid))::bigint AS bytes FROM pg_database"
 
 ONE_PART = sql.SQL("(SELECT coalesce(json_agg(q), '[]') FROM ({query}) AS q{columns})")
-#: json_build_object takes at most 100 arguments: 50 parts.
 STATEMENT = sql.SQL("SELECT json_build_object({parts})")
+#: json_build_object takes at most 100 arguments: 50 parts a statement.
+MAX_PARTS = 50
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,17 @@ def read_all(
 
 
 def read_parts(conn: psycopg.Connection[Any], parts: Mapping[str, Part]) -> dict[str, list[Any]]:
-    """The rows of ``parts``, by key, read in one statement."""
+    """The rows of ``parts``, by key, read in one statement (one per MAX_PARTS parts)."""
+    items = list(parts.items())
+    read: dict[str, list[Any]] = {}
+    for start in range(0, len(items), MAX_PARTS):
+        read.update(_read_statement(conn, dict(items[start : start + MAX_PARTS])))
+    return read
+
+
+def _read_statement(
+    conn: psycopg.Connection[Any], parts: Mapping[str, Part]
+) -> dict[str, list[Any]]:
     pairs = [sql.SQL("{}, {}").format(sql.Literal(key), _subquery(part))
              for key, part in parts.items()]  # fmt: skip
     row = conn.execute(STATEMENT.format(parts=sql.SQL(", ").join(pairs))).fetchone()
