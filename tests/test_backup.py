@@ -220,7 +220,7 @@ def test_wal_push_path_imports_no_heavy_modules(
     spec = site.root / "state" / "archive.json"
     segment = pg_tmp / "0000000100000000000000A0"
     segment.write_bytes(b"\0" * 1024)
-    heavy = ("pandas", "sqlalchemy", "matplotlib", "pydantic", "boto3", "argparse")
+    heavy = ("pandas", "sqlalchemy", "matplotlib", "powrops.config.settings", "boto3", "argparse")
     probe = (
         f"import sys; sys.argv = ['powrops', 'wal', 'push', '--spec', {str(spec)!r}, "
         f"{str(segment)!r}]\n"

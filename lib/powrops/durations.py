@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydantic_core import core_schema
-
 _UNITS: dict[str, float] = {
     "s": 1,
     "sec": 1,
@@ -62,12 +60,6 @@ EXPECTED_DURATION = (
 EXPECTED_SIZE = 'a size such as "10GB", "2GB", "512MB" or a number of bytes'
 
 
-def _with_schema(cls: type[Any], parse: Any) -> core_schema.CoreSchema:
-    return core_schema.no_info_plain_validator_function(
-        parse, serialization=core_schema.plain_serializer_function_ser_schema(str)
-    )
-
-
 @dataclass(frozen=True)
 class Duration:
     """A span of time as written in config; ``seconds`` is None for "indefinite"."""
@@ -95,10 +87,6 @@ class Duration:
         if not match or match.group(2) not in _UNITS:
             raise ValueError(f"expected {EXPECTED_DURATION}")
         return cls(text, float(match.group(1)) * _UNITS[match.group(2)])
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
-        return _with_schema(cls, cls.parse)
 
     @property
     def indefinite(self) -> bool:
@@ -165,10 +153,6 @@ class Size:
         if not match or match.group(2).lower() not in _SIZE_UNITS:
             raise ValueError(f"expected {EXPECTED_SIZE}")
         return cls(value.strip(), int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]))
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
-        return _with_schema(cls, cls.parse)
 
     def __str__(self) -> str:
         return self.text

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    model_validator,
-)
-
 from powrops.config.base import (
     Section,
 )
 from powrops.config.connection import (
     JOB_ROLES,
+)
+from powrops.config.model import (
+    BeforeValidator,
+    Field,
+    model_validator,
 )
 from powrops.durations import Duration, Size
 
@@ -171,7 +170,7 @@ class AlertSettings(Section):
     index_bloat: SizeThreshold = SizeThreshold(
         warning=Size.parse("1GB"), critical=Size.parse("5GB")
     )
-    bloat_min_percent: float = Field(30, ge=0, le=100)
+    bloat_min_percent: float = Field(default=30, ge=0, le=100)
     # pg_wal in % of max_wal_size, a soft limit checkpoints keep it near: 150 % means WAL is
     # held (archiver, slot, wal_keep_size); 300 % threatens the disk.
     wal_size: RatioThreshold = RatioThreshold(warning=150, critical=300)
@@ -179,7 +178,7 @@ class AlertSettings(Section):
     # min_checkpoints on; the PostgreSQL manual (WAL configuration) wants most checkpoints
     # timed: requested ones mean max_wal_size is too small for the write load.
     checkpoints_requested: PercentThreshold = PercentThreshold(warning=20, critical=50)
-    min_checkpoints: int = Field(3, ge=1)
+    min_checkpoints: int = Field(default=3, ge=1)
     # The .ready archive backlog in segments (check_postgres archive_ready: 10 / 25 is the
     # documented example).
     archive_ready: CountThreshold = CountThreshold(warning=10, critical=25)

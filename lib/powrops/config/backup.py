@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
+from powrops.config.base import (
+    Section,
+    absolute_file_url,
+    absolute_path,
+)
+from powrops.config.model import (
     BeforeValidator,
     SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
-)
-
-from powrops.config.base import (
-    Section,
-    absolute_file_url,
-    absolute_path,
 )
 from powrops.durations import Duration
 

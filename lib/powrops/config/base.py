@@ -6,9 +6,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
+from powrops.config.model import (
+    Model,
     ValidationInfo,
 )
 
@@ -31,10 +30,9 @@ SERVER_ENV = "POWROPS_SERVER"
 DEFAULT_SERVER = "default"
 
 
-class Section(BaseModel):
-    """Base of every settings section: strict about unknown keys, immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+class Section(Model):
+    """Base of every settings section: strict about unknown keys, immutable, its defaults
+    validated as any value (:class:`~powrops.config.model.Model`)."""
 
 
 def config_folder(info: ValidationInfo) -> Path | None:

@@ -3,19 +3,18 @@ folders."""
 
 from __future__ import annotations
 
-from pydantic import (
-    Field,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
-)
-
 from powrops.config.backup import (
     Repository,
 )
 from powrops.config.base import (
     Section,
     absolute_file_url,
+)
+from powrops.config.model import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
 )
 from powrops.durations import Duration
 
@@ -32,7 +31,7 @@ class DatabaseSettings(Section):
     # Connect as this role instead of the URL's user (a scheduled job's least-privileged
     # role); its password then comes from libpq: ~/.pgpass, PGPASSFILE or PGPASSWORD.
     role: str | None = None
-    connect_timeout: int = Field(10, ge=1)
+    connect_timeout: int = Field(default=10, ge=1)
     statement_timeout: Duration = Duration.parse("5min")
     application_name: str = "powrops"
 
@@ -47,7 +46,7 @@ class DatabaseSettings(Section):
 class PostgresSettings(Section):
     bin_dir: str | None = None
     os_user: str = "powrops"
-    port: int | None = Field(None, ge=1024, le=65535)
+    port: int | None = Field(default=None, ge=1024, le=65535)
 
     @field_validator("os_user")
     @classmethod

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import (
+from powrops.config.base import (
+    Section,
+)
+from powrops.config.model import (
     BeforeValidator,
     Field,
     model_validator,
-)
-
-from powrops.config.base import (
-    Section,
 )
 from powrops.durations import Duration
 
@@ -77,7 +76,7 @@ class ConsistencyRepair(Section):
     logging: bool = True
     # A class of fix that would change more rows than this stops, changes nothing and says
     # so: that many bad rows is an incident to look at, not a routine repair.
-    max_rows: int = Field(1000, ge=1)
+    max_rows: int = Field(default=1000, ge=1)
 
 
 class ConsistencySettings(Section):

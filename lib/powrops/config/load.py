@@ -9,12 +9,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import (
-    BaseModel,
-    SecretStr,
-    ValidationError,
-)
-
 from powrops.config.base import (
     BASE_DIR_ENV,
     CONFIG_ENV,
@@ -23,6 +17,11 @@ from powrops.config.base import (
     ENV_PREFIX,
     ENV_SHORTCUTS,
     SERVER_ENV,
+)
+from powrops.config.model import (
+    Model,
+    SecretStr,
+    ValidationError,
 )
 from powrops.config.settings import Settings
 from powrops.config.show import REDACTED
@@ -111,8 +110,7 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _describe(error: Mapping[str, Any]) -> str:
-    loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
-    key = ".".join(p for p in loc if not p.startswith(("Repository", "NotifyChannel")))
+    key = ".".join(str(part) for part in error["loc"])
     value = error.get("input")
     if error["type"] == "extra_forbidden":
         return (
@@ -138,9 +136,9 @@ def _is_secret(loc: Sequence[str | int]) -> bool:
         fields = [
             kind.model_fields[part]
             for kind in kinds
-            if isinstance(kind, type) and issubclass(kind, BaseModel) and part in kind.model_fields
+            if isinstance(kind, type) and issubclass(kind, Model) and part in kind.model_fields
         ]
-        if fields:  # else a list index or a union's tag: the same models go on
+        if fields:  # else a list index: the same models go on
             kinds = _types_in([field.annotation for field in fields])
     return SecretStr in kinds
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    SecretStr,
-    model_validator,
-)
-
 from powrops.config.base import (
     Section,
+)
+from powrops.config.model import (
+    SecretStr,
+    model_validator,
 )
 
 

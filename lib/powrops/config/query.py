@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    Field,
-    model_validator,
-)
-
 from powrops.config.base import (
     Section,
+)
+from powrops.config.model import (
+    Field,
+    model_validator,
 )
 from powrops.durations import Duration
 
 
 class Pagination(Section):
-    default_limit: int = Field(20, ge=1)
-    max_limit: int = Field(100, ge=1)
+    default_limit: int = Field(default=20, ge=1)
+    max_limit: int = Field(default=100, ge=1)
     use_keyset: bool = True
 
     @model_validator(mode="after")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import (
-    field_validator,
-)
-
 from powrops.config.base import (
     Section,
+)
+from powrops.config.model import (
+    field_validator,
 )
 from powrops.durations import Duration
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import (
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-)
-
 from powrops.config.base import (
     Section,
     absolute_file_url,
+)
+from powrops.config.model import (
+    Field,
+    ValidationInfo,
+    field_validator,
 )
 from powrops.durations import Duration
 
@@ -41,17 +39,16 @@ class RetentionSettings(Section):
 
 
 class ArchivalTriggers(Section):
-    age: int = Field(365, ge=1, description="days since last access")
-    size: int = Field(100_000, ge=1, description="record count threshold")
+    age: int = Field(default=365, ge=1, description="days since last access")
+    size: int = Field(default=100_000, ge=1, description="record count threshold")
     user_request: bool = True
 
 
 class ArchivalProcess(Section):
     compress: bool = True
-    validate_: bool = Field(True, alias="validate")
+    # "validate" in the file; ``validate_`` in code, where either name is taken
+    validate_: bool = Field(default=True, alias="validate")
     index: bool = True
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class ArchivalSettings(Section):
@@ -99,4 +96,4 @@ class CleanupSettings(Section):
     targets: CleanupTargets = CleanupTargets()
     history: HistoryRetention = HistoryRetention()
     logging: CleanupLogging = CleanupLogging()
-    batch_size: int = Field(5000, ge=1)
+    batch_size: int = Field(default=5000, ge=1)

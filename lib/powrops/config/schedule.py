@@ -6,17 +6,16 @@ import datetime as dt
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    field_validator,
-)
-
 from powrops.config.base import (
     Section,
 )
 from powrops.config.connection import (
     JOB_ROLES,
+)
+from powrops.config.model import (
+    BeforeValidator,
+    Field,
+    field_validator,
 )
 from powrops.durations import Duration
 
@@ -37,7 +36,7 @@ class AirflowSettings(Section):
     warning_fails: bool = False
     # Retries of a job whose retry is safe (reads, backups, maintenance), after an UNKNOWN
     # exit (3: unreachable database, a crash); CRITICAL findings are never retried.
-    retries: int = Field(2, ge=0, le=10)
+    retries: int = Field(default=2, ge=0, le=10)
     retry_delay: Duration = Duration.parse("10min")
     # A task is stopped after its interval or this, whichever is shorter.
     max_runtime: Duration = Duration.parse("6h")
@@ -52,7 +51,7 @@ class ScheduleSettings(Section):
 
     daily_at: Annotated[str, BeforeValidator(_clock)] = "01:00"
     weekly_on: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "sun"
-    monthly_on: int = Field(1, ge=1, le=28)
+    monthly_on: int = Field(default=1, ge=1, le=28)
     timezone: str = "UTC"
     executable: str | None = None
     config: str | None = None

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import (
-    Field,
-)
-
 from powrops.config.alerts import (
     AlertSettings,
 )
@@ -31,6 +27,9 @@ from powrops.config.integrity import (
     ValidationSettings,
 )
 from powrops.config.maintenance import MaintenanceSettings
+from powrops.config.model import (
+    Field,
+)
 from powrops.config.notify import NotifySettings
 from powrops.config.query import QuerySettings
 from powrops.config.recovery import (
@@ -69,12 +68,12 @@ class Settings(Section):
 
     # Where this configuration came from, and the folder its relative paths resolve against
     # (not settings).
-    source: str | None = Field(None, exclude=True)
-    base_dir: str | None = Field(None, exclude=True)
-    config_file: str | None = Field(None, exclude=True)
+    source: str | None = Field(default=None, exclude=True)
+    base_dir: str | None = Field(default=None, exclude=True)
+    config_file: str | None = Field(default=None, exclude=True)
     # The server these settings describe, and every server the configuration names.
-    server: str = Field(DEFAULT_SERVER, exclude=True)
-    servers: tuple[str, ...] = Field((DEFAULT_SERVER,), exclude=True)
+    server: str = Field(default=DEFAULT_SERVER, exclude=True)
+    servers: tuple[str, ...] = Field(default=(DEFAULT_SERVER,), exclude=True)
 
     def _resolve(self, path: str) -> Path:
         folder = Path(self.base_dir) if self.base_dir else Path.cwd()

@@ -6,11 +6,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import (
-    BaseModel,
+from powrops.config.model import (
+    Model,
     SecretStr,
 )
-
 from powrops.config.settings import Settings
 from powrops.durations import Duration, Size
 
@@ -23,7 +22,7 @@ def redacted_dict(settings: Settings) -> dict[str, Any]:
     def walk(value: Any) -> Any:
         if isinstance(value, SecretStr):
             return REDACTED if value.get_secret_value() else ""
-        if isinstance(value, BaseModel):
+        if isinstance(value, Model):
             return {
                 (field.alias or name): walk(getattr(value, name))
                 for name, field in type(value).model_fields.items()
@@ -50,7 +49,7 @@ def secret_values(settings: Settings) -> list[str]:
             secret = value.get_secret_value()
             if secret:
                 found.append(secret)
-        elif isinstance(value, BaseModel):
+        elif isinstance(value, Model):
             for name in type(value).model_fields:
                 walk(getattr(value, name))
         elif isinstance(value, (tuple, list)):

@@ -1,4 +1,4 @@
-"""What ``powrops wal push`` / ``wal fetch`` need, in a small JSON file read without pydantic.
+"""What ``powrops wal push`` / ``wal fetch`` need, in a small JSON file read without the settings.
 
 The server runs the archive and restore commands once per WAL file, so they must start fast.
 ``powrops`` writes the resolved primary repository (URL, options, where the encryption key is:

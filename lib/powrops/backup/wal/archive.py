@@ -1,7 +1,7 @@
 """WAL archiving: ``powrops wal push`` (archive_command) and ``wal fetch`` (restore_command).
 
 Both run once per WAL file, started by the PostgreSQL server, so this module imports only what
-it needs: no pandas, SQLAlchemy, matplotlib or pydantic on this path.
+it needs: no pandas, SQLAlchemy, matplotlib or settings on this path.
 
 push: compressed (zstd), atomic (the repository's create-if-absent write), idempotent: the same
 content already archived is success; different content under the same name is a loud failure,
