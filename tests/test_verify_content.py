@@ -14,6 +14,7 @@ import json
 import os
 import tarfile
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,14 @@ import pytest
 import zstandard
 
 from powrops.backup.basebackup import compress_frames
-from powrops.backup.model import DATA_FILE, MANIFEST_FILE, BackupRecord, StoredFile, backup_key
+from powrops.backup.model import (
+    DATA_FILE,
+    MANIFEST_FILE,
+    BackupRecord,
+    StoredFile,
+    backup_key,
+    wal_key,
+)
 from powrops.config import Settings
 from powrops.storage.base import ObjectInfo, Repository
 from powrops.storage.registry import open_repository
@@ -360,3 +368,61 @@ def test_pg_waldump_gets_the_arguments_pg_verifybackup_gives_it() -> None:
     assert [s.name for s in walparse.range_segments(ends_at_a_boundary, SEGMENT)] == [
         "000000010000000000000002"
     ]
+
+
+class _SlowWaldump:
+    """Stands in for the server's programs: a ``pg_waldump`` that writes its pid and sleeps."""
+
+    def __init__(self, folder: Path) -> None:
+        self.pid_file = folder / "waldump.pid"
+        self.program = folder / "pg_waldump"
+        self.program.write_text(f"#!/bin/sh\necho $$ > {self.pid_file}\nexec sleep 60\n")
+        self.program.chmod(0o755)
+
+    def path(self, name: str) -> Path:
+        assert name == "pg_waldump"
+        return self.program
+
+
+def test_a_cancelled_wal_parse_stops_pg_waldump_at_once(repo: Repository, tmp_path: Path) -> None:
+    """The parse beside a read that stopped (an interrupt, the object missing) must not keep
+    the command waiting for pg_waldump: cancelled, it kills it within its poll interval."""
+    repo.put_bytes(wal_key(WAL_NAME), zstandard.ZstdCompressor().compress(bytes(SEGMENT)))
+    tools = _SlowWaldump(tmp_path)
+    cancel = threading.Event()
+    outcome: list[walparse.WalParse] = []
+    wal_range = (1, "0/3000028", "0/3000120")
+    worker = threading.Thread(target=lambda: outcome.append(walparse.parse(
+        repo, [wal_range], SEGMENT, tools, lambda need: str(tmp_path), cancel)))  # type: ignore[arg-type]  # fmt: skip
+    worker.start()
+    for _ in range(100):  # pg_waldump started
+        if tools.pid_file.exists() and tools.pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    pid = int(tools.pid_file.read_text())
+    started = time.monotonic()
+    cancel.set()
+    worker.join(5)
+    assert not worker.is_alive() and time.monotonic() - started < 2
+    assert (outcome[0].status, outcome[0].reason) == ("not run", "stopped before it finished")
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not list(tmp_path.glob("powrops-wal-*"))  # its scratch folder removed
+
+
+def test_the_wal_parse_of_a_missing_object_is_cancelled(repo: Repository) -> None:
+    """The data object is missing: the check ends as soon as it knows, cancelling the parse
+    it started beside the read instead of waiting for it."""
+    record = _store(repo, "20261204T000000F", _members(), _manifest(FILES), frame_size=1 << 20)
+    repo.delete(backup_key(record.label, DATA_FILE))
+    seen: list[bool] = []
+
+    def blocking_parse(
+        rec: BackupRecord, ranges: object, size: int, cancel: threading.Event
+    ) -> walparse.WalParse:
+        seen.append(cancel.wait(30))
+        return walparse.WalParse(status="not run", reason="stopped before it finished")
+
+    started = time.monotonic()
+    checked = content.check(repo, record, blocking_parse)
+    assert time.monotonic() - started < 5 and seen == [True]
+    assert checked.status == "missing" and checked.wal is None

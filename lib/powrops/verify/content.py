@@ -442,18 +442,20 @@ class _WalBeside:
     """The WAL of the backup's range parsed while its data object is read (``pg_waldump`` on
     a core the decoding leaves, its segments read from the archive), assuming PostgreSQL's
     default segment size; parsed again once the read says the size is another. Its outcome
-    counts only when the stored bytes prove intact; the thread never outlives the check."""
+    counts only when the stored bytes prove intact: otherwise (the object missing or changed,
+    an interrupt) the parse is cancelled on leaving. The thread never outlives the check."""
 
     def __init__(self, parse_wal: WalParser | None, record: BackupRecord, manifest: Manifest):
         self._parse = parse_wal
         self._args = (record, manifest.wal_ranges)
         self._outcome: WalParse | BaseException | None = None
+        self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name="content-wal", daemon=True)
 
     def _run(self) -> None:
         assert self._parse is not None
         try:
-            self._outcome = self._parse(*self._args, DEFAULT_SEGMENT_SIZE)
+            self._outcome = self._parse(*self._args, DEFAULT_SEGMENT_SIZE, self._cancel)
         except BaseException as exc:  # raised in the caller's thread by parsed()
             self._outcome = exc
 
@@ -463,14 +465,15 @@ class _WalBeside:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # its outcome was not asked for: it no longer counts
+            self._cancel.set()
             self._thread.join()
 
     def parsed(self, segment_size: int) -> WalParse:
         assert self._parse is not None
         self._thread.join()
         if segment_size != DEFAULT_SEGMENT_SIZE:
-            return self._parse(*self._args, segment_size)
+            return self._parse(*self._args, segment_size, threading.Event())
         if isinstance(self._outcome, BaseException):
             raise self._outcome
         assert self._outcome is not None

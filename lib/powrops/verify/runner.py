@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -385,8 +386,9 @@ def _wal_parser(settings: Settings, repo: Repository) -> walparse.WalParser:
     tools: dict[int | None, PgBinaries | PowropsError] = {}
 
     def parse_wal(
-        record: BackupRecord, ranges: Sequence[walparse.WalRange], segment_size: int
-    ) -> walparse.WalParse:
+        record: BackupRecord, ranges: Sequence[walparse.WalRange], segment_size: int,
+        cancel: threading.Event,
+    ) -> walparse.WalParse:  # fmt: skip
         major = _major(record.server_version)
         if major not in tools:
             try:
@@ -394,7 +396,7 @@ def _wal_parser(settings: Settings, repo: Repository) -> walparse.WalParser:
             except PowropsError as exc:
                 tools[major] = exc
         return walparse.parse(repo, ranges, segment_size, tools[major],
-                              lambda need: scratch_dir(settings, need))  # fmt: skip
+                              lambda need: scratch_dir(settings, need), cancel)  # fmt: skip
 
     return parse_wal
 
