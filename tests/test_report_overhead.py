@@ -449,3 +449,64 @@ def test_ctrl_c_during_a_report_run_leaves_no_kernel(tmp_path: Path) -> None:
     finally:
         child.kill()
     assert not Path(f"/proc/{kernel}").exists()
+
+
+#: What the runner's subclasses override or call of jupyter_client, papermill and nbclient
+#: that is not their documented API: (class, member, the parameters it must take, or None for
+#: a trait whose default the runner sets). An upgrade that renames or reshapes one fails here,
+#: by name, instead of silently bringing a wait back or breaking report runs.
+def _overridden() -> list[tuple[type, str, tuple[str, ...] | None]]:
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.manager import AsyncKernelManager
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine
+
+    return [
+        (AsyncKernelManager, "_async_wait", ("pollinterval",)),
+        (AsyncKernelManager, "format_kernel_cmd", ("extra_arguments",)),
+        (AsyncKernelManager, "kernel_spec_manager", None),
+        (AsyncKernelManager, "client_factory", None),
+        (AsyncKernelClient, "wait_for_ready", ("timeout",)),
+        (AsyncKernelClient, "_handle_kernel_info_reply", ("msg",)),
+        (AsyncKernelClient, "kernel_info", ()),
+        (AsyncKernelClient, "is_alive", ()),
+        (NBClientEngine, "execute_managed_notebook",
+         ("nb_man", "kernel_name", "start_timeout", "execution_timeout")),
+        (PapermillNotebookClient, "__init__", ("nb_man", "km")),
+        (PapermillNotebookClient, "execute", ()),
+    ]  # fmt: skip
+
+
+def _name(value: object) -> str:
+    return str(getattr(value, "__name__", value))
+
+
+@pytest.mark.parametrize("owner, member, parameters", _overridden(), ids=_name)
+def test_what_the_runner_overrides_upstream_is_still_there(
+    owner: type, member: str, parameters: tuple[str, ...] | None
+) -> None:
+    import inspect
+
+    if parameters is None:
+        assert member in owner.class_trait_names(), f"{owner.__qualname__}.{member} is gone"  # type: ignore[attr-defined]
+        return
+    found = getattr(owner, member, None)
+    assert callable(found), f"{owner.__qualname__}.{member} is gone: see reports/runner.py"
+    taken = inspect.signature(found).parameters
+    missing = [name for name in parameters if name not in taken]
+    assert not missing, f"{owner.__qualname__}.{member} no longer takes {missing}"
+
+
+def test_the_overrides_are_what_the_runner_defines() -> None:
+    """The list above follows the runner: each method its kernel classes define (a trait's
+    default by its trait's name) is listed."""
+    listed = {(owner, member) for owner, member, _ in _overridden()}
+    for cls in (runner._kernel_manager(), runner._kernel_client()):
+        base = cls.__mro__[1]
+        for name in vars(cls):
+            if name.startswith("__") or not callable(getattr(cls, name, None)):
+                continue
+            trait = name.removeprefix("_").removesuffix("_default")
+            assert (base, name) in listed or (base, trait) in listed, (
+                f"{cls.__name__}.{name} is not guarded above"
+            )
