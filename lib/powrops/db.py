@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from powrops.config import Settings, secret_values
 from powrops.errors import DatabaseError
 from powrops.format import describe_target
-from powrops.pg import pgpass
+from powrops.pg import control, pgpass
 from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.pg.embedded import START_HINT, embedded_cluster, job_passfile
 
@@ -148,8 +148,6 @@ class Identity:
 
 def identity(settings: Settings) -> Identity:
     """The target's identity, read from the server (DatabaseError when it does not answer)."""
-    import psycopg
-
     where = target(settings)
     parts = urlsplit(where.libpq_url)
     with connect(settings, autocommit=True) as conn:
@@ -157,18 +155,13 @@ def identity(settings: Settings) -> Identity:
             "SELECT current_setting('server_version'), current_database()"
         ).fetchone()
         assert row is not None
-        try:
-            ident = conn.execute(
-                "SELECT system_identifier::text FROM pg_control_system()"
-            ).fetchone()
-        except psycopg.Error:  # a role that may not read pg_control_system()
-            ident = None
+        ident = control.system_identifier(conn)
     return Identity(
         host=parts.hostname or "localhost",
         port=parts.port,
         database=str(row[1]),
         server_version=str(row[0]).split(" ")[0],
-        system_identifier=str(ident[0]) if ident else None,
+        system_identifier=ident,
         embedded=where.embedded,
         server=settings.server,
         several_servers=len(settings.servers) > 1,

@@ -32,7 +32,7 @@ from powrops.config import Settings
 from powrops.findings import Finding, Severity, grade
 from powrops.format import human_bytes, human_days, human_duration, human_time
 from powrops.metrics.disk import Disk
-from powrops.pg import catalog
+from powrops.pg import catalog, control
 from powrops.pg.privileges import Denied, guarded
 
 #: The caller's growth forecast: bytes per day the data grows, None without a trend.
@@ -60,7 +60,7 @@ SELECT coalesce(datname, '(shared catalogs)') AS datname, checksum_failures::big
 FROM pg_stat_database WHERE checksum_failures IS NOT NULL ORDER BY 1
 """
 
-SYSTEM_ID_SQL = "SELECT system_identifier::text AS system_identifier FROM pg_control_system()"
+SYSTEM_ID_SQL = control.SYSTEM_IDENTIFIER_SQL
 
 
 #: What ``read_peers`` reads, by key (``reads.read_all`` reads them in one statement).

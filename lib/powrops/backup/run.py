@@ -56,6 +56,7 @@ from powrops.errors import (
 )
 from powrops.format import human_bytes
 from powrops.notify import Event, notify
+from powrops.pg import control
 from powrops.pg.binaries import find_binaries
 from powrops.storage.base import Repository
 
@@ -97,10 +98,11 @@ def _connection(settings: Settings) -> dict[str, Any]:
 
 
 def server_facts(settings: Settings) -> ServerFacts:
+    from psycopg import sql  # loaded by connecting anyway; not by importing this module
 
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
-            """
+            sql.SQL("""
             SELECT current_setting('server_version_num')::int, current_setting('server_version'),
                    current_setting('wal_level'), current_setting('archive_mode'),
                    current_setting('summarize_wal', true),
@@ -110,9 +112,8 @@ def server_facts(settings: Settings) -> ServerFacts:
                    (SELECT count(*) FROM pg_stat_activity
                      WHERE backend_type = 'client backend')::int,
                    (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
-                   (SELECT system_identifier FROM pg_control_system())::text,
-                   current_database()
-            """
+                   ({system_identifier}), current_database()
+            """).format(system_identifier=sql.SQL(control.SYSTEM_IDENTIFIER_SQL))
         ).fetchone()
     assert row is not None
     return ServerFacts(*row)

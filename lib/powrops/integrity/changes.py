@@ -42,6 +42,7 @@ from powrops.config import Settings
 from powrops.findings import Finding, Severity
 from powrops.integrity.consistency import relationships
 from powrops.integrity.model import CheckResult
+from powrops.pg import control
 
 NOTE = "watermark"
 """The check name of the note that carries the watermark in a run's findings."""
@@ -222,10 +223,9 @@ SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, now
 FROM pg_current_snapshot() s, pg_database d WHERE d.datname = current_database()
 """
 
-CLUSTER = """
-SELECT s.system_identifier::text || ':' || c.timeline_id
-FROM pg_control_system() s, pg_control_checkpoint() c
-"""
+CLUSTER = sql.SQL(
+    "SELECT ({system_identifier}) || ':' || timeline_id FROM pg_control_checkpoint()"
+).format(system_identifier=sql.SQL(control.SYSTEM_IDENTIFIER_SQL))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from powrops.errors import PowropsError
 from powrops.findings import Finding, Severity
 from powrops.format import Echo, human_duration
 from powrops.migrate.model import tables_in
+from powrops.pg import control
 from powrops.verify import verify
 
 if TYPE_CHECKING:
@@ -99,15 +100,15 @@ def _take_and_verify(findings: list[Finding], settings: Settings, echo: Echo | N
 
 
 def _system_identifier(settings: Settings) -> str | None:
-    """This cluster's identifier, or None when the role may not read pg_control_system()."""
+    """This cluster's identifier, or None when the role may not execute pg_control_system() or
+    the server does not answer."""
     import psycopg
 
     try:
         with connection(settings) as conn:
-            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+            return control.system_identifier(conn)
     except psycopg.Error:
         return None
-    return str(row[0]) if row else None
 
 
 # --- sessions ------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from powrops import bundle, migrate
 from powrops.alerts.run import read_only_findings
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, counts
 from powrops.format import human_bytes, human_time
-from powrops.pg import catalog
+from powrops.pg import catalog, control
 from powrops.pg.embedded import archive_spec_findings
 from powrops.reports import show_table
 from powrops.tables import STRATEGY_INDEXES
@@ -420,12 +421,14 @@ def run_checks(conn: psycopg.Connection[Any], settings: Settings) -> list[Findin
     return findings
 
 
+FACTS_SQL = sql.SQL(
+    "SELECT current_setting('server_version'), pg_database_size(current_database()), ({})"
+).format(sql.SQL(control.SYSTEM_IDENTIFIER_SQL))
+
+
 def server_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     """Headline facts about the server for the report's header."""
-    row = conn.execute(
-        "SELECT current_setting('server_version'), pg_database_size(current_database()), "
-        "(SELECT system_identifier FROM pg_control_system())"
-    ).fetchone()
+    row = conn.execute(FACTS_SQL).fetchone()
     assert row is not None
     return {
         "server_version": row[0],

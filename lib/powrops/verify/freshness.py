@@ -28,6 +28,7 @@ from powrops.durations import Duration
 from powrops.errors import DatabaseError
 from powrops.findings import Severity
 from powrops.format import human_duration, human_time
+from powrops.pg import control
 from powrops.verify.report import Freshness, VerificationReport
 
 PAGE = 8192
@@ -132,13 +133,7 @@ def read_archiver(settings: Settings) -> ArchiverState:
     tgt = target(settings)
     try:
         with connect(settings, autocommit=True) as conn:
-            try:
-                ident = conn.execute(
-                    "SELECT system_identifier::text FROM pg_control_system()"
-                ).fetchone()
-            except psycopg.Error:
-                ident = None
-            return archiver_state(conn, ident[0] if ident else None)
+            return archiver_state(conn, control.system_identifier(conn))
     except (psycopg.Error, DatabaseError) as exc:
         raise DatabaseError(f"cannot read pg_stat_archiver on {tgt.display}: {exc}") from exc
 
