@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from cli_helpers import libpq
+from powrops import readiness
 from powrops.config import validate
 from powrops.db import identity
 from powrops.pg.control import system_identifier
@@ -55,3 +56,14 @@ def test_the_targets_identity_says_none_for_such_a_role(blind: tuple[str, str]) 
     owner, low = blind
     assert identity(validate({"database": {"url": low}})).system_identifier is None
     assert identity(validate({"database": {"url": owner}})).system_identifier
+
+
+def test_the_readiness_facts_say_unknown_for_such_a_role(blind: tuple[str, str]) -> None:
+    """The readiness report's header read the identifier in the statement of its other facts:
+    a role without EXECUTE stopped the report there."""
+    owner, low = blind
+    with psycopg.connect(low, autocommit=True) as conn:
+        facts = readiness.server_facts(conn)
+    assert facts["system_identifier"] is None and facts["database_size"] > 0
+    with psycopg.connect(owner, autocommit=True) as conn:
+        assert readiness.server_facts(conn)["system_identifier"] == system_identifier(conn)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from powrops import bundle, migrate
 from powrops.alerts.run import read_only_findings
@@ -421,19 +420,17 @@ def run_checks(conn: psycopg.Connection[Any], settings: Settings) -> list[Findin
     return findings
 
 
-FACTS_SQL = sql.SQL(
-    "SELECT current_setting('server_version'), pg_database_size(current_database()), ({})"
-).format(sql.SQL(control.SYSTEM_IDENTIFIER_SQL))
-
-
 def server_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Headline facts about the server for the report's header."""
-    row = conn.execute(FACTS_SQL).fetchone()
+    """Headline facts about the server for the report's header (the system identifier None
+    when the role may not execute pg_control_system())."""
+    row = conn.execute(
+        "SELECT current_setting('server_version'), pg_database_size(current_database())"
+    ).fetchone()
     assert row is not None
     return {
         "server_version": row[0],
         "database_size": int(row[1]),
-        "system_identifier": str(row[2]),
+        "system_identifier": control.system_identifier(conn),
     }
 
 
@@ -461,7 +458,7 @@ def show_facts(facts: dict[str, Any], settings: Settings) -> None:
     rows = [
         ("PostgreSQL", facts["server_version"]),
         ("Database size", human_bytes(facts["database_size"])),
-        ("System identifier", facts["system_identifier"]),
+        ("System identifier", facts["system_identifier"] or "unknown"),
         ("Configuration", settings.source or "defaults"),
         ("WAL schedule", str(settings.backup.schedule.logs)),
     ]
