@@ -63,7 +63,7 @@ settings = validate({"database": {"url": url}})
 started = time.perf_counter()
 with Recording.connect(url, autocommit=True) as conn:
     if mode == "plain":
-        report = integrity.run(conn, settings, store=False)
+        report = integrity.run(conn, settings, store=False, full=True)
     else:  # baseline (full, stored), full or incremental (store off)
         report = integrity.run(conn, settings, store=mode == "baseline", full=mode != "incremental")
 elapsed = time.perf_counter() - started

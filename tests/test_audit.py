@@ -138,7 +138,7 @@ def test_integrity_reports_a_missing_audit_trail(migrated_db: str) -> None:
         conn.execute("DROP EVENT TRIGGER powrops_audit_drop")
         conn.execute("ALTER TABLE users DISABLE TRIGGER powrops_audit_row")
     settings = validate({"database": {"url": libpq(migrated_db)}})
-    result = integrity.run(settings, store=False).result("audit_trail")
+    result = integrity.run(settings, store=False, full=True).result("audit_trail")
     assert result.count == 2 and result.severity.name == "WARNING"
     assert "powrops_audit_drop" in result.message and "users is disabled" in result.message
 
@@ -240,7 +240,7 @@ def test_audit_trail_and_integrity_on_postgresql_15(pg_tmp: Path) -> None:
             conn.execute("ALTER TABLE users ADD COLUMN nickname text")
             actions = [(r[1], r[2]) for r in _log(conn)]
         assert actions == [("INSERT", "users"), ("UPDATE", "users"), ("DDL", "users")]
-        report = integrity.run(validate({"database": {"url": libpq(url)}}), store=False)
+        report = integrity.run(validate({"database": {"url": libpq(url)}}), store=False, full=True)
         counts = report.counts()
         expected = {integrity.DEFECT_CHECKS[k]: n for k, n in planted_defects(url).items()}
         assert {k: v for k, v in counts.items() if v} == expected

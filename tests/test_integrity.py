@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import subprocess
 from collections.abc import Iterator
@@ -13,12 +15,14 @@ import pytest
 
 from cli_helpers import libpq, run_cli
 from powrops import integrity, migrate
+from powrops.cli.main import build_parser
 from powrops.config import Settings, validate
 from powrops.demo.data import generate, load, planted_defects
 from powrops.findings import Severity
 from powrops.integrity import DEFECT_CHECKS
 from powrops.pg.cluster import LocalCluster
 from powrops.reports.runner import run_report
+from powrops.schedule.jobs import jobs
 
 pytestmark = pytest.mark.pg
 
@@ -87,7 +91,7 @@ def _planted_ids(url: str) -> dict[str, set[str]]:
 def test_seeded_defects_are_reported_with_exactly_the_planted_counts(defects_db: str) -> None:
     planted = planted_defects(defects_db)
     assert planted and all(planted.values())
-    report = integrity.run(_settings(defects_db), store=False)
+    report = integrity.run(_settings(defects_db), store=False, full=True)
     counts = report.counts()
     expected = {DEFECT_CHECKS[kind]: n for kind, n in planted.items()}
     for name, count in counts.items():
@@ -101,7 +105,7 @@ def test_seeded_defects_are_reported_with_exactly_the_planted_counts(defects_db:
 
 
 def test_every_relationship_and_rule_has_a_check(defects_db: str) -> None:
-    report = integrity.run(_settings(defects_db), store=False)
+    report = integrity.run(_settings(defects_db), store=False, full=True)
     names = set(report.counts())
     assert {r.name for r in integrity.relationships()} <= names
     assert {"orphan_workout_sets", "orphan_workouts", "orphan_workout_sets_exercises"} <= names
@@ -128,7 +132,7 @@ def test_configured_rules_change_what_is_counted(defects_db: str) -> None:
             "workout": {"reps": {"type": "integer", "min": 1, "max": 5, "required": False}}
         },
     )
-    report = integrity.run(strict, store=False)
+    report = integrity.run(strict, store=False, full=True)
     counts = report.counts()
     assert "reps_required" not in counts
     assert counts["reps_range"] > planted_defects(defects_db)["reps_out_of_range"]
@@ -136,7 +140,7 @@ def test_configured_rules_change_what_is_counted(defects_db: str) -> None:
 
 def test_run_is_stored_for_trends(fresh_defects_db: str) -> None:
     settings = _settings(fresh_defects_db)
-    report = integrity.run(settings)
+    report = integrity.run(settings, full=True)
     assert report.run_id is not None
     row = _sql(
         fresh_defects_db,
@@ -153,7 +157,7 @@ def test_run_is_stored_for_trends(fresh_defects_db: str) -> None:
 
 
 def test_clean_data_is_ok(clean_db: str) -> None:
-    report = integrity.run(_settings(clean_db), store=False)
+    report = integrity.run(_settings(clean_db), store=False, full=True)
     assert report.status == Severity.OK, [r.message for r in report.problems()]
     assert all(count == 0 for count in report.counts().values())
 
@@ -182,7 +186,7 @@ def test_defects_planted_with_raw_sql_are_found(clean_db: str) -> None:
     )
     _sql(clean_db, "UPDATE workouts SET total_volume = total_volume + 1 WHERE id = %s", (workout,))
     del orphan_set
-    report = integrity.run(_settings(clean_db), store=False)
+    report = integrity.run(_settings(clean_db), store=False, full=True)
     found = {name: n for name, n in report.counts().items() if n}
     assert found == {
         "orphan_workout_sets": 1,
@@ -538,7 +542,7 @@ def test_scope_finds_the_first_bad_change_beyond_the_sample_ids(clean_db: str) -
         "SELECT occurred_at FROM audit_log WHERE table_name = 'users' AND action = 'DELETE'",
     )[0][0]
     settings = _settings(clean_db)
-    report = integrity.run(settings, store=False)
+    report = integrity.run(settings, store=False, full=True)
     assert str(last) not in report.result("weight_range").sample_ids
     found = incident.scope(settings, report, since)
     assert {"workouts", "workout_sets"} <= set(found["tables"])
@@ -565,3 +569,30 @@ def test_scope_finds_the_first_bad_change_beyond_the_sample_ids(clean_db: str) -
     target = incident.recovery_target(deleted)
     assert datetime.fromisoformat(target["target_time"]) == deleted_at - restore_point.BEFORE
     assert target["parameters"] == {"target_time": target["target_time"], "confirm": False}
+
+
+def _notebook_parameter(name: str, notebook: Path) -> Any:
+    """The value the notebook's ``parameters`` cell gives ``name``."""
+    cells = json.loads(notebook.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    for node in ast.parse("".join(cell["source"])).body:
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{notebook.name} has no parameter {name}")
+
+
+def test_every_entry_point_runs_the_daily_check_alike_unless_told() -> None:
+    """``integrity.run`` and ``integrity.check``, ``powrops check integrity``, the integrity
+    report's ``full`` parameter and the scheduled jobs (which run the command and the report)
+    are incremental unless asked for a full check: one default flipped would make one of them
+    read everything every day."""
+    args = build_parser(["check", "integrity"]).parse_args(["check", "integrity"])
+    defaults = {
+        "integrity.run": inspect.signature(integrity.run).parameters["full"].default,
+        "integrity.check": inspect.signature(integrity.check).parameters["full"].default,
+        "powrops check integrity": args.full,
+        "integrity_report": _notebook_parameter("full", REPO / "notebooks/integrity_report.ipynb"),
+    }
+    assert defaults == dict.fromkeys(defaults, False)
+    scheduled = [job.args for job in jobs(Settings()) if "integrity" in " ".join(job.args)]
+    assert len(scheduled) == 2 and not any("--full" in a for a in scheduled), scheduled

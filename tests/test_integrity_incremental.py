@@ -18,7 +18,7 @@ from cli_helpers import libpq, run_cli
 from powrops import integrity, migrate
 from powrops.config import Settings, validate
 from powrops.demo.data import generate, load
-from powrops.integrity import IntegrityReport
+from powrops.integrity import IntegrityReport, incident
 from powrops.pg.binaries import find_binaries
 from powrops.pg.cluster import LocalCluster
 from powrops.retention.journal import audit_summary, bulk_transaction
@@ -60,7 +60,7 @@ def _data(report: IntegrityReport) -> dict[str, tuple[int | None, tuple[str, ...
 def _both(url: str) -> tuple[IntegrityReport, IntegrityReport]:
     """The daily (incremental, stored) check, then a full one of the same data: same results."""
     daily = integrity.run(_settings(url), full=False)
-    full = integrity.run(_settings(url), store=False)
+    full = integrity.run(_settings(url), store=False, full=True)
     assert daily.mode == "incremental", daily.why
     assert full.mode == "full"
     assert _data(daily) == _data(full)
@@ -103,7 +103,9 @@ def test_orphan_insert_with_foreign_keys_bypassed(db: str) -> None:
 
 
 def test_parent_deleted_with_the_audit_trail_is_incremental(db: str) -> None:
-    before = integrity.run(_settings(db), store=False).result("orphan_workout_sets").count
+    before = (
+        integrity.run(_settings(db), store=False, full=True).result("orphan_workout_sets").count
+    )
     workout = _one(
         db, "SELECT max(s.workout_id) FROM workout_sets s JOIN workouts w ON w.id = s.workout_id"
     )
@@ -182,7 +184,11 @@ def test_a_bulk_change_with_the_row_audit_off_runs_its_checks_in_full(db: str) -
 
 
 def test_moved_set_and_wrong_totals(db: str) -> None:
-    bad = integrity.run(_settings(db), store=False).result("workout_total_volume").sample_ids
+    bad = (
+        integrity.run(_settings(db), store=False, full=True)
+        .result("workout_total_volume")
+        .sample_ids
+    )
     right = f"w.total_volume IS NOT NULL AND w.id NOT IN ({', '.join(bad) or '0'})"
     set_id, old = _sql(
         db,
@@ -218,7 +224,9 @@ def test_full_check_when_asked_when_due_and_in_the_cli(db: str) -> None:
 
 def test_audited_edits_of_columns_a_check_does_not_read_are_left_out(db: str) -> None:
     integrity.run(_settings(db), full=False)
-    known = integrity.run(_settings(db), store=False).result("workout_total_volume").count
+    known = (
+        integrity.run(_settings(db), store=False, full=True).result("workout_total_volume").count
+    )
     _sql(db, "UPDATE workouts SET notes = 'edited' WHERE id IN (SELECT id FROM workouts LIMIT 5)")
     daily, _ = _both(db)
     why = daily.scopes["workout_total_volume"]["why"]
@@ -344,8 +352,8 @@ def test_a_check_without_a_statement_timeout_runs(db: str) -> None:
     """``consistency.statement_timeout = "indefinite"`` passes config check: the check then
     runs without one (PostgreSQL's 0), full and incremental."""
     settings = _settings(db, statement_timeout="indefinite")
-    assert integrity.run(settings, store=False).mode == "full"
-    assert integrity.run(settings, store=False, full=False).mode == "incremental"
+    assert integrity.run(settings, store=False, full=True).mode == "full"
+    assert integrity.run(settings, store=False).mode == "incremental"
 
 
 def _grant_low_role(url: str) -> str:
@@ -466,3 +474,10 @@ def test_deletes_the_statistics_did_not_count_run_their_checks_in_full(migrated_
     after, _ = _both(url)
     assert "track_counts was off at the last check" in after.scopes["orphan_workout_sets"]["why"]
     assert _both(url)[0].in_full() == {}
+
+
+def test_the_corruption_assessment_reads_everything(db: str) -> None:
+    """The incident runbook's assessment asks for a full check (the library's default is the
+    daily, incremental one): after a stored run it still reads every row."""
+    report = incident.assess(_settings(db))
+    assert report.mode == "full" and report.why == "a full check was asked for", report.why

@@ -62,7 +62,7 @@ def seeded(pg_cluster: LocalCluster) -> Iterator[str]:
 
 def _derive(url: str) -> restore_point.RestorePoint:
     settings = _settings(url)
-    report = integrity.run(settings, store=False)
+    report = integrity.run(settings, store=False, full=True)
     return restore_point.derive(settings, report, datetime.now(UTC) - timedelta(hours=1))
 
 

@@ -102,7 +102,7 @@ def assess(settings: Settings, heapallindexed: bool = True) -> IntegrityReport:
     if not isinstance(heapallindexed, bool):
         raise ParameterError(f"heapallindexed must be True or False (got {heapallindexed!r})")
     consistency = settings.consistency.model_copy(update={"heapallindexed": heapallindexed})
-    return run(settings.model_copy(update={"consistency": consistency}), store=False)
+    return run(settings.model_copy(update={"consistency": consistency}), store=False, full=True)
 
 
 def _damaged_rows(report: IntegrityReport) -> dict[str, list[str]]:

@@ -105,17 +105,17 @@ def run(
     *,
     store: bool = True,
     today: date | None = None,
-    full: bool = True,
+    full: bool = False,
 ) -> IntegrityReport:
     """Run every check and (with ``store``) record the run in ``ops.check_runs``.
 
     ``source`` is the settings (a connection is opened and closed) or an autocommit psycopg
-    connection, with ``settings`` then giving the rules (default: the strategy's). With
-    ``full`` off the run is incremental where it can be (``powrops.integrity.changes``): each
-    check over what changed since the server's last stored run; it is full on a first run,
-    when ``consistency.full_every`` has passed since the last full one, and where what
-    changed cannot be told. Errors reaching the database or a cancelled statement raise
-    DatabaseError.
+    connection, with ``settings`` then giving the rules (default: the strategy's). The run is
+    incremental where it can be (``powrops.integrity.changes``), as the command line's and the
+    report's: each check over what changed since the server's last stored run; it is full on
+    a first run, when ``consistency.full_every`` has passed since the last full one, and
+    where what changed cannot be told. ``full`` makes every check read everything. Errors
+    reaching the database or a cancelled statement raise DatabaseError.
     """
     settings = settings or (source if isinstance(source, Settings) else Settings())
     try:

@@ -164,10 +164,11 @@ def post_checks(settings: Settings, eng: Any, plan: ProductionPlan) -> list[Find
 
 
 def _integrity(settings: Settings) -> Finding:
-    """The integrity check after migrating, recorded like any other run."""
+    """The integrity check after migrating, in full (a migration may have changed any row),
+    recorded like any other run."""
 
     try:
-        report = integrity.run(settings)
+        report = integrity.run(settings, full=True)
     except PowropsError as exc:
         return Finding("integrity", Severity.UNKNOWN, f"integrity check could not run: {exc}")
     bad = [f.message for f in report.findings() if f.severity != Severity.OK][:3]
