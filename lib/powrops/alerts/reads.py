@@ -40,7 +40,7 @@ from powrops.alerts import intervals, peer_checks, recoverability, server_checks
 from powrops.alerts import state as alert_state
 from powrops.config import Settings
 from powrops.metrics.snapshot import SYSTEM_SCHEMAS
-from powrops.pg import catalog
+from powrops.pg import catalog, control
 from powrops.verify.freshness import ARCHIVER_SQL
 
 #: What this role may read, one boolean per column (NULL: the object is missing), and
@@ -52,7 +52,7 @@ SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS sessions,
        pg_has_role('pg_read_all_settings', 'USAGE') AS settings,
        has_function_privilege('pg_ls_waldir()', 'EXECUTE') AS waldir,
        has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE') AS archive_status,
-       has_function_privilege('pg_control_system()', 'EXECUTE') AS control,
+       ({control}) AS control,
        EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')
          AND current_setting('pg_stat_statements.max', true) IS NOT NULL AS statements,
        CASE WHEN ops THEN has_table_privilege(to_regclass('ops.events'), 'SELECT')
@@ -184,6 +184,7 @@ def check_parts(settings: Settings, version: int) -> dict[str, Part]:
 def probe(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, bool]:
     """What this role may read and which relations are big (``PROBE_SQL``), False for no."""
     query = PROBE_SQL.format(
+        control=sql.SQL(control.MAY_READ_SQL),
         table_bloat=sql.Literal(settings.alerts.table_bloat.warning.bytes),
         index_bloat=sql.Literal(settings.alerts.index_bloat.warning.bytes),
     )

@@ -217,11 +217,13 @@ def read_counters(conn: psycopg.Connection[Any]) -> Counters:
     return Counters(tables, row[0], None if row[2] else row[1], bool(row[3]))
 
 
-SNAPSHOT = """
+#: The snapshot, and whether this role may read the cluster's identity (:data:`CLUSTER`).
+SNAPSHOT = sql.SQL("""
 SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, now(),
-       d.oid::text || ':' || d.datname
+       d.oid::text || ':' || d.datname,
+       ({may_read}) AND has_function_privilege('pg_control_checkpoint()', 'EXECUTE')
 FROM pg_current_snapshot() s, pg_database d WHERE d.datname = current_database()
-"""
+""").format(may_read=sql.SQL(control.MAY_READ_SQL))
 
 CLUSTER = sql.SQL(
     "SELECT ({system_identifier}) || ':' || timeline_id FROM pg_control_checkpoint()"
@@ -243,11 +245,7 @@ def here(conn: psycopg.Connection[Any]) -> Here:
     """Inside the check's snapshot: its xmin and xmax (xid8), time, cluster and database."""
     row = conn.execute(SNAPSHOT).fetchone()
     assert row is not None
-    try:
-        with conn.transaction():
-            ident = conn.execute(CLUSTER).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
-        ident = None
+    ident = conn.execute(CLUSTER).fetchone() if row[4] else None
     cluster = str(ident[0]) if ident else UNKNOWN
     return Here(cluster, str(row[3]), int(row[0]), int(row[1]), row[2])
 
