@@ -388,6 +388,63 @@ def test_table_and_index_bloat_estimated_from_statistics(alert_db: str) -> None:
             conn.execute("DROP TABLE public.alert_bloat")
 
 
+#: Rows the statistics counted as inserted into a table (flushed by its writer).
+INSERTED_SQL = "SELECT pg_stat_get_tuples_inserted(%s::regclass)"
+
+
+def _inserted(conn: psycopg.Connection[Any], table: str) -> int:
+    for _ in range(50):  # the writer flushes its statistics when it goes idle
+        row = conn.execute(INSERTED_SQL, (table,)).fetchone()
+        if row and row[0]:
+            return int(row[0])
+        time.sleep(0.1)
+    return 0
+
+
+def test_a_loaded_table_no_statistics_counted_yet_is_sized(alert_db: str) -> None:
+    """relpages is 0 until VACUUM or ANALYZE counts a table: a bulk-loaded table with
+    autovacuum off is over table_size, its index over index_size, its dead tuples judged,
+    and the database size holds it, before anything analyzes it; while an ACCESS EXCLUSIVE
+    lock is held on it, the run does not wait to measure it."""
+    settings = validate({"database": {"url": alert_db},
+                         "state": {"dir": scratch_dir("powrops-alerts-server-")},
+                         "maintenance": {"alerts": {"table_size": "64kB",
+                                                    "index_size": "64kB"}}})  # fmt: skip
+    name = "public.alert_uncounted"
+    before = alerts.evaluate(settings, record=False).figures["total_bytes"]
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v text) "
+                     "WITH (autovacuum_enabled = off)")  # fmt: skip
+        try:
+            conn.execute(f"INSERT INTO {name} "
+                         "SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g")  # fmt: skip
+            conn.execute(f"DELETE FROM {name} WHERE id % 4 = 0")
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            with psycopg.connect(alert_db, autocommit=True) as other:
+                assert _inserted(other, name) == 20000
+            row = conn.execute("SELECT relpages, pg_relation_size(oid) FROM pg_class "
+                               "WHERE oid = %s::regclass", (name,)).fetchone()  # fmt: skip
+            assert row is not None and row[0] == 0 and row[1] > 2 << 20, row  # never counted
+            report = alerts.evaluate(settings, record=False)
+            [table] = _of(report.findings, "table_size", name)
+            assert table.severity == Severity.WARNING and table.value == row[1]
+            [index] = _of(report.findings, "index_size", name + "_pkey")
+            assert index.severity == Severity.WARNING and index.value > 256 << 10
+            [dead] = _of(report.findings, "dead_tuples", name)
+            assert dead.severity == Severity.CRITICAL, dead
+            assert report.figures["total_bytes"] >= before + row[1]
+            with psycopg.connect(alert_db) as locker:  # a TRUNCATE and reload, say
+                locker.execute("SET idle_in_transaction_session_timeout = '10s'")
+                locker.execute(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")
+                started = time.monotonic()
+                locked = alerts.evaluate(settings, record=False)
+                assert time.monotonic() - started < 5, "waited behind the lock"
+                locker.rollback()
+            assert not _of(locked.findings, "table_size", name)  # measured on a later run
+        finally:
+            conn.execute(f"DROP TABLE {name}")
+
+
 def test_rebuild_gives_back_the_space_of_a_bloated_table(alert_db: str) -> None:
     from powrops import maintenance
     from powrops.growth import gather

@@ -26,7 +26,8 @@ FIGURES: dict[str, tuple[str, str, str, float]] = {
                      "used share of the filesystem holding the data", 0.01),
     "total_bytes": ("powrops_database_size_bytes", "bytes",
                     "size of the database's relations as the last VACUUM or ANALYZE counted "
-                    "their pages (pg_class.relpages)", 1.0),
+                    "their pages (pg_class.relpages), those never counted that rows went "
+                    "into measured", 1.0),
     "dead_tuple_ratio": ("powrops_dead_tuples_ratio", "ratio",
                          "dead / (live + dead) tuples over all tables", 1.0),
     "wal_bytes": ("powrops_wal_directory_bytes", "bytes", "size of pg_wal", 1.0),

@@ -9,8 +9,9 @@ its check reads it alone as before and reports the refusal as it always did
 (``privileges.guarded``: UNKNOWN, naming the GRANT); when the statement fails as a whole (a
 server refusing what the probe allowed), every check reads alone.
 
-What the statement reads are catalog views and cumulative statistics, so its time follows
-neither the rows of the data nor, beyond one pass over the catalogs, the number of tables:
+What the statement reads are catalog views and cumulative statistics (and the size of the few
+files below), so its time follows neither the rows of the data nor, beyond one pass over the
+catalogs, the number of tables:
 
 * tables, indexes and the database (the ``total_bytes`` figure) are sized by
   ``pg_class.relpages``, the pages the last VACUUM or ANALYZE counted (autovacuum keeps them
@@ -18,9 +19,35 @@ neither the rows of the data nor, beyond one pass over the catalogs, the number 
   or stat every file; dead and live tuples are the cumulative statistics'. Only the tables
   and indexes a check can flag come back (:data:`TABLES_SQL`, :data:`INDEXES_SQL`), with the
   dead and live tuples of all;
+* but relpages is 0 until something counts a table (on PostgreSQL 14 and later its reltuples
+  is -1 until then): a freshly bulk-loaded table, or any table with autovacuum off, would pass
+  every size check unseen. The planner meets the same gap and measures the file
+  (``RelationGetNumberOfBlocks``) when relpages is 0; so does :data:`SIZE_SQL`, for those
+  relations only: a table the statistics never counted (relpages 0 or reltuples -1) into which
+  the cumulative statistics say rows went (``pg_stat_get_tuples_inserted``), its TOAST table
+  alike, and its indexes (whose relpages went stale with it) are measured with
+  ``pg_relation_size``, the main fork relpages counts. A run thus measures only the few tables
+  being loaded and never analyzed, not the empty tables every schema has (never counted
+  either, but with nothing inserted), and the sizes match what check_postgres and
+  postgres_exporter report (they call ``pg_relation_size`` / ``pg_total_relation_size`` on
+  every relation): such a table is judged by the same limits as any other, and its bytes are
+  in ``total_bytes``, rather than named in a finding that only says its size is unknown (what
+  the statistics alone could offer). ``pg_relation_size`` takes an ACCESS SHARE lock
+  (``try_relation_open``, released on return), which waits behind an ACCESS EXCLUSIVE one (a
+  TRUNCATE and reload, an ALTER TABLE, a VACUUM FULL) and SQL offers no NOWAIT for it (nor can
+  one statement set a ``lock_timeout`` for itself without failing whole), so a relation on
+  which the lock table (``pg_lock_status()``, what ``pg_locks`` shows) has an ACCESS EXCLUSIVE
+  lock held or awaited is not measured that run (relpages stands; a later run measures it).
+  Each part reads the lock table once, when it meets its first relation to measure, and only a
+  lock asked for in the milliseconds between that and the measurement could still hold the
+  statement up. What the cumulative statistics do not know (after ``pg_stat_reset()`` or a
+  crash, which drop them, or on a standby, which keeps none of a table's inserts) stays
+  unmeasured until something counts the table, as before;
 * the bloat estimates read ``pg_stats`` only for the relations big enough to reach their
   warning threshold (``server_checks.TABLE_BLOAT_SQL``), and are not even planned when the
-  probe finds no such relation (their rows are then known to be none).
+  probe finds no such relation (their rows are then known to be none). The probe goes by
+  relpages alone, rightly: an estimate needs what ANALYZE gathers (reltuples, ``pg_stats``),
+  so a table it never counted has none to give whatever its size.
 
 Only reads: the statement is one SELECT. The state a run keeps (``alert_state``) is read with
 it; what a run writes (its state, ``ops.check_runs``) is written apart, as before.
@@ -71,9 +98,28 @@ FROM (SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'ops'
       FROM pg_class c LEFT JOIN pg_am a ON a.oid = c.relam) AS pages
 """)
 
+#: Whether the statistics never counted the table {owner} (relpages 0, or reltuples -1 on
+#: PostgreSQL 14 and later) though the cumulative statistics say rows went into it.
+UNCOUNTED_SQL = sql.SQL("""(({owner}.relpages = 0 OR {owner}.reltuples < 0)
+  AND pg_stat_get_tuples_inserted({owner}.oid) > 0)""")
+
+#: The bytes of the main fork of {rel} measured, or NULL when an ACCESS EXCLUSIVE lock is
+#: held or awaited on it (``pg_relation_size`` would wait behind it; see the docstring).
+MEASURED_SQL = sql.SQL("""CASE WHEN {rel}.oid NOT IN (
+  SELECT relation FROM pg_lock_status()
+  WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock') THEN pg_relation_size({rel}.oid)
+END""")
+
+#: The bytes of {rel}: its pages as the statistics counted them, or measured when they never
+#: counted its table {owner} (the table itself, or an index's table).
+SIZE_SQL = sql.SQL("""CASE WHEN {uncounted} THEN coalesce({measured}, {pages}) ELSE {pages} END""")
+
+#: The bytes the statistics counted of {rel}.
+PAGES_SQL = sql.SQL("{rel}.relpages::bigint * current_setting('block_size')::bigint")
+
 #: The dead and live tuples of every table, and the tables a check can flag: those from
 #: ``alerts.dead_tuples_min_size`` (dead tuples) or over ``maintenance.alerts.table_size``,
-#: sized from the statistics.
+#: sized as :data:`SIZE_SQL` says.
 TABLES_SQL = sql.SQL("""
 SELECT coalesce(sum(live_tuples), 0)::bigint AS live,
        coalesce(sum(dead_tuples), 0)::bigint AS dead,
@@ -81,9 +127,8 @@ SELECT coalesce(sum(live_tuples), 0)::bigint AS live,
                 FILTER (WHERE table_bytes >= {judged} OR table_bytes + toast_bytes > {over}),
                 '[]') AS tables
 FROM (
-  SELECT n.nspname AS schema, c.relname AS table,
-         c.relpages::bigint * current_setting('block_size')::bigint AS table_bytes,
-         coalesce(t.relpages, 0)::bigint * current_setting('block_size')::bigint AS toast_bytes,
+  SELECT n.nspname AS schema, c.relname AS table, {table_bytes} AS table_bytes,
+         coalesce({toast_bytes}, 0) AS toast_bytes,
          pg_stat_get_live_tuples(c.oid) AS live_tuples,
          pg_stat_get_dead_tuples(c.oid) AS dead_tuples
   FROM pg_class c
@@ -94,24 +139,35 @@ FROM (
 ) AS t
 """)
 
-#: The indexes over ``maintenance.alerts.index_size``, sized from the statistics.
+#: The indexes over ``maintenance.alerts.index_size``, sized as :data:`SIZE_SQL` says: those
+#: the statistics count over it, and those of the tables they never counted.
 INDEXES_SQL = sql.SQL("""
-SELECT n.nspname AS schema, t.relname AS table, c.relname AS index,
-       c.relpages::bigint * current_setting('block_size')::bigint AS bytes
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid
-JOIN pg_class t ON t.oid = i.indrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname <> ALL({system}) AND n.nspname NOT LIKE 'pg_temp%'
-  AND c.relpages::bigint * current_setting('block_size')::bigint > {over}
+SELECT * FROM (
+  SELECT n.nspname AS schema, t.relname AS table, c.relname AS index, {bytes} AS bytes
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname <> ALL({system}) AND n.nspname NOT LIKE 'pg_temp%'
+    AND ({pages} > {over} OR {uncounted})
+) AS i
+WHERE bytes > {over}
 ORDER BY bytes DESC, schema, index
 """)
 
-#: The database's size: the pages of its relations, as the statistics count them.
-DATABASE_SQL = """
-SELECT sum(relpages)::bigint * current_setting('block_size')::bigint AS total_bytes
+#: The database's size: the pages the statistics counted, and what the tables they never
+#: counted (``o``) and their indexes measure beyond (as :data:`SIZE_SQL` says).
+DATABASE_SQL = sql.SQL("""
+SELECT sum(relpages)::bigint * current_setting('block_size')::bigint
+       + coalesce((SELECT sum({measured} - {pages})
+                   FROM pg_class o
+                   CROSS JOIN LATERAL (SELECT o.oid UNION ALL
+                                       SELECT indexrelid FROM pg_index WHERE indrelid = o.oid)
+                     AS r (oid)
+                   JOIN pg_class m ON m.oid = r.oid
+                   WHERE o.relkind IN ('r', 'm', 't') AND {uncounted}), 0) AS total_bytes
 FROM pg_class
-"""
+""")
 
 #: Where the server keeps its data (for ``disk_usage`` on this host).
 DATA_DIRECTORY_SQL = "SELECT current_setting('data_directory') AS data_directory"
@@ -145,13 +201,31 @@ def data_parts(settings: Settings) -> dict[str, Part]:
     limits = settings.maintenance.alerts
     judged = sql.Literal(settings.alerts.dead_tuples_min_size.bytes)
     over = sql.Literal(limits.table_size.bytes)
-    return {
-        "tables": Part(TABLES_SQL.format(system=system, judged=judged, over=over)),
-        "indexes": Part(
-            INDEXES_SQL.format(system=system, over=sql.Literal(limits.index_size.bytes))
-        ),
-        "database": Part(DATABASE_SQL),
-    }
+    tables = TABLES_SQL.format(
+        system=system, judged=judged, over=over,
+        table_bytes=sized("c", "c"), toast_bytes=sized("t", "t"),
+    )  # fmt: skip
+    indexes = INDEXES_SQL.format(
+        system=system, over=sql.Literal(limits.index_size.bytes), bytes=sized("c", "t"),
+        pages=_alias(PAGES_SQL, "c"), uncounted=_alias(UNCOUNTED_SQL, "t", "owner"),
+    )  # fmt: skip
+    database = DATABASE_SQL.format(
+        measured=_alias(MEASURED_SQL, "m"), pages=_alias(PAGES_SQL, "m"),
+        uncounted=_alias(UNCOUNTED_SQL, "o", "owner"),
+    )  # fmt: skip
+    return {"tables": Part(tables), "indexes": Part(indexes), "database": Part(database)}
+
+
+def sized(rel: str, owner: str) -> sql.Composed:
+    """:data:`SIZE_SQL` for the relation aliased ``rel``, its table aliased ``owner``."""
+    return SIZE_SQL.format(
+        uncounted=_alias(UNCOUNTED_SQL, owner, "owner"),
+        measured=_alias(MEASURED_SQL, rel), pages=_alias(PAGES_SQL, rel),
+    )  # fmt: skip
+
+
+def _alias(query: sql.SQL, alias: str, name: str = "rel") -> sql.Composed:
+    return query.format(**{name: sql.Identifier(alias)})
 
 
 def check_parts(settings: Settings, version: int) -> dict[str, Part]:
