@@ -140,20 +140,28 @@ FROM (
 """)
 
 #: The indexes over ``maintenance.alerts.index_size``, sized as :data:`SIZE_SQL` says: those
-#: the statistics count over it, and those of the tables they never counted.
+#: the statistics count over it, and those of the tables they never counted (two branches,
+#: so that each reads pg_class by what narrows it: relpages, or the tables never counted).
 INDEXES_SQL = sql.SQL("""
-SELECT * FROM (
-  SELECT n.nspname AS schema, t.relname AS table, c.relname AS index, {bytes} AS bytes
-  FROM pg_index i
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_class t ON t.oid = i.indrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname <> ALL({system}) AND n.nspname NOT LIKE 'pg_temp%'
-    AND ({pages} > {over} OR {uncounted})
-) AS i
+SELECT * FROM ({over_pages} UNION ALL {uncounted}) AS i
 WHERE bytes > {over}
 ORDER BY bytes DESC, schema, index
 """)
+
+#: The indexes of :data:`INDEXES_SQL` on the tables {tables} whose own row meets {where}.
+INDEX_ROWS_SQL = sql.SQL("""
+SELECT n.nspname AS schema, t.relname AS table, c.relname AS index, {bytes} AS bytes
+FROM {tables} AS t
+JOIN pg_index i ON i.indrelid = t.oid
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname <> ALL({system}) AND n.nspname NOT LIKE 'pg_temp%' AND {where}
+""")
+
+#: The tables the statistics never counted that rows went into (fenced by OFFSET 0, so that
+#: the few of them lead the join to their indexes).
+UNCOUNTED_TABLES_SQL = sql.SQL("""(SELECT * FROM pg_class o
+  WHERE o.relkind IN ('r', 'm') AND {uncounted} OFFSET 0)""")
 
 #: The database's size: the pages the statistics counted, and what the tables they never
 #: counted (``o``) and their indexes measure beyond (as :data:`SIZE_SQL` says).
@@ -205,9 +213,13 @@ def data_parts(settings: Settings) -> dict[str, Part]:
         system=system, judged=judged, over=over,
         table_bytes=sized("c", "c"), toast_bytes=sized("t", "t"),
     )  # fmt: skip
+    index_over = sql.Literal(limits.index_size.bytes)
+    over_pages = sql.SQL("{} > {}").format(_alias(PAGES_SQL, "c"), index_over)
+    uncounted = UNCOUNTED_TABLES_SQL.format(uncounted=_alias(UNCOUNTED_SQL, "o", "owner"))
     indexes = INDEXES_SQL.format(
-        system=system, over=sql.Literal(limits.index_size.bytes), bytes=sized("c", "t"),
-        pages=_alias(PAGES_SQL, "c"), uncounted=_alias(UNCOUNTED_SQL, "t", "owner"),
+        over=index_over,
+        over_pages=_index_rows(system, sql.SQL("pg_class"), over_pages),
+        uncounted=_index_rows(system, uncounted, sql.SQL("NOT {}").format(over_pages)),
     )  # fmt: skip
     database = DATABASE_SQL.format(
         measured=_alias(MEASURED_SQL, "m"), pages=_alias(PAGES_SQL, "m"),
@@ -222,6 +234,12 @@ def sized(rel: str, owner: str) -> sql.Composed:
         uncounted=_alias(UNCOUNTED_SQL, owner, "owner"),
         measured=_alias(MEASURED_SQL, rel), pages=_alias(PAGES_SQL, rel),
     )  # fmt: skip
+
+
+def _index_rows(
+    system: sql.Composable, tables: sql.Composable, where: sql.Composable
+) -> sql.Composed:
+    return INDEX_ROWS_SQL.format(system=system, tables=tables, bytes=sized("c", "t"), where=where)
 
 
 def _alias(query: sql.SQL, alias: str, name: str = "rel") -> sql.Composed:
