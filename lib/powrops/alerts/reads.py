@@ -38,9 +38,10 @@ catalogs, the number of tables:
   one statement set a ``lock_timeout`` for itself without failing whole), so a relation on
   which the lock table (``pg_lock_status()``, what ``pg_locks`` shows) has an ACCESS EXCLUSIVE
   lock held or awaited is not measured that run (relpages stands; a later run measures it).
-  Each part reads the lock table once, when it meets its first relation to measure, and only a
-  lock asked for in the milliseconds between that and the measurement could still hold the
-  statement up. What the cumulative statistics do not know (after ``pg_stat_reset()`` or a
+  Each place that measures (:data:`MEASURED_SQL`: the heaps, the TOAST tables, the indexes,
+  the database) reads the lock table once, when it meets its first relation to measure, and
+  only a lock asked for in the milliseconds between that and the measurement could still hold
+  the statement up. What the cumulative statistics do not know (after ``pg_stat_reset()`` or a
   crash, which drop them, or on a standby, which keeps none of a table's inserts) stays
   unmeasured until something counts the table, as before;
 * the bloat estimates read ``pg_stats`` only for the relations big enough to reach their
