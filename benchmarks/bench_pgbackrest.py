@@ -57,6 +57,7 @@ T = TypeVar("T")
 STANZA = "bench"
 #: pgBackRest's processes: the cores powrops' zstd compression uses (``threads=-1``: all)
 PROCESS_MAX = os.cpu_count() or 1
+QUIET_S = 30.0  # the longest wait for the archivers before a measurement
 #: powrops' first read of a new backup against pg_verifybackup of a plain copy, at most
 FIRST_READ = 1.5
 
@@ -202,6 +203,21 @@ class Bench:
         read = (f"{figures.get('files_checked', 0)} files + {figures.get('wal_checked', 0)} WAL, "
                 f"{mib(figures.get('bytes_read', 0))} stored; {how}")  # fmt: skip
         return took, read
+
+    def quiet(self) -> float:
+        """Wait until the server has archived every finished WAL segment (both archivers run
+        from one archive_command after each backup's segment switch), at most ``QUIET_S``: a
+        measurement that overlaps them measures them too, whichever tool it is. The seconds
+        waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < QUIET_S:
+            pending = self.site.sql(
+                "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+            )[0][0]
+            if not pending:
+                break
+            time.sleep(0.05)
+        return time.monotonic() - started
 
     def fixed_cost(self) -> dict[str, float]:
         """What ``powrops verify`` costs before it reads a byte, as the benchmark starts it
@@ -382,7 +398,8 @@ def main() -> int:
         print(f"  {key}: {seconds:.2f} s", flush=True)
 
     def timed(key: str, operation: Callable[[], float]) -> None:
-        os.sync()  # what the previous operation wrote is not flushed during this one
+        bench.quiet()  # the previous operation's WAL is not archived during this one
+        os.sync()  # nor what it wrote flushed
         note(key, operation())
 
     newest = {"label": ""}  # powrops' backup of the current round
