@@ -426,3 +426,17 @@ def test_the_wal_parse_of_a_missing_object_is_cancelled(repo: Repository) -> Non
     checked = content.check(repo, record, blocking_parse)
     assert time.monotonic() - started < 5 and seen == [True]
     assert checked.status == "missing" and checked.wal is None
+
+
+def test_the_verification_loads_crc32c_only_for_a_content_check() -> None:
+    """The crc32c package reads its version from the installed packages' metadata when
+    imported: loading the verification (every verify, readiness or drill command) must not."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, powrops.verify, powrops.cli.verify; "
+        "print(sorted({'crc32c', 'importlib.metadata'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr

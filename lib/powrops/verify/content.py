@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import crc32c
 import zstandard
 
 from powrops import threads
@@ -63,11 +62,19 @@ MAX_LISTED = 20  # problems named one by one in a finding; the rest are counted
 
 
 class _Crc32c:
+    """CRC-32C, the manifests' default checksum. The ``crc32c`` package is loaded by the first
+    content check, not with this module: its import reads its own version from the installed
+    packages' metadata (``importlib.metadata``: about 10 ms of every command that loads the
+    verification, where a daily verify decodes no content)."""
+
     def __init__(self) -> None:
+        from crc32c import crc32c
+
+        self._update = crc32c
         self.value = 0
 
     def update(self, data: bytes) -> None:
-        self.value = crc32c.crc32c(data, self.value)
+        self.value = self._update(data, self.value)
 
     def hexdigest(self) -> str:
         # PostgreSQL writes the CRC's bytes as they lie in memory: little-endian.
