@@ -122,6 +122,18 @@ def test_every_problem_is_collected_with_its_location() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "given, expected",
+    [("yes", True), (" OFF ", False), ("1", True), (0, False), (1, True), (2, None),
+     ("maybe", None), (1.0, None), (None, None)],
+)  # fmt: skip
+def test_booleans_as_toml_and_the_environment_write_them(given: Any, expected: bool | None) -> None:
+    if expected is None:
+        assert _errors({"name": "x", "enabled": given}) == [(("enabled",), "bool_parsing")]
+    else:
+        assert Outer.model_validate({"name": "x", "enabled": given}).enabled is expected
+
+
 def test_bounds_and_validators_name_the_value_as_given() -> None:
     with pytest.raises(ValidationError) as raised:
         Outer.model_validate({"name": "bad", "ratio": "2", "inner": {"low": 5, "high": 4}})

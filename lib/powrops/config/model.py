@@ -403,7 +403,10 @@ def _convert(kind: Any, value: Any, loc: Loc, info: ValidationInfo, errors: list
         return _model(kind, value, loc, info, errors)
     scalar = _SCALARS.get(kind)
     if scalar is not None:
-        return scalar(value, loc, errors)
+        try:
+            return scalar(value)
+        except _Invalid as exc:
+            return _fail(errors, loc, exc.kind, str(exc), value)
     if hasattr(kind, "parse"):
         try:
             return kind.parse(value)
@@ -501,104 +504,70 @@ def _model(kind: type[Model], value: Any, loc: Loc, info: ValidationInfo, errors
     return _INVALID if len(errors) > before else built
 
 
-def _str(value: Any, loc: Loc, errors: list[Any]) -> Any:
+class _Invalid(Exception):
+    """A scalar's conversion failed: the error's type and message."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _str(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return _fail(errors, loc, "string_type", "Input should be a valid string", value)
+    raise _Invalid("string_type", "Input should be a valid string")
 
 
-def _secret(value: Any, loc: Loc, errors: list[Any]) -> Any:
-    if isinstance(value, SecretStr):
-        return value
-    if isinstance(value, str):
-        return SecretStr(value)
-    return _fail(errors, loc, "string_type", "Input should be a valid string", value)
+def _secret(value: Any) -> SecretStr:
+    return value if isinstance(value, SecretStr) else SecretStr(_str(value))
 
 
-def _bool(value: Any, loc: Loc, errors: list[Any]) -> Any:
+def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    return _fail(
-        errors,
-        loc,
-        "bool_parsing",
-        "Input should be a valid boolean, unable to interpret input",
-        value,
-    )
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise _Invalid("bool_parsing", "Input should be a valid boolean, unable to interpret input")
 
 
-def _int(value: Any, loc: Loc, errors: list[Any]) -> Any:
+def _int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, float):
-        return _fail(
-            errors,
-            loc,
-            "int_from_float",
-            "Input should be a valid integer, got a number with a fractional part",
-            value,
+        raise _Invalid(
+            "int_from_float", "Input should be a valid integer, got a number with a fractional part"
         )
-    try:
-        return (
-            int(value.strip())
-            if isinstance(value, str)
-            else _fail(errors, loc, "int_type", "Input should be a valid integer", value)
-        )
-    except ValueError:
-        return _fail(
-            errors,
-            loc,
-            "int_parsing",
-            "Input should be a valid integer, unable to parse string as an integer",
-            value,
-        )
+    return _parsed(int, value, "int_parsing", "a valid integer", "an integer")
 
 
-def _float(value: Any, loc: Loc, errors: list[Any]) -> Any:
+def _float(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    try:
-        return (
-            float(value.strip())
-            if isinstance(value, str)
-            else _fail(errors, loc, "float_type", "Input should be a valid number", value)
-        )
-    except ValueError:
-        return _fail(
-            errors,
-            loc,
-            "float_parsing",
-            "Input should be a valid number, unable to parse string as a number",
-            value,
-        )
+    return _parsed(float, value, "float_parsing", "a valid number", "a number")
 
 
-def _date(value: Any, loc: Loc, errors: list[Any]) -> Any:
+def _date(value: Any) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
+    return _parsed(dt.date.fromisoformat, value, "date_parsing", "a valid date", "YYYY-MM-DD")
+
+
+def _parsed(parse: Callable[[str], T], value: Any, kind: str, what: str, form: str) -> T:
+    """A string parsed by ``parse``; any other value, or a string it refuses, is invalid."""
+    if not isinstance(value, str):
+        raise _Invalid(kind.replace("_parsing", "_type"), f"Input should be {what}")
     try:
-        return (
-            dt.date.fromisoformat(value)
-            if isinstance(value, str)
-            else _fail(errors, loc, "date_type", "Input should be a valid date", value)
-        )
+        return parse(value.strip())
     except ValueError:
-        return _fail(
-            errors,
-            loc,
-            "date_parsing",
-            "Input should be a valid date in the format YYYY-MM-DD",
-            value,
-        )
+        raise _Invalid(kind, f"Input should be {what}, unable to parse string as {form}") from None
 
 
-_SCALARS: dict[Any, Callable[[Any, Loc, list[Any]], Any]] = {
+_SCALARS: dict[Any, Callable[[Any], Any]] = {
     str: _str,
     bool: _bool,
     int: _int,
