@@ -316,9 +316,9 @@ class Model:
 
 
 def _annotations(cls: type[Model]) -> dict[str, Any]:
-    """The fields ``cls`` itself annotates, their annotations evaluated in its module (one
-    compiled code object per distinct annotation text, where ``typing.get_type_hints``
-    compiles every occurrence: a third of the settings' import time)."""
+    """The fields ``cls`` itself annotates, their annotations evaluated in its module: one
+    compiled code object per distinct annotation text (82 for the settings' 248 fields, where
+    ``typing.get_type_hints`` compiles every occurrence again)."""
     namespace = vars(sys.modules[cls.__module__])
     own = inspect.get_annotations(cls)
     return {name: _evaluated(text, namespace) for name, text in own.items()}
