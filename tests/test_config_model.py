@@ -211,3 +211,13 @@ def test_loading_the_settings_loads_no_validation_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_value_of_the_wrong_shape_is_named_in_toml_words() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Outer.model_validate({"name": "x", "inner": 3, "inners": "a", "labels": ["k"]})
+    assert [(e["loc"], e["msg"]) for e in raised.value.errors()] == [
+        (("inner",), "Input should be a table of settings (a TOML table)"),
+        (("inners",), "Input should be a list (a TOML array)"),
+        (("labels",), "Input should be a table (a TOML table of keys)"),
+    ]

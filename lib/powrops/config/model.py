@@ -458,10 +458,10 @@ def _sequence(kind: Any, value: Any, loc: Loc, info: ValidationInfo, errors: lis
     origin, args = get_origin(kind), get_args(kind)
     if not isinstance(value, (list, tuple)):
         name = "tuple" if origin is tuple else "list"
-        return _fail(errors, loc, f"{name}_type", f"Input should be a valid {name}", value)
+        return _fail(errors, loc, f"{name}_type", "Input should be a list (a TOML array)", value)
     if origin is tuple and args[-1:] != (...,) and len(args) != len(value):
         return _fail(
-            errors, loc, "tuple_type", f"Input should be a tuple of {len(args)} items", value
+            errors, loc, "tuple_type", f"Input should be a list of {len(args)} items", value
         )
     item_kinds = [args[0]] * len(value) if args[-1:] == (...,) or origin is list else list(args)
     before = len(errors)
@@ -476,7 +476,9 @@ def _sequence(kind: Any, value: Any, loc: Loc, info: ValidationInfo, errors: lis
 
 def _mapping(kind: Any, value: Any, loc: Loc, info: ValidationInfo, errors: list[Any]) -> Any:
     if not isinstance(value, Mapping):
-        return _fail(errors, loc, "dict_type", "Input should be a valid dictionary", value)
+        return _fail(
+            errors, loc, "dict_type", "Input should be a table (a TOML table of keys)", value
+        )
     keys, values = get_args(kind)
     before = len(errors)
     converted = {
@@ -496,7 +498,7 @@ def _model(kind: type[Model], value: Any, loc: Loc, info: ValidationInfo, errors
             errors,
             loc,
             "model_type",
-            f"Input should be a valid dictionary or instance of {kind.__name__}",
+            "Input should be a table of settings (a TOML table)",
             value,
         )
     before = len(errors)
