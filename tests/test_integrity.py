@@ -486,10 +486,13 @@ def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
         _sql(clean_db, "UPDATE workouts SET notes = 'x' WHERE id = %s", (good,))
     events = "SELECT details->>'read_only' FROM ops.events WHERE kind = 'read_only' ORDER BY id"
     assert _sql(clean_db, events) == [("true",)]  # the switch is journaled
-    from powrops.integrity.incident import resume_writes
+    from powrops.integrity.incident import resume_writes, stop_writes
 
+    # a second answer that does not confirm reports the database as it is: read-only
+    again = stop_writes(_settings(clean_db), False)
+    assert (again["changed"], again["read_only"]) == (False, True)
     resumed = resume_writes(_settings(clean_db), True)
-    assert resumed["read_only"] is False
+    assert (resumed["changed"], resumed["read_only"]) == (True, False)
     assert _sql(clean_db, "SHOW default_transaction_read_only") == [("off",)]
     assert _sql(clean_db, events) == [("true",), ("false",)]  # and so is its undo
 

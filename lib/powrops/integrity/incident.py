@@ -57,8 +57,29 @@ def read_only_commands(dbname: str) -> dict[str, str]:
     return {k: v.as_string(None) for k, v in read_only_statements(dbname).items()}
 
 
+#: Whether new sessions of this database start read-only: its own setting, for every role
+#: (``ALTER DATABASE ... SET``), as the server holds it.
+READ_ONLY_SQL = """
+SELECT coalesce(bool_or(lower(split_part(c, '=', 2)) IN ('on', 'true', 'yes', '1', 't', 'y')),
+                false)
+FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,
+     unnest(s.setconfig) AS c
+WHERE d.datname = current_database() AND s.setrole = 0
+  AND split_part(c, '=', 1) = 'default_transaction_read_only'
+"""
+
+
+def read_only_now(settings: Settings) -> bool:
+    """Whether the database is read-only for new sessions now, read from the server (it may
+    have been made so before: by an earlier run of the runbook, or by hand)."""
+    with connection(settings) as conn:
+        row = conn.execute(READ_ONLY_SQL).fetchone()
+    return bool(row and row[0])
+
+
 def stop_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
-    """Make the database read-only for new sessions when ``confirm``; the commands either way.
+    """Make the database read-only for new sessions when ``confirm``; the commands either way,
+    whether this call ``changed`` it, and whether it is ``read_only`` now, as the server says.
 
     Sessions already connected keep their setting: end the application's sessions (or stop the
     application) after this for the change to take full effect.
@@ -67,15 +88,14 @@ def stop_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
         raise ParameterError(f"confirm must be True or False (got {confirm!r})")
     dbname = _dbname(settings)
     commands = read_only_commands(dbname)
-    done = False
     if confirm:
         with connection(settings) as conn:
             conn.execute(read_only_statements(dbname)["stop"])
             journal.record(conn, "read_only", {"database": dbname, "read_only": True,
                                                "undo": commands["undo"]},
                            server=settings.server)  # fmt: skip
-        done = True
-    return {"database": dbname, "read_only": done, **commands}
+    now = read_only_now(settings)
+    return {"database": dbname, "changed": confirm, "read_only": now, **commands}
 
 
 def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
@@ -93,7 +113,8 @@ def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
             journal.record(
                 conn, "read_only", {"database": dbname, "read_only": False}, server=settings.server
             )
-    return {"database": dbname, "read_only": not confirm, **commands}
+    return {"database": dbname, "changed": confirm, "read_only": read_only_now(settings),
+            **commands}  # fmt: skip
 
 
 def assess(settings: Settings, heapallindexed: bool = True) -> IntegrityReport:
