@@ -533,3 +533,25 @@ def test_recovery_target_settings() -> None:
     assert RecoveryTarget.from_options() == RecoveryTarget("latest")
     with pytest.raises(ParameterError, match="choose one recovery target"):
         RecoveryTarget.from_options(xid="900", immediate=True)
+
+
+def test_a_target_time_not_reached_yet_is_refused_before_anything_runs() -> None:
+    """A future target has no WAL to replay, whatever is archived: the restore's plan says so
+    (not 'force a WAL switch and wait'), and a drill stops before it writes or restores."""
+    from powrops.config import Settings
+    from powrops.drill.run import run_drill
+    from powrops.errors import ParameterError
+    from powrops.restore import planning
+
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    future = RecoveryTarget("time", soon.isoformat())
+    assert future.not_yet() is not None and "is in the future" in str(future.not_yet())
+    assert future.not_yet(now=soon + timedelta(seconds=1)) is None
+    assert RecoveryTarget("time", "2020-01-01 00:00:00+00").not_yet() is None
+    assert RecoveryTarget("latest").not_yet() is None
+    reachable, why = planning._reachable(future, datetime.now(UTC))
+    assert not reachable and "is in the future" in why and "pg_switch_wal" not in why
+    lines: list[str] = []
+    with pytest.raises(ParameterError, match="is in the future"):
+        run_drill(Settings(), target_time=soon, echo=lines.append)
+    assert lines == []  # no step ran, no marker was written

@@ -108,6 +108,9 @@ def require_reachable(found: dict[str, Any]) -> None:
 def _reachable(target: RecoveryTarget, newest: datetime | None) -> tuple[bool, str]:
     if target.kind != "time":
         return True, f"{target.describe()}: checked when recovery runs"
+    future = target.not_yet()
+    if future is not None:
+        return False, future
     if newest is None:
         return False, "no WAL is archived after the backup"
     if newest <= target.time:

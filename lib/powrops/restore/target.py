@@ -54,6 +54,18 @@ class RecoveryTarget:
         assert self.kind == "lsn" and self.value is not None
         return parse_lsn(self.value)
 
+    def not_yet(self, now: datetime | None = None) -> str | None:
+        """Why a time target cannot be reached yet (it lies after ``now``), or None: no WAL
+        written after it exists to replay, whatever is archived or switched."""
+        moment = now or datetime.now(UTC)
+        if self.kind != "time" or self.time <= moment:
+            return None
+        return (
+            f"the target time {self.value} is in the future (now {moment.isoformat()}): "
+            "recovery reaches only a time already written; give a past time, or none for the "
+            "end of the archived WAL"
+        )
+
     def describe(self) -> str:
         if self.kind == "latest":
             return "the end of the archived WAL (latest)"
