@@ -97,3 +97,14 @@ def test_drill_on_postgresql_15() -> None:
         assert result["verification"]["data_integrity"]["marker_after_absent"] is True  # type: ignore[index]
     finally:
         site.destroy()
+
+
+def test_a_drill_that_fails_leaves_no_scratch_directory(site: Site) -> None:
+    """A drill whose restore fails (a target before every backup) is CRITICAL and removes its
+    scratch directory, as a drill that succeeds or is interrupted does."""
+    assert site.cli("backup", "full").returncode == 0
+    code, result = _drill(site, "--target-time", "2020-01-01T00:00:00+00:00")
+    assert code == 2, result
+    assert "the drill failed" in json.dumps(result["findings"])
+    drills = site.settings.state_dir / "drills"
+    assert not drills.exists() or list(drills.iterdir()) == []

@@ -269,26 +269,28 @@ class Drill:
         self._measure_rpo()
         self.result.findings = drill_findings(self.result, self.settings)
         self._keep_result()
-        if self.restored is not None and not self.keep:
-            self.restored.destroy()
-            if self.workdir is not None:
-                shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.keep:
+            self.discard()
         return self.result
+
+    def discard(self) -> None:
+        """Stop the scratch server and remove the drill's directory, whatever step it got to."""
+        if self.restored is not None:
+            self.restored.destroy()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def abandon(self) -> str:
         """The drill was interrupted: stop the scratch server and remove its directory (kept,
         stopped, with ``keep``); what was left, in words."""
         where = f"drill {self.result.drill_id} stopped"
         if self.restored is None:
-            if self.workdir is not None:
-                shutil.rmtree(self.workdir, ignore_errors=True)
+            self.discard()
             return f"{where} before its scratch cluster was restored: nothing left"
         if self.keep:
             self.restored.stop()
             return f"{where}: its scratch cluster is kept, stopped, in {self.restored.data_dir}"
-        self.restored.destroy()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.discard()
         return f"{where}: its scratch cluster was stopped and {self.workdir} removed"
 
     def _measure_rpo(self) -> None:
@@ -346,8 +348,8 @@ def _run(drill: Drill, settings: Settings, keep: bool) -> DrillResult:
         )
         failed = drill.result.findings[-1]
         drill.result.findings = [*drill_findings(drill.result, settings), failed]
-        if drill.restored is not None and not keep:
-            drill.restored.destroy()
+        if not keep:
+            drill.discard()
         return drill.result
     return drill.finish()
 
