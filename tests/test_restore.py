@@ -258,7 +258,12 @@ def test_immediate_stops_at_the_backup_and_prepare_only_then_start(
     assert restored.timeline == 2 and restored.timings["recovery_s"] >= 0
 
 
-def test_unreachable_target_is_reported_with_postgresql_own_words(pitr: Pitr, pg_tmp: Path) -> None:
+def test_unreachable_target_is_reported_with_postgresql_own_words(
+    pitr: Pitr, pg_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A future time is refused before anything is restored (tested on its own); here the
+    # server's own refusal is what is checked, so the pre-check is taken out of the way.
+    monkeypatch.setattr(RecoveryTarget, "not_yet", lambda self, now=None: None)
     future = datetime.now(UTC) + timedelta(hours=1)
     to = pg_tmp / "future"
     with pytest.raises(RestoreFailed) as caught:
@@ -535,7 +540,7 @@ def test_recovery_target_settings() -> None:
         RecoveryTarget.from_options(xid="900", immediate=True)
 
 
-def test_a_target_time_not_reached_yet_is_refused_before_anything_runs() -> None:
+def test_a_target_time_not_reached_yet_is_refused_before_anything_runs(tmp_path: Path) -> None:
     """A future target has no WAL to replay, whatever is archived: the restore's plan says so
     (not 'force a WAL switch and wait'), and a drill stops before it writes or restores."""
     from powrops.config import Settings
@@ -555,3 +560,6 @@ def test_a_target_time_not_reached_yet_is_refused_before_anything_runs() -> None
     with pytest.raises(ParameterError, match="is in the future"):
         run_drill(Settings(), target_time=soon, echo=lines.append)
     assert lines == []  # no step ran, no marker was written
+    with pytest.raises(ParameterError, match="is in the future"):
+        restoring.restore(Settings(), to=tmp_path / "restored", target=future, echo=lines.append)
+    assert lines == [] and not (tmp_path / "restored").exists()

@@ -83,6 +83,9 @@ def restore(
     user's access, free space). With ``start`` the server is started and recovery awaited.
     """
 
+    future = target.not_yet()
+    if future is not None:
+        raise ParameterError(future)
     say = echo or _quiet
     began = time.monotonic()
     to = Path(to).absolute()
