@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from powrops import audit, journal
@@ -26,9 +27,8 @@ from powrops.integrity.run import connection, run
 DATA_CATEGORIES = ("validation", "referential", "calculated", "totals")
 
 
-def _dbname(settings: Settings) -> str:
-    with connection(settings) as conn:
-        row = conn.execute("SELECT current_database()").fetchone()
+def _dbname(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT current_database()").fetchone()
     assert row is not None
     return str(row[0])
 
@@ -69,11 +69,10 @@ WHERE d.datname = current_database() AND s.setrole = 0
 """
 
 
-def read_only_now(settings: Settings) -> bool:
+def _read_only(conn: psycopg.Connection[Any]) -> bool:
     """Whether the database is read-only for new sessions now, read from the server (it may
     have been made so before: by an earlier run of the runbook, or by hand)."""
-    with connection(settings) as conn:
-        row = conn.execute(READ_ONLY_SQL).fetchone()
+    row = conn.execute(READ_ONLY_SQL).fetchone()
     return bool(row and row[0])
 
 
@@ -86,16 +85,15 @@ def stop_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
     """
     if not isinstance(confirm, bool):
         raise ParameterError(f"confirm must be True or False (got {confirm!r})")
-    dbname = _dbname(settings)
-    commands = read_only_commands(dbname)
-    if confirm:
-        with connection(settings) as conn:
+    with connection(settings) as conn:
+        dbname = _dbname(conn)
+        commands = read_only_commands(dbname)
+        if confirm:
             conn.execute(read_only_statements(dbname)["stop"])
             journal.record(conn, "read_only", {"database": dbname, "read_only": True,
                                                "undo": commands["undo"]},
                            server=settings.server)  # fmt: skip
-    now = read_only_now(settings)
-    return {"database": dbname, "changed": confirm, "read_only": now, **commands}
+        return {"database": dbname, "changed": confirm, "read_only": _read_only(conn), **commands}
 
 
 def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
@@ -103,18 +101,16 @@ def resume_writes(settings: Settings, confirm: bool) -> dict[str, Any]:
     like the switch itself, so the incident's timeline shows both."""
     if not isinstance(confirm, bool):
         raise ParameterError(f"confirm must be True or False (got {confirm!r})")
-    dbname = _dbname(settings)
-    commands = read_only_commands(dbname)
-    if confirm:
-        with connection(settings) as conn:
+    with connection(settings) as conn:
+        dbname = _dbname(conn)
+        commands = read_only_commands(dbname)
+        if confirm:
             conn.execute(read_only_statements(dbname)["undo"])
             # this session started read-only: the journal row needs a writable transaction
             conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
-            journal.record(
-                conn, "read_only", {"database": dbname, "read_only": False}, server=settings.server
-            )
-    return {"database": dbname, "changed": confirm, "read_only": read_only_now(settings),
-            **commands}  # fmt: skip
+            journal.record(conn, "read_only", {"database": dbname, "read_only": False},
+                           server=settings.server)  # fmt: skip
+        return {"database": dbname, "changed": confirm, "read_only": _read_only(conn), **commands}
 
 
 def assess(settings: Settings, heapallindexed: bool = True) -> IntegrityReport:
