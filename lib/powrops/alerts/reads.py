@@ -23,27 +23,28 @@ catalogs, the number of tables:
   is -1 until then): a freshly bulk-loaded table, or any table with autovacuum off, would pass
   every size check unseen. The planner meets the same gap and measures the file
   (``RelationGetNumberOfBlocks``) when relpages is 0; so does :data:`SIZE_SQL`, for those
-  relations only: a table the statistics never counted (relpages 0 or reltuples -1) into which
+  relations only. A table the statistics never counted (relpages 0 or reltuples -1) into which
   the cumulative statistics say rows went (``pg_stat_get_tuples_inserted``), its TOAST table
   alike, and its indexes (whose relpages went stale with it) are measured with
-  ``pg_relation_size``, the main fork relpages counts. A run thus measures only the few tables
-  being loaded and never analyzed, not the empty tables every schema has (never counted
-  either, but with nothing inserted), and the sizes match what check_postgres and
-  postgres_exporter report (they call ``pg_relation_size`` / ``pg_total_relation_size`` on
-  every relation): such a table is judged by the same limits as any other, and its bytes are
-  in ``total_bytes``, rather than named in a finding that only says its size is unknown (what
-  the statistics alone could offer). ``pg_relation_size`` takes an ACCESS SHARE lock
+  ``pg_relation_size``, the main fork relpages counts. Only the few tables being loaded and
+  never analyzed are measured, not the empty tables every schema has (never counted either,
+  but with nothing inserted). The sizes match what check_postgres and postgres_exporter report
+  (they call ``pg_relation_size`` / ``pg_total_relation_size`` on every relation): such a
+  table is judged by the same limits as any other and its bytes are in ``total_bytes``,
+  rather than named in a finding that only says its size is unknown;
+* a measurement never waits for a lock: ``pg_relation_size`` takes an ACCESS SHARE lock
   (``try_relation_open``, released on return), which waits behind an ACCESS EXCLUSIVE one (a
-  TRUNCATE and reload, an ALTER TABLE, a VACUUM FULL) and SQL offers no NOWAIT for it (nor can
-  one statement set a ``lock_timeout`` for itself without failing whole), so a relation on
+  TRUNCATE and reload, an ALTER TABLE, a VACUUM FULL), and SQL offers no NOWAIT for it (nor can
+  one statement set a ``lock_timeout`` for itself without failing whole). So a relation on
   which the lock table (``pg_lock_status()``, what ``pg_locks`` shows) has an ACCESS EXCLUSIVE
-  lock held or awaited is not measured that run (relpages stands; a later run measures it).
+  lock held or awaited is not measured that run: relpages stands, a later run measures it.
   Each place that measures (:data:`MEASURED_SQL`: the heaps, the TOAST tables, the indexes,
-  the database) reads the lock table once, when it meets its first relation to measure, and
-  only a lock asked for in the milliseconds between that and the measurement could still hold
-  the statement up. What the cumulative statistics do not know (after ``pg_stat_reset()`` or a
-  crash, which drop them, or on a standby, which keeps none of a table's inserts) stays
-  unmeasured until something counts the table, as before;
+  the database) reads the lock table once, when it meets its first relation to measure;
+* what stays unseen: a lock asked for in the milliseconds between that read and the
+  measurement can still hold the statement up; a table whose inserts the cumulative
+  statistics do not know (after ``pg_stat_reset()`` or a crash, which drop them, or on a
+  standby, which keeps none of a table's inserts) stays unmeasured until something counts it;
+  and a stale non-zero relpages is taken as it is;
 * the bloat estimates read ``pg_stats`` only for the relations big enough to reach their
   warning threshold (``server_checks.TABLE_BLOAT_SQL``), and are not even planned when the
   probe finds no such relation (their rows are then known to be none). The probe goes by
