@@ -87,6 +87,46 @@ def _one_message(
 INTERRUPTED_CHILD = frozenset({-2, -15, 130, 143})
 
 
+_MIGRATE = "is the schema migrated? (powrops migrate latest)"
+_SHUT_DOWN = "the server shut down or restarted while the command ran"
+
+#: What a database error means to whoever runs the command, by SQLSTATE (or its class of two
+#: characters): what a DBA meets by pointing powrops at a database it does not expect, or
+#: with a role that lacks a grant, rather than a defect of powrops.
+_DATABASE_ADVICE = {
+    "42P01": _MIGRATE,  # undefined_table
+    "42703": _MIGRATE,  # undefined_column
+    "42883": _MIGRATE,  # undefined_function
+    "3F000": _MIGRATE,  # invalid_schema_name
+    "42501": "the role powrops connects as lacks a privilege this command needs: grant it, "
+    "or connect as a role that has it",
+    "25006": "the database is read-only (a standby, or default_transaction_read_only on): "
+    "this command writes",
+    "57P01": _SHUT_DOWN,
+    "57P02": _SHUT_DOWN,
+    "57P03": "the server is starting or shutting down: try again once it accepts connections",
+    "08": "the connection to the database failed",
+    "53": "the server ran out of a resource (disk, memory or connections)",
+}
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """A database error whoever runs the command can act on, in one line with what to do;
+    None for anything else (a defect, reported as one). Read from the error's SQLSTATE, so
+    that psycopg need not be imported to ask; a connection lost without one is said too."""
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str):
+        advice = _DATABASE_ADVICE.get(state) or _DATABASE_ADVICE.get(state[:2])
+    elif any(c.__name__ == "OperationalError" for c in type(exc).__mro__):
+        advice = _DATABASE_ADVICE["08"]
+    else:
+        advice = None
+    if advice is None or not type(exc).__module__.startswith("psycopg"):
+        return None
+    lines = str(exc).strip().splitlines()
+    return f"{lines[0] if lines else type(exc).__name__}; {advice}"
+
+
 class ConfigError(PowropsError):
     """The configuration file, an environment override or a value in it is wrong."""
 

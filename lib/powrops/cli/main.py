@@ -29,7 +29,13 @@ from typing import Any
 from powrops import __version__
 from powrops.cli.common import Parser
 from powrops.cli.registry import group_names, register_all
-from powrops.errors import EXIT_OK, EXIT_UNKNOWN, Interrupted, PowropsError
+from powrops.errors import (
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    Interrupted,
+    PowropsError,
+    database_problem,
+)
 from powrops.findings import Severity, exit_code
 
 Handler = Callable[[argparse.Namespace], "Severity | int"]
@@ -96,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"powrops: {Interrupted.of(exc)}", file=sys.stderr)
         return crash_code
     except Exception as exc:  # a crash: one line, the traceback kept, never exit 1
+        problem = database_problem(exc)
+        if problem is not None:  # the database's answer, not a defect: said, no crash log
+            print(f"powrops: error: {problem}", file=sys.stderr)
+            return crash_code
         where = _keep_traceback(exc, args)
         print(
             f"powrops: internal error: {type(exc).__name__}: {exc} (traceback in {where})",

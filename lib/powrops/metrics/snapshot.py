@@ -65,7 +65,7 @@ from psycopg.rows import dict_row
 
 from powrops.config import Settings
 from powrops.db import connect, snapshot
-from powrops.errors import DatabaseError
+from powrops.errors import DatabaseError, database_problem
 from powrops.pg.privileges import Denied, guarded
 
 VERSION = 1
@@ -128,16 +128,13 @@ STATEMENT_ORDERS = {"mean": "mean_exec_time", "max": "max_exec_time", "total": "
 
 @contextlib.contextmanager
 def database_errors(what: str) -> Iterator[None]:
-    """Turn a failing query into DatabaseError (exit 3) naming what could not be done."""
+    """Turn a failing query into DatabaseError (exit 3) naming what could not be done, and
+    what to do where the error says (:func:`~powrops.errors.database_problem`)."""
     try:
         yield
-    except psycopg.errors.UndefinedTable as exc:
-        raise DatabaseError(
-            f"{what}: {str(exc).strip().splitlines()[0]}; is the schema migrated? "
-            "(powrops migrate latest)"
-        ) from exc
     except psycopg.Error as exc:
-        raise DatabaseError(f"{what}: {str(exc).strip().splitlines()[0]}") from exc
+        said = database_problem(exc) or str(exc).strip().splitlines()[0]
+        raise DatabaseError(f"{what}: {said}") from exc
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""A database's answer a DBA can act on (a schema not migrated, a missing grant, a read-only
+server, a lost connection) is said in one line with what to do, exit 3, no crash log; anything
+else a query raises stays a crash (a defect of powrops), with its log."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cli_helpers import libpq, run_cli
+from powrops.errors import database_problem
+
+MIGRATE = "is the schema migrated? (powrops migrate latest)"
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (psycopg.errors.UndefinedTable('relation "ops.events" does not exist'), MIGRATE),
+        (psycopg.errors.UndefinedColumn("column x does not exist"), MIGRATE),
+        (psycopg.errors.InvalidSchemaName('schema "ops" does not exist'), MIGRATE),
+        (psycopg.errors.InsufficientPrivilege("permission denied for table users"), "grant it"),
+        (psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT"), "read-only"),
+        (psycopg.errors.AdminShutdown("terminating connection"), "shut down or restarted"),
+        (psycopg.errors.DiskFull("could not extend file"), "ran out of a resource"),
+        (psycopg.errors.ConnectionFailure("no connection to the server"), "connection"),
+        (psycopg.OperationalError("server closed the connection unexpectedly"), "connection"),
+    ],
+)
+def test_what_a_dba_can_act_on_is_said_with_what_to_do(error: Exception, says: str) -> None:
+    said = database_problem(error)
+    assert said is not None and says in said
+    assert said.startswith(str(error).splitlines()[0]) and "\n" not in said
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.SyntaxError('syntax error at or near "SELEC"'),  # powrops' own SQL
+        psycopg.errors.DivisionByZero("division by zero"),
+        psycopg.ProgrammingError("the query has 2 placeholders but 1 parameters were passed"),
+        KeyError("sqlstate"),
+        type("Lookalike", (Exception,), {"sqlstate": "42P01"})("not a database's answer"),
+    ],
+)
+def test_anything_else_stays_a_defect(error: Exception) -> None:
+    assert database_problem(error) is None
+
+
+def _no_crash(result: subprocess.CompletedProcess[str], state: Path) -> str:
+    assert result.returncode == 3, result.stderr
+    err = result.stderr
+    assert len(err.strip().splitlines()) == 1, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert not list(state.glob("log/powrops-crash-*.log"))
+    return err
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize(
+    "args",
+    [["audit", "changes"], ["retention", "plan"], ["archive", "list"], ["gdpr", "consent-report"]],
+)
+def test_a_database_not_migrated_is_named_not_a_crash(
+    args: list[str], fresh_db: str, tmp_path: Path
+) -> None:
+    env = {"POWROPS_DATABASE_URL": libpq(fresh_db), "POWROPS__STATE__DIR": str(tmp_path)}
+    err = _no_crash(run_cli(*args, env=env), tmp_path)
+    assert err.startswith("powrops: error: relation ") and MIGRATE in err
+
+
+@pytest.fixture
+def no_grants(migrated_db: str) -> Iterator[str]:
+    """The URL of a login role that may connect to a migrated database, and nothing more."""
+    owner = libpq(migrated_db)
+    role = "t_nogrant_" + uuid.uuid4().hex[:8]
+    parts = psycopg.conninfo.conninfo_to_dict(owner)
+    with psycopg.connect(owner) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'few'")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}')
+    yield f"postgresql://{role}:few@{parts['host']}:{parts['port']}/{parts['dbname']}"
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.pg
+def test_a_missing_grant_is_named_not_a_crash(no_grants: str, tmp_path: Path) -> None:
+    env = {"POWROPS_DATABASE_URL": no_grants, "POWROPS__STATE__DIR": str(tmp_path)}
+    err = _no_crash(run_cli("audit", "changes", env=env), tmp_path)
+    assert err.startswith("powrops: error: permission denied for ")
+    assert "lacks a privilege this command needs" in err and "few@" not in err
