@@ -14,6 +14,9 @@ import pytest
 
 from cli_helpers import libpq, run_cli
 from powrops.errors import database_problem
+from powrops.reports.runner import run_report
+
+REPO = Path(__file__).resolve().parents[1]
 
 MIGRATE = "is the schema migrated? (powrops migrate latest)"
 
@@ -94,4 +97,17 @@ def test_a_missing_grant_is_named_not_a_crash(no_grants: str, tmp_path: Path) ->
     env = {"POWROPS_DATABASE_URL": no_grants, "POWROPS__STATE__DIR": str(tmp_path)}
     err = _no_crash(run_cli("audit", "changes", env=env), tmp_path)
     assert err.startswith("powrops: error: permission denied for ")
-    assert "lacks a privilege this command needs" in err and "few@" not in err
+    assert "lacks a privilege this needs: grant it" in err and "few@" not in err
+
+
+@pytest.mark.pg
+def test_a_notebook_says_it_in_one_message(fresh_db: str, tmp_path: Path) -> None:
+    """The GDPR runbook on a database not migrated: one message, no traceback; UNKNOWN."""
+    env = {"POWROPS_DATABASE_URL": libpq(fresh_db), "POWROPS__STATE__DIR": str(tmp_path / "s")}
+    run = run_report("gdpr_request", {"user_id": 1}, reports_dir=tmp_path / "r", root=REPO, env=env)
+    assert run.exit_code == 3 and run.result["failed"] is True
+    html = (run.path / "report.html").read_text()
+    notebook = (run.path / "notebook.ipynb").read_text()
+    assert "Stopped: relation " in html and MIGRATE in html, html[-3000:]
+    assert "Traceback" not in html and "Traceback" not in notebook
+    assert run.result["error"]["ename"] == "UndefinedTable"

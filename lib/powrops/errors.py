@@ -60,24 +60,38 @@ class Interrupted(KeyboardInterrupt):
 
 def show_in_notebooks() -> None:
     """In a Jupyter or IPython kernel, show a :class:`PowropsError` (an expected condition: a
-    parameter to set, a target no backup reaches) as its one message, not a traceback into
-    the library; the cell still fails, so the run stops there (under papermill the report is
-    archived as failed, UNKNOWN, with that message). Nothing happens outside IPython;
-    installing twice is harmless."""
+    parameter to set, a target no backup reaches), and a database's answer a DBA can act on
+    (:func:`database_problem`: a schema not migrated, a missing grant), as its one message,
+    not a traceback into the library; the cell still fails, so the run stops there (under
+    papermill the report is archived as failed, UNKNOWN, with that message). Any other error
+    keeps its traceback. Nothing happens outside IPython; installing twice is harmless."""
     try:
         from IPython import get_ipython
     except ImportError:
         return
     shell = get_ipython()
     if shell is not None:
-        shell.set_custom_exc((PowropsError,), _one_message)
+        shell.set_custom_exc((PowropsError, *_database_errors()), _one_message)
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.Error,)
 
 
 def _one_message(
     shell: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: Any = None
-) -> list[str]:
-    """IPython's custom exception handler: the message alone, shown as the cell's error."""
-    stb = [f"Stopped: {value}"]
+) -> list[str] | None:
+    """IPython's custom exception handler: the message alone, shown as the cell's error; a
+    database error that is not the database's answer to act on gets the usual traceback."""
+    said = str(value) if isinstance(value, PowropsError) else database_problem(value)
+    if said is None:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        return None
+    stb = [f"Stopped: {said}"]
     shell._showtraceback(etype, value, stb)
     return stb
 
@@ -88,7 +102,7 @@ INTERRUPTED_CHILD = frozenset({-2, -15, 130, 143})
 
 
 _MIGRATE = "is the schema migrated? (powrops migrate latest)"
-_SHUT_DOWN = "the server shut down or restarted while the command ran"
+_SHUT_DOWN = "the server shut down or restarted meanwhile"
 
 #: What a database error means to whoever runs the command, by SQLSTATE (or its class of two
 #: characters): what a DBA meets by pointing powrops at a database it does not expect, or
@@ -98,10 +112,10 @@ _DATABASE_ADVICE = {
     "42703": _MIGRATE,  # undefined_column
     "42883": _MIGRATE,  # undefined_function
     "3F000": _MIGRATE,  # invalid_schema_name
-    "42501": "the role powrops connects as lacks a privilege this command needs: grant it, "
+    "42501": "the role powrops connects as lacks a privilege this needs: grant it, "
     "or connect as a role that has it",
     "25006": "the database is read-only (a standby, or default_transaction_read_only on): "
-    "this command writes",
+    "this writes",
     "57P01": _SHUT_DOWN,
     "57P02": _SHUT_DOWN,
     "57P03": "the server is starting or shutting down: try again once it accepts connections",
