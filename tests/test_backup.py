@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.reconstruct import reconstruct, verify_directory
 from powrops.pg.binaries import find_binaries
+from powrops.pg.embedded import embedded_cluster
 from readable import machine_values
 
 pytestmark = pytest.mark.pg
@@ -379,3 +381,37 @@ def test_expire_dry_run_then_real(make_site: Callable[..., Site], pg_tmp: Path) 
     assert "20200101T000000F" in text and "30d" in text
     assert [r["label"] for r in site.backups()] == ["20200102T000000F", newest]
     assert _verify_from(site, newest, repos.primary(site.settings), pg_tmp) == (newest,)
+
+
+def test_a_replication_role_without_execute_on_pg_control_system_backs_up(
+    make_site: Callable[..., Site],
+) -> None:
+    """A hardened server revokes pg_control_system() from PUBLIC: a backup's role, which has
+    REPLICATION, reads the system identifier as pg_basebackup does (IDENTIFY_SYSTEM), and the
+    incremental still finds its parent by it; a role with neither is told both ways."""
+    site = make_site()
+    site.sql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+    site.sql("CREATE ROLE t_repl LOGIN REPLICATION PASSWORD 'repl'")
+    site.sql("CREATE ROLE t_plain LOGIN PASSWORD 'plain'")
+    port = embedded_cluster(site.settings).conninfo()["port"]
+    [[identifier]] = site.sql("SELECT system_identifier::text FROM pg_control_system()")
+
+    def backup(kind: str, role: str) -> subprocess.CompletedProcess[str]:
+        url = f"postgresql://{role}@127.0.0.1:{port}/powr"
+        return site.cli("backup", kind, env={"POWROPS_DATABASE_URL": url})
+
+    for kind in ("full", "incremental"):
+        done = backup(kind, "t_repl:repl")
+        assert done.returncode == 0, done.stdout + done.stderr
+        _write_rows(site, 100)
+        site.switch_wal()
+    rows = site.backups()
+    assert [(r["kind"], r["status"]) for r in rows] == [("full", "ok"), ("incremental", "ok")]
+    assert rows[1]["parent"] == rows[0]["label"]
+    for row in rows:
+        shown = json.loads(site.cli("backup", "show", row["label"], "--json").stdout)
+        assert shown["system_identifier"] == identifier
+
+    refused = backup("full", "t_plain:plain")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "may not execute pg_control_system()" in refused.stdout + refused.stderr

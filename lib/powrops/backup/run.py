@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from powrops.errors import (
     BackupError,
     BackupFailed,
     BackupUnsupported,
+    DatabaseError,
     Interrupted,
     LockError,
     PowropsError,
@@ -97,26 +98,43 @@ def _connection(settings: Settings) -> dict[str, Any]:
     }
 
 
-def server_facts(settings: Settings) -> ServerFacts:
-    from psycopg import sql  # loaded by connecting anyway; not by importing this module
+#: What a backup checks of the server before it starts, in one round trip (the system
+#: identifier and the database are read apart: :func:`server_facts`).
+FACTS_SQL = """
+SELECT current_setting('server_version_num')::int, current_setting('server_version'),
+       current_setting('wal_level'), current_setting('archive_mode'),
+       current_setting('summarize_wal', true),
+       current_setting('max_wal_senders')::int,
+       (SELECT count(*) FROM pg_stat_replication)::int,
+       current_setting('max_connections')::int,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int,
+       (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
+       current_database()
+"""
+FACTS = [f.name for f in fields(ServerFacts) if f.name != "system_identifier"]
 
+
+def server_facts(settings: Settings) -> ServerFacts:
     with connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            sql.SQL("""
-            SELECT current_setting('server_version_num')::int, current_setting('server_version'),
-                   current_setting('wal_level'), current_setting('archive_mode'),
-                   current_setting('summarize_wal', true),
-                   current_setting('max_wal_senders')::int,
-                   (SELECT count(*) FROM pg_stat_replication)::int,
-                   current_setting('max_connections')::int,
-                   (SELECT count(*) FROM pg_stat_activity
-                     WHERE backend_type = 'client backend')::int,
-                   (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
-                   ({system_identifier}), current_database()
-            """).format(system_identifier=sql.SQL(control.SYSTEM_IDENTIFIER_SQL))
-        ).fetchone()
+        row = conn.execute(FACTS_SQL).fetchone()
+        identifier = control.system_identifier(conn)
     assert row is not None
-    return ServerFacts(*row)
+    known = dict(zip(FACTS, row, strict=True))
+    return ServerFacts(**known, system_identifier=identifier or _identify_system(settings))
+
+
+def _identify_system(settings: Settings) -> str:
+    """The system identifier for a role without EXECUTE on ``pg_control_system()``: asked
+    on a replication connection, as ``pg_basebackup`` will (a backup's role has REPLICATION;
+    StepFailed naming both ways when it has neither)."""
+    try:
+        with connect(settings, autocommit=True, replication="database") as conn:
+            return control.replication_identifier(conn)
+    except (DatabaseError, RuntimeError) as exc:
+        raise StepFailed(
+            "the cluster's system identifier cannot be read: the role may not execute "
+            f"pg_control_system() and its replication connection failed ({exc})"
+        ) from exc
 
 
 def _check_settings(kind: Kind, facts: ServerFacts, step: Step) -> None:

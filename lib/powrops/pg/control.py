@@ -4,6 +4,8 @@
 that. PostgreSQL checks EXECUTE when a statement starts, even for a branch of a CASE that would
 not run, so a statement that names the function fails as a whole for a role without the
 privilege (and aborts the transaction around it): :func:`system_identifier` asks first.
+A role with REPLICATION (a backup's) reads it without that privilege, as ``pg_basebackup``
+does: ``IDENTIFY_SYSTEM`` on a replication connection (:func:`replication_identifier`).
 
 Plain strings, no psycopg import: ``db.py`` loads psycopg only when it connects.
 """
@@ -33,3 +35,19 @@ def system_identifier(conn: psycopg.Connection[Any]) -> str | None:
         return None
     row = conn.execute(SYSTEM_IDENTIFIER_SQL).fetchone()
     return None if row is None else str(row[0])
+
+
+#: The replication command that names the cluster (its first column, ``systemid``).
+IDENTIFY_SYSTEM: Final = b"IDENTIFY_SYSTEM"
+
+
+def replication_identifier(conn: psycopg.Connection[Any]) -> str:
+    """This cluster's system identifier by ``IDENTIFY_SYSTEM`` on ``conn``, a replication
+    connection (``replication="database"``), which needs no EXECUTE privilege; sent in the
+    simple query protocol, the one a replication connection speaks. RuntimeError with the
+    server's words when it refuses."""
+    result = conn.pgconn.exec_(IDENTIFY_SYSTEM)
+    value = result.get_value(0, 0) if result.ntuples else None
+    if value is None:
+        raise RuntimeError(result.error_message.decode(errors="replace").strip() or "no answer")
+    return value.decode()
