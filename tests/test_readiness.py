@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -126,4 +127,37 @@ def test_every_finding_names_its_checklist_item(migrated_db: str) -> None:
         readiness.MONITORING,
         readiness.MAINTENANCE,
         readiness.RECOVERY,
+    }
+
+
+@pytest.fixture
+def connect_only(migrated_db: str) -> Iterator[str]:
+    """The URL of a login role that may connect to the migrated database, and nothing more."""
+    owner = libpq(migrated_db)
+    role = "t_ready_" + uuid.uuid4().hex[:8]
+    parts = psycopg.conninfo.conninfo_to_dict(owner)
+    with psycopg.connect(owner) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'few'")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}')
+    yield f"postgresql://{role}:few@{parts['host']}:{parts['port']}/{parts['dbname']}"
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_that_may_not_read_the_revision_gets_unknown_and_the_rest(
+    connect_only: str, migrated_db: str
+) -> None:
+    """Without USAGE on schema ops the revision is not evaluated (UNKNOWN, with the GRANT),
+    not called missing, and every other item is still judged as for the owner."""
+    found = _by_check(connect_only)
+    alembic = found["alembic"]
+    assert (
+        alembic.severity is Severity.UNKNOWN
+        and alembic.details["checklist"] == readiness.MAINTENANCE
+    )
+    assert alembic.details["grant"].startswith('GRANT USAGE ON SCHEMA ops TO "t_ready_')
+    owner = _severities(_by_check(migrated_db))
+    assert {k: v for k, v in _severities(found).items() if k != "alembic"} == {
+        k: v for k, v in owner.items() if k != "alembic"
     }

@@ -7,6 +7,7 @@ scripts, document recovery procedures) is a group of findings. Nothing here chan
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from powrops.alerts.run import read_only_findings
 from powrops.config import Settings
 from powrops.findings import Finding, Severity, counts
 from powrops.format import human_bytes, human_time
+from powrops.metrics.snapshot import statements_status
 from powrops.pg import catalog, control
 from powrops.pg.embedded import archive_spec_findings
+from powrops.pg.privileges import Denied, guarded
 from powrops.reports import show_table
 from powrops.tables import STRATEGY_INDEXES
 
@@ -56,6 +59,12 @@ def _finding(group: str, check: str, severity: Severity, message: str, **kw: Any
     details = dict(kw.pop("details", {}))
     details["checklist"] = group
     return Finding(check=check, severity=severity, message=message, details=details, **kw)
+
+
+def _denied(group: str, check: str, denied: Denied) -> Finding:
+    """``check`` UNKNOWN in ``group``: the role may not read what it judges."""
+    finding = denied.finding(check)
+    return replace(finding, details={**finding.details, "checklist": group})
 
 
 def _value(conf: dict[str, dict[str, Any]], name: str) -> str | None:
@@ -210,10 +219,10 @@ def check_storage(
 def check_monitoring(
     conn: psycopg.Connection[Any], settings: Settings, conf: dict[str, dict[str, Any]]
 ) -> Iterator[Finding]:
-    preload = _value(conf, "shared_preload_libraries") or ""
-    loaded = "pg_stat_statements" in [p.strip() for p in preload.split(",")]
-    installed = "pg_stat_statements" in catalog.extensions(conn)
-    if loaded and installed:
+    # Asked of the extension, not of shared_preload_libraries: pg_settings hides that
+    # setting from a role without pg_read_all_settings, which would read as "not loaded".
+    missing = statements_status(conn)
+    if missing is None:
         yield _finding(
             MONITORING,
             "pg_stat_statements",
@@ -221,13 +230,12 @@ def check_monitoring(
             "pg_stat_statements is loaded and installed: slow queries can be found",
         )
     else:
-        missing = "not in shared_preload_libraries" if not loaded else "extension not created"
         yield _finding(
             MONITORING,
             "pg_stat_statements",
             Severity.WARNING,
-            f"pg_stat_statements {missing}: query-time alerts cannot see statements",
-            value=preload or None,
+            f"{missing} (query-time alerts cannot see statements)",
+            value=_value(conf, "shared_preload_libraries"),
             expected="loaded and CREATE EXTENSION pg_stat_statements",
         )
     io_timing = _value(conf, "track_io_timing")
@@ -314,8 +322,10 @@ def check_schema(
 ) -> Iterator[Finding]:
 
     heads = migrate.heads()
-    current = current_revision(conn)
-    if current is None:
+    current = guarded(conn, lambda: current_revision(conn))
+    if isinstance(current, Denied):
+        yield _denied(MAINTENANCE, "alembic", current)
+    elif current is None:
         yield _finding(
             MAINTENANCE,
             "alembic",
