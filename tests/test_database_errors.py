@@ -93,10 +93,16 @@ def no_grants(migrated_db: str) -> Iterator[str]:
 
 
 @pytest.mark.pg
-def test_a_missing_grant_is_named_not_a_crash(no_grants: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [(["audit", "changes"], ""), (["check", "integrity"], "integrity check failed: ")],
+)
+def test_a_missing_grant_is_named_not_a_crash(
+    args: list[str], said: str, no_grants: str, tmp_path: Path
+) -> None:
     env = {"POWROPS_DATABASE_URL": no_grants, "POWROPS__STATE__DIR": str(tmp_path)}
-    err = _no_crash(run_cli("audit", "changes", env=env), tmp_path)
-    assert err.startswith("powrops: error: permission denied for ")
+    err = _no_crash(run_cli(*args, env=env), tmp_path)
+    assert err.startswith(f"powrops: error: {said}permission denied for ")
     assert "lacks a privilege this needs: grant it" in err and "few@" not in err
 
 

@@ -141,6 +141,13 @@ def database_problem(exc: BaseException) -> str | None:
     return f"{lines[0] if lines else type(exc).__name__}; {advice}"
 
 
+def database_message(exc: BaseException) -> str:
+    """A database error in one line: :func:`database_problem`'s words where it knows what to
+    do, else the error's first line."""
+    lines = str(exc).strip().splitlines()
+    return database_problem(exc) or (lines[0] if lines else type(exc).__name__)
+
+
 class ConfigError(PowropsError):
     """The configuration file, an environment override or a value in it is wrong."""
 

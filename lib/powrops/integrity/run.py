@@ -12,7 +12,7 @@ import psycopg
 from powrops import audit, journal
 from powrops.config import Settings
 from powrops.db import connect, snapshot
-from powrops.errors import DatabaseError
+from powrops.errors import DatabaseError, database_message
 from powrops.findings import Severity
 from powrops.integrity import changes, incremental
 from powrops.integrity.changes import Counters, Here, Watermark
@@ -130,7 +130,7 @@ def run(
             f"({settings.consistency.statement_timeout}): {str(exc).strip()}"
         ) from exc
     except psycopg.Error as exc:
-        raise DatabaseError(f"integrity check failed: {str(exc).strip()}") from exc
+        raise DatabaseError(f"integrity check failed: {database_message(exc)}") from exc
     return report
 
 

@@ -65,7 +65,7 @@ from psycopg.rows import dict_row
 
 from powrops.config import Settings
 from powrops.db import connect, snapshot
-from powrops.errors import DatabaseError, database_problem
+from powrops.errors import DatabaseError, database_message
 from powrops.pg.privileges import Denied, guarded
 
 VERSION = 1
@@ -133,8 +133,7 @@ def database_errors(what: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        said = database_problem(exc) or str(exc).strip().splitlines()[0]
-        raise DatabaseError(f"{what}: {said}") from exc
+        raise DatabaseError(f"{what}: {database_message(exc)}") from exc
 
 
 @dataclass(frozen=True)
