@@ -95,7 +95,11 @@ def no_grants(migrated_db: str) -> Iterator[str]:
 @pytest.mark.pg
 @pytest.mark.parametrize(
     ("args", "said"),
-    [(["audit", "changes"], ""), (["check", "integrity"], "integrity check failed: ")],
+    [
+        (["audit", "changes"], ""),
+        (["check", "integrity"], "integrity check failed: "),
+        (["migrate", "status"], "cannot read the schema version: "),
+    ],
 )
 def test_a_missing_grant_is_named_not_a_crash(
     args: list[str], said: str, no_grants: str, tmp_path: Path

@@ -131,9 +131,10 @@ def _identify_system(settings: Settings) -> str:
         with connect(settings, autocommit=True, replication="database") as conn:
             return control.replication_identifier(conn)
     except (DatabaseError, RuntimeError) as exc:
+        said = " ".join(str(exc).split())  # libpq's FATAL and DETAIL lines, on one line
         raise StepFailed(
             "the cluster's system identifier cannot be read: the role may not execute "
-            f"pg_control_system() and its replication connection failed ({exc})"
+            f"pg_control_system() and its replication connection failed ({said})"
         ) from exc
 
 

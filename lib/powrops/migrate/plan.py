@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, make_url, pool, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from powrops import bundle
-from powrops.errors import MigrationError
+from powrops.errors import MigrationError, database_message
 from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.schema import include_name, metadata
 from powrops.tables import OPS_SCHEMA
@@ -129,6 +129,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc).strip()
 
 
+def _read_failed(exc: BaseException) -> str:
+    """Why a read of the schema failed, in one line with what to do where the error says."""
+    return database_message(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc)
+
+
 # -- connections ---------------------------------------------------------------------------
 
 
@@ -171,7 +176,7 @@ def _current_heads(conn: Connection) -> tuple[str, ...]:
         context = MigrationContext.configure(conn, opts={"version_table_schema": OPS_SCHEMA})
         return tuple(context.get_current_heads())
     except SQLAlchemyError as exc:
-        raise MigrationError(f"cannot read the schema version: {_reason(exc)}") from exc
+        raise MigrationError(f"cannot read the schema version: {_read_failed(exc)}") from exc
     finally:
         conn.rollback()
 
@@ -371,6 +376,6 @@ def schema_diff(engine_or_url: Engine | str) -> list[Any]:
         try:
             return list(compare_metadata(context, metadata))
         except SQLAlchemyError as exc:
-            raise MigrationError(f"cannot compare the schema: {_reason(exc)}") from exc
+            raise MigrationError(f"cannot compare the schema: {_read_failed(exc)}") from exc
         finally:
             conn.rollback()
