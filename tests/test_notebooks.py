@@ -223,3 +223,25 @@ def test_expected_conditions_stop_with_one_message(backed_up_site: Site) -> None
         "Set target_time in the parameters cell to a later time"
         in (early.path / "report.html").read_text()
     )
+
+
+def test_bad_target_names_the_runbook_parameter(backed_up_site: Site) -> None:
+    """A target time that is not one stops the restore and the drill runbook with one message
+    naming the notebook's parameter (target_time), not the command's option (--target-time);
+    the command line still names its option."""
+    from powrops.errors import ParameterError
+    from powrops.restore import RecoveryTarget
+
+    site = backed_up_site
+    env = {"POWROPS_CONFIG": str(site.config)}
+    for name in ("point_in_time_restore", "recovery_drill"):
+        run = run_report(name, {"target_time": "notatime"}, reports_dir=site.root / "bad",
+                         root=REPO, env=env)  # fmt: skip
+        assert run.exit_code == 3 and run.result["failed"] is True
+        evalue = run.result["error"]["evalue"]
+        assert evalue.startswith("target_time: 'notatime' is not an ISO-8601 time"), evalue
+        html = (run.path / "report.html").read_text()
+        assert "Stopped: target_time: 'notatime'" in html and "--target-time" not in html
+    with pytest.raises(ParameterError) as refused:
+        RecoveryTarget.from_options(time="notatime")
+    assert str(refused.value).startswith("--target-time: 'notatime' is not an ISO-8601 time")

@@ -87,13 +87,22 @@ def _one_message(
 ) -> list[str] | None:
     """IPython's custom exception handler: the message alone, shown as the cell's error; a
     database error that is not the database's answer to act on gets the usual traceback."""
-    said = str(value) if isinstance(value, PowropsError) else database_problem(value)
+    said = notebook_text(value) if isinstance(value, PowropsError) else database_problem(value)
     if said is None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return None
     stb = [f"Stopped: {said}"]
-    shell._showtraceback(etype, value, stb)
+    # the cell's error (its evalue, what papermill and the archive keep) says it the same way
+    shown = (
+        ParameterError(said) if isinstance(value, ParameterError) and said != str(value) else value
+    )
+    shell._showtraceback(etype, shown, stb)
     return stb
+
+
+def notebook_text(error: BaseException) -> str:
+    """An error as a notebook shows it: a :class:`ParameterError` names the parameter."""
+    return error.in_notebook() if isinstance(error, ParameterError) else str(error)
 
 
 #: Exit statuses of a child killed by the same Ctrl-C or SIGTERM as powrops: an interrupt,
@@ -162,7 +171,38 @@ class ConfigError(PowropsError):
 
 
 class ParameterError(PowropsError):
-    """A command-line argument or notebook parameter is wrong."""
+    """A command-line argument or notebook parameter is wrong.
+
+    A value that a command takes as an option and a notebook as a parameter (a restore's
+    target time: ``--target-time``, ``target_time``) is checked by one library function,
+    which cannot know who gave it: its message says ``{name}`` where the value's name goes,
+    and the error carries both names. The command line shows the option (``str``), a
+    notebook the parameter (:meth:`in_notebook`, what :func:`show_in_notebooks` shows).
+    """
+
+    NAME = "{name}"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        parameter: str | None = None,
+        option: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, parameter=parameter, **details)
+        self.parameter = parameter
+        self.option = option
+
+    def __str__(self) -> str:
+        return self._named(self.option or self.parameter)
+
+    def in_notebook(self) -> str:
+        """The message naming the notebook's parameter (the option where there is none)."""
+        return self._named(self.parameter or self.option)
+
+    def _named(self, name: str | None) -> str:
+        return self.message.replace(self.NAME, name) if name else self.message
 
 
 class BinariesError(PowropsError):

@@ -32,7 +32,7 @@ import nbformat
 
 from powrops import config, db
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
-from powrops.errors import PowropsError, ReportError
+from powrops.errors import PowropsError, ReportError, notebook_text
 from powrops.findings import Severity
 from powrops.reports.catalog import RESULT_FILE
 from powrops.reports.index import build_index
@@ -295,7 +295,7 @@ def _outcome(run_dir: Path, index: int, cell: Any, error: Any) -> dict[str, Any]
         status = Severity.UNKNOWN
         outcome["error"] = {
             "ename": type(error).__name__,
-            "evalue": str(error),
+            "evalue": notebook_text(error),
             "cell_index": index,
             "execution_count": cell.execution_count,
         }

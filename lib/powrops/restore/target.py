@@ -20,29 +20,32 @@ OPTION = {
     "immediate": "--immediate",
     "latest": "(no target)",
 }
+#: The runbooks' parameters for the same targets (point_in_time_restore, recovery_drill).
+PARAMETER = {"time": "target_time", "lsn": "target_lsn"}
 
 
 @dataclass(frozen=True)
 class RecoveryTarget:
     """Where recovery stops: the end of the archive (latest), a time, LSN, xid, restore point
     name, or the first consistent point of the backup (immediate). Values are validated and
-    normalised on creation; a bad one is a ParameterError naming the command-line option."""
+    normalised on creation; a bad one is a ParameterError naming the command-line option and,
+    in a notebook, the runbook's parameter."""
 
     kind: TargetKind
     value: str | None = None
 
     def __post_init__(self) -> None:
-        option = OPTION.get(self.kind)
-        if option is None:
+        if self.kind not in OPTION:
             raise ParameterError(f"unknown recovery target kind {self.kind!r}")
+        names = _names(self.kind)
         if self.kind in ("latest", "immediate"):
             if self.value is not None:
-                raise ParameterError(f"{option} takes no value")
+                raise ParameterError("{name} takes no value", **names)
             return
         text = (self.value or "").strip()
         if not text:
-            raise ParameterError(f"{option} needs a value")
-        object.__setattr__(self, "value", _normalise(self.kind, text, option))
+            raise ParameterError("{name} needs a value", **names)
+        object.__setattr__(self, "value", _normalise(self.kind, text, names))
 
     @property
     def time(self) -> datetime:
@@ -107,19 +110,27 @@ class RecoveryTarget:
             given.append(("immediate", None))
         if len(given) > 1:
             raise ParameterError(
-                "choose one recovery target: " + ", ".join(OPTION[k] for k, _ in given)
+                "choose one recovery target: {name}",
+                option=", ".join(OPTION[k] for k, _ in given),
+                parameter=", ".join(PARAMETER.get(k, OPTION[k]) for k, _ in given),
             )
         return cls(*given[0]) if given else cls("latest")
 
 
-def _normalise(kind: str, text: str, option: str) -> str:
+def _names(kind: str) -> dict[str, str | None]:
+    """The option and the parameter a target of ``kind`` is given by, for its errors."""
+    return {"option": OPTION[kind], "parameter": PARAMETER.get(kind)}
+
+
+def _normalise(kind: str, text: str, names: dict[str, str | None]) -> str:
     if kind == "time":
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ParameterError(
-                f"{option}: {text!r} is not an ISO-8601 time (e.g. 2026-11-26T06:15:00+00:00; "
-                "without a zone it is UTC)"
+                f"{{name}}: {text!r} is not an ISO-8601 time (e.g. 2026-11-26T06:15:00+00:00; "
+                "without a zone it is UTC)",
+                **names,
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
@@ -128,13 +139,18 @@ def _normalise(kind: str, text: str, option: str) -> str:
         try:
             return format_lsn(parse_lsn(text))
         except ValueError:
-            raise ParameterError(f"{option}: {text!r} is not an LSN (X/Y in hex)") from None
+            message = f"{{name}}: {text!r} is not an LSN (X/Y in hex)"
+            raise ParameterError(message, **names) from None
     if kind == "xid":
         if not text.isdigit() or int(text) < 3 or int(text) >= 2**64:
-            raise ParameterError(f"{option}: {text!r} is not a transaction id (an integer >= 3)")
+            raise ParameterError(
+                f"{{name}}: {text!r} is not a transaction id (an integer >= 3)", **names
+            )
         return str(int(text))
     if len(text) > 63 or "'" in text:
-        raise ParameterError(f"{option}: {text!r} is not a restore point name (<= 63 chars, no ')")
+        raise ParameterError(
+            f"{{name}}: {text!r} is not a restore point name (<= 63 chars, no ')", **names
+        )
     return text
 
 
