@@ -182,3 +182,37 @@ def test_outside_a_working_copy_record_archives_nothing_and_says_how(
     record(findings=[])._ipython_display_()
     assert "`powrops runbook NAME`" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
+
+
+#: Values a runbook's notebook would refuse, each with the words of the one-line error.
+BAD_PARAMETERS = [
+    ("data_corruption_response", ("since_days", "-5"), "since_days must be between 0 and 3660"),
+    ("point_in_time_restore", ("target_time", "notatime"), "target_time: 'notatime' is not an"),
+    ("data_corruption_response", ("no_such", "1"), "unknown parameter 'no_such'"),
+    ("data_corruption_response", ("since_days", "week"), "parameter 'since_days' of report"),
+    ("gdpr_request", ("user_id", "0"), "user_id = 0: set user_id to the user's id"),
+]
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize(("name", "parameter", "words"), BAD_PARAMETERS)
+def test_a_bad_parameter_is_refused_as_report_run_refuses_it_before_anything_is_written(
+    migrated_db: str, tmp_path: Path, name: str, parameter: tuple[str, str], words: str
+) -> None:
+    """``powrops runbook`` checks the parameters' values as ``report run`` does, with the same
+    one line naming the parameter, exit 3, and no run folder, working copy or index."""
+    config = tmp_path / "powrops.toml"
+    config.write_text(
+        f'[database]\nurl = "{libpq(migrated_db)}"\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[reports]\ndir = "{tmp_path / "reports"}"\n'
+    )
+    said = []
+    for command in (["runbook", name], ["report", "run", name]):
+        done = run_cli("--config", str(config), *command, "-p", *parameter)
+        assert done.returncode == 3, (command, done.stdout, done.stderr)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("powrops: error:")]
+        assert len(errors) == 1 and words in errors[0], (command, done.stderr)
+        assert "Traceback" not in done.stderr and "working copy" not in done.stdout
+        said.append(errors[0])
+    assert said[0] == said[1]
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())

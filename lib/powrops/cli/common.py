@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from powrops.errors import EXIT_UNKNOWN
@@ -68,6 +69,87 @@ def add_parameter_option(parser: argparse.ArgumentParser) -> None:
         metavar=("KEY", "VALUE"),
         help="set parameter KEY to VALUE (typed as the parameter's default)",
     )
+
+
+def check_parameters(params: Mapping[str, Any]) -> None:
+    """Check the values of ``-p`` parameters (names and types checked, values converted) as
+    their notebook checks them, so that a bad one is refused before anything is written:
+    ``report run`` and ``runbook`` both hand this to the runner's parameter check. Each value
+    goes through the feature's own check (a look-back window, a target time, a GDPR request's
+    subject, ...); a ParameterError names the parameter, as ``-p`` and the notebook do. Empty
+    values are the notebook's to judge (an empty ``target_time`` is the end of the WAL)."""
+    from powrops.errors import ParameterError
+
+    for name, value in params.items():
+        check = _VALUE_CHECKS.get(name)
+        if check is None or value is None or value == "":
+            continue
+        try:
+            check(name, value)
+        except ParameterError as exc:
+            raise ParameterError(exc.in_notebook(), parameter=name) from None
+
+
+def _days(name: str, value: Any) -> None:
+    from powrops.integrity.timeline import days_back
+
+    days_back(value, name)
+
+
+def _positive(name: str, value: Any) -> None:
+    from powrops.growth.view import check_positive
+
+    check_positive(name, value)
+
+
+def _target(name: str, value: Any) -> None:
+    from powrops.restore import RecoveryTarget
+
+    RecoveryTarget("time" if name == "target_time" else "lsn", str(value))
+
+
+def _duration(name: str, value: Any) -> None:
+    from powrops.migrate.model import Options
+
+    Options.parse(**{name: value})
+
+
+def _user_id(name: str, value: Any) -> None:
+    from powrops.retention.requests import check_user_id
+
+    check_user_id(value)
+
+
+def _action(name: str, value: Any) -> None:
+    from powrops.retention.requests import check_action
+
+    check_action(value)
+
+
+def _quarter(name: str, value: Any) -> None:
+    from powrops.quarterly.assessment import parse_quarter
+
+    parse_quarter(value)
+
+
+#: The notebooks' parameters whose values a feature checks (each by its notebook's check).
+_VALUE_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "since_days": _days,
+    "trend_days": _days,
+    "audit_days": _days,
+    "horizon_days": _positive,
+    "limit": _positive,
+    "recent_runs": _positive,
+    "target_time": _target,
+    "target_lsn": _target,
+    "max_backup_age": _duration,
+    "max_transaction_age": _duration,
+    "lock_timeout": _duration,
+    "statement_timeout": _duration,
+    "user_id": _user_id,
+    "action": _action,
+    "quarter": _quarter,
+}
 
 
 def print_json(data: Any) -> None:

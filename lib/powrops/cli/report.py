@@ -11,6 +11,7 @@ from typing import Any
 from powrops.cli.common import (
     Parser,
     add_parameter_option,
+    check_parameters,
     print_json,
     settings_of,
     warn_archive_spec,
@@ -109,6 +110,7 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
         target=acting_on.to_dict(),
         server=loaded.server,
         every_s=report_intervals(loaded).get(args.name),
+        check=check_parameters,
     )
     print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
     if result.result.get("error"):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from powrops.cli.common import add_parameter_option
+from powrops.cli.common import add_parameter_option, check_parameters
 from powrops.findings import Severity
 
 
@@ -45,6 +45,7 @@ def cmd_runbook(args: argparse.Namespace) -> Severity:
         server=loaded.server,
         target=target,
         config_file=loaded.config_file,
+        check=check_parameters,
     )
     print(f"working copy: {copy.notebook}")
     url = workcopy.lab_url(copy.notebook)

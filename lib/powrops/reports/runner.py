@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -422,6 +422,7 @@ def run_report(
     target: Mapping[str, Any] | None = None,
     server: str = DEFAULT_SERVER,
     every_s: float | None = None,
+    check: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run report ``name`` with ``parameters`` and archive it under ``reports_dir``.
 
@@ -436,6 +437,8 @@ def run_report(
     run belongs to: a named server's runs go to ``<reports_dir>/<server>/<name>/``, and its
     kernel gets ``POWROPS_SERVER`` so that the notebook's ``config.settings()`` loads the same
     server. ``every_s`` is the report's scheduled interval, kept for the fleet page's staleness.
+    ``check`` judges the converted parameters' values as the notebook would (the command line
+    hands in :func:`powrops.cli.common.check_parameters`), before anything is archived.
     """
     path, kind = locate(name, root)
     project = (root or bundle.checkout() or Path.cwd()).resolve()
@@ -450,7 +453,7 @@ def run_report(
     env = {**kernel_env, RUN_ID_ENV: run_dir.name}
     kernel, error = _started(project, env, preload_options(path))
     try:
-        spec, params = _validated(path, kind, parameters or {}, run_dir, made)
+        spec, params = _validated(path, kind, parameters or {}, run_dir, made, check)
         # The page's exporter is made ready while the kernel runs the cells: this process waits.
         ready = threading.Thread(target=prepare, args=(spec.hide_code,), name="html-prepare")
         ready.start()
@@ -530,13 +533,20 @@ def _environ(updates: Mapping[str, str]) -> Iterator[None]:
 
 
 def _validated(
-    path: Path, kind: str, given: Mapping[str, Any], run_dir: Path, made: list[Path]
+    path: Path,
+    kind: str,
+    given: Mapping[str, Any],
+    run_dir: Path,
+    made: list[Path],
+    check: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> tuple[ReportSpec, dict[str, Any]]:
     """The report's spec and its checked parameters; when they are refused (or the notebook
     cannot be read), the run folder and the folders made for it are removed again."""
     try:
         spec = read_spec(path, kind)
         params = coerce_parameters(spec, given)
+        if check is not None:
+            check(params)
     except BaseException:
         for folder in [run_dir, *made]:
             with contextlib.suppress(OSError):

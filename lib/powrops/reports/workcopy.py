@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,15 +68,20 @@ def create(
     target: Mapping[str, Any] | None = None,
     config_file: str | None = None,
     root: Path | None = None,
+    check: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> WorkingCopy:
     """Write the working copy of runbook ``name`` into a new run folder and return it.
 
     ``parameters`` (as typed: strings are converted to the parameter's type) are checked
-    against the template's before anything is written. ``config_file`` is injected as the
-    runbook's ``config_path`` unless given, so that the kernel loads this configuration.
+    against the template's before anything is written, their values by ``check`` too, as
+    ``report run`` checks them (:func:`powrops.cli.common.check_parameters`). ``config_file``
+    is injected as the runbook's ``config_path`` unless given, so that the kernel loads this
+    configuration.
     """
     spec = runbook_spec(name, root)
     params = coerce_parameters(spec, parameters)
+    if check is not None:
+        check(params)
     if config_file and "config_path" in spec.parameters:
         params.setdefault("config_path", config_file)
     archive = reports_dir.resolve()

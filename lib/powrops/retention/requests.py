@@ -18,10 +18,21 @@ ACTIONS = ("export", "erase")
 
 def check_request(user_id: Any, action: str) -> int:
     """The user id as an int, or ParameterError; the action must be export or erase."""
+    check_action(action)
+    return check_user_id(user_id)
+
+
+def check_action(action: Any) -> str:
+    """The request's action, export or erase; ParameterError else."""
     if action not in ACTIONS:
         raise ParameterError(
             f'action must be "export" or "erase" (got {action!r}): set it in the parameters cell'
         )
+    return str(action)
+
+
+def check_user_id(user_id: Any) -> int:
+    """The request's subject as an int, or ParameterError (unset, or not a positive id)."""
     if user_id is None or user_id == "":
         raise ParameterError(
             "user_id is not set: a GDPR request names its subject, and there is no default "
