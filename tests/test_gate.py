@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -28,12 +29,29 @@ def test_anything_unclear_is_an_error_naming_the_parameter(value: object) -> Non
 
 
 def test_under_papermill_the_parameter_decides(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(gate.RUN_DIR_ENV, "/tmp/run")
+    monkeypatch.setenv(gate.RUN_DIR_ENV, str(tmp_path))
     assert gate.confirm("restore", "false", target="powr") is False  # was a truthy "yes"
     assert "Not confirmed: restore was not run" in capsys.readouterr().out
     assert gate.confirm("restore", "true", target="powr") is True
+    [kept] = gate.decisions(tmp_path)  # the same action decided again replaces the first
+    assert kept["how"] == "parameter" and kept["confirmed"] is True and not kept["refused"]
+
+
+def test_a_wrong_name_typed_is_kept_as_refused_and_enter_as_skipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(gate.RUN_DIR_ENV, raising=False)
+    monkeypatch.setenv(gate.WORKING_COPY_ENV, str(tmp_path))
+    monkeypatch.setattr(gate, "interactive", lambda: True)
+    assert gate.confirm("erase user 7", True, target="powr", ask=lambda _: "pow") is False
+    assert gate.confirm("vacuum", True, target="powr", ask=lambda _: "") is False
+    assert gate.confirm("analyze", False, target="powr", ask=lambda _: " powr ") is True
+    erase, vacuum, analyze = gate.decisions(tmp_path)
+    assert erase["refused"] is True and erase["typed"] == "pow" and erase["expected"] == "powr"
+    assert vacuum["how"] == "skipped" and vacuum["refused"] is False
+    assert analyze["how"] == "typed" and analyze["confirmed"] is True
 
 
 def test_by_hand_the_database_name_is_typed_and_a_saved_true_is_not_enough(

@@ -245,3 +245,42 @@ def test_bad_target_names_the_runbook_parameter(backed_up_site: Site) -> None:
     with pytest.raises(ParameterError) as refused:
         RecoveryTarget.from_options(time="notatime")
     assert str(refused.value).startswith("--target-time: 'notatime' is not an ISO-8601 time")
+
+
+def _open_copy(site: Site, name: str, *params: str) -> Path:
+    done = site.cli("runbook", name, *params)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("working copy: "))
+    return Path(line.removeprefix("working copy: "))
+
+
+def test_a_restore_refused_at_its_prompt_is_archived_as_not_done(backed_up_site: Site) -> None:
+    """A wrong name typed at the restore's confirmation: nothing is restored, and the archive
+    says so (WARNING, the refusal named in result.json, the page and the index), where it used
+    to read OK as if all went well. A dry run under papermill stays OK."""
+    from by_hand import run_by_hand
+
+    site = backed_up_site
+    copy = _open_copy(site, "point_in_time_restore")
+    replies = run_by_hand(copy, ["not-the-name"])
+    assert [r["status"] for r in replies] == ["ok"] * len(replies)
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert result["recorded"] is True and result["failed"] is False
+    assert result["status"] == "WARNING" and result["exit_code"] == 1
+    assert result["figures"]["restored"] is False
+    [refusal] = [f for f in result["findings"] if f["check"] == "confirmation.refused"]
+    assert refusal["severity"] == "WARNING"
+    assert "restore into a new data directory was asked for and NOT run" in refusal["message"]
+    assert "'not-the-name' typed" in result["summary"]
+    [decided] = result["confirmations"]
+    assert decided["refused"] is True and decided["confirmed"] is False
+    page = (copy.parent / "report.html").read_text()
+    header = page.split('<header class="powrops-bar"', 1)[1].split("</header>", 1)[0]
+    assert "status <b>WARNING</b>" in header, header
+    assert "restore into a new data directory: NOT confirmed" in header, header
+    index = (site.root / "reports" / "index.html").read_text()
+    assert "not confirmed: restore into a new data directory was NOT run" in index
+    env = {"POWROPS_CONFIG": str(site.config)}
+    dry = run_report("point_in_time_restore", {}, reports_dir=site.root / "d", root=REPO, env=env)
+    assert dry.result["status"] == "OK" and dry.result["failed"] is False
+    assert dry.result["confirmations"][0]["how"] == "parameter"

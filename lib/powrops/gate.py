@@ -15,16 +15,23 @@ Rules, the same for every runbook and command:
   name; a ``confirm = True`` saved in the notebook (which JupyterLab autosaves) is not enough,
   and the answer is never stored in the notebook;
 - **explicit under papermill**: a scheduled or ``powrops report run`` execution has no one to
-  ask; the parameter decides.
+  ask; the parameter decides;
+- **every decision kept**: in a run's folder (a report run's or a working copy's) each
+  decision is written to ``confirmations.json`` (the action, how it was decided, whether it
+  was confirmed), which the run's record reads: a wrong name typed at the prompt is an action
+  asked for and refused, which the archive grades WARNING (:mod:`powrops.reports.record`).
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from powrops.errors import ParameterError
 
@@ -33,6 +40,51 @@ _FALSE = frozenset({"false", "no", "n", "0", "off", ""})
 
 #: Set by the report runner for every papermill execution (:mod:`powrops.reports.record`).
 RUN_DIR_ENV = "POWROPS_RUN_DIR"
+#: Set in a working copy's kernel by its recorder (:mod:`powrops.reports.evidence`).
+WORKING_COPY_ENV = "POWROPS_WORKING_COPY"
+#: The decisions of a run, in its folder.
+CONFIRMATIONS_FILE = "confirmations.json"
+
+#: How a decision was taken (:attr:`Decision.how`).
+TYPED = "typed"  # the expected name typed at the prompt
+REFUSED = "refused"  # another name typed: asked for, and refused
+SKIPPED = "skipped"  # Enter at the prompt: left out, as a dry run leaves it
+PARAMETER = "parameter"  # no one to ask (papermill): the parameter decided
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One confirmation: the action, the parameter that guards it, how it was decided."""
+
+    action: str
+    parameter: str
+    how: str
+    confirmed: bool
+    typed: str | None = None  # a refused answer, as typed
+    expected: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Asked for and refused: a name typed that was not the one to type."""
+        return self.how == REFUSED
+
+    def describe(self) -> str:
+        """How the action was (not) confirmed, in one phrase for a report's header."""
+        if self.how == TYPED:
+            return f"{self.action}: confirmed, {self.expected} typed at the prompt"
+        if self.how == REFUSED:
+            return (
+                f"{self.action}: NOT confirmed ({self.typed!r} typed, not {self.expected!r}); "
+                "not run, nothing changed"
+            )
+        if self.how == SKIPPED:
+            return f"{self.action}: skipped at the prompt; not run"
+        if self.confirmed:
+            return f"{self.action}: confirmed by the parameter {self.parameter} = True"
+        return f"{self.action}: not run ({self.parameter} = False: a dry run)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "refused": self.refused, "described": self.describe()}
 
 
 class Target(Protocol):
@@ -125,21 +177,59 @@ def confirm(
     """
     wanted = parse_confirm(value, name)
     expected = answer_for(target)
-    if interactive():
-        answer = _ask(ask or builtins.input, action, target)
-        if answer is not None:
-            if answer.strip() == expected:
-                print(f"Confirmed: {action} on {describe(target)}.")
-                return True
-            typed = f"typed {answer.strip()!r}, not {expected!r}" if answer.strip() else "skipped"
-            print(f"Not confirmed: {action} was not run ({typed}); nothing was changed.")
-            return False
-    if not wanted:
+    answer = _ask(ask or builtins.input, action, target) if interactive() else None
+    decision = _decide(action, name, wanted, expected, answer)
+    if decision.how == TYPED:
+        print(f"Confirmed: {action} on {describe(target)}.")
+    elif decision.how in (REFUSED, SKIPPED):
+        typed = f"typed {decision.typed!r}, not {expected!r}" if decision.refused else "skipped"
+        print(f"Not confirmed: {action} was not run ({typed}); nothing was changed.")
+    elif not wanted:
         print(
             f"Not confirmed: {action} was not run; nothing was changed. Review the plan, then "
             f"set {name} = True."
         )
-    return wanted
+    _keep(decision)
+    return decision.confirmed
+
+
+def _decide(action: str, name: str, wanted: bool, expected: str, answer: str | None) -> Decision:
+    """The decision: the typed answer when there is one, else the parameter's value."""
+    if answer is None:
+        return Decision(action, name, PARAMETER, wanted)
+    typed = answer.strip()
+    if typed == expected:
+        return Decision(action, name, TYPED, True, expected=expected)
+    how = REFUSED if typed else SKIPPED
+    return Decision(action, name, how, False, typed=typed or None, expected=expected)
+
+
+def run_folder() -> Path | None:
+    """The folder of the run this process executes (a report run's, a working copy's)."""
+    value = os.environ.get(RUN_DIR_ENV) or os.environ.get(WORKING_COPY_ENV)
+    return Path(value) if value else None
+
+
+def _keep(decision: Decision) -> None:
+    """Add ``decision`` to the run folder's decisions (replacing an earlier one on the same
+    action: a cell run again); nothing outside a run."""
+    folder = run_folder()
+    if folder is None or not folder.is_dir():
+        return
+    kept = [d for d in decisions(folder) if d["action"] != decision.action]
+    path = folder / CONFIRMATIONS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([*kept, decision.to_dict()], indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def decisions(folder: Path) -> list[dict[str, Any]]:
+    """The decisions kept in a run folder, in the order they were taken ([] when none)."""
+    try:
+        data = json.loads((folder / CONFIRMATIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 
 
 def confirm_at_terminal(

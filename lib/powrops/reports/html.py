@@ -14,7 +14,7 @@ import copy
 import functools
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from html.parser import HTMLParser
@@ -58,6 +58,8 @@ class ReportHeader:
     version: str | None = None
     target: str | None = None
     period: str | None = None
+    #: The run's confirmations (:mod:`powrops.gate`, as recorded): a refused one is said.
+    confirmations: Sequence[Mapping[str, Any]] = ()
 
 
 def render_html(
@@ -149,6 +151,11 @@ def header_html(header: ReportHeader) -> str:
     if params:
         meta.append(f"parameters: {params}")
     error = f'<div class="powrops-error">{escape(header.error)}</div>' if header.error else ""
+    error += "".join(
+        f'<div class="powrops-error">{escape(str(d.get("described")))}</div>'
+        for d in header.confirmations
+        if d.get("refused")
+    )
     return (
         f'<header class="powrops-bar" style="background:{bg};color:{fg}">'
         f"<h1>{escape(header.title)}</h1>"

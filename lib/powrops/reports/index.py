@@ -187,6 +187,15 @@ def _by_hand(run: Mapping[str, Any]) -> str:
     return f'<div class="period">by hand{escape(user)}: {escape(state)}</div>'
 
 
+def _refused(run: Mapping[str, Any]) -> str:
+    """The actions asked for and refused at their prompt: not run."""
+    refused = [d for d in run.get("confirmations") or [] if d.get("refused")]
+    return "".join(
+        f'<div class="error">not confirmed: {escape(str(d.get("action")))} was NOT run</div>'
+        for d in refused
+    )
+
+
 def _when(run: Mapping[str, Any]) -> str:
     """When the run started, and the period its report covers when it says."""
     period = run.get("period")
@@ -325,7 +334,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
             f'<tr data-server="{escape(server)}" data-name="{escape(str(run["name"]))}" '
             f'data-status="{escape(status)}"><td>{escape(server)}</td>'
             f"<td>{escape(str(run['name']))}</td><td>{_when(run)}</td>"
-            f"<td>{_badge(status)}{_by_hand(run)}{_error(run.get('error'))}</td>"
+            f"<td>{_badge(status)}{_by_hand(run)}{_refused(run)}{_error(run.get('error'))}</td>"
             f"<td>{escape(_database(run.get('target')))}</td>"
             f"<td>{_figures(run.get('figures'))}</td><td>{escape(took)}</td>"
             f"<td>{links}</td></tr>"

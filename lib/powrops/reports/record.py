@@ -18,12 +18,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from powrops.findings import Finding, Severity, overall
+from powrops import gate
+from powrops.findings import Finding, Severity, overall, worst
+from powrops.gate import RUN_DIR_ENV as RUN_DIR_ENV
+from powrops.gate import WORKING_COPY_ENV as WORKING_COPY_ENV
 
-RUN_DIR_ENV = "POWROPS_RUN_DIR"
 RESULT_FILE = "result.json"
-#: Set in a working copy's kernel by :func:`powrops.reports.evidence.start`: the run's folder.
-WORKING_COPY_ENV = "POWROPS_WORKING_COPY"
 #: What :func:`record` writes in a working copy's run folder, for the recorder to merge.
 RECORDED_FILE = "recorded.json"
 
@@ -73,29 +73,55 @@ def record(
     headline numbers shown in the archive index (name -> number or short text). ``period``
     says what span of time the report covers ('backups from ... to ...'); the page header and
     the index show it.
+
+    The run's confirmations (:mod:`powrops.gate`) are recorded with it, and one rule holds for
+    every runbook: an action asked for and refused (another name typed at the prompt) is a
+    WARNING finding saying that it was not run, and the run is at least WARNING. A dry run
+    (the parameter False, or Enter at the prompt) stays as its findings say.
     """
     found = list(findings)
     for item in found:
         if not isinstance(item, Finding):
             raise TypeError(f"findings must be Finding objects, got {type(item).__name__}")
+    run_dir = current_run_dir()
+    copy = working_copy_dir()
+    folder = run_dir or copy
+    decided = gate.decisions(folder) if folder is not None else []
+    refusals = refused(decided)
     severity = overall(found) if status is None else Severity.parse(status)
+    severity = worst([severity, *(f.severity for f in refusals)])
     result = Recorded(
         {
             "status": severity.name,
             "exit_code": int(severity),
-            "summary": summary,
+            "summary": summary or "; ".join(f.message for f in refusals) or None,
             "period": period,
-            "findings": [_jsonable(f.to_dict()) for f in found],
+            "findings": [_jsonable(f.to_dict()) for f in [*refusals, *found]],
             "figures": {str(k): _figure(v) for k, v in (figures or {}).items()},
+            "confirmations": decided,
         }
     )
-    run_dir = current_run_dir()
-    copy = working_copy_dir()
     if run_dir is not None:
         write_json(run_dir / RESULT_FILE, result)
     elif copy is not None:
         write_json(copy / RECORDED_FILE, result)
     return result
+
+
+def refused(decided: Iterable[Mapping[str, Any]]) -> list[Finding]:
+    """A WARNING finding for each action asked for and refused at its prompt."""
+    return [
+        Finding(
+            "confirmation.refused",
+            Severity.WARNING,
+            f"Not confirmed: {d['action']} was asked for and NOT run ({d.get('typed')!r} typed, "
+            f"not {d.get('expected')!r}); nothing was changed",
+            object=str(d.get("parameter")),
+            advice="run the confirmation cell again and type the name it asks for",
+        )
+        for d in decided
+        if d.get("refused")
+    ]
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

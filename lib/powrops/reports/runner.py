@@ -883,6 +883,7 @@ def _result(
         "period": (recorded or {}).get("period"),
         "findings": (recorded or {}).get("findings", []),
         "figures": (recorded or {}).get("figures", {}),
+        "confirmations": (recorded or {}).get("confirmations", []),
         "versions": versions(),
     }
 
@@ -931,6 +932,7 @@ def _header(spec: ReportSpec, result: Mapping[str, Any]) -> ReportHeader:
         version=result["versions"]["powrops"],
         target=describe_target(result.get("target")),
         period=result.get("period"),
+        confirmations=result.get("confirmations") or (),
     )
 
 
