@@ -284,3 +284,47 @@ def test_a_restore_refused_at_its_prompt_is_archived_as_not_done(backed_up_site:
     dry = run_report("point_in_time_restore", {}, reports_dir=site.root / "d", root=REPO, env=env)
     assert dry.result["status"] == "OK" and dry.result["failed"] is False
     assert dry.result["confirmations"][0]["how"] == "parameter"
+
+
+def test_a_restore_confirmed_by_hand_says_how_in_its_header(backed_up_site: Site) -> None:
+    """Confirmed by typing the name in a working copy (confirm stays False): the header says
+    the name was typed, never 'confirm: no' beside a restore that happened; the runbook's
+    Confirmation section says the typed name decides by hand, as the gate does."""
+    from by_hand import run_by_hand
+    from powrops.db import identity
+    from powrops.gate import answer_for
+    from powrops.pg.cluster import LocalCluster
+    from powrops.restore import base_dir_for
+
+    site = backed_up_site
+    target_dir = site.root / "by-hand"
+    copy = _open_copy(site, "point_in_time_restore", "-p", "target_dir", str(target_dir))
+    name = answer_for(identity(site.settings))
+    try:
+        replies = run_by_hand(copy, [name])
+        assert [r["status"] for r in replies] == ["ok"] * len(replies), replies[-1]
+    finally:
+        LocalCluster(base_dir_for(target_dir), data_dir=target_dir).destroy()
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert result["status"] == "OK" and result["figures"]["restored"] is True
+    assert result["parameters"]["confirm"] is False
+    page = (copy.parent / "report.html").read_text()
+    header = page.split('<header class="powrops-bar"', 1)[1].split("</header>", 1)[0]
+    typed = f"restore into a new data directory: confirmed, {name} typed at the prompt"
+    assert typed in header and "confirm: no" not in header, header
+    assert "<code>confirm</code> is not read" in page and "unless the parameter" not in page
+    env = {"POWROPS_CONFIG": str(site.config)}
+    dry = run_report("point_in_time_restore", {}, reports_dir=site.root / "d", root=REPO, env=env)
+    header = (dry.path / "report.html").read_text().split("</header>", 1)[0]
+    assert "restore into a new data directory: not run (confirm = False: a dry run)" in header
+
+
+def test_no_runbook_says_a_confirmation_parameter_decides_by_hand() -> None:
+    """Each runbook's text that names a confirmation parameter's True also says what decides
+    in JupyterLab (the typed name), as the gate does."""
+    for path in sorted((REPO / "runbooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        for cell in (c for c in cells if c["cell_type"] == "markdown"):
+            text = "".join(cell["source"])
+            if "True`" in text and "confirm" in text:
+                assert "type" in text and "by hand" in text, (path.name, text)

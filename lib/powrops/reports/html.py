@@ -133,7 +133,8 @@ def prepare(hide_code: bool) -> None:
 
 
 def header_html(header: ReportHeader) -> str:
-    """The coloured bar at the top of a report: name, status, time, parameters, error."""
+    """The coloured bar at the top of a report: name, status, time, parameters, how each
+    action was confirmed (in place of its parameter: by hand, a typed name decides), error."""
     bg, fg = _BAR_COLOURS[header.status]
     meta = [f"status <b>{escape(header.status.name)}</b>", escape(header.kind)]
     if header.target:
@@ -144,12 +145,7 @@ def header_html(header: ReportHeader) -> str:
         meta.append(f"started {escape(human_value('started_at', header.started_at))}")
     if header.duration_s is not None:
         meta.append(f"took {escape(human_seconds(header.duration_s))}")
-    params = "; ".join(
-        f"{escape(str(k))}: {escape(human_value(str(k), v) if v != '' else '(empty)')}"
-        for k, v in header.parameters.items()
-    )
-    if params:
-        meta.append(f"parameters: {params}")
+    meta.extend(_parameters_and_decisions(header))
     error = f'<div class="powrops-error">{escape(header.error)}</div>' if header.error else ""
     error += "".join(
         f'<div class="powrops-error">{escape(str(d.get("described")))}</div>'
@@ -161,6 +157,21 @@ def header_html(header: ReportHeader) -> str:
         f"<h1>{escape(header.title)}</h1>"
         f'<div class="powrops-meta">{" · ".join(meta)}</div>{error}</header>'
     )
+
+
+def _parameters_and_decisions(header: ReportHeader) -> list[str]:
+    """The parameters, then how each action was decided; a confirmation's own parameter is
+    left out (by hand, a typed name decides, not ``confirm``: its decision says how)."""
+    decided = {str(d.get("parameter")) for d in header.confirmations}
+    params = "; ".join(
+        f"{escape(str(k))}: {escape(human_value(str(k), v) if v != '' else '(empty)')}"
+        for k, v in header.parameters.items()
+        if k not in decided
+    )
+    shown = [f"parameters: {params}"] if params else []
+    return shown + [
+        escape(str(d.get("described"))) for d in header.confirmations if not d.get("refused")
+    ]
 
 
 def footer_html(version: str | None) -> str:
