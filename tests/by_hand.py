@@ -5,7 +5,7 @@ never saved. What the browser test does through JupyterLab, without the browser.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,14 @@ import nbformat
 from jupyter_client.manager import KernelManager
 
 
-def run_by_hand(copy: Path, answers: list[str], timeout: float = 600) -> list[dict[str, Any]]:
-    """Run every code cell of ``copy`` in its folder, answering prompts with ``answers``;
-    returns the replies' contents (status ``error`` for a cell that raised, and it stops)."""
+def run_by_hand(
+    copy: Path, answers: list[str], again: Sequence[int] = (), timeout: float = 600
+) -> list[dict[str, Any]]:
+    """Run every code cell of ``copy`` in its folder, then the cells at the indexes ``again``
+    once more, answering prompts with ``answers``; returns the replies' contents (status
+    ``error`` for a cell that raised, and it stops)."""
     nb = nbformat.read(copy, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"] + [nb.cells[i] for i in again]
     env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
     manager = KernelManager(kernel_name=nb.metadata.kernelspec.name)
     manager.start_kernel(cwd=str(copy.parent), env=env)
@@ -26,7 +30,7 @@ def run_by_hand(copy: Path, answers: list[str], timeout: float = 600) -> list[di
     replies: list[dict[str, Any]] = []
     try:
         client.wait_for_ready(timeout=60)
-        for cell in (c for c in nb.cells if c.cell_type == "code"):
+        for cell in cells:
             reply = client.execute_interactive(
                 cell.source, allow_stdin=True, timeout=timeout, output_hook=lambda msg: None,
                 stdin_hook=lambda msg: client.input(next(typed)),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -247,6 +248,10 @@ def test_bad_target_names_the_runbook_parameter(backed_up_site: Site) -> None:
     assert str(refused.value).startswith("--target-time: 'notatime' is not an ISO-8601 time")
 
 
+def _cells(notebook: Path) -> list[dict[str, Any]]:
+    return list(json.loads(notebook.read_text())["cells"])
+
+
 def _open_copy(site: Site, name: str, *params: str) -> Path:
     done = site.cli("runbook", name, *params)
     assert done.returncode == 0, done.stderr
@@ -262,7 +267,8 @@ def test_a_restore_refused_at_its_prompt_is_archived_as_not_done(backed_up_site:
 
     site = backed_up_site
     copy = _open_copy(site, "point_in_time_restore")
-    replies = run_by_hand(copy, ["not-the-name"])
+    asking = [i for i, c in enumerate(_cells(copy)) if "gate.confirm(" in "".join(c["source"])]
+    replies = run_by_hand(copy, ["not-the-name", "again-wrong"], again=asking)
     assert [r["status"] for r in replies] == ["ok"] * len(replies)
     result = json.loads((copy.parent / "result.json").read_text())
     assert result["recorded"] is True and result["failed"] is False
@@ -274,6 +280,16 @@ def test_a_restore_refused_at_its_prompt_is_archived_as_not_done(backed_up_site:
     assert "'not-the-name' typed" in result["summary"]
     [decided] = result["confirmations"]
     assert decided["refused"] is True and decided["confirmed"] is False
+    # each answer names the cell that asked: in the working copy, and run again in the archive
+    first, second = result["answers"]
+    assert [first["answer"], second["answer"]] == ["not-the-name", "again-wrong"]
+    assert [first["cell"]] == [second["cell"]] == asking
+    archived = _cells(copy.parent / "notebook.ipynb")
+    assert first["archived_cell"] < second["archived_cell"] == len(archived) - 1
+    for answer in (first, second):
+        asked = archived[answer["archived_cell"]]
+        assert "gate.confirm(" in "".join(asked["source"])
+        assert asked["execution_count"] == answer["execution_count"]
     page = (copy.parent / "report.html").read_text()
     header = page.split('<header class="powrops-bar"', 1)[1].split("</header>", 1)[0]
     assert "status <b>WARNING</b>" in header, header

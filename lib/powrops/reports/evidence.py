@@ -5,7 +5,9 @@ writes into the run folder, each atomically: ``notebook.ipynb``, every cell run 
 it ran (a cell run twice appears twice), with its source, the outputs the page showed (every
 message the kernel sent for it: streams, displays, results, errors), the answers typed at its
 prompts and its times, each step headed by the template's Markdown; ``result.json``, with the
-parameters as run, the OS user, start and duration, the result the notebook recorded, and a
+parameters as run, the answers typed (each with ``cell``, the cell's index in the working copy,
+``archived_cell``, its index in ``notebook.ipynb``, and ``execution_count``, the kernel's run
+counter), the OS user, start and duration, the result the notebook recorded, and a
 failed status with the error when the last cell run stopped on one; and ``report.html``,
 rendered as the runner renders a papermill run. None of it depends on the editor saving.
 
@@ -170,7 +172,8 @@ class Recorder:
     def _add_cell(self, result: Any, messages: list[dict[str, Any]]) -> None:
         source = str(result.info.raw_cell)
         ended = time.time()
-        self._heading(source, self.cell["request"])
+        position = self._position(source, self.cell["request"])
+        self._heading(position)
         cell = nbformat.v4.new_code_cell(source)  # type: ignore[no-untyped-call]
         cell.execution_count = result.execution_count
         cell.outputs = _outputs(messages)
@@ -183,15 +186,19 @@ class Recorder:
         }
         self.record.cells.append(cell)
         index = len(self.record.cells) - 1
-        self.answers.extend({"cell": index, **a} for a in self.cell["answers"])
+        where = {"cell": position, "archived_cell": index, "execution_count": cell.execution_count}
+        self.answers.extend({**where, **a} for a in self.cell["answers"])
         self._update_result(index, cell, error, ended)
 
-    def _heading(self, source: str, parent: Mapping[str, Any]) -> None:
-        """The template's Markdown before this cell, the first time the cell runs."""
+    def _position(self, source: str, parent: Mapping[str, Any]) -> int | None:
+        """The cell's index in the working copy (by JupyterLab's cell id, else its source), or
+        None for a cell the copy did not have."""
         cell_id = parent.get("metadata", {}).get("cellId")
         index = self.template.by_id.get(cell_id) if cell_id else None
-        if index is None:
-            index = self.template.by_source.get(source.strip())
+        return index if index is not None else self.template.by_source.get(source.strip())
+
+    def _heading(self, index: int | None) -> None:
+        """The template's Markdown before the cell at ``index``, the first time it runs."""
         if index is None or index in self.shown:
             return
         self.shown.add(index)
