@@ -344,3 +344,23 @@ def test_no_runbook_says_a_confirmation_parameter_decides_by_hand() -> None:
             text = "".join(cell["source"])
             if "True`" in text and "confirm" in text:
                 assert "type" in text and "by hand" in text, (path.name, text)
+
+
+def test_a_busy_target_dir_names_the_runbook_parameter(backed_up_site: Site) -> None:
+    """A restore into a directory that is not empty stops the runbook naming target_dir; the
+    command names --to for the same check."""
+    site = backed_up_site
+    busy = site.root / "busy"
+    busy.mkdir()
+    (busy / "something").write_text("kept\n")
+    run = run_report(
+        "point_in_time_restore", {"confirm": "True", "target_dir": str(busy)},
+        reports_dir=site.root / "busy-runs", root=REPO, env={"POWROPS_CONFIG": str(site.config)},
+    )  # fmt: skip
+    assert run.exit_code == 3 and run.result["failed"] is True
+    evalue = run.result["error"]["evalue"]
+    assert evalue.startswith(f"target_dir {busy} is not empty: refusing to restore"), evalue
+    assert "--to" not in (run.path / "report.html").read_text()
+    assert (busy / "something").read_text() == "kept\n"
+    done = site.cli("restore", "--to", str(busy))
+    assert done.returncode == 3 and f"--to {busy} is not empty" in done.stderr, done.stderr

@@ -155,36 +155,47 @@ def _chain(catalog: Catalog, record: BackupRecord) -> list[BackupRecord]:
     return chain_of(catalog, record)
 
 
+#: The target directory as the command (``--to``) and the restore runbook name it.
+DESTINATION = {"option": "--to", "parameter": "target_dir"}
+
+
 def _check_destination(to: Path, user: OsUser) -> None:
-    """Refuse a target directory that is in use, not empty, or out of the OS user's reach."""
+    """Refuse a target directory that is in use, not empty, or out of the OS user's reach
+    (the command's ``--to``, the restore runbook's ``target_dir``: the error names both)."""
 
     for directory in (to, *to.parents):
         pid = postmaster_pid(directory)
         if pid is not None:
             where = "is the data directory" if directory == to else f"is inside {directory}, the"
             raise ParameterError(
-                f"--to {to} {where} of a running PostgreSQL (postmaster pid {pid}): refusing to "
-                "restore over it"
+                f"{{name}} {to} {where} of a running PostgreSQL (postmaster pid {pid}): refusing "
+                "to restore over it",
+                **DESTINATION,
             )
     if to.exists() and not to.is_dir():
-        raise ParameterError(f"--to {to} exists and is not a directory")
+        raise ParameterError(f"{{name}} {to} exists and is not a directory", **DESTINATION)
     if to.is_dir() and any(to.iterdir()):
         raise ParameterError(
-            f"--to {to} is not empty: refusing to restore over it; choose a new or empty directory"
+            f"{{name}} {to} is not empty: refusing to restore over it; choose a new or empty "
+            "directory",
+            **DESTINATION,
         )
     base = base_dir_for(to)
     if base.exists() and (not base.is_dir() or any(base.iterdir())):
         raise ParameterError(
             f"{base} (where powrops keeps the restored cluster's log and password) is not empty: "
-            "remove it or choose another --to"
+            "remove it or choose another {name}",
+            **DESTINATION,
         )
     if not to.parent.is_dir():
-        raise ParameterError(f"--to {to}: its parent directory {to.parent} does not exist")
+        raise ParameterError(
+            f"{{name}} {to}: its parent directory {to.parent} does not exist", **DESTINATION
+        )
     try:
         check_reachable(to, user)
         check_reachable(Path(sys.executable), user)
     except ClusterError as exc:
-        raise ParameterError(f"--to {to}: {exc}") from None
+        raise ParameterError(f"{{name}} {to}: {exc}", **DESTINATION) from None
 
 
 def _check_space(to: Path, chain: Sequence[BackupRecord]) -> None:
