@@ -157,6 +157,15 @@ def test_a_runbook_run_in_jupyterlab_is_archived_as_the_page_showed_it(
     kept = {" ".join(line.split()) for line in printed.splitlines()}
     assert [line for line in lines if line and line not in kept] == []
     assert "Confirmed" in (run / "report.html").read_text()
+    # both answers name the cell that asked by its place in the copy (JupyterLab's cell id)
+    cells = nbformat.read(copy, as_version=4).cells
+    asking = next(i for i, c in enumerate(cells) if "gate.confirm(" in c.source)
+    assert [a["cell"] for a in result["answers"]] == [asking, asking]
+    first, second = (a["archived_cell"] for a in result["answers"])
+    assert first < second and "gate.confirm(" in archived.cells[second].source
+    # the rerun confirmed by the typed name: the refusal before it no longer stands
+    [decided] = result["confirmations"]
+    assert decided["how"] == "typed" and result["status"] == "OK"
     assert _git_status() == before
 
 
