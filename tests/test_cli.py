@@ -171,7 +171,7 @@ def test_a_report_whose_kernel_cannot_start_is_archived_as_unknown(
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     [database, error] = result.stderr.splitlines()  # one line says what went wrong
     assert database.startswith("probe: database powr on ")
-    assert error.startswith("  error: ")
+    assert error.startswith("  error: FileNotFoundError: "), error  # one line, not a dict
     assert "FileNotFoundError" in error and "could not be started" in error and "no-python" in error
     assert result.stdout.startswith("probe: UNKNOWN -> ")
     [run_dir] = (archive / "probe").iterdir()

@@ -91,7 +91,7 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
     from powrops.config import handoff_env
     from powrops.db import identity, secrets
     from powrops.reports.remote import ReportArchive
-    from powrops.reports.runner import run_report
+    from powrops.reports.runner import error_text, run_report
     from powrops.schedule import report_intervals
 
     loaded = settings_of(args)
@@ -114,7 +114,7 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
     )
     print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
     if result.result.get("error"):
-        print(f"  error: {result.result['error']}", file=sys.stderr)
+        print(f"  error: {error_text(result.result['error'])}", file=sys.stderr)
     return Severity(int(result.exit_code))
 
 

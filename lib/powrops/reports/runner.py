@@ -913,7 +913,8 @@ def versions() -> dict[str, str]:
     }
 
 
-def _error_text(error: Mapping[str, Any] | None) -> str | None:
+def error_text(error: Mapping[str, Any] | None) -> str | None:
+    """A run's error as one line: its name, the cell it stopped in, its message."""
     if not error:
         return None
     where = "" if error.get("cell_index") is None else f" in cell {error['cell_index']}"
@@ -928,7 +929,7 @@ def _header(spec: ReportSpec, result: Mapping[str, Any]) -> ReportHeader:
         started_at=result["started_at"],
         duration_s=result["duration_s"],
         parameters=result["parameters"],
-        error=_error_text(result["error"]),
+        error=error_text(result["error"]),
         version=result["versions"]["powrops"],
         target=describe_target(result.get("target")),
         period=result.get("period"),
