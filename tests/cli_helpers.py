@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import psycopg
 
 from powrops.config import Settings, to_toml
 
@@ -40,3 +44,20 @@ def write_config(path: Path, settings: Settings) -> Path:
     }
     path.write_text(to_toml(data))
     return path
+
+
+@contextlib.contextmanager
+def login_role(owner: str, prefix: str) -> Iterator[str]:
+    """A new LOGIN role (``prefix`` and a random suffix) that may connect to the database of
+    ``owner`` (a libpq URL) and do nothing more, as a URL with its password; dropped after."""
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    parts = psycopg.conninfo.conninfo_to_dict(owner)
+    with psycopg.connect(owner) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'few'")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}')
+    try:
+        yield f"postgresql://{role}:few@{parts['host']}:{parts['port']}/{parts['dbname']}"
+    finally:
+        with psycopg.connect(owner, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

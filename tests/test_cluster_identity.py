@@ -3,13 +3,12 @@ for a role that may execute ``pg_control_system()`` and for one that may not."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from cli_helpers import libpq
+from cli_helpers import libpq, login_role
 from powrops import readiness
 from powrops.config import validate
 from powrops.db import identity
@@ -23,16 +22,10 @@ def blind(fresh_db: str) -> Iterator[tuple[str, str]]:
     """The owner's URL of a new database where PUBLIC may not execute pg_control_system(),
     and the URL of a login role that may connect to it."""
     owner = libpq(fresh_db)
-    role = "t_blind_" + uuid.uuid4().hex[:8]
-    parts = psycopg.conninfo.conninfo_to_dict(owner)
-    with psycopg.connect(owner) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'blind'")
-        conn.execute(f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}')
-        conn.execute("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
-    yield owner, f"postgresql://{role}:blind@{parts['host']}:{parts['port']}/{parts['dbname']}"
-    with psycopg.connect(owner, autocommit=True) as conn:
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    with login_role(owner, "t_blind") as low:
+        with psycopg.connect(owner, autocommit=True) as conn:
+            conn.execute("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+        yield owner, low
 
 
 def test_the_identifier_is_the_clusters(blind: tuple[str, str]) -> None:

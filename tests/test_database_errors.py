@@ -5,14 +5,13 @@ else a query raises stays a crash (a defect of powrops), with its log."""
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from cli_helpers import libpq, run_cli
+from cli_helpers import libpq, login_role, run_cli
 from powrops.errors import database_problem
 from powrops.reports.runner import run_report
 
@@ -80,16 +79,8 @@ def test_a_database_not_migrated_is_named_not_a_crash(
 @pytest.fixture
 def no_grants(migrated_db: str) -> Iterator[str]:
     """The URL of a login role that may connect to a migrated database, and nothing more."""
-    owner = libpq(migrated_db)
-    role = "t_nogrant_" + uuid.uuid4().hex[:8]
-    parts = psycopg.conninfo.conninfo_to_dict(owner)
-    with psycopg.connect(owner) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'few'")
-        conn.execute(f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}')
-    yield f"postgresql://{role}:few@{parts['host']}:{parts['port']}/{parts['dbname']}"
-    with psycopg.connect(owner, autocommit=True) as conn:
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    with login_role(libpq(migrated_db), "t_nogrant") as url:
+        yield url
 
 
 @pytest.mark.pg

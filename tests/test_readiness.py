@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from cli_helpers import libpq
+from cli_helpers import libpq, login_role
 from powrops import db, migrate, readiness
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity
@@ -133,16 +132,8 @@ def test_every_finding_names_its_checklist_item(migrated_db: str) -> None:
 @pytest.fixture
 def connect_only(migrated_db: str) -> Iterator[str]:
     """The URL of a login role that may connect to the migrated database, and nothing more."""
-    owner = libpq(migrated_db)
-    role = "t_ready_" + uuid.uuid4().hex[:8]
-    parts = psycopg.conninfo.conninfo_to_dict(owner)
-    with psycopg.connect(owner) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'few'")
-        conn.execute(f'GRANT CONNECT ON DATABASE "{parts["dbname"]}" TO {role}')
-    yield f"postgresql://{role}:few@{parts['host']}:{parts['port']}/{parts['dbname']}"
-    with psycopg.connect(owner, autocommit=True) as conn:
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    with login_role(libpq(migrated_db), "t_ready") as url:
+        yield url
 
 
 def test_a_role_that_may_not_read_the_revision_gets_unknown_and_the_rest(
