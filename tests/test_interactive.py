@@ -188,6 +188,7 @@ def test_outside_a_working_copy_record_archives_nothing_and_says_how(
 BAD_PARAMETERS = [
     ("data_corruption_response", ("since_days", "-5"), "since_days must be between 0 and 3660"),
     ("point_in_time_restore", ("target_time", "notatime"), "target_time: 'notatime' is not an"),
+    ("point_in_time_restore", ("target_dir", "/etc"), "target_dir /etc is not empty: refusing"),
     ("data_corruption_response", ("no_such", "1"), "unknown parameter 'no_such'"),
     ("data_corruption_response", ("since_days", "week"), "parameter 'since_days' of report"),
     ("gdpr_request", ("user_id", "0"), "user_id = 0: set user_id to the user's id"),

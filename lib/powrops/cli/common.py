@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from powrops.errors import EXIT_UNKNOWN
@@ -108,6 +109,12 @@ def _target(name: str, value: Any) -> None:
     RecoveryTarget("time" if name == "target_time" else "lsn", str(value))
 
 
+def _target_dir(name: str, value: Any) -> None:
+    from powrops.restore import check_target_dir
+
+    check_target_dir(Path(str(value)))
+
+
 def _duration(name: str, value: Any) -> None:
     from powrops.migrate.model import Options
 
@@ -142,6 +149,7 @@ _VALUE_CHECKS: dict[str, Callable[[str, Any], None]] = {
     "recent_runs": _positive,
     "target_time": _target,
     "target_lsn": _target,
+    "target_dir": _target_dir,
     "max_backup_age": _duration,
     "max_transaction_age": _duration,
     "lock_timeout": _duration,

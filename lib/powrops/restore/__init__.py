@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from powrops.restore.choose import choose_backup
 from powrops.restore.errors import RestoreFailed
-from powrops.restore.prepare import MARKER, restore
+from powrops.restore.prepare import MARKER, check_target_dir, restore
 from powrops.restore.recovery import (
     PID_GRACE,
     POLL,
@@ -41,6 +41,7 @@ __all__ = [
     "RestoredCluster",
     "TargetKind",
     "base_dir_for",
+    "check_target_dir",
     "choose_backup",
     "restore",
     "run_smoke",

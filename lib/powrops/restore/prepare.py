@@ -162,7 +162,18 @@ DESTINATION = {"option": "--to", "parameter": "target_dir"}
 def _check_destination(to: Path, user: OsUser) -> None:
     """Refuse a target directory that is in use, not empty, or out of the OS user's reach
     (the command's ``--to``, the restore runbook's ``target_dir``: the error names both)."""
+    check_target_dir(to)
+    try:
+        check_reachable(to, user)
+        check_reachable(Path(sys.executable), user)
+    except ClusterError as exc:
+        raise ParameterError(f"{{name}} {to}: {exc}", **DESTINATION) from None
 
+
+def check_target_dir(to: Path) -> None:
+    """Refuse a target directory that is in use, not empty or has no parent: what can be
+    told before a restore starts (``powrops runbook -p target_dir`` checks it too)."""
+    to = to.absolute()
     for directory in (to, *to.parents):
         pid = postmaster_pid(directory)
         if pid is not None:
@@ -191,11 +202,6 @@ def _check_destination(to: Path, user: OsUser) -> None:
         raise ParameterError(
             f"{{name}} {to}: its parent directory {to.parent} does not exist", **DESTINATION
         )
-    try:
-        check_reachable(to, user)
-        check_reachable(Path(sys.executable), user)
-    except ClusterError as exc:
-        raise ParameterError(f"{{name}} {to}: {exc}", **DESTINATION) from None
 
 
 def _check_space(to: Path, chain: Sequence[BackupRecord]) -> None:
