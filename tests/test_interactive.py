@@ -22,6 +22,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from by_hand import run_by_hand
 from cli_helpers import libpq, run_cli
 from powrops.reports import record
 from powrops.reports.record import RUN_DIR_ENV, WORKING_COPY_ENV
@@ -131,6 +132,45 @@ def test_a_run_that_stops_on_an_error_is_archived_failed_with_all_it_showed(
     assert "by hand by " in index and "stopped on an error after" in index
     assert (tmp_path / "runbooks" / "tiny.ipynb").read_bytes() == template
     assert copy.read_text() == nbformat.writes(nbformat.read(copy, as_version=4))  # untouched
+
+
+@pytest.mark.pg
+def test_a_run_that_stops_after_a_confirmation_keeps_how_it_was_confirmed(
+    migrated_db: str, tmp_path: Path
+) -> None:
+    """A cell failing after the name was typed (a restore refused by the server, say): the
+    page's header, result.json and the index say the action was confirmed at the prompt, not
+    the parameter ``confirm = False`` that decided nothing; by papermill, likewise the
+    parameter that confirmed it."""
+    config = tiny_project(tmp_path)
+    config.write_text(config.read_text() + f'[database]\nurl = "{libpq(migrated_db)}"\n')
+    nb = nbformat.read(tmp_path / "runbooks" / "tiny.ipynb", as_version=4)
+    nb.cells[1].source = 'confirm = False\nconfig_path = ""'
+    nb.cells[3:] = [
+        nbformat.v4.new_code_cell(
+            'from powrops import gate\nproceed = gate.confirm("wipe it", confirm, target="powr")'
+        ),
+        nbformat.v4.new_code_cell('raise RuntimeError("stopped after the confirmation")'),
+    ]
+    nbformat.write(nb, tmp_path / "runbooks" / "tiny.ipynb")
+    copy = open_runbook("tiny", config, root=tmp_path)
+    replies = run_by_hand(copy, ["powr"])
+    assert replies[-1]["status"] == "error"
+
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert result["failed"] is True and result["recorded"] is False
+    [decided] = result["confirmations"]
+    assert decided["how"] == "typed" and decided["confirmed"] is True
+    page = (copy.parent / "report.html").read_text()
+    assert "wipe it: confirmed, powr typed at the prompt" in page and "confirm: no" not in page
+
+    env = {"POWROPS_PROJECT_ROOT": str(tmp_path)}
+    done = run_cli("--config", str(config), "report", "run", "tiny", "-p", "confirm", "true",
+                   env=env)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    [run] = [r for r in (tmp_path / "reports" / "tiny").iterdir() if "interactive" not in r.name]
+    [decided] = json.loads((run / "result.json").read_text())["confirmations"]
+    assert decided["how"] == "parameter" and decided["confirmed"] is True
 
 
 def _text(output: Any) -> str:

@@ -36,7 +36,7 @@ from powrops import config, db
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
 from powrops.errors import PowropsError, ReportError, notebook_text
 from powrops.findings import Severity
-from powrops.gate import WORKING_COPY_ENV
+from powrops.gate import WORKING_COPY_ENV, decisions
 from powrops.reports.catalog import RESULT_FILE
 from powrops.reports.index import build_index
 from powrops.reports.record import RECORDED_FILE
@@ -294,7 +294,7 @@ def _outcome(run_dir: Path, index: int, cell: Any, error: Any) -> dict[str, Any]
         "period": recorded.get("period"),
         "findings": recorded.get("findings", []),
         "figures": recorded.get("figures", {}),
-        "confirmations": recorded.get("confirmations", []),
+        "confirmations": decisions(run_dir),  # kept as taken, recorded or not
         "failed": error is not None,
         "error": None,
         "recorded": bool(recorded),

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
-from powrops import __version__, bundle
+from powrops import __version__, bundle, gate
 from powrops.bundle import Folder
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
 from powrops.errors import ParameterError, ReportError
@@ -883,7 +883,7 @@ def _result(
         "period": (recorded or {}).get("period"),
         "findings": (recorded or {}).get("findings", []),
         "figures": (recorded or {}).get("figures", {}),
-        "confirmations": (recorded or {}).get("confirmations", []),
+        "confirmations": gate.decisions(run_dir),  # kept as taken, recorded or not
         "versions": versions(),
     }
 
