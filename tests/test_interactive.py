@@ -173,6 +173,36 @@ def test_a_run_that_stops_after_a_confirmation_keeps_how_it_was_confirmed(
     assert decided["how"] == "parameter" and decided["confirmed"] is True
 
 
+def test_a_restarted_kernel_goes_on_with_the_evidence_of_the_one_before(tmp_path: Path) -> None:
+    """Restart Kernel and Run All (or the copy opened again in a new session): the cells the
+    first kernel ran, and the name typed at its prompt, stay in the evidence."""
+    config = tiny_project(tmp_path)
+    nb = nbformat.read(tmp_path / "runbooks" / "tiny.ipynb", as_version=4)
+    nb.cells[1].source = 'confirm = False\nconfig_path = ""'
+    nb.cells[3:] = [
+        nbformat.v4.new_code_cell(
+            'from powrops import gate, reports\nproceed = gate.confirm("wipe it", confirm, '
+            'target="powr")\nreports.record(figures={"wiped": proceed})'
+        ),
+    ]
+    nbformat.write(nb, tmp_path / "runbooks" / "tiny.ipynb")
+    copy = open_runbook("tiny", config, root=tmp_path)
+    run_by_hand(copy, ["staging"])
+    first = json.loads((copy.parent / "result.json").read_text())
+    assert first["status"] == "WARNING" and first["cells_run"] == 4
+    run_by_hand(copy, ["powr"])  # a new kernel
+
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert [a["answer"] for a in result["answers"]] == ["staging", "powr"]
+    assert result["cells_run"] == 8 and result["status"] == "OK"
+    assert result["started_at"] == first["started_at"]
+    archived = nbformat.read(copy.parent / "notebook.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in archived.cells for o in c.get("outputs", []))
+    assert "Not confirmed: wipe it was not run (typed 'staging'" in printed
+    assert "Confirmed: wipe it" in printed
+    assert "A new kernel went on with this run" in (copy.parent / "report.html").read_text()
+
+
 def _text(output: Any) -> str:
     if output["output_type"] == "stream":
         return str(output["text"])

@@ -37,7 +37,7 @@ from powrops.config import DEFAULT_SERVER, SERVER_ENV
 from powrops.errors import PowropsError, ReportError, notebook_text
 from powrops.findings import Severity
 from powrops.gate import WORKING_COPY_ENV, decisions
-from powrops.reports.catalog import RESULT_FILE
+from powrops.reports.catalog import NOTEBOOK_FILE, RESULT_FILE
 from powrops.reports.index import build_index
 from powrops.reports.record import RECORDED_FILE
 from powrops.reports.runner import ReportSpec, read_spec, versions, write_archive
@@ -90,9 +90,9 @@ class Recorder:
         self.spec: ReportSpec = read_spec(Path(opened["template"]), opened["kind"])
         copy = _working_copy(run_dir / str(opened["working_copy"]))
         self.template = _Template(list(copy.cells))
-        self.record = nbformat.v4.new_notebook(metadata=copy.metadata)  # type: ignore[no-untyped-call]
+        self.record = _earlier_record(run_dir, copy.metadata)
         self.shown: set[int] = set()
-        self.answers: list[dict[str, Any]] = []
+        self.answers: list[dict[str, Any]] = list(opened.get("answers") or [])
         self.lock = threading.Lock()
         self.outputs: list[dict[str, Any]] = []
         self.cell: dict[str, Any] = {}
@@ -328,6 +328,23 @@ def _secrets() -> list[str]:
         return db.secrets(config.settings())
     except PowropsError:
         return []
+
+
+def _earlier_record(run_dir: Path, metadata: Any) -> Any:
+    """The cells an earlier kernel recorded in this folder (its evidence goes on, a restarted
+    kernel's cells after it, under a note saying so), else a new record."""
+    record = nbformat.v4.new_notebook(metadata=metadata)  # type: ignore[no-untyped-call]
+    try:
+        earlier = nbformat.read(run_dir / NOTEBOOK_FILE, as_version=4)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError):
+        return record
+    if any(c.cell_type == "code" for c in earlier.cells):
+        at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        note = (
+            f"*A new kernel went on with this run at {at}; the cells above ran in an earlier one.*"
+        )
+        record.cells = [*earlier.cells, nbformat.v4.new_markdown_cell(note)]  # type: ignore[no-untyped-call]
+    return record
 
 
 def _first_start(cells: list[Any]) -> float:
