@@ -4,6 +4,7 @@ else a query raises stays a crash (a defect of powrops), with its log."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from by_hand import run_by_hand
 from cli_helpers import libpq, login_role, run_cli
 from powrops.errors import database_problem
 from powrops.reports.runner import run_report
@@ -112,3 +114,25 @@ def test_a_notebook_says_it_in_one_message(fresh_db: str, tmp_path: Path) -> Non
     assert "Stopped: relation " in html and MIGRATE in html, html[-3000:]
     assert "Traceback" not in html and "Traceback" not in notebook
     assert run.result["error"]["ename"] == "UndefinedTable"
+    # the header, result.json and the index say what to do, as the page's "Stopped:" line does
+    assert MIGRATE in run.result["error"]["evalue"]
+
+
+@pytest.mark.pg
+def test_a_working_copy_run_by_hand_keeps_what_to_do_with_the_error(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """The same runbook opened by hand: result.json (and so the header and the index) keeps
+    the one line the page showed, with what to do, not the database's bare message."""
+    from test_interactive import open_runbook
+
+    config = tmp_path / "powrops.toml"
+    config.write_text(
+        f'[database]\nurl = "{libpq(fresh_db)}"\n[state]\ndir = "{tmp_path / "s"}"\n'
+        f'[reports]\ndir = "{tmp_path / "r"}"\n'
+    )
+    copy = open_runbook("gdpr_request", config, "-p", "user_id", "1")
+    assert run_by_hand(copy, [])[-1]["status"] == "error"
+    error = json.loads((copy.parent / "result.json").read_text())["error"]
+    assert error["ename"] == "UndefinedTable" and MIGRATE in error["evalue"]
+    assert "\n" not in error["evalue"]

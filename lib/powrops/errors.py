@@ -93,16 +93,30 @@ def _one_message(
         return None
     stb = [f"Stopped: {said}"]
     # the cell's error (its evalue, what papermill and the archive keep) says it the same way
-    shown = (
-        ParameterError(said) if isinstance(value, ParameterError) and said != str(value) else value
-    )
+    shown = _saying(value, said)
     shell._showtraceback(etype, shown, stb)
     return stb
 
 
+def _saying(value: BaseException, said: str) -> BaseException:
+    """The error as the cell's error keeps it: saying ``said`` (the parameter named, the
+    database's answer with what to do), of the same type where it can be made again."""
+    if said == str(value):
+        return value
+    if isinstance(value, ParameterError):
+        return ParameterError(said)
+    try:
+        return type(value)(said)
+    except Exception:  # a type that takes other arguments keeps its own words
+        return value
+
+
 def notebook_text(error: BaseException) -> str:
-    """An error as a notebook shows it: a :class:`ParameterError` names the parameter."""
-    return error.in_notebook() if isinstance(error, ParameterError) else str(error)
+    """An error as a notebook shows it: a :class:`ParameterError` names the parameter, a
+    database's answer a DBA can act on says what to do (:func:`database_problem`)."""
+    if isinstance(error, ParameterError):
+        return error.in_notebook()
+    return database_problem(error) or str(error)
 
 
 #: Exit statuses of a child killed by the same Ctrl-C or SIGTERM as powrops: an interrupt,
