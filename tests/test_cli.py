@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,36 @@ def test_a_report_whose_kernel_cannot_start_is_archived_as_unknown(
     assert (recorded["status"], recorded["failed"]) == ("UNKNOWN", True)
     assert recorded["error"]["ename"] == "FileNotFoundError"
     assert "could not be started" in (run_dir / "report.html").read_text()
+
+
+def test_db_start_listens_on_the_configured_port_or_says_why_not(pg_tmp: Path) -> None:
+    """``postgres.port`` is the port the embedded cluster listens on (it took a free one and
+    ignored the setting); taken by another program, it is refused, not moved."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"POWROPS_STATE_DIR": str(pg_tmp / "state"), "POWROPS__POSTGRES__PORT": str(port)}
+    try:
+        start = run("db", "start", env=env)
+        assert start.returncode == 0, start.stderr
+        assert json.loads(run("db", "status", "--json", env=env).stdout)["port"] == port
+        assert f"127.0.0.1:{port}/" in run("db", "url", env=env).stdout
+        moved = {**env, "POWROPS__POSTGRES__PORT": str(port + 1)}
+        running = run("db", "start", env=moved)
+        assert running.returncode == 3 and f"runs on port {port}, not on port {port + 1}" in (
+            running.stderr
+        )
+        assert run("db", "stop", env=env).returncode == 0
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen(1)
+            taken = run("db", "start", env=env)
+        assert taken.returncode == 3 and "Traceback" not in taken.stderr
+        assert f"port {port} (postgres.port) is in use by another program" in taken.stderr
+        again = run("db", "start", env=env)
+        assert (
+            again.returncode == 0
+            and json.loads(run("db", "status", "--json", env=env).stdout)["port"] == port
+        )
+    finally:
+        run("db", "stop", env=env)

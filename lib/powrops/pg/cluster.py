@@ -361,7 +361,9 @@ class LocalCluster:
                 )
             self._init_locked(settings or {}, database)
 
-    def _init_locked(self, settings: Mapping[str, str], database: str) -> None:
+    def _init_locked(
+        self, settings: Mapping[str, str], database: str, port: int | None = None
+    ) -> None:
         user = self.os_user
         self.base_dir.mkdir(parents=True, exist_ok=True)
         grant_traversal(self.base_dir, user, say=_say)
@@ -404,7 +406,7 @@ class LocalCluster:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        port = free_port()
+        port = port or free_port()
         self._write_meta(self._meta(port, database))
         self._write_conf(port, settings)
         with (self.data_dir / "postgresql.conf").open("a") as conf:
@@ -455,24 +457,32 @@ class LocalCluster:
         (``postmaster.pid`` and its process), without starting a program for it."""
         return self.exists() and postmaster_pid(self.data_dir) is not None
 
-    def start(self, settings: Mapping[str, str] | None = None, timeout: float = 60) -> None:
-        """Start the cluster (initialising it first if needed) and wait until it accepts logins."""
+    def start(
+        self,
+        settings: Mapping[str, str] | None = None,
+        timeout: float = 60,
+        port: int | None = None,
+    ) -> None:
+        """Start the cluster (initialising it first if needed) and wait until it accepts logins.
+
+        On ``port`` when given (a configured port: ClusterError when another program listens
+        there), else on its own port, moved to a free one when that is taken."""
         with self._lock():
             if not self.exists():
-                self._init_locked(settings or {}, DEFAULT_DATABASE)
+                self._init_locked(settings or {}, DEFAULT_DATABASE, port)
                 changed = False
             else:
                 changed = settings is not None and self._write_conf(self.port, settings)
             if self.is_running():
                 if changed:
                     self.reload()
+                if port is not None and port != self.port:
+                    raise ClusterError(
+                        f"the cluster runs on port {self.port}, not on port {port} "
+                        "(postgres.port): stop it and start it again to move it"
+                    )
                 return
-            port = self.port
-            if port_in_use(port):
-                port = free_port()
-                meta = self._read_meta()
-                meta["port"] = port
-                self._write_meta(meta)
+            port = self._listen_port(port)
             self._apply_port(port)
             self.run(
                 [
@@ -535,6 +545,23 @@ class LocalCluster:
         self.run(
             [self.binaries.path("pg_ctl"), "reload", "-D", self.data_dir], what="pg_ctl reload"
         )
+
+    def _listen_port(self, wanted: int | None) -> int:
+        """The port to start on, kept in cluster.json: ``wanted`` (refused when taken), else
+        the cluster's own, or a free one when something else took it meanwhile."""
+        port = wanted or self.port
+        if port_in_use(port):
+            if wanted is not None:
+                raise ClusterError(
+                    f"port {port} (postgres.port) is in use by another program: stop it, or "
+                    "configure another port"
+                )
+            port = free_port()
+        if port != self.port:
+            meta = self._read_meta()
+            meta["port"] = port
+            self._write_meta(meta)
+        return port
 
     def _apply_port(self, port: int) -> None:
         path = self.data_dir / CONF_FILE

@@ -56,8 +56,6 @@ def cluster_settings(settings: Settings, archive_command: str | None = None) -> 
     }
     if archive_command:
         conf["archive_command"] = "'" + archive_command.replace("'", "''") + "'"
-    if settings.postgres.port:
-        conf["port"] = str(settings.postgres.port)
     return conf
 
 
@@ -111,7 +109,7 @@ def start(settings: Settings) -> tuple[LocalCluster, bool, Archiving]:
     command = _prepare_archiving(settings, cluster)
     conf = cluster_settings(settings, command)
     reloaded = False if created else _apply(cluster, conf)
-    cluster.start(conf if created else None)
+    cluster.start(conf if created else None, port=settings.postgres.port)
     return cluster, created, _archiving(settings, before, command, reloaded)
 
 
