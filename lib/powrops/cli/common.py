@@ -104,16 +104,11 @@ def _positive(name: str, value: Any) -> None:
 
 
 def _target(name: str, value: Any) -> None:
-    from powrops.errors import ParameterError
     from powrops.restore import RecoveryTarget
 
-    target = RecoveryTarget("time" if name == "target_time" else "lsn", str(value))
-    if target.not_yet() is not None:  # no WAL after it exists yet: the restore would refuse it
-        raise ParameterError(
-            f"{{name}} {target.value} is in the future: recovery reaches only a time already "
-            "written; give a past time, or leave it empty for the end of the archived WAL",
-            parameter=name,
-        )
+    future = RecoveryTarget("time" if name == "target_time" else "lsn", str(value)).not_yet()
+    if future is not None:  # no WAL after it exists yet: the restore would refuse it
+        raise future
 
 
 def _target_dir(name: str, value: Any) -> None:

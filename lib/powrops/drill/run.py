@@ -33,7 +33,7 @@ import psycopg
 from powrops import journal
 from powrops.config import RECOVERY_STEPS, Settings
 from powrops.db import connect
-from powrops.errors import Interrupted, ParameterError
+from powrops.errors import Interrupted
 from powrops.findings import Finding, Graded, Severity
 from powrops.format import Echo, human_rows, human_time
 from powrops.restore import RecoveryTarget, restore
@@ -325,7 +325,7 @@ def run_drill(
     target time not reached yet is a ParameterError, before anything is written or restored."""
     future = RecoveryTarget("time", target_time.isoformat()).not_yet() if target_time else None
     if future is not None:
-        raise ParameterError(future)
+        raise future
     drill = Drill(settings, target_time=target_time, echo=echo, keep=keep)
     try:
         return _run(drill, settings, keep)

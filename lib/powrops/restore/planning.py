@@ -110,7 +110,7 @@ def _reachable(target: RecoveryTarget, newest: datetime | None) -> tuple[bool, s
         return True, f"{target.describe()}: checked when recovery runs"
     future = target.not_yet()
     if future is not None:
-        return False, future
+        return False, future.in_notebook()
     if newest is None:
         return False, "no WAL is archived after the backup"
     if newest <= target.time:

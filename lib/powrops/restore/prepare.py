@@ -85,7 +85,7 @@ def restore(
 
     future = target.not_yet()
     if future is not None:
-        raise ParameterError(future)
+        raise future
     say = echo or _quiet
     began = time.monotonic()
     to = Path(to).absolute()

@@ -57,16 +57,18 @@ class RecoveryTarget:
         assert self.kind == "lsn" and self.value is not None
         return parse_lsn(self.value)
 
-    def not_yet(self, now: datetime | None = None) -> str | None:
-        """Why a time target cannot be reached yet (it lies after ``now``), or None: no WAL
-        written after it exists to replay, whatever is archived or switched."""
+    def not_yet(self, now: datetime | None = None) -> ParameterError | None:
+        """The error for a time target not reached yet (it lies after ``now``), naming the
+        option and the parameter as the target's other errors do, or None: no WAL written
+        after it exists to replay, whatever is archived or switched."""
         moment = now or datetime.now(UTC)
         if self.kind != "time" or self.time <= moment:
             return None
-        return (
-            f"the target time {self.value} is in the future (now {moment.isoformat()}): "
+        return ParameterError(
+            f"{{name}} {self.value} is in the future (now {moment:%Y-%m-%d %H:%M:%S %Z}): "
             "recovery reaches only a time already written; give a past time, or none for the "
-            "end of the archived WAL"
+            "end of the archived WAL",
+            **_names(self.kind),
         )
 
     def describe(self) -> str:
