@@ -259,6 +259,7 @@ BAD_PARAMETERS = [
     ("data_corruption_response", ("since_days", "-5"), "since_days must be between 0 and 3660"),
     ("point_in_time_restore", ("target_time", "notatime"), "target_time: 'notatime' is not an"),
     ("point_in_time_restore", ("target_dir", "/etc"), "target_dir /etc is not empty: refusing"),
+    ("point_in_time_restore", ("target_dir", "restored"), "target_dir 'restored' is a relative"),
     ("point_in_time_restore", ("target_time", "2999-01-01"), "target_time 2999-01-01 00:00:00"),
     ("data_corruption_response", ("no_such", "1"), "unknown parameter 'no_such'"),
     ("data_corruption_response", ("since_days", "week"), "parameter 'since_days' of report"),

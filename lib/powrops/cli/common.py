@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from powrops.errors import EXIT_UNKNOWN
@@ -113,8 +112,11 @@ def _target(name: str, value: Any) -> None:
 
 def _target_dir(name: str, value: Any) -> None:
     from powrops.restore import check_target_dir
+    from powrops.restore.planning import given_target_dir
 
-    check_target_dir(Path(str(value)))
+    path = given_target_dir(str(value))
+    if path is not None:
+        check_target_dir(path)
 
 
 def _duration(name: str, value: Any) -> None:

@@ -130,7 +130,25 @@ def verify(restored: RestoredCluster | None, settings: Settings) -> dict[str, An
 
 
 def destination(settings: Settings, target_dir: str) -> Path:
-    return Path(target_dir) if target_dir else default_target_dir(settings)
+    """Where the restore runbook restores: ``target_dir``, else a new folder of the state dir."""
+    return given_target_dir(target_dir) or default_target_dir(settings)
+
+
+def given_target_dir(target_dir: str) -> Path | None:
+    """The runbook's ``target_dir`` as a path (None when empty), refused unless absolute: a
+    runbook's kernel runs in its run folder, not where the DBA opened it, so a relative path
+    would name a folder of the report archive, and another one than ``powrops runbook``
+    checked."""
+    if not target_dir:
+        return None
+    path = Path(target_dir).expanduser()
+    if not path.is_absolute():
+        raise ParameterError(
+            f"target_dir {target_dir!r} is a relative path: give an absolute one (the runbook "
+            "runs in its run folder), or leave it empty for a new folder of the state dir",
+            parameter="target_dir",
+        )
+    return path
 
 
 def check_findings(checks: dict[str, Any]) -> list[Finding]:
