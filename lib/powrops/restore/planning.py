@@ -136,16 +136,17 @@ def destination(settings: Settings, target_dir: str) -> Path:
 
 def given_target_dir(target_dir: str) -> Path | None:
     """The runbook's ``target_dir`` as a path (None when empty), refused unless absolute: a
-    runbook's kernel runs in its run folder, not where the DBA opened it, so a relative path
-    would name a folder of the report archive, and another one than ``powrops runbook``
-    checked."""
+    runbook's kernel does not run where the DBA typed the command (by hand it runs in its run
+    folder, under ``report run`` in the project), so a relative path would name another
+    folder than the one ``powrops runbook`` checked, by hand one inside the report archive."""
     if not target_dir:
         return None
     path = Path(target_dir).expanduser()
     if not path.is_absolute():
         raise ParameterError(
-            f"target_dir {target_dir!r} is a relative path: give an absolute one (the runbook "
-            "runs in its run folder), or leave it empty for a new folder of the state dir",
+            f"target_dir {target_dir!r} is a relative path: give an absolute one (the "
+            "runbook's kernel runs elsewhere than your shell), or leave it empty for a new "
+            "folder of the state dir",
             parameter="target_dir",
         )
     return path
