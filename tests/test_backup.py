@@ -237,9 +237,16 @@ def test_wal_push_path_imports_no_heavy_modules(
     assert out.stdout.strip() == "0 []", out.stdout + out.stderr
 
 
-def test_killed_backup_leaves_nothing_that_claims_success(make_site: Callable[..., Site]) -> None:
+def test_killed_backup_leaves_nothing_that_claims_success(
+    make_site: Callable[..., Site], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed outright mid-stream (no handler runs): no record claims success, the dead run's
+    lock does not block the next one, and a full backup left nothing in the temporary folder."""
     site = make_site()
     _write_rows(site, 300_000)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     proc = site.popen("backup", "full")
     root = Path(repos.primary_url(site.settings).removeprefix("file://")) / "backups"
     deadline = time.monotonic() + 60
@@ -247,6 +254,7 @@ def test_killed_backup_leaves_nothing_that_claims_success(make_site: Callable[..
         time.sleep(0.01)
     proc.kill()
     proc.wait()
+    assert list(scratch.iterdir()) == []
     rows = site.backups()
     assert all(r["status"] != "ok" for r in rows)
     assert site.cli("backup", "full").returncode == 0  # the dead run's lock does not block

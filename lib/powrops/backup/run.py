@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -354,16 +354,22 @@ class BackupRun:
 
     # -- during -----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _parent_manifest(self, parent: BackupRecord | None) -> Iterator[Path | None]:
+        """The parent's manifest in a temporary file for ``pg_basebackup --incremental``,
+        removed afterwards; None for a full backup, which writes nothing outside the
+        repository (a run killed outright leaves no folder behind)."""
+        if parent is None:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="powrops-backup-") as tmp:
+            path = Path(tmp) / "parent_manifest"
+            path.write_bytes(self.repo.get_bytes(backup_key(parent.label, MANIFEST_FILE)))
+            yield path
+
     def _during(self, facts: ServerFacts, parent: BackupRecord | None) -> BackupRecord:
         conn = _connection(self.settings)
-        with tempfile.TemporaryDirectory(prefix="powrops-backup-") as tmp:
-            manifest_path = None
-            if parent is not None:
-                manifest_path = Path(tmp) / "parent_manifest"
-                manifest_path.write_bytes(
-                    self.repo.get_bytes(backup_key(parent.label, MANIFEST_FILE))
-                )
-
+        with self._parent_manifest(parent) as manifest_path:
             binaries = find_binaries(facts.version_num // 10000, self.settings.postgres.bin_dir)
             command = PgBaseBackup(
                 binaries, conn["host"], conn["port"], conn["user"], self.label,
