@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -426,18 +427,23 @@ def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) ->
     assert took < 0.09  # jupyter_client's own poll sleeps 0.1 s after the kill
 
 
-def test_ctrl_c_during_a_report_run_leaves_no_kernel(tmp_path: Path) -> None:
+def test_ctrl_c_during_a_report_run_leaves_no_kernel_and_archives_what_ran(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in the middle of a run: the kernel is gone, and the run is archived as UNKNOWN,
+    stopped by SIGINT in the cell that was running, with the cells before it and their output
+    (not an empty folder read as "killed or still running")."""
     project = tmp_path / "project"
     marker = tmp_path / "kernel-pid"
     cell = f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
-    _notebook(project / "notebooks" / "probe.ipynb", cell)
+    _notebook(project / "notebooks" / "probe.ipynb", "print('the first cell ran')", cell)
     code = (
         "from pathlib import Path\n"
         "from powrops.reports.runner import run_report\n"
         f"run_report('probe', reports_dir=Path({str(tmp_path / 'a')!r}), "
         f"root=Path({str(project)!r}))"
     )
-    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not marker.exists() or not marker.read_text():
@@ -445,10 +451,34 @@ def test_ctrl_c_during_a_report_run_leaves_no_kernel(tmp_path: Path) -> None:
             time.sleep(0.05)
         kernel = int(marker.read_text())
         child.send_signal(signal.SIGINT)
-        child.wait(timeout=30)
+        _, stderr = child.communicate(timeout=30)
     finally:
         child.kill()
     assert not Path(f"/proc/{kernel}").exists()
+    assert child.returncode != 0 and "archived as UNKNOWN" in stderr, stderr
+    (run_dir,) = (tmp_path / "a" / "probe").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "UNKNOWN" and result["error"]["cell_index"] == 2, result
+    assert "interrupted by SIGINT" in result["error"]["evalue"], result
+    assert "the first cell ran" in (run_dir / "notebook.ipynb").read_text()
+    assert "interrupted by SIGINT" in (run_dir / "report.html").read_text()
+    assert run_dir.name in (tmp_path / "a" / "index.html").read_text()
+
+
+def test_an_interrupt_while_the_kernel_starts_leaves_no_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any cell ran there is nothing to archive: the run's folder, and the report's
+    folder made for it, are removed again (no empty run read as "killed or still running")."""
+    _notebook(tmp_path / "project" / "notebooks" / "probe.ipynb", "print(1)")
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_start_kernel", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_report("probe", {}, reports_dir=tmp_path / "archive", root=tmp_path / "project")
+    assert not (tmp_path / "archive").exists()
 
 
 #: What the runner's subclasses override or call of jupyter_client, papermill and nbclient

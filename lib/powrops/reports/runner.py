@@ -37,7 +37,7 @@ from urllib.parse import quote, quote_plus
 from powrops import __version__, bundle, gate
 from powrops.bundle import Folder
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
-from powrops.errors import ParameterError, ReportError
+from powrops.errors import Interrupted, ParameterError, ReportError
 from powrops.findings import Severity
 from powrops.format import describe_target
 from powrops.reports import papermill_s3  # noqa: F401  (before papermill is loaded)
@@ -430,7 +430,9 @@ def run_report(
     kernel: a command passes ``config.handoff_env(settings)``, so that the notebook's
     ``config.settings()`` loads the configuration the command loaded, never another. Bad
     names or parameters raise before anything is archived; anything that goes wrong during
-    execution, a kernel that cannot start included, is archived as a failed (UNKNOWN) run.
+    execution, a kernel that cannot start included, is archived as a failed (UNKNOWN) run. An
+    interrupt (SIGINT, SIGTERM) once a cell ran is archived so too, with the cells that ran,
+    then raised; one while the kernel starts leaves no folder.
     With ``remote``, the run is then copied to the remote archive and the retention applied.
     ``target`` (the database's :class:`~powrops.db.Identity` as a dict) is kept in
     ``result.json`` and shown in the page's header. ``server`` is the configured server the
@@ -451,7 +453,11 @@ def run_report(
     kernel_env = {SERVER_ENV: server, **(env or {}), RUN_DIR_ENV: str(run_dir)}
     # The kernel starts now, while this process reads the notebook and loads papermill.
     env = {**kernel_env, RUN_ID_ENV: run_dir.name}
-    kernel, error = _started(project, env, preload_options(path))
+    try:
+        kernel, error = _started(project, env, preload_options(path))
+    except BaseException:  # interrupted before a cell ran: nothing to archive, no folder left
+        _unmake([run_dir, *made])
+        raise
     try:
         spec, params = _validated(path, kind, parameters or {}, run_dir, made, check)
         # The page's exporter is made ready while the kernel runs the cells: this process waits.
@@ -459,9 +465,9 @@ def run_report(
         ready.start()
         try:
             if kernel is not None:
-                nb, error = _execute(spec, params, timeout, kernel)
+                nb, error, interrupt = _execute(spec, params, timeout, kernel)
             else:
-                nb = _unexecuted(spec)
+                nb, interrupt = _unexecuted(spec), None
         finally:
             ready.join()
     finally:
@@ -473,6 +479,8 @@ def run_report(
     result["target"] = dict(target) if target is not None else None
     write_archive(run_dir, spec, nb, result, list(secrets))
     build_index(archive)
+    if interrupt is not None:  # what ran is archived here; `powrops report sync` uploads it
+        raise interrupt.leaving(f"{name}: the cells that ran are archived as UNKNOWN in {run_dir}")
     if remote is not None:
         remote.after_run(run_dir)
     final = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
@@ -548,13 +556,18 @@ def _validated(
         if check is not None:
             check(params)
     except BaseException:
-        for folder in [run_dir, *made]:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _unmake([run_dir, *made])
         raise
     if "run_id" in spec.parameters:
         params = {**params, "run_id": run_dir.name}
     return spec, params
+
+
+def _unmake(folders: list[Path]) -> None:
+    """Remove the run's folder and those made for it, deepest first, each if still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _missing(folder: Path) -> list[Path]:
@@ -651,8 +664,11 @@ def _execute(
     params: dict[str, Any],
     timeout: float,
     kernel: Any,
-) -> tuple[nbformat.NotebookNode, dict[str, Any] | None]:
-    """Execute the notebook; return the (possibly partial) executed notebook and the error.
+) -> tuple[nbformat.NotebookNode, dict[str, Any] | None, Interrupted | None]:
+    """Execute the notebook; return the (possibly partial) executed notebook, the error, and
+    the interrupt (SIGINT, SIGTERM) that stopped it, if one did: the caller archives what ran
+    before it raises the interrupt, so a run stopped by hand or by a scheduler's timeout says
+    so, with its cells, instead of leaving an empty folder.
 
     The executed notebook stays in memory (papermill's engine keeps hold of it, :func:`_engine`)
     and is written once, redacted, into the archive: nothing unredacted touches a disk, and
@@ -663,6 +679,7 @@ def _execute(
     import papermill
 
     error: dict[str, Any] | None = None
+    interrupt: Interrupted | None = None
     kept: list[Any] = []
     try:
         papermill.execute_notebook(
@@ -680,10 +697,14 @@ def _execute(
         )
     except Exception as exc:
         error = _describe(exc, timeout)
+    except KeyboardInterrupt as exc:
+        interrupt = Interrupted.of(exc)
+        error = {"ename": "Interrupted", "evalue": f"{interrupt}; the cells before it ran and "
+                 "are kept", "cell_index": None}  # fmt: skip
     nb = kept[0].nb if kept else _unexecuted(spec)
     if error is not None and error.get("cell_index") is None:
         error["cell_index"] = _running_cell(nb)
-    return nb, error
+    return nb, error, interrupt
 
 
 @functools.cache
