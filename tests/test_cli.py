@@ -108,6 +108,27 @@ def test_unreachable_database_is_unknown_with_a_clear_message() -> None:
     assert "127.0.0.1:1" in result.stderr and "pw@" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["gdpr", "export", "99999999999999999999", "--to", "/nonexistent/export"],
+        ["gdpr", "erase", "0"],
+        ["archive", "list", "--user", "9223372036854775808"],
+        ["archive", "run", "--user", "-3", "--dry-run"],
+        ["archive", "restore", "--user", "0"],
+    ],
+)
+def test_a_value_no_user_can_have_is_refused_before_any_query(args: list[str]) -> None:
+    """A user id outside ``users.id``'s bigint (the database answered "bigint out of range",
+    a crash with its log) or below 1 is refused by the argument's own check, naming it; the
+    server is never asked (its URL here reaches nothing)."""
+    result = run(*args, env={"POWROPS_DATABASE_URL": "postgresql://x:pw@127.0.0.1:1/powr"})
+    assert result.returncode == 3, result.stderr
+    assert "is not a user's id" in result.stderr and "127.0.0.1" not in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert not Path("/nonexistent").exists()
+
+
 @pytest.mark.parametrize("args", [["report", "run", "no_such_report"]])
 def test_unknown_report_name(args: list[str], pg_url: str) -> None:
     result = run(*args, env={"POWROPS_DATABASE_URL": pg_url})

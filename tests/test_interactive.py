@@ -268,6 +268,7 @@ BAD_PARAMETERS = [
     ("data_corruption_response", ("no_such", "1"), "unknown parameter 'no_such'"),
     ("data_corruption_response", ("since_days", "week"), "parameter 'since_days' of report"),
     ("gdpr_request", ("user_id", "0"), "user_id = 0: set user_id to the user's id"),
+    ("gdpr_request", ("user_id", str(2**63)), "(user_id = 7) of at most 9223372036854775807"),
 ]
 
 

@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from powrops.cli.common import settings_of
+from powrops.cli.common import settings_of, user_id
 from powrops.findings import Severity
 
 
@@ -22,16 +22,16 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("archive", help="archive workouts to validated files; list; restore")
     actions = parser.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
     run = actions.add_parser("run", help="archive the users due (or --user on request)")
-    run.add_argument("--user", type=int, help="archive this user's workouts now (user request)")
+    run.add_argument("--user", type=user_id, help="archive this user's workouts now (user request)")
     run.add_argument("--dry-run", action="store_true", help="show who is due; change nothing")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(func=cmd_run)
     listing = actions.add_parser("list", help="the archive index")
-    listing.add_argument("--user", type=int, help="only this user's entries")
+    listing.add_argument("--user", type=user_id, help="only this user's entries")
     listing.add_argument("--json", action="store_true", help="print the entries as JSON")
     listing.set_defaults(func=cmd_list)
     restore = actions.add_parser("restore", help="bring a user's archived rows back")
-    restore.add_argument("--user", type=int, required=True, help="the user id")
+    restore.add_argument("--user", type=user_id, required=True, help="the user id")
     restore.add_argument("--json", action="store_true", help="print the result as JSON")
     restore.set_defaults(func=cmd_restore)
 

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from powrops.cli.common import settings_of
+from powrops.cli.common import settings_of, user_id
 from powrops.findings import Severity
 
 
@@ -27,12 +27,12 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("gdpr", help="GDPR export and erasure of a user; consent report")
     actions = parser.add_subparsers(dest="gdpr_command", metavar="ACTION", required=True)
     export = actions.add_parser("export", help="export everything held about a user")
-    export.add_argument("user_id", type=int)
+    export.add_argument("user_id", type=user_id)
     export.add_argument("--to", required=True, type=Path, help="a new or empty directory")
     export.add_argument("--json", action="store_true", help="print the counts as JSON")
     export.set_defaults(func=cmd_export)
     erase = actions.add_parser("erase", help="erase a user everywhere (archive files included)")
-    erase.add_argument("user_id", type=int)
+    erase.add_argument("user_id", type=user_id)
     erase.add_argument("--yes", action="store_true", help="really erase (default: show counts)")
     erase.add_argument("--json", action="store_true", help="print the result as JSON")
     erase.set_defaults(func=cmd_erase)

@@ -14,6 +14,8 @@ from powrops.retention.erase import erase_user
 from powrops.retention.gdpr import export_user
 
 ACTIONS = ("export", "erase")
+#: The largest user id: ``users.id`` is a bigint.
+MAX_USER_ID = 2**63 - 1
 
 
 def check_request(user_id: Any, action: str) -> int:
@@ -40,12 +42,18 @@ def check_user_id(user_id: Any) -> int:
         )
     if isinstance(user_id, str) and user_id.strip().isdigit():  # -p user_id 7 on the CLI
         user_id = int(user_id)
-    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
+    if not is_user_id(user_id):
         raise ParameterError(
             f"user_id = {user_id!r}: set user_id to the user's id, a positive whole number "
-            "(user_id = 7), in the parameters cell"
+            f"(user_id = 7) of at most {MAX_USER_ID}, in the parameters cell"
         )
-    return user_id
+    return int(user_id)
+
+
+def is_user_id(value: Any) -> bool:
+    """Whether ``value`` can be a user's id: a whole number from 1 to :data:`MAX_USER_ID`
+    (beyond it, the database answers "bigint out of range")."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_USER_ID
 
 
 def export_path(value: str) -> Path:
