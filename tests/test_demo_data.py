@@ -218,6 +218,8 @@ def test_personal_data_is_synthetic(dataset: demo_data.Dataset) -> None:
         ({"weeks": 400}, "before 2020-01-01"),
         ({"today": date(2022, 1, 1)}, "today must be 2023-01-01 or later"),
         ({"users": 5, "defects": True}, "at least 10 users"),
+        ({"users": 100_000_000_000, "weeks": 1}, "users x weeks must be at most 260,000"),
+        ({"users": 10_001, "weeks": 26}, "(got 10,001 x 26)"),
     ],
 )
 def test_bad_parameters_are_refused(kwargs: dict[str, Any], message: str) -> None:

@@ -17,6 +17,10 @@ EARLIEST_DATE = date(2020, 1, 1)
 FIRST_MONDAY = date(2020, 1, 6)
 EARLIEST_TODAY = date(2023, 1, 1)
 """Inactive users' histories (over 2 years old) must fit after EARLIEST_DATE."""
+MOST_USER_WEEKS = 260_000
+"""The most users x weeks one seed generates: its rows are held in memory before they are
+loaded, about 5 kB a user-week (10,000 users for 26 weeks: some 1.3 GB); past it a seed run
+would take the host's memory, and on a database's host, risk the server's."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ def validate(params: SeedParams) -> None:
         raise SeedError(
             f"weeks must be between 1 and {most} so that no workout is dated before "
             f"{EARLIEST_DATE} (got {params.weeks})"
+        )
+    if params.users * params.weeks > MOST_USER_WEEKS:
+        raise SeedError(
+            f"users x weeks must be at most {MOST_USER_WEEKS:,} (got {params.users:,} x "
+            f"{params.weeks:,}): the generated rows are held in memory before they are loaded"
         )
     if params.defects and params.users < 10:
         raise SeedError(f"planting defects needs at least 10 users (got {params.users})")
