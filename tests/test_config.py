@@ -97,6 +97,7 @@ def test_empty_config_is_the_strategy_as_written() -> None:
         ("weekly", 7 * 86400),
         ("monthly", 30 * 86400),
         ("1s", 1),
+        ("1000 years", 1000 * 365 * 86400),
         ("indefinite", None),
     ],
 )
@@ -115,8 +116,10 @@ def test_an_indefinite_duration_turns_a_postgres_timeout_off() -> None:
     )
 
 
-@pytest.mark.parametrize("text", ["30x", "", "d30", "-1d", "soon", "1.5.2h"])
-def test_bad_durations_are_refused(text: str) -> None:
+@pytest.mark.parametrize(
+    "text", ["30x", "", "d30", "-1d", "soon", "1.5.2h", "99999999999years", "1001 years", 1e20]
+)
+def test_bad_durations_are_refused(text: str | float) -> None:
     with pytest.raises(ValueError, match="expected a duration"):
         Duration.parse(text)
 

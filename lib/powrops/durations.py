@@ -57,6 +57,10 @@ EXPECTED_DURATION = (
     'a duration such as "30d", "24h", "15min", "2 years", "3 months", "daily", "weekly" '
     'or "indefinite"'
 )
+#: The longest finite duration: past it, "indefinite" says what is meant (and a time that
+#: many years back or ahead is no date a datetime can hold).
+LONGEST_YEARS = 1000
+_LONGEST_S = LONGEST_YEARS * _UNITS["years"]
 EXPECTED_SIZE = 'a size such as "10GB", "2GB", "512MB" or a number of bytes'
 
 
@@ -76,7 +80,7 @@ class Duration:
         if isinstance(value, (int, float)):
             if value < 0:
                 raise ValueError(f"expected {EXPECTED_DURATION}, not a negative number")
-            return cls(f"{value}s", float(value))
+            return cls._bounded(f"{value}s", float(value))
         text = value.strip()
         lowered = text.lower()
         if lowered in _INDEFINITE:
@@ -86,7 +90,15 @@ class Duration:
         match = _PATTERN.match(lowered)
         if not match or match.group(2) not in _UNITS:
             raise ValueError(f"expected {EXPECTED_DURATION}")
-        return cls(text, float(match.group(1)) * _UNITS[match.group(2)])
+        return cls._bounded(text, float(match.group(1)) * _UNITS[match.group(2)])
+
+    @classmethod
+    def _bounded(cls, text: str, seconds: float) -> Duration:
+        if seconds > _LONGEST_S:
+            raise ValueError(
+                f"expected {EXPECTED_DURATION}, of at most {LONGEST_YEARS} years (got {text!r})"
+            )
+        return cls(text, seconds)
 
     @property
     def indefinite(self) -> bool:
