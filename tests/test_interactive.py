@@ -268,6 +268,8 @@ BAD_PARAMETERS = [
     ("data_corruption_response", ("no_such", "1"), "unknown parameter 'no_such'"),
     ("data_corruption_response", ("since_days", "week"), "parameter 'since_days' of report"),
     ("gdpr_request", ("user_id", "0"), "user_id = 0: set user_id to the user's id"),
+    ("disk_space_response", ("horizon_days", "0"), "horizon_days = 0: expected a positive"),
+    ("performance_response", ("limit", str(2**63)), "of at most 1,000,000"),
     ("gdpr_request", ("user_id", str(2**63)), "(user_id = 7) of at most 9223372036854775807"),
 ]
 
