@@ -222,6 +222,8 @@ def test_db_start_listens_on_the_configured_port_or_says_why_not(pg_tmp: Path) -
         )
         assert run("db", "stop", env=env).returncode == 0
         with socket.socket() as squatter:
+            # the stopped server's connections may hold the port in TIME_WAIT: bind anyway
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind(("127.0.0.1", port))
             squatter.listen(1)
             taken = run("db", "start", env=env)

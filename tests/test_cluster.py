@@ -92,6 +92,8 @@ def test_restart_moves_to_a_free_port_when_its_port_is_taken(pg_tmp: Path) -> No
         assert cluster.stop() is True
         assert cluster.stop() is False
         with socket.socket() as squatter:
+            # the stopped server's connections may hold the port in TIME_WAIT: bind anyway
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind(("127.0.0.1", first))
             squatter.listen(1)
             cluster.start()
