@@ -212,3 +212,22 @@ def test_dash_c_reaches_every_kernel(site: Site, config_a: Path, name: str) -> N
     a = db.identity(load_settings(config_a, environ={}))
     assert b.system_identifier and f"{b.host}:{b.port}" in shown, shown[:2000]
     assert f"{a.host}:{a.port}" not in shown
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize("command", [("report", "run"), ("runbook",)])
+def test_a_config_path_parameter_naming_another_configuration_is_refused(
+    site: Site, config_a: Path, command: tuple[str, ...]
+) -> None:
+    """``-c B ... -p config_path A`` would archive under B's header a notebook acting on A:
+    refused before a kernel starts or a copy is written; naming B itself is fine."""
+    runs = sorted((site.root / "reports").rglob("result.json"))
+    name = "readiness_report" if command == ("report", "run") else "performance_response"
+    for given in (str(config_a), "a.toml"):
+        run = run_cli("-c", str(site.config), *command, name, "-p", "config_path", given)
+        assert run.returncode == 3, (given, run.stdout, run.stderr)
+        assert f"config_path {given!r}" in run.stderr and "-c" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert sorted((site.root / "reports").rglob("result.json")) == runs  # nothing archived
+    same = run_cli("-c", str(site.config), *command, name, "-p", "config_path", str(site.config))
+    assert same.returncode in (0, 1), same.stderr

@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from powrops.errors import EXIT_UNKNOWN
+from powrops.errors import EXIT_UNKNOWN, ParameterError
 
 if TYPE_CHECKING:
     from powrops.config import Settings
@@ -71,15 +72,17 @@ def add_parameter_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_parameters(params: Mapping[str, Any]) -> None:
+def check_parameters(params: Mapping[str, Any], loaded: Settings | None = None) -> None:
     """Check the values of ``-p`` parameters (names and types checked, values converted) as
     their notebook checks them, so that a bad one is refused before anything is written:
     ``report run`` and ``runbook`` both hand this to the runner's parameter check. Each value
     goes through the feature's own check (a look-back window, a target time, a GDPR request's
     subject, ...); a ParameterError names the parameter, as ``-p`` and the notebook do. Empty
-    values are the notebook's to judge (an empty ``target_time`` is the end of the WAL)."""
-    from powrops.errors import ParameterError
-
+    values are the notebook's to judge (an empty ``target_time`` is the end of the WAL).
+    With ``loaded``, the command's settings, ``config_path`` is held to them too
+    (:func:`check_config_path`)."""
+    if loaded is not None:
+        check_config_path(params.get("config_path"), loaded)
     for name, value in params.items():
         check = _VALUE_CHECKS.get(name)
         if check is None or value is None or value == "":
@@ -88,6 +91,27 @@ def check_parameters(params: Mapping[str, Any]) -> None:
             check(name, value)
         except ParameterError as exc:
             raise ParameterError(exc.in_notebook(), parameter=name) from None
+
+
+def check_config_path(value: Any, loaded: Settings) -> None:
+    """A ``config_path`` parameter names the file the command loaded, by its absolute path,
+    or nothing: the kernel is handed the command's configuration (``config.handoff_env``),
+    and a notebook that loaded another would act on a server that the page's header, the
+    result and the archive it is filed in do not name."""
+    if value in (None, ""):
+        return
+    path = Path(str(value))
+    if (
+        loaded.config_file
+        and path.is_absolute()
+        and path.resolve() == Path(loaded.config_file).resolve()
+    ):
+        return
+    raise ParameterError(
+        f"config_path {str(value)!r}: the notebook acts on the configuration this command "
+        f"loaded ({loaded.source}); to act on another, name it with -c (--config) instead",
+        parameter="config_path",
+    )
 
 
 def _days(name: str, value: Any) -> None:

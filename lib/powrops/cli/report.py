@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def cmd_report_run(args: argparse.Namespace) -> Severity:
         target=acting_on.to_dict(),
         server=loaded.server,
         every_s=report_intervals(loaded).get(args.name),
-        check=check_parameters,
+        check=partial(check_parameters, loaded=loaded),
     )
     print(f"{args.name}: {result.status.name} -> {result.path / 'report.html'}")
     if result.result.get("error"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Any
 
 from powrops.cli.common import add_parameter_option, check_parameters
@@ -45,7 +46,7 @@ def cmd_runbook(args: argparse.Namespace) -> Severity:
         server=loaded.server,
         target=target,
         config_file=loaded.config_file,
-        check=check_parameters,
+        check=partial(check_parameters, loaded=loaded),
     )
     print(f"working copy: {copy.notebook}")
     url = workcopy.lab_url(copy.notebook)
