@@ -84,10 +84,16 @@ def snapshot_history(settings: Settings, days: float = 365) -> list[dict[str, An
 
 
 def snapshot_and_report(settings: Settings, *, take_snapshot: bool = True) -> GrowthReport:
-    """Take a snapshot, evaluate the alerts (recorded), compute growth, check the indexes."""
+    """Take a snapshot, evaluate the alerts, compute growth, check the indexes.
+
+    The alerts are evaluated without recording: the baseline (statement counters,
+    checkpoints, archiver failures) stays the one ``powrops alerts`` left, so that what this
+    report saw since then still pages at the next alerts run, and the quarterly review counts
+    only the alerts runs as alert evaluations."""
 
     snap = snapshot.take_snapshot(settings, save=take_snapshot)
-    alerts = evaluate(settings, data=snap.metrics, growth=forecast.growth_rate(settings.server))
+    rate = forecast.growth_rate(settings.server)
+    alerts = evaluate(settings, record=False, data=snap.metrics, growth=rate)
     with connect(settings, autocommit=True) as conn:
         stats = actions.table_stats(conn)
     vacuum = actions.plan_vacuum(stats, settings)
