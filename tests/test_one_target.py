@@ -231,3 +231,13 @@ def test_a_config_path_parameter_naming_another_configuration_is_refused(
     assert sorted((site.root / "reports").rglob("result.json")) == runs  # nothing archived
     same = run_cli("-c", str(site.config), *command, name, "-p", "config_path", str(site.config))
     assert same.returncode in (0, 1), same.stderr
+
+
+@pytest.mark.pg
+def test_verify_of_an_empty_repository_creates_nothing(config_a: Path, pg_tmp: Path) -> None:
+    """A's repository (under a state directory not created yet) holds nothing: verify says so
+    and writes no verification state, nor the folders it would go in."""
+    run = run_cli("-c", str(config_a), "verify")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "no successful backup in" in run.stdout, run.stdout
+    assert not (pg_tmp / "a-state").exists(), sorted((pg_tmp / "a-state").rglob("*"))

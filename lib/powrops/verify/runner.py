@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import threading
@@ -142,6 +143,8 @@ def verify(
     The run marks itself as a reader of the primary repository (:func:`reading`): expiry
     deletes nothing while it reads, and an expiry already deleting is waited for first (at most
     ``READER_WAIT_S``), so that nothing retention removes on purpose is reported as missing.
+    An empty repository (none created yet) holds nothing expiry could delete: it gets no
+    mark, which would create it.
 
     Raises a PowropsError (exit code 3) only when verification cannot run at all: the primary
     repository cannot be listed, ``label`` is not in it, or an expiry kept deleting longer than
@@ -151,9 +154,16 @@ def verify(
     if now.tzinfo is None:
         raise ParameterError("verify needs an aware 'now' (UTC), not a naive datetime")
     primary = repos.primary(settings)
-    with reading(primary, "verification", wait=READER_WAIT_S):
+    with _reader_mark(primary):
         return _verify(settings, primary, label, restore, now, pg_verifybackup, everything,
                        content, echo)  # fmt: skip
+
+
+def _reader_mark(repo: Repository) -> contextlib.AbstractContextManager[object]:
+    """This run's mark as a reader of ``repo`` (:func:`reading`); none for an empty one."""
+    if next(iter(repo.list()), None) is None:
+        return contextlib.nullcontext()
+    return reading(repo, "verification", wait=READER_WAIT_S)
 
 
 def _verify(
@@ -334,7 +344,8 @@ def _save_state(
     """Record every object read back intact in this run, with the SHA-256 it was read with,
     every backup whose content matched and every chain combined that passed
     ``pg_verifybackup``. Nothing else: an object the plan chose but no check read is not
-    recorded, and is read again next time."""
+    recorded, and is read again next time. A repository holding nothing gets no state (nor
+    the folders it would go in): nothing was read there."""
     bad = {c.key for checks in damaged.values() for c in checks}
     bad |= {r.key for r in wal_results.values() if not r.ok}
     # content that failed its manifest: read and checked again every day, like damaged bytes
@@ -342,6 +353,8 @@ def _save_state(
     listing = Listing.of(repo)
     sizes = {o.key: o.size for objs in listing.backups.values() for o in objs}
     sizes |= {o.key: o.size for o in listing.wal.values()}
+    if not sizes:
+        return
     reads = {
         key: state_mod.ObjectRead(sizes[key], digest, now)
         for key, digest in intact.items() if key in sizes and key not in bad
