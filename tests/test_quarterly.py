@@ -282,6 +282,19 @@ def test_checklist_statuses_and_links(prepared: dict[str, Any]) -> None:
     assert items["Update documentation"].status == Severity.OK
 
 
+def test_the_reviews_own_retention_audit_is_dated_after_the_quarter(
+    prepared: dict[str, Any],
+) -> None:
+    """The rows past retention are counted by the review itself, today: never shown as read
+    before the end of a quarter that ended earlier."""
+    rev: Review = prepared["review"]
+    audited = prepared["evidence"].retention_audited_at
+    assert audited is not None and audited > rev.as_of
+    evidence = _items(rev)["Audit retention policies"].evidence
+    assert f"days after {rev.as_of:%Y-%m-%d}, read by this review" in evidence, evidence
+    assert "days before" not in evidence, evidence
+
+
 def test_missing_or_old_evidence_is_red(prepared: dict[str, Any]) -> None:
     ev = prepared["evidence"]
     # the same archive reviewed a week into the next quarter's end: everything daily is stale

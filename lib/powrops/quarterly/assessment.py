@@ -144,10 +144,14 @@ def outcome(status: str | None) -> Severity:
 
 
 def _age(at: datetime | None, as_of: datetime) -> str:
+    """When a piece of evidence was taken, against the end of the review; after it only for
+    what the review reads itself (the rows past retention)."""
     if at is None:
         return "none in the quarter"
-    days = max((as_of - at).total_seconds(), 0.0) / 86400
+    days = abs((as_of - at).total_seconds()) / 86400
     when = at.strftime("%Y-%m-%d %H:%M UTC")
+    if at > as_of:
+        return f"{when} ({days:.1f} days after {as_of:%Y-%m-%d}, read by this review)"
     return f"{when} ({days:.1f} days before {as_of:%Y-%m-%d})"
 
 
