@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from powrops.config import config_path, load_settings, project_root
+from powrops.config import config_path, handoff_env, load_settings, project_root
 from powrops.db import target
 from powrops.errors import DatabaseError
+from powrops.storage.spec import primary_url
 
 
 def _checkout(root: Path) -> Path:
@@ -41,6 +42,30 @@ def test_relative_paths_resolve_against_the_config_files_folder(
     settings = load_settings(environ={})
     assert settings.state_dir == root / "state-here"
     assert settings.reports_dir == root / "out"
+
+
+def test_a_relative_config_path_names_the_same_folders_in_the_same_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-c ../site/powrops.toml`` and ``$POWROPS_CONFIG=../site/powrops.toml`` from another
+    folder name the site's folders as its absolute path does, without ``..``: the archive spec
+    and ``archive_command`` that ``db start`` writes from one are what ``alerts`` and the
+    readiness report compare from the other, and they must not pass through the folder the
+    command happened to run in."""
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    site.mkdir()
+    elsewhere.mkdir()
+    (site / "powrops.toml").write_text('[state]\ndir = "state"\n[reports]\ndir = "out"\n')
+    monkeypatch.chdir(elsewhere)
+    for loaded in (
+        load_settings("../site/powrops.toml", environ={}),
+        load_settings(environ={"POWROPS_CONFIG": "../site/powrops.toml"}),
+    ):
+        assert loaded.config_file == str(site / "powrops.toml")
+        assert str(loaded.state_dir) == str(site / "state")
+        assert str(loaded.reports_dir) == str(site / "out")
+        assert primary_url(loaded) == (site / "state" / "backups").as_uri()
+        assert handoff_env(loaded)["POWROPS_CONFIG"] == str(site / "powrops.toml")
 
 
 def test_without_a_config_file_the_project_root_is_the_base(

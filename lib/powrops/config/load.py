@@ -39,12 +39,16 @@ def config_path(
     the powrops which started this process loaded none (:func:`handoff_env`), else the
     nearest ``powrops.toml`` in the working directory or a folder above it, so that a
     notebook opened by hand in ``runbooks/`` finds the project's file.
+
+    A relative path is made absolute without its ``..`` (``os.path.abspath``): the folders
+    it names are written into the archive spec and the server's ``archive_command``, and
+    compared with them, in the same words whichever folder the command ran in.
     """
     env = os.environ if environ is None else environ
     if explicit:
-        return Path(explicit).absolute()
+        return Path(os.path.abspath(explicit))
     if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV]).absolute()
+        return Path(os.path.abspath(env[CONFIG_ENV]))
     if env.get(BASE_DIR_ENV):
         return None
     start = (cwd or Path.cwd()).absolute()
