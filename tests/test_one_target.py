@@ -10,6 +10,8 @@ run with ``-c B`` must report B's facts.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,3 +243,31 @@ def test_verify_of_an_empty_repository_creates_nothing(config_a: Path, pg_tmp: P
     assert run.returncode == 2, run.stdout + run.stderr
     assert "no successful backup in" in run.stdout, run.stdout
     assert not (pg_tmp / "a-state").exists(), sorted((pg_tmp / "a-state").rglob("*"))
+
+
+def _as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m powrops.cli *args`` as the OS user nobody, in a bare environment."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "powrops.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, user="nobody", group="nogroup",
+                          extra_groups=[], timeout=120, check=False)  # fmt: skip
+
+
+@pytest.mark.pg
+def test_alerts_as_an_os_user_that_cannot_reach_the_data_directory(site: Site) -> None:
+    """A monitor run by another OS user (a cron line installed for another account) judges
+    the disk as not evaluated, and every other check still: no internal error."""
+    if _as_nobody("--version", cwd=site.root).returncode != 0:
+        pytest.skip("the OS user nobody cannot run this checkout's powrops")
+    config = site.root / "nobody.toml"
+    config.write_text(to_toml({"database": {"url": db.target(site.settings).url}}))
+    config.chmod(0o644)
+    try:
+        run = _as_nobody("-c", str(config), "alerts", "--no-record", "--json", cwd=site.root)
+    finally:
+        config.unlink()
+    assert run.returncode in (0, 1, 2, 3) and "internal error" not in run.stderr, run.stderr
+    findings = {f["check"]: f for f in json.loads(run.stdout)["findings"]}
+    disk = findings["disk_usage"]
+    assert disk["severity"] == "UNKNOWN" and "Permission denied" in disk["message"], disk
+    assert findings["connections"]["severity"] == "OK", findings["connections"]

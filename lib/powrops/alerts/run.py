@@ -41,6 +41,7 @@ review can count the alerts raised.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import tempfile
@@ -374,9 +375,9 @@ def local_data_dir(
     settings: Settings, conn: psycopg.Connection[Any], read: dict[str, Any] | None = None
 ) -> Path | Denied | None:
     """The data directory when it is on this machine; Denied when this role may not read
-    ``data_directory`` (pg_read_all_settings)."""
+    ``data_directory`` (pg_read_all_settings), or this OS user may not reach it."""
     if settings.database.url is None:
-        return embedded_cluster(settings).data_dir
+        return _reachable(embedded_cluster(settings).data_dir)
     host = urlsplit(settings.database.url.get_secret_value()).hostname or ""
     if host not in LOCAL_HOSTS:
         return None
@@ -384,8 +385,21 @@ def local_data_dir(
     found = rows if rows is not None else guarded(conn, lambda: _data_directory(conn))
     if isinstance(found, Denied):
         return found
-    path = Path(str(found[0]["data_directory"])) if found else None
-    return path if path is not None and path.exists() else None
+    return _reachable(Path(str(found[0]["data_directory"]))) if found else None
+
+
+def _reachable(path: Path) -> Path | Denied | None:
+    """``path`` when it exists; Denied when this OS user may not reach it (a monitor run by
+    another account than the server's): the disk checks say so, the others still run."""
+    try:
+        return path if path.exists() else None
+    except PermissionError as exc:
+        user = getpass.getuser()
+        return Denied(
+            f"{path}: {exc.strerror} for OS user {user}",
+            f"search permission on the folders above {path} (OS user {user})",
+            "run it as an OS user that may reach it, or set alerts.disk_capacity",
+        )
 
 
 def _data_directory(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
