@@ -271,3 +271,21 @@ def test_alerts_as_an_os_user_that_cannot_reach_the_data_directory(site: Site) -
     disk = findings["disk_usage"]
     assert disk["severity"] == "UNKNOWN" and "Permission denied" in disk["message"], disk
     assert findings["connections"]["severity"] == "OK", findings["connections"]
+
+
+@pytest.mark.pg
+def test_the_archive_spec_is_the_same_repository_through_a_symlink(site: Site) -> None:
+    """A configuration reached through a symlinked folder names the site's repository in
+    other words: the same folder is not another repository (no CRITICAL archive_spec)."""
+    link = Path(f"{site.root}-link")
+    link.symlink_to(site.root)
+    config = site.root / "relative.toml"
+    config.write_text(to_toml({"state": {"dir": "state"}, "reports": {"dir": "reports"}}))
+    try:
+        run = run_cli("-c", str(link / "relative.toml"), "alerts", "--no-record", "--json")
+    finally:
+        link.unlink()
+        config.unlink()
+    [spec] = [f for f in json.loads(run.stdout)["findings"] if f["check"] == "archive_spec"]
+    assert spec["severity"] == "OK", spec
+    assert spec["object"] == str(link / "state" / "archive.json")

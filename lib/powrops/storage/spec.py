@@ -94,7 +94,19 @@ def read_spec(path: Path) -> dict[str, Any] | None:
 
 def spec_differences(on_disk: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     """The repository keys (:data:`REPOSITORY_KEYS`) in which two specs disagree."""
-    return [key for key in REPOSITORY_KEYS if on_disk.get(key) != expected.get(key)]
+    return [key for key in REPOSITORY_KEYS if not _same(key, on_disk.get(key), expected.get(key))]
+
+
+def _same(key: str, written: Any, configured: Any) -> bool:
+    """Equal values, or two ``file://`` URLs of one folder (spelt through a symlink)."""
+    if written == configured:
+        return True
+    urls = (written, configured)
+    if key != "url" or not all(isinstance(u, str) and u.startswith("file://") for u in urls):
+        return False
+    from powrops.storage.local import path_from_url
+
+    return os.path.realpath(path_from_url(written)) == os.path.realpath(path_from_url(configured))
 
 
 def open_from_spec(path: str | Path) -> Repository:
