@@ -158,13 +158,11 @@ def _user_id(name: str, value: Any) -> None:
 def user_id(text: str) -> int:
     """The argparse type of a user's id (``gdpr export ID``, ``archive run --user ID``): a
     value no user can have is refused in one line naming the argument, before any query."""
-    from powrops.retention.requests import MAX_USER_ID, is_user_id
+    from powrops.retention.subject import is_user_id, not_a_user_id
 
     value = int(text)  # not a number: argparse says "invalid user_id value"
     if not is_user_id(value):
-        raise argparse.ArgumentTypeError(
-            f"{text} is not a user's id (a whole number from 1 to {MAX_USER_ID})"
-        )
+        raise argparse.ArgumentTypeError(not_a_user_id(text))
     return value
 
 

@@ -12,10 +12,9 @@ from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
 from powrops.retention.erase import erase_user
 from powrops.retention.gdpr import export_user
+from powrops.retention.subject import MAX_USER_ID, is_user_id
 
 ACTIONS = ("export", "erase")
-#: The largest user id: ``users.id`` is a bigint.
-MAX_USER_ID = 2**63 - 1
 
 
 def check_request(user_id: Any, action: str) -> int:
@@ -48,12 +47,6 @@ def check_user_id(user_id: Any) -> int:
             f"(user_id = 7) of at most {MAX_USER_ID}, in the parameters cell"
         )
     return int(user_id)
-
-
-def is_user_id(value: Any) -> bool:
-    """Whether ``value`` can be a user's id: a whole number from 1 to :data:`MAX_USER_ID`
-    (beyond it, the database answers "bigint out of range")."""
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_USER_ID
 
 
 def export_path(value: str) -> Path:

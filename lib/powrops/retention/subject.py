@@ -19,6 +19,8 @@ import psycopg
 from psycopg import sql
 
 REDACTED_MESSAGE = "[redacted: personal data erased]"
+#: The largest user id: ``users.id`` is a bigint.
+MAX_USER_ID = 2**63 - 1
 
 
 SELECT_HELD = sql.SQL("SELECT to_jsonb(t)::text FROM {table} t WHERE {held} ORDER BY {order}")
@@ -134,3 +136,14 @@ def redaction(holding: Holding) -> sql.Composed:
 
 def deletion(holding: Holding) -> sql.Composed:
     return DELETE_HELD.format(table=holding.ident(), held=holding.where)
+
+
+def is_user_id(value: Any) -> bool:
+    """Whether ``value`` can be a user's id: a whole number from 1 to :data:`MAX_USER_ID`
+    (beyond it, the database answers "bigint out of range")."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_USER_ID
+
+
+def not_a_user_id(value: object) -> str:
+    """What is wrong with a value that :func:`is_user_id` refuses, in one line."""
+    return f"{value} is not a user's id (a whole number from 1 to {MAX_USER_ID})"
