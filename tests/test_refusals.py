@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from powrops.retention.gdpr import export_directory
+from powrops.config import load_settings
+from powrops.errors import ParameterError
+from powrops.retention.gdpr import export_directory, export_user
 
 #: Nothing listens on port 1: a connection is refused at once.
 NOWHERE = "postgresql://nobody@127.0.0.1:1/powr"
@@ -33,8 +35,11 @@ def test_gdpr_export_refused_or_failed_leaves_nothing_behind(tmp_path: Path) -> 
     config.write_text(f'[database]\nurl = "{NOWHERE}"\nconnect_timeout = 2\n')
 
     refused = run_cli("-c", str(config), "gdpr", "export", "-1", "--to", str(tmp_path / "out"))
-    assert refused.returncode == 3 and "user id must be a positive integer" in refused.stderr
+    assert refused.returncode == 3 and "-1 is not a user's id" in refused.stderr
     assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ParameterError, match=f"^{2**63} is not a user's id"):
+        export_user(load_settings(config), 2**63, tmp_path / "out")  # the library's own check
     assert not (tmp_path / "out").exists()
 
     new = tmp_path / "new" / "out"

@@ -32,7 +32,7 @@ from powrops.retention import archival_file, journal
 from powrops.retention.archival import index_entries
 from powrops.retention.errors import ArchiveValidationError, RetentionError
 from powrops.retention.repository import open_archive
-from powrops.retention.subject import params, present
+from powrops.retention.subject import is_user_id, not_a_user_id, params, present
 
 MANIFEST = "manifest.json"
 FORMAT = "powrops-gdpr-export/1"
@@ -143,8 +143,8 @@ def export_user(settings: Settings, user_id: int, to: Path) -> ExportResult:
 
     The id and the directory are checked before anything is created; a failed export leaves
     nothing behind (see :func:`export_directory`)."""
-    if user_id < 1:
-        raise ParameterError(f"user id must be a positive integer, not {user_id}")
+    if not is_user_id(user_id):
+        raise ParameterError(not_a_user_id(user_id))
     with export_directory(to) as directory:
         result = _export_into(settings, user_id, directory)
     journal.record_run(settings, "gdpr", {"operation": "export", **result.to_dict()})
