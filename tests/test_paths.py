@@ -20,6 +20,7 @@ from powrops.backup.catalog import Catalog
 from powrops.config import load_settings, to_toml
 from powrops.db import embedded_cluster
 from powrops.errors import ConfigError, StorageError
+from powrops.restore.smoke import test_restore
 from powrops.retention.repository import open_archive
 from powrops.storage.local import FileRepository
 from powrops.storage.spec import SPEC_FILE, primary, write_spec
@@ -218,4 +219,22 @@ def test_the_state_directory_is_made_0700_below_an_existing_parent(tmp_path: Pat
     config.write_text(to_toml({"state": {"dir": "missing/state"}}))
     with pytest.raises(ConfigError, match=r"state.dir .*missing/state: its parent folder"):
         load_settings(config, environ={}).make_state_dir()
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_test_restore_makes_the_state_directory_0700_below_an_existing_parent(
+    tmp_path: Path,
+) -> None:
+    """The verification's test restore, the first writer on a new host (a scheduled
+    backup_verification), makes the state directory as every other writer does, and never
+    the missing parent of a state.dir (a mount point not mounted)."""
+    (tmp_path / "var").mkdir()
+    config = tmp_path / "powrops.toml"
+    repo = {"backup": {"storage": {"primary": {"kind": "file", "url": "file://repo"}}}}
+    config.write_text(to_toml({"state": {"dir": "var/state"}, **repo}))
+    tried = test_restore(load_settings(config, environ={}))
+    assert "no successful backup" in tried["error"]
+    assert stat.S_IMODE((tmp_path / "var" / "state").stat().st_mode) == 0o700
+    config.write_text(to_toml({"state": {"dir": "missing/state"}, **repo}))
+    assert "no successful backup" in test_restore(load_settings(config, environ={}))["error"]
     assert not (tmp_path / "missing").exists()

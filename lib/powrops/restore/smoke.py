@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from powrops.errors import ClusterError, Interrupted, ParameterError, PowropsError
+from powrops.errors import ClusterError, ConfigError, Interrupted, ParameterError, PowropsError
 from powrops.format import Echo
 from powrops.pg.access import check_reachable
 from powrops.pg.cluster import LocalCluster, ensure_os_user, postmaster_pid
@@ -82,10 +82,11 @@ def _scratch_dir(settings: Settings) -> Path:
     user = ensure_os_user(settings.postgres.os_user)
     for parent in (settings.state_dir / "scratch", Path(tempfile.gettempdir())):
         try:
-            if not parent.exists():
-                parent.mkdir(mode=0o755, parents=True)
+            if not parent.exists():  # the state directory made as every writer makes it
+                settings.make_state_dir()
+                parent.mkdir(mode=0o755)
             check_reachable(parent / "x", user)
-        except (OSError, ClusterError):
+        except (OSError, ClusterError, ConfigError):
             continue
         path = Path(tempfile.mkdtemp(prefix="powrops-test-restore-", dir=parent))
         os.chmod(path, 0o755)
