@@ -100,12 +100,19 @@ def test_db_commands_refuse_when_a_url_is_configured() -> None:
     assert "manages only the embedded cluster" in result.stderr
 
 
-def test_unreachable_database_is_unknown_with_a_clear_message() -> None:
-    result = run(
-        "migrate", "status", env={"POWROPS_DATABASE_URL": "postgresql://x:pw@127.0.0.1:1/powr"}
-    )
+@pytest.mark.parametrize(
+    "args", [("migrate", "status"), ("alerts",), ("metrics", "growth"), ("check", "integrity")]
+)
+def test_unreachable_database_is_unknown_with_a_clear_message(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Said in one line (libpq's refusal and its hint joined), naming the server, no password."""
+    env = {"POWROPS_DATABASE_URL": "postgresql://x:pw@127.0.0.1:1/powr"}
+    result = run(*args, env={**env, "POWROPS_STATE_DIR": str(tmp_path / "state")})
     assert result.returncode == 3
     assert "127.0.0.1:1" in result.stderr and "pw@" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Connection refused Is the server running" in result.stderr
 
 
 @pytest.mark.parametrize(

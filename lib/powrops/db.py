@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from powrops.config import Settings, secret_values
-from powrops.errors import DatabaseError
+from powrops.errors import DatabaseError, one_line
 from powrops.format import describe_target
 from powrops.pg import control, pgpass
 from powrops.pg.cluster import CLIENT_ENCODING
@@ -201,7 +201,7 @@ def connect(
             **kwargs,
         )
     except psycopg.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to {tgt.display}: {str(exc).strip()}") from exc
+        raise DatabaseError(f"cannot connect to {tgt.display}: {one_line(str(exc))}") from exc
 
 
 def engine(settings: Settings) -> sqlalchemy.Engine:

@@ -171,6 +171,11 @@ def database_message(exc: BaseException) -> str:
     return database_problem(exc) or (lines[0] if lines else type(exc).__name__)
 
 
+def one_line(text: str) -> str:
+    """libpq's several lines (a refused connection's hint, FATAL and DETAIL) on one line."""
+    return " ".join(text.split())
+
+
 class ConfigError(PowropsError):
     """The configuration file, an environment override or a value in it is wrong."""
 

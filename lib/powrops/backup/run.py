@@ -54,6 +54,7 @@ from powrops.errors import (
     LockError,
     PowropsError,
     StorageError,
+    one_line,
 )
 from powrops.format import human_bytes
 from powrops.notify import Event, notify
@@ -131,7 +132,7 @@ def _identify_system(settings: Settings) -> str:
         with connect(settings, autocommit=True, replication="database") as conn:
             return control.replication_identifier(conn)
     except (DatabaseError, RuntimeError) as exc:
-        said = " ".join(str(exc).split())  # libpq's FATAL and DETAIL lines, on one line
+        said = one_line(str(exc))
         raise StepFailed(
             "the cluster's system identifier cannot be read: the role may not execute "
             f"pg_control_system() and its replication connection failed ({said})"

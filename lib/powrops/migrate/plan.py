@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, make_url, pool, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from powrops import bundle
-from powrops.errors import MigrationError, database_message
+from powrops.errors import MigrationError, database_message, one_line
 from powrops.pg.cluster import CLIENT_ENCODING
 from powrops.schema import include_name, metadata
 from powrops.tables import OPS_SCHEMA
@@ -125,8 +125,8 @@ def _redacted(url: Any) -> str:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return str(exc.orig).strip()
-    return str(exc).strip()
+        return one_line(str(exc.orig))
+    return one_line(str(exc))
 
 
 def _read_failed(exc: BaseException) -> str:
