@@ -25,7 +25,8 @@ from nbclient.exceptions import CellExecutionError
 
 from by_hand import run_by_hand
 from cli_helpers import libpq, run_cli
-from powrops.reports import record
+from powrops import bundle
+from powrops.reports import record, workcopy
 from powrops.reports.record import RUN_DIR_ENV, WORKING_COPY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -296,3 +297,20 @@ def test_a_bad_parameter_is_refused_as_report_run_refuses_it_before_anything_is_
         said.append(_NOW.sub("(now …)", errors[0]))
     assert said[0] == said[1]
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+
+def test_installed_from_the_wheel_it_says_how_to_open_a_copy_without_make_lab(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a database host there is no checkout and no Makefile: the hint names JupyterLab on
+    the report archive and the copy's path inside it, not `make lab` and a path from the
+    folder the command happened to run in."""
+    copy = tmp_path / "reports" / "gdpr_request" / "20261207T190106Z-interactive" / "g.ipynb"
+    monkeypatch.chdir("/")
+    monkeypatch.setattr(bundle, "checkout", lambda: None)
+    hint = workcopy.lab_hint(copy, tmp_path / "reports")
+    assert "make lab" not in hint
+    assert f"--ServerApp.root_dir={tmp_path / 'reports'}`" in hint
+    assert hint.endswith(" open gdpr_request/20261207T190106Z-interactive/g.ipynb")
+    monkeypatch.undo()
+    assert "`make lab`" in workcopy.lab_hint(copy, tmp_path / "reports")

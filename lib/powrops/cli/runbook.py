@@ -53,6 +53,5 @@ def cmd_runbook(args: argparse.Namespace) -> Severity:
     if url is not None:
         print(f"open it in JupyterLab: {url}")
     else:
-        where = workcopy.relative_to_project(copy.notebook)
-        print(f"no JupyterLab runs here: start one with `make lab`, then open {where}")
+        print(f"no JupyterLab runs here: {workcopy.lab_hint(copy.notebook, loaded.reports_dir)}")
     return Severity.OK

@@ -191,6 +191,19 @@ def lab_url(notebook: Path) -> str | None:
     return None
 
 
+def lab_hint(notebook: Path, reports_dir: Path) -> str:
+    """How to open ``notebook`` when no JupyterLab runs: `make lab` in a checkout; where
+    powrops was installed from its wheel (no Makefile), JupyterLab on the report archive."""
+    if bundle.checkout() is not None:
+        return f"start one with `make lab`, then open {relative_to_project(notebook)}"
+    root = reports_dir.resolve()
+    return (
+        f"start one on the report archive (`jupyter lab --ServerApp.root_dir={root}`; "
+        f"`pip install 'powrops[lab]'` installs it), then open "
+        f"{notebook.resolve().relative_to(root).as_posix()}"
+    )
+
+
 def relative_to_project(path: Path) -> str:
     """``path`` as `make lab` shows it (relative to the project), else absolute."""
     root = (bundle.checkout() or Path.cwd()).resolve()
