@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from backup_site import Site
 from powrops import migrate
 from powrops.backup import repos
+from powrops.config import to_toml
+from powrops.pg.embedded import embedded_cluster
 
 pytestmark = pytest.mark.pg
 
@@ -97,6 +100,29 @@ def test_drill_on_postgresql_15() -> None:
         assert result["verification"]["data_integrity"]["marker_after_absent"] is True  # type: ignore[index]
     finally:
         site.destroy()
+
+
+def test_a_drill_with_a_0700_state_directory_restores_where_the_server_can_enter(
+    site: Site,
+) -> None:
+    """On a database host the state directory is root's, 0700, and the server's OS user may
+    not enter it: the drill restores into the temp dir instead, as the test restore does,
+    rather than failing CRITICAL on a folder its server cannot reach."""
+    assert site.cli("backup", "full").returncode == 0
+    host = site.root / "host-state"
+    host.mkdir(mode=0o700)
+    url = embedded_cluster(site.settings).url(driver="postgresql")
+    repo = repos.primary(site.settings).url
+    config = site.root / "host.toml"
+    primary = {"primary": {"kind": "file", "url": repo}}
+    config.write_text(
+        to_toml({"database": {"url": url}, "state": {"dir": str(host)},
+                 "backup": {"storage": primary}})
+    )  # fmt: skip
+    proc = site.cli("drill", "--json", env={"POWROPS_CONFIG": str(config)}, timeout=600)
+    code, result = proc.returncode, json.loads(proc.stdout)
+    assert code == 0, result["findings"]
+    assert stat.S_IMODE(host.stat().st_mode) == 0o700
 
 
 def test_a_drill_that_fails_leaves_no_scratch_directory(site: Site) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from powrops.findings import Finding, Graded, Severity
 from powrops.format import Echo, human_rows, human_time
 from powrops.restore import RecoveryTarget, restore
 from powrops.restore.checks import RestoredChecks, table_counts
+from powrops.restore.smoke import scratch_cluster_dir
 from powrops.tables import PUBLIC_TABLES
 
 
@@ -213,11 +213,8 @@ class Drill:
 
     def restore_full(self, target: datetime) -> None:
 
-        base = self.settings.state_dir / "drills"
-        base.mkdir(parents=True, exist_ok=True)
-        base.chmod(0o755)
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"drill-{self.result.drill_id}-", dir=base))
-        self.workdir.chmod(0o755)
+        prefix = f"drill-{self.result.drill_id}-"
+        self.workdir = scratch_cluster_dir(self.settings, "drills", prefix)
         with self._step(2) as step:
             self._restore_began = time.monotonic()
             self.restored = restore(

@@ -43,7 +43,7 @@ def test_restore(
     then the alembic revision from ``ops.alembic_version`` when it exists. ``ok`` is true when
     the restore succeeded and every query returned.
     """
-    scratch = _scratch_dir(settings)
+    scratch = scratch_cluster_dir(settings)
     result: dict[str, Any] = {"label": label, "chain": [], "ok": False, "queries": [],
                               "timings": {}}  # fmt: skip
     restored: RestoredCluster | None = None
@@ -76,11 +76,14 @@ def test_restore(
 test_restore.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
-def _scratch_dir(settings: Settings) -> Path:
-    """A new directory the OS user can enter: under the state directory, else the temp dir."""
-
+def scratch_cluster_dir(
+    settings: Settings, folder: str = "scratch", prefix: str = "powrops-test-restore-"
+) -> Path:
+    """A new directory for a scratch cluster, which the OS user can enter: in ``<state
+    dir>/<folder>``, else (a 0700 state directory root owns, as on a database host) in the
+    temp dir. The test restore's and the drill's."""
     user = ensure_os_user(settings.postgres.os_user)
-    for parent in (settings.state_dir / "scratch", Path(tempfile.gettempdir())):
+    for parent in (settings.state_dir / folder, Path(tempfile.gettempdir())):
         try:
             if not parent.exists():  # the state directory made as every writer makes it
                 settings.make_state_dir()
@@ -88,12 +91,12 @@ def _scratch_dir(settings: Settings) -> Path:
             check_reachable(parent / "x", user)
         except (OSError, ClusterError, ConfigError):
             continue
-        path = Path(tempfile.mkdtemp(prefix="powrops-test-restore-", dir=parent))
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         os.chmod(path, 0o755)
         return path
     raise ClusterError(
         f"no scratch directory the PostgreSQL OS user {user.name!r} can enter: neither "
-        f"{settings.state_dir / 'scratch'} nor {tempfile.gettempdir()}"
+        f"{settings.state_dir / folder} nor {tempfile.gettempdir()}"
     )
 
 
