@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,11 +197,11 @@ def lab_hint(notebook: Path, reports_dir: Path) -> str:
     powrops was installed from its wheel (no Makefile), JupyterLab on the report archive."""
     if bundle.checkout() is not None:
         return f"start one with `make lab`, then open {relative_to_project(notebook)}"
-    root = reports_dir.resolve()
+    root, python = reports_dir.resolve(), Path(sys.executable)
     return (
-        f"start one on the report archive (`jupyter lab --ServerApp.root_dir={root}`; "
-        f"`pip install 'powrops[lab]'` installs it), then open "
-        f"{notebook.resolve().relative_to(root).as_posix()}"
+        f"start one on the report archive, `{python.parent / 'jupyter'} lab "
+        f"--ServerApp.root_dir={root}` (JupyterLab beside powrops: `{python} -m pip install "
+        f"jupyterlab`), then open {notebook.resolve().relative_to(root).as_posix()}"
     )
 
 
