@@ -611,6 +611,31 @@ def test_a_select_only_role_gets_every_check_it_can_read(select_only: str) -> No
     assert "run not recorded in ops.check_runs" in integrity.stdout, integrity.stdout
 
 
+def test_a_pg_monitor_role_without_ops_gets_every_server_check(alert_db: str) -> None:
+    """A monitoring login (pg_monitor, no grant on powrops' ops schema, whose name alone
+    PostgreSQL then refuses to look up): the server's checks are evaluated, what ops holds
+    (the growth forecast, drills) is UNKNOWN naming the grant, not the whole run refused."""
+    from cli_helpers import login_role, run_cli
+
+    with login_role(alert_db, "t_mon") as url:
+        role = psycopg.conninfo.conninfo_to_dict(url)["user"]
+        with psycopg.connect(alert_db, autocommit=True) as conn:
+            conn.execute(f"GRANT pg_monitor TO {role}")
+        settings = _settings(url)
+        config = settings.state_dir / "powrops.toml"
+        config.write_text(to_toml({"database": {"url": url},
+                                   "state": {"dir": str(settings.state_dir)}}))  # fmt: skip
+        result = run_cli("-c", str(config), "alerts", "--json", "--no-record")
+    assert "error" not in result.stderr, result.stderr
+    report = json.loads(result.stdout)
+    found = {f["check"]: f for f in report["findings"]}
+    for check in ("connections", "wal_size", "archive_ready", "wraparound", "disk_usage"):
+        assert found[check]["severity"] != "UNKNOWN", found[check]
+    forecast = found["disk_forecast"]
+    assert forecast["severity"] == "UNKNOWN", forecast
+    assert forecast["advice"].startswith(f'GRANT USAGE ON SCHEMA ops TO "{role}"'), forecast
+
+
 # --- round trips -----------------------------------------------------------------------------
 
 #: Statements run in this database since the reset, but the reset and this count.

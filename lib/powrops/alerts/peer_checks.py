@@ -100,7 +100,7 @@ def read_peers(
         "checksums": rows("checksums") or [],
         "system_identifier": ident[0]["system_identifier"] if ident else None,
         "disk": disk,
-        "growth_per_day": growth(conn, disk) if growth is not None else None,
+        "growth_per_day": guarded(conn, lambda: growth(conn, disk)) if growth else None,
         "forecast": growth is not None,
     }
 
@@ -290,13 +290,15 @@ def identifier_findings(
 
 
 def disk_forecast_findings(
-    disk: Disk | None, rate_per_day: float | None, settings: Settings
+    disk: Disk | None, rate_per_day: float | Denied | None, settings: Settings
 ) -> list[Finding]:
     thr = settings.alerts.disk_full_days
     expected = f"> {thr.warning:g} days to full (critical under {thr.critical:g})"
     if disk is None:
         return [Finding("disk_forecast", Severity.UNKNOWN,
                         "no disk to forecast: see disk_usage", expected=expected)]  # fmt: skip
+    if isinstance(rate_per_day, Denied):  # the growth of ops.metric_snapshots
+        return [rate_per_day.finding("disk_forecast")]
     free = max(disk.capacity_bytes - disk.used_bytes, 0)
     if rate_per_day is None or rate_per_day <= 0:
         return [Finding("disk_forecast", Severity.OK,

@@ -182,10 +182,15 @@ def drills_of(rows: Iterable[Sequence[Any]]) -> list[Drill]:
 
 def read_drills(conn: psycopg.Connection[Any], server: str) -> list[Drill] | Denied | None:
     """This server's drills, newest first; None on a schema whose ``ops.events`` records no
-    server (before the history-server revision)."""
-    if not journal.has_server_column(conn, "ops.events"):
-        return None
-    return guarded(conn, lambda: drills_of(conn.execute(drills_query(server)).fetchall()))
+    server (before the history-server revision); Denied for a role without ``ops`` (whose
+    name alone PostgreSQL refuses to look up)."""
+
+    def read() -> list[Drill] | None:
+        if not journal.has_server_column(conn, "ops.events"):
+            return None
+        return drills_of(conn.execute(drills_query(server)).fetchall())
+
+    return guarded(conn, read)
 
 
 def read_last_read(settings: Settings) -> tuple[LastRead | None, str | None]:
