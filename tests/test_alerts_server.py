@@ -626,7 +626,10 @@ def test_a_pg_monitor_role_without_ops_gets_every_server_check(alert_db: str) ->
         config.write_text(to_toml({"database": {"url": url},
                                    "state": {"dir": str(settings.state_dir)}}))  # fmt: skip
         result = run_cli("-c", str(config), "alerts", "--json", "--no-record")
+        recorded = json.loads(run_cli("-c", str(config), "alerts", "--json").stdout)
     assert "error" not in result.stderr, result.stderr
+    [history] = [f for f in recorded["findings"] if f["check"] == "history"]
+    assert history["message"].endswith("permission denied for schema ops"), history  # one line
     report = json.loads(result.stdout)
     found = {f["check"]: f for f in report["findings"]}
     for check in ("connections", "wal_size", "archive_ready", "wraparound", "disk_usage"):

@@ -148,7 +148,7 @@ def try_record_check_run(
             "history",
             Severity.OK,
             f"run not recorded in ops.check_runs: the database is read-only "
-            f"({str(exc).strip()}); the checks above were evaluated all the same",
+            f"({str(exc).strip().splitlines()[0]}); the checks above were evaluated all the same",
             object="ops.check_runs",
         )
     except (
@@ -159,7 +159,7 @@ def try_record_check_run(
         return None, Finding(
             "history",
             Severity.WARNING,
-            f"run not recorded in ops.check_runs: {str(exc).strip()}",
+            f"run not recorded in ops.check_runs: {str(exc).strip().splitlines()[0]}",
             object="ops.check_runs",
             advice="run `powrops migrate latest` (it grants the reporting role INSERT on "
             "powrops' history tables) or run the job under its documented role",
