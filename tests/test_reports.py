@@ -153,6 +153,15 @@ def test_unknown_parameter_is_refused_before_anything_runs(tmp_path: Path) -> No
     assert not reports.exists()
 
 
+def test_an_archive_it_cannot_write_is_a_report_error_naming_the_folder(tmp_path: Path) -> None:
+    """A report archive powrops may not write (root's, run as the jobs' OS user; here a file
+    in the way, which root cannot write through either) is said, not a crash of powrops."""
+    root = make_project(tmp_path / "project")
+    (tmp_path / "archive").write_text("")
+    with pytest.raises(ReportError, match=r"cannot create the run folder .*archive/ok_report/"):
+        run_report("ok_report", {}, reports_dir=tmp_path / "archive", root=root)
+
+
 def test_unknown_report_lists_the_available_ones(tmp_path: Path) -> None:
     root = make_project(tmp_path / "project")
     with pytest.raises(ReportError, match="unknown report 'nope'") as info:

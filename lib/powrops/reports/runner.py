@@ -512,15 +512,21 @@ def server_dir(archive: Path, server: str) -> Path:
 
 
 def new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
-    """A fresh ``<report_dir>/<UTC timestamp>[suffix][-n]`` directory."""
-    report_dir.mkdir(parents=True, exist_ok=True)
+    """A fresh ``<report_dir>/<UTC timestamp>[suffix][-n]`` directory; ReportError naming
+    it when the archive cannot take it (a folder another user owns, a file in the way)."""
     stamp = started.strftime("%Y%m%dT%H%M%SZ") + suffix
     for n in itertools.count(1):
         candidate = report_dir / (stamp if n == 1 else f"{stamp}-{n}")
         try:
+            report_dir.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise ReportError(
+                f"cannot create the run folder {candidate}: {exc.strerror}; the report "
+                "archive (reports.dir) must be a folder the user running powrops can write"
+            ) from exc
         return candidate
     raise AssertionError("unreachable")
 
