@@ -160,6 +160,8 @@ def test_an_archive_it_cannot_write_is_a_report_error_naming_the_folder(tmp_path
     (tmp_path / "archive").write_text("")
     with pytest.raises(ReportError, match=r"cannot create the run folder .*archive/ok_report/"):
         run_report("ok_report", {}, reports_dir=tmp_path / "archive", root=root)
+    with pytest.raises(ReportError, match=r"cannot write the index of .*archive/sub: "):
+        build_index(tmp_path / "archive" / "sub")  # powrops report index
 
 
 def test_unknown_report_lists_the_available_ones(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from powrops import __version__
+from powrops.errors import ReportError
 from powrops.findings import Severity
 from powrops.format import human_duration, human_label, human_time, human_value
 from powrops.reports.catalog import list_runs
@@ -88,16 +89,23 @@ _SCRIPT = """
 def build_index(reports_dir: Path, now: datetime | None = None) -> Path:
     """Write ``index.html`` and ``catalog.json`` for ``reports_dir``; return the index path.
 
-    ``now`` is the moment ages are measured from (the time of generation)."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    runs = list_runs(reports_dir)
-    moment = now or datetime.now(UTC)
-    generated = moment.isoformat(timespec="seconds")
-    write_json(reports_dir / CATALOG_FILE, {"generated_at": generated, "runs": runs})
+    ``now`` is the moment ages are measured from (the time of generation); ReportError when
+    the archive cannot take them (a folder another user owns)."""
     path = reports_dir / INDEX_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(index_html(runs, generated, moment), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        runs = list_runs(reports_dir)
+        moment = now or datetime.now(UTC)
+        generated = moment.isoformat(timespec="seconds")
+        write_json(reports_dir / CATALOG_FILE, {"generated_at": generated, "runs": runs})
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(index_html(runs, generated, moment), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write the index of {reports_dir}: {exc.strerror} ({exc.filename}); the "
+            "report archive (reports.dir) must be a folder the user running powrops can write"
+        ) from exc
     return path
 
 
