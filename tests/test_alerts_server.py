@@ -7,6 +7,7 @@ that leaves powrops' own roles out."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from powrops import alerts, migrate
 from powrops.alerts import reads
 from powrops.config import Settings, to_toml, validate
 from powrops.findings import Finding, Severity, overall
-from powrops.pg.cluster import LocalCluster
+from powrops.pg.cluster import LocalCluster, ensure_os_user
 from scratch import scratch_dir
 
 pytestmark = pytest.mark.pg
@@ -351,6 +352,27 @@ def test_alert_state_falls_back_to_the_state_directory(alert_db: str) -> None:
         conn.execute("SET default_transaction_read_only = off")
         assert alert_state.save(conn, settings, "probe", {"n": 2}) == "database"
         assert alert_state.load(conn, settings, "probe") == {"n": 2}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the jobs' OS user needs root")
+def test_alert_state_in_a_state_directory_this_user_may_not_enter(alert_db: str) -> None:
+    """The jobs' OS user (cron's) running alerts where root made the state directory 0700:
+    no baseline to read or keep there, said by the run's history finding, never a crash."""
+    from powrops.alerts import state as alert_state
+
+    settings = _settings(alert_db)
+    settings.make_state_dir("alerts")
+    (settings.state_dir / "alerts" / "unentered.json").write_text('{"n": 1}')
+    jobs = ensure_os_user(settings.postgres.os_user)
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        os.seteuid(jobs.uid)
+        try:
+            loaded = alert_state.load(conn, settings, "unentered")
+            saved = alert_state.save(conn, settings, "unentered", {"n": 2})
+        finally:
+            os.seteuid(0)
+    assert loaded == {} and saved.startswith("nowhere: Permission denied"), saved
 
 
 def test_table_and_index_bloat_estimated_from_statistics(alert_db: str) -> None:

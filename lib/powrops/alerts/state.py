@@ -50,14 +50,11 @@ def load(
         rows = _read(conn, settings, name)
     if rows:
         return dict(rows[0]["state"])
-    path = _file(settings, name)
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-    return {}
+    try:  # none yet, or a state directory this OS user may not read: no baseline
+        data = json.loads(_file(settings, name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def load_query(settings: Settings, name: str) -> sql.Composed:
@@ -75,7 +72,9 @@ def _read(conn: psycopg.Connection[Any], settings: Settings, name: str) -> list[
 def save(
     conn: psycopg.Connection[Any], settings: Settings, name: str, state: dict[str, Any]
 ) -> str:
-    """Store ``state`` under ``name``; where it went: "database" or "state directory"."""
+    """Store ``state`` under ``name``; where it went: "database", "state directory", or
+    "nowhere" and why (a state directory another OS user owns: alerts still report, and
+    the run's history finding already says it was not recorded)."""
     try:
         with conn.transaction():
             conn.execute(SAVE_SQL, (settings.server, name, Jsonb(state)))
@@ -83,9 +82,12 @@ def save(
     except psycopg.Error:
         pass
     path = _file(settings, name)
-    settings.make_state_dir(path.parent.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump(state, out, default=str)
-    os.replace(tmp, path)
+    try:
+        settings.make_state_dir(path.parent.name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(state, out, default=str)
+        os.replace(tmp, path)
+    except OSError as exc:
+        return f"nowhere: {exc.strerror} ({path})"
     return "state directory"
