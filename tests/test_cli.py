@@ -100,6 +100,18 @@ def test_db_commands_refuse_when_a_url_is_configured() -> None:
     assert "manages only the embedded cluster" in result.stderr
 
 
+def test_demo_refuses_a_configured_server(tmp_path: Path) -> None:
+    """On a database host POWROPS_CONFIG names production: the demo's data, planted defects
+    included, never goes there, and nothing is started or written."""
+    env = {"POWROPS_DATABASE_URL": "postgresql://x@127.0.0.1:1/db",
+           "POWROPS_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    result = run("demo", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "runs only on the embedded default" in result.stderr
+    assert "127.0.0.1:1" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "args", [("migrate", "status"), ("alerts",), ("metrics", "growth"), ("check", "integrity")]
 )

@@ -21,6 +21,7 @@ from powrops.backup.run import server_facts, take_backup
 from powrops.config import handoff_env
 from powrops.db import connect, engine, identity, secrets, target
 from powrops.demo import data as demo_data
+from powrops.errors import ParameterError
 from powrops.findings import Severity
 from powrops.format import human_bytes, human_seconds
 from powrops.pg import embedded
@@ -72,10 +73,16 @@ def _line(step: str, started: float, detail: str) -> None:
 
 
 def _start(settings: Settings) -> str:
-    """The embedded cluster created or started (the demo is one of the commands that may),
-    or the configured server as it is; what the demo's first line says."""
+    """The embedded cluster created or started (the demo is one of the commands that may);
+    what the demo's first line says. A configured server is refused, as `powrops db`
+    refuses it: the demo loads data with planted defects and writes workouts, and on a
+    database host POWROPS_CONFIG names production."""
     if settings.database.url is not None:
-        return target(settings).display
+        raise ParameterError(
+            f"database.url is configured ({target(settings).display}): `powrops demo` loads "
+            "demo data with planted defects and runs only on the embedded default; unset "
+            "database.url (or POWROPS_DATABASE_URL) to run it"
+        )
     cluster, _, _ = embedded.start(settings)
     return f"{target(settings).display} (embedded, {cluster.data_dir})"
 
