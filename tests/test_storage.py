@@ -317,6 +317,25 @@ def test_file_missing_or_blocked_parent(tmp_path: Path) -> None:
         repo.put_bytes("a/b", b"x")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the server's OS user needs root")
+def test_file_repository_this_os_user_may_not_enter_is_a_storage_error(tmp_path: Path) -> None:
+    """The server's archive_command (its OS user) pushing WAL into a repository root made
+    first, 0700: one line naming the path (wal push exits 3), not a crash of powrops."""
+    from powrops.pg.cluster import ensure_os_user
+
+    repo = FileRepository(tmp_path / "repo")
+    repo.put_bytes("backups/l1/backup.json", b"{}")
+    os.seteuid(ensure_os_user("powrops").uid)
+    try:
+        with pytest.raises(StorageError, match=r"cannot \w+ .*repo/wal.*: Permission denied"):
+            repo.put_bytes("wal/0000000100000000/000000010000000000000001.zst", b"x",
+                           if_absent=True)  # fmt: skip
+        with pytest.raises(StorageError, match=r"cannot \w+ .*repo/wal.*: Permission denied"):
+            repo.put_bytes("wal/0000000100000000/000000010000000000000001.zst", b"x")
+    finally:
+        os.seteuid(0)
+
+
 def test_file_delete_prunes_empty_directories(tmp_path: Path) -> None:
     repo = FileRepository(tmp_path / "repo")
     repo.put_bytes("backups/l1/a", b"x")

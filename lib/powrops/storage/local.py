@@ -150,8 +150,11 @@ class FileRepository(Repository):
         raise StorageError(f"cannot write {path}: its directory keeps disappearing", path=path)
 
     def _make_parents(self, directory: Path) -> None:
-        if directory.is_dir():
-            return
+        try:
+            if directory.is_dir():
+                return
+        except OSError as exc:  # a folder above that this OS user may not enter
+            raise StorageError(f"cannot enter {directory}: {_reason(exc)}", path=directory) from exc
         current = self.base
         for part in directory.relative_to(self.base).parts:
             current = current / part
@@ -184,7 +187,7 @@ class FileRepository(Repository):
 
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> ObjectInfo:
         path = self._path(key)
-        if if_absent and path.exists():
+        if if_absent and self.stat(key) is not None:
             raise ObjectExists(f"{path} already exists", path=path, url=self.url)
         fd, temp = self._create_temp(path)
         try:
