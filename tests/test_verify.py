@@ -1061,3 +1061,19 @@ def test_verify_with_a_real_test_restore(base: Base) -> None:
     assert result["ok"] is True and result["label"] == base.incremental
     assert result["chain"] == [base.full, base.incremental]
     assert "restored into a scratch cluster" in finding(report, "test_restore")["message"]
+
+
+def test_verify_of_a_repository_not_created_yet_creates_nothing(tmp_path: Path) -> None:
+    """A first verify on a new host (or run from a folder without a configuration) reads
+    nothing and records nothing: no repository folder appears with an empty state in it."""
+    from cli_helpers import run_cli
+
+    config = tmp_path / "powrops.toml"
+    config.write_text(to_toml({
+        "database": {"url": "postgresql://powr@127.0.0.1:9/powr"},
+        "state": {"dir": str(tmp_path / "state")},
+        "backup": {"storage": {"primary": {"kind": "file", "url": (tmp_path / "repo").as_uri()}}},
+    }))  # fmt: skip
+    done = run_cli("-c", str(config), "verify")
+    assert done.returncode == 2, done.stdout + done.stderr  # no backup: nothing to restore
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["powrops.toml"]
