@@ -221,6 +221,16 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_settings(bad, environ={})
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "54x2"])
+def test_a_database_url_with_a_port_out_of_range_is_refused(port: str) -> None:
+    """Named as every bad value is, its secret hidden; not a crash (ValueError) of every
+    command that names the server once it fails to connect."""
+    url = f"postgresql://app:hunter2-secret@db.example:{port}/powr"
+    with pytest.raises(ConfigError, match=r"database.url = \*+: .* port from 1 to 65535") as info:
+        validate({"database": {"url": url}})
+    assert "hunter2" not in str(info.value)
+
+
 def test_secrets_are_redacted_and_collected() -> None:
     s = validate(
         {

@@ -3,6 +3,8 @@ folders."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from powrops.config.backup import (
     Repository,
 )
@@ -38,8 +40,16 @@ class DatabaseSettings(Section):
     @field_validator("url")
     @classmethod
     def _postgresql(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(DATABASE_SCHEMES):
+        if value is None:
+            return value
+        if not value.get_secret_value().startswith(DATABASE_SCHEMES):
             raise ValueError("expected a PostgreSQL URL starting with postgresql:// or postgres://")
+        try:  # a port every command can name (and connect to), not a crash when it does
+            port = urlsplit(value.get_secret_value()).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("expected a PostgreSQL URL with a port from 1 to 65535")
         return value
 
 
