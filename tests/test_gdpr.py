@@ -296,7 +296,12 @@ def test_cli_erase_needs_yes_and_prints_no_personal_data(
     refused = run_cli("gdpr", "export", str(uid), "--to", str(tmp_path / "exp"), env=env)
     assert refused.returncode == 3 and "not empty" in refused.stderr
     done = run_cli("gdpr", "erase", str(uid), "--yes", env=env)
-    assert done.returncode == 0, done.stderr and "request id" in done.stdout
+    assert done.returncode == 0 and "request id" in done.stdout, done.stderr
+    redacted = "SELECT id, details->>'request' FROM audit_log WHERE details ? 'redacted' ORDER BY 1"
+    evidence = sql(settings, redacted)
+    again = run_cli("gdpr", "erase", str(uid), "--yes", env=env)  # or a typo'd id
+    assert again.returncode == 0 and "request id" in again.stdout, again.stderr
+    assert evidence and sql(settings, redacted) == evidence  # the first request's, not rewritten
     report = run_cli("gdpr", "consent-report", "--json", env=env)
     assert report.returncode == 0 and {"purpose", "granted"} <= set(json.loads(report.stdout)[0])
     for out in (dry, export, done, report):

@@ -65,12 +65,15 @@ class Holding:
         return COUNT_HELD.format(table=self.ident(), held=self.where)
 
 
+#: The user's audit rows not yet redacted: a row an earlier erasure (or anonymization)
+#: redacted holds nothing of the person, and keeps that request's id as its evidence.
 _AUDIT = sql.SQL(
-    "(t.table_name = 'users' AND t.row_id = %(uid)s::text)"
+    "((t.table_name = 'users' AND t.row_id = %(uid)s::text)"
     " OR t.old_value->>'user_id' = %(uid)s::text OR t.new_value->>'user_id' = %(uid)s::text"
     " OR (t.table_name = 'workouts' AND t.row_id = ANY(%(wids)s))"
     " OR (t.table_name = 'workout_sets' AND (t.old_value->>'workout_id' = ANY(%(wids)s)"
-    " OR t.new_value->>'workout_id' = ANY(%(wids)s)))"
+    " OR t.new_value->>'workout_id' = ANY(%(wids)s))))"
+    " AND t.details->>'redacted' IS NULL"
 )
 
 _QUARANTINE = sql.SQL(
