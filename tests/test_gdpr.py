@@ -297,11 +297,14 @@ def test_cli_erase_needs_yes_and_prints_no_personal_data(
     assert refused.returncode == 3 and "not empty" in refused.stderr
     done = run_cli("gdpr", "erase", str(uid), "--yes", env=env)
     assert done.returncode == 0 and "request id" in done.stdout, done.stderr
+    assert f"erased user {uid}: " in done.stdout and "nothing held" not in done.stdout
     redacted = "SELECT id, details->>'request' FROM audit_log WHERE details ? 'redacted' ORDER BY 1"
     evidence = sql(settings, redacted)
     again = run_cli("gdpr", "erase", str(uid), "--yes", env=env)  # or a typo'd id
     assert again.returncode == 0 and "request id" in again.stdout, again.stderr
     assert evidence and sql(settings, redacted) == evidence  # the first request's, not rewritten
+    assert f"user {uid}: nothing held, no rows and no archive files" in again.stdout
+    assert "erased user" not in again.stdout
     report = run_cli("gdpr", "consent-report", "--json", env=env)
     assert report.returncode == 0 and {"purpose", "granted"} <= set(json.loads(report.stdout)[0])
     for out in (dry, export, done, report):

@@ -67,11 +67,16 @@ def cmd_erase(args: argparse.Namespace) -> Severity:
     else:
         counts = ", ".join(f"{n} {t}" for t, n in result.rows.items() if n)
         files = f"{result.archive_files} archive files"
+        if not counts and not result.archive_files:  # a typo'd id reads like an erasure else
+            print(f"user {args.user_id}: nothing held, no rows and no archive files (already "
+                  "erased, or not a user's id)")  # fmt: skip
+        elif result.dry_run:
+            print(f"would erase user {args.user_id}: {counts}, {files}")
+        else:
+            print(f"erased user {args.user_id}: {counts}, {files}")
         if result.dry_run:
-            print(f"would erase user {args.user_id}: {counts or 'no rows'}, {files}")
             print("nothing changed; run again with --yes to erase")
         else:
-            print(f"erased user {args.user_id}: {counts or 'no rows'}, {files}")
             print(f"request id {result.request_id} (recorded in audit_log and ops.events)")
     return Severity.WARNING if result.dry_run else Severity.OK
 
