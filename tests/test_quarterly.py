@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cli_helpers import libpq
+from cli_helpers import libpq, run_cli
 from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
 from powrops.config import Settings, load_settings, to_toml, validate
@@ -473,3 +473,16 @@ def test_the_notebook_reviews_the_fleet(fleet_site: Any) -> None:
     assert "Server alpha" in html and "Server beta" in html
     link = f"../../../{fleet_site['links']['alpha']}"
     assert f'href="{link}"' in html and (run.path / link).resolve().is_file()
+
+
+def test_report_run_refuses_servers_not_configured_before_the_run(fleet_site: Any) -> None:
+    """``-p servers alpha,gamma`` is refused by ``report run`` in one line naming the unknown
+    server, before a kernel starts and with no run folder (it failed in the review's cell)."""
+    runs = fleet_site["reports"] / "alpha" / "quarterly_review"
+    before = sorted(runs.iterdir()) if runs.exists() else []
+    done = run_cli("-c", str(fleet_site["config"]), "--server", "alpha", "report", "run",
+                   "quarterly_review", "-p", "servers", "alpha,gamma")  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("powrops: error:")]
+    assert len(errors) == 1 and "unknown server 'gamma'" in errors[0], done.stderr
+    assert (sorted(runs.iterdir()) if runs.exists() else []) == before

@@ -79,10 +79,11 @@ def check_parameters(params: Mapping[str, Any], loaded: Settings | None = None) 
     goes through the feature's own check (a look-back window, a target time, a GDPR request's
     subject, ...); a ParameterError names the parameter, as ``-p`` and the notebook do. Empty
     values are the notebook's to judge (an empty ``target_time`` is the end of the WAL).
-    With ``loaded``, the command's settings, ``config_path`` is held to them too
-    (:func:`check_config_path`)."""
+    With ``loaded``, the command's settings, the parameters judged against them are checked
+    too (:data:`_AGAINST_SETTINGS`: ``config_path``, a review's ``servers``)."""
     if loaded is not None:
-        check_config_path(params.get("config_path"), loaded)
+        for name, against in _AGAINST_SETTINGS.items():
+            against(params.get(name), loaded)
     for name, value in params.items():
         check = _VALUE_CHECKS.get(name)
         if check is None or value is None or value == "":
@@ -112,6 +113,22 @@ def check_config_path(value: Any, loaded: Settings) -> None:
         f"loaded ({loaded.source}); to act on another, name it with -c (--config) instead",
         parameter="config_path",
     )
+
+
+def _servers(value: Any, loaded: Settings) -> None:
+    """A review's ``servers`` names configured servers (or "all", or nothing)."""
+    if value in (None, ""):
+        return
+    from powrops.quarterly.assessment import server_names
+
+    server_names(loaded, value)
+
+
+#: Parameters judged against the command's settings, each by its feature's own check.
+_AGAINST_SETTINGS: dict[str, Callable[[Any, Settings], None]] = {
+    "config_path": check_config_path,
+    "servers": _servers,
+}
 
 
 def _days(name: str, value: Any) -> None:
