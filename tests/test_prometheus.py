@@ -124,6 +124,20 @@ def test_textfile_passes_promtool_check_metrics_and_names_its_server(tmp_path: P
     assert site.promtool("check", "metrics", stdin=broken).returncode != 0
 
 
+def test_an_unreachable_database_is_unknown_on_stdout_and_in_the_textfile(tmp_path: Path) -> None:
+    """Both ways Prometheus reads powrops say UNKNOWN (3), neither is empty nor 0."""
+    env = {"POWROPS_DATABASE_URL": "postgresql://nobody:x@127.0.0.1:1/none",
+           "POWROPS_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    done = run_cli("alerts", "--format", "openmetrics", "--textfile", str(tmp_path), env=env)
+    assert done.returncode == 3 and "cannot connect" in done.stderr, done.stderr
+    textfile = (tmp_path / "powrops.prom").read_text()
+    assert site.promtool("check", "metrics", stdin=textfile).returncode == 0, textfile
+    for text in (done.stdout, textfile):
+        assert 'powrops_alerts_status{server="default"} 3' in text, text
+        assert 'powrops_alert_severity{server="default",check="database",object=""} 3' in text
+    assert done.stdout.endswith("# EOF\n")
+
+
 # --- end to end ----------------------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@ The strategy's thresholds and the server checks a DBA expects, for cron or a mon
 the findings worst first (``--format json`` or ``--json``: the whole evaluation;
 ``--format openmetrics``: every finding and key figure as metrics, and the recorded evidence
 of recoverability (the last drill's RTO and RPO, the last successful test restore, the end of
-the verified recovery window), ending in ``# EOF``).
+the verified recovery window), ending in ``# EOF``; a database it cannot reach is one UNKNOWN
+``database`` finding there and in the textfile).
 ``--textfile DIR`` also writes ``DIR/powrops.prom`` (``DIR/powrops_<server>.prom`` for a named
 server; Prometheus text format, every sample labelled ``server``, through a temporary file and
 a rename) for node_exporter's textfile collector. Each evaluation is
@@ -71,9 +72,11 @@ def cmd_alerts(args: argparse.Namespace) -> Severity:
             send=args.notify,
             growth=growth_rate(settings.server),
         )
-    except DatabaseError as exc:  # the textfile says so at once, not the last all-clear
+    except DatabaseError as exc:  # the metrics say so at once, not the last all-clear
         if args.textfile is not None:
             write_textfile(unreachable(settings, exc), args.textfile)
+        if fmt == "openmetrics":  # a scraper of stdout reads UNKNOWN, not nothing
+            print(openmetrics(unreachable(settings, exc)), end="")
         raise
     if args.textfile is not None:
         write_textfile(report, args.textfile)
