@@ -21,6 +21,7 @@ from powrops.config import Settings, validate
 from powrops.errors import ConfigError
 from powrops.pg.pgpass import ANY, entry, lookup, passwords, write
 from powrops.reports.runner import discover
+from powrops.schedule.airflow import job_specs
 from powrops.schedule.jobs import crontab, jobs, systemd_units
 
 REPO = Path(__file__).resolve().parents[1]
@@ -338,3 +339,19 @@ def test_the_fleet_review_runs_once_after_the_servers_reviews() -> None:
     build_parser().parse_args(args)  # exits 3 (SystemExit) when an argument is unknown
     timer = systemd_units(east)["powrops-east-fleet-review.timer"]
     assert "OnCalendar=*-01,04,07,10-01 09:30:00 UTC" in timer
+
+
+def test_the_alerts_job_writes_the_textfile_that_schedule_textfile_names() -> None:
+    """cron, systemd and Airflow all run ``alerts --textfile DIR``: the shipped Prometheus
+    rules read what it writes there, and page when it stops."""
+    folder = "/var/lib/node exporter/textfile"
+    s = settings(schedule={"textfile": folder})
+    cron = shlex.split(entries(crontab(s))["alerts"].split(" ", 5)[5])
+    unit = systemd_units(s)["powrops-alerts.service"]
+    exec_start = shlex.split(re.search(r"^ExecStart=(.*)$", unit, re.M).group(1))  # type: ignore[union-attr]
+    [spec] = [j for j in job_specs(s, None) if j["name"] == "alerts"]
+    for argv in (cron, exec_start, spec["argv"]):
+        args = argv[argv.index(EXE) + 1 :][:3]  # cron's line goes on: >>log 2>&1 || ...
+        assert args[:3] == ["alerts", "--textfile", folder], argv
+        assert build_parser().parse_args(args).textfile == Path(folder)
+    assert "--textfile" not in entries(crontab(settings()))["alerts"]

@@ -66,6 +66,8 @@ class ScheduleSettings(Section):
     drill: Duration = Duration.parse("monthly")
     review: Duration = Duration.parse("quarterly")
     alerts: Duration = Duration.parse("5min")
+    # node_exporter's textfile directory: the alerts job writes its metrics there
+    textfile: str | None = None
     # The role each job runs under, by what it does (reports and checks, backups, the changes
     # an owner makes); run_as_roles = false runs every job as the configured URL's user.
     run_as_roles: bool = True

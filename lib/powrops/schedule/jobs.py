@@ -240,9 +240,15 @@ def jobs(settings: Settings) -> list[Job]:
         Job("quarterly-review", ("report", "run", "quarterly_review"), "schedule.review",
             sched.review, 480, "report", "the quarterly review"),
         *fleet,
-        Job("alerts", ("alerts",), "schedule.alerts", sched.alerts, 0, "alerts",
+        Job("alerts", _alerts_args(sched.textfile), "schedule.alerts", sched.alerts, 0, "alerts",
             "alert thresholds (disk, dead tuples, query time, failed backups)"),
     ]  # fmt: skip
+
+
+def _alerts_args(textfile: str | None) -> tuple[str, ...]:
+    """``alerts``, writing node_exporter's textfile when ``schedule.textfile`` names its
+    directory (what the shipped Prometheus rules read)."""
+    return ("alerts",) if textfile is None else ("alerts", "--textfile", textfile)
 
 
 def report_intervals(settings: Settings) -> dict[str, float]:
