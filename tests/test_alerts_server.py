@@ -250,6 +250,29 @@ def test_failing_archive_command_and_backlog(alert_db: str) -> None:
             conn.execute("SELECT pg_stat_reset_shared('archiver')")
 
 
+def test_wal_archived_between_runs_makes_no_new_finding_object(alert_db: str) -> None:
+    """A finding's check and object are its series in Prometheus (the rules' ``for:`` runs
+    on it) and its key for notifications: a WAL file name there made a new one every run."""
+    settings = _settings(alert_db)
+    keys = []
+    with psycopg.connect(alert_db, autocommit=True) as conn:
+        try:
+            conn.execute("ALTER SYSTEM SET archive_command = 'true'")
+            conn.execute("SELECT pg_reload_conf()")
+            for n in range(2):
+                _, archived = _archiver(conn)
+                conn.execute(f"CREATE TEMP TABLE wal_{n} AS SELECT 1 AS x")
+                conn.execute("SELECT pg_switch_wal()")
+                _wait(conn, lambda s, a=archived: s[1] > a, "archive")  # type: ignore[misc]
+                found = _run(settings)
+                keys.append({(f.check, f.object) for f in found if f.check.startswith("archive")})
+        finally:
+            conn.execute("ALTER SYSTEM RESET archive_command")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("SELECT pg_stat_reset_shared('archiver')")
+    assert ("archive_age", None) in keys[0] and keys[0] == keys[1], keys
+
+
 def test_backup_freshness_against_the_schedule(alert_db: str) -> None:
     from powrops.backup import repos
     from powrops.backup.catalog import Catalog

@@ -748,7 +748,6 @@ def archive_findings(
                 f"WAL archiving {'is failing' if archiver.failing else 'failed'} ({since}); "
                 f"last failure {archiver.last_failed_wal} at "
                 f"{human_time(archiver.last_failed_time)}",
-                object=archiver.last_failed_wal,
                 value=new if new is not None else failed,
                 expected="no archiver failure",
                 advice="read the archive_command's error in the server log; check powrops wal "
@@ -784,7 +783,6 @@ def archive_findings(
             severity,
             f"last archived {archiver.last_archived_wal} {human_duration(age)} ago"
             + (" (nothing written since)" if archiver.idle else f" (schedule: logs {logs})"),
-            object=archiver.last_archived_wal,
             value=round(age, 1),
             expected=f"<= {logs} (backup.schedule.logs; critical at twice)",
             advice=None
