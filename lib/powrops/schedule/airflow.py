@@ -9,7 +9,8 @@ Exit codes keep their meaning: 0 succeeds; 1 (WARNING) succeeds with a warning i
 log, or fails when ``schedule.airflow.warning_fails``; 2 (CRITICAL) fails and is not retried
 (a finding does not go away by retrying); 3 (UNKNOWN) fails and is retried only for jobs whose
 retry is safe (:data:`NO_RETRY` lists the ones that change data; restores and GDPR erasures are
-never scheduled). A task is stopped after its interval or ``schedule.airflow.max_runtime``.
+never scheduled) and that are not due again before the retry. A task is stopped after its
+interval or ``schedule.airflow.max_runtime``.
 The quarterly review waits (``ExternalTaskSensor`` in reschedule mode) for the latest runs of
 the jobs whose evidence it reads, the fleet's review for every server's review.
 
@@ -51,7 +52,14 @@ def dag_file_name(server: str) -> str:
 
 
 def retries(settings: Settings, job: Job) -> int:
-    return 0 if job.name in NO_RETRY else settings.schedule.airflow.retries
+    """No retry for a job that changes data, nor for one whose next run comes before the
+    retry would (alerts every 5 min): its retries held its DAG (one active run) for
+    ``retries`` x ``retry_delay``, its scheduled runs waiting."""
+    every = job.every.seconds
+    delay = settings.schedule.airflow.retry_delay.timedelta.total_seconds()
+    if job.name in NO_RETRY or (every and delay >= every):
+        return 0
+    return settings.schedule.airflow.retries
 
 
 def timeout_s(settings: Settings, job: Job) -> int:
