@@ -202,6 +202,29 @@ class Airflow:
         raise AssertionError(f"no JSON in the output of airflow {' '.join(args)}:\n{out}")
 
 
+@pytest.mark.airflow
+def test_a_task_gets_its_jobs_environment_not_the_workers_powrops(
+    airflow_venv: Path, tmp_path: Path
+) -> None:
+    """A worker's own POWROPS_SERVER or POWROPS_DATABASE_URL (a profile, a container's
+    environment) must not send a job to another server or database."""
+    seen, exe = tmp_path / "env.txt", tmp_path / "powrops"
+    exe.write_text(f"#!/bin/sh\nenv | grep ^POWROPS | sort > {seen}\n")
+    exe.chmod(0o755)
+    settings = validate({"schedule": {"executable": str(exe), "config": CONFIG}})
+    dag = tmp_path / "powrops_default.py"
+    dag.write_text(airflow_files([settings], None)[dag.name])
+    script = (f"import runpy; runpy.run_path({str(dag)!r})['powrops_default_alerts']"
+              ".get_task('alerts').execute({})")  # fmt: skip
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), "POWROPS_SERVER": "west",
+           "POWROPS_DATABASE_URL": "postgresql://x@elsewhere/db"}  # fmt: skip
+    done = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", script], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert seen.read_text().split() == [f"POWROPS_CONFIG={CONFIG}",
+                                        "POWROPS_DATABASE_ROLE=powr_reporting"]  # fmt: skip
+
+
 @pytest.fixture
 def fleet() -> Iterator[Fleet]:
     """east: an embedded cluster whose jobs run under their roles (the generated schedule as

@@ -209,7 +209,9 @@ class PowropsJob(BaseOperator):
 
     def execute(self, context: object) -> int:
         self.hook = SubprocessHook()
-        result = self.hook.run_command(command=self.argv, env={{**os.environ, **self.job_env}})
+        # the worker's own POWROPS_* (a server, a URL) never redirect the job
+        worker = {{k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}}
+        result = self.hook.run_command(command=self.argv, env={{**worker, **self.job_env}})
         code = result.exit_code
         what = f"powrops {{self.task_id}} on {{SERVER}}"
         if code == 0:
