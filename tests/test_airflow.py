@@ -225,6 +225,31 @@ def test_a_task_gets_its_jobs_environment_not_the_workers_powrops(
                                         "POWROPS_DATABASE_ROLE=powr_reporting"]  # fmt: skip
 
 
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_a_timed_out_task_waits_for_powrops_to_record_its_interruption(
+    airflow_venv: Path, tmp_path: Path
+) -> None:
+    """execution_timeout sends SIGTERM; the task then waits while the command stops and
+    records (its last line in the task log), where the task ending first closed the command's
+    output: powrops' interruption line was lost, and a command writing a line before it
+    recorded died of SIGPIPE (as this one does)."""
+    recorded, exe, dags = tmp_path / "recorded", tmp_path / "powrops", tmp_path / "dags"
+    exe.write_text("#!/bin/sh\ntrap 'sleep 2; echo interrupted, recorded; "
+                   f"echo yes > {recorded}; exit 3' TERM\nsleep 600 & wait\n")  # fmt: skip
+    exe.chmod(0o755)
+    settings = validate({"schedule": {"executable": str(exe), "config": CONFIG,
+                                      "airflow": {"max_runtime": "5s", "retries": 0}}})  # fmt: skip
+    dags.mkdir()
+    for name, text in airflow_files([settings], None).items():
+        (dags / name).write_text(text)
+    airflow = Airflow(airflow_venv, tmp_path / "home", dags)
+    airflow.batch(("db", "migrate"), ("pools", "import", str(dags / "powrops_pools.json")))
+    done = airflow("dags", "test", dag_id("default", "alerts"), DAY, check=False, timeout=300)
+    assert done.returncode != 0 and "interrupted, recorded" in done.stdout + done.stderr
+    assert recorded.read_text() == "yes\n"
+
+
 @pytest.fixture
 def fleet() -> Iterator[Fleet]:
     """east: an embedded cluster whose jobs run under their roles (the generated schedule as

@@ -180,6 +180,7 @@ WARNING_FAILS); 2 CRITICAL fails, never retried; 3 UNKNOWN fails, retried where 
 from __future__ import annotations
 
 import os
+import subprocess
 from datetime import datetime, timedelta
 
 import pendulum
@@ -193,6 +194,7 @@ SERVER = {server_repr}
 TIMEZONE = {timezone}
 WARNING_FAILS = {warning_fails}
 RETRY_DELAY = timedelta(seconds={retry_delay_s})
+STOP_GRACE = timedelta(minutes=2)
 JOBS = {jobs}
 
 
@@ -225,9 +227,21 @@ class PowropsJob(BaseOperator):
         raise AirflowException(f"{{what}} ended UNKNOWN (exit {{code}}): it could not judge")
 
     def on_kill(self) -> None:
-        """The execution timeout (or a user) stops the task: stop the powrops process too."""
-        if self.hook is not None:
-            self.hook.send_sigterm()
+        """The execution timeout (or a user) stops the task: powrops gets SIGTERM and up to
+        STOP_GRACE to stop and record the interruption, its last lines read into the task log
+        (the task process ending first would close its output and kill it on its next line)."""
+        hook = self.hook
+        process = hook.sub_process if hook is not None else None
+        if hook is None or process is None or process.poll() is not None:
+            return
+        hook.send_sigterm()
+        try:
+            said, _ = process.communicate(timeout=STOP_GRACE.total_seconds())
+        except subprocess.TimeoutExpired:
+            self.log.error("powrops %s still runs %s after SIGTERM", self.task_id, STOP_GRACE)
+            return
+        for line in (said or b"").decode(errors="backslashreplace").splitlines():
+            self.log.warning("%s", line)
 
 
 def latest_run_of(cron: str, timezone: str):
