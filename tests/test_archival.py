@@ -239,6 +239,29 @@ def test_killed_archival_run_leaves_every_row_somewhere(
     assert live_texts(seeded)["workouts"] < before["workouts"]
 
 
+@pytest.mark.parametrize("stage", ["written", "validated"])
+def test_ctrl_c_before_the_commit_removes_the_unindexed_file(
+    seeded: Settings, config_file: Path, stage: str
+) -> None:
+    before = live_texts(seeded)
+    proc = _cli(config_file, "archive", "run", pause=stage)
+    assert proc.stderr is not None  # read directly: closing _stderr_lines closes the pipe
+    for line in proc.stderr:
+        if f"paused at {stage}" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("powrops: interrupted by SIGINT: archive file ") and "removed" in line
+    assert sql(seeded, "SELECT count(*) FROM ops.archive_index") == [(0,)]
+    assert list(open_archive(seeded).list()) == []  # no file the index does not name
+    assert_nothing_lost(seeded, before)
+    again = _cli(config_file, "archive", "run")
+    assert again.wait(timeout=120) == 0
+    assert_nothing_lost(seeded, before)
+
+
 def test_cli_list_and_restore(seeded: Settings, config_file: Path) -> None:
     run = _cli(config_file, "archive", "run", "--dry-run")
     out, err = run.communicate(timeout=120)

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from powrops.config import Settings
-from powrops.errors import ConfigError
+from powrops.errors import ConfigError, Interrupted
 from powrops.retention import archival_file, journal, liverows
 from powrops.retention.archival_file import Digest
 from powrops.retention.repository import open_archive, user_prefix
@@ -164,22 +164,31 @@ def archive_user(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     key = f"{user_prefix(candidate.user_id)}{stamp}-{uuid.uuid4().hex[:8]}"
     key += archival_file.key_suffix(compress)
-    with journal.bulk_transaction(conn, lock_timeout="10s", statement_timeout="30min"):
-        ids = liverows.lock_workouts(conn, candidate.user_id, candidate.before)
-        live = liverows.digest(conn, ids)
-        span, volume = liverows.span_and_volume(conn, ids)
-        header = {"user_id": candidate.user_id, "tables": live.rows, "trigger": candidate.trigger}
-        sha, size = archival_file.write(
-            repo, key, header, liverows.stream(conn, ids), compress=compress
-        )
-        _pause("written")
-        if after_write is not None:
-            after_write(repo, key)
-        back = archival_file.read_back(repo, key, candidate.user_id)
-        archival_file.compare(repo, key, live, back, sha)
-        _pause("validated")
-        stored = {"sha256": sha, "bytes": size, "volume": str(volume)}
-        index_id = _index_and_remove(conn, repo, key, candidate, ids, live, span, stored)
+    try:
+        with journal.bulk_transaction(conn, lock_timeout="10s", statement_timeout="30min"):
+            ids = liverows.lock_workouts(conn, candidate.user_id, candidate.before)
+            live = liverows.digest(conn, ids)
+            span, volume = liverows.span_and_volume(conn, ids)
+            header = {
+                "user_id": candidate.user_id, "tables": live.rows, "trigger": candidate.trigger
+            }  # fmt: skip
+            sha, size = archival_file.write(
+                repo, key, header, liverows.stream(conn, ids), compress=compress
+            )
+            _pause("written")
+            if after_write is not None:
+                after_write(repo, key)
+            back = archival_file.read_back(repo, key, candidate.user_id)
+            archival_file.compare(repo, key, live, back, sha)
+            _pause("validated")
+            stored = {"sha256": sha, "bytes": size, "volume": str(volume)}
+            index_id = _index_and_remove(conn, repo, key, candidate, ids, live, span, stored)
+    except KeyboardInterrupt as exc:  # rolled back: no index entry names the file
+        repo.delete(key)
+        raise Interrupted.of(exc).leaving(
+            f"archive file {repo.describe(key)} removed before it was indexed; the rows of "
+            f"user {candidate.user_id} stay live (run `powrops archive run` again)"
+        ) from None
     _pause("committed")
     return UserArchive(
         candidate.user_id, candidate.trigger, key, index_id, live.rows["workouts"],
