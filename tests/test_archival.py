@@ -257,6 +257,8 @@ def test_ctrl_c_before_the_commit_removes_the_unindexed_file(
     assert sql(seeded, "SELECT count(*) FROM ops.archive_index") == [(0,)]
     assert list(open_archive(seeded).list()) == []  # no file the index does not name
     assert_nothing_lost(seeded, before)
+    events = sql(seeded, "SELECT details->'errors' FROM ops.events WHERE kind = 'archive'")
+    assert events == [(["interrupted by SIGINT"],)], events  # not recorded as a clean run
     again = _cli(config_file, "archive", "run")
     assert again.wait(timeout=120) == 0
     assert_nothing_lost(seeded, before)

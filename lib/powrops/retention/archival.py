@@ -140,6 +140,9 @@ def run_archival(
         except Exception as exc:
             result.errors.append(str(exc))
             raise
+        except KeyboardInterrupt as exc:  # the run's event must not read as a finished one
+            result.errors.append(f"interrupted by {Interrupted.of(exc).signal}")
+            raise
         finally:
             if record:
                 _record(settings, result)
