@@ -264,6 +264,23 @@ def test_ctrl_c_before_the_commit_removes_the_unindexed_file(
     assert_nothing_lost(seeded, before)
 
 
+def test_ctrl_c_during_retention_apply_records_the_run_as_interrupted(
+    seeded: Settings, config_file: Path
+) -> None:
+    proc = _cli(config_file, "retention", "apply", pause="written")  # in the archival policy
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "paused at written" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "Traceback" not in err, err
+    events = sql(seeded, "SELECT details->'errors' FROM ops.events WHERE kind = 'retention'")
+    assert events == [(["archival: interrupted by SIGINT"],)], events
+    again = _cli(config_file, "retention", "apply")
+    assert again.wait(timeout=120) == 0
+
+
 def test_cli_list_and_restore(seeded: Settings, config_file: Path) -> None:
     run = _cli(config_file, "archive", "run", "--dry-run")
     out, err = run.communicate(timeout=120)

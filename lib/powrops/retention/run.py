@@ -8,7 +8,7 @@ from typing import Any
 
 from powrops.config import Settings
 from powrops.durations import Duration
-from powrops.errors import ConfigError, PowropsError
+from powrops.errors import ConfigError, Interrupted, PowropsError
 from powrops.retention import journal, liverows
 from powrops.retention import policy_sql as q
 from powrops.retention.archival import check_process
@@ -126,6 +126,10 @@ def _run(settings: Settings, *, dry_run: bool, record: bool) -> RetentionResult:
                     policy.apply(ctx, outcome)
         except PowropsError as exc:
             result.outcomes[-1].errors.append(str(exc))
+            raise
+        except KeyboardInterrupt as exc:  # the run's event must not read as a finished one
+            if result.outcomes:
+                result.outcomes[-1].errors.append(f"interrupted by {Interrupted.of(exc).signal}")
             raise
         finally:
             if record:
