@@ -42,8 +42,9 @@ def site() -> Iterator[Site]:
 
 def interrupt(site: Site, argv: list[str], ready: str, sig: int = signal.SIGINT) -> tuple[int, str]:
     """Run ``powrops *argv`` in a session of its own; when ``ready`` shows in its output (or,
-    ``ready`` starting with "sql:", when that query answers true), signal its whole process
-    group as a terminal's Ctrl-C does. Its exit code and everything it printed."""
+    ``ready`` starting with "sql:", when that query answers true, or with "path:", when that
+    path exists), signal its whole process group as a terminal's Ctrl-C does. Its exit code
+    and everything it printed."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "powrops.cli", *argv],
@@ -52,9 +53,9 @@ def interrupt(site: Site, argv: list[str], ready: str, sig: int = signal.SIGINT)
     )  # fmt: skip
     assert proc.stdout is not None
     lines = []
-    if ready.startswith("sql:"):
+    if ready.startswith(("sql:", "path:")):
         deadline = time.monotonic() + 60
-        while not site.sql(ready[4:])[0][0]:
+        while not (site.sql(ready[4:])[0][0] if ready[0] == "s" else Path(ready[5:]).exists()):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.02)
     else:
@@ -130,3 +131,21 @@ def test_ctrl_c_during_a_drill_removes_its_scratch_cluster(site: Site) -> None:
     assert not drills.exists() or not any(drills.iterdir()), list(drills.iterdir())
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(drills) not in ps, ps
+
+
+def test_ctrl_c_while_copying_to_the_secondary_says_what_it_left(site: Site) -> None:
+    second = site.root / "second"
+    site.write_config(
+        backup={"storage": {"secondary": {"kind": "file", "url": f"file://{second}"}}}
+    )
+    try:
+        code, output = interrupt(site, ["backup", "copy"], f"path:{second}/wal")
+        assert code == 3, output
+        line = last_line(output)
+        assert f"copy to the secondary file://{second} stopped" in line, line
+        assert "lock released" in line and "`powrops backup copy`" in line, line
+        again = site.cli("backup", "copy")
+        assert again.returncode == 0 and "copied 1 backups" in again.stdout, again.stderr
+    finally:
+        site.data["backup"]["storage"].pop("secondary")
+        site.write_config()

@@ -13,7 +13,7 @@ from powrops.backup.expiry import ExpiryPlan, plan_expiry
 from powrops.backup.lock import deleting, repository_lock
 from powrops.backup.model import BACKUPS_PREFIX, RECORD_FILE, BackupRecord, backup_key, wal_key
 from powrops.config import Settings
-from powrops.errors import BackupError
+from powrops.errors import BackupError, Interrupted
 from powrops.storage.base import Repository
 
 EXPIRY_WAIT_S = 60.0  # how long expiry waits for a verification reading the repository
@@ -124,7 +124,14 @@ def copy_to_secondary(settings: Settings) -> CopyResult:
         raise BackupError("no secondary repository configured (backup.storage.secondary.url)")
     source = repos.primary(settings)
     with repository_lock(target, "copy from primary"):
-        return copy_missing(source, target)
+        try:
+            return copy_missing(source, target)
+        except KeyboardInterrupt as exc:
+            raise Interrupted.of(exc).leaving(
+                f"copy to the secondary {target.url} stopped: what it copied stays (a backup "
+                "whose record is not there yet is not registered there), its lock released; "
+                "`powrops backup copy` copies the rest"
+            ) from None
 
 
 def backup_rows(settings: Settings) -> list[dict[str, Any]]:
