@@ -149,3 +149,24 @@ def test_ctrl_c_while_copying_to_the_secondary_says_what_it_left(site: Site) -> 
     finally:
         site.data["backup"]["storage"].pop("secondary")
         site.write_config()
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_3() -> None:
+    """Before the command sets its handlers (modules loading, arguments parsed) nothing is held:
+    Ctrl-C then still ends with the one line and exit 3, never a traceback through the entry
+    point (Python's own start-up, before any of powrops runs, is out of reach)."""
+    exe = str(Path(sys.executable).parent / "powrops")
+    codes = []
+    for step in range(1, 100):  # later and later, until the command finishes first
+        proc = subprocess.Popen([exe, "--version"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        time.sleep(0.01 * step)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0]
+        assert ", in run\n" not in output, output
+        if "Traceback" not in output and "Fatal Python error" not in output:  # it ran
+            codes.append(proc.returncode)
+            if output != "powrops: interrupted by SIGINT\n":  # else it had finished
+                assert output.startswith("powrops 0") and proc.returncode != 3, output
+                break
+    assert 3 in codes, codes  # some signal arrived while it loaded

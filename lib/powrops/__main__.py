@@ -25,9 +25,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = run_fast(arguments)
         if code is not None:
             return code
-    from powrops.cli import main as full_main
+    try:
+        from powrops.cli import main as full_main
 
-    return full_main(arguments)
+        return full_main(arguments)
+    except KeyboardInterrupt:  # before the command set its handlers (loading, parsing)
+        print("powrops: interrupted by SIGINT", file=sys.stderr)
+        return 3
 
 
 def run() -> NoReturn:
