@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,31 @@ def test_ctrl_c_during_retention_apply_records_the_run_as_interrupted(
     assert events == [(["archival: interrupted by SIGINT"],)], events
     again = _cli(config_file, "retention", "apply")
     assert again.wait(timeout=120) == 0
+
+
+def test_ctrl_c_during_an_erasure_says_how_to_finish_it(
+    seeded: Settings, config_file: Path
+) -> None:
+    from powrops.db import target
+
+    user = min(due_by_age(seeded))
+    assert _cli(config_file, "archive", "run", "--user", str(user)).wait(timeout=120) == 0
+    with psycopg.connect(target(seeded).libpq_url) as holder:  # the erasure waits on its row
+        holder.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (user,))
+        proc = _cli(config_file, "gdpr", "erase", str(user), "--yes")
+        while not sql(seeded, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted")[0][0]:
+            assert proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert f"the erasure of user {user} is not finished" in line, line
+    assert f"`powrops gdpr erase {user} --yes` finishes it" in line, line
+    assert sql(seeded, "SELECT count(*) FROM users WHERE id = %s", (user,)) == [(1,)]
+    assert _cli(config_file, "gdpr", "erase", str(user), "--yes").wait(timeout=120) == 0
+    assert sql(seeded, "SELECT count(*) FROM users WHERE id = %s", (user,)) == [(0,)]
+    assert list(open_archive(seeded).list()) == []
 
 
 def test_cli_list_and_restore(seeded: Settings, config_file: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from powrops.config import Settings
+from powrops.errors import Interrupted
 from powrops.retention import journal
 from powrops.retention.archival import index_entries
 from powrops.retention.errors import ArchiveValidationError
@@ -83,15 +84,22 @@ def erase_user(settings: Settings, user_id: int, *, dry_run: bool = False) -> Er
             result.rows["archived_rows"] = archived_rows
             conn.commit()
             return result
-        for entry in entries:  # files first: never personal data in an unindexed file
-            open_archive(settings, entry["details"]["repository"]).delete(entry["details"]["key"])
-        with journal.bulk_transaction(conn, lock_timeout="10s", statement_timeout="30min"):
-            for holding in present(conn):
-                result.rows[holding.name] = _erase(conn, holding, args)
-            gone = conn.execute("DELETE FROM ops.archive_index WHERE user_id = %s", (user_id,))
-            result.rows["archive_index"] = gone.rowcount
-            result.rows["archived_rows"] = archived_rows
-            journal.audit_summary(conn, "GDPR_ERASE", result.to_dict())
+        try:
+            for entry in entries:  # files first: never personal data in an unindexed file
+                repo = open_archive(settings, entry["details"]["repository"])
+                repo.delete(entry["details"]["key"])
+            with journal.bulk_transaction(conn, lock_timeout="10s", statement_timeout="30min"):
+                for holding in present(conn):
+                    result.rows[holding.name] = _erase(conn, holding, args)
+                gone = conn.execute("DELETE FROM ops.archive_index WHERE user_id = %s", (user_id,))
+                result.rows["archive_index"] = gone.rowcount
+                result.rows["archived_rows"] = archived_rows
+                journal.audit_summary(conn, "GDPR_ERASE", result.to_dict())
+        except KeyboardInterrupt as exc:
+            raise Interrupted.of(exc).leaving(
+                f"the erasure of user {user_id} is not finished (its archive files may be "
+                f"deleted, its rows are not): `powrops gdpr erase {user_id} --yes` finishes it"
+            ) from None
     journal.record_run(settings, "gdpr", {"operation": "erase", **result.to_dict()})
     return result
 
