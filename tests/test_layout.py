@@ -47,6 +47,7 @@ LAYERS: list[set[str]] = [
     {
         "bundle",
         "config",
+        "counts",
         "durations",
         "errors",
         "findings",

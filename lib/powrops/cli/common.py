@@ -138,7 +138,7 @@ def _days(name: str, value: Any) -> None:
 
 
 def _positive(name: str, value: Any) -> None:
-    from powrops.growth.view import check_positive
+    from powrops.counts import check_positive
 
     check_positive(name, value)
 

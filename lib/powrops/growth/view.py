@@ -11,7 +11,6 @@ from typing import Any
 
 from powrops.alerts.run import MIN_DEAD_TUPLES
 from powrops.config import Settings
-from powrops.errors import ParameterError
 from powrops.findings import Finding
 from powrops.format import (
     human_bytes,
@@ -331,24 +330,6 @@ def show_statements_plot(metrics: dict[str, Any], settings: Settings) -> None:
         print(metrics["statements"]["note"])
         return
     show(plot_statements(metrics, settings))
-
-
-# --- runbooks --------------------------------------------------------------------------------
-
-
-#: The largest count a notebook parameter takes (rows listed, runs shown, days ahead): more
-#: is no report, and past a bigint the database refuses it (``LIMIT``).
-MOST_COUNT = 1_000_000
-
-
-def check_positive(name: str, value: Any) -> int:
-    """A positive integer notebook parameter, or ParameterError naming it."""
-
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MOST_COUNT:
-        raise ParameterError(
-            f"{name} = {value!r}: expected a positive whole number of at most {MOST_COUNT:,}"
-        )
-    return value
 
 
 def plot_table_growth(rows: list[dict[str, Any]], limit: int = 10) -> Any:
