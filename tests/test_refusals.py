@@ -63,3 +63,17 @@ def test_a_failed_export_removes_its_files_but_not_a_directory_that_was_there(
         (directory / "users.json").write_text("[]\n")
         raise RuntimeError("cut")
     assert before.is_dir() and list(before.iterdir()) == []
+
+
+@pytest.mark.parametrize("limit", [0, 2**63, True])
+def test_the_retention_reports_recent_runs_is_checked_as_every_count(
+    tmp_path: Path, limit: object
+) -> None:
+    """By hand as under ``report run``: a count past MOST_COUNT is refused in the parameter's
+    words before any query (the database answered "bigint out of range" to 2**63)."""
+    from powrops.retention.gather import last_runs
+
+    config = tmp_path / "powrops.toml"
+    config.write_text(f'[database]\nurl = "{NOWHERE}"\nconnect_timeout = 2\n')
+    with pytest.raises(ParameterError, match=r"^recent_runs = .*: expected a positive whole"):
+        last_runs(load_settings(config), limit)  # type: ignore[arg-type]

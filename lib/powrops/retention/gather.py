@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from powrops.config import Settings
-from powrops.errors import ParameterError
+from powrops.counts import check_positive
 from powrops.findings import Finding, Severity
 from powrops.format import human_time
 from powrops.retention import consent, journal, run
@@ -24,8 +24,7 @@ def plan_rows(settings: Settings) -> list[dict[str, Any]]:
 
 def last_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     """The newest runs of retention, archival, cleanup and GDPR requests, newest first."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ParameterError(f"recent_runs must be a positive integer (got {limit!r})")
+    check_positive("recent_runs", limit)  # the one rule of a count, as `report run` checks it
     with journal.connect(settings) as conn:
         events = journal.recent_events(conn, KINDS, settings.server, limit)
     rows = []
