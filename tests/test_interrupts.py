@@ -13,8 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,3 +172,30 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_3() -> None:
                 assert output.startswith("powrops 0") and proc.returncode != 3, output
                 break
     assert 3 in codes, codes  # some signal arrived while it loaded
+
+
+class _Loading(types.ModuleType):
+    """A module whose loading is interrupted inside a class body's ``__set_name__``: Python
+    raises the interrupt wrapped in a RuntimeError (``cause``), or another error as is."""
+
+    cause: BaseException = KeyboardInterrupt()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            raise self.cause
+        except BaseException as exc:
+            raise RuntimeError("Error calling __set_name__ on 'cached_property'") from exc
+
+
+def test_an_interrupt_python_wraps_while_a_module_loads_is_the_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from powrops import __main__ as entry
+
+    loading = _Loading("powrops.cli")
+    monkeypatch.setitem(sys.modules, "powrops.cli", loading)
+    assert entry.main(["--version"]) == 3
+    assert capsys.readouterr().err == "powrops: interrupted by SIGINT\n"
+    loading.cause = ValueError("a defect while loading")  # not an interrupt: raised on
+    with pytest.raises(RuntimeError):
+        entry.main(["--version"])

@@ -29,7 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from powrops.cli import main as full_main
 
         return full_main(arguments)
-    except KeyboardInterrupt:  # before the command set its handlers (loading, parsing)
+    except (KeyboardInterrupt, RuntimeError) as exc:  # before the command set its handlers
+        # Python wraps an interrupt in a class body's __set_name__ (a module loading) in a
+        # RuntimeError; anything else is raised on
+        if not isinstance(exc, KeyboardInterrupt) and not isinstance(
+            exc.__cause__, KeyboardInterrupt
+        ):
+            raise
         print("powrops: interrupted by SIGINT", file=sys.stderr)
         return 3
 
