@@ -61,8 +61,20 @@ def test_promtool_unit_tests_catch_a_rule_that_no_longer_groups_by_server(
     assert tested.returncode != 0 and "PowropsCritical" in tested.stdout + tested.stderr
 
 
-#: Faults planted in the recoverability rules, each of which their unit tests must catch.
-RECOVERABILITY_FAULTS = {
+#: Faults planted in the rules, each of which their unit tests must catch.
+RULE_FAULTS = {
+    "no rule for one server's metrics gone": (
+        "- alert: PowropsServerNotReporting",
+        "- alert: PowropsServerNotReportingNot",
+    ),
+    "a server gone from one instance hidden by its namesake on another": (
+        "unless on (instance, server)\n              powrops_alerts_status",
+        "unless on (server)\n              powrops_alerts_status",
+    ),
+    "the whole fleet gone pages once per server besides absent()": (
+        "\n          and on () group(powrops_alerts_status)",
+        "",
+    ),
     "restore age limit moved to 8 days": ("> 7 * 86400", "> 8 * 86400"),
     "a restore of any server hides another's absence": (
         "unless on (instance, server) powrops_restore",
@@ -79,11 +91,9 @@ RECOVERABILITY_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", sorted(RECOVERABILITY_FAULTS))
-def test_promtool_unit_tests_catch_a_planted_fault_in_a_recoverability_rule(
-    fault: str, tmp_path: Path
-) -> None:
-    old, new = RECOVERABILITY_FAULTS[fault]
+@pytest.mark.parametrize("fault", sorted(RULE_FAULTS))
+def test_promtool_unit_tests_catch_a_planted_fault_in_a_rule(fault: str, tmp_path: Path) -> None:
+    old, new = RULE_FAULTS[fault]
     text = RULES.read_text()
     assert text.count(old) == 1, old
     (tmp_path / RULES.name).write_text(text.replace(old, new))
