@@ -682,6 +682,9 @@ def test_a_pg_monitor_role_without_ops_gets_every_server_check(alert_db: str) ->
     forecast = found["disk_forecast"]
     assert forecast["severity"] == "UNKNOWN", forecast
     assert forecast["advice"].startswith(f'GRANT USAGE ON SCHEMA ops TO "{role}"'), forecast
+    evidence = report["figures"]["recoverability"]  # the drills unread: said so, none made up
+    assert evidence["evidence_read"] is False and evidence["drill_at"] is None, evidence
+    assert any(p.startswith("drills unreadable") for p in evidence["problems"]), evidence
 
 
 # --- round trips -----------------------------------------------------------------------------

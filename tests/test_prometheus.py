@@ -129,7 +129,9 @@ def test_textfile_passes_promtool_check_metrics_and_names_its_server(tmp_path: P
         assert samples and all(f'{{server="{server}"' in line for line in samples), text
         names = {line.split("{", 1)[0] for line in samples}
         wanted = {name for name, _, _ in openmetrics_view.RECOVERABILITY.values()}
-        assert wanted | {"powrops_restore_last_success_age_seconds"} <= names, text
+        wanted |= {"powrops_restore_last_success_age_seconds", openmetrics_view.EVIDENCE_READ}
+        assert wanted <= names, text
+        assert f'{openmetrics_view.EVIDENCE_READ}{{server="{server}"}} 1' in text
     broken = "# TYPE powrops_x gauge\npowrops_x{server=prod} 1\n"
     assert site.promtool("check", "metrics", stdin=broken).returncode != 0
 
@@ -145,6 +147,10 @@ def test_an_unreachable_database_is_unknown_on_stdout_and_in_the_textfile(tmp_pa
     for text in (done.stdout, textfile):
         assert 'powrops_alerts_status{server="default"} 3' in text, text
         assert 'powrops_alert_severity{server="default",check="database",object=""} 3' in text
+        # the evidence of recoverability unread, said so; the objectives (powrops.toml) known
+        assert 'powrops_recoverability_evidence_read{server="default"} 0' in text, text
+        assert 'powrops_recovery_rpo_objective_seconds{server="default"} 900' in text, text
+        assert "powrops_drill_" not in text and "powrops_restore_" not in text, text
     assert done.stdout.endswith("# EOF\n")
 
 

@@ -7,9 +7,10 @@ about) and, when it has a number, of ``powrops_alert_value``. The evaluation's k
 follow, with their unit in the name, then the recorded evidence of recoverability
 (``RECOVERABILITY``: the last drill's RTO and RPO and the objectives, the last successful test
 restore, the end of the verified recovery window, what the last verification read), each
-only when there is evidence for it. Every sample carries ``server`` (the configured server's
-name, ``default`` without ``[servers.*]``), so a fleet watched from one host stays apart in
-Prometheus. Pure: no database, no file.
+only when there is evidence for it, after ``powrops_recoverability_evidence_read`` (0 when the
+record could not be read: the evidence left out is then unknown). Every sample carries
+``server`` (the configured server's name, ``default`` without ``[servers.*]``), so a fleet
+watched from one host stays apart in Prometheus. Pure: no database, no file.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ RECOVERABILITY: dict[str, tuple[str, str, str]] = {
     "verification_read_bytes": ("powrops_verification_read_bytes", "bytes",
                                 "bytes the last verification read back intact"),
 }  # fmt: skip
+
+
+EVIDENCE_READ = "powrops_recoverability_evidence_read"
+EVIDENCE_READ_HELP = (
+    "1 when this run read the record of drills and test restores, 0 when it could not "
+    "(database unreachable, ops.events refused): the evidence is then left out, unknown"
+)
 
 
 def _escape(value: str) -> str:
@@ -189,7 +197,12 @@ def _seconds(value: Any) -> float | None:
 
 
 def _recoverability(out: _Out, recovery: Mapping[str, Any], evaluated_at: float) -> None:
-    """The recorded evidence of recoverability; what has none is left out."""
+    """Whether the evidence was read, then the recorded evidence of recoverability; what has
+    none, or was not read, is left out."""
+    read = recovery.get("evidence_read")
+    if isinstance(read, bool):
+        out.family(EVIDENCE_READ, "gauge", EVIDENCE_READ_HELP)
+        out.sample(EVIDENCE_READ, int(read))
     for key, (name, unit, text) in RECOVERABILITY.items():
         value = _seconds(recovery.get(key))
         if value is None:

@@ -14,7 +14,9 @@
 
 Nothing here reads a backup or a WAL file, runs a check again or judges a figure: a figure
 without evidence stays None and is not exported, so that the Prometheus rules see it absent.
-Evidence that cannot be read is named in ``problems``.
+Evidence that cannot be read is named in ``problems``, and ``evidence_read`` is False when the
+drills were not read (the database unreachable, ``ops.events`` refused): absent then means
+unread, not "no evidence", and the rules hold the last values read instead of judging absence.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Recoverability:
     window_end: datetime | None = None
     last_read: LastRead | None = None
     problems: list[str] = field(default_factory=list)
+    evidence_read: bool = True  # False: the drills were not read, the figures are unknown
 
     def to_dict(self) -> dict[str, Any]:
         read = self.last_read
@@ -84,6 +87,7 @@ class Recoverability:
             "verification_read_objects": read.objects if read else None,
             "verification_read_bytes": read.bytes if read else None,
             "problems": list(self.problems),
+            "evidence_read": self.evidence_read,
         }
 
 
@@ -203,6 +207,23 @@ def read_last_read(settings: Settings) -> tuple[LastRead | None, str | None]:
     return last_read(state), problem
 
 
+def objectives_only(settings: Settings) -> Recoverability:
+    """The objectives (``recovery.objectives``, always known) and no evidence yet."""
+    objectives = settings.recovery.objectives
+    return Recoverability(
+        objectives.rto.timedelta.total_seconds(), objectives.rpo.timedelta.total_seconds()
+    )
+
+
+def unread(settings: Settings, why: str) -> Recoverability:
+    """The objectives alone, for a run that could read no record (``why``): every figure of
+    evidence unknown, none made up."""
+    found = objectives_only(settings)
+    found.evidence_read = False
+    found.problems.append(why)
+    return found
+
+
 def gather(
     settings: Settings,
     conn: psycopg.Connection[Any],
@@ -210,10 +231,7 @@ def gather(
 ) -> Recoverability:
     """Every figure of verified recoverability for ``settings.server`` (``drills_read``: the
     rows of ``DRILLS_SQL``, when ``reads.read_all`` read them)."""
-    objectives = settings.recovery.objectives
-    found = Recoverability(
-        objectives.rto.timedelta.total_seconds(), objectives.rpo.timedelta.total_seconds()
-    )
+    found = objectives_only(settings)
     drills = (
         drills_of(drills_read) if drills_read is not None else read_drills(conn, settings.server)
     )
@@ -221,6 +239,7 @@ def gather(
         found.problems.append(f"drills unreadable: {drills.reason} ({drills.grant})")
     elif drills is None:
         found.problems.append("ops.events records no server: powrops migrate latest")
+    found.evidence_read = isinstance(drills, list)
     runs = runs_of(settings.reports_dir, VERIFICATION_REPORT, settings.server)
     from_records(found, drills if isinstance(drills, list) else [], runs)
     found.last_read, problem = read_last_read(settings)

@@ -717,10 +717,13 @@ def evaluate(
 def unreachable(settings: Settings, error: PowropsError) -> AlertReport:
     """The evaluation of a database that could not be reached (stopped, refusing, unknown): one
     UNKNOWN ``database`` finding, so that what Prometheus reads says so at once (as
-    postgres_exporter's ``pg_up 0`` does) instead of keeping the last run's all-clear."""
+    postgres_exporter's ``pg_up 0`` does) instead of keeping the last run's all-clear; of
+    recoverability, the objectives and that its evidence went unread (no figure made up)."""
     advice = "start the server, or correct database.url, then run alerts again"
     finding = Finding("database", Severity.UNKNOWN, f"not evaluated: {error}", advice=advice)
-    return AlertReport([finding], datetime.now(UTC), server=settings.server)
+    evidence = recoverability.unread(settings, "drills and test restores unread: no database")
+    figures = {"recoverability": evidence.to_dict()}
+    return AlertReport([finding], datetime.now(UTC), figures=figures, server=settings.server)
 
 
 TEXTFILE_NAME = "powrops.prom"
