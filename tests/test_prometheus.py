@@ -2,7 +2,8 @@
 node-exporter: the rules checked and unit-tested with promtool, the textfile checked with
 ``promtool check metrics``, and end to end a real node-exporter reading what ``powrops alerts
 --textfile`` writes for two servers, a real Prometheus loading the rules, an inactive slot
-planted on the real cluster firing its alert, and resolving once the slot is dropped."""
+planted on the real cluster firing its alert, and resolving once the slot is dropped; and a
+cluster of its own stopped under a firing drill alert, which holds while the database pages."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ import psycopg
 import pytest
 
 import prometheus_site as site
+from backup_site import Site
 from cli_helpers import libpq, run_cli
-from powrops import alerts
+from powrops import alerts, journal, migrate
 from powrops.alerts import openmetrics_view, recoverability
 from powrops.config import to_toml
+from powrops.db import engine
 from powrops.findings import Finding, Severity
+from powrops.pg.embedded import embedded_cluster
 
 pytestmark = [
     pytest.mark.prometheus,
@@ -77,16 +81,40 @@ RULE_FAULTS = {
     ),
     "restore age limit moved to 8 days": ("> 7 * 86400", "> 8 * 86400"),
     "a restore of any server hides another's absence": (
-        "unless on (instance, server) powrops_restore",
-        "unless on (instance) powrops_restore",
+        "unless on (instance, server)\n              powrops_restore",
+        "unless on (instance)\n              powrops_restore",
     ),
     "RPO judged against the RTO objective": (
         "on (instance, server) powrops_recovery_rpo_objective_seconds",
         "on (instance, server) powrops_recovery_rto_objective_seconds",
     ),
     "RTO rule reading the RPO": (
-        "expr: powrops_drill_rto_seconds",
-        "expr: powrops_drill_rpo_seconds",
+        "              powrops_drill_rto_seconds\n",
+        "              powrops_drill_rpo_seconds\n",
+    ),
+    "the unreachable database's PowropsUnknown besides PowropsDatabaseUnreachable": (
+        '(powrops_alert_severity{check!="database"})',
+        "(powrops_alert_severity)",
+    ),
+    "the last restore read forgotten at once while the database is down": (
+        "last_over_time(powrops_restore_last_success_timestamp_seconds[1d])\n                and",
+        "last_over_time(powrops_restore_last_success_timestamp_seconds[1m])\n                and",
+    ),
+    "a drill record gone while the database is up held as if unread": (
+        "last_over_time(powrops_drill_rpo_seconds[1d])\n"
+        "                and on (instance, server)\n"
+        "                  powrops_recoverability_evidence_read == 0\n",
+        "last_over_time(powrops_drill_rpo_seconds[1d])\n",
+    ),
+    "a record never read judged as holding no restore": (
+        "\n            and on (instance, server)\n"
+        "              max_over_time(powrops_recoverability_evidence_read[1d]) == 1",
+        "",
+    ),
+    "a restore read before the database went down forgotten": (
+        "\n            unless on (instance, server)\n"
+        "              last_over_time(powrops_restore_last_success_timestamp_seconds[1d])",
+        "",
     ),
 }
 
@@ -243,3 +271,70 @@ def test_slot_alert_fires_and_resolves_in_prometheus_for_each_server(
 
 def _firing(prom: site.Prometheus, name: str, **labels: str) -> list[dict[str, Any]]:
     return [a for a in prom.alerts(name, **labels) if a["state"] == "firing"]
+
+
+@pytest.fixture
+def drilled() -> Iterator[Site]:
+    """A site with a cluster of its own (the test stops it), migrated, whose last drill
+    restored with an RPO of 20 minutes against an objective of 5."""
+    scratch = Site.create(recovery={"objectives": {"rto": "2h", "rpo": "5min"}},
+                          alerts={"skip": UNSET_UP})  # fmt: skip
+    try:
+        eng = engine(scratch.settings)
+        try:
+            migrate.upgrade(eng)
+        finally:
+            eng.dispose()
+        drill = {"drill_id": "d1", "rto_s": 60.0, "rpo_s": 1200.0,
+                 "verification": {"data_integrity": {"ok": True}}}  # fmt: skip
+        conninfo = embedded_cluster(scratch.settings).conninfo()
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            journal.record(conn, "drill", drill, server="default")
+        yield scratch
+    finally:
+        scratch.destroy()
+
+
+def _textfile_after_alerts(scratch: Site, textfiles: Path, codes: tuple[int, ...]) -> str:
+    done = scratch.cli("alerts", "--textfile", str(textfiles))
+    assert done.returncode in codes, done.stdout + done.stderr
+    return (textfiles / "powrops.prom").read_text()
+
+
+@pytest.mark.pg
+def test_a_stopped_database_pages_once_and_the_drill_alert_holds(
+    drilled: Site, tmp_path: Path
+) -> None:
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    rules = site.copy_rules(RULES, tmp_path / RULES.name)
+    with (
+        site.NodeExporter.start(textfiles, tmp_path / "node.log") as node,
+        site.Prometheus.start(tmp_path, [rules], node) as prom,
+    ):
+        text = _textfile_after_alerts(drilled, textfiles, (0, 1, 2))
+        assert 'powrops_recoverability_evidence_read{server="default"} 1' in text, text
+        assert 'powrops_drill_rpo_seconds{server="default"} 1200' in text, text
+        [missed] = site.wait_for(lambda: _firing(prom, "PowropsDrillRpoOverObjective"),
+                                 "the drill's missed RPO to fire")  # fmt: skip
+
+        assert drilled.cli("db", "stop").stdout.strip() == "stopped"
+        text = _textfile_after_alerts(drilled, textfiles, (3,))
+        assert 'powrops_recoverability_evidence_read{server="default"} 0' in text, text
+        assert 'powrops_recovery_rpo_objective_seconds{server="default"} 300' in text, text
+        assert "powrops_drill_" not in text, text
+        site.wait_for(lambda: not prom.query("powrops_drill_rpo_seconds"), "the drill series gone")
+        [down] = site.wait_for(lambda: _firing(prom, "PowropsDatabaseUnreachable"),
+                               "the unreachable database to page")  # fmt: skip
+        assert down["labels"]["server"] == "default"
+        [held] = _firing(prom, "PowropsDrillRpoOverObjective")
+        assert held["activeAt"] == missed["activeAt"], (held, missed)
+        assert not prom.alerts("PowropsUnknown", check="database")
+
+        assert drilled.cli("db", "start").returncode == 0
+        text = _textfile_after_alerts(drilled, textfiles, (0, 1, 2))
+        assert 'powrops_recoverability_evidence_read{server="default"} 1' in text, text
+        site.wait_for(lambda: not prom.alerts("PowropsDatabaseUnreachable") or None,
+                      "the database's page to resolve")  # fmt: skip
+        [again] = _firing(prom, "PowropsDrillRpoOverObjective")
+        assert again["activeAt"] == missed["activeAt"]
