@@ -273,6 +273,31 @@ def _firing(prom: site.Prometheus, name: str, **labels: str) -> list[dict[str, A
     return [a for a in prom.alerts(name, **labels) if a["state"] == "firing"]
 
 
+def test_one_servers_textfile_gone_pages_for_it_and_the_whole_fleet_gone_pages_once(
+    fleet: Path, tmp_path: Path
+) -> None:
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    rules = site.copy_rules(RULES, tmp_path / RULES.name)
+    with (
+        site.NodeExporter.start(textfiles, tmp_path / "node.log") as node,
+        site.Prometheus.start(tmp_path, [rules], node) as prom,
+    ):
+        for server in ("prod", "staging"):
+            _alerts_run(fleet, server, textfiles)
+        site.wait_for(lambda: len(prom.query("powrops_alerts_status")) == 2, "both servers")
+        (textfiles / "powrops_prod.prom").unlink()
+        [gone] = site.wait_for(lambda: _firing(prom, "PowropsServerNotReporting"),
+                               "prod's missing metrics to page")  # fmt: skip
+        assert (gone["labels"]["server"], gone["labels"]["instance"]) == ("prod", node.address)
+        assert "powrops_prod.prom" in gone["annotations"]["description"]
+        assert not prom.alerts("PowropsAlertsMissing")
+
+        (textfiles / "powrops_staging.prom").unlink()
+        site.wait_for(lambda: _firing(prom, "PowropsAlertsMissing"), "no metric at all to page")
+        assert not prom.alerts("PowropsServerNotReporting")
+
+
 @pytest.fixture
 def drilled() -> Iterator[Site]:
     """A site with a cluster of its own (the test stops it), migrated, whose last drill
