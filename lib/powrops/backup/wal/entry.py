@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from powrops.errors import EXIT_UNKNOWN, PowropsError
+from powrops.errors import EXIT_UNKNOWN, EXIT_WAL_FETCH_ERROR, Interrupted, PowropsError
 
 if TYPE_CHECKING:
     from powrops.storage.base import Repository
@@ -109,6 +109,9 @@ def run_fast(argv: list[str]) -> int | None:
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C by hand: one line; a restore's fetch stays fatal
+        print(f"powrops: {Interrupted.of(exc)}", file=sys.stderr)
+        return EXIT_UNKNOWN if action == "push" else EXIT_WAL_FETCH_ERROR
     except Exception as exc:  # wal push: any failure is non-zero, and never a traceback
         print(f"powrops: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
