@@ -75,3 +75,38 @@ def test_ctrl_c_while_the_endpoint_is_silent_is_one_line(
     assert proc.returncode == (3 if action == "push" else 128), err
     assert err.strip() == "powrops: interrupted by SIGINT", err
     assert "Traceback" not in err and out == ""
+
+
+def test_push_to_a_silent_endpoint_gives_up_within_the_archive_silence(
+    tmp_path: Path, silent: Silent
+) -> None:
+    """PostgreSQL retries the archive command, and waits for it at shutdown (pg_ctl for 60 s):
+    one try, 8 s of silence, not four tries of 60 s each."""
+    proc = _start("push", "--spec", str(_spec(tmp_path, silent.endpoint_url)),
+                  str(_segment(tmp_path)))  # fmt: skip
+    start = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert time.monotonic() - start >= 7.5, err
+    assert proc.returncode == 3 and silent.accepted == 1, (silent.accepted, err)
+    assert err.count("\n") == 1 and silent.endpoint_url in err and "'powrops-wal'" in err, err
+    assert "did not answer" in err and "Traceback" not in err, err
+
+
+def test_failing_fast_reaches_the_bucket_under_encryption() -> None:
+    from powrops.config import Encryption
+    from powrops.config import Repository as RepositorySettings
+    from powrops.storage.crypto import EncryptedRepository
+    from powrops.storage.registry import open_repository
+    from powrops.storage.s3 import S3Repository
+
+    settings = RepositorySettings(kind="s3", url="s3://b/p", endpoint_url="http://127.0.0.1:9")
+    repo = open_repository(settings.url or "", settings, Encryption(enabled=True, key_env="K"),
+                           {"K": "ab" * 32})  # fmt: skip
+    fast = repo.failing_fast(7.0)
+    assert isinstance(fast, EncryptedRepository) and fast.key == repo.key  # type: ignore[attr-defined]
+    assert isinstance(fast.inner, S3Repository) and fast.inner.url == "s3://b/p"
+    assert (fast.inner.options.read_timeout, fast.inner.options.max_attempts) == (7.0, 0)
+    assert fast.inner.options.endpoint_url == "http://127.0.0.1:9"

@@ -137,6 +137,12 @@ class Repository(ABC):
         """The key's full location, for messages."""
         return f"{self.url.rstrip('/')}/{key}"
 
+    def failing_fast(self, silence: float) -> Repository:
+        """This repository for a caller that retries on its own (the archive command, which
+        PostgreSQL runs again): a service that stays silent for ``silence`` seconds fails the
+        call at once, without retries. A local repository is returned as it is."""
+        return self
+
     @abstractmethod
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> ObjectInfo:
         """Store ``data`` under ``key`` atomically.

@@ -325,6 +325,9 @@ class EncryptedRepository(Repository):
     def describe(self, key: str) -> str:
         return self.inner.describe(key)
 
+    def failing_fast(self, silence: float) -> Repository:
+        return EncryptedRepository(self.inner.failing_fast(silence), self.key, self.chunk_size)
+
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> ObjectInfo:
         blob = encrypt_bytes(self.key, data, self.chunk_size)
         return self.inner.put_bytes(key, blob, if_absent=if_absent)

@@ -22,8 +22,12 @@ objects are one PUT. A multipart upload whose abort could not reach the service 
 those up.
 
 boto3 is imported on first use only: importing this module is cheap. Calls retry three times
-(botocore's standard mode) with a 5 s connect and 60 s read timeout, so an unreachable endpoint
-fails in seconds with :class:`~powrops.errors.StorageUnreachable` naming the endpoint and bucket.
+(botocore's standard mode) with a 5 s connect and 60 s read timeout, so an endpoint that refuses
+connections fails in seconds with :class:`~powrops.errors.StorageUnreachable` naming the
+endpoint and bucket, and one that accepts and stays silent in four minutes a call.
+:meth:`S3Repository.failing_fast` is the archive command's repository: no retries of its own
+(PostgreSQL runs the command again) and a shorter read timeout, so that a silent endpoint
+neither holds the archiver for minutes nor keeps a server that is shutting down waiting.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import io
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -186,6 +190,10 @@ class S3Repository(Repository):
     ) -> S3Repository:
         bucket, prefix = parse_s3_url(url)
         return cls(bucket, prefix, S3Options.from_settings(settings))
+
+    def failing_fast(self, silence: float) -> S3Repository:
+        options = replace(self.options, read_timeout=silence, max_attempts=0)
+        return S3Repository(self.bucket, self.prefix, options)
 
     # --- the client --------------------------------------------------------------------------
 

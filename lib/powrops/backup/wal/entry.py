@@ -13,6 +13,12 @@ from powrops.errors import EXIT_UNKNOWN, EXIT_WAL_FETCH_ERROR, Interrupted, Powr
 if TYPE_CHECKING:
     from powrops.storage.base import Repository
 
+#: Seconds of silence from an object store after which ``wal push`` gives up (no retries: the
+#: server runs the archive command again, three times a cycle). A server shutting down waits
+#: for its archiver's cycle under way and a last one: six tries, which then stay within
+#: pg_ctl's 60 s wait. A live service answers a WAL segment's PUT in far less.
+ARCHIVE_SILENCE = 8.0
+
 
 def _option(rest: list[str], flag: str) -> str | None:
     """Remove ``flag VALUE`` from ``rest``; its value, or None (also when VALUE is missing)."""
@@ -43,10 +49,12 @@ def _parse(argv: list[str]) -> tuple[str, str, list[str], bool, str | None] | No
 
 
 def push(open_repo: Callable[[], Repository], path: str, verbose: bool = False) -> int:
-    """Archive one WAL file (``archive_command``); exit 0 when archived or already there."""
+    """Archive one WAL file (``archive_command``); exit 0 when archived or already there.
+    A silent object store fails the command in :data:`ARCHIVE_SILENCE` seconds: PostgreSQL
+    retries it, and waits for it when the server shuts down."""
     from powrops.backup.wal.archive import push as push_file
 
-    outcome = push_file(open_repo(), path)
+    outcome = push_file(open_repo().failing_fast(ARCHIVE_SILENCE), path)
     if verbose:
         print(f"{path}: {outcome}")
     return 0
