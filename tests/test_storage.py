@@ -645,6 +645,25 @@ def test_unencrypted_object_is_refused(encrypted: EncryptedRepository) -> None:
         encrypted.get_bytes("nothing")
 
 
+def test_encrypted_repository_read_without_a_key_says_so(
+    encrypted: EncryptedRepository, tmp_path: Path
+) -> None:
+    """Encryption switched off (or its section lost): the record and the WAL name the missing
+    key, not a damaged backup or WAL that is not zstd."""
+    from powrops.backup.catalog import Catalog
+    from powrops.backup.wal.archive import fetch, push
+
+    encrypted.put_bytes("backups/20260101T000000F/backup.json", b'{"label": "x"}')
+    segment = tmp_path / "000000010000000000000001"
+    segment.write_bytes(b"wal" * 1000)
+    push(encrypted, segment)
+    bare = Catalog(encrypted.inner)
+    for read in (lambda: bare.get("20260101T000000F"), bare.scan,
+                 lambda: fetch(encrypted.inner, segment.name, tmp_path / "x")):  # fmt: skip
+        with pytest.raises(EncryptionKeyError, match="encrypted by powrops but read without a key"):
+            read()
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     data=st.binary(max_size=700),

@@ -23,7 +23,7 @@ from powrops.backup.model import (
     wal_name_of,
 )
 from powrops.errors import BackupError, ObjectNotFound
-from powrops.storage.base import ObjectInfo, Repository
+from powrops.storage.base import ObjectInfo, Repository, refuse_ciphertext
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,15 @@ class Catalog:
         return result
 
     def get(self, label: str) -> BackupRecord:
+        key = backup_key(label, RECORD_FILE)
         try:
-            data = json.loads(self.repo.get_bytes(backup_key(label, RECORD_FILE)))
+            raw = self.repo.get_bytes(key)
         except ObjectNotFound:
             raise BackupError(f"no backup {label!r} in {self.repo.url}") from None
+        try:
+            data = json.loads(raw)
         except ValueError as exc:
+            refuse_ciphertext(raw, self.repo.describe(key))
             raise BackupError(f"backup {label} has an unreadable record: {exc}") from exc
         try:
             return BackupRecord.from_dict(data)

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from powrops.errors import StorageError
+from powrops.errors import EncryptionKeyError, StorageError
 
 if TYPE_CHECKING:
     from powrops.config import Repository as RepositorySettings
@@ -91,6 +91,22 @@ def validate_prefix(prefix: object) -> str:
         if parts[-1] in (".", ".."):
             raise StorageError(f"invalid prefix {text!r}: '.' and '..' are not allowed")
     return text
+
+
+#: The first bytes of every object client-side encryption writes (see crypto.py).
+ENCRYPTED_MAGIC = b"POWRENC1"
+
+
+def refuse_ciphertext(data: bytes, where: str) -> None:
+    """EncryptionKeyError when ``data``, which did not parse, is an object powrops encrypted:
+    the repository is read without the key it was written with, nothing is damaged."""
+    if data.startswith(ENCRYPTED_MAGIC):
+        raise EncryptionKeyError(
+            f"{where} is encrypted by powrops but read without a key: set "
+            "[backup.storage.encryption] enabled = true with the key_file or key_env it was "
+            "written with",
+            where=where,
+        )
 
 
 def safe_url(url: str) -> str:

@@ -47,12 +47,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from powrops.errors import DecryptionError, EncryptionKeyError
-from powrops.storage.base import ObjectInfo, Repository, read_up_to
+from powrops.storage.base import ENCRYPTED_MAGIC, ObjectInfo, Repository, read_up_to
 
 if TYPE_CHECKING:
     from powrops.config import Encryption
 
-MAGIC = b"POWRENC1"
+MAGIC = ENCRYPTED_MAGIC
 HEADER = struct.Struct(">8s16s8sI")  # magic, file id, key fingerprint, chunk size
 FILE_ID_SIZE = 16
 NONCE_SIZE = 12

@@ -42,7 +42,7 @@ from powrops.errors import (
     ObjectNotFound,
     WalConflict,
 )
-from powrops.storage.base import Repository
+from powrops.storage.base import Repository, refuse_ciphertext
 
 FETCH_OK = 0
 FETCH_MISSING = 1
@@ -66,6 +66,7 @@ def _decompress(data: bytes) -> bytes:
     try:
         return zstandard.ZstdDecompressor().decompress(data)
     except zstandard.ZstdError as exc:
+        refuse_ciphertext(data, "archived WAL")
         raise BackupError(f"archived WAL is not valid zstd data: {exc}") from exc
 
 
