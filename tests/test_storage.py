@@ -555,6 +555,27 @@ def test_s3_network_cut_during_multipart_upload(s3_server: S3Server) -> None:
     assert [u["Key"] for u in uploads] == ["backups/x/base.tar.zst"]
 
 
+def test_s3_unfinished_upload_is_an_incomplete_backup_that_expiry_aborts(
+    s3_server: S3Server,
+) -> None:
+    """A backup cut off the network left only a pending multipart upload (no object, billed
+    storage): the catalog lists its run as incomplete, and deleting it aborts the upload."""
+    from powrops.backup.catalog import Catalog
+
+    bucket = new_bucket(s3_server)
+    client = s3_server.client()
+    for key in ("site/backups/20260101T000000F/base.tar.zst", "site/wal/x", "other/backups/y/z"):
+        client.create_multipart_upload(Bucket=bucket, Key=key)
+    repo = S3Repository(bucket, "site", s3_options(s3_server.endpoint_url))
+    assert [o.key for o in repo.unfinished("backups/")] == ["backups/20260101T000000F/base.tar.zst"]
+    catalog = Catalog(repo)
+    assert [i.label for i in catalog.incomplete()] == ["20260101T000000F"]
+    assert catalog.delete_backup("20260101T000000F") == 1
+    assert catalog.incomplete() == []
+    left = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert sorted(u["Key"] for u in left) == ["other/backups/y/z", "site/wal/x"]
+
+
 # --- encryption ------------------------------------------------------------------------------
 
 

@@ -87,8 +87,13 @@ class Catalog:
         return found, damaged
 
     def incomplete(self) -> list[Incomplete]:
+        """Runs that never registered: their objects and unfinished uploads (a run cut off
+        the network mid-upload may have left nothing else)."""
         result = []
-        for label, objects in sorted(self._backup_objects().items()):
+        found = self._backup_objects()
+        for info in self.repo.unfinished(BACKUPS_PREFIX):
+            found[info.key[len(BACKUPS_PREFIX) :].split("/", 1)[0]].append(info)
+        for label, objects in sorted(found.items()):
             if any(o.key.endswith("/" + RECORD_FILE) for o in objects):
                 continue
             times = [o.mtime for o in objects if o.mtime is not None]
@@ -143,7 +148,7 @@ class Catalog:
         record = [o.key for o in objects if o.key.endswith("/" + RECORD_FILE)]
         self.repo.delete_many(record)
         self.repo.delete_many([o.key for o in objects if o.key not in record])
-        return len(objects)
+        return len(objects) + self.repo.abort_unfinished(f"{BACKUPS_PREFIX}{label}/")
 
     def wal(self) -> list[ArchivedWal]:
         """Archived WAL files, with the time each was archived."""

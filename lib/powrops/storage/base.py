@@ -204,5 +204,16 @@ class Repository(ABC):
         for key in keys:
             self.delete(key)
 
+    def unfinished(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Writes under ``prefix`` that were started and never completed nor aborted (an
+        object store's pending multipart uploads, left by a writer that lost the network or
+        was killed): no object, but storage the service keeps and bills. Size 0, the time
+        the write started. None where every write is one atomic step."""
+        return iter(())
+
+    def abort_unfinished(self, prefix: str) -> int:
+        """Abort every unfinished write under ``prefix``; how many there were."""
+        return 0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -328,6 +328,12 @@ class EncryptedRepository(Repository):
     def failing_fast(self, silence: float) -> Repository:
         return EncryptedRepository(self.inner.failing_fast(silence), self.key, self.chunk_size)
 
+    def unfinished(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.unfinished(prefix)
+
+    def abort_unfinished(self, prefix: str) -> int:
+        return self.inner.abort_unfinished(prefix)
+
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> ObjectInfo:
         blob = encrypt_bytes(self.key, data, self.chunk_size)
         return self.inner.put_bytes(key, blob, if_absent=if_absent)

@@ -406,6 +406,30 @@ class S3Repository(Repository):
                     if key and not key.endswith("/"):  # skip "directory" placeholder objects
                         yield ObjectInfo(key, int(item["Size"]), item.get("LastModified"))
 
+    def unfinished(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        skip = len(self.prefix)
+        for upload in self._uploads(prefix):
+            yield ObjectInfo(str(upload["Key"])[skip:], 0, upload.get("Initiated"))
+
+    def abort_unfinished(self, prefix: str) -> int:
+        uploads = builtins.list(self._uploads(prefix))
+        for upload in uploads:
+            key = str(upload["Key"])[len(self.prefix) :]
+            with self._errors("abort the unfinished upload of", key):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+        return len(uploads)
+
+    def _uploads(self, prefix: str) -> Iterator[dict[str, Any]]:
+        full = self.prefix + validate_prefix(prefix)
+        with self._errors("list the unfinished uploads in", prefix or None):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                yield from page.get("Uploads", ())
+
     def delete(self, key: str) -> None:
         name = self.prefix + validate_key(key)
         with self._errors("delete", key):
