@@ -52,6 +52,33 @@ def _run_dir(reports: Path, name: str, days_ago: float, *, finished: bool = True
     return f"{name}/{run_id}"
 
 
+def test_a_silent_archive_holds_a_finished_run_seconds_not_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The copy after a run gives up on an object store that accepts and stays silent after
+    one try of 15 s (``report sync`` copies later), not four tries of 60 s."""
+    from powrops.storage.s3 import S3Options, S3Repository
+    from s3server import S3Server, Silent
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-REPORTS-TEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "reports-test-secret")
+    silent = Silent()
+    try:
+        options = S3Options(endpoint_url=silent.endpoint_url, region=S3Server.REGION)
+        archive = ReportArchive(tmp_path, S3Repository(BUCKET, "runs", options),
+                                Duration.parse("indefinite"))  # fmt: skip
+        run = _run_dir(tmp_path, "integrity_report", 0)
+        start = datetime.now(UTC)
+        archive.after_run(tmp_path / run)
+        took = (datetime.now(UTC) - start).total_seconds()
+    finally:
+        silent.close()
+    err = capsys.readouterr().err
+    assert 14 <= took < 30 and silent.accepted == 1, (took, silent.accepted, err)
+    assert err.startswith("powrops: warning: report archive s3://") and "did not answer" in err
+    assert "reports-test-secret" not in err and "AKIA-REPORTS-TEST" not in err
+
+
 @pytest.fixture
 def site(s3_server: Any, tmp_path: Path) -> dict[str, Any]:
     from s3server import S3Server

@@ -105,6 +105,11 @@ def expired_runs(runs: Iterable[str], retention: Duration, now: datetime) -> lis
     return sorted(old)
 
 
+#: Seconds of silence from the archive's object store after which the copy after a run gives
+#: up (a silent service held a finished run four minutes a call).
+AFTER_RUN_SILENCE = 15.0
+
+
 class ReportArchive:
     """The local reports directory and, when configured, its remote copy."""
 
@@ -235,15 +240,24 @@ class ReportArchive:
         sync`` uploads it later); it is printed on stderr, where a scheduler's log shows it.
         """
 
+        archive = self._failing_fast()
         try:
-            if self.repo is not None:
-                self.upload_run(run_dir)
+            if archive.repo is not None:
+                archive.upload_run(run_dir)
             result = SyncResult(self.url)
-            self.expire(result)
-            if self.repo is not None or result.expired_local:
-                self.publish_index()
+            archive.expire(result)
+            if archive.repo is not None or result.expired_local:
+                archive.publish_index()
         except PowropsError as exc:
             print(f"powrops: warning: report archive {self.url}: {exc}", file=sys.stderr)
+
+    def _failing_fast(self) -> ReportArchive:
+        """This archive, giving up on a silent object store after :data:`AFTER_RUN_SILENCE`
+        seconds, without retries: ``report sync`` copies later what the run could not."""
+        if self.repo is None:
+            return self
+        repo = self.repo.failing_fast(AFTER_RUN_SILENCE)
+        return ReportArchive(self.reports_dir, repo, self.retention)
 
 
 def _incomplete(run_dir: Path) -> bool:
