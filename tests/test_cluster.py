@@ -118,6 +118,49 @@ def test_unreachable_state_directory_is_a_clear_error(pg_tmp: Path) -> None:
         check_reachable(locked / "c", user)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another OS user")
+def test_the_archive_command_user_must_read_the_config_and_key_file(
+    pg_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An s3:// primary: the archive command (as the OS user) reads the configuration for the
+    credentials, and the encryption key file; a root-only file of either is said at once."""
+    import subprocess
+
+    from powrops.config import load_settings
+    from powrops.pg.embedded import _check_readable
+    from powrops.storage.spec import spec_of
+
+    user = ensure_os_user("powrops")
+    site = pg_tmp / "site"
+    site.mkdir(mode=0o755)
+    key, config = site / "backup.key", site / "powrops.toml"
+    key.write_text("ab" * 32 + "\n")
+    primary = '[backup.storage.primary]\nkind = "s3"\nurl = "s3://b/p"\n'
+    config.write_text(
+        primary + f'[backup.storage.encryption]\nenabled = true\nkey_file = "{key}"\n'
+    )
+    settings = load_settings(config, environ={})
+    for mode in (0o600, 0o640, 0o644):
+        key.chmod(mode)
+        config.chmod(0o644 if mode == 0o600 else 0o600)
+        _check_readable(settings, spec_of(settings), user)
+        err = capsys.readouterr().err
+        readable = subprocess.run(["runuser", "-u", user.name, "--", "test", "-r", str(key)])
+        if mode == 0o644:
+            assert readable.returncode == 0 and str(key) not in err, err
+        else:
+            assert readable.returncode == 1 and f"cannot read {key} (mode {oct(mode)}" in err, err
+        if mode == 0o600:
+            assert str(config) not in err, err
+        else:
+            assert f"cannot read {config} (mode 0o600" in err, err
+    config.chmod(0o644)
+    os.chown(key, 0, user.gid)  # the group's read bit
+    key.chmod(0o640)
+    _check_readable(settings, spec_of(settings), user)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_checkout_in_a_0700_home_gets_just_the_traversal_it_needs(
     pg_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

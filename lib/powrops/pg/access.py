@@ -24,6 +24,7 @@ _ACL_VERSION = 2
 _USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _NO_ID = 0xFFFFFFFF
 _EXECUTE = 0o1
+_READ = 0o4
 
 
 class Account(Protocol):
@@ -41,17 +42,39 @@ class Account(Protocol):
 
 def _may_enter(path: Path, who: Account) -> bool:
     """Whether ``who`` may traverse ``path`` by its mode bits or an ACL entry naming it."""
+    return _may(path, who, _EXECUTE)
+
+
+def _may(path: Path, who: Account, right: int) -> bool:
+    """Whether ``who`` has ``right`` (1 execute, 4 read) on ``path`` by its mode bits or an
+    ACL entry naming it (root, which the server never runs as, is not considered)."""
     info = path.stat()
     if info.st_uid == who.uid:
-        return bool(info.st_mode & 0o100)
+        return bool(info.st_mode & (right << 6))
     entries = _acl_entries(path)
     named = [perm for tag, perm, ident in entries if tag == _USER and ident == who.uid]
     if named:
         mask = [perm for tag, perm, _ in entries if tag == _MASK]
-        return bool(named[0] & (mask[0] if mask else 0o7) & _EXECUTE)
+        return bool(named[0] & (mask[0] if mask else 0o7) & right)
     if info.st_gid == who.gid:
-        return bool(info.st_mode & 0o010)
-    return bool(info.st_mode & 0o001)
+        return bool(info.st_mode & (right << 3))
+    return bool(info.st_mode & right)
+
+
+def unreadable_by(path: Path, who: Account) -> str | None:
+    """Why ``who`` cannot read the file ``path`` (a folder above it it cannot enter, or the
+    file's own mode), or None when it can (or ``who`` is this process's user)."""
+    if who.uid == os.geteuid():
+        return None
+    for folder in blocking_dirs(path.parent, who)[:1]:
+        return f"it cannot enter {folder}"
+    try:
+        if _may(path, who, _READ):
+            return None
+        info = path.stat()
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    return f"mode {oct(info.st_mode & 0o777)}, owner uid {info.st_uid}"
 
 
 def blocking_dirs(path: Path, who: Account) -> list[Path]:

@@ -17,15 +17,16 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import powrops
 from powrops.config import Settings
 from powrops.errors import BackupError, ClusterError
 from powrops.findings import Finding, Severity
 from powrops.pg import pgpass
-from powrops.pg.access import check_reachable, grant_traversal
+from powrops.pg.access import check_reachable, grant_traversal, unreadable_by
 from powrops.pg.binaries import find_binaries
-from powrops.pg.cluster import LocalCluster
+from powrops.pg.cluster import LocalCluster, OsUser
 from powrops.storage.local import path_from_url
 from powrops.storage.spec import SPEC_FILE, read_spec, spec_differences, spec_of, write_spec
 
@@ -158,6 +159,7 @@ def _prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
         _say(f"warning: WAL archiving not configured: {exc}")
         return None
     spec = write_spec(settings, spec_path(settings))
+    _check_readable(settings, spec, user)
     url = str(spec["url"])
     if url.startswith("file://"):
         root = path_from_url(url)
@@ -165,6 +167,24 @@ def _prepare_archiving(settings: Settings, cluster: LocalCluster) -> str | None:
         if not user.is_current:
             os.chown(root, user.uid, user.gid)
     return archive_command(settings)
+
+
+def _check_readable(settings: Settings, spec: dict[str, Any], user: OsUser) -> None:
+    """Warn when the archive command, run as ``user``, cannot read a file it needs: the
+    configuration (what an object store or credentials need, see ``open_from_spec``) or the
+    encryption key file; every WAL segment would fail to archive until it can."""
+    local = str(spec["url"]).startswith("file://") and not spec["has_keys"]
+    needed = [] if local else [settings.config_file]
+    encryption = settings.backup.storage.encryption
+    needed.append(encryption.key_file if encryption.enabled else None)
+    for path in (Path(p) for p in needed if p):
+        why = unreadable_by(path, user)
+        if why is not None:
+            _say(
+                f"warning: the archive command runs as {user.name!r} and cannot read {path} "
+                f"({why}): every WAL segment will fail to archive until it can "
+                f"(setfacl -m u:{user.name}:r {path}, or chgrp and chmod g+r)"
+            )
 
 
 # --- reading: what the archive spec says against the configuration ---------------------------
