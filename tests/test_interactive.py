@@ -314,3 +314,33 @@ def test_installed_from_the_wheel_it_says_how_to_open_a_copy_without_make_lab(
     assert hint.endswith(" open gdpr_request/20261207T190106Z-interactive/g.ipynb")
     monkeypatch.undo()
     assert "`make lab`" in workcopy.lab_hint(copy, tmp_path / "reports")
+
+
+def _cells_notebook(path: Path, *sources: str) -> Path:
+    """A notebook of code cells on powrops' kernel, its first showing powrops' errors."""
+    from powrops.reports.runner import ensure_kernel
+
+    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    first = "from powrops.errors import show_in_notebooks\nshow_in_notebooks()"
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in (first, *sources)]  # type: ignore[no-untyped-call]
+    nb.metadata["kernelspec"] = {"name": ensure_kernel(), "display_name": "powrops"}
+    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+    return path
+
+
+def test_a_cell_run_before_the_cell_that_sets_its_names_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """A DBA who runs the restore cell before the confirmation cell (or skips the parameters
+    cell) meets one line naming what is not set and what to do, not a NameError traceback;
+    a NameError inside a function (a defect) keeps its traceback."""
+    copy = _cells_notebook(tmp_path / "a.ipynb", "destination = 1", "print(proceed)")
+    *_, stopped = run_by_hand(copy, [])
+    assert stopped["status"] == "error" and stopped["ename"] == "NameError"
+    [line] = stopped["traceback"]
+    assert line.startswith("Stopped: proceed is not set yet: a cell above this one sets it")
+    assert "Run All Above Selected Cell" in line
+    defect = _cells_notebook(tmp_path / "b.ipynb", "def f():\n    return nowhere\n\nf()")
+    *_, crashed = run_by_hand(defect, [])
+    assert crashed["ename"] == "NameError" and len(crashed["traceback"]) > 1
+    assert not any("Stopped:" in frame for frame in crashed["traceback"])

@@ -61,8 +61,9 @@ class Interrupted(KeyboardInterrupt):
 def show_in_notebooks() -> None:
     """In a Jupyter or IPython kernel, show a :class:`PowropsError` (an expected condition: a
     parameter to set, a target no backup reaches), and a database's answer a DBA can act on
-    (:func:`database_problem`: a schema not migrated, a missing grant), as its one message,
-    not a traceback into the library; the cell still fails, so the run stops there (under
+    (:func:`database_problem`: a schema not migrated, a missing grant), and a name a cell
+    uses before the cell above that sets it ran (:func:`unset_name`: cells run out of order),
+    as its one message, not a traceback; the cell still fails, so the run stops there (under
     papermill the report is archived as failed, UNKNOWN, with that message). Any other error
     keeps its traceback. Nothing happens outside IPython; installing twice is harmless."""
     try:
@@ -71,7 +72,7 @@ def show_in_notebooks() -> None:
         return
     shell = get_ipython()
     if shell is not None:
-        shell.set_custom_exc((PowropsError, *_database_errors()), _one_message)
+        shell.set_custom_exc((PowropsError, NameError, *_database_errors()), _one_message)
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -87,7 +88,13 @@ def _one_message(
 ) -> list[str] | None:
     """IPython's custom exception handler: the message alone, shown as the cell's error; a
     database error that is not the database's answer to act on gets the usual traceback."""
-    said = notebook_text(value) if isinstance(value, PowropsError) else database_problem(value)
+    said = (
+        unset_name(value, tb, shell.user_ns)
+        if isinstance(value, NameError)
+        else notebook_text(value)
+        if isinstance(value, PowropsError)
+        else database_problem(value)
+    )
     if said is None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         return None
@@ -96,6 +103,21 @@ def _one_message(
     shown = _saying(value, said)
     shell._showtraceback(etype, shown, stb)
     return stb
+
+
+def unset_name(error: NameError, tb: Any, namespace: dict[str, Any]) -> str | None:
+    """A name the cell's own code used before the cell above that sets it ran (a DBA ran a
+    cell of a runbook out of order), in one line with what to do; None for a NameError raised
+    inside a function (a defect: its traceback stays)."""
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame if tb is not None else None
+    if frame is None or frame.f_code.co_name != "<module>" or frame.f_globals is not namespace:
+        return None
+    return (
+        f"{error.name} is not set yet: a cell above this one sets it. Run the cells above "
+        "first (Run > Run All Above Selected Cell), then this one again"
+    )
 
 
 def _saying(value: BaseException, said: str) -> BaseException:
