@@ -217,6 +217,9 @@ def _text(output: Any) -> str:
 def test_a_runbook_run_from_its_working_copy_leaves_the_checkout_clean(
     migrated_db: str, tmp_path: Path
 ) -> None:
+    from test_archival import seed
+
+    seed(migrated_db, users=2, weeks=1)  # user 1 exists: a user of whom nothing is held stops
     before = _git_status()
     config = tmp_path / "powrops.toml"
     config.write_text(

@@ -242,6 +242,30 @@ def test_retention_report_runs_and_changes_nothing(seeded_site: Any) -> None:
     assert findings["cleanup.last_run"] == "OK" and findings["retention.last_run"] == "WARNING"
 
 
+def test_gdpr_runbook_about_no_one_stops_before_asking(seeded_site: Any) -> None:
+    """A user id of whom nothing is held (a typo, or a user already erased) stops the runbook
+    at the counts with one line naming user_id, before the confirmation: it never asks to
+    export or erase no one, even confirmed by the parameter."""
+    from powrops.reports.runner import run_report
+    from test_notebooks import REPO
+
+    site = seeded_site
+    before = _fingerprint(site.settings)
+    env = {"POWROPS_CONFIG": str(site.config)}
+    run = run_report(
+        "gdpr_request", {"user_id": "99999", "action": "erase", "confirm": "True"},
+        reports_dir=site.root / "r", root=REPO, env=env,
+    )  # fmt: skip
+    assert run.exit_code == 3 and run.result["failed"] is True
+    said = run.result["error"]["evalue"]
+    assert said.startswith("user 99999: nothing held, no rows and no archive files") and (
+        "check user_id in the parameters cell" in said
+    )
+    notebook = (run.path / "notebook.ipynb").read_text()
+    assert "Traceback" not in notebook and "Confirmed" not in notebook
+    assert _fingerprint(site.settings) == before
+
+
 def test_gdpr_runbook_defaults_change_nothing_then_export(seeded_site: Any) -> None:
     from powrops.reports.runner import run_report
     from test_notebooks import REPO

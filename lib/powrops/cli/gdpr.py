@@ -59,7 +59,7 @@ def cmd_export(args: argparse.Namespace) -> Severity:
 
 
 def cmd_erase(args: argparse.Namespace) -> Severity:
-    from powrops.retention.erase import erase_user
+    from powrops.retention.erase import erase_user, nothing_held
 
     result = erase_user(_settings(args), args.user_id, dry_run=not args.yes)
     if args.json:
@@ -67,9 +67,8 @@ def cmd_erase(args: argparse.Namespace) -> Severity:
     else:
         counts = ", ".join(f"{n} {t}" for t, n in result.rows.items() if n)
         files = f"{result.archive_files} archive files"
-        if not counts and not result.archive_files:  # a typo'd id reads like an erasure else
-            print(f"user {args.user_id}: nothing held, no rows and no archive files (already "
-                  "erased, or not a user's id)")  # fmt: skip
+        if result.holds_nothing():
+            print(nothing_held(args.user_id))
         elif result.dry_run:
             print(f"would erase user {args.user_id}: {counts}, {files}")
         else:

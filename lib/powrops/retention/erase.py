@@ -53,6 +53,10 @@ class EraseResult:
     archive_files: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def holds_nothing(self) -> bool:
+        """No row and no archive file of the user: already erased, or not a user's id."""
+        return not any(self.rows.values()) and not self.archive_files
+
     def to_dict(self) -> dict[str, Any]:
         """Counts and the request id only: what the audit record and reports show."""
         return {
@@ -62,6 +66,15 @@ class EraseResult:
             "archive_files": self.archive_files,
             "errors": list(self.errors),
         }
+
+
+def nothing_held(user_id: int) -> str:
+    """What a request about a user of whom nothing is held says (a typo'd id reads like an
+    erasure else)."""
+    return (
+        f"user {user_id}: nothing held, no rows and no archive files (already erased, or not "
+        "a user's id)"
+    )
 
 
 def erase_user(settings: Settings, user_id: int, *, dry_run: bool = False) -> EraseResult:

@@ -9,10 +9,11 @@ from typing import Any
 
 from powrops.config import Settings
 from powrops.counts import check_positive
+from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
 from powrops.format import human_time
 from powrops.retention import consent, journal, run
-from powrops.retention.erase import erase_user
+from powrops.retention.erase import erase_user, nothing_held
 
 KINDS = ("retention", "archive", "cleanup", "gdpr")
 
@@ -83,9 +84,13 @@ def findings(settings: Settings, runs: list[dict[str, Any]]) -> list[Finding]:
 
 
 def request_plan(settings: Settings, user_id: int) -> list[dict[str, Any]]:
-    """What the database and archive hold about the user, as counts per table."""
+    """What the database and archive hold about the user, as counts per table; a
+    ParameterError naming ``user_id`` when nothing is held, so that the runbook never asks to
+    export or erase no one."""
 
     counted = erase_user(settings, user_id, dry_run=True)
+    if counted.holds_nothing():
+        raise ParameterError(f"{nothing_held(user_id)}: check user_id in the parameters cell")
     rows = [{"table": t, "rows": n} for t, n in counted.rows.items()]
     return [*rows, {"table": "archive files", "rows": counted.archive_files}]
 
