@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +348,30 @@ def test_a_cell_run_before_the_cell_that_sets_its_names_says_so_in_one_line(
     *_, crashed = run_by_hand(defect, [])
     assert crashed["ename"] == "NameError" and len(crashed["traceback"]) > 1
     assert not any("Stopped:" in frame for frame in crashed["traceback"])
+
+
+def test_the_stop_button_mid_cell_says_so_in_one_line(tmp_path: Path) -> None:
+    """Kernel > Interrupt (JupyterLab's Stop button, SIGINT to the kernel) during a cell, as
+    at a confirmation prompt or a long step: one line saying it was interrupted and that the
+    cell did not finish, not a KeyboardInterrupt traceback through the library."""
+    from jupyter_client.manager import KernelManager
+
+    copy = _cells_notebook(tmp_path / "a.ipynb")
+    nb = nbformat.read(copy, as_version=4)
+    manager = KernelManager(kernel_name=nb.metadata.kernelspec.name)
+    manager.start_kernel(cwd=str(tmp_path))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        client.execute_interactive(nb.cells[0].source, timeout=60)
+        ident = client.execute("import time\ntime.sleep(60)")
+        time.sleep(1)
+        manager.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=30)["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["status"] == "error" and ident
+    [line] = reply["traceback"]
+    assert line == "Stopped: interrupted by SIGINT; this cell did not finish: run it again to do it"

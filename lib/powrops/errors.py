@@ -61,18 +61,20 @@ class Interrupted(KeyboardInterrupt):
 def show_in_notebooks() -> None:
     """In a Jupyter or IPython kernel, show a :class:`PowropsError` (an expected condition: a
     parameter to set, a target no backup reaches), and a database's answer a DBA can act on
-    (:func:`database_problem`: a schema not migrated, a missing grant), and a name a cell
-    uses before the cell above that sets it ran (:func:`unset_name`: cells run out of order),
-    as its one message, not a traceback; the cell still fails, so the run stops there (under
-    papermill the report is archived as failed, UNKNOWN, with that message). Any other error
-    keeps its traceback. Nothing happens outside IPython; installing twice is harmless."""
+    (:func:`database_problem`: a schema not migrated, a missing grant), a name a cell uses
+    before the cell above that sets it ran (:func:`unset_name`: cells run out of order), and
+    an interrupt (:func:`interrupted_text`: the Stop button) as its one message, not a
+    traceback; the cell still fails, so the run stops there (under papermill the report is
+    archived as failed, UNKNOWN, with that message). Any other error keeps its traceback.
+    Nothing happens outside IPython; installing twice is harmless."""
     try:
         from IPython import get_ipython
     except ImportError:
         return
     shell = get_ipython()
     if shell is not None:
-        shell.set_custom_exc((PowropsError, NameError, *_database_errors()), _one_message)
+        shown = (PowropsError, NameError, KeyboardInterrupt, *_database_errors())
+        shell.set_custom_exc(shown, _one_message)
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -89,7 +91,9 @@ def _one_message(
     """IPython's custom exception handler: the message alone, shown as the cell's error; a
     database error that is not the database's answer to act on gets the usual traceback."""
     said = (
-        unset_name(value, tb, shell.user_ns)
+        interrupted_text(value)
+        if isinstance(value, KeyboardInterrupt)
+        else unset_name(value, tb, shell.user_ns)
         if isinstance(value, NameError)
         else notebook_text(value)
         if isinstance(value, PowropsError)
@@ -103,6 +107,13 @@ def _one_message(
     shown = _saying(value, said)
     shell._showtraceback(etype, shown, stb)
     return stb
+
+
+def interrupted_text(error: KeyboardInterrupt) -> str:
+    """A cell stopped by Kernel > Interrupt (JupyterLab's Stop button: SIGINT), in one line:
+    what each holder of a resource left (:class:`Interrupted`), and that the cell did not
+    finish."""
+    return f"{Interrupted.of(error)}; this cell did not finish: run it again to do it"
 
 
 def unset_name(error: NameError, tb: Any, namespace: dict[str, Any]) -> str | None:
@@ -127,6 +138,8 @@ def _saying(value: BaseException, said: str) -> BaseException:
         return value
     if isinstance(value, ParameterError):
         return ParameterError(said)
+    if isinstance(value, KeyboardInterrupt):  # Interrupted takes a signal's name
+        return KeyboardInterrupt(said)
     try:
         return type(value)(said)
     except Exception:  # a type that takes other arguments keeps its own words
