@@ -314,7 +314,7 @@ def test_installed_from_the_wheel_it_says_how_to_open_a_copy_without_make_lab(
     monkeypatch.setattr(bundle, "checkout", lambda: None)
     hint = workcopy.lab_hint(copy, tmp_path / "reports")
     assert "make lab" not in hint
-    assert f"--ServerApp.root_dir={tmp_path / 'reports'}`" in hint
+    assert f"--ServerApp.root_dir={tmp_path / 'reports'} {' '.join(workcopy.LAB_OPTIONS)}`" in hint
     assert hint.endswith(" open gdpr_request/20261207T190106Z-interactive/g.ipynb")
     monkeypatch.undo()
     assert "`make lab`" in workcopy.lab_hint(copy, tmp_path / "reports")

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import nbformat
 import pytest
 
 from cli_helpers import libpq
+from powrops.reports.workcopy import LAB_OPTIONS
 from test_archival import seed
 from test_interactive import _git_status, open_runbook
 
@@ -47,15 +49,25 @@ def _free_port() -> int:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """JupyterLab on a free port of 127.0.0.1 with a token, its root the test's project."""
+    with _lab(tmp_path) as started:
+        yield started
+
+
+@contextmanager
+def _lab(root: Path, *options: str) -> Iterator[tuple[str, str]]:
+    """JupyterLab with the options `make lab` gives it (``LAB_OPTIONS``), ``options`` in
+    place of those of the same name."""
+    names = {option.split("=", 1)[0] for option in options}
+    kept = [option for option in LAB_OPTIONS if option.split("=", 1)[0] not in names]
     port, token = _free_port(), secrets.token_hex(16)
-    log = (tmp_path / "lab.log").open("w")
+    log = (root / "lab.log").open("w")
     proc = subprocess.Popen(
         [str(JUPYTER_LAB), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate"],
+         "jupyterlab.NeverCheckForUpdate", *kept, *options],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_RUNTIME_DIR":
-        str(tmp_path / "runtime")},
+        str(root / "runtime")},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -190,3 +202,31 @@ def _answer(page: Any, text: str) -> None:
     box.fill(text)
     box.press("Enter")
     box.wait_for(state="detached")
+
+
+def test_a_kernel_whose_page_was_closed_is_shut_down_once_idle(tmp_path: Path) -> None:
+    """The DBA closes the working copy's tab (or the archive step ends the run): its kernel,
+    which JupyterLab leaves running, is shut down once idle with no page connected, under
+    `make lab`'s options (the idle time shortened here); the Makefile gives JupyterLab the
+    same options as the command installed from the wheel names."""
+    repo = Path(__file__).resolve().parents[1]
+    planned = subprocess.run(["make", "-n", "-C", str(repo), "lab"], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    [command] = [line.split() for line in planned.splitlines() if " lab " in line]
+    assert set(LAB_OPTIONS) <= set(command)
+    timeout = "--MappingKernelManager.cull_idle_timeout"
+    assert any(option.startswith(f"{timeout}=") for option in LAB_OPTIONS)
+    with _lab(tmp_path, f"{timeout}=2", "--MappingKernelManager.cull_interval=1") as (base, token):
+        json_body = {"Content-Type": "application/json"}
+        request = urllib.request.Request(
+            f"{base}/api/kernels?token={token}", method="POST", data=b"{}", headers=json_body
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            started = json.load(resp)["id"]
+        assert started in _kernel_ids(base, token)
+        _wait(lambda: started not in _kernel_ids(base, token), 60, "the idle kernel to be culled")
+
+
+def _kernel_ids(base: str, token: str) -> set[str]:
+    with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=5) as resp:
+        return {k["id"] for k in json.load(resp)}

@@ -37,6 +37,16 @@ from powrops.reports.runner import (
 )
 
 SUFFIX = "-interactive"
+#: JupyterLab's options for the runbooks (`make lab`, and the command named where powrops was
+#: installed from its wheel): closing a working copy's tab leaves its kernel running, idle and
+#: holding its memory; Jupyter Server shuts down a kernel no page is connected to once it has
+#: been idle this long (a kernel still busy in a cell is left alone). The evidence does not
+#: depend on the kernel: reopening the copy later starts a new one, which goes on with it.
+LAB_OPTIONS = (
+    "--MappingKernelManager.cull_idle_timeout=1800",
+    "--MappingKernelManager.cull_interval=60",
+    "--MappingKernelManager.cull_connected=False",
+)
 #: The tag of the working copy's first code cell, the one that starts the recorder.
 EVIDENCE_TAG = "powrops-evidence"
 
@@ -200,7 +210,8 @@ def lab_hint(notebook: Path, reports_dir: Path) -> str:
     root, python = reports_dir.resolve(), Path(sys.executable)
     return (
         f"start one on the report archive, `{python.parent / 'jupyter'} lab "
-        f"--ServerApp.root_dir={root}` (JupyterLab beside powrops: `{python} -m pip install "
+        f"--ServerApp.root_dir={root} {' '.join(LAB_OPTIONS)}` (JupyterLab beside powrops: "
+        f"`{python} -m pip install "
         f"jupyterlab`), then open {notebook.resolve().relative_to(root).as_posix()}"
     )
 
