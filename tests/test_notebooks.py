@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,43 @@ def test_recovery_drill_runbook(backed_up_site: Site) -> None:
     assert "restore_full" in html and "apply_incrementals" in html  # a runbook shows its code
     assert "data:image/png;base64," in html  # the step timings plot is inline
     assert external_resources(html) == []
+
+
+def test_the_restore_plan_says_what_the_restore_reads_and_writes(backed_up_site: Site) -> None:
+    """The point-in-time restore's plan shows the restore point's cost before any confirmation:
+    the WAL segments recovery replays to the target (those up to the first archived after it,
+    not every one archived since the backup), the bytes read from the repository (the backup
+    and those segments as stored) and the data directory written."""
+    from powrops.format import human_bytes
+    from powrops.restore import RecoveryTarget
+    from powrops.restore.planning import plan
+
+    site = backed_up_site
+    site.sql("CREATE TABLE IF NOT EXISTS cost (id int)")
+    site.sql("INSERT INTO cost VALUES (1)")
+    site.switch_wal()
+    before = site.sql("SELECT clock_timestamp()")[0][0]
+    for _ in range(2):  # two segments archived after the target: recovery needs the first
+        site.sql("INSERT INTO cost VALUES (2)")
+        time.sleep(0.05)
+        site.switch_wal()
+    latest = plan(site.settings, RecoveryTarget.from_options())
+    to_time = plan(site.settings, RecoveryTarget.from_options(time=before.isoformat()))
+    assert latest["WAL segments to replay"] == latest["WAL segments archived since"]
+    assert to_time["WAL segments to replay"] == latest["WAL segments to replay"] - 1
+    repo = site.root / "state" / "backups"
+    backup = sum(f.stat().st_size for f in (repo / "backups" / to_time["backup"]).iterdir()
+                 if f.name != "backup.json")  # fmt: skip
+    wal = sorted((repo / "wal").rglob("????????????????????????.zst"))
+    start = next(i for i, f in enumerate(wal) if f.name.startswith(to_time["WAL needed from"]))
+    replayed = wal[start : start + to_time["WAL segments to replay"]]
+    stored = sum(f.stat().st_size for f in replayed)
+    assert to_time["to read from the repository"] == (
+        f"{human_bytes(backup + stored)} stored (backup {human_bytes(backup)}, "
+        f"WAL {human_bytes(stored)})"
+    )
+    [record] = [b for b in site.backups() if b["label"] == to_time["backup"]]
+    assert to_time["to write (data directory)"] == human_bytes(record["raw_size"])
 
 
 def test_point_in_time_restore_runbook(backed_up_site: Site) -> None:

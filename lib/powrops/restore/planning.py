@@ -10,13 +10,14 @@ from typing import Any
 
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
+from powrops.backup.expiry import ArchivedWal
 from powrops.backup.model import BackupRecord
 from powrops.backup.reconstruct import chain_of
 from powrops.config import Settings
 from powrops.db import connect
 from powrops.errors import ParameterError
 from powrops.findings import Finding, Severity
-from powrops.format import human_time
+from powrops.format import human_bytes, human_time
 from powrops.restore import RecoveryTarget, RestoredCluster, choose_backup
 from powrops.restore.checks import RestoredChecks
 from powrops.restore.choose import restorable
@@ -59,11 +60,15 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
         record = choose_backup(records, target)
     except RestoreFailed as exc:
         raise ParameterError(_unreachable(target, restorable(records))) from exc
-    chain = [m.label for m in chain_of(catalog, record)]
+    members = chain_of(catalog, record)
+    chain = [m.label for m in members]
     wal = sorted(catalog.wal(), key=lambda w: w.name)
     segments = [w for w in wal if len(w.name) == 24 and w.name >= (record.start_wal or "")]
     newest = max((w.archived_at for w in segments), default=None)
     reachable, why = _reachable(target, newest)
+    replay = _replayed(segments, target)
+    sizes = catalog.wal_objects()
+    wal_stored = sum(sizes[w.name].size for w in replay if w.name in sizes)
     return {
         "backup": record.label,
         "kind": record.kind,
@@ -73,9 +78,24 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
         "WAL needed from": record.start_wal,
         "WAL segments archived since": len(segments),
         "newest WAL archived at": newest.isoformat() if newest else None,
+        "WAL segments to replay": len(replay),
+        "to read from the repository": (
+            f"{human_bytes(sum(m.stored_size for m in members) + wal_stored)} stored (backup "
+            f"{human_bytes(sum(m.stored_size for m in members))}, WAL {human_bytes(wal_stored)})"
+        ),
+        "to write (data directory)": human_bytes(members[0].raw_size),
         "reachable": reachable,
         "why": why,
     }
+
+
+def _replayed(segments: list[ArchivedWal], target: RecoveryTarget) -> list[ArchivedWal]:
+    """The archived segments recovery reads from the backup to ``target``: to a time, those up
+    to the first archived after it (which holds the commit that ends recovery); else all."""
+    if target.kind != "time":
+        return segments
+    after = [i for i, w in enumerate(segments) if w.archived_at > target.time]
+    return segments[: after[0] + 1] if after else segments
 
 
 def _unreachable(target: RecoveryTarget, usable: list[BackupRecord]) -> str:
