@@ -375,3 +375,33 @@ def test_the_stop_button_mid_cell_says_so_in_one_line(tmp_path: Path) -> None:
     assert reply["status"] == "error" and ident
     [line] = reply["traceback"]
     assert line == "Stopped: interrupted by SIGINT; this cell did not finish: run it again to do it"
+
+
+@pytest.mark.pg
+def test_a_second_open_names_the_earlier_copies_not_finished(
+    migrated_db: str, tmp_path: Path
+) -> None:
+    """``powrops runbook NAME`` again (the tab closed, the command run twice) writes a new copy
+    and names the earlier ones whose run did not reach its record, so that one incident's
+    evidence is not split between copies unseen; a copy run to its end is not named."""
+    from test_archival import seed
+
+    seed(migrated_db, users=2, weeks=1)
+    config = tmp_path / "powrops.toml"
+    config.write_text(
+        f'[database]\nurl = "{libpq(migrated_db)}"\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[reports]\ndir = "{tmp_path / "reports"}"\n'
+    )
+    args = ("--config", str(config), "runbook", "gdpr_request", "-p", "user_id", "1")
+    first = open_runbook("gdpr_request", config, "-p", "user_id", "1")
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "earlier copies of gdpr_request not finished" in again.stdout
+    [named] = [line for line in again.stdout.splitlines() if str(first) in line]
+    assert named.endswith(", no cell run)")
+    second = Path(next(x for x in again.stdout.splitlines() if x.startswith("working copy: "))
+                  .removeprefix("working copy: "))  # fmt: skip
+    _, error = execute(first)
+    assert error is None
+    third = run_cli(*args).stdout
+    assert str(first) not in third and f"  {second} (opened " in third

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from powrops.cli.common import add_parameter_option, check_parameters
 from powrops.findings import Severity
+from powrops.format import human_time
 
 
 def register(sub: Any) -> None:
@@ -32,6 +34,7 @@ def cmd_runbook(args: argparse.Namespace) -> Severity:
 
     loaded = settings_of(args)
     workcopy.runbook_spec(args.name)  # an unknown name is said before anything else
+    earlier = workcopy.unfinished(loaded.reports_dir, loaded.server, args.name)
     try:
         acting_on = identity(loaded)
         print(f"{args.name}: database {acting_on.describe()}", file=sys.stderr)
@@ -54,4 +57,28 @@ def cmd_runbook(args: argparse.Namespace) -> Severity:
         print(f"open it in JupyterLab: {url}")
     else:
         print(f"no JupyterLab runs here: {workcopy.lab_hint(copy.notebook, loaded.reports_dir)}")
+    _say_earlier(args.name, earlier)
     return Severity.OK
+
+
+def _say_earlier(name: str, earlier: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Name the earlier copies of ``name`` not finished, newest first (at most three): a
+    second open makes a new copy, and the incident's evidence would else be split unseen."""
+    if not earlier:
+        return
+    print(f"earlier copies of {name} not finished (go on in one of them, or in this new one):")
+    for notebook, result in earlier[:3]:
+        cells = result.get("cells_run") or 0
+        state = "stopped on an error" if result.get("failed") else f"{cells} cells run"
+        if not cells:
+            state = "no cell run"
+        print(f"  {notebook} (opened {human_time(_when(result))}, {state})")
+    if len(earlier) > 3:
+        print(f"  and {len(earlier) - 3} older")
+
+
+def _when(result: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(result.get("created_at")))
+    except ValueError:
+        return None

@@ -113,6 +113,23 @@ def create(
     return WorkingCopy(run_dir, notebook, params)
 
 
+def unfinished(reports_dir: Path, server: str, name: str) -> list[tuple[Path, dict[str, Any]]]:
+    """Earlier working copies of runbook ``name`` whose run never reached its record (never
+    run, stopped on an error, or left half way), newest first, each with its result.json:
+    what a second ``powrops runbook NAME`` names, so that one incident's evidence is not split
+    between copies without the DBA knowing."""
+    found = []
+    runs = server_dir(reports_dir.resolve(), server) / name
+    for result_file in runs.glob(f"*{SUFFIX}*/{RESULT_FILE}"):
+        try:
+            result = json.loads(result_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if not result.get("recorded"):
+            found.append((result_file.parent / f"{name}.ipynb", result))
+    return sorted(found, key=lambda pair: str(pair[1].get("created_at")), reverse=True)
+
+
 def _working_copy(
     spec: ReportSpec, params: Mapping[str, Any], run_dir: Path
 ) -> nbformat.NotebookNode:
