@@ -405,3 +405,26 @@ def test_a_second_open_names_the_earlier_copies_not_finished(
     assert error is None
     third = run_cli(*args).stdout
     assert str(first) not in third and f"  {second} (opened " in third
+
+
+@pytest.mark.pg
+def test_a_copy_run_out_of_order_archives_the_line_the_page_showed(
+    migrated_db: str, tmp_path: Path
+) -> None:
+    """The working copy's cell that carries out the request run straight after the recorder's
+    (the cells above skipped): result.json, and so the page's header and the index, keep the
+    one line the cell showed, not Python's bare "name ... is not defined"."""
+    config = tmp_path / "powrops.toml"
+    config.write_text(
+        f'[database]\nurl = "{libpq(migrated_db)}"\n[state]\ndir = "{tmp_path / "state"}"\n'
+        f'[reports]\ndir = "{tmp_path / "reports"}"\n'
+    )
+    copy = open_runbook("gdpr_request", config, "-p", "user_id", "1")
+    nb = nbformat.read(copy, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    nb.cells = [code[0], next(c for c in code if "carry_out_request(" in c.source)]
+    nbformat.write(nb, copy)  # type: ignore[no-untyped-call]
+    *_, stopped = run_by_hand(copy, [])
+    assert stopped["ename"] == "NameError"
+    error = json.loads((copy.parent / "result.json").read_text())["error"]
+    assert error["evalue"].startswith("requests is not set yet: a cell above this one sets it")

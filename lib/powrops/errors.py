@@ -148,10 +148,25 @@ def _saying(value: BaseException, said: str) -> BaseException:
 
 def notebook_text(error: BaseException) -> str:
     """An error as a notebook shows it: a :class:`ParameterError` names the parameter, a
-    database's answer a DBA can act on says what to do (:func:`database_problem`)."""
+    database's answer a DBA can act on says what to do (:func:`database_problem`), an
+    interrupt and a name not set yet say so (:func:`interrupted_text`, :func:`unset_name`)."""
     if isinstance(error, ParameterError):
         return error.in_notebook()
+    if isinstance(error, KeyboardInterrupt):
+        return interrupted_text(error)
+    if isinstance(error, NameError):
+        return _unset_in_shell(error) or str(error)
     return database_problem(error) or str(error)
+
+
+def _unset_in_shell(error: NameError) -> str | None:
+    """:func:`unset_name` for an error of the IPython kernel this runs in (None outside one)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return None if shell is None else unset_name(error, error.__traceback__, shell.user_ns)
 
 
 #: Exit statuses of a child killed by the same Ctrl-C or SIGTERM as powrops: an interrupt,
