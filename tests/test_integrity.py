@@ -463,7 +463,8 @@ def test_corruption_runbook_finds_the_target_and_changes_nothing_by_default(
     html = run.html.read_text()
     assert "Failing rows and the change that made each fail" in html and "app-bug" in html
     assert "SET default_transaction_read_only = off; COMMIT;" in html  # the undo command is shown
-    assert "point_in_time_restore -p target_time" in html
+    # the hand-off opens the restore runbook's working copy, where the restore is confirmed
+    assert "run: powrops runbook point_in_time_restore -p target_time " in html
     assert "stop_writes" in html  # a runbook shows its code
     settings = _sql(
         clean_db,

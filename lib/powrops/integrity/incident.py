@@ -180,7 +180,9 @@ def recovery_target(point: RestorePoint) -> dict[str, Any]:
     return {
         "target_time": target,
         "parameters": {"target_time": target, "confirm": False},
-        "command": f"powrops report run point_in_time_restore -p target_time {target}",
+        # the runbook's working copy, where the restore is confirmed by the name typed: a
+        # `report run` of it under papermill can only plan (confirm = False) or restore unasked
+        "command": f"powrops runbook point_in_time_restore -p target_time {target}",
         "why": f"{BEFORE.total_seconds() * 1000:g} ms before the first bad change "
         f"({first.describe()})",
     }
