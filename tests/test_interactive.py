@@ -317,7 +317,13 @@ def test_installed_from_the_wheel_it_says_how_to_open_a_copy_without_make_lab(
     assert f"--ServerApp.root_dir={tmp_path / 'reports'} {' '.join(workcopy.LAB_OPTIONS)}`" in hint
     assert hint.endswith(" open gdpr_request/20261207T190106Z-interactive/g.ipynb")
     monkeypatch.undo()
-    assert "`make lab`" in workcopy.lab_hint(copy, tmp_path / "reports")
+    # a checkout whose configuration keeps the archive outside it: `make lab`, rooted at the
+    # checkout, could not open the copy; JupyterLab on the archive can
+    assert workcopy.lab_hint(copy, tmp_path / "reports") == hint
+    inside = REPO / "reports" / "gdpr_request" / "20261207T190106Z-interactive" / "g.ipynb"
+    assert "`make lab`, then open reports/gdpr_request/" in workcopy.lab_hint(
+        inside, REPO / "reports"
+    )
 
 
 def _cells_notebook(path: Path, *sources: str) -> Path:

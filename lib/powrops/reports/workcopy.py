@@ -220,9 +220,11 @@ def lab_url(notebook: Path) -> str | None:
 
 
 def lab_hint(notebook: Path, reports_dir: Path) -> str:
-    """How to open ``notebook`` when no JupyterLab runs: `make lab` in a checkout; where
-    powrops was installed from its wheel (no Makefile), JupyterLab on the report archive."""
-    if bundle.checkout() is not None:
+    """How to open ``notebook`` when no JupyterLab runs: `make lab` in a checkout that holds
+    it; where powrops was installed from its wheel (no Makefile), or the report archive is
+    outside the checkout (`make lab` could not open it), JupyterLab on the report archive."""
+    checkout = bundle.checkout()
+    if checkout is not None and notebook.resolve().is_relative_to(checkout.resolve()):
         return f"start one with `make lab`, then open {relative_to_project(notebook)}"
     root, python = reports_dir.resolve(), Path(sys.executable)
     return (
