@@ -134,3 +134,34 @@ def test_a_drill_that_fails_leaves_no_scratch_directory(site: Site) -> None:
     assert "the drill failed" in json.dumps(result["findings"])
     drills = site.settings.state_dir / "drills"
     assert not drills.exists() or list(drills.iterdir()) == []
+
+
+def test_a_drill_by_hand_out_of_order_is_not_ok_and_leaves_no_scratch_restore(
+    site: Site,
+) -> None:
+    """The drill runbook's working copy run by hand: the restore cell run twice, then the
+    result cell with the steps between skipped. The earlier scratch restore is removed when
+    the restore runs again (nothing is left in the state directory), and a drill whose
+    restored server was never verified is not graded OK."""
+    import nbformat
+
+    from by_hand import run_by_hand
+    from test_interactive import open_runbook
+
+    assert site.cli("backup", "full").returncode == 0
+    copy = open_runbook("recovery_drill", site.config)
+    nb = nbformat.read(copy, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    restore = next(c for c in code if "drill.restore_full(" in c.source)
+    upto = code[: code.index(restore) + 1]
+    again = nbformat.v4.new_code_cell(restore.source)  # type: ignore[no-untyped-call]
+    nb.cells = [*upto, again, next(c for c in code if "drill.finish()" in c.source)]
+    nbformat.write(nb, copy)  # type: ignore[no-untyped-call]
+    replies = run_by_hand(copy, [])
+    assert [r["status"] for r in replies] == ["ok"] * len(nb.cells)
+    drills = site.settings.state_dir / "drills"
+    assert not drills.exists() or list(drills.iterdir()) == []
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert result["status"] == "UNKNOWN" and result["recorded"] is True
+    assert any(f["check"] == "verify" and "not verified" in f["message"]
+               for f in result["findings"])  # fmt: skip

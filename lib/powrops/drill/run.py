@@ -212,7 +212,10 @@ class Drill:
         self._skip_application(1, self.settings.recovery.application.stop_command, "stop_command")
 
     def restore_full(self, target: datetime) -> None:
-
+        """Restore the chain into a new scratch directory; run again (by hand, the cell run
+        twice), the earlier scratch restore is stopped and removed first, not left behind."""
+        self.discard()
+        self.restored, self.workdir = None, None
         prefix = f"drill-{self.result.drill_id}-"
         self.workdir = scratch_cluster_dir(self.settings, "drills", prefix)
         with self._step(2) as step:
@@ -389,7 +392,24 @@ def drill_findings(result: DrillResult, settings: Settings) -> list[Finding]:
     for area, data in result.verification.items():
         severity = Severity.OK if data.get("ok") else Severity.CRITICAL
         findings.append(Finding(f"verify.{area}", severity, _describe(area, data)))
-    return findings
+    return findings + _steps_findings(result)
+
+
+def _steps_findings(result: DrillResult) -> list[Finding]:
+    """A step whose last run failed (CRITICAL), and a drill finished by hand without its
+    verification (UNKNOWN: nothing shows the restored data usable). Under the command line and
+    papermill a failed step stops the drill before it finishes; by hand the DBA may go on."""
+    last = {step.number: step for step in result.steps}
+    found = [
+        Finding(f"step.{n}", Severity.CRITICAL, f"step {n} {s.name} {s.status}: {s.message}")
+        for n, s in sorted(last.items())
+        if s.status in ("failed", "interrupted")
+    ]
+    if not result.verification:
+        found.append(Finding("verify", Severity.UNKNOWN, "the restored server was not verified "
+                             "(step 4 not run): the drill does not show that the backup restores"
+                             " usable data"))  # fmt: skip
+    return found
 
 
 def _describe(area: str, data: dict[str, Any]) -> str:
