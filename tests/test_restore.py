@@ -35,6 +35,7 @@ from powrops.cli.main import build_parser
 from powrops.cli.restore import register
 from powrops.errors import ParameterError, PowropsError
 from powrops.restore import RecoveryTarget, RestoredCluster, RestoreFailed, choose_backup
+from powrops.restore.recovery import LAUNCH_GRACE
 
 pytestmark = pytest.mark.pg
 
@@ -266,11 +267,15 @@ def test_unreachable_target_is_reported_with_postgresql_own_words(
     monkeypatch.setattr(RecoveryTarget, "not_yet", lambda self, now=None: None)
     future = datetime.now(UTC) + timedelta(hours=1)
     to = pg_tmp / "future"
+    began = time.monotonic()
     with pytest.raises(RestoreFailed) as caught:
         do_restore(
             pitr, to, RecoveryTarget("time", future.isoformat()), timeout=120,
             label=pitr.full.label,
         )  # fmt: skip
+    # the server ended on its own: the failure is said at once, not after waiting for a
+    # server that has gone to write its pid file again
+    assert time.monotonic() - began < LAUNCH_GRACE
     message = str(caught.value)
     assert "not reachable with the archived WAL" in message
     assert "recovery ended before configured recovery target was reached" in message
@@ -282,8 +287,10 @@ def test_unreachable_target_is_reported_with_postgresql_own_words(
 
 def test_recovery_timeout_stops_the_server_and_quotes_its_log(pitr: Pitr, pg_tmp: Path) -> None:
     to = pg_tmp / "slow"
+    began = time.monotonic()
     with pytest.raises(RestoreFailed) as caught:
         do_restore(pitr, to, RecoveryTarget("latest"), timeout=0.2, label=pitr.full.label)
+    assert time.monotonic() - began < LAUNCH_GRACE  # stopped once, not waited for again
     message = str(caught.value)
     assert "recovery did not finish within 0.2 s" in message and "the server was stopped" in message
     assert "Last lines of" in message and "LOG:" in message

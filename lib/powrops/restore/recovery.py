@@ -145,6 +145,9 @@ class _Recovery:
         self.timeout = timeout
         self.say = say
         self.lsn: str | None = None
+        # the server launched is known to be down (stopped here, or seen running and gone):
+        # nothing to wait for or stop again
+        self.down = False
 
     def run(self) -> None:
 
@@ -179,13 +182,18 @@ class _Recovery:
 
     def _stop(self) -> None:
         """Stop the server this recovery launched, even one still writing its pid file (an
-        interrupt right after the launch would otherwise find nothing to stop, and leave it)."""
+        interrupt right after the launch would otherwise find nothing to stop, and leave it).
+        A server already down is not waited for: a recovery that failed or timed out stopped
+        it, and the stop on the way out has nothing left to do."""
+        if self.down:
+            return
         deadline = time.monotonic() + LAUNCH_GRACE
         while postmaster_pid(self.restored.data_dir) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         for mode, timeout in (("fast", 30.0), ("immediate", 30.0)):
             try:
                 self.cluster.stop(mode=mode, timeout=timeout)
+                self.down = True
                 return
             except PowropsError:
                 continue
@@ -232,6 +240,7 @@ class _Recovery:
         if postmaster_pid(self.restored.data_dir) is not None:
             return True
         if seen_pid or elapsed > PID_GRACE:
+            self.down = seen_pid  # it ran and ended; one never seen may still be starting
             raise self._failed()
         return False
 
