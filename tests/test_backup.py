@@ -4,6 +4,7 @@ repository and checked by pg_verifybackup."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -18,6 +19,7 @@ import pytest
 from backup_site import Site
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
+from powrops.backup.model import DATA_FILE
 from powrops.backup.reconstruct import reconstruct, verify_directory
 from powrops.pg.binaries import find_binaries
 from powrops.pg.embedded import embedded_cluster
@@ -237,6 +239,17 @@ def test_wal_push_path_imports_no_heavy_modules(
     assert out.stdout.strip() == "0 []", out.stdout + out.stderr
 
 
+def _streaming(root: Path) -> bool:
+    """A backup's data object is being written under ``root``: some bytes of it stored. Its
+    empty temporary file comes just before pg_basebackup starts and Python first looks for
+    its temporary folder, whose probe file a kill at that moment could leave there."""
+    for path in root.rglob(f"*{DATA_FILE}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > 0:
+                return True
+    return False
+
+
 def test_killed_backup_leaves_nothing_that_claims_success(
     make_site: Callable[..., Site], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,7 +263,7 @@ def test_killed_backup_leaves_nothing_that_claims_success(
     proc = site.popen("backup", "full")
     root = Path(repos.primary_url(site.settings).removeprefix("file://")) / "backups"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(root.rglob("*")):
+    while time.monotonic() < deadline and not _streaming(root):
         time.sleep(0.01)
     proc.kill()
     proc.wait()
