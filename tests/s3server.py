@@ -153,18 +153,16 @@ class S3Server:
         self.close()
 
 
-class Relay:
-    """A TCP relay to ``target_port`` whose ``cut()`` drops every connection and the listener."""
+class _Listener:
+    """A TCP endpoint on a free port of ``host``; each connection accepted is handed to
+    ``_accepted`` (on the listening thread) until the listener is closed."""
 
-    def __init__(self, target_port: int, host: str = HOST) -> None:
+    def __init__(self, host: str = HOST) -> None:
         self.host = host
-        self.target_port = target_port
         self.listener = socket.create_server((host, 0))
         self.port: int = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.is_cut = False
-        self.bytes_up = 0
+
+    def _listen(self) -> None:
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -177,19 +175,41 @@ class Relay:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection((self.host, self.target_port))
-            except OSError:
+            if not self._accepted(client):
+                return
+
+    def _accepted(self, client: socket.socket) -> bool:
+        """Take ``client``; False to stop listening."""
+        raise NotImplementedError
+
+
+class Relay(_Listener):
+    """A TCP relay to ``target_port`` whose ``cut()`` drops every connection and the listener."""
+
+    def __init__(self, target_port: int, host: str = HOST) -> None:
+        super().__init__(host)
+        self.target_port = target_port
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.is_cut = False
+        self.bytes_up = 0
+        self._listen()
+
+    def _accepted(self, client: socket.socket) -> bool:
+        try:
+            upstream = socket.create_connection((self.host, self.target_port))
+        except OSError:
+            client.close()
+            return True
+        with self.lock:
+            if self.is_cut:
                 client.close()
-                continue
-            with self.lock:
-                if self.is_cut:
-                    client.close()
-                    upstream.close()
-                    return
-                self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+                upstream.close()
+                return False
+            self.sockets += [client, upstream]
+        threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+        return True
 
     def _pump(self, source: socket.socket, sink: socket.socket, upward: bool) -> None:
         try:
@@ -215,32 +235,22 @@ class Relay:
             sock.close()
 
 
-class Silent:
+class Silent(_Listener):
     """An endpoint that accepts connections and never answers: a hung service, a proxy that
     swallows requests. ``accepted`` counts the connections (one per attempt of a client)."""
 
     def __init__(self, host: str = HOST) -> None:
-        self.host = host
-        self.listener = socket.create_server((host, 0))
-        self.port: int = self.listener.getsockname()[1]
+        super().__init__(host)
         self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        self._listen()
 
     @property
     def accepted(self) -> int:
         return len(self.held)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(client)
+    def _accepted(self, client: socket.socket) -> bool:
+        self.held.append(client)
+        return True
 
     def close(self) -> None:
         self.listener.close()

@@ -7,6 +7,7 @@ cluster of its own stopped under a firing drill alert, which holds while the dat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -215,17 +216,27 @@ def _dashboard_exprs(servers: str) -> list[tuple[str, str]]:
     return found
 
 
-def test_slot_alert_fires_and_resolves_in_prometheus_for_each_server(
-    fleet: Path, migrated_db: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _watching(tmp_path: Path) -> Iterator[tuple[Path, site.NodeExporter, site.Prometheus]]:
+    """node_exporter reading a new textfile folder, scraped by a Prometheus with the shipped
+    rules (their delays shortened): the folder, node_exporter, and that Prometheus."""
     textfiles = tmp_path / "textfile"
     textfiles.mkdir()
     rules = site.copy_rules(RULES, tmp_path / RULES.name)
-    slot = "powrops_prom_" + uuid.uuid4().hex[:6]
-    url = libpq(migrated_db)
     with (
         site.NodeExporter.start(textfiles, tmp_path / "node.log") as node,
         site.Prometheus.start(tmp_path, [rules], node) as prom,
+    ):
+        yield textfiles, node, prom
+
+
+def test_slot_alert_fires_and_resolves_in_prometheus_for_each_server(
+    fleet: Path, migrated_db: str, tmp_path: Path
+) -> None:
+    slot = "powrops_prom_" + uuid.uuid4().hex[:6]
+    url = libpq(migrated_db)
+    with (
+        _watching(tmp_path) as (textfiles, node, prom),
         psycopg.connect(url, autocommit=True) as conn,
     ):
         for server in ("prod", "staging"):
@@ -276,13 +287,7 @@ def _firing(prom: site.Prometheus, name: str, **labels: str) -> list[dict[str, A
 def test_one_servers_textfile_gone_pages_for_it_and_the_whole_fleet_gone_pages_once(
     fleet: Path, tmp_path: Path
 ) -> None:
-    textfiles = tmp_path / "textfile"
-    textfiles.mkdir()
-    rules = site.copy_rules(RULES, tmp_path / RULES.name)
-    with (
-        site.NodeExporter.start(textfiles, tmp_path / "node.log") as node,
-        site.Prometheus.start(tmp_path, [rules], node) as prom,
-    ):
+    with _watching(tmp_path) as (textfiles, node, prom):
         for server in ("prod", "staging"):
             _alerts_run(fleet, server, textfiles)
         site.wait_for(lambda: len(prom.query("powrops_alerts_status")) == 2, "both servers")
@@ -330,13 +335,7 @@ def _textfile_after_alerts(scratch: Site, textfiles: Path, codes: tuple[int, ...
 def test_a_stopped_database_pages_once_and_the_drill_alert_holds(
     drilled: Site, tmp_path: Path
 ) -> None:
-    textfiles = tmp_path / "textfile"
-    textfiles.mkdir()
-    rules = site.copy_rules(RULES, tmp_path / RULES.name)
-    with (
-        site.NodeExporter.start(textfiles, tmp_path / "node.log") as node,
-        site.Prometheus.start(tmp_path, [rules], node) as prom,
-    ):
+    with _watching(tmp_path) as (textfiles, _, prom):
         text = _textfile_after_alerts(drilled, textfiles, (0, 1, 2))
         assert 'powrops_recoverability_evidence_read{server="default"} 1' in text, text
         assert 'powrops_drill_rpo_seconds{server="default"} 1200' in text, text
