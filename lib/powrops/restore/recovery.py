@@ -148,6 +148,7 @@ class _Recovery:
         # the server launched is known to be down (stopped here, or seen running and gone):
         # nothing to wait for or stop again
         self.down = False
+        self.seen = False  # its pid file was read at least once
 
     def run(self) -> None:
 
@@ -184,8 +185,9 @@ class _Recovery:
         """Stop the server this recovery launched, even one still writing its pid file (an
         interrupt right after the launch would otherwise find nothing to stop, and leave it).
         A server already down is not waited for: a recovery that failed or timed out stopped
-        it, and the stop on the way out has nothing left to do."""
-        if self.down:
+        it, and one seen running and gone got the same Ctrl-C as powrops (a terminal signals
+        the whole process group): the stop on the way out has nothing left to do."""
+        if self.down or (self.seen and postmaster_pid(self.restored.data_dir) is None):
             return
         deadline = time.monotonic() + LAUNCH_GRACE
         while postmaster_pid(self.restored.data_dir) is None and time.monotonic() < deadline:
@@ -238,6 +240,7 @@ class _Recovery:
     def _check_alive(self, seen_pid: bool, elapsed: float) -> bool:
 
         if postmaster_pid(self.restored.data_dir) is not None:
+            self.seen = True
             return True
         if seen_pid or elapsed > PID_GRACE:
             self.down = seen_pid  # it ran and ended; one never seen may still be starting
