@@ -66,8 +66,9 @@ def unreadable_by(path: Path, who: Account) -> str | None:
     file's own mode), or None when it can (or ``who`` is this process's user)."""
     if who.uid == os.geteuid():
         return None
-    for folder in blocking_dirs(path.parent, who)[:1]:
-        return f"it cannot enter {folder}"
+    blocked = blocking_dirs(path.parent, who)
+    if blocked:
+        return f"it cannot enter {blocked[0]}"
     try:
         if _may(path, who, _READ):
             return None
