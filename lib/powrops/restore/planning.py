@@ -69,6 +69,7 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
     replay = _replayed(segments, target)
     sizes = catalog.wal_objects()
     wal_stored = sum(sizes[w.name].size for w in replay if w.name in sizes)
+    backup_stored = sum(m.stored_size for m in members)
     return {
         "backup": record.label,
         "kind": record.kind,
@@ -80,8 +81,8 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
         "newest WAL archived at": newest.isoformat() if newest else None,
         "WAL segments to replay": len(replay),
         "to read from the repository": (
-            f"{human_bytes(sum(m.stored_size for m in members) + wal_stored)} stored (backup "
-            f"{human_bytes(sum(m.stored_size for m in members))}, WAL {human_bytes(wal_stored)})"
+            f"{human_bytes(backup_stored + wal_stored)} stored (backup "
+            f"{human_bytes(backup_stored)}, WAL {human_bytes(wal_stored)})"
         ),
         "to write (data directory)": human_bytes(members[0].raw_size),
         "reachable": reachable,
