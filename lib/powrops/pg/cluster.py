@@ -143,6 +143,51 @@ def postmaster_pid(data_dir: Path) -> int | None:
     return pid
 
 
+def launching(data_dir: Path) -> bool:
+    """Whether a process that may yet write ``data_dir``'s pid file is alive: one whose command
+    line names the data directory (the ``runuser``, ``pg_ctl`` and shell that start a
+    postmaster, and the postmaster itself), other than this process and those that started it.
+    A process in the middle of an exec shows no command line for a moment, so one with none
+    counts too. Without ``/proc`` every launch counts as under way."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    name, mine = os.fsencode(data_dir), _lineage()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        with contextlib.suppress(OSError):
+            args = (entry / "cmdline").read_bytes()
+            if name in args or (not args and _user_process(entry)):
+                return True
+    return False
+
+
+def _user_process(entry: Path) -> bool:
+    """Whether ``/proc/PID`` is a live user process: not a zombie, nor a kernel thread (whose
+    command lines are empty for good)."""
+    status = dict(
+        line.split(":\t", 1) for line in (entry / "status").read_text().splitlines()
+        if ":\t" in line
+    )  # fmt: skip
+    return not status.get("State", "Z").startswith("Z") and status.get("PPid") not in ("0", "2")
+
+
+def _lineage() -> set[int]:
+    """This process and its ancestors (a shell that ran ``powrops restore --to DIR``)."""
+    pids: set[int] = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        pid = next((int(line.split()[1]) for line in status.splitlines()
+                    if line.startswith("PPid:")), 0)  # fmt: skip
+    return pids
+
+
 def chown_tree(path: Path, user: OsUser) -> None:
     """Give a directory tree to ``user`` (no-op when it is the current user)."""
     if user.is_current:

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from powrops.errors import ClusterError, PowropsError
 from powrops.format import Echo
-from powrops.pg.cluster import CLIENT_ENCODING, free_port, port_in_use, postmaster_pid
+from powrops.pg.cluster import (
+    CLIENT_ENCODING,
+    free_port,
+    launching,
+    port_in_use,
+    postmaster_pid,
+)
 from powrops.restore.errors import RestoreFailed
 from powrops.restore.target import RecoveryTarget
 
@@ -148,7 +154,6 @@ class _Recovery:
         # the server launched is known to be down (stopped here, or seen running and gone):
         # nothing to wait for or stop again
         self.down = False
-        self.seen = False  # its pid file was read at least once
 
     def run(self) -> None:
 
@@ -185,13 +190,19 @@ class _Recovery:
         """Stop the server this recovery launched, even one still writing its pid file (an
         interrupt right after the launch would otherwise find nothing to stop, and leave it).
         A server already down is not waited for: a recovery that failed or timed out stopped
-        it, and one seen running and gone got the same Ctrl-C as powrops (a terminal signals
-        the whole process group): the stop on the way out has nothing left to do."""
-        if self.down or (self.seen and postmaster_pid(self.restored.data_dir) is None):
-            return
+        it; one gone, or never started (a terminal's Ctrl-C reaches the whole process group,
+        ``pg_ctl`` and the server included), has no process left that could write a pid file."""
+        data_dir = self.restored.data_dir
         deadline = time.monotonic() + LAUNCH_GRACE
-        while postmaster_pid(self.restored.data_dir) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while not self.down and postmaster_pid(data_dir) is None:
+            if not launching(data_dir):
+                self.down = True  # nothing left that could write one
+            elif time.monotonic() >= deadline:
+                break
+            else:
+                time.sleep(0.05)
+        if self.down:
+            return
         for mode, timeout in (("fast", 30.0), ("immediate", 30.0)):
             try:
                 self.cluster.stop(mode=mode, timeout=timeout)
@@ -240,7 +251,6 @@ class _Recovery:
     def _check_alive(self, seen_pid: bool, elapsed: float) -> bool:
 
         if postmaster_pid(self.restored.data_dir) is not None:
-            self.seen = True
             return True
         if seen_pid or elapsed > PID_GRACE:
             self.down = seen_pid  # it ran and ended; one never seen may still be starting
