@@ -33,8 +33,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/mypy
 
+# The suite waits on servers, kernels and browsers more than it computes: two workers, each
+# taking whole test files (a module's shared cluster stays in one process). The slowest tests
+# are listed at the end, so that a run that grew says where.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # JupyterLab's root is the project, so that the templates (runbooks/), the working copies
 # `powrops runbook NAME` writes and the whole report archive (reports/) can all be opened; it
