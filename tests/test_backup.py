@@ -275,6 +275,31 @@ def test_killed_backup_leaves_nothing_that_claims_success(
     assert [r["status"] for r in rows].count("ok") == 1
 
 
+def _reader_gone(site: Site, *args: str) -> tuple[int, str]:
+    """``powrops *args`` whose output's reader is gone before its first line (``| head``
+    that has had its line): its exit code and what it said on stderr."""
+    proc = site.popen(*args)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    return proc.wait(timeout=300), err
+
+
+def test_a_reader_gone_neither_fails_a_backup_nor_changes_a_verdict(
+    make_site: Callable[..., Site],
+) -> None:
+    site = make_site()
+    code, err = _reader_gone(site, "backup", "full")
+    assert code == 0 and err == "", err
+    assert [r["status"] for r in site.backups()] == ["ok"]
+    site.sql("ALTER SYSTEM SET summarize_wal = off")
+    site.sql("SELECT pg_reload_conf()")
+    assert site.cli("backup", "incremental").returncode == 2  # a failed run: a warning
+    assert site.cli("verify").returncode == 1
+    code, err = _reader_gone(site, "verify")
+    assert code == 1 and "pipe" not in err.lower(), err
+
+
 def test_two_backups_at_once(make_site: Callable[..., Site]) -> None:
     site = make_site()
     _write_rows(site, 300_000)

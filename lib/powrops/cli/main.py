@@ -7,13 +7,15 @@ judge: bad arguments or config, an unreachable database, a failed run, or a cras
 never reads as a WARNING: it prints one line, keeps the traceback in a log file (on stderr
 with ``-v``) and exits 3. SIGINT and SIGTERM stop a command at once (``Interrupted``): what
 holds a resource releases it on the way out, and the command prints one line saying what
-was left, then exits 3. Output to a closed pipe (``powrops backup list | head -1``) ends
-quietly.
+was left, then exits 3. Output whose reader has gone (``powrops backup full | head -1``) is
+dropped without a word: the command goes on to its end and exits with its own verdict, so a
+backup is not failed by the pager that showed its first lines, nor a check read as OK.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -24,13 +26,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from powrops import __version__
 from powrops.cli.common import Parser
 from powrops.cli.registry import group_names, register_all
 from powrops.errors import (
-    EXIT_OK,
     EXIT_UNKNOWN,
     Interrupted,
     PowropsError,
@@ -86,15 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     #: What a crash exits with: 3 (UNKNOWN), or what the command's own contract says
     #: (``wal fetch`` answers 128, since PostgreSQL ends recovery on 1-125).
     crash_code: int = getattr(args, "crash_code", EXIT_UNKNOWN)
-    outcome: int | None = None
+    with _Outlived("stdout"), _Outlived("stderr"):
+        return _run(func, args, crash_code)
+
+
+def _run(func: Handler, args: argparse.Namespace, crash_code: int) -> int:
+    """The command's exit code: its verdict, or what its error or interrupt says."""
     try:
         with _Interrupts():
             _select_server(args)
             outcome = exit_code(func(args))
             sys.stdout.flush()
         return outcome
-    except BrokenPipeError:
-        return _closed_pipe(EXIT_OK if outcome is None else outcome)
     except PowropsError as exc:
         print(f"powrops: error: {exc}", file=sys.stderr)
         return crash_code if crash_code != EXIT_UNKNOWN else exc.exit_code
@@ -160,14 +164,45 @@ def _select_server(args: argparse.Namespace) -> None:
     os.environ[SERVER_ENV] = requested
 
 
-def _closed_pipe(code: int) -> int:
-    """The reader went away (``| head``): stop writing, say nothing, keep the outcome."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return code
+class _Outlived:
+    """While a command runs, ``sys.stdout`` or ``sys.stderr`` as a stream that outlives its
+    reader: once the reader has gone (``| head``, a closed terminal), what is written goes to
+    /dev/null instead of raising BrokenPipeError in the middle of the command's work."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stream: TextIO = getattr(sys, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._unplug()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._unplug()
+
+    def _unplug(self) -> None:
+        """Point the stream's file at /dev/null: what it still holds is written there."""
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def __enter__(self) -> _Outlived:
+        setattr(sys, self.name, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+        setattr(sys, self.name, self.stream)
 
 
 def _keep_traceback(exc: BaseException, args: argparse.Namespace) -> str:
