@@ -183,7 +183,7 @@ def test_a_command_registers_only_its_own_group_and_reads_the_same() -> None:
 def test_a_report_whose_kernel_cannot_start_is_archived_as_unknown(
     tmp_path: Path, pg_url: str
 ) -> None:
-    from powrops.reports.runner import kernel_name
+    from powrops.reports.kernel import kernel_name
 
     notebook = {
         "cells": [

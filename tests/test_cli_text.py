@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from cli_helpers import run_cli
 from powrops.cli.main import build_parser
-from powrops.reports.runner import discover
+from powrops.reports.spec import discover
 
 
 def _parsers(

@@ -329,7 +329,7 @@ def test_installed_from_the_wheel_it_says_how_to_open_a_copy_without_make_lab(
 
 def _cells_notebook(path: Path, *sources: str) -> Path:
     """A notebook of code cells on powrops' kernel, its first showing powrops' errors."""
-    from powrops.reports.runner import ensure_kernel
+    from powrops.reports.kernel import ensure_kernel
 
     nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
     first = "from powrops.errors import show_in_notebooks\nshow_in_notebooks()"

@@ -24,16 +24,11 @@ from jupyter_core.utils import run_sync
 
 from powrops.errors import ReportError
 from powrops.findings import Severity
-from powrops.reports import external_resources, html, preload, render_html, runner
+from powrops.reports import external_resources, html, kernel, preload, render_html
 from powrops.reports.html import ReportHeader
-from powrops.reports.runner import (
-    KERNEL_OPTIONS,
-    discover,
-    ensure_kernel,
-    find,
-    preload_options,
-    run_report,
-)
+from powrops.reports.kernel import KERNEL_OPTIONS, ensure_kernel, preload_options
+from powrops.reports.runner import run_report
+from powrops.reports.spec import discover, find
 
 GRAMMAR = "rfc3987_syntax.syntax_helpers"
 IRI_CHECKS = (
@@ -227,7 +222,7 @@ def test_a_report_run_finds_its_kernel_without_importing_ipython(tmp_path: Path)
     assert fresh(run) == "False False"
     found = (
         "import sys, jupyter_client\n"
-        "from powrops.reports.runner import ensure_kernel\n"
+        "from powrops.reports.kernel import ensure_kernel\n"
         "km = jupyter_client.KernelManager(kernel_name=ensure_kernel())\n"
         "print(km.kernel_spec.argv[0] == sys.executable, 'IPython' in sys.modules)"
     )
@@ -373,13 +368,13 @@ def test_a_report_kernel_starts_without_the_debugger(tmp_path: Path) -> None:
 
 def test_only_ipykernels_launcher_is_replaced_in_a_report_kernels_command() -> None:
     command = ["/venv/bin/python", "-m", "ipykernel_launcher", "-f", "c.json", "--x=1"]
-    assert runner.without_debugger(command) == [
-        "/venv/bin/python", "-c", runner.REPORT_LAUNCHER, "-f", "c.json", "--x=1"
+    assert kernel.without_debugger(command) == [
+        "/venv/bin/python", "-c", kernel.REPORT_LAUNCHER, "-f", "c.json", "--x=1"
     ]  # fmt: skip
     other = ["/opt/kernel", "-m", "other_launcher", "-f", "c.json"]
-    assert runner.without_debugger(other) == other
+    assert kernel.without_debugger(other) == other
     launched = subprocess.run(
-        [sys.executable, "-c", runner.REPORT_LAUNCHER.replace("launch_new_instance()\n", "")
+        [sys.executable, "-c", kernel.REPORT_LAUNCHER.replace("launch_new_instance()\n", "")
          + "import ipykernel.debugger; print(ipykernel.debugger._is_debugpy_available)"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -400,20 +395,20 @@ def test_a_report_kernel_is_ready_without_waiting_for_iopub_to_be_quiet(tmp_path
         await client.wait_for_ready(timeout=60)
         return time.monotonic()
 
-    manager = runner._start_kernel(tmp_path, {}, [])
+    manager = kernel._start_kernel(tmp_path, {}, [])
     try:
         client = manager.client()
         client.start_channels()
         done = run_sync(ready)(client)
         client.stop_channels()
     finally:
-        runner._stop_kernel(manager)
+        kernel.stop_kernel(manager)
     # jupyter_client's own wait then reads IOPub until it has been quiet for 0.2 s
-    assert done - answered[-1] < runner.IOPUB_QUIET_S / 2
+    assert done - answered[-1] < kernel.IOPUB_QUIET_S / 2
 
 
 def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) -> None:
-    manager = runner._start_kernel(tmp_path, {}, [])
+    manager = kernel._start_kernel(tmp_path, {}, [])
     try:
         client = manager.client()
         client.start_channels()
@@ -421,7 +416,7 @@ def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) ->
         client.stop_channels()
     finally:
         clock = time.monotonic()
-        runner._stop_kernel(manager)
+        kernel.stop_kernel(manager)
         took = time.monotonic() - clock
     assert not manager.has_kernel
     assert took < 0.09  # jupyter_client's own poll sleeps 0.1 s after the kill
@@ -475,7 +470,7 @@ def test_an_interrupt_while_the_kernel_starts_leaves_no_run_folder(
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "_start_kernel", interrupted)
+    monkeypatch.setattr(kernel, "_start_kernel", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_report("probe", {}, reports_dir=tmp_path / "archive", root=tmp_path / "project")
     assert not (tmp_path / "archive").exists()
@@ -521,7 +516,9 @@ def test_what_the_runner_overrides_upstream_is_still_there(
         assert member in owner.class_trait_names(), f"{owner.__qualname__}.{member} is gone"  # type: ignore[attr-defined]
         return
     found = getattr(owner, member, None)
-    assert callable(found), f"{owner.__qualname__}.{member} is gone: see reports/runner.py"
+    assert callable(found), (
+        f"{owner.__qualname__}.{member} is gone: see reports/kernel.py and reports/runner.py"
+    )
     taken = inspect.signature(found).parameters
     missing = [name for name in parameters if name not in taken]
     assert not missing, f"{owner.__qualname__}.{member} no longer takes {missing}"
@@ -531,7 +528,7 @@ def test_the_overrides_are_what_the_runner_defines() -> None:
     """The list above follows the runner: each method its kernel classes define (a trait's
     default by its trait's name) is listed."""
     listed = {(owner, member) for owner, member, _ in _overridden()}
-    for cls in (runner._kernel_manager(), runner._kernel_client()):
+    for cls in (kernel._kernel_manager(), kernel._kernel_client()):
         base = cls.__mro__[1]
         for name in vars(cls):
             if name.startswith("__") or not callable(getattr(cls, name, None)):

@@ -29,14 +29,10 @@ from powrops.reports import (
     render_html,
 )
 from powrops.reports.display import findings_html, summary_html, table_html
-from powrops.reports.runner import (
-    coerce_parameters,
-    discover,
-    ensure_kernel,
-    kernel_name,
-    redact,
-    run_report,
-)
+from powrops.reports.kernel import ensure_kernel, kernel_name
+from powrops.reports.redaction import redact
+from powrops.reports.runner import run_report
+from powrops.reports.spec import coerce_parameters, discover
 
 pytestmark = pytest.mark.pg
 

@@ -15,7 +15,7 @@ import papermill
 import pytest
 
 from cli_helpers import libpq
-from powrops.reports.runner import ensure_kernel
+from powrops.reports.kernel import ensure_kernel
 
 pytestmark = pytest.mark.pg
 

@@ -20,7 +20,7 @@ from powrops.cli.main import build_parser
 from powrops.config import Settings, validate
 from powrops.errors import ConfigError
 from powrops.pg.pgpass import ANY, entry, lookup, passwords, write
-from powrops.reports.runner import discover
+from powrops.reports.spec import discover
 from powrops.schedule.airflow import job_specs
 from powrops.schedule.jobs import crontab, jobs, systemd_units
 

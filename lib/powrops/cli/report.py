@@ -64,7 +64,7 @@ def cmd_report_list(args: argparse.Namespace) -> Severity:
 def catalog_lines() -> list[str]:
     """Every report and runbook with its parameters, their types and defaults: what
     ``report list`` prints and ``report run --help`` ends with."""
-    from powrops.reports.runner import discover
+    from powrops.reports.spec import discover
 
     lines = []
     for spec in discover().values():

@@ -28,7 +28,8 @@ from powrops.pg import embedded
 from powrops.pg.embedded import set_job_passwords
 from powrops.quarterly.model import Quarter
 from powrops.reports.remote import ReportArchive
-from powrops.reports.runner import discover, run_report
+from powrops.reports.runner import run_report
+from powrops.reports.spec import discover
 
 if TYPE_CHECKING:
     from powrops.config import Settings

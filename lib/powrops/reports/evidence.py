@@ -40,7 +40,8 @@ from powrops.gate import WORKING_COPY_ENV, decisions
 from powrops.reports.catalog import NOTEBOOK_FILE, RESULT_FILE
 from powrops.reports.index import build_index
 from powrops.reports.record import RECORDED_FILE
-from powrops.reports.runner import ReportSpec, read_spec, versions, write_archive
+from powrops.reports.runner import versions, write_archive
+from powrops.reports.spec import ReportSpec, read_spec
 
 #: The kernel's output messages that belong in a cell's outputs.
 OUTPUT_TYPES = frozenset(

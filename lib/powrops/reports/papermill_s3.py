@@ -6,12 +6,12 @@ papermill's ``iorw`` imports its ``s3`` module on import, and that module import
 repositories), for ``s3://`` notebook paths, which report runs never use: they read the
 notebook from the checkout and keep the executed one in memory.
 
-Importing this module (the runner does, before it loads papermill) puts a finder first on
-``sys.meta_path`` that answers the first import of ``papermill.s3`` with a stand-in (and then
-steps aside). ``iorw`` binds the stand-in's ``S3``; its first call, or any other attribute
-asked of the stand-in, imports the real module in its place and hands the call on, so an
-``s3://`` path works as before. Nothing is done when papermill or boto3 is absent or papermill
-was already imported.
+Importing this module (the runner and :mod:`.spec` do, before they load papermill) puts a
+finder first on ``sys.meta_path`` that answers the first import of ``papermill.s3`` with a
+stand-in (and then steps aside). ``iorw`` binds the stand-in's ``S3``; its first call, or any
+other attribute asked of the stand-in, imports the real module in its place and hands the call
+on, so an ``s3://`` path works as before. Nothing is done when papermill or boto3 is absent or
+papermill was already imported.
 """
 
 from __future__ import annotations

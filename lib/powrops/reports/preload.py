@@ -1,6 +1,6 @@
 """What a report's kernel loads while it waits for its cells.
 
-A report run starts its kernel with one startup line (``runner.preload_options``) that calls
+A report run starts its kernel with one startup line (``kernel.preload_options``) that calls
 :func:`start` with the modules the notebook's cells import and whether a cell draws a figure:
 a thread loads them, and matplotlib's pyplot as :func:`~powrops.reports.plotting.pyplot` sets
 it up, while papermill sends the parameters and the first cell runs its queries. A cell that

@@ -25,16 +25,10 @@ from powrops import bundle
 from powrops.errors import ReportError
 from powrops.reports.catalog import RESULT_FILE
 from powrops.reports.index import build_index
+from powrops.reports.kernel import ensure_kernel
 from powrops.reports.record import write_json, write_text
-from powrops.reports.runner import (
-    ReportSpec,
-    coerce_parameters,
-    discover,
-    ensure_kernel,
-    new_run_dir,
-    run_header,
-    server_dir,
-)
+from powrops.reports.runner import new_run_dir, run_header, server_dir
+from powrops.reports.spec import ReportSpec, coerce_parameters, discover
 
 SUFFIX = "-interactive"
 #: JupyterLab's options for the runbooks (`make lab`, and the command named where powrops was
