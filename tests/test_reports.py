@@ -482,6 +482,16 @@ def test_catalog_orders_runs_and_flags_incomplete_ones(tmp_path: Path) -> None:
     assert "incomplete" in index and external_resources(index) == []
 
 
+def test_a_runbook_copy_is_listed_when_it_ran_not_when_it_was_written(tmp_path: Path) -> None:
+    _fake_run(tmp_path, "point_in_time_restore", "20260101T010000Z", "OK")  # written first
+    _fake_run(tmp_path, "growth", "20260102T010000Z", "OK")
+    result = tmp_path / "point_in_time_restore" / "20260101T010000Z" / "result.json"
+    data = json.loads(result.read_text())
+    data["started_at"] = "2026-01-03T02:30:00+01:00"  # first cell run two days later
+    result.write_text(json.dumps(data))
+    assert [r["name"] for r in list_runs(tmp_path)] == ["point_in_time_restore", "growth"]
+
+
 def test_display_helpers_escape_and_colour() -> None:
     findings = [
         Finding(

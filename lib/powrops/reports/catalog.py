@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +129,26 @@ def _incomplete(reason: str) -> dict[str, Any]:
 
 
 def _sort_key(run: dict[str, Any]) -> tuple[str, str, int]:
-    """Order by the run id's UTC second, then the exact start time, then the id's suffix.
+    """Order by the UTC second the run started, then the exact start time, then the id's
+    suffix.
 
     Run ids look like ``20261126T061500Z`` (``-2``, ``-3``... when two runs of one report
-    start in the same second), so even incomplete runs without a start time sort right.
+    start in the same second), so even incomplete runs without a start time sort right. A
+    runbook's working copy is named when it is written and may first run hours later: its
+    start time, where recorded, places it.
     """
     run_id = str(run.get("run_id") or "")
     base, _, suffix = run_id.partition("-")
-    return (base, str(run.get("started_at") or ""), int(suffix) if suffix.isdigit() else 0)
+    started = str(run.get("started_at") or "")
+    return (_second(started) or base, started, int(suffix) if suffix.isdigit() else 0)
+
+
+def _second(moment: str) -> str | None:
+    """An ISO 8601 time as a run id's UTC second (``20261126T061500Z``); None if it is not one."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
