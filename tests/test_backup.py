@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -298,6 +300,22 @@ def test_a_reader_gone_neither_fails_a_backup_nor_changes_a_verdict(
     assert site.cli("verify").returncode == 1
     code, err = _reader_gone(site, "verify")
     assert code == 1 and "pipe" not in err.lower(), err
+
+
+@pytest.mark.parametrize("redirect", [">/dev/full", ">&-", ">&- 2>&-"])
+def test_output_that_cannot_be_written_does_not_fail_a_backup(
+    make_site: Callable[..., Site], redirect: str
+) -> None:
+    """A job's log on a full disk, or a command started without its standard streams."""
+    site = make_site()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    command = f"{shlex.quote(sys.executable)} -m powrops.cli backup full {redirect}"
+    run = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=300,
+        env={**base, "POWROPS_CONFIG": str(site.config)},
+    )  # fmt: skip
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert [r["status"] for r in site.backups()] == ["ok"]
 
 
 def test_two_backups_at_once(make_site: Callable[..., Site]) -> None:

@@ -55,9 +55,10 @@ def leave(code: int) -> NoReturn:
         sys.exit(code)
     try:
         atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, ValueError):  # a reader gone, a stream closed: nothing to keep
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started without one (``>&-``)
+                stream.flush()
+    except (OSError, ValueError):  # a reader gone, a disk full, a stream closed: nothing to keep
         pass
     os._exit(code)
 

@@ -9,7 +9,8 @@ with ``-v``) and exits 3. SIGINT and SIGTERM stop a command at once (``Interrupt
 holds a resource releases it on the way out, and the command prints one line saying what
 was left, then exits 3. Output whose reader has gone (``powrops backup full | head -1``) is
 dropped without a word: the command goes on to its end and exits with its own verdict, so a
-backup is not failed by the pager that showed its first lines, nor a check read as OK.
+backup is not failed by the pager that showed its first lines, nor a check read as OK; so is
+output to a full disk, and a standard stream the command was started without is /dev/null.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def _command_word(arguments: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _standard_streams()
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(arguments).parse_args(arguments)
     func: Handler = args.func
@@ -165,9 +167,10 @@ def _select_server(args: argparse.Namespace) -> None:
 
 
 class _Outlived:
-    """While a command runs, ``sys.stdout`` or ``sys.stderr`` as a stream that outlives its
-    reader: once the reader has gone (``| head``, a closed terminal), what is written goes to
-    /dev/null instead of raising BrokenPipeError in the middle of the command's work."""
+    """While a command runs, ``sys.stdout`` or ``sys.stderr`` as a stream that outlives what
+    it writes to: once that cannot take more (its reader gone, ``| head``; a full disk under a
+    job's log), what is written goes to /dev/null instead of raising in the middle of the
+    command's work."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -176,14 +179,14 @@ class _Outlived:
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
-        except BrokenPipeError:
+        except OSError:
             self._unplug()
             return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except BrokenPipeError:
+        except OSError:
             self._unplug()
 
     def _unplug(self) -> None:
@@ -203,6 +206,22 @@ class _Outlived:
     def __exit__(self, *exc: object) -> None:
         self.flush()
         setattr(sys, self.name, self.stream)
+
+
+def _standard_streams() -> None:
+    """Open /dev/null on each standard file descriptor the process was started without
+    (``>&-``): else the next file opened takes its number, and what powrops or a program it
+    starts writes to stdout or stderr lands in that file (a stored backup, a lock)."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            stream = open(fd, "r" if fd == 0 else "w", closefd=False)  # noqa: SIM115 (kept)
+            setattr(sys, name, stream)
 
 
 def _keep_traceback(exc: BaseException, args: argparse.Namespace) -> str:
