@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -180,22 +181,50 @@ def test_a_command_registers_only_its_own_group_and_reads_the_same() -> None:
         assert sorted(_commands(build_parser(argv))) == group_names(), argv
 
 
-def test_a_report_whose_kernel_cannot_start_is_archived_as_unknown(
-    tmp_path: Path, pg_url: str
-) -> None:
-    from powrops.reports.kernel import kernel_name
-
+def _probe_project(tmp_path: Path, source: str) -> Path:
+    """A project whose one scheduled report, ``probe``, runs ``source`` in one cell."""
     notebook = {
         "cells": [
             {"id": "a", "cell_type": "markdown", "metadata": {}, "source": "# Probe"},
-            {"id": "b", "cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [],
+            {"id": "b", "cell_type": "code", "metadata": {}, "source": source, "outputs": [],
              "execution_count": None},
         ],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
         "nbformat": 4, "nbformat_minor": 5,
     }  # fmt: skip
-    (tmp_path / "project" / "notebooks").mkdir(parents=True)
-    (tmp_path / "project" / "notebooks" / "probe.ipynb").write_text(json.dumps(notebook))
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "notebooks" / "probe.ipynb").write_text(json.dumps(notebook))
+    return project
+
+
+def test_a_report_run_without_stdout_and_stderr_gives_its_kernel_dev_null(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Started without its standard streams (``>&-``), the run's kernel gets /dev/null in
+    their place as powrops does, and runs: it died at start without them."""
+    source = "from powrops.reports.record import record\nrecord(status='ok')"
+    project = _probe_project(tmp_path, source)
+    archive = tmp_path / "archive"
+    # ipykernel leaves the standard file descriptors alone under pytest: not this kernel
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("POWROPS", "PYTEST"))}
+    result = subprocess.run(
+        ["bash", "-c", shlex.join([*POWROPS, "report", "run", "probe"]) + " >&- 2>&-"],
+        env={**base, "POWROPS_DATABASE_URL": pg_url, "POWROPS_PROJECT_ROOT": str(project),
+             "POWROPS__REPORTS__DIR": str(archive), "POWROPS__STATE__DIR": str(tmp_path / "s")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    [run_dir] = (archive / "probe").iterdir()
+    recorded = json.loads((run_dir / "result.json").read_text())
+    assert (result.returncode, recorded["status"]) == (0, "OK"), recorded.get("error")
+
+
+def test_a_report_whose_kernel_cannot_start_is_archived_as_unknown(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from powrops.reports.kernel import kernel_name
+
+    project = _probe_project(tmp_path, "x = 1")
     # Found before the installed kernelspec (JUPYTER_PATH comes first): a program not there.
     spec = tmp_path / "jupyter" / "kernels" / kernel_name() / "kernel.json"
     spec.parent.mkdir(parents=True)
@@ -204,7 +233,7 @@ def test_a_report_whose_kernel_cannot_start_is_archived_as_unknown(
     archive = tmp_path / "archive"
     result = run(
         "report", "run", "probe",
-        env={"POWROPS_DATABASE_URL": pg_url, "POWROPS_PROJECT_ROOT": str(tmp_path / "project"),
+        env={"POWROPS_DATABASE_URL": pg_url, "POWROPS_PROJECT_ROOT": str(project),
              "POWROPS__REPORTS__DIR": str(archive), "POWROPS__STATE__DIR": str(tmp_path / "s"),
              "JUPYTER_PATH": str(tmp_path / "jupyter")},
     )  # fmt: skip

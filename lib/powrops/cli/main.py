@@ -220,6 +220,7 @@ def _standard_streams() -> None:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+            os.set_inheritable(fd, True)  # the programs it starts get it too
             stream = open(fd, "r" if fd == 0 else "w", closefd=False)  # noqa: SIM115 (kept)
             setattr(sys, name, stream)
 
