@@ -192,9 +192,7 @@ class _Outlived:
     def _unplug(self) -> None:
         """Point the stream's file at /dev/null: what it still holds is written there."""
         with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)
+            _devnull_on(self.stream.fileno())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
@@ -216,13 +214,19 @@ def _standard_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            os.set_inheritable(fd, True)  # the programs it starts get it too
+            _devnull_on(fd)
             stream = open(fd, "r" if fd == 0 else "w", closefd=False)  # noqa: SIM115 (kept)
             setattr(sys, name, stream)
+
+
+def _devnull_on(fd: int) -> None:
+    """/dev/null on file descriptor ``fd``, inherited by the programs powrops starts."""
+    null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` when it is free
+    if null == fd:
+        os.set_inheritable(fd, True)
+        return
+    os.dup2(null, fd)  # inheritable
+    os.close(null)
 
 
 def _keep_traceback(exc: BaseException, args: argparse.Namespace) -> str:

@@ -166,10 +166,7 @@ def launching(data_dir: Path) -> bool:
 def _user_process(entry: Path) -> bool:
     """Whether ``/proc/PID`` is a live user process: not a zombie, nor a kernel thread (whose
     command lines are empty for good)."""
-    status = dict(
-        line.split(":\t", 1) for line in (entry / "status").read_text().splitlines()
-        if ":\t" in line
-    )  # fmt: skip
+    status = _status(entry)
     return not status.get("State", "Z").startswith("Z") and status.get("PPid") not in ("0", "2")
 
 
@@ -180,12 +177,16 @@ def _lineage() -> set[int]:
     while pid > 1 and pid not in pids:
         pids.add(pid)
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
+            pid = int(_status(Path(f"/proc/{pid}")).get("PPid", "0"))
+        except (OSError, ValueError):
             break
-        pid = next((int(line.split()[1]) for line in status.splitlines()
-                    if line.startswith("PPid:")), 0)  # fmt: skip
     return pids
+
+
+def _status(entry: Path) -> dict[str, str]:
+    """The fields of ``/proc/PID/status`` (``State``, ``PPid``...), by name."""
+    lines = (entry / "status").read_text().splitlines()
+    return {name: value.strip() for name, _, value in (line.partition(":") for line in lines)}
 
 
 def chown_tree(path: Path, user: OsUser) -> None:

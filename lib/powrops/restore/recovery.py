@@ -191,7 +191,7 @@ class _Recovery:
         interrupt right after the launch would otherwise find nothing to stop, and leave it).
         A server already down is not waited for: a recovery that failed or timed out stopped
         it; one gone, or never started (a terminal's Ctrl-C reaches the whole process group,
-        ``pg_ctl`` and the server included), has no process left that could write a pid file."""
+        ``pg_ctl`` included), has no process left that could write a pid file."""
         data_dir = self.restored.data_dir
         deadline = time.monotonic() + LAUNCH_GRACE
         while not self.down and postmaster_pid(data_dir) is None:
