@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint lab bench clean venv
+.PHONY: demo test lint lab bench clean venv packages
 
 venv: $(STAMP)
 
@@ -38,7 +38,13 @@ lint: $(STAMP)
 # are listed at the end, so that a run that grew says where.
 TEST_WORKERS ?= 2
 
-test: lint
+# Some tests need Debian's postgresql-15, chromium, prometheus and node-exporter and are skipped
+# without them: run as root on Debian, `make test` installs what is missing first (as CI does);
+# otherwise it says which are missing.
+packages:
+	@.ci/debian-packages
+
+test: packages lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # JupyterLab's root is the project, so that the templates (runbooks/), the working copies

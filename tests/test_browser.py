@@ -4,9 +4,9 @@ The index page and a rendered report open from ``file://`` with no failed resour
 console error and no script exception; the index's filter shows only the chosen report. Every
 report of a (small) ``powrops demo`` reads at desktop and print widths without a machine value
 (exponent notation, a Python repr, an ``Out[n]`` prompt), a horizontal scrollbar, or a header
-that does not name its database and period; the demo's plots fit their data. CI
-installs ``chromium`` (``.ci/run``); elsewhere the test is skipped, saying why, when it is
-missing.
+that does not name its database and period; the demo's plots fit their data. ``make test``
+installs ``chromium`` as root (``.ci/debian-packages``); elsewhere the test is skipped, saying
+why, when it is missing.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Browser:
     """One headless chromium and one page, spoken to over the DevTools websocket."""
 
     def __init__(self) -> None:
-        assert CHROMIUM, "chromium is not installed: .ci/run installs Debian's chromium"
+        assert CHROMIUM, "chromium is not installed: make test installs Debian's chromium"
         self.profile = tempfile.mkdtemp(prefix="powrops-chromium-")
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -104,3 +106,31 @@ def test_ci_runs_the_readme_test_command() -> None:
         assert re.search(rf"^{target}", makefile, re.M), target
     test_recipe = makefile.split("\nlint:")[1]
     assert "ruff check" in test_recipe and "mypy" in test_recipe
+
+
+def test_make_test_installs_the_debian_packages_the_tests_need_first() -> None:
+    """What a test skips without (``Debian's X``), ``make test`` installs before the tests run
+    (as root on Debian), so that a fresh machine runs every test, as CI does."""
+    dry = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert ".ci/debian-packages" in dry and dry.index(".ci/debian-packages") < dry.index("pytest")
+    script = (REPO / ".ci" / "debian-packages").read_text()
+    installed = set(re.findall(r"missing\+=\(([a-z0-9-]+)\)", script))
+    needed = set()
+    for test in (REPO / "tests").glob("test_*.py"):
+        needed |= set(re.findall(r"Debian's ([a-z][a-z0-9-]+)", test.read_text()))
+    assert {"postgresql-15", "chromium", "prometheus"} <= needed
+    assert needed <= installed, f"not installed by .ci/debian-packages: {needed - installed}"
+    assert "prometheus-node-exporter" in installed
+
+
+def test_the_debian_packages_check_names_what_is_missing(tmp_path: Path) -> None:
+    """Without chromium on the PATH, ``--check`` names it and exits 1 (nothing installed)."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("bash", "id"):
+        (bare / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    checked = subprocess.run([str(REPO / ".ci" / "debian-packages"), "--check"],
+                             env={"PATH": str(bare)}, capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 1
+    assert "chromium" in checked.stdout.split(":", 1)[1].split()
