@@ -170,6 +170,8 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_3() -> None:
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=30)[0]
         assert ", in run\n" not in output, output
+        if proc.returncode == -signal.SIGINT and not output:
+            continue  # ended by the signal before Python set its handler: its own start-up
         if "Traceback" not in output and "Fatal Python error" not in output:  # it ran
             codes.append(proc.returncode)
             if output != "powrops: interrupted by SIGINT\n":  # else it had finished
