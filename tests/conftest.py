@@ -26,6 +26,36 @@ REPO = Path(__file__).resolve().parents[1]
 PG_FIXTURES = frozenset({"pg_cluster", "pg_url", "fresh_db", "migrated_db"})
 
 
+def _checkout_site() -> set[Path]:
+    """What is in the checkout's own site: its default state folder and its report archive
+    (a clean checkout: no ``.powrops``, ``reports/`` holding ``.gitkeep`` alone)."""
+    found = {path for path in REPO.joinpath("reports").iterdir() if path.name != ".gitkeep"}
+    return found | {REPO / ".powrops"} if (REPO / ".powrops").exists() else found
+
+
+_SITE_BEFORE = pytest.StashKey[set[Path]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SITE_BEFORE] = _checkout_site()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A test that writes into the checkout's site (a command run with no state folder of its
+    own) fails the run: it would change what ``make demo`` and the DBA's runbooks read."""
+    if hasattr(session.config, "workerinput"):  # pytest-xdist: the controller checks, once
+        return
+    made = sorted(_checkout_site() - session.config.stash.get(_SITE_BEFORE, set()))
+    if made:
+        names = ", ".join(str(path.relative_to(REPO)) for path in made)
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(
+            f"the tests wrote into the checkout's own site: {names} (give the command a state "
+            "folder of its own)", red=True)  # fmt: skip
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``pg`` for every test that needs a server: marked so, marked ``pg15``, or using a
     PostgreSQL fixture; ``pytest -m "not pg"`` then runs the fast half alone."""

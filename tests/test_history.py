@@ -7,6 +7,7 @@ On a read-only database (the corruption runbook's first step, or a standby) ``al
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -27,9 +28,11 @@ def read_only_db(migrated_db: str) -> str:
 
 @pytest.mark.parametrize("command", [["alerts", "--json"], ["check", "integrity", "--json"]])
 def test_a_read_only_database_is_checked_and_the_run_not_recorded(
-    read_only_db: str, command: list[str]
+    read_only_db: str, command: list[str], tmp_path: Path
 ) -> None:
-    run = run_cli(*command, env={"POWROPS_DATABASE_URL": read_only_db})
+    # the state the database cannot take goes to a state folder: this test's, not the checkout's
+    run = run_cli(*command, env={"POWROPS_DATABASE_URL": read_only_db,
+                                 "POWROPS_STATE_DIR": str(tmp_path / "state")})  # fmt: skip
     assert run.returncode in (0, 1, 2), run.stderr
     report = json.loads(run.stdout)
     findings = report["findings"] if "findings" in report else report["before"]["findings"]
@@ -39,6 +42,8 @@ def test_a_read_only_database_is_checked_and_the_run_not_recorded(
     assert history[0]["severity"] == "OK"
     with psycopg.connect(read_only_db) as conn:
         assert conn.execute("SELECT count(*) FROM ops.check_runs").fetchone() == (0,)
+    if command[0] == "alerts":  # its baseline, in the state folder named
+        assert (tmp_path / "state" / "alerts" / "baseline.json").is_file()
 
 
 def test_a_writable_database_records_the_run(migrated_db: str) -> None:
@@ -49,8 +54,11 @@ def test_a_writable_database_records_the_run(migrated_db: str) -> None:
     assert not [f for f in report["findings"] if f["check"] == "history"]
 
 
-def test_a_database_left_read_only_is_critical_in_alerts_and_readiness(read_only_db: str) -> None:
-    run = run_cli("alerts", "--json", env={"POWROPS_DATABASE_URL": read_only_db})
+def test_a_database_left_read_only_is_critical_in_alerts_and_readiness(
+    read_only_db: str, tmp_path: Path
+) -> None:
+    env = {"POWROPS_DATABASE_URL": read_only_db, "POWROPS_STATE_DIR": str(tmp_path / "state")}
+    run = run_cli("alerts", "--json", env=env)
     assert run.returncode == 2, run.stderr
     found = [f for f in json.loads(run.stdout)["findings"] if f["check"] == "read_only"]
     assert [f["severity"] for f in found] == ["CRITICAL"]
