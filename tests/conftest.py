@@ -56,13 +56,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+#: The marks of the longest tests (a minute and more): their files are run first.
+LONG_MARKS = ("slow", "airflow", "browser", "prometheus")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``pg`` for every test that needs a server: marked so, marked ``pg15``, or using a
-    PostgreSQL fixture; ``pytest -m "not pg"`` then runs the fast half alone."""
+    PostgreSQL fixture; ``pytest -m "not pg"`` then runs the fast half alone.
+
+    The files holding a long test come first, in their order, the others after: two workers
+    take whole files, and a long one taken last would leave the other worker idle at the end.
+    """
     for item in items:
         needs = PG_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         if needs or item.get_closest_marker("pg15") is not None:
             item.add_marker(pytest.mark.pg)
+    long = {item.path for item in items if any(map(item.get_closest_marker, LONG_MARKS))}
+    items.sort(key=lambda item: item.path not in long)
 
 
 @pytest.fixture(autouse=True)

@@ -134,3 +134,30 @@ def test_the_debian_packages_check_names_what_is_missing(tmp_path: Path) -> None
                              env={"PATH": str(bare)}, capture_output=True, text=True)  # fmt: skip
     assert checked.returncode == 1
     assert "chromium" in checked.stdout.split(":", 1)[1].split()
+
+
+class _Item:
+    """A collected test as the collection hook sees it: its file and its marks."""
+
+    def __init__(self, path: str, *marks: str) -> None:
+        self.path, self.marks, self.fixturenames = Path(path), marks, ()
+
+    def get_closest_marker(self, name: str) -> str | None:
+        return name if name in self.marks else None
+
+    def add_marker(self, marker: object) -> None:
+        pass
+
+
+def test_the_files_of_long_tests_are_run_first() -> None:
+    """Two workers take whole files: a file with a long test collected last would leave one
+    worker alone at the end, so those files come first, each kept whole and in order."""
+    from conftest import pytest_collection_modifyitems
+
+    items = [_Item("a.py"), _Item("b.py"), _Item("b.py", "slow"), _Item("c.py"),
+             _Item("d.py", "airflow"), _Item("d.py")]  # fmt: skip
+    pytest_collection_modifyitems(items)  # type: ignore[arg-type]
+    assert [(i.path.name, i.marks) for i in items] == [
+        ("b.py", ()), ("b.py", ("slow",)), ("d.py", ("airflow",)), ("d.py", ()),
+        ("a.py", ()), ("c.py", ()),
+    ]  # fmt: skip
