@@ -13,9 +13,11 @@ import base64
 import hashlib
 import os
 import random
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -334,6 +336,54 @@ def test_file_repository_this_os_user_may_not_enter_is_a_storage_error(tmp_path:
             repo.put_bytes("wal/0000000100000000/000000010000000000000001.zst", b"x")
     finally:
         os.seteuid(0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="writing as root into another user's folder")
+def test_file_repository_of_the_server_os_user_stays_theirs_when_root_writes() -> None:
+    """A repository directory the DBA gave the server's OS user (its archive_command writes
+    WAL there): what root's commands add (a backup, the verification state, a new WAL
+    folder) belongs to that user, who can then enter, read and write every part of it."""
+    from powrops.pg.cluster import ensure_os_user
+
+    server = ensure_os_user("powrops")
+    tmp_path = Path(tempfile.mkdtemp(prefix="powrops-owner-"))  # pytest's is root's, 0700
+    tmp_path.chmod(0o711)
+    try:
+        _root_writes_into_the_server_os_users_repository(tmp_path, server.uid, server.gid)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _root_writes_into_the_server_os_users_repository(tmp_path: Path, uid: int, gid: int) -> None:
+    root = tmp_path / "repo"
+    root.mkdir(mode=0o700)
+    os.chown(root, uid, gid)
+    repo = FileRepository(root)
+    repo.put_bytes("backups/l1/backup.json", b"{}")
+    with repo.open_write("wal/0000000100000000/000000010000000000000001.zst") as writer:
+        writer.write(b"wal")
+    made = [root / "backups", root / "backups/l1", root / "backups/l1/backup.json",
+            root / "wal", root / "wal/0000000100000000",
+            root / "wal/0000000100000000/000000010000000000000001.zst"]  # fmt: skip
+    for path in made:
+        info = path.stat()
+        assert (info.st_uid, info.st_gid) == (uid, gid), path
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        assert [o.key for o in repo.list()] == [
+            "backups/l1/backup.json",
+            "wal/0000000100000000/000000010000000000000001.zst",
+        ]
+        assert repo.get_bytes("backups/l1/backup.json") == b"{}"
+        repo.put_bytes("wal/0000000100000000/000000010000000000000002.zst", b"x")
+        repo.delete("backups/l1/backup.json")
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    mine = FileRepository(tmp_path / "root-owned")  # made by root: root's, as before
+    mine.put_bytes("backups/l1/backup.json", b"{}")
+    assert (tmp_path / "root-owned/backups/l1/backup.json").stat().st_uid == 0
 
 
 def test_file_delete_prunes_empty_directories(tmp_path: Path) -> None:

@@ -10,12 +10,16 @@ URL forms:
   URL given to :func:`open_repository` directly resolves against the current working directory.
 
 Percent-escapes in the path are decoded. Directories powrops creates are mode 0700 and objects
-are mode 0600: a backup holds every user's data. The repository directory itself is created on
-the first write if its parent exists; a missing or unwritable parent is a StorageError naming the
-path, so a typo in the URL, or a file system that is not mounted, does not silently create a
-tree elsewhere. A repository powrops keeps in its state directory (the default when none is
-configured) is opened with ``create_below`` the state directory's parent: the state directory is
-created with it.
+are mode 0600: a backup holds every user's data. Run as root in a repository whose directory
+belongs to another user (the server's OS user, whose ``archive_command`` writes WAL there), what
+powrops creates belongs to that user too, so that the server, and jobs run as that user, can
+still enter and read everything root's commands (a backup, a verification, a lock) added.
+
+The repository directory itself is created on the first write if its parent exists; a missing or
+unwritable parent is a StorageError naming the path, so a typo in the URL, or a file system that is
+not mounted, does not silently create a tree elsewhere. A repository powrops keeps in its state
+directory (the default when none is configured) is opened with ``create_below`` the state
+directory's parent: the state directory is created with it.
 
 Writes are atomic and durable: the bytes go to a temporary file in the destination directory
 (its name contains ``.powrops-tmp.``; listings skip such files), which is fsynced, renamed over
@@ -131,6 +135,9 @@ class FileRepository(Repository):
                 f"cannot create directory {directory}: {_reason(exc)}", path=directory
             ) from exc
         os.chmod(directory, DIR_MODE)  # the umask may have narrowed it; never widened
+        owner = self._owner()
+        if owner is not None:
+            os.chown(directory, *owner)
         _fsync_dir(directory.parent)  # the new directory's entry is durable too
 
     def _create_temp(self, path: Path) -> tuple[int, Path]:
@@ -146,8 +153,22 @@ class FileRepository(Repository):
             except OSError as exc:
                 raise StorageError(f"cannot write {path}: {_reason(exc)}", path=path) from exc
             os.fchmod(fd, FILE_MODE)
+            owner = self._owner()
+            if owner is not None:
+                os.fchown(fd, *owner)
             return fd, temp
         raise StorageError(f"cannot write {path}: its directory keeps disappearing", path=path)
+
+    def _owner(self) -> tuple[int, int] | None:
+        """The uid and gid of the repository directory when root writes into a repository
+        another user owns (what root creates there is given to that user); else None."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            info = self.root.stat()
+        except OSError:
+            return None  # not created yet: root creates it, and keeps it
+        return None if info.st_uid == 0 else (info.st_uid, info.st_gid)
 
     def _make_parents(self, directory: Path) -> None:
         try:
