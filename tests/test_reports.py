@@ -8,8 +8,10 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from powrops.reports import (
 from powrops.reports.display import findings_html, summary_html, table_html
 from powrops.reports.kernel import ensure_kernel, kernel_name
 from powrops.reports.redaction import redact
-from powrops.reports.runner import run_report
+from powrops.reports.runner import new_run_dir, run_report
 from powrops.reports.spec import coerce_parameters, discover
 
 pytestmark = pytest.mark.pg
@@ -158,6 +160,37 @@ def test_an_archive_it_cannot_write_is_a_report_error_naming_the_folder(tmp_path
         run_report("ok_report", {}, reports_dir=tmp_path / "archive", root=root)
     with pytest.raises(ReportError, match=r"cannot write the index of .*archive/sub: "):
         build_index(tmp_path / "archive" / "sub")  # powrops report index
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="writing as root into another user's folder")
+def test_root_run_leaves_the_archive_to_the_user_the_scheduled_reports_run_as() -> None:
+    """Root runs a report by hand in an archive the jobs' OS user owns: the report's folder
+    it creates belongs to that user, whose next scheduled run of it can add its own."""
+    from powrops.pg.cluster import ensure_os_user
+
+    jobs = ensure_os_user("powrops")
+    base = Path(tempfile.mkdtemp(prefix="powrops-archive-"))  # pytest's is root's, 0700
+    try:
+        base.chmod(0o711)
+        archive = base / "archive"
+        archive.mkdir()
+        os.chown(archive, jobs.uid, jobs.gid)
+        started = datetime(2026, 3, 2, 14, 12, tzinfo=UTC)
+        by_root = new_run_dir(archive / "growth_report", started)
+        for made in (archive / "growth_report", by_root):
+            assert (made.stat().st_uid, made.stat().st_gid) == (jobs.uid, jobs.gid), made
+        os.setegid(jobs.gid)
+        os.seteuid(jobs.uid)
+        try:
+            by_job = new_run_dir(archive / "growth_report", started)
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        assert by_job.name == "20260302T141200Z-2"
+        mine = new_run_dir(base / "root-archive" / "growth_report", started)  # root's own
+        assert mine.parent.stat().st_uid == 0
+    finally:
+        shutil.rmtree(base)
 
 
 def test_unknown_report_lists_the_available_ones(tmp_path: Path) -> None:

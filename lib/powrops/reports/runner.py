@@ -15,6 +15,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import platform
 import threading
 import time
@@ -174,11 +175,16 @@ def new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
     """A fresh ``<report_dir>/<UTC timestamp>[suffix][-n]`` directory; ReportError naming
     it when the archive cannot take it (a folder another user owns, a file in the way)."""
     stamp = started.strftime("%Y%m%dT%H%M%SZ") + suffix
+    missing = [d for d in (report_dir, *report_dir.parents) if not d.exists()]
+    owner = _archive_owner(missing[-1].parent if missing else report_dir)
     for n in itertools.count(1):
         candidate = report_dir / (stamp if n == 1 else f"{stamp}-{n}")
         try:
             report_dir.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
+            if owner is not None:
+                for made in (*reversed(missing), candidate):
+                    os.chown(made, *owner)
         except FileExistsError:
             continue
         except OSError as exc:
@@ -188,6 +194,16 @@ def new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
             ) from exc
         return candidate
     raise AssertionError("unreachable")
+
+
+def _archive_owner(folder: Path) -> tuple[int, int] | None:
+    """The uid and gid of ``folder`` when root adds to an archive another user owns (the
+    user the scheduled reports run as): the folders root makes there are given to that user,
+    whose next run would otherwise find a report's folder it cannot write. Else None."""
+    if os.geteuid() != 0:
+        return None
+    info = folder.stat()
+    return None if info.st_uid == 0 else (info.st_uid, info.st_gid)
 
 
 def _validated(
