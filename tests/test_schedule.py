@@ -205,6 +205,24 @@ def test_a_cadence_cron_cannot_express_is_an_error_naming_the_key() -> None:
         validate({"schedule": {"log_dir": "relative/logs"}})
 
 
+def test_a_cadence_of_never_leaves_the_job_out() -> None:
+    """Before PostgreSQL 17 ``backup incremental`` refuses (exit 3): such a server sets
+    ``backup.schedule.incremental = "never"`` and gets no hourly job bound to fail."""
+    never = settings(backup={"schedule": {"incremental": "never"}})
+    names = [job.name for job in jobs(never)]
+    assert "backup-incremental" not in names and "backup-full" in names
+    assert "backup-incremental" not in entries(crontab(never))
+    assert "backup-full" in entries(crontab(never))
+    units = systemd_units(never)
+    assert "powrops-backup-incremental.timer" not in units
+    assert "powrops-backup-incremental.timer" not in units["README"]
+    assert "powrops-backup-full.timer" in units
+    assert "backup-incremental" not in [spec["name"] for spec in job_specs(never, CONFIG)]
+    no_review = settings(schedule={"review": "never"})
+    assert "quarterly-review" not in [spec["name"] for spec in job_specs(no_review, CONFIG)]
+    assert "backup-incremental" in entries(crontab(settings()))
+
+
 def _run_entry(
     line: str, tmp: Path, exit_code: int, env_path: str
 ) -> subprocess.CompletedProcess[str]:

@@ -85,7 +85,8 @@ def waits(settings: Settings, job: Job, fleet: Sequence[Settings] = ()) -> list[
         names = reads(settings, job)
         return [_wait(settings, j, f"wait-{j.name}") for j in jobs(settings) if j.name in names]
     if job.name == FLEET_REVIEW:
-        return [_wait(s, _review(s), f"wait-{s.server}-review") for s in fleet]
+        reviews = [(s, _review(s)) for s in fleet]
+        return [_wait(s, r, f"wait-{s.server}-review") for s, r in reviews if r is not None]
     return []
 
 
@@ -98,8 +99,9 @@ def _wait(settings: Settings, job: Job, task_id: str) -> dict[str, str]:
     }
 
 
-def _review(settings: Settings) -> Job:
-    return next(job for job in jobs(settings) if job.name == REVIEW)
+def _review(settings: Settings) -> Job | None:
+    """The server's quarterly review job; None when its cadence is "never"."""
+    return next((job for job in jobs(settings) if job.name == REVIEW), None)
 
 
 def job_specs(

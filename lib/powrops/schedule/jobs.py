@@ -182,7 +182,13 @@ def fleet_runner(settings: Settings) -> bool:
 
 
 def jobs(settings: Settings) -> list[Job]:
-    """Every scheduled job, from the configuration."""
+    """Every scheduled job, from the configuration; a job whose cadence is "never" is left
+    out (``backup.schedule.incremental = "never"`` on a server before PostgreSQL 17, where
+    ``backup incremental`` refuses: an hourly job bound to fail)."""
+    return [job for job in _every_job(settings) if job.every.seconds is not None]
+
+
+def _every_job(settings: Settings) -> list[Job]:
     s, sched = settings, settings.schedule
     backup = s.backup.schedule
     integrity: list[Job] = []
