@@ -223,6 +223,14 @@ def test_a_cadence_of_never_leaves_the_job_out() -> None:
     assert "backup-incremental" in entries(crontab(settings()))
 
 
+def test_the_crontab_says_whose_crontab_it_belongs_in() -> None:
+    """The header names schedule.user (the jobs' OS user, systemd's User=), not a fixed one."""
+    header = crontab(settings(schedule={"user": "postgres"})).split("SHELL=")[0]
+    assert "crontab FILE (as\n# the 'postgres' OS user)" in header
+    assert "powrops OS user" not in header
+    assert "the jobs' OS user" in crontab(settings()).split("SHELL=")[0]
+
+
 def _run_entry(
     line: str, tmp: Path, exit_code: int, env_path: str
 ) -> subprocess.CompletedProcess[str]:
