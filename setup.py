@@ -21,6 +21,9 @@ class BuildWithBundle(build_py):
     """``build_py`` that also copies the bundled folders into the built package."""
 
     def run(self) -> None:
+        # build_py only adds to build/lib: a module deleted or renamed in lib/ since the last
+        # build would stay in the wheel (and a registry that lists its package would load it).
+        shutil.rmtree(Path(self.build_lib) / "powrops", ignore_errors=True)
         super().run()
         here = Path(__file__).resolve().parent
         target = Path(self.build_lib) / "powrops" / "bundled"

@@ -79,3 +79,31 @@ def test_installed_from_the_wheel_it_runs_the_demo_and_a_report(wheel: Path, hos
         assert str(REPO) not in result.read_text()
     finally:
         _run([powrops, "db", "stop"], cwd=site, timeout=120)
+
+
+def test_a_module_removed_from_the_checkout_leaves_the_next_wheel(tmp_path: Path) -> None:
+    """pip builds a checkout's wheel in place, through ``build/``: a module deleted or renamed
+    since the last build must not ride along in the next wheel (``cli/registry.py`` lists its
+    package and would load a stale command module on the host)."""
+    checkout = tmp_path / "checkout"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in ("lib", "notebooks", "runbooks", "migrations"):
+        shutil.copytree(REPO / name, checkout / name, ignore=skip)
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, checkout / name)
+    stale = checkout / "lib" / "powrops" / "cli" / "retired.py"
+    stale.write_text('"""A command module deleted after the first build."""\n')
+
+    def build() -> set[str]:
+        out = Path(tempfile.mkdtemp(dir=tmp_path))
+        built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                      "-q", "-w", str(out), str(checkout)], cwd=out)  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        [path] = out.glob("powrops-*.whl")
+        return set(zipfile.ZipFile(path).namelist())
+
+    assert "powrops/cli/retired.py" in build()
+    stale.unlink()
+    second = build()
+    assert "powrops/cli/retired.py" not in second
+    assert "powrops/cli/backup.py" in second and "powrops/bundled/migrations/env.py" in second
