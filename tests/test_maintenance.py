@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cli_helpers import libpq, run_cli
+from cli_helpers import libpq, login_role, run_cli
 from powrops import alerts, maintenance
 from powrops.config import Settings, validate
 from powrops.findings import Severity
@@ -117,6 +117,41 @@ def test_analyze_refreshes_stale_statistics(migrated_db: str) -> None:
     assert row == (True, 3000.0)
     again = maintenance.run(settings, "analyze", dry_run=True)
     assert "public.stale" not in [t.qualified for t in again.targets]
+
+
+def test_history_tables_the_role_may_not_maintain_are_left_to_autovacuum_and_named(
+    migrated_db: str,
+) -> None:
+    """The ops tables belong to the role that migrated (the history is not powr_owner's to
+    alter): the maintenance role, without MAINTAIN on them (PostgreSQL 17's pg_maintain, or
+    a server before 17), leaves them to autovacuum and names them, instead of failing every
+    run on them. A POWR table it may not maintain still fails the run."""
+    url = libpq(migrated_db)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE mine (id int) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO mine SELECT generate_series(1, 3000)")
+        conn.execute("ALTER TABLE mine OWNER TO powr_owner")
+        conn.execute("INSERT INTO ops.events (kind, details) VALUES ('test', '{}')")
+        _flush(conn)
+    with login_role(url, "t_maint") as maintainer:
+        role = psycopg.conninfo.conninfo_to_dict(maintainer)["user"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"GRANT powr_owner TO {role}")
+        settings = _settings(maintainer)
+        plan = maintenance.run(settings, "analyze", dry_run=True)
+        assert "public.mine" in [t.qualified for t in plan.targets]
+        assert "ops.events" in plan.left_to_autovacuum
+        assert not [t for t in plan.targets if t.schema == "ops"]
+        done = maintenance.run(settings, "analyze")
+        assert done.status is Severity.OK and not done.errors, done.summary()
+        assert "ops.events" in done.summary() and "autovacuum" in done.summary()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE theirs (id int) WITH (autovacuum_enabled = false)")
+            conn.execute("INSERT INTO theirs SELECT generate_series(1, 3000)")
+            _flush(conn)
+        failed = maintenance.run(settings, "analyze")
+        assert failed.status is Severity.CRITICAL
+        assert [e for e in failed.errors if e.startswith("public.theirs:")], failed.errors
 
 
 def test_invalid_index_found_and_rebuilt_concurrently(migrated_db: str) -> None:

@@ -19,6 +19,10 @@
   and needs room for the copy. Only ever run after its dry run, behind its own confirmation.
 * the index strategy's checks are in :mod:`.indexes`.
 
+``vacuum`` and ``analyze`` leave to autovacuum, and name, the due tables of the ``ops`` schema
+the role may not maintain: powrops' history belongs to the role that migrated, not to
+``powr_owner``, which maintains it only with MAINTAIN (PostgreSQL 17's ``pg_maintain``).
+
 Each action returns a :class:`MaintenanceRun` (what was planned and done, bytes reclaimed,
 errors) and is recorded in ``ops.events`` (kind ``maintenance``; details: action, tables,
 reclaimed_bytes, dry_run, errors). ``dry_run`` plans and records but changes nothing; on a
@@ -49,6 +53,7 @@ from powrops.format import Echo, human_bytes, human_seconds
 from powrops.maintenance.indexes import INDEX_SQL
 from powrops.metrics.snapshot import database_errors
 from powrops.pg import catalog
+from powrops.tables import OPS_SCHEMA
 
 MIN_DEAD_TUPLES = 50
 STALE_FRACTION = 0.10
@@ -92,6 +97,9 @@ class MaintenanceRun(Graded):
     unplanned: list[str] = field(default_factory=list)
     # Why a dry run's journal row was not written (a read-only database, a standby).
     journal_skipped: str | None = None
+    # Due tables of the ops schema this role may not maintain (their owner is the role that
+    # migrated): left to autovacuum, named.
+    left_to_autovacuum: list[str] = field(default_factory=list)
 
     @property
     def reclaimed_bytes(self) -> int:
@@ -113,6 +121,10 @@ class MaintenanceRun(Graded):
             text += f"; reclaimed {human_bytes(self.reclaimed_bytes)}"
         if self.unplanned:
             text += f"; not in the confirmed plan, left alone: {', '.join(self.unplanned)}"
+        if self.left_to_autovacuum:
+            text += (f"; left to autovacuum, this role may not maintain them (their owner "
+                     f"migrated; PostgreSQL 17+: GRANT pg_maintain TO powr_owner): "
+                     f"{', '.join(self.left_to_autovacuum)}")  # fmt: skip
         return text + (f"; {len(self.errors)} error(s)" if self.errors else "")
 
     def rows(self) -> list[dict[str, Any]]:
@@ -142,26 +154,44 @@ class MaintenanceRun(Graded):
             "targets": [asdict(t) for t in self.targets],
             "unplanned": self.unplanned,
             "journal_skipped": self.journal_skipped,
+            "left_to_autovacuum": self.left_to_autovacuum,
         }
 
 
 # --- planning --------------------------------------------------------------------------------
 
-TABLE_STATS_SQL = """
+TABLE_STATS_SQL = sql.SQL("""
 SELECT s.schemaname AS schema, s.relname AS name, s.n_live_tup AS live, s.n_dead_tup AS dead,
        s.n_mod_since_analyze AS modified, GREATEST(c.reltuples, 0)::float8 AS reltuples,
        GREATEST(s.last_vacuum, s.last_autovacuum) AS last_vacuum,
        GREATEST(s.last_analyze, s.last_autoanalyze) AS last_analyze,
-       pg_total_relation_size(s.relid) AS bytes, now() AS now
+       pg_total_relation_size(s.relid) AS bytes, now() AS now, {may_maintain} AS maintainable
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 ORDER BY s.schemaname, s.relname
-"""
+""")
+#: Whether this role may VACUUM and ANALYZE the table: as a member of its owner or of the
+#: database's owner (superusers are members of every role), or, from PostgreSQL 17, with the
+#: MAINTAIN privilege (pg_maintain).
+MAY_MAINTAIN = sql.SQL(
+    "(pg_has_role(c.relowner, 'USAGE') OR pg_has_role("
+    "(SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE'))"
+)
+MAY_MAINTAIN_17 = sql.SQL("({} OR has_table_privilege(c.oid, 'MAINTAIN'))").format(MAY_MAINTAIN)
 
 
 def table_stats(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    may = MAY_MAINTAIN_17 if catalog.server_version_num(conn) >= 170000 else MAY_MAINTAIN
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(TABLE_STATS_SQL)
+        cur.execute(TABLE_STATS_SQL.format(may_maintain=may))
         return list(cur.fetchall())
+
+
+def _left_to_autovacuum(stats: list[dict[str, Any]], due: list[Target]) -> list[Target]:
+    """The due tables of powrops' history (schema ops, owned by the role that migrated: not
+    powr_owner's to alter) this role may not maintain: autovacuum's to look after. A POWR
+    table it may not touch stays due, and fails the run, saying whose it is."""
+    theirs = {(r["schema"], r["name"]) for r in stats if not r["maintainable"]}
+    return [t for t in due if t.schema == OPS_SCHEMA and (t.schema, t.name) in theirs]
 
 
 def _older(last: datetime | None, now: datetime, days: float) -> bool:
@@ -347,13 +377,18 @@ def record_event(conn: psycopg.Connection[Any], run: MaintenanceRun, server: str
     return journal.record(conn, "maintenance", _details(run), server=server)
 
 
-def _plan(conn: psycopg.Connection[Any], settings: Settings, action: str) -> list[Target]:
+def _plan(
+    conn: psycopg.Connection[Any], settings: Settings, action: str
+) -> tuple[list[Target], list[str]]:
+    """What is due for ``action``, and the due history tables left to autovacuum."""
     if action == "reindex":
-        return plan_reindex(conn)
+        return plan_reindex(conn), []
     if action == "rebuild":
-        return plan_rebuild(conn, settings)
+        return plan_rebuild(conn, settings), []
     stats = table_stats(conn)
-    return (plan_vacuum if action == "vacuum" else plan_analyze)(stats, settings)
+    due = (plan_vacuum if action == "vacuum" else plan_analyze)(stats, settings)
+    left = _left_to_autovacuum(stats, due)
+    return [t for t in due if t not in left], [t.qualified for t in left]
 
 
 def _only_planned(due: list[Target], planned: Sequence[Target]) -> tuple[list[Target], list[str]]:
@@ -384,10 +419,11 @@ def run(
         database_errors(f"maintenance {action} failed"),
         connect(settings, autocommit=True) as conn,
     ):
-        targets, unplanned = _plan(conn, settings, action), list[str]()
+        (targets, left), unplanned = _plan(conn, settings, action), list[str]()
         if planned is not None:
             targets, unplanned = _only_planned(targets, planned)
-        result = MaintenanceRun(action, dry_run, targets, unplanned=unplanned)
+        result = MaintenanceRun(action, dry_run, targets, unplanned=unplanned,
+                                left_to_autovacuum=left)  # fmt: skip
         if dry_run:  # a dry run reads only: a read-only database or a standby skips its row
             result.event_id, result.journal_skipped = journal.record_if_writable(
                 conn, "maintenance", _details(result), server=settings.server
