@@ -80,7 +80,10 @@ def test_backups_locks_verification_and_reports_per_server(fleet: Fleet) -> None
         assert ran.returncode == 0, ran.stdout + ran.stderr
         blocked = subprocess.run(beta_cmd, env={**base, **beta_env}, capture_output=True,
                                  text=True, timeout=60, check=False)  # fmt: skip
-        assert blocked.returncode == 1  # flock -w timed out; powrops never started
+        # flock -w timed out: powrops never started, UNKNOWN, and the output says why
+        assert blocked.returncode == 3, blocked.stdout + blocked.stderr
+        assert "timeout while waiting to get lock" in blocked.stderr
+        assert "powrops" not in blocked.stdout + blocked.stderr.replace("powrops-", "")
     finally:
         held.close()
     ran = subprocess.run(beta_cmd, env={**base, **beta_env}, capture_output=True, text=True,

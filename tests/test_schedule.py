@@ -161,7 +161,7 @@ def test_every_cron_entry_parses_and_is_wired() -> None:
         log = f"/var/log/powrops/{job.name}.log"
         role = {"reporting": "powr_reporting", "backup": "powr_backup", "owner": "powr_owner"}
         env = f"POWROPS_CONFIG={CONFIG} POWROPS_DATABASE_ROLE={role[job.role]}"
-        assert f"{env} /usr/bin/flock -w 7200 " in command
+        assert f"{env} /usr/bin/flock --verbose -E 3 -w 7200 " in command
         assert f"{EXE} {' '.join(job.args)} >>{log} 2>&1 || " in command
         assert "logger -t powrops -p user.err" in command
         assert re.search(r"(?<!\\)%", command) is None, "unescaped % in a cron command"
@@ -270,7 +270,8 @@ def test_a_failing_job_is_logged_and_reported(tmp_path: Path) -> None:
     with (tmp_path / "powrops-backup.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         blocked = _run_entry(line, tmp_path, 0, path)
-    assert "backup-full failed with exit 1" in blocked.stderr
+    assert "backup-full failed with exit 3" in blocked.stderr  # it did not run: UNKNOWN
+    assert "flock: timeout while waiting to get lock" in (tmp_path / "backup-full.log").read_text()
     assert log.count("ran: backup full") == (tmp_path / "backup-full.log").read_text().count(
         "ran: backup full"
     ), "the job ran although its lock was held"
@@ -292,8 +293,9 @@ def test_systemd_units_are_complete_and_start_real_subcommands(tmp_path: Path) -
         assert f"StandardOutput=append:/var/log/powrops/{job.name}.log" in service
         assert "Persistent=true" in timer and f"Unit=powrops-{job.name}.service" in timer
         exec_start = shlex.split(re.search(r"^ExecStart=(.*)$", service, re.M).group(1))  # type: ignore[union-attr]
-        assert exec_start[:2] == ["/usr/bin/flock", "-w"] and exec_start[4] == EXE
-        args = exec_start[5:]
+        assert exec_start[:5] == ["/usr/bin/flock", "--verbose", "-E", "3", "-w"]
+        assert exec_start[7] == EXE
+        args = exec_start[8:]
         assert tuple(args) == job.args
         parser.parse_args(args)  # exits 3 (SystemExit) when a subcommand or flag is unknown
         if args[:2] == ["report", "run"]:
@@ -360,7 +362,7 @@ def test_the_fleet_review_runs_once_after_the_servers_reviews() -> None:
     unit = systemd_units(east)["powrops-east-fleet-review.service"]
     exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M)
     assert exec_start is not None
-    args = shlex.split(exec_start.group(1))[5:]
+    args = shlex.split(exec_start.group(1))[8:]
     assert args == ["report", "run", "quarterly_review", "-p", "servers", "all"]
     build_parser().parse_args(args)  # exits 3 (SystemExit) when an argument is unknown
     timer = systemd_units(east)["powrops-east-fleet-review.timer"]

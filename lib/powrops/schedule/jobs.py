@@ -8,7 +8,8 @@ Failures are visible: every job's output is appended to ``<log_dir>/<job>.log``;
 non-zero exit (1 WARNING, 2 CRITICAL, 3 UNKNOWN) is sent to syslog with ``logger -t powrops``
 and printed to stderr, which cron mails to ``MAILTO``; in systemd the oneshot service ends
 *failed* (``systemctl --failed``, ``journalctl -u``). Jobs of one lock group never overlap:
-each command runs under ``flock -w <lock_wait>`` on the group's lock file.
+each command runs under ``flock -w <lock_wait>`` on the group's lock file; a job whose group
+stays busy longer does not run, exits 3 (UNKNOWN), and its log says flock gave up.
 """
 
 from __future__ import annotations
@@ -318,9 +319,15 @@ def _installed_executable() -> str | None:
     return str(candidate) if candidate.is_file() else None
 
 
+#: flock's exit when the lock stayed busy past the wait: the job did not run, UNKNOWN.
+LOCK_TIMEOUT_EXIT = 3
+
+
 def command(job: Job, where: Paths, wait_s: int) -> list[str]:
-    """The job's command line: powrops under flock on its group's lock."""
-    return ["/usr/bin/flock", "-w", str(wait_s), where.lock(job), where.executable, *job.args]
+    """The job's command line: powrops under flock on its group's lock. flock says in the
+    job's log how long it waited, or that it gave up (the job did not run: exit 3)."""
+    return ["/usr/bin/flock", "--verbose", "-E", str(LOCK_TIMEOUT_EXIT), "-w", str(wait_s),
+            where.lock(job), where.executable, *job.args]  # fmt: skip
 
 
 def _wait(settings: Settings) -> int:
