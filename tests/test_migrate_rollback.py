@@ -74,6 +74,10 @@ def test_one_revision_back_audited(site: Site) -> None:
     run = site.cli("migrate", "rollback", "--yes", "--lock-timeout", "2s")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "lock_timeout = 2000ms" in run.stdout
+    assert f"database at {JOB_ROLES}; rolls back to {AUDIT_TRAIL}; 1 revision(s) to undo" in (
+        run.stdout
+    )
+    assert "pending" not in run.stdout and "=== rollback plan" not in run.stdout, run.stdout
     assert f"rolled back {JOB_ROLES} -> {AUDIT_TRAIL} (audited)" in run.stdout
     assert at(site) == AUDIT_TRAIL and rollbacks(site) == 1
 

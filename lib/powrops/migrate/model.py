@@ -104,6 +104,8 @@ class ProductionPlan:
     session: dict[str, str]
     findings: list[Finding] = field(default_factory=list)
     backup: str | None = None
+    # A rollback's plan: ``head`` is the revision rolled back to, ``pending`` what is undone.
+    downgrade: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -118,7 +120,7 @@ class ProductionPlan:
             "current": self.current, "head": self.head, "allowed": self.allowed,
             "backup": self.backup, "session": self.session, "tables": self.tables,
             "pending": [p.to_dict() for p in self.pending], "rollback_sql": self.rollback_sql,
-            "findings": [f.to_dict() for f in self.findings],
+            "findings": [f.to_dict() for f in self.findings], "downgrade": self.downgrade,
         }  # fmt: skip
 
 

@@ -64,7 +64,7 @@ def prepare_rollback(
     finally:
         eng.dispose()
     if current is None:
-        plan = ProductionPlan(None, "base", [], "", options.session(settings))
+        plan = ProductionPlan(None, "base", [], "", options.session(settings), downgrade=True)
         plan.findings.append(Finding("pending", Severity.OK, "nothing to roll back"))
         return plan
     target = previous_revision(current)
@@ -74,7 +74,8 @@ def prepare_rollback(
     pending = [
         PendingRevision(current, undone.slug, undone.doc, undone.transaction, downgrade_sql, tables)
     ]
-    plan = ProductionPlan(current, target or "base", pending, "", options.session(settings))
+    plan = ProductionPlan(current, target or "base", pending, "", options.session(settings),
+                          downgrade=True)  # fmt: skip
     _data_loss(plan.findings, settings, dropped_tables(downgrade_sql), allow_data_loss)
     plan.backup = guards.backup(plan.findings, settings, options, echo)
     with guards.connection(settings) as conn:

@@ -9,10 +9,16 @@ from powrops.migrate.model import ProductionPlan, ProductionResult
 
 def render_plan(plan: ProductionPlan) -> str:
     """The plan as text: safeguards, then each pending revision's SQL, then the rollback SQL."""
-    lines = [f"database at {plan.current or 'base'}; head {plan.head}; "
-             f"{len(plan.pending)} pending revision(s)", "", "safeguards:"]  # fmt: skip
+    lines = [_heading(plan), "", "safeguards:"]
     lines += [f"  {f.severity.name:8} {f.check:12} {f.message}" for f in plan.findings]
     return "\n".join(lines) + ("\n\n" + render_sql(plan) if plan.pending else "")
+
+
+def _heading(plan: ProductionPlan) -> str:
+    at = f"database at {plan.current or 'base'}"
+    if plan.downgrade:
+        return f"{at}; rolls back to {plan.head}; {len(plan.pending)} revision(s) to undo"
+    return f"{at}; head {plan.head}; {len(plan.pending)} pending revision(s)"
 
 
 def render_sql(plan: ProductionPlan) -> str:
@@ -25,8 +31,9 @@ def render_sql(plan: ProductionPlan) -> str:
         tables = ", ".join(rev.tables) or "-"
         lines += ["", f"=== {rev.revision} {rev.slug}: runs {mode}; tables: {tables}",
                   rev.sql.strip()]  # fmt: skip
-    lines += ["", f"=== rollback plan (downgrade {plan.head} -> {plan.current or 'base'})",
-              plan.rollback_sql.strip()]  # fmt: skip
+    if not plan.downgrade:  # a rollback's own undoing is the next upgrade, not shown here
+        lines += ["", f"=== rollback plan (downgrade {plan.head} -> {plan.current or 'base'})",
+                  plan.rollback_sql.strip()]  # fmt: skip
     return "\n".join(lines)
 
 
