@@ -435,3 +435,75 @@ def test_a_copy_run_out_of_order_archives_the_line_the_page_showed(
     assert stopped["ename"] == "NameError"
     error = json.loads((copy.parent / "result.json").read_text())["error"]
     assert error["evalue"].startswith("requests is not set yet: a cell above this one sets it")
+
+
+def test_the_stop_button_while_a_finished_cell_is_archived_keeps_the_evidence_whole(
+    tmp_path: Path,
+) -> None:
+    """Kernel > Interrupt pressed just as a cell ends, while the recorder writes that cell's
+    evidence (as happens during Run All, each cell's archive taking a moment): the archive is
+    written whole (the cell counted, no traceback through the recorder on the page), the page
+    says the interrupt came after the cell had finished, and the cells queued after it are not
+    run, as for an interrupt inside a cell."""
+    from jupyter_client.manager import KernelManager
+
+    config = tiny_project(tmp_path)
+    nb = nbformat.read(tmp_path / "runbooks" / "tiny.ipynb", as_version=4)
+    nb.cells[3:] = [
+        nbformat.v4.new_code_cell(  # the Stop button pressed during the next archive write
+            "import os, signal\nfrom powrops.reports import evidence\n"
+            "real, armed = evidence.write_archive, []\n"
+            "def interrupted_while_writing(*args, **kwargs):\n"
+            "    if armed:\n        armed.clear()\n        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(*args, **kwargs)\n"
+            "evidence.write_archive = interrupted_while_writing"
+        ),
+        nbformat.v4.new_code_cell('armed.append(1)\nprint("step done")'),
+        nbformat.v4.new_code_cell('print("the next step")'),
+    ]
+    nbformat.write(nb, tmp_path / "runbooks" / "tiny.ipynb")
+    copy = open_runbook("tiny", config, root=tmp_path)
+    code = [c.source for c in nbformat.read(copy, as_version=4).cells if c.cell_type == "code"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    manager = KernelManager(kernel_name=nbformat.read(copy, as_version=4).metadata.kernelspec.name)
+    manager.start_kernel(cwd=str(copy.parent), env={**env, "POWROPS_PROJECT_ROOT": str(tmp_path)})
+    client = manager.client()
+    client.start_channels()
+    printed: list[str] = []
+    try:
+        client.wait_for_ready(timeout=60)
+        for source in code[:-2]:
+            assert client.execute_interactive(source, timeout=60)["content"]["status"] == "ok"
+        sent = [client.execute(source) for source in code[-2:]]  # queued, as Run All does
+        replies = {}
+        while len(replies) < 2:
+            reply = client.get_shell_msg(timeout=60)
+            replies[reply["parent_header"]["msg_id"]] = reply["content"]
+        while True:
+            msg = client.get_iopub_msg(timeout=10)
+            if msg["msg_type"] == "stream":
+                printed.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                printed.extend(msg["content"]["traceback"])
+            if (
+                msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+                and (msg["parent_header"].get("msg_id") == sent[-1])
+            ):
+                break
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    step, following = (replies[m] for m in sent)
+    shown = "".join(printed)
+    assert "step done" in shown and "the next step" not in shown
+    assert "Error in callback" not in shown and "KeyboardInterrupt" not in shown
+    assert "Interrupted after this cell had finished" in shown
+    assert step["status"] == "error" and following["status"] == "aborted"
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert result["cells_run"] == len(code) - 1
+    archived = nbformat.read(copy.parent / "notebook.ipynb", as_version=4)
+    last = [c for c in archived.cells if c.cell_type == "code"][-1]
+    assert "step done" in _text(last.outputs[0])
+    assert "Interrupted after this cell had finished" in "".join(map(_text, last.outputs))
+    assert "step done" in (copy.parent / "report.html").read_text()

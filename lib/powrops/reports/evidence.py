@@ -22,10 +22,12 @@ import builtins
 import getpass
 import json
 import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,12 @@ OUTPUT_TYPES = frozenset(
     {"stream", "display_data", "execute_result", "error", "update_display_data", "clear_output"}
 )
 CONFIG_ENV = "POWROPS_CONFIG"
+#: Said under a cell when the Stop button was pressed after its code ended, while its
+#: evidence was written.
+INTERRUPTED_AFTER = (
+    "Interrupted after this cell had finished (while its evidence was written, which is "
+    "complete): the cells queued after it were not run.\n"
+)
 
 
 def start(run_dir: str | Path) -> None:
@@ -125,8 +133,26 @@ class Recorder:
         sys.stderr.flush()
         with self.lock:
             outputs, self.outputs, self.parent = self.outputs, [], ""
-        self._add_cell(result, outputs)
-        self.write()
+        with _interrupt_held() as held:
+            self._add_cell(result, outputs)
+            self.write()
+        if held:
+            self._interrupted_after(result)
+
+    def _interrupted_after(self, result: Any) -> None:
+        """The Stop button pressed while the evidence of a finished cell was written: say so
+        under the cell (on the page and in the archive), and end the cell's run with the
+        interrupt, so that the kernel drops the cells queued after it (Run All) as it does
+        for an interrupt inside a cell."""
+        print(INTERRUPTED_AFTER, end="", flush=True)
+        cell = self.record.cells[-1]
+        cell.outputs.append(
+            nbformat.v4.new_output("stream", name="stdout", text=INTERRUPTED_AFTER)  # type: ignore[no-untyped-call]
+        )
+        with _interrupt_held():
+            self.write()
+        result.error_in_exec = KeyboardInterrupt(INTERRUPTED_AFTER.strip())
+        self.shell._last_traceback = [INTERRUPTED_AFTER.strip()]  # the reply's, as shown
 
     def _current_parent(self) -> str:
         header = self.shell.kernel.get_parent().get("header", {})
@@ -232,6 +258,22 @@ class Recorder:
         write_archive(self.run_dir, self.spec, self.record, dict(self.result), self.secrets)
         named = self.result["server"] != DEFAULT_SERVER  # <archive>/[<server>/]<name>/<run>
         build_index(self.run_dir.parents[2 if named else 1])
+
+
+@contextmanager
+def _interrupt_held() -> Iterator[list[int]]:
+    """SIGINT (JupyterLab's Stop button) held while the evidence is written, and reported
+    after: raised there, it would leave the archive half written (the cell's notebook without
+    its result.json and page) and print a traceback through the recorder."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 class _Template:
