@@ -295,3 +295,20 @@ def test_cli(migrated_db: str) -> None:
     assert {f["check"] for f in json.loads(checks.stdout)} == {"strategy_index", "indexes"}
     bad = _cli(migrated_db, "maintenance", "defrag")
     assert bad.returncode == 3 and "invalid choice" in bad.stderr
+
+
+def test_a_dry_run_that_listed_nothing_is_not_asked_about(migrated_db: str) -> None:
+    """The runbooks' VACUUM, VACUUM FULL, ANALYZE and REINDEX steps after a dry run that
+    listed no object: the DBA is not asked to type the database's name for an action on 0
+    objects (a typo there graded the run WARNING for refusing nothing); it says so, and
+    nothing runs."""
+    settings = _settings(migrated_db)
+    for action in ("vacuum", "rebuild", "analyze", "reindex"):
+        empty = maintenance.MaintenanceRun(action=action, dry_run=True)
+        asked: list[str] = []
+        said: list[str] = []
+        done = maintenance.run_confirmed(settings, action, empty,
+                                         asked.append,
+                                         echo=said.append)  # fmt: skip
+        assert done is None and asked == []
+        assert said == [f"{action}: the dry run listed nothing to do; not asked, not run"]

@@ -452,7 +452,10 @@ def run_confirmed(
     """``action`` on what its dry run ``plan`` listed, once ``confirm`` says so; None when it
     does not. If what is due changed since the plan was shown, the difference is said and
     ``confirm`` asked again about the plan as it is now, so a person never confirms one list
-    and gets another."""
+    and gets another. A plan that lists nothing is not asked about: nothing runs."""
+    if not plan.targets:
+        echo(f"{action}: the dry run listed nothing to do; not asked, not run")
+        return None
     if not confirm(f"{action} of {len(plan.targets)} object(s) as planned"):
         return None
     for _ in range(ASK_AGAIN):
