@@ -137,6 +137,28 @@ def test_lock_timeout_is_set_for_the_migration(site: Site) -> None:
     assert audit_rows(site) == 1
 
 
+def test_a_plan_made_before_the_schema_moved_is_refused(site: Site) -> None:
+    """The runbook's plan made, then the schema changed before the confirmation (another
+    DBA's migration, or the confirmed cell run a second time after its migration): what was
+    reviewed is no longer what would run, so nothing runs and no attempt is recorded (a
+    second run of the confirmed cell used to record a second migration from the old revision
+    in the audit trail)."""
+    plan = migrate_production.prepare(site.settings, Options.parse())
+    assert plan.allowed and plan.current == START
+    eng = engine(site.settings)
+    try:
+        moved = migrate.upgrade(eng, plan.pending[0].revision)
+        before = audit_rows(site)
+        result = migrate_production.apply(site.settings, plan)
+        assert not result.applied and result.rollback_file is None
+        assert result.error and f"the database is at {moved} now, not at {START}" in result.error
+        assert at(site) == moved and audit_rows(site) == before
+    finally:
+        migrate.downgrade(eng, START)
+        eng.dispose()
+    assert at(site) == START
+
+
 def test_runs_with_yes_and_ends_at_head(site: Site) -> None:
     before = audit_rows(site)
     result = site.cli("migrate", "production", "--yes")

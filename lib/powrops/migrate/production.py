@@ -89,11 +89,20 @@ def apply(
     if not (plan.allowed or force):
         result.error = "refused: a safeguard failed"
         return result
-    result.rollback_file = str(_save_rollback(settings, plan))
-    if echo:
-        echo(f"rollback plan saved to {result.rollback_file}")
     eng = engine(settings)
     try:
+        now = migrate.current(eng)
+        if now != plan.current:  # the plan confirmed is no longer what would run
+            result.after = now
+            result.error = (
+                f"refused: the database is at {now or 'base'} now, not at "
+                f"{plan.current or 'base'} as when this plan was made; make the plan again "
+                "(the runbook's safeguards cell, or powrops migrate production) and review it"
+            )
+            return result
+        result.rollback_file = str(_save_rollback(settings, plan))
+        if echo:
+            echo(f"rollback plan saved to {result.rollback_file}")
         try:
             result.after = migrate.upgrade_with_session(eng, plan.session, plan.head)
             result.applied = True
