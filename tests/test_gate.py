@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from powrops import gate
-from powrops.errors import ParameterError
+from powrops.errors import ParameterError, ReportError
 
 
 @pytest.mark.parametrize("value", [False, "false", "False", "no", "0", "off", "", None, 0])
@@ -146,3 +146,30 @@ def test_the_prompt_names_the_server_and_several_servers_ask_for_its_name(
     out = capsys.readouterr().out
     assert "Confirmed: VACUUM on server staging (db2.example:5433, database powr)." in out
     assert f"Not confirmed: VACUUM was not run (typed {wrong!r}, not {answer!r})" in out
+
+
+def test_opened_in_jupyterlab_without_evidence_nothing_is_asked_or_done(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A template opened from runbooks/ in JupyterLab (`make lab` opens there) and run
+    itself, or a working copy run without its first cell: nothing it does would be archived,
+    so its action is refused before anything is asked, naming the notebook and how to open a
+    working copy. A working copy whose recorder runs, and papermill (no JupyterLab session),
+    ask or decide as before."""
+    template = "/srv/powrops/runbooks/gdpr_request.ipynb"
+    monkeypatch.delenv(gate.RUN_DIR_ENV, raising=False)
+    monkeypatch.delenv(gate.WORKING_COPY_ENV, raising=False)
+    monkeypatch.setenv("JPY_SESSION_NAME", template)
+    monkeypatch.setattr(gate, "interactive", lambda: True)
+    asked: list[str] = []
+    with pytest.raises(ReportError) as refused:
+        gate.confirm(
+            "erase of user 7", False, target="powr", ask=lambda p: asked.append(p) or "powr"
+        )
+    assert asked == [] and template in str(refused.value)
+    assert "not archived" in str(refused.value) and "powrops runbook NAME" in str(refused.value)
+    monkeypatch.setenv(gate.WORKING_COPY_ENV, str(tmp_path))
+    assert gate.confirm("erase of user 7", False, target="powr", ask=lambda p: "powr") is True
+    monkeypatch.delenv(gate.WORKING_COPY_ENV)
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    assert gate.confirm("erase of user 7", True, target="powr", ask=lambda p: "powr") is True

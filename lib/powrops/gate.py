@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from powrops.errors import ParameterError
+from powrops.errors import ParameterError, ReportError
 
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off", ""})
@@ -42,6 +42,8 @@ _FALSE = frozenset({"false", "no", "n", "0", "off", ""})
 RUN_DIR_ENV = "POWROPS_RUN_DIR"
 #: Set in a working copy's kernel by its recorder (:mod:`powrops.reports.evidence`).
 WORKING_COPY_ENV = "POWROPS_WORKING_COPY"
+#: The notebook a kernel started by Jupyter Server runs (JupyterLab's session).
+SESSION_ENV = "JPY_SESSION_NAME"
 #: The decisions of a run, in its folder.
 CONFIRMATIONS_FILE = "confirmations.json"
 
@@ -177,7 +179,10 @@ def confirm(
     """
     wanted = parse_confirm(value, name)
     expected = answer_for(target)
-    answer = _ask(ask or builtins.input, action, target) if interactive() else None
+    by_hand = interactive()
+    if by_hand:
+        _require_evidence(action)
+    answer = _ask(ask or builtins.input, action, target) if by_hand else None
     decision = _decide(action, name, wanted, expected, answer)
     if decision.how == TYPED:
         print(f"Confirmed: {action} on {describe(target)}.")
@@ -191,6 +196,21 @@ def confirm(
         )
     _keep(decision)
     return decision.confirmed
+
+
+def _require_evidence(action: str) -> None:
+    """Refuse ``action`` in a notebook opened in JupyterLab whose kernel keeps no evidence:
+    a template of runbooks/ run itself, or a working copy run without its first cell (the
+    recorder). What it did would not be archived."""
+    notebook = os.environ.get(SESSION_ENV)
+    if run_folder() is not None or not notebook:
+        return
+    raise ReportError(
+        f"{action}: not run: {notebook} keeps no evidence (what it does is not archived): "
+        "it is not a working copy, or the working copy's first cell, which starts its "
+        "recorder, has not run. Open a working copy with powrops runbook NAME (a template "
+        "in runbooks/ is never run itself) and run it from its first cell."
+    )
 
 
 def _decide(action: str, name: str, wanted: bool, expected: str, answer: str | None) -> Decision:
