@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +167,53 @@ def test_a_drill_by_hand_out_of_order_is_not_ok_and_leaves_no_scratch_restore(
     assert result["status"] == "UNKNOWN" and result["recorded"] is True
     assert any(f["check"] == "verify" and "not verified" in f["message"]
                for f in result["findings"])  # fmt: skip
+
+
+def test_a_drill_by_hand_whose_kernel_ends_half_way_leaves_no_scratch_server(
+    site: Site,
+) -> None:
+    """The drill runbook's working copy run by hand up to the step that starts the scratch
+    server, then its kernel shut down (the DBA's Kernel > Shut Down, or the culling of a
+    kernel whose tab was closed, which both ask it to exit): the scratch server is stopped
+    and its directory removed, as an interrupt does, instead of running on unrecorded."""
+    import nbformat
+    from jupyter_client.manager import KernelManager
+
+    from test_interactive import open_runbook
+
+    assert site.cli("backup", "full").returncode == 0
+    copy = open_runbook("recovery_drill", site.config)
+    code = [c.source for c in nbformat.read(copy, as_version=4).cells if c.cell_type == "code"]
+    started = next(i for i, c in enumerate(code) if "drill.apply_incrementals()" in c)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWROPS")}
+    manager = KernelManager(kernel_name=nbformat.read(copy, as_version=4).metadata.kernelspec.name)
+    manager.start_kernel(cwd=str(copy.parent), env=env)
+    client = manager.client()
+    client.start_channels()
+    drills = site.settings.state_dir / "drills"
+    try:
+        client.wait_for_ready(timeout=60)
+        for source in code[: started + 1]:
+            reply = client.execute_interactive(source, timeout=300, output_hook=lambda m: None)
+            assert reply["content"]["status"] == "ok", reply["content"]
+        [pid_file] = drills.glob("*/pgdata/postmaster.pid")
+        pid = int(pid_file.read_text().split()[0])
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)  # asked to exit, as Jupyter Server does
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid)
+    assert not drills.exists() or list(drills.iterdir()) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return (
+        Path(f"/proc/{pid}").exists()
+        and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    )

@@ -16,6 +16,7 @@ the last transaction the archive let recovery replay. Each drill's result is kep
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import time
@@ -112,6 +113,7 @@ class Drill:
         self.restored: Any = None
         self.workdir: Path | None = None
         self._restore_began: float | None = None
+        self._stops_at_exit = False
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -218,6 +220,9 @@ class Drill:
         self.restored, self.workdir = None, None
         prefix = f"drill-{self.result.drill_id}-"
         self.workdir = scratch_cluster_dir(self.settings, "drills", prefix)
+        if not self._stops_at_exit:
+            atexit.register(self._at_exit)
+            self._stops_at_exit = True
         with self._step(2) as step:
             self._restore_began = time.monotonic()
             self.restored = restore(
@@ -292,6 +297,13 @@ class Drill:
             return f"{where}: its scratch cluster is kept, stopped, in {self.restored.data_dir}"
         self.discard()
         return f"{where}: its scratch cluster was stopped and {self.workdir} removed"
+
+    def _at_exit(self) -> None:
+        """The process ends with the drill unfinished (by hand, its kernel shut down, or
+        culled once its tab was closed; its scratch server runs from the step that started it
+        until the result cell): stop what it started, as an interrupt does."""
+        if self.result.finished_at is None and self.workdir is not None and self.workdir.exists():
+            self.abandon()
 
     def _measure_rpo(self) -> None:
         objectives = self.settings.recovery.objectives
