@@ -154,6 +154,24 @@ def test_the_restore_plan_says_what_the_restore_reads_and_writes(backed_up_site:
     assert to_time["to write (data directory)"] == human_bytes(record["raw_size"])
 
 
+def test_the_restore_plan_says_how_long_the_last_drill_took(backed_up_site: Site) -> None:
+    """The plan's cost includes how long: the restore time (restore start to accepting
+    queries, the drill's RTO) that the newest recovery drill of this server measured, naming
+    that drill, so the DBA knows what to expect before confirming."""
+    from powrops.format import human_seconds
+    from powrops.restore import RecoveryTarget
+    from powrops.restore.planning import plan
+
+    site = backed_up_site
+    drilled = site.cli("drill", "--json", timeout=600)
+    assert drilled.returncode == 0, drilled.stdout + drilled.stderr
+    drill = json.loads(drilled.stdout)
+    found = plan(site.settings, RecoveryTarget.from_options())
+    how_long = found["how long (restore, last drill)"]
+    assert how_long.startswith(f"{human_seconds(drill['rto_s'])} to accept queries")
+    assert f"drill {drill['drill_id']}" in how_long and drill["label"] in how_long
+
+
 def test_point_in_time_restore_runbook(backed_up_site: Site) -> None:
     site = backed_up_site
     env = {"POWROPS_CONFIG": str(site.config)}

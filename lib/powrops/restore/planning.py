@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from powrops import journal
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.expiry import ArchivedWal
@@ -15,9 +18,9 @@ from powrops.backup.model import BackupRecord
 from powrops.backup.reconstruct import chain_of
 from powrops.config import Settings
 from powrops.db import connect
-from powrops.errors import ParameterError
+from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity
-from powrops.format import human_bytes, human_time
+from powrops.format import human_bytes, human_seconds, human_time
 from powrops.restore import RecoveryTarget, RestoredCluster, choose_backup
 from powrops.restore.checks import RestoredChecks
 from powrops.restore.choose import restorable
@@ -85,9 +88,31 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
             f"{human_bytes(backup_stored)}, WAL {human_bytes(wal_stored)})"
         ),
         "to write (data directory)": human_bytes(members[0].raw_size),
+        "how long (restore, last drill)": last_drill_time(settings),
         "reachable": reachable,
         "why": why,
     }
+
+
+def last_drill_time(settings: Settings) -> str:
+    """How long a restore takes here, as the newest recovery drill of this server measured it
+    (restore start to accepting queries: its RTO), naming that drill; or that none did."""
+    query = "SELECT at, details FROM ops.events WHERE kind = 'drill' {} ORDER BY at DESC LIMIT 1"
+    try:
+        with connect(settings, autocommit=True) as conn:
+            if journal.has_server_column(conn, "ops.events"):
+                row = conn.execute(query.format("AND server = %s"), (settings.server,)).fetchone()
+            else:
+                row = conn.execute(query.format("")).fetchone()
+    except (PowropsError, psycopg.Error) as exc:  # the plan itself reads only the repository
+        return f"not known: the drills kept in ops.events cannot be read ({exc})"
+    if row is None or not row[1] or row[1].get("rto_s") is None:
+        return "not measured: no recovery drill of this server reached a running server yet"
+    at, details = row
+    return (
+        f"{human_seconds(details['rto_s'])} to accept queries in drill {details.get('drill_id')} "
+        f"({human_time(at)}, backup {details.get('label')})"
+    )
 
 
 def _replayed(segments: list[ArchivedWal], target: RecoveryTarget) -> list[ArchivedWal]:
