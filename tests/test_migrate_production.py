@@ -180,3 +180,21 @@ def test_runs_with_yes_and_ends_at_head(site: Site) -> None:
     assert saved and "DROP COLUMN total_volume" in saved[0].read_text()
     again = site.cli("migrate", "production", "--yes")
     assert again.returncode == 0 and "nothing to migrate" in again.stdout
+
+
+def test_the_runbook_at_head_does_not_ask_to_apply_nothing(site: Site) -> None:
+    """The production migration runbook by hand on a database already at head: nothing is
+    pending, so the DBA is not asked to type the database's name for a migration of nothing
+    (a typo there graded the run WARNING for refusing nothing)."""
+    from by_hand import run_by_hand
+    from test_interactive import open_runbook
+
+    eng = engine(site.settings)
+    migrate.upgrade(eng)
+    eng.dispose()
+    copy = open_runbook("migrate_production", site.config)
+    replies = run_by_hand(copy, ["powr-typo"])
+    assert [r["status"] for r in replies] == ["ok"] * len(replies)
+    result = json.loads((copy.parent / "result.json").read_text())
+    assert result["answers"] == [] and result["confirmations"] == []
+    assert result["status"] == "OK" and result["figures"]["applied"] is False
