@@ -53,10 +53,12 @@ test: packages lint
 # without one, its state and report directories) is passed explicitly as well as found by
 # walking up. Jupyter Server refuses root unless told: a clone in /root still opens.
 LAB_TARGET = $(if $(wildcard powrops.toml),POWROPS_CONFIG=$(CURDIR)/powrops.toml,POWROPS_STATE_DIR=$(CURDIR)/.powrops POWROPS_REPORTS_DIR=$(CURDIR)/reports)
-# A kernel whose notebook was closed is shut down after 30 min idle (the culling options are
+# A kernel whose notebook was closed is shut down after 30 min idle, and a template opened
+# from runbooks/ or notebooks/ is never saved (the options are
 # powrops.reports.workcopy.LAB_OPTIONS; a test keeps the two the same).
 LAB_CULLING = --MappingKernelManager.cull_idle_timeout=1800 --MappingKernelManager.cull_interval=60 --MappingKernelManager.cull_connected=False
-LAB_ARGS = --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/runbooks $(LAB_CULLING) $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_TEMPLATES = --ContentsManager.pre_save_hook=powrops.reports.workcopy.keep_templates
+LAB_ARGS = --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/runbooks $(LAB_CULLING) $(LAB_TEMPLATES) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'

@@ -230,3 +230,41 @@ def test_a_kernel_whose_page_was_closed_is_shut_down_once_idle(tmp_path: Path) -
 def _kernel_ids(base: str, token: str) -> set[str]:
     with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=5) as resp:
         return {k["id"] for k in json.load(resp)}
+
+
+def test_jupyterlab_refuses_to_save_into_the_templates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `make lab`'s options, a template opened from runbooks/ or notebooks/ and saved
+    (Ctrl+S, or JupyterLab's autosave of the outputs of cells run in it) is refused with a
+    message naming `powrops runbook`, and the checkout stays as it was; a working copy in
+    reports/ saves as before."""
+    import urllib.error
+
+    for name in ("runbooks", "notebooks", "migrations", "reports"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("POWROPS_PROJECT_ROOT", str(tmp_path))  # the checkout Lab serves
+    template = tmp_path / "runbooks" / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), template)
+    before = template.read_bytes()
+    ran = nbformat.v4.new_notebook()
+    ran.cells = [nbformat.v4.new_code_cell("print(1)")]
+    body = json.dumps({"type": "notebook", "format": "json", "content": ran}).encode()
+
+    def save(base: str, token: str, path: str) -> tuple[int, str]:
+        request = urllib.request.Request(f"{base}/api/contents/{path}?token={token}",
+                                         data=body, method="PUT")  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return int(resp.status), ""
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read()).get("message", "")
+
+    with _lab(tmp_path) as (base, token):
+        refused = save(base, token, "runbooks/tiny.ipynb")
+        refused_new = save(base, token, "notebooks/new.ipynb")
+        saved = save(base, token, "reports/tiny.ipynb")
+    assert refused[0] == 403 and "powrops runbook tiny" in refused[1]
+    assert refused_new[0] == 403 and not (tmp_path / "notebooks" / "new.ipynb").exists()
+    assert template.read_bytes() == before
+    assert saved[0] in (200, 201) and (tmp_path / "reports" / "tiny.ipynb").exists()

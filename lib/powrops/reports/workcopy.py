@@ -36,13 +36,36 @@ SUFFIX = "-interactive"
 #: holding its memory; Jupyter Server shuts down a kernel no page is connected to once it has
 #: been idle this long (a kernel still busy in a cell is left alone). The evidence does not
 #: depend on the kernel: reopening the copy later starts a new one, which goes on with it.
+#: A save into the checkout's templates (a runbook opened from runbooks/ and run, autosaved
+#: or saved) is refused by :func:`keep_templates`.
 LAB_OPTIONS = (
     "--MappingKernelManager.cull_idle_timeout=1800",
     "--MappingKernelManager.cull_interval=60",
     "--MappingKernelManager.cull_connected=False",
+    "--ContentsManager.pre_save_hook=powrops.reports.workcopy.keep_templates",
 )
+#: The checkout's folders of templates, which JupyterLab never writes into.
+TEMPLATE_FOLDERS: tuple[bundle.Folder, ...] = ("runbooks", "notebooks")
 #: The tag of the working copy's first code cell, the one that starts the recorder.
 EVIDENCE_TAG = "powrops-evidence"
+
+
+def keep_templates(model: Any, path: str, contents_manager: Any, **kwargs: Any) -> None:
+    """Jupyter Server's pre-save hook under `make lab`: refuse to write into the checkout's
+    templates (runbooks/, notebooks/), where a runbook opened and run, then saved or
+    autosaved, would change the checkout; JupyterLab shows the message."""
+    target = (Path(contents_manager.root_dir) / path.lstrip("/")).resolve()
+    for name in TEMPLATE_FOLDERS:
+        templates = bundle.folder(name).resolve()
+        if target == templates or templates in target.parents:
+            from tornado.web import HTTPError
+
+            raise HTTPError(
+                403,
+                f"{name}/{target.name} is not saved: the templates in {name}/ never change. "
+                f"For an incident open a working copy (powrops runbook {target.stem}), "
+                "which is archived as it runs.",
+            )
 
 
 @dataclass(frozen=True)
