@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from powrops import journal
+from powrops.alerts.recoverability import read_drills
 from powrops.backup import repos
 from powrops.backup.catalog import Catalog
 from powrops.backup.expiry import ArchivedWal
@@ -21,6 +21,7 @@ from powrops.db import connect
 from powrops.errors import ParameterError, PowropsError
 from powrops.findings import Finding, Severity
 from powrops.format import human_bytes, human_seconds, human_time
+from powrops.pg.privileges import Denied
 from powrops.restore import RecoveryTarget, RestoredCluster, choose_backup
 from powrops.restore.checks import RestoredChecks
 from powrops.restore.choose import restorable
@@ -95,20 +96,20 @@ def plan(settings: Settings, target: RecoveryTarget) -> dict[str, Any]:
 
 
 def last_drill_time(settings: Settings) -> str:
-    """How long a restore takes here, as the newest recovery drill of this server measured it
-    (restore start to accepting queries: its RTO), naming that drill; or that none did."""
-    query = "SELECT at, details FROM ops.events WHERE kind = 'drill' {} ORDER BY at DESC LIMIT 1"
+    """How long a restore takes here, as the newest recovery drill of this server that reached
+    a running server measured it (restore start to accepting queries: its RTO), naming that
+    drill; or that none did."""
     try:
         with connect(settings, autocommit=True) as conn:
-            if journal.has_server_column(conn, "ops.events"):
-                row = conn.execute(query.format("AND server = %s"), (settings.server,)).fetchone()
-            else:
-                row = conn.execute(query.format("")).fetchone()
+            drills = read_drills(conn, settings.server)
     except (PowropsError, psycopg.Error) as exc:  # the plan itself reads only the repository
         return f"not known: the drills kept in ops.events cannot be read ({exc})"
-    if row is None or not row[1] or row[1].get("rto_s") is None:
+    if isinstance(drills, Denied):
+        return f"not known: the drills kept in ops.events cannot be read ({drills.reason})"
+    measured = [(at, d) for at, d in drills or [] if d.get("rto_s") is not None]
+    if not measured:
         return "not measured: no recovery drill of this server reached a running server yet"
-    at, details = row
+    at, details = measured[0]
     return (
         f"{human_seconds(details['rto_s'])} to accept queries in drill {details.get('drill_id')} "
         f"({human_time(at)}, backup {details.get('label')})"
