@@ -33,7 +33,7 @@ from powrops.backup.catalog import Catalog
 from powrops.backup.model import BackupRecord
 from powrops.cli.main import build_parser
 from powrops.cli.restore import register
-from powrops.errors import ParameterError, PowropsError
+from powrops.errors import Interrupted, ParameterError, PowropsError
 from powrops.restore import RecoveryTarget, RestoredCluster, RestoreFailed, choose_backup
 from powrops.restore.recovery import LAUNCH_GRACE
 
@@ -417,6 +417,27 @@ def test_test_restore_runs_smoke_queries_and_leaves_nothing(pitr: Pitr) -> None:
     version = pitr.site.sql("SELECT version_num FROM ops.alembic_version")[0][0]
     assert by_sql["SELECT version_num FROM ops.alembic_version"]["rows"] == [[version]]
     assert {"reconstruct_s", "start_s", "recovery_s", "total_s"} <= set(result["timings"])
+    scratch = settings.state_dir / "scratch"
+    assert not scratch.exists() or list(scratch.iterdir()) == []
+    assert _scratch_processes() == []
+
+
+def test_an_interrupt_during_the_test_restores_teardown_still_removes_its_scratch(
+    pitr: Pitr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C just after the smoke queries, while the scratch server stops: the teardown
+    still removes the restored copy, then the interrupt says so."""
+
+    def cut_short(self: RestoredCluster) -> None:
+        self.stop()  # the server stops; the interrupt arrives before its directories go
+        raise Interrupted("SIGINT")
+
+    monkeypatch.setattr(RestoredCluster, "destroy", cut_short)
+    settings = pitr.site.settings
+    with pytest.raises(Interrupted) as caught:
+        restoring.test_restore(settings)
+    assert "the test restore was stopped and" in str(caught.value), caught.value
+    assert str(caught.value).endswith("removed"), caught.value
     scratch = settings.state_dir / "scratch"
     assert not scratch.exists() or list(scratch.iterdir()) == []
     assert _scratch_processes() == []

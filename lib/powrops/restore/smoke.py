@@ -68,8 +68,7 @@ def test_restore(
     finally:
         if restored is not None:
             result["timings"] = dict(restored.timings)
-            restored.destroy()
-        _destroy_scratch(scratch, settings)
+        _teardown(restored, scratch, settings)
     return result
 
 
@@ -98,6 +97,27 @@ def scratch_cluster_dir(
         f"no scratch directory the PostgreSQL OS user {user.name!r} can enter: neither "
         f"{settings.state_dir / folder} nor {tempfile.gettempdir()}"
     )
+
+
+def _teardown(restored: RestoredCluster | None, scratch: Path, settings: Settings) -> None:
+    """Stop the scratch server and remove the scratch directory, also when an interrupt
+    (Ctrl-C, SIGTERM) arrives meanwhile: the teardown finishes first, then the interrupt is
+    raised, saying what it removed (a teardown cut short would leave the restored copy, a
+    full data directory, behind)."""
+    pending: Interrupted | None = None
+    if restored is not None:
+        try:
+            restored.destroy()
+        except KeyboardInterrupt as exc:
+            pending = Interrupted.of(exc)
+    for _ in range(2):  # once more when a second interrupt cuts the first removal short
+        try:
+            _destroy_scratch(scratch, settings)
+            break
+        except KeyboardInterrupt as exc:
+            pending = pending or Interrupted.of(exc)
+    if pending is not None:
+        raise pending.leaving(f"the test restore was stopped and {scratch} removed")
 
 
 def _destroy_scratch(scratch: Path, settings: Settings) -> None:
