@@ -460,6 +460,42 @@ def test_ctrl_c_during_a_report_run_leaves_no_kernel_and_archives_what_ran(
     assert run_dir.name in (tmp_path / "a" / "index.html").read_text()
 
 
+def test_ctrl_c_during_a_report_run_lets_the_running_cell_release_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while a cell holds a resource (a test restore's scratch server, a directory it
+    writes): the kernel is interrupted and its cell's ``finally`` runs to its end before the
+    kernel is stopped, as in a command run without a notebook; nothing it held is left."""
+    project = tmp_path / "project"
+    marker = tmp_path / "kernel-pid"
+    released = tmp_path / "released"
+    cell = (
+        f"import os, time\ntry:\n    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+        f"    time.sleep(60)\nfinally:\n    time.sleep(1)\n    open({str(released)!r}, 'w')"
+    )
+    _notebook(project / "notebooks" / "probe.ipynb", cell)
+    code = (
+        "from pathlib import Path\n"
+        "from powrops.reports.runner import run_report\n"
+        f"run_report('probe', reports_dir=Path({str(tmp_path / 'a')!r}), "
+        f"root=Path({str(project)!r}))"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        kernel = int(marker.read_text())
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert released.exists(), stderr
+    assert not Path(f"/proc/{kernel}").exists()
+    assert child.returncode != 0 and "archived as UNKNOWN" in stderr, stderr
+
+
 def test_an_interrupt_while_the_kernel_starts_leaves_no_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -489,6 +525,7 @@ def _overridden() -> list[tuple[type, str, tuple[str, ...] | None]]:
     return [
         (AsyncKernelManager, "_async_wait", ("pollinterval",)),
         (AsyncKernelManager, "format_kernel_cmd", ("extra_arguments",)),
+        (AsyncKernelManager, "shutdown_kernel", ("now", "restart")),
         (AsyncKernelManager, "kernel_spec_manager", None),
         (AsyncKernelManager, "client_factory", None),
         (AsyncKernelClient, "wait_for_ready", ("timeout",)),

@@ -3,7 +3,8 @@
 :func:`ensure_kernel` installs the kernelspec. :func:`started` starts a run's kernel, with
 :data:`KERNEL_OPTIONS`, without debugpy (:data:`REPORT_LAUNCHER`) and with the startup line of
 :func:`preload_options`, on jupyter_client's manager and client for report runs
-(:func:`_kernel_manager`, :func:`_kernel_client`); :func:`stop_kernel` stops it. JupyterLab's
+(:func:`_kernel_manager`, :func:`_kernel_client`); :func:`stop_kernel` stops it, and an
+interrupted run's kernel first ends the cell it runs (:func:`interrupting`). JupyterLab's
 kernels, on the same kernelspec, keep what a report run leaves out.
 """
 
@@ -16,7 +17,9 @@ import json
 import os
 import platform
 import queue
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -35,6 +38,10 @@ PRELOAD = "powrops.reports.preload"
 KILL_POLL_S = 0.005
 #: How long a new kernel's client waits for a message on IOPub (jupyter_client's value).
 IOPUB_QUIET_S = 0.2
+#: How long an interrupted run lets its kernel finish the cell it interrupted (the cell's
+#: ``finally`` blocks release what it holds: a test restore's scratch server and copy) before
+#: the kernel is killed.
+INTERRUPT_GRACE_S = 60.0
 #: How a report's kernel starts instead of ``-m ipykernel_launcher``: as that module does,
 #: but with debugpy marked unavailable, so that ipykernel does not load it (and pydevd) at
 #: start for a debugger only a JupyterLab session could attach to; papermill never does. A
@@ -181,6 +188,60 @@ def _start_kernel(cwd: Path, env: Mapping[str, str], options: list[str]) -> Any:
     return manager
 
 
+@contextmanager
+def interrupting(manager: Any) -> Iterator[None]:
+    """While a run's cells execute, SIGINT and SIGTERM mark ``manager`` interrupted before the
+    handler in place raises: the kernel's shutdown then first interrupts the running cell and
+    waits for it to end (:func:`_settle`), so that what the cell holds is released as in a
+    command run without a notebook, instead of killing the kernel in the middle of it. Only
+    in the main thread, and only over a handler that is a function (not ignored, not the
+    default action)."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                previous[signum] = signal.signal(signum, _marking(manager, handler))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _marking(manager: Any, handler: Any) -> Any:
+    def mark(signum: int, frame: Any) -> Any:
+        manager.interrupted = True
+        return handler(signum, frame)
+
+    return mark
+
+
+async def _settle(manager: Any, grace: float) -> bool:
+    """Interrupt the kernel's running cell and wait, at most ``grace`` seconds, until the
+    kernel has finished it: its reply to a request sent after the interrupt comes once the
+    cell, its ``finally`` blocks included, has ended (a kernel answers shell requests in
+    order). True when it came; False when the grace ran out or the kernel died."""
+    await manager.interrupt_kernel()
+    client = manager.client()
+    client.start_channels()
+    try:
+        request = client.kernel_info()
+        deadline = time.monotonic() + grace
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                reply = await client.shell_channel.get_msg(timeout=min(left, 1.0))
+            except queue.Empty:
+                if not await manager.is_alive():
+                    return False
+                continue
+            if reply["parent_header"].get("msg_id") == request:
+                return True
+        return False
+    finally:
+        client.stop_channels()
+
+
 def stop_kernel(manager: Any) -> None:
     """Stop the kernel at once if it still runs (after a refused run, an interrupt, an error:
     papermill stops it itself after the last cell)."""
@@ -235,6 +296,19 @@ def _kernel_manager() -> type:
 
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
             return without_debugger(super().format_kernel_cmd(extra_arguments))
+
+        #: Set by :func:`interrupting`; ``settled`` then says whether the interrupted cell
+        #: ended within :data:`INTERRUPT_GRACE_S` (None: no interrupt to settle).
+        interrupted = False
+        settled: bool | None = None
+
+        async def shutdown_kernel(  # type: ignore[override]  # the async manager's is async
+            self, now: bool = False, restart: bool = False
+        ) -> None:
+            if self.interrupted and self.has_kernel:
+                self.interrupted = False
+                self.settled = await _settle(self, INTERRUPT_GRACE_S)
+            await super().shutdown_kernel(now=now, restart=restart)
 
     return ReportKernelManager
 

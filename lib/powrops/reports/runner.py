@@ -264,23 +264,29 @@ def _execute(
     interrupt: Interrupted | None = None
     kept: list[Any] = []
     try:
-        papermill.execute_notebook(
-            str(spec.path),
-            None,
-            parameters=params,
-            engine_name=_engine(),
-            kernel_name=kernel.kernel_name,
-            progress_bar=False,
-            log_output=False,
-            execution_timeout=timeout,
-            shutdown_kernel="immediate",
-            kept=kept,
-            started=kernel,
-        )
+        with report_kernel.interrupting(kernel):
+            papermill.execute_notebook(
+                str(spec.path),
+                None,
+                parameters=params,
+                engine_name=_engine(),
+                kernel_name=kernel.kernel_name,
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=timeout,
+                shutdown_kernel="immediate",
+                kept=kept,
+                started=kernel,
+            )
     except Exception as exc:
         error = _describe(exc, timeout)
     except KeyboardInterrupt as exc:
         interrupt = Interrupted.of(exc)
+        if getattr(kernel, "settled", None) is False:
+            interrupt.leaving(
+                f"the kernel did not end its cell within {report_kernel.INTERRUPT_GRACE_S:g} s "
+                "of the interrupt and was killed: what that cell held may be left"
+            )
         error = {"ename": "Interrupted", "evalue": f"{interrupt}; the cells before it ran and "
                  "are kept", "cell_index": None}  # fmt: skip
     nb = kept[0].nb if kept else _unexecuted(spec)
