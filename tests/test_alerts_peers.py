@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from cli_helpers import libpq
 from conftest import traversable_dir
 from powrops import alerts, migrate
+from powrops.alerts import peer_checks
 from powrops.alerts import state as alert_state
 from powrops.config import Settings, validate
 from powrops.findings import Finding, Severity, overall
@@ -225,3 +226,13 @@ def test_system_identifier_of_another_cluster_under_the_same_name(
                      (Jsonb({**state, "peers": {"system_identifier": {"id": str(ident[0])}}}),
                       alerts.STATE_NAME, second.server))  # fmt: skip
     assert _worst(_run(brief), "system_identifier") == Severity.OK
+
+
+def test_the_first_run_does_not_say_the_system_identifier_is_as_before() -> None:
+    settings = validate({})
+    now = datetime.now(UTC)
+    [first], kept = peer_checks.identifier_findings("7001", None, settings, now)
+    assert first.severity == Severity.OK and "as before" not in first.message, first.message
+    assert "no previous run" in first.message and kept == {"id": "7001"}
+    [again], _ = peer_checks.identifier_findings("7001", kept, settings, now)
+    assert again.message == "system identifier 7001, as before"

@@ -274,6 +274,10 @@ def identifier_findings(
     changed_at = datetime.fromisoformat(state["changed_at"]) if "changed_at" in state else None
     if changed_at is None or now - changed_at >= settings.alerts.change_hold.timedelta:
         same = f"system identifier {current}, as before"
+        if known is None:  # nothing to compare with yet: not "as before"
+            same = (
+                f"system identifier {current}: no previous run to compare with (kept for the next)"
+            )
         return [Finding("system_identifier", Severity.OK, same)], {"id": current}
     finding = Finding(
         "system_identifier",
