@@ -284,3 +284,25 @@ def test_db_start_listens_on_the_configured_port_or_says_why_not(pg_tmp: Path) -
         )
     finally:
         run("db", "stop", env=env)
+
+
+def test_wal_push_refuses_an_archive_inside_the_data_directory(tmp_path: Path) -> None:
+    """``archive_command = 'powrops wal push %p'`` on a server of one's own: the server runs it
+    in its data directory, where no configuration is found; the defaults would archive into
+    ``.powrops/backups`` there, inside every later base backup. Refused, exit 3, nothing made."""
+    data = tmp_path / "pgdata"
+    (data / "pg_wal").mkdir(parents=True)
+    (data / "PG_VERSION").write_text("15\n")
+    segment = data / "pg_wal" / "000000010000000000000001"
+    segment.write_bytes(b"\0" * 1024)
+    pushed = run("wal", "push", "pg_wal/000000010000000000000001", cwd=data)
+    assert pushed.returncode == 3, pushed.stdout + pushed.stderr
+    assert f"inside the PostgreSQL data directory {data}" in pushed.stderr, pushed.stderr
+    assert "--config" in pushed.stderr and "Traceback" not in pushed.stderr
+    assert not (data / ".powrops").exists()
+    config = tmp_path / "site" / "powrops.toml"  # named, outside: archived there
+    config.parent.mkdir()
+    config.write_text("")
+    named = run("--config", str(config), "wal", "push", str(segment), cwd=data)
+    assert named.returncode == 0, named.stderr
+    assert list((tmp_path / "site" / ".powrops" / "backups" / "wal").rglob("*.zst"))

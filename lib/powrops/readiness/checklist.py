@@ -120,8 +120,11 @@ def check_wal(
         if configured
         else "no archive_command or archive_library: WAL segments are not being archived",
         value=command or library or None,
-        expected="powrops wal push %p",
-        advice=None if configured else "set archive_command = 'powrops wal push %p' (see README)",
+        expected="powrops --config FILE wal push %p",
+        advice=None
+        if configured
+        else f"set archive_command = 'powrops --config {settings.config_file or 'FILE'} wal push "
+        "%p' (see README)",
     )
     for f in archive_spec_findings(settings):  # WAL reaches the configured repository
         yield _finding(BACKUP, f.check, f.severity, f.message, object=f.object, value=f.value,

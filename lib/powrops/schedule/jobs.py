@@ -387,8 +387,9 @@ def _wal_note(settings: Settings, comment: str) -> str:
     logs = settings.backup.schedule.logs
     return (
         f"{comment} WAL: not a job. The server archives WAL itself (archive_command = "
-        f"'powrops wal push %p') and switches segments at archive_timeout = {logs.postgres()} "
-        f"(backup.schedule.logs = {logs}); backup verification and alerts check it is current."
+        f"'powrops --config FILE wal push %p') and switches segments at archive_timeout = "
+        f"{logs.postgres()} (backup.schedule.logs = {logs}); backup verification and alerts "
+        "check it is current."
     )
 
 
