@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -152,3 +153,47 @@ def test_a_role_that_may_not_read_the_revision_gets_unknown_and_the_rest(
     assert {k: v for k, v in _severities(found).items() if k != "alembic"} == {
         k: v for k, v in owner.items() if k != "alembic"
     }
+
+
+def _site(folder: Path, repo: str) -> Settings:
+    """A configuration of a server of one's own in ``folder``, its primary ``repo``."""
+    from powrops.config import load_settings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "powrops.toml").write_text(
+        '[database]\nurl = "postgresql://powrops@127.0.0.1:5432/powr"\n'
+        f'[backup.storage]\nprimary = {{ kind = "file", url = "{repo}" }}\n'
+    )
+    return load_settings(folder / "powrops.toml", environ={})
+
+
+def test_the_archive_command_of_a_server_of_ones_own_is_read_for_where_wal_goes(
+    tmp_path: Path,
+) -> None:
+    """A configured server's archive_command names the configuration `wal push` loads: WAL
+    goes to that one's primary, which must be the one this configuration's backups read."""
+    from powrops.readiness.archiving import archive_command_findings
+
+    here = _site(tmp_path / "a", f"file://{tmp_path}/repo-a")
+    same_repo = _site(tmp_path / "b", f"file://{tmp_path}/repo-a")
+    elsewhere = _site(tmp_path / "c", f"file://{tmp_path}/repo-c")
+
+    def judged(command: str) -> tuple[Severity, str]:
+        [finding] = archive_command_findings(command, here)
+        return finding.severity, finding.message
+
+    push = "/opt/powrops/.venv/bin/powrops {} wal push %p"
+    assert judged(push.format(f"--config {here.config_file}"))[0] == Severity.OK
+    assert judged(push.format(f"-c {same_repo.config_file}"))[0] == Severity.OK
+    severity, message = judged(push.format(f"--config={elsewhere.config_file}"))
+    assert (
+        severity == Severity.CRITICAL
+        and f"repo-c (the configuration {elsewhere.config_file})" in message
+    )
+    severity, message = judged(push.format(""))
+    assert severity == Severity.WARNING and "names no configuration" in message, message
+    severity, message = judged(push.format(f"-c {tmp_path / 'absent.toml'}"))
+    assert severity == Severity.UNKNOWN and "absent.toml" in message, message
+    assert judged(push.format(f"--spec {tmp_path / 'absent.json'}"))[0] == Severity.CRITICAL
+    assert archive_command_findings("pgbackrest --stanza=main archive-push %p", here) == []
+    assert archive_command_findings(push.format(""), validate({})) == []  # embedded: its spec

@@ -23,6 +23,7 @@ from powrops.metrics.snapshot import statements_status
 from powrops.pg import catalog, control
 from powrops.pg.embedded import archive_spec_findings
 from powrops.pg.privileges import Denied, guarded
+from powrops.readiness.archiving import archive_command_findings
 from powrops.reports import show_table
 from powrops.tables import STRATEGY_INDEXES
 
@@ -126,7 +127,9 @@ def check_wal(
         else f"set archive_command = 'powrops --config {settings.config_file or 'FILE'} wal push "
         "%p' (see README)",
     )
-    for f in archive_spec_findings(settings):  # WAL reaches the configured repository
+    found = archive_spec_findings(settings)  # WAL reaches the configured repository
+    found += archive_command_findings(command, settings) if configured else []
+    for f in found:
         yield _finding(BACKUP, f.check, f.severity, f.message, object=f.object, value=f.value,
                        expected=f.expected, advice=f.advice, details=f.details)  # fmt: skip
     yield from _archive_timeout(settings, conf)
