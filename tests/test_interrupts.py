@@ -162,11 +162,22 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_3() -> None:
     Ctrl-C then still ends with the one line and exit 3, never a traceback through the entry
     point (Python's own start-up, before any of powrops runs, is out of reach)."""
     exe = str(Path(sys.executable).parent / "powrops")
+    codes: list[int] = []
+    for _ in range(5):  # sweeps: on a loaded machine one may step over the loading window
+        codes += _interrupted_while_loading(exe)
+        if 3 in codes:
+            break
+    assert 3 in codes, codes  # some signal arrived while it loaded
+
+
+def _interrupted_while_loading(exe: str) -> list[int]:
+    """``powrops --version`` sent SIGINT later and later, until it finishes first: the exit
+    codes of the runs powrops itself ended (its one line, or its version)."""
     codes = []
-    for step in range(1, 100):  # later and later, until the command finishes first
+    for step in range(1, 200):
         proc = subprocess.Popen([exe, "--version"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        time.sleep(0.01 * step)
+        time.sleep(0.004 * step)
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=30)[0]
         assert ", in run\n" not in output, output
@@ -177,7 +188,7 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_3() -> None:
             if output != "powrops: interrupted by SIGINT\n":  # else it had finished
                 assert output.startswith("powrops 0") and proc.returncode != 3, output
                 break
-    assert 3 in codes, codes  # some signal arrived while it loaded
+    return codes
 
 
 class _Loading(types.ModuleType):
