@@ -53,6 +53,7 @@ LAYERS: list[set[str]] = [
         "findings",
         "format",
         "gate",
+        "held",
         "notify",
         "schema",
         "tables",

@@ -496,6 +496,43 @@ def test_ctrl_c_during_a_report_run_lets_the_running_cell_release_what_it_holds(
     assert child.returncode != 0 and "archived as UNKNOWN" in stderr, stderr
 
 
+def test_ctrl_c_between_cells_lets_the_kernel_release_what_it_holds_across_them(
+    tmp_path: Path,
+) -> None:
+    """What a kernel holds from one cell to the next (a drill's scratch cluster, registered
+    with powrops.held) is released when the run is interrupted, before the kernel is
+    stopped: killed, the kernel would run no exit handler, and the drill's server ran on."""
+    project = tmp_path / "project"
+    marker = tmp_path / "kernel-pid"
+    released = tmp_path / "released"
+    cell = (
+        f"import os, time, powrops.held\n"
+        f"powrops.held.hold(lambda: open({str(released)!r}, 'w').write('released'))\n"
+        f"open({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
+    )
+    _notebook(project / "notebooks" / "probe.ipynb", cell)
+    code = (
+        "from pathlib import Path\n"
+        "from powrops.reports.runner import run_report\n"
+        f"run_report('probe', reports_dir=Path({str(tmp_path / 'a')!r}), "
+        f"root=Path({str(project)!r}))"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        kernel = int(marker.read_text())
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert released.exists() and released.read_text() == "released", stderr
+    assert not Path(f"/proc/{kernel}").exists()
+    assert child.returncode != 0 and "archived as UNKNOWN" in stderr, stderr
+
+
 def test_an_interrupt_while_the_kernel_starts_leaves_no_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

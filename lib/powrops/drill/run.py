@@ -16,7 +16,6 @@ the last transaction the archive let recovery replay. Each drill's result is kep
 
 from __future__ import annotations
 
-import atexit
 import json
 import shutil
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from powrops import journal
+from powrops import held, journal
 from powrops.config import RECOVERY_STEPS, Settings
 from powrops.db import connect
 from powrops.errors import Interrupted
@@ -113,7 +112,7 @@ class Drill:
         self.restored: Any = None
         self.workdir: Path | None = None
         self._restore_began: float | None = None
-        self._stops_at_exit = False
+        self._held: int | None = None  # powrops.held's token while the scratch exists
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -220,9 +219,8 @@ class Drill:
         self.restored, self.workdir = None, None
         prefix = f"drill-{self.result.drill_id}-"
         self.workdir = scratch_cluster_dir(self.settings, "drills", prefix)
-        if not self._stops_at_exit:
-            atexit.register(self._at_exit)
-            self._stops_at_exit = True
+        if self._held is None:
+            self._held = held.hold(self._release_unfinished)
         with self._step(2) as step:
             self._restore_began = time.monotonic()
             self.restored = restore(
@@ -276,10 +274,12 @@ class Drill:
         self._keep_result()
         if not self.keep:
             self.discard()
+        self._let_go()  # kept: the DBA's now
         return self.result
 
     def discard(self) -> None:
         """Stop the scratch server and remove the drill's directory, whatever step it got to."""
+        self._let_go()
         if self.restored is not None:
             self.restored.destroy()
         if self.workdir is not None:
@@ -288,6 +288,7 @@ class Drill:
     def abandon(self) -> str:
         """The drill was interrupted: stop the scratch server and remove its directory (kept,
         stopped, with ``keep``); what was left, in words."""
+        self._let_go()
         where = f"drill {self.result.drill_id} stopped"
         if self.restored is None:
             self.discard()
@@ -298,10 +299,16 @@ class Drill:
         self.discard()
         return f"{where}: its scratch cluster was stopped and {self.workdir} removed"
 
-    def _at_exit(self) -> None:
-        """The process ends with the drill unfinished (by hand, its kernel shut down, or
-        culled once its tab was closed; its scratch server runs from the step that started it
-        until the result cell): stop what it started, as an interrupt does."""
+    def _let_go(self) -> None:
+        if self._held is not None:
+            held.let_go(self._held)
+            self._held = None
+
+    def _release_unfinished(self) -> None:
+        """The process ends with the drill unfinished (by hand, its kernel shut down, culled
+        once its tab was closed, or its report run interrupted; its scratch server runs from
+        the step that started it until the result cell): stop what it started, as an
+        interrupt does (:mod:`powrops.held`)."""
         if self.result.finished_at is None and self.workdir is not None and self.workdir.exists():
             self.abandon()
 

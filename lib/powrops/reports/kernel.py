@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from powrops.errors import ReportError
+from powrops.held import RELEASE_CODE
 
 #: What a report's kernel starts with besides its kernelspec: no IPython history database
 #: (a report never reads its history; JupyterLab's kernels, on the same spec, keep theirs).
@@ -221,25 +222,34 @@ async def _settle(manager: Any, grace: float) -> bool:
     """Interrupt the kernel's running cell and wait, at most ``grace`` seconds, until the
     kernel has finished it: its reply to a request sent after the interrupt comes once the
     cell, its ``finally`` blocks included, has ended (a kernel answers shell requests in
-    order). True when it came; False when the grace ran out or the kernel died."""
+    order). Then the kernel releases what it holds between cells (a drill's scratch cluster:
+    :mod:`powrops.held`), in what is left of the grace. True when both came; False when the
+    grace ran out or the kernel died."""
     await manager.interrupt_kernel()
     client = manager.client()
     client.start_channels()
+    deadline = time.monotonic() + grace
     try:
-        request = client.kernel_info()
-        deadline = time.monotonic() + grace
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                reply = await client.shell_channel.get_msg(timeout=min(left, 1.0))
-            except queue.Empty:
-                if not await manager.is_alive():
-                    return False
-                continue
-            if reply["parent_header"].get("msg_id") == request:
-                return True
-        return False
+        if not await _reply(manager, client, client.kernel_info(), deadline):
+            return False
+        request = client.execute(RELEASE_CODE, silent=True, store_history=False)
+        return await _reply(manager, client, request, deadline)
     finally:
         client.stop_channels()
+
+
+async def _reply(manager: Any, client: Any, request: str, deadline: float) -> bool:
+    """Whether the kernel replied to ``request`` before ``deadline`` (False: it died)."""
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            reply = await client.shell_channel.get_msg(timeout=min(left, 1.0))
+        except queue.Empty:
+            if not await manager.is_alive():
+                return False
+            continue
+        if reply["parent_header"].get("msg_id") == request:
+            return True
+    return False
 
 
 def stop_kernel(manager: Any) -> None:
