@@ -37,6 +37,7 @@ REVISIONS = [
     "20241204090000",
     "20250110090000",
     "20251201090000",
+    "20261208090000",
 ]
 HEAD = REVISIONS[-1]
 ROLES = ("powr_readonly", "powr_reporting", "powr_backup", "powr_app", "powr_owner")
