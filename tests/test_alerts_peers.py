@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from cli_helpers import libpq
+from cli_helpers import libpq, login_role
 from conftest import traversable_dir
 from powrops import alerts, migrate
 from powrops.alerts import peer_checks
@@ -89,6 +89,30 @@ def test_sequence_near_the_end_of_its_range(peer_db: str) -> None:
         finally:
             conn.execute(f"DROP SEQUENCE public.{name}")
     assert _worst(_run(settings), "sequences") == Severity.OK
+
+
+def test_sequences_the_role_may_not_read_are_unknown_not_ok(peer_db: str) -> None:
+    """pg_sequences hides the value of a sequence the role may not read: such sequences are
+    named UNKNOWN, not counted as fine; powr_readonly (the alerts role's group) reads them,
+    those made later too, from the sequence reads revision on."""
+    name = "s_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(peer_db, autocommit=True) as conn:
+        conn.execute(f"CREATE SEQUENCE public.{name} AS smallint")
+        conn.execute("SELECT setval(%s, 30000)", (f"public.{name}",))  # 92 % of its range
+        try:
+            with login_role(peer_db, "t_seq") as blind:
+                [unknown] = _of(_run(_settings(blind)), "sequences")
+                assert unknown.severity == Severity.UNKNOWN, unknown
+                assert f"public.{name}" in unknown.details["sequences"]
+                assert f"{len(unknown.details['sequences'])} sequence(s)" in unknown.message
+                assert "GRANT SELECT ON ALL SEQUENCES" in (unknown.advice or "")
+                role = psycopg.conninfo.conninfo_to_dict(blind)["user"]
+                conn.execute(f"GRANT powr_readonly TO {role}")
+                seen = _of(_run(_settings(blind)), "sequences")
+                assert [f.severity for f in seen] == [Severity.CRITICAL], seen
+                assert seen[0].object == f"public.{name}"
+        finally:
+            conn.execute(f"DROP SEQUENCE public.{name}")
 
 
 def test_prepared_transaction_left_open(peer_db: str) -> None:

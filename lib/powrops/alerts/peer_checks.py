@@ -38,12 +38,20 @@ from powrops.pg.privileges import Denied, guarded
 #: The caller's growth forecast: bytes per day the data grows, None without a trend.
 GrowthRate = Callable[[psycopg.Connection[Any], Disk | None], float | None]
 
+#: ``last_value`` is NULL both for a sequence never used and for one this role may not read
+#: (neither SELECT nor USAGE on it): ``readable`` tells the two apart.
 SEQUENCES_SQL = """
-SELECT schemaname, sequencename, data_type::text AS data_type, last_value, min_value,
-       max_value, increment_by
-FROM pg_sequences WHERE NOT cycle AND last_value IS NOT NULL
-ORDER BY schemaname, sequencename
+SELECT s.schemaname, s.sequencename, s.data_type::text AS data_type, s.last_value,
+       s.min_value, s.max_value, s.increment_by,
+       has_sequence_privilege(c.oid, 'SELECT, USAGE') AS readable
+FROM pg_sequences s
+JOIN pg_namespace n ON n.nspname = s.schemaname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename
+WHERE NOT s.cycle
+ORDER BY s.schemaname, s.sequencename
 """
+#: What lets the alerts role read every sequence (the sequence reads revision grants it).
+SEQUENCE_GRANT = "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, ops TO powr_readonly"
 
 PREPARED_SQL = """
 SELECT gid, database, owner, EXTRACT(epoch FROM clock_timestamp() - prepared)::float8 AS seconds
@@ -146,7 +154,9 @@ def sequence_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings)
     if rows is None:
         return [Finding("sequences", Severity.UNKNOWN, "pg_sequences unreadable",
                         expected=expected)]  # fmt: skip
-    found = []
+    hidden = [f"{r['schemaname']}.{r['sequencename']}" for r in rows if not r["readable"]]
+    rows = [r for r in rows if r["readable"] and r["last_value"] is not None]
+    found = [_hidden_sequences(hidden, expected)] if hidden else []
     for row in rows:
         pct = round(sequence_used_percent(row), 2)
         severity = grade(pct, thr.warning, thr.critical)
@@ -170,6 +180,19 @@ def sequence_findings(rows: Sequence[dict[str, Any]] | None, settings: Settings)
     return found or [Finding("sequences", Severity.OK,
                              f"{len(rows)} sequence(s), none past {thr.warning:g} % of its range",
                              expected=expected)]  # fmt: skip
+
+
+def _hidden_sequences(names: Sequence[str], expected: str) -> Finding:
+    """UNKNOWN: sequences whose value this role may not read, so their use is not known."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return Finding(
+        "sequences", Severity.UNKNOWN,
+        f"{len(names)} sequence(s) this role may not read, their use of their range unknown: "
+        f"{shown}",
+        expected=expected,
+        advice=f"powrops migrate latest (its sequence reads revision), or {SEQUENCE_GRANT}",
+        details={"sequences": list(names)},
+    )  # fmt: skip
 
 
 def prepared_findings(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Finding]:
