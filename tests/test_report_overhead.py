@@ -460,19 +460,11 @@ def test_ctrl_c_during_a_report_run_leaves_no_kernel_and_archives_what_ran(
     assert run_dir.name in (tmp_path / "a" / "index.html").read_text()
 
 
-def test_ctrl_c_during_a_report_run_lets_the_running_cell_release_what_it_holds(
-    tmp_path: Path,
-) -> None:
-    """Ctrl-C while a cell holds a resource (a test restore's scratch server, a directory it
-    writes): the kernel is interrupted and its cell's ``finally`` runs to its end before the
-    kernel is stopped, as in a command run without a notebook; nothing it held is left."""
-    project = tmp_path / "project"
-    marker = tmp_path / "kernel-pid"
-    released = tmp_path / "released"
-    cell = (
-        f"import os, time\ntry:\n    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
-        f"    time.sleep(60)\nfinally:\n    time.sleep(1)\n    open({str(released)!r}, 'w')"
-    )
+def _interrupted_probe(tmp_path: Path, cell: str) -> tuple[int, int, str]:
+    """A report of one ``cell`` run by ``run_report`` in a child process, sent Ctrl-C once
+    the cell wrote its kernel's pid to ``tmp_path / "kernel-pid"``: (the kernel's pid, the
+    child's exit code, its stderr)."""
+    project, marker = tmp_path / "project", tmp_path / "kernel-pid"
     _notebook(project / "notebooks" / "probe.ipynb", cell)
     code = (
         "from pathlib import Path\n"
@@ -486,14 +478,27 @@ def test_ctrl_c_during_a_report_run_lets_the_running_cell_release_what_it_holds(
         while not marker.exists() or not marker.read_text():
             assert time.monotonic() < deadline and child.poll() is None
             time.sleep(0.05)
-        kernel = int(marker.read_text())
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=30)
     finally:
         child.kill()
+    return int(marker.read_text()), child.returncode, stderr
+
+
+def test_ctrl_c_during_a_report_run_lets_the_running_cell_release_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while a cell holds a resource (a test restore's scratch server, a directory it
+    writes): the kernel is interrupted and its cell's ``finally`` runs to its end before the
+    kernel is stopped, as in a command run without a notebook; nothing it held is left."""
+    marker, released = tmp_path / "kernel-pid", tmp_path / "released"
+    kernel, code, stderr = _interrupted_probe(tmp_path, (
+        f"import os, time\ntry:\n    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+        f"    time.sleep(60)\nfinally:\n    time.sleep(1)\n    open({str(released)!r}, 'w')"
+    ))  # fmt: skip
     assert released.exists(), stderr
     assert not Path(f"/proc/{kernel}").exists()
-    assert child.returncode != 0 and "archived as UNKNOWN" in stderr, stderr
+    assert code != 0 and "archived as UNKNOWN" in stderr, stderr
 
 
 def test_ctrl_c_between_cells_lets_the_kernel_release_what_it_holds_across_them(
@@ -502,35 +507,15 @@ def test_ctrl_c_between_cells_lets_the_kernel_release_what_it_holds_across_them(
     """What a kernel holds from one cell to the next (a drill's scratch cluster, registered
     with powrops.held) is released when the run is interrupted, before the kernel is
     stopped: killed, the kernel would run no exit handler, and the drill's server ran on."""
-    project = tmp_path / "project"
-    marker = tmp_path / "kernel-pid"
-    released = tmp_path / "released"
-    cell = (
+    marker, released = tmp_path / "kernel-pid", tmp_path / "released"
+    kernel, code, stderr = _interrupted_probe(tmp_path, (
         f"import os, time, powrops.held\n"
         f"powrops.held.hold(lambda: open({str(released)!r}, 'w').write('released'))\n"
         f"open({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
-    )
-    _notebook(project / "notebooks" / "probe.ipynb", cell)
-    code = (
-        "from pathlib import Path\n"
-        "from powrops.reports.runner import run_report\n"
-        f"run_report('probe', reports_dir=Path({str(tmp_path / 'a')!r}), "
-        f"root=Path({str(project)!r}))"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() or not marker.read_text():
-            assert time.monotonic() < deadline and child.poll() is None
-            time.sleep(0.05)
-        kernel = int(marker.read_text())
-        child.send_signal(signal.SIGINT)
-        _, stderr = child.communicate(timeout=30)
-    finally:
-        child.kill()
+    ))  # fmt: skip
     assert released.exists() and released.read_text() == "released", stderr
     assert not Path(f"/proc/{kernel}").exists()
-    assert child.returncode != 0 and "archived as UNKNOWN" in stderr, stderr
+    assert code != 0 and "archived as UNKNOWN" in stderr, stderr
 
 
 def test_an_interrupt_while_the_kernel_starts_leaves_no_run_folder(
