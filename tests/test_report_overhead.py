@@ -422,50 +422,12 @@ def test_a_killed_report_kernel_is_waited_for_in_milliseconds(tmp_path: Path) ->
     assert took < 0.09  # jupyter_client's own poll sleeps 0.1 s after the kill
 
 
-def test_ctrl_c_during_a_report_run_leaves_no_kernel_and_archives_what_ran(
-    tmp_path: Path,
-) -> None:
-    """Ctrl-C in the middle of a run: the kernel is gone, and the run is archived as UNKNOWN,
-    stopped by SIGINT in the cell that was running, with the cells before it and their output
-    (not an empty folder read as "killed or still running")."""
-    project = tmp_path / "project"
-    marker = tmp_path / "kernel-pid"
-    cell = f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
-    _notebook(project / "notebooks" / "probe.ipynb", "print('the first cell ran')", cell)
-    code = (
-        "from pathlib import Path\n"
-        "from powrops.reports.runner import run_report\n"
-        f"run_report('probe', reports_dir=Path({str(tmp_path / 'a')!r}), "
-        f"root=Path({str(project)!r}))"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() or not marker.read_text():
-            assert time.monotonic() < deadline and child.poll() is None
-            time.sleep(0.05)
-        kernel = int(marker.read_text())
-        child.send_signal(signal.SIGINT)
-        _, stderr = child.communicate(timeout=30)
-    finally:
-        child.kill()
-    assert not Path(f"/proc/{kernel}").exists()
-    assert child.returncode != 0 and "archived as UNKNOWN" in stderr, stderr
-    (run_dir,) = (tmp_path / "a" / "probe").iterdir()
-    result = json.loads((run_dir / "result.json").read_text())
-    assert result["status"] == "UNKNOWN" and result["error"]["cell_index"] == 2, result
-    assert "interrupted by SIGINT" in result["error"]["evalue"], result
-    assert "the first cell ran" in (run_dir / "notebook.ipynb").read_text()
-    assert "interrupted by SIGINT" in (run_dir / "report.html").read_text()
-    assert run_dir.name in (tmp_path / "a" / "index.html").read_text()
-
-
-def _interrupted_probe(tmp_path: Path, cell: str) -> tuple[int, int, str]:
-    """A report of one ``cell`` run by ``run_report`` in a child process, sent Ctrl-C once
-    the cell wrote its kernel's pid to ``tmp_path / "kernel-pid"``: (the kernel's pid, the
+def _interrupted_probe(tmp_path: Path, *cells: str) -> tuple[int, int, str]:
+    """A report of ``cells`` run by ``run_report`` in a child process, sent Ctrl-C once a
+    cell wrote its kernel's pid to ``tmp_path / "kernel-pid"``: (the kernel's pid, the
     child's exit code, its stderr)."""
     project, marker = tmp_path / "project", tmp_path / "kernel-pid"
-    _notebook(project / "notebooks" / "probe.ipynb", cell)
+    _notebook(project / "notebooks" / "probe.ipynb", *cells)
     code = (
         "from pathlib import Path\n"
         "from powrops.reports.runner import run_report\n"
@@ -483,6 +445,26 @@ def _interrupted_probe(tmp_path: Path, cell: str) -> tuple[int, int, str]:
     finally:
         child.kill()
     return int(marker.read_text()), child.returncode, stderr
+
+
+def test_ctrl_c_during_a_report_run_leaves_no_kernel_and_archives_what_ran(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in the middle of a run: the kernel is gone, and the run is archived as UNKNOWN,
+    stopped by SIGINT in the cell that was running, with the cells before it and their output
+    (not an empty folder read as "killed or still running")."""
+    marker = tmp_path / "kernel-pid"
+    cell = f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
+    kernel, code, stderr = _interrupted_probe(tmp_path, "print('the first cell ran')", cell)
+    assert not Path(f"/proc/{kernel}").exists()
+    assert code != 0 and "archived as UNKNOWN" in stderr, stderr
+    (run_dir,) = (tmp_path / "a" / "probe").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "UNKNOWN" and result["error"]["cell_index"] == 2, result
+    assert "interrupted by SIGINT" in result["error"]["evalue"], result
+    assert "the first cell ran" in (run_dir / "notebook.ipynb").read_text()
+    assert "interrupted by SIGINT" in (run_dir / "report.html").read_text()
+    assert run_dir.name in (tmp_path / "a" / "index.html").read_text()
 
 
 def test_ctrl_c_during_a_report_run_lets_the_running_cell_release_what_it_holds(
