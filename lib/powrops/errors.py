@@ -6,6 +6,10 @@ before it could judge the system is UNKNOWN (3) under the monitoring convention.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 EXIT_OK = 0
@@ -56,6 +60,26 @@ class Interrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return f"interrupted by {self.signal}" + (": " + "; ".join(self.left) if self.left else "")
+
+
+@contextmanager
+def interrupts_held(
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> Iterator[list[str]]:
+    """``signals`` held while the block writes what must not be left half written (a run's
+    archive: its notebook without its page and result), their names listed for the caller
+    to act on after it. Only in the main thread, where Python runs signal handlers."""
+    held: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = {s: signal.signal(s, lambda n, frame: held.append(signal.Signals(n).name))
+                for s in signals}  # fmt: skip
+    try:
+        yield held
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
 
 
 def show_in_notebooks() -> None:

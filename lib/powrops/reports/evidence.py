@@ -26,8 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import nbformat
 
 from powrops import config, db
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
-from powrops.errors import PowropsError, ReportError, notebook_text
+from powrops.errors import PowropsError, ReportError, interrupts_held, notebook_text
 from powrops.findings import Severity
 from powrops.gate import WORKING_COPY_ENV, decisions
 from powrops.reports.catalog import NOTEBOOK_FILE, RESULT_FILE
@@ -133,7 +132,7 @@ class Recorder:
         sys.stderr.flush()
         with self.lock:
             outputs, self.outputs, self.parent = self.outputs, [], ""
-        with _interrupt_held() as held:
+        with interrupts_held((signal.SIGINT,)) as held:
             self._add_cell(result, outputs)
             self.write()
         if held:
@@ -149,7 +148,7 @@ class Recorder:
         cell.outputs.append(
             nbformat.v4.new_output("stream", name="stdout", text=INTERRUPTED_AFTER)  # type: ignore[no-untyped-call]
         )
-        with _interrupt_held():
+        with interrupts_held((signal.SIGINT,)):
             self.write()
         result.error_in_exec = KeyboardInterrupt(INTERRUPTED_AFTER.strip())
         self.shell._last_traceback = [INTERRUPTED_AFTER.strip()]  # the reply's, as shown
@@ -258,22 +257,6 @@ class Recorder:
         write_archive(self.run_dir, self.spec, self.record, dict(self.result), self.secrets)
         named = self.result["server"] != DEFAULT_SERVER  # <archive>/[<server>/]<name>/<run>
         build_index(self.run_dir.parents[2 if named else 1])
-
-
-@contextmanager
-def _interrupt_held() -> Iterator[list[int]]:
-    """SIGINT (JupyterLab's Stop button) held while the evidence is written, and reported
-    after: raised there, it would leave the archive half written (the cell's notebook without
-    its result.json and page) and print a traceback through the recorder."""
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield held
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 class _Template:
