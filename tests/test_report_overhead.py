@@ -22,7 +22,7 @@ import nbformat
 import pytest
 from jupyter_core.utils import run_sync
 
-from powrops.errors import ReportError
+from powrops.errors import Interrupted, ReportError
 from powrops.findings import Severity
 from powrops.reports import external_resources, html, kernel, preload, render_html
 from powrops.reports.html import ReportHeader
@@ -498,6 +498,41 @@ def test_ctrl_c_between_cells_lets_the_kernel_release_what_it_holds_across_them(
     assert released.exists() and released.read_text() == "released", stderr
     assert not Path(f"/proc/{kernel}").exists()
     assert code != 0 and "archived as UNKNOWN" in stderr, stderr
+
+
+def test_ctrl_c_while_the_archive_is_written_leaves_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C once the cells ran, while the run's archive is written: the notebook, its page
+    and its result are all written, and the index lists the run, before the interrupt ends
+    the command, saying the run had finished (it left a notebook without its page, missing
+    from the index)."""
+    from powrops.reports import runner
+
+    project = tmp_path / "project"
+    _notebook(project / "notebooks" / "probe.ipynb", "print('ran')")
+    writing = runner.write_archive
+
+    def interrupted(*args: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this (the main) thread
+        writing(*args)
+
+    def command_handler(signum: int, frame: Any) -> None:  # as the command's own handler
+        raise Interrupted("SIGINT")
+
+    monkeypatch.setattr(runner, "write_archive", interrupted)
+    previous = signal.signal(signal.SIGINT, command_handler)
+    try:
+        with pytest.raises(Interrupted) as raised:
+            run_report("probe", reports_dir=tmp_path / "a", root=project)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    (run_dir,) = (tmp_path / "a" / "probe").iterdir()
+    status = json.loads((run_dir / "result.json").read_text())["status"]
+    assert f"it had run, and is archived as {status} in {run_dir}" in str(raised.value)
+    assert (run_dir / "report.html").is_file() and (run_dir / "notebook.ipynb").is_file()
+    assert "ran" in (run_dir / "notebook.ipynb").read_text()
+    assert run_dir.name in (tmp_path / "a" / "index.html").read_text()
 
 
 def test_an_interrupt_while_the_kernel_starts_leaves_no_run_folder(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from powrops import __version__, bundle, gate
 from powrops.config import DEFAULT_SERVER, SERVER_ENV
-from powrops.errors import Interrupted, ReportError
+from powrops.errors import Interrupted, ReportError, interrupts_held
 from powrops.findings import Severity
 from powrops.format import describe_target
 from powrops.reports import kernel as report_kernel
@@ -137,10 +137,15 @@ def run_report(
     result["server"] = server
     result["every_s"] = every_s
     result["target"] = dict(target) if target is not None else None
-    write_archive(run_dir, spec, nb, result, list(secrets))
-    build_index(archive)
+    with interrupts_held() as held:  # an archive cut short: a notebook without its page
+        write_archive(run_dir, spec, nb, result, list(secrets))
+        build_index(archive)
     if interrupt is not None:  # what ran is archived here; `powrops report sync` uploads it
         raise interrupt.leaving(f"{name}: the cells that ran are archived as UNKNOWN in {run_dir}")
+    if held:
+        raise Interrupted(held[0]).leaving(
+            f"{name}: it had run, and is archived as {result['status']} in {run_dir}"
+        )
     if remote is not None:
         remote.after_run(run_dir)
     final = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
