@@ -277,13 +277,18 @@ BAD_PARAMETERS = [
     ("disk_space_response", ("horizon_days", "0"), "horizon_days = 0: expected a positive"),
     ("performance_response", ("limit", str(2**63)), "of at most 1,000,000"),
     ("gdpr_request", ("user_id", str(2**63)), "(user_id = 7) of at most 9223372036854775807"),
+    (
+        "point_in_time_restore",
+        ("target_time", "2026-01-01 00:00:00+00", "target_lsn", "0/1"),
+        "choose one recovery target: target_time, target_lsn",
+    ),
 ]
 
 
 @pytest.mark.pg
 @pytest.mark.parametrize(("name", "parameter", "words"), BAD_PARAMETERS)
 def test_a_bad_parameter_is_refused_as_report_run_refuses_it_before_anything_is_written(
-    migrated_db: str, tmp_path: Path, name: str, parameter: tuple[str, str], words: str
+    migrated_db: str, tmp_path: Path, name: str, parameter: tuple[str, ...], words: str
 ) -> None:
     """``powrops runbook`` checks the parameters' values as ``report run`` does, with the same
     one line naming the parameter, exit 3, and no run folder, working copy or index."""
@@ -294,7 +299,8 @@ def test_a_bad_parameter_is_refused_as_report_run_refuses_it_before_anything_is_
     )
     said = []
     for command in (["runbook", name], ["report", "run", name]):
-        done = run_cli("--config", str(config), *command, "-p", *parameter)
+        pairs = [("-p", *parameter[i : i + 2]) for i in range(0, len(parameter), 2)]
+        done = run_cli("--config", str(config), *command, *(a for p in pairs for a in p))
         assert done.returncode == 3, (command, done.stdout, done.stderr)
         errors = [line for line in done.stderr.splitlines() if line.startswith("powrops: error:")]
         assert len(errors) == 1 and words in errors[0], (command, done.stderr)

@@ -92,6 +92,7 @@ def check_parameters(params: Mapping[str, Any], loaded: Settings | None = None) 
             check(name, value)
         except ParameterError as exc:
             raise ParameterError(exc.in_notebook(), parameter=name) from None
+    _one_target(params)
 
 
 def check_config_path(value: Any, loaded: Settings) -> None:
@@ -149,6 +150,18 @@ def _target(name: str, value: Any) -> None:
     future = RecoveryTarget("time" if name == "target_time" else "lsn", str(value)).not_yet()
     if future is not None:  # no WAL after it exists yet: the restore would refuse it
         raise future
+
+
+def _one_target(params: Mapping[str, Any]) -> None:
+    """A restore's parameters name one recovery target at most, as its notebook requires."""
+    time, lsn = params.get("target_time") or None, params.get("target_lsn") or None
+    if time is not None and lsn is not None:
+        from powrops.restore import RecoveryTarget
+
+        try:
+            RecoveryTarget.from_options(time=str(time), lsn=str(lsn))
+        except ParameterError as exc:
+            raise ParameterError(exc.in_notebook(), parameter="target_time") from None
 
 
 def _target_dir(name: str, value: Any) -> None:
