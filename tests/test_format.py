@@ -402,6 +402,7 @@ def test_smoke_queries_are_named_by_what_they_ask() -> None:
     [
         ("wal_size", 100663681, "96.0 MiB"),
         ("backup_freshness", 508.1, "8 min"),
+        ("backup", 1246, "20 min"),  # a migration's safeguard: the newest backup's age
         ("disk_usage", 81.23, "81.2 %"),
         ("table_size", 57344, "56.0 KiB"),
         ("disk_forecast", 12.0, "12 days"),

@@ -230,7 +230,8 @@ FINDING_VALUE_KEYS = {
     ),
     **dict.fromkeys(
         ("backup_freshness", "query_time", "running_query", "blocked", "idle_in_transaction",
-         "long_transaction", "replication_lag", "archive_age", "prepared_transactions"),
+         "long_transaction", "replication_lag", "archive_age", "prepared_transactions",
+         "backup"),
         "value_s",
     ),
     **dict.fromkeys(
