@@ -439,3 +439,18 @@ def test_maintenance_and_cleanup_tables_show_units_and_say_what_was_left_alone()
     assert run.to_dict()["targets"][0]["before_bytes"] == 57344  # result.json keeps raw values
     (note,) = plan_notes(run)
     assert note.startswith("Changed since the dry run: public.sessions became due")
+
+
+def test_space_that_grew_meanwhile_is_not_shown_as_negative_space_freed() -> None:
+    """A place that grew while maintenance freed space elsewhere (other writers on a shared
+    file system) freed none; it is not shown as a negative amount."""
+    from powrops.growth.gather import space_freed
+
+    before = [{"where": "this database", "size": "10.0 MiB", "bytes": 10 << 20},
+              {"where": "file system used", "size": "1.0 GiB", "bytes": 1 << 30},
+              {"where": "pg_wal", "size": "-", "bytes": None}]  # fmt: skip
+    after = [{"where": "this database", "bytes": 4 << 20},
+             {"where": "file system used", "bytes": (1 << 30) + (385 << 20)}]  # fmt: skip
+    freed = {r["where"]: r["freed"] for r in space_freed(before, after)}
+    assert freed == {"this database": "6.0 MiB", "pg_wal": "-",
+                     "file system used": "none (grew by 385.0 MiB meanwhile)"}  # fmt: skip

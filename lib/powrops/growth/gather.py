@@ -316,7 +316,8 @@ def space_breakdown(settings: Settings) -> list[dict[str, Any]]:
 
 
 def space_freed(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Before and after, per place, with the bytes freed."""
+    """Before and after, per place, with the bytes freed (a place that grew meanwhile, by
+    other writers on a shared file system, freed none)."""
     later = {r["where"]: r["bytes"] for r in after}
     out = []
     for r in before:
@@ -324,8 +325,14 @@ def space_freed(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> li
         freed = None if r["bytes"] is None or now is None else r["bytes"] - now
         out.append({"where": r["where"], "before": r["size"],
                     "after": "-" if now is None else human_bytes(now),
-                    "freed": "-" if freed is None else human_bytes(freed)})  # fmt: skip
+                    "freed": _freed(freed)})  # fmt: skip
     return out
+
+
+def _freed(freed: int | None) -> str:
+    if freed is None:
+        return "-"
+    return human_bytes(freed) if freed >= 0 else f"none (grew by {human_bytes(-freed)} meanwhile)"
 
 
 BLOCKING_SQL = """
