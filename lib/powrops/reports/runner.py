@@ -44,6 +44,7 @@ from powrops.reports.index import build_index
 from powrops.reports.record import RUN_DIR_ENV, write_json, write_text
 from powrops.reports.redaction import redact, redact_tree
 from powrops.reports.spec import ReportSpec, coerce_parameters, locate, read_spec
+from powrops.storage.local import kept_owner
 
 if TYPE_CHECKING:
     import nbformat
@@ -181,7 +182,7 @@ def new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
     it when the archive cannot take it (a folder another user owns, a file in the way)."""
     stamp = started.strftime("%Y%m%dT%H%M%SZ") + suffix
     missing = [d for d in (report_dir, *report_dir.parents) if not d.exists()]
-    owner = _archive_owner(missing[-1].parent if missing else report_dir)
+    owner = kept_owner(missing[-1].parent if missing else report_dir)  # root's run, by hand
     for n in itertools.count(1):
         candidate = report_dir / (stamp if n == 1 else f"{stamp}-{n}")
         try:
@@ -199,16 +200,6 @@ def new_run_dir(report_dir: Path, started: datetime, suffix: str = "") -> Path:
             ) from exc
         return candidate
     raise AssertionError("unreachable")
-
-
-def _archive_owner(folder: Path) -> tuple[int, int] | None:
-    """The uid and gid of ``folder`` when root adds to an archive another user owns (the
-    user the scheduled reports run as): the folders root makes there are given to that user,
-    whose next run would otherwise find a report's folder it cannot write. Else None."""
-    if os.geteuid() != 0:
-        return None
-    info = folder.stat()
-    return None if info.st_uid == 0 else (info.st_uid, info.st_gid)
 
 
 def _validated(

@@ -87,6 +87,20 @@ def path_from_url(url: str) -> Path:
     return Path(os.path.abspath(text))
 
 
+def kept_owner(folder: Path) -> tuple[int, int] | None:
+    """The uid and gid of ``folder`` when root writes into it and another user owns it: what
+    root adds there is given to that user, who goes on entering and writing all of it (the
+    server in its repository, the scheduled reports in their archive). None when not root,
+    when root owns it, or when it does not exist."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        info = folder.stat()
+    except OSError:
+        return None
+    return None if info.st_uid == 0 else (info.st_uid, info.st_gid)
+
+
 class FileRepository(Repository):
     """A repository in a directory; keys map to files below it."""
 
@@ -160,15 +174,9 @@ class FileRepository(Repository):
         raise StorageError(f"cannot write {path}: its directory keeps disappearing", path=path)
 
     def _owner(self) -> tuple[int, int] | None:
-        """The uid and gid of the repository directory when root writes into a repository
-        another user owns (what root creates there is given to that user); else None."""
-        if os.geteuid() != 0:
-            return None
-        try:
-            info = self.root.stat()
-        except OSError:
-            return None  # not created yet: root creates it, and keeps it
-        return None if info.st_uid == 0 else (info.st_uid, info.st_gid)
+        """Who owns what root creates here: the repository directory's user, when another
+        user's (the server's, whose archive_command writes WAL here); else None."""
+        return kept_owner(self.root)  # not created yet: root creates it, and keeps it
 
     def _make_parents(self, directory: Path) -> None:
         try:
